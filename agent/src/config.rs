@@ -1,0 +1,175 @@
+//! Command-line configuration. Every flag has an environment twin; every value is validated at
+//! start-up with a message that names the flag, says what was wrong and shows a good value.
+
+use crate::storage::ObjectStoreUrl;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "floe", version, about = "Floe: a Kafka-compatible streaming agent whose data lives in object storage")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter, e.g. info or floe_agent=debug
+    #[arg(long, env = "FLOE_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one agent with explicit metadata and object-store backends.
+    Agent(AgentArgs),
+    /// Run a single-process playground: embedded metadata and a file bucket under --data-dir.
+    Playground(PlaygroundArgs),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataUrl {
+    Embedded(PathBuf),
+}
+
+impl std::str::FromStr for MetadataUrl {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, String> {
+        if let Some(path) = value.strip_prefix("embedded://") {
+            if !path.starts_with('/') {
+                return Err(format!("{value:?} is not an absolute path; example: embedded:///var/lib/floe/metadata"));
+            }
+            return Ok(Self::Embedded(PathBuf::from(path)));
+        }
+        if value.starts_with("etcd://") {
+            return Err("the etcd metadata backend is not available in this build yet; use embedded:///path/to/dir".to_string());
+        }
+        Err(format!("unsupported metadata URL {value:?}; example: embedded:///var/lib/floe/metadata"))
+    }
+}
+
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|error| format!("{value:?} is not a duration ({error}); example: 250ms or 1s"))
+}
+
+pub fn parse_flush_interval(value: &str) -> Result<Duration, String> {
+    let duration = parse_duration(value)?;
+    if duration < Duration::from_millis(10) || duration > Duration::from_secs(60) {
+        return Err(format!("{value:?} is outside 10ms..=60s; example: 250ms"));
+    }
+    Ok(duration)
+}
+
+/// Sizes like 8MiB, 512KiB, 100MB or a plain number of bytes.
+pub fn parse_size(value: &str) -> Result<usize, String> {
+    let trimmed = value.trim();
+    let split = trimmed.find(|character: char| !character.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: usize = digits.parse().map_err(|_| format!("{value:?} is not a size; example: 8MiB"))?;
+    let multiplier: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("{value:?} has an unknown unit {other:?}; example: 8MiB")),
+    };
+    let bytes = number.checked_mul(multiplier).ok_or_else(|| format!("{value:?} is too large"))?;
+    if bytes == 0 {
+        return Err(format!("{value:?} must be larger than zero; example: 8MiB"));
+    }
+    Ok(bytes)
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| format!("{value:?} is not HOST:PORT with a numeric address; example: 127.0.0.1:9092"))
+}
+
+fn parse_advertise(value: &str) -> Result<String, String> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(value.to_string()),
+        _ => Err(format!("{value:?} is not HOST:PORT; example: floe-0.floe.svc:9092")),
+    }
+}
+
+/// Settings shared by `agent` and `playground`.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Address the Kafka listener binds.
+    #[arg(long, env = "FLOE_KAFKA_LISTEN", default_value = "127.0.0.1:9092", value_parser = parse_listen)]
+    pub kafka_listen: SocketAddr,
+    /// HOST:PORT clients are told to connect to (default: the Kafka listen address).
+    #[arg(long, env = "FLOE_ADVERTISE", value_parser = parse_advertise)]
+    pub advertise: Option<String>,
+    /// Address of the HTTP server (health, readiness, Prometheus metrics).
+    #[arg(long, env = "FLOE_HTTP_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    pub http_listen: SocketAddr,
+    /// Longest time a produced batch waits before its segment is flushed (10ms..=60s).
+    #[arg(long, env = "FLOE_FLUSH_INTERVAL", default_value = "250ms", value_parser = parse_flush_interval)]
+    pub flush_interval: Duration,
+    /// Flush as soon as the open segment holds this many bytes.
+    #[arg(long, env = "FLOE_FLUSH_MAX_BYTES", default_value = "8MiB", value_parser = parse_size)]
+    pub flush_max_bytes: usize,
+    /// Largest request frame accepted; larger frames close the connection before any allocation.
+    #[arg(long, env = "FLOE_MAX_REQUEST_BYTES", default_value = "100MiB", value_parser = parse_size)]
+    pub max_request_bytes: usize,
+    /// Memory for recently written and recently read segment bytes.
+    #[arg(long, env = "FLOE_CACHE_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub cache_bytes: usize,
+    /// Partitions of a topic created without an explicit count.
+    #[arg(long, env = "FLOE_DEFAULT_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub default_partitions: i32,
+    /// How long the first rebalance of an empty consumer group waits for more members.
+    #[arg(long, env = "FLOE_GROUP_INITIAL_REBALANCE_DELAY", default_value = "3s", value_parser = parse_duration)]
+    pub group_initial_rebalance_delay: Duration,
+    /// Kafka node id this agent advertises.
+    #[arg(long, env = "FLOE_NODE_ID", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..))]
+    pub node_id: i32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// Metadata backend, e.g. embedded:///var/lib/floe/metadata
+    #[arg(long, env = "FLOE_METADATA")]
+    pub metadata: MetadataUrl,
+    /// Object store for segments: file:///path, memory:// or s3://bucket/prefix (S3 settings come
+    /// from the standard AWS_* environment, e.g. AWS_ENDPOINT, AWS_REGION, AWS_ALLOW_HTTP)
+    #[arg(long, env = "FLOE_OBJECT_STORE")]
+    pub object_store: ObjectStoreUrl,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlaygroundArgs {
+    /// Directory holding the playground's metadata journal and file bucket.
+    #[arg(long, env = "FLOE_DATA_DIR", default_value = "./floe-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse_with_examples_in_errors() {
+        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
+        assert_eq!(parse_size("100MiB").unwrap(), 100 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("8 parsecs").unwrap_err().contains("example: 8MiB"));
+        assert_eq!(parse_flush_interval("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_flush_interval("1ms").unwrap_err().contains("10ms"));
+        assert!(parse_flush_interval("soon").unwrap_err().contains("example"));
+    }
+
+    #[test]
+    fn a_bad_flag_names_itself() {
+        let error = Cli::try_parse_from(["floe", "playground", "--flush-max-bytes", "lots"]).unwrap_err().to_string();
+        assert!(error.contains("--flush-max-bytes"), "{error}");
+        assert!(error.contains("example: 8MiB"), "{error}");
+        let error = Cli::try_parse_from(["floe", "agent", "--metadata", "zk://x", "--object-store", "memory://"]).unwrap_err().to_string();
+        assert!(error.contains("--metadata") && error.contains("embedded:///"), "{error}");
+    }
+}

@@ -1,0 +1,553 @@
+//! The group state machine, following Kafka's classic protocol (KIP-394 member ids, static
+//! membership not yet). States: Empty → PreparingRebalance → CompletingRebalance → Stable.
+//!
+//! All state sits behind one mutex; requests that must wait (JoinGroup until the rebalance
+//! completes, SyncGroup until the leader's assignment arrives) get a oneshot receiver. A sweeper
+//! ticks to expire sessions and to end rebalances whose deadline passed.
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl GroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Empty => "Empty",
+            Self::PreparingRebalance => "PreparingRebalance",
+            Self::CompletingRebalance => "CompletingRebalance",
+            Self::Stable => "Stable",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: an unknown member must first fetch an id (MEMBER_ID_REQUIRED).
+    pub require_known_member_id: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinOutcome {
+    pub error: Option<ResponseError>,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Non-empty only for the leader: (member id, metadata for the chosen protocol).
+    pub members: Vec<(String, Bytes)>,
+}
+
+impl JoinOutcome {
+    fn error(error: ResponseError, member_id: String) -> Self {
+        Self { error: Some(error), generation_id: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id, members: vec![] }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncOutcome {
+    pub error: Option<ResponseError>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+struct Member {
+    client_id: String,
+    client_host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_seen: Instant,
+    join_waiter: Option<oneshot::Sender<JoinOutcome>>,
+    sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
+}
+
+struct Group {
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol_name: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet joined.
+    pending_members: BTreeMap<String, Instant>,
+    rebalance_deadline: Option<Instant>,
+    /// The first rebalance of an empty group waits this long for more members (Kafka's
+    /// group.initial.rebalance.delay.ms).
+    initial_delay_until: Option<Instant>,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending_members: BTreeMap::new(),
+            rebalance_deadline: None,
+            initial_delay_until: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberSummary {
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberSummary>,
+}
+
+pub struct GroupCoordinator {
+    groups: Mutex<BTreeMap<String, Group>>,
+    initial_rebalance_delay: Duration,
+}
+
+/// Why an offset commit was refused by the group state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitCheck {
+    Allowed,
+    Refused(ResponseError),
+}
+
+impl GroupCoordinator {
+    pub fn new(initial_rebalance_delay: Duration) -> Self {
+        Self { groups: Mutex::new(BTreeMap::new()), initial_rebalance_delay }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn join(&self, request: JoinRequest) -> oneshot::Receiver<JoinOutcome> {
+        let (sender, receiver) = oneshot::channel();
+        let now = Instant::now();
+        let mut groups = self.lock();
+        let group = groups.entry(request.group_id.clone()).or_insert_with(Group::new);
+        if request.protocols.is_empty() || request.protocol_type.is_empty() {
+            let _ = sender.send(JoinOutcome::error(ResponseError::InconsistentGroupProtocol, request.member_id));
+            return receiver;
+        }
+        if let Some(existing) = &group.protocol_type {
+            if !group.members.is_empty() && existing != &request.protocol_type {
+                let _ = sender.send(JoinOutcome::error(ResponseError::InconsistentGroupProtocol, request.member_id));
+                return receiver;
+            }
+        }
+        let mut member_id = request.member_id.clone();
+        if member_id.is_empty() {
+            member_id = format!("{}-{}", request.client_id, uuid::Uuid::new_v4());
+            if request.require_known_member_id {
+                group.pending_members.insert(member_id.clone(), now + request.session_timeout);
+                let _ = sender.send(JoinOutcome::error(ResponseError::MemberIdRequired, member_id));
+                return receiver;
+            }
+        } else if !group.members.contains_key(&member_id) && group.pending_members.remove(&member_id).is_none() {
+            let _ = sender.send(JoinOutcome::error(ResponseError::UnknownMemberId, member_id));
+            return receiver;
+        }
+        if let Some(chosen) = &group.protocol_name {
+            if group.state != GroupState::Empty && !request.protocols.iter().any(|(name, _)| name == chosen) && group.members.len() > 1 {
+                let _ = sender.send(JoinOutcome::error(ResponseError::InconsistentGroupProtocol, member_id));
+                return receiver;
+            }
+        }
+        let member = group.members.entry(member_id.clone()).or_insert_with(|| Member {
+            client_id: request.client_id.clone(),
+            client_host: request.client_host.clone(),
+            session_timeout: request.session_timeout,
+            rebalance_timeout: request.rebalance_timeout,
+            protocols: Vec::new(),
+            assignment: Bytes::new(),
+            last_seen: now,
+            join_waiter: None,
+            sync_waiter: None,
+        });
+        member.protocols = request.protocols.clone();
+        member.session_timeout = request.session_timeout;
+        member.rebalance_timeout = request.rebalance_timeout;
+        member.last_seen = now;
+        if let Some(previous) = member.join_waiter.replace(sender) {
+            let _ = previous.send(JoinOutcome::error(ResponseError::RebalanceInProgress, member_id.clone()));
+        }
+        group.protocol_type = Some(request.protocol_type.clone());
+        match group.state {
+            GroupState::PreparingRebalance => {}
+            GroupState::Empty => {
+                group.initial_delay_until = Some(now + self.initial_rebalance_delay);
+                start_rebalance(group, now);
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => start_rebalance(group, now),
+        }
+        try_complete_join(group, now, false);
+        receiver
+    }
+
+    pub fn sync(&self, group_id: &str, generation_id: i32, member_id: &str, assignments: Vec<(String, Bytes)>) -> oneshot::Receiver<SyncOutcome> {
+        let (sender, receiver) = oneshot::channel();
+        let mut groups = self.lock();
+        let refuse = |sender: oneshot::Sender<SyncOutcome>, error| {
+            let _ = sender.send(SyncOutcome { error: Some(error), protocol_type: None, protocol_name: None, assignment: Bytes::new() });
+        };
+        let Some(group) = groups.get_mut(group_id) else {
+            refuse(sender, ResponseError::UnknownMemberId);
+            return receiver;
+        };
+        let Some(member) = group.members.get_mut(member_id) else {
+            refuse(sender, ResponseError::UnknownMemberId);
+            return receiver;
+        };
+        member.last_seen = Instant::now();
+        if generation_id != group.generation {
+            refuse(sender, ResponseError::IllegalGeneration);
+            return receiver;
+        }
+        match group.state {
+            GroupState::Empty | GroupState::PreparingRebalance => refuse(sender, ResponseError::RebalanceInProgress),
+            GroupState::Stable => {
+                let assignment = member.assignment.clone();
+                let _ = sender.send(SyncOutcome { error: None, protocol_type: group.protocol_type.clone(), protocol_name: group.protocol_name.clone(), assignment });
+            }
+            GroupState::CompletingRebalance => {
+                member.sync_waiter = Some(sender);
+                if group.leader.as_deref() == Some(member_id) {
+                    let assignments: BTreeMap<String, Bytes> = assignments.into_iter().collect();
+                    for (id, member) in group.members.iter_mut() {
+                        member.assignment = assignments.get(id).cloned().unwrap_or_default();
+                    }
+                    group.state = GroupState::Stable;
+                    for member in group.members.values_mut() {
+                        if let Some(waiter) = member.sync_waiter.take() {
+                            let _ = waiter.send(SyncOutcome {
+                                error: None,
+                                protocol_type: group.protocol_type.clone(),
+                                protocol_name: group.protocol_name.clone(),
+                                assignment: member.assignment.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        receiver
+    }
+
+    pub fn heartbeat(&self, group_id: &str, generation_id: i32, member_id: &str) -> Option<ResponseError> {
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else { return Some(ResponseError::UnknownMemberId) };
+        let Some(member) = group.members.get_mut(member_id) else { return Some(ResponseError::UnknownMemberId) };
+        member.last_seen = Instant::now();
+        if generation_id != group.generation {
+            return Some(ResponseError::IllegalGeneration);
+        }
+        match group.state {
+            GroupState::PreparingRebalance => Some(ResponseError::RebalanceInProgress),
+            GroupState::Empty => Some(ResponseError::UnknownMemberId),
+            GroupState::CompletingRebalance | GroupState::Stable => None,
+        }
+    }
+
+    /// Removes members; returns per-member errors in request order.
+    pub fn leave(&self, group_id: &str, member_ids: &[String]) -> Vec<Option<ResponseError>> {
+        let now = Instant::now();
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return member_ids.iter().map(|_| Some(ResponseError::UnknownMemberId)).collect();
+        };
+        let results = member_ids
+            .iter()
+            .map(|member_id| match group.members.remove(member_id) {
+                Some(member) => {
+                    if let Some(waiter) = member.join_waiter {
+                        let _ = waiter.send(JoinOutcome::error(ResponseError::UnknownMemberId, member_id.clone()));
+                    }
+                    None
+                }
+                None => Some(ResponseError::UnknownMemberId),
+            })
+            .collect::<Vec<_>>();
+        if results.iter().any(Option::is_none) {
+            members_changed(group, now);
+        }
+        results
+    }
+
+    /// Checks whether an offset commit from (generation, member) is acceptable right now.
+    pub fn check_commit(&self, group_id: &str, generation_id: i32, member_id: &str) -> CommitCheck {
+        let mut groups = self.lock();
+        let group = groups.get_mut(group_id);
+        if generation_id < 0 && member_id.is_empty() {
+            // A commit from outside the group protocol (admin tools, assign()) is fine only while
+            // no member owns the partitions.
+            return match group {
+                Some(group) if group.state != GroupState::Empty => CommitCheck::Refused(ResponseError::UnknownMemberId),
+                _ => CommitCheck::Allowed,
+            };
+        }
+        let Some(group) = group else { return CommitCheck::Refused(ResponseError::UnknownMemberId) };
+        let Some(member) = group.members.get_mut(member_id) else { return CommitCheck::Refused(ResponseError::UnknownMemberId) };
+        member.last_seen = Instant::now();
+        if generation_id != group.generation {
+            return CommitCheck::Refused(ResponseError::IllegalGeneration);
+        }
+        match group.state {
+            GroupState::PreparingRebalance | GroupState::CompletingRebalance => CommitCheck::Refused(ResponseError::RebalanceInProgress),
+            _ => CommitCheck::Allowed,
+        }
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
+        let groups = self.lock();
+        let group = groups.get(group_id)?;
+        let protocol_name = group.protocol_name.clone().unwrap_or_default();
+        Some(GroupSummary {
+            state: group.state.name(),
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol_name: protocol_name.clone(),
+            members: group
+                .members
+                .iter()
+                .map(|(id, member)| MemberSummary {
+                    member_id: id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    metadata: member.protocols.iter().find(|(name, _)| *name == protocol_name).map(|(_, metadata)| metadata.clone()).unwrap_or_default(),
+                    assignment: member.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// (group id, protocol type, state) of every group with live membership state.
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        self.lock()
+            .iter()
+            .map(|(id, group)| (id.clone(), group.protocol_type.clone().unwrap_or_default(), group.state.name()))
+            .collect()
+    }
+
+    /// Expires members whose session ran out and finishes rebalances whose deadline passed.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let mut groups = self.lock();
+        for group in groups.values_mut() {
+            group.pending_members.retain(|_, expires| *expires > now);
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|(_, member)| member.join_waiter.is_none() && member.last_seen + member.session_timeout < now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            if !expired.is_empty() {
+                for id in &expired {
+                    tracing::info!(member = %id, "group member session expired");
+                    group.members.remove(id);
+                }
+                members_changed(group, now);
+            }
+            if group.state == GroupState::PreparingRebalance {
+                try_complete_join(group, now, group.rebalance_deadline.is_some_and(|deadline| deadline <= now));
+            }
+        }
+    }
+
+    /// Runs `tick` every `period` until the returned task is dropped/aborted.
+    pub fn spawn_sweeper(self: &std::sync::Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
+        let coordinator = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                coordinator.tick();
+            }
+        })
+    }
+}
+
+fn start_rebalance(group: &mut Group, now: Instant) {
+    let longest = group.members.values().map(|member| member.rebalance_timeout).max().unwrap_or(Duration::from_secs(60));
+    group.state = GroupState::PreparingRebalance;
+    group.rebalance_deadline = Some(now + longest);
+    for member in group.members.values_mut() {
+        if let Some(waiter) = member.sync_waiter.take() {
+            let _ = waiter.send(SyncOutcome { error: Some(ResponseError::RebalanceInProgress), protocol_type: None, protocol_name: None, assignment: Bytes::new() });
+        }
+    }
+}
+
+fn members_changed(group: &mut Group, now: Instant) {
+    if group.members.is_empty() {
+        group.state = GroupState::Empty;
+        group.generation += 1;
+        group.leader = None;
+        group.protocol_name = None;
+        group.rebalance_deadline = None;
+        return;
+    }
+    if group.state != GroupState::PreparingRebalance {
+        start_rebalance(group, now);
+    }
+    try_complete_join(group, now, false);
+}
+
+/// Completes the join phase when every member has rejoined (or the deadline forced it, in which
+/// case members that did not rejoin are dropped).
+fn try_complete_join(group: &mut Group, now: Instant, deadline_passed: bool) {
+    if group.state != GroupState::PreparingRebalance {
+        return;
+    }
+    if group.initial_delay_until.is_some_and(|until| until > now) && !deadline_passed {
+        return;
+    }
+    let all_joined = group.members.values().all(|member| member.join_waiter.is_some());
+    if !all_joined {
+        if !deadline_passed {
+            return;
+        }
+        group.members.retain(|_, member| member.join_waiter.is_some());
+    }
+    group.initial_delay_until = None;
+    if group.members.is_empty() {
+        group.state = GroupState::Empty;
+        group.generation += 1;
+        group.leader = None;
+        return;
+    }
+    let leader = match &group.leader {
+        Some(leader) if group.members.contains_key(leader) => leader.clone(),
+        _ => group.members.keys().next().cloned().expect("non-empty"),
+    };
+    // Choose the first of the leader's protocols that every member supports.
+    let leader_protocols: Vec<String> = group.members[&leader].protocols.iter().map(|(name, _)| name.clone()).collect();
+    let chosen = leader_protocols
+        .into_iter()
+        .find(|name| group.members.values().all(|member| member.protocols.iter().any(|(candidate, _)| candidate == name)));
+    group.generation += 1;
+    group.leader = Some(leader.clone());
+    let Some(chosen) = chosen else {
+        for (id, member) in group.members.iter_mut() {
+            if let Some(waiter) = member.join_waiter.take() {
+                let _ = waiter.send(JoinOutcome::error(ResponseError::InconsistentGroupProtocol, id.clone()));
+            }
+        }
+        group.members.clear();
+        group.state = GroupState::Empty;
+        return;
+    };
+    group.protocol_name = Some(chosen.clone());
+    group.state = GroupState::CompletingRebalance;
+    group.rebalance_deadline = None;
+    let member_list: Vec<(String, Bytes)> = group
+        .members
+        .iter()
+        .map(|(id, member)| (id.clone(), member.protocols.iter().find(|(name, _)| *name == chosen).map(|(_, metadata)| metadata.clone()).unwrap_or_default()))
+        .collect();
+    for (id, member) in group.members.iter_mut() {
+        member.last_seen = now;
+        member.assignment = Bytes::new();
+        if let Some(waiter) = member.join_waiter.take() {
+            let _ = waiter.send(JoinOutcome {
+                error: None,
+                generation_id: group.generation,
+                protocol_type: group.protocol_type.clone(),
+                protocol_name: Some(chosen.clone()),
+                leader: leader.clone(),
+                member_id: id.clone(),
+                members: if *id == leader { member_list.clone() } else { Vec::new() },
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join_request(member_id: &str) -> JoinRequest {
+        JoinRequest {
+            group_id: "g".into(),
+            member_id: member_id.into(),
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+            require_known_member_id: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn two_members_join_sync_and_rebalance_when_one_leaves() {
+        let coordinator = GroupCoordinator::new(Duration::ZERO);
+        let first = coordinator.join(join_request("")).await.unwrap();
+        assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
+        let first = coordinator.join(join_request(&first.member_id)).await.unwrap();
+        assert_eq!(first.error, None);
+        assert_eq!(first.generation_id, 1);
+        assert_eq!(first.leader, first.member_id);
+        let sync = coordinator.sync("g", 1, &first.member_id, vec![(first.member_id.clone(), Bytes::from_static(b"all"))]).await.unwrap();
+        assert_eq!(&sync.assignment[..], b"all");
+
+        let second_id = coordinator.join(join_request("")).await.unwrap().member_id;
+        let second = coordinator.join(join_request(&second_id));
+        assert_eq!(coordinator.heartbeat("g", 1, &first.member_id), Some(ResponseError::RebalanceInProgress));
+        let first_again = coordinator.join(join_request(&first.member_id)).await.unwrap();
+        let second = second.await.unwrap();
+        assert_eq!(first_again.generation_id, 2);
+        assert_eq!(first_again.members.len(), 2);
+        assert!(second.members.is_empty());
+        let follower_sync = coordinator.sync("g", 2, &second_id, vec![]);
+        coordinator.sync("g", 2, &first.member_id, vec![(second_id.clone(), Bytes::from_static(b"p1"))]);
+        assert_eq!(&follower_sync.await.unwrap().assignment[..], b"p1");
+        assert_eq!(coordinator.check_commit("g", 1, &second_id), CommitCheck::Refused(ResponseError::IllegalGeneration));
+        assert_eq!(coordinator.check_commit("g", 2, &second_id), CommitCheck::Allowed);
+
+        assert_eq!(coordinator.leave("g", &[first.member_id.clone()]), vec![None]);
+        assert_eq!(coordinator.heartbeat("g", 2, &second_id), Some(ResponseError::RebalanceInProgress));
+        let alone = coordinator.join(join_request(&second_id)).await.unwrap();
+        assert_eq!(alone.generation_id, 3);
+        assert_eq!(alone.leader, second_id);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_member_id_is_refused() {
+        let coordinator = GroupCoordinator::new(Duration::ZERO);
+        let outcome = coordinator.join(join_request("made-up")).await.unwrap();
+        assert_eq!(outcome.error, Some(ResponseError::UnknownMemberId));
+    }
+}

@@ -1,0 +1,145 @@
+//! Fetch: read chunk bytes from the local index (no journal round trip), rewrite batch base
+//! offsets, long-poll on the replica until min_bytes or max_wait.
+//!
+//! Sessions (KIP-227) are not kept: every response carries session_id 0, which clients treat as
+//! "no session" and keep sending full requests.
+
+use super::{topic_name, AgentContext};
+use crate::cluster::LEADER_EPOCH;
+use crate::protocol::batch;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use std::time::Duration;
+
+struct Requested {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+pub async fn handle(context: &AgentContext, request: FetchRequest) -> FetchResponse {
+    if request.session_id != 0 {
+        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let requested: Vec<Vec<Requested>> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|partition| Requested {
+                    topic: topic.topic.0.to_string(),
+                    partition: partition.partition,
+                    offset: partition.fetch_offset,
+                    max_bytes: partition.partition_max_bytes.max(0) as usize,
+                })
+                .collect()
+        })
+        .collect();
+    let max_bytes = request.max_bytes.max(0) as usize;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let mut applied = context.metadata.subscribe();
+    loop {
+        applied.borrow_and_update();
+        let (available, any_error) = available_bytes(context, &requested);
+        if any_error || available >= min_bytes || tokio::time::Instant::now() >= deadline {
+            return read(context, &requested, max_bytes).await;
+        }
+        if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
+            return read(context, &requested, max_bytes).await;
+        }
+    }
+}
+
+/// Bytes available past each requested offset, from the index alone, and whether any partition
+/// would answer with an error (which ends the long poll).
+fn available_bytes(context: &AgentContext, requested: &[Vec<Requested>]) -> (usize, bool) {
+    context.metadata.read(|state| {
+        let mut available = 0usize;
+        for wanted in requested.iter().flatten() {
+            let Some(partition) = state.partition(&wanted.topic, wanted.partition) else { return (available, true) };
+            if wanted.offset < partition.log_start_offset || wanted.offset > partition.high_watermark {
+                return (available, true);
+            }
+            if let Some(index) = partition.chunk_index_for(wanted.offset) {
+                available += partition.chunks[index..].iter().map(|chunk| chunk.byte_len as usize).sum::<usize>();
+            }
+        }
+        (available, false)
+    })
+}
+
+async fn read(context: &AgentContext, requested: &[Vec<Requested>], max_bytes: usize) -> FetchResponse {
+    let mut total = 0usize;
+    let mut topics = Vec::with_capacity(requested.len());
+    for topic_partitions in requested {
+        let Some(first) = topic_partitions.first() else { continue };
+        let mut partitions = Vec::with_capacity(topic_partitions.len());
+        for wanted in topic_partitions {
+            let (data, copied) = read_partition(context, wanted, max_bytes.saturating_sub(total), total == 0).await;
+            total += copied;
+            partitions.push(data);
+        }
+        topics.push(FetchableTopicResponse::default().with_topic(topic_name(first.topic.clone())).with_partitions(partitions));
+    }
+    context.metrics.bytes_out.inc_by(total as u64);
+    FetchResponse::default().with_responses(topics)
+}
+
+async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: usize, first_in_response: bool) -> (PartitionData, usize) {
+    let base = PartitionData::default().with_partition_index(wanted.partition);
+    let snapshot = context.metadata.read(|state| {
+        state.partition(&wanted.topic, wanted.partition).map(|partition| {
+            let chunks = partition.chunk_index_for(wanted.offset).map(|index| partition.chunks[index..].to_vec()).unwrap_or_default();
+            (partition.log_start_offset, partition.high_watermark, chunks)
+        })
+    });
+    let Some((log_start, high_watermark, chunks)) = snapshot else {
+        let data = base.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_records(None);
+        return (data, 0);
+    };
+    let base = base.with_high_watermark(high_watermark).with_last_stable_offset(high_watermark).with_log_start_offset(log_start);
+    let base = base.with_current_leader(
+        kafka_protocol::messages::fetch_response::LeaderIdAndEpoch::default()
+            .with_leader_id(kafka_protocol::messages::BrokerId(context.node.node_id))
+            .with_leader_epoch(LEADER_EPOCH),
+    );
+    if wanted.offset < log_start || wanted.offset > high_watermark {
+        return (base.with_error_code(ResponseError::OffsetOutOfRange.code()).with_records(None), 0);
+    }
+    // Only the first partition of a response may exceed the remaining budget (KIP-74), and only
+    // by its first batch.
+    let limit = wanted.max_bytes.min(remaining);
+    if limit == 0 && !first_in_response {
+        return (base.with_records(Some(Bytes::new())), 0);
+    }
+    // A partition's first batch may exceed partition_max_bytes when the response budget allows,
+    // so one oversized batch never stalls a consumer.
+    let force_first = first_in_response || remaining >= wanted.max_bytes;
+    let mut out = BytesMut::new();
+    let mut copied = 0usize;
+    for chunk in &chunks {
+        if copied >= limit && copied > 0 {
+            break;
+        }
+        let bytes = match context.reader.read_chunk(chunk).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(%error, topic = %wanted.topic, partition = wanted.partition, "failed to read a chunk");
+                if copied > 0 {
+                    break;
+                }
+                return (base.with_error_code(ResponseError::KafkaStorageError.code()).with_records(None), 0);
+            }
+        };
+        let before = out.len();
+        batch::copy_rebased(&mut out, &bytes, chunk.base_offset, wanted.offset, limit.saturating_sub(copied), copied == 0 && force_first);
+        copied += out.len() - before;
+    }
+    (base.with_records(Some(out.freeze())), copied)
+}

@@ -1,0 +1,151 @@
+//! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, DescribeGroups and ListGroups over the in-memory
+//! coordinator.
+
+use super::{str_bytes, AgentContext, ClientInfo};
+use crate::groups::JoinRequest;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::*;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn code(error: Option<ResponseError>) -> i16 {
+    error.map(|error| error.code()).unwrap_or(0)
+}
+
+pub async fn join(context: &AgentContext, request: JoinGroupRequest, version: i16, client: &ClientInfo) -> JoinGroupResponse {
+    if request.group_id.0.is_empty() {
+        return JoinGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code()).with_generation_id(-1);
+    }
+    let session_timeout = request.session_timeout_ms;
+    if !(1000..=1_800_000).contains(&session_timeout) {
+        return JoinGroupResponse::default().with_error_code(ResponseError::InvalidSessionTimeout.code()).with_generation_id(-1);
+    }
+    // v0 has no rebalance timeout; Kafka uses the session timeout then.
+    let rebalance_timeout = if version >= 1 && request.rebalance_timeout_ms > 0 { request.rebalance_timeout_ms } else { session_timeout };
+    let outcome = context.groups.join(JoinRequest {
+        group_id: request.group_id.0.to_string(),
+        member_id: request.member_id.to_string(),
+        client_id: client.client_id.clone(),
+        client_host: client.host.clone(),
+        session_timeout: Duration::from_millis(session_timeout as u64),
+        rebalance_timeout: Duration::from_millis(rebalance_timeout as u64),
+        protocol_type: request.protocol_type.to_string(),
+        protocols: request.protocols.into_iter().map(|protocol| (protocol.name.to_string(), protocol.metadata)).collect(),
+        require_known_member_id: version >= 4,
+    });
+    let Ok(outcome) = outcome.await else {
+        return JoinGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code()).with_generation_id(-1);
+    };
+    JoinGroupResponse::default()
+        .with_error_code(code(outcome.error))
+        .with_generation_id(outcome.generation_id)
+        .with_protocol_type(outcome.protocol_type.map(str_bytes))
+        // Before v7 the protocol name is not nullable; an empty string stands for "none".
+        .with_protocol_name(Some(str_bytes(outcome.protocol_name.unwrap_or_default())))
+        .with_leader(str_bytes(outcome.leader))
+        .with_member_id(str_bytes(outcome.member_id))
+        .with_members(
+            outcome.members.into_iter().map(|(member_id, metadata)| JoinGroupResponseMember::default().with_member_id(str_bytes(member_id)).with_metadata(metadata)).collect(),
+        )
+}
+
+pub async fn sync(context: &AgentContext, request: SyncGroupRequest) -> SyncGroupResponse {
+    let assignments = request.assignments.into_iter().map(|assignment| (assignment.member_id.to_string(), assignment.assignment)).collect();
+    let outcome = context.groups.sync(&request.group_id.0, request.generation_id, &request.member_id, assignments);
+    let Ok(outcome) = outcome.await else {
+        return SyncGroupResponse::default().with_error_code(ResponseError::RebalanceInProgress.code());
+    };
+    SyncGroupResponse::default()
+        .with_error_code(code(outcome.error))
+        .with_protocol_type(outcome.protocol_type.map(str_bytes))
+        .with_protocol_name(outcome.protocol_name.map(str_bytes))
+        .with_assignment(outcome.assignment)
+}
+
+pub fn heartbeat(context: &AgentContext, request: HeartbeatRequest) -> HeartbeatResponse {
+    HeartbeatResponse::default().with_error_code(code(context.groups.heartbeat(&request.group_id.0, request.generation_id, &request.member_id)))
+}
+
+pub fn leave(context: &AgentContext, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    if version < 3 {
+        let results = context.groups.leave(&request.group_id.0, &[request.member_id.to_string()]);
+        return LeaveGroupResponse::default().with_error_code(code(results.into_iter().next().flatten()));
+    }
+    let ids: Vec<String> = request.members.iter().map(|member| member.member_id.to_string()).collect();
+    let results = context.groups.leave(&request.group_id.0, &ids);
+    let members = request
+        .members
+        .into_iter()
+        .zip(results)
+        .map(|(member, error)| MemberResponse::default().with_member_id(member.member_id).with_group_instance_id(member.group_instance_id).with_error_code(code(error)))
+        .collect();
+    LeaveGroupResponse::default().with_members(members)
+}
+
+pub fn describe(context: &AgentContext, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|group_id| {
+            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(i32::MIN);
+            match context.groups.describe(&group_id.0) {
+                Some(summary) => described
+                    .with_group_state(str_bytes(summary.state))
+                    .with_protocol_type(str_bytes(summary.protocol_type))
+                    .with_protocol_data(str_bytes(summary.protocol_name))
+                    .with_members(
+                        summary
+                            .members
+                            .into_iter()
+                            .map(|member| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(str_bytes(member.member_id))
+                                    .with_client_id(str_bytes(member.client_id))
+                                    .with_client_host(str_bytes(member.client_host))
+                                    .with_member_metadata(member.metadata)
+                                    .with_member_assignment(member.assignment)
+                            })
+                            .collect(),
+                    ),
+                None => {
+                    let has_offsets = context.metadata.read(|state| state.group_offsets.contains_key(group_id.0.as_str()));
+                    let state = if has_offsets { "Empty" } else { "Dead" };
+                    let protocol_type = if has_offsets { "consumer" } else { "" };
+                    described.with_group_state(str_bytes(state)).with_protocol_type(str_bytes(protocol_type))
+                }
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub fn list(context: &AgentContext, request: ListGroupsRequest) -> ListGroupsResponse {
+    let mut seen = BTreeSet::new();
+    let mut groups = Vec::new();
+    for (group_id, protocol_type, state) in context.groups.list() {
+        seen.insert(group_id.clone());
+        groups.push((group_id, protocol_type, state.to_string()));
+    }
+    for group_id in context.metadata.read(|state| state.group_offsets.keys().cloned().collect::<Vec<_>>()) {
+        if seen.insert(group_id.clone()) {
+            groups.push((group_id, "consumer".to_string(), "Empty".to_string()));
+        }
+    }
+    let wanted = |state: &str| request.states_filter.is_empty() || request.states_filter.iter().any(|filter| filter.as_str().eq_ignore_ascii_case(state));
+    let listed = groups
+        .into_iter()
+        .filter(|(_, _, state)| wanted(state))
+        .map(|(group_id, protocol_type, state)| {
+            ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(group_id)))
+                .with_protocol_type(str_bytes(protocol_type))
+                .with_group_state(str_bytes(state))
+                .with_group_type(str_bytes("classic"))
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(listed)
+}

@@ -1,0 +1,90 @@
+//! Metadata and DescribeCluster: the agents of the virtual cluster and where each partition is led.
+
+use super::{str_bytes, topic_name, AgentContext};
+use crate::cluster::LEADER_EPOCH;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse};
+use uuid::Uuid;
+
+/// Kafka's "authorized operations were not requested" marker.
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+pub fn handle(context: &AgentContext, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let node = &context.node;
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(node.node_id))
+        .with_host(str_bytes(node.host.clone()))
+        .with_port(node.port)
+        .with_rack(node.rack.clone().map(str_bytes));
+    let topics = context.metadata.read(|state| {
+        // v0 has no null form: an empty list there means "all topics".
+        let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
+            None => None,
+            Some(topics) if topics.is_empty() && version == 0 => None,
+            Some(topics) => Some(topics.into_iter().map(|topic| (topic.name.map(|name| name.0.to_string()), topic.topic_id)).collect()),
+        };
+        let describe = |name: &str, topic: &crate::metadata::TopicState| {
+            let partitions = (0..topic.partitions.len() as i32)
+                .map(|index| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_leader_id(BrokerId(node.node_id))
+                        .with_leader_epoch(LEADER_EPOCH)
+                        .with_replica_nodes(vec![BrokerId(node.node_id)])
+                        .with_isr_nodes(vec![BrokerId(node.node_id)])
+                })
+                .collect();
+            MetadataResponseTopic::default()
+                .with_name(Some(topic_name(name)))
+                .with_topic_id(topic.id)
+                .with_partitions(partitions)
+                .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        };
+        match requested {
+            None => state.topics.iter().map(|(name, topic)| describe(name, topic)).collect::<Vec<_>>(),
+            Some(requested) => requested
+                .into_iter()
+                .map(|(name, topic_id)| {
+                    let found = match &name {
+                        Some(name) => state.topics.get_key_value(name.as_str()),
+                        None => state.topics.iter().find(|(_, topic)| topic.id == topic_id),
+                    };
+                    match found {
+                        Some((name, topic)) => describe(name, topic),
+                        None => MetadataResponseTopic::default()
+                            .with_error_code(if name.is_some() { ResponseError::UnknownTopicOrPartition.code() } else { ResponseError::UnknownTopicId.code() })
+                            .with_name(name.map(topic_name))
+                            .with_topic_id(topic_id)
+                            .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+                    }
+                })
+                .collect(),
+        }
+    });
+    MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(str_bytes(cluster_id(context))))
+        .with_controller_id(BrokerId(node.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}
+
+pub fn cluster_id(context: &AgentContext) -> String {
+    context.metadata.read(|state| state.cluster_id.clone()).unwrap_or_else(|| "floe-uninitialized".to_string())
+}
+
+pub fn describe_cluster(context: &AgentContext, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let node = &context.node;
+    DescribeClusterResponse::default()
+        .with_endpoint_type(1)
+        .with_cluster_id(str_bytes(cluster_id(context)))
+        .with_controller_id(BrokerId(node.node_id))
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(node.node_id))
+            .with_host(str_bytes(node.host.clone()))
+            .with_port(node.port)
+            .with_rack(node.rack.clone().map(str_bytes))])
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}

@@ -1,0 +1,129 @@
+//! One module per Kafka API. `SUPPORTED` is the single list of what we implement: the router
+//! dispatches from it and ApiVersions advertises exactly it.
+
+pub mod api_versions;
+pub mod configs;
+pub mod coordinator;
+pub mod fetch;
+pub mod groups;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offsets;
+pub mod produce;
+pub mod producer_id;
+pub mod topics;
+
+use crate::cluster::NodeInfo;
+use crate::groups::GroupCoordinator;
+use crate::metadata::MetadataClient;
+use crate::metrics::Metrics;
+use crate::storage::{SegmentReader, SegmentWriter};
+use futures::future::BoxFuture;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use std::sync::Arc;
+
+/// (api, min version, max version) of every API this agent implements.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(key, _, _)| *key == api_key).map(|(_, min, max)| (*min, *max))
+}
+
+/// Settings handlers need beyond their collaborators.
+#[derive(Debug, Clone)]
+pub struct HandlerSettings {
+    pub default_partitions: i32,
+    pub max_partitions_per_topic: i32,
+}
+
+/// Everything a handler may use: narrow collaborators, never raw etcd or S3 clients.
+pub struct AgentContext {
+    pub node: NodeInfo,
+    pub metadata: MetadataClient,
+    pub writer: Arc<SegmentWriter>,
+    pub reader: Arc<SegmentReader>,
+    pub groups: Arc<GroupCoordinator>,
+    pub metrics: Arc<Metrics>,
+    pub settings: HandlerSettings,
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub host: String,
+}
+
+/// What the connection should do once a request is handled.
+pub enum Reply {
+    Respond(ResponseKind),
+    /// acks=0 produce: the client expects no response.
+    Silent,
+    /// acks=0 produce that failed: Kafka closes the connection so the client notices.
+    Close,
+}
+
+/// Starts handling a request. Work that must happen in arrival order (appending produced batches
+/// to the open segment) is done before this returns; the rest runs in the returned future, so a
+/// connection can pipeline requests while responses still leave in order.
+pub async fn dispatch(context: Arc<AgentContext>, header: RequestHeader, request: RequestKind, client: ClientInfo) -> BoxFuture<'static, Reply> {
+    let version = header.request_api_version;
+    match request {
+        RequestKind::Produce(request) => produce::start(context, request).await,
+        other => Box::pin(async move { Reply::Respond(handle(context, version, other, client).await) }),
+    }
+}
+
+async fn handle(context: Arc<AgentContext>, version: i16, request: RequestKind, client: ClientInfo) -> ResponseKind {
+    match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(None)),
+        RequestKind::Metadata(request) => ResponseKind::Metadata(metadata::handle(&context, request, version)),
+        RequestKind::DescribeCluster(request) => ResponseKind::DescribeCluster(metadata::describe_cluster(&context, request)),
+        RequestKind::CreateTopics(request) => ResponseKind::CreateTopics(topics::create(&context, request).await),
+        RequestKind::DeleteTopics(request) => ResponseKind::DeleteTopics(topics::delete(&context, request, version).await),
+        RequestKind::DescribeConfigs(request) => ResponseKind::DescribeConfigs(configs::describe(&context, request)),
+        RequestKind::Fetch(request) => ResponseKind::Fetch(fetch::handle(&context, request).await),
+        RequestKind::ListOffsets(request) => ResponseKind::ListOffsets(list_offsets::handle(&context, request).await),
+        RequestKind::InitProducerId(request) => ResponseKind::InitProducerId(producer_id::handle(&context, request).await),
+        RequestKind::FindCoordinator(request) => ResponseKind::FindCoordinator(coordinator::find(&context, request, version)),
+        RequestKind::JoinGroup(request) => ResponseKind::JoinGroup(groups::join(&context, request, version, &client).await),
+        RequestKind::SyncGroup(request) => ResponseKind::SyncGroup(groups::sync(&context, request).await),
+        RequestKind::Heartbeat(request) => ResponseKind::Heartbeat(groups::heartbeat(&context, request)),
+        RequestKind::LeaveGroup(request) => ResponseKind::LeaveGroup(groups::leave(&context, request, version)),
+        RequestKind::DescribeGroups(request) => ResponseKind::DescribeGroups(groups::describe(&context, request)),
+        RequestKind::ListGroups(request) => ResponseKind::ListGroups(groups::list(&context, request)),
+        RequestKind::OffsetCommit(request) => ResponseKind::OffsetCommit(offsets::commit(&context, request).await),
+        RequestKind::OffsetFetch(request) => ResponseKind::OffsetFetch(offsets::fetch(&context, request, version)),
+        RequestKind::Produce(_) => unreachable!("produce is dispatched through produce::start"),
+        other => unreachable!("the server only dispatches APIs listed in SUPPORTED, got {other:?}"),
+    }
+}
+
+pub(crate) fn str_bytes(value: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+pub(crate) fn topic_name(value: impl Into<String>) -> TopicName {
+    TopicName(str_bytes(value))
+}

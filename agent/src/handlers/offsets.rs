@@ -1,0 +1,151 @@
+//! OffsetCommit (through the journal, after the group state allows it) and OffsetFetch (from the
+//! local replica).
+
+use super::{str_bytes, topic_name, AgentContext};
+use crate::groups::coordinator::CommitCheck;
+use crate::metadata::{JournalRecord, OffsetCommitEntry};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+
+pub async fn commit(context: &AgentContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group = request.group_id.0.to_string();
+    let check = context.groups.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id);
+    let mut entries = Vec::new();
+    // Per partition: None = accepted (pending the journal), Some(error) = refused.
+    let mut verdicts: Vec<(String, Vec<(i32, Option<ResponseError>)>)> = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        let partition_count = context.metadata.read(|state| state.topics.get(&name).map(|found| found.partitions.len() as i32));
+        let mut partitions = Vec::new();
+        for partition in &topic.partitions {
+            let verdict = match (check, partition_count) {
+                (CommitCheck::Refused(error), _) => Some(error),
+                (_, None) => Some(ResponseError::UnknownTopicOrPartition),
+                (_, Some(count)) if partition.partition_index < 0 || partition.partition_index >= count => Some(ResponseError::UnknownTopicOrPartition),
+                _ => {
+                    entries.push(OffsetCommitEntry {
+                        topic: name.clone(),
+                        partition: partition.partition_index,
+                        offset: partition.committed_offset,
+                        leader_epoch: partition.committed_leader_epoch,
+                        metadata: partition.committed_metadata.as_ref().map(|metadata| metadata.to_string()),
+                    });
+                    None
+                }
+            };
+            partitions.push((partition.partition_index, verdict));
+        }
+        verdicts.push((name, partitions));
+    }
+    let journal_error = if entries.is_empty() {
+        None
+    } else {
+        match context.metadata.submit(JournalRecord::CommitOffsets { group, offsets: entries }).await {
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, "failed to commit offsets");
+                Some(ResponseError::CoordinatorNotAvailable)
+            }
+        }
+    };
+    let topics = verdicts
+        .into_iter()
+        .map(|(name, partitions)| {
+            OffsetCommitResponseTopic::default().with_name(topic_name(name)).with_partitions(
+                partitions
+                    .into_iter()
+                    .map(|(index, verdict)| {
+                        let error = verdict.or(journal_error);
+                        OffsetCommitResponsePartition::default().with_partition_index(index).with_error_code(error.map(|error| error.code()).unwrap_or(0))
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// (topic, partition, offset, leader epoch, metadata) for the requested partitions, or for every
+/// committed partition when `topics` is None. Missing commits answer offset -1, metadata "".
+fn lookup(context: &AgentContext, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<(i32, i64, i32, String)>)> {
+    context.metadata.read(|state| {
+        let committed = state.group_offsets.get(group);
+        let topics = topics.unwrap_or_else(|| {
+            let mut all: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+            for (topic, partition) in committed.map(|offsets| offsets.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+                all.entry(topic).or_default().push(partition);
+            }
+            all.into_iter().collect()
+        });
+        topics
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let found = partitions
+                    .into_iter()
+                    .map(|partition| match committed.and_then(|offsets| offsets.get(&(topic.clone(), partition))) {
+                        Some(offset) => (partition, offset.offset, offset.leader_epoch, offset.metadata.clone().unwrap_or_default()),
+                        None => (partition, -1, -1, String::new()),
+                    })
+                    .collect();
+                (topic, found)
+            })
+            .collect()
+    })
+}
+
+pub fn fetch(context: &AgentContext, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|group| {
+                let topics = group.topics.map(|topics| topics.into_iter().map(|topic| (topic.name.0.to_string(), topic.partition_indexes)).collect());
+                let found = lookup(context, &group.group_id.0, topics);
+                OffsetFetchResponseGroup::default().with_group_id(group.group_id).with_topics(
+                    found
+                        .into_iter()
+                        .map(|(topic, partitions)| {
+                            OffsetFetchResponseTopics::default().with_name(topic_name(topic)).with_partitions(
+                                partitions
+                                    .into_iter()
+                                    .map(|(index, offset, epoch, metadata)| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(index)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(str_bytes(metadata)))
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let topics = request.topics.map(|topics| topics.into_iter().map(|topic| (topic.name.0.to_string(), topic.partition_indexes)).collect());
+    let found = lookup(context, &request.group_id.0, topics);
+    let topics = found
+        .into_iter()
+        .map(|(topic, partitions)| {
+            OffsetFetchResponseTopic::default().with_name(topic_name(topic)).with_partitions(
+                partitions
+                    .into_iter()
+                    .map(|(index, offset, epoch, metadata)| {
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(index)
+                            .with_committed_offset(offset)
+                            .with_committed_leader_epoch(epoch)
+                            .with_metadata(Some(str_bytes(metadata)))
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}

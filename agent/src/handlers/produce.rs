@@ -1,0 +1,119 @@
+//! Produce: validate each partition's batch (headers only, never records), append it to the open
+//! segment in arrival order, then answer once the segment is stored and committed.
+//!
+//! Never UNKNOWN_SERVER_ERROR: every failure maps to a precise or retriable code.
+
+use super::{str_bytes, topic_name, AgentContext, Reply};
+use crate::metadata::topic_config;
+use crate::protocol::batch::{self, BatchError};
+use crate::storage::WriteError;
+use futures::future::BoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+enum Slot {
+    Done { error: ResponseError, message: String },
+    Waiting(oneshot::Receiver<Result<i64, WriteError>>),
+}
+
+pub fn batch_error_code(error: &BatchError) -> ResponseError {
+    match error {
+        BatchError::CrcMismatch { .. } | BatchError::Truncated { .. } | BatchError::Empty => ResponseError::CorruptMessage,
+        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        BatchError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
+        BatchError::InconsistentCount { .. }
+        | BatchError::MultipleBatches { .. }
+        | BatchError::ControlBatch
+        | BatchError::Transactional
+        | BatchError::InvalidSequence { .. } => ResponseError::InvalidRecord,
+    }
+}
+
+pub fn write_error_code(error: &WriteError) -> ResponseError {
+    match error {
+        WriteError::Store { .. } => ResponseError::KafkaStorageError,
+        WriteError::Journal { .. } => ResponseError::RequestTimedOut,
+        WriteError::TopicDeleted { .. } => ResponseError::UnknownTopicOrPartition,
+        WriteError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+    }
+}
+
+pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFuture<'static, Reply> {
+    let acks = request.acks;
+    let timeout = Duration::from_millis(request.timeout_ms.max(1) as u64);
+    let mut topics: Vec<(String, Vec<(i32, Slot)>)> = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        let found = context
+            .metadata
+            .read(|state| state.topics.get(&name).map(|found| (found.id, found.partitions.len() as i32, topic_config::max_message_bytes(&found.configs))));
+        let mut slots = Vec::with_capacity(topic.partition_data.len());
+        for partition in topic.partition_data {
+            let index = partition.index;
+            let Some((topic_id, partition_count, max_message_bytes)) = found else {
+                let message = format!("topic {name:?} does not exist");
+                slots.push((index, Slot::Done { error: ResponseError::UnknownTopicOrPartition, message }));
+                continue;
+            };
+            if index < 0 || index >= partition_count {
+                let message = format!("topic {name:?} has partitions 0..{partition_count}, not {index}");
+                slots.push((index, Slot::Done { error: ResponseError::UnknownTopicOrPartition, message }));
+                continue;
+            }
+            let records = partition.records.unwrap_or_default();
+            match batch::validate_produced(&records, max_message_bytes) {
+                Err(error) => {
+                    tracing::debug!(topic = %name, partition = index, %error, "refused produced batch");
+                    slots.push((index, Slot::Done { error: batch_error_code(&error), message: error.to_string() }));
+                }
+                Ok(summary) => {
+                    context.metrics.bytes_in.inc_by(records.len() as u64);
+                    let receiver = context.writer.append(&name, topic_id, index, records, summary.record_count, summary.max_timestamp).await;
+                    slots.push((index, Slot::Waiting(receiver)));
+                }
+            }
+        }
+        topics.push((name, slots));
+    }
+    Box::pin(async move {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut any_error = false;
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, slots) in topics {
+            let mut partitions = Vec::with_capacity(slots.len());
+            for (index, slot) in slots {
+                let (result, message) = match slot {
+                    Slot::Done { error, message } => (Err(error), Some(message)),
+                    Slot::Waiting(receiver) => match tokio::time::timeout_at(deadline, receiver).await {
+                        Ok(Ok(Ok(offset))) => (Ok(offset), None),
+                        Ok(Ok(Err(error))) => (Err(write_error_code(&error)), Some(error.to_string())),
+                        Ok(Err(_)) => (Err(ResponseError::NotLeaderOrFollower), Some("the agent is shutting down".to_string())),
+                        Err(_) => (Err(ResponseError::RequestTimedOut), Some(format!("not durable within the request timeout of {timeout:?}"))),
+                    },
+                };
+                let log_start_offset = context.metadata.read(|state| state.partition(&name, index).map(|partition| partition.log_start_offset)).unwrap_or(-1);
+                let response = PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(log_start_offset);
+                let response = match result {
+                    Ok(offset) => response.with_base_offset(offset),
+                    Err(error) => {
+                        any_error = true;
+                        response.with_error_code(error.code()).with_base_offset(-1).with_error_message(message.map(str_bytes))
+                    }
+                };
+                partitions.push(response);
+            }
+            responses.push(TopicProduceResponse::default().with_name(topic_name(name)).with_partition_responses(partitions));
+        }
+        if acks == 0 {
+            return if any_error { Reply::Close } else { Reply::Silent };
+        }
+        Reply::Respond(kafka_protocol::messages::ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
+    })
+}

@@ -1,0 +1,33 @@
+//! InitProducerId for idempotent producers: ids come from the journal so they are unique across
+//! agents and restarts. Transactions are not supported yet.
+
+use super::AgentContext;
+use crate::metadata::{ApplyOutcome, JournalRecord};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+pub async fn handle(context: &AgentContext, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    let response = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    if request.transactional_id.is_some() {
+        tracing::warn!("refusing InitProducerId with a transactional id: transactions are not supported yet");
+        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    // A producer bumping its epoch (KIP-360) keeps its id.
+    if request.producer_id.0 >= 0 && request.producer_epoch >= 0 {
+        let next_epoch = request.producer_epoch.checked_add(1).filter(|epoch| *epoch < i16::MAX);
+        if let Some(epoch) = next_epoch {
+            return response.with_producer_id(request.producer_id).with_producer_epoch(epoch);
+        }
+    }
+    match context.metadata.submit(JournalRecord::AllocateProducerId).await {
+        Ok(ApplyOutcome::ProducerIdAllocated { producer_id }) => response.with_producer_id(ProducerId(producer_id)).with_producer_epoch(0),
+        Ok(other) => {
+            tracing::warn!(?other, "unexpected outcome allocating a producer id");
+            response.with_error_code(ResponseError::CoordinatorNotAvailable.code())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "failed to allocate a producer id");
+            response.with_error_code(ResponseError::CoordinatorNotAvailable.code())
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! CreateTopics and DeleteTopics, through the journal.
+
+use super::{str_bytes, topic_name, AgentContext};
+use crate::metadata::{topic_config, ApplyOutcome, JournalRecord};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Kafka's rule: 1-249 characters of [a-zA-Z0-9._-], and not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(format!("topic name {name:?} is not allowed"));
+    }
+    if name.len() > 249 {
+        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
+    }
+    if let Some(bad) = name.chars().find(|character| !(character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-'))) {
+        return Err(format!("topic name {name:?} contains {bad:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+pub async fn create(context: &AgentContext, request: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let failure = |error: ResponseError, message: String| {
+            CreatableTopicResult::default()
+                .with_name(topic_name(name.clone()))
+                .with_error_code(error.code())
+                .with_error_message(Some(str_bytes(message)))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+        };
+        if let Err(message) = validate_topic_name(&name) {
+            results.push(failure(ResponseError::InvalidTopicException, message));
+            continue;
+        }
+        let partitions = if topic.num_partitions == -1 { context.settings.default_partitions } else { topic.num_partitions };
+        if partitions <= 0 || partitions > context.settings.max_partitions_per_topic {
+            let limit = context.settings.max_partitions_per_topic;
+            results.push(failure(ResponseError::InvalidPartitions, format!("partition count {partitions} must be between 1 and {limit}")));
+            continue;
+        }
+        if topic.replication_factor == 0 || topic.replication_factor < -1 {
+            results.push(failure(ResponseError::InvalidReplicationFactor, format!("replication factor {} must be -1 or positive; Floe's durability comes from object storage, so any positive value is accepted", topic.replication_factor)));
+            continue;
+        }
+        if !topic.assignments.is_empty() {
+            results.push(failure(ResponseError::InvalidReplicaAssignment, "manual replica assignments are meaningless in Floe: every agent serves every partition".to_string()));
+            continue;
+        }
+        let mut configs = BTreeMap::new();
+        for config in &topic.configs {
+            if let Some(value) = &config.value {
+                configs.insert(config.name.to_string(), value.to_string());
+            }
+        }
+        if let Err(message) = topic_config::validate(&configs) {
+            results.push(failure(ResponseError::InvalidConfig, message));
+            continue;
+        }
+        let exists = context.metadata.read(|state| state.topics.contains_key(&name));
+        if exists {
+            results.push(failure(ResponseError::TopicAlreadyExists, format!("topic {name:?} already exists")));
+            continue;
+        }
+        let topic_id = Uuid::new_v4();
+        let outcome = if request.validate_only {
+            Ok(ApplyOutcome::TopicCreated)
+        } else {
+            context.metadata.submit(JournalRecord::CreateTopic { name: name.clone(), topic_id, partitions, configs: configs.clone() }).await
+        };
+        let result = match outcome {
+            Ok(ApplyOutcome::TopicCreated) => {
+                let described = topic_config::effective(&configs)
+                    .into_iter()
+                    .map(|(key, value, set)| {
+                        CreatableTopicConfigs::default()
+                            .with_name(str_bytes(key))
+                            .with_value(Some(str_bytes(value)))
+                            .with_config_source(if set { 1 } else { 5 })
+                    })
+                    .collect();
+                CreatableTopicResult::default()
+                    .with_name(topic_name(name.clone()))
+                    .with_topic_id(topic_id)
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(if topic.replication_factor == -1 { 1 } else { topic.replication_factor })
+                    .with_configs(Some(described))
+            }
+            Ok(_) => failure(ResponseError::TopicAlreadyExists, format!("topic {name:?} already exists")),
+            Err(error) => failure(ResponseError::RequestTimedOut, format!("failed to record the topic: {error}")),
+        };
+        results.push(result);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    // v6 names topics in `topics` (by name or id); older versions in `topic_names`.
+    let requested: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        request.topics.into_iter().map(|topic| (topic.name.map(|name| name.0.to_string()), topic.topic_id)).collect()
+    } else {
+        request.topic_names.into_iter().map(|name| (Some(name.0.to_string()), Uuid::nil())).collect()
+    };
+    let mut responses = Vec::with_capacity(requested.len());
+    for (name, topic_id) in requested {
+        let found = context.metadata.read(|state| match &name {
+            Some(name) => state.topics.get(name).map(|topic| (name.clone(), topic.id)),
+            None => state.topics.iter().find(|(_, topic)| topic.id == topic_id).map(|(name, topic)| (name.clone(), topic.id)),
+        });
+        let result = DeletableTopicResult::default().with_name(name.clone().map(topic_name)).with_topic_id(topic_id);
+        let Some((found_name, found_id)) = found else {
+            let error = if name.is_some() { ResponseError::UnknownTopicOrPartition } else { ResponseError::UnknownTopicId };
+            responses.push(result.with_error_code(error.code()));
+            continue;
+        };
+        let result = result.with_name(Some(topic_name(found_name.clone()))).with_topic_id(found_id);
+        match context.metadata.submit(JournalRecord::DeleteTopic { name: found_name, topic_id: found_id }).await {
+            Ok(ApplyOutcome::TopicDeleted) => responses.push(result),
+            Ok(_) => responses.push(result.with_error_code(ResponseError::UnknownTopicOrPartition.code())),
+            Err(error) => responses.push(
+                result.with_error_code(ResponseError::RequestTimedOut.code()).with_error_message(Some(str_bytes(format!("failed to record the deletion: {error}")))),
+            ),
+        }
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_topic_name;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_eu-west").is_ok());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("has space").unwrap_err().contains("' '"));
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! Floe agent: a stateless Kafka-protocol server that writes record batches to object storage and
+//! keeps its metadata in a replicated journal.
+//!
+//! Layers (each a folder; a module only reaches down, never up):
+//! `protocol` (framing, codec glue, batch validation, no I/O) → `server` (listeners, connections,
+//! in-order responses) → `handlers` (one module per Kafka API) → `storage` (segment format, writer,
+//! reader, cache) and `metadata` (journal, state machine, replica) and `groups` (classic consumer
+//! group coordinator) → `http` (health, metrics).
+
+pub mod agent;
+pub mod cluster;
+pub mod config;
+pub mod groups;
+pub mod handlers;
+pub mod http;
+pub mod metadata;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,17 @@
+//! Metadata as a replicated state machine: every change is a journal record, applied in journal
+//! order by a deterministic function, so every replica computes the same offsets.
+//!
+//! `records` defines what is written, `state` the apply function, `replica` the in-memory copy and
+//! its waiters, `journal` the backends (embedded file today, etcd behind the same trait later),
+//! `client` the narrow interface handlers use.
+
+pub mod client;
+pub mod journal;
+pub mod records;
+pub mod replica;
+pub mod state;
+pub mod topic_config;
+
+pub use client::{MetadataClient, MetadataError};
+pub use records::{ChunkCommit, JournalEntry, JournalRecord, OffsetCommitEntry};
+pub use state::{ApplyOutcome, ChunkLocation, MetadataState, PartitionState, TopicState};

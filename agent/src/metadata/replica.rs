@@ -1,0 +1,63 @@
+//! The agent's in-memory copy of the metadata state. Backends feed it records in journal order;
+//! handlers read it without touching the backend; writers wait on it for the outcome of their own
+//! records.
+
+use super::records::JournalEntry;
+use super::state::{ApplyOutcome, MetadataState};
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use tokio::sync::{oneshot, watch};
+
+pub struct Replica {
+    state: RwLock<MetadataState>,
+    applied_revision: watch::Sender<u64>,
+    waiters: Mutex<HashMap<String, oneshot::Sender<ApplyOutcome>>>,
+}
+
+impl Default for Replica {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Replica {
+    pub fn new() -> Self {
+        Self { state: RwLock::new(MetadataState::default()), applied_revision: watch::channel(0).0, waiters: Mutex::new(HashMap::new()) }
+    }
+
+    /// Applies one record. Callers guarantee revisions arrive in increasing order.
+    pub fn apply(&self, revision: u64, entry: &JournalEntry) {
+        let outcome = {
+            let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if revision <= state.applied_revision {
+                return;
+            }
+            state.apply(revision, &entry.record)
+        };
+        let waiter = self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&entry.id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(outcome);
+        }
+        self.applied_revision.send_replace(revision);
+    }
+
+    /// Registers interest in the outcome of the entry with `id`, before it is appended.
+    pub fn await_outcome(&self, id: &str) -> oneshot::Receiver<ApplyOutcome> {
+        let (sender, receiver) = oneshot::channel();
+        self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id.to_string(), sender);
+        receiver
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(id);
+    }
+
+    pub fn read<R>(&self, reader: impl FnOnce(&MetadataState) -> R) -> R {
+        reader(&self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Changes whenever a record is applied; fetch long-polls wait on it.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied_revision.subscribe()
+    }
+}

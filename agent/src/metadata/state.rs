@@ -1,0 +1,195 @@
+//! The deterministic apply function. Given the same records in the same order, every replica
+//! reaches the same state and assigns the same offsets. Nothing here reads clocks, randomness or
+//! the environment.
+
+use super::records::{ChunkCommit, JournalRecord};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[derive(Debug, Default, Clone)]
+pub struct MetadataState {
+    pub cluster_id: Option<String>,
+    pub applied_revision: u64,
+    pub topics: BTreeMap<String, TopicState>,
+    /// Committed consumer offsets: group → (topic, partition) → offset.
+    pub group_offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    pub next_producer_id: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicState {
+    pub id: Uuid,
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionState>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PartitionState {
+    pub log_start_offset: i64,
+    /// Next offset to assign; the high watermark.
+    pub high_watermark: i64,
+    /// Sorted by base offset, contiguous.
+    pub chunks: Vec<ChunkLocation>,
+}
+
+/// Where a run of offsets lives: a byte range of a segment object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkLocation {
+    pub base_offset: i64,
+    pub record_count: i64,
+    pub object: Arc<str>,
+    pub byte_start: u64,
+    pub byte_len: u64,
+    pub max_timestamp: i64,
+}
+
+impl ChunkLocation {
+    pub fn end_offset(&self) -> i64 {
+        self.base_offset + self.record_count
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// What applying one record produced, for the agent that is waiting on it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplyOutcome {
+    ClusterInitialized,
+    TopicCreated,
+    TopicAlreadyExists,
+    TopicDeleted,
+    TopicNotFound,
+    /// Per chunk in commit order: its base offset, or `None` when its topic no longer exists.
+    SegmentCommitted { base_offsets: Vec<Option<i64>> },
+    OffsetsCommitted,
+    ProducerIdAllocated { producer_id: i64 },
+}
+
+impl MetadataState {
+    pub fn apply(&mut self, revision: u64, record: &JournalRecord) -> ApplyOutcome {
+        self.applied_revision = revision;
+        match record {
+            JournalRecord::InitCluster { cluster_id } => {
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(cluster_id.clone());
+                }
+                ApplyOutcome::ClusterInitialized
+            }
+            JournalRecord::CreateTopic { name, topic_id, partitions, configs } => {
+                if self.topics.contains_key(name) {
+                    return ApplyOutcome::TopicAlreadyExists;
+                }
+                let topic = TopicState {
+                    id: *topic_id,
+                    configs: configs.clone(),
+                    partitions: vec![PartitionState::default(); (*partitions).max(0) as usize],
+                };
+                self.topics.insert(name.clone(), topic);
+                ApplyOutcome::TopicCreated
+            }
+            JournalRecord::DeleteTopic { name, topic_id } => match self.topics.get(name) {
+                Some(topic) if topic.id == *topic_id => {
+                    self.topics.remove(name);
+                    ApplyOutcome::TopicDeleted
+                }
+                _ => ApplyOutcome::TopicNotFound,
+            },
+            JournalRecord::CommitSegment { object, chunks } => {
+                let object: Arc<str> = Arc::from(object.as_str());
+                let base_offsets = chunks.iter().map(|chunk| self.append_chunk(&object, chunk)).collect();
+                ApplyOutcome::SegmentCommitted { base_offsets }
+            }
+            JournalRecord::CommitOffsets { group, offsets } => {
+                let committed = self.group_offsets.entry(group.clone()).or_default();
+                for entry in offsets {
+                    committed.insert(
+                        (entry.topic.clone(), entry.partition),
+                        CommittedOffset { offset: entry.offset, leader_epoch: entry.leader_epoch, metadata: entry.metadata.clone() },
+                    );
+                }
+                ApplyOutcome::OffsetsCommitted
+            }
+            JournalRecord::AllocateProducerId => {
+                let producer_id = self.next_producer_id;
+                self.next_producer_id += 1;
+                ApplyOutcome::ProducerIdAllocated { producer_id }
+            }
+        }
+    }
+
+    fn append_chunk(&mut self, object: &Arc<str>, chunk: &ChunkCommit) -> Option<i64> {
+        let topic = self.topics.get_mut(&chunk.topic).filter(|topic| topic.id == chunk.topic_id)?;
+        let partition = topic.partitions.get_mut(usize::try_from(chunk.partition).ok()?)?;
+        let base_offset = partition.high_watermark;
+        partition.chunks.push(ChunkLocation {
+            base_offset,
+            record_count: chunk.record_count,
+            object: Arc::clone(object),
+            byte_start: chunk.byte_start,
+            byte_len: chunk.byte_len,
+            max_timestamp: chunk.max_timestamp,
+        });
+        partition.high_watermark += chunk.record_count;
+        Some(base_offset)
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)
+    }
+}
+
+impl PartitionState {
+    /// Index of the chunk holding `offset`, if any.
+    pub fn chunk_index_for(&self, offset: i64) -> Option<usize> {
+        let index = self.chunks.partition_point(|chunk| chunk.end_offset() <= offset);
+        (index < self.chunks.len() && self.chunks[index].base_offset <= offset).then_some(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(topic: &str, topic_id: Uuid, partition: i32, count: i64) -> ChunkCommit {
+        ChunkCommit { topic: topic.into(), topic_id, partition, record_count: count, byte_start: 0, byte_len: 10, max_timestamp: 5 }
+    }
+
+    #[test]
+    fn offsets_are_assigned_in_journal_order_and_replay_identically() {
+        let id = Uuid::from_u128(7);
+        let records = vec![
+            JournalRecord::CreateTopic { name: "t".into(), topic_id: id, partitions: 2, configs: Default::default() },
+            JournalRecord::CommitSegment { object: "a".into(), chunks: vec![chunk("t", id, 0, 3), chunk("t", id, 1, 2)] },
+            JournalRecord::CommitSegment { object: "b".into(), chunks: vec![chunk("t", id, 0, 4), chunk("gone", id, 0, 1)] },
+        ];
+        let mut first = MetadataState::default();
+        let outcomes: Vec<_> = records.iter().enumerate().map(|(index, record)| first.apply(index as u64 + 1, record)).collect();
+        assert_eq!(outcomes[2], ApplyOutcome::SegmentCommitted { base_offsets: vec![Some(3), None] });
+        let partition = first.partition("t", 0).unwrap();
+        assert_eq!(partition.high_watermark, 7);
+        assert_eq!(partition.chunk_index_for(2), Some(0));
+        assert_eq!(partition.chunk_index_for(3), Some(1));
+        assert_eq!(partition.chunk_index_for(7), None);
+        let mut second = MetadataState::default();
+        records.iter().enumerate().for_each(|(index, record)| {
+            second.apply(index as u64 + 1, record);
+        });
+        assert_eq!(second.partition("t", 0).unwrap().chunks, partition.chunks);
+    }
+
+    #[test]
+    fn a_chunk_for_a_recreated_topic_is_not_appended() {
+        let old = Uuid::from_u128(1);
+        let new = Uuid::from_u128(2);
+        let mut state = MetadataState::default();
+        state.apply(1, &JournalRecord::CreateTopic { name: "t".into(), topic_id: new, partitions: 1, configs: Default::default() });
+        let outcome = state.apply(2, &JournalRecord::CommitSegment { object: "x".into(), chunks: vec![chunk("t", old, 0, 1)] });
+        assert_eq!(outcome, ApplyOutcome::SegmentCommitted { base_offsets: vec![None] });
+    }
+}

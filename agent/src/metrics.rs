@@ -1,0 +1,101 @@
+//! Prometheus metrics, prefix `floe_`. One registry per agent, passed in (never global) so tests
+//! can read counters.
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub flushes: IntCounter,
+    pub flush_bytes: Histogram,
+    pub flush_duration: Histogram,
+    pub object_store_operations: IntCounterVec,
+    pub object_store_duration: HistogramVec,
+    pub journal_commit_duration: Histogram,
+    pub connections: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let latency = |name: &str, help: &str| HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+        let requests = IntCounterVec::new(
+            Opts::new("floe_requests_total", "Kafka requests handled, by API and outcome"),
+            &["api", "outcome"],
+        )
+        .expect("valid metric");
+        let request_duration =
+            HistogramVec::new(latency("floe_request_duration_seconds", "Kafka request latency by API"), &["api"]).expect("valid metric");
+        let bytes_in = IntCounter::new("floe_bytes_in_total", "Record batch bytes accepted from producers").expect("valid metric");
+        let bytes_out = IntCounter::new("floe_bytes_out_total", "Record batch bytes returned to consumers").expect("valid metric");
+        let flushes = IntCounter::new("floe_flushes_total", "Segment objects flushed and committed").expect("valid metric");
+        let flush_bytes = Histogram::with_opts(
+            HistogramOpts::new("floe_flush_bytes", "Size of flushed segment objects")
+                .buckets(prometheus::exponential_buckets(1024.0, 4.0, 10).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        let flush_duration =
+            Histogram::with_opts(latency("floe_flush_duration_seconds", "Time from flush start to journal commit")).expect("valid metric");
+        let object_store_operations = IntCounterVec::new(
+            Opts::new("floe_object_store_operations_total", "Object store operations by kind and outcome"),
+            &["operation", "outcome"],
+        )
+        .expect("valid metric");
+        let object_store_duration = HistogramVec::new(
+            latency("floe_object_store_duration_seconds", "Object store operation latency by kind"),
+            &["operation"],
+        )
+        .expect("valid metric");
+        let journal_commit_duration =
+            Histogram::with_opts(latency("floe_journal_commit_duration_seconds", "Metadata journal append latency")).expect("valid metric");
+        let connections = IntCounterVec::new(
+            Opts::new("floe_connections_total", "Kafka connections by how they ended"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(bytes_in.clone()),
+            Box::new(bytes_out.clone()),
+            Box::new(flushes.clone()),
+            Box::new(flush_bytes.clone()),
+            Box::new(flush_duration.clone()),
+            Box::new(object_store_operations.clone()),
+            Box::new(object_store_duration.clone()),
+            Box::new(journal_commit_duration.clone()),
+            Box::new(connections.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Self {
+            registry,
+            requests,
+            request_duration,
+            bytes_in,
+            bytes_out,
+            flushes,
+            flush_bytes,
+            flush_duration,
+            object_store_operations,
+            object_store_duration,
+            journal_commit_duration,
+            connections,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,235 @@
+//! The object store behind a URL: `file:///path` (our own fsyncing implementation, so a PUT is
+//! durable when it returns), `memory://` and `s3://bucket/prefix` (through the object_store crate).
+
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectStoreUrl {
+    File(PathBuf),
+    Memory,
+    S3 { bucket: String, prefix: String },
+}
+
+impl std::str::FromStr for ObjectStoreUrl {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, String> {
+        const EXAMPLES: &str = "expected file:///absolute/path, memory:// or s3://bucket/prefix";
+        if let Some(path) = value.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!("{value:?} is not an absolute file URL; {EXAMPLES}"));
+            }
+            return Ok(Self::File(PathBuf::from(path)));
+        }
+        if value == "memory://" || value == "memory:///" {
+            return Ok(Self::Memory);
+        }
+        if let Some(rest) = value.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("{value:?} names no bucket; {EXAMPLES}"));
+            }
+            return Ok(Self::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
+        }
+        Err(format!("unsupported object store URL {value:?}; {EXAMPLES}"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to write object {name}: {source}")]
+    Put { name: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("failed to read object {name} bytes {start}..{end}: {source}")]
+    Get { name: String, start: u64, end: u64, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("failed to list objects under {prefix}: {source}")]
+    List { prefix: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("failed to configure the object store {url}: {reason}")]
+    Configure { url: String, reason: String },
+}
+
+enum Backend {
+    Files(PathBuf),
+    Remote { store: Arc<dyn ObjectStore>, prefix: String },
+}
+
+/// Names are relative (`segments/01J….seg`); the store maps them under its root or prefix.
+pub struct SegmentStore {
+    backend: Backend,
+    metrics: Arc<Metrics>,
+}
+
+impl SegmentStore {
+    pub fn open(url: &ObjectStoreUrl, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        let backend = match url {
+            ObjectStoreUrl::File(root) => {
+                std::fs::create_dir_all(root).map_err(|error| StoreError::Configure {
+                    url: format!("file://{}", root.display()),
+                    reason: error.to_string(),
+                })?;
+                Backend::Files(root.clone())
+            }
+            ObjectStoreUrl::Memory => Backend::Remote { store: Arc::new(object_store::memory::InMemory::new()), prefix: String::new() },
+            ObjectStoreUrl::S3 { bucket, prefix } => {
+                let store = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|error| StoreError::Configure { url: format!("s3://{bucket}/{prefix}"), reason: error.to_string() })?;
+                Backend::Remote { store: Arc::new(store), prefix: prefix.clone() }
+            }
+        };
+        Ok(Self { backend, metrics })
+    }
+
+    fn remote_path(prefix: &str, name: &str) -> ObjectPath {
+        if prefix.is_empty() {
+            ObjectPath::from(name)
+        } else {
+            ObjectPath::from(format!("{prefix}/{name}"))
+        }
+    }
+
+    fn observe(&self, operation: &str, started: Instant, succeeded: bool) {
+        let outcome = if succeeded { "ok" } else { "error" };
+        self.metrics.object_store_operations.with_label_values(&[operation, outcome]).inc();
+        self.metrics.object_store_duration.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Stores `bytes` under `name`. Durable when it returns `Ok`.
+    pub async fn put(&self, name: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = match &self.backend {
+            Backend::Files(root) => {
+                let target = root.join(name);
+                tokio::task::spawn_blocking(move || write_file_durably(&target, &bytes))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|result| result)
+                    .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+            }
+            Backend::Remote { store, prefix } => store
+                .put(&Self::remote_path(prefix, name), bytes.into())
+                .await
+                .map(|_| ())
+                .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
+        };
+        self.observe("put", started, result.is_ok());
+        result.map_err(|source| StoreError::Put { name: name.to_string(), source })
+    }
+
+    pub async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        let started = Instant::now();
+        let result = match &self.backend {
+            Backend::Files(root) => {
+                let path = root.join(name);
+                let range = range.clone();
+                tokio::task::spawn_blocking(move || read_file_range(&path, range))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|result| result)
+                    .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+            }
+            Backend::Remote { store, prefix } => store
+                .get_range(&Self::remote_path(prefix, name), range.clone())
+                .await
+                .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
+        };
+        self.observe("get", started, result.is_ok());
+        result.map_err(|source| StoreError::Get { name: name.to_string(), start: range.start, end: range.end, source })
+    }
+
+    /// Names of the objects under `prefix` (relative names, sorted).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let list_error = |error: Box<dyn std::error::Error + Send + Sync>| StoreError::List { prefix: prefix.to_string(), source: error };
+        let mut names = match &self.backend {
+            Backend::Files(root) => {
+                let directory = root.join(prefix);
+                let mut names = Vec::new();
+                match std::fs::read_dir(&directory) {
+                    Ok(entries) => {
+                        for entry in entries {
+                            let entry = entry.map_err(|error| list_error(Box::new(error)))?;
+                            let file_name = entry.file_name().to_string_lossy().to_string();
+                            if !file_name.starts_with('.') {
+                                names.push(format!("{}/{}", prefix.trim_end_matches('/'), file_name));
+                            }
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(list_error(Box::new(error))),
+                }
+                names
+            }
+            Backend::Remote { store, prefix: root } => {
+                use futures::TryStreamExt;
+                let listing_prefix = Self::remote_path(root, prefix);
+                let objects: Vec<_> =
+                    store.list(Some(&listing_prefix)).try_collect().await.map_err(|error| list_error(Box::new(error)))?;
+                objects
+                    .into_iter()
+                    .map(|meta| {
+                        let full = meta.location.to_string();
+                        if root.is_empty() { full } else { full.trim_start_matches(&format!("{root}/")).to_string() }
+                    })
+                    .collect()
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Write to a hidden temporary file, fsync it, rename into place, fsync the directory.
+fn write_file_durably(target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let directory = target.parent().ok_or_else(|| std::io::Error::other("object path has no parent directory"))?;
+    std::fs::create_dir_all(directory)?;
+    let file_name = target.file_name().map(|name| name.to_string_lossy().to_string()).unwrap_or_default();
+    let temporary = directory.join(format!(".{file_name}.{}.tmp", ulid::Ulid::new()));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    drop(file);
+    std::fs::rename(&temporary, target)?;
+    std::fs::File::open(directory)?.sync_all()
+}
+
+fn read_file_range(path: &std::path::Path, range: Range<u64>) -> std::io::Result<Bytes> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(range.start))?;
+    let mut buffer = vec![0u8; (range.end - range.start) as usize];
+    file.read_exact(&mut buffer)?;
+    Ok(Bytes::from(buffer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_helpful_errors() {
+        assert_eq!("file:///tmp/x".parse::<ObjectStoreUrl>().unwrap(), ObjectStoreUrl::File("/tmp/x".into()));
+        assert_eq!("memory://".parse::<ObjectStoreUrl>().unwrap(), ObjectStoreUrl::Memory);
+        assert_eq!(
+            "s3://bucket/a/b".parse::<ObjectStoreUrl>().unwrap(),
+            ObjectStoreUrl::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
+        );
+        assert!("file://relative".parse::<ObjectStoreUrl>().unwrap_err().contains("absolute"));
+        assert!("gs://x".parse::<ObjectStoreUrl>().unwrap_err().contains("s3://bucket/prefix"));
+    }
+
+    #[tokio::test]
+    async fn file_and_memory_stores_round_trip_ranges() {
+        let directory = tempfile::tempdir().unwrap();
+        for url in [ObjectStoreUrl::File(directory.path().to_path_buf()), ObjectStoreUrl::Memory] {
+            let store = SegmentStore::open(&url, Arc::new(Metrics::new())).unwrap();
+            store.put("segments/a.seg", Bytes::from_static(b"0123456789")).await.unwrap();
+            assert_eq!(&store.get_range("segments/a.seg", 2..5).await.unwrap()[..], b"234");
+            assert_eq!(store.list("segments").await.unwrap(), vec!["segments/a.seg".to_string()]);
+        }
+    }
+}

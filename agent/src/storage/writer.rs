@@ -1,0 +1,228 @@
+//! The write path: batches of many partitions accumulate in one open segment; a single flush task
+//! PUTs it as one object when it reaches `flush_max_bytes` or `flush_interval`, then appends ONE
+//! commit record to the journal. Producers are answered only after both succeeded.
+//!
+//! # Guarantees
+//! - Flushes run one at a time, in order, so two requests for a partition get offsets in the order
+//!   they were appended.
+//! - A waiter is resolved with an offset only after the object PUT returned and the journal entry
+//!   was applied; every failure resolves it with an error instead.
+
+use super::cache::SegmentCache;
+use super::object_store::SegmentStore;
+use super::segment::SegmentBuilder;
+use crate::metadata::{ApplyOutcome, ChunkCommit, JournalRecord, MetadataClient};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch, Notify};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub flush_interval: Duration,
+    pub flush_max_bytes: usize,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum WriteError {
+    #[error("failed to store segment {object}: {reason}")]
+    Store { object: String, reason: String },
+    #[error("failed to commit segment {object} to the journal: {reason}")]
+    Journal { object: String, reason: String },
+    #[error("topic {topic} was deleted before the write committed")]
+    TopicDeleted { topic: String },
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+}
+
+type Waiter = oneshot::Sender<Result<i64, WriteError>>;
+
+struct PendingChunk {
+    topic_id: Uuid,
+    batches: Vec<(Bytes, i64)>,
+    record_count: i64,
+    max_timestamp: i64,
+    /// (offset of the batch relative to the chunk, who waits for it)
+    waiters: Vec<(i64, Waiter)>,
+}
+
+#[derive(Default)]
+struct OpenSegment {
+    chunks: BTreeMap<(String, i32), PendingChunk>,
+    bytes: usize,
+    opened_at: Option<Instant>,
+}
+
+pub struct SegmentWriter {
+    config: WriterConfig,
+    open: Mutex<OpenSegment>,
+    wake_flusher: Notify,
+    flushed: Notify,
+    store: Arc<SegmentStore>,
+    cache: Arc<SegmentCache>,
+    metadata: MetadataClient,
+    metrics: Arc<Metrics>,
+}
+
+impl SegmentWriter {
+    pub fn new(config: WriterConfig, store: Arc<SegmentStore>, cache: Arc<SegmentCache>, metadata: MetadataClient, metrics: Arc<Metrics>) -> Self {
+        Self {
+            config,
+            open: Mutex::new(OpenSegment::default()),
+            wake_flusher: Notify::new(),
+            flushed: Notify::new(),
+            store,
+            cache,
+            metadata,
+            metrics,
+        }
+    }
+
+    /// Adds a validated batch to the open segment and returns a receiver for its base offset.
+    /// Waits (backpressure) while the unflushed bytes exceed four times `flush_max_bytes`.
+    pub async fn append(&self, topic: &str, topic_id: Uuid, partition: i32, batch: Bytes, record_count: i64, max_timestamp: i64) -> oneshot::Receiver<Result<i64, WriteError>> {
+        loop {
+            let flushed = self.flushed.notified();
+            if self.lock().bytes < self.config.flush_max_bytes.saturating_mul(4) {
+                break;
+            }
+            self.wake_flusher.notify_one();
+            flushed.await;
+        }
+        let (sender, receiver) = oneshot::channel();
+        let mut open = self.lock();
+        open.opened_at.get_or_insert_with(Instant::now);
+        open.bytes += batch.len();
+        let chunk = open.chunks.entry((topic.to_string(), partition)).or_insert_with(|| PendingChunk {
+            topic_id,
+            batches: Vec::new(),
+            record_count: 0,
+            max_timestamp: -1,
+            waiters: Vec::new(),
+        });
+        chunk.waiters.push((chunk.record_count, sender));
+        chunk.record_count += record_count;
+        chunk.max_timestamp = chunk.max_timestamp.max(max_timestamp);
+        chunk.batches.push((batch, record_count));
+        let should_wake = open.bytes >= self.config.flush_max_bytes || open.chunks.len() == 1 && chunk_is_first(&open);
+        drop(open);
+        if should_wake {
+            self.wake_flusher.notify_one();
+        }
+        receiver
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenSegment> {
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The flush loop. Returns after a final flush once `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let (empty, bytes, opened_at) = {
+                let open = self.lock();
+                (open.chunks.is_empty(), open.bytes, open.opened_at)
+            };
+            if *shutdown.borrow() {
+                if !empty {
+                    self.flush_once().await;
+                }
+                return;
+            }
+            if empty {
+                tokio::select! {
+                    _ = self.wake_flusher.notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            if bytes < self.config.flush_max_bytes {
+                let deadline = opened_at.unwrap_or_else(Instant::now) + self.config.flush_interval;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline.into()) => {}
+                    _ = self.wake_flusher.notified() => { continue; }
+                    _ = shutdown.changed() => { continue; }
+                }
+            }
+            self.flush_once().await;
+        }
+    }
+
+    async fn flush_once(&self) {
+        let segment = std::mem::take(&mut *self.lock());
+        self.flushed.notify_waiters();
+        if segment.chunks.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let object = format!("segments/{}.seg", ulid::Ulid::new());
+        let mut builder = SegmentBuilder::with_capacity(segment.bytes + segment.chunks.len() * 64);
+        let mut commits = Vec::with_capacity(segment.chunks.len());
+        let mut waiters = Vec::with_capacity(segment.chunks.len());
+        for ((topic, partition), chunk) in segment.chunks {
+            let entry = builder.add_chunk(&topic, chunk.topic_id, partition, &chunk.batches, chunk.max_timestamp);
+            commits.push(ChunkCommit {
+                topic: topic.clone(),
+                topic_id: chunk.topic_id,
+                partition,
+                record_count: entry.record_count,
+                byte_start: entry.byte_start,
+                byte_len: entry.byte_len,
+                max_timestamp: entry.max_timestamp,
+            });
+            waiters.push((topic, chunk.waiters));
+        }
+        let (bytes, _) = builder.finish();
+        let size = bytes.len();
+        if let Err(error) = self.store.put(&object, bytes.clone()).await {
+            tracing::warn!(%error, object, "segment PUT failed; producers get a retriable error");
+            let failure = WriteError::Store { object, reason: error.to_string() };
+            fail_all(waiters, &failure);
+            return;
+        }
+        self.cache.insert(object.clone(), bytes);
+        let journal_started = Instant::now();
+        let outcome = self.metadata.submit(JournalRecord::CommitSegment { object: object.clone(), chunks: commits }).await;
+        self.metrics.journal_commit_duration.observe(journal_started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(ApplyOutcome::SegmentCommitted { base_offsets }) => {
+                for ((topic, chunk_waiters), base_offset) in waiters.into_iter().zip(base_offsets) {
+                    for (relative, waiter) in chunk_waiters {
+                        let result = match base_offset {
+                            Some(base) => Ok(base + relative),
+                            None => Err(WriteError::TopicDeleted { topic: topic.clone() }),
+                        };
+                        let _ = waiter.send(result);
+                    }
+                }
+                self.metrics.flushes.inc();
+                self.metrics.flush_bytes.observe(size as f64);
+                self.metrics.flush_duration.observe(started.elapsed().as_secs_f64());
+            }
+            Ok(other) => {
+                let failure = WriteError::Journal { object, reason: format!("unexpected apply outcome {other:?}") };
+                fail_all(waiters, &failure);
+            }
+            Err(error) => {
+                tracing::warn!(%error, object, "segment commit failed; the object is an orphan and nothing was acknowledged");
+                let failure = WriteError::Journal { object, reason: error.to_string() };
+                fail_all(waiters, &failure);
+            }
+        }
+    }
+}
+
+fn chunk_is_first(open: &OpenSegment) -> bool {
+    open.chunks.values().map(|chunk| chunk.batches.len()).sum::<usize>() == 1
+}
+
+fn fail_all(waiters: Vec<(String, Vec<(i64, Waiter)>)>, failure: &WriteError) {
+    for (_, chunk_waiters) in waiters {
+        for (_, waiter) in chunk_waiters {
+            let _ = waiter.send(Err(failure.clone()));
+        }
+    }
+}

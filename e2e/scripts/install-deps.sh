@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Install the machine prerequisites for Floe's end-to-end tests.
+#
+#   e2e/scripts/install-deps.sh
+#
+# Idempotent and fast when everything is already present. Prints what it
+# installs. Works from any cwd.
+#
+#  * Debian packages (apt-get; `apt-get update` only if something is missing)
+#  * Python venv at ${FLOE_CACHE:-$HOME/.cache/floe}/venv with the pinned
+#    e2e/python/requirements.txt (skipped when the stamp for the requirements
+#    hash exists)
+#  * java + mvn (default-jdk-headless, maven) if missing
+#  * builds the Java e2e client (e2e/java) if its pom.xml exists and the jar is
+#    older than any source file
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
+CACHE="${FLOE_CACHE:-$HOME/.cache/floe}"
+VENV="$CACHE/venv"
+REQS="$ROOT/e2e/python/requirements.txt"
+
+log() { echo "[install-deps] $*"; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+APT_UPDATED=0
+apt_install() {
+    # apt_install pkg... : installs only the packages that are not installed.
+    local missing=()
+    local p
+    for p in "$@"; do
+        if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
+            missing+=("$p")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        APT_UPDATED=1
+    fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# --- 1. Debian packages -------------------------------------------------------
+apt_install build-essential pkg-config zlib1g-dev protobuf-compiler libprotobuf-dev \
+    cmake libcurl4-openssl-dev libssl-dev kcat python3-venv
+
+# --- 2. Java toolchain --------------------------------------------------------
+if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
+    apt_install default-jdk-headless maven
+fi
+
+# --- 3. Python venv -------------------------------------------------------------
+# Prefer Debian's interpreter (the one python3-venv belongs to); fall back to
+# whatever python3 is on PATH.
+if [ -x /usr/bin/python3 ]; then
+    PY=/usr/bin/python3
+else
+    PY="$(command -v python3)"
+fi
+REQ_HASH="$( (cat "$REQS"; "$PY" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)"
+STAMP="$VENV/.floe-requirements-$REQ_HASH"
+if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import kafka' >/dev/null 2>&1; then
+    :
+else
+    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        log "creating Python venv $VENV (with $PY)"
+        mkdir -p "$CACHE"
+        rm -rf "$VENV"
+        "$PY" -m venv "$VENV"
+    fi
+    log "installing Python packages from $REQS into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQS"
+    "$VENV/bin/python" - <<'EOF'
+import kafka.codec as c
+missing = [n for n, ok in (("snappy", c.has_snappy()), ("lz4", c.has_lz4()), ("zstd", c.has_zstd())) if not ok]
+if missing:
+    raise SystemExit("kafka-python is missing codecs: %s" % missing)
+import kafka
+print("[install-deps] kafka-python %s with gzip/snappy/lz4/zstd" % kafka.__version__)
+EOF
+    rm -f "$VENV"/.floe-requirements-*
+    touch "$STAMP"
+fi
+
+# --- 4. Java e2e client --------------------------------------------------------
+POM="$ROOT/e2e/java/pom.xml"
+JAR="$ROOT/e2e/java/target/floe-e2e-java.jar"
+if [ -f "$POM" ]; then
+    need_build=1
+    if [ -f "$JAR" ]; then
+        newer="$(find "$POM" "$ROOT/e2e/java/src" -newer "$JAR" -type f -print -quit 2>/dev/null || true)"
+        if [ -z "$newer" ]; then
+            need_build=0
+        fi
+    fi
+    if [ "$need_build" -eq 1 ]; then
+        log "building Java e2e client ($POM)"
+        (cd "$ROOT" && mvn -q -f e2e/java/pom.xml -DskipTests package dependency:copy-dependencies \
+            -DincludeScope=runtime -DoutputDirectory=target/libs)
+        if [ ! -f "$JAR" ]; then
+            log "WARNING: mvn succeeded but $JAR does not exist (check finalName in pom.xml)"
+        fi
+    fi
+fi
+
+log "ok"
