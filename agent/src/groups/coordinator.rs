@@ -323,8 +323,11 @@ impl GroupCoordinator {
         if generation_id != group.generation {
             return CommitCheck::Refused(ResponseError::IllegalGeneration);
         }
+        // As in Kafka: a member of the current generation may still commit while the group
+        // prepares a rebalance (it commits what it consumed before giving partitions up); only
+        // between JoinGroup and SyncGroup is the assignment unknown.
         match group.state {
-            GroupState::PreparingRebalance | GroupState::CompletingRebalance => CommitCheck::Refused(ResponseError::RebalanceInProgress),
+            GroupState::CompletingRebalance => CommitCheck::Refused(ResponseError::RebalanceInProgress),
             _ => CommitCheck::Allowed,
         }
     }

@@ -15,7 +15,9 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub async fn handle(context: &AgentContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(context: &AgentContext, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // leader_epoch exists from v4; the codec refuses a non-default value below that.
+    let leader_epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -40,7 +42,7 @@ pub async fn handle(context: &AgentContext, request: ListOffsetsRequest) -> List
                 }
             };
             partitions.push(match found {
-                Ok(Some((timestamp, offset))) => response.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(LEADER_EPOCH),
+                Ok(Some((timestamp, offset))) => response.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(leader_epoch),
                 Ok(None) => response,
                 Err(error) => response.with_error_code(error.code()),
             });

@@ -23,7 +23,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn create(context: &AgentContext, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create(context: &AgentContext, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -90,7 +90,7 @@ pub async fn create(context: &AgentContext, request: CreateTopicsRequest) -> Cre
                     .with_topic_id(topic_id)
                     .with_num_partitions(partitions)
                     .with_replication_factor(if topic.replication_factor == -1 { 1 } else { topic.replication_factor })
-                    .with_configs(Some(described))
+                    .with_configs(if version >= 5 { Some(described) } else { None })
             }
             Ok(_) => failure(ResponseError::TopicAlreadyExists, format!("topic {name:?} already exists")),
             Err(error) => failure(ResponseError::RequestTimedOut, format!("failed to record the topic: {error}")),
