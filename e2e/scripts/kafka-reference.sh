@@ -5,6 +5,7 @@
 #   kafka-reference.sh start DIR [PORT]   # PLAINTEXT on 127.0.0.1:PORT (default $KAFKA_REF_PORT or 19092)
 #   kafka-reference.sh stop DIR
 #   kafka-reference.sh status DIR
+#   kafka-reference.sh jars               # only fetch the jars (once); print the libs directory
 #
 # Environment:
 #   FLOE_CACHE                 jar cache root (default $HOME/.cache/floe); jars go to $FLOE_CACHE/kafka-4.1.1/libs
@@ -31,7 +32,7 @@ die() { echo "kafka-reference: $*" >&2; exit 1; }
 log() { echo "kafka-reference: $*" >&2; }
 
 usage() {
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -237,5 +238,6 @@ case "${1:-}" in
     start) shift; cmd_start "$@" ;;
     stop) shift; cmd_stop "$@" ;;
     status) shift; cmd_status "$@" ;;
+    jars) fetch_libs; echo "$LIBS" ;;
     *) usage ;;
 esac

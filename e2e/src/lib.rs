@@ -1,1 +1,230 @@
-//! Helpers shared by the end-to-end suites.
+//! Helpers shared by the end-to-end suites: start the real `floe` binary as a child process on
+//! loopback ports, locate the external clients that `e2e/scripts/install-deps.sh` installs, and
+//! the deterministic record format every client driver produces and verifies.
+
+pub mod kafka;
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Root of the repository (the workspace).
+pub fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e sits in the workspace").to_path_buf()
+}
+
+/// The `floe` binary under test: `$FLOE_BIN`, else the workspace's debug build (the Makefile
+/// builds it before the suites run).
+pub fn floe_binary() -> Result<PathBuf> {
+    if let Ok(path) = std::env::var("FLOE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repository_root().join("target"));
+    let path = target.join("debug").join("floe");
+    if !path.exists() {
+        bail!("{} does not exist; run `cargo build --bin floe` (make test does) or set FLOE_BIN", path.display());
+    }
+    Ok(path)
+}
+
+/// A playground process with its data directory, restartable on the same data.
+pub struct Playground {
+    child: Option<Child>,
+    pub bootstrap: String,
+    pub http: String,
+    pub data_dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+}
+
+impl Playground {
+    pub fn start(extra_args: &[&str]) -> Result<Self> {
+        let data_dir = tempfile::Builder::new().prefix("floe-e2e-").tempdir()?;
+        let mut playground = Self {
+            child: None,
+            bootstrap: String::new(),
+            http: String::new(),
+            data_dir,
+            extra_args: extra_args.iter().map(|argument| argument.to_string()).collect(),
+        };
+        playground.launch()?;
+        Ok(playground)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let mut child = Command::new(floe_binary()?)
+            .arg("playground")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--group-initial-rebalance-delay", "0s", "--log", "warn"])
+            .args(&self.extra_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("failed to start floe playground")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut bootstrap, mut http) = (None, None);
+        while bootstrap.is_none() || http.is_none() {
+            if Instant::now() > deadline {
+                bail!("the playground did not print its addresses within 30 s");
+            }
+            let Some(line) = lines.next() else { bail!("the playground exited before it was ready") };
+            let line = line?;
+            if let Some(address) = line.trim().strip_prefix("Kafka bootstrap:") {
+                bootstrap = Some(address.trim().to_string());
+            }
+            if let Some(rest) = line.trim().strip_prefix("HTTP:") {
+                let url = rest.split_whitespace().next().unwrap_or_default();
+                http = Some(url.trim_start_matches("http://").trim_end_matches("/metrics").to_string());
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.bootstrap = bootstrap.expect("set above");
+        self.http = http.expect("set above");
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Stops the process with SIGKILL: no flush, no goodbye.
+    pub fn kill_hard(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Stops with SIGTERM and waits for the graceful exit.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    if !status.success() {
+                        bail!("the playground exited with {status} after SIGTERM");
+                    }
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    child.kill()?;
+                    bail!("the playground did not exit within 30 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.launch()
+    }
+
+    pub fn restart_after_kill(&mut self) -> Result<()> {
+        self.kill_hard()?;
+        self.launch()
+    }
+
+    /// Segment objects currently in the playground's file bucket.
+    pub fn segment_objects(&self) -> Result<usize> {
+        let directory = self.data_dir.path().join("bucket").join("segments");
+        if !directory.exists() {
+            return Ok(0);
+        }
+        Ok(std::fs::read_dir(directory)?
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".seg"))
+            .count())
+    }
+}
+
+impl Drop for Playground {
+    fn drop(&mut self) {
+        let _ = self.kill_hard();
+    }
+}
+
+fn cache_directory() -> PathBuf {
+    std::env::var("FLOE_CACHE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/floe"))
+}
+
+/// Runs an external client driver; it must exit 0 and print `expected_ok` on stdout.
+pub fn run_driver(mut command: Command, expected_ok: &str, timeout: Duration) -> Result<String> {
+    let description = format!("{command:?}");
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("failed to start {description}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let out_thread = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err_thread = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill()?;
+            bail!("{description} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = out_thread.join().unwrap_or_default();
+    let stderr = err_thread.join().unwrap_or_default();
+    print!("{stdout}");
+    if !status.success() || !stdout.contains(expected_ok) {
+        bail!("{description} failed ({status}); expected {expected_ok:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    }
+    Ok(stdout)
+}
+
+/// `java -cp <e2e java client> dev.floe.e2e.Main <arguments>`.
+pub fn java_driver(arguments: &[&str]) -> Result<Command> {
+    let java = repository_root().join("e2e/java/target");
+    let jar = java.join("floe-e2e-java.jar");
+    if !jar.exists() {
+        bail!("{} is missing; run e2e/scripts/install-deps.sh (make test does)", jar.display());
+    }
+    let mut command = Command::new("java");
+    command.arg("-cp").arg(format!("{}:{}/libs/*", jar.display(), java.display())).arg("dev.floe.e2e.Main").args(arguments);
+    Ok(command)
+}
+
+/// The kafka-python driver, run with the cached virtual environment's interpreter.
+pub fn python_driver(arguments: &[&str]) -> Result<Command> {
+    let python = cache_directory().join("venv/bin/python");
+    if !python.exists() {
+        bail!("{} is missing; run e2e/scripts/install-deps.sh (make test does)", python.display());
+    }
+    let mut command = Command::new(python);
+    command.arg(repository_root().join("e2e/python/roundtrip.py")).args(arguments);
+    Ok(command)
+}
+
+pub fn kcat_driver(arguments: &[&str]) -> Result<Command> {
+    let mut command = Command::new("bash");
+    command.arg(repository_root().join("e2e/scripts/kcat-roundtrip.sh")).args(arguments);
+    Ok(command)
+}
+
+/// The record format all drivers share: key, value and headers are a function of the index.
+pub mod records {
+    pub const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+
+    pub fn key(index: u64) -> Vec<u8> {
+        format!("key-{index:08}").into_bytes()
+    }
+
+    pub fn value(index: u64) -> Vec<u8> {
+        let mut value = format!("value-{index}-").into_bytes();
+        value.extend((0..index % 300).map(|position| ((index * 31 + position) % 251) as u8));
+        value
+    }
+
+    pub fn index_of(key: &[u8]) -> Option<u64> {
+        std::str::from_utf8(key).ok()?.strip_prefix("key-")?.parse().ok()
+    }
+}

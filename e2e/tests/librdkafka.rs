@@ -1,0 +1,189 @@
+//! librdkafka (bundled 2.x through the rdkafka crate) against a playground process: the
+//! round trip in every codec, durability across kill -9, and the segment-count bound.
+
+use anyhow::{bail, ensure, Result};
+use floe_e2e::kafka::{self, read_all};
+use floe_e2e::records::{self, CODECS};
+use floe_e2e::Playground;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn producer(bootstrap: &str, codec: &str, extra: &[(&str, &str)]) -> Result<FutureProducer> {
+    let mut config = kafka::config(bootstrap);
+    config.set("acks", "all").set("compression.codec", codec).set("linger.ms", "5").set("message.timeout.ms", "30000");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    Ok(config.create()?)
+}
+
+fn headers_for(index: u64) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header { key: "h-index", value: Some(index.to_string().as_bytes()) })
+        .insert(Header { key: "h-client", value: Some("rdkafka".as_bytes()) })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_round_trips_100k_records_with_keys_and_headers_in_every_codec_through_a_group() -> Result<()> {
+    const RECORDS: u64 = 100_000;
+    let playground = Playground::start(&[])?;
+    let topic = "rdkafka-roundtrip";
+    kafka::create_topic(&playground.bootstrap, topic, 12).await?;
+    let per_codec = RECORDS / CODECS.len() as u64;
+    for (codec_index, codec) in CODECS.iter().enumerate() {
+        let producer = producer(&playground.bootstrap, codec, &[])?;
+        let first = codec_index as u64 * per_codec;
+        let mut deliveries = Vec::with_capacity(per_codec as usize);
+        for index in first..first + per_codec {
+            let (key, value) = (records::key(index), records::value(index));
+            let record = FutureRecord::to(topic).key(&key).payload(&value).headers(headers_for(index));
+            deliveries.push(producer.send_result(record).map_err(|(error, _)| anyhow::anyhow!("enqueue failed: {error}"))?);
+        }
+        for delivery in deliveries {
+            if let Err((error, _)) = delivery.await? {
+                bail!("delivery failed with codec {codec}: {error}");
+            }
+        }
+    }
+
+    let consumer: BaseConsumer = kafka::config(&playground.bootstrap)
+        .set("group.id", "rdkafka-roundtrip-group")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut seen: HashMap<u64, (i32, i64)> = HashMap::new();
+    let mut last_index_per_partition_and_codec: BTreeMap<(i32, u64), u64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while (seen.len() as u64) < RECORDS {
+        ensure!(Instant::now() < deadline, "consumed {} of {RECORDS} records before the deadline", seen.len());
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let message = message?;
+        let key = message.key().unwrap_or_default();
+        let Some(index) = records::index_of(key) else { bail!("unexpected key {key:?}") };
+        ensure!(message.payload().unwrap_or_default() == records::value(index).as_slice(), "value of record {index} differs");
+        let headers: Vec<(String, Vec<u8>)> = message
+            .headers()
+            .map(|headers| headers.iter().map(|header| (header.key.to_string(), header.value.unwrap_or_default().to_vec())).collect())
+            .unwrap_or_default();
+        ensure!(
+            headers == vec![("h-index".to_string(), index.to_string().into_bytes()), ("h-client".to_string(), b"rdkafka".to_vec())],
+            "headers of record {index} differ: {headers:?}"
+        );
+        ensure!(seen.insert(index, (message.partition(), message.offset())).is_none(), "record {index} consumed twice");
+        let codec = index / per_codec;
+        if let Some(previous) = last_index_per_partition_and_codec.insert((message.partition(), codec), index) {
+            ensure!(previous < index, "partition {} returned record {index} after {previous}", message.partition());
+        }
+    }
+    consumer.commit_consumer_state(CommitMode::Sync)?;
+    println!("consumed and verified {RECORDS} records through a consumer group");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_record_survives_kill_9_at_its_acknowledged_offset() -> Result<()> {
+    const RECORDS: u64 = 50_000;
+    const KILL_AFTER_ACKS: usize = 15_000;
+    let mut playground = Playground::start(&[])?;
+    let topic = "durability";
+    kafka::create_topic(&playground.bootstrap, topic, 6).await?;
+    let producer = producer(&playground.bootstrap, "lz4", &[("message.timeout.ms", "5000"), ("enable.idempotence", "false"), ("retries", "0")])?;
+    let acknowledged: Arc<Mutex<Vec<(u64, i32, i64)>>> = Arc::default();
+    let mut waiting = Vec::with_capacity(RECORDS as usize);
+    let mut killed = false;
+    for index in 0..RECORDS {
+        let (key, value) = (records::key(index), records::value(index));
+        let record = FutureRecord::to(topic).key(&key).payload(&value);
+        let delivery = producer.send_result(record).map_err(|(error, _)| anyhow::anyhow!("enqueue failed: {error}"))?;
+        let sink = Arc::clone(&acknowledged);
+        waiting.push(tokio::spawn(async move {
+            if let Ok(Ok(delivered)) = delivery.await {
+                sink.lock().expect("not poisoned").push((index, delivered.partition, delivered.offset));
+            }
+        }));
+        // Pace the producer so the kill lands in the middle of the stream.
+        if index % 1_000 == 999 {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            let count = acknowledged.lock().expect("not poisoned").len();
+            if !killed && count >= KILL_AFTER_ACKS {
+                playground.kill_hard()?;
+                killed = true;
+                println!("killed the playground after {count} acknowledgements, {} records enqueued", index + 1);
+            }
+        }
+    }
+    for task in waiting {
+        task.await?;
+    }
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().expect("not poisoned"));
+    ensure!(killed, "the producer finished before the kill; the test proved nothing");
+    ensure!(acknowledged.len() < RECORDS as usize, "every record was acknowledged although the agent was killed");
+    playground.restart_after_kill()?;
+    let stored = read_all(&playground.bootstrap, topic, 6, Duration::from_secs(120))?;
+    for (index, partition, offset) in &acknowledged {
+        let Some(records_of_partition) = stored.get(partition) else { bail!("partition {partition} is empty after restart") };
+        let Some(record) = records_of_partition.iter().find(|record| record.offset == *offset) else {
+            bail!("acknowledged record {index} at {partition}/{offset} is missing after kill -9");
+        };
+        ensure!(record.key == records::key(*index), "offset {partition}/{offset} holds another key than acknowledged record {index}");
+        ensure!(record.value == records::value(*index), "value of record {index} changed");
+    }
+    println!("{} acknowledged records all read back at their acknowledged offsets after kill -9", acknowledged.len());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_partitions_for_ten_seconds_write_a_bounded_number_of_segment_objects() -> Result<()> {
+    const PARTITIONS: i32 = 1_000;
+    const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+    const FLUSH_MAX_BYTES: u64 = 8 << 20;
+    let playground = Playground::start(&[])?;
+    let topic = "wide";
+    kafka::create_topic(&playground.bootstrap, topic, PARTITIONS).await?;
+    let before = playground.segment_objects()?;
+    let producer = producer(&playground.bootstrap, "none", &[("linger.ms", "20")])?;
+    let payload = vec![b'x'; 200];
+    let started = Instant::now();
+    let mut sent_bytes = 0u64;
+    let mut deliveries = Vec::new();
+    let mut index = 0u64;
+    while started.elapsed() < Duration::from_secs(10) {
+        for _ in 0..1_000 {
+            let partition = (index % PARTITIONS as u64) as i32;
+            let key = records::key(index);
+            let mut record = FutureRecord::to(topic).partition(partition).key(&key).payload(&payload);
+            // Back off while librdkafka's local queue is full: the test measures objects, not speed.
+            let delivery = loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => break delivery,
+                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), returned)) => {
+                        record = returned;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((error, _)) => bail!("enqueue failed: {error}"),
+                }
+            };
+            deliveries.push(delivery);
+            sent_bytes += (payload.len() + key.len()) as u64;
+            index += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for delivery in deliveries {
+        if let Err((error, _)) = delivery.await? {
+            bail!("delivery failed: {error}");
+        }
+    }
+    let elapsed = started.elapsed();
+    let written = playground.segment_objects()? - before;
+    let bound = elapsed.as_millis().div_ceil(FLUSH_INTERVAL.as_millis()) as u64 + sent_bytes.div_ceil(FLUSH_MAX_BYTES) + 1;
+    println!("{index} records to {PARTITIONS} partitions in {elapsed:?} ({sent_bytes} bytes) wrote {written} segment objects; bound {bound}");
+    ensure!(written > 0, "no segment objects were written");
+    ensure!((written as u64) <= bound, "{written} segment objects exceed the bound of {bound}");
+    Ok(())
+}
