@@ -3,6 +3,7 @@
 //! the deterministic record format every client driver produces and verifies.
 
 pub mod kafka;
+pub mod wire;
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};

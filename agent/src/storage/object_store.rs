@@ -20,7 +20,7 @@ pub enum ObjectStoreUrl {
 impl std::str::FromStr for ObjectStoreUrl {
     type Err = String;
     fn from_str(value: &str) -> Result<Self, String> {
-        const EXAMPLES: &str = "expected file:///absolute/path, memory:// or s3://bucket/prefix";
+        const EXAMPLES: &str = "examples: file:///var/lib/floe/bucket, memory://, s3://bucket/prefix";
         if let Some(path) = value.strip_prefix("file://") {
             if !path.starts_with('/') {
                 return Err(format!("{value:?} is not an absolute file URL; {EXAMPLES}"));

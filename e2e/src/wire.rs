@@ -1,0 +1,82 @@
+//! A raw Kafka connection for tests that must send what no well-behaved client sends.
+
+use anyhow::{bail, Result};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+pub struct RawConnection {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl RawConnection {
+    pub fn connect(bootstrap: &str) -> Result<Self> {
+        let stream = TcpStream::connect(bootstrap)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Self { stream, next_correlation_id: 1 })
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Sends `body` as `api_key` v`version` with the matching header version.
+    pub fn send<T: Encodable>(&mut self, api_key: ApiKey, version: i16, body: &T) -> Result<i32> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("floe-e2e-raw")));
+        let mut buffer = BytesMut::new();
+        buffer.put_i32(0);
+        header.encode(&mut buffer, api_key.request_header_version(version))?;
+        body.encode(&mut buffer, version)?;
+        let size = (buffer.len() - 4) as i32;
+        buffer[0..4].copy_from_slice(&size.to_be_bytes());
+        self.stream.write_all(&buffer)?;
+        Ok(correlation_id)
+    }
+
+    /// Reads one response frame and decodes it as `T` at `version` (header version from the API).
+    pub fn receive<T: Decodable>(&mut self, api_key: ApiKey, version: i16, correlation_id: i32) -> Result<T> {
+        let mut frame = self.read_frame()?;
+        let header_version = api_key.response_header_version(version);
+        let received = frame.get_i32();
+        if received != correlation_id {
+            bail!("correlation id {received}, expected {correlation_id}");
+        }
+        if header_version >= 1 {
+            // Tagged fields of response header v1: we expect none.
+            let tags = frame.get_u8();
+            if tags != 0 {
+                bail!("unexpected tagged fields in the response header");
+            }
+        }
+        Ok(T::decode(&mut frame, version)?)
+    }
+
+    fn read_frame(&mut self) -> Result<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut frame)?;
+        Ok(Bytes::from(frame))
+    }
+
+    /// True when the agent closed the connection (end of stream or reset) within the timeout.
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(error) => matches!(error.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe),
+        }
+    }
+}
