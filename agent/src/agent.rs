@@ -96,18 +96,24 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
     let groups = Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay));
     let sweeper = groups.spawn_sweeper(Duration::from_millis(200));
 
-    let kafka_listener = TcpListener::bind(settings.kafka_listen)
-        .await
-        .map_err(|source| StartError::Bind { what: "the Kafka listener", address: settings.kafka_listen, flag: "--kafka-listen", source })?;
+    let kafka_listener = TcpListener::bind(settings.kafka_listen).await.map_err(|source| StartError::Bind {
+        what: "the Kafka listener",
+        address: settings.kafka_listen,
+        flag: "--kafka-listen",
+        source,
+    })?;
     let kafka_address = kafka_listener.local_addr().map_err(|source| StartError::Bind {
         what: "the Kafka listener",
         address: settings.kafka_listen,
         flag: "--kafka-listen",
         source,
     })?;
-    let http_listener = TcpListener::bind(settings.http_listen)
-        .await
-        .map_err(|source| StartError::Bind { what: "the HTTP listener", address: settings.http_listen, flag: "--http-listen", source })?;
+    let http_listener = TcpListener::bind(settings.http_listen).await.map_err(|source| StartError::Bind {
+        what: "the HTTP listener",
+        address: settings.http_listen,
+        flag: "--http-listen",
+        source,
+    })?;
     let http_address = http_listener.local_addr().map_err(|source| StartError::Bind {
         what: "the HTTP listener",
         address: settings.http_listen,
@@ -136,10 +142,20 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         ServerSettings { max_request_bytes: settings.max_request_bytes },
         shutdown_receiver.clone(),
     ));
-    let http_task = tokio::spawn(http::run(http_listener, HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) }, shutdown_receiver));
+    let http_task =
+        tokio::spawn(http::run(http_listener, HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) }, shutdown_receiver));
     ready.store(true, Ordering::Release);
     tracing::info!(%kafka_address, %http_address, %advertised, "agent started");
-    Ok(RunningAgent { kafka_address, http_address, advertised, metrics, shutdown, tasks: vec![server_task, http_task], writer_task, sweeper })
+    Ok(RunningAgent {
+        kafka_address,
+        http_address,
+        advertised,
+        metrics,
+        shutdown,
+        tasks: vec![server_task, http_task],
+        writer_task,
+        sweeper,
+    })
 }
 
 /// Kafka-style cluster id: 22 characters of URL-safe base64 of a random UUID.

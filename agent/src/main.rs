@@ -34,7 +34,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Agent(args) => (settings(args.metadata, args.object_store, args.common), None),
         Command::Playground(args) => {
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("failed to create --data-dir {}", args.data_dir.display()))?;
-            let directory = args.data_dir.canonicalize().with_context(|| format!("failed to resolve --data-dir {}", args.data_dir.display()))?;
+            let directory =
+                args.data_dir.canonicalize().with_context(|| format!("failed to resolve --data-dir {}", args.data_dir.display()))?;
             let metadata = MetadataUrl::Embedded(directory.join("metadata"));
             let bucket = ObjectStoreUrl::File(directory.join("bucket"));
             (settings(metadata, bucket, args.common), Some(directory))

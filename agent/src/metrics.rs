@@ -30,11 +30,9 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let latency = |name: &str, help: &str| HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
-        let requests = IntCounterVec::new(
-            Opts::new("floe_requests_total", "Kafka requests handled, by API and outcome"),
-            &["api", "outcome"],
-        )
-        .expect("valid metric");
+        let requests =
+            IntCounterVec::new(Opts::new("floe_requests_total", "Kafka requests handled, by API and outcome"), &["api", "outcome"])
+                .expect("valid metric");
         let request_duration =
             HistogramVec::new(latency("floe_request_duration_seconds", "Kafka request latency by API"), &["api"]).expect("valid metric");
         let bytes_in = IntCounter::new("floe_bytes_in_total", "Record batch bytes accepted from producers").expect("valid metric");
@@ -52,18 +50,13 @@ impl Metrics {
             &["operation", "outcome"],
         )
         .expect("valid metric");
-        let object_store_duration = HistogramVec::new(
-            latency("floe_object_store_duration_seconds", "Object store operation latency by kind"),
-            &["operation"],
-        )
-        .expect("valid metric");
+        let object_store_duration =
+            HistogramVec::new(latency("floe_object_store_duration_seconds", "Object store operation latency by kind"), &["operation"])
+                .expect("valid metric");
         let journal_commit_duration =
             Histogram::with_opts(latency("floe_journal_commit_duration_seconds", "Metadata journal append latency")).expect("valid metric");
-        let connections = IntCounterVec::new(
-            Opts::new("floe_connections_total", "Kafka connections by how they ended"),
-            &["outcome"],
-        )
-        .expect("valid metric");
+        let connections = IntCounterVec::new(Opts::new("floe_connections_total", "Kafka connections by how they ended"), &["outcome"])
+            .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),

@@ -49,9 +49,22 @@ apt_install() {
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
+# --- 0. Rust toolchain ----------------------------------------------------------
+# rustup's own downloads are not reachable from every machine, and Debian's rustc is too old for
+# the workspace, so the toolchain must already be there; say so clearly when it is not.
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "[install-deps] cargo not found: install Rust 1.89+ with rustup (rust-toolchain.toml pins the version)" >&2
+    exit 1
+fi
+
 # --- 1. Debian packages -------------------------------------------------------
-apt_install build-essential pkg-config zlib1g-dev protobuf-compiler libprotobuf-dev \
-    cmake libcurl4-openssl-dev libssl-dev kcat python3-venv
+# Building the workspace needs the first line (cmake and curl for the bundled librdkafka the e2e
+# crate uses); the tests need kcat (librdkafka 2.0.2) and a Python venv.
+apt_install build-essential pkg-config zlib1g-dev cmake libcurl4-openssl-dev libssl-dev
+if [ "${1:-}" = "--build-only" ]; then
+    exit 0
+fi
+apt_install kcat python3-venv
 
 # --- 2. Java toolchain --------------------------------------------------------
 if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then

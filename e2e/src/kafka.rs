@@ -19,7 +19,10 @@ pub fn config(bootstrap: &str) -> ClientConfig {
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = config(bootstrap).create().context("failed to create the admin client")?;
     let results = admin
-        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
         .await?;
     for result in results {
         if let Err((name, error)) = result {

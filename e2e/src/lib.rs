@@ -58,7 +58,16 @@ impl Playground {
             .arg("playground")
             .arg("--data-dir")
             .arg(self.data_dir.path())
-            .args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--group-initial-rebalance-delay", "0s", "--log", "warn"])
+            .args([
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--group-initial-rebalance-delay",
+                "0s",
+                "--log",
+                "warn",
+            ])
             .args(&self.extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -151,13 +160,16 @@ impl Drop for Playground {
 }
 
 fn cache_directory() -> PathBuf {
-    std::env::var("FLOE_CACHE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/floe"))
+    std::env::var("FLOE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/floe"))
 }
 
 /// Runs an external client driver; it must exit 0 and print `expected_ok` on stdout.
 pub fn run_driver(mut command: Command, expected_ok: &str, timeout: Duration) -> Result<String> {
     let description = format!("{command:?}");
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("failed to start {description}"))?;
+    let mut child =
+        command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("failed to start {description}"))?;
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let out_thread = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());

@@ -59,7 +59,7 @@ impl RawConnection {
                 bail!("unexpected tagged fields in the response header");
             }
         }
-        Ok(T::decode(&mut frame, version)?)
+        T::decode(&mut frame, version)
     }
 
     fn read_frame(&mut self) -> Result<Bytes> {
@@ -76,7 +76,10 @@ impl RawConnection {
         match self.stream.read(&mut byte) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(error) => matches!(error.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe),
+            Err(error) => matches!(
+                error.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe
+            ),
         }
     }
 }

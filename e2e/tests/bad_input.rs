@@ -38,7 +38,8 @@ fn batch(count: usize, value_size: usize) -> Bytes {
         })
         .collect();
     let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buffer, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encodable");
+    RecordBatchEncoder::encode(&mut buffer, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .expect("encodable");
     buffer.freeze()
 }
 
@@ -121,7 +122,11 @@ fn unsupported_versions_get_unsupported_version_from_api_versions_and_a_close_el
     let response: ApiVersionsResponse = raw.receive(ApiKey::ApiVersions, 0, 7)?;
     ensure!(response.error_code == UNSUPPORTED_VERSION, "error code {}", response.error_code);
     let api_versions = response.api_keys.iter().find(|key| key.api_key == ApiKey::ApiVersions as i16);
-    ensure!(api_versions.is_some_and(|range| range.min_version == 0 && range.max_version >= 3), "ApiVersions range missing: {:?}", response.api_keys);
+    ensure!(
+        api_versions.is_some_and(|range| range.min_version == 0 && range.max_version >= 3),
+        "ApiVersions range missing: {:?}",
+        response.api_keys
+    );
     ensure!(response.api_keys.len() >= 19, "only {} APIs advertised", response.api_keys.len());
     // Produce v99: the connection is closed (no guessed body).
     let mut produce = RawConnection::connect(&playground.bootstrap)?;
@@ -140,7 +145,10 @@ async fn a_batch_with_a_bad_crc_gets_corrupt_message_and_nothing_is_appended() -
         let mut corrupted = batch(3, 10).to_vec();
         let last = corrupted.len() - 1;
         corrupted[last] ^= 0x40;
-        ensure!(produce(&mut connection, "crc", Bytes::from(corrupted))? == (CORRUPT_MESSAGE, -1), "a bad CRC was not refused with CORRUPT_MESSAGE");
+        ensure!(
+            produce(&mut connection, "crc", Bytes::from(corrupted))? == (CORRUPT_MESSAGE, -1),
+            "a bad CRC was not refused with CORRUPT_MESSAGE"
+        );
         ensure!(latest_offset(&mut connection, "crc")? == (0, 0), "the refused batch moved the high watermark");
         ensure!(produce(&mut connection, "crc", batch(3, 10))? == (0, 0), "a good batch after the bad one did not start at offset 0");
         ensure!(latest_offset(&mut connection, "crc")? == (0, 3), "the good batch did not move the high watermark to 3");

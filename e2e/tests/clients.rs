@@ -11,7 +11,17 @@ const DRIVER_TIMEOUT: Duration = Duration::from_secs(600);
 #[test]
 fn the_java_client_round_trips_100k_records_in_every_codec_through_a_group() -> anyhow::Result<()> {
     let playground = Playground::start(&[])?;
-    let command = java_driver(&["roundtrip", "--bootstrap", &playground.bootstrap, "--topic", "java-roundtrip", "--partitions", "12", "--records", "100000"])?;
+    let command = java_driver(&[
+        "roundtrip",
+        "--bootstrap",
+        &playground.bootstrap,
+        "--topic",
+        "java-roundtrip",
+        "--partitions",
+        "12",
+        "--records",
+        "100000",
+    ])?;
     run_driver(command, "OK java roundtrip 100000 records", DRIVER_TIMEOUT)?;
     Ok(())
 }
@@ -19,7 +29,8 @@ fn the_java_client_round_trips_100k_records_in_every_codec_through_a_group() -> 
 #[test]
 fn kafka_python_round_trips_100k_records_in_every_codec_through_a_group() -> anyhow::Result<()> {
     let playground = Playground::start(&[])?;
-    let command = python_driver(&["--bootstrap", &playground.bootstrap, "--topic", "python-roundtrip", "--partitions", "12", "--records", "100000"])?;
+    let command =
+        python_driver(&["--bootstrap", &playground.bootstrap, "--topic", "python-roundtrip", "--partitions", "12", "--records", "100000"])?;
     run_driver(command, "OK python roundtrip 100000 records", DRIVER_TIMEOUT)?;
     Ok(())
 }
@@ -37,10 +48,36 @@ async fn kcat_on_librdkafka_2_0_2_round_trips_100k_records_in_every_codec() -> a
 fn a_java_group_of_three_resumes_from_committed_offsets_after_a_restart() -> anyhow::Result<()> {
     let mut playground = Playground::start(&[])?;
     let produce = |bootstrap: &str, start: &str, count: &str| {
-        java_driver(&["produce-range", "--bootstrap", bootstrap, "--topic", "groups", "--partitions", "12", "--start", start, "--count", count])
+        java_driver(&[
+            "produce-range",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            "groups",
+            "--partitions",
+            "12",
+            "--start",
+            start,
+            "--count",
+            count,
+        ])
     };
     let consume = |bootstrap: &str, start: &str, count: &str| {
-        java_driver(&["group-consume", "--bootstrap", bootstrap, "--topic", "groups", "--group", "resume", "--members", "3", "--expect-start", start, "--expect-count", count])
+        java_driver(&[
+            "group-consume",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            "groups",
+            "--group",
+            "resume",
+            "--members",
+            "3",
+            "--expect-start",
+            start,
+            "--expect-count",
+            count,
+        ])
     };
     run_driver(produce(&playground.bootstrap, "0", "20000")?, "OK java produced 20000", DRIVER_TIMEOUT)?;
     run_driver(consume(&playground.bootstrap, "0", "20000")?, "OK java group-consume 20000 records", DRIVER_TIMEOUT)?;

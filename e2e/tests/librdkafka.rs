@@ -92,7 +92,8 @@ async fn every_acknowledged_record_survives_kill_9_at_its_acknowledged_offset() 
     let mut playground = Playground::start(&[])?;
     let topic = "durability";
     kafka::create_topic(&playground.bootstrap, topic, 6).await?;
-    let producer = producer(&playground.bootstrap, "lz4", &[("message.timeout.ms", "5000"), ("enable.idempotence", "false"), ("retries", "0")])?;
+    let producer =
+        producer(&playground.bootstrap, "lz4", &[("message.timeout.ms", "5000"), ("enable.idempotence", "false"), ("retries", "0")])?;
     let acknowledged: Arc<Mutex<Vec<(u64, i32, i64)>>> = Arc::default();
     let mut waiting = Vec::with_capacity(RECORDS as usize);
     let mut killed = false;
@@ -182,7 +183,9 @@ async fn a_thousand_partitions_for_ten_seconds_write_a_bounded_number_of_segment
     let elapsed = started.elapsed();
     let written = playground.segment_objects()? - before;
     let bound = elapsed.as_millis().div_ceil(FLUSH_INTERVAL.as_millis()) as u64 + sent_bytes.div_ceil(FLUSH_MAX_BYTES) + 1;
-    println!("{index} records to {PARTITIONS} partitions in {elapsed:?} ({sent_bytes} bytes) wrote {written} segment objects; bound {bound}");
+    println!(
+        "{index} records to {PARTITIONS} partitions in {elapsed:?} ({sent_bytes} bytes) wrote {written} segment objects; bound {bound}"
+    );
     ensure!(written > 0, "no segment objects were written");
     ensure!((written as u64) <= bound, "{written} segment objects exceed the bound of {bound}");
     Ok(())

@@ -59,7 +59,15 @@ pub struct JoinOutcome {
 
 impl JoinOutcome {
     fn error(error: ResponseError, member_id: String) -> Self {
-        Self { error: Some(error), generation_id: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id, members: vec![] }
+        Self {
+            error: Some(error),
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id,
+            members: vec![],
+        }
     }
 }
 
@@ -216,7 +224,13 @@ impl GroupCoordinator {
         receiver
     }
 
-    pub fn sync(&self, group_id: &str, generation_id: i32, member_id: &str, assignments: Vec<(String, Bytes)>) -> oneshot::Receiver<SyncOutcome> {
+    pub fn sync(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+    ) -> oneshot::Receiver<SyncOutcome> {
         let (sender, receiver) = oneshot::channel();
         let mut groups = self.lock();
         let refuse = |sender: oneshot::Sender<SyncOutcome>, error| {
@@ -239,7 +253,12 @@ impl GroupCoordinator {
             GroupState::Empty | GroupState::PreparingRebalance => refuse(sender, ResponseError::RebalanceInProgress),
             GroupState::Stable => {
                 let assignment = member.assignment.clone();
-                let _ = sender.send(SyncOutcome { error: None, protocol_type: group.protocol_type.clone(), protocol_name: group.protocol_name.clone(), assignment });
+                let _ = sender.send(SyncOutcome {
+                    error: None,
+                    protocol_type: group.protocol_type.clone(),
+                    protocol_name: group.protocol_name.clone(),
+                    assignment,
+                });
             }
             GroupState::CompletingRebalance => {
                 member.sync_waiter = Some(sender);
@@ -347,7 +366,12 @@ impl GroupCoordinator {
                     member_id: id.clone(),
                     client_id: member.client_id.clone(),
                     client_host: member.client_host.clone(),
-                    metadata: member.protocols.iter().find(|(name, _)| *name == protocol_name).map(|(_, metadata)| metadata.clone()).unwrap_or_default(),
+                    metadata: member
+                        .protocols
+                        .iter()
+                        .find(|(name, _)| *name == protocol_name)
+                        .map(|(_, metadata)| metadata.clone())
+                        .unwrap_or_default(),
                     assignment: member.assignment.clone(),
                 })
                 .collect(),
@@ -356,10 +380,7 @@ impl GroupCoordinator {
 
     /// (group id, protocol type, state) of every group with live membership state.
     pub fn list(&self) -> Vec<(String, String, &'static str)> {
-        self.lock()
-            .iter()
-            .map(|(id, group)| (id.clone(), group.protocol_type.clone().unwrap_or_default(), group.state.name()))
-            .collect()
+        self.lock().iter().map(|(id, group)| (id.clone(), group.protocol_type.clone().unwrap_or_default(), group.state.name())).collect()
     }
 
     /// Expires members whose session ran out and finishes rebalances whose deadline passed.
@@ -407,7 +428,12 @@ fn start_rebalance(group: &mut Group, now: Instant) {
     group.rebalance_deadline = Some(now + longest);
     for member in group.members.values_mut() {
         if let Some(waiter) = member.sync_waiter.take() {
-            let _ = waiter.send(SyncOutcome { error: Some(ResponseError::RebalanceInProgress), protocol_type: None, protocol_name: None, assignment: Bytes::new() });
+            let _ = waiter.send(SyncOutcome {
+                error: Some(ResponseError::RebalanceInProgress),
+                protocol_type: None,
+                protocol_name: None,
+                assignment: Bytes::new(),
+            });
         }
     }
 }
@@ -477,7 +503,12 @@ fn try_complete_join(group: &mut Group, now: Instant, deadline_passed: bool) {
     let member_list: Vec<(String, Bytes)> = group
         .members
         .iter()
-        .map(|(id, member)| (id.clone(), member.protocols.iter().find(|(name, _)| *name == chosen).map(|(_, metadata)| metadata.clone()).unwrap_or_default()))
+        .map(|(id, member)| {
+            (
+                id.clone(),
+                member.protocols.iter().find(|(name, _)| *name == chosen).map(|(_, metadata)| metadata.clone()).unwrap_or_default(),
+            )
+        })
         .collect();
     for (id, member) in group.members.iter_mut() {
         member.last_seen = now;
@@ -540,7 +571,7 @@ mod tests {
         assert_eq!(coordinator.check_commit("g", 1, &second_id), CommitCheck::Refused(ResponseError::IllegalGeneration));
         assert_eq!(coordinator.check_commit("g", 2, &second_id), CommitCheck::Allowed);
 
-        assert_eq!(coordinator.leave("g", &[first.member_id.clone()]), vec![None]);
+        assert_eq!(coordinator.leave("g", std::slice::from_ref(&first.member_id)), vec![None]);
         assert_eq!(coordinator.heartbeat("g", 2, &second_id), Some(ResponseError::RebalanceInProgress));
         let alone = coordinator.join(join_request(&second_id)).await.unwrap();
         assert_eq!(alone.generation_id, 3);

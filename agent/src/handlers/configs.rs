@@ -18,8 +18,11 @@ pub fn describe(context: &AgentContext, request: DescribeConfigsRequest) -> Desc
         .into_iter()
         .map(|resource| {
             let name = resource.resource_name.to_string();
-            let wanted = |key: &str| resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|wanted| wanted.as_str() == key));
-            let result = DescribeConfigsResult::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name.clone());
+            let wanted =
+                |key: &str| resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|wanted| wanted.as_str() == key));
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
             match resource.resource_type {
                 RESOURCE_TOPIC => {
                     let configs = context.metadata.read(|state| state.topics.get(&name).map(|topic| topic.configs.clone()));
@@ -60,9 +63,9 @@ pub fn describe(context: &AgentContext, request: DescribeConfigsRequest) -> Desc
                         .collect();
                     result.with_configs(entries)
                 }
-                other => result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str_bytes(format!("config resource type {other} is not supported; use topic (2) or broker (4)")))),
+                other => result.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(str_bytes(format!(
+                    "config resource type {other} is not supported; use topic (2) or broker (4)"
+                )))),
             }
         })
         .collect();

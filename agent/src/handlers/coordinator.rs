@@ -10,7 +10,13 @@ pub fn find(context: &AgentContext, request: FindCoordinatorRequest, version: i1
         let coordinators = request
             .coordinator_keys
             .into_iter()
-            .map(|key| Coordinator::default().with_key(key).with_node_id(BrokerId(node.node_id)).with_host(str_bytes(node.host.clone())).with_port(node.port))
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(node.node_id))
+                    .with_host(str_bytes(node.host.clone()))
+                    .with_port(node.port)
+            })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }

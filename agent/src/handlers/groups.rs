@@ -49,7 +49,13 @@ pub async fn join(context: &AgentContext, request: JoinGroupRequest, version: i1
         .with_leader(str_bytes(outcome.leader))
         .with_member_id(str_bytes(outcome.member_id))
         .with_members(
-            outcome.members.into_iter().map(|(member_id, metadata)| JoinGroupResponseMember::default().with_member_id(str_bytes(member_id)).with_metadata(metadata)).collect(),
+            outcome
+                .members
+                .into_iter()
+                .map(|(member_id, metadata)| {
+                    JoinGroupResponseMember::default().with_member_id(str_bytes(member_id)).with_metadata(metadata)
+                })
+                .collect(),
         )
 }
 
@@ -67,7 +73,11 @@ pub async fn sync(context: &AgentContext, request: SyncGroupRequest) -> SyncGrou
 }
 
 pub fn heartbeat(context: &AgentContext, request: HeartbeatRequest) -> HeartbeatResponse {
-    HeartbeatResponse::default().with_error_code(code(context.groups.heartbeat(&request.group_id.0, request.generation_id, &request.member_id)))
+    HeartbeatResponse::default().with_error_code(code(context.groups.heartbeat(
+        &request.group_id.0,
+        request.generation_id,
+        &request.member_id,
+    )))
 }
 
 pub fn leave(context: &AgentContext, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
@@ -81,7 +91,12 @@ pub fn leave(context: &AgentContext, request: LeaveGroupRequest, version: i16) -
         .members
         .into_iter()
         .zip(results)
-        .map(|(member, error)| MemberResponse::default().with_member_id(member.member_id).with_group_instance_id(member.group_instance_id).with_error_code(code(error)))
+        .map(|(member, error)| {
+            MemberResponse::default()
+                .with_member_id(member.member_id)
+                .with_group_instance_id(member.group_instance_id)
+                .with_error_code(code(error))
+        })
         .collect();
     LeaveGroupResponse::default().with_members(members)
 }
@@ -135,7 +150,9 @@ pub fn list(context: &AgentContext, request: ListGroupsRequest) -> ListGroupsRes
             groups.push((group_id, "consumer".to_string(), "Empty".to_string()));
         }
     }
-    let wanted = |state: &str| request.states_filter.is_empty() || request.states_filter.iter().any(|filter| filter.as_str().eq_ignore_ascii_case(state));
+    let wanted = |state: &str| {
+        request.states_filter.is_empty() || request.states_filter.iter().any(|filter| filter.as_str().eq_ignore_ascii_case(state))
+    };
     let listed = groups
         .into_iter()
         .filter(|(_, _, state)| wanted(state))

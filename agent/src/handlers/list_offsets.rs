@@ -25,7 +25,9 @@ pub async fn handle(context: &AgentContext, request: ListOffsetsRequest, version
         for partition in topic.partitions {
             let response = ListOffsetsPartitionResponse::default().with_partition_index(partition.partition_index);
             let snapshot = context.metadata.read(|state| {
-                state.partition(&name, partition.partition_index).map(|found| (found.log_start_offset, found.high_watermark, found.chunks.clone()))
+                state
+                    .partition(&name, partition.partition_index)
+                    .map(|found| (found.log_start_offset, found.high_watermark, found.chunks.clone()))
             });
             let Some((log_start, high_watermark, chunks)) = snapshot else {
                 partitions.push(response.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
@@ -53,7 +55,11 @@ pub async fn handle(context: &AgentContext, request: ListOffsetsRequest, version
 }
 
 /// (timestamp, offset) of the first record in `chunk` whose timestamp satisfies `matches`.
-async fn scan_chunk(context: &AgentContext, chunk: &ChunkLocation, matches: impl Fn(i64) -> bool) -> Result<Option<(i64, i64)>, ResponseError> {
+async fn scan_chunk(
+    context: &AgentContext,
+    chunk: &ChunkLocation,
+    matches: impl Fn(i64) -> bool,
+) -> Result<Option<(i64, i64)>, ResponseError> {
     let mut bytes = context.reader.read_chunk(chunk).await.map_err(|error| {
         tracing::warn!(%error, "failed to read a chunk for a timestamp lookup");
         ResponseError::KafkaStorageError

@@ -54,7 +54,11 @@ pub fn handle(context: &AgentContext, request: MetadataRequest, version: i16) ->
                     match found {
                         Some((name, topic)) => describe(name, topic),
                         None => MetadataResponseTopic::default()
-                            .with_error_code(if name.is_some() { ResponseError::UnknownTopicOrPartition.code() } else { ResponseError::UnknownTopicId.code() })
+                            .with_error_code(if name.is_some() {
+                                ResponseError::UnknownTopicOrPartition.code()
+                            } else {
+                                ResponseError::UnknownTopicId.code()
+                            })
                             .with_name(name.map(topic_name))
                             .with_topic_id(topic_id)
                             .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),

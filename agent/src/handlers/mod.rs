@@ -77,7 +77,7 @@ pub struct ClientInfo {
 
 /// What the connection should do once a request is handled.
 pub enum Reply {
-    Respond(ResponseKind),
+    Respond(Box<ResponseKind>),
     /// acks=0 produce: the client expects no response.
     Silent,
     /// acks=0 produce that failed: Kafka closes the connection so the client notices.
@@ -87,11 +87,16 @@ pub enum Reply {
 /// Starts handling a request. Work that must happen in arrival order (appending produced batches
 /// to the open segment) is done before this returns; the rest runs in the returned future, so a
 /// connection can pipeline requests while responses still leave in order.
-pub async fn dispatch(context: Arc<AgentContext>, header: RequestHeader, request: RequestKind, client: ClientInfo) -> BoxFuture<'static, Reply> {
+pub async fn dispatch(
+    context: Arc<AgentContext>,
+    header: RequestHeader,
+    request: RequestKind,
+    client: ClientInfo,
+) -> BoxFuture<'static, Reply> {
     let version = header.request_api_version;
     match request {
         RequestKind::Produce(request) => produce::start(context, request).await,
-        other => Box::pin(async move { Reply::Respond(handle(context, version, other, client).await) }),
+        other => Box::pin(async move { Reply::Respond(Box::new(handle(context, version, other, client).await)) }),
     }
 }
 

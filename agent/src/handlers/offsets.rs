@@ -7,16 +7,22 @@ use crate::metadata::{JournalRecord, OffsetCommitEntry};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
+
+/// Per topic, per partition: `None` when accepted (pending the journal), else why it was refused.
+type Verdicts = Vec<(String, Vec<(i32, Option<ResponseError>)>)>;
+/// Per topic: (partition, offset, leader epoch, metadata).
+type CommittedByTopic = Vec<(String, Vec<(i32, i64, i32, String)>)>;
 
 pub async fn commit(context: &AgentContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
     let check = context.groups.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id);
     let mut entries = Vec::new();
     // Per partition: None = accepted (pending the journal), Some(error) = refused.
-    let mut verdicts: Vec<(String, Vec<(i32, Option<ResponseError>)>)> = Vec::new();
+    let mut verdicts: Verdicts = Vec::new();
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         let partition_count = context.metadata.read(|state| state.topics.get(&name).map(|found| found.partitions.len() as i32));
@@ -25,7 +31,9 @@ pub async fn commit(context: &AgentContext, request: OffsetCommitRequest) -> Off
             let verdict = match (check, partition_count) {
                 (CommitCheck::Refused(error), _) => Some(error),
                 (_, None) => Some(ResponseError::UnknownTopicOrPartition),
-                (_, Some(count)) if partition.partition_index < 0 || partition.partition_index >= count => Some(ResponseError::UnknownTopicOrPartition),
+                (_, Some(count)) if partition.partition_index < 0 || partition.partition_index >= count => {
+                    Some(ResponseError::UnknownTopicOrPartition)
+                }
                 _ => {
                     entries.push(OffsetCommitEntry {
                         topic: name.clone(),
@@ -60,7 +68,9 @@ pub async fn commit(context: &AgentContext, request: OffsetCommitRequest) -> Off
                     .into_iter()
                     .map(|(index, verdict)| {
                         let error = verdict.or(journal_error);
-                        OffsetCommitResponsePartition::default().with_partition_index(index).with_error_code(error.map(|error| error.code()).unwrap_or(0))
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(index)
+                            .with_error_code(error.map(|error| error.code()).unwrap_or(0))
                     })
                     .collect(),
             )
@@ -71,7 +81,7 @@ pub async fn commit(context: &AgentContext, request: OffsetCommitRequest) -> Off
 
 /// (topic, partition, offset, leader epoch, metadata) for the requested partitions, or for every
 /// committed partition when `topics` is None. Missing commits answer offset -1, metadata "".
-fn lookup(context: &AgentContext, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<(i32, i64, i32, String)>)> {
+fn lookup(context: &AgentContext, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> CommittedByTopic {
     context.metadata.read(|state| {
         let committed = state.group_offsets.get(group);
         let topics = topics.unwrap_or_else(|| {
@@ -103,7 +113,9 @@ pub fn fetch(context: &AgentContext, request: OffsetFetchRequest, version: i16) 
             .groups
             .into_iter()
             .map(|group| {
-                let topics = group.topics.map(|topics| topics.into_iter().map(|topic| (topic.name.0.to_string(), topic.partition_indexes)).collect());
+                let topics = group
+                    .topics
+                    .map(|topics| topics.into_iter().map(|topic| (topic.name.0.to_string(), topic.partition_indexes)).collect());
                 let found = lookup(context, &group.group_id.0, topics);
                 OffsetFetchResponseGroup::default().with_group_id(group.group_id).with_topics(
                     found

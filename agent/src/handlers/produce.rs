@@ -48,9 +48,9 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
     let mut topics: Vec<(String, Vec<(i32, Slot)>)> = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
-        let found = context
-            .metadata
-            .read(|state| state.topics.get(&name).map(|found| (found.id, found.partitions.len() as i32, topic_config::max_message_bytes(&found.configs))));
+        let found = context.metadata.read(|state| {
+            state.topics.get(&name).map(|found| (found.id, found.partitions.len() as i32, topic_config::max_message_bytes(&found.configs)))
+        });
         let mut slots = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
             let index = partition.index;
@@ -72,7 +72,8 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
                 }
                 Ok(summary) => {
                     context.metrics.bytes_in.inc_by(records.len() as u64);
-                    let receiver = context.writer.append(&name, topic_id, index, records, summary.record_count, summary.max_timestamp).await;
+                    let receiver =
+                        context.writer.append(&name, topic_id, index, records, summary.record_count, summary.max_timestamp).await;
                     slots.push((index, Slot::Waiting(receiver)));
                 }
             }
@@ -92,10 +93,13 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
                         Ok(Ok(Ok(offset))) => (Ok(offset), None),
                         Ok(Ok(Err(error))) => (Err(write_error_code(&error)), Some(error.to_string())),
                         Ok(Err(_)) => (Err(ResponseError::NotLeaderOrFollower), Some("the agent is shutting down".to_string())),
-                        Err(_) => (Err(ResponseError::RequestTimedOut), Some(format!("not durable within the request timeout of {timeout:?}"))),
+                        Err(_) => {
+                            (Err(ResponseError::RequestTimedOut), Some(format!("not durable within the request timeout of {timeout:?}")))
+                        }
                     },
                 };
-                let log_start_offset = context.metadata.read(|state| state.partition(&name, index).map(|partition| partition.log_start_offset)).unwrap_or(-1);
+                let log_start_offset =
+                    context.metadata.read(|state| state.partition(&name, index).map(|partition| partition.log_start_offset)).unwrap_or(-1);
                 let response = PartitionProduceResponse::default()
                     .with_index(index)
                     .with_log_append_time_ms(-1)
@@ -114,6 +118,6 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
         if acks == 0 {
             return if any_error { Reply::Close } else { Reply::Silent };
         }
-        Reply::Respond(kafka_protocol::messages::ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
+        Reply::Respond(Box::new(kafka_protocol::messages::ResponseKind::Produce(ProduceResponse::default().with_responses(responses))))
     })
 }

@@ -50,7 +50,10 @@ pub async fn create(context: &AgentContext, request: CreateTopicsRequest, versio
             continue;
         }
         if !topic.assignments.is_empty() {
-            results.push(failure(ResponseError::InvalidReplicaAssignment, "manual replica assignments are meaningless in Floe: every agent serves every partition".to_string()));
+            results.push(failure(
+                ResponseError::InvalidReplicaAssignment,
+                "manual replica assignments are meaningless in Floe: every agent serves every partition".to_string(),
+            ));
             continue;
         }
         let mut configs = BTreeMap::new();
@@ -124,7 +127,9 @@ pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, versio
             Ok(ApplyOutcome::TopicDeleted) => responses.push(result),
             Ok(_) => responses.push(result.with_error_code(ResponseError::UnknownTopicOrPartition.code())),
             Err(error) => responses.push(
-                result.with_error_code(ResponseError::RequestTimedOut.code()).with_error_message(Some(str_bytes(format!("failed to record the deletion: {error}")))),
+                result
+                    .with_error_code(ResponseError::RequestTimedOut.code())
+                    .with_error_message(Some(str_bytes(format!("failed to record the deletion: {error}")))),
             ),
         }
     }

@@ -22,12 +22,28 @@ impl JournalEntry {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JournalRecord {
     /// First record of a virtual cluster; later ones are ignored.
-    InitCluster { cluster_id: String },
-    CreateTopic { name: String, topic_id: Uuid, partitions: i32, configs: BTreeMap<String, String> },
-    DeleteTopic { name: String, topic_id: Uuid },
+    InitCluster {
+        cluster_id: String,
+    },
+    CreateTopic {
+        name: String,
+        topic_id: Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+        topic_id: Uuid,
+    },
     /// One flushed segment object and the partition chunks inside it.
-    CommitSegment { object: String, chunks: Vec<ChunkCommit> },
-    CommitOffsets { group: String, offsets: Vec<OffsetCommitEntry> },
+    CommitSegment {
+        object: String,
+        chunks: Vec<ChunkCommit>,
+    },
+    CommitOffsets {
+        group: String,
+        offsets: Vec<OffsetCommitEntry>,
+    },
     AllocateProducerId,
 }
 

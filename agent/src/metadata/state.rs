@@ -66,9 +66,13 @@ pub enum ApplyOutcome {
     TopicDeleted,
     TopicNotFound,
     /// Per chunk in commit order: its base offset, or `None` when its topic no longer exists.
-    SegmentCommitted { base_offsets: Vec<Option<i64>> },
+    SegmentCommitted {
+        base_offsets: Vec<Option<i64>>,
+    },
     OffsetsCommitted,
-    ProducerIdAllocated { producer_id: i64 },
+    ProducerIdAllocated {
+        producer_id: i64,
+    },
 }
 
 impl MetadataState {
@@ -163,7 +167,7 @@ mod tests {
     #[test]
     fn offsets_are_assigned_in_journal_order_and_replay_identically() {
         let id = Uuid::from_u128(7);
-        let records = vec![
+        let records = [
             JournalRecord::CreateTopic { name: "t".into(), topic_id: id, partitions: 2, configs: Default::default() },
             JournalRecord::CommitSegment { object: "a".into(), chunks: vec![chunk("t", id, 0, 3), chunk("t", id, 1, 2)] },
             JournalRecord::CommitSegment { object: "b".into(), chunks: vec![chunk("t", id, 0, 4), chunk("gone", id, 0, 1)] },

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
 /// (name, default value, validator). The order is the order DescribeConfigs lists them in.
-const KNOWN: &[(&str, &str, fn(&str) -> Result<(), String>)] = &[
+type Validator = fn(&str) -> Result<(), String>;
+
+const KNOWN: &[(&str, &str, Validator)] = &[
     ("cleanup.policy", "delete", validate_cleanup_policy),
     ("compression.type", "producer", validate_compression_type),
     ("max.message.bytes", "1048588", validate_positive_integer),
@@ -29,9 +31,7 @@ fn validate_cleanup_policy(value: &str) -> Result<(), String> {
 fn validate_compression_type(value: &str) -> Result<(), String> {
     match value {
         "producer" => Ok(()),
-        other => Err(format!(
-            "compression.type={other} would require recompressing batches; only compression.type=producer is supported"
-        )),
+        other => Err(format!("compression.type={other} would require recompressing batches; only compression.type=producer is supported")),
     }
 }
 fn validate_positive_integer(value: &str) -> Result<(), String> {
@@ -77,10 +77,7 @@ pub fn effective(configs: &BTreeMap<String, String>) -> Vec<(&'static str, Strin
 }
 
 pub fn max_message_bytes(configs: &BTreeMap<String, String>) -> usize {
-    configs
-        .get("max.message.bytes")
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+    configs.get("max.message.bytes").and_then(|value| value.parse().ok()).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
 }
 
 #[cfg(test)]

@@ -182,7 +182,14 @@ pub fn put_with_base_offset(out: &mut BytesMut, batch: &[u8], base_offset: i64) 
 /// shifting every stored (chunk-relative) base offset by `chunk_base_offset`. With
 /// `force_first`, the first batch is copied whole even when larger than the limit (KIP-74), so a
 /// consumer always makes progress.
-pub fn copy_rebased(out: &mut BytesMut, chunk: &Bytes, chunk_base_offset: i64, from_offset: i64, byte_limit: usize, force_first: bool) -> usize {
+pub fn copy_rebased(
+    out: &mut BytesMut,
+    chunk: &Bytes,
+    chunk_base_offset: i64,
+    from_offset: i64,
+    byte_limit: usize,
+    force_first: bool,
+) -> usize {
     let mut copied = 0usize;
     for batch in walk(chunk) {
         let absolute_base = chunk_base_offset + batch.base_offset;

@@ -37,10 +37,16 @@ pub fn decode_request(frame: Bytes, api_key: ApiKey, version: i16) -> Result<(Re
     let outcome = std::panic::catch_unwind(move || {
         let mut frame = frame;
         let header_version = api_key.request_header_version(version);
-        let header = RequestHeader::decode(&mut frame, header_version)
-            .map_err(|error| CodecError::Header { api_key, version, reason: error.to_string() })?;
-        let body = RequestKind::decode(api_key, &mut frame, version)
-            .map_err(|error| CodecError::Body { api_key, version, reason: error.to_string() })?;
+        let header = RequestHeader::decode(&mut frame, header_version).map_err(|error| CodecError::Header {
+            api_key,
+            version,
+            reason: error.to_string(),
+        })?;
+        let body = RequestKind::decode(api_key, &mut frame, version).map_err(|error| CodecError::Body {
+            api_key,
+            version,
+            reason: error.to_string(),
+        })?;
         if frame.has_remaining() {
             return Err(CodecError::Body { api_key, version, reason: format!("{} trailing bytes", frame.remaining()) });
         }

@@ -19,10 +19,7 @@ pub enum FrameError {
 /// # Guarantees
 /// Never allocates more than `max_frame_bytes` for the body; a size outside `[8, max]` is an error
 /// that the caller answers by closing the connection.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max_frame_bytes: usize,
-) -> Result<Option<Bytes>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_frame_bytes: usize) -> Result<Option<Bytes>, FrameError> {
     let mut size_prefix = [0u8; 4];
     match reader.read_exact(&mut size_prefix).await {
         Ok(_) => {}

@@ -55,7 +55,13 @@ pub async fn run(listener: TcpListener, context: Arc<AgentContext>, settings: Se
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<AgentContext>, settings: ServerSettings, mut shutdown: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    context: Arc<AgentContext>,
+    settings: ServerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (mut reader, mut writer) = stream.into_split();
     let (queue, mut responses) = mpsc::channel::<JoinHandle<Outgoing>>(MAX_IN_FLIGHT_PER_CONNECTION);
     let writer_task = tokio::spawn(async move {
@@ -122,10 +128,8 @@ async fn start_request(frame: Bytes, peer: SocketAddr, context: &Arc<AgentContex
         return Err(format!("{api_key:?} v{version} is outside the supported range {min}..={max}"));
     }
     let (header, request) = codec::decode_request(frame, api_key, version).map_err(|error| error.to_string())?;
-    let client = ClientInfo {
-        client_id: header.client_id.as_ref().map(|id| id.to_string()).unwrap_or_default(),
-        host: format!("/{}", peer.ip()),
-    };
+    let client =
+        ClientInfo { client_id: header.client_id.as_ref().map(|id| id.to_string()).unwrap_or_default(), host: format!("/{}", peer.ip()) };
     let started = Instant::now();
     let pending = handlers::dispatch(Arc::clone(context), header, request, client).await;
     let metrics = Arc::clone(&context.metrics);

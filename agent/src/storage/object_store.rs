@@ -68,10 +68,8 @@ impl SegmentStore {
     pub fn open(url: &ObjectStoreUrl, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let backend = match url {
             ObjectStoreUrl::File(root) => {
-                std::fs::create_dir_all(root).map_err(|error| StoreError::Configure {
-                    url: format!("file://{}", root.display()),
-                    reason: error.to_string(),
-                })?;
+                std::fs::create_dir_all(root)
+                    .map_err(|error| StoreError::Configure { url: format!("file://{}", root.display()), reason: error.to_string() })?;
                 Backend::Files(root.clone())
             }
             ObjectStoreUrl::Memory => Backend::Remote { store: Arc::new(object_store::memory::InMemory::new()), prefix: String::new() },
@@ -168,13 +166,16 @@ impl SegmentStore {
             Backend::Remote { store, prefix: root } => {
                 use futures::TryStreamExt;
                 let listing_prefix = Self::remote_path(root, prefix);
-                let objects: Vec<_> =
-                    store.list(Some(&listing_prefix)).try_collect().await.map_err(|error| list_error(Box::new(error)))?;
+                let objects: Vec<_> = store.list(Some(&listing_prefix)).try_collect().await.map_err(|error| list_error(Box::new(error)))?;
                 objects
                     .into_iter()
                     .map(|meta| {
                         let full = meta.location.to_string();
-                        if root.is_empty() { full } else { full.trim_start_matches(&format!("{root}/")).to_string() }
+                        if root.is_empty() {
+                            full
+                        } else {
+                            full.trim_start_matches(&format!("{root}/")).to_string()
+                        }
                     })
                     .collect()
             }

@@ -115,7 +115,8 @@ pub fn read_footer(object: &[u8]) -> Result<Vec<FooterEntry>, SegmentError> {
     let footer_crc = u32::from_be_bytes(trailer[4..8].try_into().expect("4 bytes"));
     let corrupt = |reason: &str| SegmentError::CorruptFooter { reason: reason.to_string() };
     let footer_end = object.len() - TRAILER_BYTES;
-    let footer_start = footer_end.checked_sub(footer_len).filter(|start| *start >= 8).ok_or_else(|| corrupt("footer length out of range"))?;
+    let footer_start =
+        footer_end.checked_sub(footer_len).filter(|start| *start >= 8).ok_or_else(|| corrupt("footer length out of range"))?;
     let mut footer = &object[footer_start..footer_end];
     if crc32c::crc32c(footer) != footer_crc {
         return Err(corrupt("footer checksum mismatch"));
@@ -142,7 +143,11 @@ pub fn read_footer(object: &[u8]) -> Result<Vec<FooterEntry>, SegmentError> {
             max_timestamp: footer.get_i64(),
             crc: footer.get_u32(),
         };
-        let end = entry.byte_start.checked_add(entry.byte_len).filter(|end| *end <= footer_start as u64).ok_or_else(|| corrupt("chunk range out of bounds"))?;
+        let end = entry
+            .byte_start
+            .checked_add(entry.byte_len)
+            .filter(|end| *end <= footer_start as u64)
+            .ok_or_else(|| corrupt("chunk range out of bounds"))?;
         if crc32c::crc32c(&object[entry.byte_start as usize..end as usize]) != entry.crc {
             return Err(SegmentError::ChunkChecksum { topic: entry.topic, partition: entry.partition });
         }

@@ -68,7 +68,13 @@ pub struct SegmentWriter {
 }
 
 impl SegmentWriter {
-    pub fn new(config: WriterConfig, store: Arc<SegmentStore>, cache: Arc<SegmentCache>, metadata: MetadataClient, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: WriterConfig,
+        store: Arc<SegmentStore>,
+        cache: Arc<SegmentCache>,
+        metadata: MetadataClient,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             config,
             open: Mutex::new(OpenSegment::default()),
@@ -83,7 +89,15 @@ impl SegmentWriter {
 
     /// Adds a validated batch to the open segment and returns a receiver for its base offset.
     /// Waits (backpressure) while the unflushed bytes exceed four times `flush_max_bytes`.
-    pub async fn append(&self, topic: &str, topic_id: Uuid, partition: i32, batch: Bytes, record_count: i64, max_timestamp: i64) -> oneshot::Receiver<Result<i64, WriteError>> {
+    pub async fn append(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+        batch: Bytes,
+        record_count: i64,
+        max_timestamp: i64,
+    ) -> oneshot::Receiver<Result<i64, WriteError>> {
         loop {
             let flushed = self.flushed.notified();
             if self.lock().bytes < self.config.flush_max_bytes.saturating_mul(4) {
