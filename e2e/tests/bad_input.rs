@@ -215,3 +215,48 @@ fn bad_flag_values_name_the_flag_and_show_an_example() -> Result<()> {
     }
     Ok(())
 }
+
+/// Regression: a fetch whose byte budget ends inside a partition must stop there. Returning a
+/// later chunk instead made librdkafka 2.0.2 (kcat) skip records it could never go back to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_budget_that_ends_inside_a_partition_never_skips_ahead() -> Result<()> {
+    let playground = Playground::start(&[])?;
+    kafka::create_topic(&playground.bootstrap, "budget", 2).await?;
+    let bootstrap = playground.bootstrap.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut connection = RawConnection::connect(&bootstrap)?;
+        let produce_to = |connection: &mut RawConnection, partition: i32, records: Bytes| -> Result<i64> {
+            let request =
+                ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic_name("budget"))
+                    .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])]);
+            let correlation = connection.send(ApiKey::Produce, 9, &request)?;
+            let response: ProduceResponse = connection.receive(ApiKey::Produce, 9, correlation)?;
+            let partition = &response.responses[0].partition_responses[0];
+            ensure!(partition.error_code == 0, "produce failed with {}", partition.error_code);
+            Ok(partition.base_offset)
+        };
+        // Each acknowledged produce is its own flush, so each batch is its own chunk.
+        produce_to(&mut connection, 0, batch(1, 5_000))?;
+        produce_to(&mut connection, 1, batch(1, 3_000))?;
+        produce_to(&mut connection, 1, batch(1, 10))?;
+        let fetch = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(6_000).with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name("budget"))
+            .with_partitions(vec![
+                FetchPartition::default().with_partition(0).with_partition_max_bytes(100_000),
+                FetchPartition::default().with_partition(1).with_partition_max_bytes(1_000),
+            ])]);
+        let correlation = connection.send(ApiKey::Fetch, 11, &fetch)?;
+        let response: FetchResponse = connection.receive(ApiKey::Fetch, 11, correlation)?;
+        let partitions = &response.responses[0].partitions;
+        ensure!(partitions[0].records.as_ref().is_some_and(|records| records.len() > 5_000), "partition 0 did not return its batch");
+        let second = partitions[1].records.clone().unwrap_or_default();
+        if !second.is_empty() {
+            let base_offset = i64::from_be_bytes(second[0..8].try_into()?);
+            ensure!(base_offset == 0, "partition 1 returned a batch at offset {base_offset} and skipped offset 0");
+        }
+        Ok(())
+    })
+    .await??;
+    Ok(())
+}

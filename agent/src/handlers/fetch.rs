@@ -137,9 +137,20 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
                 return (base.with_error_code(ResponseError::KafkaStorageError.code()).with_records(None), 0);
             }
         };
-        let before = out.len();
-        batch::copy_rebased(&mut out, &bytes, chunk.base_offset, wanted.offset, limit.saturating_sub(copied), copied == 0 && force_first);
-        copied += out.len() - before;
+        let (added, limited) = batch::copy_rebased(
+            &mut out,
+            &bytes,
+            chunk.base_offset,
+            wanted.offset,
+            limit.saturating_sub(copied),
+            copied == 0 && force_first,
+        );
+        copied += added;
+        // A batch that did not fit ends this partition's data: continuing with a later chunk
+        // would hand the consumer a gap it can never go back to fill.
+        if limited {
+            break;
+        }
     }
     (base.with_records(Some(out.freeze())), copied)
 }

@@ -182,6 +182,9 @@ pub fn put_with_base_offset(out: &mut BytesMut, batch: &[u8], base_offset: i64) 
 /// shifting every stored (chunk-relative) base offset by `chunk_base_offset`. With
 /// `force_first`, the first batch is copied whole even when larger than the limit (KIP-74), so a
 /// consumer always makes progress.
+///
+/// Returns the bytes copied and whether the byte limit stopped the copy before the chunk's end
+/// (the caller must then not continue with later chunks, or the consumer would see a gap).
 pub fn copy_rebased(
     out: &mut BytesMut,
     chunk: &Bytes,
@@ -189,7 +192,7 @@ pub fn copy_rebased(
     from_offset: i64,
     byte_limit: usize,
     force_first: bool,
-) -> usize {
+) -> (usize, bool) {
     let mut copied = 0usize;
     for batch in walk(chunk) {
         let absolute_base = chunk_base_offset + batch.base_offset;
@@ -199,15 +202,12 @@ pub fn copy_rebased(
         }
         let forced = force_first && copied == 0;
         if !forced && copied + batch.size > byte_limit {
-            break;
+            return (copied, true);
         }
         put_with_base_offset(out, &chunk[batch.position..batch.position + batch.size], absolute_base);
         copied += batch.size;
-        if copied >= byte_limit {
-            break;
-        }
     }
-    copied
+    (copied, false)
 }
 
 #[cfg(test)]
@@ -303,7 +303,8 @@ pub mod tests {
         let chunk = chunk.freeze();
         let mut out = BytesMut::new();
         let copied = copy_rebased(&mut out, &chunk, 0, 0, 10, true);
-        assert_eq!(copied, first.len());
-        assert_eq!(copy_rebased(&mut BytesMut::new(), &chunk, 0, 0, 10, false), 0);
+        assert_eq!(copied, (first.len(), true));
+        assert_eq!(copy_rebased(&mut BytesMut::new(), &chunk, 0, 0, 10, false), (0, true));
+        assert_eq!(copy_rebased(&mut BytesMut::new(), &chunk, 0, 30, usize::MAX, false), (first.len(), false));
     }
 }
