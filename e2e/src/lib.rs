@@ -241,3 +241,25 @@ pub mod records {
         std::str::from_utf8(key).ok()?.strip_prefix("key-")?.parse().ok()
     }
 }
+
+/// A minimal HTTP/1.0 GET against the agent's HTTP port: (status code, body).
+pub fn http_get(address: &str, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).context("malformed HTTP response")?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The value of an unlabelled (or first matching) Prometheus sample.
+pub fn metric_value(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| line.starts_with(name_and_labels))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}

@@ -4,7 +4,7 @@
 use anyhow::{bail, ensure, Result};
 use floe_e2e::kafka::{self, read_all};
 use floe_e2e::records::{self, CODECS};
-use floe_e2e::Playground;
+use floe_e2e::{http_get, metric_value, Playground};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -82,6 +82,25 @@ async fn librdkafka_round_trips_100k_records_with_keys_and_headers_in_every_code
     }
     consumer.commit_consumer_state(CommitMode::Sync)?;
     println!("consumed and verified {RECORDS} records through a consumer group");
+
+    // The HTTP side tells the same story.
+    ensure!(http_get(&playground.http, "/healthz")?.0 == 200, "/healthz is not 200");
+    ensure!(http_get(&playground.http, "/readyz")?.0 == 200, "/readyz is not 200");
+    let (status, metrics) = http_get(&playground.http, "/metrics")?;
+    ensure!(status == 200, "/metrics answered {status}");
+    for (sample, at_least) in [
+        ("floe_requests_total{api=\"produce\",outcome=\"ok\"}", 1.0),
+        ("floe_requests_total{api=\"fetch\",outcome=\"ok\"}", 1.0),
+        ("floe_flushes_total", 1.0),
+        ("floe_bytes_in_total", 1_000_000.0),
+        ("floe_bytes_out_total", 1_000_000.0),
+        ("floe_object_store_operations_total{operation=\"put\",outcome=\"ok\"}", 1.0),
+        ("floe_flush_duration_seconds_count", 1.0),
+        ("floe_journal_commit_duration_seconds_count", 1.0),
+    ] {
+        let value = metric_value(&metrics, sample);
+        ensure!(value.is_some_and(|value| value >= at_least), "metric {sample} is {value:?}, expected at least {at_least}");
+    }
     Ok(())
 }
 

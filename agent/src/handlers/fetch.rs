@@ -46,7 +46,7 @@ pub async fn handle(context: &AgentContext, request: FetchRequest) -> FetchRespo
     let mut applied = context.metadata.subscribe();
     loop {
         applied.borrow_and_update();
-        let (available, any_error) = available_bytes(context, &requested);
+        let (available, any_error) = available_bytes(context, &requested, min_bytes);
         if any_error || available >= min_bytes || tokio::time::Instant::now() >= deadline {
             return read(context, &requested, max_bytes).await;
         }
@@ -58,7 +58,7 @@ pub async fn handle(context: &AgentContext, request: FetchRequest) -> FetchRespo
 
 /// Bytes available past each requested offset, from the index alone, and whether any partition
 /// would answer with an error (which ends the long poll).
-fn available_bytes(context: &AgentContext, requested: &[Vec<Requested>]) -> (usize, bool) {
+fn available_bytes(context: &AgentContext, requested: &[Vec<Requested>], min_bytes: usize) -> (usize, bool) {
     context.metadata.read(|state| {
         let mut available = 0usize;
         for wanted in requested.iter().flatten() {
@@ -67,7 +67,14 @@ fn available_bytes(context: &AgentContext, requested: &[Vec<Requested>]) -> (usi
                 return (available, true);
             }
             if let Some(index) = partition.chunk_index_for(wanted.offset) {
-                available += partition.chunks[index..].iter().map(|chunk| chunk.byte_len as usize).sum::<usize>();
+                // Only whether min_bytes is reached matters: stop counting there, so a consumer far
+                // behind does not cost a walk over the whole partition index.
+                for chunk in &partition.chunks[index..] {
+                    if available >= min_bytes {
+                        break;
+                    }
+                    available += chunk.byte_len as usize;
+                }
             }
         }
         (available, false)
@@ -95,7 +102,18 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
     let base = PartitionData::default().with_partition_index(wanted.partition);
     let snapshot = context.metadata.read(|state| {
         state.partition(&wanted.topic, wanted.partition).map(|partition| {
-            let chunks = partition.chunk_index_for(wanted.offset).map(|index| partition.chunks[index..].to_vec()).unwrap_or_default();
+            // Copy only as many index entries as this fetch can use.
+            let mut chunks = Vec::new();
+            if let Some(index) = partition.chunk_index_for(wanted.offset) {
+                let mut planned = 0usize;
+                for chunk in &partition.chunks[index..] {
+                    if planned >= wanted.max_bytes.min(remaining).max(1) {
+                        break;
+                    }
+                    planned += chunk.byte_len as usize;
+                    chunks.push(chunk.clone());
+                }
+            }
             (partition.log_start_offset, partition.high_watermark, chunks)
         })
     });
