@@ -119,7 +119,7 @@ build_if_needed() {
     local reason=""
     if [[ ! -x "$FLOE_BIN" ]]; then
         reason="missing"
-    elif [[ -n "$(find "$REPO_ROOT/agent" "$REPO_ROOT/Cargo.toml" "$REPO_ROOT/Cargo.lock" \
+    elif [[ -n "$(find "$REPO_ROOT/agent" "$REPO_ROOT/third_party" "$REPO_ROOT/Cargo.toml" "$REPO_ROOT/Cargo.lock" \
                     "$REPO_ROOT/rust-toolchain.toml" -newer "$FLOE_BIN" \
                     \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' -o -name 'rust-toolchain.toml' \) \
                     -print -quit 2>/dev/null)" ]]; then

@@ -1,0 +1,75 @@
+//! ListOffsets (earliest, latest, by timestamp), DescribeConfigs, ListGroups and DescribeGroups
+//! through librdkafka against a playground process.
+
+use anyhow::{bail, ensure, Result};
+use floe_e2e::{kafka, Playground};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_answers_earliest_latest_and_the_first_offset_at_a_timestamp() -> Result<()> {
+    let playground = Playground::start(&[])?;
+    kafka::create_topic(&playground.bootstrap, "times", 1).await?;
+    let producer: FutureProducer = kafka::config(&playground.bootstrap).set("acks", "all").create()?;
+    for (index, timestamp) in [1_000_000i64, 2_000_000, 3_000_000].into_iter().enumerate() {
+        let key = format!("k{index}");
+        let record = FutureRecord::to("times").partition(0).key(&key).payload("v").timestamp(timestamp);
+        if let Err((error, _)) = producer.send(record, Duration::from_secs(10)).await {
+            bail!("produce failed: {error}");
+        }
+    }
+    let consumer: BaseConsumer = kafka::config(&playground.bootstrap).set("group.id", "times-reader").create()?;
+    ensure!(consumer.fetch_watermarks("times", 0, Duration::from_secs(10))? == (0, 3), "watermarks are not (0, 3)");
+    for (timestamp, expected) in
+        [(0, Offset::Offset(0)), (1_500_000, Offset::Offset(1)), (3_000_000, Offset::Offset(2)), (3_500_000, Offset::End)]
+    {
+        let mut query = TopicPartitionList::new();
+        query.add_partition_offset("times", 0, Offset::Offset(timestamp))?;
+        let found = consumer.offsets_for_times(query, Duration::from_secs(10))?;
+        let offset = found.elements_for_topic("times").first().map(|element| element.offset());
+        ensure!(offset == Some(expected), "offset for timestamp {timestamp} is {offset:?}, expected {expected:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_configs_are_described_and_a_live_group_is_listed_and_described() -> Result<()> {
+    let playground = Playground::start(&[])?;
+    let admin: AdminClient<DefaultClientContext> = kafka::config(&playground.bootstrap).create()?;
+    let topic = NewTopic::new("configured", 3, TopicReplication::Fixed(1)).set("retention.ms", "3600000");
+    for result in admin.create_topics(&[topic], &AdminOptions::new()).await? {
+        if let Err((name, error)) = result {
+            bail!("failed to create {name}: {error}");
+        }
+    }
+    let described = admin.describe_configs(&[ResourceSpecifier::Topic("configured")], &AdminOptions::new()).await?;
+    let Some(Ok(resource)) = described.into_iter().next() else { bail!("no DescribeConfigs result") };
+    ensure!(resource.get("retention.ms").and_then(|entry| entry.value.as_deref()) == Some("3600000"), "retention.ms was not kept");
+    ensure!(
+        resource.get("cleanup.policy").and_then(|entry| entry.value.as_deref()) == Some("delete"),
+        "the default cleanup.policy is missing"
+    );
+    ensure!(resource.get("max.message.bytes").is_some(), "max.message.bytes is not listed");
+
+    let consumer: BaseConsumer =
+        kafka::config(&playground.bootstrap).set("group.id", "described-group").set("auto.offset.reset", "earliest").create()?;
+    consumer.subscribe(&["configured"])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        ensure!(Instant::now() < deadline, "the consumer never got an assignment");
+        let _ = consumer.poll(Duration::from_millis(200));
+        if consumer.assignment()?.count() == 3 {
+            break;
+        }
+    }
+    let groups = consumer.fetch_group_list(Some("described-group"), Duration::from_secs(10))?;
+    let Some(group) = groups.groups().iter().find(|group| group.name() == "described-group") else { bail!("the group is not listed") };
+    ensure!(group.state() == "Stable", "group state is {}", group.state());
+    ensure!(group.protocol_type() == "consumer", "protocol type is {}", group.protocol_type());
+    ensure!(group.members().len() == 1, "{} members described", group.members().len());
+    Ok(())
+}
