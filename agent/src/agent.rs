@@ -1,17 +1,21 @@
 //! Assembles an agent from its parts and runs it until shutdown. Tests start agents in-process
 //! through `start` with port 0 listeners.
 
-use crate::cluster::NodeInfo;
-use crate::config::MetadataUrl;
+use crate::cluster::registry::{AgentRecord, Registry};
+use crate::cluster::{ClusterView, NodeInfo, SingleAgent};
+use crate::config::{MetadataUrl, Roles};
 use crate::groups::GroupCoordinator;
 use crate::handlers::{AgentContext, HandlerSettings};
 use crate::http::{self, HttpState};
-use crate::metadata::journal::{EmbeddedJournal, JournalError};
+use crate::jobs::{self, JobSettings};
+use crate::metadata::etcd::{self, EtcdError, EtcdJournal, EtcdSettings};
+use crate::metadata::journal::{EmbeddedJournal, JournalBackend, JournalError};
+use crate::metadata::keys::KeyLayout;
 use crate::metadata::replica::Replica;
 use crate::metadata::{JournalRecord, MetadataClient, MetadataError};
 use crate::metrics::Metrics;
 use crate::server::{self, ServerSettings};
-use crate::storage::{ObjectStoreUrl, SegmentCache, SegmentReader, SegmentStore, SegmentWriter, StoreError, WriterConfig};
+use crate::storage::{ObjectStoreUrl, S3Options, SegmentCache, SegmentReader, SegmentStore, SegmentWriter, StoreError, WriterConfig};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,10 +24,23 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Cluster-mode settings (etcd metadata).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub virtual_cluster: String,
+    pub etcd: EtcdSettings,
+    pub zone: Option<String>,
+    pub roles: Roles,
+    pub jobs: JobSettings,
+    pub registry_ttl: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
     pub metadata: MetadataUrl,
     pub object_store: ObjectStoreUrl,
+    pub s3: S3Options,
+    pub cluster: Option<ClusterSettings>,
     pub kafka_listen: SocketAddr,
     pub advertise: Option<String>,
     pub http_listen: SocketAddr,
@@ -40,12 +57,18 @@ pub struct AgentSettings {
 pub enum StartError {
     #[error("failed to open the metadata journal: {0}")]
     Journal(#[from] JournalError),
+    #[error("failed to reach etcd: {0}")]
+    Etcd(#[from] EtcdError),
+    #[error("failed to register in the agent registry: {0}")]
+    Registry(#[from] crate::cluster::registry::RegistryError),
     #[error("failed to initialise the cluster record: {0}")]
     Metadata(#[from] MetadataError),
     #[error("failed to open the object store: {0}")]
     Store(#[from] StoreError),
     #[error("failed to bind {what} on {address}: {source} (is another process using it? pick another with {flag})")]
     Bind { what: &'static str, address: SocketAddr, flag: &'static str, source: std::io::Error },
+    #[error("cluster mode (etcd metadata) needs cluster settings")]
+    MissingClusterSettings,
 }
 
 /// A started agent. Dropping it without `shutdown` leaves its tasks running until the runtime ends.
@@ -53,11 +76,12 @@ pub struct RunningAgent {
     pub kafka_address: SocketAddr,
     pub http_address: SocketAddr,
     pub advertised: String,
+    pub node_id: i32,
     pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     writer_task: JoinHandle<()>,
-    sweeper: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl RunningAgent {
@@ -68,21 +92,64 @@ impl RunningAgent {
             let _ = task.await;
         }
         let _ = self.writer_task.await;
-        self.sweeper.abort();
+        for task in self.background {
+            task.abort();
+        }
     }
+}
+
+async fn bind(address: SocketAddr, what: &'static str, flag: &'static str) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(address).await.map_err(|source| StartError::Bind { what, address, flag, source })?;
+    let bound = listener.local_addr().map_err(|source| StartError::Bind { what, address, flag, source })?;
+    Ok((listener, bound))
 }
 
 pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> {
     let metrics = Arc::new(Metrics::new());
     let replica = Arc::new(Replica::new());
-    let journal = match &settings.metadata {
-        MetadataUrl::Embedded(directory) => Arc::new(EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(&replica))?),
+    let store = Arc::new(SegmentStore::open(&settings.object_store, &settings.s3, Arc::clone(&metrics))?);
+    let (kafka_listener, kafka_address) = bind(settings.kafka_listen, "the Kafka listener", "--kafka-listen").await?;
+    let (http_listener, http_address) = bind(settings.http_listen, "the HTTP listener", "--http-listen").await?;
+    let advertised = settings.advertise.clone().unwrap_or_else(|| {
+        let host = if kafka_address.ip().is_unspecified() { "127.0.0.1".to_string() } else { kafka_address.ip().to_string() };
+        format!("{host}:{}", kafka_address.port())
+    });
+    let (host, port) = advertised.rsplit_once(':').expect("validated HOST:PORT");
+    let port: i32 = port.parse().expect("validated port");
+    let mut background = Vec::new();
+
+    let (journal, cluster, etcd_parts): (Arc<dyn JournalBackend>, Arc<dyn ClusterView>, _) = match &settings.metadata {
+        MetadataUrl::Embedded(directory) => {
+            let journal = Arc::new(EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(&replica))?);
+            let node = NodeInfo { node_id: settings.node_id, host: host.to_string(), port, rack: None };
+            (journal, Arc::new(SingleAgent(node)), None)
+        }
+        MetadataUrl::Etcd { .. } => {
+            let cluster_settings = settings.cluster.as_ref().ok_or(StartError::MissingClusterSettings)?;
+            let client = etcd::connect(&cluster_settings.etcd).await?;
+            let keys = KeyLayout::new(&cluster_settings.etcd.prefix, &cluster_settings.virtual_cluster);
+            let (journal, follower) = EtcdJournal::open(client.clone(), keys.clone(), Arc::clone(&replica), Arc::clone(&store)).await?;
+            background.push(follower);
+            let record = AgentRecord {
+                node_id: 0,
+                host: host.to_string(),
+                port,
+                zone: cluster_settings.zone.clone(),
+                roles: cluster_settings.roles.0.clone(),
+                draining: false,
+                bytes_in_per_second: 0.0,
+                bytes_out_per_second: 0.0,
+            };
+            let (registry, tasks) =
+                Registry::join(client.clone(), keys.clone(), record, cluster_settings.registry_ttl, Arc::clone(&metrics)).await?;
+            background.extend(tasks);
+            (Arc::new(journal) as Arc<dyn JournalBackend>, registry as Arc<dyn ClusterView>, Some((client, keys, cluster_settings.clone())))
+        }
     };
     let metadata = MetadataClient::new(journal, Arc::clone(&replica));
     if metadata.read(|state| state.cluster_id.is_none()) {
         metadata.submit(JournalRecord::InitCluster { cluster_id: new_cluster_id() }).await?;
     }
-    let store = Arc::new(SegmentStore::open(&settings.object_store, Arc::clone(&metrics))?);
     let cache = Arc::new(SegmentCache::new(settings.cache_bytes));
     let (shutdown, shutdown_receiver) = watch::channel(false);
     let writer = Arc::new(SegmentWriter::new(
@@ -94,43 +161,27 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
     ));
     let writer_task = tokio::spawn(Arc::clone(&writer).run(shutdown_receiver.clone()));
     let groups = Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay));
-    let sweeper = groups.spawn_sweeper(Duration::from_millis(200));
-
-    let kafka_listener = TcpListener::bind(settings.kafka_listen).await.map_err(|source| StartError::Bind {
-        what: "the Kafka listener",
-        address: settings.kafka_listen,
-        flag: "--kafka-listen",
-        source,
-    })?;
-    let kafka_address = kafka_listener.local_addr().map_err(|source| StartError::Bind {
-        what: "the Kafka listener",
-        address: settings.kafka_listen,
-        flag: "--kafka-listen",
-        source,
-    })?;
-    let http_listener = TcpListener::bind(settings.http_listen).await.map_err(|source| StartError::Bind {
-        what: "the HTTP listener",
-        address: settings.http_listen,
-        flag: "--http-listen",
-        source,
-    })?;
-    let http_address = http_listener.local_addr().map_err(|source| StartError::Bind {
-        what: "the HTTP listener",
-        address: settings.http_listen,
-        flag: "--http-listen",
-        source,
-    })?;
-    let advertised = settings.advertise.clone().unwrap_or_else(|| {
-        let host = if kafka_address.ip().is_unspecified() { "127.0.0.1".to_string() } else { kafka_address.ip().to_string() };
-        format!("{host}:{}", kafka_address.port())
-    });
-    let (host, port) = advertised.rsplit_once(':').expect("validated HOST:PORT");
-    let node = NodeInfo { node_id: settings.node_id, host: host.to_string(), port: port.parse().expect("validated port"), rack: None };
+    background.push(groups.spawn_sweeper(Duration::from_millis(200)));
+    let reader = Arc::new(SegmentReader::new(Arc::clone(&store), cache));
+    if let Some((client, keys, cluster_settings)) = etcd_parts {
+        if cluster_settings.roles.has("jobs") {
+            background.push(jobs::spawn(
+                client,
+                keys,
+                cluster_settings.jobs.clone(),
+                metadata.clone(),
+                Arc::clone(&store),
+                Arc::clone(&reader),
+                Arc::clone(&metrics),
+            ));
+        }
+    }
+    let node_id = cluster.local().node_id;
     let context = Arc::new(AgentContext {
-        node,
+        cluster,
         metadata,
         writer,
-        reader: Arc::new(SegmentReader::new(store, cache)),
+        reader,
         groups,
         metrics: Arc::clone(&metrics),
         settings: HandlerSettings { default_partitions: settings.default_partitions, max_partitions_per_topic: 10_000 },
@@ -145,16 +196,17 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
     let http_task =
         tokio::spawn(http::run(http_listener, HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) }, shutdown_receiver));
     ready.store(true, Ordering::Release);
-    tracing::info!(%kafka_address, %http_address, %advertised, "agent started");
+    tracing::info!(%kafka_address, %http_address, %advertised, node_id, "agent started");
     Ok(RunningAgent {
         kafka_address,
         http_address,
         advertised,
+        node_id,
         metrics,
         shutdown,
         tasks: vec![server_task, http_task],
         writer_task,
-        sweeper,
+        background,
     })
 }
 

@@ -23,11 +23,36 @@ pub enum Command {
     Agent(AgentArgs),
     /// Run a single-process playground: embedded metadata and a file bucket under --data-dir.
     Playground(PlaygroundArgs),
+    /// Operator tools.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Check the bucket against the metadata: every referenced object exists and its footer
+    /// matches; unreferenced objects (orphans) are listed. Exits 1 when anything is wrong.
+    Fsck(FsckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FsckArgs {
+    #[arg(long, env = "FLOE_METADATA")]
+    pub metadata: MetadataUrl,
+    #[arg(long, env = "FLOE_OBJECT_STORE")]
+    pub object_store: ObjectStoreUrl,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetadataUrl {
     Embedded(PathBuf),
+    /// `etcd://host:port[,host:port]/prefix`
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
 }
 
 impl std::str::FromStr for MetadataUrl {
@@ -39,10 +64,22 @@ impl std::str::FromStr for MetadataUrl {
             }
             return Ok(Self::Embedded(PathBuf::from(path)));
         }
-        if value.starts_with("etcd://") {
-            return Err("the etcd metadata backend is not available in this build yet; use embedded:///path/to/dir".to_string());
+        if let Some(rest) = value.strip_prefix("etcd://") {
+            const EXAMPLE: &str = "example: etcd://10.0.0.1:2379,10.0.0.2:2379/floe";
+            let (hosts, prefix) = rest.split_once('/').unwrap_or((rest, "floe"));
+            let endpoints: Vec<String> = hosts.split(',').filter(|host| !host.is_empty()).map(|host| format!("http://{host}")).collect();
+            if endpoints.is_empty()
+                || hosts.split(',').any(|host| host.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()))
+            {
+                return Err(format!("{value:?} must list etcd endpoints as host:port; {EXAMPLE}"));
+            }
+            let prefix = format!("/{}", prefix.trim_matches('/'));
+            if prefix == "/" {
+                return Err(format!("{value:?} needs a key prefix after the endpoints; {EXAMPLE}"));
+            }
+            return Ok(Self::Etcd { endpoints, prefix });
         }
-        Err(format!("unsupported metadata URL {value:?}; example: embedded:///var/lib/floe/metadata"))
+        Err(format!("unsupported metadata URL {value:?}; examples: embedded:///var/lib/floe/metadata, etcd://127.0.0.1:2379/floe"))
     }
 }
 
@@ -127,9 +164,88 @@ pub struct CommonArgs {
     pub node_id: i32,
 }
 
+/// The roles an agent takes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles(pub Vec<String>);
+
+impl Roles {
+    pub fn has(&self, role: &str) -> bool {
+        self.0.iter().any(|candidate| candidate == role)
+    }
+}
+
+fn parse_roles(value: &str) -> Result<Roles, String> {
+    let roles: Vec<String> = value.split(',').map(|role| role.trim().to_string()).filter(|role| !role.is_empty()).collect();
+    if roles.is_empty() {
+        return Err(format!("{value:?} names no role; example: produce,fetch,jobs"));
+    }
+    if let Some(unknown) = roles.iter().find(|role| !matches!(role.as_str(), "produce" | "fetch" | "jobs")) {
+        return Err(format!("unknown role {unknown:?}; roles are produce, fetch and jobs (example: produce,fetch,jobs)"));
+    }
+    Ok(Roles(roles))
+}
+
+/// Cluster-mode settings: etcd access, identity, S3, background jobs.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Virtual cluster this agent serves (its etcd keys and objects are kept apart from others').
+    #[arg(long, env = "FLOE_VIRTUAL_CLUSTER", default_value = "default")]
+    pub virtual_cluster: String,
+    /// etcd user name (with --etcd-password).
+    #[arg(long, env = "FLOE_ETCD_USER")]
+    pub etcd_user: Option<String>,
+    #[arg(long, env = "FLOE_ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
+    /// CA certificate (PEM) to verify etcd's TLS certificate; enables TLS.
+    #[arg(long, env = "FLOE_ETCD_CA_FILE")]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for etcd mutual TLS.
+    #[arg(long, env = "FLOE_ETCD_CERT_FILE")]
+    pub etcd_cert_file: Option<PathBuf>,
+    #[arg(long, env = "FLOE_ETCD_KEY_FILE")]
+    pub etcd_key_file: Option<PathBuf>,
+    /// Zone of this agent; clients whose client.id carries floe_az=<zone> are led to agents in it.
+    #[arg(long, env = "FLOE_ZONE")]
+    pub zone: Option<String>,
+    /// Roles of this agent: produce, fetch, jobs (background compaction, retention, GC, snapshots).
+    #[arg(long, env = "FLOE_ROLES", default_value = "produce,fetch,jobs", value_parser = parse_roles)]
+    pub roles: Roles,
+    /// S3 endpoint for S3-compatible stores (default: AWS).
+    #[arg(long, env = "AWS_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "AWS_REGION")]
+    pub s3_region: Option<String>,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Allow plain-HTTP endpoints (local S3-compatible servers).
+    #[arg(long, env = "AWS_ALLOW_HTTP")]
+    pub s3_allow_http: bool,
+    /// Use virtual-hosted-style requests instead of path-style.
+    #[arg(long, env = "AWS_VIRTUAL_HOSTED_STYLE_REQUEST")]
+    pub s3_virtual_hosted_style: bool,
+    /// How often the jobs leader snapshots the metadata and trims the journal.
+    #[arg(long, env = "FLOE_SNAPSHOT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub snapshot_interval: Duration,
+    /// How often the jobs leader looks for small segments to compact.
+    #[arg(long, env = "FLOE_COMPACTION_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub compaction_interval: Duration,
+    /// Number of small segments merged into one.
+    #[arg(long, env = "FLOE_COMPACTION_FAN_IN", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub compaction_fan_in: u32,
+    /// How often retention and garbage collection run.
+    #[arg(long, env = "FLOE_RETENTION_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+    /// Unreferenced objects younger than this are never deleted (writes in flight, readers of
+    /// compacted segments).
+    #[arg(long, env = "FLOE_GC_GRACE", default_value = "10m", value_parser = parse_duration)]
+    pub gc_grace: Duration,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
-    /// Metadata backend, e.g. embedded:///var/lib/floe/metadata
+    /// Metadata backend: embedded:///var/lib/floe/metadata or etcd://host:2379[,host:2379]/prefix
     #[arg(long, env = "FLOE_METADATA")]
     pub metadata: MetadataUrl,
     /// Object store for segments: file:///path, memory:// or s3://bucket/prefix (S3 settings come
@@ -138,6 +254,8 @@ pub struct AgentArgs {
     pub object_store: ObjectStoreUrl,
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -171,5 +289,22 @@ mod tests {
         assert!(error.contains("example: 8MiB"), "{error}");
         let error = Cli::try_parse_from(["floe", "agent", "--metadata", "zk://x", "--object-store", "memory://"]).unwrap_err().to_string();
         assert!(error.contains("--metadata") && error.contains("embedded:///"), "{error}");
+        let error = Cli::try_parse_from(["floe", "agent", "--metadata", "etcd://nohost/floe", "--object-store", "memory://"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--metadata") && error.contains("example: etcd://"), "{error}");
+        let error =
+            Cli::try_parse_from(["floe", "agent", "--metadata", "etcd://h:2379/p", "--object-store", "memory://", "--roles", "cook"])
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("--roles") && error.contains("example"), "{error}");
+    }
+
+    #[test]
+    fn etcd_urls_list_endpoints_and_a_prefix() {
+        assert_eq!(
+            "etcd://a:2379,b:2379/floe/prod".parse::<MetadataUrl>().unwrap(),
+            MetadataUrl::Etcd { endpoints: vec!["http://a:2379".into(), "http://b:2379".into()], prefix: "/floe/prod".into() }
+        );
     }
 }

@@ -7,12 +7,14 @@
 //! reader, cache) and `metadata` (journal, state machine, replica) and `groups` (classic consumer
 //! group coordinator) → `http` (health, metrics).
 
+pub mod admin;
 pub mod agent;
 pub mod cluster;
 pub mod config;
 pub mod groups;
 pub mod handlers;
 pub mod http;
+pub mod jobs;
 pub mod metadata;
 pub mod metrics;
 pub mod protocol;

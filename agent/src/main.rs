@@ -1,13 +1,56 @@
-//! The `floe` binary: `floe agent` and `floe playground`.
+//! The `floe` binary: `floe agent`, `floe playground` and `floe admin`.
 
 use anyhow::Context;
 use clap::Parser;
-use floe_agent::agent::{self, AgentSettings};
-use floe_agent::config::{Cli, Command, CommonArgs, MetadataUrl};
-use floe_agent::storage::ObjectStoreUrl;
+use floe_agent::admin;
+use floe_agent::agent::{self, AgentSettings, ClusterSettings};
+use floe_agent::config::{AdminCommand, Cli, ClusterArgs, Command, CommonArgs, MetadataUrl};
+use floe_agent::jobs::JobSettings;
+use floe_agent::metadata::etcd::EtcdSettings;
+use floe_agent::storage::{ObjectStoreUrl, S3Options};
+use std::time::Duration;
 
-fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonArgs) -> AgentSettings {
+fn s3_options(cluster: &ClusterArgs) -> S3Options {
+    S3Options {
+        endpoint: cluster.s3_endpoint.clone(),
+        region: cluster.s3_region.clone(),
+        access_key_id: cluster.s3_access_key_id.clone(),
+        secret_access_key: cluster.s3_secret_access_key.clone(),
+        allow_http: cluster.s3_allow_http,
+        virtual_hosted_style: cluster.s3_virtual_hosted_style,
+    }
+}
+
+fn cluster_settings(metadata: &MetadataUrl, cluster: &ClusterArgs, flush_max_bytes: usize) -> Option<ClusterSettings> {
+    let MetadataUrl::Etcd { endpoints, prefix } = metadata else { return None };
+    Some(ClusterSettings {
+        virtual_cluster: cluster.virtual_cluster.clone(),
+        etcd: EtcdSettings {
+            endpoints: endpoints.clone(),
+            prefix: prefix.clone(),
+            user: cluster.etcd_user.clone().zip(cluster.etcd_password.clone()),
+            ca_file: cluster.etcd_ca_file.clone(),
+            cert_file: cluster.etcd_cert_file.clone(),
+            key_file: cluster.etcd_key_file.clone(),
+        },
+        zone: cluster.zone.clone(),
+        roles: cluster.roles.clone(),
+        jobs: JobSettings {
+            snapshot_interval: cluster.snapshot_interval,
+            compaction_interval: cluster.compaction_interval,
+            compaction_fan_in: cluster.compaction_fan_in as usize,
+            small_segment_bytes: (flush_max_bytes / 2) as u64,
+            retention_interval: cluster.retention_interval,
+            gc_grace: cluster.gc_grace,
+        },
+        registry_ttl: Duration::from_secs(10),
+    })
+}
+
+fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonArgs, cluster: Option<&ClusterArgs>) -> AgentSettings {
     AgentSettings {
+        cluster: cluster.and_then(|cluster| cluster_settings(&metadata, cluster, common.flush_max_bytes)),
+        s3: cluster.map(s3_options).unwrap_or_default(),
         metadata,
         object_store,
         kafka_listen: common.kafka_listen,
@@ -31,21 +74,28 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let (settings, playground_directory) = match cli.command {
-        Command::Agent(args) => (settings(args.metadata, args.object_store, args.common), None),
+        Command::Agent(args) => (settings(args.metadata, args.object_store, args.common, Some(&args.cluster)), None),
         Command::Playground(args) => {
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("failed to create --data-dir {}", args.data_dir.display()))?;
             let directory =
                 args.data_dir.canonicalize().with_context(|| format!("failed to resolve --data-dir {}", args.data_dir.display()))?;
             let metadata = MetadataUrl::Embedded(directory.join("metadata"));
             let bucket = ObjectStoreUrl::File(directory.join("bucket"));
-            (settings(metadata, bucket, args.common), Some(directory))
+            (settings(metadata, bucket, args.common, None), Some(directory))
+        }
+        Command::Admin(AdminCommand::Fsck(args)) => {
+            let cluster = cluster_settings(&args.metadata, &args.cluster, 8 << 20);
+            let report = admin::fsck(&args.metadata, cluster.as_ref(), &args.object_store, &s3_options(&args.cluster)).await?;
+            print!("{report}");
+            std::process::exit(if report.is_clean() { 0 } else { 1 });
         }
     };
     let running = agent::start(settings).await?;
+    println!("Floe {} is running.", if playground_directory.is_some() { "playground" } else { "agent" });
+    println!("  Kafka bootstrap: {}", running.advertised);
+    println!("  HTTP:            http://{}/metrics  /healthz  /readyz", running.http_address);
+    println!("  Node id:         {}", running.node_id);
     if let Some(directory) = playground_directory {
-        println!("Floe playground is running.");
-        println!("  Kafka bootstrap: {}", running.advertised);
-        println!("  HTTP:            http://{}/metrics  /healthz  /readyz", running.http_address);
         println!("  Data directory:  {}", directory.display());
         println!("Try: kcat -b {} -L", running.advertised);
         println!("Stop with Ctrl-C; data survives a restart.");

@@ -1,7 +1,7 @@
 //! Prometheus metrics, prefix `floe_`. One registry per agent, passed in (never global) so tests
 //! can read counters.
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -16,6 +16,10 @@ pub struct Metrics {
     pub object_store_duration: HistogramVec,
     pub journal_commit_duration: Histogram,
     pub connections: IntCounterVec,
+    pub job_runs: IntCounterVec,
+    pub snapshot_revision: IntGauge,
+    pub snapshot_unix_seconds: Gauge,
+    pub replica_lag_revisions: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -57,6 +61,16 @@ impl Metrics {
             Histogram::with_opts(latency("floe_journal_commit_duration_seconds", "Metadata journal append latency")).expect("valid metric");
         let connections = IntCounterVec::new(Opts::new("floe_connections_total", "Kafka connections by how they ended"), &["outcome"])
             .expect("valid metric");
+        let job_runs = IntCounterVec::new(Opts::new("floe_job_runs_total", "Background job runs by job and outcome"), &["job", "outcome"])
+            .expect("valid metric");
+        let snapshot_revision =
+            IntGauge::new("floe_snapshot_revision", "Journal revision of the latest snapshot this agent wrote").expect("valid metric");
+        let snapshot_unix_seconds =
+            Gauge::new("floe_snapshot_timestamp_seconds", "When this agent last wrote a snapshot (snapshot age = now - this)")
+                .expect("valid metric");
+        let replica_lag_revisions =
+            IntGauge::new("floe_replica_lag_revisions", "etcd revisions the local metadata replica is behind the journal")
+                .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -69,6 +83,10 @@ impl Metrics {
             Box::new(object_store_duration.clone()),
             Box::new(journal_commit_duration.clone()),
             Box::new(connections.clone()),
+            Box::new(job_runs.clone()),
+            Box::new(snapshot_revision.clone()),
+            Box::new(snapshot_unix_seconds.clone()),
+            Box::new(replica_lag_revisions.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -85,6 +103,10 @@ impl Metrics {
             object_store_duration,
             journal_commit_duration,
             connections,
+            job_runs,
+            snapshot_revision,
+            snapshot_unix_seconds,
+            replica_lag_revisions,
         }
     }
 

@@ -20,6 +20,7 @@
 #   BENCH_FLUSH_INTERVAL  passed to --flush-interval (default: the server's default, 250ms)
 #   BENCH_PORT_BASE       first port tried for the Kafka/HTTP listeners (default 19500)
 #   BENCH_OUT             where the .md/.json reports go (default <repo>/target/bench)
+#   BENCH_SKIP_BUILD=1    use the existing target/release/floe as is (fail if missing), no cargo
 #   BENCH_KEEP=1          keep the temp dir (server + tool logs) instead of deleting it
 #   FLOE_CACHE, JAVA, MVN as for kafka-reference.sh (which fetches the Kafka jars once)
 set -euo pipefail
@@ -117,6 +118,11 @@ record_cmd() {
 # 1. Release binary.
 build_if_needed() {
     local reason=""
+    if [[ "${BENCH_SKIP_BUILD:-0}" == 1 ]]; then
+        [[ -x "$FLOE_BIN" ]] || die "BENCH_SKIP_BUILD=1 but $FLOE_BIN does not exist"
+        log "BENCH_SKIP_BUILD=1: using $FLOE_BIN as is (built $(date -u -r "$FLOE_BIN" +%FT%TZ))"
+        return 0
+    fi
     if [[ ! -x "$FLOE_BIN" ]]; then
         reason="missing"
     elif [[ -n "$(find "$REPO_ROOT/agent" "$REPO_ROOT/third_party" "$REPO_ROOT/Cargo.toml" "$REPO_ROOT/Cargo.lock" \
@@ -369,7 +375,7 @@ report() {
     local flush="${FLUSH_INTERVAL:-250ms (default)}"
     local rows=(
         "mode|$MODE"
-        "floe binary|$FLOE_BIN"
+        "floe binary|$FLOE_BIN (built $(date -u -r "$FLOE_BIN" +%FT%TZ))"
         "flush interval|$flush"
         "record size (bytes)|$RECORD_SIZE"
         "topic partitions|$PARTITIONS"

@@ -45,7 +45,7 @@ pub fn describe(context: &AgentContext, request: DescribeConfigsRequest) -> Desc
                 }
                 RESOURCE_BROKER => {
                     let broker_configs = [
-                        ("broker.id", context.node.node_id.to_string()),
+                        ("broker.id", context.cluster.local().node_id.to_string()),
                         ("num.partitions", context.settings.default_partitions.to_string()),
                         ("auto.create.topics.enable", "false".to_string()),
                         ("message.max.bytes", topic_config::DEFAULT_MAX_MESSAGE_BYTES.to_string()),

@@ -124,7 +124,7 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
     let base = base.with_high_watermark(high_watermark).with_last_stable_offset(high_watermark).with_log_start_offset(log_start);
     let base = base.with_current_leader(
         kafka_protocol::messages::fetch_response::LeaderIdAndEpoch::default()
-            .with_leader_id(kafka_protocol::messages::BrokerId(context.node.node_id))
+            .with_leader_id(kafka_protocol::messages::BrokerId(context.cluster.local().node_id))
             .with_leader_epoch(LEADER_EPOCH),
     );
     if wanted.offset < log_start || wanted.offset > high_watermark {

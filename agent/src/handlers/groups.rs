@@ -17,6 +17,9 @@ fn code(error: Option<ResponseError>) -> i16 {
 }
 
 pub async fn join(context: &AgentContext, request: JoinGroupRequest, version: i16, client: &ClientInfo) -> JoinGroupResponse {
+    if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
+        return JoinGroupResponse::default().with_error_code(error.code()).with_generation_id(-1);
+    }
     if request.group_id.0.is_empty() {
         return JoinGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code()).with_generation_id(-1);
     }
@@ -60,6 +63,9 @@ pub async fn join(context: &AgentContext, request: JoinGroupRequest, version: i1
 }
 
 pub async fn sync(context: &AgentContext, request: SyncGroupRequest) -> SyncGroupResponse {
+    if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
+        return SyncGroupResponse::default().with_error_code(error.code());
+    }
     let assignments = request.assignments.into_iter().map(|assignment| (assignment.member_id.to_string(), assignment.assignment)).collect();
     let outcome = context.groups.sync(&request.group_id.0, request.generation_id, &request.member_id, assignments);
     let Ok(outcome) = outcome.await else {
@@ -73,6 +79,9 @@ pub async fn sync(context: &AgentContext, request: SyncGroupRequest) -> SyncGrou
 }
 
 pub fn heartbeat(context: &AgentContext, request: HeartbeatRequest) -> HeartbeatResponse {
+    if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
+        return HeartbeatResponse::default().with_error_code(error.code());
+    }
     HeartbeatResponse::default().with_error_code(code(context.groups.heartbeat(
         &request.group_id.0,
         request.generation_id,
@@ -81,6 +90,9 @@ pub fn heartbeat(context: &AgentContext, request: HeartbeatRequest) -> Heartbeat
 }
 
 pub fn leave(context: &AgentContext, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
+        return LeaveGroupResponse::default().with_error_code(error.code());
+    }
     if version < 3 {
         let results = context.groups.leave(&request.group_id.0, &[request.member_id.to_string()]);
         return LeaveGroupResponse::default().with_error_code(code(results.into_iter().next().flatten()));

@@ -1,7 +1,7 @@
 //! Metadata and DescribeCluster: the agents of the virtual cluster and where each partition is led.
 
-use super::{str_bytes, topic_name, AgentContext};
-use crate::cluster::LEADER_EPOCH;
+use super::{str_bytes, topic_name, AgentContext, ClientInfo};
+use crate::cluster::{placement, NodeInfo, LEADER_EPOCH};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
@@ -11,13 +11,22 @@ use uuid::Uuid;
 /// Kafka's "authorized operations were not requested" marker.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub fn handle(context: &AgentContext, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = &context.node;
-    let broker = MetadataResponseBroker::default()
+fn broker(node: &NodeInfo) -> MetadataResponseBroker {
+    MetadataResponseBroker::default()
         .with_node_id(BrokerId(node.node_id))
         .with_host(str_bytes(node.host.clone()))
         .with_port(node.port)
-        .with_rack(node.rack.clone().map(str_bytes));
+        .with_rack(node.rack.clone().map(str_bytes))
+}
+
+/// Every agent answers with the same full list of live agents and the same leader for each
+/// partition (rendezvous over that list, in the client's zone when its client.id names one).
+pub fn handle(context: &AgentContext, request: MetadataRequest, version: i16, client: &ClientInfo) -> MetadataResponse {
+    let live = context.cluster.live();
+    let local = context.cluster.local();
+    let zone = placement::client_zone(&client.client_id);
+    // The controller must be live: the lowest node id, the same on every agent.
+    let controller = live.first().map(|node| node.node_id).unwrap_or(local.node_id);
     let topics = context.metadata.read(|state| {
         // v0 has no null form: an empty list there means "all topics".
         let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
@@ -28,12 +37,13 @@ pub fn handle(context: &AgentContext, request: MetadataRequest, version: i16) ->
         let describe = |name: &str, topic: &crate::metadata::TopicState| {
             let partitions = (0..topic.partitions.len() as i32)
                 .map(|index| {
+                    let leader = placement::partition_leader(&live, name, index, zone).map(|node| node.node_id).unwrap_or(local.node_id);
                     MetadataResponsePartition::default()
                         .with_partition_index(index)
-                        .with_leader_id(BrokerId(node.node_id))
+                        .with_leader_id(BrokerId(leader))
                         .with_leader_epoch(LEADER_EPOCH)
-                        .with_replica_nodes(vec![BrokerId(node.node_id)])
-                        .with_isr_nodes(vec![BrokerId(node.node_id)])
+                        .with_replica_nodes(vec![BrokerId(leader)])
+                        .with_isr_nodes(vec![BrokerId(leader)])
                 })
                 .collect();
             MetadataResponseTopic::default()
@@ -68,9 +78,9 @@ pub fn handle(context: &AgentContext, request: MetadataRequest, version: i16) ->
         }
     });
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(live.iter().map(broker).collect())
         .with_cluster_id(Some(str_bytes(cluster_id(context))))
-        .with_controller_id(BrokerId(node.node_id))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
@@ -80,15 +90,22 @@ pub fn cluster_id(context: &AgentContext) -> String {
 }
 
 pub fn describe_cluster(context: &AgentContext, _request: DescribeClusterRequest) -> DescribeClusterResponse {
-    let node = &context.node;
+    let live = context.cluster.live();
+    let controller = live.first().map(|node| node.node_id).unwrap_or(context.cluster.local().node_id);
     DescribeClusterResponse::default()
         .with_endpoint_type(1)
         .with_cluster_id(str_bytes(cluster_id(context)))
-        .with_controller_id(BrokerId(node.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(node.node_id))
-            .with_host(str_bytes(node.host.clone()))
-            .with_port(node.port)
-            .with_rack(node.rack.clone().map(str_bytes))])
+        .with_controller_id(BrokerId(controller))
+        .with_brokers(
+            live.iter()
+                .map(|node| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(node.node_id))
+                        .with_host(str_bytes(node.host.clone()))
+                        .with_port(node.port)
+                        .with_rack(node.rack.clone().map(str_bytes))
+                })
+                .collect(),
+        )
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }

@@ -13,7 +13,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod topics;
 
-use crate::cluster::NodeInfo;
+use crate::cluster::ClusterView;
 use crate::groups::GroupCoordinator;
 use crate::metadata::MetadataClient;
 use crate::metrics::Metrics;
@@ -59,7 +59,7 @@ pub struct HandlerSettings {
 
 /// Everything a handler may use: narrow collaborators, never raw etcd or S3 clients.
 pub struct AgentContext {
-    pub node: NodeInfo,
+    pub cluster: Arc<dyn ClusterView>,
     pub metadata: MetadataClient,
     pub writer: Arc<SegmentWriter>,
     pub reader: Arc<SegmentReader>,
@@ -103,7 +103,7 @@ pub async fn dispatch(
 async fn handle(context: Arc<AgentContext>, version: i16, request: RequestKind, client: ClientInfo) -> ResponseKind {
     match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(None)),
-        RequestKind::Metadata(request) => ResponseKind::Metadata(metadata::handle(&context, request, version)),
+        RequestKind::Metadata(request) => ResponseKind::Metadata(metadata::handle(&context, request, version, &client)),
         RequestKind::DescribeCluster(request) => ResponseKind::DescribeCluster(metadata::describe_cluster(&context, request)),
         RequestKind::CreateTopics(request) => ResponseKind::CreateTopics(topics::create(&context, request, version).await),
         RequestKind::DeleteTopics(request) => ResponseKind::DeleteTopics(topics::delete(&context, request, version).await),

@@ -19,7 +19,11 @@ type CommittedByTopic = Vec<(String, Vec<(i32, i64, i32, String)>)>;
 
 pub async fn commit(context: &AgentContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
-    let check = context.groups.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id);
+    // Membership lives in the coordinator's memory, so only it can validate a commit.
+    let check = match super::coordinator::not_coordinator(context, &group) {
+        Some(error) => CommitCheck::Refused(error),
+        None => context.groups.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id),
+    };
     let mut entries = Vec::new();
     // Per partition: None = accepted (pending the journal), Some(error) = refused.
     let mut verdicts: Verdicts = Vec::new();
@@ -86,8 +90,8 @@ fn lookup(context: &AgentContext, group: &str, topics: Option<Vec<(String, Vec<i
         let committed = state.group_offsets.get(group);
         let topics = topics.unwrap_or_else(|| {
             let mut all: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
-            for (topic, partition) in committed.map(|offsets| offsets.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
-                all.entry(topic).or_default().push(partition);
+            for (topic, partitions) in committed.into_iter().flatten() {
+                all.entry(topic.clone()).or_default().extend(partitions.keys().copied());
             }
             all.into_iter().collect()
         });
@@ -96,9 +100,11 @@ fn lookup(context: &AgentContext, group: &str, topics: Option<Vec<(String, Vec<i
             .map(|(topic, partitions)| {
                 let found = partitions
                     .into_iter()
-                    .map(|partition| match committed.and_then(|offsets| offsets.get(&(topic.clone(), partition))) {
-                        Some(offset) => (partition, offset.offset, offset.leader_epoch, offset.metadata.clone().unwrap_or_default()),
-                        None => (partition, -1, -1, String::new()),
+                    .map(|partition| {
+                        match committed.and_then(|offsets| offsets.get(&topic)).and_then(|partitions| partitions.get(&partition)) {
+                            Some(offset) => (partition, offset.offset, offset.leader_epoch, offset.metadata.clone().unwrap_or_default()),
+                            None => (partition, -1, -1, String::new()),
+                        }
                     })
                     .collect();
                 (topic, found)

@@ -25,6 +25,10 @@ pub enum JournalError {
     Corrupt { path: PathBuf, position: u64 },
     #[error("the journal task stopped")]
     Stopped,
+    #[error("journal record of {bytes} bytes exceeds the limit of {limit}")]
+    TooLarge { bytes: usize, limit: usize },
+    #[error("the metadata store is unavailable: {reason}")]
+    Unavailable { reason: String },
 }
 
 pub trait JournalBackend: Send + Sync {

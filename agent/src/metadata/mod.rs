@@ -6,12 +6,15 @@
 //! `client` the narrow interface handlers use.
 
 pub mod client;
+pub mod etcd;
 pub mod journal;
+pub mod keys;
 pub mod records;
 pub mod replica;
+pub mod snapshot;
 pub mod state;
 pub mod topic_config;
 
 pub use client::{MetadataClient, MetadataError};
-pub use records::{ChunkCommit, JournalEntry, JournalRecord, OffsetCommitEntry};
-pub use state::{ApplyOutcome, ChunkLocation, MetadataState, PartitionState, TopicState};
+pub use records::{ChunkCommit, ChunkReplacement, JournalEntry, JournalRecord, OffsetCommitEntry, PartitionTrim};
+pub use state::{ApplyOutcome, ChunkLocation, MetadataState, PartitionState, TopicState, SUPPORTED_METADATA_VERSION};

@@ -45,6 +45,47 @@ pub enum JournalRecord {
         offsets: Vec<OffsetCommitEntry>,
     },
     AllocateProducerId,
+    /// Raises the version of the apply function all agents must run (never lowers it).
+    SetMetadataVersion {
+        version: u32,
+    },
+    /// Retention: move each partition's log start forward; chunks wholly below it are dropped.
+    TrimPartitions {
+        trims: Vec<PartitionTrim>,
+    },
+    /// Compaction: chunks of small segments now live, byte-identical, in `object`. A replacement
+    /// applies only if the partition still references exactly the listed source chunks.
+    CompactSegments {
+        object: String,
+        replacements: Vec<ChunkReplacement>,
+    },
+    /// Objects the garbage collector deleted (an audit trail; the state does not change).
+    ObjectsDeleted {
+        objects: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionTrim {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkReplacement {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// First offset of the first replaced chunk and end offset of the last one.
+    pub base_offset: i64,
+    pub end_offset: i64,
+    /// The source objects, in order, that the replaced chunks came from.
+    pub sources: Vec<String>,
+    pub byte_start: u64,
+    pub byte_len: u64,
+    pub max_timestamp: i64,
 }
 
 /// One partition's contiguous byte range inside a segment object.

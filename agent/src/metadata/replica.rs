@@ -52,6 +52,19 @@ impl Replica {
         self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(id);
     }
 
+    /// Replaces the whole state (loading a snapshot). Waiters are kept: their records are either
+    /// in the snapshot (and their outcome lost: they time out and the writer reports an unknown
+    /// outcome) or still ahead in the journal.
+    pub fn reset(&self, state: MetadataState) {
+        let revision = state.applied_revision;
+        *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
+        self.applied_revision.send_replace(revision);
+    }
+
+    pub fn applied_revision(&self) -> u64 {
+        *self.applied_revision.borrow()
+    }
+
     pub fn read<R>(&self, reader: impl FnOnce(&MetadataState) -> R) -> R {
         reader(&self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }

@@ -2,29 +2,42 @@
 //! reaches the same state and assigns the same offsets. Nothing here reads clocks, randomness or
 //! the environment.
 
-use super::records::{ChunkCommit, JournalRecord};
+use super::records::{ChunkCommit, ChunkReplacement, JournalRecord, PartitionTrim};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-#[derive(Debug, Default, Clone)]
+/// The newest apply-function version this build implements. A journal that raises the version
+/// beyond it halts this replica (it must be upgraded) instead of computing different offsets.
+pub const SUPPORTED_METADATA_VERSION: u32 = 1;
+
+/// Committed consumer offsets: group → topic → partition → offset.
+pub type GroupOffsets = BTreeMap<String, BTreeMap<String, BTreeMap<i32, CommittedOffset>>>;
+
+/// Everything the journal determines. Serializable: snapshots are this structure.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetadataState {
     pub cluster_id: Option<String>,
     pub applied_revision: u64,
+    #[serde(default)]
+    pub metadata_version: u32,
+    /// Set when the journal asked for a metadata version this build does not implement.
+    #[serde(default)]
+    pub halted_at_version: Option<u32>,
     pub topics: BTreeMap<String, TopicState>,
-    /// Committed consumer offsets: group → (topic, partition) → offset.
-    pub group_offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    pub group_offsets: GroupOffsets,
     pub next_producer_id: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicState {
     pub id: Uuid,
     pub configs: BTreeMap<String, String>,
     pub partitions: Vec<PartitionState>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PartitionState {
     pub log_start_offset: i64,
     /// Next offset to assign; the high watermark.
@@ -34,7 +47,7 @@ pub struct PartitionState {
 }
 
 /// Where a run of offsets lives: a byte range of a segment object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkLocation {
     pub base_offset: i64,
     pub record_count: i64,
@@ -50,7 +63,7 @@ impl ChunkLocation {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommittedOffset {
     pub offset: i64,
     pub leader_epoch: i32,
@@ -73,10 +86,26 @@ pub enum ApplyOutcome {
     ProducerIdAllocated {
         producer_id: i64,
     },
+    MetadataVersionSet {
+        version: u32,
+    },
+    /// This replica cannot apply records of the journal's metadata version.
+    Halted {
+        version: u32,
+    },
+    PartitionsTrimmed,
+    /// How many replacements matched the current index and were applied.
+    SegmentsCompacted {
+        applied: usize,
+    },
+    ObjectsDeleted,
 }
 
 impl MetadataState {
     pub fn apply(&mut self, revision: u64, record: &JournalRecord) -> ApplyOutcome {
+        if let Some(version) = self.halted_at_version {
+            return ApplyOutcome::Halted { version };
+        }
         self.applied_revision = revision;
         match record {
             JournalRecord::InitCluster { cluster_id } => {
@@ -112,8 +141,8 @@ impl MetadataState {
             JournalRecord::CommitOffsets { group, offsets } => {
                 let committed = self.group_offsets.entry(group.clone()).or_default();
                 for entry in offsets {
-                    committed.insert(
-                        (entry.topic.clone(), entry.partition),
+                    committed.entry(entry.topic.clone()).or_default().insert(
+                        entry.partition,
                         CommittedOffset { offset: entry.offset, leader_epoch: entry.leader_epoch, metadata: entry.metadata.clone() },
                     );
                 }
@@ -124,7 +153,76 @@ impl MetadataState {
                 self.next_producer_id += 1;
                 ApplyOutcome::ProducerIdAllocated { producer_id }
             }
+            JournalRecord::SetMetadataVersion { version } => {
+                if *version > SUPPORTED_METADATA_VERSION {
+                    self.halted_at_version = Some(*version);
+                    return ApplyOutcome::Halted { version: *version };
+                }
+                self.metadata_version = self.metadata_version.max(*version);
+                ApplyOutcome::MetadataVersionSet { version: self.metadata_version }
+            }
+            JournalRecord::TrimPartitions { trims } => {
+                for trim in trims {
+                    self.trim_partition(trim);
+                }
+                ApplyOutcome::PartitionsTrimmed
+            }
+            JournalRecord::CompactSegments { object, replacements } => {
+                let object: Arc<str> = Arc::from(object.as_str());
+                let applied = replacements.iter().filter(|replacement| self.replace_chunks(&object, replacement)).count();
+                ApplyOutcome::SegmentsCompacted { applied }
+            }
+            JournalRecord::ObjectsDeleted { .. } => ApplyOutcome::ObjectsDeleted,
         }
+    }
+
+    fn partition_mut(&mut self, topic: &str, topic_id: Uuid, partition: i32) -> Option<&mut PartitionState> {
+        let topic = self.topics.get_mut(topic).filter(|found| found.id == topic_id)?;
+        topic.partitions.get_mut(usize::try_from(partition).ok()?)
+    }
+
+    fn trim_partition(&mut self, trim: &PartitionTrim) {
+        let Some(partition) = self.partition_mut(&trim.topic, trim.topic_id, trim.partition) else { return };
+        let log_start = trim.log_start_offset.min(partition.high_watermark);
+        if log_start <= partition.log_start_offset {
+            return;
+        }
+        partition.log_start_offset = log_start;
+        partition.chunks.retain(|chunk| chunk.end_offset() > log_start);
+    }
+
+    /// Replaces the run of chunks `[base_offset, end_offset)` when it still consists of exactly
+    /// the chunks of `sources`, in order.
+    fn replace_chunks(&mut self, object: &Arc<str>, replacement: &ChunkReplacement) -> bool {
+        let Some(partition) = self.partition_mut(&replacement.topic, replacement.topic_id, replacement.partition) else { return false };
+        let Some(first) = partition.chunks.iter().position(|chunk| chunk.base_offset == replacement.base_offset) else { return false };
+        let count = replacement.sources.len();
+        let Some(run) = partition.chunks.get(first..first + count) else { return false };
+        let matches = run.iter().zip(&replacement.sources).all(|(chunk, source)| &*chunk.object == source.as_str())
+            && run.last().is_some_and(|last| last.end_offset() == replacement.end_offset);
+        if !matches {
+            return false;
+        }
+        let merged = ChunkLocation {
+            base_offset: replacement.base_offset,
+            record_count: replacement.end_offset - replacement.base_offset,
+            object: Arc::clone(object),
+            byte_start: replacement.byte_start,
+            byte_len: replacement.byte_len,
+            max_timestamp: replacement.max_timestamp,
+        };
+        partition.chunks.splice(first..first + count, [merged]);
+        true
+    }
+
+    /// Every object the state references.
+    pub fn referenced_objects(&self) -> std::collections::BTreeSet<Arc<str>> {
+        self.topics
+            .values()
+            .flat_map(|topic| topic.partitions.iter())
+            .flat_map(|partition| partition.chunks.iter())
+            .map(|chunk| Arc::clone(&chunk.object))
+            .collect()
     }
 
     fn append_chunk(&mut self, object: &Arc<str>, chunk: &ChunkCommit) -> Option<i64> {

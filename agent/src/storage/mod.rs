@@ -7,7 +7,7 @@ pub mod reader;
 pub mod segment;
 pub mod writer;
 
-pub use self::object_store::{ObjectStoreUrl, SegmentStore, StoreError};
+pub use self::object_store::{ObjectStoreUrl, S3Options, SegmentStore, StoreError};
 pub use cache::SegmentCache;
 pub use reader::SegmentReader;
 pub use writer::{SegmentWriter, WriteError, WriterConfig};

@@ -41,12 +41,25 @@ impl std::str::FromStr for ObjectStoreUrl {
     }
 }
 
+/// S3 settings given as flags; anything unset falls back to the standard AWS_* environment.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: bool,
+    pub virtual_hosted_style: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("failed to write object {name}: {source}")]
     Put { name: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("failed to read object {name} bytes {start}..{end}: {source}")]
     Get { name: String, start: u64, end: u64, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("failed to delete object {name}: {source}")]
+    Delete { name: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("failed to list objects under {prefix}: {source}")]
     List { prefix: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("failed to configure the object store {url}: {reason}")]
@@ -65,7 +78,7 @@ pub struct SegmentStore {
 }
 
 impl SegmentStore {
-    pub fn open(url: &ObjectStoreUrl, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+    pub fn open(url: &ObjectStoreUrl, s3: &S3Options, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let backend = match url {
             ObjectStoreUrl::File(root) => {
                 std::fs::create_dir_all(root)
@@ -74,8 +87,23 @@ impl SegmentStore {
             }
             ObjectStoreUrl::Memory => Backend::Remote { store: Arc::new(object_store::memory::InMemory::new()), prefix: String::new() },
             ObjectStoreUrl::S3 { bucket, prefix } => {
-                let store = object_store::aws::AmazonS3Builder::from_env()
+                let mut builder = object_store::aws::AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
+                    .with_allow_http(s3.allow_http)
+                    .with_virtual_hosted_style_request(s3.virtual_hosted_style);
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let Some(region) = &s3.region {
+                    builder = builder.with_region(region);
+                }
+                if let Some(key) = &s3.access_key_id {
+                    builder = builder.with_access_key_id(key);
+                }
+                if let Some(secret) = &s3.secret_access_key {
+                    builder = builder.with_secret_access_key(secret);
+                }
+                let store = builder
                     .build()
                     .map_err(|error| StoreError::Configure { url: format!("s3://{bucket}/{prefix}"), reason: error.to_string() })?;
                 Backend::Remote { store: Arc::new(store), prefix: prefix.clone() }
@@ -139,6 +167,50 @@ impl SegmentStore {
         };
         self.observe("get", started, result.is_ok());
         result.map_err(|source| StoreError::Get { name: name.to_string(), start: range.start, end: range.end, source })
+    }
+
+    /// The whole object.
+    pub async fn get(&self, name: &str) -> Result<Bytes, StoreError> {
+        let started = Instant::now();
+        let result = match &self.backend {
+            Backend::Files(root) => {
+                let path = root.join(name);
+                tokio::task::spawn_blocking(move || std::fs::read(&path).map(Bytes::from))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|result| result)
+                    .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+            }
+            Backend::Remote { store, prefix } => match store.get(&Self::remote_path(prefix, name)).await {
+                Ok(result) => result.bytes().await.map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
+                Err(error) => Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
+            },
+        };
+        self.observe("get", started, result.is_ok());
+        result.map_err(|source| StoreError::Get { name: name.to_string(), start: 0, end: u64::MAX, source })
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = match &self.backend {
+            Backend::Files(root) => {
+                let path = root.join(name);
+                tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|result| result)
+                .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+            }
+            Backend::Remote { store, prefix } => store
+                .delete(&Self::remote_path(prefix, name))
+                .await
+                .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
+        };
+        self.observe("delete", started, result.is_ok());
+        result.map_err(|source| StoreError::Delete { name: name.to_string(), source })
     }
 
     /// Names of the objects under `prefix` (relative names, sorted).
@@ -227,7 +299,7 @@ mod tests {
     async fn file_and_memory_stores_round_trip_ranges() {
         let directory = tempfile::tempdir().unwrap();
         for url in [ObjectStoreUrl::File(directory.path().to_path_buf()), ObjectStoreUrl::Memory] {
-            let store = SegmentStore::open(&url, Arc::new(Metrics::new())).unwrap();
+            let store = SegmentStore::open(&url, &S3Options::default(), Arc::new(Metrics::new())).unwrap();
             store.put("segments/a.seg", Bytes::from_static(b"0123456789")).await.unwrap();
             assert_eq!(&store.get_range("segments/a.seg", 2..5).await.unwrap()[..], b"234");
             assert_eq!(store.list("segments").await.unwrap(), vec!["segments/a.seg".to_string()]);

@@ -1,0 +1,135 @@
+//! `floe admin` tools. `fsck` checks the bucket against the metadata: every object the index
+//! references exists, its footer is intact and describes exactly the byte ranges the index points
+//! at; objects nothing references are listed as orphans (the garbage collector removes them after
+//! its grace period).
+
+use crate::agent::ClusterSettings;
+use crate::config::MetadataUrl;
+use crate::metadata::journal::EmbeddedJournal;
+use crate::metadata::keys::KeyLayout;
+use crate::metadata::replica::Replica;
+use crate::metadata::{etcd, ChunkLocation};
+use crate::metrics::Metrics;
+use crate::storage::segment::read_footer;
+use crate::storage::{ObjectStoreUrl, S3Options, SegmentStore};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+#[derive(Debug, Default)]
+pub struct FsckReport {
+    pub referenced_objects: usize,
+    pub checked_chunks: usize,
+    pub problems: Vec<String>,
+    pub orphans: Vec<String>,
+}
+
+impl FsckReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl fmt::Display for FsckReport {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for problem in &self.problems {
+            writeln!(formatter, "PROBLEM {problem}")?;
+        }
+        for orphan in &self.orphans {
+            writeln!(formatter, "orphan {orphan}")?;
+        }
+        writeln!(
+            formatter,
+            "fsck: {} referenced objects, {} chunks checked, {} problems, {} orphans: {}",
+            self.referenced_objects,
+            self.checked_chunks,
+            self.problems.len(),
+            self.orphans.len(),
+            if self.is_clean() { "clean" } else { "NOT CLEAN" }
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("failed to load the metadata: {0}")]
+    Metadata(String),
+    #[error("failed to open or list the object store: {0}")]
+    Store(#[from] crate::storage::StoreError),
+}
+
+pub async fn fsck(
+    metadata: &MetadataUrl,
+    cluster: Option<&ClusterSettings>,
+    bucket: &ObjectStoreUrl,
+    s3: &S3Options,
+) -> Result<FsckReport, AdminError> {
+    let store = Arc::new(SegmentStore::open(bucket, s3, Arc::new(Metrics::new()))?);
+    let replica = Arc::new(Replica::new());
+    match metadata {
+        MetadataUrl::Embedded(directory) => {
+            EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(&replica))
+                .map_err(|error| AdminError::Metadata(error.to_string()))?;
+        }
+        MetadataUrl::Etcd { .. } => {
+            let cluster = cluster.ok_or_else(|| AdminError::Metadata("etcd settings missing".to_string()))?;
+            let client = etcd::connect(&cluster.etcd).await.map_err(|error| AdminError::Metadata(error.to_string()))?;
+            let keys = KeyLayout::new(&cluster.etcd.prefix, &cluster.virtual_cluster);
+            etcd::load(client, keys, Arc::clone(&replica), Arc::clone(&store))
+                .await
+                .map_err(|error| AdminError::Metadata(error.to_string()))?;
+        }
+    }
+    let mut by_object: BTreeMap<String, Vec<(String, i32, ChunkLocation)>> = BTreeMap::new();
+    replica.read(|state| {
+        for (name, topic) in &state.topics {
+            for (index, partition) in topic.partitions.iter().enumerate() {
+                for chunk in &partition.chunks {
+                    by_object.entry(chunk.object.to_string()).or_default().push((name.clone(), index as i32, chunk.clone()));
+                }
+            }
+        }
+    });
+    let mut report = FsckReport { referenced_objects: by_object.len(), ..FsckReport::default() };
+    for (object, chunks) in &by_object {
+        let bytes = match store.get(object).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                report.problems.push(format!("{object}: referenced by {} chunks but unreadable: {error}", chunks.len()));
+                continue;
+            }
+        };
+        let footer = match read_footer(&bytes) {
+            Ok(footer) => footer,
+            Err(error) => {
+                report.problems.push(format!("{object}: {error}"));
+                continue;
+            }
+        };
+        for (topic, partition, chunk) in chunks {
+            report.checked_chunks += 1;
+            let matched = footer.iter().any(|entry| {
+                entry.topic == *topic
+                    && entry.partition == *partition
+                    && entry.byte_start == chunk.byte_start
+                    && entry.byte_len == chunk.byte_len
+                    && entry.record_count == chunk.record_count
+            });
+            if !matched {
+                report.problems.push(format!(
+                    "{object}: no footer entry for {topic}/{partition} offsets {}..{} bytes {}+{}",
+                    chunk.base_offset,
+                    chunk.end_offset(),
+                    chunk.byte_start,
+                    chunk.byte_len
+                ));
+            }
+        }
+    }
+    for name in store.list("segments").await? {
+        if !by_object.contains_key(&name) {
+            report.orphans.push(name);
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,121 @@
+//! Segment compaction: merge the oldest `fan_in` small segments into one, partition-sorted. Each
+//! partition's chunks from those segments that sit next to each other in its index become one
+//! chunk whose batches keep their bytes (base offsets are stored relative, so the merged chunk is
+//! byte-identical to what fetch returned before). The journal record lists the exact source
+//! chunks; apply replaces them only if the index still holds them, so racing retention or a
+//! duplicate record from a deposed leader changes nothing.
+
+use super::JobContext;
+use crate::metadata::{ChunkLocation, ChunkReplacement, JournalRecord, MetadataState};
+use crate::protocol::batch;
+use crate::storage::segment::SegmentBuilder;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// One run of adjacent chunks of a partition, all in the chosen segments.
+pub struct Run {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub chunks: Vec<ChunkLocation>,
+}
+
+/// The oldest `fan_in` segments holding fewer than `small_bytes` referenced bytes, if there are
+/// that many, and the runs they form.
+pub fn plan(state: &MetadataState, fan_in: usize, small_bytes: u64) -> Option<(BTreeSet<Arc<str>>, Vec<Run>)> {
+    let mut sizes: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+    for topic in state.topics.values() {
+        for partition in &topic.partitions {
+            for chunk in &partition.chunks {
+                *sizes.entry(Arc::clone(&chunk.object)).or_default() += chunk.byte_len;
+            }
+        }
+    }
+    // Segment names are ULIDs: name order is age order.
+    let chosen: BTreeSet<Arc<str>> = sizes
+        .into_iter()
+        .filter(|(object, size)| *size < small_bytes && object.starts_with("segments/"))
+        .map(|(object, _)| object)
+        .take(fan_in)
+        .collect();
+    if chosen.len() < fan_in {
+        return None;
+    }
+    let mut runs = Vec::new();
+    for (name, topic) in &state.topics {
+        for (index, partition) in topic.partitions.iter().enumerate() {
+            let mut current: Vec<ChunkLocation> = Vec::new();
+            for chunk in &partition.chunks {
+                if chosen.contains(&chunk.object) {
+                    current.push(chunk.clone());
+                } else if !current.is_empty() {
+                    runs.push(Run {
+                        topic: name.clone(),
+                        topic_id: topic.id,
+                        partition: index as i32,
+                        chunks: std::mem::take(&mut current),
+                    });
+                }
+            }
+            if !current.is_empty() {
+                runs.push(Run { topic: name.clone(), topic_id: topic.id, partition: index as i32, chunks: current });
+            }
+        }
+    }
+    Some((chosen, runs))
+}
+
+pub async fn run(context: &JobContext) -> Result<(), String> {
+    let planned = context.metadata.read(|state| plan(state, context.settings.compaction_fan_in, context.settings.small_segment_bytes));
+    let Some((chosen, runs)) = planned else { return Ok(()) };
+    let mut builder =
+        SegmentBuilder::with_capacity(runs.iter().flat_map(|run| run.chunks.iter()).map(|chunk| chunk.byte_len as usize).sum());
+    let mut replacements = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let mut batches = Vec::new();
+        let mut max_timestamp = -1;
+        for chunk in &run.chunks {
+            let bytes = context.reader.read_chunk(chunk).await.map_err(|error| error.to_string())?;
+            for stored in batch::walk(&bytes) {
+                let count = stored.last_offset_delta as i64 + 1;
+                batches.push((bytes.slice(stored.position..stored.position + stored.size), count));
+            }
+            max_timestamp = max_timestamp.max(chunk.max_timestamp);
+        }
+        let first = run.chunks.first().expect("runs are non-empty");
+        let last = run.chunks.last().expect("runs are non-empty");
+        let entry = builder.add_chunk(&run.topic, run.topic_id, run.partition, &batches, max_timestamp);
+        if entry.record_count != last.end_offset() - first.base_offset {
+            return Err(format!(
+                "{}/{}: batches hold {} records but the run spans {}..{}; refusing to compact",
+                run.topic,
+                run.partition,
+                entry.record_count,
+                first.base_offset,
+                last.end_offset()
+            ));
+        }
+        replacements.push(ChunkReplacement {
+            topic: run.topic.clone(),
+            topic_id: run.topic_id,
+            partition: run.partition,
+            base_offset: first.base_offset,
+            end_offset: last.end_offset(),
+            sources: run.chunks.iter().map(|chunk| chunk.object.to_string()).collect(),
+            byte_start: entry.byte_start,
+            byte_len: entry.byte_len,
+            max_timestamp,
+        });
+    }
+    let (bytes, _) = builder.finish();
+    let object = format!("segments/{}.seg", ulid::Ulid::new());
+    context.store.put(&object, bytes).await.map_err(|error| error.to_string())?;
+    let outcome = context
+        .metadata
+        .submit(JournalRecord::CompactSegments { object: object.clone(), replacements })
+        .await
+        .map_err(|error| error.to_string())?;
+    tracing::info!(sources = chosen.len(), runs = runs.len(), object, ?outcome, "compacted small segments");
+    Ok(())
+}

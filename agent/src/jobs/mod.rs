@@ -1,0 +1,144 @@
+//! Background jobs of a virtual cluster: snapshots with journal trimming, segment compaction,
+//! retention and orphan garbage collection. One agent with the `jobs` role runs them at a time:
+//! it holds `jobs/leader` (create-only, on its lease), and every etcd write a job makes is fenced
+//! by that key's create revision, so a deposed leader cannot trim what the new one relies on.
+//! Journal records the jobs write are validated at apply time, so a stale duplicate is harmless.
+
+pub mod compaction;
+pub mod gc;
+pub mod retention;
+pub mod snapshots;
+
+use crate::metadata::keys::KeyLayout;
+use crate::metadata::MetadataClient;
+use crate::metrics::Metrics;
+use crate::storage::{SegmentReader, SegmentStore};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub snapshot_interval: Duration,
+    pub compaction_interval: Duration,
+    pub compaction_fan_in: usize,
+    /// Segments holding fewer referenced bytes than this are "small".
+    pub small_segment_bytes: u64,
+    pub retention_interval: Duration,
+    pub gc_grace: Duration,
+}
+
+/// What every job needs.
+pub struct JobContext {
+    pub client: Client,
+    pub keys: KeyLayout,
+    pub metadata: MetadataClient,
+    pub store: Arc<SegmentStore>,
+    pub reader: Arc<SegmentReader>,
+    pub metrics: Arc<Metrics>,
+    pub settings: JobSettings,
+    /// Create revision of our `jobs/leader` key: the fence of every etcd write.
+    pub fence: i64,
+}
+
+impl JobContext {
+    pub fn fence_compare(&self) -> Compare {
+        Compare::create_revision(self.keys.jobs_leader(), CompareOp::Equal, self.fence)
+    }
+
+    fn record(&self, job: &str, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => self.metrics.job_runs.with_label_values(&[job, "ok"]).inc(),
+            Err(reason) => {
+                tracing::warn!(job, %reason, "background job failed");
+                self.metrics.job_runs.with_label_values(&[job, "error"]).inc();
+            }
+        }
+    }
+}
+
+pub fn spawn(
+    client: Client,
+    keys: KeyLayout,
+    settings: JobSettings,
+    metadata: MetadataClient,
+    store: Arc<SegmentStore>,
+    reader: Arc<SegmentReader>,
+    metrics: Arc<Metrics>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match lead(client.clone(), &keys).await {
+                Ok(Some((lease, fence))) => {
+                    tracing::info!(fence, "this agent now runs the background jobs");
+                    let context = JobContext {
+                        client: client.clone(),
+                        keys: keys.clone(),
+                        metadata: metadata.clone(),
+                        store: Arc::clone(&store),
+                        reader: Arc::clone(&reader),
+                        metrics: Arc::clone(&metrics),
+                        settings: settings.clone(),
+                        fence,
+                    };
+                    run_while_leading(&context, lease).await;
+                    tracing::warn!("lost the jobs leadership");
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "jobs leader election failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+}
+
+/// Tries to become the jobs leader; returns (lease, fence) on success.
+async fn lead(mut client: Client, keys: &KeyLayout) -> Result<Option<(i64, i64)>, etcd_client::Error> {
+    let lease = client.lease_grant(10, None).await?.id();
+    let key = keys.jobs_leader();
+    let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
+        key,
+        ulid::Ulid::new().to_string(),
+        Some(PutOptions::new().with_lease(lease)),
+    )]);
+    let response = client.txn(txn).await?;
+    if !response.succeeded() {
+        let _ = client.lease_revoke(lease).await;
+        return Ok(None);
+    }
+    let fence = response.header().map(|header| header.revision()).unwrap_or_default();
+    Ok(Some((lease, fence)))
+}
+
+async fn run_while_leading(context: &JobContext, lease: i64) {
+    let mut client = context.client.clone();
+    let Ok((mut keeper, mut responses)) = client.lease_keep_alive(lease).await else { return };
+    let started = Instant::now();
+    let mut last_snapshot = started;
+    let mut last_compaction = started;
+    let mut last_retention = started;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if keeper.keep_alive().await.is_err() {
+            return;
+        }
+        match responses.message().await {
+            Ok(Some(response)) if response.ttl() > 0 => {}
+            _ => return,
+        }
+        let now = Instant::now();
+        if now.duration_since(last_retention) >= context.settings.retention_interval {
+            last_retention = now;
+            context.record("retention", retention::run(context).await);
+            context.record("gc", gc::run(context).await);
+        }
+        if now.duration_since(last_compaction) >= context.settings.compaction_interval {
+            last_compaction = now;
+            context.record("compaction", compaction::run(context).await);
+        }
+        if now.duration_since(last_snapshot) >= context.settings.snapshot_interval {
+            last_snapshot = now;
+            context.record("snapshot", snapshots::run(context).await);
+        }
+    }
+}
