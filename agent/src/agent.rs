@@ -128,7 +128,8 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
             let cluster_settings = settings.cluster.as_ref().ok_or(StartError::MissingClusterSettings)?;
             let client = etcd::connect(&cluster_settings.etcd).await?;
             let keys = KeyLayout::new(&cluster_settings.etcd.prefix, &cluster_settings.virtual_cluster);
-            let (journal, follower) = EtcdJournal::open(client.clone(), keys.clone(), Arc::clone(&replica), Arc::clone(&store)).await?;
+            let (journal, follower) =
+                EtcdJournal::open(client.clone(), keys.clone(), Arc::clone(&replica), Arc::clone(&store), Arc::clone(&metrics)).await?;
             background.push(follower);
             let record = AgentRecord {
                 node_id: 0,

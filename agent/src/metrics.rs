@@ -20,6 +20,8 @@ pub struct Metrics {
     pub snapshot_revision: IntGauge,
     pub snapshot_unix_seconds: Gauge,
     pub replica_lag_revisions: IntGauge,
+    pub journal_appends: IntCounterVec,
+    pub etcd_transactions: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -71,6 +73,16 @@ impl Metrics {
         let replica_lag_revisions =
             IntGauge::new("floe_replica_lag_revisions", "etcd revisions the local metadata replica is behind the journal")
                 .expect("valid metric");
+        let journal_appends = IntCounterVec::new(
+            Opts::new("floe_journal_appends_total", "Journal records appended by this agent, by record type"),
+            &["record"],
+        )
+        .expect("valid metric");
+        let etcd_transactions = IntCounterVec::new(
+            Opts::new("floe_etcd_transactions_total", "etcd write transactions sent by this agent, by purpose"),
+            &["purpose"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -87,6 +99,8 @@ impl Metrics {
             Box::new(snapshot_revision.clone()),
             Box::new(snapshot_unix_seconds.clone()),
             Box::new(replica_lag_revisions.clone()),
+            Box::new(journal_appends.clone()),
+            Box::new(etcd_transactions.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -107,6 +121,8 @@ impl Metrics {
             snapshot_revision,
             snapshot_unix_seconds,
             replica_lag_revisions,
+            journal_appends,
+            etcd_transactions,
         }
     }
 

@@ -70,6 +70,7 @@ pub async fn connect(settings: &EtcdSettings) -> Result<Client, EtcdError> {
 pub struct EtcdJournal {
     client: Client,
     keys: KeyLayout,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl EtcdJournal {
@@ -79,17 +80,18 @@ impl EtcdJournal {
         keys: KeyLayout,
         replica: Arc<Replica>,
         store: Arc<SegmentStore>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), EtcdError> {
-        let mut follower = Follower { client: client.clone(), keys: keys.clone(), replica, store };
+        let mut follower = Follower { client: client.clone(), keys: keys.clone(), replica, store, metrics: Some(Arc::clone(&metrics)) };
         let start = follower.catch_up().await?;
         let task = tokio::spawn(async move { follower.follow(start).await });
-        Ok((Self { client, keys }, task))
+        Ok((Self { client, keys, metrics }, task))
     }
 }
 
 /// Loads the current state (snapshot plus journal tail) into `replica` once, without following.
 pub async fn load(client: Client, keys: KeyLayout, replica: Arc<Replica>, store: Arc<SegmentStore>) -> Result<(), EtcdError> {
-    Follower { client, keys, replica, store }.catch_up().await.map(|_| ())
+    Follower { client, keys, replica, store, metrics: None }.catch_up().await.map(|_| ())
 }
 
 impl JournalBackend for EtcdJournal {
@@ -109,9 +111,11 @@ impl JournalBackend for EtcdJournal {
                     .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                     .and_then([TxnOp::put(key.clone(), value.clone(), None)])
                     .or_else([TxnOp::get(key.clone(), None)]);
+                self.metrics.etcd_transactions.with_label_values(&[entry.record.kind()]).inc();
                 match client.txn(txn).await {
                     Ok(response) if response.succeeded() => {
                         let revision = response.header().map(|header| header.revision()).unwrap_or_default();
+                        self.metrics.journal_appends.with_label_values(&[entry.record.kind()]).inc();
                         return Ok(revision as u64);
                     }
                     Ok(response) => {
@@ -119,6 +123,7 @@ impl JournalBackend for EtcdJournal {
                         for op in response.op_responses() {
                             if let TxnOpResponse::Get(get) = op {
                                 if let Some(kv) = get.kvs().first() {
+                                    self.metrics.journal_appends.with_label_values(&[entry.record.kind()]).inc();
                                     return Ok(kv.create_revision() as u64);
                                 }
                             }
@@ -144,6 +149,7 @@ struct Follower {
     keys: KeyLayout,
     replica: Arc<Replica>,
     store: Arc<SegmentStore>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Follower {
@@ -219,6 +225,11 @@ impl Follower {
             }
             if response.canceled() {
                 return Ok(());
+            }
+            if let (Some(metrics), Some(header)) = (&self.metrics, response.header()) {
+                let last_event = response.events().last().and_then(|event| event.kv()).map(|kv| kv.create_revision());
+                let applied = last_event.unwrap_or(self.replica.applied_revision() as i64);
+                metrics.replica_lag_revisions.set((header.revision() - applied).max(0));
             }
             for event in response.events() {
                 if event.event_type() != EventType::Put {

@@ -18,6 +18,24 @@ impl JournalEntry {
     }
 }
 
+impl JournalRecord {
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InitCluster { .. } => "init_cluster",
+            Self::CreateTopic { .. } => "create_topic",
+            Self::DeleteTopic { .. } => "delete_topic",
+            Self::CommitSegment { .. } => "commit_segment",
+            Self::CommitOffsets { .. } => "commit_offsets",
+            Self::AllocateProducerId => "allocate_producer_id",
+            Self::SetMetadataVersion { .. } => "set_metadata_version",
+            Self::TrimPartitions { .. } => "trim_partitions",
+            Self::CompactSegments { .. } => "compact_segments",
+            Self::ObjectsDeleted { .. } => "objects_deleted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JournalRecord {
