@@ -204,6 +204,9 @@ pub struct ClusterArgs {
     pub etcd_cert_file: Option<PathBuf>,
     #[arg(long, env = "FLOE_ETCD_KEY_FILE")]
     pub etcd_key_file: Option<PathBuf>,
+    /// Lease of this agent's registry entry: a dead agent stops being advertised after this long.
+    #[arg(long, env = "FLOE_REGISTRY_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub registry_ttl: Duration,
     /// Zone of this agent; clients whose client.id carries floe_az=<zone> are led to agents in it.
     #[arg(long, env = "FLOE_ZONE")]
     pub zone: Option<String>,

@@ -8,7 +8,6 @@ use floe_agent::config::{AdminCommand, Cli, ClusterArgs, Command, CommonArgs, Me
 use floe_agent::jobs::JobSettings;
 use floe_agent::metadata::etcd::EtcdSettings;
 use floe_agent::storage::{ObjectStoreUrl, S3Options};
-use std::time::Duration;
 
 fn s3_options(cluster: &ClusterArgs) -> S3Options {
     S3Options {
@@ -43,7 +42,7 @@ fn cluster_settings(metadata: &MetadataUrl, cluster: &ClusterArgs, flush_max_byt
             retention_interval: cluster.retention_interval,
             gc_grace: cluster.gc_grace,
         },
-        registry_ttl: Duration::from_secs(10),
+        registry_ttl: cluster.registry_ttl,
     })
 }
 

@@ -85,3 +85,89 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration
     }
     Ok(by_partition)
 }
+
+/// A record a producer saw acknowledged.
+#[derive(Debug, Clone, Copy)]
+pub struct Acknowledged {
+    pub index: u64,
+    pub partition: i32,
+    pub offset: i64,
+    pub at: Instant,
+}
+
+/// Produces records `key(i)`/`value(i)` at about `rate` per second until `stop` turns true, and
+/// returns every acknowledgement (failures are expected during fault injection and ignored).
+pub async fn produce_until(
+    bootstrap: &str,
+    topic: &str,
+    rate: u64,
+    extra: &[(&str, &str)],
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(u64, Vec<Acknowledged>)> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let mut producer_config = config(bootstrap);
+    producer_config.set("acks", "all").set("linger.ms", "5").set("message.timeout.ms", "15000").set("compression.codec", "lz4");
+    for (key, value) in extra {
+        producer_config.set(*key, *value);
+    }
+    let producer: FutureProducer = producer_config.create()?;
+    let acknowledged: std::sync::Arc<std::sync::Mutex<Vec<Acknowledged>>> = Default::default();
+    let mut waiting = Vec::new();
+    let started = Instant::now();
+    let mut index = 0u64;
+    while !*stop.borrow() {
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        while index < due {
+            let (key, value) = (crate::records::key(index), crate::records::value(index));
+            let mut record = FutureRecord::to(topic).key(&key).payload(&value);
+            let delivery = loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => break Some(delivery),
+                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), returned)) => {
+                        record = returned;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(_) => break None,
+                }
+            };
+            if let Some(delivery) = delivery {
+                let sink = std::sync::Arc::clone(&acknowledged);
+                let this = index;
+                waiting.push(tokio::spawn(async move {
+                    if let Ok(Ok(delivered)) = delivery.await {
+                        sink.lock().expect("not poisoned").push(Acknowledged { index: this, partition: delivered.partition, offset: delivered.offset, at: Instant::now() });
+                    }
+                }));
+            }
+            index += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for task in waiting {
+        let _ = task.await;
+    }
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().expect("not poisoned"));
+    Ok((index, acknowledged))
+}
+
+/// Checks that every acknowledged record is stored at exactly its acknowledged offset.
+pub fn verify_acknowledged(bootstrap: &str, topic: &str, partitions: i32, acknowledged: &[Acknowledged]) -> Result<()> {
+    let stored = read_all(bootstrap, topic, partitions, Duration::from_secs(180))?;
+    for ack in acknowledged {
+        let Some(records) = stored.get(&ack.partition) else { bail!("partition {} is empty but record {} was acknowledged there", ack.partition, ack.index) };
+        let Some(record) = records.iter().find(|record| record.offset == ack.offset) else {
+            bail!("acknowledged record {} at {}/{} is missing", ack.index, ack.partition, ack.offset);
+        };
+        if record.key != crate::records::key(ack.index) || record.value != crate::records::value(ack.index) {
+            bail!("offset {}/{} does not hold acknowledged record {}", ack.partition, ack.offset, ack.index);
+        }
+    }
+    Ok(())
+}
+
+/// Longest time between two consecutive acknowledgements.
+pub fn longest_gap(acknowledged: &[Acknowledged]) -> Duration {
+    let mut times: Vec<Instant> = acknowledged.iter().map(|ack| ack.at).collect();
+    times.sort();
+    times.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap_or_default()
+}

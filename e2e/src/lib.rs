@@ -2,6 +2,7 @@
 //! loopback ports, locate the external clients that `e2e/scripts/install-deps.sh` installs, and
 //! the deterministic record format every client driver produces and verifies.
 
+pub mod cluster;
 pub mod kafka;
 pub mod wire;
 

@@ -47,8 +47,10 @@ pub fn decode_request(frame: Bytes, api_key: ApiKey, version: i16) -> Result<(Re
             version,
             reason: error.to_string(),
         })?;
+        // Kafka brokers ignore bytes after a request body, and some clients send them (librdkafka
+        // 2.12 adds 3 to Metadata v12 when asking for all topics), so they are tolerated.
         if frame.has_remaining() {
-            return Err(CodecError::Body { api_key, version, reason: format!("{} trailing bytes", frame.remaining()) });
+            tracing::debug!(?api_key, version, trailing = frame.remaining(), "ignoring trailing bytes after the request body");
         }
         Ok((header, body))
     });

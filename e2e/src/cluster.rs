@@ -1,0 +1,214 @@
+//! Cluster-mode infrastructure for the suites: a real etcd and a real S3-compatible server
+//! (s3s-fs) started through `e2e/scripts/{etcd,s3}.sh` on free loopback ports, and `floe agent`
+//! processes sharing one virtual cluster.
+
+use crate::{floe_binary, repository_root};
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BUCKET: &str = "floe-test";
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn script(name: &str, arguments: &[&str]) -> Result<()> {
+    let path = repository_root().join("e2e/scripts").join(name);
+    let output = Command::new("bash").arg(&path).args(arguments).stdin(Stdio::null()).output().with_context(|| format!("failed to run {}", path.display()))?;
+    if !output.status.success() {
+        bail!("{name} {arguments:?} failed: {}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(())
+}
+
+/// etcd plus an S3-compatible server, stopped on drop.
+pub struct Infrastructure {
+    pub directory: tempfile::TempDir,
+    pub etcd_port: u16,
+    etcd_peer_port: u16,
+    pub s3_port: u16,
+}
+
+impl Infrastructure {
+    pub fn start() -> Result<Self> {
+        let directory = tempfile::Builder::new().prefix("floe-cluster-").tempdir()?;
+        let infrastructure = Self { directory, etcd_port: free_port()?, etcd_peer_port: free_port()?, s3_port: free_port()? };
+        infrastructure.start_etcd()?;
+        infrastructure.start_s3()?;
+        script("s3.sh", &["create-bucket", &infrastructure.s3_port.to_string(), BUCKET])?;
+        Ok(infrastructure)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.directory.path().join(name).display().to_string()
+    }
+
+    pub fn start_etcd(&self) -> Result<()> {
+        script("etcd.sh", &["start", &self.path("etcd"), &self.etcd_port.to_string(), &self.etcd_peer_port.to_string()])
+    }
+
+    pub fn stop_etcd(&self) -> Result<()> {
+        script("etcd.sh", &["stop", &self.path("etcd")])
+    }
+
+    pub fn start_s3(&self) -> Result<()> {
+        script("s3.sh", &["start", &self.path("s3"), &self.s3_port.to_string()])
+    }
+
+    pub fn stop_s3(&self) -> Result<()> {
+        script("s3.sh", &["stop", &self.path("s3")])
+    }
+
+    pub fn etcd_endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.etcd_port)
+    }
+
+    pub fn metadata_url(&self) -> String {
+        format!("etcd://127.0.0.1:{}/floe", self.etcd_port)
+    }
+
+    pub fn s3_environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.s3_port)),
+            ("AWS_ACCESS_KEY_ID", "floe".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "floe-secret".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ALLOW_HTTP", "true".to_string()),
+        ]
+    }
+
+    /// Runs `etcdctl` against the test etcd and returns its stdout.
+    pub fn etcdctl(&self, arguments: &[&str]) -> Result<String> {
+        let output = Command::new("etcdctl").env("ETCDCTL_API", "3").arg(format!("--endpoints={}", self.etcd_endpoint())).args(arguments).output()?;
+        if !output.status.success() {
+            bail!("etcdctl {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).to_string())
+    }
+
+    /// Number of keys under `prefix`.
+    pub fn etcd_key_count(&self, prefix: &str) -> Result<usize> {
+        let output = self.etcdctl(&["get", "--prefix", "--keys-only", "--write-out=json", prefix])?;
+        Ok(output.split("\"key\"").count().saturating_sub(1))
+    }
+
+    /// etcd's database size in bytes.
+    pub fn etcd_db_size(&self) -> Result<u64> {
+        let output = self.etcdctl(&["endpoint", "status", "--write-out=json"])?;
+        let start = output.find("\"dbSize\":").context("no dbSize in etcdctl output")? + "\"dbSize\":".len();
+        let digits: String = output[start..].chars().take_while(|character| character.is_ascii_digit()).collect();
+        Ok(digits.parse()?)
+    }
+
+    /// Objects under the bucket's virtual-cluster prefix, as file paths of the s3s-fs root.
+    pub fn bucket_directory(&self, virtual_cluster: &str) -> PathBuf {
+        self.directory.path().join("s3/root").join(BUCKET).join(virtual_cluster)
+    }
+}
+
+impl Drop for Infrastructure {
+    fn drop(&mut self) {
+        let _ = self.stop_etcd();
+        let _ = self.stop_s3();
+    }
+}
+
+/// One `floe agent` process.
+pub struct Agent {
+    child: Option<Child>,
+    pub bootstrap: String,
+    pub http: String,
+    pub node_id: i32,
+    arguments: Vec<String>,
+    environment: Vec<(&'static str, String)>,
+}
+
+impl Agent {
+    pub fn start(infrastructure: &Infrastructure, virtual_cluster: &str, extra: &[&str]) -> Result<Self> {
+        let mut arguments: Vec<String> = [
+            "agent",
+            "--metadata",
+            &infrastructure.metadata_url(),
+            "--virtual-cluster",
+            virtual_cluster,
+            "--object-store",
+            &format!("s3://{BUCKET}/{virtual_cluster}"),
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--group-initial-rebalance-delay",
+            "0s",
+            "--log",
+            "warn",
+        ]
+        .iter()
+        .map(|argument| argument.to_string())
+        .collect();
+        arguments.extend(extra.iter().map(|argument| argument.to_string()));
+        let mut agent = Self { child: None, bootstrap: String::new(), http: String::new(), node_id: 0, arguments, environment: infrastructure.s3_environment() };
+        agent.launch()?;
+        Ok(agent)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let mut child = Command::new(floe_binary()?)
+            .args(&self.arguments)
+            .envs(self.environment.iter().map(|(key, value)| (*key, value.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("failed to start floe agent")?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut bootstrap, mut http, mut node_id) = (None, None, None);
+        while bootstrap.is_none() || http.is_none() || node_id.is_none() {
+            if Instant::now() > deadline {
+                bail!("the agent did not print its addresses within 60 s");
+            }
+            let Some(line) = lines.next() else { bail!("the agent exited before it was ready") };
+            let line = line?;
+            let line = line.trim();
+            if let Some(address) = line.strip_prefix("Kafka bootstrap:") {
+                bootstrap = Some(address.trim().to_string());
+            } else if let Some(rest) = line.strip_prefix("HTTP:") {
+                http = Some(rest.split_whitespace().next().unwrap_or_default().trim_start_matches("http://").trim_end_matches("/metrics").to_string());
+            } else if let Some(id) = line.strip_prefix("Node id:") {
+                node_id = Some(id.trim().parse()?);
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        self.bootstrap = bootstrap.expect("set");
+        self.http = http.expect("set");
+        self.node_id = node_id.expect("set");
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn kill_hard(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts the agent again with the same flags (new ports; node id may be reused).
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill_hard()?;
+        self.launch()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.kill_hard();
+    }
+}

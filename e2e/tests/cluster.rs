@@ -1,0 +1,169 @@
+//! Cluster mode (done-when 1-4 of the cluster issue): several `floe agent` processes share one
+//! virtual cluster through a real etcd and a real S3-compatible server, on loopback.
+
+use anyhow::{ensure, Result};
+use floe_e2e::cluster::{Agent, Infrastructure};
+use floe_e2e::kafka::{self, longest_gap, produce_until, verify_acknowledged};
+use floe_e2e::{http_get, java_driver, metric_value, run_driver};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::time::{Duration, Instant};
+
+const FAST: &[&str] = &["--registry-ttl", "3s"];
+
+fn bytes_in(agent: &Agent) -> Result<f64> {
+    let (_, metrics) = http_get(&agent.http, "/metrics")?;
+    Ok(metric_value(&metrics, "floe_bytes_in_total").unwrap_or_default())
+}
+
+/// Waits until the agent at `bootstrap` advertises `count` brokers.
+fn wait_for_brokers(bootstrap: &str, count: usize) -> Result<()> {
+    let consumer: BaseConsumer = kafka::config(bootstrap).create()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+            Ok(metadata) => metadata.brokers().len().to_string(),
+            Err(error) => error.to_string(),
+        };
+        if seen == count.to_string() {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "{bootstrap} advertises {seen} brokers, expected {count}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_agents_serve_one_virtual_cluster_whichever_agent_a_client_bootstraps_at() -> Result<()> {
+    let infrastructure = Infrastructure::start()?;
+    let agents = [Agent::start(&infrastructure, "shared", FAST)?, Agent::start(&infrastructure, "shared", FAST)?, Agent::start(&infrastructure, "shared", FAST)?];
+    for agent in &agents {
+        wait_for_brokers(&agent.bootstrap, 3)?;
+    }
+    let (a, b, c) = (&agents[0], &agents[1], &agents[2]);
+    kafka::create_topic(&a.bootstrap, "orders", 12).await?;
+    let produce = java_driver(&["produce-range", "--bootstrap", &a.bootstrap, "--topic", "orders", "--partitions", "12", "--start", "0", "--count", "100000"])?;
+    let consume = java_driver(&[
+        "group-consume",
+        "--bootstrap",
+        &c.bootstrap,
+        "--topic",
+        "orders",
+        "--group",
+        "orders-readers",
+        "--members",
+        "3",
+        "--expect-start",
+        "0",
+        "--expect-count",
+        "100000",
+    ])?;
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        run_driver(produce, "OK java produced 100000", Duration::from_secs(600))?;
+        run_driver(consume, "OK java group-consume 100000 records", Duration::from_secs(600))?;
+        Ok(())
+    })
+    .await??;
+
+    // librdkafka bootstrapped at B alone sends each partition where Metadata says: all three agents.
+    let before: Vec<f64> = agents.iter().map(bytes_in).collect::<Result<_>>()?;
+    let producer: FutureProducer = kafka::config(&b.bootstrap).set("acks", "all").create()?;
+    kafka::create_topic(&b.bootstrap, "spread", 12).await?;
+    for index in 0..1_200u64 {
+        let key = floe_e2e::records::key(index);
+        let record = FutureRecord::to("spread").partition((index % 12) as i32).key(&key).payload("x");
+        producer.send_result(record).map_err(|(error, _)| anyhow::anyhow!("{error}"))?;
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30))?;
+    let after: Vec<f64> = agents.iter().map(bytes_in).collect::<Result<_>>()?;
+    for (index, (before, after)) in before.iter().zip(&after).enumerate() {
+        ensure!(after > before, "agent {index} received no produce traffic from librdkafka ({before} -> {after})");
+    }
+    println!("librdkafka produce bytes per agent: {:?}", after.iter().zip(&before).map(|(after, before)| after - before).collect::<Vec<_>>());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_agent_every_five_seconds_loses_no_acknowledged_record() -> Result<()> {
+    let infrastructure = Infrastructure::start()?;
+    let mut agents = vec![Agent::start(&infrastructure, "chaos", FAST)?, Agent::start(&infrastructure, "chaos", FAST)?, Agent::start(&infrastructure, "chaos", FAST)?];
+    wait_for_brokers(&agents[0].bootstrap, 3)?;
+    kafka::create_topic(&agents[0].bootstrap, "chaos", 6).await?;
+    let bootstrap = agents.iter().map(|agent| agent.bootstrap.clone()).collect::<Vec<_>>().join(",");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let producer = {
+        let bootstrap = bootstrap.clone();
+        tokio::spawn(async move { produce_until(&bootstrap, "chaos", 2_000, &[("enable.idempotence", "false")], stopped).await })
+    };
+    let started = Instant::now();
+    let mut victim = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        agents[victim].kill_hard()?;
+        agents[victim].restart()?;
+        victim = (victim + 1) % agents.len();
+    }
+    stop.send(true)?;
+    let (sent, acknowledged) = producer.await??;
+    let survivor = &agents[victim].bootstrap;
+    verify_acknowledged(survivor, "chaos", 6, &acknowledged)?;
+    println!(
+        "chaos: {sent} sent, {} acknowledged, all read back at their offsets; longest window without an acknowledgement {:?}",
+        acknowledged.len(),
+        longest_gap(&acknowledged)
+    );
+    ensure!(acknowledged.len() as u64 > sent / 2, "only {} of {sent} records were acknowledged", acknowledged.len());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_etcd_during_produce_loses_nothing_and_produce_resumes_by_itself() -> Result<()> {
+    let infrastructure = Infrastructure::start()?;
+    let agents = [Agent::start(&infrastructure, "etcd-restart", FAST)?, Agent::start(&infrastructure, "etcd-restart", FAST)?];
+    wait_for_brokers(&agents[0].bootstrap, 2)?;
+    kafka::create_topic(&agents[0].bootstrap, "steady", 6).await?;
+    let bootstrap = format!("{},{}", agents[0].bootstrap, agents[1].bootstrap);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let producer = tokio::spawn(async move { produce_until(&bootstrap, "steady", 1_000, &[], stopped).await });
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    infrastructure.stop_etcd()?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    infrastructure.start_etcd()?;
+    let restarted = Instant::now();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    stop.send(true)?;
+    let (sent, acknowledged) = producer.await??;
+    verify_acknowledged(&agents[1].bootstrap, "steady", 6, &acknowledged)?;
+    let after_restart = acknowledged.iter().filter(|ack| ack.at > restarted + Duration::from_secs(2)).count();
+    println!("etcd restart: {sent} sent, {} acknowledged, {after_restart} after etcd came back", acknowledged.len());
+    ensure!(after_restart > 1_000, "produce did not resume after etcd restarted ({after_restart} acknowledgements)");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_store_outage_gives_retriable_errors_and_production_resumes() -> Result<()> {
+    let infrastructure = Infrastructure::start()?;
+    let agent = Agent::start(&infrastructure, "outage", FAST)?;
+    kafka::create_topic(&agent.bootstrap, "outage", 3).await?;
+    let bootstrap = agent.bootstrap.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Retries cover the outage: librdkafka only retries errors it considers retriable.
+    let producer = tokio::spawn(async move { produce_until(&bootstrap, "outage", 500, &[("message.timeout.ms", "60000")], stopped).await });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    infrastructure.stop_s3()?;
+    let down = Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    infrastructure.start_s3()?;
+    let up = Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    stop.send(true)?;
+    let (sent, acknowledged) = producer.await??;
+    verify_acknowledged(&agent.bootstrap, "outage", 3, &acknowledged)?;
+    let during = acknowledged.iter().filter(|ack| ack.at > down + Duration::from_secs(2) && ack.at < up).count();
+    let after = acknowledged.iter().filter(|ack| ack.at > up).count();
+    println!("object store outage: {sent} sent, {} acknowledged, {during} during the outage, {after} after", acknowledged.len());
+    ensure!(during == 0, "{during} records were acknowledged while the object store was down");
+    ensure!(after > 0, "production did not resume after the object store came back");
+    ensure!(acknowledged.len() as u64 == sent, "{} of {sent} records were acknowledged: retriable errors should have been retried", acknowledged.len());
+    Ok(())
+}
