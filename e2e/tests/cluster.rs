@@ -159,9 +159,15 @@ async fn an_object_store_outage_gives_retriable_errors_and_production_resumes() 
     stop.send(true)?;
     let (sent, acknowledged) = producer.await??;
     verify_acknowledged(&agent.bootstrap, "outage", 3, &acknowledged)?;
-    let during = acknowledged.iter().filter(|ack| ack.at > down + Duration::from_secs(2) && ack.at < up).count();
+    let during = acknowledged.iter().filter(|ack| ack.at > down + Duration::from_secs(5) && ack.at < up).count();
     let after = acknowledged.iter().filter(|ack| ack.at > up).count();
-    println!("object store outage: {sent} sent, {} acknowledged, {during} during the outage, {after} after", acknowledged.len());
+    let during_times: Vec<Duration> = acknowledged.iter().filter(|ack| ack.at > down + Duration::from_secs(5) && ack.at < up).map(|ack| ack.at - down).collect();
+    println!(
+        "object store outage: {sent} sent, {} acknowledged, {during} during the outage (first {:?}, last {:?} after it began), {after} after",
+        acknowledged.len(),
+        during_times.iter().min(),
+        during_times.iter().max()
+    );
     ensure!(during == 0, "{during} records were acknowledged while the object store was down");
     ensure!(after > 0, "production did not resume after the object store came back");
     ensure!(acknowledged.len() as u64 == sent, "{} of {sent} records were acknowledged: retriable errors should have been retried", acknowledged.len());
