@@ -60,7 +60,7 @@ fi
 # --- 1. Debian packages -------------------------------------------------------
 # Building the workspace needs the first line (cmake and curl for the bundled librdkafka the e2e
 # crate uses); the tests need kcat (librdkafka 2.0.2) and a Python venv.
-apt_install build-essential pkg-config zlib1g-dev cmake libcurl4-openssl-dev libssl-dev
+apt_install build-essential pkg-config zlib1g-dev cmake libcurl4-openssl-dev libssl-dev protobuf-compiler libprotobuf-dev
 if [ "${1:-}" = "--build-only" ]; then
     exit 0
 fi
@@ -125,5 +125,9 @@ if [ -f "$POM" ]; then
         fi
     fi
 fi
+
+# --- 5. Cluster-mode servers: etcd (Debian) and an S3-compatible server (s3s-fs) ---------------
+"$SCRIPT_DIR/etcd.sh" install >/dev/null
+"$SCRIPT_DIR/s3.sh" install >/dev/null
 
 log "ok"
