@@ -17,7 +17,12 @@ fn free_port() -> Result<u16> {
 
 fn script(name: &str, arguments: &[&str]) -> Result<()> {
     let path = repository_root().join("e2e/scripts").join(name);
-    let output = Command::new("bash").arg(&path).args(arguments).stdin(Stdio::null()).output().with_context(|| format!("failed to run {}", path.display()))?;
+    let output = Command::new("bash")
+        .arg(&path)
+        .args(arguments)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("failed to run {}", path.display()))?;
     if !output.status.success() {
         bail!("{name} {arguments:?} failed: {}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     }
@@ -82,7 +87,11 @@ impl Infrastructure {
 
     /// Runs `etcdctl` against the test etcd and returns its stdout.
     pub fn etcdctl(&self, arguments: &[&str]) -> Result<String> {
-        let output = Command::new("etcdctl").env("ETCDCTL_API", "3").arg(format!("--endpoints={}", self.etcd_endpoint())).args(arguments).output()?;
+        let output = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.etcd_endpoint()))
+            .args(arguments)
+            .output()?;
         if !output.status.success() {
             bail!("etcdctl {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         }
@@ -143,13 +152,20 @@ impl Agent {
             "--group-initial-rebalance-delay",
             "0s",
             "--log",
-            "warn",
+            &std::env::var("FLOE_E2E_LOG").unwrap_or_else(|_| "warn".to_string()),
         ]
         .iter()
         .map(|argument| argument.to_string())
         .collect();
         arguments.extend(extra.iter().map(|argument| argument.to_string()));
-        let mut agent = Self { child: None, bootstrap: String::new(), http: String::new(), node_id: 0, arguments, environment: infrastructure.s3_environment() };
+        let mut agent = Self {
+            child: None,
+            bootstrap: String::new(),
+            http: String::new(),
+            node_id: 0,
+            arguments,
+            environment: infrastructure.s3_environment(),
+        };
         agent.launch()?;
         Ok(agent)
     }
@@ -175,7 +191,14 @@ impl Agent {
             if let Some(address) = line.strip_prefix("Kafka bootstrap:") {
                 bootstrap = Some(address.trim().to_string());
             } else if let Some(rest) = line.strip_prefix("HTTP:") {
-                http = Some(rest.split_whitespace().next().unwrap_or_default().trim_start_matches("http://").trim_end_matches("/metrics").to_string());
+                http = Some(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start_matches("http://")
+                        .trim_end_matches("/metrics")
+                        .to_string(),
+                );
             } else if let Some(id) = line.strip_prefix("Node id:") {
                 node_id = Some(id.trim().parse()?);
             }

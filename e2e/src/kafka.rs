@@ -135,7 +135,12 @@ pub async fn produce_until(
                 let this = index;
                 waiting.push(tokio::spawn(async move {
                     if let Ok(Ok(delivered)) = delivery.await {
-                        sink.lock().expect("not poisoned").push(Acknowledged { index: this, partition: delivered.partition, offset: delivered.offset, at: Instant::now() });
+                        sink.lock().expect("not poisoned").push(Acknowledged {
+                            index: this,
+                            partition: delivered.partition,
+                            offset: delivered.offset,
+                            at: Instant::now(),
+                        });
                     }
                 }));
             }
@@ -154,7 +159,9 @@ pub async fn produce_until(
 pub fn verify_acknowledged(bootstrap: &str, topic: &str, partitions: i32, acknowledged: &[Acknowledged]) -> Result<()> {
     let stored = read_all(bootstrap, topic, partitions, Duration::from_secs(180))?;
     for ack in acknowledged {
-        let Some(records) = stored.get(&ack.partition) else { bail!("partition {} is empty but record {} was acknowledged there", ack.partition, ack.index) };
+        let Some(records) = stored.get(&ack.partition) else {
+            bail!("partition {} is empty but record {} was acknowledged there", ack.partition, ack.index)
+        };
         let Some(record) = records.iter().find(|record| record.offset == ack.offset) else {
             bail!("acknowledged record {} at {}/{} is missing", ack.index, ack.partition, ack.offset);
         };

@@ -36,13 +36,29 @@ fn wait_for_brokers(bootstrap: &str, count: usize) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_agents_serve_one_virtual_cluster_whichever_agent_a_client_bootstraps_at() -> Result<()> {
     let infrastructure = Infrastructure::start()?;
-    let agents = [Agent::start(&infrastructure, "shared", FAST)?, Agent::start(&infrastructure, "shared", FAST)?, Agent::start(&infrastructure, "shared", FAST)?];
+    let agents = [
+        Agent::start(&infrastructure, "shared", FAST)?,
+        Agent::start(&infrastructure, "shared", FAST)?,
+        Agent::start(&infrastructure, "shared", FAST)?,
+    ];
     for agent in &agents {
         wait_for_brokers(&agent.bootstrap, 3)?;
     }
     let (a, b, c) = (&agents[0], &agents[1], &agents[2]);
     kafka::create_topic(&a.bootstrap, "orders", 12).await?;
-    let produce = java_driver(&["produce-range", "--bootstrap", &a.bootstrap, "--topic", "orders", "--partitions", "12", "--start", "0", "--count", "100000"])?;
+    let produce = java_driver(&[
+        "produce-range",
+        "--bootstrap",
+        &a.bootstrap,
+        "--topic",
+        "orders",
+        "--partitions",
+        "12",
+        "--start",
+        "0",
+        "--count",
+        "100000",
+    ])?;
     let consume = java_driver(&[
         "group-consume",
         "--bootstrap",
@@ -79,14 +95,21 @@ async fn three_agents_serve_one_virtual_cluster_whichever_agent_a_client_bootstr
     for (index, (before, after)) in before.iter().zip(&after).enumerate() {
         ensure!(after > before, "agent {index} received no produce traffic from librdkafka ({before} -> {after})");
     }
-    println!("librdkafka produce bytes per agent: {:?}", after.iter().zip(&before).map(|(after, before)| after - before).collect::<Vec<_>>());
+    println!(
+        "librdkafka produce bytes per agent: {:?}",
+        after.iter().zip(&before).map(|(after, before)| after - before).collect::<Vec<_>>()
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_an_agent_every_five_seconds_loses_no_acknowledged_record() -> Result<()> {
     let infrastructure = Infrastructure::start()?;
-    let mut agents = vec![Agent::start(&infrastructure, "chaos", FAST)?, Agent::start(&infrastructure, "chaos", FAST)?, Agent::start(&infrastructure, "chaos", FAST)?];
+    let mut agents = [
+        Agent::start(&infrastructure, "chaos", FAST)?,
+        Agent::start(&infrastructure, "chaos", FAST)?,
+        Agent::start(&infrastructure, "chaos", FAST)?,
+    ];
     wait_for_brokers(&agents[0].bootstrap, 3)?;
     kafka::create_topic(&agents[0].bootstrap, "chaos", 6).await?;
     let bootstrap = agents.iter().map(|agent| agent.bootstrap.clone()).collect::<Vec<_>>().join(",");
@@ -161,7 +184,8 @@ async fn an_object_store_outage_gives_retriable_errors_and_production_resumes() 
     verify_acknowledged(&agent.bootstrap, "outage", 3, &acknowledged)?;
     let during = acknowledged.iter().filter(|ack| ack.at > down + Duration::from_secs(5) && ack.at < up).count();
     let after = acknowledged.iter().filter(|ack| ack.at > up).count();
-    let during_times: Vec<Duration> = acknowledged.iter().filter(|ack| ack.at > down + Duration::from_secs(5) && ack.at < up).map(|ack| ack.at - down).collect();
+    let during_times: Vec<Duration> =
+        acknowledged.iter().filter(|ack| ack.at > down + Duration::from_secs(5) && ack.at < up).map(|ack| ack.at - down).collect();
     println!(
         "object store outage: {sent} sent, {} acknowledged, {during} during the outage (first {:?}, last {:?} after it began), {after} after",
         acknowledged.len(),
@@ -170,6 +194,10 @@ async fn an_object_store_outage_gives_retriable_errors_and_production_resumes() 
     );
     ensure!(during == 0, "{during} records were acknowledged while the object store was down");
     ensure!(after > 0, "production did not resume after the object store came back");
-    ensure!(acknowledged.len() as u64 == sent, "{} of {sent} records were acknowledged: retriable errors should have been retried", acknowledged.len());
+    ensure!(
+        acknowledged.len() as u64 == sent,
+        "{} of {sent} records were acknowledged: retriable errors should have been retried",
+        acknowledged.len()
+    );
     Ok(())
 }

@@ -32,7 +32,10 @@ fn fetch_raw(bootstrap: &str, topic: &str, partition: i32, from: i64) -> Result<
     loop {
         let request = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
             .with_topic(topic_name(topic))
-            .with_partitions(vec![FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)])]);
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
         let correlation = connection.send(ApiKey::Fetch, 11, &request)?;
         let response: FetchResponse = connection.receive(ApiKey::Fetch, 11, correlation)?;
         let data = &response.responses[0].partitions[0];
@@ -87,7 +90,12 @@ fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> Resu
     }
 }
 
-async fn produce_one_per_flush(producer: &FutureProducer, topic: &str, indexes: std::ops::Range<u64>, timestamp: Option<i64>) -> Result<()> {
+async fn produce_one_per_flush(
+    producer: &FutureProducer,
+    topic: &str,
+    indexes: std::ops::Range<u64>,
+    timestamp: Option<i64>,
+) -> Result<()> {
     for index in indexes {
         let (key, value) = (records::key(index), records::value(index));
         let mut record = FutureRecord::to(topic).partition((index % 3) as i32).key(&key).payload(&value);
@@ -129,7 +137,10 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
     ];
     let agent = Agent::start(&infrastructure, "jobs", &jobs_flags)?;
     let admin: AdminClient<DefaultClientContext> = kafka::config(&agent.bootstrap).create()?;
-    let topics = [NewTopic::new("history", 3, TopicReplication::Fixed(1)), NewTopic::new("expiring", 3, TopicReplication::Fixed(1)).set("retention.ms", "60000")];
+    let topics = [
+        NewTopic::new("history", 3, TopicReplication::Fixed(1)),
+        NewTopic::new("expiring", 3, TopicReplication::Fixed(1)).set("retention.ms", "60000"),
+    ];
     for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
         if let Err((name, error)) = result {
             bail!("failed to create {name}: {error}");
@@ -140,8 +151,12 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
     produce_one_per_flush(&producer, "history", 0..12, None).await?;
     let an_hour_ago = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64 - 3_600_000;
     produce_one_per_flush(&producer, "expiring", 100..106, Some(an_hour_ago)).await?;
-    let before: Vec<Bytes> = (0..3).map(|partition| fetch_raw(&agent.bootstrap, "history", partition, 0).map(|(_, bytes)| bytes)).collect::<Result<_>>()?;
-    ensure!(metric(&agent, "floe_journal_appends_total{record=\"compact_segments\"}")? == 0.0, "compaction ran before the baseline was read");
+    let before: Vec<Bytes> =
+        (0..3).map(|partition| fetch_raw(&agent.bootstrap, "history", partition, 0).map(|(_, bytes)| bytes)).collect::<Result<_>>()?;
+    ensure!(
+        metric(&agent, "floe_journal_appends_total{record=\"compact_segments\"}")? == 0.0,
+        "compaction ran before the baseline was read"
+    );
 
     // An orphan: an object no journal record will ever reference.
     let store = SegmentStore::open(
@@ -161,8 +176,11 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
     let orphan_written = Instant::now();
 
     // Compaction: the merged segment serves byte-identical batches.
-    let waited = wait_until("a compaction", Duration::from_secs(60), || Ok(metric(&agent, "floe_journal_appends_total{record=\"compact_segments\"}")? >= 1.0))?;
-    let after: Vec<Bytes> = (0..3).map(|partition| fetch_raw(&agent.bootstrap, "history", partition, 0).map(|(_, bytes)| bytes)).collect::<Result<_>>()?;
+    let waited = wait_until("a compaction", Duration::from_secs(60), || {
+        Ok(metric(&agent, "floe_journal_appends_total{record=\"compact_segments\"}")? >= 1.0)
+    })?;
+    let after: Vec<Bytes> =
+        (0..3).map(|partition| fetch_raw(&agent.bootstrap, "history", partition, 0).map(|(_, bytes)| bytes)).collect::<Result<_>>()?;
     ensure!(before == after, "fetch returned different bytes after compaction");
     println!("compaction after {waited:?}: fetched bytes identical ({} bytes)", after.iter().map(Bytes::len).sum::<usize>());
 
@@ -190,7 +208,12 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
     };
     print!("{report}");
     ensure!(clean && report.contains("clean"), "fsck is not clean:\n{report}");
-    let referenced: usize = report.split("fsck: ").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|count| count.parse().ok()).unwrap_or(usize::MAX);
+    let referenced: usize = report
+        .split("fsck: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(usize::MAX);
     ensure!(referenced < 18, "18 single-record segments were written but {referenced} are still referenced: nothing was compacted");
 
     // Snapshot: the journal is trimmed, and a new agent starts from the snapshot.

@@ -46,6 +46,13 @@ impl JobContext {
         Compare::create_revision(self.keys.jobs_leader(), CompareOp::Equal, self.fence)
     }
 
+    async fn timed(&self, job: &str, run: impl std::future::Future<Output = Result<(), String>>) {
+        let started = Instant::now();
+        let outcome = run.await;
+        tracing::debug!(job, elapsed = ?started.elapsed(), ok = outcome.is_ok(), "background job finished");
+        self.record(job, outcome);
+    }
+
     fn record(&self, job: &str, outcome: Result<(), String>) {
         match outcome {
             Ok(()) => self.metrics.job_runs.with_label_values(&[job, "ok"]).inc(),
@@ -110,35 +117,46 @@ async fn lead(mut client: Client, keys: &KeyLayout) -> Result<Option<(i64, i64)>
     Ok(Some((lease, fence)))
 }
 
+/// Keeps the lease alive on its own task (a long job must not let it lapse) and runs the jobs
+/// until the lease is lost.
 async fn run_while_leading(context: &JobContext, lease: i64) {
     let mut client = context.client.clone();
     let Ok((mut keeper, mut responses)) = client.lease_keep_alive(lease).await else { return };
+    let leading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let keep_alive = {
+        let leading = Arc::clone(&leading);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let alive =
+                    keeper.keep_alive().await.is_ok() && matches!(responses.message().await, Ok(Some(response)) if response.ttl() > 0);
+                if !alive {
+                    leading.store(false, std::sync::atomic::Ordering::Release);
+                    return;
+                }
+            }
+        })
+    };
     let started = Instant::now();
     let mut last_snapshot = started;
     let mut last_compaction = started;
     let mut last_retention = started;
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        if keeper.keep_alive().await.is_err() {
-            return;
-        }
-        match responses.message().await {
-            Ok(Some(response)) if response.ttl() > 0 => {}
-            _ => return,
-        }
+    while leading.load(std::sync::atomic::Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let now = Instant::now();
+        if now.duration_since(last_snapshot) >= context.settings.snapshot_interval {
+            last_snapshot = now;
+            context.timed("snapshot", snapshots::run(context)).await;
+        }
         if now.duration_since(last_retention) >= context.settings.retention_interval {
             last_retention = now;
-            context.record("retention", retention::run(context).await);
-            context.record("gc", gc::run(context).await);
+            context.timed("retention", retention::run(context)).await;
+            context.timed("gc", gc::run(context)).await;
         }
         if now.duration_since(last_compaction) >= context.settings.compaction_interval {
             last_compaction = now;
-            context.record("compaction", compaction::run(context).await);
-        }
-        if now.duration_since(last_snapshot) >= context.settings.snapshot_interval {
-            last_snapshot = now;
-            context.record("snapshot", snapshots::run(context).await);
+            context.timed("compaction", compaction::run(context)).await;
         }
     }
+    keep_alive.abort();
 }
