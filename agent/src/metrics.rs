@@ -22,6 +22,7 @@ pub struct Metrics {
     pub replica_lag_revisions: IntGauge,
     pub journal_appends: IntCounterVec,
     pub etcd_transactions: IntCounterVec,
+    pub snapshot_loads: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -83,6 +84,11 @@ impl Metrics {
             &["purpose"],
         )
         .expect("valid metric");
+        let snapshot_loads = IntCounter::new(
+            "floe_snapshot_loads_total",
+            "Metadata snapshots this agent loaded (start-up, or a watch behind etcd compaction)",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -101,6 +107,7 @@ impl Metrics {
             Box::new(replica_lag_revisions.clone()),
             Box::new(journal_appends.clone()),
             Box::new(etcd_transactions.clone()),
+            Box::new(snapshot_loads.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -123,6 +130,7 @@ impl Metrics {
             replica_lag_revisions,
             journal_appends,
             etcd_transactions,
+            snapshot_loads,
         }
     }
 

@@ -219,6 +219,24 @@ impl Agent {
         Ok(())
     }
 
+    /// SIGSTOP: the process keeps its sockets but does nothing (a long GC pause, a frozen VM).
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let Some(child) = &self.child else { bail!("the agent is not running") };
+        let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status()?;
+        if !status.success() {
+            bail!("kill {signal} failed");
+        }
+        Ok(())
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }

@@ -4,6 +4,7 @@
 use anyhow::{ensure, Result};
 use floe_e2e::cluster::{Agent, Infrastructure};
 use floe_e2e::kafka::{self, longest_gap, produce_until, verify_acknowledged};
+use floe_e2e::wire::{produce_batch, RawConnection};
 use floe_e2e::{http_get, java_driver, metric_value, run_driver};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -200,4 +201,86 @@ async fn an_object_store_outage_gives_retriable_errors_and_production_resumes() 
         acknowledged.len()
     );
     Ok(())
+}
+
+fn latest_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Result<Vec<i64>> {
+    let consumer: BaseConsumer = kafka::config(bootstrap).create()?;
+    (0..partitions).map(|partition| Ok(consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?.1)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cut_off_past_a_snapshot_and_etcd_compaction_reloads_the_snapshot_and_catches_up() -> Result<()> {
+    let infrastructure = Infrastructure::start()?;
+    let leader = Agent::start(&infrastructure, "paused", &["--registry-ttl", "3s", "--snapshot-interval", "2s"])?;
+    let follower = Agent::start(&infrastructure, "paused", &["--registry-ttl", "3s", "--roles", "produce,fetch"])?;
+    kafka::create_topic(&leader.bootstrap, "paused", 3).await?;
+    let snapshot_loads = |agent: &Agent| -> Result<f64> {
+        let (_, metrics) = http_get(&agent.http, "/metrics")?;
+        Ok(metric_value(&metrics, "floe_snapshot_loads_total").unwrap_or_default())
+    };
+    let leader_bootstrap = leader.bootstrap.clone();
+    // Any agent accepts any partition: everything goes to the leader over one raw connection.
+    let produce = move |range: std::ops::Range<u64>| -> Result<()> {
+        let mut connection = RawConnection::connect(&leader_bootstrap)?;
+        for index in range {
+            produce_batch(
+                &mut connection,
+                "paused",
+                (index % 3) as i32,
+                &[(floe_e2e::records::key(index), floe_e2e::records::value(index))],
+            )?;
+        }
+        Ok(())
+    };
+    let (first, second) = (produce.clone(), produce.clone());
+    tokio::task::spawn_blocking(move || first(0..30)).await??;
+    let loads_before = snapshot_loads(&follower)?;
+    // Freeze the follower and break its etcd connections: when it wakes up, its watch is gone and
+    // the journal it missed has been trimmed and compacted away.
+    follower.pause()?;
+    infrastructure.stop_etcd()?;
+    infrastructure.start_etcd()?;
+    let snapshot_before = metric(&leader, "floe_snapshot_revision")?;
+    // While the follower sleeps, the leader keeps writing, snapshots, trims and compacts etcd.
+    let paused = Instant::now();
+    let mut next = 30u64;
+    while paused.elapsed() < Duration::from_secs(6) {
+        let batch = second.clone();
+        tokio::task::spawn_blocking(move || batch(next..next + 10)).await??;
+        next += 10;
+    }
+    // Wait until a snapshot covers everything and the journal keys are gone from etcd.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while infrastructure.etcd_key_count("/floe/vc/paused/log/")? > 0 {
+        ensure!(Instant::now() < deadline, "the journal was never trimmed while the follower was paused");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    ensure!(metric(&leader, "floe_snapshot_revision")? > snapshot_before, "no snapshot was taken while the follower was paused");
+    follower.resume()?;
+    let expected = latest_offsets(&leader.bootstrap, "paused", 3)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(seen) = latest_offsets(&follower.bootstrap, "paused", 3) {
+            if seen == expected {
+                break;
+            }
+        }
+        ensure!(Instant::now() < deadline, "the resumed agent never caught up to {expected:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ensure!(snapshot_loads(&follower)? > loads_before, "the resumed agent caught up without reloading a snapshot");
+    let stored = kafka::read_all(&follower.bootstrap, "paused", 3, Duration::from_secs(60))?;
+    let total: usize = stored.values().map(Vec::len).sum();
+    ensure!(total as u64 == next, "the resumed agent served {total} of {next} records");
+    for record in stored.values().flatten() {
+        let index = floe_e2e::records::index_of(&record.key).ok_or_else(|| anyhow::anyhow!("bad key"))?;
+        ensure!(record.value == floe_e2e::records::value(index), "record {index} differs on the resumed agent");
+    }
+    println!("cut-off agent reloaded the snapshot after etcd compaction and served all {total} records");
+    Ok(())
+}
+
+fn metric(agent: &Agent, sample: &str) -> Result<f64> {
+    let (_, metrics) = http_get(&agent.http, "/metrics")?;
+    Ok(metric_value(&metrics, sample).unwrap_or_default())
 }

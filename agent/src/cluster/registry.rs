@@ -89,17 +89,29 @@ impl Registry {
         let mut last = (Instant::now(), metrics.bytes_in.get(), metrics.bytes_out.get());
         loop {
             tokio::time::sleep(period).await;
-            let alive = match client.lease_keep_alive(lease).await {
+            let kept_alive = match client.lease_keep_alive(lease).await {
                 Ok((mut keeper, mut responses)) => match keeper.keep_alive().await {
-                    Ok(()) => matches!(responses.message().await, Ok(Some(response)) if response.ttl() > 0),
-                    Err(error) => {
-                        tracing::warn!(%error, "lease keep-alive failed");
-                        continue;
-                    }
+                    Ok(()) => responses.message().await.map(|response| response.is_some_and(|response| response.ttl() > 0)),
+                    Err(error) => Err(error),
                 },
+                Err(error) => Err(error),
+            };
+            let alive = match kept_alive {
+                Ok(alive) => alive,
                 Err(error) => {
-                    tracing::warn!(%error, "lease keep-alive failed");
-                    continue;
+                    // A transport error says nothing about the lease; ask etcd whether it still exists
+                    // before registering again (a new claim would otherwise take a second node id).
+                    match client.lease_time_to_live(lease, None).await {
+                        Ok(status) if status.ttl() > 0 => {
+                            tracing::warn!(%error, "lease keep-alive failed; the lease is still valid");
+                            continue;
+                        }
+                        Ok(_) => false,
+                        Err(status_error) => {
+                            tracing::warn!(%error, %status_error, "lease keep-alive failed and etcd is unreachable");
+                            continue;
+                        }
+                    }
                 }
             };
             let (now, bytes_in, bytes_out) = (Instant::now(), metrics.bytes_in.get(), metrics.bytes_out.get());

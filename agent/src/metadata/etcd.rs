@@ -165,6 +165,9 @@ impl Follower {
                 let state = snapshot::read(&self.store, &pointer).await?;
                 tracing::info!(revision = pointer.revision, object = pointer.object, "loaded metadata snapshot");
                 self.replica.reset(state);
+                if let Some(metrics) = &self.metrics {
+                    metrics.snapshot_loads.inc();
+                }
             }
         }
         let options = GetOptions::new()

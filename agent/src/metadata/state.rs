@@ -286,6 +286,51 @@ mod tests {
     }
 
     #[test]
+    fn a_metadata_version_beyond_this_build_halts_the_replica_instead_of_diverging() {
+        let mut state = MetadataState::default();
+        assert_eq!(state.apply(1, &JournalRecord::SetMetadataVersion { version: 1 }), ApplyOutcome::MetadataVersionSet { version: 1 });
+        let too_new = SUPPORTED_METADATA_VERSION + 1;
+        assert_eq!(state.apply(2, &JournalRecord::SetMetadataVersion { version: too_new }), ApplyOutcome::Halted { version: too_new });
+        assert_eq!(state.apply(3, &JournalRecord::AllocateProducerId), ApplyOutcome::Halted { version: too_new });
+        assert_eq!(state.next_producer_id, 0, "nothing is applied after the halt");
+    }
+
+    #[test]
+    fn compaction_replaces_only_the_exact_source_run_and_retention_only_moves_forward() {
+        let id = Uuid::from_u128(3);
+        let mut state = MetadataState::default();
+        state.apply(1, &JournalRecord::CreateTopic { name: "t".into(), topic_id: id, partitions: 1, configs: Default::default() });
+        state.apply(2, &JournalRecord::CommitSegment { object: "a".into(), chunks: vec![chunk("t", id, 0, 3)] });
+        state.apply(3, &JournalRecord::CommitSegment { object: "b".into(), chunks: vec![chunk("t", id, 0, 2)] });
+        let replacement = |sources: Vec<&str>, end_offset| crate::metadata::ChunkReplacement {
+            topic: "t".into(),
+            topic_id: id,
+            partition: 0,
+            base_offset: 0,
+            end_offset,
+            sources: sources.into_iter().map(String::from).collect(),
+            byte_start: 8,
+            byte_len: 20,
+            max_timestamp: 5,
+        };
+        let stale = JournalRecord::CompactSegments { object: "c".into(), replacements: vec![replacement(vec!["a", "x"], 5)] };
+        assert_eq!(state.apply(4, &stale), ApplyOutcome::SegmentsCompacted { applied: 0 });
+        let good = JournalRecord::CompactSegments { object: "c".into(), replacements: vec![replacement(vec!["a", "b"], 5)] };
+        assert_eq!(state.apply(5, &good), ApplyOutcome::SegmentsCompacted { applied: 1 });
+        let partition = state.partition("t", 0).unwrap();
+        assert_eq!(partition.chunks.len(), 1);
+        assert_eq!(&*partition.chunks[0].object, "c");
+        let trim = |log_start_offset| JournalRecord::TrimPartitions {
+            trims: vec![crate::metadata::PartitionTrim { topic: "t".into(), topic_id: id, partition: 0, log_start_offset }],
+        };
+        state.apply(6, &trim(5));
+        state.apply(7, &trim(2));
+        let partition = state.partition("t", 0).unwrap();
+        assert_eq!(partition.log_start_offset, 5);
+        assert!(partition.chunks.is_empty());
+    }
+
+    #[test]
     fn a_chunk_for_a_recreated_topic_is_not_appended() {
         let old = Uuid::from_u128(1);
         let new = Uuid::from_u128(2);
