@@ -29,9 +29,17 @@ enum Outgoing {
     Close,
 }
 
-/// Accepts connections until `shutdown` turns true.
+/// How long shutdown waits for open connections to deliver the answers they still owe.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts connections until `shutdown` turns true, then waits (bounded) until every connection
+/// has written the responses of the requests it had already read, so a producer whose batch made
+/// the final flush hears about it.
 pub async fn run(listener: TcpListener, context: Arc<AgentContext>, settings: ServerSettings, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        // Reap finished connections so the set does not grow with every client that came and went.
+        while connections.try_join_next().is_some() {}
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -39,7 +47,7 @@ pub async fn run(listener: TcpListener, context: Arc<AgentContext>, settings: Se
                     let context = Arc::clone(&context);
                     let settings = settings.clone();
                     let shutdown = shutdown.clone();
-                    tokio::spawn(async move { serve_connection(stream, peer, context, settings, shutdown).await });
+                    connections.spawn(async move { serve_connection(stream, peer, context, settings, shutdown).await });
                 }
                 Err(error) => {
                     tracing::warn!(%error, "failed to accept a connection");
@@ -48,10 +56,16 @@ pub async fn run(listener: TcpListener, context: Arc<AgentContext>, settings: Se
             },
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {
-                    return;
+                    break;
                 }
             }
         }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(open = connections.len(), "connections still busy after the drain timeout; closing them");
+        connections.abort_all();
     }
 }
 
