@@ -168,6 +168,16 @@ impl SegmentWriter {
     async fn flush_once(&self) {
         let segment = std::mem::take(&mut *self.lock());
         self.flushed.notify_waiters();
+        // Keep each commit record far below etcd's request limit: a flush touching very many
+        // partitions becomes several objects, each with its own record. A partition lives in one
+        // part only, so its order is kept.
+        for part in split_by_chunk_count(segment.chunks, MAX_CHUNKS_PER_SEGMENT) {
+            let bytes = part.values().flat_map(|chunk| chunk.batches.iter()).map(|(batch, _)| batch.len()).sum();
+            self.flush_part(OpenSegment { chunks: part, bytes, opened_at: None }).await;
+        }
+    }
+
+    async fn flush_part(&self, segment: OpenSegment) {
         if segment.chunks.is_empty() {
             return;
         }
@@ -229,6 +239,21 @@ impl SegmentWriter {
     }
 }
 
+/// Partitions per segment object; at about 150 bytes of journal record per chunk this keeps a
+/// commit record near 600 KiB, under the 1 MiB limit the etcd backend enforces.
+const MAX_CHUNKS_PER_SEGMENT: usize = 4_000;
+
+fn split_by_chunk_count<V>(chunks: BTreeMap<(String, i32), V>, limit: usize) -> Vec<BTreeMap<(String, i32), V>> {
+    let mut parts = vec![BTreeMap::new()];
+    for (key, value) in chunks {
+        if parts.last().is_some_and(|part| part.len() >= limit) {
+            parts.push(BTreeMap::new());
+        }
+        parts.last_mut().expect("never empty").insert(key, value);
+    }
+    parts
+}
+
 fn chunk_is_first(open: &OpenSegment) -> bool {
     open.chunks.values().map(|chunk| chunk.batches.len()).sum::<usize>() == 1
 }
@@ -238,5 +263,19 @@ fn fail_all(waiters: Vec<(String, Vec<(i64, Waiter)>)>, failure: &WriteError) {
         for (_, waiter) in chunk_waiters {
             let _ = waiter.send(Err(failure.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_by_chunk_count;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_flush_over_the_chunk_limit_is_split_without_splitting_a_partition() {
+        let chunks: BTreeMap<(String, i32), usize> = (0..10).map(|partition| (("t".to_string(), partition), partition as usize)).collect();
+        let parts = split_by_chunk_count(chunks, 4);
+        assert_eq!(parts.iter().map(BTreeMap::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(split_by_chunk_count(BTreeMap::<(String, i32), usize>::new(), 4).len(), 1);
     }
 }
