@@ -73,3 +73,24 @@ async fn topic_configs_are_described_and_a_live_group_is_listed_and_described() 
     ensure!(group.members().len() == 1, "{} members described", group.members().len());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_partitions_grows_a_topic_and_refuses_to_shrink_it() -> Result<()> {
+    let playground = Playground::start(&[])?;
+    kafka::create_topic(&playground.bootstrap, "growing", 2).await?;
+    let admin: AdminClient<DefaultClientContext> = kafka::config(&playground.bootstrap).create()?;
+    let grown = admin.create_partitions(&[rdkafka::admin::NewPartitions::new("growing", 5)], &AdminOptions::new()).await?;
+    ensure!(grown.iter().all(Result::is_ok), "growing to 5 partitions failed: {grown:?}");
+    let shrunk = admin.create_partitions(&[rdkafka::admin::NewPartitions::new("growing", 3)], &AdminOptions::new()).await?;
+    ensure!(shrunk.iter().all(Result::is_err), "shrinking to 3 partitions was accepted");
+    let consumer: BaseConsumer = kafka::config(&playground.bootstrap).create()?;
+    let metadata = consumer.fetch_metadata(Some("growing"), Duration::from_secs(10))?;
+    ensure!(metadata.topics()[0].partitions().len() == 5, "metadata shows {} partitions", metadata.topics()[0].partitions().len());
+    let producer: FutureProducer = kafka::config(&playground.bootstrap).set("acks", "all").create()?;
+    let delivered = producer.send(FutureRecord::to("growing").partition(4).key("k").payload("v"), Duration::from_secs(10)).await;
+    ensure!(
+        matches!(delivered, Ok(ref delivery) if delivery.partition == 4 && delivery.offset == 0),
+        "produce to the new partition: {delivered:?}"
+    );
+    Ok(())
+}

@@ -44,6 +44,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -107,6 +108,7 @@ async fn handle(context: Arc<AgentContext>, version: i16, request: RequestKind, 
         RequestKind::DescribeCluster(request) => ResponseKind::DescribeCluster(metadata::describe_cluster(&context, request)),
         RequestKind::CreateTopics(request) => ResponseKind::CreateTopics(topics::create(&context, request, version).await),
         RequestKind::DeleteTopics(request) => ResponseKind::DeleteTopics(topics::delete(&context, request, version).await),
+        RequestKind::CreatePartitions(request) => ResponseKind::CreatePartitions(topics::create_partitions(&context, request).await),
         RequestKind::DescribeConfigs(request) => ResponseKind::DescribeConfigs(configs::describe(&context, request)),
         RequestKind::Fetch(request) => ResponseKind::Fetch(fetch::handle(&context, request).await),
         RequestKind::ListOffsets(request) => ResponseKind::ListOffsets(list_offsets::handle(&context, request, version).await),

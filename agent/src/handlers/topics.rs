@@ -3,9 +3,12 @@
 use super::{str_bytes, topic_name, AgentContext};
 use crate::metadata::{topic_config, ApplyOutcome, JournalRecord};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -134,6 +137,45 @@ pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, versio
         }
     }
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// CreatePartitions: grows topics; one result per requested topic (librdkafka fails on fewer).
+pub async fn create_partitions(context: &AgentContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        let failure = |error: ResponseError, message: String| {
+            result.clone().with_error_code(error.code()).with_error_message(Some(str_bytes(message)))
+        };
+        let found = context.metadata.read(|state| state.topics.get(&name).map(|found| (found.id, found.partitions.len() as i32)));
+        let Some((topic_id, current)) = found else {
+            results.push(failure(ResponseError::UnknownTopicOrPartition, format!("topic {name:?} does not exist")));
+            continue;
+        };
+        let limit = context.settings.max_partitions_per_topic;
+        if topic.count <= current || topic.count > limit {
+            let message =
+                format!("topic {name:?} has {current} partitions; the new count {} must be larger and at most {limit}", topic.count);
+            results.push(failure(ResponseError::InvalidPartitions, message));
+            continue;
+        }
+        if topic.assignments.as_ref().is_some_and(|assignments| !assignments.is_empty()) {
+            let message = "manual replica assignments are meaningless in Floe: every agent serves every partition".to_string();
+            results.push(failure(ResponseError::InvalidReplicaAssignment, message));
+            continue;
+        }
+        if request.validate_only {
+            results.push(result);
+            continue;
+        }
+        match context.metadata.submit(JournalRecord::AddPartitions { name: name.clone(), topic_id, partitions: topic.count }).await {
+            Ok(ApplyOutcome::PartitionsAdded { .. }) => results.push(result),
+            Ok(_) => results.push(failure(ResponseError::UnknownTopicOrPartition, format!("topic {name:?} was deleted meanwhile"))),
+            Err(error) => results.push(failure(ResponseError::RequestTimedOut, format!("failed to record the new partitions: {error}"))),
+        }
+    }
+    CreatePartitionsResponse::default().with_results(results)
 }
 
 #[cfg(test)]

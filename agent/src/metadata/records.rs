@@ -32,6 +32,7 @@ impl JournalRecord {
             Self::TrimPartitions { .. } => "trim_partitions",
             Self::CompactSegments { .. } => "compact_segments",
             Self::ObjectsDeleted { .. } => "objects_deleted",
+            Self::AddPartitions { .. } => "add_partitions",
         }
     }
 }
@@ -80,6 +81,12 @@ pub enum JournalRecord {
     /// Objects the garbage collector deleted (an audit trail; the state does not change).
     ObjectsDeleted {
         objects: Vec<String>,
+    },
+    /// Grows a topic to `partitions` partitions (never shrinks it).
+    AddPartitions {
+        name: String,
+        topic_id: Uuid,
+        partitions: i32,
     },
 }
 

@@ -99,6 +99,9 @@ pub enum ApplyOutcome {
         applied: usize,
     },
     ObjectsDeleted,
+    PartitionsAdded {
+        partitions: i32,
+    },
 }
 
 impl MetadataState {
@@ -173,6 +176,16 @@ impl MetadataState {
                 ApplyOutcome::SegmentsCompacted { applied }
             }
             JournalRecord::ObjectsDeleted { .. } => ApplyOutcome::ObjectsDeleted,
+            JournalRecord::AddPartitions { name, topic_id, partitions } => match self.topics.get_mut(name) {
+                Some(topic) if topic.id == *topic_id => {
+                    let wanted = (*partitions).max(0) as usize;
+                    if wanted > topic.partitions.len() {
+                        topic.partitions.resize(wanted, PartitionState::default());
+                    }
+                    ApplyOutcome::PartitionsAdded { partitions: topic.partitions.len() as i32 }
+                }
+                _ => ApplyOutcome::TopicNotFound,
+            },
         }
     }
 

@@ -197,6 +197,7 @@ fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::InitProducerId => "init_producer_id",
         ApiKey::DescribeConfigs => "describe_configs",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::CreatePartitions => "create_partitions",
         _ => "other",
     }
 }
