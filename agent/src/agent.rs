@@ -49,6 +49,7 @@ pub struct AgentSettings {
     pub max_request_bytes: usize,
     pub cache_bytes: usize,
     pub default_partitions: i32,
+    pub auto_create_topics: bool,
     pub group_initial_rebalance_delay: Duration,
     pub node_id: i32,
 }
@@ -185,7 +186,11 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         reader,
         groups,
         metrics: Arc::clone(&metrics),
-        settings: HandlerSettings { default_partitions: settings.default_partitions, max_partitions_per_topic: 10_000 },
+        settings: HandlerSettings {
+            default_partitions: settings.default_partitions,
+            max_partitions_per_topic: 10_000,
+            auto_create_topics: settings.auto_create_topics,
+        },
     });
     let ready = Arc::new(AtomicBool::new(false));
     let server_task = tokio::spawn(server::run(

@@ -159,6 +159,10 @@ pub struct CommonArgs {
     /// How long the first rebalance of an empty consumer group waits for more members.
     #[arg(long, env = "FLOE_GROUP_INITIAL_REBALANCE_DELAY", default_value = "3s", value_parser = parse_duration)]
     pub group_initial_rebalance_delay: Duration,
+    /// Create a topic (with --default-partitions) when a client asks for it in Metadata and allows
+    /// auto-creation, as Kafka's auto.create.topics.enable does. Off by default.
+    #[arg(long, env = "FLOE_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: bool,
     /// Kafka node id this agent advertises.
     #[arg(long, env = "FLOE_NODE_ID", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..))]
     pub node_id: i32,

@@ -60,6 +60,7 @@ fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonA
         max_request_bytes: common.max_request_bytes,
         cache_bytes: common.cache_bytes,
         default_partitions: common.default_partitions,
+        auto_create_topics: common.auto_create_topics,
         group_initial_rebalance_delay: common.group_initial_rebalance_delay,
         node_id: common.node_id,
     }

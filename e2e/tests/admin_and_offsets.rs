@@ -94,3 +94,24 @@ async fn create_partitions_grows_a_topic_and_refuses_to_shrink_it() -> Result<()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_auto_created_only_when_the_agent_allows_it() -> Result<()> {
+    let allowing = Playground::start(&["--auto-create-topics", "--default-partitions", "3"])?;
+    let producer: FutureProducer = kafka::config(&allowing.bootstrap).set("acks", "all").set("message.timeout.ms", "10000").create()?;
+    let delivered = producer.send(FutureRecord::to("made-on-demand").key("k").payload("v"), Duration::from_secs(10)).await;
+    ensure!(delivered.is_ok(), "produce to an auto-created topic failed: {delivered:?}");
+    let consumer: BaseConsumer = kafka::config(&allowing.bootstrap).create()?;
+    let metadata = consumer.fetch_metadata(Some("made-on-demand"), Duration::from_secs(10))?;
+    ensure!(
+        metadata.topics()[0].partitions().len() == 3,
+        "the auto-created topic has {} partitions",
+        metadata.topics()[0].partitions().len()
+    );
+
+    let refusing = Playground::start(&[])?;
+    let producer: FutureProducer = kafka::config(&refusing.bootstrap).set("acks", "all").set("message.timeout.ms", "3000").create()?;
+    let refused = producer.send(FutureRecord::to("never-made").key("k").payload("v"), Duration::from_secs(10)).await;
+    ensure!(refused.is_err(), "a topic was created although auto-creation is off");
+    Ok(())
+}

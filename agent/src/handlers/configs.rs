@@ -47,7 +47,7 @@ pub fn describe(context: &AgentContext, request: DescribeConfigsRequest) -> Desc
                     let broker_configs = [
                         ("broker.id", context.cluster.local().node_id.to_string()),
                         ("num.partitions", context.settings.default_partitions.to_string()),
-                        ("auto.create.topics.enable", "false".to_string()),
+                        ("auto.create.topics.enable", context.settings.auto_create_topics.to_string()),
                         ("message.max.bytes", topic_config::DEFAULT_MAX_MESSAGE_BYTES.to_string()),
                     ];
                     let entries = broker_configs

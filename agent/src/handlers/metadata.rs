@@ -21,7 +21,31 @@ fn broker(node: &NodeInfo) -> MetadataResponseBroker {
 
 /// Every agent answers with the same full list of live agents and the same leader for each
 /// partition (rendezvous over that list, in the client's zone when its client.id names one).
-pub fn handle(context: &AgentContext, request: MetadataRequest, version: i16, client: &ClientInfo) -> MetadataResponse {
+pub async fn handle(context: &AgentContext, request: MetadataRequest, version: i16, client: &ClientInfo) -> MetadataResponse {
+    // Kafka's auto.create.topics.enable: create missing topics the client names, if it allows it
+    // (always implied before v4), so they come back complete in this same response.
+    if context.settings.auto_create_topics && (version < 4 || request.allow_auto_topic_creation) {
+        let missing: Vec<String> = context.metadata.read(|state| {
+            request
+                .topics
+                .iter()
+                .flatten()
+                .filter_map(|topic| topic.name.as_ref().map(|name| name.0.to_string()))
+                .filter(|name| !state.topics.contains_key(name) && super::topics::validate_topic_name(name).is_ok())
+                .collect()
+        });
+        for name in missing {
+            let record = crate::metadata::JournalRecord::CreateTopic {
+                name: name.clone(),
+                topic_id: Uuid::new_v4(),
+                partitions: context.settings.default_partitions,
+                configs: Default::default(),
+            };
+            if let Err(error) = context.metadata.submit(record).await {
+                tracing::warn!(%error, topic = name, "failed to auto-create a topic");
+            }
+        }
+    }
     let live = context.cluster.live();
     let local = context.cluster.local();
     let zone = placement::client_zone(&client.client_id);

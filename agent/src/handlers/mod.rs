@@ -56,6 +56,7 @@ pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
 pub struct HandlerSettings {
     pub default_partitions: i32,
     pub max_partitions_per_topic: i32,
+    pub auto_create_topics: bool,
 }
 
 /// Everything a handler may use: narrow collaborators, never raw etcd or S3 clients.
@@ -104,7 +105,7 @@ pub async fn dispatch(
 async fn handle(context: Arc<AgentContext>, version: i16, request: RequestKind, client: ClientInfo) -> ResponseKind {
     match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(None)),
-        RequestKind::Metadata(request) => ResponseKind::Metadata(metadata::handle(&context, request, version, &client)),
+        RequestKind::Metadata(request) => ResponseKind::Metadata(metadata::handle(&context, request, version, &client).await),
         RequestKind::DescribeCluster(request) => ResponseKind::DescribeCluster(metadata::describe_cluster(&context, request)),
         RequestKind::CreateTopics(request) => ResponseKind::CreateTopics(topics::create(&context, request, version).await),
         RequestKind::DeleteTopics(request) => ResponseKind::DeleteTopics(topics::delete(&context, request, version).await),
