@@ -115,3 +115,70 @@ async fn topics_are_auto_created_only_when_the_agent_allows_it() -> Result<()> {
     ensure!(refused.is_err(), "a topic was created although auto-creation is off");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configs_can_be_altered_and_an_empty_group_deleted() -> Result<()> {
+    use floe_e2e::wire::RawConnection;
+    use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::{ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let playground = Playground::start(&[])?;
+    kafka::create_topic(&playground.bootstrap, "tunable", 1).await?;
+    let admin: AdminClient<DefaultClientContext> = kafka::config(&playground.bootstrap).create()?;
+    let altered = admin
+        .alter_configs(
+            &[rdkafka::admin::AlterConfig::new(ResourceSpecifier::Topic("tunable")).set("retention.ms", "123456")],
+            &AdminOptions::new(),
+        )
+        .await?;
+    ensure!(altered.iter().all(Result::is_ok), "AlterConfigs failed: {altered:?}");
+    // IncrementalAlterConfigs (what kafka-configs uses): compaction is refused with a reason...
+    let mut connection = RawConnection::connect(&playground.bootstrap)?;
+    let compact = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("tunable"))
+        .with_configs(vec![AlterableConfig::default()
+            .with_name(StrBytes::from_static_str("cleanup.policy"))
+            .with_config_operation(0)
+            .with_value(Some(StrBytes::from_static_str("compact")))])]);
+    let correlation = connection.send(ApiKey::IncrementalAlterConfigs, 1, &compact)?;
+    let response: IncrementalAlterConfigsResponse = connection.receive(ApiKey::IncrementalAlterConfigs, 1, correlation)?;
+    ensure!(
+        response.responses[0].error_code == 40,
+        "cleanup.policy=compact answered {} (expected INVALID_CONFIG)",
+        response.responses[0].error_code
+    );
+    // ...while SET of one key and DELETE of another apply together.
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("tunable"))
+        .with_configs(vec![
+            AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.bytes"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("4096"))),
+            AlterableConfig::default().with_name(StrBytes::from_static_str("retention.ms")).with_config_operation(1),
+        ])]);
+    let correlation = connection.send(ApiKey::IncrementalAlterConfigs, 1, &request)?;
+    let response: IncrementalAlterConfigsResponse = connection.receive(ApiKey::IncrementalAlterConfigs, 1, correlation)?;
+    ensure!(response.responses[0].error_code == 0, "IncrementalAlterConfigs failed: {:?}", response.responses[0].error_message);
+    let described = admin.describe_configs(&[ResourceSpecifier::Topic("tunable")], &AdminOptions::new()).await?;
+    let Some(Ok(resource)) = described.into_iter().next() else { bail!("no DescribeConfigs result") };
+    ensure!(resource.get("retention.bytes").and_then(|entry| entry.value.as_deref()) == Some("4096"), "retention.bytes was not set");
+    ensure!(
+        resource.get("retention.ms").and_then(|entry| entry.value.as_deref()) == Some("604800000"),
+        "retention.ms did not fall back to its default"
+    );
+
+    // A group with committed offsets and no members can be deleted; a second delete finds nothing.
+    let consumer: BaseConsumer = kafka::config(&playground.bootstrap).set("group.id", "leaving").create()?;
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset("tunable", 0, Offset::Offset(0))?;
+    consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync)?;
+    drop(consumer);
+    let deleted = admin.delete_groups(&["leaving"], &AdminOptions::new()).await?;
+    ensure!(deleted.iter().all(Result::is_ok), "DeleteGroups failed: {deleted:?}");
+    let again = admin.delete_groups(&["leaving"], &AdminOptions::new()).await?;
+    ensure!(again.iter().all(Result::is_err), "a deleted group was found again");
+    Ok(())
+}

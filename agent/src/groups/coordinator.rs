@@ -378,6 +378,14 @@ impl GroupCoordinator {
         })
     }
 
+    /// Drops an empty group's in-memory state (after DeleteGroups).
+    pub fn forget(&self, group_id: &str) {
+        let mut groups = self.lock();
+        if groups.get(group_id).is_some_and(|group| group.members.is_empty()) {
+            groups.remove(group_id);
+        }
+    }
+
     /// (group id, protocol type, state) of every group with live membership state.
     pub fn list(&self) -> Vec<(String, String, &'static str)> {
         self.lock().iter().map(|(id, group)| (id.clone(), group.protocol_type.clone().unwrap_or_default(), group.state.name())).collect()

@@ -71,3 +71,107 @@ pub fn describe(context: &AgentContext, request: DescribeConfigsRequest) -> Desc
         .collect();
     DescribeConfigsResponse::default().with_results(results)
 }
+
+/// The outcome of altering one resource: `None` on success, else the error and its message.
+async fn alter_topic(
+    context: &AgentContext,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&mut std::collections::BTreeMap<String, String>) -> Result<(), String>,
+) -> Option<(ResponseError, String)> {
+    if resource_type != RESOURCE_TOPIC {
+        let reason = if resource_type == RESOURCE_BROKER {
+            "broker settings are agent flags (see floe agent --help), not dynamic configs"
+        } else {
+            "only topic configs can be altered"
+        };
+        return Some((ResponseError::InvalidRequest, reason.to_string()));
+    }
+    let Some((topic_id, mut configs)) =
+        context.metadata.read(|state| state.topics.get(name).map(|topic| (topic.id, topic.configs.clone())))
+    else {
+        return Some((ResponseError::UnknownTopicOrPartition, format!("topic {name:?} does not exist")));
+    };
+    if let Err(message) = change(&mut configs).and_then(|_| topic_config::validate(&configs)) {
+        return Some((ResponseError::InvalidConfig, message));
+    }
+    if validate_only {
+        return None;
+    }
+    let record = crate::metadata::JournalRecord::SetTopicConfigs { name: name.to_string(), topic_id, configs };
+    match context.metadata.submit(record).await {
+        Ok(crate::metadata::ApplyOutcome::TopicConfigsSet) => None,
+        Ok(_) => Some((ResponseError::UnknownTopicOrPartition, format!("topic {name:?} was deleted meanwhile"))),
+        Err(error) => Some((ResponseError::RequestTimedOut, format!("failed to record the configs: {error}"))),
+    }
+}
+
+/// AlterConfigs: the listed configs replace every explicitly set one (Kafka's legacy semantics).
+pub async fn alter(
+    context: &AgentContext,
+    request: kafka_protocol::messages::AlterConfigsRequest,
+) -> kafka_protocol::messages::AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let wanted: std::collections::BTreeMap<String, String> = resource
+            .configs
+            .iter()
+            .filter_map(|config| config.value.as_ref().map(|value| (config.name.to_string(), value.to_string())))
+            .collect();
+        let outcome = alter_topic(context, resource.resource_type, &resource.resource_name, request.validate_only, |configs| {
+            *configs = wanted;
+            Ok(())
+        })
+        .await;
+        let response =
+            AlterConfigsResourceResponse::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            None => response,
+            Some((error, message)) => response.with_error_code(error.code()).with_error_message(Some(str_bytes(message))),
+        });
+    }
+    kafka_protocol::messages::AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// IncrementalAlterConfigs: SET (0) and DELETE (1) per key; APPEND/SUBTRACT only apply to list
+/// configs, and Floe has none that accept more than one value yet.
+pub async fn incremental_alter(
+    context: &AgentContext,
+    request: kafka_protocol::messages::IncrementalAlterConfigsRequest,
+) -> kafka_protocol::messages::IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let operations: Vec<(String, i8, Option<String>)> = resource
+            .configs
+            .iter()
+            .map(|config| (config.name.to_string(), config.config_operation, config.value.as_ref().map(|value| value.to_string())))
+            .collect();
+        let outcome = alter_topic(context, resource.resource_type, &resource.resource_name, request.validate_only, |configs| {
+            for (name, operation, value) in operations {
+                match (operation, value) {
+                    (0, Some(value)) => {
+                        configs.insert(name, value);
+                    }
+                    (0, None) => return Err(format!("SET of {name} needs a value")),
+                    (1, _) => {
+                        configs.remove(&name);
+                    }
+                    (2 | 3, _) => return Err(format!("APPEND/SUBTRACT of {name} is not supported: it is not a list config")),
+                    (other, _) => return Err(format!("unknown config operation {other} for {name}")),
+                }
+            }
+            Ok(())
+        })
+        .await;
+        let response =
+            AlterConfigsResourceResponse::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            None => response,
+            Some((error, message)) => response.with_error_code(error.code()).with_error_message(Some(str_bytes(message))),
+        });
+    }
+    kafka_protocol::messages::IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

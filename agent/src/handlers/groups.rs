@@ -178,3 +178,34 @@ pub fn list(context: &AgentContext, request: ListGroupsRequest) -> ListGroupsRes
         .collect();
     ListGroupsResponse::default().with_groups(listed)
 }
+
+/// DeleteGroups: only empty groups (no live members) can be deleted; their offsets go with them.
+pub async fn delete(context: &AgentContext, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+    let mut results = Vec::with_capacity(request.groups_names.len());
+    for group_id in request.groups_names {
+        let name = group_id.0.to_string();
+        let error = if let Some(error) = super::coordinator::not_coordinator(context, &name) {
+            Some(error)
+        } else {
+            let live = context.groups.describe(&name).filter(|summary| !summary.members.is_empty());
+            let has_offsets = context.metadata.read(|state| state.group_offsets.contains_key(&name));
+            if live.is_some() {
+                Some(ResponseError::NonEmptyGroup)
+            } else if !has_offsets && context.groups.describe(&name).is_none() {
+                Some(ResponseError::GroupIdNotFound)
+            } else {
+                context.groups.forget(&name);
+                match context.metadata.submit(crate::metadata::JournalRecord::DeleteGroupOffsets { group: name.clone() }).await {
+                    Ok(_) => None,
+                    Err(error) => {
+                        tracing::warn!(%error, group = name, "failed to delete group offsets");
+                        Some(ResponseError::CoordinatorNotAvailable)
+                    }
+                }
+            }
+        };
+        results.push(DeletableGroupResult::default().with_group_id(group_id).with_error_code(code(error)));
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}

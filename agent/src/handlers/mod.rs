@@ -45,6 +45,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -109,6 +112,11 @@ async fn handle(context: Arc<AgentContext>, version: i16, request: RequestKind, 
         RequestKind::DescribeCluster(request) => ResponseKind::DescribeCluster(metadata::describe_cluster(&context, request)),
         RequestKind::CreateTopics(request) => ResponseKind::CreateTopics(topics::create(&context, request, version).await),
         RequestKind::DeleteTopics(request) => ResponseKind::DeleteTopics(topics::delete(&context, request, version).await),
+        RequestKind::AlterConfigs(request) => ResponseKind::AlterConfigs(configs::alter(&context, request).await),
+        RequestKind::IncrementalAlterConfigs(request) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&context, request).await)
+        }
+        RequestKind::DeleteGroups(request) => ResponseKind::DeleteGroups(groups::delete(&context, request).await),
         RequestKind::CreatePartitions(request) => ResponseKind::CreatePartitions(topics::create_partitions(&context, request).await),
         RequestKind::DescribeConfigs(request) => ResponseKind::DescribeConfigs(configs::describe(&context, request)),
         RequestKind::Fetch(request) => ResponseKind::Fetch(fetch::handle(&context, request).await),

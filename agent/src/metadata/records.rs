@@ -33,6 +33,8 @@ impl JournalRecord {
             Self::CompactSegments { .. } => "compact_segments",
             Self::ObjectsDeleted { .. } => "objects_deleted",
             Self::AddPartitions { .. } => "add_partitions",
+            Self::SetTopicConfigs { .. } => "set_topic_configs",
+            Self::DeleteGroupOffsets { .. } => "delete_group_offsets",
         }
     }
 }
@@ -87,6 +89,16 @@ pub enum JournalRecord {
         name: String,
         topic_id: Uuid,
         partitions: i32,
+    },
+    /// Replaces a topic's explicitly set configs (keys not listed fall back to defaults).
+    SetTopicConfigs {
+        name: String,
+        topic_id: Uuid,
+        configs: BTreeMap<String, String>,
+    },
+    /// Forgets every committed offset of a consumer group.
+    DeleteGroupOffsets {
+        group: String,
     },
 }
 

@@ -102,6 +102,8 @@ pub enum ApplyOutcome {
     PartitionsAdded {
         partitions: i32,
     },
+    TopicConfigsSet,
+    GroupOffsetsDeleted,
 }
 
 impl MetadataState {
@@ -186,6 +188,17 @@ impl MetadataState {
                 }
                 _ => ApplyOutcome::TopicNotFound,
             },
+            JournalRecord::SetTopicConfigs { name, topic_id, configs } => match self.topics.get_mut(name) {
+                Some(topic) if topic.id == *topic_id => {
+                    topic.configs = configs.clone();
+                    ApplyOutcome::TopicConfigsSet
+                }
+                _ => ApplyOutcome::TopicNotFound,
+            },
+            JournalRecord::DeleteGroupOffsets { group } => {
+                self.group_offsets.remove(group);
+                ApplyOutcome::GroupOffsetsDeleted
+            }
         }
     }
 

@@ -198,6 +198,9 @@ fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DescribeConfigs => "describe_configs",
         ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::CreatePartitions => "create_partitions",
+        ApiKey::AlterConfigs => "alter_configs",
+        ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
+        ApiKey::DeleteGroups => "delete_groups",
         _ => "other",
     }
 }
