@@ -177,8 +177,9 @@ async fn an_object_store_outage_gives_retriable_errors_and_production_resumes() 
     infrastructure.stop_s3()?;
     let down = Instant::now();
     tokio::time::sleep(Duration::from_secs(20)).await;
-    infrastructure.start_s3()?;
+    // Acknowledgements may arrive as soon as the server accepts again, before start_s3 returns.
     let up = Instant::now();
+    infrastructure.start_s3()?;
     tokio::time::sleep(Duration::from_secs(20)).await;
     stop.send(true)?;
     let (sent, acknowledged) = producer.await??;
