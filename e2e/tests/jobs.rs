@@ -127,7 +127,7 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
         "--compaction-fan-in",
         "4",
         "--compaction-interval",
-        "8s",
+        "15s",
         "--retention-interval",
         "1s",
         "--snapshot-interval",
