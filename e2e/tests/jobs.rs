@@ -158,6 +158,21 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
         "compaction ran before the baseline was read"
     );
 
+    // Compaction: the merged segment serves byte-identical batches.
+    let waited = wait_until("a compaction", Duration::from_secs(60), || {
+        Ok(metric(&agent, "floe_journal_appends_total{record=\"compact_segments\"}")? >= 1.0)
+    })?;
+    let after: Vec<Bytes> =
+        (0..3).map(|partition| fetch_raw(&agent.bootstrap, "history", partition, 0).map(|(_, bytes)| bytes)).collect::<Result<_>>()?;
+    ensure!(before == after, "fetch returned different bytes after compaction");
+    println!("compaction after {waited:?}: fetched bytes identical ({} bytes)", after.iter().map(Bytes::len).sum::<usize>());
+
+    // Retention: records an hour old in a topic that keeps one minute are gone.
+    wait_until("retention to move the log start", Duration::from_secs(30), || Ok(earliest(&agent.bootstrap, "expiring", 0)? > 0))?;
+    let (error, _) = fetch_raw(&agent.bootstrap, "expiring", 0, 0)?;
+    ensure!(error == OFFSET_OUT_OF_RANGE, "fetching a retained-away offset answered error {error}");
+    ensure!(earliest(&agent.bootstrap, "history", 0)? == 0, "retention trimmed a topic with the default 7-day retention");
+
     // An orphan: an object no journal record will ever reference.
     let store = SegmentStore::open(
         &ObjectStoreUrl::S3 { bucket: BUCKET.to_string(), prefix: "jobs".to_string() },
@@ -174,21 +189,6 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
     let orphan = format!("segments/{}.seg", ulid::Ulid::new());
     store.put(&orphan, Bytes::from_static(b"not a segment")).await?;
     let orphan_written = Instant::now();
-
-    // Compaction: the merged segment serves byte-identical batches.
-    let waited = wait_until("a compaction", Duration::from_secs(60), || {
-        Ok(metric(&agent, "floe_journal_appends_total{record=\"compact_segments\"}")? >= 1.0)
-    })?;
-    let after: Vec<Bytes> =
-        (0..3).map(|partition| fetch_raw(&agent.bootstrap, "history", partition, 0).map(|(_, bytes)| bytes)).collect::<Result<_>>()?;
-    ensure!(before == after, "fetch returned different bytes after compaction");
-    println!("compaction after {waited:?}: fetched bytes identical ({} bytes)", after.iter().map(Bytes::len).sum::<usize>());
-
-    // Retention: records an hour old in a topic that keeps one minute are gone.
-    wait_until("retention to move the log start", Duration::from_secs(30), || Ok(earliest(&agent.bootstrap, "expiring", 0)? > 0))?;
-    let (error, _) = fetch_raw(&agent.bootstrap, "expiring", 0, 0)?;
-    ensure!(error == OFFSET_OUT_OF_RANGE, "fetching a retained-away offset answered error {error}");
-    ensure!(earliest(&agent.bootstrap, "history", 0)? == 0, "retention trimmed a topic with the default 7-day retention");
 
     // GC: the orphan survives its grace period, then goes.
     let exists = |name: &str| infrastructure.bucket_directory("jobs").join(name).exists();
