@@ -35,7 +35,7 @@ lint: ## rustfmt and clippy with warnings as errors
 test: deps ## Everything CI runs: lint, unit, in-process and end-to-end suites
 	$(MAKE) lint
 	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 .PHONY: e2e
 e2e: deps ## Only the end-to-end suites (real clients against real processes)
