@@ -4,10 +4,9 @@
 
 use crate::{floe_binary, repository_root};
 use anyhow::{bail, Context, Result};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BUCKET: &str = "floe-test";
 
@@ -178,35 +177,10 @@ impl Agent {
             .stderr(Stdio::inherit())
             .spawn()
             .context("failed to start floe agent")?;
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (mut bootstrap, mut http, mut node_id) = (None, None, None);
-        while bootstrap.is_none() || http.is_none() || node_id.is_none() {
-            if Instant::now() > deadline {
-                bail!("the agent did not print its addresses within 60 s");
-            }
-            let Some(line) = lines.next() else { bail!("the agent exited before it was ready") };
-            let line = line?;
-            let line = line.trim();
-            if let Some(address) = line.strip_prefix("Kafka bootstrap:") {
-                bootstrap = Some(address.trim().to_string());
-            } else if let Some(rest) = line.strip_prefix("HTTP:") {
-                http = Some(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .trim_start_matches("http://")
-                        .trim_end_matches("/metrics")
-                        .to_string(),
-                );
-            } else if let Some(id) = line.strip_prefix("Node id:") {
-                node_id = Some(id.trim().parse()?);
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        self.bootstrap = bootstrap.expect("set");
-        self.http = http.expect("set");
-        self.node_id = node_id.expect("set");
+        let banner = crate::read_banner(&mut child, Duration::from_secs(60))?;
+        self.bootstrap = banner.bootstrap;
+        self.http = banner.http;
+        self.node_id = banner.node_id.unwrap_or_default();
         self.child = Some(child);
         Ok(())
     }

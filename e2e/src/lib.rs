@@ -74,28 +74,9 @@ impl Playground {
             .stderr(Stdio::inherit())
             .spawn()
             .context("failed to start floe playground")?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut bootstrap, mut http) = (None, None);
-        while bootstrap.is_none() || http.is_none() {
-            if Instant::now() > deadline {
-                bail!("the playground did not print its addresses within 30 s");
-            }
-            let Some(line) = lines.next() else { bail!("the playground exited before it was ready") };
-            let line = line?;
-            if let Some(address) = line.trim().strip_prefix("Kafka bootstrap:") {
-                bootstrap = Some(address.trim().to_string());
-            }
-            if let Some(rest) = line.trim().strip_prefix("HTTP:") {
-                let url = rest.split_whitespace().next().unwrap_or_default();
-                http = Some(url.trim_start_matches("http://").trim_end_matches("/metrics").to_string());
-            }
-        }
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        self.bootstrap = bootstrap.expect("set above");
-        self.http = http.expect("set above");
+        let banner = read_banner(&mut child, Duration::from_secs(30))?;
+        self.bootstrap = banner.bootstrap;
+        self.http = banner.http;
         self.child = Some(child);
         Ok(())
     }
@@ -152,6 +133,41 @@ impl Playground {
             .filter(|entry| entry.file_name().to_string_lossy().ends_with(".seg"))
             .count())
     }
+}
+
+/// What `floe playground` and `floe agent` print once they serve.
+pub struct Banner {
+    pub bootstrap: String,
+    pub http: String,
+    pub node_id: Option<i32>,
+}
+
+/// Reads the child's stdout until its ready banner (bootstrap, HTTP and node id lines), then keeps
+/// draining it on a thread so the child never blocks on a full pipe.
+pub fn read_banner(child: &mut Child, timeout: Duration) -> Result<Banner> {
+    let stdout = child.stdout.take().context("the child's stdout is not piped")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + timeout;
+    let (mut bootstrap, mut http, mut node_id) = (None, None, None);
+    while bootstrap.is_none() || http.is_none() || node_id.is_none() {
+        if Instant::now() > deadline {
+            bail!("floe did not print its addresses within {timeout:?}");
+        }
+        let Some(line) = lines.next() else { bail!("floe exited before it was ready") };
+        let line = line?;
+        let line = line.trim();
+        if let Some(address) = line.strip_prefix("Kafka bootstrap:") {
+            bootstrap = Some(address.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("HTTP:") {
+            http = Some(
+                rest.split_whitespace().next().unwrap_or_default().trim_start_matches("http://").trim_end_matches("/metrics").to_string(),
+            );
+        } else if let Some(id) = line.strip_prefix("Node id:") {
+            node_id = Some(id.trim().parse::<i32>()?);
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Banner { bootstrap: bootstrap.expect("set above"), http: http.expect("set above"), node_id })
 }
 
 impl Drop for Playground {

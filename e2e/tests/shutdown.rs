@@ -15,8 +15,15 @@ async fn a_produce_in_flight_at_sigterm_is_flushed_and_answered_before_exit() ->
     let producing = std::thread::spawn(move || -> Result<i64> {
         produce_batch(&mut connection, "last-words", 0, &[(records::key(7), records::value(7))])
     });
-    // Give the request time to be read and appended, then ask the agent to stop.
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until the agent has read and appended the batch, then ask it to stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while floe_e2e::http_get(&playground.http, "/metrics")
+        .map(|(_, metrics)| floe_e2e::metric_value(&metrics, "floe_bytes_in_total").unwrap_or_default())?
+        <= 0.0
+    {
+        ensure!(std::time::Instant::now() < deadline, "the agent never received the batch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     ensure!(!producing.is_finished(), "the produce was answered before any flush: the test proves nothing");
     playground.stop()?;
     let offset = producing.join().map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
