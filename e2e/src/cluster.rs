@@ -186,11 +186,7 @@ impl Agent {
     }
 
     pub fn kill_hard(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
+        crate::kill_child(self.child.take())
     }
 
     /// SIGSTOP: the process keeps its sockets but does nothing (a long GC pause, a frozen VM).

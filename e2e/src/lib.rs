@@ -83,11 +83,7 @@ impl Playground {
 
     /// Stops the process with SIGKILL: no flush, no goodbye.
     pub fn kill_hard(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
+        kill_child(self.child.take())
     }
 
     /// Stops with SIGTERM and waits for the graceful exit.
@@ -133,6 +129,15 @@ impl Playground {
             .filter(|entry| entry.file_name().to_string_lossy().ends_with(".seg"))
             .count())
     }
+}
+
+/// SIGKILLs a child process (if any) and reaps it.
+pub fn kill_child(child: Option<Child>) -> Result<()> {
+    if let Some(mut child) = child {
+        child.kill()?;
+        child.wait()?;
+    }
+    Ok(())
 }
 
 /// What `floe playground` and `floe agent` print once they serve.

@@ -84,13 +84,9 @@ impl RawConnection {
     }
 }
 
-/// Produces `records` (key, value) as one uncompressed batch to a partition over a raw connection
-/// (acks=all) and returns the base offset the agent assigned.
-pub fn produce_batch(connection: &mut RawConnection, topic: &str, partition: i32, records: &[(Vec<u8>, Vec<u8>)]) -> Result<i64> {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+/// Encodes (key, value) pairs as one uncompressed magic-v2 batch, as a client would.
+pub fn encode_batch(records: &[(Vec<u8>, Vec<u8>)], timestamp: i64) -> Result<Bytes> {
     use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -103,7 +99,7 @@ pub fn produce_batch(connection: &mut RawConnection, topic: &str, partition: i32
             timestamp_type: TimestampType::Creation,
             offset: index as i64,
             sequence: index as i32,
-            timestamp: now,
+            timestamp,
             key: Some(Bytes::from(key.clone())),
             value: Some(Bytes::from(value.clone())),
             headers: Default::default(),
@@ -112,9 +108,19 @@ pub fn produce_batch(connection: &mut RawConnection, topic: &str, partition: i32
         .collect();
     let mut batch = BytesMut::new();
     RecordBatchEncoder::encode(&mut batch, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })?;
+    Ok(batch.freeze())
+}
+
+/// Produces `records` (key, value) as one uncompressed batch to a partition over a raw connection
+/// (acks=all) and returns the base offset the agent assigned.
+pub fn produce_batch(connection: &mut RawConnection, topic: &str, partition: i32, records: &[(Vec<u8>, Vec<u8>)]) -> Result<i64> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let batch = encode_batch(records, now)?;
     let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
         .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch.freeze()))])]);
+        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))])]);
     let correlation = connection.send(ApiKey::Produce, 9, &request)?;
     let response: ProduceResponse = connection.receive(ApiKey::Produce, 9, correlation)?;
     let answer = &response.responses[0].partition_responses[0];

@@ -2,8 +2,8 @@
 //! agent never panics, and nothing is appended by a refused request.
 
 use anyhow::{ensure, Result};
-use bytes::{Bytes, BytesMut};
-use floe_e2e::wire::RawConnection;
+use bytes::Bytes;
+use floe_e2e::wire::{encode_batch, RawConnection};
 use floe_e2e::{floe_binary, kafka, Playground};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -12,7 +12,6 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -20,27 +19,8 @@ const MESSAGE_TOO_LARGE: i16 = 10;
 const UNSUPPORTED_VERSION: i16 = 35;
 
 fn batch(count: usize, value_size: usize) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|index| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: index as i32,
-            timestamp: 1_700_000_000_000,
-            key: Some(Bytes::from(format!("k{index}"))),
-            value: Some(Bytes::from(vec![b'v'; value_size])),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buffer, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encodable");
-    buffer.freeze()
+    let records: Vec<(Vec<u8>, Vec<u8>)> = (0..count).map(|index| (format!("k{index}").into_bytes(), vec![b'v'; value_size])).collect();
+    encode_batch(&records, 1_700_000_000_000).expect("encodable")
 }
 
 fn topic_name(name: &str) -> TopicName {

@@ -107,6 +107,14 @@ async fn alter_topic(
     }
 }
 
+/// The error code and message of an alteration outcome (0 and none on success).
+fn error_fields(outcome: Option<(ResponseError, String)>) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+    match outcome {
+        None => (0, None),
+        Some((error, message)) => (error.code(), Some(str_bytes(message))),
+    }
+}
+
 /// AlterConfigs: the listed configs replace every explicitly set one (Kafka's legacy semantics).
 pub async fn alter(
     context: &AgentContext,
@@ -127,10 +135,8 @@ pub async fn alter(
         .await;
         let response =
             AlterConfigsResourceResponse::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name);
-        responses.push(match outcome {
-            None => response,
-            Some((error, message)) => response.with_error_code(error.code()).with_error_message(Some(str_bytes(message))),
-        });
+        let (error_code, error_message) = error_fields(outcome);
+        responses.push(response.with_error_code(error_code).with_error_message(error_message));
     }
     kafka_protocol::messages::AlterConfigsResponse::default().with_responses(responses)
 }
@@ -168,10 +174,8 @@ pub async fn incremental_alter(
         .await;
         let response =
             AlterConfigsResourceResponse::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name);
-        responses.push(match outcome {
-            None => response,
-            Some((error, message)) => response.with_error_code(error.code()).with_error_message(Some(str_bytes(message))),
-        });
+        let (error_code, error_message) = error_fields(outcome);
+        responses.push(response.with_error_code(error_code).with_error_message(error_message));
     }
     kafka_protocol::messages::IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
