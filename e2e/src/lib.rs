@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod kafka;
+pub mod matrix;
 pub mod wire;
 
 use anyhow::{bail, Context, Result};
