@@ -12,7 +12,7 @@ use crate::metadata::etcd::{self, EtcdError, EtcdJournal, EtcdSettings};
 use crate::metadata::journal::{EmbeddedJournal, JournalBackend, JournalError};
 use crate::metadata::keys::KeyLayout;
 use crate::metadata::replica::Replica;
-use crate::metadata::{JournalRecord, MetadataClient, MetadataError};
+use crate::metadata::{JournalRecord, MetadataClient, MetadataError, SUPPORTED_METADATA_VERSION};
 use crate::metrics::Metrics;
 use crate::server::{self, ServerSettings};
 use crate::storage::{ObjectStoreUrl, S3Options, SegmentCache, SegmentReader, SegmentStore, SegmentWriter, StoreError, WriterConfig};
@@ -151,6 +151,11 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
     let metadata = MetadataClient::new(journal, Arc::clone(&replica));
     if metadata.read(|state| state.cluster_id.is_none()) {
         metadata.submit(JournalRecord::InitCluster { cluster_id: new_cluster_id() }).await?;
+    }
+    // Raise the journal to this build's format before writing anything in it. Replicas of an
+    // older build then halt (they would assign different offsets) until they are upgraded.
+    if metadata.read(|state| state.metadata_version < SUPPORTED_METADATA_VERSION) {
+        metadata.submit(JournalRecord::SetMetadataVersion { version: SUPPORTED_METADATA_VERSION }).await?;
     }
     let cache = Arc::new(SegmentCache::new(settings.cache_bytes));
     let (shutdown, shutdown_receiver) = watch::channel(false);

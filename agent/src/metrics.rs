@@ -8,6 +8,7 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub bytes_in: IntCounter,
+    pub duplicate_batches: IntCounter,
     pub bytes_out: IntCounter,
     pub flushes: IntCounter,
     pub flush_bytes: Histogram,
@@ -43,6 +44,11 @@ impl Metrics {
         let request_duration =
             HistogramVec::new(latency("floe_request_duration_seconds", "Kafka request latency by API"), &["api"]).expect("valid metric");
         let bytes_in = IntCounter::new("floe_bytes_in_total", "Record batch bytes accepted from producers").expect("valid metric");
+        let duplicate_batches = IntCounter::new(
+            "floe_produce_duplicate_batches_total",
+            "Retried idempotent batches answered with their original offsets instead of being written again",
+        )
+        .expect("valid metric");
         let bytes_out = IntCounter::new("floe_bytes_out_total", "Record batch bytes returned to consumers").expect("valid metric");
         let flushes = IntCounter::new("floe_flushes_total", "Segment objects flushed and committed").expect("valid metric");
         let flush_bytes = Histogram::with_opts(
@@ -93,6 +99,7 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
             Box::new(bytes_in.clone()),
+            Box::new(duplicate_batches.clone()),
             Box::new(bytes_out.clone()),
             Box::new(flushes.clone()),
             Box::new(flush_bytes.clone()),
@@ -116,6 +123,7 @@ impl Metrics {
             requests,
             request_duration,
             bytes_in,
+            duplicate_batches,
             bytes_out,
             flushes,
             flush_bytes,

@@ -158,7 +158,7 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
         let (added, limited) = batch::copy_rebased(
             &mut out,
             &bytes,
-            chunk.base_offset,
+            chunk.stored_offset_origin(),
             wanted.offset,
             limit.saturating_sub(copied),
             copied == 0 && force_first,

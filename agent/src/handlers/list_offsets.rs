@@ -72,7 +72,7 @@ async fn scan_chunk(
         .into_iter()
         .flat_map(|set| set.records)
         .find(|record| matches(record.timestamp))
-        .map(|record| (record.timestamp, chunk.base_offset + record.offset)))
+        .map(|record| (record.timestamp, chunk.stored_offset_origin() + record.offset)))
 }
 
 async fn first_at_or_after(context: &AgentContext, chunks: &[ChunkLocation], timestamp: i64) -> Result<Option<(i64, i64)>, ResponseError> {

@@ -4,7 +4,7 @@
 //! Never UNKNOWN_SERVER_ERROR: every failure maps to a precise or retriable code.
 
 use super::{str_bytes, topic_name, AgentContext, Reply};
-use crate::metadata::topic_config;
+use crate::metadata::{producers, topic_config, SequenceError};
 use crate::protocol::batch::{self, BatchError};
 use crate::storage::WriteError;
 use futures::future::BoxFuture;
@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 
 enum Slot {
     Done { error: ResponseError, message: String },
+    /// A retry of a batch that is already committed at this offset.
+    Duplicate(i64),
     Waiting(oneshot::Receiver<Result<i64, WriteError>>),
 }
 
@@ -39,6 +41,8 @@ pub fn write_error_code(error: &WriteError) -> ResponseError {
         WriteError::Journal { .. } => ResponseError::RequestTimedOut,
         WriteError::TopicDeleted { .. } => ResponseError::UnknownTopicOrPartition,
         WriteError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        WriteError::Sequence(SequenceError::StaleEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+        WriteError::Sequence(SequenceError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
     }
 }
 
@@ -71,9 +75,30 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
                     slots.push((index, Slot::Done { error: batch_error_code(&error), message: error.to_string() }));
                 }
                 Ok(summary) => {
+                    // A retry of a committed batch (its answer was lost) gets the original offset
+                    // without writing the bytes again. Batches racing with their own retry are
+                    // caught later, when the journal applies them (metadata/producers.rs).
+                    if summary.producer_id >= 0 {
+                        let committed = context.metadata.read(|state| {
+                            state.partition(&name, index).and_then(|partition| {
+                                producers::find_duplicate(
+                                    &partition.producers,
+                                    summary.producer_id,
+                                    summary.producer_epoch,
+                                    summary.base_sequence,
+                                    summary.record_count,
+                                )
+                            })
+                        });
+                        if let Some(offset) = committed {
+                            context.metrics.duplicate_batches.inc();
+                            slots.push((index, Slot::Duplicate(offset)));
+                            continue;
+                        }
+                    }
                     context.metrics.bytes_in.inc_by(records.len() as u64);
                     let receiver =
-                        context.writer.append(&name, topic_id, index, records, summary.record_count, summary.max_timestamp).await;
+                        context.writer.append(&name, topic_id, index, records, summary).await;
                     slots.push((index, Slot::Waiting(receiver)));
                 }
             }
@@ -89,6 +114,7 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
             for (index, slot) in slots {
                 let (result, message) = match slot {
                     Slot::Done { error, message } => (Err(error), Some(message)),
+                    Slot::Duplicate(offset) => (Ok(offset), None),
                     Slot::Waiting(receiver) => match tokio::time::timeout_at(deadline, receiver).await {
                         Ok(Ok(Ok(offset))) => (Ok(offset), None),
                         Ok(Ok(Err(error))) => (Err(write_error_code(&error)), Some(error.to_string())),

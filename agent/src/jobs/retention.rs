@@ -77,6 +77,7 @@ mod tests {
                 byte_start: 0,
                 byte_len: 100,
                 max_timestamp: *timestamp,
+                batches: Vec::new(),
             };
             state.apply(index as u64 + 2, &JournalRecord::CommitSegment { object: format!("o{index}"), chunks: vec![chunk] });
         }

@@ -9,6 +9,7 @@ pub mod client;
 pub mod etcd;
 pub mod journal;
 pub mod keys;
+pub mod producers;
 pub mod records;
 pub mod replica;
 pub mod snapshot;
@@ -16,5 +17,6 @@ pub mod state;
 pub mod topic_config;
 
 pub use client::{MetadataClient, MetadataError};
-pub use records::{ChunkCommit, ChunkReplacement, JournalEntry, JournalRecord, OffsetCommitEntry, PartitionTrim};
-pub use state::{ApplyOutcome, ChunkLocation, MetadataState, PartitionState, TopicState, SUPPORTED_METADATA_VERSION};
+pub use records::{ChunkCommit, ChunkReplacement, JournalEntry, JournalRecord, OffsetCommitEntry, PartitionTrim, ProducedBatch};
+pub use producers::SequenceError;
+pub use state::{ApplyOutcome, BatchApplied, ChunkApplied, ChunkLocation, MetadataState, PartitionState, TopicState, SUPPORTED_METADATA_VERSION};

@@ -135,6 +135,28 @@ pub struct ChunkCommit {
     pub byte_start: u64,
     pub byte_len: u64,
     pub max_timestamp: i64,
+    /// Every batch of the chunk in order, listed when at least one came from an idempotent
+    /// producer (empty otherwise). Apply checks their sequences and leaves duplicates and
+    /// out-of-order batches out of the log (metadata version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<ProducedBatch>,
+}
+
+/// One client batch inside a chunk: who produced it and how large it is. Short JSON names keep
+/// commit records small (one of these per batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducedBatch {
+    /// -1 for a batch from a producer that is not idempotent.
+    #[serde(rename = "p")]
+    pub producer_id: i64,
+    #[serde(rename = "e")]
+    pub producer_epoch: i16,
+    #[serde(rename = "s")]
+    pub base_sequence: i32,
+    #[serde(rename = "n")]
+    pub record_count: i64,
+    #[serde(rename = "l")]
+    pub byte_len: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

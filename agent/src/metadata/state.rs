@@ -2,6 +2,7 @@
 //! reaches the same state and assigns the same offsets. Nothing here reads clocks, randomness or
 //! the environment.
 
+use super::producers::{self, ProducerStates, SequenceCheck, SequenceError};
 use super::records::{ChunkCommit, ChunkReplacement, JournalRecord, PartitionTrim};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -10,7 +11,11 @@ use uuid::Uuid;
 
 /// The newest apply-function version this build implements. A journal that raises the version
 /// beyond it halts this replica (it must be upgraded) instead of computing different offsets.
-pub const SUPPORTED_METADATA_VERSION: u32 = 1;
+///
+/// - 1: the first format.
+/// - 2: commit records may list each chunk's batches, and apply leaves duplicate and out-of-order
+///   idempotent batches out of the log (a version-1 replica would append them and diverge).
+pub const SUPPORTED_METADATA_VERSION: u32 = 2;
 
 /// Committed consumer offsets: group → topic → partition → offset.
 pub type GroupOffsets = BTreeMap<String, BTreeMap<String, BTreeMap<i32, CommittedOffset>>>;
@@ -44,6 +49,9 @@ pub struct PartitionState {
     pub high_watermark: i64,
     /// Sorted by base offset, contiguous.
     pub chunks: Vec<ChunkLocation>,
+    /// Idempotent producers writing to this partition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub producers: ProducerStates,
 }
 
 /// Where a run of offsets lives: a byte range of a segment object.
@@ -55,11 +63,24 @@ pub struct ChunkLocation {
     pub byte_start: u64,
     pub byte_len: u64,
     pub max_timestamp: i64,
+    /// The chunk-relative offset stored in the first batch of this range. Zero unless apply
+    /// left a duplicate batch out and the range starts after it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub relative_base: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 impl ChunkLocation {
     pub fn end_offset(&self) -> i64 {
         self.base_offset + self.record_count
+    }
+
+    /// What to add to a stored batch's (chunk-relative) base offset to get its log offset.
+    pub fn stored_offset_origin(&self) -> i64 {
+        self.base_offset - self.relative_base
     }
 }
 
@@ -78,9 +99,9 @@ pub enum ApplyOutcome {
     TopicAlreadyExists,
     TopicDeleted,
     TopicNotFound,
-    /// Per chunk in commit order: its base offset, or `None` when its topic no longer exists.
+    /// Per chunk, in commit order.
     SegmentCommitted {
-        base_offsets: Vec<Option<i64>>,
+        chunks: Vec<ChunkApplied>,
     },
     OffsetsCommitted,
     ProducerIdAllocated {
@@ -104,6 +125,26 @@ pub enum ApplyOutcome {
     },
     TopicConfigsSet,
     GroupOffsetsDeleted,
+}
+
+/// What became of one committed chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkApplied {
+    /// Its topic no longer exists (or was recreated); nothing was appended.
+    TopicGone,
+    /// Appended from `base_offset`. `batches` has one entry per listed batch (empty when the chunk
+    /// listed none: then every batch was appended, contiguously from `base_offset`).
+    Appended { base_offset: i64, batches: Vec<BatchApplied> },
+}
+
+/// What became of one listed batch of a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchApplied {
+    Appended { base_offset: i64 },
+    /// Left out: the same batch is already in the log at this offset.
+    Duplicate { base_offset: i64 },
+    /// Left out: its sequence or epoch was refused.
+    Refused(SequenceError),
 }
 
 impl MetadataState {
@@ -140,8 +181,8 @@ impl MetadataState {
             },
             JournalRecord::CommitSegment { object, chunks } => {
                 let object: Arc<str> = Arc::from(object.as_str());
-                let base_offsets = chunks.iter().map(|chunk| self.append_chunk(&object, chunk)).collect();
-                ApplyOutcome::SegmentCommitted { base_offsets }
+                let chunks = chunks.iter().map(|chunk| self.append_chunk(revision, &object, chunk)).collect();
+                ApplyOutcome::SegmentCommitted { chunks }
             }
             JournalRecord::CommitOffsets { group, offsets } => {
                 let committed = self.group_offsets.entry(group.clone()).or_default();
@@ -236,6 +277,7 @@ impl MetadataState {
             byte_start: replacement.byte_start,
             byte_len: replacement.byte_len,
             max_timestamp: replacement.max_timestamp,
+            relative_base: 0,
         };
         partition.chunks.splice(first..first + count, [merged]);
         true
@@ -251,20 +293,67 @@ impl MetadataState {
             .collect()
     }
 
-    fn append_chunk(&mut self, object: &Arc<str>, chunk: &ChunkCommit) -> Option<i64> {
-        let topic = self.topics.get_mut(&chunk.topic).filter(|topic| topic.id == chunk.topic_id)?;
-        let partition = topic.partitions.get_mut(usize::try_from(chunk.partition).ok()?)?;
+    fn append_chunk(&mut self, revision: u64, object: &Arc<str>, chunk: &ChunkCommit) -> ChunkApplied {
+        let Some(partition) = self.partition_mut(&chunk.topic, chunk.topic_id, chunk.partition) else { return ChunkApplied::TopicGone };
         let base_offset = partition.high_watermark;
-        partition.chunks.push(ChunkLocation {
-            base_offset,
-            record_count: chunk.record_count,
-            object: Arc::clone(object),
-            byte_start: chunk.byte_start,
-            byte_len: chunk.byte_len,
-            max_timestamp: chunk.max_timestamp,
-        });
-        partition.high_watermark += chunk.record_count;
-        Some(base_offset)
+        let listed_records: i64 = chunk.batches.iter().map(|batch| batch.record_count).sum();
+        let listed_bytes: u64 = chunk.batches.iter().map(|batch| batch.byte_len).sum();
+        // A listing that does not add up to the chunk cannot be trusted to cut it; append the
+        // chunk whole (every replica decides the same way).
+        if chunk.batches.is_empty() || listed_records != chunk.record_count || listed_bytes != chunk.byte_len {
+            partition.chunks.push(ChunkLocation {
+                base_offset,
+                record_count: chunk.record_count,
+                object: Arc::clone(object),
+                byte_start: chunk.byte_start,
+                byte_len: chunk.byte_len,
+                max_timestamp: chunk.max_timestamp,
+                relative_base: 0,
+            });
+            partition.high_watermark += chunk.record_count;
+            return ChunkApplied::Appended { base_offset, batches: Vec::new() };
+        }
+        // Walk the batches; appended ones extend the current run of bytes, a left-out batch
+        // ends it. Each run becomes one index entry, so fetch never sees a left-out batch.
+        let mut results = Vec::with_capacity(chunk.batches.len());
+        let mut run: Option<ChunkLocation> = None;
+        let (mut relative, mut byte) = (0i64, 0u64);
+        for batch in &chunk.batches {
+            let verdict = if batch.producer_id >= 0 { producers::check(&partition.producers, batch) } else { SequenceCheck::Append };
+            match verdict {
+                SequenceCheck::Append => {
+                    let offset = partition.high_watermark;
+                    let current = run.get_or_insert_with(|| ChunkLocation {
+                        base_offset: offset,
+                        record_count: 0,
+                        object: Arc::clone(object),
+                        byte_start: chunk.byte_start + byte,
+                        byte_len: 0,
+                        max_timestamp: chunk.max_timestamp,
+                        relative_base: relative,
+                    });
+                    current.record_count += batch.record_count;
+                    current.byte_len += batch.byte_len;
+                    partition.high_watermark += batch.record_count;
+                    if batch.producer_id >= 0 {
+                        producers::record(&mut partition.producers, batch, offset, revision);
+                    }
+                    results.push(BatchApplied::Appended { base_offset: offset });
+                }
+                SequenceCheck::Duplicate { base_offset } => {
+                    partition.chunks.extend(run.take());
+                    results.push(BatchApplied::Duplicate { base_offset });
+                }
+                SequenceCheck::Refuse(error) => {
+                    partition.chunks.extend(run.take());
+                    results.push(BatchApplied::Refused(error));
+                }
+            }
+            relative += batch.record_count;
+            byte += batch.byte_len;
+        }
+        partition.chunks.extend(run);
+        ChunkApplied::Appended { base_offset, batches: results }
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
@@ -285,7 +374,16 @@ mod tests {
     use super::*;
 
     fn chunk(topic: &str, topic_id: Uuid, partition: i32, count: i64) -> ChunkCommit {
-        ChunkCommit { topic: topic.into(), topic_id, partition, record_count: count, byte_start: 0, byte_len: 10, max_timestamp: 5 }
+        ChunkCommit {
+            topic: topic.into(),
+            topic_id,
+            partition,
+            record_count: count,
+            byte_start: 0,
+            byte_len: 10,
+            max_timestamp: 5,
+            batches: Vec::new(),
+        }
     }
 
     #[test]
@@ -298,7 +396,12 @@ mod tests {
         ];
         let mut first = MetadataState::default();
         let outcomes: Vec<_> = records.iter().enumerate().map(|(index, record)| first.apply(index as u64 + 1, record)).collect();
-        assert_eq!(outcomes[2], ApplyOutcome::SegmentCommitted { base_offsets: vec![Some(3), None] });
+        assert_eq!(
+            outcomes[2],
+            ApplyOutcome::SegmentCommitted {
+                chunks: vec![ChunkApplied::Appended { base_offset: 3, batches: vec![] }, ChunkApplied::TopicGone]
+            }
+        );
         let partition = first.partition("t", 0).unwrap();
         assert_eq!(partition.high_watermark, 7);
         assert_eq!(partition.chunk_index_for(2), Some(0));
@@ -363,6 +466,61 @@ mod tests {
         let mut state = MetadataState::default();
         state.apply(1, &JournalRecord::CreateTopic { name: "t".into(), topic_id: new, partitions: 1, configs: Default::default() });
         let outcome = state.apply(2, &JournalRecord::CommitSegment { object: "x".into(), chunks: vec![chunk("t", old, 0, 1)] });
-        assert_eq!(outcome, ApplyOutcome::SegmentCommitted { base_offsets: vec![None] });
+        assert_eq!(outcome, ApplyOutcome::SegmentCommitted { chunks: vec![ChunkApplied::TopicGone] });
+    }
+
+    fn produced(producer_id: i64, base_sequence: i32, record_count: i64, byte_len: u64) -> crate::metadata::ProducedBatch {
+        crate::metadata::ProducedBatch { producer_id, producer_epoch: 0, base_sequence, record_count, byte_len }
+    }
+
+    #[test]
+    fn duplicate_and_out_of_order_batches_are_left_out_and_the_rest_stays_fetchable() {
+        let id = Uuid::from_u128(4);
+        let mut state = MetadataState::default();
+        state.apply(1, &JournalRecord::CreateTopic { name: "t".into(), topic_id: id, partitions: 1, configs: Default::default() });
+        // Producer 7 writes sequences 0..3 and 3..5; a non-idempotent batch sits between them.
+        let mut first = chunk("t", id, 0, 6);
+        first.byte_len = 300;
+        first.batches = vec![produced(7, 0, 3, 100), produced(-1, -1, 1, 50), produced(7, 3, 2, 150)];
+        assert_eq!(
+            state.apply(2, &JournalRecord::CommitSegment { object: "a".into(), chunks: vec![first] }),
+            ApplyOutcome::SegmentCommitted {
+                chunks: vec![ChunkApplied::Appended {
+                    base_offset: 0,
+                    batches: vec![
+                        BatchApplied::Appended { base_offset: 0 },
+                        BatchApplied::Appended { base_offset: 3 },
+                        BatchApplied::Appended { base_offset: 4 }
+                    ]
+                }]
+            }
+        );
+        // Another agent committed a retry of sequences 3..5, a new batch 5..6, a batch with a gap
+        // (sequence 9), and another producer's batch, in one chunk at byte 1000.
+        let mut second = chunk("t", id, 0, 2 + 1 + 4 + 2);
+        second.byte_start = 1_000;
+        second.byte_len = 150 + 40 + 60 + 70;
+        second.batches = vec![produced(7, 3, 2, 150), produced(7, 5, 1, 40), produced(7, 9, 4, 60), produced(8, 0, 2, 70)];
+        let outcome = state.apply(3, &JournalRecord::CommitSegment { object: "b".into(), chunks: vec![second] });
+        let ApplyOutcome::SegmentCommitted { chunks } = outcome else { panic!("unexpected {outcome:?}") };
+        let ChunkApplied::Appended { batches, .. } = &chunks[0] else { panic!("unexpected {chunks:?}") };
+        assert_eq!(batches[0], BatchApplied::Duplicate { base_offset: 4 });
+        assert_eq!(batches[1], BatchApplied::Appended { base_offset: 6 });
+        assert!(matches!(batches[2], BatchApplied::Refused(crate::metadata::SequenceError::OutOfOrder { expected: 6, received: 9, .. })));
+        assert_eq!(batches[3], BatchApplied::Appended { base_offset: 7 });
+        let partition = state.partition("t", 0).unwrap();
+        assert_eq!(partition.high_watermark, 9);
+        // The second chunk became two runs: bytes 1150..1190 and 1250..1320.
+        let runs: Vec<_> = partition.chunks[1..]
+            .iter()
+            .map(|chunk| (chunk.base_offset, chunk.record_count, chunk.byte_start, chunk.byte_len, chunk.stored_offset_origin()))
+            .collect();
+        assert_eq!(runs, vec![(6, 1, 1_150, 40, 4), (7, 2, 1_250, 70, 0)]);
+        // Stored relative offsets: the batch at relative 2 is offset 6, the one at 7 is offset 7.
+        assert_eq!(partition.chunks[1].stored_offset_origin() + 2, 6);
+        assert_eq!(partition.chunks[2].stored_offset_origin() + 7, 7);
+        // The snapshot form round-trips, producer windows included.
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<MetadataState>(&json).unwrap(), state);
     }
 }

@@ -11,7 +11,8 @@
 use super::cache::SegmentCache;
 use super::object_store::SegmentStore;
 use super::segment::SegmentBuilder;
-use crate::metadata::{ApplyOutcome, ChunkCommit, JournalRecord, MetadataClient};
+use crate::metadata::{ApplyOutcome, BatchApplied, ChunkApplied, ChunkCommit, JournalRecord, MetadataClient, ProducedBatch, SequenceError};
+use crate::protocol::batch::BatchSummary;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -36,6 +37,8 @@ pub enum WriteError {
     TopicDeleted { topic: String },
     #[error("the agent is shutting down")]
     ShuttingDown,
+    #[error("batch left out of the log: {0}")]
+    Sequence(SequenceError),
 }
 
 type Waiter = oneshot::Sender<Result<i64, WriteError>>;
@@ -43,6 +46,8 @@ type Waiter = oneshot::Sender<Result<i64, WriteError>>;
 struct PendingChunk {
     topic_id: Uuid,
     batches: Vec<(Bytes, i64)>,
+    /// Parallel to `batches`; listed in the commit record when any is idempotent.
+    produced: Vec<ProducedBatch>,
     record_count: i64,
     max_timestamp: i64,
     /// (offset of the batch relative to the chunk, who waits for it)
@@ -87,7 +92,8 @@ impl SegmentWriter {
         }
     }
 
-    /// Adds a validated batch to the open segment and returns a receiver for its base offset.
+    /// Adds a validated batch to the open segment and returns a receiver for its base offset (the
+    /// original one when apply finds it is a duplicate of a committed batch).
     /// Waits (backpressure) while the unflushed bytes exceed four times `flush_max_bytes`.
     pub async fn append(
         &self,
@@ -95,9 +101,9 @@ impl SegmentWriter {
         topic_id: Uuid,
         partition: i32,
         batch: Bytes,
-        record_count: i64,
-        max_timestamp: i64,
+        summary: BatchSummary,
     ) -> oneshot::Receiver<Result<i64, WriteError>> {
+        let BatchSummary { record_count, max_timestamp, .. } = summary;
         loop {
             let flushed = self.flushed.notified();
             if self.lock().bytes < self.config.flush_max_bytes.saturating_mul(4) {
@@ -113,6 +119,7 @@ impl SegmentWriter {
         let chunk = open.chunks.entry((topic.to_string(), partition)).or_insert_with(|| PendingChunk {
             topic_id,
             batches: Vec::new(),
+            produced: Vec::new(),
             record_count: 0,
             max_timestamp: -1,
             waiters: Vec::new(),
@@ -120,6 +127,13 @@ impl SegmentWriter {
         chunk.waiters.push((chunk.record_count, sender));
         chunk.record_count += record_count;
         chunk.max_timestamp = chunk.max_timestamp.max(max_timestamp);
+        chunk.produced.push(ProducedBatch {
+            producer_id: summary.producer_id,
+            producer_epoch: summary.producer_epoch,
+            base_sequence: summary.base_sequence,
+            record_count,
+            byte_len: batch.len() as u64,
+        });
         chunk.batches.push((batch, record_count));
         let should_wake = open.bytes >= self.config.flush_max_bytes || open.chunks.len() == 1 && chunk_is_first(&open);
         drop(open);
@@ -171,7 +185,7 @@ impl SegmentWriter {
         // Keep each commit record far below etcd's request limit: a flush touching very many
         // partitions becomes several objects, each with its own record. A partition lives in one
         // part only, so its order is kept.
-        for part in split_by_chunk_count(segment.chunks, MAX_CHUNKS_PER_SEGMENT) {
+        for part in split_by_weight(segment.chunks, MAX_RECORD_WEIGHT, chunk_record_weight) {
             let bytes = part.values().flat_map(|chunk| chunk.batches.iter()).map(|(batch, _)| batch.len()).sum();
             self.flush_part(OpenSegment { chunks: part, bytes, opened_at: None }).await;
         }
@@ -196,6 +210,7 @@ impl SegmentWriter {
                 byte_start: entry.byte_start,
                 byte_len: entry.byte_len,
                 max_timestamp: entry.max_timestamp,
+                batches: if chunk.produced.iter().any(|batch| batch.producer_id >= 0) { chunk.produced } else { Vec::new() },
             });
             waiters.push((topic, chunk.waiters));
         }
@@ -212,12 +227,21 @@ impl SegmentWriter {
         let outcome = self.metadata.submit(JournalRecord::CommitSegment { object: object.clone(), chunks: commits }).await;
         self.metrics.journal_commit_duration.observe(journal_started.elapsed().as_secs_f64());
         match outcome {
-            Ok(ApplyOutcome::SegmentCommitted { base_offsets }) => {
-                for ((topic, chunk_waiters), base_offset) in waiters.into_iter().zip(base_offsets) {
-                    for (relative, waiter) in chunk_waiters {
-                        let result = match base_offset {
-                            Some(base) => Ok(base + relative),
-                            None => Err(WriteError::TopicDeleted { topic: topic.clone() }),
+            Ok(ApplyOutcome::SegmentCommitted { chunks }) => {
+                for ((topic, chunk_waiters), applied) in waiters.into_iter().zip(chunks) {
+                    // One waiter per batch, in batch order.
+                    for (index, (relative, waiter)) in chunk_waiters.into_iter().enumerate() {
+                        let result = match &applied {
+                            ChunkApplied::TopicGone => Err(WriteError::TopicDeleted { topic: topic.clone() }),
+                            ChunkApplied::Appended { base_offset, batches } => match batches.get(index) {
+                                None => Ok(base_offset + relative),
+                                Some(BatchApplied::Appended { base_offset }) => Ok(*base_offset),
+                                Some(BatchApplied::Duplicate { base_offset }) => {
+                                    self.metrics.duplicate_batches.inc();
+                                    Ok(*base_offset)
+                                }
+                                Some(BatchApplied::Refused(error)) => Err(WriteError::Sequence(*error)),
+                            },
                         };
                         let _ = waiter.send(result);
                     }
@@ -239,16 +263,29 @@ impl SegmentWriter {
     }
 }
 
-/// Partitions per segment object; at about 150 bytes of journal record per chunk this keeps a
-/// commit record near 600 KiB, under the 1 MiB limit the etcd backend enforces.
-const MAX_CHUNKS_PER_SEGMENT: usize = 4_000;
+/// Estimated commit-record bytes per segment object: about 600 KiB, well under the 1 MiB limit
+/// the etcd backend enforces.
+const MAX_RECORD_WEIGHT: usize = 600 * 1024;
 
-fn split_by_chunk_count<V>(chunks: BTreeMap<(String, i32), V>, limit: usize) -> Vec<BTreeMap<(String, i32), V>> {
+/// Estimated JSON bytes a chunk adds to its commit record: about 150 for the chunk and 50 per
+/// listed batch (a chunk of idempotent batches lists each one).
+fn chunk_record_weight(chunk: &PendingChunk) -> usize {
+    let listed = if chunk.produced.iter().any(|batch| batch.producer_id >= 0) { chunk.produced.len() } else { 0 };
+    150 + 50 * listed
+}
+
+/// Splits chunks into parts whose weights sum to at most `limit` (a chunk heavier than the limit
+/// gets a part of its own; a partition is never split, so its order is kept).
+fn split_by_weight<V>(chunks: BTreeMap<(String, i32), V>, limit: usize, weight: impl Fn(&V) -> usize) -> Vec<BTreeMap<(String, i32), V>> {
     let mut parts = vec![BTreeMap::new()];
+    let mut current = 0usize;
     for (key, value) in chunks {
-        if parts.last().is_some_and(|part| part.len() >= limit) {
+        let added = weight(&value);
+        if current + added > limit && parts.last().is_some_and(|part| !part.is_empty()) {
             parts.push(BTreeMap::new());
+            current = 0;
         }
+        current += added;
         parts.last_mut().expect("never empty").insert(key, value);
     }
     parts
@@ -268,14 +305,17 @@ fn fail_all(waiters: Vec<(String, Vec<(i64, Waiter)>)>, failure: &WriteError) {
 
 #[cfg(test)]
 mod tests {
-    use super::split_by_chunk_count;
+    use super::split_by_weight;
     use std::collections::BTreeMap;
 
     #[test]
-    fn a_flush_over_the_chunk_limit_is_split_without_splitting_a_partition() {
-        let chunks: BTreeMap<(String, i32), usize> = (0..10).map(|partition| (("t".to_string(), partition), partition as usize)).collect();
-        let parts = split_by_chunk_count(chunks, 4);
+    fn a_flush_over_the_record_limit_is_split_without_splitting_a_partition() {
+        let chunks: BTreeMap<(String, i32), usize> = (0..10).map(|partition| (("t".to_string(), partition), 1)).collect();
+        let parts = split_by_weight(chunks, 4, |weight| *weight);
         assert_eq!(parts.iter().map(BTreeMap::len).collect::<Vec<_>>(), vec![4, 4, 2]);
-        assert_eq!(split_by_chunk_count(BTreeMap::<(String, i32), usize>::new(), 4).len(), 1);
+        assert_eq!(split_by_weight(BTreeMap::<(String, i32), usize>::new(), 4, |weight| *weight).len(), 1);
+        let heavy: BTreeMap<(String, i32), usize> = [(("t".to_string(), 0), 1), (("t".to_string(), 1), 9), (("t".to_string(), 2), 1)].into();
+        let parts = split_by_weight(heavy, 4, |weight| *weight);
+        assert_eq!(parts.iter().map(BTreeMap::len).collect::<Vec<_>>(), vec![1, 1, 1], "an overweight chunk gets a part of its own");
     }
 }
