@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod kafka;
 pub mod matrix;
+pub mod proxy;
 pub mod wire;
 
 use anyhow::{bail, Context, Result};
@@ -60,15 +61,20 @@ impl Playground {
             .arg("playground")
             .arg("--data-dir")
             .arg(self.data_dir.path())
+            // A fixed --kafka-listen in the extra arguments (a test that restarts the process on
+            // the same port) replaces the ephemeral default.
+            .args(if self.extra_args.iter().any(|argument| argument == "--kafka-listen") {
+                &[][..]
+            } else {
+                &["--kafka-listen", "127.0.0.1:0"][..]
+            })
             .args([
-                "--kafka-listen",
-                "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
                 "--group-initial-rebalance-delay",
                 "0s",
                 "--log",
-                "warn",
+                &std::env::var("FLOE_E2E_LOG").unwrap_or_else(|_| "warn".into()),
             ])
             .args(&self.extra_args)
             .stdout(Stdio::piped())

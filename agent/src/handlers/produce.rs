@@ -16,7 +16,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 enum Slot {
-    Done { error: ResponseError, message: String },
+    Done {
+        error: ResponseError,
+        message: String,
+    },
     /// A retry of a batch that is already committed at this offset.
     Duplicate(i64),
     Waiting(oneshot::Receiver<Result<i64, WriteError>>),
@@ -97,8 +100,7 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
                         }
                     }
                     context.metrics.bytes_in.inc_by(records.len() as u64);
-                    let receiver =
-                        context.writer.append(&name, topic_id, index, records, summary).await;
+                    let receiver = context.writer.append(&name, topic_id, index, records, summary).await;
                     slots.push((index, Slot::Waiting(receiver)));
                 }
             }

@@ -17,6 +17,8 @@ pub mod state;
 pub mod topic_config;
 
 pub use client::{MetadataClient, MetadataError};
-pub use records::{ChunkCommit, ChunkReplacement, JournalEntry, JournalRecord, OffsetCommitEntry, PartitionTrim, ProducedBatch};
 pub use producers::SequenceError;
-pub use state::{ApplyOutcome, BatchApplied, ChunkApplied, ChunkLocation, MetadataState, PartitionState, TopicState, SUPPORTED_METADATA_VERSION};
+pub use records::{ChunkCommit, ChunkReplacement, JournalEntry, JournalRecord, OffsetCommitEntry, PartitionTrim, ProducedBatch};
+pub use state::{
+    ApplyOutcome, BatchApplied, ChunkApplied, ChunkLocation, MetadataState, PartitionState, TopicState, SUPPORTED_METADATA_VERSION,
+};

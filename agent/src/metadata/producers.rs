@@ -53,7 +53,9 @@ pub enum SequenceError {
 pub enum SequenceCheck {
     Append,
     /// Already in the log at this base offset.
-    Duplicate { base_offset: i64 },
+    Duplicate {
+        base_offset: i64,
+    },
     Refuse(SequenceError),
 }
 
@@ -91,7 +93,9 @@ pub fn check(producers: &ProducerStates, batch: &ProducedBatch) -> SequenceCheck
     let expected = if batch.producer_epoch > state.epoch {
         0
     } else {
-        if let Some(base_offset) = find_duplicate(producers, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.record_count) {
+        if let Some(base_offset) =
+            find_duplicate(producers, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.record_count)
+        {
             return SequenceCheck::Duplicate { base_offset };
         }
         match state.batches.back() {

@@ -140,9 +140,13 @@ pub enum ChunkApplied {
 /// What became of one listed batch of a chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchApplied {
-    Appended { base_offset: i64 },
+    Appended {
+        base_offset: i64,
+    },
     /// Left out: the same batch is already in the log at this offset.
-    Duplicate { base_offset: i64 },
+    Duplicate {
+        base_offset: i64,
+    },
     /// Left out: its sequence or epoch was refused.
     Refused(SequenceError),
 }

@@ -12,8 +12,8 @@ use super::cache::SegmentCache;
 use super::object_store::SegmentStore;
 use super::segment::SegmentBuilder;
 use crate::metadata::{ApplyOutcome, BatchApplied, ChunkApplied, ChunkCommit, JournalRecord, MetadataClient, ProducedBatch, SequenceError};
-use crate::protocol::batch::BatchSummary;
 use crate::metrics::Metrics;
+use crate::protocol::batch::BatchSummary;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -240,7 +240,10 @@ impl SegmentWriter {
                                     self.metrics.duplicate_batches.inc();
                                     Ok(*base_offset)
                                 }
-                                Some(BatchApplied::Refused(error)) => Err(WriteError::Sequence(*error)),
+                                Some(BatchApplied::Refused(error)) => {
+                                    tracing::info!(%error, topic, "idempotent batch refused at apply");
+                                    Err(WriteError::Sequence(*error))
+                                }
                             },
                         };
                         let _ = waiter.send(result);
@@ -314,7 +317,8 @@ mod tests {
         let parts = split_by_weight(chunks, 4, |weight| *weight);
         assert_eq!(parts.iter().map(BTreeMap::len).collect::<Vec<_>>(), vec![4, 4, 2]);
         assert_eq!(split_by_weight(BTreeMap::<(String, i32), usize>::new(), 4, |weight| *weight).len(), 1);
-        let heavy: BTreeMap<(String, i32), usize> = [(("t".to_string(), 0), 1), (("t".to_string(), 1), 9), (("t".to_string(), 2), 1)].into();
+        let heavy: BTreeMap<(String, i32), usize> =
+            [(("t".to_string(), 0), 1), (("t".to_string(), 1), 9), (("t".to_string(), 2), 1)].into();
         let parts = split_by_weight(heavy, 4, |weight| *weight);
         assert_eq!(parts.iter().map(BTreeMap::len).collect::<Vec<_>>(), vec![1, 1, 1], "an overweight chunk gets a part of its own");
     }
