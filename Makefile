@@ -35,7 +35,13 @@ lint: ## rustfmt and clippy with warnings as errors
 test: deps ## Everything CI runs: lint, unit, in-process and end-to-end suites
 	$(MAKE) lint
 	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS)
+	rm -rf target/compat-matrix
+	# The suites record the compatibility matrix as they go; render it even when a suite failed,
+	# then fail with the suites (or with a failed or missing matrix cell).
+	status=0; \
+	$(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) || status=1; \
+	$(CARGO) run --quiet -p floe-e2e --bin compat-matrix || status=1; \
+	exit $$status
 
 .PHONY: e2e
 e2e: deps ## Only the end-to-end suites (real clients against real processes)

@@ -47,14 +47,18 @@ impl Cell {
     fn write(&self) -> std::io::Result<()> {
         let directory = results_directory();
         std::fs::create_dir_all(&directory)?;
-        let path = directory.join(format!("{}__{}.json", self.client, self.feature));
+        // One file per (client, feature, test): several tests may prove parts of one cell, and
+        // the cell passes only if all of them did.
+        let test = std::thread::current().name().unwrap_or("unknown").to_string();
+        let test_file: String = test.chars().map(|character| if character.is_ascii_alphanumeric() { character } else { '_' }).collect();
+        let path = directory.join(format!("{}__{}__{test_file}.json", self.client, self.feature));
         let body = format!(
             "{{\"client\":{},\"feature\":{},\"passed\":{},\"evidence\":{},\"test\":{}}}\n",
             json_string(self.client),
             json_string(self.feature),
             self.passed,
             json_string(&self.evidence),
-            json_string(std::thread::current().name().unwrap_or("unknown")),
+            json_string(&test),
         );
         std::fs::write(path, body)
     }

@@ -2,6 +2,7 @@
 //! through librdkafka against a playground process.
 
 use anyhow::{bail, ensure, Result};
+use floe_e2e::matrix::Cell;
 use floe_e2e::{kafka, Playground};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -38,6 +39,11 @@ async fn list_offsets_answers_earliest_latest_and_the_first_offset_at_a_timestam
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_configs_are_described_and_a_live_group_is_listed_and_described() -> Result<()> {
+    let cell = Cell::open(
+        "librdkafka",
+        "admin",
+        "CreateTopics with configs, DescribeConfigs (every key), ListGroups and DescribeGroups of a live group",
+    );
     let playground = Playground::start(&[])?;
     let admin: AdminClient<DefaultClientContext> = kafka::config(&playground.bootstrap).create()?;
     let topic = NewTopic::new("configured", 3, TopicReplication::Fixed(1)).set("retention.ms", "3600000");
@@ -71,11 +77,13 @@ async fn topic_configs_are_described_and_a_live_group_is_listed_and_described() 
     ensure!(group.state() == "Stable", "group state is {}", group.state());
     ensure!(group.protocol_type() == "consumer", "protocol type is {}", group.protocol_type());
     ensure!(group.members().len() == 1, "{} members described", group.members().len());
+    cell.pass();
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_partitions_grows_a_topic_and_refuses_to_shrink_it() -> Result<()> {
+    let cell = Cell::open("librdkafka", "admin", "CreatePartitions grows 2 to 5 (new partition writable) and refuses to shrink");
     let playground = Playground::start(&[])?;
     kafka::create_topic(&playground.bootstrap, "growing", 2).await?;
     let admin: AdminClient<DefaultClientContext> = kafka::config(&playground.bootstrap).create()?;
@@ -92,6 +100,7 @@ async fn create_partitions_grows_a_topic_and_refuses_to_shrink_it() -> Result<()
         matches!(delivered, Ok(ref delivery) if delivery.partition == 4 && delivery.offset == 0),
         "produce to the new partition: {delivered:?}"
     );
+    cell.pass();
     Ok(())
 }
 
@@ -118,6 +127,7 @@ async fn topics_are_auto_created_only_when_the_agent_allows_it() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configs_can_be_altered_and_an_empty_group_deleted() -> Result<()> {
+    let cell = Cell::open("librdkafka", "admin", "AlterConfigs, then DescribeConfigs shows it; DeleteGroups of an empty group");
     use floe_e2e::wire::RawConnection;
     use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
     use kafka_protocol::messages::{ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
@@ -180,5 +190,6 @@ async fn configs_can_be_altered_and_an_empty_group_deleted() -> Result<()> {
     ensure!(deleted.iter().all(Result::is_ok), "DeleteGroups failed: {deleted:?}");
     let again = admin.delete_groups(&["leaving"], &AdminOptions::new()).await?;
     ensure!(again.iter().all(Result::is_err), "a deleted group was found again");
+    cell.pass();
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! e2e/java, e2e/python and e2e/scripts; each verifies byte-for-byte equality and per-partition
 //! order itself and prints an OK line only when everything matched.
 
+use floe_e2e::matrix::Cell;
 use floe_e2e::{java_driver, kafka, kcat_driver, python_driver, run_driver, Playground};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ const DRIVER_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[test]
 fn the_java_client_round_trips_100k_records_in_every_codec_through_a_group() -> anyhow::Result<()> {
+    let cells = round_trip_cells("java", "the Java client 4.1.1");
     let playground = Playground::start(&[])?;
     let command = java_driver(&[
         "roundtrip",
@@ -23,29 +25,36 @@ fn the_java_client_round_trips_100k_records_in_every_codec_through_a_group() -> 
         "100000",
     ])?;
     run_driver(command, "OK java roundtrip 100000 records", DRIVER_TIMEOUT)?;
+    cells.into_iter().for_each(Cell::pass);
     Ok(())
 }
 
 #[test]
 fn kafka_python_round_trips_100k_records_in_every_codec_through_a_group() -> anyhow::Result<()> {
+    let cells = round_trip_cells("kafka-python", "kafka-python 3.0.12");
     let playground = Playground::start(&[])?;
     let command =
         python_driver(&["--bootstrap", &playground.bootstrap, "--topic", "python-roundtrip", "--partitions", "12", "--records", "100000"])?;
     run_driver(command, "OK python roundtrip 100000 records", DRIVER_TIMEOUT)?;
+    cells.into_iter().for_each(Cell::pass);
     Ok(())
 }
 
 #[tokio::test]
 async fn kcat_on_librdkafka_2_0_2_round_trips_100k_records_in_every_codec() -> anyhow::Result<()> {
+    let cells = round_trip_cells("kcat", "Debian kcat 1.7.1 on librdkafka 2.0.2 (-C, then -G twice: group resumes from its commit)");
     let playground = Playground::start(&[])?;
     kafka::create_topic(&playground.bootstrap, "kcat-roundtrip", 12).await?;
     let command = kcat_driver(&[&playground.bootstrap, "kcat-roundtrip", "100000"])?;
     tokio::task::spawn_blocking(move || run_driver(command, "OK kcat roundtrip 100000 records", DRIVER_TIMEOUT)).await??;
+    cells.into_iter().for_each(Cell::pass);
     Ok(())
 }
 
 #[test]
 fn a_java_group_of_three_resumes_from_committed_offsets_after_a_restart() -> anyhow::Result<()> {
+    let cell =
+        Cell::open("java", "groups", "3 members split 12 partitions and commit; after an agent restart they resume exactly at the commits");
     let mut playground = Playground::start(&[])?;
     let produce = |bootstrap: &str, start: &str, count: &str| {
         java_driver(&[
@@ -85,5 +94,15 @@ fn a_java_group_of_three_resumes_from_committed_offsets_after_a_restart() -> any
     run_driver(produce(&playground.bootstrap, "20000", "10000")?, "OK java produced 10000", DRIVER_TIMEOUT)?;
     // The driver fails if any key below 20000 comes back (not resumed) or any is missing.
     run_driver(consume(&playground.bootstrap, "20000", "10000")?, "OK java group-consume 10000 records", DRIVER_TIMEOUT)?;
+    cell.pass();
     Ok(())
+}
+
+/// The produce, consume and groups cells a 100,000-record round trip through a group proves.
+fn round_trip_cells(client: &'static str, who: &str) -> Vec<Cell> {
+    vec![
+        Cell::open(client, "produce", format!("{who}: 100,000 records with keys and headers in 5 codecs, acks=all")),
+        Cell::open(client, "consume", format!("{who}: all 100,000 read back byte for byte, in order per partition")),
+        Cell::open(client, "groups", format!("{who}: the read goes through a consumer group that commits")),
+    ]
 }

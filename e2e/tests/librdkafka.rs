@@ -3,6 +3,7 @@
 
 use anyhow::{bail, ensure, Result};
 use floe_e2e::kafka::{self, read_all};
+use floe_e2e::matrix::Cell;
 use floe_e2e::records::{self, CODECS};
 use floe_e2e::{http_get, metric_value, Playground};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -30,6 +31,12 @@ fn headers_for(index: u64) -> OwnedHeaders {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn librdkafka_round_trips_100k_records_with_keys_and_headers_in_every_codec_through_a_group() -> Result<()> {
     const RECORDS: u64 = 100_000;
+    let who = "librdkafka 2.12 (rdkafka crate)";
+    let cells = [
+        Cell::open("librdkafka", "produce", format!("{who}: 100,000 records with keys and headers in 5 codecs, acks=all")),
+        Cell::open("librdkafka", "consume", format!("{who}: all 100,000 read back byte for byte, in order per partition")),
+        Cell::open("librdkafka", "groups", format!("{who}: the read goes through a subscribed consumer group that commits")),
+    ];
     let playground = Playground::start(&[])?;
     let topic = "rdkafka-roundtrip";
     kafka::create_topic(&playground.bootstrap, topic, 12).await?;
@@ -101,6 +108,7 @@ async fn librdkafka_round_trips_100k_records_with_keys_and_headers_in_every_code
         let value = metric_value(&metrics, sample);
         ensure!(value.is_some_and(|value| value >= at_least), "metric {sample} is {value:?}, expected at least {at_least}");
     }
+    cells.into_iter().for_each(Cell::pass);
     Ok(())
 }
 

@@ -15,9 +15,12 @@ struct Recorded {
     test: String,
 }
 
+/// Every test that recorded a part of one cell.
+type Cells = BTreeMap<(String, String), Vec<Recorded>>;
+
 fn main() -> Result<()> {
     let directory = results_directory();
-    let mut cells: BTreeMap<(String, String), Recorded> = BTreeMap::new();
+    let mut cells: Cells = BTreeMap::new();
     if directory.exists() {
         for entry in std::fs::read_dir(&directory).with_context(|| format!("failed to list {}", directory.display()))? {
             let path = entry?.path();
@@ -27,14 +30,11 @@ fn main() -> Result<()> {
             let text = std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
             let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
             let field = |name: &str| value.get(name).and_then(|field| field.as_str()).unwrap_or_default().to_string();
-            cells.insert(
-                (field("client"), field("feature")),
-                Recorded {
-                    passed: value.get("passed").and_then(|passed| passed.as_bool()).unwrap_or(false),
-                    evidence: field("evidence"),
-                    test: field("test"),
-                },
-            );
+            cells.entry((field("client"), field("feature"))).or_default().push(Recorded {
+                passed: value.get("passed").and_then(|passed| passed.as_bool()).unwrap_or(false),
+                evidence: field("evidence"),
+                test: field("test"),
+            });
         }
     }
     let mut table = String::new();
@@ -49,13 +49,16 @@ fn main() -> Result<()> {
                 "n/a".to_string()
             } else {
                 match cells.get(&(client.to_string(), feature.to_string())) {
-                    Some(cell) => {
-                        let mark = if cell.passed { "pass" } else { "**FAIL**" };
-                        writeln!(details, "- **{client} / {feature}: {mark}.** {} (`{}`)", cell.evidence, cell.test)?;
-                        if !cell.passed {
-                            problems.push(format!("{client}/{feature} failed in {}", cell.test));
+                    Some(parts) => {
+                        let passed = parts.iter().all(|part| part.passed);
+                        for part in parts {
+                            let mark = if part.passed { "pass" } else { "**FAIL**" };
+                            writeln!(details, "- **{client} / {feature}: {mark}.** {} (`{}`)", part.evidence, part.test)?;
+                            if !part.passed {
+                                problems.push(format!("{client}/{feature} failed in {}", part.test));
+                            }
                         }
-                        mark.to_string()
+                        if passed { "pass" } else { "**FAIL**" }.to_string()
                     }
                     None => {
                         problems.push(format!("{client}/{feature} was not run"));
