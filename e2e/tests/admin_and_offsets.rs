@@ -193,3 +193,126 @@ async fn configs_can_be_altered_and_an_empty_group_deleted() -> Result<()> {
     cell.pass();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_log_start_and_consumers_begin_there() -> Result<()> {
+    use rdkafka::message::Message;
+    let cell =
+        Cell::open("librdkafka", "admin", "DeleteRecords moves the log start to 40 of 100; a consumer from the beginning starts at 40");
+    let playground = Playground::start(&[])?;
+    kafka::create_topic(&playground.bootstrap, "trimmed", 1).await?;
+    let producer: FutureProducer = kafka::config(&playground.bootstrap).set("acks", "all").set("linger.ms", "0").create()?;
+    let values: Vec<String> = (0..100).map(|index| format!("record-{index}")).collect();
+    let sends =
+        values.iter().map(|value| producer.send(FutureRecord::to("trimmed").partition(0).key("k").payload(value), Duration::from_secs(10)));
+    for delivery in futures::future::join_all(sends).await {
+        delivery.map_err(|(error, _)| error)?;
+    }
+    let admin: AdminClient<DefaultClientContext> = kafka::config(&playground.bootstrap).create()?;
+    let mut request = TopicPartitionList::new();
+    request.add_partition_offset("trimmed", 0, Offset::Offset(40))?;
+    let result = admin.delete_records(&request, &AdminOptions::new()).await?;
+    let element = result.find_partition("trimmed", 0).ok_or_else(|| anyhow::anyhow!("no result for trimmed/0"))?;
+    ensure!(element.error().is_ok(), "DeleteRecords failed: {:?}", element.error());
+    ensure!(element.offset() == Offset::Offset(40), "low watermark reported as {:?}", element.offset());
+    let consumer: BaseConsumer =
+        kafka::config(&playground.bootstrap).set("group.id", "trimmed-reader").set("auto.offset.reset", "earliest").create()?;
+    ensure!(consumer.fetch_watermarks("trimmed", 0, Duration::from_secs(10))? == (40, 100), "watermarks after DeleteRecords");
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset("trimmed", 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        ensure!(Instant::now() < deadline, "nothing consumed after DeleteRecords");
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message?;
+            break (message.offset(), message.payload().map(|payload| payload.to_vec()));
+        }
+    };
+    ensure!(first == (40, Some(b"record-40".to_vec())), "first consumed record is {first:?}");
+    // Past the high watermark is refused with OFFSET_OUT_OF_RANGE and changes nothing.
+    let mut beyond = TopicPartitionList::new();
+    beyond.add_partition_offset("trimmed", 0, Offset::Offset(101))?;
+    let refused = admin.delete_records(&beyond, &AdminOptions::new()).await?;
+    let element = refused.find_partition("trimmed", 0).ok_or_else(|| anyhow::anyhow!("no result for trimmed/0"))?;
+    ensure!(
+        matches!(element.error(), Err(ref error) if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::OffsetOutOfRange)),
+        "DeleteRecords beyond the high watermark answered {:?}",
+        element.error()
+    );
+    ensure!(consumer.fetch_watermarks("trimmed", 0, Duration::from_secs(10))? == (40, 100), "a refused DeleteRecords moved the watermarks");
+    cell.pass();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_delete_forgets_chosen_partitions_and_leader_epochs_answer_the_high_watermark() -> Result<()> {
+    use floe_e2e::wire::{produce_batch, RawConnection};
+    use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let playground = Playground::start(&[])?;
+    kafka::create_topic(&playground.bootstrap, "forgetful", 2).await?;
+    let mut connection = RawConnection::connect(&playground.bootstrap)?;
+    let records: Vec<(Vec<u8>, Vec<u8>)> = (0..5).map(|index| (b"k".to_vec(), format!("v{index}").into_bytes())).collect();
+    produce_batch(&mut connection, "forgetful", 0, &records)?;
+    let consumer: BaseConsumer = kafka::config(&playground.bootstrap).set("group.id", "forgetting").create()?;
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset("forgetful", 0, Offset::Offset(3))?;
+    offsets.add_partition_offset("forgetful", 1, Offset::Offset(0))?;
+    consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync)?;
+    drop(consumer);
+    let topic_name = || TopicName(StrBytes::from_static_str("forgetful"));
+
+    let request = OffsetDeleteRequest::default().with_group_id(GroupId(StrBytes::from_static_str("forgetting"))).with_topics(vec![
+        OffsetDeleteRequestTopic::default()
+            .with_name(topic_name())
+            .with_partitions(vec![OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+        OffsetDeleteRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("no-such-topic")))
+            .with_partitions(vec![OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+    ]);
+    let correlation = connection.send(ApiKey::OffsetDelete, 0, &request)?;
+    let response: OffsetDeleteResponse = connection.receive(ApiKey::OffsetDelete, 0, correlation)?;
+    ensure!(response.error_code == 0, "OffsetDelete answered {}", response.error_code);
+    ensure!(
+        response.topics[0].partitions[0].error_code == 0,
+        "deleting forgetful/0 answered {}",
+        response.topics[0].partitions[0].error_code
+    );
+    ensure!(response.topics[1].partitions[0].error_code == 3, "an unknown topic answered {}", response.topics[1].partitions[0].error_code);
+
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("forgetting")))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default().with_name(topic_name()).with_partition_indexes(vec![0, 1])]));
+    let correlation = connection.send(ApiKey::OffsetFetch, 5, &fetch)?;
+    let fetched: OffsetFetchResponse = connection.receive(ApiKey::OffsetFetch, 5, correlation)?;
+    let committed: Vec<(i32, i64)> =
+        fetched.topics[0].partitions.iter().map(|partition| (partition.partition_index, partition.committed_offset)).collect();
+    ensure!(committed == vec![(0, -1), (1, 0)], "committed offsets after OffsetDelete: {committed:?}");
+
+    // A group nobody knows is GROUP_ID_NOT_FOUND.
+    let unknown = OffsetDeleteRequest::default().with_group_id(GroupId(StrBytes::from_static_str("never-existed"))).with_topics(vec![]);
+    let correlation = connection.send(ApiKey::OffsetDelete, 0, &unknown)?;
+    let response: OffsetDeleteResponse = connection.receive(ApiKey::OffsetDelete, 0, correlation)?;
+    ensure!(response.error_code == 69, "OffsetDelete of an unknown group answered {}", response.error_code);
+
+    // OffsetForLeaderEpoch: epoch 0 ends at the high watermark (5); unknown partitions are refused.
+    let request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![OffsetForLeaderTopic::default()
+        .with_topic(topic_name())
+        .with_partitions(vec![
+            OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(0).with_leader_epoch(0),
+            OffsetForLeaderPartition::default().with_partition(7).with_current_leader_epoch(-1).with_leader_epoch(0),
+        ])]);
+    let correlation = connection.send(ApiKey::OffsetForLeaderEpoch, 4, &request)?;
+    let response: OffsetForLeaderEpochResponse = connection.receive(ApiKey::OffsetForLeaderEpoch, 4, correlation)?;
+    let answers: Vec<(i16, i32, i64)> = response.topics[0]
+        .partitions
+        .iter()
+        .map(|partition| (partition.error_code, partition.leader_epoch, partition.end_offset))
+        .collect();
+    ensure!(answers == vec![(0, 0, 5), (3, -1, -1)], "OffsetForLeaderEpoch answered {answers:?}");
+    Ok(())
+}

@@ -4,8 +4,10 @@
 pub mod api_versions;
 pub mod configs;
 pub mod coordinator;
+pub mod delete_records;
 pub mod fetch;
 pub mod groups;
+pub mod leader_epoch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
@@ -48,6 +50,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::OffsetForLeaderEpoch, 0, 4),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -131,6 +136,9 @@ async fn handle(context: Arc<AgentContext>, version: i16, request: RequestKind, 
         RequestKind::ListGroups(request) => ResponseKind::ListGroups(groups::list(&context, request)),
         RequestKind::OffsetCommit(request) => ResponseKind::OffsetCommit(offsets::commit(&context, request).await),
         RequestKind::OffsetFetch(request) => ResponseKind::OffsetFetch(offsets::fetch(&context, request, version)),
+        RequestKind::OffsetDelete(request) => ResponseKind::OffsetDelete(offsets::delete(&context, request).await),
+        RequestKind::DeleteRecords(request) => ResponseKind::DeleteRecords(delete_records::handle(&context, request).await),
+        RequestKind::OffsetForLeaderEpoch(request) => ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(&context, request)),
         RequestKind::Produce(_) => unreachable!("produce is dispatched through produce::start"),
         other => unreachable!("the server only dispatches APIs listed in SUPPORTED, got {other:?}"),
     }

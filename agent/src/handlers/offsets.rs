@@ -167,3 +167,82 @@ pub fn fetch(context: &AgentContext, request: OffsetFetchRequest, version: i16) 
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
 }
+
+/// Topics the live members of a consumer group subscribe to (from their JoinGroup metadata).
+fn subscribed_topics(summary: &crate::groups::coordinator::GroupSummary) -> std::collections::BTreeSet<String> {
+    use bytes::Buf;
+    use kafka_protocol::protocol::Decodable;
+    let mut topics = std::collections::BTreeSet::new();
+    for member in &summary.members {
+        let mut metadata = member.metadata.clone();
+        if metadata.remaining() < 2 {
+            continue;
+        }
+        // Consumer protocol metadata: a version, then the subscription in that version's layout
+        // (newer versions only add fields at the end, so the highest known one reads them).
+        let version = metadata.get_i16().clamp(0, 3);
+        if let Ok(subscription) = ConsumerProtocolSubscription::decode(&mut metadata, version) {
+            topics.extend(subscription.topics.into_iter().map(|topic| topic.to_string()));
+        }
+    }
+    topics
+}
+
+/// OffsetDelete (`kafka-consumer-groups --delete-offsets`): forgets a group's committed offsets
+/// for partitions of topics no live member subscribes to (Kafka's rule).
+pub async fn delete(context: &AgentContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+    let group = request.group_id.0.to_string();
+    let response = OffsetDeleteResponse::default();
+    if let Some(error) = super::coordinator::not_coordinator(context, &group) {
+        return response.with_error_code(error.code());
+    }
+    let summary = context.groups.describe(&group).filter(|summary| !summary.members.is_empty());
+    let has_offsets = context.metadata.read(|state| state.group_offsets.contains_key(&group));
+    if summary.is_none() && !has_offsets {
+        return response.with_error_code(ResponseError::GroupIdNotFound.code());
+    }
+    let subscribed = match &summary {
+        Some(summary) if summary.protocol_type == "consumer" => subscribed_topics(summary),
+        // A live group of another protocol keeps everything it committed.
+        Some(_) => return response.with_error_code(ResponseError::NonEmptyGroup.code()),
+        None => Default::default(),
+    };
+    let mut deleted = Vec::new();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let partition_count = context.metadata.read(|state| state.topics.get(&name).map(|found| found.partitions.len() as i32));
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|partition| {
+                let index = partition.partition_index;
+                let error = match partition_count {
+                    Some(count) if (0..count).contains(&index) => {
+                        if subscribed.contains(&name) {
+                            Some(ResponseError::GroupSubscribedToTopic)
+                        } else {
+                            deleted.push(crate::metadata::GroupPartition { topic: name.clone(), partition: index });
+                            None
+                        }
+                    }
+                    _ => Some(ResponseError::UnknownTopicOrPartition),
+                };
+                OffsetDeleteResponsePartition::default()
+                    .with_partition_index(index)
+                    .with_error_code(error.map(|error| error.code()).unwrap_or(0))
+            })
+            .collect();
+        topics.push(OffsetDeleteResponseTopic::default().with_name(topic.name).with_partitions(partitions));
+    }
+    if !deleted.is_empty() {
+        if let Err(error) =
+            context.metadata.submit(JournalRecord::DeletePartitionOffsets { group: group.clone(), partitions: deleted }).await
+        {
+            tracing::warn!(%error, group, "failed to delete committed offsets");
+            return response.with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        }
+    }
+    response.with_topics(topics)
+}

@@ -18,7 +18,9 @@ pub mod topic_config;
 
 pub use client::{MetadataClient, MetadataError};
 pub use producers::SequenceError;
-pub use records::{ChunkCommit, ChunkReplacement, JournalEntry, JournalRecord, OffsetCommitEntry, PartitionTrim, ProducedBatch};
+pub use records::{
+    ChunkCommit, ChunkReplacement, GroupPartition, JournalEntry, JournalRecord, OffsetCommitEntry, PartitionTrim, ProducedBatch,
+};
 pub use state::{
     ApplyOutcome, BatchApplied, ChunkApplied, ChunkLocation, MetadataState, PartitionState, TopicState, SUPPORTED_METADATA_VERSION,
 };

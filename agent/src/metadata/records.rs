@@ -35,6 +35,7 @@ impl JournalRecord {
             Self::AddPartitions { .. } => "add_partitions",
             Self::SetTopicConfigs { .. } => "set_topic_configs",
             Self::DeleteGroupOffsets { .. } => "delete_group_offsets",
+            Self::DeletePartitionOffsets { .. } => "delete_partition_offsets",
         }
     }
 }
@@ -100,6 +101,17 @@ pub enum JournalRecord {
     DeleteGroupOffsets {
         group: String,
     },
+    /// Forgets a consumer group's committed offsets for some partitions (OffsetDelete).
+    DeletePartitionOffsets {
+        group: String,
+        partitions: Vec<GroupPartition>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPartition {
+    pub topic: String,
+    pub partition: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

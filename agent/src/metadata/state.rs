@@ -244,6 +244,22 @@ impl MetadataState {
                 self.group_offsets.remove(group);
                 ApplyOutcome::GroupOffsetsDeleted
             }
+            JournalRecord::DeletePartitionOffsets { group, partitions } => {
+                if let Some(committed) = self.group_offsets.get_mut(group) {
+                    for entry in partitions {
+                        if let Some(topic) = committed.get_mut(&entry.topic) {
+                            topic.remove(&entry.partition);
+                            if topic.is_empty() {
+                                committed.remove(&entry.topic);
+                            }
+                        }
+                    }
+                    if committed.is_empty() {
+                        self.group_offsets.remove(group);
+                    }
+                }
+                ApplyOutcome::GroupOffsetsDeleted
+            }
         }
     }
 
