@@ -25,6 +25,13 @@ enum Slot {
     Waiting(oneshot::Receiver<Result<i64, WriteError>>),
 }
 
+/// A topic or partition this cluster does not have (retriable: it may be being created).
+const NO_SUCH_PARTITION: ResponseError = ResponseError::UnknownTopicOrPartition;
+/// Not durable within the request's timeout; the client retries the same batch.
+const NOT_DURABLE_IN_TIME: ResponseError = ResponseError::RequestTimedOut;
+/// The waiter was dropped because the agent is stopping; the client goes elsewhere.
+const AGENT_STOPPING: ResponseError = ResponseError::NotLeaderOrFollower;
+
 pub fn batch_error_code(error: &BatchError) -> ResponseError {
     match error {
         BatchError::CrcMismatch { .. } | BatchError::Truncated { .. } | BatchError::Empty => ResponseError::CorruptMessage,
@@ -63,12 +70,12 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
             let index = partition.index;
             let Some((topic_id, partition_count, max_message_bytes)) = found else {
                 let message = format!("topic {name:?} does not exist");
-                slots.push((index, Slot::Done { error: ResponseError::UnknownTopicOrPartition, message }));
+                slots.push((index, Slot::Done { error: NO_SUCH_PARTITION, message }));
                 continue;
             };
             if index < 0 || index >= partition_count {
                 let message = format!("topic {name:?} has partitions 0..{partition_count}, not {index}");
-                slots.push((index, Slot::Done { error: ResponseError::UnknownTopicOrPartition, message }));
+                slots.push((index, Slot::Done { error: NO_SUCH_PARTITION, message }));
                 continue;
             }
             let records = partition.records.unwrap_or_default();
@@ -120,10 +127,8 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
                     Slot::Waiting(receiver) => match tokio::time::timeout_at(deadline, receiver).await {
                         Ok(Ok(Ok(offset))) => (Ok(offset), None),
                         Ok(Ok(Err(error))) => (Err(write_error_code(&error)), Some(error.to_string())),
-                        Ok(Err(_)) => (Err(ResponseError::NotLeaderOrFollower), Some("the agent is shutting down".to_string())),
-                        Err(_) => {
-                            (Err(ResponseError::RequestTimedOut), Some(format!("not durable within the request timeout of {timeout:?}")))
-                        }
+                        Ok(Err(_)) => (Err(AGENT_STOPPING), Some("the agent is shutting down".to_string())),
+                        Err(_) => (Err(NOT_DURABLE_IN_TIME), Some(format!("not durable within the request timeout of {timeout:?}"))),
                     },
                 };
                 let log_start_offset =
@@ -148,4 +153,118 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
         }
         Reply::Respond(Box::new(kafka_protocol::messages::ResponseKind::Produce(ProduceResponse::default().with_responses(responses))))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Error-code discipline for the produce path: every way a produced batch can fail, the code
+    //! it gets, and how the Java client treats that code (`Errors.exception() instanceof
+    //! RetriableException`, which kafka-protocol's `is_retriable` mirrors). Adding a variant to
+    //! `BatchError` or `WriteError` fails to compile here until it is classified.
+    use super::*;
+    use crate::metadata::SequenceError;
+
+    /// What the client should do with the error.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum ClientTreatment {
+        /// Retried with the same sequence numbers (never a duplicate with idempotence).
+        Retry,
+        /// The batch fails for good: the input itself is wrong.
+        FailBatch,
+        /// Not retriable by class, but handled by the idempotent producer (epoch bump or fence).
+        IdempotenceHandled,
+    }
+
+    fn batch_error_cases() -> Vec<(BatchError, ResponseError, ClientTreatment)> {
+        use ClientTreatment::*;
+        let all = [
+            BatchError::Empty,
+            BatchError::Truncated { available: 10, declared: 61 },
+            BatchError::UnsupportedMagic { magic: 1 },
+            BatchError::CrcMismatch { stored: 1, computed: 2 },
+            BatchError::InconsistentCount { count: 2, last_offset_delta: 5 },
+            BatchError::MultipleBatches { count: 2 },
+            BatchError::ControlBatch,
+            BatchError::Transactional,
+            BatchError::InvalidSequence { producer_id: 1, base_sequence: -1 },
+            BatchError::TooLarge { size: 10, limit: 5 },
+        ];
+        all.into_iter()
+            .map(|error| {
+                let expected = match error {
+                    // Java retries CORRUPT_MESSAGE (CorruptRecordException is retriable): the bytes
+                    // may have been damaged in transit.
+                    BatchError::Empty | BatchError::Truncated { .. } | BatchError::CrcMismatch { .. } => {
+                        (ResponseError::CorruptMessage, Retry)
+                    }
+                    // Java splits a batch that got MESSAGE_TOO_LARGE, else fails it.
+                    BatchError::TooLarge { .. } => (ResponseError::MessageTooLarge, FailBatch),
+                    BatchError::UnsupportedMagic { .. } => (ResponseError::UnsupportedForMessageFormat, FailBatch),
+                    BatchError::InconsistentCount { .. }
+                    | BatchError::MultipleBatches { .. }
+                    | BatchError::ControlBatch
+                    | BatchError::Transactional
+                    | BatchError::InvalidSequence { .. } => (ResponseError::InvalidRecord, FailBatch),
+                };
+                (error, expected.0, expected.1)
+            })
+            .collect()
+    }
+
+    fn write_error_cases() -> Vec<(WriteError, ResponseError, ClientTreatment)> {
+        use ClientTreatment::*;
+        let all = [
+            WriteError::Store { object: "o".into(), reason: "bucket unreachable".into() },
+            WriteError::Journal { object: "o".into(), reason: "etcd unreachable".into() },
+            WriteError::TopicDeleted { topic: "t".into() },
+            WriteError::ShuttingDown,
+            WriteError::Sequence(SequenceError::StaleEpoch { producer_id: 1, epoch: 0, current: 1 }),
+            WriteError::Sequence(SequenceError::OutOfOrder { producer_id: 1, epoch: 0, expected: 5, received: 9 }),
+        ];
+        all.into_iter()
+            .map(|error| {
+                let expected = match error {
+                    // Nothing was acknowledged; the same batch is safe to send again.
+                    WriteError::Store { .. } => (ResponseError::KafkaStorageError, Retry),
+                    WriteError::Journal { .. } => (ResponseError::RequestTimedOut, Retry),
+                    WriteError::TopicDeleted { .. } => (ResponseError::UnknownTopicOrPartition, Retry),
+                    WriteError::ShuttingDown => (ResponseError::NotLeaderOrFollower, Retry),
+                    WriteError::Sequence(SequenceError::StaleEpoch { .. }) => (ResponseError::InvalidProducerEpoch, IdempotenceHandled),
+                    WriteError::Sequence(SequenceError::OutOfOrder { .. }) => (ResponseError::OutOfOrderSequenceNumber, IdempotenceHandled),
+                };
+                (error, expected.0, expected.1)
+            })
+            .collect()
+    }
+
+    fn check(description: String, code: ResponseError, expected: ResponseError, treatment: ClientTreatment) {
+        assert_ne!(code, ResponseError::UnknownServerError, "{description}: UNKNOWN_SERVER_ERROR on the produce path");
+        assert_eq!(code, expected, "{description}: wrong code");
+        let retriable = code.is_retriable();
+        match treatment {
+            ClientTreatment::Retry => assert!(retriable, "{description}: {code:?} must be retriable for the Java client"),
+            ClientTreatment::FailBatch | ClientTreatment::IdempotenceHandled => {
+                assert!(!retriable, "{description}: {code:?} must not be blindly retried")
+            }
+        }
+    }
+
+    #[test]
+    fn every_produce_failure_gets_a_precise_code_the_java_client_handles() {
+        for (error, expected, treatment) in batch_error_cases() {
+            check(format!("batch error {error}"), batch_error_code(&error), expected, treatment);
+        }
+        for (error, expected, treatment) in write_error_cases() {
+            check(format!("write error {error}"), write_error_code(&error), expected, treatment);
+        }
+        // Failures the handler answers itself (see `start`): unknown topic or partition, a write
+        // not durable within the request timeout, and a waiter dropped by a shutting-down agent.
+        for (description, code, expected) in [
+            ("unknown topic or partition", NO_SUCH_PARTITION, ResponseError::UnknownTopicOrPartition),
+            ("not durable within the request timeout", NOT_DURABLE_IN_TIME, ResponseError::RequestTimedOut),
+            ("waiter dropped at shutdown", AGENT_STOPPING, ResponseError::NotLeaderOrFollower),
+        ] {
+            check(description.to_string(), code, expected, ClientTreatment::Retry);
+        }
+    }
 }
