@@ -248,14 +248,20 @@ pub fn java_driver(arguments: &[&str]) -> Result<Command> {
     Ok(command)
 }
 
-/// The kafka-python driver, run with the cached virtual environment's interpreter.
+/// The kafka-python round-trip driver, run with the cached virtual environment's interpreter.
 pub fn python_driver(arguments: &[&str]) -> Result<Command> {
+    python_driver_script("roundtrip.py", arguments)
+}
+
+/// A kafka-python script from e2e/python (`roundtrip.py`, `features.py`), run with the cached
+/// virtual environment's interpreter.
+pub fn python_driver_script(script: &str, arguments: &[&str]) -> Result<Command> {
     let python = cache_directory().join("venv/bin/python");
     if !python.exists() {
         bail!("{} is missing; run e2e/scripts/install-deps.sh (make test does)", python.display());
     }
     let mut command = Command::new(python);
-    command.arg(repository_root().join("e2e/python/roundtrip.py")).args(arguments);
+    command.arg(repository_root().join("e2e/python").join(script)).args(arguments);
     Ok(command)
 }
 

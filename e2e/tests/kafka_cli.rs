@@ -366,7 +366,8 @@ struct LiveConsumer(Option<Child>);
 impl LiveConsumer {
     fn start(bootstrap: &str, topic: &str, group: &str, output: &Path) -> Result<Self> {
         let mut command: Command = kafka_tool(CONSOLE_CONSUMER, &["--bootstrap-server", bootstrap, "--topic", topic, "--group", group])?;
-        let child = command.stdin(Stdio::null()).stdout(std::fs::File::create(output)?).stderr(Stdio::inherit()).spawn()?;
+        let log = std::fs::File::create(output.with_extension("log"))?;
+        let child = command.stdin(Stdio::null()).stdout(std::fs::File::create(output)?).stderr(log).spawn()?;
         Ok(Self(Some(child)))
     }
 
