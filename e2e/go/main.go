@@ -2,7 +2,7 @@
 //
 //	floe-e2e-franz-go roundtrip   --bootstrap H:P --topic T [--partitions 12] --records N
 //	floe-e2e-franz-go admin       --bootstrap H:P --topic T
-//	floe-e2e-franz-go idempotence --bootstrap H:P --topic T [--partitions 6] --records N
+//	floe-e2e-franz-go idempotence --bootstrap H:P --topic T [--partitions 12] --records N
 //
 // Each mode prints "OK franz-go <mode> ..." and exits 0 when every check held; otherwise it prints
 // "FAIL franz-go <mode>: <reasons>" on stderr and exits 1 (2 for a usage error). See README.md.

@@ -5,7 +5,7 @@
  *
  *   node driver.js roundtrip   --bootstrap H:P --topic T [--partitions 12] --records N
  *   node driver.js admin       --bootstrap H:P --topic T
- *   node driver.js idempotence --bootstrap H:P --topic T [--partitions 6] --records N
+ *   node driver.js idempotence --bootstrap H:P --topic T [--partitions 12] --records N
  *
  * Each mode prints "OK kafkajs <mode> ..." and exits 0 when every check held; otherwise it prints
  * "FAIL kafkajs <mode>: <reasons>" on stderr and exits 1 (2 for a usage error). KAFKAJS_LOG=info
