@@ -108,6 +108,7 @@ public final class Main {
                 case "group-consume" -> groupConsume(args);
                 case "admin" -> adminMode(args);
                 case "idempotence" -> idempotence(args);
+                case "verify-topic" -> verifyTopic(args);
                 default -> throw new UsageError("unknown subcommand '" + sub + "'");
             }
             status = 0;
@@ -138,7 +139,8 @@ public final class Main {
             "  produce-range --bootstrap HOST:PORT --topic T [--partitions 12] --start S --count C",
             "  group-consume --bootstrap HOST:PORT --topic T --group G [--members 3] --expect-start S --expect-count C",
             "  admin         --bootstrap HOST:PORT --topic T",
-            "  idempotence   --bootstrap HOST:PORT --topic T [--partitions 6] --records N");
+            "  idempotence   --bootstrap HOST:PORT --topic T [--partitions 6] --records N",
+            "  verify-topic  --bootstrap HOST:PORT --topic T --records N --client NAME");
 
     // ---------------------------------------------------------------------------------------------
     // Argument parsing
@@ -209,9 +211,14 @@ public final class Main {
     }
 
     static RecordHeaders headers(long i) {
+        return headers(i, "java");
+    }
+
+    /** The headers record i carries when the client named {@code client} produced it. */
+    static RecordHeaders headers(long i, String client) {
         RecordHeaders h = new RecordHeaders();
         h.add("h-index", Long.toString(i).getBytes(StandardCharsets.UTF_8));
-        h.add("h-client", "java".getBytes(StandardCharsets.UTF_8));
+        h.add("h-client", client.getBytes(StandardCharsets.UTF_8));
         return h;
     }
 
@@ -240,6 +247,10 @@ public final class Main {
 
     /** Returns null if value and headers are what record i must carry, else a description of the difference. */
     static String checkPayload(long i, ConsumerRecord<byte[], byte[]> r) {
+        return checkPayload(i, r, "java");
+    }
+
+    static String checkPayload(long i, ConsumerRecord<byte[], byte[]> r, String client) {
         byte[] want = value(i);
         byte[] got = r.value();
         if (got == null) {
@@ -251,7 +262,7 @@ public final class Main {
                     + " bytes, first difference at byte " + at + ")";
         }
         Header[] hs = r.headers().toArray();
-        Header[] wantHs = headers(i).toArray();
+        Header[] wantHs = headers(i, client).toArray();
         if (hs.length != wantHs.length) {
             return "expected " + wantHs.length + " headers, got " + hs.length + ": " + describeHeaders(hs);
         }
@@ -1179,6 +1190,80 @@ public final class Main {
         errors.throwIfAny("idempotence on " + topic + " (" + read + " records read)");
         System.out.println("read " + read + " records: each exactly once, offsets gapless in " + ends.size() + " partitions");
         System.out.println("OK java idempotence " + n + " records");
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // verify-topic
+    // ---------------------------------------------------------------------------------------------
+
+    /**
+     * Reads every partition of a topic that another client produced (records 0..N-1 in the shared
+     * format, {@code h-client=NAME}) by assignment from the beginning, and checks each record byte
+     * for byte, exactly once, with offsets gapless up to the end. The Java consumer decompresses
+     * with Kafka's own codecs, so this catches batches a client encoded in a way only it can read.
+     */
+    static void verifyTopic(Args args) throws Exception {
+        String bootstrap = args.str("bootstrap");
+        String topic = args.str("topic");
+        int n = args.integer("records", null);
+        String client = args.str("client");
+        int partitions;
+        try (Admin admin = admin(bootstrap)) {
+            partitions = partitionCount(admin, topic);
+        }
+        Errors errors = new Errors();
+        int[] seen = new int[n];
+        long read = 0;
+        Map<Integer, Long> next = new HashMap<>();
+        Map<TopicPartition, Long> ends;
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(common(bootstrap), new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
+            List<TopicPartition> all = new ArrayList<>();
+            for (int partition = 0; partition < partitions; partition++) {
+                all.add(new TopicPartition(topic, partition));
+            }
+            consumer.assign(all);
+            consumer.seekToBeginning(all);
+            ends = consumer.endOffsets(all, Duration.ofSeconds(60));
+            long total = ends.values().stream().mapToLong(Long::longValue).sum();
+            if (total != n) {
+                errors.add("the log holds " + total + " records, expected " + n);
+            }
+            long deadline = System.nanoTime() + CONSUME_DEADLINE.toNanos();
+            while (read < total && System.nanoTime() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(200))) {
+                    read++;
+                    long expected = next.getOrDefault(r.partition(), 0L);
+                    if (r.offset() != expected) {
+                        errors.add("partition " + r.partition() + ": offset " + r.offset() + " where " + expected + " was next");
+                    }
+                    next.put(r.partition(), r.offset() + 1);
+                    long i = parseKey(r.key());
+                    if (i < 0 || i >= n) {
+                        errors.add("partition " + r.partition() + " offset " + r.offset() + ": unexpected key");
+                        continue;
+                    }
+                    seen[(int) i]++;
+                    String bad = checkPayload(i, r, client);
+                    if (bad != null) {
+                        errors.add("record " + i + " (partition " + r.partition() + " offset " + r.offset() + "): " + bad);
+                    }
+                }
+            }
+        }
+        int duplicates = 0;
+        int missing = 0;
+        for (int times : seen) {
+            if (times == 0) {
+                missing++;
+            } else {
+                duplicates += times - 1;
+            }
+        }
+        if (duplicates > 0 || missing > 0) {
+            errors.add(duplicates + " duplicates and " + missing + " missing records");
+        }
+        errors.throwIfAny("verify-topic " + topic + " (" + read + " records read by the Java client)");
+        System.out.println("OK java verify-topic " + n + " records from " + client);
     }
 
     /** Returns null if the snapshot is a complete, disjoint assignment in one generation, else why not. */
