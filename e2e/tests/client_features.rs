@@ -185,6 +185,27 @@ fn kcat_idempotent_producer_writes_every_record_exactly_once() -> Result<()> {
     Ok(())
 }
 
+/// How many partitions a consumer-protocol assignment (as DescribeGroups returns it) holds:
+/// version i16, then topics [name (i16 length + bytes), partitions [i32]], then user data.
+fn assigned_partition_count(assignment: &[u8]) -> Option<usize> {
+    let mut rest = assignment.get(2..)?;
+    let mut take = |count: usize| -> Option<&[u8]> {
+        let (head, tail) = (rest.get(..count)?, rest.get(count..)?);
+        rest = tail;
+        Some(head)
+    };
+    let topics = i32::from_be_bytes(take(4)?.try_into().ok()?);
+    let mut partitions = 0usize;
+    for _ in 0..topics.max(0) {
+        let name_length = i16::from_be_bytes(take(2)?.try_into().ok()?);
+        take(name_length.max(0) as usize)?;
+        let count = i32::from_be_bytes(take(4)?.try_into().ok()?).max(0) as usize;
+        take(4 * count)?;
+        partitions += count;
+    }
+    Some(partitions)
+}
+
 /// A `kcat -G` balanced-consumer member printing to a file, stopped with SIGTERM (kcat then
 /// closes the consumer: final commit and LeaveGroup).
 struct KcatMember {
@@ -278,7 +299,10 @@ fn two_kcat_balanced_consumers_split_the_partitions_and_commit_what_they_read() 
             described.name() == group
                 && described.state() == "Stable"
                 && described.members().len() == 2
-                && described.members().iter().all(|member| member.assignment().is_some_and(|bytes| bytes.len() > 8))
+                && described
+                    .members()
+                    .iter()
+                    .all(|member| member.assignment().and_then(assigned_partition_count).is_some_and(|count| count > 0))
         });
         if stable {
             break;
