@@ -13,6 +13,12 @@
 #  * java + mvn (default-jdk-headless, maven) if missing
 #  * builds the Java e2e client (e2e/java) if its pom.xml exists and the jar is
 #    older than any source file
+#  * builds the franz-go driver (e2e/go) into ${FLOE_CACHE}/bin when its sources
+#    or the Go version changed (needs `go` on PATH; modules from the Go proxy)
+#  * installs the kafkajs driver's pinned packages (e2e/node/package-lock.json)
+#    into e2e/node/node_modules when the lock file or Node version changed
+#  * fetches the Apache Kafka 4.1.1 jars (clients, tools, server) once into
+#    ${FLOE_CACHE}/kafka-4.1.1/libs for the Kafka CLI tool suite
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -126,7 +132,42 @@ if [ -f "$POM" ]; then
     fi
 fi
 
-# --- 5. Cluster-mode servers: etcd (Debian) and an S3-compatible server (s3s-fs) ---------------
+# --- 5. franz-go driver (Go) --------------------------------------------------------------------
+# The module's go directive names the Go version franz-go needs; a Go 1.21+ on PATH fetches that
+# toolchain from the module proxy by itself (GOTOOLCHAIN=auto).
+GO_DIR="$ROOT/e2e/go"
+GO_BIN="$CACHE/bin/floe-e2e-franz-go"
+if ! command -v go >/dev/null 2>&1; then
+    echo "[install-deps] go not found: install Go 1.21+ (https://go.dev/dl); the franz-go suite needs it" >&2
+    exit 1
+fi
+GO_HASH="$( (cd "$GO_DIR" && cat go.mod go.sum ./*.go; go version) | sha256sum | cut -c1-16)"
+GO_STAMP="$CACHE/bin/.floe-e2e-franz-go-$GO_HASH"
+if [ ! -f "$GO_STAMP" ] || [ ! -x "$GO_BIN" ]; then
+    log "building the franz-go driver ($GO_DIR) into $GO_BIN"
+    mkdir -p "$CACHE/bin"
+    (cd "$GO_DIR" && go build -trimpath -o "$GO_BIN.tmp" . && mv "$GO_BIN.tmp" "$GO_BIN")
+    rm -f "$CACHE"/bin/.floe-e2e-franz-go-*
+    touch "$GO_STAMP"
+fi
+
+# --- 6. kafkajs driver (Node) --------------------------------------------------------------------
+NODE_DIR="$ROOT/e2e/node"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
+NODE_HASH="$( (cat "$NODE_DIR/package-lock.json"; node --version) | sha256sum | cut -c1-16)"
+NODE_STAMP="$NODE_DIR/node_modules/.floe-lock-$NODE_HASH"
+if [ ! -f "$NODE_STAMP" ]; then
+    log "installing the kafkajs driver's packages into $NODE_DIR/node_modules (npm ci)"
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$NODE_STAMP"
+fi
+
+# --- 7. Apache Kafka 4.1.1 jars (the CLI tools suite runs kafka-topics & co. from them) ----------
+"$SCRIPT_DIR/kafka-reference.sh" jars >/dev/null
+
+# --- 8. Cluster-mode servers: etcd (Debian) and an S3-compatible server (s3s-fs) ---------------
 "$SCRIPT_DIR/etcd.sh" install >/dev/null
 "$SCRIPT_DIR/s3.sh" install >/dev/null
 

@@ -2,6 +2,7 @@
 //! loopback ports, locate the external clients that `e2e/scripts/install-deps.sh` installs, and
 //! the deterministic record format every client driver produces and verifies.
 
+pub mod batches;
 pub mod cluster;
 pub mod kafka;
 pub mod matrix;
@@ -188,14 +189,23 @@ impl Drop for Playground {
     }
 }
 
-fn cache_directory() -> PathBuf {
+/// `$FLOE_CACHE`, else `~/.cache/floe`: where install-deps.sh puts downloads and built clients.
+pub fn cache_directory() -> PathBuf {
     std::env::var("FLOE_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/floe"))
 }
 
-/// Runs an external client driver; it must exit 0 and print `expected_ok` on stdout.
-pub fn run_driver(mut command: Command, expected_ok: &str, timeout: Duration) -> Result<String> {
+/// How a command run by [`run_with_timeout`] ended.
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command to completion (stdout and stderr captured; stdin as the caller set it), killing
+/// it if it is still running after `timeout`.
+pub fn run_with_timeout(mut command: Command, timeout: Duration) -> Result<Finished> {
     let description = format!("{command:?}");
     let mut child =
         command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("failed to start {description}"))?;
@@ -209,13 +219,22 @@ pub fn run_driver(mut command: Command, expected_ok: &str, timeout: Duration) ->
             break status;
         }
         if Instant::now() > deadline {
+            // Not joining the readers: a grandchild may still hold the pipes open.
             child.kill()?;
+            child.wait()?;
             bail!("{description} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let stdout = out_thread.join().unwrap_or_default();
     let stderr = err_thread.join().unwrap_or_default();
+    Ok(Finished { status, stdout, stderr })
+}
+
+/// Runs an external client driver; it must exit 0 and print `expected_ok` on stdout.
+pub fn run_driver(command: Command, expected_ok: &str, timeout: Duration) -> Result<String> {
+    let description = format!("{command:?}");
+    let Finished { status, stdout, stderr } = run_with_timeout(command, timeout)?;
     print!("{stdout}");
     if !status.success() || !stdout.contains(expected_ok) {
         bail!("{description} failed ({status}); expected {expected_ok:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
@@ -235,14 +254,68 @@ pub fn java_driver(arguments: &[&str]) -> Result<Command> {
     Ok(command)
 }
 
-/// The kafka-python driver, run with the cached virtual environment's interpreter.
+/// The kafka-python round-trip driver, run with the cached virtual environment's interpreter.
 pub fn python_driver(arguments: &[&str]) -> Result<Command> {
+    python_driver_script("roundtrip.py", arguments)
+}
+
+/// A kafka-python script from e2e/python (`roundtrip.py`, `features.py`), run with the cached
+/// virtual environment's interpreter.
+pub fn python_driver_script(script: &str, arguments: &[&str]) -> Result<Command> {
     let python = cache_directory().join("venv/bin/python");
     if !python.exists() {
         bail!("{} is missing; run e2e/scripts/install-deps.sh (make test does)", python.display());
     }
     let mut command = Command::new(python);
-    command.arg(repository_root().join("e2e/python/roundtrip.py")).args(arguments);
+    command.arg(repository_root().join("e2e/python").join(script)).args(arguments);
+    Ok(command)
+}
+
+/// The franz-go driver (e2e/go), built by install-deps.sh into `<cache>/bin`.
+pub fn franz_go_driver(arguments: &[&str]) -> Result<Command> {
+    let binary = cache_directory().join("bin/floe-e2e-franz-go");
+    if !binary.exists() {
+        bail!("{} is missing; run e2e/scripts/install-deps.sh (make test does)", binary.display());
+    }
+    let mut command = Command::new(binary);
+    command.args(arguments);
+    Ok(command)
+}
+
+/// The kafkajs driver (e2e/node), whose packages install-deps.sh installs into e2e/node/node_modules.
+pub fn kafkajs_driver(arguments: &[&str]) -> Result<Command> {
+    let directory = repository_root().join("e2e/node");
+    if !directory.join("node_modules/kafkajs").exists() {
+        bail!("{}/node_modules is missing; run e2e/scripts/install-deps.sh (make test does)", directory.display());
+    }
+    let mut command = Command::new("node");
+    command.arg(directory.join("driver.js")).args(arguments);
+    Ok(command)
+}
+
+/// The Apache Kafka 4.1.1 jars (clients, tools, server) that `kafka-reference.sh jars` caches.
+pub fn kafka_libs() -> Result<PathBuf> {
+    let libs = cache_directory().join("kafka-4.1.1/libs");
+    if !libs.join(".complete").exists() {
+        bail!("{} is missing; run e2e/scripts/install-deps.sh (make test does)", libs.display());
+    }
+    Ok(libs)
+}
+
+/// One of Kafka's command-line tools, `java -cp '<libs>/*' <main class> <arguments>`, logging
+/// warnings to stderr (kafka-topics is `org.apache.kafka.tools.TopicCommand`, kafka-configs is
+/// `kafka.admin.ConfigCommand`, ...).
+pub fn kafka_tool(main_class: &str, arguments: &[&str]) -> Result<Command> {
+    let libs = kafka_libs()?;
+    let log_config = repository_root().join("e2e/scripts/kafka-tools-log4j2.properties");
+    let mut command = Command::new("java");
+    command
+        .arg("-Xmx512m")
+        .arg(format!("-Dlog4j2.configurationFile={}", log_config.display()))
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()))
+        .arg(main_class)
+        .args(arguments);
     Ok(command)
 }
 

@@ -1,0 +1,623 @@
+//! Apache Kafka's own command-line tools (4.1.1, run from the Maven Central jars that
+//! install-deps.sh caches) against a playground process: kafka-topics, kafka-configs,
+//! kafka-console-producer/-consumer, kafka-consumer-groups and the verifiable producer and consumer
+//! that Kafka's system tests use. Every assertion parses the tools' output.
+
+use anyhow::{bail, ensure, Context, Result};
+use floe_e2e::matrix::Cell;
+use floe_e2e::{batches, kafka, kafka_tool, run_with_timeout, Playground};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
+const CONFIGS: &str = "kafka.admin.ConfigCommand";
+const CONSOLE_PRODUCER: &str = "org.apache.kafka.tools.ConsoleProducer";
+const CONSOLE_CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
+const CONSUMER_GROUPS: &str = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
+const VERIFIABLE_PRODUCER: &str = "org.apache.kafka.tools.VerifiableProducer";
+const VERIFIABLE_CONSUMER: &str = "org.apache.kafka.tools.VerifiableConsumer";
+
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a tool printed, whether or not it succeeded.
+struct ToolRun {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_tool(main_class: &str, arguments: &[&str], stdin: Option<&Path>) -> Result<ToolRun> {
+    let mut command = kafka_tool(main_class, arguments)?;
+    match stdin {
+        Some(path) => command.stdin(std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?),
+        None => command.stdin(Stdio::null()),
+    };
+    let finished = run_with_timeout(command, TOOL_TIMEOUT)?;
+    Ok(ToolRun { success: finished.status.success(), stdout: finished.stdout, stderr: finished.stderr })
+}
+
+/// Runs a tool that must succeed and returns its stdout.
+fn tool(main_class: &str, arguments: &[&str]) -> Result<String> {
+    tool_with_stdin(main_class, arguments, None)
+}
+
+fn tool_with_stdin(main_class: &str, arguments: &[&str], stdin: Option<&Path>) -> Result<String> {
+    let run = run_tool(main_class, arguments, stdin)?;
+    ensure!(run.success, "{main_class} {arguments:?} failed\n--- stdout ---\n{}\n--- stderr ---\n{}", run.stdout, run.stderr);
+    Ok(run.stdout)
+}
+
+/// Polls `check` until it holds or `timeout` passes; the error names the last failure.
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let outcome = check();
+        if let Ok(true) = outcome {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not true after {timeout:?} (last check: {outcome:?})");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// kafka-topics and kafka-configs
+// ------------------------------------------------------------------------------------------------
+
+/// One `kafka-topics --describe` line, as `Key: value` pairs split on tabs.
+fn describe_fields(line: &str) -> HashMap<String, String> {
+    line.trim()
+        .split('\t')
+        .filter_map(|field| field.split_once(": "))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .collect()
+}
+
+/// (partition count from the topic line, configs from the topic line, partition -> leader).
+fn describe_topic(bootstrap: &str, topic: &str) -> Result<(usize, String, BTreeMap<i32, i32>)> {
+    let output = tool(TOPICS, &["--bootstrap-server", bootstrap, "--describe", "--topic", topic])?;
+    let mut count = None;
+    let mut configs = String::new();
+    let mut leaders = BTreeMap::new();
+    for line in output.lines().filter(|line| !line.trim().is_empty()) {
+        let fields = describe_fields(line);
+        ensure!(fields.get("Topic").map(String::as_str) == Some(topic), "unexpected describe line {line:?}");
+        if let Some(partition) = fields.get("Partition") {
+            let leader = fields.get("Leader").context("partition line without a leader")?.parse()?;
+            ensure!(fields.get("Replicas") == fields.get("Isr"), "replicas and ISR differ in {line:?}");
+            leaders.insert(partition.parse()?, leader);
+        } else {
+            count = Some(fields.get("PartitionCount").context("topic line without PartitionCount")?.parse()?);
+            configs = fields.get("Configs").cloned().unwrap_or_default();
+        }
+    }
+    Ok((count.context("kafka-topics --describe printed no topic line")?, configs, leaders))
+}
+
+fn list_topics(bootstrap: &str) -> Result<BTreeSet<String>> {
+    Ok(tool(TOPICS, &["--bootstrap-server", bootstrap, "--list"])?.lines().map(|line| line.trim().to_string()).collect())
+}
+
+/// The dynamic configs `kafka-configs --describe` lists for a topic (`  key=value sensitive=...`).
+fn dynamic_topic_configs(bootstrap: &str, topic: &str) -> Result<BTreeMap<String, String>> {
+    let output = tool(CONFIGS, &["--bootstrap-server", bootstrap, "--entity-type", "topics", "--entity-name", topic, "--describe"])?;
+    let mut lines = output.lines();
+    let header = format!("Dynamic configs for topic {topic} are:");
+    ensure!(lines.next().map(str::trim) == Some(header.as_str()), "kafka-configs --describe printed {output:?}");
+    lines
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let setting = line.split_whitespace().next().unwrap_or_default();
+            let (key, value) = setting.split_once('=').with_context(|| format!("malformed config line {line:?}"))?;
+            Ok((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn kafka_topics_and_kafka_configs_create_describe_grow_configure_and_delete_a_topic() -> Result<()> {
+    let admin = Cell::open(
+        "kafka-cli",
+        "admin",
+        "kafka-topics --create (twice: refused), --list, --describe, --alter --partitions 3 -> 6, --delete; \
+         kafka-configs --alter --add-config / --delete-config and --describe of the dynamic configs",
+    );
+    let playground = Playground::start(&[])?;
+    let bootstrap = playground.bootstrap.as_str();
+    let topic = "cli-topics";
+
+    let created = tool(
+        TOPICS,
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--create",
+            "--topic",
+            topic,
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "1",
+            "--config",
+            "retention.ms=3600000",
+        ],
+    )?;
+    ensure!(created.contains(&format!("Created topic {topic}.")), "kafka-topics --create printed {created:?}");
+    let again = run_tool(TOPICS, &["--bootstrap-server", bootstrap, "--create", "--topic", topic, "--partitions", "3"], None)?;
+    ensure!(
+        !again.success && format!("{}{}", again.stdout, again.stderr).contains("already exists"),
+        "creating {topic} twice: success {}, output {:?} {:?}",
+        again.success,
+        again.stdout,
+        again.stderr
+    );
+    ensure!(list_topics(bootstrap)?.contains(topic), "kafka-topics --list does not list {topic}");
+
+    let (count, configs, leaders) = describe_topic(bootstrap, topic)?;
+    ensure!(count == 3 && leaders.keys().copied().eq(0..3), "described {count} partitions: {leaders:?}");
+    ensure!(leaders.values().all(|leader| *leader == 1), "partition leaders {leaders:?}, expected the playground's node 1");
+    ensure!(configs.contains("retention.ms=3600000"), "the topic's configs are described as {configs:?}");
+
+    tool(TOPICS, &["--bootstrap-server", bootstrap, "--alter", "--topic", topic, "--partitions", "6"])?;
+    let (count, _, leaders) = describe_topic(bootstrap, topic)?;
+    ensure!(count == 6 && leaders.keys().copied().eq(0..6), "after --alter --partitions 6: {count} partitions, {leaders:?}");
+
+    let altered = tool(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            topic,
+            "--alter",
+            "--add-config",
+            "retention.ms=123456,retention.bytes=4096",
+        ],
+    )?;
+    ensure!(altered.contains(&format!("Completed updating config for topic {topic}.")), "kafka-configs --alter printed {altered:?}");
+    let dynamic = dynamic_topic_configs(bootstrap, topic)?;
+    let expected: BTreeMap<String, String> =
+        [("retention.bytes", "4096"), ("retention.ms", "123456")].map(|(key, value)| (key.to_string(), value.to_string())).into();
+    ensure!(dynamic == expected, "dynamic configs after --add-config: {dynamic:?}");
+    tool(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            topic,
+            "--alter",
+            "--delete-config",
+            "retention.bytes",
+        ],
+    )?;
+    let dynamic = dynamic_topic_configs(bootstrap, topic)?;
+    let expected: BTreeMap<String, String> = [("retention.ms".to_string(), "123456".to_string())].into();
+    ensure!(dynamic == expected, "dynamic configs after --delete-config retention.bytes: {dynamic:?}");
+
+    tool(TOPICS, &["--bootstrap-server", bootstrap, "--delete", "--topic", topic])?;
+    wait_until("the deleted topic to leave kafka-topics --list", Duration::from_secs(30), || Ok(!list_topics(bootstrap)?.contains(topic)))?;
+    admin.pass();
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// kafka-console-producer and kafka-console-consumer
+// ------------------------------------------------------------------------------------------------
+
+/// One line the console producer reads: headers, key and value separated by tabs.
+fn console_line(index: usize, codec: &str) -> String {
+    format!("h-index:{index},h-codec:{codec}\tk{}\tline-{index}\n", index % 7)
+}
+
+#[test]
+fn console_producer_and_console_consumer_round_trip_keyed_lines_with_headers_in_every_codec() -> Result<()> {
+    const PER_CODEC: usize = 400;
+    let produce = Cell::open(
+        "kafka-cli",
+        "produce",
+        "kafka-console-producer: 2,000 lines with keys and headers, one run per codec (none, gzip, snappy, lz4, zstd), acks=all",
+    );
+    let consume = Cell::open(
+        "kafka-cli",
+        "consume",
+        "kafka-console-consumer --from-beginning prints every line once with its key and headers, offsets contiguous per partition, \
+         one partition per key, send order kept",
+    );
+    let playground = Playground::start(&[])?;
+    let bootstrap = playground.bootstrap.as_str();
+    let topic = "cli-console";
+    tokio::runtime::Runtime::new()?.block_on(kafka::create_topic(bootstrap, topic, 3))?;
+    let input = tempfile::tempdir()?;
+    for (codec_index, codec) in ["none", "gzip", "snappy", "lz4", "zstd"].into_iter().enumerate() {
+        let path = input.path().join(format!("{codec}.txt"));
+        let lines: String = (codec_index * PER_CODEC..(codec_index + 1) * PER_CODEC).map(|index| console_line(index, codec)).collect();
+        std::fs::write(&path, lines)?;
+        tool_with_stdin(
+            CONSOLE_PRODUCER,
+            &[
+                "--bootstrap-server",
+                bootstrap,
+                "--topic",
+                topic,
+                "--compression-codec",
+                codec,
+                "--producer-property",
+                "acks=all",
+                "--property",
+                "parse.key=true",
+                "--property",
+                "parse.headers=true",
+            ],
+            Some(&path),
+        )?;
+    }
+    let total = 5 * PER_CODEC;
+    let output = tool(
+        CONSOLE_CONSUMER,
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--max-messages",
+            &total.to_string(),
+            "--timeout-ms",
+            "60000",
+            "--group",
+            "cli-console-group",
+            "--property",
+            "print.partition=true",
+            "--property",
+            "print.offset=true",
+            "--property",
+            "print.headers=true",
+            "--property",
+            "print.key=true",
+        ],
+    )?;
+
+    let codec_of = |index: usize| ["none", "gzip", "snappy", "lz4", "zstd"][index / PER_CODEC];
+    let mut seen = vec![false; total];
+    let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_index: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut partition_of_key: BTreeMap<String, i32> = BTreeMap::new();
+    let lines: Vec<&str> = output.lines().filter(|line| !line.is_empty()).collect();
+    ensure!(lines.len() == total, "the console consumer printed {} lines, expected {total}", lines.len());
+    for line in lines {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [partition, offset, headers, key, value] = fields[..] else { bail!("unexpected console consumer line {line:?}") };
+        let partition: i32 = partition.strip_prefix("Partition:").context("no partition")?.parse()?;
+        let offset: i64 = offset.strip_prefix("Offset:").context("no offset")?.parse()?;
+        let index: usize = value.strip_prefix("line-").with_context(|| format!("unexpected value in {line:?}"))?.parse()?;
+        ensure!(index < total && !seen[index], "line {index} printed twice or out of range");
+        seen[index] = true;
+        let expected = console_line(index, codec_of(index));
+        ensure!(format!("{headers}\t{key}\t{value}\n") == expected, "line {index} came back as {line:?}");
+        let wanted = next_offset.get(&partition).copied().unwrap_or(0);
+        ensure!(offset == wanted, "partition {partition}: offset {offset} printed where {wanted} was next");
+        next_offset.insert(partition, offset + 1);
+        if let Some(previous) = last_index.insert(partition, index) {
+            ensure!(previous < index, "partition {partition}: line {index} printed after line {previous}");
+        }
+        let owner = *partition_of_key.entry(key.to_string()).or_insert(partition);
+        ensure!(owner == partition, "key {key} is in partitions {owner} and {partition}");
+    }
+    ensure!(next_offset.values().sum::<i64>() == total as i64, "offsets {next_offset:?}");
+    produce.pass();
+    consume.pass();
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// kafka-consumer-groups
+// ------------------------------------------------------------------------------------------------
+
+/// A row of the `kafka-consumer-groups --describe` offsets table.
+#[derive(Debug)]
+struct GroupRow {
+    partition: i32,
+    current_offset: i64,
+    log_end_offset: i64,
+    lag: i64,
+    consumer_id: String,
+}
+
+fn describe_group(bootstrap: &str, group: &str) -> Result<Vec<GroupRow>> {
+    let output = tool(CONSUMER_GROUPS, &["--bootstrap-server", bootstrap, "--describe", "--group", group])?;
+    let mut lines = output.lines().skip_while(|line| !line.starts_with("GROUP"));
+    let header: Vec<&str> = lines.next().with_context(|| format!("no offsets table in {output:?}"))?.split_whitespace().collect();
+    let column = |name: &str| header.iter().position(|title| *title == name).with_context(|| format!("no {name} column in {header:?}"));
+    let (partition, current, end, lag, consumer) =
+        (column("PARTITION")?, column("CURRENT-OFFSET")?, column("LOG-END-OFFSET")?, column("LAG")?, column("CONSUMER-ID")?);
+    let mut rows = Vec::new();
+    for line in lines.take_while(|line| !line.trim().is_empty()) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        ensure!(cells.len() == header.len() && cells[0] == group, "unexpected row {line:?}");
+        rows.push(GroupRow {
+            partition: cells[partition].parse()?,
+            current_offset: cells[current].parse().with_context(|| format!("CURRENT-OFFSET in {line:?}"))?,
+            log_end_offset: cells[end].parse()?,
+            lag: cells[lag].parse().with_context(|| format!("LAG in {line:?}"))?,
+            consumer_id: cells[consumer].to_string(),
+        });
+    }
+    rows.sort_by_key(|row| row.partition);
+    Ok(rows)
+}
+
+fn list_groups(bootstrap: &str) -> Result<BTreeSet<String>> {
+    Ok(tool(CONSUMER_GROUPS, &["--bootstrap-server", bootstrap, "--list"])?.lines().map(|line| line.trim().to_string()).collect())
+}
+
+/// A long-running console consumer in a group, stopped with SIGTERM (its shutdown hook leaves
+/// the group) when dropped.
+struct LiveConsumer(Option<Child>);
+
+impl LiveConsumer {
+    fn start(bootstrap: &str, topic: &str, group: &str, output: &Path) -> Result<Self> {
+        let mut command: Command = kafka_tool(CONSOLE_CONSUMER, &["--bootstrap-server", bootstrap, "--topic", topic, "--group", group])?;
+        let log = std::fs::File::create(output.with_extension("log"))?;
+        let child = command.stdin(Stdio::null()).stdout(std::fs::File::create(output)?).stderr(log).spawn()?;
+        Ok(Self(Some(child)))
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.0.take() {
+            Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait()?.is_none() {
+                if Instant::now() > deadline {
+                    child.kill()?;
+                    child.wait()?;
+                    bail!("the console consumer did not exit within 30 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LiveConsumer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn kafka_consumer_groups_reports_lag_resets_offsets_shows_members_and_deletes_a_group() -> Result<()> {
+    const RECORDS: i64 = 1000;
+    const CONSUMED: i64 = 300;
+    let groups = Cell::open(
+        "kafka-cli",
+        "groups",
+        "kafka-consumer-groups: --describe shows CURRENT-OFFSET/LOG-END-OFFSET/LAG after a console consumer read 300 of 1,000 \
+         (lag 700), --reset-offsets --to-earliest (lag 1,000), a live member owning both partitions with lag 0, --list, --delete",
+    );
+    let playground = Playground::start(&[])?;
+    let bootstrap = playground.bootstrap.as_str();
+    let (topic, group) = ("cli-lag", "cli-lag-group");
+    tokio::runtime::Runtime::new()?.block_on(kafka::create_topic(bootstrap, topic, 2))?;
+    let work = tempfile::tempdir()?;
+    let input = work.path().join("input.txt");
+    std::fs::write(&input, (0..RECORDS).map(|index| format!("k{}\tv-{index}\n", index % 5)).collect::<String>())?;
+    tool_with_stdin(
+        CONSOLE_PRODUCER,
+        &["--bootstrap-server", bootstrap, "--topic", topic, "--producer-property", "acks=all", "--property", "parse.key=true"],
+        Some(&input),
+    )?;
+
+    // One poll returns one record, so the position the consumer commits on close is exactly what it printed.
+    let consumed = tool(
+        CONSOLE_CONSUMER,
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--from-beginning",
+            "--max-messages",
+            &CONSUMED.to_string(),
+            "--timeout-ms",
+            "60000",
+            "--consumer-property",
+            "max.poll.records=1",
+        ],
+    )?;
+    ensure!(consumed.lines().count() as i64 == CONSUMED, "the console consumer printed {} lines", consumed.lines().count());
+
+    let rows = describe_group(bootstrap, group)?;
+    ensure!(rows.len() == 2, "--describe lists {} partitions: {rows:?}", rows.len());
+    for row in &rows {
+        ensure!(row.lag == row.log_end_offset - row.current_offset, "LAG is not LOG-END-OFFSET - CURRENT-OFFSET in {row:?}");
+        ensure!(row.consumer_id == "-", "a member is listed although the consumer left: {row:?}");
+    }
+    ensure!(rows.iter().map(|row| row.log_end_offset).sum::<i64>() == RECORDS, "log end offsets {rows:?}");
+    ensure!(rows.iter().map(|row| row.current_offset).sum::<i64>() == CONSUMED, "committed offsets {rows:?}");
+    ensure!(rows.iter().map(|row| row.lag).sum::<i64>() == RECORDS - CONSUMED, "lag {rows:?}");
+    ensure!(list_groups(bootstrap)?.contains(group), "--list does not list {group}");
+
+    let reset = tool(
+        CONSUMER_GROUPS,
+        &["--bootstrap-server", bootstrap, "--reset-offsets", "--to-earliest", "--execute", "--group", group, "--topic", topic],
+    )?;
+    ensure!(reset.contains("NEW-OFFSET"), "--reset-offsets printed {reset:?}");
+    let rows = describe_group(bootstrap, group)?;
+    ensure!(
+        rows.iter().all(|row| row.current_offset == 0 && row.lag == row.log_end_offset),
+        "after --reset-offsets --to-earliest: {rows:?}"
+    );
+
+    // A live member resumes from the reset offsets, owns both partitions and catches up.
+    let live_output = work.path().join("live.txt");
+    let mut live = LiveConsumer::start(bootstrap, topic, group, &live_output)?;
+    wait_until("the live member to own both partitions with no lag", Duration::from_secs(90), || {
+        let rows = describe_group(bootstrap, group)?;
+        Ok(rows.len() == 2 && rows.iter().all(|row| row.lag == 0 && row.consumer_id != "-"))
+    })?;
+    let members = tool(CONSUMER_GROUPS, &["--bootstrap-server", bootstrap, "--describe", "--group", group, "--members"])?;
+    let member_rows: Vec<&str> =
+        members.lines().skip_while(|line| !line.starts_with("GROUP")).skip(1).filter(|line| !line.trim().is_empty()).collect();
+    ensure!(
+        member_rows.len() == 1 && member_rows[0].split_whitespace().last() == Some("2"),
+        "--describe --members shows {member_rows:?}, expected one member with 2 partitions"
+    );
+    live.stop()?;
+    let printed = std::fs::read_to_string(&live_output)?.lines().count() as i64;
+    ensure!(printed == RECORDS, "the live member printed {printed} records after the reset, expected {RECORDS}");
+
+    wait_until("the group to become Empty", Duration::from_secs(30), || {
+        let state = tool(CONSUMER_GROUPS, &["--bootstrap-server", bootstrap, "--describe", "--group", group, "--state"])?;
+        // GROUP  COORDINATOR (ID)  ASSIGNMENT-STRATEGY  STATE  #MEMBERS
+        Ok(state.lines().filter(|line| line.starts_with(group)).any(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            cells.len() >= 2 && cells[cells.len() - 2] == "Empty" && cells[cells.len() - 1] == "0"
+        }))
+    })?;
+    let deleted = tool(CONSUMER_GROUPS, &["--bootstrap-server", bootstrap, "--delete", "--group", group])?;
+    ensure!(deleted.contains("was successful"), "--delete printed {deleted:?}");
+    ensure!(!list_groups(bootstrap)?.contains(group), "--list still lists the deleted group");
+    groups.pass();
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// kafka-verifiable-producer and kafka-verifiable-consumer
+// ------------------------------------------------------------------------------------------------
+
+fn json_events(output: &str) -> Result<Vec<serde_json::Value>> {
+    output
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).with_context(|| format!("not a JSON event: {line:?}")))
+        .collect()
+}
+
+#[test]
+fn verifiable_producer_and_consumer_agree_on_100k_idempotent_messages_without_duplicates() -> Result<()> {
+    const MESSAGES: usize = 100_000;
+    const PARTITIONS: i32 = 6;
+    let idempotence = Cell::open(
+        "kafka-cli",
+        "idempotence",
+        "kafka-verifiable-producer (enable.idempotence=true, acks=all) acks 100,000 messages; kafka-verifiable-consumer reads \
+         each value exactly once at its acked partition and offset; stored batches carry one producer id and gapless sequences",
+    );
+    let playground = Playground::start(&[])?;
+    let bootstrap = playground.bootstrap.as_str();
+    let topic = "cli-verifiable";
+    tokio::runtime::Runtime::new()?.block_on(kafka::create_topic(bootstrap, topic, PARTITIONS))?;
+    let work = tempfile::tempdir()?;
+    let producer_config = work.path().join("producer.properties");
+    // The tool defaults to retries=0, which an idempotent producer refuses.
+    std::fs::write(&producer_config, "enable.idempotence=true\nacks=all\nretries=2147483647\nmax.in.flight.requests.per.connection=5\n")?;
+    let produced = tool(
+        VERIFIABLE_PRODUCER,
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--max-messages",
+            &MESSAGES.to_string(),
+            "--acks",
+            "-1",
+            "--producer.config",
+            producer_config.to_str().context("non-UTF-8 temporary path")?,
+        ],
+    )?;
+    let mut acked_at: Vec<Option<(i64, i64)>> = vec![None; MESSAGES];
+    let mut tool_data = None;
+    for event in json_events(&produced)? {
+        match event["name"].as_str() {
+            Some("producer_send_success") => {
+                let value: usize = event["value"].as_str().context("no value")?.parse()?;
+                ensure!(value < MESSAGES && acked_at[value].is_none(), "value {value} acked twice or out of range");
+                acked_at[value] =
+                    Some((event["partition"].as_i64().context("no partition")?, event["offset"].as_i64().context("no offset")?));
+            }
+            Some("producer_send_error") => bail!("the verifiable producer reports a failed send: {event}"),
+            Some("tool_data") => tool_data = Some(event),
+            _ => {}
+        }
+    }
+    let tool_data = tool_data.context("the verifiable producer printed no tool_data event")?;
+    let acked = acked_at.iter().filter(|position| position.is_some()).count();
+    ensure!(
+        tool_data["sent"].as_u64() == Some(MESSAGES as u64) && tool_data["acked"].as_u64() == Some(acked as u64) && acked == MESSAGES,
+        "the producer sent {} and acked {} ({acked} success events), expected {MESSAGES}",
+        tool_data["sent"],
+        tool_data["acked"]
+    );
+
+    let consumed = tool(
+        VERIFIABLE_CONSUMER,
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group-id",
+            "cli-verifiable-group",
+            "--max-messages",
+            &MESSAGES.to_string(),
+            "--verbose",
+        ],
+    )?;
+    let mut seen = vec![0u32; MESSAGES];
+    let mut record_events = 0usize;
+    let mut counted = 0u64;
+    let mut committed: BTreeMap<i64, i64> = BTreeMap::new();
+    for event in json_events(&consumed)? {
+        match event["name"].as_str() {
+            Some("record_data") => {
+                record_events += 1;
+                let value: usize = event["value"].as_str().context("no value")?.parse()?;
+                ensure!(value < MESSAGES, "consumed unexpected value {value}");
+                seen[value] += 1;
+                let position = (event["partition"].as_i64().context("no partition")?, event["offset"].as_i64().context("no offset")?);
+                ensure!(acked_at[value] == Some(position), "value {value} read at {position:?}, acked at {:?}", acked_at[value]);
+            }
+            Some("records_consumed") => counted += event["count"].as_u64().context("no count")?,
+            Some("offsets_committed") => {
+                ensure!(event["success"].as_bool() == Some(true), "a commit failed: {event}");
+                for offset in event["offsets"].as_array().context("no offsets")? {
+                    committed
+                        .insert(offset["partition"].as_i64().context("no partition")?, offset["offset"].as_i64().context("no offset")?);
+                }
+            }
+            _ => {}
+        }
+    }
+    let duplicates: u32 = seen.iter().map(|times| times.saturating_sub(1)).sum();
+    let missing = seen.iter().filter(|times| **times == 0).count();
+    ensure!(duplicates == 0 && missing == 0, "the consumer saw {duplicates} duplicates and missed {missing} of {MESSAGES} acked messages");
+    ensure!(record_events == MESSAGES && counted == MESSAGES as u64, "consumed {record_events} records ({counted} counted)");
+    let mut ends: BTreeMap<i64, i64> = BTreeMap::new();
+    for (partition, offset) in acked_at.iter().flatten() {
+        let end = ends.entry(*partition).or_default();
+        *end = (*end).max(offset + 1);
+    }
+    ensure!(committed == ends, "the last commits {committed:?} differ from the end offsets {ends:?}");
+
+    let log = batches::check_idempotent_batches(&batches::read_batch_headers(bootstrap, topic, PARTITIONS)?)?;
+    println!("stored: {} batches, {} records, producer ids {:?}", log.batches, log.records, log.producer_ids);
+    ensure!(log.records == MESSAGES as i64 && log.producer_ids.len() == 1, "stored batches: {log:?}");
+    idempotence.pass();
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! kafkajs 2.2.4 (pure JavaScript; snappy, lz4 and zstd registered as codecs the way kafkajs
+//! applications do) against a playground process. The driver lives in e2e/node; it verifies what
+//! it reads itself and prints an OK line only when every check held.
+
+use anyhow::{ensure, Result};
+use floe_e2e::matrix::Cell;
+use floe_e2e::{batches, java_driver, kafkajs_driver, run_driver, Playground};
+use std::time::Duration;
+
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(240);
+
+#[test]
+fn kafkajs_round_trips_100k_records_in_every_codec_through_a_group() -> Result<()> {
+    let produce = Cell::open(
+        "kafkajs",
+        "produce",
+        "100,000 keyed records with headers from five concurrent producers (none, gzip, snappy, lz4, zstd), acks=-1; \
+         per-partition base offsets of every send checked",
+    );
+    let consume = Cell::open(
+        "kafkajs",
+        "consume",
+        "the 100,000 records read back byte for byte at their acknowledged partition and offset, per-partition order kept; \
+         the Java client (Kafka's own decompressors) reads them all too",
+    );
+    let groups = Cell::open(
+        "kafkajs",
+        "groups",
+        "a group member (eachBatch) reads every partition and commits; fetchOffsets reads the commits back equal to the high watermarks",
+    );
+    let playground = Playground::start(&[])?;
+    let command = kafkajs_driver(&[
+        "roundtrip",
+        "--bootstrap",
+        &playground.bootstrap,
+        "--topic",
+        "kafkajs-roundtrip",
+        "--partitions",
+        "12",
+        "--records",
+        "100000",
+    ])?;
+    run_driver(command, "OK kafkajs roundtrip 100000 records", DRIVER_TIMEOUT)?;
+    // Another client must be able to read what this one wrote: the Java consumer decodes every
+    // codec with Kafka's own implementation, which Floe (passing batches through) does not check.
+    let verify = java_driver(&[
+        "verify-topic",
+        "--bootstrap",
+        &playground.bootstrap,
+        "--topic",
+        "kafkajs-roundtrip",
+        "--records",
+        "100000",
+        "--client",
+        "kafkajs",
+    ])?;
+    run_driver(verify, "OK java verify-topic 100000 records from kafkajs", DRIVER_TIMEOUT)?;
+    produce.pass();
+    consume.pass();
+    groups.pass();
+    Ok(())
+}
+
+#[test]
+fn kafkajs_admin_creates_grows_configures_and_deletes_topics_and_groups() -> Result<()> {
+    let admin = Cell::open(
+        "kafkajs",
+        "admin",
+        "createTopics (twice), createPartitions (shrink refused), describeConfigs and AlterConfigs (replace semantics), \
+         listGroups/describeGroups of a live group, NON_EMPTY_GROUP while it has a member, deleteGroups, deleteTopics",
+    );
+    let playground = Playground::start(&[])?;
+    let command = kafkajs_driver(&["admin", "--bootstrap", &playground.bootstrap, "--topic", "kafkajs-admin"])?;
+    run_driver(command, "OK kafkajs admin", DRIVER_TIMEOUT)?;
+    admin.pass();
+    Ok(())
+}
+
+#[test]
+fn kafkajs_idempotent_producer_writes_every_record_exactly_once_with_gapless_sequences() -> Result<()> {
+    const RECORDS: u64 = 20_000;
+    const PARTITIONS: i32 = 6;
+    let idempotence = Cell::open(
+        "kafkajs",
+        "idempotence",
+        "20,000 records from an idempotent producer (maxInFlightRequests 1): read back exactly once with gapless offsets, \
+         one producer id; stored batches carry sequences from 0 without gaps or repeats",
+    );
+    let playground = Playground::start(&[])?;
+    let topic = "kafkajs-idempotence";
+    let command = kafkajs_driver(&[
+        "idempotence",
+        "--bootstrap",
+        &playground.bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        &PARTITIONS.to_string(),
+        "--records",
+        &RECORDS.to_string(),
+    ])?;
+    run_driver(command, &format!("OK kafkajs idempotence {RECORDS} records"), DRIVER_TIMEOUT)?;
+    let log = batches::check_idempotent_batches(&batches::read_batch_headers(&playground.bootstrap, topic, PARTITIONS)?)?;
+    println!("stored: {} batches, {} records, producer ids {:?}", log.batches, log.records, log.producer_ids);
+    ensure!(log.records == RECORDS as i64, "the stored batches hold {} records, expected {RECORDS}", log.records);
+    ensure!(log.producer_ids.len() == 1, "the batches carry producer ids {:?}, expected one", log.producer_ids);
+    idempotence.pass();
+    Ok(())
+}
