@@ -10,7 +10,7 @@ TEST_THREADS ?= 2
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: deps
 deps: ## Install system packages, client libraries and build the e2e clients (idempotent)
@@ -51,6 +51,28 @@ e2e: deps ## Only the end-to-end suites (real clients against real processes)
 .PHONY: bench
 bench: deps ## Measure produce/consume throughput and latency (release build)
 	e2e/scripts/bench-playground.sh
+
+# cargo-fuzz runs on the pinned stable toolchain: RUSTC_BOOTSTRAP=1 unlocks the -Z flags it
+# passes (sanitizer, coverage), so no nightly is needed. Installed once into the cache.
+FUZZ_SECONDS ?= 60
+FUZZ_RSS_LIMIT_MB ?= 2048
+FUZZ_TIMEOUT_SECONDS ?= 10
+# Extra libFuzzer flags, e.g. FUZZ_FLAGS=-runs=10000000 to stop after ten million inputs.
+FUZZ_FLAGS ?=
+FUZZ_TARGETS := request_decoder record_batch_decoder
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(FLOE_CACHE)/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
+
+$(CARGO_FUZZ):
+	$(CARGO) install --locked --version $(CARGO_FUZZ_VERSION) --root $(FLOE_CACHE)/cargo-fuzz-$(CARGO_FUZZ_VERSION) cargo-fuzz
+
+.PHONY: fuzz
+fuzz: $(CARGO_FUZZ) ## Run each fuzz target for FUZZ_SECONDS (default 60) on one core; crashes land in fuzz/artifacts/
+	cd fuzz && $(CARGO) run --quiet --target-dir ../target --example seed_corpus -- corpus
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run $$target corpus/$$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=$(FUZZ_RSS_LIMIT_MB) -timeout=$(FUZZ_TIMEOUT_SECONDS) -print_final_stats=1 $(FUZZ_FLAGS); \
+	done
 
 .PHONY: crds chart images
 crds chart images: ## Not built yet (operator issue)

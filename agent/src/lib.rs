@@ -5,12 +5,13 @@
 //! `protocol` (framing, codec glue, batch validation, no I/O) → `server` (listeners, connections,
 //! in-order responses) → `handlers` (one module per Kafka API) → `storage` (segment format, writer,
 //! reader, cache) and `metadata` (journal, state machine, replica) and `groups` (classic consumer
-//! group coordinator) → `http` (health, metrics).
+//! group coordinator) → `http` (health, metrics). `fuzzing` holds the fuzz targets' entry points.
 
 pub mod admin;
 pub mod agent;
 pub mod cluster;
 pub mod config;
+pub mod fuzzing;
 pub mod groups;
 pub mod handlers;
 pub mod http;

@@ -17,6 +17,7 @@ const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const UNSUPPORTED_VERSION: i16 = 35;
+const KAFKA_STORAGE_ERROR: i16 = 56;
 
 fn batch(count: usize, value_size: usize) -> Bytes {
     let records: Vec<(Vec<u8>, Vec<u8>)> = (0..count).map(|index| (format!("k{index}").into_bytes(), vec![b'v'; value_size])).collect();
@@ -38,9 +39,14 @@ fn produce(connection: &mut RawConnection, topic: &str, records: Bytes) -> Resul
 }
 
 fn latest_offset(connection: &mut RawConnection, topic: &str) -> Result<(i16, i64)> {
+    offset_for_timestamp(connection, topic, -1)
+}
+
+/// ListOffsets for partition 0: -1 is the latest offset, a timestamp >= 0 decodes stored records.
+fn offset_for_timestamp(connection: &mut RawConnection, topic: &str, timestamp: i64) -> Result<(i16, i64)> {
     let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
         .with_name(topic_name(topic))
-        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]);
+        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp)])]);
     let correlation = connection.send(ApiKey::ListOffsets, 5, &request)?;
     let response: ListOffsetsResponse = connection.receive(ApiKey::ListOffsets, 5, correlation)?;
     let partition = &response.topics[0].partitions[0];
@@ -239,4 +245,64 @@ async fn a_fetch_budget_that_ends_inside_a_partition_never_skips_ahead() -> Resu
     })
     .await??;
     Ok(())
+}
+
+/// A valid batch (CRC, counts) that declares 2^31 - 1 records but holds one.
+fn batch_declaring_two_billion_records() -> Bytes {
+    let mut batch = batch(1, 10).to_vec();
+    batch[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+    batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(batch)
+}
+
+/// One record of 96 MiB of zeros, zstd-compressed to a few KiB.
+fn zstd_bomb() -> Result<Bytes> {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let record = Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from(vec![0u8; 96 << 20])),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut batch = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut batch, [&record], &RecordEncodeOptions { version: 2, compression: Compression::Zstd })?;
+    Ok(batch.freeze())
+}
+
+/// Regression: ListOffsets by timestamp decoded stored batches without limits. A batch declaring
+/// 2^31 - 1 records made the agent reserve hundreds of GiB and abort; a compressed payload inflated
+/// without bound. Now such a batch fails only that lookup, with KAFKA_STORAGE_ERROR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_too_large_to_decode_fail_a_timestamp_lookup_and_nothing_else() -> Result<()> {
+    let playground = Playground::start(&[])?;
+    kafka::create_topic(&playground.bootstrap, "count-bomb", 1).await?;
+    kafka::create_topic(&playground.bootstrap, "zip-bomb", 1).await?;
+    let bootstrap = playground.bootstrap.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut connection = RawConnection::connect(&bootstrap)?;
+        let zstd_bomb = zstd_bomb()?;
+        ensure!(zstd_bomb.len() < 64 << 10, "the zstd bomb is {} bytes, expected a few KiB", zstd_bomb.len());
+        for (topic, records, end_offset) in
+            [("count-bomb", batch_declaring_two_billion_records(), i32::MAX as i64), ("zip-bomb", zstd_bomb, 1)]
+        {
+            ensure!(produce(&mut connection, topic, records)? == (0, 0), "{topic}: the batch was refused");
+            let lookup = offset_for_timestamp(&mut connection, topic, 0)?;
+            ensure!(lookup.0 == KAFKA_STORAGE_ERROR, "{topic}: a timestamp lookup answered {lookup:?}");
+            ensure!(latest_offset(&mut connection, topic)? == (0, end_offset), "{topic}: the latest offset moved");
+        }
+        Ok(())
+    })
+    .await??;
+    still_serves(&playground)
 }

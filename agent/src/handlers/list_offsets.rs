@@ -1,13 +1,15 @@
 //! ListOffsets: latest (-1), earliest (-2, -4), max timestamp (-3) and first offset at or after a
-//! timestamp. Timestamp lookups decode records of at most one chunk; they are not on the hot path.
+//! timestamp. Timestamp lookups decode records of at most one chunk, one batch at a time under a
+//! memory budget; they are not on the hot path.
 
 use super::{topic_name, AgentContext};
 use crate::cluster::LEADER_EPOCH;
 use crate::metadata::ChunkLocation;
+use crate::protocol::batch;
+use crate::protocol::records::{self, MAX_DECODED_BATCH_BYTES};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::records::RecordBatchDecoder;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -55,24 +57,31 @@ pub async fn handle(context: &AgentContext, request: ListOffsetsRequest, version
 }
 
 /// (timestamp, offset) of the first record in `chunk` whose timestamp satisfies `matches`.
+///
+/// `matches` must be monotone in the sense that a batch whose maxTimestamp fails it cannot hold a
+/// matching record ("at or after t", "equal to the maximum"); such batches are skipped without
+/// decoding. The others are decoded one at a time under `MAX_DECODED_BATCH_BYTES`, because a
+/// stored batch is whatever a client produced and may decompress to gigabytes.
 async fn scan_chunk(
     context: &AgentContext,
     chunk: &ChunkLocation,
     matches: impl Fn(i64) -> bool,
 ) -> Result<Option<(i64, i64)>, ResponseError> {
-    let mut bytes = context.reader.read_chunk(chunk).await.map_err(|error| {
+    let bytes = context.reader.read_chunk(chunk).await.map_err(|error| {
         tracing::warn!(%error, "failed to read a chunk for a timestamp lookup");
         ResponseError::KafkaStorageError
     })?;
-    let record_sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|error| {
-        tracing::warn!(%error, object = %chunk.object, "failed to decode a stored chunk");
-        ResponseError::KafkaStorageError
-    })?;
-    Ok(record_sets
-        .into_iter()
-        .flat_map(|set| set.records)
-        .find(|record| matches(record.timestamp))
-        .map(|record| (record.timestamp, chunk.stored_offset_origin() + record.offset)))
+    for stored in batch::walk(&bytes).filter(|stored| matches(stored.max_timestamp)) {
+        let records = records::decode_batch(&bytes.slice(stored.position..stored.position + stored.size), MAX_DECODED_BATCH_BYTES)
+            .map_err(|error| {
+                tracing::warn!(%error, object = %chunk.object, position = stored.position, "failed to decode a stored batch");
+                ResponseError::KafkaStorageError
+            })?;
+        if let Some(record) = records.into_iter().find(|record| matches(record.timestamp)) {
+            return Ok(Some((record.timestamp, chunk.stored_offset_origin() + record.offset)));
+        }
+    }
+    Ok(None)
 }
 
 async fn first_at_or_after(context: &AgentContext, chunks: &[ChunkLocation], timestamp: i64) -> Result<Option<(i64, i64)>, ResponseError> {

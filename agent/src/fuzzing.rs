@@ -1,0 +1,194 @@
+//! Entry points of the cargo-fuzz targets in `fuzz/` (README, "Fuzz it"). They live in the agent
+//! crate so that `tests/fuzz_regressions.rs` replays every saved crash input through exactly the
+//! code the fuzzer ran, on every `make test`.
+//!
+//! # Guarantees
+//! For any `data`, each function returns normally: no panic, no abort, no allocation out of
+//! proportion to the input or the stated budgets. A panic is a bug even where the server would
+//! survive it (the codec turns decoder panics into a closed connection, but a panic is still a
+//! crash to the fuzzer, which installs an aborting panic hook). The asserts inside state
+//! properties of the code under test, not of the input.
+
+use crate::handlers::{supported_range, SUPPORTED};
+use crate::metadata::topic_config::DEFAULT_MAX_MESSAGE_BYTES;
+use crate::protocol::{batch, codec, frame, records};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestKind};
+use std::future::Future;
+use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
+
+/// The agent's default `--max-request-bytes`.
+const MAX_REQUEST_BYTES: usize = 100 << 20;
+
+/// Decoding budget per batch. Smaller than the server's `MAX_DECODED_BATCH_BYTES` so that inputs
+/// which hit it (zip bombs) stay fast; the code path is the same.
+const FUZZ_DECODED_BATCH_BYTES: usize = 64 << 10;
+
+/// Every (api key, version) pair the agent advertises, in `SUPPORTED` order.
+pub fn advertised_versions() -> &'static [(ApiKey, i16)] {
+    static PAIRS: OnceLock<Vec<(ApiKey, i16)>> = OnceLock::new();
+    PAIRS.get_or_init(|| SUPPORTED.iter().flat_map(|&(key, min, max)| (min..=max).map(move |version| (key, version))).collect())
+}
+
+/// Treats `data` as a request frame without its size prefix: api key, api version, correlation
+/// id, the rest of the header, then the body. A key and version the agent does not advertise are
+/// first replaced by an advertised pair chosen from those four bytes, so every input exercises a
+/// decoder the server would really run; a saved input that names an advertised pair is a literal
+/// request frame.
+///
+/// The frame then takes the server's path: size prefix through `read_frame`, key and version
+/// peeked, range checked, header and body decoded, and for Produce every partition's records
+/// validated and, when valid, decoded as a timestamp lookup would decode them once stored.
+pub fn request_decoder(data: &[u8]) {
+    let Some(selector) = data.first_chunk::<4>() else { return };
+    let raw_key = i16::from_be_bytes([selector[0], selector[1]]);
+    let raw_version = i16::from_be_bytes([selector[2], selector[3]]);
+    let pairs = advertised_versions();
+    let (api_key, version) = pairs
+        .iter()
+        .copied()
+        .find(|&(key, version)| key as i16 == raw_key && version == raw_version)
+        .unwrap_or_else(|| pairs[u32::from_be_bytes(*selector) as usize % pairs.len()]);
+    let mut wire = Vec::with_capacity(4 + data.len());
+    wire.extend_from_slice(&(data.len() as i32).to_be_bytes());
+    wire.extend_from_slice(&(api_key as i16).to_be_bytes());
+    wire.extend_from_slice(&version.to_be_bytes());
+    wire.extend_from_slice(&data[4..]);
+
+    let Some(frame) = read_frame_from_slice(&wire) else { return };
+    let (peeked_key, peeked_version) = codec::peek_key_and_version(&frame).expect("the harness wrote an advertised api key");
+    assert_eq!((peeked_key, peeked_version), (api_key, version));
+    let _ = codec::peek_correlation_id(&frame);
+    let (min, max) = supported_range(api_key).expect("advertised keys have a range");
+    assert!((min..=max).contains(&version));
+    let Ok((header, request)) = codec::decode_request(frame, api_key, version) else { return };
+    assert_eq!((header.request_api_key, header.request_api_version), (api_key as i16, version));
+    if let RequestKind::Produce(request) = request {
+        for partition in request.topic_data.into_iter().flat_map(|topic| topic.partition_data) {
+            let records = partition.records.unwrap_or_default();
+            if batch::validate_produced(&records, DEFAULT_MAX_MESSAGE_BYTES).is_ok() {
+                let _ = records::decode_batch(&records, FUZZ_DECODED_BATCH_BYTES);
+            }
+        }
+    }
+}
+
+/// `read_frame` on an in-memory connection: a byte slice is always ready, so one poll finishes it.
+fn read_frame_from_slice(wire: &[u8]) -> Option<Bytes> {
+    let mut connection = wire;
+    let read = std::pin::pin!(frame::read_frame(&mut connection, MAX_REQUEST_BYTES));
+    match read.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result.ok().flatten(),
+        Poll::Pending => unreachable!("reading from a byte slice never waits"),
+    }
+}
+
+/// Input layout of `record_batch_decoder`, ahead of the batch bytes.
+const FIX_CRCS: u8 = 1;
+const FORCE_FIRST: u8 = 2;
+const PARAMETER_BYTES: usize = 4;
+/// Base offset the simulated chunk was assigned when its commit record was applied.
+const CHUNK_BASE_OFFSET: i64 = 1_000;
+
+/// Record batches through every function that reads them. Layout: `flags u8 | from_offset u8 |
+/// byte_limit u16 (0xffff: none) | batch bytes`; flag 1 recomputes each batch's CRC first, so
+/// mutations reach past the checksum; flag 2 is copy_rebased's `force_first`.
+///
+/// 1. Read path on arbitrary bytes (a corrupted object): `walk` and `decode_batch` (every codec,
+///    under a small budget) must fail cleanly.
+/// 2. Write-then-read path: the bytes are split into client batches as a produce request would
+///    carry them one per partition; those `validate_produced` accepts are stored as the segment
+///    writer stores them, fetched back with `copy_rebased` from `CHUNK_BASE_OFFSET + from_offset`,
+///    and every fetched batch must be the client's batch byte for byte except its base offset
+///    (so it still validates) and must decode to the count its header declares, if it decodes.
+pub fn record_batch_decoder(data: &[u8]) {
+    let Some((parameters, batches)) = data.split_first_chunk::<PARAMETER_BYTES>() else { return };
+    let flags = parameters[0];
+    let from_offset = CHUNK_BASE_OFFSET + parameters[1] as i64;
+    let byte_limit = match u16::from_be_bytes([parameters[2], parameters[3]]) {
+        u16::MAX => usize::MAX,
+        limit => limit as usize,
+    };
+    let mut input = batches.to_vec();
+    if flags & FIX_CRCS != 0 {
+        fix_crcs(&mut input);
+    }
+    let input = Bytes::from(input);
+
+    for stored in batch::walk(&input) {
+        let _ = records::decode_batch(&input.slice(stored.position..stored.position + stored.size), FUZZ_DECODED_BATCH_BYTES);
+    }
+
+    let mut chunk = BytesMut::new();
+    let mut accepted = Vec::new();
+    let mut next_relative_offset = 0i64;
+    let mut rest = &input[..];
+    while let Some(size) = batch::batch_size(rest) {
+        let client_batch = &rest[..size.min(rest.len())];
+        if let Ok(summary) = batch::validate_produced(client_batch, DEFAULT_MAX_MESSAGE_BYTES) {
+            batch::put_with_base_offset(&mut chunk, client_batch, next_relative_offset);
+            accepted.push((CHUNK_BASE_OFFSET + next_relative_offset, summary.record_count, client_batch));
+            next_relative_offset += summary.record_count;
+        }
+        if size >= rest.len() {
+            break;
+        }
+        rest = &rest[size..];
+    }
+    let chunk = chunk.freeze();
+    let mut fetched = BytesMut::new();
+    let (copied, _) = batch::copy_rebased(&mut fetched, &chunk, CHUNK_BASE_OFFSET, from_offset, byte_limit, flags & FORCE_FIRST != 0);
+    assert_eq!(copied, fetched.len());
+    let fetched = fetched.freeze();
+    let mut expected = accepted.iter().skip_while(|(base_offset, count, _)| base_offset + count <= from_offset);
+    for stored in batch::walk(&fetched) {
+        let (base_offset, _, client_batch) = expected.next().expect("copy_rebased returned only stored batches");
+        let bytes = fetched.slice(stored.position..stored.position + stored.size);
+        assert_eq!(stored.base_offset, *base_offset);
+        assert_eq!(&bytes[8..], &client_batch[8..]);
+        let summary = batch::validate_produced(&bytes, usize::MAX).expect("a fetched batch is still valid");
+        if let Ok(records) = records::decode_batch(&bytes, FUZZ_DECODED_BATCH_BYTES) {
+            assert_eq!(records.len() as i64, summary.record_count);
+        }
+    }
+}
+
+/// Rewrites the CRC of every batch `walk` finds, so a mutation of the covered bytes is not
+/// simply refused as corrupt.
+fn fix_crcs(bytes: &mut [u8]) {
+    let positions: Vec<_> = batch::walk(bytes).map(|stored| (stored.position, stored.size)).collect();
+    for (position, size) in positions {
+        let batch = &mut bytes[position..position + size];
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::batch::tests::encoded_batch;
+    use kafka_protocol::records::Compression;
+
+    #[test]
+    fn every_advertised_version_is_reachable_and_unadvertised_selectors_fold_onto_one() {
+        let pairs = advertised_versions();
+        assert_eq!(pairs.len(), SUPPORTED.iter().map(|(_, min, max)| (max - min + 1) as usize).sum::<usize>());
+        assert!(pairs.contains(&(ApiKey::Produce, 11)) && !pairs.contains(&(ApiKey::Produce, 2)));
+        // An unknown key, a negative version and an empty body must all be handled quietly.
+        for data in [&[0x7f, 0x7f, 0, 0][..], &[0, 0, 0xff, 0xff, 1, 2, 3], &[], &[0, 18, 0, 3]] {
+            request_decoder(data);
+        }
+    }
+
+    #[test]
+    fn fetched_batches_are_the_produced_ones_from_the_requested_offset() {
+        let mut data = vec![FORCE_FIRST, 4, 0xff, 0xff];
+        for count in [3, 2, 5] {
+            data.extend_from_slice(&encoded_batch(count, Compression::Lz4));
+        }
+        // Offsets 1000..1003, 1003..1005, 1005..1010: from 1004 the last two batches come back.
+        record_batch_decoder(&data);
+    }
+}

@@ -1,0 +1,218 @@
+//! Record decoding under a memory budget, for the few paths that need record fields (ListOffsets
+//! by timestamp). Every other path handles batches as opaque bytes (`batch.rs`).
+//!
+//! A produced batch is checked only at its header, so its payload may decompress to any size (a
+//! zip bomb: a 1 MiB gzip payload of zeros expands to about 1 GiB) and it may declare any record
+//! count that agrees with its lastOffsetDelta. The `kafka-protocol` crate's own decompressors have
+//! no output limit, so this module decompresses itself, stopping at the budget, and hands the
+//! crate only the decompressed bytes to parse.
+
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
+use std::io::Read;
+
+/// Memory one decoded batch may occupy: decompressed payload plus the decoded `Record` values.
+/// Far above what clients send (Kafka's default `max.message.bytes` is 1 MiB compressed), far
+/// below what would hurt an agent.
+pub const MAX_DECODED_BATCH_BYTES: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    #[error("failed to decode record batch header: {reason}")]
+    Header { reason: String },
+    #[error("record buffer holds {count} batches, expected exactly one")]
+    NotOneBatch { count: usize },
+    #[error("record batch declares {count} records, more than a decoding budget of {limit} bytes allows")]
+    TooManyRecords { count: i32, limit: usize },
+    #[error("{compression:?} record batch payload decompresses to more than {limit} bytes")]
+    DecompressedTooLarge { compression: Compression, limit: usize },
+    #[error("failed to decompress {compression:?} record batch payload: {reason}")]
+    Decompress { compression: Compression, reason: String },
+    #[error("failed to decode records: {reason}")]
+    Records { reason: String },
+}
+
+/// Decodes the records of exactly one magic-v2 batch (CRC checked by the crate).
+///
+/// # Guarantees
+/// Allocates at most about `max_decoded_bytes` for decompressed bytes and `Record` values
+/// together (plus the usual doubling slack of a growing buffer), whatever the input; a batch that
+/// needs more is refused with `TooManyRecords` or `DecompressedTooLarge`.
+pub fn decode_batch(batch: &Bytes, max_decoded_bytes: usize) -> Result<Vec<Record>, RecordsError> {
+    let headers =
+        RecordBatchDecoder::decode_batch_info(&mut batch.clone()).map_err(|error| RecordsError::Header { reason: error.to_string() })?;
+    let [header] = headers.as_slice() else {
+        return Err(RecordsError::NotOneBatch { count: headers.len() });
+    };
+    // The crate rejects negative counts itself; the budget is checked before anything is inflated.
+    let record_bytes = (header.record_count.max(0) as usize).saturating_mul(std::mem::size_of::<Record>());
+    if record_bytes > max_decoded_bytes {
+        return Err(RecordsError::TooManyRecords { count: header.record_count, limit: max_decoded_bytes });
+    }
+    let payload_limit = max_decoded_bytes - record_bytes;
+    let decompress = |payload: &mut Bytes, compression: Compression| -> anyhow::Result<Bytes> {
+        decompress(payload, compression, payload_limit).map_err(anyhow::Error::from)
+    };
+    let set = RecordBatchDecoder::decode_with_custom_compression(&mut batch.clone(), Some(decompress)).map_err(|error| {
+        // Our own errors travel through the crate as `anyhow::Error`; unwrap them again.
+        error.downcast::<RecordsError>().unwrap_or_else(|other| RecordsError::Records { reason: other.to_string() })
+    })?;
+    Ok(set.records)
+}
+
+/// Decompresses a batch payload, failing as soon as the output would exceed `limit` bytes.
+fn decompress(payload: &Bytes, compression: Compression, limit: usize) -> Result<Bytes, RecordsError> {
+    let failed = |error: std::io::Error| RecordsError::Decompress { compression, reason: error.to_string() };
+    match compression {
+        // Already in memory as part of the batch, which the frame size limit bounded.
+        Compression::None => Ok(payload.clone()),
+        // Concatenated gzip members are read on, as Java's GZIPInputStream does.
+        Compression::Gzip => read_capped(flate2::read::MultiGzDecoder::new(payload.as_ref()), compression, limit),
+        Compression::Zstd => read_capped(zstd::stream::read::Decoder::with_buffer(payload.as_ref()).map_err(failed)?, compression, limit),
+        Compression::Lz4 => read_capped(lz4::Decoder::new(payload.as_ref()).map_err(failed)?, compression, limit),
+        Compression::Snappy => snappy(payload, limit),
+    }
+}
+
+fn read_capped(reader: impl Read, compression: Compression, limit: usize) -> Result<Bytes, RecordsError> {
+    let mut out = Vec::new();
+    // One byte past the limit tells "exactly at the limit" from "over it".
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|error| RecordsError::Decompress { compression, reason: error.to_string() })?;
+    if out.len() > limit {
+        return Err(RecordsError::DecompressedTooLarge { compression, limit });
+    }
+    Ok(out.into())
+}
+
+/// snappy-java's framing (what Kafka clients write): this 16-byte header, then blocks of
+/// `u32 compressed length | raw snappy block`. Without the header the payload is one raw block,
+/// as in the crate's decoder.
+const XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+
+/// Raw snappy blocks state their decompressed length up front (up to 4 GiB); it is checked
+/// against the budget before the output buffer is allocated.
+fn snappy(payload: &[u8], limit: usize) -> Result<Bytes, RecordsError> {
+    let mut out = Vec::new();
+    let Some(mut blocks) = payload.strip_prefix(XERIAL_HEADER.as_slice()) else {
+        append_snappy_block(payload, &mut out, limit)?;
+        return Ok(out.into());
+    };
+    while !blocks.is_empty() {
+        let Some((length, rest)) = blocks.split_first_chunk::<4>() else {
+            return Err(snappy_error(format!("{} bytes left where a block length was expected", blocks.len())));
+        };
+        let length = u32::from_be_bytes(*length) as usize;
+        if length > rest.len() {
+            return Err(snappy_error(format!("block of {length} bytes but only {} remain", rest.len())));
+        }
+        let (block, rest) = rest.split_at(length);
+        append_snappy_block(block, &mut out, limit)?;
+        blocks = rest;
+    }
+    Ok(out.into())
+}
+
+fn append_snappy_block(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), RecordsError> {
+    let length = snap::raw::decompress_len(block).map_err(|error| snappy_error(error.to_string()))?;
+    if length > limit - out.len() {
+        return Err(RecordsError::DecompressedTooLarge { compression: Compression::Snappy, limit });
+    }
+    let start = out.len();
+    out.resize(start + length, 0);
+    snap::raw::Decoder::new().decompress(block, &mut out[start..]).map_err(|error| snappy_error(error.to_string()))?;
+    Ok(())
+}
+
+fn snappy_error(reason: String) -> RecordsError {
+    RecordsError::Decompress { compression: Compression::Snappy, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::batch::tests::encoded_batch;
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+    const ALL: [Compression; 5] = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+
+    /// One record whose value is `value_bytes` zeros: compresses to almost nothing.
+    fn zeros_batch(value_bytes: usize, compression: Compression) -> Bytes {
+        let record = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: 0,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(vec![0u8; value_bytes])),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut buffer = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buffer, [&record], &RecordEncodeOptions { version: 2, compression }).expect("encode");
+        buffer.freeze()
+    }
+
+    #[test]
+    fn batches_in_every_compression_decode_to_their_records() {
+        for compression in ALL {
+            let records = decode_batch(&encoded_batch(4, compression), MAX_DECODED_BATCH_BYTES).unwrap();
+            let values: Vec<_> = records.iter().map(|record| record.value.clone().unwrap()).collect();
+            assert_eq!(
+                values,
+                ["value-0", "value-1", "value-2", "value-3"].map(|value| Bytes::from_static(value.as_bytes())),
+                "{compression:?}"
+            );
+            assert_eq!(records[3].offset, 3);
+            assert_eq!(records[3].timestamp, 1_700_000_000_003);
+        }
+    }
+
+    #[test]
+    fn a_payload_that_inflates_past_the_budget_is_refused_for_every_codec() {
+        for compression in ALL.into_iter().skip(1) {
+            let bomb = zeros_batch(4 << 20, compression);
+            assert!(bomb.len() < 300 << 10, "{compression:?} should compress zeros well, got {} bytes", bomb.len());
+            let error = decode_batch(&bomb, 1 << 20).unwrap_err();
+            assert!(matches!(error, RecordsError::DecompressedTooLarge { limit, .. } if limit < 1 << 20), "{compression:?}: {error}");
+            assert_eq!(decode_batch(&bomb, 8 << 20).unwrap()[0].value.as_ref().unwrap().len(), 4 << 20, "{compression:?}");
+        }
+    }
+
+    #[test]
+    fn a_raw_snappy_length_prefix_is_checked_before_allocating() {
+        // A raw snappy block whose varint header claims 4 GiB - 1, followed by nothing.
+        let payload = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(matches!(snappy(&payload, 1 << 20), Err(RecordsError::DecompressedTooLarge { .. })));
+    }
+
+    #[test]
+    fn a_declared_record_count_past_the_budget_is_refused_before_decoding() {
+        let mut batch = encoded_batch(1, Compression::None).to_vec();
+        batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        let error = decode_batch(&Bytes::from(batch), MAX_DECODED_BATCH_BYTES).unwrap_err();
+        assert!(matches!(error, RecordsError::TooManyRecords { count: i32::MAX, .. }), "{error}");
+    }
+
+    #[test]
+    fn anything_but_exactly_one_valid_batch_is_an_error() {
+        let batch = encoded_batch(2, Compression::None);
+        let mut two = BytesMut::from(&batch[..]);
+        two.put_slice(&batch);
+        assert!(matches!(decode_batch(&two.freeze(), MAX_DECODED_BATCH_BYTES), Err(RecordsError::NotOneBatch { count: 2 })));
+        assert!(matches!(decode_batch(&batch.slice(..40), MAX_DECODED_BATCH_BYTES), Err(RecordsError::Header { .. })));
+        let mut flipped = batch.to_vec();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(decode_batch(&Bytes::from(flipped), MAX_DECODED_BATCH_BYTES), Err(RecordsError::Header { .. })));
+    }
+}
