@@ -41,7 +41,8 @@ pub fn batch_error_code(error: &BatchError) -> ResponseError {
         | BatchError::MultipleBatches { .. }
         | BatchError::ControlBatch
         | BatchError::Transactional
-        | BatchError::InvalidSequence { .. } => ResponseError::InvalidRecord,
+        | BatchError::InvalidSequence { .. }
+        | BatchError::InvalidPayload { .. } => ResponseError::InvalidRecord,
     }
 }
 
@@ -188,6 +189,7 @@ mod tests {
             BatchError::Transactional,
             BatchError::InvalidSequence { producer_id: 1, base_sequence: -1 },
             BatchError::TooLarge { size: 10, limit: 5 },
+            BatchError::InvalidPayload { reason: "LZ4 frame uses dependent blocks".into() },
         ];
         all.into_iter()
             .map(|error| {
@@ -204,7 +206,9 @@ mod tests {
                     | BatchError::MultipleBatches { .. }
                     | BatchError::ControlBatch
                     | BatchError::Transactional
-                    | BatchError::InvalidSequence { .. } => (ResponseError::InvalidRecord, FailBatch),
+                    | BatchError::InvalidSequence { .. }
+                    // Deterministic: the same bytes fail the same way however often they are sent.
+                    | BatchError::InvalidPayload { .. } => (ResponseError::InvalidRecord, FailBatch),
                 };
                 (error, expected.0, expected.1)
             })

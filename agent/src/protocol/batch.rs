@@ -44,6 +44,8 @@ pub enum BatchError {
     InvalidSequence { producer_id: i64, base_sequence: i32 },
     #[error("record batch of {size} bytes exceeds max.message.bytes {limit}")]
     TooLarge { size: usize, limit: usize },
+    #[error("record batch payload is invalid: {reason}")]
+    InvalidPayload { reason: String },
 }
 
 /// What the write path needs to know about a validated batch.
@@ -130,6 +132,8 @@ pub fn validate_produced(records: &[u8], max_message_bytes: usize) -> Result<Bat
     if producer_id >= 0 && base_sequence < 0 {
         return Err(BatchError::InvalidSequence { producer_id, base_sequence });
     }
+    super::records::check_payload(batch, super::records::MAX_DECODED_BATCH_BYTES)
+        .map_err(|error| BatchError::InvalidPayload { reason: error.to_string() })?;
     Ok(BatchSummary {
         record_count: count as i64,
         max_timestamp: i64_at(batch, MAX_TIMESTAMP_AT),

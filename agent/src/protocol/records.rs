@@ -30,6 +30,95 @@ pub enum RecordsError {
     Decompress { compression: Compression, reason: String },
     #[error("failed to decode records: {reason}")]
     Records { reason: String },
+    #[error("record batch uses compression codec {code}, which does not exist")]
+    UnknownCompression { code: i16 },
+    #[error("LZ4 frame {reason}; Kafka clients read only frames of independent blocks (KafkaLZ4BlockInputStream)")]
+    Lz4Frame { reason: &'static str },
+}
+
+/// Batch header fields this module reads (see `batch.rs` for the layout).
+const ATTRIBUTES_AT: usize = 21;
+const RECORD_COUNT_AT: usize = 57;
+const RECORDS_AT: usize = 61;
+const COMPRESSION_MASK: i16 = 0x07;
+
+/// Checks that a produced batch's payload decompresses (under `limit` bytes) to exactly its
+/// declared number of well-framed records: what Kafka's broker checks before it appends
+/// (`LogValidator`), and what every consumer of the partition will need. Without it a client bug
+/// (a valid CRC over a broken payload) would be acknowledged and then break every reader.
+///
+/// Records are not decoded: only their length prefixes are walked, so an uncompressed batch costs
+/// one pass over a few bytes per record and a compressed one its decompression. `batch` is one
+/// magic-v2 batch whose header `batch.rs` has already validated.
+pub fn check_payload(batch: &[u8], limit: usize) -> Result<(), RecordsError> {
+    if batch.len() < RECORDS_AT {
+        return Err(RecordsError::Header { reason: format!("{} bytes is shorter than a batch header", batch.len()) });
+    }
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
+    let count = i32::from_be_bytes(batch[RECORD_COUNT_AT..RECORDS_AT].try_into().expect("4 bytes"));
+    let payload = &batch[RECORDS_AT..];
+    let compression = match attributes & COMPRESSION_MASK {
+        0 => return walk_records(payload, count),
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        code => return Err(RecordsError::UnknownCompression { code }),
+    };
+    if compression == Compression::Lz4 {
+        check_lz4_frame(payload)?;
+    }
+    walk_records(&decompress(payload, compression, limit)?, count)
+}
+
+/// The magic number and FLG byte of an LZ4 frame (lz4 frame format 1.6).
+fn check_lz4_frame(payload: &[u8]) -> Result<(), RecordsError> {
+    const MAGIC: [u8; 4] = 0x184D_2204u32.to_le_bytes();
+    const VERSION_MASK: u8 = 0b1100_0000;
+    const VERSION_01: u8 = 0b0100_0000;
+    const BLOCK_INDEPENDENCE: u8 = 0b0010_0000;
+    let Some((magic, rest)) = payload.split_first_chunk::<4>() else { return Err(RecordsError::Lz4Frame { reason: "is truncated" }) };
+    if *magic != MAGIC {
+        return Err(RecordsError::Lz4Frame { reason: "has no LZ4 frame magic number" });
+    }
+    let Some(flags) = rest.first() else { return Err(RecordsError::Lz4Frame { reason: "is truncated" }) };
+    if flags & VERSION_MASK != VERSION_01 {
+        return Err(RecordsError::Lz4Frame { reason: "has an unsupported version" });
+    }
+    if flags & BLOCK_INDEPENDENCE == 0 {
+        return Err(RecordsError::Lz4Frame { reason: "uses dependent blocks" });
+    }
+    Ok(())
+}
+
+/// Walks `count` records by their varint length prefixes; they must fill `data` exactly.
+fn walk_records(mut data: &[u8], count: i32) -> Result<(), RecordsError> {
+    for index in 0..count {
+        let (length, used) =
+            read_varint(data).ok_or_else(|| RecordsError::Records { reason: format!("record {index} of {count} has no length") })?;
+        let rest = &data[used..];
+        let length = usize::try_from(length).ok().filter(|length| *length <= rest.len()).ok_or_else(|| RecordsError::Records {
+            reason: format!("record {index} of {count} declares {length} bytes, {} remain", rest.len()),
+        })?;
+        data = &rest[length..];
+    }
+    if !data.is_empty() {
+        return Err(RecordsError::Records { reason: format!("{} bytes follow the last of {count} records", data.len()) });
+    }
+    Ok(())
+}
+
+/// A zigzag varint of at most 5 bytes (Kafka's record length): (value, bytes used).
+fn read_varint(data: &[u8]) -> Option<(i64, usize)> {
+    let mut raw: u64 = 0;
+    for (index, byte) in data.iter().take(5).enumerate() {
+        raw |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            let value = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+            return Some((value, index + 1));
+        }
+    }
+    None
 }
 
 /// Decodes the records of exactly one magic-v2 batch (CRC checked by the crate).
@@ -51,7 +140,11 @@ pub fn decode_batch(batch: &Bytes, max_decoded_bytes: usize) -> Result<Vec<Recor
     }
     let payload_limit = max_decoded_bytes - record_bytes;
     let decompress = |payload: &mut Bytes, compression: Compression| -> anyhow::Result<Bytes> {
-        decompress(payload, compression, payload_limit).map_err(anyhow::Error::from)
+        match compression {
+            // Already in memory as part of the batch, which the frame size limit bounded.
+            Compression::None => Ok(payload.clone()),
+            compressed => decompress(payload, compressed, payload_limit).map_err(anyhow::Error::from),
+        }
     };
     let set = RecordBatchDecoder::decode_with_custom_compression(&mut batch.clone(), Some(decompress)).map_err(|error| {
         // Our own errors travel through the crate as `anyhow::Error`; unwrap them again.
@@ -61,15 +154,14 @@ pub fn decode_batch(batch: &Bytes, max_decoded_bytes: usize) -> Result<Vec<Recor
 }
 
 /// Decompresses a batch payload, failing as soon as the output would exceed `limit` bytes.
-fn decompress(payload: &Bytes, compression: Compression, limit: usize) -> Result<Bytes, RecordsError> {
+fn decompress(payload: &[u8], compression: Compression, limit: usize) -> Result<Bytes, RecordsError> {
     let failed = |error: std::io::Error| RecordsError::Decompress { compression, reason: error.to_string() };
     match compression {
-        // Already in memory as part of the batch, which the frame size limit bounded.
-        Compression::None => Ok(payload.clone()),
+        Compression::None => Ok(Bytes::copy_from_slice(payload)),
         // Concatenated gzip members are read on, as Java's GZIPInputStream does.
-        Compression::Gzip => read_capped(flate2::read::MultiGzDecoder::new(payload.as_ref()), compression, limit),
-        Compression::Zstd => read_capped(zstd::stream::read::Decoder::with_buffer(payload.as_ref()).map_err(failed)?, compression, limit),
-        Compression::Lz4 => read_capped(lz4::Decoder::new(payload.as_ref()).map_err(failed)?, compression, limit),
+        Compression::Gzip => read_capped(flate2::read::MultiGzDecoder::new(payload), compression, limit),
+        Compression::Zstd => read_capped(zstd::stream::read::Decoder::with_buffer(payload).map_err(failed)?, compression, limit),
+        Compression::Lz4 => read_capped(lz4::Decoder::new(payload).map_err(failed)?, compression, limit),
         Compression::Snappy => snappy(payload, limit),
     }
 }
@@ -185,6 +277,40 @@ mod tests {
             assert!(matches!(error, RecordsError::DecompressedTooLarge { limit, .. } if limit < 1 << 20), "{compression:?}: {error}");
             assert_eq!(decode_batch(&bomb, 8 << 20).unwrap()[0].value.as_ref().unwrap().len(), 4 << 20, "{compression:?}");
         }
+    }
+
+    #[test]
+    fn payload_checks_accept_every_codec_and_refuse_broken_framing() {
+        for compression in ALL {
+            check_payload(&encoded_batch(7, compression), MAX_DECODED_BATCH_BYTES)
+                .unwrap_or_else(|error| panic!("{compression:?}: {error}"));
+        }
+        // One record more declared than present (count and lastOffsetDelta agree, CRC valid).
+        let mut batch = encoded_batch(3, Compression::None).to_vec();
+        batch[57..61].copy_from_slice(&4i32.to_be_bytes());
+        batch[23..27].copy_from_slice(&3i32.to_be_bytes());
+        assert!(matches!(check_payload(&batch, MAX_DECODED_BATCH_BYTES), Err(RecordsError::Records { .. })));
+        // Trailing garbage after the records.
+        let mut trailing = encoded_batch(2, Compression::None).to_vec();
+        trailing.push(0);
+        assert!(matches!(check_payload(&trailing, MAX_DECODED_BATCH_BYTES), Err(RecordsError::Records { .. })));
+        // A payload that is not what its codec says.
+        let mut garbage = encoded_batch(2, Compression::Gzip).to_vec();
+        garbage[61..].fill(0x55);
+        assert!(matches!(check_payload(&garbage, MAX_DECODED_BATCH_BYTES), Err(RecordsError::Decompress { .. })));
+        // An LZ4 frame with dependent blocks (FLG bit 5 clear), as one JavaScript encoder writes.
+        let mut dependent = encoded_batch(2, Compression::Lz4).to_vec();
+        dependent[61 + 4] &= !0b0010_0000;
+        assert!(matches!(
+            check_payload(&dependent, MAX_DECODED_BATCH_BYTES),
+            Err(RecordsError::Lz4Frame { reason: "uses dependent blocks" })
+        ));
+        // Compression codec 5 does not exist.
+        let mut unknown = encoded_batch(1, Compression::None).to_vec();
+        unknown[22] |= 0x05;
+        assert!(matches!(check_payload(&unknown, MAX_DECODED_BATCH_BYTES), Err(RecordsError::UnknownCompression { code: 5 })));
+        // A zip bomb is refused at the budget.
+        assert!(matches!(check_payload(&zeros_batch(4 << 20, Compression::Zstd), 1 << 20), Err(RecordsError::DecompressedTooLarge { .. })));
     }
 
     #[test]
