@@ -84,8 +84,22 @@ impl RawConnection {
     }
 }
 
+/// Who wrote a batch: an idempotent producer's id, epoch and first sequence number.
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerStamp {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub base_sequence: i32,
+}
+
 /// Encodes (key, value) pairs as one uncompressed magic-v2 batch, as a client would.
 pub fn encode_batch(records: &[(Vec<u8>, Vec<u8>)], timestamp: i64) -> Result<Bytes> {
+    encode_stamped_batch(records, timestamp, None)
+}
+
+/// Encodes (key, value) pairs as one uncompressed magic-v2 batch, stamped by an idempotent
+/// producer when `producer` is given.
+pub fn encode_stamped_batch(records: &[(Vec<u8>, Vec<u8>)], timestamp: i64, producer: Option<ProducerStamp>) -> Result<Bytes> {
     use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let records: Vec<Record> = records
         .iter()
@@ -94,11 +108,11 @@ pub fn encode_batch(records: &[(Vec<u8>, Vec<u8>)], timestamp: i64) -> Result<By
             transactional: false,
             control: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: producer.map_or(-1, |stamp| stamp.producer_id),
+            producer_epoch: producer.map_or(-1, |stamp| stamp.epoch),
             timestamp_type: TimestampType::Creation,
             offset: index as i64,
-            sequence: index as i32,
+            sequence: producer.map_or(index as i32, |stamp| stamp.base_sequence + index as i32),
             timestamp,
             key: Some(Bytes::from(key.clone())),
             value: Some(Bytes::from(value.clone())),

@@ -4,7 +4,7 @@
 use anyhow::{ensure, Result};
 use floe_e2e::cluster::{Agent, Infrastructure};
 use floe_e2e::kafka::{self, longest_gap, produce_until, verify_acknowledged};
-use floe_e2e::wire::{produce_batch, RawConnection};
+use floe_e2e::wire::{encode_stamped_batch, produce_batch, ProducerStamp, RawConnection};
 use floe_e2e::{http_get, java_driver, metric_value, run_driver};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -284,4 +284,66 @@ async fn an_agent_cut_off_past_a_snapshot_and_etcd_compaction_reloads_the_snapsh
 fn metric(agent: &Agent, sample: &str) -> Result<f64> {
     let (_, metrics) = http_get(&agent.http, "/metrics")?;
     Ok(metric_value(&metrics, sample).unwrap_or_default())
+}
+
+/// Sends one batch (acks=all) over its own connection and returns (error code, base offset).
+fn send_batch(bootstrap: &str, topic: &str, batch: bytes::Bytes) -> Result<(i16, i64)> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+    let mut connection = RawConnection::connect(bootstrap)?;
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string())))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))])]);
+    let correlation = connection.send(ApiKey::Produce, 9, &request)?;
+    let response: ProduceResponse = connection.receive(ApiKey::Produce, 9, correlation)?;
+    let answer = &response.responses[0].partition_responses[0];
+    Ok((answer.error_code, answer.base_offset))
+}
+
+/// Issue 4: "producer state survives agent restarts and is honoured by every agent". A batch
+/// retried at another agent, after its first copy committed or while it is still in flight, is
+/// answered with the first copy's offset and stored once; a gap is refused everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_agent_answers_a_retried_idempotent_batch_with_its_first_offset() -> Result<()> {
+    const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    let infrastructure = Infrastructure::start()?;
+    let mut agents = [Agent::start(&infrastructure, "idempotent", FAST)?, Agent::start(&infrastructure, "idempotent", FAST)?];
+    kafka::create_topic(&agents[0].bootstrap, "once", 1).await?;
+    let records = |first: usize, count: usize| -> Vec<(Vec<u8>, Vec<u8>)> {
+        (first..first + count).map(|index| (format!("k{index}").into_bytes(), format!("v{index}").into_bytes())).collect()
+    };
+    let stamp = |base_sequence| Some(ProducerStamp { producer_id: 4242, epoch: 0, base_sequence });
+    let batch = |first: usize, count: usize| encode_stamped_batch(&records(first, count), 1_700_000_000_000, stamp(first as i32));
+    let (a, b) = (agents[0].bootstrap.clone(), agents[1].bootstrap.clone());
+
+    // Committed at A, retried at B: B answers A's offset (from the journal, without writing).
+    ensure!(send_batch(&a, "once", batch(0, 10)?)? == (0, 0), "first copy at A");
+    ensure!(send_batch(&b, "once", batch(0, 10)?)? == (0, 0), "the retry at B was not answered with offset 0");
+
+    // Both copies in flight at once, one per agent: the journal orders them and apply leaves the
+    // second out; both clients hear the same offset.
+    let (first, second) = (batch(10, 5)?, batch(10, 5)?);
+    let (a_copy, b_copy) = (a.clone(), b.clone());
+    let racing_a = std::thread::spawn(move || send_batch(&a_copy, "once", first));
+    let racing_b = std::thread::spawn(move || send_batch(&b_copy, "once", second));
+    let answers = [racing_a.join().expect("thread")?, racing_b.join().expect("thread")?];
+    ensure!(answers == [(0, 10), (0, 10)], "racing copies answered {answers:?}, expected offset 10 twice");
+
+    // After a restart of A, its state comes back from the journal.
+    agents[0].restart()?;
+    let a = agents[0].bootstrap.clone();
+    ensure!(send_batch(&a, "once", batch(10, 5)?)? == (0, 10), "after a restart, A forgot the batch");
+    // A gap (sequence 20 where 15 is next) is refused on every agent; the next one is accepted.
+    for agent in [&a, &b] {
+        let (code, _) = send_batch(agent, "once", batch(20, 1)?)?;
+        ensure!(code == OUT_OF_ORDER_SEQUENCE_NUMBER, "a sequence gap at {agent} answered {code}");
+    }
+    ensure!(send_batch(&b, "once", batch(15, 5)?)? == (0, 15), "the next batch at B");
+
+    let bootstrap = a.clone();
+    let stored = tokio::task::spawn_blocking(move || kafka::read_all(&bootstrap, "once", 1, Duration::from_secs(30))).await??;
+    let keys: Vec<String> = stored[&0].iter().map(|record| String::from_utf8_lossy(&record.key).into_owned()).collect();
+    let expected: Vec<String> = (0..20).map(|index| format!("k{index}")).collect();
+    ensure!(keys == expected, "the log holds {keys:?}");
+    Ok(())
 }
