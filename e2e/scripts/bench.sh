@@ -2,7 +2,7 @@
 # Side-by-side benchmark: Apache Kafka 4.1.1, the Floe playground and a 3-agent Floe cluster on
 # etcd + s3s-fs, driven by the same Kafka 4.1.1 load generators on this machine. `make bench`.
 #
-#   bench.sh                    # full run (about 12-15 minutes on 2 cores)
+#   bench.sh                    # full run (about 10-15 minutes on 2 cores)
 #   BENCH_QUICK=1 bench.sh      # smoke: every system and workload with tiny counts (about a minute)
 #
 # Workloads (1 KiB records; producers use acks=all linger.ms=5 batch.size=262144):
@@ -60,9 +60,9 @@ W2_PARTITIONS=1000
 if ((QUICK)); then
     MODE=quick
     QUICK_RECORDS=3000
-    QUICK_E2E_MESSAGES=10
+    QUICK_E2E_MESSAGES=5
     THROUGHPUT_SECONDS=10 # only bounds the tools' timeouts in quick mode
-    FIXED_SECONDS=2
+    FIXED_SECONDS=1
     E2E_SECONDS=5
 else
     MODE=full
