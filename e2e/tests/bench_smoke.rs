@@ -23,7 +23,8 @@ const SYSTEM_SPECIFIC: [(&str, &[&str]); 6] = [
     ("infra_cpu_seconds", &["floe-cluster"]),
     ("mib_per_sec_per_core_incl_infra", &["floe-cluster"]),
 ];
-const SERVER: [&str; 6] = ["server_cpu_seconds", "server_cores", "mib_per_sec_per_core", "client_cpu_seconds", "client_cores", "rss_hwm_mib"];
+const SERVER: [&str; 6] =
+    ["server_cpu_seconds", "server_cores", "mib_per_sec_per_core", "client_cpu_seconds", "client_cores", "rss_hwm_mib"];
 
 /// Whether `figure` is a JSON number (`expect_number`) or null (not applicable to this system).
 fn check(figures: &Value, place: &str, figure: &str, expect_number: bool) -> Result<()> {
