@@ -49,8 +49,8 @@ e2e: deps ## Only the end-to-end suites (real clients against real processes)
 	$(CARGO) test -p floe-e2e -- --test-threads=$(TEST_THREADS)
 
 .PHONY: bench
-bench: deps ## Measure produce/consume throughput and latency (release build)
-	e2e/scripts/bench-playground.sh
+bench: deps ## Floe vs Apache Kafka side by side (release build; ~15 min, BENCH_QUICK=1 for a smoke)
+	BENCH_PUBLISH=docs/bench/latest.md e2e/scripts/bench.sh
 
 # cargo-fuzz runs on the pinned stable toolchain: RUSTC_BOOTSTRAP=1 unlocks the -Z flags it
 # passes (sanitizer, coverage), so no nightly is needed. Installed once into the cache.

@@ -9,7 +9,7 @@
 #  * Debian packages (apt-get; `apt-get update` only if something is missing)
 #  * Python venv at ${FLOE_CACHE:-$HOME/.cache/floe}/venv with the pinned
 #    e2e/python/requirements.txt (skipped when the stamp for the requirements
-#    hash exists)
+#    hash exists), plus matplotlib for the bench chart
 #  * java + mvn (default-jdk-headless, maven) if missing
 #  * builds the Java e2e client (e2e/java) if its pom.xml exists and the jar is
 #    older than any source file
@@ -109,6 +109,14 @@ print("[install-deps] kafka-python %s with gzip/snappy/lz4/zstd" % kafka.__versi
 EOF
     rm -f "$VENV"/.floe-requirements-*
     touch "$STAMP"
+fi
+
+# --- 3b. Bench renderer: matplotlib for `make bench`'s chart (kept out of requirements.txt so the
+# suites' pinned set stays small; checked on every run, installed once).
+MATPLOTLIB_VERSION=3.10.9
+if ! "$VENV/bin/python" -c "import matplotlib, sys; sys.exit(matplotlib.__version__ != '$MATPLOTLIB_VERSION')" >/dev/null 2>&1; then
+    log "installing matplotlib $MATPLOTLIB_VERSION into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "matplotlib==$MATPLOTLIB_VERSION"
 fi
 
 # --- 4. Java e2e client --------------------------------------------------------

@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Apache Kafka 4.1.1, the Floe playground and a 3-agent Floe cluster on
+# etcd + s3s-fs, driven by the same Kafka 4.1.1 load generators on this machine. `make bench`.
+#
+#   bench.sh                    # full run (about 10-15 minutes on 2 cores)
+#   BENCH_QUICK=1 bench.sh      # smoke: every system and workload with tiny counts (about a minute)
+#
+# Workloads (1 KiB records; producers use acks=all linger.ms=5 batch.size=262144):
+#   w1-none, w1-lz4   1 topic x 16 partitions, max rate (ProducerPerformance --throughput -1)
+#   consume           ConsumerPerformance over w1-none's records
+#   w3-50, w3-80      fixed rate at 50% / 80% of w1-none's max, on the w1 topic: p50/p99/p99.9
+#   w2-none, w2-lz4   1 topic x 1,000 partitions, max rate
+#   e2e               EndToEndLatency: one record at a time, acks=all, a tailing consumer
+# Servers (and etcd, s3s-fs) run on SERVER_CPUS, clients on CLIENT_CPUS (taskset). Server CPU comes
+# from /proc/<pid>/stat, RSS from VmHWM, Floe's object PUTs and etcd transactions from /metrics.
+#
+# Output: $BENCH_OUT/<timestamp>/{results.json,scoreboard.md,chart.png,commands.txt,logs/}, and
+# $BENCH_OUT/latest pointing at it. Exits non-zero if any step fails or any figure is missing.
+#
+# Environment:
+#   BENCH_QUICK=1            smoke mode (tiny counts; the figures mean nothing)
+#   BENCH_SYSTEMS            subset, in order (default "kafka floe-playground floe-cluster")
+#   BENCH_SECONDS            target length of each max-rate run (default 30): a 100,000-record probe
+#                            measures the rate, the run is sized to it (capped by BENCH_MAX_RECORDS,
+#                            default 2,000,000, so disk use stays bounded)
+#   BENCH_FIXED_SECONDS      length of each fixed-rate run (default 20)
+#   BENCH_E2E_SECONDS        rough length of the end-to-end run (default 15)
+#   BENCH_SERVER_CPUS        taskset CPU list for servers (default 1; empty = no pinning)
+#   BENCH_CLIENT_CPUS        taskset CPU list for clients (default 0; empty = no pinning)
+#   BENCH_OUT                output root (default <repo>/target/bench)
+#   BENCH_PUBLISH            full runs only: also copy scoreboard.md there (make bench: docs/bench/latest.md)
+#   FLOE_BIN                 floe binary to measure, used as is (default: target/release/floe, built
+#                            with cargo when missing or older than the sources)
+#   BENCH_SKIP_BUILD=1       use target/release/floe as is
+#   FLOE_CACHE, JAVA, MVN    as for kafka-reference.sh (Kafka jars are fetched once)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BENCH_DIR="$SCRIPT_DIR/bench"
+REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
+KAFKA_VERSION=4.1.1
+JAVA="${JAVA:-java}"
+CACHE="${FLOE_CACHE:-$HOME/.cache/floe}"
+PYTHON="$CACHE/venv/bin/python"
+
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
+# shellcheck source=bench/systems.sh
+source "$BENCH_DIR/systems.sh"
+# shellcheck source=bench/workloads.sh
+source "$BENCH_DIR/workloads.sh"
+
+# ---------------------------------------------------------------------------------------------
+# Settings.
+QUICK="${BENCH_QUICK:-0}"
+[[ "$QUICK" == 0 || -z "$QUICK" ]] && QUICK=0 || QUICK=1
+RECORD_SIZE=1024
+W1_PARTITIONS=16
+W2_PARTITIONS=1000
+if ((QUICK)); then
+    MODE=quick
+    QUICK_RECORDS=3000
+    QUICK_E2E_MESSAGES=5
+    THROUGHPUT_SECONDS=10 # only bounds the tools' timeouts in quick mode
+    FIXED_SECONDS=1
+    E2E_SECONDS=5
+else
+    MODE=full
+    THROUGHPUT_SECONDS="${BENCH_SECONDS:-30}"
+    FIXED_SECONDS="${BENCH_FIXED_SECONDS:-20}"
+    E2E_SECONDS="${BENCH_E2E_SECONDS:-15}"
+fi
+PROBE_RECORDS=100000
+MAX_RECORDS="${BENCH_MAX_RECORDS:-2000000}"
+read -ra SYSTEMS <<<"${BENCH_SYSTEMS:-${SYSTEMS_ALL[*]}}"
+if (($(nproc) >= 2)); then
+    SERVER_CPUS="${BENCH_SERVER_CPUS-1}"
+    CLIENT_CPUS="${BENCH_CLIENT_CPUS-0}"
+else
+    SERVER_CPUS="${BENCH_SERVER_CPUS-}"
+    CLIENT_CPUS="${BENCH_CLIENT_CPUS-}"
+fi
+BENCH_OUT="${BENCH_OUT:-$REPO_ROOT/target/bench}"
+
+for v in THROUGHPUT_SECONDS FIXED_SECONDS E2E_SECONDS MAX_RECORDS; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+done
+for s in "${SYSTEMS[@]}"; do
+    [[ " ${SYSTEMS_ALL[*]} " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (known: ${SYSTEMS_ALL[*]})"
+done
+for c in "$JAVA" curl taskset timeout python3; do
+    command -v "$c" >/dev/null || die "$c not found (make deps installs the prerequisites)"
+done
+[[ -x "$PYTHON" ]] || die "$PYTHON missing: run e2e/scripts/install-deps.sh (make deps)"
+"$PYTHON" -c 'import kafka, matplotlib' 2>/dev/null || die "kafka-python or matplotlib missing in $PYTHON: run e2e/scripts/install-deps.sh"
+
+# ---------------------------------------------------------------------------------------------
+# The floe binary: FLOE_BIN as given, else the release build, rebuilt when older than the sources.
+resolve_floe_binary() {
+    if [[ -n "${FLOE_BIN:-}" ]]; then
+        [[ -x "$FLOE_BIN" ]] || die "FLOE_BIN=$FLOE_BIN is not an executable"
+        return 0
+    fi
+    local target_dir="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+    [[ "$target_dir" = /* ]] || target_dir="$REPO_ROOT/$target_dir"
+    FLOE_BIN="$target_dir/release/floe"
+    if [[ "${BENCH_SKIP_BUILD:-0}" == 1 ]]; then
+        [[ -x "$FLOE_BIN" ]] || die "BENCH_SKIP_BUILD=1 but $FLOE_BIN does not exist"
+        return 0
+    fi
+    local reason=""
+    if [[ ! -x "$FLOE_BIN" ]]; then
+        reason="missing"
+    elif [[ -n "$(find "$REPO_ROOT/agent" "$REPO_ROOT/third_party" "$REPO_ROOT/Cargo.toml" "$REPO_ROOT/Cargo.lock" \
+        "$REPO_ROOT/rust-toolchain.toml" -newer "$FLOE_BIN" \
+        \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' -o -name 'rust-toolchain.toml' \) \
+        -print -quit 2>/dev/null)" ]]; then
+        reason="older than the sources"
+    fi
+    if [[ -n "$reason" ]]; then
+        log "release binary $FLOE_BIN is $reason: cargo build --release --bin floe (about 5 minutes cold)"
+        (cd "$REPO_ROOT" && cargo build --release --bin floe) >&2 || die "cargo build --release failed"
+    fi
+    [[ -x "$FLOE_BIN" ]] || die "$FLOE_BIN does not exist"
+}
+
+machine_info() {
+    local commit dirty
+    commit="$(git -C "$REPO_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+    dirty="$( [[ -z "$(git -C "$REPO_ROOT" status --porcelain 2>/dev/null)" ]] && echo false || echo true)"
+    emit machine info \
+        nproc "$(nproc)" \
+        cpu_model "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" \
+        memory_gib "$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)" \
+        kernel "$(uname -sr)" \
+        os "$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME" || uname -s)" \
+        java_version "$("$JAVA" -version 2>&1 | head -n 1)" \
+        kafka_version "$KAFKA_VERSION" \
+        floe_commit "$commit" \
+        floe_worktree_dirty "$dirty" \
+        floe_binary "$FLOE_BIN" \
+        floe_binary_built "$(date -u -r "$FLOE_BIN" +%FT%TZ)" \
+        load_average_at_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+    emit settings info \
+        mode "$MODE" record_size "$RECORD_SIZE" producer_props "$(producer_props '<none|lz4>')" \
+        w1_partitions "$W1_PARTITIONS" w2_partitions "$W2_PARTITIONS" \
+        throughput_seconds_target "$THROUGHPUT_SECONDS" fixed_seconds "$FIXED_SECONDS" \
+        e2e_seconds_target "$E2E_SECONDS" max_records "$MAX_RECORDS" \
+        server_cpus "${SERVER_CPUS:-unpinned}" client_cpus "${CLIENT_CPUS:-unpinned}"
+}
+
+# ---------------------------------------------------------------------------------------------
+DATA_ROOT=""
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_system
+    [[ -n "$DATA_ROOT" && -d "$DATA_ROOT" ]] && rm -rf "$DATA_ROOT"
+    if ((rc != 0)); then
+        log "FAILED (exit $rc); logs in ${LOG_DIR:-?}"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bench_system() {
+    local system="$1" dir="$DATA_ROOT/$system"
+    mkdir -p "$dir"
+    log "=== $system ==="
+    case "$system" in
+        kafka) start_kafka "$dir" ;;
+        floe-playground) start_floe_playground "$dir" ;;
+        floe-cluster) start_floe_cluster "$dir" ;;
+    esac
+    local w1="bench-w1" w2="bench-w2" e2e="bench-e2e"
+    "$PYTHON" "$BENCH_DIR/admin.py" create-topics "$BOOTSTRAP" "$w1:$W1_PARTITIONS" "$w2:$W2_PARTITIONS" "$e2e:1" \
+        >>"$LOG_DIR/admin.log" 2>&1 || die "could not create the topics on $system (see $LOG_DIR/admin.log)"
+
+    run_throughput "$system" w1-none "$w1" "$W1_PARTITIONS" none
+    local max_rps="$P_RPS" w1_records="$P_SENT"
+    run_consume "$system" "$w1" "$w1_records"
+    run_fixed_rate "$system" w3-50 "$w1" 50 "$max_rps"
+    run_fixed_rate "$system" w3-80 "$w1" 80 "$max_rps"
+    run_throughput "$system" w1-lz4 "$w1" "$W1_PARTITIONS" lz4
+    run_throughput "$system" w2-none "$w2" "$W2_PARTITIONS" none
+    run_throughput "$system" w2-lz4 "$w2" "$W2_PARTITIONS" lz4
+    run_end_to_end "$system" "$e2e"
+
+    local infra_rss=null
+    ((${#INFRA_PIDS[@]})) && infra_rss="$(rss_hwm_mib "${INFRA_PIDS[@]}")"
+    emit "$system" system label "$SYSTEM_LABEL" server_processes "${#SERVER_PIDS[@]}" \
+        rss_hwm_mib "$(rss_hwm_mib "${SERVER_PIDS[@]}")" infra_rss_hwm_mib "$infra_rss"
+    stop_system
+    rm -rf "$dir"
+}
+
+main() {
+    local started
+    started="$(date +%s)"
+    resolve_floe_binary
+    LIBS="$("$SCRIPT_DIR/kafka-reference.sh" jars | tail -n 1)"
+    [[ -f "$LIBS/kafka-tools-$KAFKA_VERSION.jar" ]] || die "Kafka tools jars missing in $LIBS"
+
+    RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)"
+    RUN_DIR="$BENCH_OUT/$RUN_ID"
+    [[ -e "$RUN_DIR" ]] && RUN_ID="$RUN_ID-$$" && RUN_DIR="$BENCH_OUT/$RUN_ID"
+    LOG_DIR="$RUN_DIR/logs"
+    mkdir -p "$LOG_DIR"
+    : >"$RUN_DIR/commands.txt"
+    : >"$RUN_DIR/notes.txt"
+    TOOL_LOG4J="$RUN_DIR/log4j2-tools.properties"
+    cat >"$TOOL_LOG4J" <<EOF
+name = floe-bench-tools
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = STDERR
+EOF
+    DATA_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/floe-bench.XXXXXX")"
+    log "mode $MODE, systems ${SYSTEMS[*]}, servers on CPUs '${SERVER_CPUS:-any}', clients on '${CLIENT_CPUS:-any}', output $RUN_DIR"
+    machine_info
+
+    local system
+    for system in "${SYSTEMS[@]}"; do
+        bench_system "$system"
+    done
+
+    emit machine info load_average_at_end "$(cut -d' ' -f1-3 /proc/loadavg)" wall_seconds $(($(date +%s) - started))
+    "$PYTHON" "$BENCH_DIR/render.py" "$RUN_DIR" || die "render.py failed"
+    ln -sfn "$RUN_ID" "$BENCH_OUT/latest"
+    if [[ -n "${BENCH_PUBLISH:-}" ]]; then
+        if ((QUICK)); then
+            log "quick mode: not copying the scoreboard to $BENCH_PUBLISH"
+        else
+            mkdir -p "$(dirname "$BENCH_PUBLISH")"
+            cp "$RUN_DIR/scoreboard.md" "$BENCH_PUBLISH"
+            log "copied the scoreboard to $BENCH_PUBLISH"
+        fi
+    fi
+    echo
+    cat "$RUN_DIR/scoreboard.md"
+    log "done in $(($(date +%s) - started))s: $RUN_DIR"
+}
+
+main "$@"

@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Assemble a bench run's figures and render them.
+
+    render.py RUN_DIR
+
+Reads RUN_DIR/raw/<system>/<workload>.env (key=value lines written by bench.sh), checks that every
+system has every figure (null only where a figure does not apply to that system), and writes
+RUN_DIR/results.json, RUN_DIR/scoreboard.md and RUN_DIR/chart.png. Exits non-zero, naming the
+missing figures, when the run is incomplete.
+"""
+
+import json
+import pathlib
+import sys
+
+SYSTEMS = ["kafka", "floe-playground", "floe-cluster"]
+SHORT_NAMES = {"kafka": "Kafka", "floe-playground": "Floe playground", "floe-cluster": "Floe cluster (3 agents)"}
+PRODUCE_WORKLOADS = ["w1-none", "w1-lz4", "w2-none", "w2-lz4"]
+FIXED_WORKLOADS = ["w3-50", "w3-80"]
+WORKLOAD_NAMES = {
+    "w1-none": "W1 16 partitions, none",
+    "w1-lz4": "W1 16 partitions, lz4",
+    "w2-none": "W2 1,000 partitions, none",
+    "w2-lz4": "W2 1,000 partitions, lz4",
+}
+
+# Figures every produce run reports; the sets below may be null where they do not apply.
+SERVER_FIELDS = [
+    "server_cpu_seconds", "server_cores", "mib_per_sec_per_core", "infra_cpu_seconds",
+    "mib_per_sec_per_core_incl_infra", "client_cpu_seconds", "client_cores", "object_puts",
+    "object_puts_per_sec", "segments", "etcd_txn_per_segment", "rss_hwm_mib",
+]
+LATENCY_FIELDS = ["records_per_sec", "mib_per_sec", "avg_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"]
+REQUIRED = {
+    **{w: ["partitions", "compression", "records", "elapsed_seconds", *LATENCY_FIELDS, *SERVER_FIELDS] for w in PRODUCE_WORKLOADS},
+    **{w: ["percent_of_max", "target_records_per_sec", "records", *LATENCY_FIELDS, *SERVER_FIELDS] for w in FIXED_WORKLOADS},
+    "consume": ["records", "mib_per_sec", "fetch_mib_per_sec", "rebalance_ms", "server_cpu_seconds", "mib_per_sec_per_core"],
+    "e2e": ["messages", "avg_ms", "p50_ms", "p99_ms", "p999_ms"],
+    "system": ["label", "server_processes", "rss_hwm_mib", "infra_rss_hwm_mib"],
+}
+NOT_APPLICABLE = {  # (system) -> fields that are null for it
+    "kafka": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "object_puts", "object_puts_per_sec", "segments",
+              "etcd_txn_per_segment", "infra_rss_hwm_mib"},
+    "floe-playground": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
+    "floe-cluster": set(),
+}
+MACHINE_FIELDS = ["nproc", "cpu_model", "memory_gib", "kernel", "os", "java_version", "kafka_version", "floe_commit",
+                  "floe_worktree_dirty", "floe_binary", "load_average_at_start", "load_average_at_end", "wall_seconds"]
+
+
+def parse_value(text):
+    if text == "null":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_env(path):
+    values = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        values[key] = parse_value(value)
+    return values
+
+
+def assemble(run_dir):
+    raw = run_dir / "raw"
+    machine = read_env(raw / "machine" / "info.env")
+    settings = read_env(raw / "settings" / "info.env")
+    systems, problems = {}, []
+    for system in SYSTEMS:
+        directory = raw / system
+        if not directory.is_dir():
+            continue
+        workloads = {path.stem: read_env(path) for path in sorted(directory.glob("*.env"))}
+        summary = workloads.pop("system", {})
+        for workload, fields in REQUIRED.items():
+            figures = summary if workload == "system" else workloads.get(workload)
+            if figures is None:
+                problems.append(f"{system}: workload {workload} missing")
+                continue
+            for field in fields:
+                if field not in figures:
+                    problems.append(f"{system} {workload}: {field} missing")
+                elif figures[field] is None and field not in NOT_APPLICABLE[system]:
+                    problems.append(f"{system} {workload}: {field} is null")
+                elif figures[field] is not None and field in NOT_APPLICABLE[system]:
+                    problems.append(f"{system} {workload}: {field} should be null (not applicable)")
+        systems[system] = {**summary, "workloads": workloads}
+    if not systems:
+        problems.append("no system was measured")
+    for field in MACHINE_FIELDS:
+        if field not in machine:
+            problems.append(f"machine: {field} missing")
+    ratios = {}
+    if "kafka" in systems:
+        kafka = systems["kafka"]["workloads"]
+        for system in ("floe-playground", "floe-cluster"):
+            if system in systems:
+                floe = systems[system]["workloads"]
+                ratios[system] = {
+                    w: round(floe[w]["mib_per_sec_per_core"] / kafka[w]["mib_per_sec_per_core"], 3)
+                    for w in PRODUCE_WORKLOADS
+                    if floe.get(w, {}).get("mib_per_sec_per_core") and kafka.get(w, {}).get("mib_per_sec_per_core")
+                }
+    def lines(name):  # the run directory is abbreviated: commands stay readable and comparable
+        text = (run_dir / name).read_text().replace(str(run_dir.resolve()), "$RUN_DIR").replace(str(run_dir), "$RUN_DIR")
+        return [line for line in text.splitlines() if line.strip()]
+
+    results = {
+        "schema_version": 1,
+        "run": run_dir.name,
+        "mode": settings.get("mode"),
+        "machine": machine,
+        "settings": settings,
+        "systems": systems,
+        "ratios_mib_per_sec_per_core_floe_over_kafka": ratios,
+        "notes": lines("notes.txt"),
+        "commands": lines("commands.txt"),
+    }
+    return results, problems
+
+
+def number(value, digits=1):
+    if value is None:
+        return "–"
+    if isinstance(value, (int, float)):
+        return f"{value:,.{digits}f}" if digits else f"{value:,.0f}"
+    return str(value)
+
+
+def scoreboard(results):
+    machine, settings, systems = results["machine"], results["settings"], results["systems"]
+    out = [f"# Floe vs Apache Kafka: bench run {results['run']} ({results['mode']})", ""]
+    if results["mode"] != "full":
+        out += ["> **Smoke run (BENCH_QUICK=1): tiny counts, the figures mean nothing.**", ""]
+    out += [
+        f"Machine: {machine['nproc']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB, {machine['kernel']}, "
+        f"{machine['os']}; {machine['java_version']}; Kafka {machine['kafka_version']} tools as load generators; "
+        f"floe commit `{str(machine['floe_commit'])[:12]}`{' (dirty worktree)' if machine['floe_worktree_dirty'] else ''}; "
+        f"load average {machine['load_average_at_start']} at start, {machine['load_average_at_end']} at end; "
+        f"wall time {machine['wall_seconds']} s.",
+        "",
+        f"Servers pinned to CPU {settings['server_cpus']} (etcd and s3s-fs too), load generators to CPU {settings['client_cpus']}. "
+        f"{settings['record_size']}-byte records, `{settings['producer_props']}`. "
+        "MiB/s per server core = MiB produced / server CPU-seconds (from /proc/<pid>/stat over the run; the cluster "
+        "sums its agents, etcd and s3s-fs are shown apart). RSS is the peak (VmHWM) so far, summed over agents. "
+        "Client cores near 1.0 mean the load generator, not the server, set the pace; a server far below one core "
+        "with a low rate is waiting, not working (Floe acknowledges acks=all produces after its flush, every 250 ms "
+        "by default).",
+        "",
+        "## Produce throughput",
+        "",
+        "| system | workload | MiB/s | server cores | MiB/s per server core | per core incl. etcd+S3 | client cores | PUTs/s | etcd txn/segment | RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for system, data in systems.items():
+        for workload in PRODUCE_WORKLOADS:
+            w = data["workloads"].get(workload, {})
+            out.append(
+                f"| {SHORT_NAMES[system]} | {WORKLOAD_NAMES[workload]} | {number(w.get('mib_per_sec'))} | "
+                f"{number(w.get('server_cores'), 2)} | {number(w.get('mib_per_sec_per_core'))} | "
+                f"{number(w.get('mib_per_sec_per_core_incl_infra'))} | {number(w.get('client_cores'), 2)} | "
+                f"{number(w.get('object_puts_per_sec'))} | {number(w.get('etcd_txn_per_segment'), 2)} | "
+                f"{number(w.get('rss_hwm_mib'), 0)} |"
+            )
+    out += [
+        "",
+        "## Latency (ms) and consume",
+        "",
+        "W3: ProducerPerformance at a fixed rate (50% / 80% of the system's own W1 max), 16 partitions, send-to-ack. "
+        "E2E: EndToEndLatency, one record at a time, acks=all, produce-to-consume.",
+        "",
+        "| system | W3 50%: rate | p50 | p99 | p99.9 | W3 80%: rate | p50 | p99 | p99.9 | E2E p50 | E2E p99 | E2E p99.9 | consume MiB/s | RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for system, data in systems.items():
+        w = data["workloads"]
+        cells = []
+        for fixed in FIXED_WORKLOADS:
+            f = w.get(fixed, {})
+            cells += [number(f.get("target_records_per_sec"), 0) + "/s", number(f.get("p50_ms"), 0),
+                      number(f.get("p99_ms"), 0), number(f.get("p999_ms"), 0)]
+        e = w.get("e2e", {})
+        cells += [number(e.get("p50_ms"), 0), number(e.get("p99_ms"), 0), number(e.get("p999_ms"), 0),
+                  number(w.get("consume", {}).get("fetch_mib_per_sec")), number(data.get("rss_hwm_mib"), 0)]
+        out.append(f"| {SHORT_NAMES[system]} | " + " | ".join(cells) + " |")
+    ratios = results["ratios_mib_per_sec_per_core_floe_over_kafka"]
+    if ratios:
+        out += ["", "## Floe / Kafka, MiB/s per server core", "",
+                "| system | " + " | ".join(WORKLOAD_NAMES[w] for w in PRODUCE_WORKLOADS) + " |",
+                "|---|" + "---:|" * len(PRODUCE_WORKLOADS)]
+        for system, by_workload in ratios.items():
+            out.append(f"| {SHORT_NAMES[system]} | " + " | ".join(number(by_workload.get(w), 2) for w in PRODUCE_WORKLOADS) + " |")
+    cluster = systems.get("floe-cluster")
+    if cluster:
+        infra = [f"{w}: {number(cluster['workloads'][w].get('infra_cpu_seconds'), 2)} s" for w in PRODUCE_WORKLOADS
+                 if w in cluster["workloads"]]
+        out += ["", f"etcd + s3s-fs CPU during the cluster's produce runs: {', '.join(infra)}; "
+                f"their peak RSS {number(cluster.get('infra_rss_hwm_mib'), 0)} MiB."]
+    if results["notes"]:
+        out += ["", "Notes:", ""] + [f"- {note}" for note in results["notes"]]
+    out += ["", "All figures, the exact commands and the tool logs: results.json, commands.txt, logs/ in the run directory.", ""]
+    return "\n".join(out)
+
+
+def chart(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = list(results["systems"])
+    figure, axes = plt.subplots(1, 3, figsize=(17, 5.2))
+    width = 0.8 / max(len(systems), 1)
+    panels = [("mib_per_sec", "Produce MiB/s"), ("mib_per_sec_per_core", "MiB/s per server core")]
+    for axis, (field, title) in zip(axes[:2], panels):
+        for index, system in enumerate(systems):
+            values = [results["systems"][system]["workloads"].get(w, {}).get(field) or 0 for w in PRODUCE_WORKLOADS]
+            positions = [x + (index - (len(systems) - 1) / 2) * width for x in range(len(PRODUCE_WORKLOADS))]
+            axis.bar(positions, values, width, label=SHORT_NAMES[system])
+        axis.set_xticks(range(len(PRODUCE_WORKLOADS)))
+        axis.set_xticklabels([WORKLOAD_NAMES[w].replace(", ", "\n") for w in PRODUCE_WORKLOADS], fontsize=8)
+        axis.set_title(title)
+        axis.grid(axis="y", alpha=0.3)
+    latency = [("w3-50", "p99_ms", "W3 50% p99"), ("w3-80", "p99_ms", "W3 80% p99"), ("e2e", "p99_ms", "E2E p99")]
+    for index, system in enumerate(systems):
+        values = [max(results["systems"][system]["workloads"].get(w, {}).get(f) or 0, 0.5) for w, f, _ in latency]
+        positions = [x + (index - (len(systems) - 1) / 2) * width for x in range(len(latency))]
+        axes[2].bar(positions, values, width, label=SHORT_NAMES[system])
+    axes[2].set_yscale("log")
+    axes[2].set_xticks(range(len(latency)))
+    axes[2].set_xticklabels([name for _, _, name in latency], fontsize=8)
+    axes[2].set_title("Latency p99 (ms, log scale)")
+    axes[2].grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    smoke = " — SMOKE RUN, figures meaningless" if results["mode"] != "full" else ""
+    figure.suptitle(f"Floe vs Apache Kafka {results['machine']['kafka_version']}, {results['machine']['nproc']} cores, "
+                    f"run {results['run']}{smoke}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(arguments):
+    if len(arguments) != 1:
+        sys.exit(__doc__)
+    run_dir = pathlib.Path(arguments[0])
+    results, problems = assemble(run_dir)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if problems:
+        sys.exit("render.py: incomplete run:\n  " + "\n  ".join(problems))
+    (run_dir / "scoreboard.md").write_text(scoreboard(results))
+    chart(results, run_dir / "chart.png")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,157 @@
+# The systems under test: start_<system> DIR and stop_system. Sourced by bench.sh.
+#
+# start_<system> sets, for the workloads:
+#   BOOTSTRAP     Kafka bootstrap list (loopback only)
+#   SERVER_PIDS   the broker/agent processes whose CPU and RSS are the server's
+#   INFRA_PIDS    processes the system needs besides its servers (etcd, s3s-fs), measured apart
+#   METRICS_URLS  Floe agents' /metrics (empty for Kafka)
+#   SYSTEM_LABEL  a human name for the report
+# Every server process runs on SERVER_CPUS (taskset; children inherit the affinity). stop_system
+# stops exactly what the last start_<system> started, by PID, and is safe to call twice.
+
+SYSTEMS_ALL=(kafka floe-playground floe-cluster)
+
+reset_system_state() {
+    BOOTSTRAP=""
+    SERVER_PIDS=()
+    INFRA_PIDS=()
+    METRICS_URLS=()
+    SYSTEM_LABEL=""
+    STOP_ACTIONS=()
+}
+reset_system_state
+
+# Read "Kafka bootstrap:" and "HTTP:" from a Floe banner in LOGFILE, waiting for PID.
+# Sets BANNER_BOOTSTRAP and BANNER_HTTP (host:port).
+read_floe_banner() {
+    local pid="$1" logfile="$2" i
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$pid" 2>/dev/null || die "floe (pid $pid) exited during start-up: $(tail -n 5 "$logfile" | tr '\n' ' ')"
+        BANNER_BOOTSTRAP="$(sed -n 's/^ *Kafka bootstrap: *\([^ ]*\).*/\1/p' "$logfile" | head -n 1)"
+        BANNER_HTTP="$(sed -n 's|^ *HTTP: *http://\([^/ ]*\).*|\1|p' "$logfile" | head -n 1)"
+        if [[ -n "$BANNER_BOOTSTRAP" && -n "$BANNER_HTTP" ]] &&
+            [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$BANNER_HTTP/readyz" || true)" == 200 ]]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "floe (pid $pid) not ready within 60s (see $logfile)"
+}
+
+# Start one floe process in the background, pinned to the server CPUs; sets STARTED_PID.
+spawn_floe() {
+    local logfile="$1"
+    shift
+    local pinned
+    mapfile -t pinned < <(pin "$SERVER_CPUS")
+    local line
+    line="$(printf '%q ' "${pinned[@]}" "$FLOE_BIN" "$@")"
+    echo "${line% }" >>"$RUN_DIR/commands.txt"
+    "${pinned[@]}" "$FLOE_BIN" "$@" >"$logfile" 2>&1 </dev/null &
+    STARTED_PID=$!
+    STOP_ACTIONS+=("pid $STARTED_PID")
+}
+
+# SIGTERM, 15 s grace, SIGKILL.
+stop_pid() {
+    local pid="$1" i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        note "pid $pid ignored SIGTERM for 15s; sent SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+stop_system() {
+    local i action
+    # Reverse start order: agents before etcd and S3.
+    for ((i = ${#STOP_ACTIONS[@]} - 1; i >= 0; i--)); do
+        action="${STOP_ACTIONS[i]}"
+        case "$action" in
+            pid\ *) stop_pid "${action#pid }" ;;
+            script\ *) eval "${action#script }" >/dev/null 2>&1 || note "failed: ${action#script }" ;;
+        esac
+    done
+    reset_system_state
+}
+
+# ---------------------------------------------------------------------------------------------
+start_kafka() {
+    local dir="$1" port cport pinned
+    port="$(free_port)"
+    cport="$(free_port)"
+    mapfile -t pinned < <(pin "$SERVER_CPUS")
+    STOP_ACTIONS+=("script $(printf '%q ' "$SCRIPT_DIR/kafka-reference.sh" stop "$dir/kafka")")
+    KAFKA_REF_CONTROLLER_PORT="$cport" "${pinned[@]}" "$SCRIPT_DIR/kafka-reference.sh" start "$dir/kafka" "$port" \
+        >"$LOG_DIR/kafka-start.log" 2>&1 || die "Kafka did not start: $(tail -n 5 "$LOG_DIR/kafka-start.log" | tr '\n' ' ')"
+    echo "KAFKA_REF_CONTROLLER_PORT=$cport $(printf '%q ' "${pinned[@]}")e2e/scripts/kafka-reference.sh start \$DIR $port" >>"$RUN_DIR/commands.txt"
+    local pid
+    pid="$(cat "$dir/kafka/kafka.pid")"
+    SERVER_PIDS=("$pid")
+    BOOTSTRAP="127.0.0.1:$port"
+    SYSTEM_LABEL="Apache Kafka $KAFKA_VERSION (KRaft, 1 node, defaults)"
+    STOP_ACTIONS+=("script cp $(printf '%q' "$dir/kafka/logs/server.log") $(printf '%q' "$LOG_DIR/kafka-server.log")")
+    log "kafka ready on $BOOTSTRAP (pid $pid)"
+}
+
+start_floe_playground() {
+    local dir="$1"
+    spawn_floe "$LOG_DIR/floe-playground.log" playground --data-dir "$dir/playground" \
+        --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn
+    local pid="$STARTED_PID"
+    read_floe_banner "$pid" "$LOG_DIR/floe-playground.log"
+    SERVER_PIDS=("$pid")
+    METRICS_URLS=("http://$BANNER_HTTP/metrics")
+    BOOTSTRAP="$BANNER_BOOTSTRAP"
+    SYSTEM_LABEL="Floe playground (embedded metadata, file bucket)"
+    log "floe playground ready on $BOOTSTRAP (pid $pid)"
+}
+
+CLUSTER_AGENTS=3
+CLUSTER_BUCKET=floe-bench
+start_floe_cluster() {
+    local dir="$1" etcd_port etcd_peer s3_port pinned
+    etcd_port="$(free_port)"
+    etcd_peer="$(free_port)"
+    s3_port="$(free_port)"
+    mapfile -t pinned < <(pin "$SERVER_CPUS")
+    STOP_ACTIONS+=("script $(printf '%q ' "$SCRIPT_DIR/etcd.sh" stop "$dir/etcd")")
+    "${pinned[@]}" "$SCRIPT_DIR/etcd.sh" start "$dir/etcd" "$etcd_port" "$etcd_peer" >"$LOG_DIR/etcd-start.log" 2>&1 \
+        || die "etcd did not start: $(tail -n 5 "$LOG_DIR/etcd-start.log" | tr '\n' ' ')"
+    STOP_ACTIONS+=("script $(printf '%q ' "$SCRIPT_DIR/s3.sh" stop "$dir/s3")")
+    "${pinned[@]}" "$SCRIPT_DIR/s3.sh" start "$dir/s3" "$s3_port" >"$LOG_DIR/s3-start.log" 2>&1 \
+        || die "S3 server did not start: $(tail -n 5 "$LOG_DIR/s3-start.log" | tr '\n' ' ')"
+    "$SCRIPT_DIR/s3.sh" create-bucket "$s3_port" "$CLUSTER_BUCKET" >>"$LOG_DIR/s3-start.log" 2>&1 \
+        || die "could not create bucket $CLUSTER_BUCKET"
+    echo "$(printf '%q ' "${pinned[@]}")e2e/scripts/etcd.sh start \$DIR/etcd $etcd_port $etcd_peer" >>"$RUN_DIR/commands.txt"
+    echo "$(printf '%q ' "${pinned[@]}")e2e/scripts/s3.sh start \$DIR/s3 $s3_port && e2e/scripts/s3.sh create-bucket $s3_port $CLUSTER_BUCKET" >>"$RUN_DIR/commands.txt"
+    INFRA_PIDS=("$(cat "$dir/etcd/etcd.pid")" "$(cat "$dir/s3/s3.pid")")
+    INFRA_LABEL="etcd $(etcd --version 2>/dev/null | awk '/etcd Version/ { print $3 }') + $("$SCRIPT_DIR/s3.sh" backend 2>/dev/null || echo s3s-fs)"
+
+    export AWS_ENDPOINT="http://127.0.0.1:$s3_port" AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret \
+        AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
+    echo "export AWS_ENDPOINT=http://127.0.0.1:$s3_port AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true" >>"$RUN_DIR/commands.txt"
+    local n pid bootstraps=()
+    for ((n = 1; n <= CLUSTER_AGENTS; n++)); do
+        spawn_floe "$LOG_DIR/floe-agent-$n.log" agent --metadata "etcd://127.0.0.1:$etcd_port/floe" \
+            --virtual-cluster bench --object-store "s3://$CLUSTER_BUCKET/bench" \
+            --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn
+        pid="$STARTED_PID"
+        read_floe_banner "$pid" "$LOG_DIR/floe-agent-$n.log"
+        SERVER_PIDS+=("$pid")
+        METRICS_URLS+=("http://$BANNER_HTTP/metrics")
+        bootstraps+=("$BANNER_BOOTSTRAP")
+    done
+    unset AWS_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_ALLOW_HTTP
+    BOOTSTRAP="$(IFS=,; echo "${bootstraps[*]}")"
+    "$PYTHON" "$BENCH_DIR/admin.py" wait-brokers "$BOOTSTRAP" "$CLUSTER_AGENTS" 60 >>"$LOG_DIR/admin.log" 2>&1 \
+        || die "the cluster did not advertise $CLUSTER_AGENTS brokers within 60s (see $LOG_DIR/admin.log)"
+    SYSTEM_LABEL="Floe cluster ($CLUSTER_AGENTS agents, $INFRA_LABEL)"
+    log "floe cluster ready on $BOOTSTRAP (agents ${SERVER_PIDS[*]}, etcd+S3 ${INFRA_PIDS[*]})"
+}

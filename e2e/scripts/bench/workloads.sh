@@ -1,0 +1,202 @@
+# The workloads: each runs Kafka's own load generators (pinned to CLIENT_CPUS) against the running
+# system and emits its figures with `emit SYSTEM WORKLOAD key value ...`. Sourced by bench.sh.
+#
+#   run_throughput SYSTEM WORKLOAD TOPIC PARTITIONS COMPRESSION   W1/W2: ProducerPerformance, max rate
+#   run_consume SYSTEM TOPIC RECORDS                              ConsumerPerformance over W1's records
+#   run_fixed_rate SYSTEM WORKLOAD TOPIC PERCENT MAX_RPS          W3: ProducerPerformance at PERCENT of max
+#   run_end_to_end SYSTEM TOPIC                                   W4: EndToEndLatency (one record in flight)
+
+producer_props() { # the producer settings every produce workload shares
+    echo "acks=all linger.ms=5 batch.size=262144 compression.type=$1"
+}
+
+# Snapshot the server-side counters into S_<name>_<field> (S_before_ticks, ...).
+snapshot() {
+    local name="$1"
+    printf -v "S_${name}_ticks" '%s' "$(cpu_ticks "${SERVER_PIDS[@]}")"
+    if ((${#INFRA_PIDS[@]})); then
+        printf -v "S_${name}_infra" '%s' "$(cpu_ticks "${INFRA_PIDS[@]}")"
+    else
+        printf -v "S_${name}_infra" '%s' null
+    fi
+    printf -v "S_${name}_puts" '%s' "$(metric_sum 'floe_object_store_operations_total{operation="put",outcome="ok"}')"
+    printf -v "S_${name}_flushes" '%s' "$(metric_sum 'floe_flushes_total')"
+    printf -v "S_${name}_etcd" '%s' "$(metric_sum 'floe_etcd_transactions_total')"
+    children_cpu_seconds "S_${name}_client"
+    printf -v "S_${name}_time" '%s' "$(now_s)"
+    local field value
+    for field in ticks infra puts flushes etcd client time; do
+        value="S_${name}_${field}"
+        [[ "${!value}" == null ]] || need_num "$value" "${!value}"
+    done
+}
+
+# Differences between two snapshots over ELAPSED seconds of load (the tool's own elapsed time,
+# which excludes JVM start-up): sets D_* for emit.
+difference() {
+    local elapsed="$1" records="$2" clk
+    clk="$(getconf CLK_TCK)"
+    D_CPU="$(calc "($S_after_ticks - $S_before_ticks) / $clk" 2)"
+    awk "BEGIN { exit !($D_CPU > 0) }" || die "the server used no CPU during the run?"
+    D_CORES="$(calc "$D_CPU / $elapsed" 2)"
+    D_MIB="$(calc "$records * $RECORD_SIZE / 1048576" 2)"
+    D_MIB_PER_CORE="$(calc "$D_MIB / $D_CPU" 2)"
+    D_CLIENT_CPU="$(calc "$S_after_client - $S_before_client" 2)"
+    D_CLIENT_CORES="$(calc "$D_CLIENT_CPU / ($S_after_time - $S_before_time)" 2)"
+    if [[ "$S_before_infra" == null ]]; then
+        D_INFRA_CPU=null D_MIB_PER_CORE_ALL=null
+    else
+        D_INFRA_CPU="$(calc "($S_after_infra - $S_before_infra) / $clk" 2)"
+        D_MIB_PER_CORE_ALL="$(calc "$D_MIB / ($D_CPU + $D_INFRA_CPU)" 2)"
+    fi
+    if [[ "$S_before_puts" == null ]]; then
+        D_PUTS=null D_PUTS_PER_SEC=null D_SEGMENTS=null D_ETCD_PER_SEGMENT=null
+    else
+        D_PUTS=$((S_after_puts - S_before_puts))
+        D_PUTS_PER_SEC="$(calc "$D_PUTS / $elapsed" 1)"
+        D_SEGMENTS=$((S_after_flushes - S_before_flushes))
+        if metric_present floe_etcd_transactions_total && ((D_SEGMENTS > 0)); then
+            D_ETCD_PER_SEGMENT="$(calc "($S_after_etcd - $S_before_etcd) / $D_SEGMENTS" 3)"
+        else
+            D_ETCD_PER_SEGMENT=null # embedded metadata: no etcd
+        fi
+    fi
+}
+
+emit_server_figures() { # the server-side figures every produce workload reports
+    local system="$1" workload="$2"
+    emit "$system" "$workload" \
+        server_cpu_seconds "$D_CPU" server_cores "$D_CORES" mib_per_sec_per_core "$D_MIB_PER_CORE" \
+        infra_cpu_seconds "$D_INFRA_CPU" mib_per_sec_per_core_incl_infra "$D_MIB_PER_CORE_ALL" \
+        client_cpu_seconds "$D_CLIENT_CPU" client_cores "$D_CLIENT_CORES" \
+        object_puts "$D_PUTS" object_puts_per_sec "$D_PUTS_PER_SEC" segments "$D_SEGMENTS" \
+        etcd_txn_per_segment "$D_ETCD_PER_SEGMENT" rss_hwm_mib "$(rss_hwm_mib "${SERVER_PIDS[@]}")"
+}
+
+# One ProducerPerformance run; sets P_* (see parse_producer).
+produce() { # produce LOGNAME TOPIC RECORDS THROUGHPUT COMPRESSION TIMEOUT
+    local logname="$1" topic="$2" records="$3" throughput="$4" compression="$5" timeout_seconds="$6" props
+    read -ra props <<<"$(producer_props "$compression")"
+    run_tool "$timeout_seconds" "$logname" org.apache.kafka.tools.ProducerPerformance --topic "$topic" \
+        --num-records "$records" --record-size "$RECORD_SIZE" --throughput "$throughput" \
+        --producer-props bootstrap.servers="$BOOTSTRAP" "${props[@]}"
+    parse_producer "$LOG_DIR/$logname.out" "$records"
+}
+
+run_throughput() {
+    local system="$1" workload="$2" topic="$3" partitions="$4" compression="$5" records
+    if ((QUICK)); then
+        records="$QUICK_RECORDS"
+    else
+        # Size the run to about THROUGHPUT_SECONDS from a short probe at full speed.
+        produce "$system-$workload-probe" "$topic" "$PROBE_RECORDS" -1 "$compression" 300
+        records="$(awk -v rate="$P_RPS" -v seconds="$THROUGHPUT_SECONDS" -v low="$PROBE_RECORDS" -v high="$MAX_RECORDS" \
+            'BEGIN { n = int(rate * seconds); if (n < low) n = low; if (n > high) n = high; print n }')"
+    fi
+    log "$system $workload: $records records, $partitions partitions, compression $compression"
+    snapshot before
+    produce "$system-$workload" "$topic" "$records" -1 "$compression" $((THROUGHPUT_SECONDS * 5 + 120))
+    snapshot after
+    local elapsed
+    elapsed="$(calc "$records / $P_RPS" 3)"
+    # A cold probe (a JIT warming up, connections opening) can underestimate the rate several
+    # times over; a run shorter than half its target is then redone, sized by its own rate (the
+    # first run served as the warm-up).
+    if ((!QUICK && records < MAX_RECORDS)) && awk "BEGIN { exit !($elapsed < $THROUGHPUT_SECONDS / 2) }"; then
+        records="$(awk -v rate="$P_RPS" -v seconds="$THROUGHPUT_SECONDS" -v high="$MAX_RECORDS" \
+            'BEGIN { n = int(rate * seconds); if (n > high) n = high; print n }')"
+        log "$system $workload: run took ${elapsed}s, redoing it with $records records"
+        snapshot before
+        produce "$system-$workload-sized" "$topic" "$records" -1 "$compression" $((THROUGHPUT_SECONDS * 5 + 120))
+        snapshot after
+        elapsed="$(calc "$records / $P_RPS" 3)"
+    fi
+    difference "$elapsed" "$records"
+    emit "$system" "$workload" partitions "$partitions" compression "$compression" records "$records" \
+        elapsed_seconds "$elapsed" records_per_sec "$P_RPS" mib_per_sec "$P_MBS" \
+        avg_ms "$P_AVG" p50_ms "$P_P50" p99_ms "$P_P99" p999_ms "$P_P999" max_ms "$P_MAX"
+    emit_server_figures "$system" "$workload"
+    log "$system $workload: $P_MBS MiB/s, server $D_CORES cores, $D_MIB_PER_CORE MiB/s per core"
+}
+
+run_fixed_rate() {
+    local system="$1" workload="$2" topic="$3" percent="$4" max_rps="$5" rate records
+    rate="$(awk -v r="$max_rps" -v p="$percent" 'BEGIN { x = int(r * p / 100); if (x < 1) x = 1; print x }')"
+    records=$((rate * FIXED_SECONDS))
+    log "$system $workload: $rate records/s ($percent% of $max_rps) for ${FIXED_SECONDS}s"
+    snapshot before
+    produce "$system-$workload" "$topic" "$records" "$rate" none $((FIXED_SECONDS * 5 + 120))
+    snapshot after
+    local elapsed
+    elapsed="$(calc "$records / $P_RPS" 3)"
+    difference "$elapsed" "$records"
+    emit "$system" "$workload" percent_of_max "$percent" target_records_per_sec "$rate" records "$records" \
+        records_per_sec "$P_RPS" mib_per_sec "$P_MBS" avg_ms "$P_AVG" p50_ms "$P_P50" p99_ms "$P_P99" \
+        p999_ms "$P_P999" max_ms "$P_MAX"
+    emit_server_figures "$system" "$workload"
+    log "$system $workload: p50 $P_P50 ms, p99 $P_P99 ms, p99.9 $P_P999 ms"
+}
+
+run_consume() {
+    local system="$1" topic="$2" records="$3"
+    local group="bench-consume-$RUN_ID"
+    log "$system consume: $records records from $topic"
+    snapshot before
+    run_tool $((THROUGHPUT_SECONDS * 5 + 120)) "$system-consume" org.apache.kafka.tools.ConsumerPerformance \
+        --bootstrap-server "$BOOTSTRAP" --topic "$topic" --messages "$records" --group "$group" --timeout 30000
+    snapshot after
+    local out="$LOG_DIR/$system-consume.out"
+    if grep -q "Exiting before consuming the expected number of messages" "$out" "$LOG_DIR/$system-consume.err"; then
+        die "ConsumerPerformance timed out before consuming $records records ($system)"
+    fi
+    # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
+    # rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+    local line c_mb c_mbs c_n c_ns c_rebalance c_fetch_ms c_fmbs c_fns v
+    line="$(grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2} ' "$out" | tail -n 1 || true)"
+    [[ -n "$line" ]] || die "no ConsumerPerformance result line ($system)"
+    IFS=',' read -r _ _ c_mb c_mbs c_n c_ns c_rebalance c_fetch_ms c_fmbs c_fns <<<"$line"
+    for v in c_mb c_mbs c_n c_ns c_rebalance c_fetch_ms c_fmbs c_fns; do
+        printf -v "$v" '%s' "$(tr -d ' ' <<<"${!v}")"
+        need_num "$v" "${!v}"
+    done
+    awk "BEGIN { exit !($c_n >= $records) }" || die "consumer read $c_n of $records records ($system)"
+    # Fetch time excludes the group join; the server's CPU covers the whole window.
+    local seconds
+    seconds="$(calc "$c_fetch_ms / 1000" 3)"
+    awk "BEGIN { exit !($seconds > 0) }" || seconds="$(calc "$S_after_time - $S_before_time" 3)"
+    difference "$seconds" "$records"
+    emit "$system" consume records "$c_n" mib_per_sec "$c_mbs" fetch_mib_per_sec "$c_fmbs" \
+        rebalance_ms "$c_rebalance" server_cpu_seconds "$D_CPU" mib_per_sec_per_core "$D_MIB_PER_CORE"
+    log "$system consume: $c_fmbs MiB/s (fetch), $c_mbs MiB/s incl. group join"
+}
+
+# EndToEndLatency's summary into E_AVG, E_P50, E_P99, E_P999.
+parse_end_to_end() {
+    local out="$1"
+    E_AVG="$(sed -n 's/^Avg latency: *\([0-9.]*\) *ms.*/\1/p' "$out" | tail -n 1)"
+    local re='Percentiles: 50th = ([0-9]+), 99th = ([0-9]+), 99\.9th = ([0-9]+)'
+    [[ "$(grep -E 'Percentiles:' "$out" | tail -n 1)" =~ $re ]] || die "no EndToEndLatency percentiles in $out"
+    E_P50="${BASH_REMATCH[1]}" E_P99="${BASH_REMATCH[2]}" E_P999="${BASH_REMATCH[3]}"
+    local v
+    for v in E_AVG E_P50 E_P99 E_P999; do need_num "$v" "${!v}"; done
+}
+
+run_end_to_end() {
+    local system="$1" topic="$2" messages
+    if ((QUICK)); then
+        messages="$QUICK_E2E_MESSAGES"
+    else
+        # One record is in flight at a time, so the count that fits E2E_SECONDS depends on the
+        # latency itself: probe with a few records first.
+        run_tool 300 "$system-e2e-probe" org.apache.kafka.tools.EndToEndLatency "$BOOTSTRAP" "$topic" 20 all "$RECORD_SIZE"
+        parse_end_to_end "$LOG_DIR/$system-e2e-probe.out"
+        messages="$(awk -v avg="$E_AVG" -v seconds="$E2E_SECONDS" \
+            'BEGIN { n = int(seconds * 1000 / (avg > 0.1 ? avg : 0.1)); if (n < 50) n = 50; if (n > 5000) n = 5000; print n }')"
+    fi
+    log "$system e2e: $messages records, one at a time (acks=all, consumer tailing)"
+    run_tool $((E2E_SECONDS * 10 + 120)) "$system-e2e" org.apache.kafka.tools.EndToEndLatency \
+        "$BOOTSTRAP" "$topic" "$messages" all "$RECORD_SIZE"
+    parse_end_to_end "$LOG_DIR/$system-e2e.out"
+    emit "$system" e2e messages "$messages" avg_ms "$E_AVG" p50_ms "$E_P50" p99_ms "$E_P99" p999_ms "$E_P999"
+    log "$system e2e: p50 $E_P50 ms, p99 $E_P99 ms"
+}

@@ -1,0 +1,130 @@
+//! Smoke test of `make bench`: the harness (e2e/scripts/bench.sh) in BENCH_QUICK mode runs every
+//! system (Apache Kafka, the Floe playground, a 3-agent Floe cluster on etcd + s3s-fs) through
+//! every workload with tiny counts, against the binary under test, and its results.json carries
+//! every figure the scoreboard shows. The figures themselves are not judged: a two-core machine
+//! shared with other work cannot give stable numbers in seconds.
+
+use anyhow::{bail, ensure, Context, Result};
+use floe_e2e::{floe_binary, repository_root};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SYSTEMS: [&str; 3] = ["kafka", "floe-playground", "floe-cluster"];
+const PRODUCE_WORKLOADS: [&str; 4] = ["w1-none", "w1-lz4", "w2-none", "w2-lz4"];
+const FIXED_WORKLOADS: [&str; 2] = ["w3-50", "w3-80"];
+const LATENCY: [&str; 7] = ["records_per_sec", "mib_per_sec", "avg_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"];
+/// Figures of every produce run that only some systems have: (figure, systems that report it).
+const SYSTEM_SPECIFIC: [(&str, &[&str]); 6] = [
+    ("object_puts", &["floe-playground", "floe-cluster"]),
+    ("object_puts_per_sec", &["floe-playground", "floe-cluster"]),
+    ("segments", &["floe-playground", "floe-cluster"]),
+    ("etcd_txn_per_segment", &["floe-cluster"]),
+    ("infra_cpu_seconds", &["floe-cluster"]),
+    ("mib_per_sec_per_core_incl_infra", &["floe-cluster"]),
+];
+const SERVER: [&str; 6] =
+    ["server_cpu_seconds", "server_cores", "mib_per_sec_per_core", "client_cpu_seconds", "client_cores", "rss_hwm_mib"];
+
+/// Whether `figure` is a JSON number (`expect_number`) or null (not applicable to this system).
+fn check(figures: &Value, place: &str, figure: &str, expect_number: bool) -> Result<()> {
+    let value = figures.get(figure).with_context(|| format!("{place}: {figure} missing"))?;
+    if expect_number {
+        let number = value.as_f64().with_context(|| format!("{place}: {figure} is {value}, not a number"))?;
+        ensure!(number.is_finite() && number >= 0.0, "{place}: {figure} is {number}");
+    } else {
+        ensure!(value.is_null(), "{place}: {figure} is {value}, but it does not apply to this system");
+    }
+    Ok(())
+}
+
+fn check_system(system: &str, data: &Value) -> Result<()> {
+    let workloads = data.get("workloads").with_context(|| format!("{system}: no workloads"))?;
+    let workload = |name: &str| workloads.get(name).with_context(|| format!("{system}: workload {name} missing"));
+    for name in PRODUCE_WORKLOADS.iter().chain(&FIXED_WORKLOADS) {
+        let figures = workload(name)?;
+        let place = format!("{system} {name}");
+        for figure in LATENCY.iter().chain(&SERVER).chain(&["records"]) {
+            check(figures, &place, figure, true)?;
+        }
+        for (figure, systems) in SYSTEM_SPECIFIC {
+            check(figures, &place, figure, systems.contains(&system))?;
+        }
+        ensure!(figures["mib_per_sec"].as_f64() > Some(0.0), "{place}: nothing was produced");
+        ensure!(figures["server_cpu_seconds"].as_f64() > Some(0.0), "{place}: the server used no CPU");
+    }
+    for name in PRODUCE_WORKLOADS {
+        let place = format!("{system} {name}");
+        let figures = workload(name)?;
+        check(figures, &place, "partitions", true)?;
+        let expected = if name.starts_with("w1") { 16 } else { 1_000 };
+        ensure!(figures["partitions"].as_u64() == Some(expected), "{place}: partitions {}", figures["partitions"]);
+        let compression = name.rsplit('-').next().expect("named <workload>-<compression>");
+        ensure!(figures["compression"].as_str() == Some(compression), "{place}: compression {}", figures["compression"]);
+    }
+    if system != "kafka" {
+        let puts = workload("w1-none")?["object_puts"].as_f64().unwrap_or_default();
+        ensure!(puts > 0.0, "{system} w1-none: the agents reported no object PUTs");
+    }
+    for figure in ["target_records_per_sec", "percent_of_max"] {
+        check(workload("w3-50")?, &format!("{system} w3-50"), figure, true)?;
+        check(workload("w3-80")?, &format!("{system} w3-80"), figure, true)?;
+    }
+    for figure in ["records", "mib_per_sec", "fetch_mib_per_sec", "server_cpu_seconds", "mib_per_sec_per_core"] {
+        check(workload("consume")?, &format!("{system} consume"), figure, true)?;
+    }
+    for figure in ["messages", "avg_ms", "p50_ms", "p99_ms", "p999_ms"] {
+        check(workload("e2e")?, &format!("{system} e2e"), figure, true)?;
+    }
+    check(data, system, "rss_hwm_mib", true)?;
+    check(data, system, "infra_rss_hwm_mib", system == "floe-cluster")?;
+    ensure!(data["label"].as_str().is_some_and(|label| !label.is_empty()), "{system}: no label");
+    Ok(())
+}
+
+#[test]
+fn quick_bench_measures_every_workload_on_kafka_the_playground_and_the_cluster() -> Result<()> {
+    let output_directory = tempfile::Builder::new().prefix("floe-bench-smoke-").tempdir()?;
+    let started = Instant::now();
+    let status = Command::new("bash")
+        .arg(repository_root().join("e2e/scripts/bench.sh"))
+        .env("BENCH_QUICK", "1")
+        .env("FLOE_BIN", floe_binary()?)
+        .env("BENCH_OUT", output_directory.path())
+        .env_remove("BENCH_SYSTEMS")
+        .env_remove("BENCH_PUBLISH")
+        .stdin(Stdio::null())
+        .status()
+        .context("failed to run e2e/scripts/bench.sh")?;
+    let elapsed = started.elapsed();
+    if !status.success() {
+        bail!("BENCH_QUICK=1 bench.sh failed with {status} after {elapsed:?}");
+    }
+    // A smoke run that creeps towards minutes would make `make test` pay for it every time.
+    ensure!(elapsed < Duration::from_secs(150), "the quick bench took {elapsed:?}");
+
+    let run = output_directory.path().join("latest");
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(run.join("results.json"))?)?;
+    ensure!(results["mode"] == "quick", "mode is {}", results["mode"]);
+    for field in ["nproc", "cpu_model", "memory_gib", "kernel", "java_version", "floe_commit", "wall_seconds"] {
+        let value = &results["machine"][field];
+        ensure!(!value.is_null() && value != "", "machine.{field} missing");
+    }
+    for system in SYSTEMS {
+        check_system(system, &results["systems"][system]).with_context(|| format!("results.json of {}", run.display()))?;
+    }
+    let ratios = &results["ratios_mib_per_sec_per_core_floe_over_kafka"];
+    for system in ["floe-playground", "floe-cluster"] {
+        for workload in PRODUCE_WORKLOADS {
+            ensure!(ratios[system][workload].as_f64() > Some(0.0), "no Floe/Kafka ratio for {system} {workload}");
+        }
+    }
+
+    let scoreboard = std::fs::read_to_string(run.join("scoreboard.md"))?;
+    for heading in ["| Kafka |", "| Floe playground |", "| Floe cluster (3 agents) |", "Smoke run"] {
+        ensure!(scoreboard.contains(heading), "scoreboard.md lacks {heading:?}");
+    }
+    let chart = std::fs::read(run.join("chart.png"))?;
+    ensure!(chart.starts_with(b"\x89PNG\r\n\x1a\n"), "chart.png is not a PNG");
+    Ok(())
+}
