@@ -20,7 +20,7 @@ pub const MAX_DECODED_BATCH_BYTES: usize = 64 << 20;
 pub enum RecordsError {
     #[error("failed to decode record batch header: {reason}")]
     Header { reason: String },
-    #[error("record buffer holds {count} batches, expected exactly one")]
+    #[error("record buffer holds {count} magic-v2 batches, expected exactly one")]
     NotOneBatch { count: usize },
     #[error("record batch declares {count} records, more than a decoding budget of {limit} bytes allows")]
     TooManyRecords { count: i32, limit: usize },
