@@ -80,6 +80,9 @@ fn default_request(api_key: ApiKey) -> RequestKind {
         ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
         ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
         other => panic!("{other:?} is advertised but has no seed; add it here"),
     }
 }
@@ -244,6 +247,33 @@ fn populated_request(api_key: ApiKey, version: i16) -> RequestKind {
                 incremental::AlterConfigsResource::default().with_resource_type(2).with_resource_name(text("events")).with_configs(vec![
                     incremental::AlterableConfig::default().with_name(text("retention.ms")).with_value(Some(text("1000"))),
                     incremental::AlterableConfig::default().with_name(text("retention.bytes")).with_config_operation(1),
+                ]),
+            ]))
+        }
+        ApiKey::DeleteRecords => {
+            use kafka_protocol::messages::delete_records_request as delete;
+            RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+                delete::DeleteRecordsTopic::default().with_name(topic("events")).with_partitions(vec![
+                    delete::DeleteRecordsPartition::default().with_partition_index(0).with_offset(40),
+                    delete::DeleteRecordsPartition::default().with_partition_index(1).with_offset(-1),
+                ]),
+            ]))
+        }
+        ApiKey::OffsetDelete => {
+            use kafka_protocol::messages::offset_delete_request as delete;
+            RequestKind::OffsetDelete(OffsetDeleteRequest::default().with_group_id(GroupId(text("group"))).with_topics(vec![
+                delete::OffsetDeleteRequestTopic::default().with_name(topic("events")).with_partitions(vec![
+                    delete::OffsetDeleteRequestPartition::default().with_partition_index(0),
+                    delete::OffsetDeleteRequestPartition::default().with_partition_index(1),
+                ]),
+            ]))
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            use kafka_protocol::messages::offset_for_leader_epoch_request as epoch;
+            RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                epoch::OffsetForLeaderTopic::default().with_topic(topic("events")).with_partitions(vec![
+                    epoch::OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(0).with_leader_epoch(0),
+                    epoch::OffsetForLeaderPartition::default().with_partition(1).with_current_leader_epoch(-1).with_leader_epoch(0),
                 ]),
             ]))
         }

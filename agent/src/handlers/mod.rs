@@ -52,7 +52,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::OffsetForLeaderEpoch, 0, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -150,4 +150,22 @@ pub(crate) fn str_bytes(value: impl Into<String>) -> StrBytes {
 
 pub(crate) fn topic_name(value: impl Into<String>) -> TopicName {
     TopicName(str_bytes(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SUPPORTED;
+
+    #[test]
+    fn every_advertised_version_is_one_the_protocol_crate_can_decode() {
+        for (api_key, min, max) in SUPPORTED {
+            let valid = api_key.valid_versions();
+            assert!(
+                valid.min <= *min && *max <= valid.max && min <= max,
+                "{api_key:?} is advertised as {min}..={max} but the crate handles {}..={}",
+                valid.min,
+                valid.max
+            );
+        }
+    }
 }
