@@ -1,5 +1,4 @@
-//! `floe-operator`: a skeleton. The VirtualCluster and AgentPool reconcilers arrive with the
-//! operator issue; until then the binary only says so.
+//! `floe-operator`: `crds` prints the CustomResourceDefinitions; `run` reconciles.
 
 use clap::{Parser, Subcommand};
 
@@ -12,14 +11,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the controller (not implemented yet).
+    /// Run the controller.
     Run,
-    /// Print the CustomResourceDefinitions (not implemented yet).
+    /// Print the CustomResourceDefinitions as YAML.
     Crds,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run | Command::Crds => anyhow::bail!("the operator is not implemented yet; see the operator issue"),
+        Command::Crds => {
+            print!("{}", floe_operator::crdgen::render_yaml()?);
+            Ok(())
+        }
+        Command::Run => anyhow::bail!("not yet"),
     }
 }

@@ -12,6 +12,17 @@ impl KeyLayout {
         Self { root: format!("{prefix}/vc/{virtual_cluster}") }
     }
 
+    /// Every key of this virtual cluster starts with this (it ends with `/`, so `a` never
+    /// matches `ab`). Deleting the virtual cluster deletes this prefix.
+    pub fn root_prefix(&self) -> String {
+        format!("{}/", self.root)
+    }
+
+    /// Written by the operator: who registered this virtual cluster, and with which config.
+    pub fn registration(&self) -> String {
+        format!("{}/registration", self.root)
+    }
+
     /// Journal records: `log/<entry id>`, created once, ordered by their create revision.
     pub fn log_prefix(&self) -> String {
         format!("{}/log/", self.root)

@@ -11,6 +11,7 @@ pub mod journal;
 pub mod keys;
 pub mod producers;
 pub mod records;
+pub mod registration;
 pub mod replica;
 pub mod snapshot;
 pub mod state;

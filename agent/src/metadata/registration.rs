@@ -1,0 +1,157 @@
+//! A virtual cluster's registration in etcd, and what an operator reads back or removes.
+//!
+//! The operator writes `registration` under the cluster's root when it accepts a VirtualCluster:
+//! the id (the custom resource's uid) and the config agents are started with. Agents do not need
+//! it to run; it records who owns the prefix, so a second VirtualCluster pointing at the same
+//! prefix is refused instead of silently sharing a journal. Everything here is one etcd request
+//! or a read-only replay; nothing is written to the bucket.
+
+use super::keys::KeyLayout;
+use super::replica::Replica;
+use crate::metadata::etcd::{self, EtcdError};
+use crate::storage::SegmentStore;
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What the operator records about a virtual cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The VirtualCluster's uid: stable for the resource's life, new if it is recreated.
+    pub id: String,
+    /// `namespace/name` of the VirtualCluster, for people reading etcd.
+    pub owner: String,
+    /// The config agents of this virtual cluster run with (object store URL, topic defaults, …).
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    Created,
+    /// The same registration was already there: nothing was written.
+    Unchanged,
+    Updated,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("etcd request failed: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("the etcd key {key} is already registered to {owner} (id {id}); give this virtual cluster another prefix or name")]
+    OwnedByAnother { key: String, owner: String, id: String },
+    #[error("the etcd key {key} holds a malformed registration: {reason}")]
+    Malformed { key: String, reason: String },
+}
+
+/// Writes `registration` unless it already holds exactly this value. A registration with another
+/// owner is refused; one with the same owner and another id (the resource was deleted with
+/// `Retain` and recreated) is taken over, which is what Retain is for.
+pub async fn register(client: &mut Client, keys: &KeyLayout, registration: &Registration) -> Result<RegisterOutcome, RegistrationError> {
+    let key = keys.registration();
+    let value = serde_json::to_vec(registration).map_err(|error| RegistrationError::Malformed { key: key.clone(), reason: error.to_string() })?;
+    let existing = client.get(key.clone(), None).await?;
+    let Some(kv) = existing.kvs().first() else {
+        // Create-only, so two operators racing cannot both believe they created it.
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), value, None)])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let response = client.txn(txn).await?;
+        if response.succeeded() {
+            return Ok(RegisterOutcome::Created);
+        }
+        for op in response.op_responses() {
+            if let TxnOpResponse::Get(get) = op {
+                if let Some(kv) = get.kvs().first() {
+                    let current = parse(&key, kv.value())?;
+                    return if current == *registration { Ok(RegisterOutcome::Unchanged) } else { refuse_or_update(client, &key, &current, registration, kv.mod_revision()).await };
+                }
+            }
+        }
+        return Ok(RegisterOutcome::Created);
+    };
+    let current = parse(&key, kv.value())?;
+    if current == *registration {
+        return Ok(RegisterOutcome::Unchanged);
+    }
+    refuse_or_update(client, &key, &current, registration, kv.mod_revision()).await
+}
+
+async fn refuse_or_update(
+    client: &mut Client,
+    key: &str,
+    current: &Registration,
+    wanted: &Registration,
+    mod_revision: i64,
+) -> Result<RegisterOutcome, RegistrationError> {
+    if current.owner != wanted.owner {
+        return Err(RegistrationError::OwnedByAnother { key: key.to_string(), owner: current.owner.clone(), id: current.id.clone() });
+    }
+    let value = serde_json::to_vec(wanted).map_err(|error| RegistrationError::Malformed { key: key.to_string(), reason: error.to_string() })?;
+    // Only if nobody changed it since we read it; otherwise the next reconcile decides again.
+    let txn = Txn::new().when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)]).and_then([TxnOp::put(key, value, None)]);
+    client.txn(txn).await?;
+    Ok(RegisterOutcome::Updated)
+}
+
+fn parse(key: &str, value: &[u8]) -> Result<Registration, RegistrationError> {
+    serde_json::from_slice(value).map_err(|error| RegistrationError::Malformed { key: key.to_string(), reason: error.to_string() })
+}
+
+/// Reads the registration, if any.
+pub async fn read(client: &mut Client, keys: &KeyLayout) -> Result<Option<Registration>, RegistrationError> {
+    let key = keys.registration();
+    let response = client.get(key.clone(), None).await?;
+    response.kvs().first().map(|kv| parse(&key, kv.value())).transpose()
+}
+
+/// Deletes every key of the virtual cluster (journal, snapshot pointer, registry, registration).
+/// Returns how many keys were deleted.
+pub async fn delete_all_keys(client: &mut Client, keys: &KeyLayout) -> Result<i64, RegistrationError> {
+    let response = client.delete(keys.root_prefix(), Some(DeleteOptions::new().with_prefix())).await?;
+    Ok(response.deleted())
+}
+
+/// Counts the keys under the virtual cluster's root (0 once it is deleted).
+pub async fn count_keys(client: &mut Client, keys: &KeyLayout) -> Result<i64, RegistrationError> {
+    let response = client.get(keys.root_prefix(), Some(GetOptions::new().with_prefix().with_count_only())).await?;
+    Ok(response.count())
+}
+
+/// What a status page shows about a virtual cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    pub topics: i64,
+    pub partitions: i64,
+    /// Bytes the index references (what a consumer could read), not counting unreferenced objects.
+    pub stored_bytes: i64,
+    pub agents: i64,
+    pub draining_agents: i64,
+}
+
+/// Replays the metadata read-only (snapshot plus journal tail) and counts the live agents.
+pub async fn stats(client: &Client, keys: &KeyLayout, store: Arc<SegmentStore>) -> Result<ClusterStats, EtcdError> {
+    let replica = Arc::new(Replica::new());
+    etcd::load(client.clone(), keys.clone(), Arc::clone(&replica), store).await?;
+    let mut stats = replica.read(|state| {
+        let mut stats = ClusterStats { topics: state.topics.len() as i64, ..ClusterStats::default() };
+        for topic in state.topics.values() {
+            stats.partitions += topic.partitions.len() as i64;
+            for partition in &topic.partitions {
+                stats.stored_bytes += partition.chunks.iter().map(|chunk| chunk.byte_len as i64).sum::<i64>();
+            }
+        }
+        stats
+    });
+    let agents = client.clone().get(keys.agents_prefix(), Some(GetOptions::new().with_prefix())).await?;
+    for kv in agents.kvs() {
+        stats.agents += 1;
+        if let Ok(record) = serde_json::from_slice::<crate::cluster::registry::AgentRecord>(kv.value()) {
+            if record.draining {
+                stats.draining_agents += 1;
+            }
+        }
+    }
+    Ok(stats)
+}

@@ -1,0 +1,3 @@
+//! The AgentPool controller.
+
+pub mod build;

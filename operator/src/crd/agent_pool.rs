@@ -1,0 +1,233 @@
+//! `AgentPool`: a Deployment of agents serving one VirtualCluster, with its Services, config,
+//! disruption budget and, when autoscaling is on, a HorizontalPodAutoscaler.
+
+use super::{BYTES_QUANTITY_PATTERN, DURATION_PATTERN, NAME_PATTERN};
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "floe.dev",
+    version = "v1alpha1",
+    kind = "AgentPool",
+    plural = "agentpools",
+    shortname = "agp",
+    namespaced,
+    status = "AgentPoolStatus",
+    scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas","labelSelectorPath":".status.selector"}"#,
+    printcolumn = r#"{"name":"VirtualCluster","type":"string","jsonPath":".spec.virtualClusterRef.name"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredReplicas"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Autoscaling","type":"boolean","jsonPath":".spec.autoscaling.enabled","priority":1}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPoolSpec {
+    /// The VirtualCluster (same namespace) these agents serve. Immutable.
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "virtualClusterRef is immutable; create another AgentPool to serve another virtual cluster"
+    }]))]
+    pub virtual_cluster_ref: VirtualClusterReference,
+    /// Agents to run when autoscaling is off (the HorizontalPodAutoscaler decides when it is on).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    /// Agent image; the operator's `--agent-image` when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Always, IfNotPresent or Never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// CPU and memory of each agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// What these agents do: produce, fetch and background jobs (all three by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 3), extend("x-kubernetes-list-type" = "set"))]
+    pub roles: Vec<Role>,
+    /// Zones to spread agents over (node label topology.kubernetes.io/zone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "set"))]
+    pub zones: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<ListenerSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush: Option<FlushSpec>,
+    /// Seconds an agent has to drain before it is killed.
+    #[serde(default = "default_termination_grace")]
+    #[schemars(range(min = 30, max = 3600))]
+    pub termination_grace_period_seconds: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+    /// Additions to the agent pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+
+fn default_termination_grace() -> i64 {
+    600
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VirtualClusterReference {
+    /// Name of a VirtualCluster in this namespace.
+    #[schemars(regex(pattern = NAME_PATTERN), length(min = 1, max = 253))]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Produce,
+    Fetch,
+    Jobs,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSpec {
+    /// Kafka port of the agents and of the client Service (default 9092).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Type of the client Service (default ClusterIP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<ServiceType>,
+    /// Annotations of the client Service (e.g. for a cloud load balancer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FlushSpec {
+    /// Longest a produced batch waits before its object is written (default 250ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
+    pub interval: Option<String>,
+    /// Object size that triggers a flush before the interval (default 8Mi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = BYTES_QUANTITY_PATTERN), length(max = 32))]
+    pub max_bytes: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.minReplicas <= self.maxReplicas",
+    "messageExpression": "'minReplicas (' + string(self.minReplicas) + ') must not exceed maxReplicas (' + string(self.maxReplicas) + ')'"
+}]))]
+pub struct AutoscalingSpec {
+    /// When on, a HorizontalPodAutoscaler owns the replica count and `replicas` is ignored.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    #[serde(default = "default_max_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Average CPU utilisation (percent of requests) to hold.
+    #[serde(default = "default_cpu_target", rename = "targetCPUUtilizationPercentage")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub target_cpu_utilization_percentage: i32,
+    /// Kafka bytes in+out per second per agent to hold, e.g. `50Mi`.
+    #[serde(default = "default_bandwidth_target")]
+    #[schemars(regex(pattern = BYTES_QUANTITY_PATTERN), length(max = 32))]
+    pub target_bandwidth_per_agent: String,
+    /// How long load must stay low before agents are removed (default 300s).
+    #[serde(default = "default_scale_down_stabilization")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
+    pub scale_down_stabilization: String,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+fn default_max_replicas() -> i32 {
+    10
+}
+fn default_cpu_target() -> i32 {
+    70
+}
+fn default_bandwidth_target() -> String {
+    "50Mi".to_string()
+}
+fn default_scale_down_stabilization() -> String {
+    "300s".to_string()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPoolStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Agents that exist (the Deployment's replicas).
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// What the pool is converging to: `replicas`, or the autoscaler's decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// Label selector of the agents, for the /scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "currentCPUUtilizationPercentage")]
+    pub current_cpu_utilization_percentage: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_bandwidth_per_agent: Option<String>,
+    /// Ready (all agents available) and VirtualClusterFound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl AgentPoolSpec {
+    pub fn kafka_port(&self) -> i32 {
+        self.listener.as_ref().and_then(|listener| listener.port).unwrap_or(9092)
+    }
+
+    pub fn autoscaling_enabled(&self) -> bool {
+        self.autoscaling.as_ref().is_some_and(|autoscaling| autoscaling.enabled)
+    }
+}

@@ -1,0 +1,28 @@
+//! The `floe.dev/v1alpha1` custom resources. Validation lives in the schema (patterns, ranges,
+//! enums) and in CEL rules (`x-kubernetes-validations`), so the apiserver refuses a bad object
+//! with a message naming the field before the operator ever sees it.
+
+pub mod agent_pool;
+pub mod quantity;
+pub mod virtual_cluster;
+
+pub use agent_pool::{AgentPool, AgentPoolSpec, AgentPoolStatus};
+pub use virtual_cluster::{VirtualCluster, VirtualClusterSpec, VirtualClusterStatus};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Go-style duration as the agents take it: `250ms`, `10s`, `5m`, `1h30m`.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// A Kubernetes quantity of bytes without a sign or exponent: `8Mi`, `50M`, `1048576`.
+pub const BYTES_QUANTITY_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$";
+/// An object name in the same namespace (RFC 1123 subdomain).
+pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A reference to a Secret in the same namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretReference {
+    /// Name of the Secret, in the resource's namespace.
+    #[schemars(regex(pattern = NAME_PATTERN), length(min = 1, max = 253))]
+    pub name: String,
+}

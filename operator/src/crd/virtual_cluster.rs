@@ -1,0 +1,140 @@
+//! `VirtualCluster`: where one Kafka-compatible cluster keeps its metadata (etcd) and its data
+//! (a bucket), and what its topics default to. Agents join it through an AgentPool.
+
+use super::SecretReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "floe.dev",
+    version = "v1alpha1",
+    kind = "VirtualCluster",
+    plural = "virtualclusters",
+    shortname = "vc",
+    namespaced,
+    status = "VirtualClusterStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Topics","type":"integer","jsonPath":".status.topics"}"#,
+    printcolumn = r#"{"name":"Partitions","type":"integer","jsonPath":".status.partitions","priority":1}"#,
+    printcolumn = r#"{"name":"Stored","type":"integer","format":"int64","jsonPath":".status.storedBytes","priority":1}"#,
+    printcolumn = r#"{"name":"Agents","type":"integer","jsonPath":".status.agents"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualClusterSpec {
+    /// The etcd cluster holding this virtual cluster's metadata journal.
+    pub etcd: EtcdSpec,
+    /// The bucket holding this virtual cluster's data.
+    pub object_store: ObjectStoreSpec,
+    /// Defaults for topics created without explicit settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_defaults: Option<TopicDefaults>,
+    /// What deleting this VirtualCluster does to its data: `Retain` (default) keeps the etcd keys
+    /// and the objects so a new VirtualCluster of the same name picks them up; `Delete` removes them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdSpec {
+    /// etcd client endpoints as host:port, e.g. `floe-etcd.floe-system.svc:2379`.
+    #[schemars(length(min = 1, max = 16))]
+    #[schemars(extend("items" = {"type": "string", "pattern": r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$", "maxLength": 261}))]
+    pub endpoints: Vec<String>,
+    /// Key prefix; this virtual cluster's keys live under `<prefix>/vc/<namespace>.<name>/`.
+    #[serde(default = "default_prefix")]
+    #[schemars(regex(pattern = r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"), length(max = 128))]
+    pub prefix: String,
+    /// Secret with keys `username` and `password` for etcd authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretReference>,
+    /// Secret with keys `ca.crt` and, for client certificates, `tls.crt` and `tls.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_ref: Option<SecretReference>,
+}
+
+fn default_prefix() -> String {
+    "/floe".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStoreSpec {
+    /// `s3://bucket/prefix` (AWS S3 or any S3-compatible server through `endpoint`) or
+    /// `file:///path` (a shared filesystem mounted into every agent).
+    #[schemars(regex(pattern = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^/]+)*/?|file:///[^\s]*)$"), length(max = 1024))]
+    pub url: String,
+    /// Region of the bucket, e.g. `us-east-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9-]+$"), length(max = 64))]
+    pub region: Option<String>,
+    /// Endpoint of an S3-compatible server, e.g. `http://minio.storage.svc:9000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHost() != ''",
+        "message": "endpoint must be an http:// or https:// URL with a host, e.g. http://minio.storage.svc:9000"
+    }]))]
+    pub endpoint: Option<String>,
+    /// Secret with keys `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`. Without it, agents use
+    /// their environment (e.g. IRSA or instance credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretReference>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicDefaults {
+    /// Partitions of a topic created without a partition count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub partitions: Option<i32>,
+    /// Create a topic when a client produces to or fetches from one that does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_create_topics: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualClusterStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, MetadataReachable, BucketReachable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The id registered in etcd (this resource's uid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i64>,
+    /// Bytes referenced by the index (what consumers can read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<i64>,
+    /// Agents registered and live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<i64>,
+}
+
+impl VirtualCluster {
+    /// The name agents and etcd know this virtual cluster by: `<namespace>.<name>`. A namespace
+    /// has no dots, so the first dot splits it unambiguously.
+    pub fn cluster_id(&self) -> Option<String> {
+        let namespace = self.metadata.namespace.as_deref()?;
+        let name = self.metadata.name.as_deref()?;
+        Some(format!("{namespace}.{name}"))
+    }
+}
