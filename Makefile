@@ -74,8 +74,16 @@ fuzz: $(CARGO_FUZZ) ## Run each fuzz target for FUZZ_SECONDS (default 60) on one
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=$(FUZZ_RSS_LIMIT_MB) -timeout=$(FUZZ_TIMEOUT_SECONDS) -print_final_stats=1 $(FUZZ_FLAGS); \
 	done
 
-.PHONY: crds chart images
-crds chart images: ## Not built yet (operator issue)
+.PHONY: crds
+crds: ## Regenerate crds/*.yaml and the chart's CRD templates from operator/src/crd
+	$(CARGO) run --quiet -p floe-operator -- crds --out-dir crds --chart-dir charts/floe/templates/crds
+
+.PHONY: crds-check
+crds-check: crds ## Fail when the committed CRDs differ from the Rust types
+	@git diff --exit-code -- crds charts/floe/templates/crds || { echo "CRDs drifted from operator/src/crd: run 'make crds' and commit" >&2; exit 1; }
+
+.PHONY: chart images
+chart images: ## Not built yet (operator issue)
 	@echo "make $@: arrives with the operator issue" >&2; exit 1
 
 .PHONY: clean

@@ -3,6 +3,14 @@
 //! `crd` holds the resource types; `crdgen` renders them as CustomResourceDefinitions.
 
 pub mod agent_pool;
+pub mod apply;
+pub mod conditions;
+pub mod context;
 pub mod crd;
 pub mod crdgen;
+pub mod error;
 pub mod labels;
+pub mod leader;
+pub mod metrics;
+pub mod run;
+pub mod virtual_cluster;

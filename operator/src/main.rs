@@ -1,28 +1,100 @@
-//! `floe-operator`: `crds` prints the CustomResourceDefinitions; `run` reconciles.
+//! `floe-operator`: `run` reconciles VirtualCluster and AgentPool resources; `crds` prints their
+//! CustomResourceDefinitions (what `make crds` commits).
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use floe_operator::agent_pool::build::BuildSettings;
+use floe_operator::context::Context;
+use floe_operator::metrics::Metrics;
+use floe_operator::run::{run, LeaderSettings, RunSettings};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(name = "floe-operator", version, about = "Reconciles Floe VirtualCluster and AgentPool resources")]
 struct Cli {
+    /// Log filter, e.g. `info` or `floe_operator=debug,kube=info`.
+    #[arg(long, env = "FLOE_LOG", default_value = "info", global = true)]
+    log: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the controller.
-    Run,
-    /// Print the CustomResourceDefinitions as YAML.
-    Crds,
+    /// Run the controllers (uses the in-cluster service account, or KUBECONFIG outside a cluster).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML, or write them into the repository.
+    Crds(CrdArgs),
+}
+
+#[derive(Debug, Args)]
+struct CrdArgs {
+    /// Write `<name>.yaml` per CRD here (e.g. `crds`) instead of printing.
+    #[arg(long)]
+    out_dir: Option<std::path::PathBuf>,
+    /// Refresh the chart's guarded CRD templates here (e.g. `charts/floe/templates/crds`).
+    #[arg(long, requires = "out_dir")]
+    chart_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "FLOE_OPERATOR_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
+    http_listen: SocketAddr,
+    /// Agent image for AgentPools that name none.
+    #[arg(long, env = "FLOE_AGENT_IMAGE", default_value = concat!("ghcr.io/floe-dev/floe:", env!("CARGO_PKG_VERSION")))]
+    agent_image: String,
+    /// Elect one leader among replicas through a Lease (needed with more than one replica).
+    #[arg(long, env = "FLOE_OPERATOR_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, env = "FLOE_OPERATOR_LEASE_NAME", default_value = "floe-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Crds => {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .map_err(|error| anyhow::anyhow!("--log {:?}: {error}; example: info", cli.log))?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Crds(CrdArgs { out_dir: Some(out_dir), chart_dir }) => {
+            let chart_dir = chart_dir.unwrap_or_else(|| std::path::PathBuf::from("charts/floe/templates/crds"));
+            for path in floe_operator::crdgen::write(&out_dir, &chart_dir)? {
+                eprintln!("wrote {path}");
+            }
+            Ok(())
+        }
+        Command::Crds(_) => {
             print!("{}", floe_operator::crdgen::render_yaml()?);
             Ok(())
         }
-        Command::Run => anyhow::bail!("not yet"),
+        Command::Run(args) => tokio::runtime::Runtime::new()?.block_on(run_operator(args)),
     }
+}
+
+async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.map_err(|error| {
+        anyhow::anyhow!("failed to configure the Kubernetes client (in-cluster service account or KUBECONFIG): {error}")
+    })?;
+    let identity = args.identity.unwrap_or_else(|| format!("floe-operator-{}", uuid::Uuid::new_v4()));
+    let metrics = Arc::new(Metrics::new());
+    let context = Arc::new(Context::new(client.clone(), metrics, BuildSettings { default_image: args.agent_image }, &identity));
+    let leader_election = args.leader_election.then(|| LeaderSettings {
+        namespace: args.leader_election_namespace,
+        lease_name: args.lease_name,
+        identity: identity.clone(),
+    });
+    run(client, context, RunSettings { http_listen: args.http_listen, leader_election }).await
 }

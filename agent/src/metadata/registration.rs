@@ -49,7 +49,8 @@ pub enum RegistrationError {
 /// `Retain` and recreated) is taken over, which is what Retain is for.
 pub async fn register(client: &mut Client, keys: &KeyLayout, registration: &Registration) -> Result<RegisterOutcome, RegistrationError> {
     let key = keys.registration();
-    let value = serde_json::to_vec(registration).map_err(|error| RegistrationError::Malformed { key: key.clone(), reason: error.to_string() })?;
+    let value =
+        serde_json::to_vec(registration).map_err(|error| RegistrationError::Malformed { key: key.clone(), reason: error.to_string() })?;
     let existing = client.get(key.clone(), None).await?;
     let Some(kv) = existing.kvs().first() else {
         // Create-only, so two operators racing cannot both believe they created it.
@@ -65,7 +66,11 @@ pub async fn register(client: &mut Client, keys: &KeyLayout, registration: &Regi
             if let TxnOpResponse::Get(get) = op {
                 if let Some(kv) = get.kvs().first() {
                     let current = parse(&key, kv.value())?;
-                    return if current == *registration { Ok(RegisterOutcome::Unchanged) } else { refuse_or_update(client, &key, &current, registration, kv.mod_revision()).await };
+                    return if current == *registration {
+                        Ok(RegisterOutcome::Unchanged)
+                    } else {
+                        refuse_or_update(client, &key, &current, registration, kv.mod_revision()).await
+                    };
                 }
             }
         }
@@ -88,7 +93,8 @@ async fn refuse_or_update(
     if current.owner != wanted.owner {
         return Err(RegistrationError::OwnedByAnother { key: key.to_string(), owner: current.owner.clone(), id: current.id.clone() });
     }
-    let value = serde_json::to_vec(wanted).map_err(|error| RegistrationError::Malformed { key: key.to_string(), reason: error.to_string() })?;
+    let value =
+        serde_json::to_vec(wanted).map_err(|error| RegistrationError::Malformed { key: key.to_string(), reason: error.to_string() })?;
     // Only if nobody changed it since we read it; otherwise the next reconcile decides again.
     let txn = Txn::new().when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)]).and_then([TxnOp::put(key, value, None)]);
     client.txn(txn).await?;

@@ -63,12 +63,11 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
     let name = pool.metadata.name.clone().ok_or(BuildError::MissingMetadata { field: "metadata.name" })?;
     let namespace = pool.metadata.namespace.clone().ok_or(BuildError::MissingMetadata { field: "metadata.namespace" })?;
     let owner = pool.controller_owner_ref(&()).ok_or(BuildError::MissingMetadata { field: "metadata.uid" })?;
-    let cluster_id = cluster.cluster_id().ok_or_else(|| BuildError::ClusterIdentity { name: pool.spec.virtual_cluster_ref.name.clone() })?;
+    let cluster_id =
+        cluster.cluster_id().ok_or_else(|| BuildError::ClusterIdentity { name: pool.spec.virtual_cluster_ref.name.clone() })?;
     let labels = labels::pool_labels(&name, &pool.spec.virtual_cluster_ref.name);
     let selector = labels::pool_selector(&name);
-    let metadata = |object_name: String| {
-        json!({"name": object_name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]})
-    };
+    let metadata = |object_name: String| json!({"name": object_name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]});
     let spec = &pool.spec;
     let port = spec.kafka_port();
 
@@ -77,17 +76,23 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
     let config_map_name = format!("{name}-config");
     let service_account_name = format!("{name}-agent");
 
-    let service_account = assemble("ServiceAccount", json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": metadata(service_account_name.clone()),
-        // Agents never call the Kubernetes API.
-        "automountServiceAccountToken": false,
-    }))?;
-    let config_map = assemble("ConfigMap", json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": metadata(config_map_name.clone()),
-        "data": config,
-    }))?;
+    let service_account = assemble(
+        "ServiceAccount",
+        json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": metadata(service_account_name.clone()),
+            // Agents never call the Kubernetes API.
+            "automountServiceAccountToken": false,
+        }),
+    )?;
+    let config_map = assemble(
+        "ConfigMap",
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": metadata(config_map_name.clone()),
+            "data": config,
+        }),
+    )?;
 
     let mut pod_labels = spec.pod_overrides.as_ref().map(|overrides| overrides.labels.clone()).unwrap_or_default();
     pod_labels.extend(labels.clone());
@@ -142,7 +147,8 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
         });
     }
     if let Some(resources) = &spec.resources {
-        container["resources"] = serde_json::to_value(resources).map_err(|error| BuildError::Assemble { kind: "Deployment", reason: error.to_string() })?;
+        container["resources"] =
+            serde_json::to_value(resources).map_err(|error| BuildError::Assemble { kind: "Deployment", reason: error.to_string() })?;
     }
     let mut pod_spec = json!({
         "serviceAccountName": service_account_name,
@@ -181,11 +187,14 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
     if !spec.autoscaling_enabled() {
         deployment_spec["replicas"] = json!(spec.replicas);
     }
-    let deployment = assemble("Deployment", json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": metadata(name.clone()),
-        "spec": deployment_spec,
-    }))?;
+    let deployment = assemble(
+        "Deployment",
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": metadata(name.clone()),
+            "spec": deployment_spec,
+        }),
+    )?;
 
     let service_type = match spec.listener.as_ref().and_then(|listener| listener.service_type) {
         Some(ServiceType::NodePort) => "NodePort",
@@ -193,37 +202,48 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
         _ => "ClusterIP",
     };
     let mut client_metadata = metadata(name.clone());
-    if let Some(annotations) = spec.listener.as_ref().map(|listener| &listener.service_annotations).filter(|annotations| !annotations.is_empty()) {
+    if let Some(annotations) =
+        spec.listener.as_ref().map(|listener| &listener.service_annotations).filter(|annotations| !annotations.is_empty())
+    {
         client_metadata["annotations"] = json!(annotations);
     }
-    let client_service = assemble("Service", json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": client_metadata,
-        "spec": {
-            "type": service_type,
-            "selector": selector,
-            "ports": [{"name": KAFKA_PORT_NAME, "port": port, "targetPort": KAFKA_PORT_NAME, "protocol": "TCP"}],
-        },
-    }))?;
-    let headless_service = assemble("Service", json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": metadata(format!("{name}-headless")),
-        "spec": {
-            "clusterIP": "None",
-            // Agents are addressed one by one while they replay, before they are Ready.
-            "publishNotReadyAddresses": true,
-            "selector": selector,
-            "ports": [
-                {"name": KAFKA_PORT_NAME, "port": port, "targetPort": KAFKA_PORT_NAME, "protocol": "TCP"},
-                {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
-            ],
-        },
-    }))?;
-    let disruption_budget = assemble("PodDisruptionBudget", json!({
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": metadata(name.clone()),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
-    }))?;
+    let client_service = assemble(
+        "Service",
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": client_metadata,
+            "spec": {
+                "type": service_type,
+                "selector": selector,
+                "ports": [{"name": KAFKA_PORT_NAME, "port": port, "targetPort": KAFKA_PORT_NAME, "protocol": "TCP"}],
+            },
+        }),
+    )?;
+    let headless_service = assemble(
+        "Service",
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": metadata(format!("{name}-headless")),
+            "spec": {
+                "clusterIP": "None",
+                // Agents are addressed one by one while they replay, before they are Ready.
+                "publishNotReadyAddresses": true,
+                "selector": selector,
+                "ports": [
+                    {"name": KAFKA_PORT_NAME, "port": port, "targetPort": KAFKA_PORT_NAME, "protocol": "TCP"},
+                    {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+                ],
+            },
+        }),
+    )?;
+    let disruption_budget = assemble(
+        "PodDisruptionBudget",
+        json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": metadata(name.clone()),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+        }),
+    )?;
 
     let autoscaler = match spec.autoscaling.as_ref().filter(|autoscaling| autoscaling.enabled) {
         None => None,
@@ -232,33 +252,36 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
                 .ok_or_else(|| BuildError::Bandwidth { value: autoscaling.target_bandwidth_per_agent.clone() })?;
             let stabilization = humantime::parse_duration(&autoscaling.scale_down_stabilization)
                 .map_err(|_| BuildError::Stabilization { value: autoscaling.scale_down_stabilization.clone() })?;
-            Some(assemble("HorizontalPodAutoscaler", json!({
-                "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-                "metadata": metadata(name.clone()),
-                "spec": {
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                    "minReplicas": autoscaling.min_replicas,
-                    "maxReplicas": autoscaling.max_replicas,
-                    "metrics": [
-                        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": autoscaling.target_cpu_utilization_percentage}}},
-                        {"type": "External", "external": {
-                            "metric": {"name": BANDWIDTH_METRIC, "selector": {"matchLabels": selector}},
-                            "target": {"type": "AverageValue", "averageValue": bandwidth.to_string()},
-                        }},
-                    ],
-                    "behavior": {
-                        // Grow at once: a new agent takes load the moment it is Ready.
-                        "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
-                            {"type": "Percent", "value": 100, "periodSeconds": 15},
-                            {"type": "Pods", "value": 4, "periodSeconds": 15},
-                        ]},
-                        // Shrink slowly: one agent per minute, after load stayed low for the window.
-                        "scaleDown": {"stabilizationWindowSeconds": stabilization.as_secs().min(3600) as i32, "selectPolicy": "Min", "policies": [
-                            {"type": "Pods", "value": 1, "periodSeconds": 60},
-                        ]},
+            Some(assemble(
+                "HorizontalPodAutoscaler",
+                json!({
+                    "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                    "metadata": metadata(name.clone()),
+                    "spec": {
+                        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                        "minReplicas": autoscaling.min_replicas,
+                        "maxReplicas": autoscaling.max_replicas,
+                        "metrics": [
+                            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": autoscaling.target_cpu_utilization_percentage}}},
+                            {"type": "External", "external": {
+                                "metric": {"name": BANDWIDTH_METRIC, "selector": {"matchLabels": selector}},
+                                "target": {"type": "AverageValue", "averageValue": bandwidth.to_string()},
+                            }},
+                        ],
+                        "behavior": {
+                            // Grow at once: a new agent takes load the moment it is Ready.
+                            "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+                                {"type": "Percent", "value": 100, "periodSeconds": 15},
+                                {"type": "Pods", "value": 4, "periodSeconds": 15},
+                            ]},
+                            // Shrink slowly: one agent per minute, after load stayed low for the window.
+                            "scaleDown": {"stabilizationWindowSeconds": stabilization.as_secs().min(3600) as i32, "selectPolicy": "Min", "policies": [
+                                {"type": "Pods", "value": 1, "periodSeconds": 60},
+                            ]},
+                        },
                     },
-                },
-            }))?)
+                }),
+            )?)
         }
     };
 

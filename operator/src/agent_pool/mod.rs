@@ -1,3 +1,238 @@
-//! The AgentPool controller.
+//! The AgentPool controller: read the VirtualCluster (I/O) → build the children (pure) → apply
+//! them in order → delete orphans → patch status. Reconciling an unchanged pool writes nothing.
 
 pub mod build;
+
+use crate::apply::{apply_if_changed, delete_orphans};
+use crate::conditions::condition;
+use crate::context::Context;
+use crate::crd::agent_pool::{AgentPool, AgentPoolStatus};
+use crate::crd::virtual_cluster::VirtualCluster;
+use crate::error::{kube as kube_error, ReconcileError};
+use crate::labels;
+use build::Children;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const CONTROLLER: &str = "agentpool";
+
+#[tracing::instrument(skip_all, fields(pool = %pool.name_any(), namespace = pool.namespace().unwrap_or_default()))]
+pub async fn reconcile(pool: Arc<AgentPool>, context: Arc<Context>) -> Result<Action, ReconcileError> {
+    let namespace = pool.namespace().ok_or_else(|| ReconcileError::InvalidSpec { reason: "AgentPool has no namespace".to_string() })?;
+    let name = pool.name_any();
+    let generation = pool.metadata.generation;
+    let previous = pool.status.clone().unwrap_or_default();
+
+    // Read: the VirtualCluster this pool serves.
+    let clusters: Api<VirtualCluster> = Api::namespaced(context.client.clone(), &namespace);
+    let cluster_name = &pool.spec.virtual_cluster_ref.name;
+    let Some(cluster) = clusters.get_opt(cluster_name).await.map_err(kube_error("reading the VirtualCluster"))? else {
+        let message = format!("VirtualCluster {namespace}/{cluster_name} does not exist; create it or fix spec.virtualClusterRef.name");
+        if !has_condition(&previous, "Ready", "VirtualClusterNotFound") {
+            context.warn(pool.as_ref(), "VirtualClusterNotFound", "Reconcile", message.clone()).await;
+        }
+        let status = AgentPoolStatus {
+            observed_generation: generation,
+            conditions: vec![condition(&previous.conditions, "Ready", false, "VirtualClusterNotFound", message, generation)],
+            ..previous.clone()
+        };
+        patch_status(&pool, &previous, status, &context).await?;
+        // Creating the VirtualCluster triggers a reconcile through the watch; this is a safety net.
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    };
+
+    // Build: pure.
+    let children = match build::build(&pool, &cluster, &context.build) {
+        Ok(children) => children,
+        Err(error) => {
+            let message = error.to_string();
+            if !has_condition(&previous, "Ready", "InvalidSpec") {
+                context.warn(pool.as_ref(), "InvalidSpec", "Reconcile", message.clone()).await;
+            }
+            let status = AgentPoolStatus {
+                observed_generation: generation,
+                conditions: vec![condition(&previous.conditions, "Ready", false, "InvalidSpec", message.clone(), generation)],
+                ..previous.clone()
+            };
+            patch_status(&pool, &previous, status, &context).await?;
+            return Err(ReconcileError::InvalidSpec { reason: message });
+        }
+    };
+
+    // Apply, in this order: the ServiceAccount and ConfigMap first so an agent pod never starts
+    // without its identity or config; the Services before the Deployment so agents are reachable
+    // the moment they are Ready; the budget and autoscaler last, once there is something to guard.
+    let deployment = apply_children(&context, &namespace, &children).await?;
+
+    // Orphans: children carrying this pool's labels that the build no longer produces (today only
+    // the autoscaler, when autoscaling is switched off, or children of a renamed scheme).
+    collect_orphans(&context, &namespace, &name, &children).await?;
+
+    // Status.
+    let deployment_status = deployment.status.clone().unwrap_or_default();
+    let autoscaler = match &children.autoscaler {
+        Some(_) => Api::<HorizontalPodAutoscaler>::namespaced(context.client.clone(), &namespace)
+            .get_opt(&name)
+            .await
+            .map_err(kube_error("reading the HorizontalPodAutoscaler"))?,
+        None => None,
+    };
+    let status = pool_status(&pool, &previous, &deployment, deployment_status, autoscaler.as_ref());
+    let ready = status.conditions.iter().any(|condition| condition.type_ == "Ready" && condition.status == "True");
+    patch_status(&pool, &previous, status, &context).await?;
+    // Deployment changes trigger a reconcile through the owned watch; the requeue is a safety net.
+    Ok(Action::requeue(Duration::from_secs(if ready { 300 } else { 30 })))
+}
+
+async fn apply_children(context: &Context, namespace: &str, children: &Children) -> Result<Deployment, ReconcileError> {
+    let client = context.client.clone();
+    let metrics = &context.metrics;
+    apply_if_changed(&Api::<ServiceAccount>::namespaced(client.clone(), namespace), &children.service_account, metrics)
+        .await
+        .map_err(kube_error("applying the ServiceAccount"))?;
+    apply_if_changed(&Api::<ConfigMap>::namespaced(client.clone(), namespace), &children.config_map, metrics)
+        .await
+        .map_err(kube_error("applying the ConfigMap"))?;
+    let services = Api::<Service>::namespaced(client.clone(), namespace);
+    apply_if_changed(&services, &children.headless_service, metrics).await.map_err(kube_error("applying the headless Service"))?;
+    apply_if_changed(&services, &children.client_service, metrics).await.map_err(kube_error("applying the client Service"))?;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
+    apply_if_changed(&deployments, &children.deployment, metrics).await.map_err(kube_error("applying the Deployment"))?;
+    apply_if_changed(&Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace), &children.disruption_budget, metrics)
+        .await
+        .map_err(kube_error("applying the PodDisruptionBudget"))?;
+    if let Some(autoscaler) = &children.autoscaler {
+        apply_if_changed(&Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), namespace), autoscaler, metrics)
+            .await
+            .map_err(kube_error("applying the HorizontalPodAutoscaler"))?;
+    }
+    deployments.get(&children.deployment.name_any()).await.map_err(kube_error("reading the Deployment"))
+}
+
+async fn collect_orphans(context: &Context, namespace: &str, pool: &str, children: &Children) -> Result<(), ReconcileError> {
+    let client = context.client.clone();
+    let metrics = &context.metrics;
+    let selector = labels::children_selector(pool);
+    let names = |items: &[String]| items.iter().cloned().collect::<BTreeSet<String>>();
+    delete_orphans(
+        &Api::<ServiceAccount>::namespaced(client.clone(), namespace),
+        &selector,
+        &names(&[children.service_account.name_any()]),
+        metrics,
+    )
+    .await
+    .map_err(kube_error("deleting orphaned ServiceAccounts"))?;
+    delete_orphans(&Api::<ConfigMap>::namespaced(client.clone(), namespace), &selector, &names(&[children.config_map.name_any()]), metrics)
+        .await
+        .map_err(kube_error("deleting orphaned ConfigMaps"))?;
+    delete_orphans(
+        &Api::<Service>::namespaced(client.clone(), namespace),
+        &selector,
+        &names(&[children.client_service.name_any(), children.headless_service.name_any()]),
+        metrics,
+    )
+    .await
+    .map_err(kube_error("deleting orphaned Services"))?;
+    delete_orphans(
+        &Api::<Deployment>::namespaced(client.clone(), namespace),
+        &selector,
+        &names(&[children.deployment.name_any()]),
+        metrics,
+    )
+    .await
+    .map_err(kube_error("deleting orphaned Deployments"))?;
+    delete_orphans(
+        &Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace),
+        &selector,
+        &names(&[children.disruption_budget.name_any()]),
+        metrics,
+    )
+    .await
+    .map_err(kube_error("deleting orphaned PodDisruptionBudgets"))?;
+    let autoscalers: Vec<String> = children.autoscaler.iter().map(|autoscaler| autoscaler.name_any()).collect();
+    delete_orphans(&Api::<HorizontalPodAutoscaler>::namespaced(client, namespace), &selector, &names(&autoscalers), metrics)
+        .await
+        .map_err(kube_error("deleting orphaned HorizontalPodAutoscalers"))?;
+    Ok(())
+}
+
+/// Pure: the status from what the Deployment and the autoscaler report.
+pub fn pool_status(
+    pool: &AgentPool,
+    previous: &AgentPoolStatus,
+    deployment: &Deployment,
+    deployment_status: k8s_openapi::api::apps::v1::DeploymentStatus,
+    autoscaler: Option<&HorizontalPodAutoscaler>,
+) -> AgentPoolStatus {
+    let generation = pool.metadata.generation;
+    let autoscaler_status = autoscaler.and_then(|autoscaler| autoscaler.status.clone());
+    let desired = match &autoscaler_status {
+        Some(status) => Some(status.desired_replicas),
+        None if pool.spec.autoscaling_enabled() => deployment.spec.as_ref().and_then(|spec| spec.replicas),
+        None => Some(pool.spec.replicas),
+    };
+    let replicas = deployment_status.replicas.unwrap_or(0);
+    let ready_replicas = deployment_status.ready_replicas.unwrap_or(0);
+    let updated = deployment_status.updated_replicas.unwrap_or(0);
+    let rolled_out = deployment_status.observed_generation >= deployment.metadata.generation;
+    let wanted = desired.unwrap_or(0);
+    let (ready, reason, message) = if !rolled_out || updated < wanted {
+        (false, "RollingOut", format!("{updated} of {wanted} agents run the current spec"))
+    } else if ready_replicas < wanted {
+        (false, "AgentsNotReady", format!("{ready_replicas} of {wanted} agents are ready"))
+    } else {
+        (true, "AgentsReady", format!("{ready_replicas} of {wanted} agents are ready"))
+    };
+    let mut current_cpu = None;
+    let mut current_bandwidth = None;
+    for metric in autoscaler_status.iter().flat_map(|status| status.current_metrics.iter().flatten()) {
+        if let Some(resource) = &metric.resource {
+            current_cpu = resource.current.average_utilization;
+        }
+        if let Some(external) = &metric.external {
+            current_bandwidth = external.current.average_value.as_ref().map(|quantity| quantity.0.clone());
+        }
+    }
+    AgentPoolStatus {
+        observed_generation: generation,
+        replicas,
+        ready_replicas,
+        desired_replicas: desired,
+        selector: Some(labels::selector_string(&pool.name_any())),
+        current_cpu_utilization_percentage: current_cpu,
+        current_bandwidth_per_agent: current_bandwidth,
+        conditions: vec![condition(&previous.conditions, "Ready", ready, reason, message, generation)],
+    }
+}
+
+fn has_condition(status: &AgentPoolStatus, kind: &str, reason: &str) -> bool {
+    status.conditions.iter().any(|condition| condition.type_ == kind && condition.reason == reason)
+}
+
+/// Server-side applies the status when it differs from what the object already shows.
+async fn patch_status(
+    pool: &AgentPool,
+    previous: &AgentPoolStatus,
+    status: AgentPoolStatus,
+    context: &Context,
+) -> Result<(), ReconcileError> {
+    if pool.status.is_some() && *previous == status {
+        return Ok(());
+    }
+    let api: Api<AgentPool> = Api::namespaced(context.client.clone(), &pool.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "floe.dev/v1alpha1", "kind": "AgentPool", "status": status});
+    api.patch_status(&pool.name_any(), &PatchParams::apply(crate::apply::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(kube_error("patching the AgentPool status"))?;
+    context.metrics.status_writes.with_label_values(&[CONTROLLER]).inc();
+    Ok(())
+}

@@ -8,7 +8,9 @@ pub fn nano_units(text: &str) -> Option<i128> {
     if text.is_empty() {
         return None;
     }
-    let split = text.find(|character: char| !(character.is_ascii_digit() || character == '.' || character == '+' || character == '-')).unwrap_or(text.len());
+    let split = text
+        .find(|character: char| !(character.is_ascii_digit() || character == '.' || character == '+' || character == '-'))
+        .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     let (negative, number) = match number.strip_prefix('-') {
         Some(rest) => (true, rest),

@@ -1,0 +1,44 @@
+//! Reconcile errors, and what the controller does about each kind (`error_policy`).
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The spec cannot work as written; waits for the user to change it.
+    #[error("invalid spec: {reason}")]
+    InvalidSpec { reason: String },
+    /// The Kubernetes API refused or failed a request; retried soon.
+    #[error("kubernetes API request failed while {operation}: {source}")]
+    Kube { operation: &'static str, source: kube::Error },
+    /// Cleaning up external state on deletion failed; retried until it succeeds.
+    #[error("failed to clean up {what}: {reason}")]
+    Cleanup { what: &'static str, reason: String },
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl ReconcileError {
+    /// A bounded label for metrics: the variant name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec { .. } => "InvalidSpec",
+            Self::Kube { .. } => "Kube",
+            Self::Cleanup { .. } => "Cleanup",
+            Self::Finalizer(_) => "Finalizer",
+        }
+    }
+
+    /// How long before trying again.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            // A change to the object triggers a reconcile anyway; this is only a safety net.
+            Self::InvalidSpec { .. } => Duration::from_secs(300),
+            Self::Kube { .. } => Duration::from_secs(5),
+            Self::Cleanup { .. } | Self::Finalizer(_) => Duration::from_secs(10),
+        }
+    }
+}
+
+pub fn kube(operation: &'static str) -> impl FnOnce(kube::Error) -> ReconcileError {
+    move |source| ReconcileError::Kube { operation, source }
+}

@@ -1,0 +1,176 @@
+//! Wires the two controllers, the HTTP endpoints and leader election into a running operator.
+
+use crate::agent_pool;
+use crate::context::Context;
+use crate::crd::agent_pool::AgentPool;
+use crate::crd::virtual_cluster::VirtualCluster;
+use crate::error::ReconcileError;
+use crate::labels;
+use crate::leader::LeaderElection;
+use crate::metrics::Metrics;
+use crate::virtual_cluster;
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct RunSettings {
+    pub http_listen: SocketAddr,
+    pub leader_election: Option<LeaderSettings>,
+}
+
+pub struct LeaderSettings {
+    pub namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+}
+
+/// Runs until SIGTERM/SIGINT, or until leadership is lost (an error: the process should restart
+/// and stand by).
+pub async fn run(client: Client, context: Arc<Context>, settings: RunSettings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .map_err(|error| anyhow::anyhow!("failed to listen on --http-listen {}: {error}; example: 0.0.0.0:8080", settings.http_listen))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let http = tokio::spawn(serve_http(listener, Arc::clone(&context.metrics)));
+
+    let election =
+        settings.leader_election.map(|leader| LeaderElection::new(client.clone(), &leader.namespace, &leader.lease_name, &leader.identity));
+    if let Some(election) = &election {
+        tokio::select! {
+            _ = election.acquire() => {}
+            _ = shutdown_signal() => { http.abort(); return Ok(()); }
+        }
+    }
+    let controllers = run_controllers(client, context);
+    let outcome = match &election {
+        Some(election) => tokio::select! {
+            _ = controllers => Ok(()),
+            _ = election.hold() => Err(anyhow::anyhow!("lost the leader lease; exiting so a restart stands by")),
+        },
+        None => {
+            controllers.await;
+            Ok(())
+        }
+    };
+    if let Some(election) = &election {
+        election.release().await;
+    }
+    http.abort();
+    outcome
+}
+
+/// Both controllers; returns when a shutdown signal stopped them.
+pub async fn run_controllers(client: Client, context: Arc<Context>) {
+    let ours = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let pools = Controller::new(Api::<AgentPool>::all(client.clone()), watcher::Config::default());
+    let pool_store = pools.store();
+    let pools = pools
+        .owns(Api::<Deployment>::all(client.clone()), ours.clone())
+        .owns(Api::<Service>::all(client.clone()), ours.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
+        .owns(Api::<ServiceAccount>::all(client.clone()), ours.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), ours.clone())
+        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), ours)
+        // A VirtualCluster change (its etcd or bucket) changes its pools' agent config.
+        .watches(Api::<VirtualCluster>::all(client.clone()), watcher::Config::default(), move |cluster| {
+            let namespace = cluster.namespace();
+            let name = cluster.name_any();
+            pool_store
+                .state()
+                .into_iter()
+                .filter(|pool| pool.namespace() == namespace && pool.spec.virtual_cluster_ref.name == name)
+                .map(|pool| ObjectRef::from_obj(pool.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(
+            |pool, context: Arc<Context>| observed(agent_pool::CONTROLLER, Arc::clone(&context), agent_pool::reconcile(pool, context)),
+            error_policy,
+            Arc::clone(&context),
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "agentpool reconcile did not complete");
+            }
+        });
+    let clusters = Controller::new(Api::<VirtualCluster>::all(client), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(
+            |cluster, context: Arc<Context>| {
+                observed(virtual_cluster::CONTROLLER, Arc::clone(&context), virtual_cluster::reconcile(cluster, context))
+            },
+            error_policy,
+            context,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "virtualcluster reconcile did not complete");
+            }
+        });
+    futures::future::join(pools, clusters).await;
+}
+
+/// Counts and times a reconcile, labelled by outcome (`ok` or the error kind).
+async fn observed(
+    controller: &'static str,
+    context: Arc<Context>,
+    reconcile: impl Future<Output = Result<Action, ReconcileError>>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let result = reconcile.await;
+    context.metrics.reconcile_duration.with_label_values(&[controller]).observe(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(error) => {
+            tracing::warn!(controller, error = %error, "reconcile failed");
+            error.kind()
+        }
+    };
+    context.metrics.reconciles.with_label_values(&[controller, outcome]).inc();
+    result
+}
+
+/// An invalid spec waits for a change; a transient failure retries soon.
+fn error_policy<K>(_object: Arc<K>, error: &ReconcileError, _context: Arc<Context>) -> Action {
+    Action::requeue(error.retry_after())
+}
+
+async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .route(
+            "/metrics",
+            get(|State(metrics): State<Arc<Metrics>>| async move {
+                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render())
+            }),
+        )
+        .with_state(metrics);
+    if let Err(error) = axum::serve(listener, router).await {
+        tracing::warn!(%error, "HTTP server stopped");
+    }
+}
+
+async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

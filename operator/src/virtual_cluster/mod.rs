@@ -1,0 +1,191 @@
+//! The VirtualCluster controller: resolve Secrets (I/O) → validate → register in etcd and probe
+//! the bucket (I/O) → read stats → patch status. A finalizer removes the cluster's etcd keys and
+//! objects when `deletionPolicy: Delete`; with `Retain` it leaves them for a successor.
+
+pub mod connect;
+
+use crate::conditions::condition;
+use crate::context::Context;
+use crate::crd::virtual_cluster::{DeletionPolicy, VirtualCluster, VirtualClusterStatus};
+use crate::error::{kube as kube_error, ReconcileError};
+use connect::Unusable;
+use floe_agent::metadata::registration::{self, RegisterOutcome, Registration};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const CONTROLLER: &str = "virtualcluster";
+pub const FINALIZER: &str = "floe.dev/cleanup";
+
+#[tracing::instrument(skip_all, fields(cluster = %cluster.name_any(), namespace = cluster.namespace().unwrap_or_default()))]
+pub async fn reconcile(cluster: Arc<VirtualCluster>, context: Arc<Context>) -> Result<Action, ReconcileError> {
+    let namespace =
+        cluster.namespace().ok_or_else(|| ReconcileError::InvalidSpec { reason: "VirtualCluster has no namespace".to_string() })?;
+    let api: Api<VirtualCluster> = Api::namespaced(context.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, cluster, |event| async {
+        match event {
+            FinalizerEvent::Apply(cluster) => apply(cluster, &context).await,
+            FinalizerEvent::Cleanup(cluster) => cleanup(cluster, &context).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error) | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => ReconcileError::Finalizer(other.to_string()),
+    })
+}
+
+async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action, ReconcileError> {
+    let generation = cluster.metadata.generation;
+    let previous = cluster.status.clone().unwrap_or_default();
+    let mut status = VirtualClusterStatus { observed_generation: generation, ..previous.clone() };
+
+    let (metadata, bucket) = match connect::resolve(&context.client, &cluster).await {
+        Err(problem) => (Err(problem.clone()), Err(problem)),
+        Ok(resolved) => {
+            let metadata = async {
+                let mut client = connect::connect_etcd(&resolved).await?;
+                let outcome = registration::register(&mut client, &resolved.keys, &registration_of(&cluster))
+                    .await
+                    .map_err(|error| Unusable { reason: "RegistrationFailed", message: format!("failed to register in etcd: {error}") })?;
+                if outcome != RegisterOutcome::Unchanged {
+                    context.metrics.external_writes.with_label_values(&["etcd-registration"]).inc();
+                    tracing::info!(?outcome, key = resolved.keys.registration(), "registered the virtual cluster in etcd");
+                }
+                Ok::<_, Unusable>(client)
+            }
+            .await;
+            let bucket = async {
+                let store = connect::open_bucket(&resolved)?;
+                connect::probe_bucket(&store, &cluster.spec.object_store.url).await?;
+                Ok::<_, Unusable>(store)
+            }
+            .await;
+            if let (Ok(client), Ok(store)) = (&metadata, &bucket) {
+                match registration::stats(client, &resolved.keys, Arc::clone(store)).await {
+                    Ok(stats) => {
+                        status.topics = Some(stats.topics);
+                        status.partitions = Some(stats.partitions);
+                        status.stored_bytes = Some(stats.stored_bytes);
+                        status.agents = Some(stats.agents);
+                    }
+                    Err(error) => tracing::warn!(%error, "failed to read the virtual cluster's stats"),
+                }
+            }
+            (metadata.map(|_| ()), bucket.map(|_| ()))
+        }
+    };
+
+    let conditions = &previous.conditions;
+    let metadata_condition = match &metadata {
+        Ok(()) => condition(
+            conditions,
+            "MetadataReachable",
+            true,
+            "Registered",
+            "etcd answers and holds this virtual cluster's registration",
+            generation,
+        ),
+        Err(problem) => condition(conditions, "MetadataReachable", false, problem.reason, problem.message.clone(), generation),
+    };
+    let bucket_condition = match &bucket {
+        Ok(()) => condition(conditions, "BucketReachable", true, "Probed", "PUT, GET and DELETE of a probe object succeeded", generation),
+        Err(problem) => condition(conditions, "BucketReachable", false, problem.reason, problem.message.clone(), generation),
+    };
+    let ready = metadata.is_ok() && bucket.is_ok();
+    let ready_condition = match (&metadata, &bucket) {
+        (Ok(()), Ok(())) => condition(conditions, "Ready", true, "Ready", "metadata and bucket reachable; agents can join", generation),
+        (Err(problem), _) | (Ok(()), Err(problem)) => {
+            condition(conditions, "Ready", false, problem.reason, problem.message.clone(), generation)
+        }
+    };
+    if !ready {
+        let problem = metadata.as_ref().err().or(bucket.as_ref().err()).cloned();
+        let was_reason = previous.conditions.iter().find(|condition| condition.type_ == "Ready").map(|condition| condition.reason.clone());
+        if let Some(problem) = problem {
+            // One event per new problem, not one per retry.
+            if was_reason.as_deref() != Some(problem.reason) {
+                context.warn(cluster.as_ref(), problem.reason, "Probe", problem.message.clone()).await;
+            }
+        }
+    }
+    status.conditions = vec![ready_condition, metadata_condition, bucket_condition];
+    status.id = if metadata.is_ok() { cluster.uid() } else { previous.id.clone() };
+    patch_status(&cluster, &previous, status, context).await?;
+    Ok(Action::requeue(if ready { Duration::from_secs(300) } else { Duration::from_secs(15) }))
+}
+
+async fn cleanup(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action, ReconcileError> {
+    if cluster.spec.deletion_policy == DeletionPolicy::Retain {
+        tracing::info!("deletionPolicy Retain: keeping the etcd keys and the objects");
+        return Ok(Action::await_change());
+    }
+    let fail = |what: &'static str, reason: String| ReconcileError::Cleanup { what, reason };
+    let resolved = connect::resolve(&context.client, &cluster).await.map_err(|problem| fail("the virtual cluster", problem.message))?;
+    let store = connect::open_bucket(&resolved).map_err(|problem| fail("the objects", problem.message))?;
+    let objects = match connect::delete_objects(&store).await {
+        Ok(objects) => objects,
+        Err(reason) => {
+            let message = format!(
+                "deletionPolicy Delete could not delete the objects under {}: {reason}; fix access to the bucket, or set deletionPolicy: Retain to delete the VirtualCluster without its data",
+                cluster.spec.object_store.url
+            );
+            context.warn(cluster.as_ref(), "CleanupFailed", "Delete", message.clone()).await;
+            return Err(fail("the objects", message));
+        }
+    };
+    context.metrics.external_writes.with_label_values(&["bucket-delete"]).inc();
+    let mut client = match connect::connect_etcd(&resolved).await {
+        Ok(client) => client,
+        Err(problem) => {
+            let message = format!("deletionPolicy Delete could not reach etcd: {}; or set deletionPolicy: Retain", problem.message);
+            context.warn(cluster.as_ref(), "CleanupFailed", "Delete", message.clone()).await;
+            return Err(fail("the etcd keys", message));
+        }
+    };
+    let keys =
+        registration::delete_all_keys(&mut client, &resolved.keys).await.map_err(|error| fail("the etcd keys", error.to_string()))?;
+    context.metrics.external_writes.with_label_values(&["etcd-delete"]).inc();
+    tracing::info!(keys, objects, prefix = resolved.keys.root_prefix(), "deleted the virtual cluster's metadata and objects");
+    Ok(Action::await_change())
+}
+
+fn registration_of(cluster: &VirtualCluster) -> Registration {
+    let mut config = BTreeMap::from([("objectStore".to_string(), cluster.spec.object_store.url.clone())]);
+    if let Some(defaults) = &cluster.spec.topic_defaults {
+        if let Some(partitions) = defaults.partitions {
+            config.insert("defaultPartitions".to_string(), partitions.to_string());
+        }
+        if let Some(auto_create) = defaults.auto_create_topics {
+            config.insert("autoCreateTopics".to_string(), auto_create.to_string());
+        }
+    }
+    Registration {
+        id: cluster.uid().unwrap_or_default(),
+        owner: format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any()),
+        config,
+    }
+}
+
+async fn patch_status(
+    cluster: &VirtualCluster,
+    previous: &VirtualClusterStatus,
+    status: VirtualClusterStatus,
+    context: &Context,
+) -> Result<(), ReconcileError> {
+    if cluster.status.is_some() && *previous == status {
+        return Ok(());
+    }
+    let api: Api<VirtualCluster> = Api::namespaced(context.client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "floe.dev/v1alpha1", "kind": "VirtualCluster", "status": status});
+    api.patch_status(&cluster.name_any(), &PatchParams::apply(crate::apply::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(kube_error("patching the VirtualCluster status"))?;
+    context.metrics.status_writes.with_label_values(&[CONTROLLER]).inc();
+    Ok(())
+}
