@@ -1,0 +1,149 @@
+//! The pure build step, from YAML fixtures to the children the operator applies.
+
+use floe_operator::agent_pool::build::{build, BuildSettings, BANDWIDTH_METRIC};
+use floe_operator::crd::{AgentPool, VirtualCluster};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Container;
+
+fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+fn settings() -> BuildSettings {
+    BuildSettings { default_image: "ghcr.io/floe-dev/floe:0.1.0".to_string() }
+}
+
+fn agent(deployment: &Deployment) -> &Container {
+    &deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+}
+
+fn env_value<'a>(container: &'a Container, name: &str) -> Option<&'a k8s_openapi::api::core::v1::EnvVar> {
+    container.env.as_ref()?.iter().find(|variable| variable.name == name)
+}
+
+#[test]
+fn a_minimal_pool_gets_three_agents_the_default_image_and_a_ten_minute_grace() {
+    let children =
+        build(&fixture::<AgentPool>("agentpool-minimal.yaml"), &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings()).unwrap();
+    let deployment = children.deployment.spec.as_ref().unwrap();
+    assert_eq!(deployment.replicas, Some(3));
+    let pod = deployment.template.spec.as_ref().unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(600));
+    assert_eq!(agent(&children.deployment).image.as_deref(), Some("ghcr.io/floe-dev/floe:0.1.0"));
+    assert!(children.autoscaler.is_none());
+    assert_eq!(
+        children.disruption_budget.spec.as_ref().unwrap().max_unavailable.as_ref().map(|value| format!("{value:?}")),
+        Some("Int(1)".to_string())
+    );
+}
+
+#[test]
+fn every_child_is_owned_by_the_pool_as_its_controller() {
+    let children =
+        build(&fixture::<AgentPool>("agentpool-autoscaled.yaml"), &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings()).unwrap();
+    let metas = [
+        &children.service_account.metadata,
+        &children.config_map.metadata,
+        &children.deployment.metadata,
+        &children.client_service.metadata,
+        &children.headless_service.metadata,
+        &children.disruption_budget.metadata,
+        &children.autoscaler.as_ref().unwrap().metadata,
+    ];
+    for meta in metas {
+        let owners = meta.owner_references.as_ref().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "AgentPool");
+        assert_eq!(owners[0].uid, "99999999-8888-7777-6666-555555555555");
+        assert_eq!(owners[0].controller, Some(true));
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("floe-operator"));
+        assert_eq!(labels.get("floe.dev/pool").map(String::as_str), Some("agents"));
+        assert_eq!(meta.namespace.as_deref(), Some("team-a"));
+    }
+}
+
+#[test]
+fn reconcile_with_hpa_enabled_omits_replicas() {
+    let children =
+        build(&fixture::<AgentPool>("agentpool-autoscaled.yaml"), &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings()).unwrap();
+    assert_eq!(children.deployment.spec.as_ref().unwrap().replicas, None, "the HPA owns replicas");
+    let hpa = children.autoscaler.unwrap().spec.unwrap();
+    assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 12));
+    let metrics = hpa.metrics.unwrap();
+    assert_eq!(metrics[0].resource.as_ref().unwrap().target.average_utilization, Some(60));
+    let external = metrics[1].external.as_ref().unwrap();
+    assert_eq!(external.metric.name, BANDWIDTH_METRIC);
+    assert_eq!(external.target.average_value.as_ref().unwrap().0, (50u64 << 20).to_string());
+    assert_eq!(hpa.behavior.unwrap().scale_down.unwrap().stabilization_window_seconds, Some(300));
+}
+
+#[test]
+fn the_agent_config_points_at_the_virtual_clusters_etcd_and_bucket() {
+    let children =
+        build(&fixture::<AgentPool>("agentpool-autoscaled.yaml"), &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings()).unwrap();
+    let data = children.config_map.data.unwrap();
+    let get = |key: &str| data.get(key).map(String::as_str);
+    assert_eq!(get("FLOE_METADATA"), Some("etcd://etcd-0.etcd:2379,etcd-1.etcd:2379/floe"));
+    assert_eq!(get("FLOE_VIRTUAL_CLUSTER"), Some("team-a.demo"));
+    assert_eq!(get("FLOE_OBJECT_STORE"), Some("s3://floe-data/demo"));
+    assert_eq!(get("AWS_ENDPOINT"), Some("http://minio.storage.svc:9000"));
+    assert_eq!(get("AWS_ALLOW_HTTP"), Some("true"));
+    assert_eq!(get("FLOE_FLUSH_INTERVAL"), Some("50ms"));
+    assert_eq!(get("FLOE_FLUSH_MAX_BYTES"), Some("4194304"));
+    assert_eq!(get("FLOE_ROLES"), Some("produce,jobs"));
+    assert_eq!(get("FLOE_DEFAULT_PARTITIONS"), Some("6"));
+    assert_eq!(get("FLOE_AUTO_CREATE_TOPICS"), Some("true"));
+    assert_eq!(get("FLOE_KAFKA_LISTEN"), Some("0.0.0.0:19092"));
+    // Credentials are referenced from their Secrets, never copied into the ConfigMap.
+    assert!(data.keys().all(|key| !key.contains("SECRET") && !key.contains("PASSWORD")));
+    let container = agent(&children.deployment);
+    let secret = |name: &str| {
+        env_value(container, name)
+            .and_then(|variable| variable.value_from.as_ref())
+            .and_then(|from| from.secret_key_ref.as_ref())
+            .map(|reference| (reference.name.clone(), reference.key.clone()))
+    };
+    assert_eq!(secret("AWS_SECRET_ACCESS_KEY"), Some(("s3-auth".to_string(), "AWS_SECRET_ACCESS_KEY".to_string())));
+    assert_eq!(secret("FLOE_ETCD_PASSWORD"), Some(("etcd-auth".to_string(), "password".to_string())));
+    assert_eq!(env_value(container, "FLOE_ADVERTISE").and_then(|variable| variable.value.as_deref()), Some("$(POD_IP):19092"));
+}
+
+#[test]
+fn pod_overrides_zones_and_listener_settings_reach_the_pods_and_services() {
+    let children =
+        build(&fixture::<AgentPool>("agentpool-autoscaled.yaml"), &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings()).unwrap();
+    let template = &children.deployment.spec.as_ref().unwrap().template;
+    let pod = template.spec.as_ref().unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(900));
+    assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+    assert_eq!(pod.node_selector.as_ref().unwrap().get("pool").map(String::as_str), Some("streaming"));
+    assert_eq!(pod.tolerations.as_ref().unwrap()[0].key.as_deref(), Some("dedicated"));
+    assert!(pod.affinity.is_some() && pod.topology_spread_constraints.is_some());
+    assert_eq!(template.metadata.as_ref().unwrap().labels.as_ref().unwrap().get("team").map(String::as_str), Some("a"));
+    let container = agent(&children.deployment);
+    assert_eq!(container.image.as_deref(), Some("registry.example/floe:1.2.3"));
+    assert_eq!(container.image_pull_policy.as_deref(), Some("Always"));
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!((security.run_as_non_root, security.read_only_root_filesystem), (Some(true), Some(true)));
+    let service = children.client_service.spec.as_ref().unwrap();
+    assert_eq!(service.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(service.ports.as_ref().unwrap()[0].port, 19092);
+    assert_eq!(children.client_service.metadata.annotations.as_ref().unwrap().get("example.com/lb").map(String::as_str), Some("internal"));
+    assert_eq!(children.headless_service.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("None"));
+}
+
+#[test]
+fn equal_inputs_build_equal_children_and_a_config_change_rolls_the_agents() {
+    let pool: AgentPool = fixture("agentpool-minimal.yaml");
+    let mut cluster: VirtualCluster = fixture("virtualcluster.yaml");
+    let first = build(&pool, &cluster, &settings()).unwrap();
+    assert_eq!(first, build(&pool, &cluster, &settings()).unwrap());
+    let hash = |deployment: &Deployment| {
+        deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()["floe.dev/config-hash"].clone()
+    };
+    cluster.spec.object_store.url = "s3://other-bucket/demo".to_string();
+    let second = build(&pool, &cluster, &settings()).unwrap();
+    assert_ne!(hash(&first.deployment), hash(&second.deployment));
+}
