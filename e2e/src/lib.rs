@@ -5,6 +5,7 @@
 pub mod batches;
 pub mod cluster;
 pub mod kafka;
+pub mod kubernetes;
 pub mod matrix;
 pub mod proxy;
 pub mod wire;

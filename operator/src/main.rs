@@ -54,6 +54,9 @@ struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, env = "FLOE_OPERATOR_LEASE_NAME", default_value = "floe-operator")]
     lease_name: String,
+    /// Reconcile only this namespace (default: all namespaces).
+    #[arg(long, env = "FLOE_OPERATOR_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// This replica's identity in the Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -96,5 +99,5 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         lease_name: args.lease_name,
         identity: identity.clone(),
     });
-    run(client, context, RunSettings { http_listen: args.http_listen, leader_election }).await
+    run(client, context, RunSettings { http_listen: args.http_listen, namespace: args.watch_namespace, leader_election }).await
 }

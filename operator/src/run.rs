@@ -28,6 +28,8 @@ use std::time::Instant;
 
 pub struct RunSettings {
     pub http_listen: SocketAddr,
+    /// Reconcile only this namespace (all namespaces when `None`).
+    pub namespace: Option<String>,
     pub leader_election: Option<LeaderSettings>,
 }
 
@@ -54,7 +56,7 @@ pub async fn run(client: Client, context: Arc<Context>, settings: RunSettings) -
             _ = shutdown_signal() => { http.abort(); return Ok(()); }
         }
     }
-    let controllers = run_controllers(client, context);
+    let controllers = run_controllers(client, context, settings.namespace.as_deref());
     let outcome = match &election {
         Some(election) => tokio::select! {
             _ = controllers => Ok(()),
@@ -73,19 +75,28 @@ pub async fn run(client: Client, context: Arc<Context>, settings: RunSettings) -
 }
 
 /// Both controllers; returns when a shutdown signal stopped them.
-pub async fn run_controllers(client: Client, context: Arc<Context>) {
+pub async fn run_controllers(client: Client, context: Arc<Context>, namespace: Option<&str>) {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        }
+    }
     let ours = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let pools = Controller::new(Api::<AgentPool>::all(client.clone()), watcher::Config::default());
+    let pools = Controller::new(api::<AgentPool>(&client, namespace), watcher::Config::default());
     let pool_store = pools.store();
     let pools = pools
-        .owns(Api::<Deployment>::all(client.clone()), ours.clone())
-        .owns(Api::<Service>::all(client.clone()), ours.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
-        .owns(Api::<ServiceAccount>::all(client.clone()), ours.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), ours.clone())
-        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), ours)
+        .owns(api::<Deployment>(&client, namespace), ours.clone())
+        .owns(api::<Service>(&client, namespace), ours.clone())
+        .owns(api::<ConfigMap>(&client, namespace), ours.clone())
+        .owns(api::<ServiceAccount>(&client, namespace), ours.clone())
+        .owns(api::<PodDisruptionBudget>(&client, namespace), ours.clone())
+        .owns(api::<HorizontalPodAutoscaler>(&client, namespace), ours)
         // A VirtualCluster change (its etcd or bucket) changes its pools' agent config.
-        .watches(Api::<VirtualCluster>::all(client.clone()), watcher::Config::default(), move |cluster| {
+        .watches(api::<VirtualCluster>(&client, namespace), watcher::Config::default(), move |cluster| {
             let namespace = cluster.namespace();
             let name = cluster.name_any();
             pool_store
@@ -106,7 +117,7 @@ pub async fn run_controllers(client: Client, context: Arc<Context>) {
                 tracing::debug!(%error, "agentpool reconcile did not complete");
             }
         });
-    let clusters = Controller::new(Api::<VirtualCluster>::all(client), watcher::Config::default())
+    let clusters = Controller::new(api::<VirtualCluster>(&client, namespace), watcher::Config::default())
         .shutdown_on_signal()
         .run(
             |cluster, context: Arc<Context>| {

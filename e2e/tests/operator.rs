@@ -1,0 +1,680 @@
+//! The operator against a real control plane (kube-apiserver, controller-manager, scheduler,
+//! KWOK), installed with the real helm chart, with a real etcd and S3-compatible server behind its
+//! VirtualClusters. Every wait is on a condition, never a sleep.
+
+use anyhow::{bail, Context, Result};
+use floe_e2e::cluster::BUCKET;
+use floe_e2e::kubernetes::{self, wait_for, ControlPlane, RELEASE, RELEASE_NAMESPACE};
+use floe_operator::agent_pool::build::BuildSettings;
+use floe_operator::context::Context as OperatorContext;
+use floe_operator::crd::{AgentPool, VirtualCluster};
+use floe_operator::metrics::Metrics;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::params::ValidationDirective;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn virtual_cluster(plane: &ControlPlane, name: &str, policy: &str) -> Value {
+    let infrastructure = &plane.infrastructure;
+    json!({
+        "apiVersion": "floe.dev/v1alpha1", "kind": "VirtualCluster",
+        "metadata": {"name": name},
+        "spec": {
+            "etcd": {"endpoints": [infrastructure.etcd_endpoint()], "prefix": "/floe"},
+            "objectStore": {
+                "url": format!("s3://{BUCKET}/{name}"),
+                "region": "us-east-1",
+                "endpoint": format!("http://127.0.0.1:{}", infrastructure.s3_port),
+                "credentialsSecretRef": {"name": "s3-auth"},
+            },
+            "topicDefaults": {"partitions": 3},
+            "deletionPolicy": policy,
+        },
+    })
+}
+
+fn agent_pool(name: &str, cluster: &str, replicas: i32) -> Value {
+    json!({
+        "apiVersion": "floe.dev/v1alpha1", "kind": "AgentPool",
+        "metadata": {"name": name},
+        "spec": {"virtualClusterRef": {"name": cluster}, "replicas": replicas},
+    })
+}
+
+async fn create<K>(api: &Api<K>, value: Value) -> Result<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(value)?;
+    Ok(api.create(&PostParams::default(), &object).await?)
+}
+
+async fn s3_secret(client: &Client, namespace: &str) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    create(
+        &secrets,
+        json!({"metadata": {"name": "s3-auth"}, "stringData": {"AWS_ACCESS_KEY_ID": "floe", "AWS_SECRET_ACCESS_KEY": "floe-secret"}}),
+    )
+    .await?;
+    Ok(())
+}
+
+fn condition_status(conditions: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>, kind: &str) -> Option<String> {
+    conditions?.iter().find(|condition| condition.type_ == kind).map(|condition| condition.status.clone())
+}
+
+async fn wait_cluster_ready(api: &Api<VirtualCluster>, name: &str) -> Result<VirtualCluster> {
+    wait_for(&format!("VirtualCluster {name} Ready"), READY_TIMEOUT, || async {
+        let cluster = api.get(name).await?;
+        let conditions = cluster.status.as_ref().map(|status| &status.conditions);
+        match condition_status(conditions, "Ready").as_deref() {
+            Some("True") => Ok(Some(cluster)),
+            _ => bail!("status is {:?}", cluster.status),
+        }
+    })
+    .await
+}
+
+async fn wait_pool_available(client: &Client, namespace: &str, name: &str, replicas: i32) -> Result<Deployment> {
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    wait_for(&format!("AgentPool {name} with {replicas} ready agents"), READY_TIMEOUT, || async {
+        let pool = pools.get(name).await?;
+        let Some(deployment) = deployments.get_opt(name).await? else { bail!("no Deployment yet") };
+        let status = deployment.status.clone().unwrap_or_default();
+        let available = status.conditions.iter().flatten().any(|condition| condition.type_ == "Available" && condition.status == "True");
+        let pool_ready = pool.status.as_ref().is_some_and(|status| status.ready_replicas == replicas)
+            && condition_status(pool.status.as_ref().map(|status| &status.conditions), "Ready").as_deref() == Some("True");
+        if available && status.ready_replicas == Some(replicas) && pool_ready {
+            Ok(Some(deployment))
+        } else {
+            bail!("deployment status {:?}, pool status {:?}", status, pool.status)
+        }
+    })
+    .await
+}
+
+fn controlled_by(meta: &kube::api::ObjectMeta, owner: &AgentPool) -> bool {
+    meta.owner_references.iter().flatten().any(|reference| {
+        reference.controller == Some(true) && Some(&reference.uid) == owner.metadata.uid.as_ref() && reference.kind == "AgentPool"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_the_chart_and_a_pool_becomes_available_with_every_child_owned() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    eprintln!("control plane ready in {:.1}s", plane.startup_seconds);
+    let status = plane.helm(&["status", RELEASE, "--namespace", RELEASE_NAMESPACE, "--output", "json"])?;
+    let status: Value = serde_json::from_str(&status)?;
+    assert_eq!(status["info"]["status"], "deployed", "helm status: {status}");
+    let operator: Api<Deployment> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    let operator = operator.list(&ListParams::default().labels("app.kubernetes.io/instance=floe")).await?;
+    assert!(!operator.items.is_empty(), "the chart installed no operator Deployment");
+
+    let namespace = plane.namespace(&client, "ready").await?;
+    let mut process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&clusters, virtual_cluster(plane, "demo", "Retain")).await?;
+    create(&pools, agent_pool("agents", "demo", 3)).await?;
+
+    let cluster = wait_cluster_ready(&clusters, "demo").await.with_context(|| process.log_tail())?;
+    let conditions = cluster.status.as_ref().map(|status| &status.conditions);
+    assert_eq!(condition_status(conditions, "MetadataReachable").as_deref(), Some("True"));
+    assert_eq!(condition_status(conditions, "BucketReachable").as_deref(), Some("True"));
+    assert_eq!(cluster.status.as_ref().and_then(|status| status.id.clone()), cluster.metadata.uid);
+    // Registered in the test's etcd under the virtual cluster's key.
+    let registration = plane.infrastructure.etcdctl(&["get", "--print-value-only", &format!("/floe/vc/{namespace}.demo/registration")])?;
+    let registration: Value = serde_json::from_str(registration.trim()).with_context(|| format!("registration {registration:?}"))?;
+    assert_eq!(registration["id"].as_str(), cluster.metadata.uid.as_deref());
+    assert_eq!(registration["owner"], format!("{namespace}/demo"));
+
+    let deployment = wait_pool_available(&client, &namespace, "agents", 3).await.with_context(|| process.log_tail())?;
+    let pool = pools.get("agents").await?;
+    assert!(controlled_by(&deployment.metadata, &pool));
+    for name in ["agents", "agents-headless"] {
+        let service = Api::<Service>::namespaced(client.clone(), &namespace).get(name).await?;
+        assert!(controlled_by(&service.metadata, &pool), "Service {name} is not owned by the pool");
+    }
+    let headless = Api::<Service>::namespaced(client.clone(), &namespace).get("agents-headless").await?;
+    assert_eq!(headless.spec.and_then(|spec| spec.cluster_ip).as_deref(), Some("None"));
+    let budget = Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace).get("agents").await?;
+    assert!(controlled_by(&budget.metadata, &pool));
+    let config = Api::<ConfigMap>::namespaced(client.clone(), &namespace).get("agents-config").await?;
+    assert!(controlled_by(&config.metadata, &pool));
+    assert_eq!(config.data.unwrap_or_default().get("FLOE_VIRTUAL_CLUSTER").cloned(), Some(format!("{namespace}.demo")));
+    let account = Api::<ServiceAccount>::namespaced(client.clone(), &namespace).get("agents-agent").await?;
+    assert!(controlled_by(&account.metadata, &pool));
+    let pool_status = pool.status.unwrap_or_default();
+    assert_eq!((pool_status.replicas, pool_status.ready_replicas, pool_status.desired_replicas), (3, 3, Some(3)));
+    assert!(pool_status.selector.is_some_and(|selector| selector.contains("app.kubernetes.io/instance=agents")));
+
+    process.kill_hard()?;
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+/// Reconciles in this process, so the writes are counted exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_reconciles_of_an_unchanged_pool_write_nothing() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "idle").await?;
+    let mut process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&clusters, virtual_cluster(plane, "demo", "Retain")).await?;
+    create(&pools, agent_pool("agents", "demo", 3)).await?;
+    wait_cluster_ready(&clusters, "demo").await.with_context(|| process.log_tail())?;
+    wait_pool_available(&client, &namespace, "agents", 3).await.with_context(|| process.log_tail())?;
+    process.kill_hard()?;
+
+    let versions = |client: Client, namespace: String| async move {
+        let mut versions = BTreeMap::new();
+        let deployment = Api::<Deployment>::namespaced(client.clone(), &namespace).get("agents").await?;
+        versions.insert("deployment".to_string(), deployment.resource_version().unwrap_or_default());
+        for name in ["agents", "agents-headless"] {
+            versions.insert(
+                format!("service/{name}"),
+                Api::<Service>::namespaced(client.clone(), &namespace).get(name).await?.resource_version().unwrap_or_default(),
+            );
+        }
+        versions.insert(
+            "configmap".to_string(),
+            Api::<ConfigMap>::namespaced(client.clone(), &namespace).get("agents-config").await?.resource_version().unwrap_or_default(),
+        );
+        versions.insert(
+            "pdb".to_string(),
+            Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace).get("agents").await?.resource_version().unwrap_or_default(),
+        );
+        versions.insert(
+            "serviceaccount".to_string(),
+            Api::<ServiceAccount>::namespaced(client.clone(), &namespace).get("agents-agent").await?.resource_version().unwrap_or_default(),
+        );
+        versions.insert(
+            "pool".to_string(),
+            Api::<AgentPool>::namespaced(client.clone(), &namespace).get("agents").await?.resource_version().unwrap_or_default(),
+        );
+        versions.insert(
+            "cluster".to_string(),
+            Api::<VirtualCluster>::namespaced(client.clone(), &namespace).get("demo").await?.resource_version().unwrap_or_default(),
+        );
+        Ok::<_, anyhow::Error>(versions)
+    };
+    let before = versions(client.clone(), namespace.clone()).await?;
+    let metrics = Arc::new(Metrics::new());
+    let context = Arc::new(OperatorContext::new(
+        client.clone(),
+        Arc::clone(&metrics),
+        BuildSettings { default_image: "registry.invalid/floe:test".to_string() },
+        "test",
+    ));
+    for _ in 0..100 {
+        let pool = pools.get("agents").await?;
+        floe_operator::agent_pool::reconcile(Arc::new(pool), Arc::clone(&context)).await?;
+        let cluster = clusters.get("demo").await?;
+        floe_operator::virtual_cluster::reconcile(Arc::new(cluster), Arc::clone(&context)).await?;
+    }
+    assert_eq!(metrics.kubernetes_writes(), 0, "writes: {}", metrics.render());
+    let external = metrics.render();
+    assert!(
+        !external.contains("floe_operator_external_writes_total{target=\"etcd-registration\"}"),
+        "the registration was rewritten: {external}"
+    );
+    let after = versions(client.clone(), namespace.clone()).await?;
+    assert_eq!(before, after, "resource versions moved");
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &namespace).get("agents").await?;
+    assert_eq!(deployment.metadata.generation, Some(1));
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+struct Invalid {
+    what: &'static str,
+    object: Value,
+    /// A fragment the apiserver's message must contain: the field it names.
+    field: &'static str,
+}
+
+fn invalid_fixtures(plane: &ControlPlane) -> Vec<Invalid> {
+    let cluster = |patch: &dyn Fn(&mut Value)| {
+        let mut value = virtual_cluster(plane, "bad", "Retain");
+        patch(&mut value);
+        value
+    };
+    let pool = |patch: &dyn Fn(&mut Value)| {
+        let mut value = agent_pool("bad", "demo", 3);
+        patch(&mut value);
+        value
+    };
+    vec![
+        Invalid { what: "negative replicas", object: pool(&|v| v["spec"]["replicas"] = json!(-1)), field: "spec.replicas" },
+        Invalid { what: "too many replicas", object: pool(&|v| v["spec"]["replicas"] = json!(100000)), field: "spec.replicas" },
+        Invalid { what: "replicas as text", object: pool(&|v| v["spec"]["replicas"] = json!("three")), field: "spec.replicas" },
+        Invalid {
+            what: "min above max",
+            object: pool(&|v| v["spec"]["autoscaling"] = json!({"enabled": true, "minReplicas": 5, "maxReplicas": 3})),
+            field: "spec.autoscaling",
+        },
+        Invalid {
+            what: "zero min replicas",
+            object: pool(&|v| v["spec"]["autoscaling"] = json!({"enabled": true, "minReplicas": 0})),
+            field: "spec.autoscaling.minReplicas",
+        },
+        Invalid {
+            what: "bad bandwidth",
+            object: pool(&|v| v["spec"]["autoscaling"] = json!({"targetBandwidthPerAgent": "fast"})),
+            field: "spec.autoscaling.targetBandwidthPerAgent",
+        },
+        Invalid {
+            what: "bad stabilization",
+            object: pool(&|v| v["spec"]["autoscaling"] = json!({"scaleDownStabilization": "5 minutes"})),
+            field: "spec.autoscaling.scaleDownStabilization",
+        },
+        Invalid {
+            what: "cpu target zero",
+            object: pool(&|v| v["spec"]["autoscaling"] = json!({"targetCPUUtilizationPercentage": 0})),
+            field: "spec.autoscaling.targetCPUUtilizationPercentage",
+        },
+        Invalid {
+            what: "bad flush interval",
+            object: pool(&|v| v["spec"]["flush"] = json!({"interval": "soon"})),
+            field: "spec.flush.interval",
+        },
+        Invalid {
+            what: "bad flush size",
+            object: pool(&|v| v["spec"]["flush"] = json!({"maxBytes": "8MB!"})),
+            field: "spec.flush.maxBytes",
+        },
+        Invalid {
+            what: "port out of range",
+            object: pool(&|v| v["spec"]["listener"] = json!({"port": 70000})),
+            field: "spec.listener.port",
+        },
+        Invalid {
+            what: "unknown service type",
+            object: pool(&|v| v["spec"]["listener"] = json!({"serviceType": "Ingress"})),
+            field: "spec.listener.serviceType",
+        },
+        Invalid { what: "unknown role", object: pool(&|v| v["spec"]["roles"] = json!(["produce", "admin"])), field: "spec.roles" },
+        Invalid {
+            what: "short grace period",
+            object: pool(&|v| v["spec"]["terminationGracePeriodSeconds"] = json!(5)),
+            field: "spec.terminationGracePeriodSeconds",
+        },
+        Invalid {
+            what: "missing virtualClusterRef",
+            object: pool(&|v| {
+                v["spec"].as_object_mut().unwrap().remove("virtualClusterRef");
+            }),
+            field: "spec.virtualClusterRef",
+        },
+        Invalid {
+            what: "bad virtualClusterRef name",
+            object: pool(&|v| v["spec"]["virtualClusterRef"]["name"] = json!("Not_A_Name")),
+            field: "spec.virtualClusterRef.name",
+        },
+        Invalid { what: "unknown pool field", object: pool(&|v| v["spec"]["replica"] = json!(3)), field: "spec.replica" },
+        Invalid {
+            what: "unknown nested pool field",
+            object: pool(&|v| v["spec"]["flush"] = json!({"intervall": "1s"})),
+            field: "spec.flush.intervall",
+        },
+        Invalid {
+            what: "bad pull policy",
+            object: pool(&|v| v["spec"]["imagePullPolicy"] = json!("Sometimes")),
+            field: "spec.imagePullPolicy",
+        },
+        Invalid {
+            what: "bucket URL scheme",
+            object: cluster(&|v| v["spec"]["objectStore"]["url"] = json!("gs://bucket/x")),
+            field: "spec.objectStore.url",
+        },
+        Invalid {
+            what: "bucket URL without bucket",
+            object: cluster(&|v| v["spec"]["objectStore"]["url"] = json!("s3://")),
+            field: "spec.objectStore.url",
+        },
+        Invalid {
+            what: "endpoint not a URL",
+            object: cluster(&|v| v["spec"]["objectStore"]["endpoint"] = json!("minio:9000")),
+            field: "spec.objectStore.endpoint",
+        },
+        Invalid {
+            what: "endpoint ftp scheme",
+            object: cluster(&|v| v["spec"]["objectStore"]["endpoint"] = json!("ftp://minio:9000")),
+            field: "spec.objectStore.endpoint",
+        },
+        Invalid {
+            what: "etcd endpoint without port",
+            object: cluster(&|v| v["spec"]["etcd"]["endpoints"] = json!(["etcd.svc"])),
+            field: "spec.etcd.endpoints[0]",
+        },
+        Invalid {
+            what: "no etcd endpoints",
+            object: cluster(&|v| v["spec"]["etcd"]["endpoints"] = json!([])),
+            field: "spec.etcd.endpoints",
+        },
+        Invalid {
+            what: "relative etcd prefix",
+            object: cluster(&|v| v["spec"]["etcd"]["prefix"] = json!("floe")),
+            field: "spec.etcd.prefix",
+        },
+        Invalid {
+            what: "unknown deletion policy",
+            object: cluster(&|v| v["spec"]["deletionPolicy"] = json!("Archive")),
+            field: "spec.deletionPolicy",
+        },
+        Invalid {
+            what: "zero default partitions",
+            object: cluster(&|v| v["spec"]["topicDefaults"] = json!({"partitions": 0})),
+            field: "spec.topicDefaults.partitions",
+        },
+        Invalid {
+            what: "unknown cluster field",
+            object: cluster(&|v| v["spec"]["objectStore"]["bucket"] = json!("x")),
+            field: "spec.objectStore.bucket",
+        },
+        Invalid {
+            what: "missing object store",
+            object: cluster(&|v| {
+                v["spec"].as_object_mut().unwrap().remove("objectStore");
+            }),
+            field: "spec.objectStore",
+        },
+    ]
+}
+
+async fn dry_run_create(client: &Client, namespace: &str, object: &Value) -> Result<(), String> {
+    let strict = PatchParams { dry_run: true, field_validation: Some(ValidationDirective::Strict), ..PatchParams::apply("e2e") };
+    let name = object["metadata"]["name"].as_str().unwrap_or("bad").to_string();
+    let result = match object["kind"].as_str() {
+        Some("AgentPool") => {
+            Api::<AgentPool>::namespaced(client.clone(), namespace).patch(&name, &strict, &Patch::Apply(object)).await.map(|_| ())
+        }
+        _ => Api::<VirtualCluster>::namespaced(client.clone(), namespace).patch(&name, &strict, &Patch::Apply(object)).await.map(|_| ()),
+    };
+    result.map_err(|error| error.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apiserver_rejects_invalid_resources_with_a_message_naming_the_field() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "validation").await?;
+    let fixtures = invalid_fixtures(plane);
+    assert!(fixtures.len() >= 20);
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        match dry_run_create(&client, &namespace, &fixture.object).await {
+            Ok(()) => failures.push(format!("{}: accepted", fixture.what)),
+            Err(message) if !message.contains(fixture.field) => {
+                failures.push(format!("{}: message does not name {}: {message}", fixture.what, fixture.field))
+            }
+            Err(_) => {}
+        }
+    }
+    // Valid fixtures, including the chart's examples' shapes, are accepted.
+    let mut valid_pool = agent_pool("good", "demo", 0);
+    valid_pool["spec"]["autoscaling"] = json!({"enabled": true, "minReplicas": 3, "maxReplicas": 12, "targetCPUUtilizationPercentage": 70, "targetBandwidthPerAgent": "50Mi", "scaleDownStabilization": "300s"});
+    valid_pool["spec"]["flush"] = json!({"interval": "250ms", "maxBytes": "8Mi"});
+    valid_pool["spec"]["resources"] = json!({"requests": {"cpu": "1", "memory": "2Gi"}});
+    for (what, object) in
+        [("minimal pool", agent_pool("good", "demo", 3)), ("full pool", valid_pool), ("cluster", virtual_cluster(plane, "good", "Delete"))]
+    {
+        if let Err(message) = dry_run_create(&client, &namespace, &object).await {
+            failures.push(format!("valid {what} rejected: {message}"));
+        }
+    }
+    for example in ["virtualcluster.yaml", "agentpool.yaml"] {
+        let path = floe_e2e::repository_root().join("charts/floe/examples").join(example);
+        let mut object: Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+        object["metadata"]["namespace"] = json!(namespace);
+        if let Err(message) = dry_run_create(&client, &namespace, &object).await {
+            failures.push(format!("chart example {example} rejected: {message}"));
+        }
+    }
+    // virtualClusterRef cannot change once set.
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&pools, agent_pool("pinned", "demo", 0)).await?;
+    let moved =
+        pools.patch("pinned", &PatchParams::default(), &Patch::Merge(json!({"spec": {"virtualClusterRef": {"name": "other"}}}))).await;
+    match moved {
+        Ok(_) => failures.push("changed virtualClusterRef: accepted".to_string()),
+        Err(error) if !error.to_string().contains("virtualClusterRef is immutable") => {
+            failures.push(format!("changed virtualClusterRef: {error}"))
+        }
+        Err(_) => {}
+    }
+    assert!(failures.is_empty(), "{} of {} checks failed:\n{}", failures.len(), fixtures.len() + 6, failures.join("\n"));
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_pool_removes_its_children_and_the_deletion_policy_decides_the_etcd_prefix() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "deletion").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&clusters, virtual_cluster(plane, "kept", "Retain")).await?;
+    create(&clusters, virtual_cluster(plane, "gone", "Delete")).await?;
+    create(&pools, agent_pool("agents", "gone", 2)).await?;
+    wait_cluster_ready(&clusters, "kept").await.with_context(|| process.log_tail())?;
+    wait_cluster_ready(&clusters, "gone").await.with_context(|| process.log_tail())?;
+    wait_pool_available(&client, &namespace, "agents", 2).await.with_context(|| process.log_tail())?;
+    // Something for Delete to remove besides the registration: a journal key and an object.
+    plane.infrastructure.etcdctl(&["put", &format!("/floe/vc/{namespace}.gone/log/test"), "{}"])?;
+    let kept_prefix = format!("/floe/vc/{namespace}.kept/");
+    let gone_prefix = format!("/floe/vc/{namespace}.gone/");
+    assert!(plane.infrastructure.etcd_key_count(&kept_prefix)? >= 1);
+    assert!(plane.infrastructure.etcd_key_count(&gone_prefix)? >= 2);
+
+    // The pool's children go with it (the real garbage collector follows the owner references).
+    pools.delete("agents", &DeleteParams::foreground()).await?;
+    wait_for("the pool's children to be deleted", READY_TIMEOUT, || async {
+        let selector = ListParams::default().labels("floe.dev/pool=agents");
+        let left = Api::<Deployment>::namespaced(client.clone(), &namespace).list(&selector).await?.items.len()
+            + Api::<Service>::namespaced(client.clone(), &namespace).list(&selector).await?.items.len()
+            + Api::<ConfigMap>::namespaced(client.clone(), &namespace).list(&selector).await?.items.len()
+            + Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace).list(&selector).await?.items.len()
+            + Api::<ServiceAccount>::namespaced(client.clone(), &namespace).list(&selector).await?.items.len();
+        if left == 0 {
+            Ok(Some(()))
+        } else {
+            bail!("{left} children left")
+        }
+    })
+    .await?;
+
+    clusters.delete("gone", &DeleteParams::default()).await?;
+    clusters.delete("kept", &DeleteParams::default()).await?;
+    wait_for("both VirtualClusters to be gone", READY_TIMEOUT, || async {
+        let left = clusters.list(&ListParams::default()).await?.items.len();
+        if left == 0 {
+            Ok(Some(()))
+        } else {
+            bail!("{left} VirtualClusters left")
+        }
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    assert_eq!(plane.infrastructure.etcd_key_count(&gone_prefix)?, 0, "deletionPolicy Delete left keys");
+    assert!(plane.infrastructure.etcd_key_count(&kept_prefix)? >= 1, "deletionPolicy Retain removed the registration");
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_repeatedly_while_reconciling_ten_pools_converges_with_nothing_orphaned() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "chaos").await?;
+    let mut process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&clusters, virtual_cluster(plane, "demo", "Retain")).await?;
+    let metrics_before = Api::<Deployment>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items.len();
+    assert_eq!(metrics_before, 0);
+    let mut kills = 0;
+    for index in 0..10 {
+        create(&pools, agent_pool(&format!("pool-{index}"), "demo", 1 + index % 3)).await?;
+        // Kill the operator once it has started on this pool: as soon as its Deployment exists
+        // (so some children exist and others not yet), then start it again.
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+        let name = format!("pool-{index}");
+        wait_for(&format!("the operator to start on {name}"), READY_TIMEOUT, || async {
+            Ok(deployments.get_opt(&name).await?.map(|_| ()))
+        })
+        .await
+        .with_context(|| process.log_tail())?;
+        process.kill_hard()?;
+        kills += 1;
+        // Change a pool while no operator runs.
+        if index % 2 == 1 {
+            pools.patch(&format!("pool-{}", index - 1), &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}}))).await?;
+        }
+        process.restart()?;
+    }
+    // And kill it while all ten are converging.
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(2), futures::future::pending::<()>()).await.ok();
+        process.kill_hard()?;
+        process.restart()?;
+        kills += 1;
+    }
+    for index in 0..10 {
+        let pool = pools.get(&format!("pool-{index}")).await?;
+        wait_pool_available(&client, &namespace, &pool.name_any(), pool.spec.replicas).await.with_context(|| process.log_tail())?;
+    }
+    // Nothing orphaned: every object carrying the operator's labels has a live controlling pool,
+    // and each pool has exactly its own children.
+    let live: BTreeMap<String, String> = pools
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|pool| (pool.metadata.uid.clone().unwrap_or_default(), pool.name_any()))
+        .collect();
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=floe-operator");
+    let mut metas: Vec<(String, kube::api::ObjectMeta)> = Vec::new();
+    metas.extend(
+        Api::<Deployment>::namespaced(client.clone(), &namespace)
+            .list(&managed)
+            .await?
+            .items
+            .into_iter()
+            .map(|object| ("Deployment".to_string(), object.metadata)),
+    );
+    metas.extend(
+        Api::<Service>::namespaced(client.clone(), &namespace)
+            .list(&managed)
+            .await?
+            .items
+            .into_iter()
+            .map(|object| ("Service".to_string(), object.metadata)),
+    );
+    metas.extend(
+        Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+            .list(&managed)
+            .await?
+            .items
+            .into_iter()
+            .map(|object| ("ConfigMap".to_string(), object.metadata)),
+    );
+    metas.extend(
+        Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
+            .list(&managed)
+            .await?
+            .items
+            .into_iter()
+            .map(|object| ("PodDisruptionBudget".to_string(), object.metadata)),
+    );
+    metas.extend(
+        Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
+            .list(&managed)
+            .await?
+            .items
+            .into_iter()
+            .map(|object| ("ServiceAccount".to_string(), object.metadata)),
+    );
+    assert_eq!(
+        metas.len(),
+        10 * 6,
+        "expected 6 children per pool: {:?}",
+        metas.iter().map(|(kind, meta)| format!("{kind}/{}", meta.name.clone().unwrap_or_default())).collect::<Vec<_>>()
+    );
+    for (kind, meta) in &metas {
+        let owner = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|reference| reference.controller == Some(true))
+            .map(|reference| reference.uid.clone());
+        assert!(owner.as_ref().is_some_and(|uid| live.contains_key(uid)), "{kind}/{:?} has no live controlling pool", meta.name);
+    }
+    eprintln!("converged after {kills} kills");
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_service_account_holds_no_wildcard_permission() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    let operator = deployments.list(&ListParams::default().labels("app.kubernetes.io/instance=floe")).await?;
+    let account = operator
+        .items
+        .iter()
+        .find_map(|deployment| deployment.spec.as_ref()?.template.spec.as_ref()?.service_account_name.clone())
+        .context("the operator Deployment names no ServiceAccount")?;
+    let subject = format!("system:serviceaccount:{RELEASE_NAMESPACE}:{account}");
+    let mut checked = 0;
+    for namespace in [RELEASE_NAMESPACE, "default"] {
+        let listing = plane.kubectl(&["auth", "can-i", "--list", "--as", &subject, "--namespace", namespace])?;
+        for line in listing.lines().skip(1) {
+            // Columns: Resources, Non-Resource URLs, Resource Names, Verbs. Discovery URLs such as
+            // [/api/*] come from the built-in system:discovery role every identity has.
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            let Some(resource) = columns.first() else { continue };
+            let verbs = line.rsplit_once('[').map(|(_, verbs)| verbs).unwrap_or_default();
+            if resource.starts_with('[') {
+                continue;
+            }
+            assert!(!resource.contains('*'), "wildcard resource for {subject}: {line}");
+            assert!(!verbs.contains('*'), "wildcard verb for {subject}: {line}");
+            checked += 1;
+        }
+        assert!(listing.contains("agentpools.floe.dev"), "the operator cannot reach its own resources:\n{listing}");
+        assert!(listing.contains("deployments.apps"), "the operator cannot manage Deployments:\n{listing}");
+    }
+    assert!(checked > 10, "only {checked} rules listed");
+    // And it really can do its job, and not more.
+    let can = |arguments: &[&str]| {
+        plane.kubectl(&[&["auth", "can-i", "--as", &subject][..], arguments].concat()).map(|out| out.trim() == "yes").unwrap_or(false)
+    };
+    assert!(can(&["patch", "deployments.apps", "--all-namespaces"]));
+    assert!(can(&["update", "agentpools.floe.dev/status", "--all-namespaces"]));
+    assert!(!can(&["delete", "nodes"]));
+    assert!(!can(&["create", "clusterrolebindings"]));
+    assert!(!can(&["list", "secrets", "--all-namespaces"]), "the operator only needs to get named Secrets");
+    Ok(())
+}
