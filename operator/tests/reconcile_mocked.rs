@@ -1,0 +1,182 @@
+//! Reconcile against a scripted apiserver (tower-test): which requests a reconcile makes, in
+//! which order, and what it writes. The real apiserver suites are in e2e/tests/operator.rs.
+
+use floe_operator::agent_pool::build::{build, BuildSettings};
+use floe_operator::agent_pool::reconcile;
+use floe_operator::context::Context;
+use floe_operator::crd::{AgentPool, VirtualCluster};
+use floe_operator::metrics::Metrics;
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use kube::Client;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn settings() -> BuildSettings {
+    BuildSettings { default_image: "ghcr.io/floe-dev/floe:0.1.0".to_string() }
+}
+
+/// One expected request: method, a path fragment, and the answer.
+struct Expect {
+    method: &'static str,
+    path: String,
+    status: StatusCode,
+    body: Value,
+}
+
+fn expect(method: &'static str, path: impl Into<String>, status: StatusCode, body: Value) -> Expect {
+    Expect { method, path: path.into(), status, body }
+}
+
+/// Answers the script in order and returns the bodies of the writes it saw. Panics (failing the
+/// test) on any request out of script.
+async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<(String, Value)> {
+    let mut writes = Vec::new();
+    for step in script {
+        let (request, send) =
+            handle.next_request().await.unwrap_or_else(|| panic!("expected {} {}, got no request", step.method, step.path));
+        let uri = request.uri().to_string();
+        assert_eq!(request.method().as_str(), step.method, "request {uri}");
+        assert!(uri.contains(&step.path), "expected a path containing {}, got {} {uri}", step.path, request.method());
+        if step.method != "GET" {
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            writes.push((uri, serde_json::from_slice(&bytes).unwrap_or(Value::Null)));
+        }
+        let response = Response::builder().status(step.status).body(Body::from(serde_json::to_vec(&step.body).unwrap())).unwrap();
+        send.send_response(response);
+    }
+    writes
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+fn empty_list(kind: &str, api_version: &str) -> Value {
+    json!({"kind": format!("{kind}List"), "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": []})
+}
+
+#[tokio::test]
+async fn a_pool_whose_virtual_cluster_is_missing_says_so_in_status_and_writes_no_children() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "team-a");
+    let context = Arc::new(Context::new(client, Arc::new(Metrics::new()), settings(), "test"));
+    let pool: AgentPool = fixture("agentpool-minimal.yaml");
+    let mut status_object = serde_json::to_value(&pool).unwrap();
+    status_object["status"] = json!({});
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            expect("GET", "/apis/floe.dev/v1alpha1/namespaces/team-a/virtualclusters/demo", StatusCode::NOT_FOUND, not_found()),
+            expect("POST", "/apis/events.k8s.io/v1/namespaces/team-a/events", StatusCode::CREATED, json!({})),
+            expect("PATCH", "/apis/floe.dev/v1alpha1/namespaces/team-a/agentpools/agents/status", StatusCode::OK, status_object),
+        ],
+    ));
+    let action = reconcile(Arc::new(pool), Arc::clone(&context)).await.unwrap();
+    assert_eq!(format!("{action:?}"), format!("{:?}", kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(60))));
+    let writes = server.await.unwrap();
+    let (_, event) = &writes[0];
+    assert_eq!(event["reason"], "VirtualClusterNotFound");
+    let (_, status) = &writes[1];
+    let condition = &status["status"]["conditions"][0];
+    assert_eq!(
+        (condition["type"].as_str(), condition["status"].as_str(), condition["reason"].as_str()),
+        (Some("Ready"), Some("False"), Some("VirtualClusterNotFound"))
+    );
+    assert!(condition["message"].as_str().unwrap().contains("spec.virtualClusterRef.name"));
+    assert_eq!(context.metrics.kubernetes_writes(), 1, "only the status");
+}
+
+#[tokio::test]
+async fn reconciling_a_pool_whose_children_are_current_only_reads() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "team-a");
+    let context = Arc::new(Context::new(client, Arc::new(Metrics::new()), settings(), "test"));
+    let pool: AgentPool = fixture("agentpool-minimal.yaml");
+    let cluster: VirtualCluster = fixture("virtualcluster.yaml");
+    let children = build(&pool, &cluster, &settings()).unwrap();
+    // The live objects: what we applied plus what the apiserver adds.
+    let live = |object: &dyn erased::Object| {
+        let mut value = object.value();
+        value["metadata"]["resourceVersion"] = json!("7");
+        value["metadata"]["generation"] = json!(1);
+        value
+    };
+    let mut deployment = live(&children.deployment);
+    deployment["spec"]["revisionHistoryLimit"] = json!(10);
+    deployment["status"] =
+        json!({"observedGeneration": 1, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 3, "availableReplicas": 3});
+    // The pool already shows the status this reconcile computes.
+    let previous = floe_operator::agent_pool::pool_status(
+        &pool,
+        &Default::default(),
+        &serde_json::from_value(deployment.clone()).unwrap(),
+        serde_json::from_value(deployment["status"].clone()).unwrap(),
+        None,
+    );
+    let mut pool = pool;
+    pool.status = Some(previous);
+    let namespace = "/namespaces/team-a/";
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            expect(
+                "GET",
+                format!("/apis/floe.dev/v1alpha1{namespace}virtualclusters/demo"),
+                StatusCode::OK,
+                serde_json::to_value(&cluster).unwrap(),
+            ),
+            expect("GET", format!("/api/v1{namespace}serviceaccounts/agents-agent"), StatusCode::OK, live(&children.service_account)),
+            expect("GET", format!("/api/v1{namespace}configmaps/agents-config"), StatusCode::OK, live(&children.config_map)),
+            expect("GET", format!("/api/v1{namespace}services/agents-headless"), StatusCode::OK, live(&children.headless_service)),
+            expect("GET", format!("/api/v1{namespace}services/agents"), StatusCode::OK, live(&children.client_service)),
+            expect("GET", format!("/apis/apps/v1{namespace}deployments/agents"), StatusCode::OK, deployment.clone()),
+            expect(
+                "GET",
+                format!("/apis/policy/v1{namespace}poddisruptionbudgets/agents"),
+                StatusCode::OK,
+                live(&children.disruption_budget),
+            ),
+            expect("GET", format!("/apis/apps/v1{namespace}deployments/agents"), StatusCode::OK, deployment),
+            expect("GET", format!("/api/v1{namespace}serviceaccounts?"), StatusCode::OK, empty_list("ServiceAccount", "v1")),
+            expect("GET", format!("/api/v1{namespace}configmaps?"), StatusCode::OK, empty_list("ConfigMap", "v1")),
+            expect("GET", format!("/api/v1{namespace}services?"), StatusCode::OK, empty_list("Service", "v1")),
+            expect("GET", format!("/apis/apps/v1{namespace}deployments?"), StatusCode::OK, empty_list("Deployment", "apps/v1")),
+            expect(
+                "GET",
+                format!("/apis/policy/v1{namespace}poddisruptionbudgets?"),
+                StatusCode::OK,
+                empty_list("PodDisruptionBudget", "policy/v1"),
+            ),
+            expect(
+                "GET",
+                format!("/apis/autoscaling/v2{namespace}horizontalpodautoscalers?"),
+                StatusCode::OK,
+                empty_list("HorizontalPodAutoscaler", "autoscaling/v2"),
+            ),
+        ],
+    ));
+    reconcile(Arc::new(pool), Arc::clone(&context)).await.unwrap();
+    let writes = server.await.unwrap();
+    assert!(writes.is_empty(), "unexpected writes: {writes:?}");
+    assert_eq!(context.metrics.kubernetes_writes(), 0);
+}
+
+/// Serializes any child to JSON (the children are different types).
+mod erased {
+    pub trait Object {
+        fn value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Object for T {
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap()
+        }
+    }
+}
