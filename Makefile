@@ -82,8 +82,12 @@ crds: ## Regenerate crds/*.yaml and the chart's CRD templates from operator/src/
 crds-check: crds ## Fail when the committed CRDs differ from the Rust types
 	@git diff --exit-code -- crds charts/floe/templates/crds || { echo "CRDs drifted from operator/src/crd: run 'make crds' and commit" >&2; exit 1; }
 
-.PHONY: chart images
-chart images: ## Not built yet (operator issue)
+.PHONY: chart
+chart: ## helm lint and helm template | kubeconform -strict, offline
+	e2e/chart/check.sh
+
+.PHONY: images
+images: ## Not built yet (operator issue)
 	@echo "make $@: arrives with the operator issue" >&2; exit 1
 
 .PHONY: clean
