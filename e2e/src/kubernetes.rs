@@ -91,8 +91,6 @@ impl ControlPlane {
             "--namespace",
             RELEASE_NAMESPACE,
             "--create-namespace",
-            "--kube-version",
-            "1.36.0",
             // The external-metrics APIService needs the operator to serve it (autoscaling issue);
             // registered without a server it would only make API discovery report errors.
             "--set",

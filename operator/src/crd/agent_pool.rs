@@ -140,7 +140,7 @@ pub struct FlushSpec {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "self.minReplicas <= self.maxReplicas",
-    "messageExpression": "'minReplicas (' + string(self.minReplicas) + ') must not exceed maxReplicas (' + string(self.maxReplicas) + ')'"
+    "message": "autoscaling.minReplicas must not exceed autoscaling.maxReplicas"
 }]))]
 pub struct AutoscalingSpec {
     /// When on, a HorizontalPodAutoscaler owns the replica count and `replicas` is ignored.
