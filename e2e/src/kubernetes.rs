@@ -155,7 +155,12 @@ impl ControlPlane {
 
     /// Starts `floe-operator run` as a process with the admin kubeconfig, scoped to `namespace`.
     pub fn start_operator(&self, namespace: &str) -> Result<OperatorProcess> {
-        OperatorProcess::start(&self.kubeconfig, namespace)
+        OperatorProcess::start(&self.kubeconfig, namespace, &[])
+    }
+
+    /// Like [`Self::start_operator`], with extra flags (e.g. leader election).
+    pub fn start_operator_with(&self, namespace: &str, extra: &[&str]) -> Result<OperatorProcess> {
+        OperatorProcess::start(&self.kubeconfig, namespace, extra)
     }
 }
 
@@ -190,13 +195,15 @@ pub struct OperatorProcess {
     child: Option<Child>,
     kubeconfig: PathBuf,
     namespace: String,
+    extra: Vec<String>,
     pub log: PathBuf,
 }
 
 impl OperatorProcess {
-    fn start(kubeconfig: &Path, namespace: &str) -> Result<Self> {
-        let log = std::env::temp_dir().join(format!("floe-operator-{namespace}-{}.log", std::process::id()));
-        let mut process = Self { child: None, kubeconfig: kubeconfig.to_path_buf(), namespace: namespace.to_string(), log };
+    fn start(kubeconfig: &Path, namespace: &str, extra: &[&str]) -> Result<Self> {
+        let log = std::env::temp_dir().join(format!("floe-operator-{namespace}-{}-{}.log", std::process::id(), ulid::Ulid::new()));
+        let extra = extra.iter().map(|argument| argument.to_string()).collect();
+        let mut process = Self { child: None, kubeconfig: kubeconfig.to_path_buf(), namespace: namespace.to_string(), extra, log };
         process.restart()?;
         Ok(process)
     }
@@ -215,6 +222,7 @@ impl OperatorProcess {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(operator_binary()?)
             .args(["run", "--http-listen", "127.0.0.1:0", "--watch-namespace", &self.namespace])
+            .args(&self.extra)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("FLOE_LOG", "info,kube=warn")
             .env("FLOE_AGENT_IMAGE", "registry.invalid/floe:test")
@@ -224,6 +232,15 @@ impl OperatorProcess {
             .spawn()
             .context("failed to start floe-operator")?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for the exit (a graceful stop).
+    pub fn terminate(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+            child.wait()?;
+        }
         Ok(())
     }
 

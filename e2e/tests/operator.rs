@@ -678,3 +678,71 @@ async fn the_operators_service_account_holds_no_wildcard_permission() -> Result<
     assert!(!can(&["list", "secrets", "--all-namespaces"]), "the operator only needs to get named Secrets");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_created_before_its_virtual_cluster_waits_with_a_warning_then_becomes_ready() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "order").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&pools, agent_pool("early", "later", 1)).await?;
+    let waiting = wait_for("the pool to report its missing VirtualCluster", READY_TIMEOUT, || async {
+        let pool = pools.get("early").await?;
+        let condition = pool.status.as_ref().and_then(|status| status.conditions.iter().find(|condition| condition.type_ == "Ready").cloned());
+        Ok(condition.filter(|condition| condition.reason == "VirtualClusterNotFound"))
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    assert!(waiting.message.contains("spec.virtualClusterRef.name"), "{}", waiting.message);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &namespace);
+    wait_for("a Warning event on the pool", READY_TIMEOUT, || async {
+        let found = events.list(&ListParams::default()).await?.items.into_iter().any(|event| {
+            event.reason.as_deref() == Some("VirtualClusterNotFound") && event.type_.as_deref() == Some("Warning") && event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some("early")
+        });
+        Ok(found.then_some(()))
+    })
+    .await?;
+    assert!(Api::<Deployment>::namespaced(client.clone(), &namespace).get_opt("early").await?.is_none(), "agents started without a virtual cluster");
+    // Creating the VirtualCluster wakes the pool through the watch.
+    create(&clusters, virtual_cluster(plane, "later", "Retain")).await?;
+    wait_pool_available(&client, &namespace, "early", 1).await.with_context(|| process.log_tail())?;
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operator_replicas_elect_one_leader_and_the_standby_takes_over_when_it_stops() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "leader").await?;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &namespace);
+    let flags = |identity: &'static str| ["--leader-election", "true", "--leader-election-namespace", "leader", "--identity", identity];
+    let mut first = plane.start_operator_with(&namespace, &flags("first"))?;
+    let holder = |leases: Api<k8s_openapi::api::coordination::v1::Lease>| async move {
+        Ok::<_, anyhow::Error>(leases.get_opt("floe-operator").await?.and_then(|lease| lease.spec?.holder_identity))
+    };
+    wait_for("the first replica to lead", READY_TIMEOUT, || async { Ok(holder(leases.clone()).await?.filter(|holder| holder == "first")) })
+        .await
+        .with_context(|| first.log_tail())?;
+    let second = plane.start_operator_with(&namespace, &flags("second"))?;
+    s3_secret(&client, &namespace).await?;
+    create(&Api::<VirtualCluster>::namespaced(client.clone(), &namespace), virtual_cluster(plane, "demo", "Retain")).await?;
+    create(&Api::<AgentPool>::namespaced(client.clone(), &namespace), agent_pool("agents", "demo", 1)).await?;
+    wait_pool_available(&client, &namespace, "agents", 1).await.with_context(|| first.log_tail())?;
+    assert_eq!(holder(leases.clone()).await?.as_deref(), Some("first"), "the standby took the lease from a live leader");
+    assert!(second.log_tail().contains("standing by"), "second replica log:\n{}", second.log_tail());
+    // A graceful stop releases the lease; the standby leads and reconciles a new pool.
+    first.terminate()?;
+    wait_for("the standby to lead", READY_TIMEOUT, || async { Ok(holder(leases.clone()).await?.filter(|holder| holder == "second")) })
+        .await
+        .with_context(|| second.log_tail())?;
+    create(&Api::<AgentPool>::namespaced(client.clone(), &namespace), agent_pool("more", "demo", 1)).await?;
+    wait_pool_available(&client, &namespace, "more", 1).await.with_context(|| second.log_tail())?;
+    drop(second);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
