@@ -19,7 +19,7 @@
 #   FLOE_K8S_GOMEMLIMIT     soft memory limit per Go compiler/linker process (default 2500MiB)
 #   GO                      the go binary (default: go on PATH, else /usr/local/go/bin/go)
 #
-# Cold run ~25 min on 2 cores (see README.md); warm run well under a second.
+# Cold run ~22 min on 2 cores (see README.md); warm run well under a second.
 set -euo pipefail
 
 # --- Versions --------------------------------------------------------------------------------
