@@ -111,7 +111,8 @@ wait_for() {
 start() {
     local name="$1"
     shift
-    setsid "$@" </dev/null >"$STATE/logs/$name.log" 2>&1 &
+    # trap - PIPE: give the component the default SIGPIPE disposition back (we ignore it above).
+    (trap - PIPE; exec setsid "$@") </dev/null >"$STATE/logs/$name.log" 2>&1 &
     echo "$name $!" >>"$STATE/pids"
     COMPONENT="$name"
 }
