@@ -19,6 +19,8 @@
 #    into e2e/node/node_modules when the lock file or Node version changed
 #  * fetches the Apache Kafka 4.1.1 jars (clients, tools, server) once into
 #    ${FLOE_CACHE}/kafka-4.1.1/libs for the Kafka CLI tool suite
+#  * with FLOE_K8S=1 only: builds the kubelet-less Kubernetes tier (e2e/k8s/build.sh; ~20 min
+#    cold, a no-op once cached)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -178,5 +180,10 @@ fi
 # --- 8. Cluster-mode servers: etcd (Debian) and an S3-compatible server (s3s-fs) ---------------
 "$SCRIPT_DIR/etcd.sh" install >/dev/null
 "$SCRIPT_DIR/s3.sh" install >/dev/null
+
+# --- 9. Kubernetes tier (opt-in: the cold build of kube-apiserver & co. takes ~20 minutes) ------
+if [ "${FLOE_K8S:-0}" = 1 ]; then
+    log "Kubernetes tier binaries: $("$ROOT/e2e/k8s/build.sh" | tail -n 1)"
+fi
 
 log "ok"
