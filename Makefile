@@ -31,9 +31,15 @@ lint: ## rustfmt and clippy with warnings as errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: deps-k8s
+deps-k8s: ## deps plus the kubelet-less Kubernetes tier (kube-apiserver & co. from Go modules; ~20 min cold, cached)
+	FLOE_K8S=1 e2e/scripts/install-deps.sh
+
 .PHONY: test
-test: deps ## Everything CI runs: lint, unit, in-process and end-to-end suites
+test: deps-k8s ## Everything CI runs: lint, generated-file drift, chart check, images, unit and end-to-end suites
 	$(MAKE) lint
+	$(MAKE) crds-check
+	$(MAKE) chart
 	$(CARGO) build --workspace --all-targets
 	rm -rf target/compat-matrix
 	# The suites record the compatibility matrix as they go; render it even when a suite failed,
