@@ -22,7 +22,8 @@ use std::time::Duration;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn virtual_cluster(plane: &ControlPlane, name: &str, policy: &str) -> Value {
+/// A VirtualCluster on the test's etcd and S3 server; its objects live under `<namespace>-<name>/`.
+fn virtual_cluster(plane: &ControlPlane, namespace: &str, name: &str, policy: &str) -> Value {
     let infrastructure = &plane.infrastructure;
     json!({
         "apiVersion": "floe.dev/v1alpha1", "kind": "VirtualCluster",
@@ -30,7 +31,7 @@ fn virtual_cluster(plane: &ControlPlane, name: &str, policy: &str) -> Value {
         "spec": {
             "etcd": {"endpoints": [infrastructure.etcd_endpoint()], "prefix": "/floe"},
             "objectStore": {
-                "url": format!("s3://{BUCKET}/{name}"),
+                "url": format!("s3://{BUCKET}/{namespace}-{name}"),
                 "region": "us-east-1",
                 "endpoint": format!("http://127.0.0.1:{}", infrastructure.s3_port),
                 "credentialsSecretRef": {"name": "s3-auth"},
@@ -125,7 +126,7 @@ async fn helm_installs_the_chart_and_a_pool_becomes_available_with_every_child_o
     s3_secret(&client, &namespace).await?;
     let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
     let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
-    create(&clusters, virtual_cluster(plane, "demo", "Retain")).await?;
+    create(&clusters, virtual_cluster(plane, &namespace, "demo", "Retain")).await?;
     create(&pools, agent_pool("agents", "demo", 3)).await?;
 
     let cluster = wait_cluster_ready(&clusters, "demo").await.with_context(|| process.log_tail())?;
@@ -174,7 +175,7 @@ async fn a_hundred_reconciles_of_an_unchanged_pool_write_nothing() -> Result<()>
     s3_secret(&client, &namespace).await?;
     let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
     let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
-    create(&clusters, virtual_cluster(plane, "demo", "Retain")).await?;
+    create(&clusters, virtual_cluster(plane, &namespace, "demo", "Retain")).await?;
     create(&pools, agent_pool("agents", "demo", 3)).await?;
     wait_cluster_ready(&clusters, "demo").await.with_context(|| process.log_tail())?;
     wait_pool_available(&client, &namespace, "agents", 3).await.with_context(|| process.log_tail())?;
@@ -249,7 +250,7 @@ struct Invalid {
 
 fn invalid_fixtures(plane: &ControlPlane) -> Vec<Invalid> {
     let cluster = |patch: &dyn Fn(&mut Value)| {
-        let mut value = virtual_cluster(plane, "bad", "Retain");
+        let mut value = virtual_cluster(plane, "validation", "bad", "Retain");
         patch(&mut value);
         value
     };
@@ -430,9 +431,11 @@ async fn the_apiserver_rejects_invalid_resources_with_a_message_naming_the_field
     valid_pool["spec"]["autoscaling"] = json!({"enabled": true, "minReplicas": 3, "maxReplicas": 12, "targetCPUUtilizationPercentage": 70, "targetBandwidthPerAgent": "50Mi", "scaleDownStabilization": "300s"});
     valid_pool["spec"]["flush"] = json!({"interval": "250ms", "maxBytes": "8Mi"});
     valid_pool["spec"]["resources"] = json!({"requests": {"cpu": "1", "memory": "2Gi"}});
-    for (what, object) in
-        [("minimal pool", agent_pool("good", "demo", 3)), ("full pool", valid_pool), ("cluster", virtual_cluster(plane, "good", "Delete"))]
-    {
+    for (what, object) in [
+        ("minimal pool", agent_pool("good", "demo", 3)),
+        ("full pool", valid_pool),
+        ("cluster", virtual_cluster(plane, &namespace, "good", "Delete")),
+    ] {
         if let Err(message) = dry_run_create(&client, &namespace, &object).await {
             failures.push(format!("valid {what} rejected: {message}"));
         }
@@ -471,14 +474,19 @@ async fn deleting_a_pool_removes_its_children_and_the_deletion_policy_decides_th
     s3_secret(&client, &namespace).await?;
     let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
     let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
-    create(&clusters, virtual_cluster(plane, "kept", "Retain")).await?;
-    create(&clusters, virtual_cluster(plane, "gone", "Delete")).await?;
+    create(&clusters, virtual_cluster(plane, &namespace, "kept", "Retain")).await?;
+    create(&clusters, virtual_cluster(plane, &namespace, "gone", "Delete")).await?;
     create(&pools, agent_pool("agents", "gone", 2)).await?;
     wait_cluster_ready(&clusters, "kept").await.with_context(|| process.log_tail())?;
     wait_cluster_ready(&clusters, "gone").await.with_context(|| process.log_tail())?;
     wait_pool_available(&client, &namespace, "agents", 2).await.with_context(|| process.log_tail())?;
     // Something for Delete to remove besides the registration: a journal key and an object.
     plane.infrastructure.etcdctl(&["put", &format!("/floe/vc/{namespace}.gone/log/test"), "{}"])?;
+    for name in ["gone", "kept"] {
+        let segments = plane.infrastructure.bucket_directory(&format!("{namespace}-{name}")).join("segments");
+        std::fs::create_dir_all(&segments)?;
+        std::fs::write(segments.join("01TEST.seg"), b"segment bytes")?;
+    }
     let kept_prefix = format!("/floe/vc/{namespace}.kept/");
     let gone_prefix = format!("/floe/vc/{namespace}.gone/");
     assert!(plane.infrastructure.etcd_key_count(&kept_prefix)? >= 1);
@@ -515,6 +523,9 @@ async fn deleting_a_pool_removes_its_children_and_the_deletion_policy_decides_th
     .with_context(|| process.log_tail())?;
     assert_eq!(plane.infrastructure.etcd_key_count(&gone_prefix)?, 0, "deletionPolicy Delete left keys");
     assert!(plane.infrastructure.etcd_key_count(&kept_prefix)? >= 1, "deletionPolicy Retain removed the registration");
+    let object = |name: &str| plane.infrastructure.bucket_directory(&format!("{namespace}-{name}")).join("segments/01TEST.seg");
+    assert!(!object("gone").exists(), "deletionPolicy Delete left the objects");
+    assert!(object("kept").exists(), "deletionPolicy Retain removed the objects");
     drop(process);
     plane.delete_namespace(&client, &namespace).await;
     Ok(())
@@ -529,7 +540,7 @@ async fn an_operator_killed_repeatedly_while_reconciling_ten_pools_converges_wit
     s3_secret(&client, &namespace).await?;
     let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
     let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
-    create(&clusters, virtual_cluster(plane, "demo", "Retain")).await?;
+    create(&clusters, virtual_cluster(plane, &namespace, "demo", "Retain")).await?;
     let metrics_before = Api::<Deployment>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items.len();
     assert_eq!(metrics_before, 0);
     let mut kills = 0;
@@ -691,7 +702,8 @@ async fn a_pool_created_before_its_virtual_cluster_waits_with_a_warning_then_bec
     create(&pools, agent_pool("early", "later", 1)).await?;
     let waiting = wait_for("the pool to report its missing VirtualCluster", READY_TIMEOUT, || async {
         let pool = pools.get("early").await?;
-        let condition = pool.status.as_ref().and_then(|status| status.conditions.iter().find(|condition| condition.type_ == "Ready").cloned());
+        let condition =
+            pool.status.as_ref().and_then(|status| status.conditions.iter().find(|condition| condition.type_ == "Ready").cloned());
         Ok(condition.filter(|condition| condition.reason == "VirtualClusterNotFound"))
     })
     .await
@@ -700,14 +712,19 @@ async fn a_pool_created_before_its_virtual_cluster_waits_with_a_warning_then_bec
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &namespace);
     wait_for("a Warning event on the pool", READY_TIMEOUT, || async {
         let found = events.list(&ListParams::default()).await?.items.into_iter().any(|event| {
-            event.reason.as_deref() == Some("VirtualClusterNotFound") && event.type_.as_deref() == Some("Warning") && event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some("early")
+            event.reason.as_deref() == Some("VirtualClusterNotFound")
+                && event.type_.as_deref() == Some("Warning")
+                && event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some("early")
         });
         Ok(found.then_some(()))
     })
     .await?;
-    assert!(Api::<Deployment>::namespaced(client.clone(), &namespace).get_opt("early").await?.is_none(), "agents started without a virtual cluster");
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), &namespace).get_opt("early").await?.is_none(),
+        "agents started without a virtual cluster"
+    );
     // Creating the VirtualCluster wakes the pool through the watch.
-    create(&clusters, virtual_cluster(plane, "later", "Retain")).await?;
+    create(&clusters, virtual_cluster(plane, &namespace, "later", "Retain")).await?;
     wait_pool_available(&client, &namespace, "early", 1).await.with_context(|| process.log_tail())?;
     drop(process);
     plane.delete_namespace(&client, &namespace).await;
@@ -730,7 +747,7 @@ async fn two_operator_replicas_elect_one_leader_and_the_standby_takes_over_when_
         .with_context(|| first.log_tail())?;
     let second = plane.start_operator_with(&namespace, &flags("second"))?;
     s3_secret(&client, &namespace).await?;
-    create(&Api::<VirtualCluster>::namespaced(client.clone(), &namespace), virtual_cluster(plane, "demo", "Retain")).await?;
+    create(&Api::<VirtualCluster>::namespaced(client.clone(), &namespace), virtual_cluster(plane, &namespace, "demo", "Retain")).await?;
     create(&Api::<AgentPool>::namespaced(client.clone(), &namespace), agent_pool("agents", "demo", 1)).await?;
     wait_pool_available(&client, &namespace, "agents", 1).await.with_context(|| first.log_tail())?;
     assert_eq!(holder(leases.clone()).await?.as_deref(), Some("first"), "the standby took the lease from a live leader");
