@@ -763,3 +763,43 @@ async fn two_operator_replicas_elect_one_leader_and_the_standby_takes_over_when_
     plane.delete_namespace(&client, &namespace).await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_autoscaling_on_the_hpa_owns_replicas_and_switching_it_off_deletes_the_hpa() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "autoscaling").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    create(&Api::<VirtualCluster>::namespaced(client.clone(), &namespace), virtual_cluster(plane, &namespace, "demo", "Retain")).await?;
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    let mut pool = agent_pool("agents", "demo", 3);
+    pool["spec"]["autoscaling"] = json!({"enabled": true, "minReplicas": 2, "maxReplicas": 5, "scaleDownStabilization": "30s"});
+    create(&pools, pool).await?;
+    let autoscalers: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
+    let hpa = wait_for("the HorizontalPodAutoscaler", READY_TIMEOUT, || async { Ok(autoscalers.get_opt("agents").await?) })
+        .await
+        .with_context(|| process.log_tail())?;
+    let spec = hpa.spec.context("HPA without spec")?;
+    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 5));
+    assert_eq!(spec.behavior.and_then(|behavior| behavior.scale_down).and_then(|rules| rules.stabilization_window_seconds), Some(30));
+    // The HPA (through the controller-manager) scales the Deployment to at least minReplicas.
+    wait_pool_available(&client, &namespace, "agents", 2).await.with_context(|| process.log_tail())?;
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &namespace).get("agents").await?;
+    let ours = deployment.metadata.managed_fields.iter().flatten().filter(|entry| entry.manager.as_deref() == Some("floe-operator"));
+    for entry in ours {
+        let fields = serde_json::to_string(&entry.fields_v1)?;
+        assert!(!fields.contains("f:replicas"), "the operator owns spec.replicas while the HPA is on: {fields}");
+    }
+    // Off again: the autoscaler is an orphan now and goes; the operator owns replicas again.
+    pools.patch("agents", &PatchParams::default(), &Patch::Merge(json!({"spec": {"autoscaling": {"enabled": false}}}))).await?;
+    wait_for("the HorizontalPodAutoscaler to be deleted", READY_TIMEOUT, || async {
+        Ok(autoscalers.get_opt("agents").await?.is_none().then_some(()))
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    wait_pool_available(&client, &namespace, "agents", 3).await.with_context(|| process.log_tail())?;
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
