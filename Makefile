@@ -93,8 +93,8 @@ chart: ## helm lint and helm template | kubeconform -strict, offline
 	e2e/chart/check.sh
 
 .PHONY: images
-images: ## Not built yet (operator issue)
-	@echo "make $@: arrives with the operator issue" >&2; exit 1
+images: ## Container images for floe and floe-operator as OCI archives in target/images/ (buildah, no daemon)
+	e2e/scripts/images.sh
 
 .PHONY: clean
 clean: ## Remove build output (keeps the download cache in $(FLOE_CACHE))
