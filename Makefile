@@ -40,6 +40,7 @@ test: deps-k8s ## Everything CI runs: lint, generated-file drift, chart check, i
 	$(MAKE) lint
 	$(MAKE) crds-check
 	$(MAKE) chart
+	$(MAKE) images
 	$(CARGO) build --workspace --all-targets
 	rm -rf target/compat-matrix
 	# The suites record the compatibility matrix as they go; render it even when a suite failed,
