@@ -96,6 +96,8 @@ fn the_agent_config_points_at_the_virtual_clusters_etcd_and_bucket() {
     assert_eq!(get("FLOE_DEFAULT_PARTITIONS"), Some("6"));
     assert_eq!(get("FLOE_AUTO_CREATE_TOPICS"), Some("true"));
     assert_eq!(get("FLOE_KAFKA_LISTEN"), Some("0.0.0.0:19092"));
+    assert_eq!(get("FLOE_POOL"), Some("agents"));
+    assert_eq!(get("FLOE_DRAIN_TIMEOUT"), Some("810s"), "grace 900 s less 10%");
     // Credentials are referenced from their Secrets, never copied into the ConfigMap.
     assert!(data.keys().all(|key| !key.contains("SECRET") && !key.contains("PASSWORD")));
     let container = agent(&children.deployment);

@@ -299,6 +299,10 @@ fn agent_config(pool: &AgentPool, cluster: &VirtualCluster, cluster_id: &str) ->
     config.insert("FLOE_OBJECT_STORE".to_string(), cluster.spec.object_store.url.clone());
     config.insert("FLOE_KAFKA_LISTEN".to_string(), format!("0.0.0.0:{}", spec.kafka_port()));
     config.insert("FLOE_HTTP_LISTEN".to_string(), format!("0.0.0.0:{HTTP_PORT}"));
+    // The registry entry names the pool, so the external-metrics server sums a pool's load.
+    config.insert("FLOE_POOL".to_string(), pool.metadata.name.clone().unwrap_or_default());
+    // Drain well inside the grace period, leaving time for the last flush to commit.
+    config.insert("FLOE_DRAIN_TIMEOUT".to_string(), format!("{}s", drain_timeout_seconds(spec.termination_grace_period_seconds)));
     if let Some(region) = &cluster.spec.object_store.region {
         config.insert("AWS_REGION".to_string(), region.clone());
     }
@@ -344,6 +348,12 @@ fn agent_config(pool: &AgentPool, cluster: &VirtualCluster, cluster_id: &str) ->
         config.insert("FLOE_ROLES".to_string(), names.join(","));
     }
     Ok(config)
+}
+
+/// The agent's drain budget: the grace period less a margin (10%, at least 10 s), so the kubelet's
+/// SIGKILL never lands mid-flush.
+pub fn drain_timeout_seconds(grace_seconds: i64) -> i64 {
+    (grace_seconds - (grace_seconds / 10).max(10)).max(1)
 }
 
 fn secret_env(variable: &str, secret: &str, key: &str) -> Value {
