@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod kafka;
 pub mod kubernetes;
 pub mod matrix;
+pub mod pod_agents;
 pub mod proxy;
 pub mod wire;
 

@@ -1,0 +1,218 @@
+//! Real agents for KWOK pods. KWOK marks an AgentPool's pods Running and Ready but runs nothing,
+//! so this harness watches the pods of a pool and, for each one that is Running, starts a local
+//! `floe agent` process configured exactly as the pod spec says (the ConfigMap, the env with its
+//! field and Secret references) except that it listens on loopback ports. When the pod is deleted
+//! the process gets SIGTERM, as the kubelet would send it, and the harness records how long it
+//! took to exit. Scaling the Deployment therefore starts and stops real agents.
+
+use crate::floe_binary;
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a stopped agent ended.
+#[derive(Debug, Clone)]
+pub struct Exit {
+    pub pod: String,
+    pub code: Option<i32>,
+    /// From SIGTERM to exit.
+    pub drain: Duration,
+    pub grace: Duration,
+}
+
+/// A running agent for one pod.
+pub struct PodAgent {
+    pub pod: String,
+    pub kafka_port: u16,
+    pub http_port: u16,
+    child: Child,
+}
+
+#[derive(Default)]
+struct State {
+    running: BTreeMap<String, PodAgent>,
+    exits: Vec<Exit>,
+    /// Pods seen terminating, so a late Running event never restarts them.
+    stopped: std::collections::BTreeSet<String>,
+}
+
+pub struct PodAgents {
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+    log_directory: std::path::PathBuf,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl PodAgents {
+    /// Starts watching the pods of `pool` in `namespace`.
+    pub fn start(client: Client, namespace: &str, pool: &str, log_directory: &std::path::Path) -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let task = tokio::spawn(watch(client, namespace.to_string(), pool.to_string(), Arc::clone(&state), log_directory.to_path_buf()));
+        Self { state, task, log_directory: log_directory.to_path_buf() }
+    }
+
+    /// Kafka bootstrap addresses of the agents running now.
+    pub fn bootstrap(&self) -> Vec<String> {
+        self.lock().running.values().map(|agent| format!("127.0.0.1:{}", agent.kafka_port)).collect()
+    }
+
+    pub fn running(&self) -> usize {
+        self.lock().running.len()
+    }
+
+    pub fn exits(&self) -> Vec<Exit> {
+        self.lock().exits.clone()
+    }
+
+    pub fn log_directory(&self) -> &std::path::Path {
+        &self.log_directory
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for PodAgents {
+    fn drop(&mut self) {
+        self.task.abort();
+        let mut state = self.lock();
+        for (_, mut agent) in std::mem::take(&mut state.running) {
+            let _ = agent.child.kill();
+            let _ = agent.child.wait();
+        }
+    }
+}
+
+async fn watch(client: Client, namespace: String, pool: String, state: Arc<Mutex<State>>, logs: std::path::PathBuf) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let selector = format!("app.kubernetes.io/instance={pool}");
+    let mut events = watcher(pods, watcher::Config::default().labels(&selector)).boxed();
+    while let Some(event) = events.next().await {
+        let pods = match event {
+            Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => vec![(pod, false)],
+            Ok(watcher::Event::Delete(pod)) => vec![(pod, true)],
+            Ok(_) => continue,
+            Err(error) => {
+                eprintln!("pod watch failed, retrying: {error}");
+                continue;
+            }
+        };
+        for (pod, deleted) in pods {
+            let name = pod.name_any();
+            let terminating = deleted || pod.metadata.deletion_timestamp.is_some();
+            if terminating {
+                let agent = {
+                    let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    state.stopped.insert(name.clone());
+                    state.running.remove(&name)
+                };
+                if let Some(agent) = agent {
+                    let grace =
+                        Duration::from_secs(pod.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds).unwrap_or(30) as u64);
+                    let state = Arc::clone(&state);
+                    tokio::task::spawn_blocking(move || stop(agent, grace, &state));
+                }
+                continue;
+            }
+            let running = pod.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Running");
+            let known = {
+                let state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                state.running.contains_key(&name) || state.stopped.contains(&name)
+            };
+            if running && !known {
+                match start(&client, &namespace, &pool, &pod, &logs).await {
+                    Ok(agent) => {
+                        state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).running.insert(name, agent);
+                    }
+                    Err(error) => eprintln!("failed to start an agent for pod {name}: {error:#}"),
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM, then wait up to the grace period, then SIGKILL (as the kubelet does).
+fn stop(mut agent: PodAgent, grace: Duration, state: &Mutex<State>) {
+    let started = Instant::now();
+    let _ = Command::new("kill").args(["-TERM", &agent.child.id().to_string()]).status();
+    let code = loop {
+        match agent.child.try_wait() {
+            Ok(Some(status)) => break status.code(),
+            Ok(None) if started.elapsed() < grace => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = agent.child.kill();
+                break agent.child.wait().ok().and_then(|status| status.code());
+            }
+        }
+    };
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).exits.push(Exit {
+        pod: agent.pod,
+        code,
+        drain: started.elapsed(),
+        grace,
+    });
+}
+
+/// Starts `floe agent` with the pod's configuration: the ConfigMap behind `envFrom`, then `env`
+/// with `fieldRef` and `secretKeyRef` resolved, then loopback listeners.
+async fn start(client: &Client, namespace: &str, pool: &str, pod: &Pod, logs: &std::path::Path) -> Result<PodAgent> {
+    let name = pod.name_any();
+    let deployment = Api::<Deployment>::namespaced(client.clone(), namespace).get(pool).await?;
+    let template = deployment.spec.and_then(|spec| spec.template.spec).context("Deployment without a pod template")?;
+    let container = template.containers.first().context("pod template without containers")?.clone();
+    let mut environment: BTreeMap<String, String> = BTreeMap::new();
+    for source in container.env_from.iter().flatten() {
+        if let Some(reference) = &source.config_map_ref {
+            let map = Api::<ConfigMap>::namespaced(client.clone(), namespace).get(&reference.name).await?;
+            environment.extend(map.data.unwrap_or_default());
+        }
+    }
+    let kafka_port = free_port()?;
+    let http_port = free_port()?;
+    for variable in container.env.iter().flatten() {
+        let value = if let Some(value) = &variable.value {
+            value.replace("$(POD_IP)", "127.0.0.1")
+        } else if let Some(from) = &variable.value_from {
+            if let Some(field) = &from.field_ref {
+                match field.field_path.as_str() {
+                    "metadata.name" => name.clone(),
+                    "status.podIP" => "127.0.0.1".to_string(),
+                    other => anyhow::bail!("unsupported fieldRef {other}"),
+                }
+            } else if let Some(secret) = &from.secret_key_ref {
+                let object = Api::<Secret>::namespaced(client.clone(), namespace).get(&secret.name).await?;
+                let bytes = object.data.unwrap_or_default().get(&secret.key).map(|value| value.0.clone()).context("missing Secret key")?;
+                String::from_utf8(bytes)?
+            } else {
+                continue;
+            }
+        } else {
+            continue;
+        };
+        environment.insert(variable.name.clone(), value);
+    }
+    // The pod's port is the same on every pod; locally each agent needs its own.
+    environment.insert("FLOE_KAFKA_LISTEN".to_string(), format!("127.0.0.1:{kafka_port}"));
+    environment.insert("FLOE_ADVERTISE".to_string(), format!("127.0.0.1:{kafka_port}"));
+    environment.insert("FLOE_HTTP_LISTEN".to_string(), format!("127.0.0.1:{http_port}"));
+    environment.entry("FLOE_LOG".to_string()).or_insert_with(|| std::env::var("FLOE_E2E_LOG").unwrap_or_else(|_| "warn".to_string()));
+    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    let mut command = Command::new(floe_binary()?);
+    command.args(&container.args.unwrap_or_default()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (key, value) in &environment {
+        command.env(key, value);
+    }
+    let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().context("failed to start floe agent")?;
+    Ok(PodAgent { pod: name, kafka_port, http_port, child })
+}
