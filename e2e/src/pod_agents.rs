@@ -209,7 +209,7 @@ async fn start(client: &Client, namespace: &str, pool: &str, pod: &Pod, logs: &s
     environment.entry("FLOE_LOG".to_string()).or_insert_with(|| std::env::var("FLOE_E2E_LOG").unwrap_or_else(|_| "warn".to_string()));
     let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
     let mut command = Command::new(floe_binary()?);
-    command.args(&container.args.unwrap_or_default()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.args(container.args.unwrap_or_default()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (key, value) in &environment {
         command.env(key, value);
     }
