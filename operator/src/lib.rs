@@ -1,6 +1,7 @@
 //! Floe operator: reconciles `VirtualCluster` and `AgentPool` resources (ARCHITECTURE §8).
 //!
-//! `crd` holds the resource types; `crdgen` renders them as CustomResourceDefinitions.
+//! `crd` holds the resource types; `crdgen` renders them as CustomResourceDefinitions;
+//! `metrics_api` serves the external metric each AgentPool's HPA scales on.
 
 pub mod agent_pool;
 pub mod apply;
@@ -12,5 +13,6 @@ pub mod error;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod metrics_api;
 pub mod run;
 pub mod virtual_cluster;

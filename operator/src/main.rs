@@ -1,4 +1,5 @@
-//! `floe-operator`: `run` reconciles VirtualCluster and AgentPool resources; `crds` prints their
+//! `floe-operator`: `run` reconciles VirtualCluster and AgentPool resources (and serves the
+//! external metrics API when given its certificate); `crds` prints their
 //! CustomResourceDefinitions (what `make crds` commits).
 
 use clap::{Args, Parser, Subcommand};
@@ -7,6 +8,7 @@ use floe_operator::context::Context;
 use floe_operator::metrics::Metrics;
 use floe_operator::run::{run, LeaderSettings, RunSettings};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Debug, Parser)]
@@ -60,6 +62,16 @@ struct RunArgs {
     /// This replica's identity in the Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Address of the external metrics API (HTTPS, `external.metrics.k8s.io/v1beta1`), served
+    /// only with --metrics-api-cert-file and --metrics-api-key-file.
+    #[arg(long, env = "FLOE_OPERATOR_METRICS_API_LISTEN", default_value = "0.0.0.0:6443")]
+    metrics_api_listen: SocketAddr,
+    /// PEM certificate (chain) of the external metrics API; re-read when the file changes.
+    #[arg(long, env = "FLOE_OPERATOR_METRICS_API_CERT_FILE", requires = "metrics_api_key_file")]
+    metrics_api_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate (RSA PKCS#1, PKCS#8 or EC); re-read when it changes.
+    #[arg(long, env = "FLOE_OPERATOR_METRICS_API_KEY_FILE", requires = "metrics_api_cert_file")]
+    metrics_api_key_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -99,5 +111,9 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         lease_name: args.lease_name,
         identity: identity.clone(),
     });
-    run(client, context, RunSettings { http_listen: args.http_listen, namespace: args.watch_namespace, leader_election }).await
+    let metrics_api = match (args.metrics_api_cert_file, args.metrics_api_key_file) {
+        (Some(certificate), Some(key)) => Some(floe_operator::metrics_api::Settings { listen: args.metrics_api_listen, certificate, key }),
+        _ => None,
+    };
+    run(client, context, RunSettings { http_listen: args.http_listen, namespace: args.watch_namespace, leader_election, metrics_api }).await
 }

@@ -14,6 +14,9 @@ pub struct Metrics {
     pub status_writes: IntCounterVec,
     /// Writes outside Kubernetes by target (`etcd-registration`, `etcd-delete`, `bucket-delete`).
     pub external_writes: IntCounterVec,
+    /// Answers of the external metrics API by outcome (`ok`, `unauthenticated`, `forbidden`,
+    /// `bad_request`, `not_found`, `method_not_allowed`, `unavailable`, `error`).
+    pub metrics_api_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -38,11 +41,16 @@ impl Metrics {
         let external_writes =
             IntCounterVec::new(Opts::new("floe_operator_external_writes_total", "Writes to etcd and buckets"), &["target"])
                 .expect("valid metric");
-        for collector in [&reconciles, &child_writes, &status_writes, &external_writes] {
+        let metrics_api_requests = IntCounterVec::new(
+            Opts::new("floe_operator_metrics_api_requests_total", "External metrics API requests by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for collector in [&reconciles, &child_writes, &status_writes, &external_writes, &metrics_api_requests] {
             registry.register(Box::new(collector.clone())).expect("unique metric");
         }
         registry.register(Box::new(reconcile_duration.clone())).expect("unique metric");
-        Self { registry, reconciles, reconcile_duration, child_writes, status_writes, external_writes }
+        Self { registry, reconciles, reconcile_duration, child_writes, status_writes, external_writes, metrics_api_requests }
     }
 
     /// Every write to Kubernetes objects so far (children and status).

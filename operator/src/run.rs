@@ -1,4 +1,5 @@
-//! Wires the two controllers, the HTTP endpoints and leader election into a running operator.
+//! Wires the two controllers, the HTTP endpoints, the external metrics API and leader election
+//! into a running operator.
 
 use crate::agent_pool;
 use crate::context::Context;
@@ -8,6 +9,7 @@ use crate::error::ReconcileError;
 use crate::labels;
 use crate::leader::LeaderElection;
 use crate::metrics::Metrics;
+use crate::metrics_api;
 use crate::virtual_cluster;
 use axum::extract::State;
 use axum::routing::get;
@@ -31,6 +33,8 @@ pub struct RunSettings {
     /// Reconcile only this namespace (all namespaces when `None`).
     pub namespace: Option<String>,
     pub leader_election: Option<LeaderSettings>,
+    /// Serve `external.metrics.k8s.io` (off when `None`).
+    pub metrics_api: Option<metrics_api::Settings>,
 }
 
 pub struct LeaderSettings {
@@ -47,13 +51,33 @@ pub async fn run(client: Client, context: Arc<Context>, settings: RunSettings) -
         .map_err(|error| anyhow::anyhow!("failed to listen on --http-listen {}: {error}; example: 0.0.0.0:8080", settings.http_listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
     let http = tokio::spawn(serve_http(listener, Arc::clone(&context.metrics)));
+    // Every replica serves the metrics API, leader or not: the Service spreads the aggregator's
+    // requests over all of them, and answering only reads.
+    let metrics_api = match &settings.metrics_api {
+        Some(metrics_api_settings) => {
+            let (address, task) =
+                metrics_api::start(client.clone(), Arc::clone(&context.metrics), metrics_api_settings, settings.namespace.clone()).await?;
+            tracing::info!(%address, "serving external.metrics.k8s.io/v1beta1");
+            Some(task)
+        }
+        None => {
+            tracing::info!("the external metrics API is off (no --metrics-api-cert-file and --metrics-api-key-file)");
+            None
+        }
+    };
+    let stop_servers = || {
+        http.abort();
+        if let Some(task) = &metrics_api {
+            task.abort();
+        }
+    };
 
     let election =
         settings.leader_election.map(|leader| LeaderElection::new(client.clone(), &leader.namespace, &leader.lease_name, &leader.identity));
     if let Some(election) = &election {
         tokio::select! {
             _ = election.acquire() => {}
-            _ = shutdown_signal() => { http.abort(); return Ok(()); }
+            _ = shutdown_signal() => { stop_servers(); return Ok(()); }
         }
     }
     let controllers = run_controllers(client, context, settings.namespace.as_deref());
@@ -70,7 +94,7 @@ pub async fn run(client: Client, context: Arc<Context>, settings: RunSettings) -
     if let Some(election) = &election {
         election.release().await;
     }
-    http.abort();
+    stop_servers();
     outcome
 }
 
