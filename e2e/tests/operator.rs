@@ -564,8 +564,25 @@ async fn an_operator_killed_repeatedly_while_reconciling_ten_pools_converges_wit
         process.restart()?;
     }
     // And kill it while all ten are converging.
+    let ready_pools = |pools: Api<AgentPool>| async move {
+        let listed = pools.list(&ListParams::default()).await?;
+        Ok::<_, anyhow::Error>(
+            listed
+                .items
+                .iter()
+                .filter(|pool| condition_status(pool.status.as_ref().map(|status| &status.conditions), "Ready").as_deref() == Some("True"))
+                .count(),
+        )
+    };
     for _ in 0..3 {
-        tokio::time::timeout(Duration::from_secs(2), futures::future::pending::<()>()).await.ok();
+        // Kill only after the restarted operator made progress (one more pool Ready, or all).
+        let before = ready_pools(pools.clone()).await?;
+        wait_for("the restarted operator to make progress", READY_TIMEOUT, || async {
+            let now = ready_pools(pools.clone()).await?;
+            Ok((now > before || now == 10).then_some(()))
+        })
+        .await
+        .with_context(|| process.log_tail())?;
         process.kill_hard()?;
         process.restart()?;
         kills += 1;

@@ -41,6 +41,29 @@ where
     Ok(Applied::Written)
 }
 
+/// Server-side applies `status` on `object`'s status subresource, unless the object already shows
+/// exactly that status (so an unchanged world writes nothing). Counted per controller.
+pub async fn patch_status_if_changed<K, S>(
+    api: &Api<K>,
+    object: &K,
+    previous: Option<&S>,
+    status: &S,
+    controller: &str,
+    metrics: &Metrics,
+) -> Result<Applied, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+    S: Serialize + PartialEq,
+{
+    if previous == Some(status) {
+        return Ok(Applied::Unchanged);
+    }
+    let patch = serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    metrics.status_writes.with_label_values(&[controller]).inc();
+    Ok(Applied::Written)
+}
+
 /// Deletes the objects matching `selector` whose names are not in `keep`.
 pub async fn delete_orphans<K>(api: &Api<K>, selector: &str, keep: &BTreeSet<String>, metrics: &Metrics) -> Result<usize, kube::Error>
 where

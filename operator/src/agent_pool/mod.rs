@@ -3,7 +3,7 @@
 
 pub mod build;
 
-use crate::apply::{apply_if_changed, delete_orphans};
+use crate::apply::{apply_if_changed, delete_orphans, patch_status_if_changed};
 use crate::conditions::condition;
 use crate::context::Context;
 use crate::crd::agent_pool::{AgentPool, AgentPoolStatus};
@@ -15,10 +15,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -218,21 +216,16 @@ fn has_condition(status: &AgentPoolStatus, kind: &str, reason: &str) -> bool {
     status.conditions.iter().any(|condition| condition.type_ == kind && condition.reason == reason)
 }
 
-/// Server-side applies the status when it differs from what the object already shows.
 async fn patch_status(
     pool: &AgentPool,
     previous: &AgentPoolStatus,
     status: AgentPoolStatus,
     context: &Context,
 ) -> Result<(), ReconcileError> {
-    if pool.status.is_some() && *previous == status {
-        return Ok(());
-    }
     let api: Api<AgentPool> = Api::namespaced(context.client.clone(), &pool.namespace().unwrap_or_default());
-    let patch = json!({"apiVersion": "floe.dev/v1alpha1", "kind": "AgentPool", "status": status});
-    api.patch_status(&pool.name_any(), &PatchParams::apply(crate::apply::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+    let shown = pool.status.as_ref().map(|_| previous);
+    patch_status_if_changed(&api, pool, shown, &status, CONTROLLER, &context.metrics)
         .await
         .map_err(kube_error("patching the AgentPool status"))?;
-    context.metrics.status_writes.with_label_values(&[CONTROLLER]).inc();
     Ok(())
 }

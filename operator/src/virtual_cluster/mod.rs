@@ -4,17 +4,16 @@
 
 pub mod connect;
 
+use crate::apply::patch_status_if_changed;
 use crate::conditions::condition;
 use crate::context::Context;
 use crate::crd::virtual_cluster::{DeletionPolicy, VirtualCluster, VirtualClusterStatus};
 use crate::error::{kube as kube_error, ReconcileError};
 use connect::Unusable;
 use floe_agent::metadata::registration::{self, RegisterOutcome, Registration};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,14 +177,10 @@ async fn patch_status(
     status: VirtualClusterStatus,
     context: &Context,
 ) -> Result<(), ReconcileError> {
-    if cluster.status.is_some() && *previous == status {
-        return Ok(());
-    }
     let api: Api<VirtualCluster> = Api::namespaced(context.client.clone(), &cluster.namespace().unwrap_or_default());
-    let patch = json!({"apiVersion": "floe.dev/v1alpha1", "kind": "VirtualCluster", "status": status});
-    api.patch_status(&cluster.name_any(), &PatchParams::apply(crate::apply::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+    let shown = cluster.status.as_ref().map(|_| previous);
+    patch_status_if_changed(&api, cluster, shown, &status, CONTROLLER, &context.metrics)
         .await
         .map_err(kube_error("patching the VirtualCluster status"))?;
-    context.metrics.status_writes.with_label_values(&[CONTROLLER]).inc();
     Ok(())
 }
