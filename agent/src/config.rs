@@ -231,7 +231,8 @@ pub struct ClusterArgs {
     #[arg(long, env = "FLOE_POOL")]
     pub pool: Option<String>,
     /// After SIGTERM, how long the agent keeps serving once it is marked draining, so clients
-    /// refresh their metadata and move on before it stops accepting.
+    /// refresh their metadata and move on before it stops accepting (at most half of
+    /// --drain-timeout).
     #[arg(long, env = "FLOE_DRAIN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub drain_grace: Duration,
     /// Upper bound of the whole drain after SIGTERM (grace, in-flight requests, final flush,
@@ -287,6 +288,14 @@ impl ClusterArgs {
         self.load_report_interval.unwrap_or_else(|| DEFAULT_LOAD_REPORT_INTERVAL.min(self.registry_ttl / 3))
     }
 
+    /// The grace period actually used: `--drain-grace`, but at most half of `--drain-timeout`, so
+    /// the phases after it (answering, the final flush, leaving) keep half the budget. The operator
+    /// derives the timeout from the pod's termination grace period, and a short one must shorten
+    /// the grace rather than stop the agent from starting.
+    pub fn drain_grace(&self) -> Duration {
+        self.drain_grace.min(self.drain_timeout / 2)
+    }
+
     /// Checks the flags that constrain each other; the message names them and shows good values.
     pub fn validate(&self) -> Result<(), String> {
         let interval = self.load_report_interval();
@@ -296,14 +305,6 @@ impl ClusterArgs {
                  older than the lease; example: --load-report-interval 3s --registry-ttl 10s",
                 humantime::format_duration(interval),
                 humantime::format_duration(self.registry_ttl)
-            ));
-        }
-        if self.drain_grace >= self.drain_timeout {
-            return Err(format!(
-                "--drain-grace ({}) must be shorter than --drain-timeout ({}), which bounds the whole drain; \
-                 example: --drain-grace 5s --drain-timeout 60s",
-                humantime::format_duration(self.drain_grace),
-                humantime::format_duration(self.drain_timeout)
             ));
         }
         Ok(())
@@ -386,8 +387,12 @@ mod tests {
         assert_eq!(agent_args(&["--registry-ttl", "3s"]).cluster.load_report_interval(), Duration::from_secs(1));
         let error = agent_args(&["--load-report-interval", "10s"]).cluster.validate().unwrap_err();
         assert!(error.contains("--load-report-interval") && error.contains("--registry-ttl") && error.contains("example"), "{error}");
-        let error = agent_args(&["--drain-grace", "90s"]).cluster.validate().unwrap_err();
-        assert!(error.contains("--drain-grace") && error.contains("--drain-timeout") && error.contains("example"), "{error}");
+        // The operator sets only the timeout (from the pod's grace period); a short one shortens
+        // the grace instead of refusing to start.
+        let short = agent_args(&["--drain-timeout", "4s"]).cluster;
+        assert_eq!(short.validate(), Ok(()));
+        assert_eq!(short.drain_grace(), Duration::from_secs(2));
+        assert_eq!(agent_args(&[]).cluster.drain_grace(), Duration::from_secs(5));
     }
 
     #[test]

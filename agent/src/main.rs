@@ -91,7 +91,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Agent(args) => {
             args.cluster.validate().map_err(|message| anyhow::anyhow!(message))?;
             // Embedded metadata means a single agent: nobody to hand over to, so no grace.
-            let grace = if matches!(args.metadata, MetadataUrl::Etcd { .. }) { args.cluster.drain_grace } else { Duration::ZERO };
+            let grace = if matches!(args.metadata, MetadataUrl::Etcd { .. }) { args.cluster.drain_grace() } else { Duration::ZERO };
+            if args.cluster.drain_grace() < args.cluster.drain_grace {
+                tracing::warn!(
+                    grace = ?args.cluster.drain_grace(),
+                    "--drain-grace is longer than half of --drain-timeout; using half of the timeout"
+                );
+            }
             let drain = DrainSettings { grace, timeout: args.cluster.drain_timeout };
             (settings(args.metadata, args.object_store, args.common, Some(&args.cluster)), None, drain)
         }

@@ -88,7 +88,12 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration
             bail!("read {received} of {expected} records of {topic} before the deadline");
         }
         let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let message = message?;
+        let message = match message {
+            // An agent killed a moment ago stays in Metadata until its registry lease lapses;
+            // librdkafka reports each failed connection to it here and carries on.
+            Err(rdkafka::error::KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure)) => continue,
+            other => other?,
+        };
         let headers = message
             .headers()
             .map(|headers| headers.iter().map(|header| (header.key.to_string(), header.value.unwrap_or_default().to_vec())).collect())
