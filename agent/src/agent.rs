@@ -1,9 +1,10 @@
 //! Assembles an agent from its parts and runs it until shutdown. Tests start agents in-process
 //! through `start` with port 0 listeners.
 
+use crate::cluster::load::LoadMeter;
 use crate::cluster::registry::{AgentRecord, Registry};
 use crate::cluster::{ClusterView, NodeInfo, SingleAgent};
-use crate::config::{MetadataUrl, Roles};
+use crate::config::{MetadataUrl, Roles, DEFAULT_LOAD_REPORT_INTERVAL};
 use crate::groups::GroupCoordinator;
 use crate::handlers::{AgentContext, HandlerSettings};
 use crate::http::{self, HttpState};
@@ -19,7 +20,7 @@ use crate::storage::{ObjectStoreUrl, S3Options, SegmentCache, SegmentReader, Seg
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -33,6 +34,11 @@ pub struct ClusterSettings {
     pub roles: Roles,
     pub jobs: JobSettings,
     pub registry_ttl: Duration,
+    /// How often the load is published to the registry (shorter than `registry_ttl`).
+    pub load_report_interval: Duration,
+    /// The Kubernetes pod and AgentPool this agent runs for, published in its registry record.
+    pub pod: Option<String>,
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,30 +78,130 @@ pub enum StartError {
     MissingClusterSettings,
 }
 
-/// A started agent. Dropping it without `shutdown` leaves its tasks running until the runtime ends.
+/// A started agent. Dropping it without `drain` or `shutdown` leaves its tasks running until the
+/// runtime ends.
 pub struct RunningAgent {
     pub kafka_address: SocketAddr,
     pub http_address: SocketAddr,
     pub advertised: String,
     pub node_id: i32,
     pub metrics: Arc<Metrics>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    registry: Option<Arc<Registry>>,
+    groups: Arc<GroupCoordinator>,
+    writer: Arc<SegmentWriter>,
+    ready: Arc<AtomicBool>,
+    /// Each turned true in its drain phase, in this order.
+    stop_jobs: watch::Sender<bool>,
+    stop_serving: watch::Sender<bool>,
+    stop_writer: watch::Sender<bool>,
+    stop_http: watch::Sender<bool>,
+    jobs_task: Option<JoinHandle<()>>,
+    server_task: JoinHandle<()>,
     writer_task: JoinHandle<()>,
+    http_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
 
+/// Bound of each etcd call of the drain (the draining mark, the lease revocation): an unreachable
+/// etcd must not use up the whole drain timeout before the final flush.
+const ETCD_STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs one drain phase and logs how long it took.
+async fn phase<T>(name: &'static str, work: impl std::future::Future<Output = T>) -> T {
+    let started = Instant::now();
+    let outcome = work.await;
+    tracing::info!(phase = name, elapsed = ?started.elapsed(), "drain phase done");
+    outcome
+}
+
 impl RunningAgent {
-    /// Stops accepting, finishes in-flight requests and the last flush, then returns.
+    /// Leaves the cluster without client errors (ARCHITECTURE.md §8, DESIGN.md "Drain"):
+    /// 1. mark: draining in the registry (one etcd put; Metadata everywhere stops listing this
+    ///    agent), not ready, give up coordinated groups (waiting members hear NOT_COORDINATOR),
+    ///    hand the jobs leadership over;
+    /// 2. grace: keep serving for `grace`, answering produce and fetch with NOT_LEADER_OR_FOLLOWER
+    ///    and group calls with NOT_COORDINATOR while others are live, so clients move promptly;
+    /// 3. stop accepting, answer the requests already read (a produce is answered only once its
+    ///    segment is stored and committed);
+    /// 4. final flush: store and commit whatever is still in the open segment;
+    /// 5. leave: revoke the registry lease (the key goes at once), stop HTTP.
+    ///
+    /// Not bounded here: the caller bounds the whole drain (`--drain-timeout`).
+    pub async fn drain(self, grace: Duration) {
+        let started = Instant::now();
+        let Self {
+            registry,
+            groups,
+            writer,
+            ready,
+            metrics,
+            stop_jobs,
+            stop_serving,
+            stop_writer,
+            stop_http,
+            jobs_task,
+            server_task,
+            writer_task,
+            http_task,
+            background,
+            ..
+        } = self;
+        phase("mark draining", async {
+            ready.store(false, Ordering::Release);
+            metrics.draining.set(1);
+            if let Some(registry) = &registry {
+                match tokio::time::timeout(ETCD_STEP_TIMEOUT, registry.mark_draining()).await {
+                    Ok(Ok(())) => {}
+                    // This agent's own view already excludes it; others drop it when its lease goes.
+                    Ok(Err(error)) => tracing::error!(%error, "failed to mark this agent draining in the registry"),
+                    Err(_) => tracing::error!(timeout = ?ETCD_STEP_TIMEOUT, "etcd did not take the draining mark in time"),
+                }
+            }
+            let groups_given_up = groups.step_down(kafka_protocol::error::ResponseError::NotCoordinator);
+            tracing::info!(groups_given_up, "gave up the consumer groups this agent coordinated");
+            let _ = stop_jobs.send(true);
+        })
+        .await;
+        if !grace.is_zero() {
+            phase("grace", tokio::time::sleep(grace)).await;
+        }
+        phase("stop accepting and answer in-flight requests", async {
+            // The writer keeps running (a produce read before the stop is answered once its
+            // segment is committed) but no longer waits for the flush interval.
+            writer.flush_promptly();
+            let _ = stop_serving.send(true);
+            let _ = server_task.await;
+        })
+        .await;
+        phase("flush and commit the open segment", async {
+            let _ = stop_writer.send(true);
+            let _ = writer_task.await;
+        })
+        .await;
+        phase("leave", async {
+            if let Some(jobs_task) = jobs_task {
+                let _ = jobs_task.await;
+            }
+            if let Some(registry) = &registry {
+                match tokio::time::timeout(ETCD_STEP_TIMEOUT, registry.leave()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "failed to leave the registry; the entry lapses with its lease"),
+                    Err(_) => tracing::warn!(timeout = ?ETCD_STEP_TIMEOUT, "etcd did not revoke the lease in time; the entry lapses"),
+                }
+            }
+            for task in background {
+                task.abort();
+            }
+            let _ = stop_http.send(true);
+            let _ = http_task.await;
+        })
+        .await;
+        tracing::info!(elapsed = ?started.elapsed(), "drained");
+    }
+
+    /// Stops without a grace period: the drain's phases with `grace` zero (tests, playground).
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        let _ = self.writer_task.await;
-        for task in self.background {
-            task.abort();
-        }
+        self.drain(Duration::ZERO).await
     }
 }
 
@@ -118,6 +224,7 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
     let (host, port) = advertised.rsplit_once(':').expect("validated HOST:PORT");
     let port: i32 = port.parse().expect("validated port");
     let mut background = Vec::new();
+    let mut registry_handle: Option<Arc<Registry>> = None;
 
     let (journal, cluster, etcd_parts): (Arc<dyn JournalBackend>, Arc<dyn ClusterView>, _) = match &settings.metadata {
         MetadataUrl::Embedded(directory) => {
@@ -141,13 +248,19 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
                 draining: false,
                 bytes_in_per_second: 0.0,
                 bytes_out_per_second: 0.0,
+                object_store_bytes_per_second: 0.0,
+                cpu_seconds_per_second: 0.0,
+                pod: cluster_settings.pod.clone(),
+                pool: cluster_settings.pool.clone(),
             };
-            let (registry, tasks) =
-                Registry::join(client.clone(), keys.clone(), record, cluster_settings.registry_ttl, Arc::clone(&metrics)).await?;
+            let (registry, tasks) = Registry::join(client.clone(), keys.clone(), record, cluster_settings.registry_ttl).await?;
             background.extend(tasks);
+            registry_handle = Some(Arc::clone(&registry));
             (Arc::new(journal) as Arc<dyn JournalBackend>, registry as Arc<dyn ClusterView>, Some((client, keys, cluster_settings.clone())))
         }
     };
+    let load_report_interval = settings.cluster.as_ref().map_or(DEFAULT_LOAD_REPORT_INTERVAL, |cluster| cluster.load_report_interval);
+    background.push(tokio::spawn(report_load(Arc::clone(&metrics), registry_handle.clone(), load_report_interval)));
     let metadata = MetadataClient::new(journal, Arc::clone(&replica));
     if metadata.read(|state| state.cluster_id.is_none()) {
         metadata.submit(JournalRecord::InitCluster { cluster_id: new_cluster_id() }).await?;
@@ -158,7 +271,10 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         metadata.submit(JournalRecord::SetMetadataVersion { version: SUPPORTED_METADATA_VERSION }).await?;
     }
     let cache = Arc::new(SegmentCache::new(settings.cache_bytes));
-    let (shutdown, shutdown_receiver) = watch::channel(false);
+    let (stop_jobs, jobs_stopped) = watch::channel(false);
+    let (stop_serving, serving_stopped) = watch::channel(false);
+    let (stop_writer, writer_stopped) = watch::channel(false);
+    let (stop_http, http_stopped) = watch::channel(false);
     let writer = Arc::new(SegmentWriter::new(
         WriterConfig { flush_interval: settings.flush_interval, flush_max_bytes: settings.flush_max_bytes },
         Arc::clone(&store),
@@ -166,13 +282,14 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         metadata.clone(),
         Arc::clone(&metrics),
     ));
-    let writer_task = tokio::spawn(Arc::clone(&writer).run(shutdown_receiver.clone()));
+    let writer_task = tokio::spawn(Arc::clone(&writer).run(writer_stopped));
     let groups = Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay));
     background.push(groups.spawn_sweeper(Duration::from_millis(200)));
     let reader = Arc::new(SegmentReader::new(Arc::clone(&store), cache));
+    let mut jobs_task = None;
     if let Some((client, keys, cluster_settings)) = etcd_parts {
         if cluster_settings.roles.has("jobs") {
-            background.push(jobs::spawn(
+            jobs_task = Some(jobs::spawn(
                 client,
                 keys,
                 cluster_settings.jobs.clone(),
@@ -180,16 +297,18 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
                 Arc::clone(&store),
                 Arc::clone(&reader),
                 Arc::clone(&metrics),
+                jobs_stopped,
             ));
         }
     }
     let node_id = cluster.local().node_id;
+    let flushing = Arc::clone(&writer);
     let context = Arc::new(AgentContext {
         cluster,
         metadata,
         writer,
         reader,
-        groups,
+        groups: Arc::clone(&groups),
         metrics: Arc::clone(&metrics),
         settings: HandlerSettings {
             default_partitions: settings.default_partitions,
@@ -202,10 +321,10 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         kafka_listener,
         context,
         ServerSettings { max_request_bytes: settings.max_request_bytes },
-        shutdown_receiver.clone(),
+        serving_stopped,
     ));
     let http_task =
-        tokio::spawn(http::run(http_listener, HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) }, shutdown_receiver));
+        tokio::spawn(http::run(http_listener, HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) }, http_stopped));
     ready.store(true, Ordering::Release);
     tracing::info!(%kafka_address, %http_address, %advertised, node_id, "agent started");
     Ok(RunningAgent {
@@ -214,11 +333,35 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         advertised,
         node_id,
         metrics,
-        shutdown,
-        tasks: vec![server_task, http_task],
+        registry: registry_handle,
+        groups,
+        writer: flushing,
+        ready,
+        stop_jobs,
+        stop_serving,
+        stop_writer,
+        stop_http,
+        jobs_task,
+        server_task,
         writer_task,
+        http_task,
         background,
     })
+}
+
+/// Every `interval`: turn the counters into rates, set the load gauges and, in cluster mode,
+/// publish them in this agent's registry record.
+async fn report_load(metrics: Arc<Metrics>, registry: Option<Arc<Registry>>, interval: Duration) {
+    let mut meter = LoadMeter::new(&metrics);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let load = meter.sample(&metrics);
+        if let Some(registry) = &registry {
+            registry.publish_load(load).await;
+        }
+    }
 }
 
 /// Kafka-style cluster id: 22 characters of URL-safe base64 of a random UUID.

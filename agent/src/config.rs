@@ -87,6 +87,14 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|error| format!("{value:?} is not a duration ({error}); example: 250ms or 1s"))
 }
 
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    let duration = parse_duration(value)?;
+    if duration.is_zero() {
+        return Err(format!("{value:?} must be longer than zero; example: 3s"));
+    }
+    Ok(duration)
+}
+
 pub fn parse_flush_interval(value: &str) -> Result<Duration, String> {
     let duration = parse_duration(value)?;
     if duration < Duration::from_millis(10) || duration > Duration::from_secs(60) {
@@ -211,6 +219,27 @@ pub struct ClusterArgs {
     /// Lease of this agent's registry entry: a dead agent stops being advertised after this long.
     #[arg(long, env = "FLOE_REGISTRY_TTL", default_value = "10s", value_parser = parse_duration)]
     pub registry_ttl: Duration,
+    /// How often the agent publishes its load (bytes in/out, object-store bytes, CPU) to the
+    /// registry; shorter than --registry-ttl [default: 3s, or a third of --registry-ttl if less]
+    #[arg(long, env = "FLOE_LOAD_REPORT_INTERVAL", value_parser = parse_positive_duration)]
+    pub load_report_interval: Option<Duration>,
+    /// Kubernetes pod this agent runs in, published in its registry record.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// AgentPool this agent belongs to, published in its registry record (the operator sums the
+    /// load of a pool's agents for its autoscaler).
+    #[arg(long, env = "FLOE_POOL")]
+    pub pool: Option<String>,
+    /// After SIGTERM, how long the agent keeps serving once it is marked draining, so clients
+    /// refresh their metadata and move on before it stops accepting (at most half of
+    /// --drain-timeout).
+    #[arg(long, env = "FLOE_DRAIN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub drain_grace: Duration,
+    /// Upper bound of the whole drain after SIGTERM (grace, in-flight requests, final flush,
+    /// leaving the registry); past it the agent exits anyway with an error. Keep it below the
+    /// pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "FLOE_DRAIN_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub drain_timeout: Duration,
     /// Zone of this agent; clients whose client.id carries floe_az=<zone> are led to agents in it.
     #[arg(long, env = "FLOE_ZONE")]
     pub zone: Option<String>,
@@ -248,6 +277,38 @@ pub struct ClusterArgs {
     /// compacted segments).
     #[arg(long, env = "FLOE_GC_GRACE", default_value = "10m", value_parser = parse_duration)]
     pub gc_grace: Duration,
+}
+
+/// The load-report period: `--load-report-interval`, else 3 s or a third of the registry TTL,
+/// whichever is shorter.
+pub const DEFAULT_LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(3);
+
+impl ClusterArgs {
+    pub fn load_report_interval(&self) -> Duration {
+        self.load_report_interval.unwrap_or_else(|| DEFAULT_LOAD_REPORT_INTERVAL.min(self.registry_ttl / 3))
+    }
+
+    /// The grace period actually used: `--drain-grace`, but at most half of `--drain-timeout`, so
+    /// the phases after it (answering, the final flush, leaving) keep half the budget. The operator
+    /// derives the timeout from the pod's termination grace period, and a short one must shorten
+    /// the grace rather than stop the agent from starting.
+    pub fn drain_grace(&self) -> Duration {
+        self.drain_grace.min(self.drain_timeout / 2)
+    }
+
+    /// Checks the flags that constrain each other; the message names them and shows good values.
+    pub fn validate(&self) -> Result<(), String> {
+        let interval = self.load_report_interval();
+        if interval >= self.registry_ttl {
+            return Err(format!(
+                "--load-report-interval ({}) must be shorter than --registry-ttl ({}), or the operator may read a record \
+                 older than the lease; example: --load-report-interval 3s --registry-ttl 10s",
+                humantime::format_duration(interval),
+                humantime::format_duration(self.registry_ttl)
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -305,6 +366,40 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(error.contains("--roles") && error.contains("example"), "{error}");
+    }
+
+    fn agent_args(extra: &[&str]) -> AgentArgs {
+        let base = ["floe", "agent", "--metadata", "etcd://h:2379/p", "--object-store", "memory://"];
+        match Cli::try_parse_from(base.iter().chain(extra)).expect("parses").command {
+            Command::Agent(args) => args,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn load_reporting_defaults_to_three_seconds_and_stays_below_the_registry_ttl() {
+        let defaults = agent_args(&[]);
+        assert_eq!(defaults.cluster.load_report_interval(), Duration::from_secs(3));
+        assert_eq!(defaults.cluster.drain_grace, Duration::from_secs(5));
+        assert_eq!(defaults.cluster.drain_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.cluster.validate(), Ok(()));
+        // A short TTL shortens the default period instead of refusing to start.
+        assert_eq!(agent_args(&["--registry-ttl", "3s"]).cluster.load_report_interval(), Duration::from_secs(1));
+        let error = agent_args(&["--load-report-interval", "10s"]).cluster.validate().unwrap_err();
+        assert!(error.contains("--load-report-interval") && error.contains("--registry-ttl") && error.contains("example"), "{error}");
+        // The operator sets only the timeout (from the pod's grace period); a short one shortens
+        // the grace instead of refusing to start.
+        let short = agent_args(&["--drain-timeout", "4s"]).cluster;
+        assert_eq!(short.validate(), Ok(()));
+        assert_eq!(short.drain_grace(), Duration::from_secs(2));
+        assert_eq!(agent_args(&[]).cluster.drain_grace(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn pod_and_pool_come_from_flags_or_their_environment_twins() {
+        let args = agent_args(&["--pod-name", "floe-ingest-7d9f-abcde", "--pool", "ingest"]);
+        assert_eq!(args.cluster.pod_name.as_deref(), Some("floe-ingest-7d9f-abcde"));
+        assert_eq!(args.cluster.pool.as_deref(), Some("ingest"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use floe_agent::config::{AdminCommand, Cli, ClusterArgs, Command, CommonArgs, Me
 use floe_agent::jobs::JobSettings;
 use floe_agent::metadata::etcd::EtcdSettings;
 use floe_agent::storage::{ObjectStoreUrl, S3Options};
+use std::time::Duration;
 
 fn s3_options(cluster: &ClusterArgs) -> S3Options {
     S3Options {
@@ -43,8 +44,21 @@ fn cluster_settings(metadata: &MetadataUrl, cluster: &ClusterArgs, flush_max_byt
             gc_grace: cluster.gc_grace,
         },
         registry_ttl: cluster.registry_ttl,
+        load_report_interval: cluster.load_report_interval(),
+        pod: cluster.pod_name.clone(),
+        pool: cluster.pool.clone(),
     })
 }
+
+/// What SIGTERM does: keep serving this long once marked draining, and give up after the timeout.
+struct DrainSettings {
+    grace: Duration,
+    timeout: Duration,
+}
+
+/// The playground has no registry to leave and no clients to move: it stops at once, with the
+/// same bound as an agent's default drain timeout.
+const PLAYGROUND_DRAIN: DrainSettings = DrainSettings { grace: Duration::ZERO, timeout: Duration::from_secs(60) };
 
 fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonArgs, cluster: Option<&ClusterArgs>) -> AgentSettings {
     AgentSettings {
@@ -73,15 +87,27 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter; example: info")?)
         .with_writer(std::io::stderr)
         .init();
-    let (settings, playground_directory) = match cli.command {
-        Command::Agent(args) => (settings(args.metadata, args.object_store, args.common, Some(&args.cluster)), None),
+    let (settings, playground_directory, drain) = match cli.command {
+        Command::Agent(args) => {
+            args.cluster.validate().map_err(|message| anyhow::anyhow!(message))?;
+            // Embedded metadata means a single agent: nobody to hand over to, so no grace.
+            let grace = if matches!(args.metadata, MetadataUrl::Etcd { .. }) { args.cluster.drain_grace() } else { Duration::ZERO };
+            if args.cluster.drain_grace() < args.cluster.drain_grace {
+                tracing::warn!(
+                    grace = ?args.cluster.drain_grace(),
+                    "--drain-grace is longer than half of --drain-timeout; using half of the timeout"
+                );
+            }
+            let drain = DrainSettings { grace, timeout: args.cluster.drain_timeout };
+            (settings(args.metadata, args.object_store, args.common, Some(&args.cluster)), None, drain)
+        }
         Command::Playground(args) => {
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("failed to create --data-dir {}", args.data_dir.display()))?;
             let directory =
                 args.data_dir.canonicalize().with_context(|| format!("failed to resolve --data-dir {}", args.data_dir.display()))?;
             let metadata = MetadataUrl::Embedded(directory.join("metadata"));
             let bucket = ObjectStoreUrl::File(directory.join("bucket"));
-            (settings(metadata, bucket, args.common, None), Some(directory))
+            (settings(metadata, bucket, args.common, None), Some(directory), PLAYGROUND_DRAIN)
         }
         Command::Admin(AdminCommand::Fsck(args)) => {
             let cluster = cluster_settings(&args.metadata, &args.cluster, 8 << 20);
@@ -90,6 +116,8 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(if report.is_clean() { 0 } else { 1 });
         }
     };
+    // Installed before start-up so an early SIGTERM starts a drain instead of killing the process.
+    let mut signals = Signals::install()?;
     let running = agent::start(settings).await?;
     println!("Floe {} is running.", if playground_directory.is_some() { "playground" } else { "agent" });
     println!("  Kafka bootstrap: {}", running.advertised);
@@ -100,16 +128,42 @@ async fn main() -> anyhow::Result<()> {
         println!("Try: kcat -b {} -L", running.advertised);
         println!("Stop with Ctrl-C; data survives a restart.");
     }
-    wait_for_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests and the last flush");
-    running.shutdown().await;
+    let first = signals.next().await;
+    tracing::info!(signal = first, grace = ?drain.grace, timeout = ?drain.timeout, "draining before exit");
+    tokio::select! {
+        drained = tokio::time::timeout(drain.timeout, running.drain(drain.grace)) => {
+            if drained.is_err() {
+                tracing::error!(timeout = ?drain.timeout, "the drain did not finish within --drain-timeout; exiting anyway");
+                std::process::exit(1);
+            }
+        }
+        second = signals.next() => {
+            tracing::error!(signal = second, "second signal during the drain; exiting at once");
+            std::process::exit(1);
+        }
+    }
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+/// SIGTERM and SIGINT, installed once so a second signal during the drain is not missed.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
     }
 }

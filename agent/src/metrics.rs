@@ -24,6 +24,14 @@ pub struct Metrics {
     pub journal_appends: IntCounterVec,
     pub etcd_transactions: IntCounterVec,
     pub snapshot_loads: IntCounter,
+    /// Bytes written to (`put`) and read from (`get`) the object store.
+    pub object_store_bytes: IntCounterVec,
+    /// Load over the last load-report period (see `cluster::load`), as published to the registry.
+    pub network_bytes_per_second: Gauge,
+    pub object_store_bytes_per_second: Gauge,
+    pub cpu_seconds_per_second: Gauge,
+    /// 1 while the agent drains after SIGTERM (no longer advertised, finishing its work).
+    pub draining: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -95,6 +103,27 @@ impl Metrics {
             "Metadata snapshots this agent loaded (start-up, or a watch behind etcd compaction)",
         )
         .expect("valid metric");
+        let object_store_bytes = IntCounterVec::new(
+            Opts::new("floe_object_store_bytes_total", "Bytes written to (put) and read from (get) the object store"),
+            &["operation"],
+        )
+        .expect("valid metric");
+        let network_bytes_per_second = Gauge::new(
+            "floe_agent_network_bytes_per_second",
+            "Kafka record bytes in plus out per second over the last load-report period (the autoscaling metric)",
+        )
+        .expect("valid metric");
+        let object_store_bytes_per_second = Gauge::new(
+            "floe_agent_object_store_bytes_per_second",
+            "Object store bytes written plus read per second over the last load-report period",
+        )
+        .expect("valid metric");
+        let cpu_seconds_per_second = Gauge::new(
+            "floe_agent_cpu_seconds_per_second",
+            "Process CPU seconds (user + system) per wall-clock second over the last load-report period",
+        )
+        .expect("valid metric");
+        let draining = IntGauge::new("floe_agent_draining", "1 while the agent drains after SIGTERM, else 0").expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -115,6 +144,11 @@ impl Metrics {
             Box::new(journal_appends.clone()),
             Box::new(etcd_transactions.clone()),
             Box::new(snapshot_loads.clone()),
+            Box::new(object_store_bytes.clone()),
+            Box::new(network_bytes_per_second.clone()),
+            Box::new(object_store_bytes_per_second.clone()),
+            Box::new(cpu_seconds_per_second.clone()),
+            Box::new(draining.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -139,6 +173,11 @@ impl Metrics {
             journal_appends,
             etcd_transactions,
             snapshot_loads,
+            object_store_bytes,
+            network_bytes_per_second,
+            object_store_bytes_per_second,
+            cpu_seconds_per_second,
+            draining,
         }
     }
 

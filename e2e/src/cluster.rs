@@ -58,6 +58,25 @@ impl Infrastructure {
         script("etcd.sh", &["stop", &self.path("etcd")])
     }
 
+    /// SIGSTOP etcd: connections stay open but nothing is answered (a hung etcd, not a dead one).
+    pub fn pause_etcd(&self) -> Result<()> {
+        self.signal_etcd("-STOP")
+    }
+
+    pub fn resume_etcd(&self) -> Result<()> {
+        self.signal_etcd("-CONT")
+    }
+
+    fn signal_etcd(&self, signal: &str) -> Result<()> {
+        let pid_file = self.directory.path().join("etcd/etcd.pid");
+        let pid = std::fs::read_to_string(&pid_file).with_context(|| format!("failed to read {}", pid_file.display()))?;
+        let status = Command::new("kill").arg(signal).arg(pid.trim()).status()?;
+        if !status.success() {
+            bail!("kill {signal} etcd ({}) failed", pid.trim());
+        }
+        Ok(())
+    }
+
     pub fn start_s3(&self) -> Result<()> {
         script("s3.sh", &["start", &self.path("s3"), &self.s3_port.to_string()])
     }
@@ -209,6 +228,36 @@ impl Agent {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// SIGTERM: the agent drains (marks itself draining, keeps serving for --drain-grace, answers
+    /// what it already read, flushes, leaves the registry) and exits.
+    pub fn terminate(&self) -> Result<()> {
+        self.signal("-TERM")
+    }
+
+    /// Whether the process has exited (its status, reaped) or is still running (`None`).
+    pub fn exit_status(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        let Some(child) = &mut self.child else { bail!("the agent was already reaped") };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            self.child = None;
+        }
+        Ok(status)
+    }
+
+    /// Waits (polling) until the process exits and returns its status; fails after `timeout`.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exit_status()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the agent (node {}) did not exit within {timeout:?}", self.node_id);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts the agent again with the same flags (new ports; node id may be reused).

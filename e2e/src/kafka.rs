@@ -32,6 +32,25 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Resu
     Ok(())
 }
 
+/// The broker ids the agent(s) at `bootstrap` advertise in Metadata right now.
+pub fn broker_ids(bootstrap: &str) -> Result<Vec<i32>> {
+    let consumer: BaseConsumer = config(bootstrap).create()?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(5))?;
+    let mut ids: Vec<i32> = metadata.brokers().iter().map(|broker| broker.id()).collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Sum of the high watermarks of a topic's partitions.
+pub fn total_records(bootstrap: &str, topic: &str, partitions: i32) -> Result<i64> {
+    let consumer: BaseConsumer = config(bootstrap).create()?;
+    let mut total = 0;
+    for partition in 0..partitions {
+        total += consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?.1;
+    }
+    Ok(total)
+}
+
 /// One consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumed {
@@ -100,6 +119,15 @@ pub struct Acknowledged {
     pub at: Instant,
 }
 
+/// What `produce_reporting` saw: how many records it sent, which were acknowledged where, and
+/// every delivery error (the error text, one per failed record).
+#[derive(Debug, Default)]
+pub struct ProduceReport {
+    pub sent: u64,
+    pub acknowledged: Vec<Acknowledged>,
+    pub failures: Vec<String>,
+}
+
 /// Produces records `key(i)`/`value(i)` at about `rate` per second until `stop` turns true, and
 /// returns every acknowledgement (failures are expected during fault injection and ignored).
 pub async fn produce_until(
@@ -109,6 +137,18 @@ pub async fn produce_until(
     extra: &[(&str, &str)],
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(u64, Vec<Acknowledged>)> {
+    let report = produce_reporting(bootstrap, topic, rate, extra, stop).await?;
+    Ok((report.sent, report.acknowledged))
+}
+
+/// Like `produce_until`, but also collects every delivery error, so a test can require none.
+pub async fn produce_reporting(
+    bootstrap: &str,
+    topic: &str,
+    rate: u64,
+    extra: &[(&str, &str)],
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<ProduceReport> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let mut producer_config = config(bootstrap);
     producer_config.set("acks", "all").set("linger.ms", "5").set("message.timeout.ms", "15000").set("compression.codec", "lz4");
@@ -117,6 +157,7 @@ pub async fn produce_until(
     }
     let producer: FutureProducer = producer_config.create()?;
     let acknowledged: std::sync::Arc<std::sync::Mutex<Vec<Acknowledged>>> = Default::default();
+    let failures: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
     let mut waiting = Vec::new();
     let started = Instant::now();
     let mut index = 0u64;
@@ -132,20 +173,25 @@ pub async fn produce_until(
                         record = returned;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
-                    Err(_) => break None,
+                    Err((error, _)) => {
+                        failures.lock().expect("not poisoned").push(format!("record {index} was not queued: {error}"));
+                        break None;
+                    }
                 }
             };
             if let Some(delivery) = delivery {
-                let sink = std::sync::Arc::clone(&acknowledged);
+                let (sink, failed) = (std::sync::Arc::clone(&acknowledged), std::sync::Arc::clone(&failures));
                 let this = index;
                 waiting.push(tokio::spawn(async move {
-                    if let Ok(Ok(delivered)) = delivery.await {
-                        sink.lock().expect("not poisoned").push(Acknowledged {
+                    match delivery.await {
+                        Ok(Ok(delivered)) => sink.lock().expect("not poisoned").push(Acknowledged {
                             index: this,
                             partition: delivered.partition,
                             offset: delivered.offset,
                             at: Instant::now(),
-                        });
+                        }),
+                        Ok(Err((error, _))) => failed.lock().expect("not poisoned").push(format!("record {this}: {error}")),
+                        Err(_) => failed.lock().expect("not poisoned").push(format!("record {this}: the delivery was cancelled")),
                     }
                 }));
             }
@@ -157,7 +203,8 @@ pub async fn produce_until(
         let _ = task.await;
     }
     let acknowledged = std::mem::take(&mut *acknowledged.lock().expect("not poisoned"));
-    Ok((index, acknowledged))
+    let failures = std::mem::take(&mut *failures.lock().expect("not poisoned"));
+    Ok(ProduceReport { sent: index, acknowledged, failures })
 }
 
 /// Checks that every acknowledged record is stored at exactly its acknowledged offset.

@@ -2,6 +2,7 @@
 //! embedded metadata) or the etcd registry (cluster mode), plus rendezvous placement of partition
 //! leaders and group coordinators over the live set.
 
+pub mod load;
 pub mod placement;
 pub mod registry;
 
@@ -23,8 +24,14 @@ pub const LEADER_EPOCH: i32 = 0;
 /// The live agents of this virtual cluster, as every handler sees them.
 pub trait ClusterView: Send + Sync {
     fn local(&self) -> NodeInfo;
-    /// Live agents sorted by node id; never empty (it always holds the local agent).
+    /// Live agents sorted by node id; never empty (it holds the local agent unless the local
+    /// agent drains and others are live).
     fn live(&self) -> Vec<NodeInfo>;
+    /// True while this agent drains and other live agents have taken over its partitions and
+    /// groups: produce and fetch answer NOT_LEADER_OR_FOLLOWER, group APIs NOT_COORDINATOR.
+    fn handing_over(&self) -> bool {
+        false
+    }
 }
 
 /// A cluster of exactly one agent.

@@ -3,16 +3,18 @@
 //! the agent's life), keeps the lease alive, republishes its load, and watches the prefix to know
 //! who is live.
 
+use super::load::Load;
 use super::{ClusterView, NodeInfo};
 use crate::metadata::keys::KeyLayout;
-use crate::metrics::Metrics;
 use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// What an agent publishes about itself.
+/// What an agent publishes about itself. Every field added after the first release carries
+/// `#[serde(default)]`, so records written by older agents still parse (and the other way round:
+/// older agents ignore fields they do not know).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentRecord {
     pub node_id: i32,
@@ -20,18 +22,39 @@ pub struct AgentRecord {
     pub port: i32,
     pub zone: Option<String>,
     pub roles: Vec<String>,
+    /// Set on SIGTERM: the agent is leaving; it is no longer advertised, leads no partition and
+    /// coordinates no group.
     #[serde(default)]
     pub draining: bool,
-    /// Kafka bytes in and out per second over the last publishing period.
+    /// Kafka bytes in and out per second over the last load-report period.
     #[serde(default)]
     pub bytes_in_per_second: f64,
     #[serde(default)]
     pub bytes_out_per_second: f64,
+    /// Object-store bytes written plus read per second over the same period.
+    #[serde(default)]
+    pub object_store_bytes_per_second: f64,
+    /// Process CPU seconds per wall-clock second over the same period (1.0 = one core busy).
+    #[serde(default)]
+    pub cpu_seconds_per_second: f64,
+    /// The Kubernetes pod this agent runs in (`--pod-name`).
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// The AgentPool this agent belongs to (`--pool`); the operator sums load per pool.
+    #[serde(default)]
+    pub pool: Option<String>,
 }
 
 impl AgentRecord {
     fn node(&self) -> NodeInfo {
         NodeInfo { node_id: self.node_id, host: self.host.clone(), port: self.port, rack: self.zone.clone() }
+    }
+
+    fn set_load(&mut self, load: &Load) {
+        self.bytes_in_per_second = load.bytes_in_per_second;
+        self.bytes_out_per_second = load.bytes_out_per_second;
+        self.object_store_bytes_per_second = load.object_store_bytes_per_second;
+        self.cpu_seconds_per_second = load.cpu_seconds_per_second;
     }
 }
 
@@ -41,30 +64,52 @@ pub enum RegistryError {
     Etcd(#[from] etcd_client::Error),
     #[error("no free node id below {limit}")]
     NoFreeNodeId { limit: i32 },
+    #[error("failed to publish the agent record of node {node_id}: {source}")]
+    Publish { node_id: i32, source: etcd_client::Error },
+    #[error("failed to revoke the registry lease of node {node_id}: {source}")]
+    Revoke { node_id: i32, source: etcd_client::Error },
+}
+
+/// The one writer of this agent's key.
+struct Publisher {
+    client: Client,
+    keys: KeyLayout,
+    lease: i64,
+    ttl_seconds: i64,
+    /// Set by `leave`: nothing is written or re-registered afterwards.
+    left: bool,
 }
 
 pub struct Registry {
     local: RwLock<AgentRecord>,
     live: RwLock<BTreeMap<i32, AgentRecord>>,
+    /// Every write of our key (load, draining, re-registration after a lost lease) happens under
+    /// this lock and reads the local record inside it, so an older record never lands in etcd
+    /// after a newer one (a load report racing the draining mark would otherwise undo it).
+    publisher: tokio::sync::Mutex<Publisher>,
 }
 
 const MAX_NODE_ID: i32 = 100_000;
 
 impl Registry {
-    /// Registers this agent and starts the tasks that keep the registration and the live view.
+    /// Registers this agent and starts the tasks that keep the registration alive (a keep-alive
+    /// every third of `ttl`) and the live view current. Load is published by `publish_load`.
     pub async fn join(
         mut client: Client,
         keys: KeyLayout,
         mut record: AgentRecord,
         ttl: Duration,
-        metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, Vec<tokio::task::JoinHandle<()>>), RegistryError> {
         let ttl_seconds = ttl.as_secs().max(2) as i64;
         let lease = client.lease_grant(ttl_seconds, None).await?.id();
         record.node_id = claim(&mut client, &keys, lease, &record, None).await?;
-        tracing::info!(node_id = record.node_id, "registered in the agent registry");
-        let registry = Arc::new(Self { local: RwLock::new(record.clone()), live: RwLock::new(BTreeMap::from([(record.node_id, record)])) });
-        let keeper = tokio::spawn(Arc::clone(&registry).keep_registered(client.clone(), keys.clone(), lease, ttl_seconds, metrics));
+        tracing::info!(node_id = record.node_id, pod = ?record.pod, pool = ?record.pool, "registered in the agent registry");
+        let registry = Arc::new(Self {
+            local: RwLock::new(record.clone()),
+            live: RwLock::new(BTreeMap::from([(record.node_id, record)])),
+            publisher: tokio::sync::Mutex::new(Publisher { client: client.clone(), keys: keys.clone(), lease, ttl_seconds, left: false }),
+        });
+        let keeper = tokio::spawn(Arc::clone(&registry).keep_registered(client.clone()));
         let watcher = tokio::spawn(Arc::clone(&registry).watch_live(client, keys));
         Ok((registry, vec![keeper, watcher]))
     }
@@ -77,18 +122,71 @@ impl Registry {
         self.live.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect()
     }
 
-    async fn keep_registered(
-        self: Arc<Self>,
-        mut client: Client,
-        keys: KeyLayout,
-        mut lease: i64,
-        ttl_seconds: i64,
-        metrics: Arc<Metrics>,
-    ) {
+    fn update_local(&self, change: impl FnOnce(&mut AgentRecord)) -> AgentRecord {
+        let mut local = self.local.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut local);
+        local.clone()
+    }
+
+    /// Writes the local record under the current lease. The caller holds the publisher lock.
+    async fn put_local(&self, publisher: &mut Publisher) -> Result<(), RegistryError> {
+        let record = self.local_record();
+        let value = serde_json::to_vec(&record).unwrap_or_default();
+        let options = PutOptions::new().with_lease(publisher.lease);
+        publisher
+            .client
+            .put(publisher.keys.agent_key(record.node_id), value, Some(options))
+            .await
+            .map(|_| ())
+            .map_err(|source| RegistryError::Publish { node_id: record.node_id, source })
+    }
+
+    /// Publishes the load of the last period (a failure is logged; the next period retries).
+    pub async fn publish_load(&self, load: Load) {
+        let mut publisher = self.publisher.lock().await;
+        if publisher.left {
+            return;
+        }
+        self.update_local(|record| record.set_load(&load));
+        if let Err(error) = self.put_local(&mut publisher).await {
+            tracing::warn!(%error, "failed to publish agent load");
+        }
+    }
+
+    /// Marks this agent draining: at once in its own view (it stops naming itself leader or
+    /// coordinator), then in etcd with one put, so every other agent drops it from Metadata and
+    /// from placement.
+    pub async fn mark_draining(&self) -> Result<(), RegistryError> {
+        self.update_local(|record| record.draining = true);
+        let mut publisher = self.publisher.lock().await;
+        if publisher.left {
+            return Ok(());
+        }
+        self.put_local(&mut publisher).await
+    }
+
+    /// Revokes the lease, which deletes this agent's key at once (instead of after the TTL), and
+    /// stops the keep-alive from registering again.
+    pub async fn leave(&self) -> Result<(), RegistryError> {
+        let mut publisher = self.publisher.lock().await;
+        publisher.left = true;
+        let lease = publisher.lease;
+        let node_id = self.local_record().node_id;
+        publisher.client.lease_revoke(lease).await.map(|_| ()).map_err(|source| RegistryError::Revoke { node_id, source })
+    }
+
+    async fn keep_registered(self: Arc<Self>, mut client: Client) {
+        let ttl_seconds = self.publisher.lock().await.ttl_seconds;
         let period = Duration::from_secs((ttl_seconds as u64 / 3).max(1));
-        let mut last = (Instant::now(), metrics.bytes_in.get(), metrics.bytes_out.get());
         loop {
             tokio::time::sleep(period).await;
+            let lease = {
+                let publisher = self.publisher.lock().await;
+                if publisher.left {
+                    return;
+                }
+                publisher.lease
+            };
             let kept_alive = match client.lease_keep_alive(lease).await {
                 Ok((mut keeper, mut responses)) => match keeper.keep_alive().await {
                     Ok(()) => responses.message().await.map(|response| response.is_some_and(|response| response.ttl() > 0)),
@@ -114,40 +212,32 @@ impl Registry {
                     }
                 }
             };
-            let (now, bytes_in, bytes_out) = (Instant::now(), metrics.bytes_in.get(), metrics.bytes_out.get());
-            let seconds = now.duration_since(last.0).as_secs_f64().max(0.001);
-            let mut record = self.local_record();
-            record.bytes_in_per_second = bytes_in.saturating_sub(last.1) as f64 / seconds;
-            record.bytes_out_per_second = bytes_out.saturating_sub(last.2) as f64 / seconds;
-            last = (now, bytes_in, bytes_out);
-            if !alive {
-                // The lease expired (a long pause or an etcd outage): claim again, preferring the
-                // same node id so clients' view stays stable.
-                tracing::warn!(node_id = record.node_id, "registry lease expired; registering again");
-                let Ok(granted) = client.lease_grant(ttl_seconds, None).await else { continue };
-                lease = granted.id();
-                match claim(&mut client, &keys, lease, &record, Some(record.node_id)).await {
-                    Ok(node_id) if node_id != record.node_id => {
-                        tracing::error!(
-                            old = record.node_id,
-                            new = node_id,
-                            "node id was taken while the lease was lost; continuing with a new id"
-                        );
-                        record.node_id = node_id;
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "failed to register again");
-                        continue;
-                    }
-                }
-            } else {
-                let value = serde_json::to_vec(&record).unwrap_or_default();
-                if let Err(error) = client.put(keys.agent_key(record.node_id), value, Some(PutOptions::new().with_lease(lease))).await {
-                    tracing::warn!(%error, "failed to publish agent load");
-                }
+            if alive {
+                continue;
             }
-            *self.local.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = record;
+            // The lease expired (a long pause or an etcd outage): claim again, preferring the
+            // same node id so clients' view stays stable.
+            let mut guard = self.publisher.lock().await;
+            let publisher = &mut *guard;
+            if publisher.left {
+                return;
+            }
+            let record = self.local_record();
+            tracing::warn!(node_id = record.node_id, "registry lease expired; registering again");
+            let Ok(granted) = publisher.client.lease_grant(publisher.ttl_seconds, None).await else { continue };
+            publisher.lease = granted.id();
+            match claim(&mut publisher.client, &publisher.keys, publisher.lease, &record, Some(record.node_id)).await {
+                Ok(node_id) if node_id != record.node_id => {
+                    tracing::error!(
+                        old = record.node_id,
+                        new = node_id,
+                        "node id was taken while the lease was lost; continuing with a new id"
+                    );
+                    self.update_local(|record| record.node_id = node_id);
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "failed to register again"),
+            }
         }
     }
 
@@ -230,12 +320,101 @@ impl ClusterView for Registry {
     }
 
     fn live(&self) -> Vec<NodeInfo> {
-        let mut nodes: Vec<NodeInfo> = self.live_records().iter().filter(|record| !record.draining).map(AgentRecord::node).collect();
-        let local = self.local();
-        if !nodes.iter().any(|node| node.node_id == local.node_id) {
-            nodes.push(local);
+        live_view(&self.local_record(), &self.live_records())
+    }
+
+    /// Called on every produce and fetch: the common case (not draining) reads one flag.
+    fn handing_over(&self) -> bool {
+        if !self.local.read().unwrap_or_else(|poisoned| poisoned.into_inner()).draining {
+            return false;
         }
-        nodes.sort_by_key(|node| node.node_id);
-        nodes
+        let local = self.local_record();
+        live_view(&local, &self.live_records()).iter().all(|node| node.node_id != local.node_id)
+    }
+}
+
+/// Live agents that are not draining, sorted by node id. The local agent's own draining flag
+/// comes from its local record (set before the etcd put reaches the watch); a draining agent
+/// stays in its own view only while nothing else is live, so Metadata never lists zero brokers.
+fn live_view(local: &AgentRecord, records: &[AgentRecord]) -> Vec<NodeInfo> {
+    let mut nodes: Vec<NodeInfo> =
+        records.iter().filter(|record| !record.draining && record.node_id != local.node_id).map(AgentRecord::node).collect();
+    if !local.draining || nodes.is_empty() {
+        nodes.push(local.node());
+    }
+    nodes.sort_by_key(|node| node.node_id);
+    nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(node_id: i32, draining: bool) -> AgentRecord {
+        AgentRecord {
+            node_id,
+            host: "127.0.0.1".into(),
+            port: 9000 + node_id,
+            zone: None,
+            roles: vec![],
+            draining,
+            bytes_in_per_second: 0.0,
+            bytes_out_per_second: 0.0,
+            object_store_bytes_per_second: 0.0,
+            cpu_seconds_per_second: 0.0,
+            pod: None,
+            pool: None,
+        }
+    }
+
+    fn ids(nodes: &[NodeInfo]) -> Vec<i32> {
+        nodes.iter().map(|node| node.node_id).collect()
+    }
+
+    #[test]
+    fn a_draining_agent_leaves_its_own_view_and_everyone_elses() {
+        let others = [record(1, false), record(2, false), record(3, true)];
+        assert_eq!(ids(&live_view(&record(2, false), &others)), [1, 2], "another agent's draining flag hides it");
+        // Before the watch has even seen our own put, the local flag takes us out.
+        assert_eq!(ids(&live_view(&record(2, true), &others)), [1]);
+    }
+
+    #[test]
+    fn the_last_agent_stays_advertised_while_it_drains() {
+        assert_eq!(ids(&live_view(&record(4, true), &[record(4, true), record(5, true)])), [4]);
+    }
+
+    #[test]
+    fn a_record_written_before_the_load_and_pool_fields_still_parses() {
+        let old = r#"{"node_id":3,"host":"10.0.0.3","port":9092,"zone":"eu-1a","roles":["produce","fetch"],"bytes_in_per_second":12.5}"#;
+        let record: AgentRecord = serde_json::from_str(old).expect("old records parse");
+        assert_eq!(record.node_id, 3);
+        assert_eq!(record.bytes_in_per_second, 12.5);
+        assert!(!record.draining);
+        assert_eq!((record.object_store_bytes_per_second, record.cpu_seconds_per_second), (0.0, 0.0));
+        assert_eq!((record.pod, record.pool), (None, None));
+    }
+
+    #[test]
+    fn a_record_round_trips_with_load_pod_and_pool() {
+        let record = AgentRecord {
+            node_id: 7,
+            host: "floe-abc.floe.svc".into(),
+            port: 9092,
+            zone: None,
+            roles: vec!["produce".into()],
+            draining: true,
+            bytes_in_per_second: 1.0,
+            bytes_out_per_second: 2.0,
+            object_store_bytes_per_second: 3.0,
+            cpu_seconds_per_second: 0.25,
+            pod: Some("floe-abc".into()),
+            pool: Some("ingest".into()),
+        };
+        let json = serde_json::to_string(&record).expect("serializes");
+        for field in [r#""pool":"ingest""#, r#""pod":"floe-abc""#, r#""cpu_seconds_per_second":0.25"#, r#""draining":true"#] {
+            assert!(json.contains(field), "{json} lacks {field}");
+        }
+        assert_eq!(serde_json::from_str::<AgentRecord>(&json).expect("parses"), record);
     }
 }

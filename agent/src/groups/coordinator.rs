@@ -416,6 +416,24 @@ impl GroupCoordinator {
         }
     }
 
+    /// Gives up every group this agent coordinates (it drains): members waiting in JoinGroup or
+    /// SyncGroup are answered with `error` at once instead of at their rebalance timeout, and the
+    /// membership is forgotten. Membership is not handed over; members rejoin at the new
+    /// coordinator and resume from their committed offsets. Returns the number of groups given up.
+    pub fn step_down(&self, error: ResponseError) -> usize {
+        let groups = std::mem::take(&mut *self.lock());
+        let count = groups.len();
+        for (member_id, member) in groups.into_values().flat_map(|group| group.members) {
+            if let Some(waiter) = member.join_waiter {
+                let _ = waiter.send(JoinOutcome::error(error, member_id));
+            }
+            if let Some(waiter) = member.sync_waiter {
+                let _ = waiter.send(SyncOutcome { error: Some(error), protocol_type: None, protocol_name: None, assignment: Bytes::new() });
+            }
+        }
+        count
+    }
+
     /// Runs `tick` every `period` until the returned task is dropped/aborted.
     pub fn spawn_sweeper(self: &std::sync::Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
         let coordinator = std::sync::Arc::clone(self);
@@ -551,6 +569,22 @@ mod tests {
             protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
             require_known_member_id: true,
         }
+    }
+
+    #[tokio::test]
+    async fn stepping_down_answers_waiting_members_and_forgets_the_groups() {
+        let coordinator = GroupCoordinator::new(Duration::ZERO);
+        let first_id = coordinator.join(join_request("")).await.unwrap().member_id;
+        let first = coordinator.join(join_request(&first_id)).await.unwrap();
+        coordinator.sync("g", first.generation_id, &first_id, vec![(first_id.clone(), Bytes::from_static(b"all"))]).await.unwrap();
+        // A second member's join starts a rebalance; both wait until the first rejoins.
+        let second_id = coordinator.join(join_request("")).await.unwrap().member_id;
+        let waiting = coordinator.join(join_request(&second_id));
+        assert_eq!(coordinator.step_down(ResponseError::NotCoordinator), 1);
+        let answered = tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("answered at once").unwrap();
+        assert_eq!(answered.error, Some(ResponseError::NotCoordinator));
+        assert!(coordinator.list().is_empty());
+        assert!(coordinator.describe("g").is_none());
     }
 
     #[tokio::test]

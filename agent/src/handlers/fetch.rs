@@ -40,6 +40,9 @@ pub async fn handle(context: &AgentContext, request: FetchRequest) -> FetchRespo
                 .collect()
         })
         .collect();
+    if context.cluster.handing_over() {
+        return handed_over(&requested);
+    }
     let max_bytes = request.max_bytes.max(0) as usize;
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
@@ -54,6 +57,32 @@ pub async fn handle(context: &AgentContext, request: FetchRequest) -> FetchRespo
             return read(context, &requested, max_bytes).await;
         }
     }
+}
+
+/// The answer of a draining agent that others have taken over from: every partition
+/// NOT_LEADER_OR_FOLLOWER (no leader hint; the client refreshes Metadata, which no longer lists
+/// this agent), at once instead of after a long poll.
+fn handed_over(requested: &[Vec<Requested>]) -> FetchResponse {
+    let topics = requested
+        .iter()
+        .filter_map(|partitions| {
+            let first = partitions.first()?;
+            let partitions = partitions
+                .iter()
+                .map(|wanted| {
+                    PartitionData::default()
+                        .with_partition_index(wanted.partition)
+                        .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
+                        .with_records(None)
+                })
+                .collect();
+            Some(FetchableTopicResponse::default().with_topic(topic_name(first.topic.clone())).with_partitions(partitions))
+        })
+        .collect();
+    FetchResponse::default().with_responses(topics)
 }
 
 /// Bytes available past each requested offset, from the index alone, and whether any partition

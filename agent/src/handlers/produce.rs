@@ -31,6 +31,9 @@ const NO_SUCH_PARTITION: ResponseError = ResponseError::UnknownTopicOrPartition;
 const NOT_DURABLE_IN_TIME: ResponseError = ResponseError::RequestTimedOut;
 /// The waiter was dropped because the agent is stopping; the client goes elsewhere.
 const AGENT_STOPPING: ResponseError = ResponseError::NotLeaderOrFollower;
+/// This agent drains and no longer leads the partition: the client refreshes its metadata and
+/// sends the batch (unwritten, so with its original sequence) to the new leader.
+const HANDED_OVER: ResponseError = ResponseError::NotLeaderOrFollower;
 
 pub fn batch_error_code(error: &BatchError) -> ResponseError {
     match error {
@@ -61,6 +64,7 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(1) as u64);
     let mut topics: Vec<(String, Vec<(i32, Slot)>)> = Vec::with_capacity(request.topic_data.len());
+    let handing_over = context.cluster.handing_over();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let found = context.metadata.read(|state| {
@@ -77,6 +81,11 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
             if index < 0 || index >= partition_count {
                 let message = format!("topic {name:?} has partitions 0..{partition_count}, not {index}");
                 slots.push((index, Slot::Done { error: NO_SUCH_PARTITION, message }));
+                continue;
+            }
+            if handing_over {
+                let message = "this agent is draining; Metadata names the partition's new leader".to_string();
+                slots.push((index, Slot::Done { error: HANDED_OVER, message }));
                 continue;
             }
             let records = partition.records.unwrap_or_default();
@@ -267,6 +276,7 @@ mod tests {
             ("unknown topic or partition", NO_SUCH_PARTITION, ResponseError::UnknownTopicOrPartition),
             ("not durable within the request timeout", NOT_DURABLE_IN_TIME, ResponseError::RequestTimedOut),
             ("waiter dropped at shutdown", AGENT_STOPPING, ResponseError::NotLeaderOrFollower),
+            ("partition handed over by a draining agent", HANDED_OVER, ResponseError::NotLeaderOrFollower),
         ] {
             check(description.to_string(), code, expected, ClientTreatment::Retry);
         }

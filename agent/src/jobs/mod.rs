@@ -16,6 +16,7 @@ use crate::storage::{SegmentReader, SegmentStore};
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
 pub struct JobSettings {
@@ -64,6 +65,10 @@ impl JobContext {
     }
 }
 
+/// Competes for the jobs leadership and runs the jobs while leading. When `stop` turns true (the
+/// agent drains) it finishes the job under way, revokes the leadership lease so another agent
+/// takes over within seconds instead of after the lease TTL, and returns.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     client: Client,
     keys: KeyLayout,
@@ -72,9 +77,10 @@ pub fn spawn(
     store: Arc<SegmentStore>,
     reader: Arc<SegmentReader>,
     metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
+        while !should_stop(&stop) {
             match lead(client.clone(), &keys).await {
                 Ok(Some((lease, fence))) => {
                     tracing::info!(fence, "this agent now runs the background jobs");
@@ -88,15 +94,30 @@ pub fn spawn(
                         settings: settings.clone(),
                         fence,
                     };
-                    run_while_leading(&context, lease).await;
+                    if run_while_leading(&context, lease, &mut stop).await {
+                        let mut client = client.clone();
+                        match client.lease_revoke(lease).await {
+                            Ok(_) => tracing::info!("handed over the jobs leadership"),
+                            Err(error) => tracing::warn!(%error, "failed to revoke the jobs lease; it lapses by itself"),
+                        }
+                        return;
+                    }
                     tracing::warn!("lost the jobs leadership");
                 }
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, "jobs leader election failed"),
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
         }
     })
+}
+
+/// Stop when asked, or when the agent that could ask is gone.
+fn should_stop(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
 }
 
 /// Tries to become the jobs leader; returns (lease, fence) on success.
@@ -118,10 +139,10 @@ async fn lead(mut client: Client, keys: &KeyLayout) -> Result<Option<(i64, i64)>
 }
 
 /// Keeps the lease alive on its own task (a long job must not let it lapse) and runs the jobs
-/// until the lease is lost.
-async fn run_while_leading(context: &JobContext, lease: i64) {
+/// until the lease is lost (returns false) or `stop` turns true (returns true, between jobs).
+async fn run_while_leading(context: &JobContext, lease: i64, stop: &mut watch::Receiver<bool>) -> bool {
     let mut client = context.client.clone();
-    let Ok((mut keeper, mut responses)) = client.lease_keep_alive(lease).await else { return };
+    let Ok((mut keeper, mut responses)) = client.lease_keep_alive(lease).await else { return false };
     let leading = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let keep_alive = {
         let leading = Arc::clone(&leading);
@@ -141,8 +162,16 @@ async fn run_while_leading(context: &JobContext, lease: i64) {
     let mut last_snapshot = started;
     let mut last_compaction = started;
     let mut last_retention = started;
+    let mut stopped = false;
     while leading.load(std::sync::atomic::Ordering::Acquire) {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|stop| *stop) => {}
+        }
+        if should_stop(stop) {
+            stopped = true;
+            break;
+        }
         let now = Instant::now();
         if now.duration_since(last_snapshot) >= context.settings.snapshot_interval {
             last_snapshot = now;
@@ -159,4 +188,5 @@ async fn run_while_leading(context: &JobContext, lease: i64) {
         }
     }
     keep_alive.abort();
+    stopped
 }

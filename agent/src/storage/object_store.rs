@@ -126,9 +126,16 @@ impl SegmentStore {
         self.metrics.object_store_duration.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
     }
 
+    fn count_read<E>(&self, result: &Result<Bytes, E>) {
+        if let Ok(bytes) = result {
+            self.metrics.object_store_bytes.with_label_values(&["get"]).inc_by(bytes.len() as u64);
+        }
+    }
+
     /// Stores `bytes` under `name`. Durable when it returns `Ok`.
     pub async fn put(&self, name: &str, bytes: Bytes) -> Result<(), StoreError> {
         let started = Instant::now();
+        let length = bytes.len() as u64;
         let result = match &self.backend {
             Backend::Files(root) => {
                 let target = root.join(name);
@@ -145,6 +152,9 @@ impl SegmentStore {
                 .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
         };
         self.observe("put", started, result.is_ok());
+        if result.is_ok() {
+            self.metrics.object_store_bytes.with_label_values(&["put"]).inc_by(length);
+        }
         result.map_err(|source| StoreError::Put { name: name.to_string(), source })
     }
 
@@ -166,6 +176,7 @@ impl SegmentStore {
                 .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
         };
         self.observe("get", started, result.is_ok());
+        self.count_read(&result);
         result.map_err(|source| StoreError::Get { name: name.to_string(), start: range.start, end: range.end, source })
     }
 
@@ -187,6 +198,7 @@ impl SegmentStore {
             },
         };
         self.observe("get", started, result.is_ok());
+        self.count_read(&result);
         result.map_err(|source| StoreError::Get { name: name.to_string(), start: 0, end: u64::MAX, source })
     }
 

@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::protocol::batch::BatchSummary;
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch, Notify};
@@ -66,6 +67,9 @@ pub struct SegmentWriter {
     open: Mutex<OpenSegment>,
     wake_flusher: Notify,
     flushed: Notify,
+    /// Set while the agent drains: flush whatever is open at once instead of waiting for
+    /// `flush_interval`, so the requests still owed an answer get it quickly.
+    prompt: AtomicBool,
     store: Arc<SegmentStore>,
     cache: Arc<SegmentCache>,
     metadata: MetadataClient,
@@ -85,6 +89,7 @@ impl SegmentWriter {
             open: Mutex::new(OpenSegment::default()),
             wake_flusher: Notify::new(),
             flushed: Notify::new(),
+            prompt: AtomicBool::new(false),
             store,
             cache,
             metadata,
@@ -147,6 +152,13 @@ impl SegmentWriter {
         self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// From now on, flush as soon as anything is open (the agent drains and stops accepting: the
+    /// produces it already read wait for their flush, and nothing is gained by batching longer).
+    pub fn flush_promptly(&self) {
+        self.prompt.store(true, Ordering::Release);
+        self.wake_flusher.notify_one();
+    }
+
     /// The flush loop. Returns after a final flush once `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
@@ -167,7 +179,7 @@ impl SegmentWriter {
                 }
                 continue;
             }
-            if bytes < self.config.flush_max_bytes {
+            if bytes < self.config.flush_max_bytes && !self.prompt.load(Ordering::Acquire) {
                 let deadline = opened_at.unwrap_or_else(Instant::now) + self.config.flush_interval;
                 tokio::select! {
                     _ = tokio::time::sleep_until(deadline.into()) => {}
@@ -308,8 +320,40 @@ fn fail_all(waiters: Vec<(String, Vec<(i64, Waiter)>)>, failure: &WriteError) {
 
 #[cfg(test)]
 mod tests {
-    use super::split_by_weight;
-    use std::collections::BTreeMap;
+    use super::*;
+    use crate::metadata::journal::EmbeddedJournal;
+    use crate::metadata::replica::Replica;
+    use crate::protocol::batch::{tests::encoded_batch, validate_produced};
+    use crate::storage::{ObjectStoreUrl, S3Options};
+    use kafka_protocol::records::Compression;
+
+    #[tokio::test]
+    async fn a_draining_writer_flushes_without_waiting_for_the_flush_interval() {
+        let directory = tempfile::tempdir().unwrap();
+        let replica = Arc::new(Replica::new());
+        let journal = Arc::new(EmbeddedJournal::open(&directory.path().join("journal.log"), Arc::clone(&replica)).unwrap());
+        let metadata = MetadataClient::new(journal, replica);
+        let topic_id = Uuid::new_v4();
+        let create = JournalRecord::CreateTopic { name: "t".into(), topic_id, partitions: 1, configs: Default::default() };
+        metadata.submit(create).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let store = Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), Arc::clone(&metrics)).unwrap());
+        let config = WriterConfig { flush_interval: Duration::from_secs(3600), flush_max_bytes: 8 << 20 };
+        let writer = Arc::new(SegmentWriter::new(config, store, Arc::new(SegmentCache::new(1 << 20)), metadata, metrics));
+        let (_stop, stopped) = watch::channel(false);
+        tokio::spawn(Arc::clone(&writer).run(stopped));
+        let batch = encoded_batch(3, Compression::None);
+        let summary = validate_produced(&batch, 1 << 20).unwrap();
+        let mut first = writer.append("t", topic_id, 0, batch.clone(), summary).await;
+        // The precondition: with an hour-long interval and a small segment, nothing flushes yet.
+        assert!(tokio::time::timeout(Duration::from_millis(200), &mut first).await.is_err(), "flushed before being asked");
+        writer.flush_promptly();
+        let offset = tokio::time::timeout(Duration::from_secs(10), first).await.expect("flushed promptly").unwrap();
+        assert_eq!(offset, Ok(0));
+        let second = writer.append("t", topic_id, 0, batch, summary).await;
+        let offset = tokio::time::timeout(Duration::from_secs(10), second).await.expect("later appends flush promptly too").unwrap();
+        assert_eq!(offset, Ok(3));
+    }
 
     #[test]
     fn a_flush_over_the_record_limit_is_split_without_splitting_a_partition() {

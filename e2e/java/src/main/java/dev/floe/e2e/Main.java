@@ -105,6 +105,7 @@ public final class Main {
             switch (sub) {
                 case "roundtrip" -> roundtrip(args);
                 case "produce-range" -> produceRange(args);
+                case "produce-until" -> produceUntil(args);
                 case "group-consume" -> groupConsume(args);
                 case "admin" -> adminMode(args);
                 case "idempotence" -> idempotence(args);
@@ -137,6 +138,7 @@ public final class Main {
             "usage: java -cp 'floe-e2e-java.jar:libs/*' dev.floe.e2e.Main <subcommand> [--name value ...]",
             "  roundtrip     --bootstrap HOST:PORT --topic T [--partitions 12] --records N",
             "  produce-range --bootstrap HOST:PORT --topic T [--partitions 12] --start S --count C",
+            "  produce-until --bootstrap HOST:PORT --topic T [--partitions 12] --rate R --stop-file F --acks-file A",
             "  group-consume --bootstrap HOST:PORT --topic T --group G [--members 3] --expect-start S --expect-count C",
             "  admin         --bootstrap HOST:PORT --topic T",
             "  idempotence   --bootstrap HOST:PORT --topic T [--partitions 6] --records N",
@@ -619,6 +621,75 @@ public final class Main {
         }
         produce(bootstrap, topic, partitions, "none", start, start + count, new Produced(start, count));
         System.out.println("OK java produced " + count);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // produce-until
+    // ---------------------------------------------------------------------------------------------
+
+    /**
+     * Produces records 0, 1, 2, ... at about {@code --rate} per second with one idempotent
+     * {@code acks=all} producer until {@code --stop-file} exists, then flushes and closes. Every
+     * send must succeed; each acknowledgement is written to {@code --acks-file} as
+     * "index partition offset" lines. For fault tests that stop agents while the load runs: the
+     * client's retries must hide every move, so any failed send fails the run.
+     */
+    static void produceUntil(Args args) throws Exception {
+        String bootstrap = args.str("bootstrap");
+        String topic = args.str("topic");
+        int partitions = args.integer("partitions", 12);
+        int rate = args.integer("rate", null);
+        java.nio.file.Path stopFile = java.nio.file.Path.of(args.str("stop-file"));
+        java.nio.file.Path acksFile = java.nio.file.Path.of(args.str("acks-file"));
+        if (rate < 1) {
+            throw new UsageError("--rate must be >= 1");
+        }
+        try (Admin admin = admin(bootstrap)) {
+            ensureTopic(admin, topic, partitions);
+        }
+        Properties p = common(bootstrap);
+        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+        p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
+        Map<Long, long[]> acked = new ConcurrentHashMap<>();
+        Map<Long, String> failed = new ConcurrentHashMap<>();
+        long sent = 0;
+        long started = System.nanoTime();
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p, new ByteArraySerializer(), new ByteArraySerializer())) {
+            while (!java.nio.file.Files.exists(stopFile)) {
+                long due = (long) ((System.nanoTime() - started) / 1e9 * rate);
+                for (; sent < due; sent++) {
+                    final long i = sent;
+                    producer.send(new ProducerRecord<>(topic, null, null, key(i), value(i), headers(i)), (md, e) -> {
+                        if (e != null) {
+                            failed.put(i, e.toString());
+                        } else {
+                            acked.put(i, new long[] {md.partition(), md.offset()});
+                        }
+                    });
+                }
+                Thread.sleep(10);
+            }
+            producer.flush();
+        }
+        StringBuilder lines = new StringBuilder();
+        for (Map.Entry<Long, long[]> e : new TreeMap<>(acked).entrySet()) {
+            lines.append(e.getKey()).append(' ').append(e.getValue()[0]).append(' ').append(e.getValue()[1]).append('\n');
+        }
+        java.nio.file.Files.writeString(acksFile, lines.toString());
+        System.out.printf("sent %d, acknowledged %d, failed %d in %.1f s%n", sent, acked.size(), failed.size(),
+                (System.nanoTime() - started) / 1e9);
+        if (!failed.isEmpty()) {
+            Errors errors = new Errors();
+            for (Map.Entry<Long, String> e : new TreeMap<>(failed).entrySet()) {
+                errors.add("send of record " + e.getKey() + " failed: " + e.getValue());
+            }
+            errors.throwIfAny("produce-until on " + topic);
+        }
+        if (acked.size() != sent) {
+            throw new CheckFailed(sent + " records sent but only " + acked.size() + " completed");
+        }
+        System.out.println("OK java produced-until " + sent);
     }
 
     // ---------------------------------------------------------------------------------------------
