@@ -55,6 +55,11 @@ e2e: deps ## Only the end-to-end suites (real clients against real processes)
 	$(CARGO) build --bin floe
 	$(CARGO) test -p floe-e2e -- --test-threads=$(TEST_THREADS)
 
+.PHONY: test-square-wave
+test-square-wave: deps-k8s ## The autoscaling suite with the 10-minute square wave (make test runs 3 periods)
+	$(CARGO) build --workspace --bins
+	FLOE_E2E_SQUARE_WAVE_PERIODS=10 $(CARGO) test -p floe-e2e --test autoscaling -- --nocapture --test-threads=$(TEST_THREADS)
+
 .PHONY: bench
 bench: deps ## Floe vs Apache Kafka side by side (release build; ~15 min, BENCH_QUICK=1 for a smoke)
 	BENCH_PUBLISH=docs/bench/latest.md e2e/scripts/bench.sh

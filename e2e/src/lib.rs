@@ -3,7 +3,9 @@
 //! the deterministic record format every client driver produces and verifies.
 
 pub mod batches;
+pub mod client_load;
 pub mod cluster;
+pub mod external_metrics;
 pub mod kafka;
 pub mod kubernetes;
 pub mod matrix;

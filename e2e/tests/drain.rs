@@ -9,14 +9,11 @@
 use anyhow::{bail, ensure, Context, Result};
 use floe_agent::cluster::registry::AgentRecord;
 use floe_agent::metadata::keys::KeyLayout;
+use floe_e2e::client_load::{verify_exactly_once, Group, JavaProducer};
 use floe_e2e::cluster::{Agent, Infrastructure};
-use floe_e2e::kafka::{self, produce_reporting, Acknowledged};
-use floe_e2e::{http_get, java_driver, metric_value, records};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use floe_e2e::kafka::{self, produce_reporting};
+use floe_e2e::{http_get, metric_value};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 const VIRTUAL_CLUSTER: &str = "drain";
@@ -75,151 +72,6 @@ fn bytes_in(agent: &Agent) -> Result<f64> {
     metric_value(&metrics, "floe_bytes_in_total").context("no floe_bytes_in_total")
 }
 
-/// A consumer group read by librdkafka members on their own threads: every (topic, index) seen,
-/// how often, and anything that did not match the shared record format.
-struct Group {
-    seen: Arc<Mutex<BTreeMap<(String, u64), u32>>>,
-    problems: Arc<Mutex<Vec<String>>>,
-    /// Transient consumer events (an agent going away surfaces here), counted by text.
-    events: Arc<Mutex<BTreeMap<String, usize>>>,
-    stop: Arc<AtomicBool>,
-    members: Vec<std::thread::JoinHandle<Result<()>>>,
-}
-
-impl Group {
-    fn start(bootstrap: &str, group: &str, members: usize) -> Result<Self> {
-        let seen: Arc<Mutex<BTreeMap<(String, u64), u32>>> = Default::default();
-        let problems: Arc<Mutex<Vec<String>>> = Default::default();
-        let events: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut handles = Vec::new();
-        for member in 0..members {
-            let consumer: BaseConsumer = kafka::config(bootstrap)
-                .set("client.id", format!("floe-e2e-drain-member-{member}"))
-                .set("group.id", group)
-                .set("auto.offset.reset", "earliest")
-                .set("enable.auto.commit", "true")
-                .set("auto.commit.interval.ms", "1000")
-                .set("session.timeout.ms", "10000")
-                .set("heartbeat.interval.ms", "1000")
-                .set("enable.partition.eof", "false")
-                .create()?;
-            consumer.subscribe(&[JAVA_TOPIC, RDKAFKA_TOPIC])?;
-            let (seen, problems, events, stop) = (Arc::clone(&seen), Arc::clone(&problems), Arc::clone(&events), Arc::clone(&stop));
-            handles.push(std::thread::spawn(move || -> Result<()> {
-                while !stop.load(Ordering::Acquire) {
-                    let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
-                    let message = match message {
-                        Ok(message) => message,
-                        Err(error) => {
-                            // A connection to an agent that left surfaces here as a transient
-                            // event; what counts is that the group ends up with every record.
-                            *events.lock().expect("not poisoned").entry(error.to_string()).or_default() += 1;
-                            continue;
-                        }
-                    };
-                    let key = message.key().unwrap_or_default();
-                    let Some(index) = records::index_of(key) else {
-                        problems.lock().expect("not poisoned").push(format!("unparseable key {key:?}"));
-                        continue;
-                    };
-                    if message.payload().unwrap_or_default() != records::value(index) {
-                        problems.lock().expect("not poisoned").push(format!("{} record {index}: wrong value", message.topic()));
-                    }
-                    *seen.lock().expect("not poisoned").entry((message.topic().to_string(), index)).or_default() += 1;
-                }
-                consumer.unsubscribe();
-                Ok(())
-            }));
-        }
-        Ok(Self { seen, problems, events, stop, members: handles })
-    }
-
-    fn missing(&self, expected: &BTreeSet<(String, u64)>) -> usize {
-        let seen = self.seen.lock().expect("not poisoned");
-        expected.iter().filter(|key| !seen.contains_key(*key)).count()
-    }
-
-    /// Stops the members; returns (records read more than once, problems).
-    fn finish(self) -> Result<(usize, Vec<String>)> {
-        self.stop.store(true, Ordering::Release);
-        for member in self.members {
-            member.join().map_err(|_| anyhow::anyhow!("a group member panicked"))??;
-        }
-        println!("consumer events: {:?}", self.events.lock().expect("not poisoned"));
-        let repeated = self.seen.lock().expect("not poisoned").values().filter(|count| **count > 1).count();
-        let problems = std::mem::take(&mut *self.problems.lock().expect("not poisoned"));
-        Ok((repeated, problems))
-    }
-}
-
-/// The Java producer process; killed if the test ends before it was stopped and reaped (the
-/// agents go away with the test, so it could never finish by itself).
-struct JavaProducer(Option<std::process::Child>);
-
-impl JavaProducer {
-    fn wait(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        let child = self.0.as_mut().context("the Java producer was already reaped")?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                self.0 = None;
-                return Ok(status);
-            }
-            ensure!(Instant::now() < deadline, "the Java producer did not stop within {timeout:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for JavaProducer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The Java driver's acknowledgements: "index partition offset" per line.
-fn java_acknowledgements(path: &std::path::Path) -> Result<Vec<Acknowledged>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
-    text.lines()
-        .map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            ensure!(fields.len() == 3, "malformed acknowledgement line {line:?}");
-            Ok(Acknowledged { index: fields[0].parse()?, partition: fields[1].parse()?, offset: fields[2].parse()?, at: Instant::now() })
-        })
-        .collect()
-}
-
-/// Every acknowledged record is stored at its acknowledged partition and offset, and the topic
-/// holds nothing else: no loss, no duplicate (both producers are idempotent).
-fn verify_exactly_once(bootstrap: &str, topic: &str, acknowledged: &[Acknowledged]) -> Result<()> {
-    let stored = kafka::read_all(bootstrap, topic, PARTITIONS, Duration::from_secs(120))?;
-    let mut by_position = BTreeMap::new();
-    for record in stored.values().flatten() {
-        let index = records::index_of(&record.key).with_context(|| format!("{topic}: unparseable key at {}", record.offset))?;
-        by_position.insert((record.partition, record.offset), (index, record.value.clone()));
-    }
-    for ack in acknowledged {
-        match by_position.get(&(ack.partition, ack.offset)) {
-            Some((index, value)) if *index == ack.index && *value == records::value(ack.index) => {}
-            Some((index, _)) => bail!("{topic}: {}/{} holds record {index}, acknowledged for {}", ack.partition, ack.offset, ack.index),
-            None => bail!("{topic}: acknowledged record {} at {}/{} is missing", ack.index, ack.partition, ack.offset),
-        }
-    }
-    let stored_count: usize = stored.values().map(Vec::len).sum();
-    let distinct: BTreeSet<u64> = by_position.values().map(|(index, _)| *index).collect();
-    ensure!(distinct.len() == stored_count, "{topic}: {} records stored twice", stored_count - distinct.len());
-    ensure!(
-        stored_count == acknowledged.len(),
-        "{topic}: {stored_count} records stored, {} acknowledged: a failed send was written anyway",
-        acknowledged.len()
-    );
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_two_of_three_agents_under_load_without_a_client_error_or_a_lost_record() -> Result<()> {
     let started = Instant::now();
@@ -239,33 +91,14 @@ async fn sigterm_drains_two_of_three_agents_under_load_without_a_client_error_or
     let survivor = agents[2].bootstrap.clone();
 
     // Load: a librdkafka and a Java producer (both idempotent, acks=all) and a three-member group.
-    let group = Group::start(&bootstrap, "drain-readers", 3)?;
+    let group = Group::start(&bootstrap, "drain-readers", 3, &[JAVA_TOPIC, RDKAFKA_TOPIC])?;
     let (stop_rdkafka, rdkafka_stopped) = tokio::sync::watch::channel(false);
     let rdkafka_producer = {
         let bootstrap = bootstrap.clone();
         let extra = [("enable.idempotence", "true"), ("message.timeout.ms", "60000")];
         tokio::spawn(async move { produce_reporting(&bootstrap, RDKAFKA_TOPIC, RATE, &extra, rdkafka_stopped).await })
     };
-    let files = tempfile::tempdir()?;
-    let (stop_file, acks_file) = (files.path().join("stop"), files.path().join("java-acks"));
-    let mut java = java_driver(&[
-        "produce-until",
-        "--bootstrap",
-        &bootstrap,
-        "--topic",
-        JAVA_TOPIC,
-        "--partitions",
-        &PARTITIONS.to_string(),
-        "--rate",
-        &RATE.to_string(),
-        "--stop-file",
-        &stop_file.display().to_string(),
-        "--acks-file",
-        &acks_file.display().to_string(),
-    ])?;
-    let java_output = (files.path().join("java.out"), files.path().join("java.err"));
-    java.stdout(std::fs::File::create(&java_output.0)?).stderr(std::fs::File::create(&java_output.1)?);
-    let mut java_producer = JavaProducer(Some(java.spawn().context("failed to start the Java producer")?));
+    let mut java_producer = JavaProducer::start(&bootstrap, JAVA_TOPIC, PARTITIONS, RATE)?;
 
     let load_check = {
         let survivor = survivor.clone();
@@ -360,15 +193,8 @@ async fn sigterm_drains_two_of_three_agents_under_load_without_a_client_error_or
 
     // Stop the producers; neither may have seen a failed send.
     stop_rdkafka.send(true)?;
-    std::fs::write(&stop_file, b"stop")?;
     let rdkafka = rdkafka_producer.await??;
-    let java_status = tokio::task::block_in_place(|| java_producer.wait(Duration::from_secs(120)))?;
-    let (java_stdout, java_stderr) = (std::fs::read_to_string(&java_output.0)?, std::fs::read_to_string(&java_output.1)?);
-    print!("{java_stdout}");
-    ensure!(
-        java_status.success() && java_stdout.contains("OK java produced-until"),
-        "the Java producer failed ({java_status}):\n{java_stdout}\n{java_stderr}"
-    );
+    let java_acks = tokio::task::block_in_place(|| java_producer.finish(Duration::from_secs(120)))?;
     ensure!(
         rdkafka.failures.is_empty(),
         "librdkafka saw {} failed sends, e.g. {:?}",
@@ -381,15 +207,13 @@ async fn sigterm_drains_two_of_three_agents_under_load_without_a_client_error_or
         rdkafka.acknowledged.len(),
         rdkafka.sent
     );
-    let java_acks = java_acknowledgements(&acks_file)?;
-    ensure!(java_stdout.contains(&format!("OK java produced-until {}", java_acks.len())), "the Java acknowledgements file is incomplete");
     println!("producers: librdkafka {} and Java {} records, every one acknowledged", rdkafka.sent, java_acks.len());
 
     let survivor_for_check = survivor.clone();
     let rdkafka_acks = rdkafka.acknowledged;
     let (expected, java_acks, rdkafka_acks) = tokio::task::spawn_blocking(move || -> Result<_> {
-        verify_exactly_once(&survivor_for_check, RDKAFKA_TOPIC, &rdkafka_acks)?;
-        verify_exactly_once(&survivor_for_check, JAVA_TOPIC, &java_acks)?;
+        verify_exactly_once(&survivor_for_check, RDKAFKA_TOPIC, PARTITIONS, &rdkafka_acks)?;
+        verify_exactly_once(&survivor_for_check, JAVA_TOPIC, PARTITIONS, &java_acks)?;
         let expected: BTreeSet<(String, u64)> = rdkafka_acks
             .iter()
             .map(|ack| (RDKAFKA_TOPIC.to_string(), ack.index))

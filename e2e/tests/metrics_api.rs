@@ -12,8 +12,8 @@
 
 use anyhow::{bail, Context, Result};
 use floe_e2e::cluster::BUCKET;
-use floe_e2e::kubernetes::{self, wait_for, ControlPlane};
-use floe_operator::crd::quantity;
+use floe_e2e::external_metrics::{self, direct, free_port, hpa_external_average, issue_serving_certificate, make_ca, path, run, METRIC};
+use floe_e2e::kubernetes::{self, wait_for};
 use floe_operator::crd::{AgentPool, VirtualCluster};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Secret;
@@ -21,79 +21,10 @@ use kube::api::PostParams;
 use kube::Api;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const APISERVICE: &str = "v1beta1.external.metrics.k8s.io";
 const SERVICE: &str = "floe-metrics-api-test";
-const METRIC: &str = "floe_agent_network_bytes_per_second";
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Deletes the APIService when the test ends, however it ends: a registered group without a
-/// server would leave discovery of the whole cluster reporting errors.
-struct OwnedApiService<'a> {
-    plane: &'a ControlPlane,
-}
-
-impl Drop for OwnedApiService<'_> {
-    fn drop(&mut self) {
-        if let Err(error) = self.plane.kubectl(&["delete", "apiservice", APISERVICE, "--ignore-not-found", "--wait=false"]) {
-            eprintln!("failed to delete APIService {APISERVICE}: {error:#}");
-        }
-    }
-}
-
-fn run(program: &str, arguments: &[&str]) -> Result<String> {
-    let output = Command::new(program).args(arguments).stdin(Stdio::null()).output().with_context(|| format!("failed to run {program}"))?;
-    if !output.status.success() {
-        bail!("{program} {} failed: {}", arguments.join(" "), String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).to_string())
-}
-
-fn path(directory: &Path, name: &str) -> String {
-    directory.join(name).display().to_string()
-}
-
-/// A serving certificate for `host`, signed by `ca` (`ca.crt`/`ca.key` in `directory`), written
-/// to `tls.crt`/`tls.key` by rename, as a Secret volume update lands. `rsa` makes a PKCS#1 RSA
-/// key (what Helm generates), otherwise a PKCS#8 ECDSA key (what cert-manager writes).
-fn issue_serving_certificate(directory: &Path, host: &str, rsa: bool) -> Result<String> {
-    let key = path(directory, "next.key");
-    if rsa {
-        run("openssl", &["genrsa", "-traditional", "-out", &key, "2048"])?;
-    } else {
-        run("openssl", &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key])?;
-    }
-    let extensions = path(directory, "serving.ext");
-    std::fs::write(
-        &extensions,
-        format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:{host}\n"),
-    )?;
-    let request = path(directory, "next.csr");
-    run("openssl", &["req", "-new", "-key", &key, "-subj", &format!("/CN={host}"), "-out", &request])?;
-    let serial = format!("0x{}", ulid::Ulid::new().to_string().to_lowercase().chars().filter(char::is_ascii_hexdigit).collect::<String>());
-    let certificate = path(directory, "next.crt");
-    #[rustfmt::skip]
-    run("openssl", &["x509", "-req", "-in", &request, "-CA", &path(directory, "ca.crt"), "-CAkey", &path(directory, "ca.key"),
-        "-set_serial", &serial, "-days", "2", "-sha256", "-extfile", &extensions, "-out", &certificate])?;
-    // Key first: until the certificate follows, the operator refuses the mismatched pair and
-    // keeps serving the previous one.
-    std::fs::rename(&key, directory.join("tls.key"))?;
-    std::fs::rename(&certificate, directory.join("tls.crt"))?;
-    let fingerprint = run("openssl", &["x509", "-in", &path(directory, "tls.crt"), "-noout", "-fingerprint", "-sha256"])?;
-    Ok(fingerprint.trim().to_string())
-}
-
-fn make_ca(directory: &Path) -> Result<()> {
-    let key = path(directory, "ca.key");
-    run("openssl", &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key])?;
-    #[rustfmt::skip]
-    run("openssl", &["req", "-x509", "-new", "-key", &key, "-subj", "/CN=floe-metrics-api-test-ca", "-days", "2", "-sha256",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-        "-out", &path(directory, "ca.crt")])?;
-    Ok(())
-}
 
 /// The fingerprint of the certificate the operator presents now.
 fn presented_fingerprint(port: u16, host: &str) -> Result<String> {
@@ -101,23 +32,6 @@ fn presented_fingerprint(port: u16, host: &str) -> Result<String> {
         "openssl s_client -connect 127.0.0.1:{port} -servername {host} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
     );
     Ok(run("bash", &["-c", &script])?.trim().to_string())
-}
-
-/// A request straight to the operator's port (not through the aggregator): status code and body.
-fn direct(directory: &Path, port: u16, host: &str, url_path: &str, extra: &[&str]) -> Result<(u16, String)> {
-    let body = path(directory, "response.json");
-    let resolve = format!("{host}:{port}:127.0.0.1");
-    let url = format!("https://{host}:{port}{url_path}");
-    let mut arguments =
-        vec!["-sS", "-o", &body, "-w", "%{http_code}", "--max-time", "10", "--cacert", "ca.crt", "--resolve", &resolve, &url];
-    arguments.extend_from_slice(extra);
-    let output = Command::new("curl").current_dir(directory).args(&arguments).stdin(Stdio::null()).output()?;
-    let code = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
-    Ok((code, std::fs::read_to_string(&body).unwrap_or_default()))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// An agent registry record as `agent/src/cluster/registry.rs` writes it.
@@ -128,16 +42,6 @@ fn agent_record(node_id: i32, pool: &str, bytes_in: f64, bytes_out: f64, drainin
         "pool": pool, "pod": format!("{pool}-{node_id}"), "object_store_bytes_per_second": 0.0, "cpu_seconds_per_second": 0.1,
     })
     .to_string()
-}
-
-/// The current `averageValue` of the HPA's external metric, in whole units.
-fn hpa_external_average(hpa: &HorizontalPodAutoscaler) -> Option<i128> {
-    let status = serde_json::to_value(hpa.status.as_ref()?).ok()?;
-    let metric = status["currentMetrics"].as_array()?.iter().find(|metric| metric["type"] == "External")?.clone();
-    if metric["external"]["metric"]["name"] != METRIC {
-        return None;
-    }
-    quantity::nano_units(metric["external"]["current"]["averageValue"].as_str()?).map(|nano| nano / 1_000_000_000)
 }
 
 /// The operator's `--http-listen 127.0.0.1:0` address, from its log (colours stripped).
@@ -213,57 +117,8 @@ async fn the_hpa_reads_a_pools_bandwidth_from_the_operator_through_the_aggregato
     assert!(body.contains("User \\\"nobody\\\" cannot list resource"), "{body}");
 
     // Registered as the aggregator sees it: ExternalName to loopback, the test CA as caBundle.
-    let _owned = OwnedApiService { plane };
-    let ca_bundle = {
-        use std::io::Write;
-        let mut encoder = Command::new("base64").arg("-w0").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
-        encoder.stdin.take().context("no stdin")?.write_all(&std::fs::read(directory.join("ca.crt"))?)?;
-        String::from_utf8(encoder.wait_with_output()?.stdout)?
-    };
-    let manifest = format!(
-        r#"apiVersion: v1
-kind: Service
-metadata:
-  name: {SERVICE}
-  namespace: {namespace}
-spec:
-  type: ExternalName
-  externalName: 127.0.0.1
-  ports:
-  - name: https
-    port: {port}
-    protocol: TCP
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata:
-  name: {APISERVICE}
-spec:
-  service:
-    name: {SERVICE}
-    namespace: {namespace}
-    port: {port}
-  group: external.metrics.k8s.io
-  version: v1beta1
-  caBundle: {ca_bundle}
-  groupPriorityMinimum: 100
-  versionPriority: 100
-"#
-    );
-    let manifest_file = directory.join("apiservice.yaml");
-    std::fs::write(&manifest_file, manifest)?;
-    plane.kubectl(&["apply", "-f", &manifest_file.display().to_string()])?;
-    wait_for("APIService v1beta1.external.metrics.k8s.io Available", TIMEOUT, || async {
-        let available =
-            plane.kubectl(&["get", "apiservice", APISERVICE, "-o", "jsonpath={.status.conditions[?(@.type==\"Available\")]}"])?;
-        if available.contains("\"status\":\"True\"") {
-            Ok(Some(()))
-        } else {
-            bail!("condition {available}")
-        }
-    })
-    .await
-    .with_context(|| process.log_tail())?;
+    let _registration =
+        external_metrics::register(plane, &namespace, SERVICE, port, directory).await.with_context(|| process.log_tail())?;
     let resources: Value = serde_json::from_str(&plane.kubectl(&["get", "--raw", "/apis/external.metrics.k8s.io/v1beta1"])?)?;
     assert_eq!(resources["resources"][0]["name"], METRIC, "{resources}");
     assert_eq!(resources["resources"][0]["kind"], "ExternalMetricValueList");

@@ -190,6 +190,7 @@ pub fn pool_status(
     } else {
         (true, "AgentsReady", format!("{ready_replicas} of {wanted} agents are ready"))
     };
+    let autoscaling = pool.spec.autoscaling.as_ref().filter(|autoscaling| autoscaling.enabled);
     let mut current_cpu = None;
     let mut current_bandwidth = None;
     for metric in autoscaler_status.iter().flat_map(|status| status.current_metrics.iter().flatten()) {
@@ -207,7 +208,9 @@ pub fn pool_status(
         desired_replicas: desired,
         selector: Some(labels::selector_string(&pool.name_any())),
         current_cpu_utilization_percentage: current_cpu,
+        target_cpu_utilization_percentage: autoscaling.map(|autoscaling| autoscaling.target_cpu_utilization_percentage),
         current_bandwidth_per_agent: current_bandwidth,
+        target_bandwidth_per_agent: autoscaling.map(|autoscaling| autoscaling.target_bandwidth_per_agent.clone()),
         conditions: vec![condition(&previous.conditions, "Ready", ready, reason, message, generation)],
     }
 }

@@ -23,6 +23,8 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredReplicas"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Autoscaling","type":"boolean","jsonPath":".spec.autoscaling.enabled","priority":1}"#,
+    printcolumn = r#"{"name":"Bandwidth","type":"string","description":"average Kafka bytes in+out per second per agent","jsonPath":".status.currentBandwidthPerAgent","priority":1}"#,
+    printcolumn = r#"{"name":"CPU%","type":"integer","description":"average CPU utilisation of the requests","jsonPath":".status.currentCPUUtilizationPercentage","priority":1}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -213,10 +215,16 @@ pub struct AgentPoolStatus {
     /// Label selector of the agents, for the /scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// The autoscaler's view (autoscaling on): average CPU utilisation of the agents' requests and
+    /// its target, average Kafka bytes in+out per second per agent and its target.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "currentCPUUtilizationPercentage")]
     pub current_cpu_utilization_percentage: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "targetCPUUtilizationPercentage")]
+    pub target_cpu_utilization_percentage: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_bandwidth_per_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_bandwidth_per_agent: Option<String>,
     /// Ready (all agents available) and VirtualClusterFound.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
