@@ -32,6 +32,8 @@
 #   FLOE_BIN                 floe binary to measure, used as is (default: target/release/floe, built
 #                            with cargo when missing or older than the sources)
 #   BENCH_SKIP_BUILD=1       use target/release/floe as is
+#   BENCH_FLOE_FLUSH_INTERVAL  --flush-interval of every Floe system (default 250ms, the agent's
+#                            default); e.g. 10ms for the latency target on a file bucket
 #   FLOE_CACHE, JAVA, MVN    as for kafka-reference.sh (Kafka jars are fetched once)
 set -euo pipefail
 
@@ -53,6 +55,7 @@ source "$BENCH_DIR/workloads.sh"
 # ---------------------------------------------------------------------------------------------
 # Settings.
 QUICK="${BENCH_QUICK:-0}"
+FLOE_FLUSH_INTERVAL="${BENCH_FLOE_FLUSH_INTERVAL:-250ms}"
 [[ "$QUICK" == 0 || -z "$QUICK" ]] && QUICK=0 || QUICK=1
 RECORD_SIZE=1024
 W1_PARTITIONS=16
@@ -146,7 +149,8 @@ machine_info() {
         w1_partitions "$W1_PARTITIONS" w2_partitions "$W2_PARTITIONS" \
         throughput_seconds_target "$THROUGHPUT_SECONDS" fixed_seconds "$FIXED_SECONDS" \
         e2e_seconds_target "$E2E_SECONDS" max_records "$MAX_RECORDS" \
-        server_cpus "${SERVER_CPUS:-unpinned}" client_cpus "${CLIENT_CPUS:-unpinned}"
+        server_cpus "${SERVER_CPUS:-unpinned}" client_cpus "${CLIENT_CPUS:-unpinned}" \
+        floe_flush_interval "$FLOE_FLUSH_INTERVAL"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -152,8 +152,8 @@ def scoreboard(results):
         "MiB/s per server core = MiB produced / server CPU-seconds (from /proc/<pid>/stat over the run; the cluster "
         "sums its agents, etcd and s3s-fs are shown apart). RSS is the peak (VmHWM) so far, summed over agents. "
         "Client cores near 1.0 mean the load generator, not the server, set the pace; a server far below one core "
-        "with a low rate is waiting, not working (Floe acknowledges acks=all produces after its flush, every 250 ms "
-        "by default).",
+        f"with a low rate is waiting, not working (Floe acknowledges acks=all produces after its flush, every "
+        f"{settings.get('floe_flush_interval', '250ms')} in this run).",
         "",
         "## Produce throughput",
         "",

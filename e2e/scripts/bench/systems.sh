@@ -103,13 +103,14 @@ start_kafka() {
 start_floe_playground() {
     local dir="$1"
     spawn_floe "$LOG_DIR/floe-playground.log" playground --data-dir "$dir/playground" \
-        --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn
+        --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn \
+        --flush-interval "$FLOE_FLUSH_INTERVAL"
     local pid="$STARTED_PID"
     read_floe_banner "$pid" "$LOG_DIR/floe-playground.log"
     SERVER_PIDS=("$pid")
     METRICS_URLS=("http://$BANNER_HTTP/metrics")
     BOOTSTRAP="$BANNER_BOOTSTRAP"
-    SYSTEM_LABEL="Floe playground (embedded metadata, file bucket)"
+    SYSTEM_LABEL="Floe playground (embedded metadata, file bucket, flush $FLOE_FLUSH_INTERVAL)"
     log "floe playground ready on $BOOTSTRAP (pid $pid)"
 }
 
@@ -141,7 +142,8 @@ start_floe_cluster() {
     for ((n = 1; n <= CLUSTER_AGENTS; n++)); do
         spawn_floe "$LOG_DIR/floe-agent-$n.log" agent --metadata "etcd://127.0.0.1:$etcd_port/floe" \
             --virtual-cluster bench --object-store "s3://$CLUSTER_BUCKET/bench" \
-            --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn
+            --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn \
+            --flush-interval "$FLOE_FLUSH_INTERVAL"
         pid="$STARTED_PID"
         read_floe_banner "$pid" "$LOG_DIR/floe-agent-$n.log"
         SERVER_PIDS+=("$pid")
@@ -152,6 +154,6 @@ start_floe_cluster() {
     BOOTSTRAP="$(IFS=,; echo "${bootstraps[*]}")"
     "$PYTHON" "$BENCH_DIR/admin.py" wait-brokers "$BOOTSTRAP" "$CLUSTER_AGENTS" 60 >>"$LOG_DIR/admin.log" 2>&1 \
         || die "the cluster did not advertise $CLUSTER_AGENTS brokers within 60s (see $LOG_DIR/admin.log)"
-    SYSTEM_LABEL="Floe cluster ($CLUSTER_AGENTS agents, $INFRA_LABEL)"
+    SYSTEM_LABEL="Floe cluster ($CLUSTER_AGENTS agents, $INFRA_LABEL, flush $FLOE_FLUSH_INTERVAL)"
     log "floe cluster ready on $BOOTSTRAP (agents ${SERVER_PIDS[*]}, etcd+S3 ${INFRA_PIDS[*]})"
 }
