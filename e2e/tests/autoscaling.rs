@@ -141,24 +141,40 @@ impl Producer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn scaling_a_pool_starts_and_stops_real_agents_and_loses_nothing_acknowledged() -> Result<()> {
-    let plane = kubernetes::shared()?;
+/// A namespace with its own operator, VirtualCluster `demo` and AgentPool `agents` of `replicas`
+/// (autoscaling off, 20 ms flush, 60 s grace), with real agents for its pods, once all of them
+/// have registered.
+struct ManualPool {
+    client: Client,
+    namespace: String,
+    operator: kubernetes::OperatorProcess,
+    pools: Api<AgentPool>,
+    agents: PodAgents,
+}
+
+async fn manual_pool(plane: &kubernetes::ControlPlane, label: &str, replicas: usize) -> Result<ManualPool> {
     let client = plane.client().await?;
-    let namespace = plane.namespace(&client, "harness").await?;
+    let namespace = plane.namespace(&client, label).await?;
     let operator = plane.start_operator(&namespace)?;
-    let infrastructure = &plane.infrastructure;
-    virtual_cluster(&client, infrastructure, &namespace, "demo").await?;
+    virtual_cluster(&client, &plane.infrastructure, &namespace, "demo").await?;
     let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
     create(
         &pools,
         json!({"apiVersion": "floe.dev/v1alpha1", "kind": "AgentPool", "metadata": {"name": "agents"},
-               "spec": {"virtualClusterRef": {"name": "demo"}, "replicas": 2, "flush": {"interval": "20ms"}, "terminationGracePeriodSeconds": 60}}),
+               "spec": {"virtualClusterRef": {"name": "demo"}, "replicas": replicas, "flush": {"interval": "20ms"}, "terminationGracePeriodSeconds": 60}}),
     )
     .await?;
     let logs = tempfile::Builder::new().prefix("floe-pod-agents-").tempdir()?.keep();
     let agents = PodAgents::start(client.clone(), &namespace, "agents", &logs);
-    wait_registered(infrastructure, &namespace, "demo", 2).await.with_context(|| operator.log_tail())?;
+    wait_registered(&plane.infrastructure, &namespace, "demo", replicas).await.with_context(|| operator.log_tail())?;
+    Ok(ManualPool { client, namespace, operator, pools, agents })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scaling_a_pool_starts_and_stops_real_agents_and_loses_nothing_acknowledged() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let infrastructure = &plane.infrastructure;
+    let ManualPool { client, namespace, operator, pools, agents } = manual_pool(plane, "harness", 2).await?;
     assert_eq!(agents.running(), 2);
 
     let bootstrap = agents.bootstrap().join(",");
@@ -199,21 +215,8 @@ async fn scale_in_from_three_to_one_under_java_and_librdkafka_load_costs_no_clie
     const RATE: u64 = 300;
     let (java_topic, rdkafka_topic) = ("scale-in-java", "scale-in-rdkafka");
     let plane = kubernetes::shared()?;
-    let client = plane.client().await?;
-    let namespace = plane.namespace(&client, "scale-in").await?;
-    let operator = plane.start_operator(&namespace)?;
     let infrastructure = &plane.infrastructure;
-    virtual_cluster(&client, infrastructure, &namespace, "demo").await?;
-    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
-    create(
-        &pools,
-        json!({"apiVersion": "floe.dev/v1alpha1", "kind": "AgentPool", "metadata": {"name": "agents"},
-               "spec": {"virtualClusterRef": {"name": "demo"}, "replicas": 3, "flush": {"interval": "20ms"}, "terminationGracePeriodSeconds": 60}}),
-    )
-    .await?;
-    let logs = tempfile::Builder::new().prefix("floe-pod-agents-").tempdir()?.keep();
-    let agents = PodAgents::start(client.clone(), &namespace, "agents", &logs);
-    wait_registered(infrastructure, &namespace, "demo", 3).await.with_context(|| operator.log_tail())?;
+    let ManualPool { client, namespace, operator, pools, agents } = manual_pool(plane, "scale-in", 3).await?;
     let addresses = agents.bootstrap();
     let bootstrap = addresses.join(",");
     wait_for("every agent to advertise all three", TIMEOUT, || async {
