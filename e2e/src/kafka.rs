@@ -128,6 +128,20 @@ pub struct ProduceReport {
     pub failures: Vec<String>,
 }
 
+impl ProduceReport {
+    /// Fails unless every send was acknowledged: no delivery error and nothing left unanswered.
+    /// `who` names the producer in the error.
+    pub fn ensure_every_send_acknowledged(&self, who: &str) -> Result<()> {
+        if !self.failures.is_empty() {
+            bail!("{who}: {} failed sends, e.g. {:?}", self.failures.len(), &self.failures[..self.failures.len().min(5)]);
+        }
+        if self.acknowledged.len() as u64 != self.sent {
+            bail!("{who}: {} of {} sends acknowledged", self.acknowledged.len(), self.sent);
+        }
+        Ok(())
+    }
+}
+
 /// Produces records `key(i)`/`value(i)` at about `rate` per second until `stop` turns true, and
 /// returns every acknowledgement (failures are expected during fault injection and ignored).
 pub async fn produce_until(

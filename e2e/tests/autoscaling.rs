@@ -123,20 +123,7 @@ impl Producer {
     async fn finish(self) -> Result<(String, ProduceReport)> {
         self.stop.send(true)?;
         let report = self.task.await??;
-        ensure!(
-            report.failures.is_empty(),
-            "{}: {} failed sends, e.g. {:?}",
-            self.topic,
-            report.failures.len(),
-            &report.failures[..report.failures.len().min(5)]
-        );
-        ensure!(
-            report.acknowledged.len() as u64 == report.sent,
-            "{}: {} of {} acknowledged",
-            self.topic,
-            report.acknowledged.len(),
-            report.sent
-        );
+        report.ensure_every_send_acknowledged(&self.topic)?;
         Ok((self.topic, report))
     }
 }
@@ -271,14 +258,15 @@ async fn scale_in_from_three_to_one_under_java_and_librdkafka_load_costs_no_clie
         })
         .await??
     };
-    tokio::task::block_in_place(|| {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while group.missing(&expected) > 0 {
-            ensure!(Instant::now() < deadline, "{} records never reached the group", group.missing(&expected));
-            std::thread::sleep(Duration::from_millis(100));
+    wait_for("the consumer group to read every acknowledged record", Duration::from_secs(90), || async {
+        let missing = group.missing(&expected);
+        if missing == 0 {
+            Ok(Some(()))
+        } else {
+            bail!("{missing} records not read yet")
         }
-        Ok(())
-    })?;
+    })
+    .await?;
     let (repeated, problems) = tokio::task::block_in_place(|| group.finish())?;
     ensure!(problems.is_empty(), "the group read bad records: {problems:?}");
     for exit in agents.exits() {
@@ -297,7 +285,7 @@ async fn scale_in_from_three_to_one_under_java_and_librdkafka_load_costs_no_clie
 }
 
 /// A pool with autoscaling on, its own VirtualCluster, and (unless `run_agents` is false) real
-/// agents for its pods.
+/// agents for its pods, returned once the first one has registered.
 struct AutoscaledPool {
     name: String,
     deployments: Api<Deployment>,
@@ -322,7 +310,9 @@ async fn autoscaled_pool(
     .await?;
     let agents = if run_agents {
         let logs = tempfile::Builder::new().prefix(&format!("floe-pod-agents-{name}-")).tempdir()?.keep();
-        Some(PodAgents::start(client.clone(), namespace, name, &logs))
+        let agents = PodAgents::start(client.clone(), namespace, name, &logs);
+        wait_registered(infrastructure, namespace, name, 1).await?;
+        Some(agents)
     } else {
         None
     };
@@ -370,7 +360,6 @@ async fn bandwidth_scales_up_within_two_sync_periods_and_down_after_the_window(
     let autoscaling = json!({"enabled": true, "minReplicas": 1, "maxReplicas": 2, "targetBandwidthPerAgent": "20Ki",
                              "targetCPUUtilizationPercentage": 1000, "scaleDownStabilization": "15s"});
     let pool = autoscaled_pool(client, infrastructure, namespace, "bandwidth", autoscaling, true).await?;
-    wait_registered(infrastructure, namespace, "bandwidth", 1).await?;
     let agents = pool.agents.as_ref().context("agents")?;
     let bootstrap = agents.bootstrap().join(",");
     kafka::create_topic(&bootstrap, "load", 8).await?;
@@ -538,7 +527,6 @@ async fn a_square_wave_gets_at_most_one_scale_down_per_window(
     let autoscaling = json!({"enabled": true, "minReplicas": 1, "maxReplicas": 3, "targetBandwidthPerAgent": "15Ki",
                              "targetCPUUtilizationPercentage": 1000, "scaleDownStabilization": "45s"});
     let pool = autoscaled_pool(client, infrastructure, namespace, "wave", autoscaling, true).await?;
-    wait_registered(infrastructure, namespace, "wave", 1).await?;
     let agents = pool.agents.as_ref().context("agents")?;
     let bootstrap = agents.bootstrap().join(",");
     kafka::create_topic(&bootstrap, "base", 8).await?;
