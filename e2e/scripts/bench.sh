@@ -9,6 +9,8 @@
 #   w1-none, w1-lz4   1 topic x 16 partitions, max rate (ProducerPerformance --throughput -1)
 #   consume           ConsumerPerformance over w1-none's records
 #   w3-50, w3-80      fixed rate at 50% / 80% of w1-none's max, on the w1 topic: p50/p99/p99.9
+#   w3-50-pipelined   w3-50 with 50 requests in flight per connection (idempotence off), so the
+#                     client's own 5-request pipeline does not queue records behind a flush
 #   w2-none, w2-lz4   1 topic x 1,000 partitions, max rate
 #   e2e               EndToEndLatency: one record at a time, acks=all, a tailing consumer
 # Servers (and etcd, s3s-fs) run on SERVER_CPUS, clients on CLIENT_CPUS (taskset). Server CPU comes
@@ -187,6 +189,7 @@ bench_system() {
     run_consume "$system" "$w1" "$w1_records"
     run_fixed_rate "$system" w3-50 "$w1" 50 "$max_rps"
     run_fixed_rate "$system" w3-80 "$w1" 80 "$max_rps"
+    run_fixed_rate "$system" w3-50-pipelined "$w1" 50 "$max_rps" 50
     run_throughput "$system" w1-lz4 "$w1" "$W1_PARTITIONS" lz4
     run_throughput "$system" w2-none "$w2" "$W2_PARTITIONS" none
     run_throughput "$system" w2-lz4 "$w2" "$W2_PARTITIONS" lz4

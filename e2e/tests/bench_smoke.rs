@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 const SYSTEMS: [&str; 3] = ["kafka", "floe-playground", "floe-cluster"];
 const PRODUCE_WORKLOADS: [&str; 4] = ["w1-none", "w1-lz4", "w2-none", "w2-lz4"];
-const FIXED_WORKLOADS: [&str; 2] = ["w3-50", "w3-80"];
+const FIXED_WORKLOADS: [&str; 3] = ["w3-50", "w3-80", "w3-50-pipelined"];
 const LATENCY: [&str; 7] = ["records_per_sec", "mib_per_sec", "avg_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"];
 /// Figures of every produce run that only some systems have: (figure, systems that report it).
 const SYSTEM_SPECIFIC: [(&str, &[&str]); 6] = [
@@ -66,10 +66,12 @@ fn check_system(system: &str, data: &Value) -> Result<()> {
         let puts = workload("w1-none")?["object_puts"].as_f64().unwrap_or_default();
         ensure!(puts > 0.0, "{system} w1-none: the agents reported no object PUTs");
     }
-    for figure in ["target_records_per_sec", "percent_of_max"] {
-        check(workload("w3-50")?, &format!("{system} w3-50"), figure, true)?;
-        check(workload("w3-80")?, &format!("{system} w3-80"), figure, true)?;
+    for figure in ["target_records_per_sec", "percent_of_max", "max_in_flight"] {
+        for name in FIXED_WORKLOADS {
+            check(workload(name)?, &format!("{system} {name}"), figure, true)?;
+        }
     }
+    ensure!(workload("w3-50-pipelined")?["max_in_flight"].as_u64() == Some(50), "{system} w3-50-pipelined: not 50 in flight");
     for figure in ["records", "mib_per_sec", "fetch_mib_per_sec", "server_cpu_seconds", "mib_per_sec_per_core"] {
         check(workload("consume")?, &format!("{system} consume"), figure, true)?;
     }

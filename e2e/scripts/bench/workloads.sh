@@ -3,7 +3,7 @@
 #
 #   run_throughput SYSTEM WORKLOAD TOPIC PARTITIONS COMPRESSION   W1/W2: ProducerPerformance, max rate
 #   run_consume SYSTEM TOPIC RECORDS                              ConsumerPerformance over W1's records
-#   run_fixed_rate SYSTEM WORKLOAD TOPIC PERCENT MAX_RPS          W3: ProducerPerformance at PERCENT of max
+#   run_fixed_rate SYSTEM WORKLOAD TOPIC PERCENT MAX_RPS [IN_FLIGHT]  W3: ProducerPerformance at PERCENT of max
 #   run_end_to_end SYSTEM TOPIC                                   W4: EndToEndLatency (one record in flight)
 
 producer_props() { # the producer settings every produce workload shares
@@ -78,10 +78,11 @@ emit_server_figures() { # the server-side figures every produce workload reports
         etcd_txn_per_segment "$D_ETCD_PER_SEGMENT" rss_hwm_mib "$(rss_hwm_mib "${SERVER_PIDS[@]}")"
 }
 
-# One ProducerPerformance run; sets P_* (see parse_producer).
-produce() { # produce LOGNAME TOPIC RECORDS THROUGHPUT COMPRESSION TIMEOUT
+# One ProducerPerformance run; sets P_* (see parse_producer). EXTRA_PROPS are more producer settings.
+produce() { # produce LOGNAME TOPIC RECORDS THROUGHPUT COMPRESSION TIMEOUT [EXTRA_PROPS...]
     local logname="$1" topic="$2" records="$3" throughput="$4" compression="$5" timeout_seconds="$6" props
-    read -ra props <<<"$(producer_props "$compression")"
+    shift 6
+    read -ra props <<<"$(producer_props "$compression") $*"
     run_tool "$timeout_seconds" "$logname" org.apache.kafka.tools.ProducerPerformance --topic "$topic" \
         --num-records "$records" --record-size "$RECORD_SIZE" --throughput "$throughput" \
         --producer-props bootstrap.servers="$BOOTSTRAP" "${props[@]}"
@@ -124,18 +125,23 @@ run_throughput() {
     log "$system $workload: $P_MBS MiB/s, server $D_CORES cores, $D_MIB_PER_CORE MiB/s per core"
 }
 
+# IN_FLIGHT (default 5, the Java producer's default and the most an idempotent producer may use)
+# caps the requests a connection has waiting for an answer. Above 5 idempotence is turned off: that
+# run shows the server's latency when the client's pipeline is not what queues the records.
 run_fixed_rate() {
-    local system="$1" workload="$2" topic="$3" percent="$4" max_rps="$5" rate records
+    local system="$1" workload="$2" topic="$3" percent="$4" max_rps="$5" in_flight="${6:-5}" rate records extra=()
     rate="$(awk -v r="$max_rps" -v p="$percent" 'BEGIN { x = int(r * p / 100); if (x < 1) x = 1; print x }')"
     records=$((rate * FIXED_SECONDS))
-    log "$system $workload: $rate records/s ($percent% of $max_rps) for ${FIXED_SECONDS}s"
+    ((in_flight <= 5)) || extra=(enable.idempotence=false)
+    extra+=("max.in.flight.requests.per.connection=$in_flight")
+    log "$system $workload: $rate records/s ($percent% of $max_rps) for ${FIXED_SECONDS}s, $in_flight requests in flight"
     snapshot before
-    produce "$system-$workload" "$topic" "$records" "$rate" none $((FIXED_SECONDS * 5 + 120))
+    produce "$system-$workload" "$topic" "$records" "$rate" none $((FIXED_SECONDS * 5 + 120)) "${extra[@]}"
     snapshot after
     local elapsed
     elapsed="$(calc "$records / $P_RPS" 3)"
     difference "$elapsed" "$records"
-    emit "$system" "$workload" percent_of_max "$percent" target_records_per_sec "$rate" records "$records" \
+    emit "$system" "$workload" percent_of_max "$percent" max_in_flight "$in_flight" target_records_per_sec "$rate" records "$records" \
         records_per_sec "$P_RPS" mib_per_sec "$P_MBS" avg_ms "$P_AVG" p50_ms "$P_P50" p99_ms "$P_P99" \
         p999_ms "$P_P999" max_ms "$P_MAX"
     emit_server_figures "$system" "$workload"
