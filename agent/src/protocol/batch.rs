@@ -11,13 +11,13 @@ pub const HEADER_BYTES: usize = 61;
 const LENGTH_FIELD_END: usize = 12;
 const MAGIC_AT: usize = 16;
 const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
+pub(super) const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 const MAX_TIMESTAMP_AT: usize = 35;
 const PRODUCER_ID_AT: usize = 43;
 const PRODUCER_EPOCH_AT: usize = 51;
 const BASE_SEQUENCE_AT: usize = 53;
-const RECORD_COUNT_AT: usize = 57;
+pub(super) const RECORD_COUNT_AT: usize = 57;
 const CONTROL_BIT: i16 = 1 << 5;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 

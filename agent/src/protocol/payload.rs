@@ -22,10 +22,9 @@ use std::hash::Hasher;
 use std::io::Read;
 use twox_hash::XxHash32;
 
-/// Batch header fields this module reads (see `batch.rs` for the layout).
-const ATTRIBUTES_AT: usize = 21;
-const RECORD_COUNT_AT: usize = 57;
-const RECORDS_AT: usize = 61;
+use super::batch::{ATTRIBUTES_AT, HEADER_BYTES as RECORDS_AT, RECORD_COUNT_AT};
+
+/// The attribute bits that name the codec.
 const COMPRESSION_MASK: i16 = 0x07;
 
 /// How much a streaming decompressor (gzip, zstd) hands over at a time.
@@ -350,30 +349,11 @@ fn walk_lz4_frame(payload: &[u8], output: &mut Output, scratch: &mut Vec<u8>) ->
 mod tests {
     use super::*;
     use crate::protocol::batch::tests::encoded_batch;
+    use crate::protocol::records::tests::{record, zeros_batch, ALL};
     use crate::protocol::records::{decode_batch, MAX_DECODED_BATCH_BYTES};
     use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
     use std::io::Write;
-
-    const ALL: [Compression; 5] = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
-
-    fn record(index: usize, value: Bytes) -> Record {
-        Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: index as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(value),
-            headers: Default::default(),
-            delete_horizon: false,
-        }
-    }
 
     /// `count` records of `value_bytes` pseudo-random bytes each (they compress, but not to nothing).
     fn batch_of(count: usize, value_bytes: usize, compression: Compression) -> Bytes {
@@ -599,16 +579,7 @@ mod tests {
     fn a_zip_bomb_is_refused_at_the_budget_for_every_codec() {
         for compression in ALL.into_iter().skip(1) {
             let bomb = batch_of(1, 0, compression);
-            let zeros = {
-                let mut buffer = BytesMut::new();
-                RecordBatchEncoder::encode(
-                    &mut buffer,
-                    [&record(0, Bytes::from(vec![0u8; 4 << 20]))],
-                    &RecordEncodeOptions { version: 2, compression },
-                )
-                .expect("encode");
-                buffer
-            };
+            let zeros = zeros_batch(4 << 20, compression);
             check_payload(&bomb, 1 << 20).unwrap();
             assert!(zeros.len() < 300 << 10, "{compression:?} should compress zeros well");
             assert!(matches!(check_payload(&zeros, 1 << 20), Err(RecordsError::DecompressedTooLarge { .. })), "{compression:?}");

@@ -145,27 +145,37 @@ pub(crate) mod tests {
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
-    const ALL: [Compression; 5] = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+    pub(crate) const ALL: [Compression; 5] =
+        [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
 
-    /// One record whose value is `value_bytes` zeros: compresses to almost nothing.
-    fn zeros_batch(value_bytes: usize, compression: Compression) -> Bytes {
-        let record = Record {
+    /// Record `index` of a batch (offset and sequence `index`) holding `value`.
+    pub(crate) fn record(index: usize, value: Bytes) -> Record {
+        Record {
             transactional: false,
             control: false,
             partition_leader_epoch: 0,
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: 0,
+            offset: index as i64,
+            sequence: index as i32,
             timestamp: 1_700_000_000_000,
             key: None,
-            value: Some(Bytes::from(vec![0u8; value_bytes])),
+            value: Some(value),
             headers: Default::default(),
             delete_horizon: false,
-        };
+        }
+    }
+
+    /// One record whose value is `value_bytes` zeros: compresses to almost nothing.
+    pub(crate) fn zeros_batch(value_bytes: usize, compression: Compression) -> Bytes {
         let mut buffer = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buffer, [&record], &RecordEncodeOptions { version: 2, compression }).expect("encode");
+        RecordBatchEncoder::encode(
+            &mut buffer,
+            [&record(0, Bytes::from(vec![0u8; value_bytes]))],
+            &RecordEncodeOptions { version: 2, compression },
+        )
+        .expect("encode");
         buffer.freeze()
     }
 
@@ -198,9 +208,10 @@ pub(crate) mod tests {
     /// The payload check as it was before it streamed: decompress the whole payload, then walk its
     /// records. `payload.rs` tests that the streaming check agrees with it.
     pub(crate) fn check_by_whole_decompression(batch: &[u8], limit: usize) -> bool {
-        let attributes = i16::from_be_bytes([batch[21], batch[22]]);
-        let count = i32::from_be_bytes(batch[57..61].try_into().expect("4 bytes"));
-        let payload = &batch[61..];
+        use crate::protocol::batch::{ATTRIBUTES_AT, HEADER_BYTES, RECORD_COUNT_AT};
+        let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
+        let count = i32::from_be_bytes(batch[RECORD_COUNT_AT..HEADER_BYTES].try_into().expect("4 bytes"));
+        let payload = &batch[HEADER_BYTES..];
         let compression = match attributes & 0x07 {
             0 => return walk_records(payload, count),
             1 => Compression::Gzip,
