@@ -128,7 +128,10 @@ pub async fn fsck(
             }
         }
     }
-    for name in store.list("segments").await? {
+    // Only this cluster's prefix: another virtual cluster may share the bucket, and objects from
+    // before the per-cluster layout are listed by the index above when still referenced.
+    let layout = replica.read(|state| crate::storage::layout::BucketLayout::new(state.cluster_id.as_deref()));
+    for name in store.list(&layout.segments_prefix()).await? {
         if !by_object.contains_key(&name) {
             report.orphans.push(name);
         }

@@ -32,6 +32,14 @@ pub struct Metrics {
     pub cpu_seconds_per_second: Gauge,
     /// 1 while the agent drains after SIGTERM (no longer advertised, finishing its work).
     pub draining: IntGauge,
+    /// Segment commits refused because garbage collection had sealed the object's name.
+    pub refused_commits: IntCounter,
+    /// Chunks a fetch could not read (missing or damaged object): each answered KAFKA_STORAGE_ERROR.
+    pub unreadable_chunks: IntCounter,
+    /// Unreferenced segment objects the garbage collector deleted.
+    pub gc_deleted_objects: IntCounter,
+    /// The journal's garbage-collection seal as this agent's replica sees it.
+    pub sealed_through_revision: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -124,6 +132,24 @@ impl Metrics {
         )
         .expect("valid metric");
         let draining = IntGauge::new("floe_agent_draining", "1 while the agent drains after SIGTERM, else 0").expect("valid metric");
+        let refused_commits = IntCounter::new(
+            "floe_segment_commits_refused_total",
+            "Segment commits refused because garbage collection sealed the object while the commit was in flight (the data is stored again)",
+        )
+        .expect("valid metric");
+        let unreadable_chunks = IntCounter::new(
+            "floe_unreadable_chunks_total",
+            "Partition chunks a fetch could not read from the object store (missing or damaged object); see the log for the object",
+        )
+        .expect("valid metric");
+        let gc_deleted_objects =
+            IntCounter::new("floe_gc_deleted_objects_total", "Unreferenced segment objects deleted by garbage collection")
+                .expect("valid metric");
+        let sealed_through_revision = IntGauge::new(
+            "floe_gc_sealed_through_revision",
+            "Segment objects named at or below this journal revision can no longer be committed (garbage collection's fence)",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -149,6 +175,10 @@ impl Metrics {
             Box::new(object_store_bytes_per_second.clone()),
             Box::new(cpu_seconds_per_second.clone()),
             Box::new(draining.clone()),
+            Box::new(refused_commits.clone()),
+            Box::new(unreadable_chunks.clone()),
+            Box::new(gc_deleted_objects.clone()),
+            Box::new(sealed_through_revision.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -178,6 +208,10 @@ impl Metrics {
             object_store_bytes_per_second,
             cpu_seconds_per_second,
             draining,
+            refused_commits,
+            unreadable_chunks,
+            gc_deleted_objects,
+            sealed_through_revision,
         }
     }
 

@@ -130,16 +130,23 @@ impl Playground {
         self.launch()
     }
 
-    /// Segment objects currently in the playground's file bucket.
+    /// Segment objects currently in the playground's file bucket (`clusters/<id>/segments/`).
     pub fn segment_objects(&self) -> Result<usize> {
-        let directory = self.data_dir.path().join("bucket").join("segments");
-        if !directory.exists() {
+        let clusters = self.data_dir.path().join("bucket").join("clusters");
+        if !clusters.exists() {
             return Ok(0);
         }
-        Ok(std::fs::read_dir(directory)?
-            .filter_map(|entry| entry.ok())
-            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".seg"))
-            .count())
+        let mut count = 0;
+        for cluster in std::fs::read_dir(clusters)?.filter_map(|entry| entry.ok()) {
+            let segments = cluster.path().join("segments");
+            if segments.exists() {
+                count += std::fs::read_dir(segments)?
+                    .filter_map(|entry| entry.ok())
+                    .filter(|entry| entry.file_name().to_string_lossy().ends_with(".seg"))
+                    .count();
+            }
+        }
+        Ok(count)
     }
 }
 

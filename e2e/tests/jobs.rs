@@ -186,7 +186,13 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
         },
         Arc::new(floe_agent::metrics::Metrics::new()),
     )?;
-    let orphan = format!("segments/{}.seg", ulid::Ulid::new());
+    // Named as a writer would have named it at journal revision 1, inside this cluster's prefix
+    // (`clusters/<cluster id>/`, the only directory under the bucket prefix).
+    let cluster_directory = std::fs::read_dir(infrastructure.bucket_directory("jobs").join("clusters"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no cluster directory in the bucket"))??
+        .file_name();
+    let orphan = format!("clusters/{}/segments/{:020}-{}.seg", cluster_directory.to_string_lossy(), 1, ulid::Ulid::new());
     store.put(&orphan, Bytes::from_static(b"not a segment")).await?;
     let orphan_written = Instant::now();
 
@@ -202,7 +208,7 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
         let mut last = (false, String::new());
         wait_until("a clean fsck without orphans", Duration::from_secs(60), || {
             last = fsck(&infrastructure, "jobs")?;
-            Ok(last.0 && !last.1.contains("orphan segments/"))
+            Ok(last.0 && !last.1.lines().any(|line| line.starts_with("orphan ")))
         })?;
         last
     };

@@ -177,7 +177,18 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
         let bytes = match context.reader.read_chunk(chunk).await {
             Ok(bytes) => bytes,
             Err(error) => {
-                tracing::warn!(%error, topic = %wanted.topic, partition = wanted.partition, "failed to read a chunk");
+                // The error names the object. Consumers see KAFKA_STORAGE_ERROR (retriable) rather
+                // than an empty answer that would stall them without a word.
+                context.metrics.unreadable_chunks.inc();
+                tracing::warn!(
+                    %error,
+                    object = %chunk.object,
+                    topic = %wanted.topic,
+                    partition = wanted.partition,
+                    base_offset = chunk.base_offset,
+                    end_offset = chunk.end_offset(),
+                    "failed to read a chunk"
+                );
                 if copied > 0 {
                     break;
                 }

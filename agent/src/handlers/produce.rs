@@ -52,7 +52,7 @@ pub fn batch_error_code(error: &BatchError) -> ResponseError {
 pub fn write_error_code(error: &WriteError) -> ResponseError {
     match error {
         WriteError::Store { .. } => ResponseError::KafkaStorageError,
-        WriteError::Journal { .. } => ResponseError::RequestTimedOut,
+        WriteError::Journal { .. } | WriteError::Sealed { .. } => ResponseError::RequestTimedOut,
         WriteError::TopicDeleted { .. } => ResponseError::UnknownTopicOrPartition,
         WriteError::ShuttingDown => ResponseError::NotLeaderOrFollower,
         WriteError::Sequence(SequenceError::StaleEpoch { .. }) => ResponseError::InvalidProducerEpoch,
@@ -229,6 +229,7 @@ mod tests {
         let all = [
             WriteError::Store { object: "o".into(), reason: "bucket unreachable".into() },
             WriteError::Journal { object: "o".into(), reason: "etcd unreachable".into() },
+            WriteError::Sealed { object: "o".into() },
             WriteError::TopicDeleted { topic: "t".into() },
             WriteError::ShuttingDown,
             WriteError::Sequence(SequenceError::StaleEpoch { producer_id: 1, epoch: 0, current: 1 }),
@@ -240,6 +241,7 @@ mod tests {
                     // Nothing was acknowledged; the same batch is safe to send again.
                     WriteError::Store { .. } => (ResponseError::KafkaStorageError, Retry),
                     WriteError::Journal { .. } => (ResponseError::RequestTimedOut, Retry),
+                    WriteError::Sealed { .. } => (ResponseError::RequestTimedOut, Retry),
                     WriteError::TopicDeleted { .. } => (ResponseError::UnknownTopicOrPartition, Retry),
                     WriteError::ShuttingDown => (ResponseError::NotLeaderOrFollower, Retry),
                     WriteError::Sequence(SequenceError::StaleEpoch { .. }) => (ResponseError::InvalidProducerEpoch, IdempotenceHandled),

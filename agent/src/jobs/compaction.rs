@@ -35,7 +35,7 @@ pub fn plan(state: &MetadataState, fan_in: usize, small_bytes: u64) -> Option<(B
     // Segment names are ULIDs: name order is age order.
     let chosen: BTreeSet<Arc<str>> = sizes
         .into_iter()
-        .filter(|(object, size)| *size < small_bytes && object.starts_with("segments/"))
+        .filter(|(object, size)| *size < small_bytes && object.ends_with(".seg"))
         .map(|(object, _)| object)
         .take(fan_in)
         .collect();
@@ -127,7 +127,11 @@ pub async fn run(context: &JobContext) -> Result<(), String> {
     }
     let (bytes, _) = builder.finish();
     tracing::debug!(elapsed = ?started.elapsed(), "compaction built its segment");
-    let object = format!("segments/{}.seg", ulid::Ulid::new());
+    // Stamped like a writer's segment: a compaction whose commit is held up past the garbage
+    // collector's seal is refused at apply, exactly as a produce commit would be.
+    let object = context
+        .metadata
+        .read(|state| crate::storage::layout::BucketLayout::new(state.cluster_id.as_deref()).new_segment_name(state.applied_revision));
     context.store.put(&object, bytes).await.map_err(|error| error.to_string())?;
     tracing::debug!(elapsed = ?started.elapsed(), "compaction stored its segment");
     let outcome = context

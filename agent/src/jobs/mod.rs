@@ -3,6 +3,11 @@
 //! it holds `jobs/leader` (create-only, on its lease), and every etcd write a job makes is fenced
 //! by that key's create revision, so a deposed leader cannot trim what the new one relies on.
 //! Journal records the jobs write are validated at apply time, so a stale duplicate is harmless.
+//!
+//! Destructive work (deleting objects) is fenced twice: by the journal (`gc` deletes only what no
+//! commit can reference any more, whoever runs it) and by the lease: a leader stops deleting once
+//! its lease could have expired at etcd, measured on the monotonic clock from the moment it sent
+//! its last successful renewal (`LeaseClock`), never from when it noticed a failure.
 
 pub mod compaction;
 pub mod gc;
@@ -40,9 +45,53 @@ pub struct JobContext {
     pub settings: JobSettings,
     /// Create revision of our `jobs/leader` key: the fence of every etcd write.
     pub fence: i64,
+    /// When the leadership lease could have expired at etcd.
+    pub lease: Arc<LeaseClock>,
+}
+
+/// The jobs lease's TTL in seconds (etcd's unit).
+const LEASE_TTL_SECONDS: i64 = 10;
+/// How often the lease is renewed.
+const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// Destructive work stops this long before the lease could have expired: room for a delete
+/// request already on its way and for the two clocks' rates to differ.
+const DESTROY_MARGIN: Duration = Duration::from_secs(3);
+
+/// Tracks the latest moment the jobs lease is certainly alive at etcd. A renewal sent at instant
+/// `t` and acknowledged keeps the lease until at least `t + TTL` at etcd (etcd counts from when it
+/// received it, which is later), so work that must not outlive the lease stops before
+/// `t + TTL - margin` on this process's monotonic clock. A paused or partitioned process simply
+/// finds the deadline passed when it resumes.
+pub struct LeaseClock {
+    ttl: Duration,
+    renewed_at: std::sync::Mutex<Instant>,
+}
+
+impl LeaseClock {
+    /// `granted_at`: when the request that created the lease was sent.
+    pub fn new(ttl: Duration, granted_at: Instant) -> Self {
+        Self { ttl, renewed_at: std::sync::Mutex::new(granted_at) }
+    }
+
+    /// A renewal sent at `sent_at` was acknowledged with a live TTL.
+    pub fn renewed(&self, sent_at: Instant) {
+        let mut renewed_at = self.renewed_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *renewed_at = (*renewed_at).max(sent_at);
+    }
+
+    /// Whether destructive work may start now.
+    pub fn may_destroy_at(&self, now: Instant) -> bool {
+        let renewed_at = *self.renewed_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        now < renewed_at + self.ttl.saturating_sub(DESTROY_MARGIN)
+    }
 }
 
 impl JobContext {
+    /// Whether this leader may still delete: its lease is certainly alive at etcd.
+    pub fn may_destroy(&self) -> bool {
+        self.lease.may_destroy_at(Instant::now())
+    }
+
     pub fn fence_compare(&self) -> Compare {
         Compare::create_revision(self.keys.jobs_leader(), CompareOp::Equal, self.fence)
     }
@@ -81,6 +130,7 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while !should_stop(&stop) {
+            let asked_at = Instant::now();
             match lead(client.clone(), &keys).await {
                 Ok(Some((lease, fence))) => {
                     tracing::info!(fence, "this agent now runs the background jobs");
@@ -93,6 +143,7 @@ pub fn spawn(
                         metrics: Arc::clone(&metrics),
                         settings: settings.clone(),
                         fence,
+                        lease: Arc::new(LeaseClock::new(Duration::from_secs(LEASE_TTL_SECONDS as u64), asked_at)),
                     };
                     if run_while_leading(&context, lease, &mut stop).await {
                         let mut client = client.clone();
@@ -122,7 +173,7 @@ fn should_stop(stop: &watch::Receiver<bool>) -> bool {
 
 /// Tries to become the jobs leader; returns (lease, fence) on success.
 async fn lead(mut client: Client, keys: &KeyLayout) -> Result<Option<(i64, i64)>, etcd_client::Error> {
-    let lease = client.lease_grant(10, None).await?.id();
+    let lease = client.lease_grant(LEASE_TTL_SECONDS, None).await?.id();
     let key = keys.jobs_leader();
     let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
         key,
@@ -146,12 +197,19 @@ async fn run_while_leading(context: &JobContext, lease: i64, stop: &mut watch::R
     let leading = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let keep_alive = {
         let leading = Arc::clone(&leading);
+        let clock = Arc::clone(&context.lease);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let alive =
-                    keeper.keep_alive().await.is_ok() && matches!(responses.message().await, Ok(Some(response)) if response.ttl() > 0);
-                if !alive {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let sent_at = Instant::now();
+                // A renewal that gets no answer within the TTL means the lease may be gone.
+                let renewal = async {
+                    keeper.keep_alive().await.is_ok() && matches!(responses.message().await, Ok(Some(response)) if response.ttl() > 0)
+                };
+                let alive = tokio::time::timeout(Duration::from_secs(LEASE_TTL_SECONDS as u64), renewal).await.unwrap_or(false);
+                if alive {
+                    clock.renewed(sent_at);
+                } else {
                     leading.store(false, std::sync::atomic::Ordering::Release);
                     return;
                 }
@@ -162,6 +220,7 @@ async fn run_while_leading(context: &JobContext, lease: i64, stop: &mut watch::R
     let mut last_snapshot = started;
     let mut last_compaction = started;
     let mut last_retention = started;
+    let mut collector = gc::Collector::default();
     let mut stopped = false;
     while leading.load(std::sync::atomic::Ordering::Acquire) {
         tokio::select! {
@@ -180,7 +239,7 @@ async fn run_while_leading(context: &JobContext, lease: i64, stop: &mut watch::R
         if now.duration_since(last_retention) >= context.settings.retention_interval {
             last_retention = now;
             context.timed("retention", retention::run(context)).await;
-            context.timed("gc", gc::run(context)).await;
+            context.timed("gc", collector.run(context)).await;
         }
         if now.duration_since(last_compaction) >= context.settings.compaction_interval {
             last_compaction = now;
@@ -189,4 +248,25 @@ async fn run_while_leading(context: &JobContext, lease: i64, stop: &mut watch::R
     }
     keep_alive.abort();
     stopped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destruction_stops_before_the_lease_could_expire_counting_from_the_last_renewal_sent() {
+        let granted = Instant::now();
+        let clock = LeaseClock::new(Duration::from_secs(10), granted);
+        assert!(clock.may_destroy_at(granted + Duration::from_secs(6)));
+        assert!(!clock.may_destroy_at(granted + Duration::from_secs(7)), "within the margin of the TTL");
+        clock.renewed(granted + Duration::from_secs(4));
+        assert!(clock.may_destroy_at(granted + Duration::from_secs(10)));
+        assert!(!clock.may_destroy_at(granted + Duration::from_secs(11)));
+        // A late acknowledgement of an older renewal never moves the deadline back.
+        clock.renewed(granted + Duration::from_secs(1));
+        assert!(clock.may_destroy_at(granted + Duration::from_secs(10)));
+        // A process paused for a minute finds the deadline long passed when it resumes.
+        assert!(!clock.may_destroy_at(granted + Duration::from_secs(70)));
+    }
 }

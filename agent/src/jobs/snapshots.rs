@@ -62,11 +62,16 @@ pub async fn run(context: &JobContext) -> Result<(), String> {
     }
     tracing::info!(revision, object = pointer.object, trimmed = keys.len(), "wrote metadata snapshot and trimmed the journal");
 
-    let mut snapshots = context.store.list("snapshots").await.map_err(|error| error.to_string())?;
+    // Only this cluster's own snapshots: another cluster may share the bucket.
+    let layout = crate::storage::layout::BucketLayout::new(state.cluster_id.as_deref());
+    let mut snapshots = context.store.list(&layout.snapshots_prefix()).await.map_err(|error| error.to_string())?;
     snapshots.retain(|name| *name != pointer.object);
     snapshots.sort();
     let excess = snapshots.len().saturating_sub(SNAPSHOTS_KEPT);
     for old in snapshots.into_iter().take(excess) {
+        if !context.may_destroy() {
+            break;
+        }
         let _ = context.store.delete(&old).await;
     }
     Ok(())

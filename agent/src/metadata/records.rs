@@ -36,6 +36,7 @@ impl JournalRecord {
             Self::SetTopicConfigs { .. } => "set_topic_configs",
             Self::DeleteGroupOffsets { .. } => "delete_group_offsets",
             Self::DeletePartitionOffsets { .. } => "delete_partition_offsets",
+            Self::SealObjects { .. } => "seal_objects",
         }
     }
 }
@@ -105,6 +106,13 @@ pub enum JournalRecord {
     DeletePartitionOffsets {
         group: String,
         partitions: Vec<GroupPartition>,
+    },
+    /// Garbage collection's fence (metadata version 3): from here on, apply refuses every commit
+    /// or compaction naming a segment object stamped with a journal revision at or below
+    /// `through_revision` (`storage::layout`), so such an object that nothing references can
+    /// never be referenced again and may be deleted. Never lowers the seal.
+    SealObjects {
+        through_revision: u64,
     },
 }
 

@@ -2,6 +2,7 @@
 //! journal tail. The pointer to the latest one lives in etcd (`KeyLayout::snapshot_pointer`).
 
 use super::state::MetadataState;
+use crate::storage::layout::BucketLayout;
 use crate::storage::{SegmentStore, StoreError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -20,12 +21,8 @@ pub enum SnapshotError {
     Decode { object: String, source: serde_json::Error },
 }
 
-pub fn object_name(revision: u64) -> String {
-    format!("snapshots/{revision:020}-{}.json", ulid::Ulid::new())
-}
-
 pub async fn write(store: &SegmentStore, state: &MetadataState) -> Result<SnapshotPointer, SnapshotError> {
-    let object = object_name(state.applied_revision);
+    let object = BucketLayout::new(state.cluster_id.as_deref()).new_snapshot_name(state.applied_revision);
     let bytes = serde_json::to_vec(state).map_err(|source| SnapshotError::Decode { object: object.clone(), source })?;
     store.put(&object, Bytes::from(bytes)).await.map_err(|source| SnapshotError::Store { object: object.clone(), source })?;
     Ok(SnapshotPointer { revision: state.applied_revision, object })

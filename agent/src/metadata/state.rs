@@ -4,6 +4,7 @@
 
 use super::producers::{self, ProducerStates, SequenceCheck, SequenceError};
 use super::records::{ChunkCommit, ChunkReplacement, JournalRecord, PartitionTrim};
+use crate::storage::layout::segment_name_revision;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +16,12 @@ use uuid::Uuid;
 /// - 1: the first format.
 /// - 2: commit records may list each chunk's batches, and apply leaves duplicate and out-of-order
 ///   idempotent batches out of the log (a version-1 replica would append them and diverge).
-pub const SUPPORTED_METADATA_VERSION: u32 = 2;
+/// - 3: `SealObjects` fences garbage collection: apply refuses commits and compactions naming a
+///   sealed segment object (a version-2 replica would append them and diverge).
+pub const SUPPORTED_METADATA_VERSION: u32 = 3;
+
+/// The first metadata version whose apply refuses commits of sealed objects.
+pub const SEALING_METADATA_VERSION: u32 = 3;
 
 /// Committed consumer offsets: group → topic → partition → offset.
 pub type GroupOffsets = BTreeMap<String, BTreeMap<String, BTreeMap<i32, CommittedOffset>>>;
@@ -33,6 +39,14 @@ pub struct MetadataState {
     pub topics: BTreeMap<String, TopicState>,
     pub group_offsets: GroupOffsets,
     pub next_producer_id: i64,
+    /// Segment objects stamped with a journal revision at or below this can no longer be
+    /// committed (`SealObjects`); 0 seals nothing. Only grows.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub sealed_through_revision: u64,
+}
+
+fn is_zero_u64(value: &u64) -> bool {
+    *value == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +116,15 @@ pub enum ApplyOutcome {
     /// Per chunk, in commit order.
     SegmentCommitted {
         chunks: Vec<ChunkApplied>,
+    },
+    /// Nothing of the commit was applied: its object was sealed for garbage collection (it was
+    /// named before `sealed_through_revision`, so it may already be deleted). The writer stores
+    /// the data again under a new name.
+    SegmentRefused {
+        sealed_through_revision: u64,
+    },
+    ObjectsSealed {
+        sealed_through_revision: u64,
     },
     OffsetsCommitted,
     ProducerIdAllocated {
@@ -184,6 +207,9 @@ impl MetadataState {
                 _ => ApplyOutcome::TopicNotFound,
             },
             JournalRecord::CommitSegment { object, chunks } => {
+                if self.is_sealed(object) {
+                    return ApplyOutcome::SegmentRefused { sealed_through_revision: self.sealed_through_revision };
+                }
                 let object: Arc<str> = Arc::from(object.as_str());
                 let chunks = chunks.iter().map(|chunk| self.append_chunk(revision, &object, chunk)).collect();
                 ApplyOutcome::SegmentCommitted { chunks }
@@ -218,11 +244,21 @@ impl MetadataState {
                 ApplyOutcome::PartitionsTrimmed
             }
             JournalRecord::CompactSegments { object, replacements } => {
+                if self.is_sealed(object) {
+                    return ApplyOutcome::SegmentsCompacted { applied: 0 };
+                }
                 let object: Arc<str> = Arc::from(object.as_str());
                 let applied = replacements.iter().filter(|replacement| self.replace_chunks(&object, replacement)).count();
                 ApplyOutcome::SegmentsCompacted { applied }
             }
             JournalRecord::ObjectsDeleted { .. } => ApplyOutcome::ObjectsDeleted,
+            JournalRecord::SealObjects { through_revision } => {
+                // A seal can only name revisions the journal already has: an object stamped later
+                // than this record was named after the collector looked.
+                let through = (*through_revision).min(revision.saturating_sub(1));
+                self.sealed_through_revision = self.sealed_through_revision.max(through);
+                ApplyOutcome::ObjectsSealed { sealed_through_revision: self.sealed_through_revision }
+            }
             JournalRecord::AddPartitions { name, topic_id, partitions } => match self.topics.get_mut(name) {
                 Some(topic) if topic.id == *topic_id => {
                     let wanted = (*partitions).max(0) as usize;
@@ -301,6 +337,15 @@ impl MetadataState {
         };
         partition.chunks.splice(first..first + count, [merged]);
         true
+    }
+
+    /// Whether apply refuses a commit naming `object`: sealing is on (metadata version 3) and the
+    /// object's stamped revision is at or below the seal. Unstamped (older) names count as
+    /// revision 0, so they are refused once anything is sealed.
+    pub fn is_sealed(&self, object: &str) -> bool {
+        self.metadata_version >= SEALING_METADATA_VERSION
+            && self.sealed_through_revision > 0
+            && segment_name_revision(object) <= self.sealed_through_revision
     }
 
     /// Every object the state references.
@@ -542,5 +587,66 @@ mod tests {
         // The snapshot form round-trips, producer windows included.
         let json = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<MetadataState>(&json).unwrap(), state);
+    }
+
+    fn stamped(revision: u64) -> String {
+        crate::storage::layout::BucketLayout::new(Some("c")).new_segment_name(revision)
+    }
+
+    #[test]
+    fn a_commit_of_a_sealed_object_is_refused_whole_and_later_names_still_commit() {
+        let id = Uuid::from_u128(9);
+        let mut state = MetadataState::default();
+        state.apply(1, &JournalRecord::SetMetadataVersion { version: SUPPORTED_METADATA_VERSION });
+        state.apply(2, &JournalRecord::CreateTopic { name: "t".into(), topic_id: id, partitions: 1, configs: Default::default() });
+        let commit = |object: String| JournalRecord::CommitSegment { object, chunks: vec![chunk("t", id, 0, 3)] };
+        assert!(matches!(state.apply(3, &commit(stamped(2))), ApplyOutcome::SegmentCommitted { .. }));
+        // The collector saw revision 10 a grace period ago and seals through it.
+        assert_eq!(
+            state.apply(20, &JournalRecord::SealObjects { through_revision: 10 }),
+            ApplyOutcome::ObjectsSealed { sealed_through_revision: 10 }
+        );
+        // A commit held up since revision 7 (a skewed or cut-off writer) lands now: refused.
+        assert_eq!(state.apply(21, &commit(stamped(7))), ApplyOutcome::SegmentRefused { sealed_through_revision: 10 });
+        assert_eq!(state.apply(22, &commit(stamped(10))), ApplyOutcome::SegmentRefused { sealed_through_revision: 10 });
+        // Objects without a stamp (written before the per-cluster layout) are refused too.
+        assert!(matches!(state.apply(23, &commit(format!("segments/{}.seg", ulid::Ulid::new()))), ApplyOutcome::SegmentRefused { .. }));
+        assert_eq!(state.partition("t", 0).unwrap().high_watermark, 3, "nothing of a refused commit was appended");
+        assert!(matches!(state.apply(24, &commit(stamped(11))), ApplyOutcome::SegmentCommitted { .. }));
+        assert_eq!(state.partition("t", 0).unwrap().high_watermark, 6);
+        // A compaction into a sealed object changes nothing.
+        let replacement = crate::metadata::ChunkReplacement {
+            topic: "t".into(),
+            topic_id: id,
+            partition: 0,
+            base_offset: 0,
+            end_offset: 6,
+            sources: state.partition("t", 0).unwrap().chunks.iter().map(|chunk| chunk.object.to_string()).collect(),
+            byte_start: 0,
+            byte_len: 20,
+            max_timestamp: 5,
+        };
+        let compaction = |object: String| JournalRecord::CompactSegments { object, replacements: vec![replacement.clone()] };
+        assert_eq!(state.apply(25, &compaction(stamped(9))), ApplyOutcome::SegmentsCompacted { applied: 0 });
+        assert_eq!(state.apply(26, &compaction(stamped(25))), ApplyOutcome::SegmentsCompacted { applied: 1 });
+        // The seal never moves back, and never past the record's own revision.
+        state.apply(27, &JournalRecord::SealObjects { through_revision: 4 });
+        assert_eq!(state.sealed_through_revision, 10);
+        state.apply(28, &JournalRecord::SealObjects { through_revision: u64::MAX });
+        assert_eq!(state.sealed_through_revision, 27);
+        // Snapshots carry the seal.
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<MetadataState>(&json).unwrap().sealed_through_revision, 27);
+    }
+
+    #[test]
+    fn before_metadata_version_3_nothing_is_refused() {
+        let id = Uuid::from_u128(9);
+        let mut state = MetadataState::default();
+        state.apply(1, &JournalRecord::SetMetadataVersion { version: 2 });
+        state.apply(2, &JournalRecord::CreateTopic { name: "t".into(), topic_id: id, partitions: 1, configs: Default::default() });
+        state.apply(5, &JournalRecord::SealObjects { through_revision: 4 });
+        let outcome = state.apply(6, &JournalRecord::CommitSegment { object: stamped(1), chunks: vec![chunk("t", id, 0, 1)] });
+        assert!(matches!(outcome, ApplyOutcome::SegmentCommitted { .. }), "a version-2 replica would have appended it: {outcome:?}");
     }
 }

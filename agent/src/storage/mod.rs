@@ -2,6 +2,7 @@
 //! batches many partitions into one object per flush, and the reader with its cache.
 
 pub mod cache;
+pub mod layout;
 pub mod object_store;
 pub mod reader;
 pub mod segment;

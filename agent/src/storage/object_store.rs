@@ -272,7 +272,16 @@ impl SegmentStore {
 /// Write to a hidden temporary file, fsync it, rename into place, fsync the directory.
 fn write_file_durably(target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let directory = target.parent().ok_or_else(|| std::io::Error::other("object path has no parent directory"))?;
-    std::fs::create_dir_all(directory)?;
+    if !directory.is_dir() {
+        std::fs::create_dir_all(directory)?;
+        // New directories (`clusters/<id>/segments`) must survive a crash too: their entries in
+        // their parents are made durable like the file's own entry below.
+        for ancestor in directory.ancestors().skip(1).take(3) {
+            if let Ok(parent) = std::fs::File::open(ancestor) {
+                parent.sync_all()?;
+            }
+        }
+    }
     let file_name = target.file_name().map(|name| name.to_string_lossy().to_string()).unwrap_or_default();
     let temporary = directory.join(format!(".{file_name}.{}.tmp", ulid::Ulid::new()));
     let mut file = std::fs::File::create(&temporary)?;

@@ -9,6 +9,7 @@
 //!   was applied; every failure resolves it with an error instead.
 
 use super::cache::SegmentCache;
+use super::layout::BucketLayout;
 use super::object_store::SegmentStore;
 use super::segment::SegmentBuilder;
 use crate::metadata::{ApplyOutcome, BatchApplied, ChunkApplied, ChunkCommit, JournalRecord, MetadataClient, ProducedBatch, SequenceError};
@@ -40,6 +41,8 @@ pub enum WriteError {
     ShuttingDown,
     #[error("batch left out of the log: {0}")]
     Sequence(SequenceError),
+    #[error("segment {object} was sealed by garbage collection before its commit applied; nothing was written")]
+    Sealed { object: String },
 }
 
 type Waiter = oneshot::Sender<Result<i64, WriteError>>;
@@ -208,7 +211,6 @@ impl SegmentWriter {
             return;
         }
         let started = Instant::now();
-        let object = format!("segments/{}.seg", ulid::Ulid::new());
         let mut builder = SegmentBuilder::with_capacity(segment.bytes + segment.chunks.len() * 64);
         let mut commits = Vec::with_capacity(segment.chunks.len());
         let mut waiters = Vec::with_capacity(segment.chunks.len());
@@ -228,16 +230,45 @@ impl SegmentWriter {
         }
         let (bytes, _) = builder.finish();
         let size = bytes.len();
-        if let Err(error) = self.store.put(&object, bytes.clone()).await {
-            tracing::warn!(%error, object, "segment PUT failed; producers get a retriable error");
-            let failure = WriteError::Store { object, reason: error.to_string() };
-            fail_all(waiters, &failure);
-            return;
-        }
-        self.cache.insert(object.clone(), bytes);
-        let journal_started = Instant::now();
-        let outcome = self.metadata.submit(JournalRecord::CommitSegment { object: object.clone(), chunks: commits }).await;
-        self.metrics.journal_commit_duration.observe(journal_started.elapsed().as_secs_f64());
+        // A commit that reaches the journal after garbage collection sealed its object's name is
+        // refused whole (DESIGN.md "Deletion fenced by the journal"): the object may be gone, so
+        // nothing of it may be acknowledged. Store the same bytes again under a fresh name, once;
+        // a second refusal (this replica is far behind the journal) fails the producers, who retry.
+        let mut attempts = 0;
+        let (object, outcome) = loop {
+            attempts += 1;
+            let (cluster_id, applied_revision) = self.metadata.read(|state| (state.cluster_id.clone(), state.applied_revision));
+            let object = BucketLayout::new(cluster_id.as_deref()).new_segment_name(applied_revision);
+            if let Err(error) = self.store.put(&object, bytes.clone()).await {
+                tracing::warn!(%error, object, "segment PUT failed; producers get a retriable error");
+                let failure = WriteError::Store { object, reason: error.to_string() };
+                fail_all(waiters, &failure);
+                return;
+            }
+            self.cache.insert(object.clone(), bytes.clone());
+            let journal_started = Instant::now();
+            let outcome = self.metadata.submit(JournalRecord::CommitSegment { object: object.clone(), chunks: commits.clone() }).await;
+            self.metrics.journal_commit_duration.observe(journal_started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(ApplyOutcome::SegmentRefused { sealed_through_revision }) => {
+                    self.metrics.refused_commits.inc();
+                    tracing::warn!(
+                        object,
+                        applied_revision,
+                        sealed_through_revision,
+                        attempts,
+                        "segment commit refused: garbage collection sealed its name while the commit was in flight"
+                    );
+                    if attempts < 2 {
+                        continue;
+                    }
+                    let failure = WriteError::Sealed { object };
+                    fail_all(waiters, &failure);
+                    return;
+                }
+                outcome => break (object, outcome),
+            }
+        };
         match outcome {
             Ok(ApplyOutcome::SegmentCommitted { chunks }) => {
                 for ((topic, chunk_waiters), applied) in waiters.into_iter().zip(chunks) {
@@ -353,6 +384,68 @@ mod tests {
         let second = writer.append("t", topic_id, 0, batch, summary).await;
         let offset = tokio::time::timeout(Duration::from_secs(10), second).await.expect("later appends flush promptly too").unwrap();
         assert_eq!(offset, Ok(3));
+    }
+
+    /// A journal in which garbage collection seals every name so far just before the first
+    /// segment commit arrives (the commit was in flight longer than the grace period).
+    struct SealingJustBeforeTheFirstCommit {
+        inner: EmbeddedJournal,
+        sealed: AtomicBool,
+    }
+
+    impl crate::metadata::journal::JournalBackend for SealingJustBeforeTheFirstCommit {
+        fn append<'a>(
+            &'a self,
+            entry: &'a crate::metadata::JournalEntry,
+        ) -> futures::future::BoxFuture<'a, Result<u64, crate::metadata::journal::JournalError>> {
+            Box::pin(async move {
+                if matches!(entry.record, JournalRecord::CommitSegment { .. }) && !self.sealed.swap(true, Ordering::AcqRel) {
+                    let seal = crate::metadata::JournalEntry::new(JournalRecord::SealObjects { through_revision: u64::MAX });
+                    self.inner.append(&seal).await?;
+                }
+                self.inner.append(entry).await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_refused_by_the_seal_is_stored_again_under_a_new_name_and_acknowledged_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let replica = Arc::new(Replica::new());
+        let inner = EmbeddedJournal::open(&directory.path().join("journal.log"), Arc::clone(&replica)).unwrap();
+        let journal = Arc::new(SealingJustBeforeTheFirstCommit { inner, sealed: AtomicBool::new(false) });
+        let metadata = MetadataClient::new(journal, Arc::clone(&replica));
+        metadata.submit(JournalRecord::InitCluster { cluster_id: "c".into() }).await.unwrap();
+        metadata.submit(JournalRecord::SetMetadataVersion { version: crate::metadata::SUPPORTED_METADATA_VERSION }).await.unwrap();
+        let topic_id = Uuid::new_v4();
+        let create = JournalRecord::CreateTopic { name: "t".into(), topic_id, partitions: 1, configs: Default::default() };
+        metadata.submit(create).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let store = Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), Arc::clone(&metrics)).unwrap());
+        let config = WriterConfig { flush_interval: Duration::from_millis(10), flush_max_bytes: 8 << 20 };
+        let writer = Arc::new(SegmentWriter::new(
+            config,
+            Arc::clone(&store),
+            Arc::new(SegmentCache::new(1 << 20)),
+            metadata.clone(),
+            Arc::clone(&metrics),
+        ));
+        let (_stop, stopped) = watch::channel(false);
+        tokio::spawn(Arc::clone(&writer).run(stopped));
+        let batch = encoded_batch(3, Compression::None);
+        let summary = validate_produced(&batch, 1 << 20).unwrap();
+        let acknowledged = writer.append("t", topic_id, 0, batch, summary).await;
+        let offset = tokio::time::timeout(Duration::from_secs(10), acknowledged).await.expect("answered").unwrap();
+        assert_eq!(offset, Ok(0));
+        assert_eq!(metrics.refused_commits.get(), 1, "the first commit was refused");
+        let (high_watermark, objects) = metadata.read(|state| {
+            let partition = state.partition("t", 0).unwrap();
+            (partition.high_watermark, partition.chunks.iter().map(|chunk| chunk.object.to_string()).collect::<Vec<_>>())
+        });
+        assert_eq!(high_watermark, 3, "appended once");
+        assert_eq!(objects.len(), 1);
+        assert!(!metadata.read(|state| state.is_sealed(&objects[0])), "the acknowledged object is not sealed");
+        assert_eq!(store.list("clusters/c/segments").await.unwrap().len(), 2, "the refused object is left for the collector");
     }
 
     #[test]
