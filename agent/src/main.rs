@@ -8,6 +8,7 @@ use floe_agent::config::{AdminCommand, Cli, ClusterArgs, Command, CommonArgs, Me
 use floe_agent::jobs::JobSettings;
 use floe_agent::metadata::etcd::EtcdSettings;
 use floe_agent::storage::{ObjectStoreUrl, S3Options};
+use std::process::ExitCode;
 use std::time::Duration;
 
 fn s3_options(cluster: &ClusterArgs) -> S3Options {
@@ -81,7 +82,32 @@ fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonA
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // Not `Debug`: an operator reads one line, not a cause list and a backtrace.
+            eprintln!("error: {}", one_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line. A cause whose text the message already holds is left
+/// out: our error types print their source inside their own message.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    message
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter; example: info")?)
