@@ -8,7 +8,7 @@ use crate::config::MetadataUrl;
 use crate::metadata::journal::EmbeddedJournal;
 use crate::metadata::keys::KeyLayout;
 use crate::metadata::replica::Replica;
-use crate::metadata::{etcd, ChunkLocation};
+use crate::metadata::{etcd, ApplyOutcome, ChunkLocation, JournalRecord, MetadataClient};
 use crate::metrics::Metrics;
 use crate::storage::segment::read_footer;
 use crate::storage::{ObjectStoreUrl, S3Options, SegmentStore};
@@ -66,20 +66,7 @@ pub async fn fsck(
 ) -> Result<FsckReport, AdminError> {
     let store = Arc::new(SegmentStore::open(bucket, s3, Arc::new(Metrics::new()))?);
     let replica = Arc::new(Replica::new());
-    match metadata {
-        MetadataUrl::Embedded(directory) => {
-            EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(&replica))
-                .map_err(|error| AdminError::Metadata(error.to_string()))?;
-        }
-        MetadataUrl::Etcd { .. } => {
-            let cluster = cluster.ok_or_else(|| AdminError::Metadata("etcd settings missing".to_string()))?;
-            let client = etcd::connect(&cluster.etcd).await.map_err(|error| AdminError::Metadata(error.to_string()))?;
-            let keys = KeyLayout::new(&cluster.etcd.prefix, &cluster.virtual_cluster);
-            etcd::load(client, keys, Arc::clone(&replica), Arc::clone(&store))
-                .await
-                .map_err(|error| AdminError::Metadata(error.to_string()))?;
-        }
-    }
+    load(metadata, cluster, &store, &replica).await?;
     let mut by_object: BTreeMap<String, Vec<(String, i32, ChunkLocation)>> = BTreeMap::new();
     replica.read(|state| {
         for (name, topic) in &state.topics {
@@ -90,6 +77,38 @@ pub async fn fsck(
             }
         }
     });
+    check(&store, &replica, by_object).await
+}
+
+/// Replays the metadata into `replica` without following it.
+async fn load(
+    metadata: &MetadataUrl,
+    cluster: Option<&ClusterSettings>,
+    store: &Arc<SegmentStore>,
+    replica: &Arc<Replica>,
+) -> Result<(), AdminError> {
+    match metadata {
+        MetadataUrl::Embedded(directory) => {
+            EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(replica))
+                .map_err(|error| AdminError::Metadata(error.to_string()))?;
+        }
+        MetadataUrl::Etcd { .. } => {
+            let cluster = cluster.ok_or_else(|| AdminError::Metadata("etcd settings missing".to_string()))?;
+            let client = etcd::connect(&cluster.etcd).await.map_err(|error| AdminError::Metadata(error.to_string()))?;
+            let keys = KeyLayout::new(&cluster.etcd.prefix, &cluster.virtual_cluster);
+            etcd::load(client, keys, Arc::clone(replica), Arc::clone(store))
+                .await
+                .map_err(|error| AdminError::Metadata(error.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn check(
+    store: &SegmentStore,
+    replica: &Replica,
+    by_object: BTreeMap<String, Vec<(String, i32, ChunkLocation)>>,
+) -> Result<FsckReport, AdminError> {
     let mut report = FsckReport { referenced_objects: by_object.len(), ..FsckReport::default() };
     for (object, chunks) in &by_object {
         let bytes = match store.get(object).await {
@@ -137,4 +156,81 @@ pub async fn fsck(
         }
     }
     Ok(report)
+}
+
+/// `floe admin mark-lost`: what dropping `object` from the index costs, and, when confirmed, the
+/// journal record that does it (every agent applies it; their consumers then skip the gap).
+pub async fn mark_lost(
+    metadata: &MetadataUrl,
+    cluster: Option<&ClusterSettings>,
+    bucket: &ObjectStoreUrl,
+    s3: &S3Options,
+    object: &str,
+    confirmed: bool,
+) -> Result<String, AdminError> {
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(SegmentStore::open(bucket, s3, Arc::clone(&metrics))?);
+    let replica = Arc::new(Replica::new());
+    let describe = |ranges: &[(String, i32, i64, i64)]| {
+        let records: i64 = ranges.iter().map(|(_, _, start, end)| end - start).sum();
+        let mut text = String::new();
+        for (topic, partition, start, end) in ranges {
+            text.push_str(&format!("  {topic}/{partition} offsets {start}..{end}\n"));
+        }
+        (records, text)
+    };
+    let planned = |replica: &Replica| {
+        replica.read(|state| {
+            let mut ranges = Vec::new();
+            for (name, topic) in &state.topics {
+                for (index, partition) in topic.partitions.iter().enumerate() {
+                    for chunk in partition.chunks.iter().filter(|chunk| &*chunk.object == object) {
+                        ranges.push((name.clone(), index as i32, chunk.base_offset, chunk.end_offset()));
+                    }
+                }
+            }
+            ranges
+        })
+    };
+    if !confirmed {
+        load(metadata, cluster, &store, &replica).await?;
+        let ranges = planned(&replica);
+        if ranges.is_empty() {
+            return Ok(format!("{object} holds no indexed records; nothing to mark lost\n"));
+        }
+        let (records, text) = describe(&ranges);
+        return Ok(format!(
+            "marking {object} lost would drop {records} acknowledged records from {} chunks:\n{text}\
+             consumers would skip these offsets. Re-run with --confirm-data-loss to do it.\n",
+            ranges.len()
+        ));
+    }
+    let record = JournalRecord::MarkObjectLost { object: object.to_string() };
+    let outcome = match metadata {
+        MetadataUrl::Embedded(directory) => {
+            // The playground must be stopped: the embedded journal has one writer.
+            let journal = EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(&replica))
+                .map_err(|error| AdminError::Metadata(error.to_string()))?;
+            MetadataClient::new(Arc::new(journal), Arc::clone(&replica)).submit(record).await
+        }
+        MetadataUrl::Etcd { .. } => {
+            let cluster = cluster.ok_or_else(|| AdminError::Metadata("etcd settings missing".to_string()))?;
+            let client = etcd::connect(&cluster.etcd).await.map_err(|error| AdminError::Metadata(error.to_string()))?;
+            let keys = KeyLayout::new(&cluster.etcd.prefix, &cluster.virtual_cluster);
+            let (journal, follower) = etcd::EtcdJournal::open(client, keys, Arc::clone(&replica), Arc::clone(&store), metrics)
+                .await
+                .map_err(|error| AdminError::Metadata(error.to_string()))?;
+            let outcome = MetadataClient::new(Arc::new(journal), Arc::clone(&replica)).submit(record).await;
+            follower.abort();
+            outcome
+        }
+    }
+    .map_err(|error| AdminError::Metadata(error.to_string()))?;
+    match outcome {
+        ApplyOutcome::ObjectMarkedLost { ranges } => {
+            let (records, text) = describe(&ranges);
+            Ok(format!("marked {object} lost: {records} records in {} chunks dropped from the index:\n{text}", ranges.len()))
+        }
+        other => Err(AdminError::Metadata(format!("the journal answered {other:?} instead of marking the object lost"))),
+    }
 }

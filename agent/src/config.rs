@@ -33,6 +33,22 @@ pub enum AdminCommand {
     /// Check the bucket against the metadata: every referenced object exists and its footer
     /// matches; unreferenced objects (orphans) are listed. Exits 1 when anything is wrong.
     Fsck(FsckArgs),
+    /// Declare a segment object lost for good (deleted or damaged beyond repair, as fsck or a
+    /// fetch's KAFKA_STORAGE_ERROR reported): its chunks leave the index and consumers skip the
+    /// offsets it held. Without --confirm-data-loss it only prints what would be dropped.
+    MarkLost(MarkLostArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MarkLostArgs {
+    /// The object, as fsck or the agent's log names it (e.g. clusters/<id>/segments/<name>.seg).
+    #[arg(long)]
+    pub object: String,
+    /// Really drop the object's records from the index. The decision cannot be undone.
+    #[arg(long)]
+    pub confirm_data_loss: bool,
+    #[command(flatten)]
+    pub fsck: FsckArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -135,6 +135,20 @@ async fn run() -> anyhow::Result<()> {
             let bucket = ObjectStoreUrl::File(directory.join("bucket"));
             (settings(metadata, bucket, args.common, None), Some(directory), PLAYGROUND_DRAIN)
         }
+        Command::Admin(AdminCommand::MarkLost(args)) => {
+            let cluster = cluster_settings(&args.fsck.metadata, &args.fsck.cluster, 8 << 20);
+            let report = admin::mark_lost(
+                &args.fsck.metadata,
+                cluster.as_ref(),
+                &args.fsck.object_store,
+                &s3_options(&args.fsck.cluster),
+                &args.object,
+                args.confirm_data_loss,
+            )
+            .await?;
+            print!("{report}");
+            return Ok(());
+        }
         Command::Admin(AdminCommand::Fsck(args)) => {
             let cluster = cluster_settings(&args.metadata, &args.cluster, 8 << 20);
             let report = admin::fsck(&args.metadata, cluster.as_ref(), &args.object_store, &s3_options(&args.cluster)).await?;

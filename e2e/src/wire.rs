@@ -143,3 +143,31 @@ pub fn produce_batch(connection: &mut RawConnection, topic: &str, partition: i32
     }
     Ok(answer.base_offset)
 }
+
+/// One Fetch (v11, no wait) of a partition from `offset` over a raw connection: the partition's
+/// error code and the base offset of every returned batch with its record count.
+pub fn fetch_once(connection: &mut RawConnection, topic: &str, partition: i32, offset: i64) -> Result<(i16, Vec<(i64, i64)>)> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    let request = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partitions(vec![FetchPartition::default()
+            .with_partition(partition)
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(1 << 20)])]);
+    let correlation = connection.send(ApiKey::Fetch, 11, &request)?;
+    let response: FetchResponse = connection.receive(ApiKey::Fetch, 11, correlation)?;
+    let data = &response.responses[0].partitions[0];
+    let records = data.records.clone().unwrap_or_default();
+    let mut batches = Vec::new();
+    let mut position = 0;
+    // baseOffset i64 | batchLength i32 | ... | lastOffsetDelta i32 at byte 23
+    while position + 61 <= records.len() {
+        let base = i64::from_be_bytes(records[position..position + 8].try_into()?);
+        let length = i32::from_be_bytes(records[position + 8..position + 12].try_into()?) as usize;
+        let last_offset_delta = i32::from_be_bytes(records[position + 23..position + 27].try_into()?) as i64;
+        batches.push((base, last_offset_delta + 1));
+        position += 12 + length;
+    }
+    Ok((data.error_code, batches))
+}

@@ -316,3 +316,90 @@ async fn offset_delete_forgets_chosen_partitions_and_leader_epochs_answer_the_hi
     ensure!(answers == vec![(0, 0, 5), (3, -1, -1)], "OffsetForLeaderEpoch answered {answers:?}");
     Ok(())
 }
+
+fn floe_admin(arguments: &[&str]) -> Result<(bool, String)> {
+    let output = std::process::Command::new(floe_e2e::floe_binary()?).arg("admin").args(arguments).output()?;
+    Ok((output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_object_answers_storage_errors_until_an_operator_marks_it_lost_and_then_consumers_skip_it() -> Result<()> {
+    use floe_e2e::wire::{fetch_once, produce_batch, RawConnection};
+    const KAFKA_STORAGE_ERROR: i16 = 56;
+    let mut playground = Playground::start(&["--flush-interval", "10ms"])?;
+    kafka::create_topic(&playground.bootstrap, "holes", 1).await?;
+    let mut connection = RawConnection::connect(&playground.bootstrap)?;
+    // Three acknowledged batches of two records, each in its own segment object.
+    for batch in 0..3u64 {
+        let records = [
+            (floe_e2e::records::key(2 * batch), floe_e2e::records::value(2 * batch)),
+            (floe_e2e::records::key(2 * batch + 1), floe_e2e::records::value(2 * batch + 1)),
+        ];
+        let offset = produce_batch(&mut connection, "holes", 0, &records)?;
+        ensure!(offset == 2 * batch as i64, "batch {batch} got offset {offset}");
+    }
+    drop(connection);
+    playground.stop()?;
+    // Lose the middle object (names sort in write order), as a bucket accident would.
+    let data = playground.data_dir.path().to_path_buf();
+    let clusters: Vec<_> = std::fs::read_dir(data.join("bucket/clusters"))?.filter_map(|entry| entry.ok()).collect();
+    ensure!(clusters.len() == 1, "expected one cluster directory in the bucket");
+    let segments = clusters[0].path().join("segments");
+    let mut objects: Vec<String> = std::fs::read_dir(&segments)?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().to_string())
+        .filter(|name| name.ends_with(".seg"))
+        .collect();
+    objects.sort();
+    ensure!(objects.len() == 3, "expected three segment objects, found {objects:?}");
+    std::fs::remove_file(segments.join(&objects[1]))?;
+    let lost = format!("clusters/{}/segments/{}", clusters[0].file_name().to_string_lossy(), objects[1]);
+
+    // After a restart (no cache hides the hole) the consumer is told, not left waiting.
+    playground.restart()?;
+    let mut connection = RawConnection::connect(&playground.bootstrap)?;
+    let (error, batches) = fetch_once(&mut connection, "holes", 0, 0)?;
+    ensure!(error == 0 && batches == vec![(0, 2)], "fetch from 0: error {error}, batches {batches:?}");
+    let (error, batches) = fetch_once(&mut connection, "holes", 0, 2)?;
+    ensure!(error == KAFKA_STORAGE_ERROR && batches.is_empty(), "fetch from the lost offset: error {error}, batches {batches:?}");
+    let (_, metrics) = floe_e2e::http_get(&playground.http, "/metrics")?;
+    ensure!(floe_e2e::metric_value(&metrics, "floe_unreadable_chunks_total").unwrap_or_default() >= 1.0, "no unreadable chunk counted");
+    drop(connection);
+    playground.stop()?;
+
+    let metadata = format!("--metadata=embedded://{}", data.join("metadata").display());
+    let bucket = format!("--object-store=file://{}", data.join("bucket").display());
+    let (clean, report) = floe_admin(&["fsck", &metadata, &bucket])?;
+    ensure!(!clean && report.contains(&lost) && report.contains("unreadable"), "fsck did not report the lost object:\n{report}");
+    // Without the explicit confirmation nothing changes.
+    let (ok, plan) = floe_admin(&["mark-lost", &metadata, &bucket, "--object", &lost])?;
+    ensure!(ok && plan.contains("would drop 2 acknowledged records") && plan.contains("holes/0 offsets 2..4"), "dry run said:\n{plan}");
+    ensure!(!floe_admin(&["fsck", &metadata, &bucket])?.0, "a dry run changed the index");
+    let (ok, done) = floe_admin(&["mark-lost", &metadata, &bucket, "--object", &lost, "--confirm-data-loss"])?;
+    ensure!(ok && done.contains("marked") && done.contains("2 records"), "mark-lost said:\n{done}");
+    let (clean, report) = floe_admin(&["fsck", &metadata, &bucket])?;
+    ensure!(clean, "fsck is not clean after the object was marked lost:\n{report}");
+
+    // Consumers move past the gap; offsets are not reused.
+    playground.restart()?;
+    let mut connection = RawConnection::connect(&playground.bootstrap)?;
+    let (error, batches) = fetch_once(&mut connection, "holes", 0, 2)?;
+    ensure!(error == 0 && batches == vec![(4, 2)], "fetch from inside the gap: error {error}, batches {batches:?}");
+    let consumer: BaseConsumer =
+        kafka::config(&playground.bootstrap).set("group.id", "holes-reader").set("enable.auto.commit", "false").create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset("holes", 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    let mut offsets = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while offsets.last() != Some(&5) {
+        ensure!(Instant::now() < deadline, "librdkafka read only offsets {offsets:?}");
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            offsets.push(rdkafka::Message::offset(&message?));
+        }
+    }
+    ensure!(offsets == vec![0, 1, 4, 5], "librdkafka read offsets {offsets:?}");
+    let produced = produce_batch(&mut connection, "holes", 0, &[(b"k".to_vec(), b"v".to_vec())])?;
+    ensure!(produced == 6, "a new record got offset {produced}: offsets were reused");
+    Ok(())
+}

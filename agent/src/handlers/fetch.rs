@@ -95,7 +95,7 @@ fn available_bytes(context: &AgentContext, requested: &[Vec<Requested>], min_byt
             if wanted.offset < partition.log_start_offset || wanted.offset > partition.high_watermark {
                 return (available, true);
             }
-            if let Some(index) = partition.chunk_index_for(wanted.offset) {
+            if let Some(index) = partition.chunk_index_from(wanted.offset) {
                 // Only whether min_bytes is reached matters: stop counting there, so a consumer far
                 // behind does not cost a walk over the whole partition index.
                 for chunk in &partition.chunks[index..] {
@@ -133,7 +133,7 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
         state.partition(&wanted.topic, wanted.partition).map(|partition| {
             // Copy only as many index entries as this fetch can use.
             let mut chunks = Vec::new();
-            if let Some(index) = partition.chunk_index_for(wanted.offset) {
+            if let Some(index) = partition.chunk_index_from(wanted.offset) {
                 let mut planned = 0usize;
                 for chunk in &partition.chunks[index..] {
                     if planned >= wanted.max_bytes.min(remaining).max(1) {

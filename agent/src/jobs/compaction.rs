@@ -47,6 +47,16 @@ pub fn plan(state: &MetadataState, fan_in: usize, small_bytes: u64) -> Option<(B
         for (index, partition) in topic.partitions.iter().enumerate() {
             let mut current: Vec<ChunkLocation> = Vec::new();
             for chunk in &partition.chunks {
+                // A gap (chunks marked lost) ends a run: a merged chunk must cover its offsets whole.
+                let continues = current.last().is_none_or(|previous| previous.end_offset() == chunk.base_offset);
+                if !continues {
+                    runs.push(Run {
+                        topic: name.clone(),
+                        topic_id: topic.id,
+                        partition: index as i32,
+                        chunks: std::mem::take(&mut current),
+                    });
+                }
                 if chosen.contains(&chunk.object) {
                     current.push(chunk.clone());
                 } else if !current.is_empty() {

@@ -37,6 +37,7 @@ impl JournalRecord {
             Self::DeleteGroupOffsets { .. } => "delete_group_offsets",
             Self::DeletePartitionOffsets { .. } => "delete_partition_offsets",
             Self::SealObjects { .. } => "seal_objects",
+            Self::MarkObjectLost { .. } => "mark_object_lost",
         }
     }
 }
@@ -113,6 +114,12 @@ pub enum JournalRecord {
     /// never be referenced again and may be deleted. Never lowers the seal.
     SealObjects {
         through_revision: u64,
+    },
+    /// An operator's explicit decision (`floe admin mark-lost`): `object` is gone for good, so
+    /// every chunk it held is dropped from the index and consumers move past the gap, as after
+    /// Kafka's unclean leader election. Offsets are never reused: high watermarks do not move.
+    MarkObjectLost {
+        object: String,
     },
 }
 

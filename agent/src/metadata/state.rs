@@ -126,6 +126,10 @@ pub enum ApplyOutcome {
     ObjectsSealed {
         sealed_through_revision: u64,
     },
+    /// The chunks dropped by `MarkObjectLost`: (topic, partition, first offset, end offset).
+    ObjectMarkedLost {
+        ranges: Vec<(String, i32, i64, i64)>,
+    },
     OffsetsCommitted,
     ProducerIdAllocated {
         producer_id: i64,
@@ -252,6 +256,21 @@ impl MetadataState {
                 ApplyOutcome::SegmentsCompacted { applied }
             }
             JournalRecord::ObjectsDeleted { .. } => ApplyOutcome::ObjectsDeleted,
+            JournalRecord::MarkObjectLost { object } => {
+                let mut ranges = Vec::new();
+                for (name, topic) in &mut self.topics {
+                    for (index, partition) in topic.partitions.iter_mut().enumerate() {
+                        partition.chunks.retain(|chunk| {
+                            let lost = &*chunk.object == object.as_str();
+                            if lost {
+                                ranges.push((name.clone(), index as i32, chunk.base_offset, chunk.end_offset()));
+                            }
+                            !lost
+                        });
+                    }
+                }
+                ApplyOutcome::ObjectMarkedLost { ranges }
+            }
             JournalRecord::SealObjects { through_revision } => {
                 // A seal can only name revisions the journal already has: an object stamped later
                 // than this record was named after the collector looked.
@@ -427,6 +446,13 @@ impl MetadataState {
 }
 
 impl PartitionState {
+    /// Index of the chunk to read from for `offset`: the one holding it, or, when `offset` falls
+    /// in a gap an operator left by marking an object lost, the first chunk after the gap.
+    pub fn chunk_index_from(&self, offset: i64) -> Option<usize> {
+        let index = self.chunks.partition_point(|chunk| chunk.end_offset() <= offset);
+        (index < self.chunks.len()).then_some(index)
+    }
+
     /// Index of the chunk holding `offset`, if any.
     pub fn chunk_index_for(&self, offset: i64) -> Option<usize> {
         let index = self.chunks.partition_point(|chunk| chunk.end_offset() <= offset);
@@ -648,5 +674,34 @@ mod tests {
         state.apply(5, &JournalRecord::SealObjects { through_revision: 4 });
         let outcome = state.apply(6, &JournalRecord::CommitSegment { object: stamped(1), chunks: vec![chunk("t", id, 0, 1)] });
         assert!(matches!(outcome, ApplyOutcome::SegmentCommitted { .. }), "a version-2 replica would have appended it: {outcome:?}");
+    }
+
+    #[test]
+    fn marking_an_object_lost_drops_its_chunks_keeps_offsets_and_reads_resume_after_the_gap() {
+        let id = Uuid::from_u128(11);
+        let mut state = MetadataState::default();
+        state.apply(1, &JournalRecord::CreateTopic { name: "t".into(), topic_id: id, partitions: 2, configs: Default::default() });
+        for (revision, object) in [(2, "a.seg"), (3, "b.seg"), (4, "c.seg")] {
+            state.apply(
+                revision,
+                &JournalRecord::CommitSegment { object: object.into(), chunks: vec![chunk("t", id, 0, 2), chunk("t", id, 1, 1)] },
+            );
+        }
+        let outcome = state.apply(5, &JournalRecord::MarkObjectLost { object: "b.seg".into() });
+        assert_eq!(outcome, ApplyOutcome::ObjectMarkedLost { ranges: vec![("t".into(), 0, 2, 4), ("t".into(), 1, 1, 2)] });
+        let partition = state.partition("t", 0).unwrap();
+        assert_eq!(partition.high_watermark, 6, "offsets are never reused");
+        assert_eq!(partition.chunk_index_for(2), None);
+        assert_eq!(partition.chunk_index_from(2), Some(1), "a read inside the gap resumes at the next chunk");
+        assert_eq!(&*partition.chunks[partition.chunk_index_from(3).unwrap()].object, "c.seg");
+        assert_eq!(partition.chunk_index_from(6), None);
+        assert!(!state.referenced_objects().contains("b.seg"));
+        // The compaction planner does not merge across the gap.
+        let (_, runs) = crate::jobs::compaction::plan(&state, 2, u64::MAX).unwrap();
+        for run in runs {
+            for pair in run.chunks.windows(2) {
+                assert_eq!(pair[0].end_offset(), pair[1].base_offset, "a run spans a gap");
+            }
+        }
     }
 }
