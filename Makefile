@@ -36,18 +36,23 @@ deps-k8s: ## deps plus the kubelet-less Kubernetes tier (kube-apiserver & co. fr
 	FLOE_K8S=1 e2e/scripts/install-deps.sh
 
 .PHONY: test
-test: deps-k8s ## Everything CI runs: lint, generated-file drift, chart check, images, unit and end-to-end suites
-	$(MAKE) lint
-	$(MAKE) crds-check
-	$(MAKE) chart
-	$(MAKE) images
-	$(CARGO) build --workspace --all-targets
+test: ## Everything CI runs: lint, generated-file drift, chart check, images, unit and end-to-end suites
+	mkdir -p target && rm -f target/stage-times.txt
+	e2e/scripts/timed.sh "deps (incl. Kubernetes tier)" $(MAKE) deps-k8s
+	e2e/scripts/timed.sh lint $(MAKE) lint
+	e2e/scripts/timed.sh crds-check $(MAKE) crds-check
+	e2e/scripts/timed.sh chart $(MAKE) chart
+	e2e/scripts/timed.sh images $(MAKE) images
+	e2e/scripts/timed.sh build $(CARGO) build --workspace --all-targets
 	rm -rf target/compat-matrix
 	# The suites record the compatibility matrix as they go; render it even when a suite failed,
-	# then fail with the suites (or with a failed or missing matrix cell).
+	# then fail with the suites (or with a failed or missing matrix cell). Per-stage and per-suite
+	# times are printed at the end, whatever the outcome.
 	status=0; \
-	$(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) || status=1; \
+	e2e/scripts/timed.sh "cargo test" bash -o pipefail -c '$(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee target/test-output.log' || status=1; \
 	$(CARGO) run --quiet -p floe-e2e --bin compat-matrix || status=1; \
+	e2e/scripts/suite-times.sh target/test-output.log || true; \
+	printf '\nPer-stage times:\n'; sort -t"$$(printf '\t')" -k1,1nr target/stage-times.txt | awk -F'\t' '{ printf "%8d s\t%s\n", $$1, $$2 }'; \
 	exit $$status
 
 .PHONY: e2e
