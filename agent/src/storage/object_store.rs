@@ -71,6 +71,13 @@ enum Backend {
     Remote { store: Arc<dyn ObjectStore>, prefix: String },
 }
 
+/// One S3 request attempt (a PUT of a full 8 MiB segment takes well under a second on S3).
+const OBJECT_STORE_REQUEST_TIMEOUT: &str = "10s";
+const OBJECT_STORE_CONNECT_TIMEOUT: &str = "3s";
+const OBJECT_STORE_MAX_RETRIES: usize = 3;
+/// No retry starts later than this after the first attempt.
+const OBJECT_STORE_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Names are relative (`segments/01J….seg`); the store maps them under its root or prefix.
 pub struct SegmentStore {
     backend: Backend,
@@ -87,7 +94,20 @@ impl SegmentStore {
             }
             ObjectStoreUrl::Memory => Backend::Remote { store: Arc::new(object_store::memory::InMemory::new()), prefix: String::new() },
             ObjectStoreUrl::S3 { bucket, prefix } => {
+                use object_store::aws::AmazonS3ConfigKey;
+                use object_store::ClientConfigKey;
+                // Bounded so a hung or failing store fails a flush within seconds, not minutes
+                // (object_store's defaults: 30 s per attempt, retries for up to 3 minutes), and
+                // producers get a retriable error while flushes after the fault succeed at once.
+                // Set before the TLS/HTTP options below, which only add to these.
                 let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), OBJECT_STORE_REQUEST_TIMEOUT)
+                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), OBJECT_STORE_CONNECT_TIMEOUT)
+                    .with_retry(object_store::RetryConfig {
+                        backoff: Default::default(),
+                        max_retries: OBJECT_STORE_MAX_RETRIES,
+                        retry_timeout: OBJECT_STORE_RETRY_TIMEOUT,
+                    })
                     .with_bucket_name(bucket)
                     .with_allow_http(s3.allow_http)
                     .with_virtual_hosted_style_request(s3.virtual_hosted_style);
