@@ -182,6 +182,8 @@ pub struct AgentOptions {
     pub s3_endpoint: Option<String>,
     /// More environment for the process (for example libfaketime's).
     pub environment: Vec<(&'static str, String)>,
+    /// Append the agent's log (stderr) to this file instead of the test's stderr.
+    pub log_file: Option<PathBuf>,
 }
 
 /// One `floe agent` process.
@@ -192,6 +194,7 @@ pub struct Agent {
     pub node_id: i32,
     arguments: Vec<String>,
     environment: Vec<(&'static str, String)>,
+    log_file: Option<PathBuf>,
 }
 
 impl Agent {
@@ -228,17 +231,24 @@ impl Agent {
             environment.push(("AWS_ENDPOINT", endpoint));
         }
         environment.extend(options.environment);
-        let mut agent = Self { child: None, bootstrap: String::new(), http: String::new(), node_id: 0, arguments, environment };
+        let mut agent =
+            Self { child: None, bootstrap: String::new(), http: String::new(), node_id: 0, arguments, environment, log_file: options.log_file };
         agent.launch()?;
         Ok(agent)
     }
 
     fn launch(&mut self) -> Result<()> {
+        let stderr = match &self.log_file {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("failed to open {}", path.display()))?,
+            ),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(floe_binary()?)
             .args(&self.arguments)
             .envs(self.environment.iter().map(|(key, value)| (*key, value.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .context("failed to start floe agent")?;
         let banner = crate::read_banner(&mut child, Duration::from_secs(60))?;

@@ -16,7 +16,9 @@ use floe_e2e::faults::load::{Load, LoadPlan};
 use floe_e2e::faults::{S3Fault, S3FaultProxy, TcpProxy};
 use floe_e2e::history::{self, FsckTarget};
 use floe_e2e::proxy::DroppingProxy;
-use floe_e2e::{floe_binary, http_get, metric_value};
+use floe_e2e::{floe_binary, http_get, metric_value, repository_root};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn setting(name: &str, default: u64) -> u64 {
@@ -66,6 +68,8 @@ struct Scenario {
     name: String,
     agents: Vec<Agent>,
     fsck: FsckTarget,
+    /// target/faults/<name>: one log file per agent (kept after the run).
+    logs: PathBuf,
 }
 
 impl Scenario {
@@ -77,7 +81,17 @@ impl Scenario {
             virtual_cluster: name.clone(),
             environment: infrastructure.s3_environment(),
         };
-        Ok(Self { name, agents: Vec::new(), fsck })
+        let logs = repository_root().join("target/faults").join(&name);
+        let _ = std::fs::remove_dir_all(&logs);
+        std::fs::create_dir_all(&logs)?;
+        Ok(Self { name, agents: Vec::new(), fsck, logs })
+    }
+
+    /// Starts one more agent of this scenario, logging to its own file.
+    fn start_agent(&mut self, infrastructure: &Infrastructure, flags: &[&str], mut options: AgentOptions) -> Result<()> {
+        options.log_file = Some(self.logs.join(format!("agent-{}.log", self.agents.len() + 1)));
+        self.agents.push(Agent::start_with(infrastructure, &self.name, flags, options)?);
+        Ok(())
     }
 
     fn bootstrap(&self) -> String {
@@ -128,7 +142,13 @@ impl Scenario {
             verdict.line(),
             outcome.producers.join(", ")
         );
-        ensure!(verdict.is_clean(), "{}: the history checker failed:\n{}", self.name, verdict.report());
+        ensure!(
+            verdict.is_clean(),
+            "{}: the history checker failed (agent logs in {}):\n{}",
+            self.name,
+            self.logs.display(),
+            verdict.report()
+        );
         ensure!(after_heal_acks > 0, "{}: nothing was acknowledged after the fault healed", self.name);
         Ok(())
     }
@@ -151,10 +171,10 @@ async fn clock_skew_of_fifteen_minutes_on_one_agent_loses_no_acknowledged_record
         let options = |environment| AgentOptions { object_store: Some(object_store.clone()), environment, ..AgentOptions::default() };
         // The correct clock leads the jobs: it sees the skewed writer's fresh objects as 15
         // minutes old.
-        scenario.agents.push(Agent::start_with(&infrastructure, &name, &flags, options(Vec::new()))?);
+        scenario.start_agent(&infrastructure, &flags, options(Vec::new()))?;
         wait_for_jobs_leader(&scenario.agents[0], Duration::from_secs(30))?;
-        scenario.agents.push(Agent::start_with(&infrastructure, &name, &flags, options(skewed_environment("-15m")?))?);
-        scenario.agents.push(Agent::start_with(&infrastructure, &name, &flags, options(skewed_environment("+15m")?))?);
+        scenario.start_agent(&infrastructure, &flags, options(skewed_environment("-15m")?))?;
+        scenario.start_agent(&infrastructure, &flags, options(skewed_environment("+15m")?))?;
         let verify_bucket = bucket.clone();
         scenario
             .run(run % 2 == 1, Duration::from_secs(5), move |_agents| {
@@ -189,11 +209,13 @@ async fn an_agent_cut_off_from_etcd_longer_than_the_gc_grace_loses_no_acknowledg
         let name = format!("etcd-cut-{run}");
         let mut scenario = Scenario::new(name.clone(), &infrastructure, None)?;
         let flags = ["--gc-grace", "3s", "--retention-interval", "1s"];
-        scenario.agents.push(Agent::start(&infrastructure, &name, &flags)?);
+        scenario.start_agent(&infrastructure, &flags, AgentOptions::default())?;
         wait_for_jobs_leader(&scenario.agents[0], Duration::from_secs(30))?;
-        let etcd_link = TcpProxy::start(&infrastructure.etcd_endpoint())?;
-        let options = AgentOptions { metadata_url: Some(format!("etcd://{}/floe", etcd_link.address)), ..AgentOptions::default() };
-        scenario.agents.push(Agent::start_with(&infrastructure, &name, &flags, options)?);
+        // The proxy outlives the fault: the agent reaches etcd through it until the end.
+        let proxy = Arc::new(TcpProxy::start(&infrastructure.etcd_endpoint())?);
+        let options = AgentOptions { metadata_url: Some(format!("etcd://{}/floe", proxy.address)), ..AgentOptions::default() };
+        scenario.start_agent(&infrastructure, &flags, options)?;
+        let etcd_link = Arc::clone(&proxy);
         scenario
             .run(run % 2 == 0, Duration::from_secs(8), move |_agents| {
                 pause_for(6.0);
@@ -220,7 +242,7 @@ const FAST_REGISTRY: [&str; 4] = ["--registry-ttl", "3s", "--retention-interval"
 fn three_agents(infrastructure: &Infrastructure, name: &str) -> Result<Scenario> {
     let mut scenario = Scenario::new(name.to_string(), infrastructure, None)?;
     for _ in 0..3 {
-        scenario.agents.push(Agent::start(infrastructure, name, &FAST_REGISTRY)?);
+        scenario.start_agent(infrastructure, &FAST_REGISTRY, AgentOptions::default())?;
     }
     Ok(scenario)
 }
@@ -279,10 +301,11 @@ async fn an_agent_partitioned_from_the_bucket_loses_no_acknowledged_record() -> 
     for run in 1..=repeats() {
         let name = format!("bucket-cut-{run}");
         let mut scenario = Scenario::new(name.clone(), &infrastructure, None)?;
-        scenario.agents.push(Agent::start(&infrastructure, &name, &FAST_REGISTRY)?);
-        let bucket_link = TcpProxy::start(&format!("127.0.0.1:{}", infrastructure.s3_port))?;
-        let options = AgentOptions { s3_endpoint: Some(format!("http://{}", bucket_link.address)), ..AgentOptions::default() };
-        scenario.agents.push(Agent::start_with(&infrastructure, &name, &FAST_REGISTRY, options)?);
+        scenario.start_agent(&infrastructure, &FAST_REGISTRY, AgentOptions::default())?;
+        let proxy = Arc::new(TcpProxy::start(&format!("127.0.0.1:{}", infrastructure.s3_port))?);
+        let options = AgentOptions { s3_endpoint: Some(format!("http://{}", proxy.address)), ..AgentOptions::default() };
+        scenario.start_agent(&infrastructure, &FAST_REGISTRY, options)?;
+        let bucket_link = Arc::clone(&proxy);
         scenario
             .run(run % 2 == 1, Duration::from_secs(8), move |_agents| {
                 pause_for(6.0);
@@ -305,18 +328,18 @@ async fn an_agent_partitioned_from_the_bucket_loses_no_acknowledged_record() -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_leader_loss_and_twenty_seconds_without_quorum_lose_no_acknowledged_record() -> Result<()> {
-    let infrastructure = std::sync::Arc::new(std::sync::Mutex::new(Infrastructure::start_with_etcd_members(3)?));
+    let infrastructure = Arc::new(std::sync::Mutex::new(Infrastructure::start_with_etcd_members(3)?));
     for run in 1..=repeats() {
         let name = format!("etcd-quorum-{run}");
         let scenario = {
             let infrastructure = infrastructure.lock().expect("not poisoned");
             let mut scenario = Scenario::new(name.clone(), &infrastructure, None)?;
             for _ in 0..2 {
-                scenario.agents.push(Agent::start(&infrastructure, &name, &FAST_REGISTRY)?);
+                scenario.start_agent(&infrastructure, &FAST_REGISTRY, AgentOptions::default())?;
             }
             scenario
         };
-        let shared = std::sync::Arc::clone(&infrastructure);
+        let shared = Arc::clone(&infrastructure);
         scenario
             .run(run % 2 == 0, Duration::from_secs(10), move |_agents| {
                 let mut infrastructure = shared.lock().expect("not poisoned");
@@ -360,12 +383,13 @@ async fn object_store_errors_slowness_hangs_and_lost_put_answers_lose_no_acknowl
     let infrastructure = Infrastructure::start()?;
     for run in 1..=repeats() {
         let name = format!("s3-faults-{run}");
-        let proxy = S3FaultProxy::start(&format!("127.0.0.1:{}", infrastructure.s3_port))?;
+        let s3 = Arc::new(S3FaultProxy::start(&format!("127.0.0.1:{}", infrastructure.s3_port))?);
         let mut scenario = Scenario::new(name.clone(), &infrastructure, None)?;
-        let options = AgentOptions { s3_endpoint: Some(proxy.endpoint()), ..AgentOptions::default() };
+        let options = AgentOptions { s3_endpoint: Some(s3.endpoint()), ..AgentOptions::default() };
         for _ in 0..2 {
-            scenario.agents.push(Agent::start_with(&infrastructure, &name, &FAST_REGISTRY, options.clone())?);
+            scenario.start_agent(&infrastructure, &FAST_REGISTRY, options.clone())?;
         }
+        let proxy = Arc::clone(&s3);
         scenario
             .run(run % 2 == 1, Duration::from_secs(10), move |_agents| {
                 pause_for(5.0);
@@ -411,12 +435,12 @@ async fn lost_produce_responses_lose_no_acknowledged_record_and_duplicate_nothin
             // Losing produce answers from the start; each closes its connection.
             let proxy = DroppingProxy::start(&listen, 5, 17 + index)?;
             let flags = [&FAST_REGISTRY[..], &["--kafka-listen", &listen, "--advertise", &proxy.address]].concat();
-            scenario.agents.push(Agent::start(&infrastructure, &name, &flags)?);
+            scenario.start_agent(&infrastructure, &flags, AgentOptions::default())?;
             proxies.push(proxy);
         }
         // The proxies stay up until the scenario ends: the agents advertise them.
-        let proxies = std::sync::Arc::new(proxies);
-        let watched = std::sync::Arc::clone(&proxies);
+        let proxies = Arc::new(proxies);
+        let watched = Arc::clone(&proxies);
         scenario
             .run(run % 2 == 0, Duration::from_secs(5), move |_agents| {
                 pause_for(10.0);
