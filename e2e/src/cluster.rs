@@ -224,6 +224,12 @@ impl Agent {
         .iter()
         .map(|argument| argument.to_string())
         .collect();
+        // A fixed --kafka-listen among the extra flags (an agent behind a proxy that must keep its
+        // port across restarts) replaces the ephemeral default.
+        if extra.contains(&"--kafka-listen") {
+            let position = arguments.iter().position(|argument| argument == "--kafka-listen").expect("set above");
+            arguments.drain(position..position + 2);
+        }
         arguments.extend(extra.iter().map(|argument| argument.to_string()));
         let mut environment = infrastructure.s3_environment();
         if let Some(endpoint) = options.s3_endpoint {
@@ -231,8 +237,15 @@ impl Agent {
             environment.push(("AWS_ENDPOINT", endpoint));
         }
         environment.extend(options.environment);
-        let mut agent =
-            Self { child: None, bootstrap: String::new(), http: String::new(), node_id: 0, arguments, environment, log_file: options.log_file };
+        let mut agent = Self {
+            child: None,
+            bootstrap: String::new(),
+            http: String::new(),
+            node_id: 0,
+            arguments,
+            environment,
+            log_file: options.log_file,
+        };
         agent.launch()?;
         Ok(agent)
     }
@@ -240,7 +253,11 @@ impl Agent {
     fn launch(&mut self) -> Result<()> {
         let stderr = match &self.log_file {
             Some(path) => Stdio::from(
-                std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("failed to open {}", path.display()))?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("failed to open {}", path.display()))?,
             ),
             None => Stdio::inherit(),
         };

@@ -56,6 +56,18 @@ fn wait_for_jobs_leader(agent: &Agent, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Prints a scenario's summary line whether or not the test harness captures output (a write to
+/// the stderr handle bypasses libtest's capture, which only sees the print macros), and appends it
+/// to target/faults/summary.log.
+fn summarize(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+    let path = repository_root().join("target/faults/summary.log");
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(file, "{line}");
+    }
+}
+
 /// What a fault did: a description for the summary line and when it was healed (production must
 /// resume after it).
 struct FaultReport {
@@ -131,7 +143,7 @@ impl Scenario {
         let mut verdict = tokio::task::spawn_blocking(move || history::check(&bootstraps, &topics, &acks, &fsck)).await??;
         verdict.longest_ack_gap = history::longest_ack_gap(&outcome.acks, Some(outcome.started), Some(outcome.ended));
         let after_heal_acks = outcome.acks.iter().filter(|ack| ack.at > report.healed_at).count();
-        eprintln!(
+        summarize(&format!(
             "faults[{}]: sent={} acknowledged={} failed={} acknowledged_after_heal={} faults: {} | {} | producers: {}",
             self.name,
             outcome.sent,
@@ -141,7 +153,7 @@ impl Scenario {
             report.description,
             verdict.line(),
             outcome.producers.join(", ")
-        );
+        ));
         ensure!(
             verdict.is_clean(),
             "{}: the history checker failed (agent logs in {}):\n{}",
