@@ -262,7 +262,9 @@ pub fn classify(acks: &[Ack], reads: &[PartitionRead]) -> Verdict {
     }
     // Copies: one key at several offsets of a topic.
     let idempotent_topics: BTreeSet<&str> = acks.iter().filter(|ack| ack.idempotent).map(|ack| ack.topic.as_str()).collect();
-    let mut offsets_of_key: BTreeMap<(&str, &[u8]), BTreeSet<(i32, i64)>> = BTreeMap::new();
+    // (topic, key) -> every (partition, offset) holding it.
+    type Positions = BTreeSet<(i32, i64)>;
+    let mut offsets_of_key: BTreeMap<(&str, &[u8]), Positions> = BTreeMap::new();
     for read in reads {
         for record in &read.records {
             offsets_of_key.entry((read.topic.as_str(), record.key.as_slice())).or_default().insert((read.partition, record.offset));

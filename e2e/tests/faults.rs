@@ -403,30 +403,44 @@ async fn object_store_errors_slowness_hangs_and_lost_put_answers_lose_no_acknowl
         }
         let proxy = Arc::clone(&s3);
         scenario
-            .run(run % 2 == 1, Duration::from_secs(10), move |_agents| {
+            .run(run % 2 == 1, Duration::from_secs(35), move |_agents| {
+                // Waits until a counted fault (a burst, lost answers) has been used up.
+                let used_up = |what: &str| -> Result<()> {
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while proxy.current() != S3Fault::Healthy {
+                        ensure!(Instant::now() < deadline, "the object store saw too few requests to use up {what}");
+                        pause_for(0.1);
+                    }
+                    Ok(())
+                };
                 pause_for(5.0);
-                // Requests arriving in these 2 s are never answered: their clients time out (30 s)
-                // and retry while the other faults follow.
+                proxy.set(S3Fault::ErrorBurst { status: 503, remaining: 20 });
+                used_up("a burst of 503s")?;
+                pause_for(2.0);
+                proxy.set(S3Fault::ErrorBurst { status: 500, remaining: 20 });
+                used_up("a burst of 500s")?;
+                pause_for(2.0);
+                proxy.set(S3Fault::Slow(Duration::from_secs(2)));
+                pause_for(6.0);
+                proxy.heal();
+                pause_for(2.0);
+                proxy.set(S3Fault::LosePutAnswers { remaining: 5 });
+                used_up("5 lost PUT answers")?;
+                pause_for(2.0);
+                // Requests arriving in these 2 s are never answered: their clients time out after
+                // 30 s (object_store's default) and retry.
                 proxy.set(S3Fault::Hang);
                 pause_for(2.0);
                 proxy.heal();
-                pause_for(2.0);
-                proxy.set(S3Fault::ErrorBurst { status: 503, remaining: 20 });
-                pause_for(3.0);
-                proxy.set(S3Fault::ErrorBurst { status: 500, remaining: 20 });
-                pause_for(3.0);
-                proxy.set(S3Fault::Slow(Duration::from_secs(2)));
-                pause_for(6.0);
-                proxy.set(S3Fault::LosePutAnswers { remaining: 5 });
-                let deadline = Instant::now() + Duration::from_secs(15);
-                while proxy.current() != S3Fault::Healthy && Instant::now() < deadline {
-                    pause_for(0.2);
-                }
-                proxy.heal();
-                // The hung requests time out 30 s after they were sent.
-                pause_for(15.0);
+                let stats = &proxy.stats;
+                let counted = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+                ensure!(
+                    counted(&stats.errors_injected) == 40 && counted(&stats.slowed) > 0 && counted(&stats.hung) > 0,
+                    "a fault hit no request: {}",
+                    stats.summary()
+                );
                 Ok(FaultReport {
-                    description: format!("hang 2s, 503 x20, 500 x20, slow 2s for 6s, 5 PUT answers lost: {}", proxy.stats.summary()),
+                    description: format!("503 x20, 500 x20, slow 2s for 6s, 5 PUT answers lost, hang 2s: {}", stats.summary()),
                     healed_at: Instant::now(),
                 })
             })
