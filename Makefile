@@ -60,6 +60,17 @@ e2e: deps ## Only the end-to-end suites (real clients against real processes)
 	$(CARGO) build --bin floe
 	$(CARGO) test -p floe-e2e -- --test-threads=$(TEST_THREADS)
 
+# The fault tier (e2e/tests/faults.rs): `make test` runs each scenario once with short loads; this
+# runs each three times with longer ones.
+FLOE_FAULTS_REPEAT ?= 3
+FLOE_FAULTS_LOAD_SECONDS ?= 60
+
+.PHONY: faults
+faults: deps ## Every fault scenario 3 times with 60 s loads (FLOE_FAULTS_REPEAT, FLOE_FAULTS_LOAD_SECONDS); ~30 min
+	$(CARGO) build --bin floe
+	FLOE_FAULTS_REPEAT=$(FLOE_FAULTS_REPEAT) FLOE_FAULTS_LOAD_SECONDS=$(FLOE_FAULTS_LOAD_SECONDS) \
+		$(CARGO) test -p floe-e2e --test faults -- --test-threads=$(TEST_THREADS)
+
 .PHONY: test-square-wave
 test-square-wave: deps-k8s ## The autoscaling suite with the 10-minute square wave (make test runs 3 periods)
 	$(CARGO) build --workspace --bins

@@ -67,12 +67,13 @@ fi
 
 # --- 1. Debian packages -------------------------------------------------------
 # Building the workspace needs the first line (cmake and curl for the bundled librdkafka the e2e
-# crate uses); the tests need kcat (librdkafka 2.0.2) and a Python venv.
+# crate uses); the tests need kcat (librdkafka 2.0.2), a Python venv and libfaketime (the fault
+# tier's clock skew).
 apt_install build-essential pkg-config zlib1g-dev cmake libcurl4-openssl-dev libssl-dev protobuf-compiler libprotobuf-dev
 if [ "${1:-}" = "--build-only" ]; then
     exit 0
 fi
-apt_install kcat python3-venv
+apt_install kcat python3-venv faketime
 
 # --- 2. Java toolchain --------------------------------------------------------
 if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then

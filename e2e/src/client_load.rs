@@ -115,8 +115,27 @@ pub struct JavaProducer {
     _files: tempfile::TempDir,
 }
 
+/// How the Java producer behaves beyond its defaults (idempotent, every send must succeed).
+#[derive(Debug, Clone, Copy)]
+pub struct JavaProducerOptions {
+    pub idempotent: bool,
+    /// Failed sends are expected (injected faults): they do not fail the run, and only the
+    /// acknowledged records are reported.
+    pub tolerate_failures: bool,
+}
+
+impl Default for JavaProducerOptions {
+    fn default() -> Self {
+        Self { idempotent: true, tolerate_failures: false }
+    }
+}
+
 impl JavaProducer {
     pub fn start(bootstrap: &str, topic: &str, partitions: i32, rate: u64) -> Result<Self> {
+        Self::start_with(bootstrap, topic, partitions, rate, JavaProducerOptions::default())
+    }
+
+    pub fn start_with(bootstrap: &str, topic: &str, partitions: i32, rate: u64, options: JavaProducerOptions) -> Result<Self> {
         let files = tempfile::tempdir()?;
         let stop_file = files.path().join("stop");
         let acks_file = files.path().join("java-acks");
@@ -135,6 +154,10 @@ impl JavaProducer {
             &stop_file.display().to_string(),
             "--acks-file",
             &acks_file.display().to_string(),
+            "--idempotent",
+            &options.idempotent.to_string(),
+            "--tolerate-failures",
+            &options.tolerate_failures.to_string(),
         ])?;
         command.stdout(std::fs::File::create(&stdout)?).stderr(std::fs::File::create(&stderr)?);
         let child = command.spawn().context("failed to start the Java producer")?;
@@ -189,14 +212,23 @@ impl Drop for JavaProducer {
     }
 }
 
-/// The Java driver's acknowledgements: "index partition offset" per line.
+/// The Java driver's acknowledgements: "index partition offset [epoch-millis]" per line (the time
+/// the acknowledgement arrived, mapped onto this process's monotonic clock).
 fn java_acknowledgements(path: &std::path::Path) -> Result<Vec<Acknowledged>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let (now, wall_now) = (Instant::now(), std::time::SystemTime::now());
     text.lines()
         .map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            ensure!(fields.len() == 3, "malformed acknowledgement line {line:?}");
-            Ok(Acknowledged { index: fields[0].parse()?, partition: fields[1].parse()?, offset: fields[2].parse()?, at: Instant::now() })
+            ensure!(fields.len() == 3 || fields.len() == 4, "malformed acknowledgement line {line:?}");
+            let at = match fields.get(3) {
+                Some(millis) => {
+                    let wall = std::time::UNIX_EPOCH + Duration::from_millis(millis.parse()?);
+                    now.checked_sub(wall_now.duration_since(wall).unwrap_or_default()).unwrap_or(now)
+                }
+                None => now,
+            };
+            Ok(Acknowledged { index: fields[0].parse()?, partition: fields[1].parse()?, offset: fields[2].parse()?, at })
         })
         .collect()
 }

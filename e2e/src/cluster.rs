@@ -28,22 +28,40 @@ fn script(name: &str, arguments: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// etcd plus an S3-compatible server, stopped on drop.
+/// etcd (one member, or a cluster of several) plus an S3-compatible server, stopped on drop.
 pub struct Infrastructure {
     pub directory: tempfile::TempDir,
     pub etcd_port: u16,
     etcd_peer_port: u16,
     pub s3_port: u16,
+    /// Set by [`Infrastructure::start_with_etcd_members`]: then etcd is this cluster, and the
+    /// single-member helpers (`start_etcd`, `pause_etcd`, ...) do not apply.
+    pub etcd_cluster: Option<crate::faults::EtcdCluster>,
 }
 
 impl Infrastructure {
     pub fn start() -> Result<Self> {
-        let directory = tempfile::Builder::new().prefix("floe-cluster-").tempdir()?;
-        let infrastructure = Self { directory, etcd_port: free_port()?, etcd_peer_port: free_port()?, s3_port: free_port()? };
+        let infrastructure = Self::unstarted()?;
         infrastructure.start_etcd()?;
         infrastructure.start_s3()?;
         script("s3.sh", &["create-bucket", &infrastructure.s3_port.to_string(), BUCKET])?;
         Ok(infrastructure)
+    }
+
+    /// Like [`Infrastructure::start`], with etcd as a cluster of `members` on loopback; agents and
+    /// etcdctl are given every member's endpoint.
+    pub fn start_with_etcd_members(members: usize) -> Result<Self> {
+        let mut infrastructure = Self::unstarted()?;
+        infrastructure.etcd_cluster =
+            Some(crate::faults::EtcdCluster::start(&infrastructure.directory.path().join("etcd-cluster"), members)?);
+        infrastructure.start_s3()?;
+        script("s3.sh", &["create-bucket", &infrastructure.s3_port.to_string(), BUCKET])?;
+        Ok(infrastructure)
+    }
+
+    fn unstarted() -> Result<Self> {
+        let directory = tempfile::Builder::new().prefix("floe-cluster-").tempdir()?;
+        Ok(Self { directory, etcd_port: free_port()?, etcd_peer_port: free_port()?, s3_port: free_port()?, etcd_cluster: None })
     }
 
     fn path(&self, name: &str) -> String {
@@ -85,17 +103,26 @@ impl Infrastructure {
         script("s3.sh", &["stop", &self.path("s3")])
     }
 
+    /// `host:port` of etcd; every member's, comma-separated, for a cluster.
     pub fn etcd_endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.etcd_port)
+        match &self.etcd_cluster {
+            Some(cluster) => cluster.endpoints().join(","),
+            None => format!("127.0.0.1:{}", self.etcd_port),
+        }
     }
 
     pub fn metadata_url(&self) -> String {
-        format!("etcd://127.0.0.1:{}/floe", self.etcd_port)
+        format!("etcd://{}/floe", self.etcd_endpoint())
+    }
+
+    /// `AWS_ENDPOINT` of the S3 server.
+    pub fn s3_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
     }
 
     pub fn s3_environment(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.s3_port)),
+            ("AWS_ENDPOINT", self.s3_endpoint()),
             ("AWS_ACCESS_KEY_ID", "floe".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "floe-secret".to_string()),
             ("AWS_REGION", "us-east-1".to_string()),
@@ -143,6 +170,22 @@ impl Drop for Infrastructure {
     }
 }
 
+/// How one agent reaches its infrastructure when that differs from the defaults: through a fault
+/// proxy, on another bucket, with a skewed clock.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    /// `--metadata` (default: the infrastructure's etcd, every member).
+    pub metadata_url: Option<String>,
+    /// `--object-store` (default: `s3://<BUCKET>/<virtual cluster>`).
+    pub object_store: Option<String>,
+    /// `AWS_ENDPOINT` (default: the infrastructure's S3 server).
+    pub s3_endpoint: Option<String>,
+    /// More environment for the process (for example libfaketime's).
+    pub environment: Vec<(&'static str, String)>,
+    /// Append the agent's log (stderr) to this file instead of the test's stderr.
+    pub log_file: Option<PathBuf>,
+}
+
 /// One `floe agent` process.
 pub struct Agent {
     child: Option<Child>,
@@ -151,18 +194,24 @@ pub struct Agent {
     pub node_id: i32,
     arguments: Vec<String>,
     environment: Vec<(&'static str, String)>,
+    log_file: Option<PathBuf>,
 }
 
 impl Agent {
     pub fn start(infrastructure: &Infrastructure, virtual_cluster: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_with(infrastructure, virtual_cluster, extra, AgentOptions::default())
+    }
+
+    /// Starts an agent whose metadata, bucket, S3 endpoint or environment differ from the defaults.
+    pub fn start_with(infrastructure: &Infrastructure, virtual_cluster: &str, extra: &[&str], options: AgentOptions) -> Result<Self> {
         let mut arguments: Vec<String> = [
             "agent",
             "--metadata",
-            &infrastructure.metadata_url(),
+            &options.metadata_url.unwrap_or_else(|| infrastructure.metadata_url()),
             "--virtual-cluster",
             virtual_cluster,
             "--object-store",
-            &format!("s3://{BUCKET}/{virtual_cluster}"),
+            &options.object_store.unwrap_or_else(|| format!("s3://{BUCKET}/{virtual_cluster}")),
             "--kafka-listen",
             "127.0.0.1:0",
             "--http-listen",
@@ -175,25 +224,48 @@ impl Agent {
         .iter()
         .map(|argument| argument.to_string())
         .collect();
+        // A fixed --kafka-listen among the extra flags (an agent behind a proxy that must keep its
+        // port across restarts) replaces the ephemeral default.
+        if extra.contains(&"--kafka-listen") {
+            let position = arguments.iter().position(|argument| argument == "--kafka-listen").expect("set above");
+            arguments.drain(position..position + 2);
+        }
         arguments.extend(extra.iter().map(|argument| argument.to_string()));
+        let mut environment = infrastructure.s3_environment();
+        if let Some(endpoint) = options.s3_endpoint {
+            environment.retain(|(key, _)| *key != "AWS_ENDPOINT");
+            environment.push(("AWS_ENDPOINT", endpoint));
+        }
+        environment.extend(options.environment);
         let mut agent = Self {
             child: None,
             bootstrap: String::new(),
             http: String::new(),
             node_id: 0,
             arguments,
-            environment: infrastructure.s3_environment(),
+            environment,
+            log_file: options.log_file,
         };
         agent.launch()?;
         Ok(agent)
     }
 
     fn launch(&mut self) -> Result<()> {
+        let stderr = match &self.log_file {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("failed to open {}", path.display()))?,
+            ),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(floe_binary()?)
             .args(&self.arguments)
             .envs(self.environment.iter().map(|(key, value)| (*key, value.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .context("failed to start floe agent")?;
         let banner = crate::read_banner(&mut child, Duration::from_secs(60))?;
@@ -228,6 +300,11 @@ impl Agent {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGTERM: the agent drains (marks itself draining, keeps serving for --drain-grace, answers

@@ -6,6 +6,8 @@ pub mod batches;
 pub mod client_load;
 pub mod cluster;
 pub mod external_metrics;
+pub mod faults;
+pub mod history;
 pub mod kafka;
 pub mod kubernetes;
 pub mod matrix;

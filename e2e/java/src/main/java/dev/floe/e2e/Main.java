@@ -139,6 +139,7 @@ public final class Main {
             "  roundtrip     --bootstrap HOST:PORT --topic T [--partitions 12] --records N",
             "  produce-range --bootstrap HOST:PORT --topic T [--partitions 12] --start S --count C",
             "  produce-until --bootstrap HOST:PORT --topic T [--partitions 12] --rate R --stop-file F --acks-file A",
+            "                [--idempotent true|false] [--tolerate-failures true|false]",
             "  group-consume --bootstrap HOST:PORT --topic T --group G [--members 3] --expect-start S --expect-count C",
             "  admin         --bootstrap HOST:PORT --topic T",
             "  idempotence   --bootstrap HOST:PORT --topic T [--partitions 6] --records N",
@@ -631,8 +632,11 @@ public final class Main {
      * Produces records 0, 1, 2, ... at about {@code --rate} per second with one idempotent
      * {@code acks=all} producer until {@code --stop-file} exists, then flushes and closes. Every
      * send must succeed; each acknowledgement is written to {@code --acks-file} as
-     * "index partition offset" lines. For fault tests that stop agents while the load runs: the
-     * client's retries must hide every move, so any failed send fails the run.
+     * "index partition offset epoch-millis" lines (the last: when the acknowledgement arrived). For
+     * tests that stop agents while the load runs: the client's retries must hide every move, so any
+     * failed send fails the run. The fault tier passes {@code --idempotent false} for a plain
+     * producer and {@code --tolerate-failures true}: under injected faults some sends may fail,
+     * and what counts is that every acknowledged record is stored.
      */
     static void produceUntil(Args args) throws Exception {
         String bootstrap = args.str("bootstrap");
@@ -641,6 +645,8 @@ public final class Main {
         int rate = args.integer("rate", null);
         java.nio.file.Path stopFile = java.nio.file.Path.of(args.str("stop-file"));
         java.nio.file.Path acksFile = java.nio.file.Path.of(args.str("acks-file"));
+        boolean idempotent = Boolean.parseBoolean(args.values.getOrDefault("idempotent", "true"));
+        boolean tolerateFailures = Boolean.parseBoolean(args.values.getOrDefault("tolerate-failures", "false"));
         if (rate < 1) {
             throw new UsageError("--rate must be >= 1");
         }
@@ -649,7 +655,7 @@ public final class Main {
         }
         Properties p = common(bootstrap);
         p.put(ProducerConfig.ACKS_CONFIG, "all");
-        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, Boolean.toString(idempotent));
         p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
         Map<Long, long[]> acked = new ConcurrentHashMap<>();
         Map<Long, String> failed = new ConcurrentHashMap<>();
@@ -664,7 +670,7 @@ public final class Main {
                         if (e != null) {
                             failed.put(i, e.toString());
                         } else {
-                            acked.put(i, new long[] {md.partition(), md.offset()});
+                            acked.put(i, new long[] {md.partition(), md.offset(), System.currentTimeMillis()});
                         }
                     });
                 }
@@ -674,22 +680,23 @@ public final class Main {
         }
         StringBuilder lines = new StringBuilder();
         for (Map.Entry<Long, long[]> e : new TreeMap<>(acked).entrySet()) {
-            lines.append(e.getKey()).append(' ').append(e.getValue()[0]).append(' ').append(e.getValue()[1]).append('\n');
+            lines.append(e.getKey()).append(' ').append(e.getValue()[0]).append(' ').append(e.getValue()[1]).append(' ')
+                    .append(e.getValue()[2]).append('\n');
         }
         java.nio.file.Files.writeString(acksFile, lines.toString());
         System.out.printf("sent %d, acknowledged %d, failed %d in %.1f s%n", sent, acked.size(), failed.size(),
                 (System.nanoTime() - started) / 1e9);
-        if (!failed.isEmpty()) {
+        if (!failed.isEmpty() && !tolerateFailures) {
             Errors errors = new Errors();
             for (Map.Entry<Long, String> e : new TreeMap<>(failed).entrySet()) {
                 errors.add("send of record " + e.getKey() + " failed: " + e.getValue());
             }
             errors.throwIfAny("produce-until on " + topic);
         }
-        if (acked.size() != sent) {
+        if (acked.size() + (tolerateFailures ? failed.size() : 0) != sent) {
             throw new CheckFailed(sent + " records sent but only " + acked.size() + " completed");
         }
-        System.out.println("OK java produced-until " + sent);
+        System.out.println("OK java produced-until " + (tolerateFailures ? acked.size() : sent));
     }
 
     // ---------------------------------------------------------------------------------------------
