@@ -82,6 +82,8 @@ struct Scenario {
     fsck: FsckTarget,
     /// target/faults/<name>: one log file per agent (kept after the run).
     logs: PathBuf,
+    /// The scenario is about deletion: fail unless garbage collection deleted something.
+    expect_gc_deletions: bool,
 }
 
 impl Scenario {
@@ -96,7 +98,7 @@ impl Scenario {
         let logs = repository_root().join("target/faults").join(&name);
         let _ = std::fs::remove_dir_all(&logs);
         std::fs::create_dir_all(&logs)?;
-        Ok(Self { name, agents: Vec::new(), fsck, logs })
+        Ok(Self { name, agents: Vec::new(), fsck, logs, expect_gc_deletions: false })
     }
 
     /// Starts one more agent of this scenario, logging to its own file.
@@ -133,6 +135,17 @@ impl Scenario {
         tokio::time::sleep(end.saturating_duration_since(Instant::now())).await;
         load.ensure_running()?;
         let outcome = load.finish().await?;
+        // What garbage collection did, read before the restarts reset the counters: objects it
+        // deleted, and commits refused because it sealed their object while they were in flight.
+        let counter = |name: &str| -> f64 {
+            self.agents
+                .iter()
+                .filter_map(|agent| http_get(&agent.http, "/metrics").ok())
+                .map(|(_, metrics)| metric_value(&metrics, name).unwrap_or_default())
+                .sum()
+        };
+        let gc_deleted = counter("floe_gc_deleted_objects_total");
+        let commits_refused = counter("floe_segment_commits_refused_total");
         // Every agent restarts before the read-back: a writer's cache of its fresh segments would
         // still serve an object GC deleted.
         for agent in &mut self.agents {
@@ -144,12 +157,14 @@ impl Scenario {
         verdict.longest_ack_gap = history::longest_ack_gap(&outcome.acks, Some(outcome.started), Some(outcome.ended));
         let after_heal_acks = outcome.acks.iter().filter(|ack| ack.at > report.healed_at).count();
         summarize(&format!(
-            "faults[{}]: sent={} acknowledged={} failed={} acknowledged_after_heal={} faults: {} | {} | producers: {}",
+            "faults[{}]: sent={} acknowledged={} failed={} acknowledged_after_heal={} gc_deleted={} commits_refused={} faults: {} | {} | producers: {}",
             self.name,
             outcome.sent,
             outcome.acks.len(),
             outcome.failed,
             after_heal_acks,
+            gc_deleted,
+            commits_refused,
             report.description,
             verdict.line(),
             outcome.producers.join(", ")
@@ -162,6 +177,11 @@ impl Scenario {
             verdict.report()
         );
         ensure!(after_heal_acks > 0, "{}: nothing was acknowledged after the fault healed", self.name);
+        ensure!(
+            !self.expect_gc_deletions || gc_deleted > 0.0,
+            "{}: garbage collection deleted nothing, so the scenario did not test deletion under the fault",
+            self.name
+        );
         Ok(())
     }
 }
@@ -220,6 +240,7 @@ async fn an_agent_cut_off_from_etcd_longer_than_the_gc_grace_loses_no_acknowledg
     for run in 1..=repeats() {
         let name = format!("etcd-cut-{run}");
         let mut scenario = Scenario::new(name.clone(), &infrastructure, None)?;
+        scenario.expect_gc_deletions = true;
         let flags = ["--gc-grace", "3s", "--retention-interval", "1s"];
         scenario.start_agent(&infrastructure, &flags, AgentOptions::default())?;
         wait_for_jobs_leader(&scenario.agents[0], Duration::from_secs(30))?;

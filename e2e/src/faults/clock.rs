@@ -30,7 +30,9 @@ pub fn object_clock_offsets(directory: &Path) -> Result<Vec<i64>> {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().to_string();
-            let Some(id) = name.strip_suffix(".seg") else { continue };
+            let Some(stem) = name.strip_suffix(".seg") else { continue };
+            // `<journal revision>-<ULID>.seg`, or a bare `<ULID>.seg` from before the revision stamp.
+            let id = stem.rsplit('-').next().unwrap_or(stem);
             let Ok(id) = ulid::Ulid::from_string(id) else { continue };
             let written = id.datetime();
             let offset = match written.duration_since(now) {
