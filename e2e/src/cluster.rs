@@ -155,6 +155,19 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(infrastructure: &Infrastructure, virtual_cluster: &str, extra: &[&str]) -> Result<Self> {
+        let mut agent = Self {
+            child: None,
+            bootstrap: String::new(),
+            http: String::new(),
+            node_id: 0,
+            arguments: Self::arguments(infrastructure, virtual_cluster, extra),
+            environment: infrastructure.s3_environment(),
+        };
+        agent.launch()?;
+        Ok(agent)
+    }
+
+    fn arguments(infrastructure: &Infrastructure, virtual_cluster: &str, extra: &[&str]) -> Vec<String> {
         let mut arguments: Vec<String> = [
             "agent",
             "--metadata",
@@ -176,16 +189,35 @@ impl Agent {
         .map(|argument| argument.to_string())
         .collect();
         arguments.extend(extra.iter().map(|argument| argument.to_string()));
-        let mut agent = Self {
-            child: None,
-            bootstrap: String::new(),
-            http: String::new(),
-            node_id: 0,
-            arguments,
-            environment: infrastructure.s3_environment(),
-        };
-        agent.launch()?;
-        Ok(agent)
+        arguments
+    }
+
+    /// Runs an agent that is expected not to start: waits for it to exit (killing it after
+    /// `timeout`) and returns its exit status and its stderr.
+    pub fn start_expecting_exit(
+        infrastructure: &Infrastructure,
+        virtual_cluster: &str,
+        extra: &[&str],
+        timeout: Duration,
+    ) -> Result<(std::process::ExitStatus, String)> {
+        let mut child = Command::new(floe_binary()?)
+            .args(Self::arguments(infrastructure, virtual_cluster, extra))
+            .envs(infrastructure.s3_environment())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("failed to start floe agent")?;
+        let deadline = std::time::Instant::now() + timeout;
+        while child.try_wait()?.is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let output = child.wait_with_output()?;
+                bail!("the agent did not exit within {timeout:?}; stderr: {}", String::from_utf8_lossy(&output.stderr));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output()?;
+        Ok((output.status, String::from_utf8_lossy(&output.stderr).to_string()))
     }
 
     fn launch(&mut self) -> Result<()> {
