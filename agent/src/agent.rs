@@ -29,6 +29,8 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
     pub virtual_cluster: String,
+    /// The VirtualCluster uid the etcd registration must name, when set (`--virtual-cluster-uid`).
+    pub virtual_cluster_uid: Option<String>,
     pub etcd: EtcdSettings,
     pub zone: Option<String>,
     pub roles: Roles,
@@ -76,6 +78,9 @@ pub enum StartError {
     Bind { what: &'static str, address: SocketAddr, flag: &'static str, source: std::io::Error },
     #[error("cluster mode (etcd metadata) needs cluster settings")]
     MissingClusterSettings,
+    /// The registration could not be read, or names another VirtualCluster (`--virtual-cluster-uid`).
+    #[error(transparent)]
+    Registration(#[from] crate::metadata::registration::StartCheckError),
 }
 
 /// A started agent. Dropping it without `drain` or `shutdown` leaves its tasks running until the
@@ -236,6 +241,9 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
             let cluster_settings = settings.cluster.as_ref().ok_or(StartError::MissingClusterSettings)?;
             let client = etcd::connect(&cluster_settings.etcd).await?;
             let keys = KeyLayout::new(&cluster_settings.etcd.prefix, &cluster_settings.virtual_cluster);
+            if let Some(uid) = &cluster_settings.virtual_cluster_uid {
+                crate::metadata::registration::check_at_start(&mut client.clone(), &keys, uid).await?;
+            }
             let (journal, follower) =
                 EtcdJournal::open(client.clone(), keys.clone(), Arc::clone(&replica), Arc::clone(&store), Arc::clone(&metrics)).await?;
             background.push(follower);

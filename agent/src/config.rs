@@ -219,6 +219,11 @@ pub struct ClusterArgs {
     /// Virtual cluster this agent serves (its etcd keys and objects are kept apart from others').
     #[arg(long, env = "FLOE_VIRTUAL_CLUSTER", default_value = "default")]
     pub virtual_cluster: String,
+    /// uid of the VirtualCluster this agent serves (set by the operator). When set, the agent
+    /// refuses to start if the virtual cluster's etcd registration names another VirtualCluster,
+    /// so a pool pointed at a prefix someone else owns never writes into that journal.
+    #[arg(long, env = "FLOE_VIRTUAL_CLUSTER_UID")]
+    pub virtual_cluster_uid: Option<String>,
     /// etcd user name (with --etcd-password).
     #[arg(long, env = "FLOE_ETCD_USER")]
     pub etcd_user: Option<String>,
@@ -416,6 +421,13 @@ mod tests {
         let args = agent_args(&["--pod-name", "floe-ingest-7d9f-abcde", "--pool", "ingest"]);
         assert_eq!(args.cluster.pod_name.as_deref(), Some("floe-ingest-7d9f-abcde"));
         assert_eq!(args.cluster.pool.as_deref(), Some("ingest"));
+    }
+
+    #[test]
+    fn the_virtual_cluster_uid_is_optional_and_comes_from_a_flag() {
+        assert_eq!(agent_args(&[]).cluster.virtual_cluster_uid, None);
+        let args = agent_args(&["--virtual-cluster-uid", "0b5c3c9e-52d1-4c5e-9a55-1f3f7f2f0a11"]);
+        assert_eq!(args.cluster.virtual_cluster_uid.as_deref(), Some("0b5c3c9e-52d1-4c5e-9a55-1f3f7f2f0a11"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ fn cluster_settings(metadata: &MetadataUrl, cluster: &ClusterArgs, flush_max_byt
     let MetadataUrl::Etcd { endpoints, prefix } = metadata else { return None };
     Some(ClusterSettings {
         virtual_cluster: cluster.virtual_cluster.clone(),
+        virtual_cluster_uid: cluster.virtual_cluster_uid.clone(),
         etcd: EtcdSettings {
             endpoints: endpoints.clone(),
             prefix: prefix.clone(),

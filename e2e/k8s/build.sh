@@ -169,7 +169,11 @@ require go.etcd.io/etcd/server/v3 $ETCD_VERSION
 EOF
     (cd "$dir" && "${GO_RUN[@]}" get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" &&
         "${GO_RUN[@]}" build -p "$JOBS" -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
-    "$BIN/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}" || die "etcd reports: $("$BIN/etcd" --version)"
+    # Read the whole output first: `etcd --version | grep -q` fails under pipefail when grep exits
+    # at the first line and etcd dies of SIGPIPE writing the next.
+    local reported
+    reported=$("$BIN/etcd" --version)
+    grep -q "etcd Version: ${ETCD_VERSION#v}" <<<"$reported" || die "etcd reports: $reported"
     log "etcd: built in $((SECONDS - t)) s"
 }
 

@@ -184,7 +184,10 @@ fi
 
 # --- 9. Kubernetes tier (opt-in: the cold build of kube-apiserver & co. takes ~20 minutes) ------
 if [ "${FLOE_K8S:-0}" = 1 ]; then
-    log "Kubernetes tier binaries: $("$ROOT/e2e/k8s/build.sh" | tail -n 1)"
+    # Assigned first so a failed build stops this script (set -e ignores a failing substitution
+    # inside another command's arguments).
+    k8s_binaries=$("$ROOT/e2e/k8s/build.sh" | tail -n 1)
+    log "Kubernetes tier binaries: $k8s_binaries"
 fi
 
 log "ok"

@@ -204,14 +204,35 @@ impl Agent {
 
     /// Starts an agent whose metadata, bucket, S3 endpoint or environment differ from the defaults.
     pub fn start_with(infrastructure: &Infrastructure, virtual_cluster: &str, extra: &[&str], options: AgentOptions) -> Result<Self> {
+        let arguments = Self::arguments(infrastructure, virtual_cluster, extra, &options);
+        let mut environment = infrastructure.s3_environment();
+        if let Some(endpoint) = options.s3_endpoint {
+            environment.retain(|(key, _)| *key != "AWS_ENDPOINT");
+            environment.push(("AWS_ENDPOINT", endpoint));
+        }
+        environment.extend(options.environment);
+        let mut agent = Self {
+            child: None,
+            bootstrap: String::new(),
+            http: String::new(),
+            node_id: 0,
+            arguments,
+            environment,
+            log_file: options.log_file,
+        };
+        agent.launch()?;
+        Ok(agent)
+    }
+
+    fn arguments(infrastructure: &Infrastructure, virtual_cluster: &str, extra: &[&str], options: &AgentOptions) -> Vec<String> {
         let mut arguments: Vec<String> = [
             "agent",
             "--metadata",
-            &options.metadata_url.unwrap_or_else(|| infrastructure.metadata_url()),
+            &options.metadata_url.clone().unwrap_or_else(|| infrastructure.metadata_url()),
             "--virtual-cluster",
             virtual_cluster,
             "--object-store",
-            &options.object_store.unwrap_or_else(|| format!("s3://{BUCKET}/{virtual_cluster}")),
+            &options.object_store.clone().unwrap_or_else(|| format!("s3://{BUCKET}/{virtual_cluster}")),
             "--kafka-listen",
             "127.0.0.1:0",
             "--http-listen",
@@ -231,23 +252,35 @@ impl Agent {
             arguments.drain(position..position + 2);
         }
         arguments.extend(extra.iter().map(|argument| argument.to_string()));
-        let mut environment = infrastructure.s3_environment();
-        if let Some(endpoint) = options.s3_endpoint {
-            environment.retain(|(key, _)| *key != "AWS_ENDPOINT");
-            environment.push(("AWS_ENDPOINT", endpoint));
+        arguments
+    }
+
+    /// Runs an agent that is expected not to start: waits for it to exit (killing it after
+    /// `timeout`) and returns its exit status and its stderr.
+    pub fn start_expecting_exit(
+        infrastructure: &Infrastructure,
+        virtual_cluster: &str,
+        extra: &[&str],
+        timeout: Duration,
+    ) -> Result<(std::process::ExitStatus, String)> {
+        let mut child = Command::new(floe_binary()?)
+            .args(Self::arguments(infrastructure, virtual_cluster, extra, &AgentOptions::default()))
+            .envs(infrastructure.s3_environment())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("failed to start floe agent")?;
+        let deadline = std::time::Instant::now() + timeout;
+        while child.try_wait()?.is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let output = child.wait_with_output()?;
+                bail!("the agent did not exit within {timeout:?}; stderr: {}", String::from_utf8_lossy(&output.stderr));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        environment.extend(options.environment);
-        let mut agent = Self {
-            child: None,
-            bootstrap: String::new(),
-            http: String::new(),
-            node_id: 0,
-            arguments,
-            environment,
-            log_file: options.log_file,
-        };
-        agent.launch()?;
-        Ok(agent)
+        let output = child.wait_with_output()?;
+        Ok((output.status, String::from_utf8_lossy(&output.stderr).to_string()))
     }
 
     fn launch(&mut self) -> Result<()> {

@@ -347,3 +347,29 @@ async fn every_agent_answers_a_retried_idempotent_batch_with_its_first_offset() 
     ensure!(keys == expected, "the log holds {keys:?}");
     Ok(())
 }
+
+/// Finding 5 of issue 14: an agent started for one VirtualCluster (`--virtual-cluster-uid`, set by
+/// the operator) never writes into a journal whose registration names another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_refuses_to_start_against_a_registration_owned_by_another_virtual_cluster() -> Result<()> {
+    let infrastructure = Infrastructure::start()?;
+    // No registration yet (the operator has not written it): the agent starts.
+    drop(Agent::start(&infrastructure, "unregistered", &["--virtual-cluster-uid", "uid-of-mine"])?);
+
+    let key = "/floe/vc/owned/registration";
+    infrastructure.etcdctl(&["put", key, r#"{"id":"uid-of-theirs","owner":"team-a/owned","config":{}}"#])?;
+    // Registered to the same VirtualCluster: the agent starts.
+    drop(Agent::start(&infrastructure, "owned", &["--virtual-cluster-uid", "uid-of-theirs"])?);
+    let records = infrastructure.etcd_key_count("/floe/vc/owned/log/")?;
+    ensure!(records > 0, "the agent that started wrote no journal record");
+
+    // Registered to another VirtualCluster: the agent exits with an error that says what to do.
+    let (status, stderr) =
+        Agent::start_expecting_exit(&infrastructure, "owned", &["--virtual-cluster-uid", "uid-of-mine"], Duration::from_secs(30))?;
+    ensure!(!status.success(), "the agent exited successfully: {stderr}");
+    for part in [key, "team-a/owned", "uid-of-theirs", "uid-of-mine", "--virtual-cluster-uid"] {
+        ensure!(stderr.contains(part), "{part} missing from the agent's error: {stderr}");
+    }
+    ensure!(infrastructure.etcd_key_count("/floe/vc/owned/log/")? == records, "the refused agent wrote into the journal");
+    Ok(())
+}

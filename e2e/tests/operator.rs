@@ -3,6 +3,7 @@
 //! VirtualClusters. Every wait is on a condition, never a sleep.
 
 use anyhow::{bail, Context, Result};
+use floe_agent::metadata::records::{ChunkCommit, JournalEntry, JournalRecord};
 use floe_e2e::cluster::BUCKET;
 use floe_e2e::kubernetes::{self, wait_for, ControlPlane, RELEASE, RELEASE_NAMESPACE};
 use floe_operator::agent_pool::build::BuildSettings;
@@ -465,6 +466,30 @@ async fn the_apiserver_rejects_invalid_resources_with_a_message_naming_the_field
     Ok(())
 }
 
+const GONE_CLUSTER_ID: &str = "e2eGoneCluster";
+
+/// A journal as agents write it: the cluster id, a topic, and one commit naming a top-level segment.
+fn gone_journal() -> Vec<JournalEntry> {
+    let topic_id = serde_json::from_value(json!("6f1c2a9e-7b3d-4c5e-8f90-0a1b2c3d4e5f")).expect("a topic id");
+    vec![
+        JournalEntry::new(JournalRecord::InitCluster { cluster_id: GONE_CLUSTER_ID.to_string() }),
+        JournalEntry::new(JournalRecord::CreateTopic { name: "orders".into(), topic_id, partitions: 1, configs: BTreeMap::new() }),
+        JournalEntry::new(JournalRecord::CommitSegment {
+            object: "segments/01TEST.seg".into(),
+            chunks: vec![ChunkCommit {
+                topic: "orders".into(),
+                topic_id,
+                partition: 0,
+                record_count: 1,
+                byte_start: 0,
+                byte_len: 13,
+                max_timestamp: 0,
+                batches: Vec::new(),
+            }],
+        }),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_pool_removes_its_children_and_the_deletion_policy_decides_the_etcd_prefix() -> Result<()> {
     let plane = kubernetes::shared()?;
@@ -480,13 +505,23 @@ async fn deleting_a_pool_removes_its_children_and_the_deletion_policy_decides_th
     wait_cluster_ready(&clusters, "kept").await.with_context(|| process.log_tail())?;
     wait_cluster_ready(&clusters, "gone").await.with_context(|| process.log_tail())?;
     wait_pool_available(&client, &namespace, "agents", 2).await.with_context(|| process.log_tail())?;
-    // Something for Delete to remove besides the registration: a journal key and an object.
-    plane.infrastructure.etcdctl(&["put", &format!("/floe/vc/{namespace}.gone/log/test"), "{}"])?;
-    for name in ["gone", "kept"] {
-        let segments = plane.infrastructure.bucket_directory(&format!("{namespace}-{name}")).join("segments");
-        std::fs::create_dir_all(&segments)?;
-        std::fs::write(segments.join("01TEST.seg"), b"segment bytes")?;
+    // Something for Delete to remove besides the registration: a journal naming a top-level
+    // (pre-`clusters/`) segment, and objects under the journal's cluster id. The agents here are
+    // KWOK's, so the test writes what real agents would.
+    for record in gone_journal() {
+        let key = format!("/floe/vc/{namespace}.gone/log/{}", record.id);
+        plane.infrastructure.etcdctl(&["put", &key, &serde_json::to_string(&record)?])?;
     }
+    let write = |name: &str, object: &str| -> Result<()> {
+        let path = plane.infrastructure.bucket_directory(&format!("{namespace}-{name}")).join(object);
+        std::fs::create_dir_all(path.parent().expect("objects have a folder"))?;
+        Ok(std::fs::write(path, b"segment bytes")?)
+    };
+    write("gone", "segments/01TEST.seg")?;
+    write("gone", &format!("clusters/{GONE_CLUSTER_ID}/segments/01NEW.seg"))?;
+    // Not named by gone's journal: in a bucket shared by mistake it could be another cluster's.
+    write("gone", "segments/01UNNAMED.seg")?;
+    write("kept", "segments/01TEST.seg")?;
     let kept_prefix = format!("/floe/vc/{namespace}.kept/");
     let gone_prefix = format!("/floe/vc/{namespace}.gone/");
     assert!(plane.infrastructure.etcd_key_count(&kept_prefix)? >= 1);
@@ -523,9 +558,14 @@ async fn deleting_a_pool_removes_its_children_and_the_deletion_policy_decides_th
     .with_context(|| process.log_tail())?;
     assert_eq!(plane.infrastructure.etcd_key_count(&gone_prefix)?, 0, "deletionPolicy Delete left keys");
     assert!(plane.infrastructure.etcd_key_count(&kept_prefix)? >= 1, "deletionPolicy Retain removed the registration");
-    let object = |name: &str| plane.infrastructure.bucket_directory(&format!("{namespace}-{name}")).join("segments/01TEST.seg");
-    assert!(!object("gone").exists(), "deletionPolicy Delete left the objects");
-    assert!(object("kept").exists(), "deletionPolicy Retain removed the objects");
+    let object = |name: &str, object: &str| plane.infrastructure.bucket_directory(&format!("{namespace}-{name}")).join(object);
+    assert!(!object("gone", "segments/01TEST.seg").exists(), "deletionPolicy Delete left an object its journal names");
+    assert!(
+        !object("gone", &format!("clusters/{GONE_CLUSTER_ID}/segments/01NEW.seg")).exists(),
+        "deletionPolicy Delete left an object under its cluster id"
+    );
+    assert!(object("gone", "segments/01UNNAMED.seg").exists(), "deletionPolicy Delete removed an object its journal does not name");
+    assert!(object("kept", "segments/01TEST.seg").exists(), "deletionPolicy Retain removed the objects");
     drop(process);
     plane.delete_namespace(&client, &namespace).await;
     Ok(())
@@ -816,6 +856,83 @@ async fn with_autoscaling_on_the_hpa_owns_replicas_and_switching_it_off_deletes_
     .await
     .with_context(|| process.log_tail())?;
     wait_pool_available(&client, &namespace, "agents", 3).await.with_context(|| process.log_tail())?;
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+/// Finding 5 of issue 14: a VirtualCluster copied with the bucket URL unchanged is refused, the
+/// older one keeps working, the copy's pool gets no agents, and deleting the original lets the
+/// copy in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_cluster_sharing_an_older_ones_bucket_is_refused_with_a_message_and_an_event() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "tenants").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&clusters, virtual_cluster(plane, &namespace, "original", "Retain")).await?;
+    wait_cluster_ready(&clusters, "original").await.with_context(|| process.log_tail())?;
+    let mut copy = virtual_cluster(plane, &namespace, "copy", "Delete");
+    copy["spec"]["objectStore"]["url"] = json!(format!("s3://{BUCKET}/{namespace}-original"));
+    create(&clusters, copy).await?;
+    create(&pools, agent_pool("copy-agents", "copy", 1)).await?;
+
+    let refused = wait_for("VirtualCluster copy refused", READY_TIMEOUT, || async {
+        let cluster = clusters.get("copy").await?;
+        let ready = cluster.status.iter().flat_map(|status| &status.conditions).find(|condition| condition.type_ == "Ready").cloned();
+        match ready {
+            Some(condition) if condition.status == "False" && condition.reason == "LocationConflict" => Ok(Some(condition)),
+            other => bail!("Ready condition is {other:?}"),
+        }
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    for part in [format!("{namespace}/original"), "spec.objectStore.url".to_string()] {
+        assert!(refused.message.contains(&part), "{part} missing from: {}", refused.message);
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &namespace);
+    wait_for("a LocationConflict Warning on copy", READY_TIMEOUT, || async {
+        let found = events.list(&ListParams::default()).await?.items.into_iter().any(|event| {
+            event.reason.as_deref() == Some("LocationConflict")
+                && event.type_.as_deref() == Some("Warning")
+                && event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some("copy")
+                && event.note.as_deref().is_some_and(|note| note.contains(&format!("{namespace}/original")))
+        });
+        if found {
+            Ok(Some(()))
+        } else {
+            bail!("no such event yet")
+        }
+    })
+    .await?;
+    let original = clusters.get("original").await?;
+    assert_eq!(condition_status(original.status.as_ref().map(|status| &status.conditions), "Ready").as_deref(), Some("True"));
+    let copy_registration = plane.infrastructure.etcd_key_count(&format!("/floe/vc/{namespace}.copy/"))?;
+    assert_eq!(copy_registration, 0, "a refused VirtualCluster wrote to etcd");
+    wait_for("the pool of the refused cluster to say so", READY_TIMEOUT, || async {
+        let pool = pools.get("copy-agents").await?;
+        let refused = pool.status.iter().flat_map(|status| &status.conditions).any(|condition| condition.reason == "VirtualClusterRefused");
+        if refused {
+            Ok(Some(()))
+        } else {
+            bail!("pool status {:?}", pool.status)
+        }
+    })
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    assert!(deployments.get_opt("copy-agents").await?.is_none(), "a refused cluster's pool got agents");
+
+    // The original goes (Retain: its data stays); the copy is accepted and its pool configured.
+    clusters.delete("original", &DeleteParams::default()).await?;
+    wait_cluster_ready(&clusters, "copy").await.with_context(|| process.log_tail())?;
+    wait_for("the copy's pool to get its Deployment", READY_TIMEOUT, || async {
+        Ok(deployments.get_opt("copy-agents").await?.map(|_| ()))
+    })
+    .await
+    .with_context(|| process.log_tail())?;
     drop(process);
     plane.delete_namespace(&client, &namespace).await;
     Ok(())

@@ -1,9 +1,11 @@
 //! What every reconcile gets: the client, the metrics, the event recorder and the settings.
 
 use crate::agent_pool::build::BuildSettings;
+use crate::crd::virtual_cluster::VirtualCluster;
 use crate::metrics::Metrics;
+use kube::api::ListParams;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Client, Resource};
+use kube::{Api, Client, Resource};
 use std::sync::Arc;
 
 pub struct Context {
@@ -11,13 +13,31 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub build: BuildSettings,
+    /// The namespace the controllers watch (`None`: all). VirtualClusters are compared for
+    /// overlapping locations within it.
+    pub watch_namespace: Option<String>,
 }
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, build: BuildSettings, identity: &str) -> Self {
         let reporter = Reporter { controller: "floe-operator".to_string(), instance: Some(identity.to_string()) };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, metrics, recorder, build }
+        Self { client, metrics, recorder, build, watch_namespace: None }
+    }
+
+    /// Limits the controllers' view to one namespace (the operator's `--watch-namespace`).
+    pub fn watching(mut self, namespace: Option<String>) -> Self {
+        self.watch_namespace = namespace;
+        self
+    }
+
+    /// Every VirtualCluster the controllers see, to compare their locations.
+    pub async fn virtual_clusters(&self) -> Result<Vec<VirtualCluster>, kube::Error> {
+        let api: Api<VirtualCluster> = match &self.watch_namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        };
+        Ok(api.list(&ListParams::default()).await?.items)
     }
 
     /// Publishes a Warning event on `object` for something a user must fix. Failing to publish

@@ -105,7 +105,10 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     })?;
     let identity = args.identity.unwrap_or_else(|| format!("floe-operator-{}", uuid::Uuid::new_v4()));
     let metrics = Arc::new(Metrics::new());
-    let context = Arc::new(Context::new(client.clone(), metrics, BuildSettings { default_image: args.agent_image }, &identity));
+    let context = Arc::new(
+        Context::new(client.clone(), metrics, BuildSettings { default_image: args.agent_image }, &identity)
+            .watching(args.watch_namespace.clone()),
+    );
     let leader_election = args.leader_election.then(|| LeaderSettings {
         namespace: args.leader_election_namespace,
         lease_name: args.lease_name,

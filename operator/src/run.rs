@@ -141,7 +141,19 @@ pub async fn run_controllers(client: Client, context: Arc<Context>, namespace: O
                 tracing::debug!(%error, "agentpool reconcile did not complete");
             }
         });
-    let clusters = Controller::new(api::<VirtualCluster>(&client, namespace), watcher::Config::default())
+    let clusters = Controller::new(api::<VirtualCluster>(&client, namespace), watcher::Config::default());
+    let cluster_store = clusters.store();
+    let clusters = clusters
+        // A VirtualCluster deleted or moved may end another's location conflict: reconcile the
+        // refused ones again at once.
+        .watches(api::<VirtualCluster>(&client, namespace), watcher::Config::default(), move |changed| {
+            cluster_store
+                .state()
+                .into_iter()
+                .filter(|cluster| cluster.metadata.uid != changed.metadata.uid && is_refused(cluster))
+                .map(|cluster| ObjectRef::from_obj(cluster.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .shutdown_on_signal()
         .run(
             |cluster, context: Arc<Context>| {
@@ -156,6 +168,14 @@ pub async fn run_controllers(client: Client, context: Arc<Context>, namespace: O
             }
         });
     futures::future::join(pools, clusters).await;
+}
+
+fn is_refused(cluster: &VirtualCluster) -> bool {
+    cluster
+        .status
+        .iter()
+        .flat_map(|status| &status.conditions)
+        .any(|condition| condition.type_ == "Ready" && condition.reason == crate::virtual_cluster::locations::CONFLICT_REASON)
 }
 
 /// Counts and times a reconcile, labelled by outcome (`ok` or the error kind).

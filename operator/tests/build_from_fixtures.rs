@@ -87,6 +87,7 @@ fn the_agent_config_points_at_the_virtual_clusters_etcd_and_bucket() {
     let get = |key: &str| data.get(key).map(String::as_str);
     assert_eq!(get("FLOE_METADATA"), Some("etcd://etcd-0.etcd:2379,etcd-1.etcd:2379/floe"));
     assert_eq!(get("FLOE_VIRTUAL_CLUSTER"), Some("team-a.demo"));
+    assert_eq!(get("FLOE_VIRTUAL_CLUSTER_UID"), Some("11111111-2222-3333-4444-555555555555"));
     assert_eq!(get("FLOE_OBJECT_STORE"), Some("s3://floe-data/demo"));
     assert_eq!(get("AWS_ENDPOINT"), Some("http://minio.storage.svc:9000"));
     assert_eq!(get("AWS_ALLOW_HTTP"), Some("true"));

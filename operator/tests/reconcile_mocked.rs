@@ -94,6 +94,53 @@ async fn a_pool_whose_virtual_cluster_is_missing_says_so_in_status_and_writes_no
     assert_eq!(context.metrics.kubernetes_writes(), 1, "only the status");
 }
 
+fn cluster_list(clusters: &[&VirtualCluster]) -> Value {
+    json!({
+        "kind": "VirtualClusterList", "apiVersion": "floe.dev/v1alpha1", "metadata": {"resourceVersion": "1"},
+        "items": clusters.iter().map(|cluster| serde_json::to_value(cluster).unwrap()).collect::<Vec<_>>(),
+    })
+}
+
+#[tokio::test]
+async fn a_pool_of_a_virtual_cluster_sharing_an_older_ones_bucket_writes_no_children_and_says_why() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "team-a");
+    let context = Arc::new(Context::new(client, Arc::new(Metrics::new()), settings(), "test"));
+    let pool: AgentPool = fixture("agentpool-minimal.yaml");
+    let mut cluster: VirtualCluster = fixture("virtualcluster.yaml");
+    cluster.metadata.creation_timestamp = Some(serde_json::from_value(json!("2026-12-02T10:00:00Z")).unwrap());
+    // An older VirtualCluster in another namespace, copied with the bucket URL unchanged.
+    let mut older = cluster.clone();
+    older.metadata.namespace = Some("team-b".to_string());
+    older.metadata.name = Some("original".to_string());
+    older.metadata.uid = Some("00000000-0000-0000-0000-000000000001".to_string());
+    older.metadata.creation_timestamp = Some(serde_json::from_value(json!("2026-12-01T10:00:00Z")).unwrap());
+    let mut status_object = serde_json::to_value(&pool).unwrap();
+    status_object["status"] = json!({});
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            expect(
+                "GET",
+                "/apis/floe.dev/v1alpha1/namespaces/team-a/virtualclusters/demo",
+                StatusCode::OK,
+                serde_json::to_value(&cluster).unwrap(),
+            ),
+            expect("GET", "/apis/floe.dev/v1alpha1/virtualclusters?", StatusCode::OK, cluster_list(&[&cluster, &older])),
+            expect("POST", "/apis/events.k8s.io/v1/namespaces/team-a/events", StatusCode::CREATED, json!({})),
+            expect("PATCH", "/apis/floe.dev/v1alpha1/namespaces/team-a/agentpools/agents/status", StatusCode::OK, status_object),
+        ],
+    ));
+    reconcile(Arc::new(pool), Arc::clone(&context)).await.unwrap();
+    let writes = server.await.unwrap();
+    assert_eq!(writes.len(), 2, "an event and the status, no child: {writes:?}");
+    assert_eq!(writes[0].1["reason"], "VirtualClusterRefused");
+    let condition = &writes[1].1["status"]["conditions"][0];
+    assert_eq!((condition["status"].as_str(), condition["reason"].as_str()), (Some("False"), Some("VirtualClusterRefused")));
+    let message = condition["message"].as_str().unwrap();
+    assert!(message.contains("team-b/original") && message.contains("spec.objectStore.url"), "{message}");
+}
+
 #[tokio::test]
 async fn reconciling_a_pool_whose_children_are_current_only_reads() {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -133,6 +180,7 @@ async fn reconciling_a_pool_whose_children_are_current_only_reads() {
                 StatusCode::OK,
                 serde_json::to_value(&cluster).unwrap(),
             ),
+            expect("GET", "/apis/floe.dev/v1alpha1/virtualclusters?", StatusCode::OK, cluster_list(&[&cluster])),
             expect("GET", format!("/api/v1{namespace}serviceaccounts/agents-agent"), StatusCode::OK, live(&children.service_account)),
             expect("GET", format!("/api/v1{namespace}configmaps/agents-config"), StatusCode::OK, live(&children.config_map)),
             expect("GET", format!("/api/v1{namespace}services/agents-headless"), StatusCode::OK, live(&children.headless_service)),

@@ -3,6 +3,10 @@
 //! watch on the log prefix feeds every record, this agent's and others', to the replica in
 //! revision order. On start, and whenever the watch falls behind etcd compaction, the replica is
 //! rebuilt from the latest snapshot plus the journal tail.
+//!
+//! Only direct children of the log prefix (`log/<id>`, no further `/`) are this cluster's records.
+//! Deeper keys belong to another virtual cluster whose etcd prefix sits under ours (the operator
+//! refuses such a VirtualCluster, but a hand-run agent may not); they are skipped, never decoded.
 
 use super::journal::{JournalBackend, JournalError};
 use super::keys::KeyLayout;
@@ -82,7 +86,14 @@ impl EtcdJournal {
         store: Arc<SegmentStore>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), EtcdError> {
-        let mut follower = Follower { client: client.clone(), keys: keys.clone(), replica, store, metrics: Some(Arc::clone(&metrics)) };
+        let mut follower = Follower {
+            client: client.clone(),
+            keys: keys.clone(),
+            replica,
+            store,
+            metrics: Some(Arc::clone(&metrics)),
+            warned_foreign: false,
+        };
         let start = follower.catch_up().await?;
         let task = tokio::spawn(async move { follower.follow(start).await });
         Ok((Self { client, keys, metrics }, task))
@@ -91,7 +102,7 @@ impl EtcdJournal {
 
 /// Loads the current state (snapshot plus journal tail) into `replica` once, without following.
 pub async fn load(client: Client, keys: KeyLayout, replica: Arc<Replica>, store: Arc<SegmentStore>) -> Result<(), EtcdError> {
-    Follower { client, keys, replica, store, metrics: None }.catch_up().await.map(|_| ())
+    Follower { client, keys, replica, store, metrics: None, warned_foreign: false }.catch_up().await.map(|_| ())
 }
 
 impl JournalBackend for EtcdJournal {
@@ -150,6 +161,15 @@ struct Follower {
     replica: Arc<Replica>,
     store: Arc<SegmentStore>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Whether a foreign key under the log prefix was already reported.
+    warned_foreign: bool,
+}
+
+/// Pure: whether `key` is one of this cluster's journal records, a direct child `<log
+/// prefix><id>` with a non-empty id and no further `/`. Anything deeper belongs to another
+/// virtual cluster whose prefix lies under ours.
+pub fn is_own_log_key(log_prefix: &str, key: &[u8]) -> bool {
+    key.strip_prefix(log_prefix.as_bytes()).is_some_and(|id| !id.is_empty() && !id.contains(&b'/'))
 }
 
 impl Follower {
@@ -182,7 +202,18 @@ impl Follower {
         Ok(header_revision + 1)
     }
 
-    fn apply(&self, revision: i64, key: &[u8], value: &[u8]) -> Result<(), EtcdError> {
+    fn apply(&mut self, revision: i64, key: &[u8], value: &[u8]) -> Result<(), EtcdError> {
+        if !is_own_log_key(&self.keys.log_prefix(), key) {
+            if !self.warned_foreign {
+                self.warned_foreign = true;
+                tracing::warn!(
+                    key = %String::from_utf8_lossy(key),
+                    "skipping a key under this virtual cluster's journal that is not one of its records: another virtual \
+                     cluster's etcd prefix lies inside this one's; give it a prefix of its own (reported once)"
+                );
+            }
+            return Ok(());
+        }
         let entry: JournalEntry = serde_json::from_slice(value)
             .map_err(|error| EtcdError::Malformed { key: String::from_utf8_lossy(key).to_string(), reason: error.to_string() })?;
         self.replica.apply(revision as u64, &entry);
@@ -244,5 +275,34 @@ impl Follower {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_children_of_the_log_prefix_are_this_clusters_records() {
+        let keys = KeyLayout::new("/floe", "team-a.demo");
+        assert!(is_own_log_key(&keys.log_prefix(), keys.log_key("01JABCDEF").as_bytes()));
+    }
+
+    #[test]
+    fn keys_of_a_cluster_nested_under_the_log_prefix_are_foreign() {
+        let ours = KeyLayout::new("/floe", "team-a.demo");
+        let nested = KeyLayout::new("/floe/vc/team-a.demo/log", "team-b.other");
+        for key in [nested.log_key("01JABCDEF"), nested.registration(), nested.agent_key(1)] {
+            assert!(key.starts_with(&ours.log_prefix()), "{key} lies under our log prefix");
+            assert!(!is_own_log_key(&ours.log_prefix(), key.as_bytes()), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_bare_prefix_and_keys_outside_it_are_not_records() {
+        let keys = KeyLayout::new("/floe", "team-a.demo");
+        assert!(!is_own_log_key(&keys.log_prefix(), keys.log_prefix().as_bytes()));
+        assert!(!is_own_log_key(&keys.log_prefix(), keys.registration().as_bytes()));
+        assert!(!is_own_log_key(&keys.log_prefix(), b"/floe/vc/team-a.demo2/log/01J"));
     }
 }

@@ -101,7 +101,7 @@ async fn refuse_or_update(
     Ok(RegisterOutcome::Updated)
 }
 
-fn parse(key: &str, value: &[u8]) -> Result<Registration, RegistrationError> {
+pub(crate) fn parse(key: &str, value: &[u8]) -> Result<Registration, RegistrationError> {
     serde_json::from_slice(value).map_err(|error| RegistrationError::Malformed { key: key.to_string(), reason: error.to_string() })
 }
 
@@ -117,6 +117,70 @@ pub async fn read(client: &mut Client, keys: &KeyLayout) -> Result<Option<Regist
 pub async fn delete_all_keys(client: &mut Client, keys: &KeyLayout) -> Result<i64, RegistrationError> {
     let response = client.delete(keys.root_prefix(), Some(DeleteOptions::new().with_prefix())).await?;
     Ok(response.deleted())
+}
+
+/// Deletes the virtual cluster's keys except those under `kept` (roots of other virtual clusters
+/// whose prefix lies inside this one's). Returns how many keys were deleted.
+pub async fn delete_keys_outside(client: &mut Client, keys: &KeyLayout, kept: &[String]) -> Result<i64, RegistrationError> {
+    let listing = client.get(keys.root_prefix(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+    let doomed: Vec<Vec<u8>> =
+        listing.kvs().iter().map(|kv| kv.key().to_vec()).filter(|key| !kept.iter().any(|root| key.starts_with(root.as_bytes()))).collect();
+    let mut deleted = 0;
+    // etcd allows at most 128 operations per transaction.
+    for chunk in doomed.chunks(100) {
+        let txn = Txn::new().and_then(chunk.iter().map(|key| TxnOp::delete(key.clone(), None)).collect::<Vec<_>>());
+        client.txn(txn).await?;
+        deleted += chunk.len() as i64;
+    }
+    Ok(deleted)
+}
+
+/// Why an agent started for one VirtualCluster must not join a journal registered to another.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the etcd key {key} registers this prefix to VirtualCluster {owner} (id {registered}), but this agent was started for \
+     VirtualCluster id {expected} (--virtual-cluster-uid); refusing to join another virtual cluster's journal. Point the \
+     agent at its own --metadata prefix or --virtual-cluster, or, if {owner} is gone and its data is to be taken over, \
+     delete that key"
+)]
+pub struct ForeignRegistration {
+    pub key: String,
+    pub owner: String,
+    pub registered: String,
+    pub expected: String,
+}
+
+/// Pure: may an agent started for VirtualCluster `expected` (its uid) use the journal whose
+/// registration is `registered`? No registration yet (the operator has not written it, or the
+/// cluster is run by hand) is allowed; so is the same id.
+pub fn check_owner(key: &str, registered: Option<&Registration>, expected: &str) -> Result<(), ForeignRegistration> {
+    match registered {
+        Some(registration) if registration.id != expected => Err(ForeignRegistration {
+            key: key.to_string(),
+            owner: registration.owner.clone(),
+            registered: registration.id.clone(),
+            expected: expected.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// At an agent's start: reads the registration and refuses one owned by another VirtualCluster.
+pub async fn check_at_start(client: &mut Client, keys: &KeyLayout, expected: &str) -> Result<(), StartCheckError> {
+    let registered = read(client, keys).await?;
+    if registered.is_none() {
+        tracing::info!(key = keys.registration(), "no registration yet; starting (the operator writes it)");
+    }
+    check_owner(&keys.registration(), registered.as_ref(), expected)?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartCheckError {
+    #[error("failed to read the virtual cluster's registration: {0}")]
+    Read(#[from] RegistrationError),
+    #[error(transparent)]
+    Foreign(#[from] ForeignRegistration),
 }
 
 /// Counts the keys under the virtual cluster's root (0 once it is deleted).
@@ -160,4 +224,28 @@ pub async fn stats(client: &Client, keys: &KeyLayout, store: Arc<SegmentStore>) 
         }
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(id: &str) -> Registration {
+        Registration { id: id.to_string(), owner: "team-a/demo".to_string(), config: BTreeMap::new() }
+    }
+
+    #[test]
+    fn an_agent_joins_a_journal_without_a_registration_or_registered_to_its_own_uid() {
+        assert_eq!(check_owner("/floe/vc/team-a.demo/registration", None, "uid-1"), Ok(()));
+        assert_eq!(check_owner("/floe/vc/team-a.demo/registration", Some(&registration("uid-1")), "uid-1"), Ok(()));
+    }
+
+    #[test]
+    fn an_agent_refuses_a_journal_registered_to_another_uid_naming_key_owner_and_both_ids() {
+        let error = check_owner("/floe/vc/team-a.demo/registration", Some(&registration("uid-1")), "uid-2").unwrap_err();
+        let message = error.to_string();
+        for part in ["/floe/vc/team-a.demo/registration", "team-a/demo", "uid-1", "uid-2", "--virtual-cluster-uid"] {
+            assert!(message.contains(part), "{part} missing from: {message}");
+        }
+    }
 }

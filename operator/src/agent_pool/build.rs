@@ -296,6 +296,10 @@ fn agent_config(pool: &AgentPool, cluster: &VirtualCluster, cluster_id: &str) ->
     let mut config = BTreeMap::new();
     config.insert("FLOE_METADATA".to_string(), format!("etcd://{}{}", etcd.endpoints.join(","), etcd.prefix));
     config.insert("FLOE_VIRTUAL_CLUSTER".to_string(), cluster_id.to_string());
+    // Agents refuse to join a journal whose registration names another VirtualCluster.
+    if let Some(uid) = &cluster.metadata.uid {
+        config.insert("FLOE_VIRTUAL_CLUSTER_UID".to_string(), uid.clone());
+    }
     config.insert("FLOE_OBJECT_STORE".to_string(), cluster.spec.object_store.url.clone());
     config.insert("FLOE_KAFKA_LISTEN".to_string(), format!("0.0.0.0:{}", spec.kafka_port()));
     config.insert("FLOE_HTTP_LISTEN".to_string(), format!("0.0.0.0:{HTTP_PORT}"));

@@ -1,5 +1,6 @@
-//! The AgentPool controller: read the VirtualCluster (I/O) → build the children (pure) → apply
-//! them in order → delete orphans → patch status. Reconciling an unchanged pool writes nothing.
+//! The AgentPool controller: read the VirtualCluster and its peers (I/O) → refuse a VirtualCluster
+//! whose locations overlap an older one's (pure) → build the children (pure) → apply them in
+//! order → delete orphans → patch status. Reconciling an unchanged pool writes nothing.
 
 pub mod build;
 
@@ -47,6 +48,28 @@ pub async fn reconcile(pool: Arc<AgentPool>, context: Arc<Context>) -> Result<Ac
         // Creating the VirtualCluster triggers a reconcile through the watch; this is a safety net.
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
+
+    // Validate: a VirtualCluster refused for sharing another's locations configures no agents;
+    // the pool's children stay as they are until the conflict is resolved.
+    let all = context.virtual_clusters().await.map_err(kube_error("listing the VirtualClusters"))?;
+    if let Some(conflict) = crate::virtual_cluster::locations::refusal(&cluster, &all) {
+        const REASON: &str = "VirtualClusterRefused";
+        let message = format!(
+            "VirtualCluster {namespace}/{cluster_name} is refused, so this pool's agents are left as they are: {}",
+            conflict.message()
+        );
+        if !has_condition(&previous, "Ready", REASON) {
+            context.warn(pool.as_ref(), REASON, "Reconcile", message.clone()).await;
+        }
+        let status = AgentPoolStatus {
+            observed_generation: generation,
+            conditions: vec![condition(&previous.conditions, "Ready", false, REASON, message, generation)],
+            ..previous.clone()
+        };
+        patch_status(&pool, &previous, status, &context).await?;
+        // A change to either VirtualCluster triggers a reconcile through the watch; a safety net.
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
 
     // Build: pure.
     let children = match build::build(&pool, &cluster, &context.build) {

@@ -4,10 +4,13 @@
 use crate::crd::virtual_cluster::VirtualCluster;
 use floe_agent::metadata::etcd::{self, EtcdSettings};
 use floe_agent::metadata::keys::KeyLayout;
+use floe_agent::metadata::replica::Replica;
+use floe_agent::metadata::snapshot::SnapshotPointer;
 use floe_agent::metrics::Metrics as AgentMetrics;
 use floe_agent::storage::{ObjectStoreUrl, S3Options, SegmentStore};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,9 +147,16 @@ pub fn open_bucket(resolved: &Resolved) -> Result<Arc<SegmentStore>, Unusable> {
         .map_err(|error| unusable("BucketUnusable", format!("spec.objectStore: {error}")))
 }
 
-/// PUT, GET and DELETE of a small probe object: the three operations agents need.
-pub async fn probe_bucket(store: &SegmentStore, url: &str) -> Result<(), Unusable> {
-    let name = format!("_floe/probe-{}", uuid::Uuid::new_v4());
+/// Where the operator's probe objects for `cluster` go: `_floe/probes/<uid>/`, so deleting them
+/// never touches another VirtualCluster's in a shared bucket.
+pub fn probe_prefix(cluster: &VirtualCluster) -> String {
+    format!("_floe/probes/{}", cluster.uid().or_else(|| cluster.cluster_id()).unwrap_or_default())
+}
+
+/// PUT, GET and DELETE of a small probe object under `probes` (see [`probe_prefix`]): the three
+/// operations agents need.
+pub async fn probe_bucket(store: &SegmentStore, url: &str, probes: &str) -> Result<(), Unusable> {
+    let name = format!("{probes}/{}", uuid::Uuid::new_v4());
     let body = bytes::Bytes::from(format!("floe-operator probe {name}"));
     let attempt = async {
         store.put(&name, body.clone()).await.map_err(|error| format!("PUT failed: {error}"))?;
@@ -170,14 +180,104 @@ pub async fn probe_bucket(store: &SegmentStore, url: &str) -> Result<(), Unusabl
     }
 }
 
-/// Deletes every object Floe wrote for this virtual cluster (segments and snapshots).
-pub async fn delete_objects(store: &SegmentStore) -> Result<usize, String> {
-    let mut deleted = 0;
-    for prefix in ["segments", "snapshots", "_floe"] {
-        for name in store.list(prefix).await.map_err(|error| error.to_string())? {
-            store.delete(&name).await.map_err(|error| error.to_string())?;
-            deleted += 1;
-        }
+/// Deletes the objects of this virtual cluster, and only those: everything under
+/// `clusters/<cluster_id>/` (the journal's cluster id), the older top-level objects its metadata
+/// still names (segments and the snapshot), and the operator's probe objects under `probes`.
+/// Shared top-level prefixes (`segments/`, `snapshots/`) are never listed: in a bucket shared by
+/// mistake they hold another virtual cluster's objects too. Returns how many were deleted.
+///
+/// # Assumptions
+/// Deleting an object that is already gone succeeds, so a retry after a partial failure finishes.
+/// If the snapshot object is deleted but the etcd keys are not, the retry cannot read the snapshot
+/// and fails until deletionPolicy is set to Retain; so the snapshot object goes last.
+pub async fn delete_objects(
+    client: &etcd_client::Client,
+    keys: &KeyLayout,
+    store: Arc<SegmentStore>,
+    probes: &str,
+) -> Result<usize, String> {
+    let replica = Arc::new(Replica::new());
+    etcd::load(client.clone(), keys.clone(), Arc::clone(&replica), Arc::clone(&store))
+        .await
+        .map_err(|error| format!("failed to read the journal under {}: {error}", keys.root_prefix()))?;
+    let (cluster_id, referenced) = replica.read(|state| (state.cluster_id.clone(), state.referenced_objects()));
+    let pointer_key = keys.snapshot_pointer();
+    let pointer = client.clone().get(pointer_key.clone(), None).await.map_err(|error| format!("failed to read {pointer_key}: {error}"))?;
+    let snapshot = match pointer.kvs().first() {
+        Some(kv) => Some(
+            serde_json::from_slice::<SnapshotPointer>(kv.value())
+                .map_err(|error| format!("malformed snapshot pointer {pointer_key}: {error}"))?
+                .object,
+        ),
+        None => None,
+    };
+    let mut listed = Vec::new();
+    for prefix in owned_prefixes(cluster_id.as_deref(), probes) {
+        listed.extend(store.list(&prefix).await.map_err(|error| error.to_string())?);
     }
-    Ok(deleted)
+    let referenced: Vec<String> = referenced.iter().map(|object| object.to_string()).collect();
+    let names = objects_to_delete(listed, referenced, snapshot);
+    for name in &names {
+        store.delete(name).await.map_err(|error| error.to_string())?;
+    }
+    Ok(names.len())
+}
+
+/// The prefixes only this virtual cluster writes under, to be listed and emptied: its
+/// `clusters/<cluster_id>/` folders (none while the journal has no cluster id, or one that would
+/// not be a single path segment) and the operator's probes.
+pub fn owned_prefixes(cluster_id: Option<&str>, probes: &str) -> Vec<String> {
+    let mut prefixes = Vec::new();
+    if let Some(id) = cluster_id.filter(|id| !id.is_empty() && !id.contains('/') && *id != "." && *id != "..") {
+        // Listed folder by folder: a file:// bucket lists one directory level at a time.
+        prefixes.push(format!("clusters/{id}/segments"));
+        prefixes.push(format!("clusters/{id}/snapshots"));
+    }
+    if probes.split('/').filter(|segment| !segment.is_empty()).count() >= 3 {
+        prefixes.push(probes.to_string());
+    }
+    prefixes
+}
+
+/// Every object to delete, once each, with the snapshot last (see [`delete_objects`]).
+pub fn objects_to_delete(listed: Vec<String>, referenced: Vec<String>, snapshot: Option<String>) -> Vec<String> {
+    let mut names: Vec<String> =
+        listed.into_iter().chain(referenced).filter(|name| Some(name) != snapshot.as_ref()).collect::<BTreeSet<_>>().into_iter().collect();
+    names.extend(snapshot);
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_with_an_id_empties_only_its_own_folders_and_probes() {
+        assert_eq!(
+            owned_prefixes(Some("Qx7Zr2"), "_floe/probes/11111111-2222"),
+            vec!["clusters/Qx7Zr2/segments", "clusters/Qx7Zr2/snapshots", "_floe/probes/11111111-2222"]
+        );
+    }
+
+    #[test]
+    fn no_cluster_id_or_a_strange_one_never_lists_a_shared_prefix() {
+        for id in [None, Some(""), Some(".."), Some("a/b")] {
+            assert_eq!(owned_prefixes(id, "_floe/probes/uid"), vec!["_floe/probes/uid"], "{id:?}");
+        }
+        assert!(owned_prefixes(None, "_floe/probes/").is_empty(), "an empty uid would list every cluster's probes");
+        assert!(owned_prefixes(None, "_floe").is_empty());
+    }
+
+    #[test]
+    fn referenced_top_level_objects_are_deleted_once_and_the_snapshot_last() {
+        let names = objects_to_delete(
+            vec!["clusters/Q/segments/02.seg".into(), "clusters/Q/snapshots/2.json".into()],
+            vec!["segments/01.seg".into(), "clusters/Q/segments/02.seg".into()],
+            Some("snapshots/00000000000000000009-01.json".into()),
+        );
+        assert_eq!(
+            names,
+            vec!["clusters/Q/segments/02.seg", "clusters/Q/snapshots/2.json", "segments/01.seg", "snapshots/00000000000000000009-01.json",]
+        );
+    }
 }

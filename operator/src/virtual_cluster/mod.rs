@@ -1,8 +1,11 @@
-//! The VirtualCluster controller: resolve Secrets (I/O) → validate → register in etcd and probe
-//! the bucket (I/O) → read stats → patch status. A finalizer removes the cluster's etcd keys and
-//! objects when `deletionPolicy: Delete`; with `Retain` it leaves them for a successor.
+//! The VirtualCluster controller: list the VirtualClusters and refuse one whose locations overlap
+//! an older one's (pure check in `locations`) → resolve Secrets (I/O) → validate → register in
+//! etcd and probe the bucket (I/O) → read stats → patch status. A finalizer removes the cluster's
+//! etcd keys and objects when `deletionPolicy: Delete`; with `Retain` it leaves them for a
+//! successor.
 
 pub mod connect;
+pub mod locations;
 
 use crate::apply::patch_status_if_changed;
 use crate::conditions::condition;
@@ -44,6 +47,13 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
     let previous = cluster.status.clone().unwrap_or_default();
     let mut status = VirtualClusterStatus { observed_generation: generation, ..previous.clone() };
 
+    // Validate: a cluster sharing an older cluster's etcd keys or bucket objects is refused before
+    // it touches either (no registration, no probe object).
+    let all = context.virtual_clusters().await.map_err(kube_error("listing the VirtualClusters"))?;
+    if let Some(conflict) = locations::refusal(&cluster, &all) {
+        return refuse(&cluster, &previous, status, &conflict, context).await;
+    }
+
     let (metadata, bucket) = match connect::resolve(&context.client, &cluster).await {
         Err(problem) => (Err(problem.clone()), Err(problem)),
         Ok(resolved) => {
@@ -61,7 +71,7 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
             .await;
             let bucket = async {
                 let store = connect::open_bucket(&resolved)?;
-                connect::probe_bucket(&store, &cluster.spec.object_store.url).await?;
+                connect::probe_bucket(&store, &cluster.spec.object_store.url, &connect::probe_prefix(&cluster)).await?;
                 Ok::<_, Unusable>(store)
             }
             .await;
@@ -119,26 +129,38 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
     Ok(Action::requeue(if ready { Duration::from_secs(300) } else { Duration::from_secs(15) }))
 }
 
+/// Reports the conflict (Ready=False, one Warning event per new conflict) and touches nothing else.
+async fn refuse(
+    cluster: &VirtualCluster,
+    previous: &VirtualClusterStatus,
+    mut status: VirtualClusterStatus,
+    conflict: &locations::Conflict,
+    context: &Context,
+) -> Result<Action, ReconcileError> {
+    let generation = cluster.metadata.generation;
+    let message = conflict.message();
+    let was = previous.conditions.iter().find(|condition| condition.type_ == "Ready");
+    if was.is_none_or(|condition| condition.reason != locations::CONFLICT_REASON || condition.message != message) {
+        tracing::warn!(other = conflict.other, "refused: its locations overlap an older VirtualCluster's");
+        context.warn(cluster, locations::CONFLICT_REASON, "Validate", message.clone()).await;
+    }
+    // Reachability is not checked while refused, so those conditions would only be stale.
+    status.conditions = vec![condition(&previous.conditions, "Ready", false, locations::CONFLICT_REASON, message, generation)];
+    patch_status(cluster, previous, status, context).await?;
+    // Deleting or moving the other VirtualCluster re-runs this through the controller's watch.
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
 async fn cleanup(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action, ReconcileError> {
     if cluster.spec.deletion_policy == DeletionPolicy::Retain {
         tracing::info!("deletionPolicy Retain: keeping the etcd keys and the objects");
         return Ok(Action::await_change());
     }
     let fail = |what: &'static str, reason: String| ReconcileError::Cleanup { what, reason };
+    let all = context.virtual_clusters().await.map_err(kube_error("listing the VirtualClusters"))?;
     let resolved = connect::resolve(&context.client, &cluster).await.map_err(|problem| fail("the virtual cluster", problem.message))?;
     let store = connect::open_bucket(&resolved).map_err(|problem| fail("the objects", problem.message))?;
-    let objects = match connect::delete_objects(&store).await {
-        Ok(objects) => objects,
-        Err(reason) => {
-            let message = format!(
-                "deletionPolicy Delete could not delete the objects under {}: {reason}; fix access to the bucket, or set deletionPolicy: Retain to delete the VirtualCluster without its data",
-                cluster.spec.object_store.url
-            );
-            context.warn(cluster.as_ref(), "CleanupFailed", "Delete", message.clone()).await;
-            return Err(fail("the objects", message));
-        }
-    };
-    context.metrics.external_writes.with_label_values(&["bucket-delete"]).inc();
+    // etcd first: the journal says which objects are this cluster's.
     let mut client = match connect::connect_etcd(&resolved).await {
         Ok(client) => client,
         Err(problem) => {
@@ -147,8 +169,29 @@ async fn cleanup(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Acti
             return Err(fail("the etcd keys", message));
         }
     };
-    let keys =
-        registration::delete_all_keys(&mut client, &resolved.keys).await.map_err(|error| fail("the etcd keys", error.to_string()))?;
+    let probes = connect::probe_prefix(&cluster);
+    let objects = match connect::delete_objects(&client, &resolved.keys, store, &probes).await {
+        Ok(objects) => objects,
+        Err(reason) => {
+            let message = format!(
+                "deletionPolicy Delete could not delete the objects of this virtual cluster under {}: {reason}; fix access to \
+                 the bucket and etcd, or set deletionPolicy: Retain to delete the VirtualCluster without its data",
+                cluster.spec.object_store.url
+            );
+            context.warn(cluster.as_ref(), "CleanupFailed", "Delete", message.clone()).await;
+            return Err(fail("the objects", message));
+        }
+    };
+    context.metrics.external_writes.with_label_values(&["bucket-delete"]).inc();
+    // Another VirtualCluster's keys may lie inside ours (a prefix under our `log/`): keep them.
+    let foreign = locations::foreign_roots_inside(&cluster, &all);
+    let keys = if foreign.is_empty() {
+        registration::delete_all_keys(&mut client, &resolved.keys).await
+    } else {
+        tracing::warn!(?foreign, "other virtual clusters' keys lie inside this one's; deleting around them");
+        registration::delete_keys_outside(&mut client, &resolved.keys, &foreign).await
+    }
+    .map_err(|error| fail("the etcd keys", error.to_string()))?;
     context.metrics.external_writes.with_label_values(&["etcd-delete"]).inc();
     tracing::info!(keys, objects, prefix = resolved.keys.root_prefix(), "deleted the virtual cluster's metadata and objects");
     Ok(Action::await_change())
