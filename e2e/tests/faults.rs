@@ -270,6 +270,44 @@ async fn an_agent_cut_off_from_etcd_longer_than_the_gc_grace_loses_no_acknowledg
     Ok(())
 }
 
+/// Finding 5 of issue 14: a second virtual cluster whose object store is the very same bucket URL
+/// (a copied example with the prefix unchanged) runs its garbage collector with a short grace
+/// while the first one takes load. The second cluster must list and delete only its own objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_virtual_cluster_on_the_same_bucket_url_deletes_none_of_the_firsts_records() -> Result<()> {
+    let infrastructure = Infrastructure::start()?;
+    for run in 1..=repeats() {
+        let name = format!("shared-bucket-{run}");
+        let shared = format!("s3://{BUCKET}/{name}");
+        let mut scenario = Scenario::new(name.clone(), &infrastructure, Some(shared.clone()))?;
+        let flags = ["--gc-grace", "3s", "--retention-interval", "1s"];
+        let options = || AgentOptions { object_store: Some(shared.clone()), ..AgentOptions::default() };
+        scenario.start_agent(&infrastructure, &flags, options())?;
+        scenario.start_agent(&infrastructure, &flags, options())?;
+        // The other tenant: its own etcd keys (another virtual cluster name), the same objects URL.
+        let mut other_options = options();
+        other_options.log_file = Some(scenario.logs.join("other-tenant.log"));
+        let other = Agent::start_with(&infrastructure, &format!("{name}-other"), &flags, other_options)?;
+        wait_for_jobs_leader(&other, Duration::from_secs(30))?;
+        let other_http = other.http.clone();
+        scenario
+            .run(run % 2 == 0, Duration::from_secs(3), move |_agents| {
+                // Several of the other tenant's GC passes, each past its grace period.
+                pause_for(15.0);
+                let (_, metrics) = http_get(&other_http, "/metrics")?;
+                let passes = metric_value(&metrics, "floe_job_runs_total{job=\"gc\",outcome=\"ok\"}").unwrap_or_default();
+                ensure!(passes >= 10.0, "the other tenant's garbage collector ran only {passes} times");
+                Ok(FaultReport {
+                    description: format!("a second virtual cluster on {shared} ran {passes} GC passes with a 3s grace"),
+                    healed_at: Instant::now(),
+                })
+            })
+            .await?;
+        drop(other);
+    }
+    Ok(())
+}
+
 const FAST_REGISTRY: [&str; 4] = ["--registry-ttl", "3s", "--retention-interval", "1s"];
 
 fn three_agents(infrastructure: &Infrastructure, name: &str) -> Result<Scenario> {

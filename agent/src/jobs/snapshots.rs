@@ -48,7 +48,11 @@ pub async fn run(context: &JobContext) -> Result<(), String> {
         )
         .await
         .map_err(|error| error.to_string())?;
-    let keys: Vec<Vec<u8>> = covered.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+    // Only this cluster's records: a key deeper under `log/` belongs to another virtual cluster
+    // whose etcd prefix lies inside ours, and its journal is not ours to trim.
+    let log_prefix = context.keys.log_prefix();
+    let keys: Vec<Vec<u8>> =
+        covered.kvs().iter().map(|kv| kv.key().to_vec()).filter(|key| crate::metadata::etcd::is_own_log_key(&log_prefix, key)).collect();
     for batch in keys.chunks(DELETES_PER_TRANSACTION) {
         let deletes: Vec<TxnOp> = batch.iter().map(|key| TxnOp::delete(key.clone(), None)).collect();
         let txn = Txn::new().when([context.fence_compare()]).and_then(deletes);
