@@ -2,7 +2,7 @@
 //! virtual cluster through a real etcd and a real S3-compatible server, on loopback.
 
 use anyhow::{ensure, Result};
-use floe_e2e::cluster::{Agent, Infrastructure};
+use floe_e2e::cluster::{Agent, AgentOptions, Infrastructure};
 use floe_e2e::kafka::{self, longest_gap, produce_until, verify_acknowledged};
 use floe_e2e::wire::{encode_stamped_batch, produce_batch, ProducerStamp, RawConnection};
 use floe_e2e::{http_get, java_driver, metric_value, run_driver};
@@ -371,5 +371,65 @@ async fn an_agent_refuses_to_start_against_a_registration_owned_by_another_virtu
         ensure!(stderr.contains(part), "{part} missing from the agent's error: {stderr}");
     }
     ensure!(infrastructure.etcd_key_count("/floe/vc/owned/log/")? == records, "the refused agent wrote into the journal");
+    Ok(())
+}
+
+/// Finding 5 of issue 14, second half: one VirtualCluster's etcd prefix may sit under another's
+/// `log/` (two operators, or a hand-run agent, cannot always be refused). The outer cluster's
+/// agents must neither decode the inner cluster's journal nor trim it with their own, and both
+/// clusters serve every record after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_cluster_nested_under_anothers_journal_leaves_both_journals_intact() -> Result<()> {
+    let infrastructure = Infrastructure::start()?;
+    let mut outer = Agent::start(&infrastructure, "outer", &["--snapshot-interval", "1s"])?;
+    let nested = AgentOptions { metadata_url: Some(format!("{}/vc/outer/log", infrastructure.metadata_url())), ..AgentOptions::default() };
+    // The inner cluster never trims its own journal during the test, so any loss is the outer's doing.
+    let mut inner = Agent::start_with(&infrastructure, "inner", &["--snapshot-interval", "1h"], nested)?;
+    kafka::create_topic(&outer.bootstrap, "outer-topic", 1).await?;
+    kafka::create_topic(&inner.bootstrap, "inner-topic", 1).await?;
+    const RECORDS: u64 = 20;
+    let (outer_bootstrap, inner_bootstrap) = (outer.bootstrap.clone(), inner.bootstrap.clone());
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut outer = RawConnection::connect(&outer_bootstrap)?;
+        let mut inner = RawConnection::connect(&inner_bootstrap)?;
+        // Alternately, so both journals interleave in etcd.
+        for index in 0..RECORDS {
+            let record = [(floe_e2e::records::key(index), floe_e2e::records::value(index))];
+            produce_batch(&mut outer, "outer-topic", 0, &record)?;
+            produce_batch(&mut inner, "inner-topic", 0, &record)?;
+        }
+        Ok(())
+    })
+    .await??;
+    let inner_journal = "/floe/vc/outer/log/vc/inner/log/";
+    let inner_records = infrastructure.etcd_key_count(inner_journal)?;
+    ensure!(inner_records > 0, "the inner cluster wrote no journal record under {inner_journal}");
+    // The outer cluster snapshots and trims its own journal down to nothing.
+    let outer_own = || -> Result<usize> {
+        Ok(infrastructure.etcd_key_count("/floe/vc/outer/log/")? - infrastructure.etcd_key_count("/floe/vc/outer/log/vc/")?)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while outer_own()? > 0 {
+        ensure!(Instant::now() < deadline, "the outer cluster never trimmed its journal ({} records left)", outer_own()?);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let left = infrastructure.etcd_key_count(inner_journal)?;
+    ensure!(
+        left >= inner_records,
+        "the outer cluster's trim deleted {} of the inner cluster's {inner_records} journal records",
+        inner_records - left
+    );
+    // Both replay from scratch and serve every record.
+    outer.restart()?;
+    inner.restart()?;
+    for (agent, topic) in [(&outer, "outer-topic"), (&inner, "inner-topic")] {
+        let bootstrap = agent.bootstrap.clone();
+        let topic_name = topic.to_string();
+        let stored = tokio::task::spawn_blocking(move || kafka::read_all(&bootstrap, &topic_name, 1, Duration::from_secs(30))).await??;
+        let values: Vec<Vec<u8>> =
+            stored.get(&0).map(|records| records.iter().map(|record| record.value.clone()).collect()).unwrap_or_default();
+        let expected: Vec<Vec<u8>> = (0..RECORDS).map(floe_e2e::records::value).collect();
+        ensure!(values == expected, "after a restart {topic} holds {} of its {RECORDS} records, or other values", values.len());
+    }
     Ok(())
 }
