@@ -28,6 +28,21 @@ fn script(name: &str, arguments: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A port found free can be taken by another process before our server binds it (another test
+/// binary, a build tool): start again on fresh ports, twice at most. A half-started attempt is
+/// stopped when it is dropped.
+fn retry_on_port_collision<T>(mut start: impl FnMut() -> Result<T>) -> Result<T> {
+    for _ in 0..2 {
+        match start() {
+            Err(error) if format!("{error:#}").contains("is already in use by another process") => {
+                eprintln!("{error:#}; starting again on fresh ports");
+            }
+            outcome => return outcome,
+        }
+    }
+    start()
+}
+
 /// etcd (one member, or a cluster of several) plus an S3-compatible server, stopped on drop.
 pub struct Infrastructure {
     pub directory: tempfile::TempDir,
@@ -41,22 +56,26 @@ pub struct Infrastructure {
 
 impl Infrastructure {
     pub fn start() -> Result<Self> {
-        let infrastructure = Self::unstarted()?;
-        infrastructure.start_etcd()?;
-        infrastructure.start_s3()?;
-        script("s3.sh", &["create-bucket", &infrastructure.s3_port.to_string(), BUCKET])?;
-        Ok(infrastructure)
+        retry_on_port_collision(|| {
+            let infrastructure = Self::unstarted()?;
+            infrastructure.start_etcd()?;
+            infrastructure.start_s3()?;
+            script("s3.sh", &["create-bucket", &infrastructure.s3_port.to_string(), BUCKET])?;
+            Ok(infrastructure)
+        })
     }
 
     /// Like [`Infrastructure::start`], with etcd as a cluster of `members` on loopback; agents and
     /// etcdctl are given every member's endpoint.
     pub fn start_with_etcd_members(members: usize) -> Result<Self> {
-        let mut infrastructure = Self::unstarted()?;
-        infrastructure.etcd_cluster =
-            Some(crate::faults::EtcdCluster::start(&infrastructure.directory.path().join("etcd-cluster"), members)?);
-        infrastructure.start_s3()?;
-        script("s3.sh", &["create-bucket", &infrastructure.s3_port.to_string(), BUCKET])?;
-        Ok(infrastructure)
+        retry_on_port_collision(|| {
+            let mut infrastructure = Self::unstarted()?;
+            infrastructure.etcd_cluster =
+                Some(crate::faults::EtcdCluster::start(&infrastructure.directory.path().join("etcd-cluster"), members)?);
+            infrastructure.start_s3()?;
+            script("s3.sh", &["create-bucket", &infrastructure.s3_port.to_string(), BUCKET])?;
+            Ok(infrastructure)
+        })
     }
 
     fn unstarted() -> Result<Self> {

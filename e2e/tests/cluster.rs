@@ -381,10 +381,10 @@ async fn an_agent_refuses_to_start_against_a_registration_owned_by_another_virtu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_virtual_cluster_nested_under_anothers_journal_leaves_both_journals_intact() -> Result<()> {
     let infrastructure = Infrastructure::start()?;
-    let mut outer = Agent::start(&infrastructure, "outer", &["--snapshot-interval", "1s"])?;
+    let mut outer = Agent::start(&infrastructure, "outer", &["--registry-ttl", "3s", "--snapshot-interval", "1s"])?;
     let nested = AgentOptions { metadata_url: Some(format!("{}/vc/outer/log", infrastructure.metadata_url())), ..AgentOptions::default() };
     // The inner cluster never trims its own journal during the test, so any loss is the outer's doing.
-    let mut inner = Agent::start_with(&infrastructure, "inner", &["--snapshot-interval", "1h"], nested)?;
+    let mut inner = Agent::start_with(&infrastructure, "inner", &["--registry-ttl", "3s", "--snapshot-interval", "1h"], nested)?;
     kafka::create_topic(&outer.bootstrap, "outer-topic", 1).await?;
     kafka::create_topic(&inner.bootstrap, "inner-topic", 1).await?;
     const RECORDS: u64 = 20;
@@ -423,6 +423,8 @@ async fn a_virtual_cluster_nested_under_anothers_journal_leaves_both_journals_in
     outer.restart()?;
     inner.restart()?;
     for (agent, topic) in [(&outer, "outer-topic"), (&inner, "inner-topic")] {
+        // The killed process stays in Metadata until its registry lease lapses.
+        wait_for_brokers(&agent.bootstrap, 1)?;
         let bootstrap = agent.bootstrap.clone();
         let topic_name = topic.to_string();
         let stored = tokio::task::spawn_blocking(move || kafka::read_all(&bootstrap, &topic_name, 1, Duration::from_secs(30))).await??;
