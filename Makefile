@@ -35,6 +35,9 @@ lint: ## rustfmt and clippy with warnings as errors
 deps-k8s: ## deps plus the kubelet-less Kubernetes tier (kube-apiserver & co. from Go modules; ~20 min cold, cached)
 	FLOE_K8S=1 e2e/scripts/install-deps.sh
 
+# The soak (e2e/tests/soak.rs) runs 3 minutes in `make test`; `make soak` runs the full ten.
+FLOE_SOAK_SECONDS ?= 180
+
 .PHONY: test
 test: ## Everything CI runs: lint, generated-file drift, chart check, images, unit and end-to-end suites
 	mkdir -p target && rm -f target/stage-times.txt
@@ -49,7 +52,7 @@ test: ## Everything CI runs: lint, generated-file drift, chart check, images, un
 	# then fail with the suites (or with a failed or missing matrix cell). Per-stage and per-suite
 	# times are printed at the end, whatever the outcome.
 	status=0; \
-	e2e/scripts/timed.sh "cargo test" bash -o pipefail -c '$(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee target/test-output.log' || status=1; \
+	e2e/scripts/timed.sh "cargo test" bash -o pipefail -c 'FLOE_SOAK_SECONDS=$(FLOE_SOAK_SECONDS) $(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee target/test-output.log' || status=1; \
 	$(CARGO) run --quiet -p floe-e2e --bin compat-matrix || status=1; \
 	e2e/scripts/suite-times.sh target/test-output.log || true; \
 	printf '\nPer-stage times:\n'; sort -t"$$(printf '\t')" -k1,1nr target/stage-times.txt | awk -F'\t' '{ printf "%8d s\t%s\n", $$1, $$2 }'; \
@@ -70,6 +73,11 @@ faults: deps ## Every fault scenario 3 times with 60 s loads (FLOE_FAULTS_REPEAT
 	$(CARGO) build --bin floe
 	FLOE_FAULTS_REPEAT=$(FLOE_FAULTS_REPEAT) FLOE_FAULTS_LOAD_SECONDS=$(FLOE_FAULTS_LOAD_SECONDS) \
 		$(CARGO) test -p floe-e2e --test faults -- --test-threads=$(TEST_THREADS)
+
+.PHONY: soak
+soak: deps ## The etcd-growth soak for ten minutes on 1,000 partitions (make test runs 3 minutes)
+	$(CARGO) build --bin floe
+	FLOE_SOAK_SECONDS=600 $(CARGO) test -p floe-e2e --test soak -- --nocapture
 
 .PHONY: test-square-wave
 test-square-wave: deps-k8s ## The autoscaling suite with the 10-minute square wave (make test runs 3 periods)

@@ -1,6 +1,7 @@
-//! Done-when 5 of the cluster issue: steady produce across 1,000 partitions for ten minutes
-//! (FLOE_SOAK_SECONDS overrides) with snapshots on. etcd's journal key count and database size stay
-//! bounded, and each flushed segment costs exactly one etcd write transaction.
+//! Done-when 5 of the cluster issue: steady produce across 1,000 partitions with snapshots on,
+//! ten minutes under `make soak` and three under `make test` (FLOE_SOAK_SECONDS sets the length).
+//! etcd's journal key count and database size stay bounded, and each flushed segment costs
+//! exactly one etcd write transaction.
 
 use anyhow::{ensure, Result};
 use floe_e2e::cluster::{Agent, Infrastructure};
