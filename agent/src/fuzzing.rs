@@ -74,6 +74,57 @@ pub fn request_decoder(data: &[u8]) {
     }
 }
 
+/// An independent, whole-slice reading of `count` v2 records, kept deliberately plain: the oracle
+/// the streaming validator (`protocol/payload.rs`) is compared with by its tests and by the fuzz
+/// targets. The rules are Kafka's `DefaultRecord.readFrom`, plus Floe's: the offset delta equals
+/// the record's index, lengths below -1 are malformed, and nothing follows the last record.
+pub fn records_are_well_formed(data: &[u8], count: i32) -> bool {
+    fn varint(data: &mut &[u8], max_bytes: usize) -> Option<u64> {
+        let mut raw = 0u64;
+        for index in 0..max_bytes {
+            let (&byte, rest) = data.split_first()?;
+            *data = rest;
+            raw |= u64::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                return Some(raw);
+            }
+        }
+        None
+    }
+    fn int32(data: &mut &[u8]) -> Option<i32> {
+        let raw = u32::try_from(varint(data, 5)?).ok()?;
+        Some(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    }
+    fn bytes(data: &mut &[u8], nullable: bool) -> Option<()> {
+        let length = int32(data)?;
+        if length == -1 && nullable {
+            return Some(());
+        }
+        let length = usize::try_from(length).ok().filter(|length| *length <= data.len())?;
+        *data = &data[length..];
+        Some(())
+    }
+    let read = |mut data: &[u8]| -> Option<()> {
+        for index in 0..count {
+            let length = usize::try_from(int32(&mut data)?).ok().filter(|length| (6..=data.len()).contains(length))?;
+            let (mut body, rest) = data.split_at(length);
+            data = rest;
+            body = &body[1..];
+            varint(&mut body, 10)?;
+            (int32(&mut body)? == index).then_some(())?;
+            bytes(&mut body, true)?;
+            bytes(&mut body, true)?;
+            for _ in 0..usize::try_from(int32(&mut body)?).ok()? {
+                bytes(&mut body, false)?;
+                bytes(&mut body, true)?;
+            }
+            body.is_empty().then_some(())?;
+        }
+        data.is_empty().then_some(())
+    };
+    read(data).is_some()
+}
+
 /// `read_frame` on an in-memory connection: a byte slice is always ready, so one poll finishes it.
 fn read_frame_from_slice(wire: &[u8]) -> Option<Bytes> {
     let mut connection = wire;

@@ -79,6 +79,11 @@ fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonA
         auto_create_topics: common.auto_create_topics,
         group_initial_rebalance_delay: common.group_initial_rebalance_delay,
         node_id: common.node_id,
+        produce_validation_threads: common
+            .produce_validation_threads
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cpus| cpus.get())),
+        produce_max_decompressed_bytes_per_request: common.produce_max_decompressed_bytes_per_request,
     }
 }
 

@@ -1,19 +1,99 @@
-//! Produce: validate each partition's batch (headers only, never records), append it to the open
-//! segment in arrival order, then answer once the segment is stored and committed.
+//! Produce: validate each partition's batch (header, CRC and every record, as Kafka's
+//! `LogValidator` does), append it to the open segment in arrival order, then answer once the
+//! segment is stored and committed.
+//!
+//! Validation (CRC, decompression, record checks) runs on a bounded pool of blocking threads
+//! (`ValidationPool`), never on the async workers: one client's compression bombs must not delay
+//! another client's acknowledgements, fetches or heartbeats. The connection task awaits it before
+//! reading its next request, so batches are still appended in the order they arrived.
 //!
 //! Never UNKNOWN_SERVER_ERROR: every failure maps to a precise or retriable code.
 
 use super::{str_bytes, topic_name, AgentContext, Reply};
 use crate::metadata::{producers, topic_config, SequenceError};
-use crate::protocol::batch::{self, BatchError};
+use crate::protocol::batch::{self, BatchError, BatchSummary};
+use crate::protocol::records::RecordsError;
 use crate::storage::WriteError;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
+
+/// Where produced batches are checked: at most `threads` blocking threads at a time, and a budget
+/// of decompressed bytes per request (`--produce-validation-threads`,
+/// `--produce-max-decompressed-bytes-per-request`).
+pub struct ValidationPool {
+    permits: Arc<Semaphore>,
+    request_budget: usize,
+}
+
+impl ValidationPool {
+    pub fn new(threads: usize, request_budget: usize) -> Self {
+        Self { permits: Arc::new(Semaphore::new(threads.max(1))), request_budget }
+    }
+}
+
+/// Bytes (read plus inflated) one blocking task checks before it gives its thread back, unless
+/// a single batch is larger: enough to amortise the hand-off, small enough that a request queued
+/// behind a connection sending bombs gets a thread after about one batch's work (the semaphore is
+/// first come, first served).
+const ROUND_BYTES: usize = 4 << 20;
+
+/// One partition's batch on its way to the pool.
+struct Check {
+    records: Bytes,
+    max_message_bytes: usize,
+}
+
+/// Validates `checks` in order on the pool, under one request budget; one result per check.
+async fn check_batches(pool: &ValidationPool, mut checks: Vec<Check>) -> Vec<Result<BatchSummary, BatchError>> {
+    let total = checks.len();
+    let mut results = Vec::with_capacity(total);
+    let mut budget = pool.request_budget;
+    while results.len() < total {
+        let Ok(permit) = Arc::clone(&pool.permits).acquire_owned().await else { break };
+        let start = results.len();
+        let round = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut done = Vec::new();
+            let mut work = 0usize;
+            for check in &checks[start..] {
+                let before = budget;
+                done.push(batch::validate_produced_within(&check.records, check.max_message_bytes, &mut budget));
+                work += check.records.len() + (before - budget);
+                if work >= ROUND_BYTES {
+                    break;
+                }
+            }
+            (checks, done, budget)
+        });
+        match round.await {
+            Ok((returned, done, left)) => {
+                checks = returned;
+                budget = left;
+                results.extend(done);
+            }
+            Err(error) => {
+                tracing::error!(%error, "produced batch validation failed unexpectedly; refusing the request's remaining batches");
+                break;
+            }
+        }
+    }
+    while results.len() < total {
+        results.push(Err(BatchError::InvalidPayload(RecordsError::Records { reason: "validation did not complete".to_string() })));
+    }
+    results
+}
+
+/// A partition of the request, between the cheap checks and validation.
+enum Pending {
+    Done(Slot),
+    Check { topic_id: uuid::Uuid, check: usize },
+}
 
 enum Slot {
     Done {
@@ -45,7 +125,10 @@ pub fn batch_error_code(error: &BatchError) -> ResponseError {
         | BatchError::ControlBatch
         | BatchError::Transactional
         | BatchError::InvalidSequence { .. }
-        | BatchError::InvalidPayload { .. } => ResponseError::InvalidRecord,
+        | BatchError::InvalidPayload(_) => ResponseError::InvalidRecord,
+        // Kafka has no such budget; MESSAGE_TOO_LARGE makes the Java producer split the batch and
+        // send the halves, which fits the budget again.
+        BatchError::DecompressionBudget(_) => ResponseError::MessageTooLarge,
     }
 }
 
@@ -63,38 +146,62 @@ pub fn write_error_code(error: &WriteError) -> ResponseError {
 pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFuture<'static, Reply> {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(1) as u64);
-    let mut topics: Vec<(String, Vec<(i32, Slot)>)> = Vec::with_capacity(request.topic_data.len());
     let handing_over = context.cluster.handing_over();
+    // 1. Cheap checks on this task: topic, partition, draining.
+    let mut pending: Vec<(String, Vec<(i32, Pending)>)> = Vec::with_capacity(request.topic_data.len());
+    let mut checks = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let found = context.metadata.read(|state| {
             state.topics.get(&name).map(|found| (found.id, found.partitions.len() as i32, topic_config::max_message_bytes(&found.configs)))
         });
-        let mut slots = Vec::with_capacity(topic.partition_data.len());
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
             let index = partition.index;
             let Some((topic_id, partition_count, max_message_bytes)) = found else {
                 let message = format!("topic {name:?} does not exist");
-                slots.push((index, Slot::Done { error: NO_SUCH_PARTITION, message }));
+                partitions.push((index, Pending::Done(Slot::Done { error: NO_SUCH_PARTITION, message })));
                 continue;
             };
             if index < 0 || index >= partition_count {
                 let message = format!("topic {name:?} has partitions 0..{partition_count}, not {index}");
-                slots.push((index, Slot::Done { error: NO_SUCH_PARTITION, message }));
+                partitions.push((index, Pending::Done(Slot::Done { error: NO_SUCH_PARTITION, message })));
                 continue;
             }
             if handing_over {
                 let message = "this agent is draining; Metadata names the partition's new leader".to_string();
-                slots.push((index, Slot::Done { error: HANDED_OVER, message }));
+                partitions.push((index, Pending::Done(Slot::Done { error: HANDED_OVER, message })));
                 continue;
             }
-            let records = partition.records.unwrap_or_default();
-            match batch::validate_produced(&records, max_message_bytes) {
+            partitions.push((index, Pending::Check { topic_id, check: checks.len() }));
+            checks.push(Check { records: partition.records.unwrap_or_default(), max_message_bytes });
+        }
+        pending.push((name, partitions));
+    }
+    // 2. CRC, decompression and record validation on the pool. The records stay shared (a `Bytes`
+    //    clone is a reference count), so nothing is copied.
+    let records: Vec<Bytes> = checks.iter().map(|check| check.records.clone()).collect();
+    let verdicts = if checks.is_empty() { Vec::new() } else { check_batches(&context.validation, checks).await };
+    // 3. Back on this task, in request order: duplicates, then appends.
+    let mut topics: Vec<(String, Vec<(i32, Slot)>)> = Vec::with_capacity(pending.len());
+    for (name, partitions) in pending {
+        let mut slots = Vec::with_capacity(partitions.len());
+        for (index, partition) in partitions {
+            let (topic_id, check) = match partition {
+                Pending::Done(slot) => {
+                    slots.push((index, slot));
+                    continue;
+                }
+                Pending::Check { topic_id, check } => (topic_id, check),
+            };
+            match &verdicts[check] {
                 Err(error) => {
                     tracing::debug!(topic = %name, partition = index, %error, "refused produced batch");
-                    slots.push((index, Slot::Done { error: batch_error_code(&error), message: error.to_string() }));
+                    context.metrics.refused_batches.with_label_values(&[error.reason()]).inc();
+                    slots.push((index, Slot::Done { error: batch_error_code(error), message: error.to_string() }));
                 }
                 Ok(summary) => {
+                    let summary = *summary;
                     // A retry of a committed batch (its answer was lost) gets the original offset
                     // without writing the bytes again. Batches racing with their own retry are
                     // caught later, when the journal applies them (metadata/producers.rs).
@@ -116,6 +223,7 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
                             continue;
                         }
                     }
+                    let records = records[check].clone();
                     context.metrics.bytes_in.inc_by(records.len() as u64);
                     let receiver = context.writer.append(&name, topic_id, index, records, summary).await;
                     slots.push((index, Slot::Waiting(receiver)));
@@ -198,7 +306,12 @@ mod tests {
             BatchError::Transactional,
             BatchError::InvalidSequence { producer_id: 1, base_sequence: -1 },
             BatchError::TooLarge { size: 10, limit: 5 },
-            BatchError::InvalidPayload { reason: "LZ4 frame uses dependent blocks".into() },
+            BatchError::InvalidPayload(RecordsError::Lz4Frame { reason: "uses dependent blocks" }),
+            BatchError::InvalidPayload(RecordsError::TooManyRecords { count: 60_000_000, limit: 64 << 20 }),
+            BatchError::DecompressionBudget(RecordsError::RequestBudgetSpent {
+                compression: kafka_protocol::records::Compression::Zstd,
+                budget: 256 << 20,
+            }),
         ];
         all.into_iter()
             .map(|error| {
@@ -217,7 +330,9 @@ mod tests {
                     | BatchError::Transactional
                     | BatchError::InvalidSequence { .. }
                     // Deterministic: the same bytes fail the same way however often they are sent.
-                    | BatchError::InvalidPayload { .. } => (ResponseError::InvalidRecord, FailBatch),
+                    | BatchError::InvalidPayload(_) => (ResponseError::InvalidRecord, FailBatch),
+                    // Java splits the batch and resends the halves (each then fits the budget).
+                    BatchError::DecompressionBudget(_) => (ResponseError::MessageTooLarge, FailBatch),
                 };
                 (error, expected.0, expected.1)
             })
