@@ -307,7 +307,7 @@ mod tests {
             BatchError::InvalidSequence { producer_id: 1, base_sequence: -1 },
             BatchError::TooLarge { size: 10, limit: 5 },
             BatchError::InvalidPayload(RecordsError::Lz4Frame { reason: "uses dependent blocks" }),
-            BatchError::InvalidPayload(RecordsError::TooManyRecords { count: 60_000_000, limit: 64 << 20 }),
+            BatchError::InvalidPayload(RecordsError::CountPastBytes { count: 60_000_000, bytes: 64 << 20 }),
             BatchError::DecompressionBudget(RecordsError::RequestBudgetSpent {
                 compression: kafka_protocol::records::Compression::Zstd,
                 budget: 256 << 20,

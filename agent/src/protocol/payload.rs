@@ -92,7 +92,7 @@ fn check_into(batch: &[u8], output: &mut Output) -> Result<(), RecordsError> {
     // poison pill of 60,000,000 empty records in 2 KB of zstd) is refused before any inflation.
     let room = if compression == Compression::None { payload.len() } else { limit };
     if count < 0 || (count as usize).saturating_mul(MIN_RECORD_BYTES) > room {
-        return Err(RecordsError::TooManyRecords { count, limit: room });
+        return Err(RecordsError::CountPastBytes { count, bytes: room });
     }
     output.validator = RecordValidator::new(count);
     output.compression = compression;
@@ -202,7 +202,7 @@ impl Field {
 /// Validates records field by field across arbitrary chunk boundaries: `declared` records must
 /// fill the payload exactly. Holds a few integers of state, whatever the record sizes; key, value
 /// and header bytes are skipped, never copied.
-pub(super) struct RecordValidator {
+pub(crate) struct RecordValidator {
     declared: i32,
     /// Index of the record being read; records before it are complete.
     index: i32,
@@ -218,7 +218,7 @@ pub(super) struct RecordValidator {
 }
 
 impl RecordValidator {
-    pub(super) fn new(declared: i32) -> Self {
+    pub(crate) fn new(declared: i32) -> Self {
         Self { declared, index: 0, field: Field::Length, skip: 0, body_left: 0, headers_left: 0, varint: 0, varint_bytes: 0 }
     }
 
@@ -271,7 +271,7 @@ impl RecordValidator {
         Ok(())
     }
 
-    pub(super) fn feed(&mut self, mut data: &[u8]) -> Result<(), RecordsError> {
+    pub(crate) fn feed(&mut self, mut data: &[u8]) -> Result<(), RecordsError> {
         loop {
             if self.skip > 0 {
                 let skipped = self.skip.min(data.len());
@@ -375,7 +375,7 @@ impl RecordValidator {
         }
     }
 
-    pub(super) fn finish(self) -> Result<(), RecordsError> {
+    pub(crate) fn finish(self) -> Result<(), RecordsError> {
         match self.field {
             Field::Length if self.varint_bytes == 0 => {
                 if self.index < self.declared {
@@ -844,7 +844,7 @@ mod tests {
         let mut pill = with_payload(&header, 4, &payload);
         pill[RECORD_COUNT_AT..RECORDS_AT].copy_from_slice(&60_000_000i32.to_be_bytes());
         let (inflated, verdict) = check_payload_within(&pill, MAX_DECODED_BATCH_BYTES, usize::MAX);
-        assert!(matches!(verdict, Err(RecordsError::TooManyRecords { count: 60_000_000, .. })), "{verdict:?}");
+        assert!(matches!(verdict, Err(RecordsError::CountPastBytes { count: 60_000_000, .. })), "{verdict:?}");
         assert_eq!(inflated, 0);
         pill[RECORD_COUNT_AT..RECORDS_AT].copy_from_slice(&1_000_000i32.to_be_bytes());
         let (inflated, verdict) = check_payload_within(&pill, MAX_DECODED_BATCH_BYTES, usize::MAX);

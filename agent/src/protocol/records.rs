@@ -25,6 +25,8 @@ pub enum RecordsError {
     NotOneBatch { count: usize },
     #[error("record batch declares {count} records, more than a decoding budget of {limit} bytes allows")]
     TooManyRecords { count: i32, limit: usize },
+    #[error("record batch declares {count} records, but {bytes} bytes hold at most {} records of the smallest size", bytes / super::payload::MIN_RECORD_BYTES)]
+    CountPastBytes { count: i32, bytes: usize },
     #[error("{compression:?} record batch payload decompresses to more than {limit} bytes")]
     DecompressedTooLarge { compression: Compression, limit: usize },
     #[error("{compression:?} record batch payload would take the request past its budget of {budget} decompressed bytes")]
@@ -50,7 +52,9 @@ impl RecordsError {
     pub fn reason(&self) -> &'static str {
         match self {
             RecordsError::Header { .. } | RecordsError::NotOneBatch { .. } => "header",
-            RecordsError::TooManyRecords { .. } | RecordsError::MissingRecords { .. } => "record_count",
+            RecordsError::TooManyRecords { .. } | RecordsError::CountPastBytes { .. } | RecordsError::MissingRecords { .. } => {
+                "record_count"
+            }
             RecordsError::DecompressedTooLarge { .. } => "decompressed_too_large",
             RecordsError::RequestBudgetSpent { .. } => "request_budget",
             RecordsError::Decompress { .. } | RecordsError::Lz4Frame { .. } => "decompress",
