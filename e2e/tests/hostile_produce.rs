@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use floe_e2e::cluster::{Agent, Infrastructure};
 use floe_e2e::wire::{encode_batch, produce_batch, RawConnection};
 use floe_e2e::{http_get, kafka, metric_value};
-use kafka_protocol::compression::{Compressor, Zstd};
+use kafka_protocol::compression::{Compressor, Gzip, Zstd};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -21,6 +21,9 @@ const MESSAGE_TOO_LARGE: i16 = 10;
 
 const BYSTANDER_RECORDS: usize = 1_000;
 const BOMB_PARTITIONS: i32 = 16;
+/// Connections sending gzip bombs at once, and requests each sends, while the stall is measured.
+const BOMB_CONNECTIONS: usize = 2;
+const BOMB_REQUESTS: usize = 2;
 
 /// Offsets of the batch header fields the probes rewrite (see `protocol/batch.rs`).
 const LENGTH_AT: usize = 8;
@@ -39,15 +42,59 @@ fn zstd(data: &[u8]) -> Result<Vec<u8>> {
     Ok(out.to_vec())
 }
 
+fn gzip_member(data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = BytesMut::new();
+    <Gzip as Compressor<BytesMut>>::compress(&mut out, |buffer: &mut BytesMut| -> Result<()> {
+        buffer.put_slice(data);
+        Ok(())
+    })?;
+    Ok(out.to_vec())
+}
+
+/// Kafka's zigzag varint.
+fn varint(value: i64, out: &mut Vec<u8>) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
+/// One valid record whose value is `mebibytes` MiB of zeros, as concatenated gzip members (which
+/// Java's GZIPInputStream reads as one stream): a valid batch past the 64 MiB per-batch budget,
+/// about 1 KB per MiB, built without compressing the whole value.
+fn gzip_value_bomb(mebibytes: usize) -> Result<Bytes> {
+    let value_bytes = mebibytes << 20;
+    let mut head = vec![0u8, 0, 0]; // attributes, timestamp delta, offset delta
+    varint(-1, &mut head); // null key
+    varint(value_bytes as i64, &mut head);
+    let mut record = Vec::new();
+    varint((head.len() + value_bytes + 1) as i64, &mut record);
+    record.extend_from_slice(&head);
+    let mut payload = gzip_member(&record)?;
+    let zeros = gzip_member(&vec![0u8; 1 << 20])?;
+    for _ in 0..mebibytes {
+        payload.extend_from_slice(&zeros);
+    }
+    payload.extend_from_slice(&gzip_member(&[0])?); // no headers
+    compressed_batch(&payload, 1, 1)
+}
+
 /// A batch header taken from a real one-record batch, around `payload` (zstd), declaring `count`
 /// records, with a correct length and CRC: only the payload check can tell it is wrong.
 fn zstd_batch(payload: &[u8], count: i32) -> Result<Bytes> {
+    compressed_batch(payload, count, 4)
+}
+
+/// A batch around `payload` compressed with `codec`, declaring `count` records.
+fn compressed_batch(payload: &[u8], count: i32, codec: i16) -> Result<Bytes> {
     let template = encode_batch(&[(b"k".to_vec(), b"v".to_vec())], 1_700_000_000_000)?;
     let mut batch = template[..HEADER_BYTES].to_vec();
     batch.extend_from_slice(payload);
     let length = (batch.len() - 12) as i32;
     batch[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
-    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&4i16.to_be_bytes());
+    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&codec.to_be_bytes());
     batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&(count - 1).to_be_bytes());
     batch[RECORD_COUNT_AT..HEADER_BYTES].copy_from_slice(&count.to_be_bytes());
     let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
@@ -127,6 +174,14 @@ fn api_versions_round_trip(bootstrap: &str) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// One small acknowledged produce on its own connection, timed.
+fn small_produce_round_trip(bootstrap: &str, index: usize) -> Result<Duration> {
+    let started = Instant::now();
+    let mut connection = RawConnection::connect(bootstrap)?;
+    produce_batch(&mut connection, "latency", 0, &[(format!("probe-{index}").into_bytes(), b"v".to_vec())])?;
+    Ok(started.elapsed())
+}
+
 fn refused(agent: &Agent, reason: &str) -> Result<f64> {
     let (_, metrics) = http_get(&agent.http, "/metrics")?;
     Ok(metric_value(&metrics, &format!("floe_produce_refused_batches_total{{reason=\"{reason}\"}}")).unwrap_or_default())
@@ -135,8 +190,10 @@ fn refused(agent: &Agent, reason: &str) -> Result<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknowledged_records_survive() -> Result<()> {
     let infrastructure = Infrastructure::start()?;
-    let mut agent = Agent::start(&infrastructure, "hostile", &["--produce-max-decompressed-bytes-per-request", "256MiB"])?;
+    let mut agent =
+        Agent::start(&infrastructure, "hostile", &["--produce-max-decompressed-bytes-per-request", "256MiB", "--registry-ttl", "3s"])?;
     kafka::create_topic(&agent.bootstrap, "bystander", 1).await?;
+    kafka::create_topic(&agent.bootstrap, "latency", 1).await?;
     kafka::create_topic(&agent.bootstrap, "probes", BOMB_PARTITIONS).await?;
     let bootstrap = agent.bootstrap.clone();
     let bystanders: Vec<(Vec<u8>, Vec<u8>)> =
@@ -156,32 +213,18 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
         ensure!(answer == vec![(0, INVALID_RECORD, -1)], "poison pill answered {answer:?}, expected INVALID_RECORD");
 
         // One valid record, then 256 MiB of zeros: refused at the first byte after the record.
+        let bomb = trailing_bomb(256 << 20)?;
         let started = Instant::now();
-        let answer = produce(&mut connection, "probes", vec![(1, trailing_bomb(256 << 20)?)])?;
+        let answer = produce(&mut connection, "probes", vec![(1, bomb)])?;
         ensure!(answer == vec![(1, INVALID_RECORD, -1)], "trailing bomb answered {answer:?}, expected INVALID_RECORD");
         let trailing_elapsed = started.elapsed();
 
-        // A request with a 96 MiB bomb for each of 16 partitions (1.5 GiB if inflated) on one
-        // connection while a second connection keeps asking ApiVersions: the bombs are refused
-        // (INVALID_RECORD while the request's budget lasts, MESSAGE_TOO_LARGE after) and the
-        // other connection keeps being answered.
+        // A request with a 96 MiB bomb for each of 16 partitions (1.5 GiB if inflated): refused,
+        // INVALID_RECORD while the request's 256 MiB budget lasts, MESSAGE_TOO_LARGE after.
         let bomb = value_bomb(96 << 20)?;
-        let batches: Vec<(i32, Bytes)> = (0..BOMB_PARTITIONS).map(|index| (index, bomb.clone())).collect();
-        let bomb_bootstrap = agent_for_probes.clone();
-        let bombing = std::thread::spawn(move || -> Result<(Vec<Answer>, Duration)> {
-            let mut connection = RawConnection::connect(&bomb_bootstrap)?;
-            let started = Instant::now();
-            let answer = produce(&mut connection, "probes", batches)?;
-            Ok((answer, started.elapsed()))
-        });
-        let mut slowest = Duration::ZERO;
-        let mut probes = 0;
-        while !bombing.is_finished() {
-            slowest = slowest.max(api_versions_round_trip(&agent_for_probes)?);
-            probes += 1;
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let (answer, bomb_elapsed) = bombing.join().expect("bomb thread")?;
+        let started = Instant::now();
+        let answer = produce(&mut connection, "probes", (0..BOMB_PARTITIONS).map(|index| (index, bomb.clone())).collect())?;
+        let zstd_elapsed = started.elapsed();
         ensure!(answer.len() == BOMB_PARTITIONS as usize, "the bomb request got {} partition answers", answer.len());
         ensure!(
             answer.iter().all(|(_, code, offset)| (*code == INVALID_RECORD || *code == MESSAGE_TOO_LARGE) && *offset == -1),
@@ -189,7 +232,55 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
         );
         let budget_refusals = answer.iter().filter(|(_, code, _)| *code == MESSAGE_TOO_LARGE).count();
         ensure!(budget_refusals >= BOMB_PARTITIONS as usize - 4, "only {budget_refusals} bombs stopped by the 256 MiB request budget");
-        ensure!(slowest < Duration::from_secs(2), "ApiVersions on another connection took {slowest:?} while bombs inflated");
+
+        // The stall probe: two connections send gzip bombs (slower to inflate than zstd's) while
+        // a third asks ApiVersions and a fourth produces small batches; neither may wait for
+        // the bombs. Baseline first.
+        let mut baseline = Duration::ZERO;
+        for index in 0..10 {
+            baseline = baseline.max(small_produce_round_trip(&agent_for_probes, index)?);
+        }
+        let gzip_bomb = gzip_value_bomb(80)?;
+        ensure!(gzip_bomb.len() < 256 << 10, "the gzip bomb is {} bytes", gzip_bomb.len());
+        let bombers: Vec<_> = (0..BOMB_CONNECTIONS)
+            .map(|_| {
+                let bootstrap = agent_for_probes.clone();
+                let batches: Vec<(i32, Bytes)> = (0..BOMB_PARTITIONS).map(|index| (index, gzip_bomb.clone())).collect();
+                std::thread::spawn(move || -> Result<(Vec<Answer>, Duration)> {
+                    let mut connection = RawConnection::connect(&bootstrap)?;
+                    let started = Instant::now();
+                    let mut answers = Vec::new();
+                    for _ in 0..BOMB_REQUESTS {
+                        answers.extend(produce(&mut connection, "probes", batches.clone())?);
+                    }
+                    Ok((answers, started.elapsed()))
+                })
+            })
+            .collect();
+        let (mut slowest_api_versions, mut slowest_produce, mut probes) = (Duration::ZERO, Duration::ZERO, 0usize);
+        while bombers.iter().any(|bomber| !bomber.is_finished()) {
+            slowest_api_versions = slowest_api_versions.max(api_versions_round_trip(&agent_for_probes)?);
+            slowest_produce = slowest_produce.max(small_produce_round_trip(&agent_for_probes, 100 + probes)?);
+            probes += 1;
+        }
+        let mut bombing = Duration::ZERO;
+        for bomber in bombers {
+            let (answers, elapsed) = bomber.join().expect("bomb thread")?;
+            bombing = bombing.max(elapsed);
+            ensure!(
+                answers.iter().all(|(_, code, offset)| (*code == INVALID_RECORD || *code == MESSAGE_TOO_LARGE) && *offset == -1),
+                "gzip bombs answered {answers:?}"
+            );
+            // Each request really inflated up to its budget (a bomb refused early would not).
+            let over_budget = answers.iter().filter(|(_, code, _)| *code == MESSAGE_TOO_LARGE).count();
+            ensure!(over_budget >= BOMB_REQUESTS * (BOMB_PARTITIONS as usize - 4), "only {over_budget} gzip bombs hit the budget");
+        }
+        ensure!(probes >= 2, "the bombs were over after {probes} probes ({bombing:?}); nothing was measured");
+        ensure!(slowest_api_versions < Duration::from_secs(1), "ApiVersions took {slowest_api_versions:?} while bombs inflated");
+        ensure!(
+            slowest_produce <= baseline * 2 + Duration::from_millis(500),
+            "a small produce took {slowest_produce:?} while bombs inflated (baseline {baseline:?})"
+        );
 
         // Nothing from the probes was appended.
         let mut check = RawConnection::connect(&agent_for_probes)?;
@@ -198,8 +289,10 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
             ensure!(code == 0 && batches.is_empty(), "probes/{partition}: fetch answered {code} with {batches:?}");
         }
         Ok(format!(
-            "trailing bomb refused in {trailing_elapsed:?}; {BOMB_PARTITIONS} value bombs refused in {bomb_elapsed:?} \
-             ({budget_refusals} by the request budget); slowest of {probes} ApiVersions meanwhile: {slowest:?}"
+            "trailing bomb refused in {trailing_elapsed:?}; {BOMB_PARTITIONS} zstd value bombs refused in {zstd_elapsed:?} \
+             ({budget_refusals} by the request budget); {BOMB_CONNECTIONS} connections x {BOMB_REQUESTS} gzip bomb requests \
+             took {bombing:?}; meanwhile {probes} probes: slowest ApiVersions {slowest_api_versions:?}, slowest small \
+             produce {slowest_produce:?} (baseline {baseline:?})"
         ))
     })
     .await??;
@@ -207,12 +300,28 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
     ensure!(refused(&agent, "record_count")? >= 1.0, "the poison pill is not counted under reason=record_count");
     ensure!(refused(&agent, "trailing_bytes")? >= 1.0, "the trailing bomb is not counted under reason=trailing_bytes");
     ensure!(refused(&agent, "request_budget")? >= 1.0, "no batch counted under reason=request_budget");
+    let inflated_past_batch_budget = refused(&agent, "decompressed_too_large")?;
+    ensure!(
+        inflated_past_batch_budget >= (1 + BOMB_CONNECTIONS * BOMB_REQUESTS) as f64 * 3.0,
+        "{inflated_past_batch_budget} bombs counted under reason=decompressed_too_large"
+    );
     api_versions_round_trip(&bootstrap).context("the agent is not alive after the probes")?;
 
-    // Every acknowledged record reads back after a restart, and nothing else is there.
+    // Every acknowledged record reads back after a restart (the killed agent's registry entry
+    // lapses within --registry-ttl; until then a client may try its old address).
     agent.restart()?;
     let bootstrap = agent.bootstrap.clone();
-    let read = tokio::task::spawn_blocking(move || kafka::read_all(&bootstrap, "bystander", 1, Duration::from_secs(60))).await??;
+    let read = tokio::task::spawn_blocking(move || -> Result<_> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match kafka::read_all(&bootstrap, "bystander", 1, Duration::from_secs(30)) {
+                Ok(read) => return Ok(read),
+                Err(error) if Instant::now() < deadline => eprintln!("reading back after the restart: {error}; again"),
+                Err(error) => return Err(error),
+            }
+        }
+    })
+    .await??;
     let records = read.get(&0).map(Vec::as_slice).unwrap_or_default();
     ensure!(records.len() == BYSTANDER_RECORDS, "read {} of {BYSTANDER_RECORDS} acknowledged records after a restart", records.len());
     for (index, record) in records.iter().enumerate() {
@@ -222,8 +331,12 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
             record.offset
         );
     }
-    let bootstrap = agent.bootstrap.clone();
-    let probes = tokio::task::spawn_blocking(move || kafka::total_records(&bootstrap, "probes", BOMB_PARTITIONS)).await??;
-    ensure!(probes == 0, "{probes} probe records were stored");
+    // And no probe was stored (asked of this agent directly: right after a restart the killed
+    // agent may still lead some partitions in Metadata).
+    let mut connection = RawConnection::connect(&agent.bootstrap)?;
+    for partition in 0..BOMB_PARTITIONS {
+        let (code, batches) = floe_e2e::wire::fetch_once(&mut connection, "probes", partition, 0)?;
+        ensure!(code == 0 && batches.is_empty(), "after the restart, probes/{partition}: fetch answered {code} with {batches:?}");
+    }
     Ok(())
 }

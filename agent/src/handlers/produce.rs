@@ -3,9 +3,10 @@
 //! segment is stored and committed.
 //!
 //! Validation (CRC, decompression, record checks) runs on a bounded pool of blocking threads
-//! (`ValidationPool`), never on the async workers: one client's compression bombs must not delay
-//! another client's acknowledgements, fetches or heartbeats. The connection task awaits it before
-//! reading its next request, so batches are still appended in the order they arrived.
+//! (`ValidationPool`), not on the async workers: one client's compression bombs must not delay
+//! another client's acknowledgements, fetches or heartbeats. Only a small request is checked in
+//! place, under a 1 MiB inflation budget (`check_inline`). The connection task awaits the check
+//! before reading its next request, so batches are still appended in the order they arrived.
 //!
 //! Never UNKNOWN_SERVER_ERROR: every failure maps to a precise or retriable code.
 
@@ -42,6 +43,33 @@ impl ValidationPool {
 /// behind a connection sending bombs gets a thread after about one batch's work (the semaphore is
 /// first come, first served).
 const ROUND_BYTES: usize = 4 << 20;
+
+/// A request whose batches hold at most this many bytes is first checked on the connection's own
+/// task, under `INLINE_DECOMPRESSED_BYTES` of inflation: a small produce (the usual acks=all
+/// trickle, a heartbeat-sized request) is answered without a hand-off and never queues behind
+/// another connection's bombs. If its batches inflate past that, the request goes to the pool.
+const INLINE_INPUT_BYTES: usize = 64 << 10;
+/// Inflation a request may cost on the connection's task before it is sent to the pool instead:
+/// about a millisecond of decompression.
+const INLINE_DECOMPRESSED_BYTES: usize = 1 << 20;
+
+/// Checks a small request where it is, or says it belongs on the pool.
+fn check_inline(pool: &ValidationPool, checks: &[Check]) -> Option<Vec<Result<BatchSummary, BatchError>>> {
+    if checks.iter().map(|check| check.records.len()).sum::<usize>() > INLINE_INPUT_BYTES {
+        return None;
+    }
+    let inline_budget = INLINE_DECOMPRESSED_BYTES.min(pool.request_budget);
+    let mut budget = inline_budget;
+    let mut results = Vec::with_capacity(checks.len());
+    for check in checks {
+        let result = batch::validate_produced_within(&check.records, check.max_message_bytes, &mut budget);
+        if matches!(result, Err(BatchError::DecompressionBudget(_))) && inline_budget < pool.request_budget {
+            return None;
+        }
+        results.push(result);
+    }
+    Some(results)
+}
 
 /// One partition's batch on its way to the pool.
 struct Check {
@@ -181,7 +209,10 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
     // 2. CRC, decompression and record validation on the pool. The records stay shared (a `Bytes`
     //    clone is a reference count), so nothing is copied.
     let records: Vec<Bytes> = checks.iter().map(|check| check.records.clone()).collect();
-    let verdicts = if checks.is_empty() { Vec::new() } else { check_batches(&context.validation, checks).await };
+    let verdicts = match check_inline(&context.validation, &checks) {
+        Some(verdicts) => verdicts,
+        None => check_batches(&context.validation, checks).await,
+    };
     // 3. Back on this task, in request order: duplicates, then appends.
     let mut topics: Vec<(String, Vec<(i32, Slot)>)> = Vec::with_capacity(pending.len());
     for (name, partitions) in pending {
