@@ -429,4 +429,59 @@ mod tests {
             check(description.to_string(), code, expected, ClientTreatment::Retry);
         }
     }
+
+    fn pending(records: bytes::Bytes) -> Check {
+        Check { records, max_message_bytes: usize::MAX }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pool_answers_in_request_order_and_spends_one_budget_across_rounds() {
+        use crate::protocol::batch::tests::encoded_batch;
+        use crate::protocol::records::tests::zeros_batch;
+        use kafka_protocol::records::Compression;
+        // Budget 20 MiB: two 8 MiB bombs fit, the third does not, and a compressed batch after it
+        // finds nothing left; uncompressed batches cost no inflation. Rounds of 4 MiB mean every
+        // bomb is its own round, on either of the two threads.
+        let pool = ValidationPool::new(2, 20 << 20);
+        let bomb = zeros_batch(8 << 20, Compression::Zstd);
+        let checks = vec![
+            pending(encoded_batch(3, Compression::Lz4)),
+            pending(bomb.clone()),
+            pending(bomb.clone()),
+            pending(encoded_batch(2, Compression::None)),
+            pending(bomb.clone()),
+            pending(encoded_batch(2, Compression::Gzip)),
+            pending(encoded_batch(4, Compression::None)),
+        ];
+        let verdicts = check_batches(&pool, checks).await;
+        let counts: Vec<Option<i64>> = verdicts.iter().map(|verdict| verdict.as_ref().ok().map(|summary| summary.record_count)).collect();
+        assert_eq!(counts, [Some(3), Some(1), Some(1), Some(2), None, None, Some(4)]);
+        assert!(matches!(verdicts[4], Err(BatchError::DecompressionBudget(_))), "{:?}", verdicts[4]);
+        assert!(matches!(verdicts[5], Err(BatchError::DecompressionBudget(_))), "{:?}", verdicts[5]);
+        assert_eq!(batch_error_code(verdicts[4].as_ref().unwrap_err()), ResponseError::MessageTooLarge);
+        assert_eq!(pool.permits.available_permits(), 2, "a round kept its thread");
+    }
+
+    #[test]
+    fn small_requests_are_checked_in_place_and_bombs_go_to_the_pool() {
+        use crate::protocol::batch::tests::encoded_batch;
+        use crate::protocol::records::tests::zeros_batch;
+        use kafka_protocol::records::Compression;
+        let pool = ValidationPool::new(1, 256 << 20);
+        let small = [pending(encoded_batch(5, Compression::Lz4)), pending(encoded_batch(5, Compression::None))];
+        let verdicts = check_inline(&pool, &small).expect("a small request is checked in place");
+        assert!(verdicts.iter().all(Result::is_ok));
+        // A few KiB that inflate to 8 MiB: past the in-place budget, so the pool takes it.
+        let bomb = zeros_batch(8 << 20, Compression::Zstd);
+        assert!(bomb.len() < INLINE_INPUT_BYTES);
+        assert!(check_inline(&pool, &[pending(bomb)]).is_none());
+        // More than 64 KiB of batches: the pool, without looking.
+        let large = encoded_batch(3_000, Compression::None);
+        assert!(large.len() > INLINE_INPUT_BYTES);
+        assert!(check_inline(&pool, &[pending(large)]).is_none());
+        // With a request budget below the in-place one, the in-place answer is final.
+        let tight = ValidationPool::new(1, 1 << 10);
+        let verdicts = check_inline(&tight, &[pending(zeros_batch(8 << 20, Compression::Zstd))]).expect("final in place");
+        assert!(matches!(verdicts[0], Err(BatchError::DecompressionBudget(_))));
+    }
 }
