@@ -191,7 +191,7 @@ pub struct CommonArgs {
     #[arg(long, env = "FLOE_NODE_ID", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..))]
     pub node_id: i32,
     /// Threads that may check produced batches (CRC, decompression, every record) at once, off
-    /// the async workers [default: the number of CPUs]
+    /// the async workers [default: half the CPUs, at least 1]
     #[arg(long, env = "FLOE_PRODUCE_VALIDATION_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub produce_validation_threads: Option<u16>,
     /// Decompressed bytes one produce request may inflate while its batches are checked; batches

@@ -12,6 +12,8 @@ use kafka_protocol::compression::{Compressor, Gzip, Zstd};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Kafka's answer to a batch whose records `LogValidator` cannot read (`InvalidRecordException`).
@@ -21,9 +23,10 @@ const MESSAGE_TOO_LARGE: i16 = 10;
 
 const BYSTANDER_RECORDS: usize = 1_000;
 const BOMB_PARTITIONS: i32 = 16;
-/// Connections sending gzip bombs at once, and requests each sends, while the stall is measured.
+/// Connections sending gzip bombs at once while the stall is measured, and the probes (ApiVersions
+/// plus a small produce, each on a fresh connection) taken while they keep sending.
 const BOMB_CONNECTIONS: usize = 2;
-const BOMB_REQUESTS: usize = 2;
+const STALL_PROBES: usize = 6;
 
 /// Offsets of the batch header fields the probes rewrite (see `protocol/batch.rs`).
 const LENGTH_AT: usize = 8;
@@ -242,40 +245,45 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
         }
         let gzip_bomb = gzip_value_bomb(80)?;
         ensure!(gzip_bomb.len() < 256 << 10, "the gzip bomb is {} bytes", gzip_bomb.len());
+        let stop = Arc::new(AtomicBool::new(false));
         let bombers: Vec<_> = (0..BOMB_CONNECTIONS)
             .map(|_| {
                 let bootstrap = agent_for_probes.clone();
+                let stop = Arc::clone(&stop);
                 let batches: Vec<(i32, Bytes)> = (0..BOMB_PARTITIONS).map(|index| (index, gzip_bomb.clone())).collect();
-                std::thread::spawn(move || -> Result<(Vec<Answer>, Duration)> {
+                std::thread::spawn(move || -> Result<(Vec<Answer>, usize, Duration)> {
                     let mut connection = RawConnection::connect(&bootstrap)?;
                     let started = Instant::now();
-                    let mut answers = Vec::new();
-                    for _ in 0..BOMB_REQUESTS {
+                    let (mut answers, mut requests) = (Vec::new(), 0);
+                    while requests == 0 || !stop.load(Ordering::Relaxed) {
                         answers.extend(produce(&mut connection, "probes", batches.clone())?);
+                        requests += 1;
                     }
-                    Ok((answers, started.elapsed()))
+                    Ok((answers, requests, started.elapsed() / requests as u32))
                 })
             })
             .collect();
-        let (mut slowest_api_versions, mut slowest_produce, mut probes) = (Duration::ZERO, Duration::ZERO, 0usize);
-        while bombers.iter().any(|bomber| !bomber.is_finished()) {
+        let (mut slowest_api_versions, mut slowest_produce) = (Duration::ZERO, Duration::ZERO);
+        for probe in 0..STALL_PROBES {
             slowest_api_versions = slowest_api_versions.max(api_versions_round_trip(&agent_for_probes)?);
-            slowest_produce = slowest_produce.max(small_produce_round_trip(&agent_for_probes, 100 + probes)?);
-            probes += 1;
+            slowest_produce = slowest_produce.max(small_produce_round_trip(&agent_for_probes, 100 + probe)?);
         }
-        let mut bombing = Duration::ZERO;
+        let probing_done = bombers.iter().filter(|bomber| bomber.is_finished()).count();
+        stop.store(true, Ordering::Relaxed);
+        let (mut bomb_requests, mut per_request) = (0, Duration::ZERO);
         for bomber in bombers {
-            let (answers, elapsed) = bomber.join().expect("bomb thread")?;
-            bombing = bombing.max(elapsed);
+            let (answers, requests, elapsed) = bomber.join().expect("bomb thread")?;
+            bomb_requests += requests;
+            per_request = per_request.max(elapsed);
             ensure!(
                 answers.iter().all(|(_, code, offset)| (*code == INVALID_RECORD || *code == MESSAGE_TOO_LARGE) && *offset == -1),
                 "gzip bombs answered {answers:?}"
             );
             // Each request really inflated up to its budget (a bomb refused early would not).
             let over_budget = answers.iter().filter(|(_, code, _)| *code == MESSAGE_TOO_LARGE).count();
-            ensure!(over_budget >= BOMB_REQUESTS * (BOMB_PARTITIONS as usize - 4), "only {over_budget} gzip bombs hit the budget");
+            ensure!(over_budget >= requests * (BOMB_PARTITIONS as usize - 4), "only {over_budget} gzip bombs hit the budget");
         }
-        ensure!(probes >= 2, "the bombs were over after {probes} probes ({bombing:?}); nothing was measured");
+        ensure!(probing_done == 0, "a bomb connection failed while the probes ran");
         ensure!(slowest_api_versions < Duration::from_secs(1), "ApiVersions took {slowest_api_versions:?} while bombs inflated");
         ensure!(
             slowest_produce <= baseline * 2 + Duration::from_millis(500),
@@ -290,9 +298,9 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
         }
         Ok(format!(
             "trailing bomb refused in {trailing_elapsed:?}; {BOMB_PARTITIONS} zstd value bombs refused in {zstd_elapsed:?} \
-             ({budget_refusals} by the request budget); {BOMB_CONNECTIONS} connections x {BOMB_REQUESTS} gzip bomb requests \
-             took {bombing:?}; meanwhile {probes} probes: slowest ApiVersions {slowest_api_versions:?}, slowest small \
-             produce {slowest_produce:?} (baseline {baseline:?})"
+             ({budget_refusals} by the request budget); {BOMB_CONNECTIONS} connections sent {bomb_requests} gzip bomb \
+             requests (256 MiB inflated each, at most {per_request:?} per request); meanwhile, over {STALL_PROBES} probes, \
+             slowest ApiVersions {slowest_api_versions:?}, slowest small produce {slowest_produce:?} (baseline {baseline:?})"
         ))
     })
     .await??;
@@ -302,7 +310,7 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
     ensure!(refused(&agent, "request_budget")? >= 1.0, "no batch counted under reason=request_budget");
     let inflated_past_batch_budget = refused(&agent, "decompressed_too_large")?;
     ensure!(
-        inflated_past_batch_budget >= (1 + BOMB_CONNECTIONS * BOMB_REQUESTS) as f64 * 3.0,
+        inflated_past_batch_budget >= (1 + BOMB_CONNECTIONS) as f64 * 3.0,
         "{inflated_past_batch_budget} bombs counted under reason=decompressed_too_large"
     );
     api_versions_round_trip(&bootstrap).context("the agent is not alive after the probes")?;
