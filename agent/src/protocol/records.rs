@@ -2,11 +2,11 @@
 //! by timestamp). Every other path handles batches as opaque bytes (`batch.rs`); the produce
 //! path's payload check streams instead (`payload.rs`).
 //!
-//! A produced batch is checked only at its header, so its payload may decompress to any size (a
-//! zip bomb: a 1 MiB gzip payload of zeros expands to about 1 GiB) and it may declare any record
-//! count that agrees with its lastOffsetDelta. The `kafka-protocol` crate's own decompressors have
-//! no output limit, so this module decompresses itself, stopping at the budget, and hands the
-//! crate only the decompressed bytes to parse.
+//! A stored batch may predate the produce path's record validation (or its object may be damaged),
+//! so its payload may decompress to any size (a zip bomb: a 1 MiB gzip payload of zeros expands
+//! to about 1 GiB) and it may declare any record count that agrees with its lastOffsetDelta. The
+//! `kafka-protocol` crate's own decompressors have no output limit, so this module decompresses
+//! itself, stopping at the budget, and hands the crate only the decompressed bytes to parse.
 
 use bytes::Bytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
