@@ -95,7 +95,7 @@ FUZZ_RSS_LIMIT_MB ?= 2048
 FUZZ_TIMEOUT_SECONDS ?= 10
 # Extra libFuzzer flags, e.g. FUZZ_FLAGS=-runs=10000000 to stop after ten million inputs.
 FUZZ_FLAGS ?=
-FUZZ_TARGETS := request_decoder record_batch_decoder
+FUZZ_TARGETS := request_decoder record_batch_decoder record_validator
 CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ := $(FLOE_CACHE)/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 

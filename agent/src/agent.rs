@@ -6,6 +6,7 @@ use crate::cluster::registry::{AgentRecord, Registry};
 use crate::cluster::{ClusterView, NodeInfo, SingleAgent};
 use crate::config::{MetadataUrl, Roles, DEFAULT_LOAD_REPORT_INTERVAL};
 use crate::groups::GroupCoordinator;
+use crate::handlers::produce::ValidationPool;
 use crate::handlers::{AgentContext, HandlerSettings};
 use crate::http::{self, HttpState};
 use crate::jobs::{self, JobSettings};
@@ -60,6 +61,10 @@ pub struct AgentSettings {
     pub auto_create_topics: bool,
     pub group_initial_rebalance_delay: Duration,
     pub node_id: i32,
+    /// Blocking threads that check produced batches at once (`--produce-validation-threads`).
+    pub produce_validation_threads: usize,
+    /// `--produce-max-decompressed-bytes-per-request`.
+    pub produce_max_decompressed_bytes_per_request: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -323,6 +328,7 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
             max_partitions_per_topic: 10_000,
             auto_create_topics: settings.auto_create_topics,
         },
+        validation: ValidationPool::new(settings.produce_validation_threads, settings.produce_max_decompressed_bytes_per_request),
     });
     let ready = Arc::new(AtomicBool::new(false));
     let server_task = tokio::spawn(server::run(

@@ -190,6 +190,14 @@ pub struct CommonArgs {
     /// Kafka node id this agent advertises.
     #[arg(long, env = "FLOE_NODE_ID", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..))]
     pub node_id: i32,
+    /// Threads that may check produced batches (CRC, decompression, every record) at once, off
+    /// the async workers [default: half the CPUs, at least 1]
+    #[arg(long, env = "FLOE_PRODUCE_VALIDATION_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub produce_validation_threads: Option<u16>,
+    /// Decompressed bytes one produce request may inflate while its batches are checked; batches
+    /// past it are refused with MESSAGE_TOO_LARGE (the Java producer splits and resends them).
+    #[arg(long, env = "FLOE_PRODUCE_MAX_DECOMPRESSED_BYTES_PER_REQUEST", default_value = "256MiB", value_parser = parse_size)]
+    pub produce_max_decompressed_bytes_per_request: usize,
 }
 
 /// The roles an agent takes on.

@@ -79,6 +79,13 @@ fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonA
         auto_create_topics: common.auto_create_topics,
         group_initial_rebalance_delay: common.group_initial_rebalance_delay,
         node_id: common.node_id,
+        produce_validation_threads: common
+            .produce_validation_threads
+            .map(usize::from)
+            // Half the CPUs: bombs can never take the cores the async workers, flushes and
+            // heartbeats need, and one thread checks about 2 GiB/s of lz4 batches.
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cpus| (cpus.get() / 2).max(1))),
+        produce_max_decompressed_bytes_per_request: common.produce_max_decompressed_bytes_per_request,
     }
 }
 

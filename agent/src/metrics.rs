@@ -9,6 +9,8 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub bytes_in: IntCounter,
     pub duplicate_batches: IntCounter,
+    /// Produced batches refused, by reason (a bounded label from the error variant).
+    pub refused_batches: IntCounterVec,
     pub bytes_out: IntCounter,
     pub flushes: IntCounter,
     pub flush_bytes: Histogram,
@@ -63,6 +65,11 @@ impl Metrics {
         let duplicate_batches = IntCounter::new(
             "floe_produce_duplicate_batches_total",
             "Retried idempotent batches answered with their original offsets instead of being written again",
+        )
+        .expect("valid metric");
+        let refused_batches = IntCounterVec::new(
+            Opts::new("floe_produce_refused_batches_total", "Produced batches refused before they were written, by reason"),
+            &["reason"],
         )
         .expect("valid metric");
         let bytes_out = IntCounter::new("floe_bytes_out_total", "Record batch bytes returned to consumers").expect("valid metric");
@@ -155,6 +162,7 @@ impl Metrics {
             Box::new(request_duration.clone()),
             Box::new(bytes_in.clone()),
             Box::new(duplicate_batches.clone()),
+            Box::new(refused_batches.clone()),
             Box::new(bytes_out.clone()),
             Box::new(flushes.clone()),
             Box::new(flush_bytes.clone()),
@@ -188,6 +196,7 @@ impl Metrics {
             request_duration,
             bytes_in,
             duplicate_batches,
+            refused_batches,
             bytes_out,
             flushes,
             flush_bytes,

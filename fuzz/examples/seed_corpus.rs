@@ -39,6 +39,9 @@ fn main() {
     for (name, input) in batch_seeds() {
         write("record_batch_decoder", &name, &input);
     }
+    for (name, input) in validator_seeds() {
+        write("record_validator", &name, &input);
+    }
     println!("wrote {written} seeds under {}", directory.display());
 }
 
@@ -328,6 +331,23 @@ fn bomb_batch(size: usize, compression: Compression) -> Bytes {
 }
 
 /// `flags (1: fix CRCs, 2: force first) | from_offset | byte_limit u16 | batches`.
+/// Client records (the payload of an uncompressed batch) for `record_validator`, once per codec:
+/// `codec u8 | declared count u8 | split u16 | records`.
+fn validator_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut seeds = Vec::new();
+    for (codec, compression) in CODECS.iter().enumerate() {
+        let name = format!("{compression:?}").to_lowercase();
+        for count in [1u8, 5] {
+            let mut input = vec![codec as u8, count, 0, 17];
+            input.extend_from_slice(&client_batch(count as usize, Compression::None)[61..]);
+            seeds.push((format!("{name}-{count}-records"), input));
+        }
+        // Zero-length records, as in the audit's poison pill.
+        seeds.push((format!("{name}-empty-records"), [&[codec as u8, 200, 0, 3][..], &[0u8; 200]].concat()));
+    }
+    seeds
+}
+
 fn batch_seeds() -> Vec<(String, Vec<u8>)> {
     let with_parameters = |flags: u8, from: u8, limit: u16, batches: &[Bytes]| {
         let mut input = vec![flags, from];

@@ -76,6 +76,8 @@ pub struct AgentContext {
     pub groups: Arc<GroupCoordinator>,
     pub metrics: Arc<Metrics>,
     pub settings: HandlerSettings,
+    /// Threads and budget for checking produced batches off the async workers.
+    pub validation: produce::ValidationPool,
 }
 
 /// Where a request came from.

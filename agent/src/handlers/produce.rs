@@ -1,19 +1,127 @@
-//! Produce: validate each partition's batch (headers only, never records), append it to the open
-//! segment in arrival order, then answer once the segment is stored and committed.
+//! Produce: validate each partition's batch (header, CRC and every record, as Kafka's
+//! `LogValidator` does), append it to the open segment in arrival order, then answer once the
+//! segment is stored and committed.
+//!
+//! Validation (CRC, decompression, record checks) runs on a bounded pool of blocking threads
+//! (`ValidationPool`), not on the async workers: one client's compression bombs must not delay
+//! another client's acknowledgements, fetches or heartbeats. Only a small request is checked in
+//! place, under a 1 MiB inflation budget (`check_inline`). The connection task awaits the check
+//! before reading its next request, so batches are still appended in the order they arrived.
 //!
 //! Never UNKNOWN_SERVER_ERROR: every failure maps to a precise or retriable code.
 
 use super::{str_bytes, topic_name, AgentContext, Reply};
 use crate::metadata::{producers, topic_config, SequenceError};
-use crate::protocol::batch::{self, BatchError};
+use crate::protocol::batch::{self, BatchError, BatchSummary};
+use crate::protocol::records::RecordsError;
 use crate::storage::WriteError;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
+
+/// Where produced batches are checked: at most `threads` blocking threads at a time, and a budget
+/// of decompressed bytes per request (`--produce-validation-threads`,
+/// `--produce-max-decompressed-bytes-per-request`).
+pub struct ValidationPool {
+    permits: Arc<Semaphore>,
+    request_budget: usize,
+}
+
+impl ValidationPool {
+    pub fn new(threads: usize, request_budget: usize) -> Self {
+        Self { permits: Arc::new(Semaphore::new(threads.max(1))), request_budget }
+    }
+}
+
+/// Bytes (read plus inflated) one blocking task checks before it gives its thread back, unless
+/// a single batch is larger: enough to amortise the hand-off, small enough that a request queued
+/// behind a connection sending bombs gets a thread after about one batch's work (the semaphore is
+/// first come, first served).
+const ROUND_BYTES: usize = 4 << 20;
+
+/// A request whose batches hold at most this many bytes is first checked on the connection's own
+/// task, under `INLINE_DECOMPRESSED_BYTES` of inflation: a small produce (the usual acks=all
+/// trickle, a heartbeat-sized request) is answered without a hand-off and never queues behind
+/// another connection's bombs. If its batches inflate past that, the request goes to the pool.
+const INLINE_INPUT_BYTES: usize = 64 << 10;
+/// Inflation a request may cost on the connection's task before it is sent to the pool instead:
+/// about a millisecond of decompression.
+const INLINE_DECOMPRESSED_BYTES: usize = 1 << 20;
+
+/// Checks a small request where it is, or says it belongs on the pool.
+fn check_inline(pool: &ValidationPool, checks: &[Check]) -> Option<Vec<Result<BatchSummary, BatchError>>> {
+    if checks.iter().map(|check| check.records.len()).sum::<usize>() > INLINE_INPUT_BYTES {
+        return None;
+    }
+    let inline_budget = INLINE_DECOMPRESSED_BYTES.min(pool.request_budget);
+    let mut budget = inline_budget;
+    let mut results = Vec::with_capacity(checks.len());
+    for check in checks {
+        let result = batch::validate_produced_within(&check.records, check.max_message_bytes, &mut budget);
+        if matches!(result, Err(BatchError::DecompressionBudget(_))) && inline_budget < pool.request_budget {
+            return None;
+        }
+        results.push(result);
+    }
+    Some(results)
+}
+
+/// One partition's batch on its way to the pool.
+struct Check {
+    records: Bytes,
+    max_message_bytes: usize,
+}
+
+/// Validates `checks` in order on the pool, under one request budget; one result per check.
+async fn check_batches(pool: &ValidationPool, mut checks: Vec<Check>) -> Vec<Result<BatchSummary, BatchError>> {
+    let total = checks.len();
+    let mut results = Vec::with_capacity(total);
+    let mut budget = pool.request_budget;
+    while results.len() < total {
+        let Ok(permit) = Arc::clone(&pool.permits).acquire_owned().await else { break };
+        let start = results.len();
+        let round = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut done = Vec::new();
+            let mut work = 0usize;
+            for check in &checks[start..] {
+                let before = budget;
+                done.push(batch::validate_produced_within(&check.records, check.max_message_bytes, &mut budget));
+                work += check.records.len() + (before - budget);
+                if work >= ROUND_BYTES {
+                    break;
+                }
+            }
+            (checks, done, budget)
+        });
+        match round.await {
+            Ok((returned, done, left)) => {
+                checks = returned;
+                budget = left;
+                results.extend(done);
+            }
+            Err(error) => {
+                tracing::error!(%error, "produced batch validation failed unexpectedly; refusing the request's remaining batches");
+                break;
+            }
+        }
+    }
+    while results.len() < total {
+        results.push(Err(BatchError::InvalidPayload(RecordsError::Records { reason: "validation did not complete".to_string() })));
+    }
+    results
+}
+
+/// A partition of the request, between the cheap checks and validation.
+enum Pending {
+    Done(Slot),
+    Check { topic_id: uuid::Uuid, check: usize },
+}
 
 enum Slot {
     Done {
@@ -45,7 +153,10 @@ pub fn batch_error_code(error: &BatchError) -> ResponseError {
         | BatchError::ControlBatch
         | BatchError::Transactional
         | BatchError::InvalidSequence { .. }
-        | BatchError::InvalidPayload { .. } => ResponseError::InvalidRecord,
+        | BatchError::InvalidPayload(_) => ResponseError::InvalidRecord,
+        // Kafka has no such budget; MESSAGE_TOO_LARGE makes the Java producer split the batch and
+        // send the halves, which fits the budget again.
+        BatchError::DecompressionBudget(_) => ResponseError::MessageTooLarge,
     }
 }
 
@@ -63,38 +174,65 @@ pub fn write_error_code(error: &WriteError) -> ResponseError {
 pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFuture<'static, Reply> {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(1) as u64);
-    let mut topics: Vec<(String, Vec<(i32, Slot)>)> = Vec::with_capacity(request.topic_data.len());
     let handing_over = context.cluster.handing_over();
+    // 1. Cheap checks on this task: topic, partition, draining.
+    let mut pending: Vec<(String, Vec<(i32, Pending)>)> = Vec::with_capacity(request.topic_data.len());
+    let mut checks = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let found = context.metadata.read(|state| {
             state.topics.get(&name).map(|found| (found.id, found.partitions.len() as i32, topic_config::max_message_bytes(&found.configs)))
         });
-        let mut slots = Vec::with_capacity(topic.partition_data.len());
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
             let index = partition.index;
             let Some((topic_id, partition_count, max_message_bytes)) = found else {
                 let message = format!("topic {name:?} does not exist");
-                slots.push((index, Slot::Done { error: NO_SUCH_PARTITION, message }));
+                partitions.push((index, Pending::Done(Slot::Done { error: NO_SUCH_PARTITION, message })));
                 continue;
             };
             if index < 0 || index >= partition_count {
                 let message = format!("topic {name:?} has partitions 0..{partition_count}, not {index}");
-                slots.push((index, Slot::Done { error: NO_SUCH_PARTITION, message }));
+                partitions.push((index, Pending::Done(Slot::Done { error: NO_SUCH_PARTITION, message })));
                 continue;
             }
             if handing_over {
                 let message = "this agent is draining; Metadata names the partition's new leader".to_string();
-                slots.push((index, Slot::Done { error: HANDED_OVER, message }));
+                partitions.push((index, Pending::Done(Slot::Done { error: HANDED_OVER, message })));
                 continue;
             }
-            let records = partition.records.unwrap_or_default();
-            match batch::validate_produced(&records, max_message_bytes) {
+            partitions.push((index, Pending::Check { topic_id, check: checks.len() }));
+            checks.push(Check { records: partition.records.unwrap_or_default(), max_message_bytes });
+        }
+        pending.push((name, partitions));
+    }
+    // 2. CRC, decompression and record validation on the pool. The records stay shared (a `Bytes`
+    //    clone is a reference count), so nothing is copied.
+    let records: Vec<Bytes> = checks.iter().map(|check| check.records.clone()).collect();
+    let verdicts = match check_inline(&context.validation, &checks) {
+        Some(verdicts) => verdicts,
+        None => check_batches(&context.validation, checks).await,
+    };
+    // 3. Back on this task, in request order: duplicates, then appends.
+    let mut topics: Vec<(String, Vec<(i32, Slot)>)> = Vec::with_capacity(pending.len());
+    for (name, partitions) in pending {
+        let mut slots = Vec::with_capacity(partitions.len());
+        for (index, partition) in partitions {
+            let (topic_id, check) = match partition {
+                Pending::Done(slot) => {
+                    slots.push((index, slot));
+                    continue;
+                }
+                Pending::Check { topic_id, check } => (topic_id, check),
+            };
+            match &verdicts[check] {
                 Err(error) => {
                     tracing::debug!(topic = %name, partition = index, %error, "refused produced batch");
-                    slots.push((index, Slot::Done { error: batch_error_code(&error), message: error.to_string() }));
+                    context.metrics.refused_batches.with_label_values(&[error.reason()]).inc();
+                    slots.push((index, Slot::Done { error: batch_error_code(error), message: error.to_string() }));
                 }
                 Ok(summary) => {
+                    let summary = *summary;
                     // A retry of a committed batch (its answer was lost) gets the original offset
                     // without writing the bytes again. Batches racing with their own retry are
                     // caught later, when the journal applies them (metadata/producers.rs).
@@ -116,6 +254,7 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
                             continue;
                         }
                     }
+                    let records = records[check].clone();
                     context.metrics.bytes_in.inc_by(records.len() as u64);
                     let receiver = context.writer.append(&name, topic_id, index, records, summary).await;
                     slots.push((index, Slot::Waiting(receiver)));
@@ -198,7 +337,12 @@ mod tests {
             BatchError::Transactional,
             BatchError::InvalidSequence { producer_id: 1, base_sequence: -1 },
             BatchError::TooLarge { size: 10, limit: 5 },
-            BatchError::InvalidPayload { reason: "LZ4 frame uses dependent blocks".into() },
+            BatchError::InvalidPayload(RecordsError::Lz4Frame { reason: "uses dependent blocks" }),
+            BatchError::InvalidPayload(RecordsError::CountPastBytes { count: 60_000_000, bytes: 64 << 20 }),
+            BatchError::DecompressionBudget(RecordsError::RequestBudgetSpent {
+                compression: kafka_protocol::records::Compression::Zstd,
+                budget: 256 << 20,
+            }),
         ];
         all.into_iter()
             .map(|error| {
@@ -217,7 +361,9 @@ mod tests {
                     | BatchError::Transactional
                     | BatchError::InvalidSequence { .. }
                     // Deterministic: the same bytes fail the same way however often they are sent.
-                    | BatchError::InvalidPayload { .. } => (ResponseError::InvalidRecord, FailBatch),
+                    | BatchError::InvalidPayload(_) => (ResponseError::InvalidRecord, FailBatch),
+                    // Java splits the batch and resends the halves (each then fits the budget).
+                    BatchError::DecompressionBudget(_) => (ResponseError::MessageTooLarge, FailBatch),
                 };
                 (error, expected.0, expected.1)
             })
@@ -282,5 +428,60 @@ mod tests {
         ] {
             check(description.to_string(), code, expected, ClientTreatment::Retry);
         }
+    }
+
+    fn pending(records: bytes::Bytes) -> Check {
+        Check { records, max_message_bytes: usize::MAX }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pool_answers_in_request_order_and_spends_one_budget_across_rounds() {
+        use crate::protocol::batch::tests::encoded_batch;
+        use crate::protocol::records::tests::zeros_batch;
+        use kafka_protocol::records::Compression;
+        // Budget 20 MiB: two 8 MiB bombs fit, the third does not, and a compressed batch after it
+        // finds nothing left; uncompressed batches cost no inflation. Rounds of 4 MiB mean every
+        // bomb is its own round, on either of the two threads.
+        let pool = ValidationPool::new(2, 20 << 20);
+        let bomb = zeros_batch(8 << 20, Compression::Zstd);
+        let checks = vec![
+            pending(encoded_batch(3, Compression::Lz4)),
+            pending(bomb.clone()),
+            pending(bomb.clone()),
+            pending(encoded_batch(2, Compression::None)),
+            pending(bomb.clone()),
+            pending(encoded_batch(2, Compression::Gzip)),
+            pending(encoded_batch(4, Compression::None)),
+        ];
+        let verdicts = check_batches(&pool, checks).await;
+        let counts: Vec<Option<i64>> = verdicts.iter().map(|verdict| verdict.as_ref().ok().map(|summary| summary.record_count)).collect();
+        assert_eq!(counts, [Some(3), Some(1), Some(1), Some(2), None, None, Some(4)]);
+        assert!(matches!(verdicts[4], Err(BatchError::DecompressionBudget(_))), "{:?}", verdicts[4]);
+        assert!(matches!(verdicts[5], Err(BatchError::DecompressionBudget(_))), "{:?}", verdicts[5]);
+        assert_eq!(batch_error_code(verdicts[4].as_ref().unwrap_err()), ResponseError::MessageTooLarge);
+        assert_eq!(pool.permits.available_permits(), 2, "a round kept its thread");
+    }
+
+    #[test]
+    fn small_requests_are_checked_in_place_and_bombs_go_to_the_pool() {
+        use crate::protocol::batch::tests::encoded_batch;
+        use crate::protocol::records::tests::zeros_batch;
+        use kafka_protocol::records::Compression;
+        let pool = ValidationPool::new(1, 256 << 20);
+        let small = [pending(encoded_batch(5, Compression::Lz4)), pending(encoded_batch(5, Compression::None))];
+        let verdicts = check_inline(&pool, &small).expect("a small request is checked in place");
+        assert!(verdicts.iter().all(Result::is_ok));
+        // A few KiB that inflate to 8 MiB: past the in-place budget, so the pool takes it.
+        let bomb = zeros_batch(8 << 20, Compression::Zstd);
+        assert!(bomb.len() < INLINE_INPUT_BYTES);
+        assert!(check_inline(&pool, &[pending(bomb)]).is_none());
+        // More than 64 KiB of batches: the pool, without looking.
+        let large = encoded_batch(3_000, Compression::None);
+        assert!(large.len() > INLINE_INPUT_BYTES);
+        assert!(check_inline(&pool, &[pending(large)]).is_none());
+        // With a request budget below the in-place one, the in-place answer is final.
+        let tight = ValidationPool::new(1, 1 << 10);
+        let verdicts = check_inline(&tight, &[pending(zeros_batch(8 << 20, Compression::Zstd))]).expect("final in place");
+        assert!(matches!(verdicts[0], Err(BatchError::DecompressionBudget(_))));
     }
 }

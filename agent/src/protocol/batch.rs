@@ -5,6 +5,7 @@
 //! producerEpoch i16 | baseSequence i32 | recordCount i32 | records...`. The CRC-32C covers
 //! `attributes` to the end, so the first three fields may be rewritten freely.
 
+use super::records::{RecordsError, MAX_DECODED_BATCH_BYTES};
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub const HEADER_BYTES: usize = 61;
@@ -44,8 +45,29 @@ pub enum BatchError {
     InvalidSequence { producer_id: i64, base_sequence: i32 },
     #[error("record batch of {size} bytes exceeds max.message.bytes {limit}")]
     TooLarge { size: usize, limit: usize },
-    #[error("record batch payload is invalid: {reason}")]
-    InvalidPayload { reason: String },
+    #[error("record batch payload is invalid: {0}")]
+    InvalidPayload(RecordsError),
+    /// The request's budget of decompressed bytes ran out before or inside this batch.
+    #[error("record batch not checked: {0}; send fewer or smaller batches per request")]
+    DecompressionBudget(RecordsError),
+}
+
+impl BatchError {
+    /// A bounded label for the refused-batches metric, from the variant (never from input text).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BatchError::Empty | BatchError::Truncated { .. } => "truncated",
+            BatchError::UnsupportedMagic { .. } => "magic",
+            BatchError::CrcMismatch { .. } => "crc",
+            BatchError::InconsistentCount { .. } => "record_count",
+            BatchError::MultipleBatches { .. } => "multiple_batches",
+            BatchError::ControlBatch => "control_batch",
+            BatchError::Transactional => "transactional",
+            BatchError::InvalidSequence { .. } => "sequence",
+            BatchError::TooLarge { .. } => "too_large",
+            BatchError::InvalidPayload(error) | BatchError::DecompressionBudget(error) => error.reason(),
+        }
+    }
 }
 
 /// What the write path needs to know about a validated batch.
@@ -81,8 +103,17 @@ pub fn batch_size(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Validates a client's record set for one partition: exactly one magic-v2 batch, correct CRC,
-/// consistent counts, no control or transactional batch, and no larger than `max_message_bytes`.
+/// consistent counts, no control or transactional batch, no larger than `max_message_bytes`, and
+/// a payload of exactly the declared well-formed records (`payload.rs`).
 pub fn validate_produced(records: &[u8], max_message_bytes: usize) -> Result<BatchSummary, BatchError> {
+    let mut unlimited = usize::MAX;
+    validate_produced_within(records, max_message_bytes, &mut unlimited)
+}
+
+/// `validate_produced` under a request's budget of decompressed bytes: `request_left` is what is
+/// left of it, and the bytes this batch inflated are taken off it (also when the batch is refused
+/// after inflating some).
+pub fn validate_produced_within(records: &[u8], max_message_bytes: usize, request_left: &mut usize) -> Result<BatchSummary, BatchError> {
     if records.is_empty() {
         return Err(BatchError::Empty);
     }
@@ -132,8 +163,13 @@ pub fn validate_produced(records: &[u8], max_message_bytes: usize) -> Result<Bat
     if producer_id >= 0 && base_sequence < 0 {
         return Err(BatchError::InvalidSequence { producer_id, base_sequence });
     }
-    super::payload::check_payload(batch, super::records::MAX_DECODED_BATCH_BYTES)
-        .map_err(|error| BatchError::InvalidPayload { reason: error.to_string() })?;
+    let (inflated, checked) = super::payload::check_payload_within(batch, MAX_DECODED_BATCH_BYTES, *request_left);
+    *request_left = request_left.saturating_sub(inflated);
+    match checked {
+        Ok(()) => {}
+        Err(error @ RecordsError::RequestBudgetSpent { .. }) => return Err(BatchError::DecompressionBudget(error)),
+        Err(error) => return Err(BatchError::InvalidPayload(error)),
+    }
     Ok(BatchSummary {
         record_count: count as i64,
         max_timestamp: i64_at(batch, MAX_TIMESTAMP_AT),

@@ -1,12 +1,20 @@
-//! The produce path's payload check: a batch's payload must hold exactly its declared number of
-//! well-framed records, as Kafka's broker checks before it appends (`LogValidator`). Without it a
-//! client bug (a valid CRC over a broken payload) would be acknowledged and then break every reader.
+//! The produce path's payload check, as Kafka's broker makes it before it appends
+//! (`LogValidator` reading each record with `DefaultRecord.readFrom`): a batch's payload must hold
+//! exactly its declared number of well-formed v2 records. Without it a client bug or a hostile
+//! client (a valid CRC over a broken payload) would be acknowledged and then break every reader.
 //!
-//! Records are not decoded: only their length prefixes are walked. A compressed payload streams
-//! through one scratch buffer per thread and is walked as it comes out, never collected, so a batch
-//! costs its decompression and nothing else: no allocation in proportion to its size, no zeroing,
-//! no copy. (Collecting it cost a tenth of the agent's CPU on an lz4 produce load, in buffer growth,
-//! copies and zeroing, and a few hundred MiB of resident memory the allocator kept.)
+//! Every record is parsed field by field, never copied: length prefix, attributes, timestamp
+//! delta, offset delta (which must equal the record's index, since batches are stored as sent and
+//! never rebuilt), key, value, header count, header keys and values. Every length must fit inside
+//! the record, the fields must fill it exactly, the record must be at least
+//! `MIN_RECORD_BYTES` long, and nothing may follow the last declared record. A batch whose count
+//! could not fit in its budget at the minimum record size is refused before anything is inflated.
+//!
+//! A compressed payload streams through one scratch buffer per thread and is checked as it comes
+//! out, never collected, so a batch costs its decompression and nothing else: no allocation in
+//! proportion to its size, no zeroing, no copy. Decompression stops at the first violation, at the
+//! first byte after the declared records, and at the batch's and the request's budgets of
+//! decompressed bytes, so a compression bomb is never inflated past what its records need.
 //!
 //! LZ4 frames are parsed here, block by block, rather than through liblz4's streaming decoder,
 //! which copies input into buffers of its own and zeroes them for every batch. The checks are the
@@ -14,7 +22,7 @@
 //! independence, reserved bits, header checksum, block size, block and content checksums, content
 //! size.
 
-use super::records::{RecordsError, XERIAL_HEADER};
+use super::records::{RecordViolation, RecordsError, XERIAL_HEADER};
 use flate2::read::MultiGzDecoder;
 use kafka_protocol::records::Compression;
 use std::cell::RefCell;
@@ -27,6 +35,12 @@ use super::batch::{ATTRIBUTES_AT, HEADER_BYTES as RECORDS_AT, RECORD_COUNT_AT};
 /// The attribute bits that name the codec.
 const COMPRESSION_MASK: i16 = 0x07;
 
+/// The smallest record body: attributes, timestamp delta, offset delta, key length, value length
+/// and header count, one byte each (a null key and value, no headers).
+pub const MIN_RECORD_BODY_BYTES: usize = 6;
+/// The smallest record, with its one-byte length prefix.
+pub const MIN_RECORD_BYTES: usize = MIN_RECORD_BODY_BYTES + 1;
+
 /// How much a streaming decompressor (gzip, zstd) hands over at a time.
 const READ_CHUNK: usize = 64 << 10;
 /// Scratch a thread keeps between batches: enough for the largest LZ4 block (4 MiB). A larger
@@ -38,9 +52,28 @@ thread_local! {
 }
 
 /// Checks that a produced batch's payload decompresses (under `limit` bytes) to exactly its
-/// declared number of well-framed records. `batch` is one magic-v2 batch whose header `batch.rs`
+/// declared number of well-formed records. `batch` is one magic-v2 batch whose header `batch.rs`
 /// has already validated (CRC included).
 pub fn check_payload(batch: &[u8], limit: usize) -> Result<(), RecordsError> {
+    check_payload_within(batch, limit, usize::MAX).1
+}
+
+/// `check_payload` that also stops once the payload decompresses to more than `request_left`
+/// bytes (what is left of the request's budget; `RequestBudgetSpent`). Returns the number of
+/// bytes it inflated, refused or not (0 for an uncompressed batch, which costs no inflation), with
+/// the verdict.
+///
+/// # Guarantees
+/// Inflates at most `min(limit, request_left)` bytes plus one decompressor chunk, and allocates
+/// nothing in proportion to the batch beyond the per-thread scratch buffer.
+pub fn check_payload_within(batch: &[u8], limit: usize, request_left: usize) -> (usize, Result<(), RecordsError>) {
+    let mut output = Output { validator: RecordValidator::new(0), produced: 0, limit, request_left, compression: Compression::None };
+    let verdict = check_into(batch, &mut output);
+    (output.produced, verdict)
+}
+
+fn check_into(batch: &[u8], output: &mut Output) -> Result<(), RecordsError> {
+    let limit = output.limit;
     if batch.len() < RECORDS_AT {
         return Err(RecordsError::Header { reason: format!("{} bytes is shorter than a batch header", batch.len()) });
     }
@@ -55,18 +88,25 @@ pub fn check_payload(batch: &[u8], limit: usize) -> Result<(), RecordsError> {
         4 => Compression::Zstd,
         code => return Err(RecordsError::UnknownCompression { code }),
     };
-    let mut output = Output { walker: RecordWalker::new(count), produced: 0, limit, compression };
+    // Every record takes at least MIN_RECORD_BYTES: a count the bytes could never hold (the
+    // poison pill of 60,000,000 empty records in 2 KB of zstd) is refused before any inflation.
+    let room = if compression == Compression::None { payload.len() } else { limit };
+    if count < 0 || (count as usize).saturating_mul(MIN_RECORD_BYTES) > room {
+        return Err(RecordsError::CountPastBytes { count, bytes: room });
+    }
+    output.validator = RecordValidator::new(count);
+    output.compression = compression;
     match compression {
-        Compression::None => output.walker.feed(payload)?,
-        Compression::Gzip => with_scratch(|scratch| walk_reader(MultiGzDecoder::new(payload), &mut output, scratch))?,
+        Compression::None => output.validator.feed(payload)?,
+        Compression::Gzip => with_scratch(|scratch| walk_reader(MultiGzDecoder::new(payload), output, scratch))?,
         Compression::Zstd => {
             let decoder = zstd::stream::read::Decoder::with_buffer(payload).map_err(|error| output.failed(error.to_string()))?;
-            with_scratch(|scratch| walk_reader(decoder, &mut output, scratch))?
+            with_scratch(|scratch| walk_reader(decoder, output, scratch))?
         }
-        Compression::Lz4 => with_scratch(|scratch| walk_lz4_frame(payload, &mut output, scratch))?,
-        Compression::Snappy => with_scratch(|scratch| walk_snappy(payload, &mut output, scratch))?,
+        Compression::Lz4 => with_scratch(|scratch| walk_lz4_frame(payload, output, scratch))?,
+        Compression::Snappy => with_scratch(|scratch| walk_snappy(payload, output, scratch))?,
     }
-    output.walker.finish()
+    std::mem::replace(&mut output.validator, RecordValidator::new(0)).finish()
 }
 
 /// Runs `check` with this thread's scratch buffer.
@@ -84,27 +124,30 @@ fn with_scratch<T>(check: impl FnOnce(&mut Vec<u8>) -> T) -> T {
     })
 }
 
-/// Decompressed bytes on their way to the walker, counted against the budget.
+/// Decompressed bytes on their way to the validator, counted against the budgets.
 struct Output {
-    walker: RecordWalker,
+    validator: RecordValidator,
     produced: usize,
     limit: usize,
+    request_left: usize,
     compression: Compression,
 }
 
 impl Output {
     fn take(&mut self, data: &[u8]) -> Result<(), RecordsError> {
         self.produced += data.len();
-        if self.produced > self.limit {
-            return Err(RecordsError::DecompressedTooLarge { compression: self.compression, limit: self.limit });
-        }
-        self.walker.feed(data)
+        self.fits(0)?;
+        self.validator.feed(data)
     }
 
-    /// Whether `more` bytes would still fit the budget: checked before a buffer is sized for them.
+    /// Whether `more` bytes would still fit the budgets: checked before a buffer is sized for them.
     fn fits(&self, more: usize) -> Result<(), RecordsError> {
-        if more > self.limit - self.produced {
+        let total = self.produced.saturating_add(more);
+        if total > self.limit {
             return Err(RecordsError::DecompressedTooLarge { compression: self.compression, limit: self.limit });
+        }
+        if total > self.request_left {
+            return Err(RecordsError::RequestBudgetSpent { compression: self.compression, budget: self.request_left });
         }
         Ok(())
     }
@@ -114,77 +157,236 @@ impl Output {
     }
 }
 
-/// Walks records by their varint length prefixes across arbitrary chunk boundaries: `count`
-/// records must fill the payload exactly.
-struct RecordWalker {
-    declared: i32,
-    complete: i32,
-    /// Body bytes of the current record still to pass, once its length is known.
-    body_left: Option<usize>,
-    /// The current record's length prefix, as far as it has been read.
-    prefix: u64,
-    prefix_bytes: u32,
-    trailing: usize,
+/// The part of a record the validator reads next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Length,
+    Attributes,
+    TimestampDelta,
+    OffsetDelta,
+    KeyLength,
+    ValueLength,
+    HeaderCount,
+    HeaderKeyLength,
+    HeaderValueLength,
+    /// Every field is read (the last length's bytes may still be being skipped).
+    End,
 }
 
-/// Kafka's record length is a zigzag varint of at most 5 bytes.
-const MAX_PREFIX_BYTES: u32 = 5;
-
-impl RecordWalker {
-    fn new(declared: i32) -> Self {
-        Self { declared, complete: 0, body_left: None, prefix: 0, prefix_bytes: 0, trailing: 0 }
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Length => "length",
+            Field::Attributes => "attributes",
+            Field::TimestampDelta => "timestamp delta",
+            Field::OffsetDelta => "offset delta",
+            Field::KeyLength => "key length",
+            Field::ValueLength => "value length",
+            Field::HeaderCount => "header count",
+            Field::HeaderKeyLength => "header key length",
+            Field::HeaderValueLength => "header value length",
+            Field::End => "last field",
+        }
     }
 
-    fn feed(&mut self, mut data: &[u8]) -> Result<(), RecordsError> {
-        loop {
-            if let Some(left) = self.body_left {
-                let skipped = left.min(data.len());
-                data = &data[skipped..];
-                if skipped < left {
-                    self.body_left = Some(left - skipped);
-                    return Ok(());
-                }
-                self.body_left = None;
-                self.complete += 1;
+    /// Longest varint the field may take: 10 bytes for the 64-bit timestamp delta, 5 otherwise.
+    fn max_varint_bytes(self) -> u32 {
+        if self == Field::TimestampDelta {
+            10
+        } else {
+            5
+        }
+    }
+}
+
+/// Validates records field by field across arbitrary chunk boundaries: `declared` records must
+/// fill the payload exactly. Holds a few integers of state, whatever the record sizes; key, value
+/// and header bytes are skipped, never copied.
+pub(crate) struct RecordValidator {
+    declared: i32,
+    /// Index of the record being read; records before it are complete.
+    index: i32,
+    field: Field,
+    /// Key, value or header bytes still to pass before `field` is read.
+    skip: usize,
+    /// Bytes of the current record's body not yet read or skipped.
+    body_left: usize,
+    headers_left: i32,
+    /// The varint being read, as far as it has come.
+    varint: u64,
+    varint_bytes: u32,
+}
+
+impl RecordValidator {
+    pub(crate) fn new(declared: i32) -> Self {
+        Self { declared, index: 0, field: Field::Length, skip: 0, body_left: 0, headers_left: 0, varint: 0, varint_bytes: 0 }
+    }
+
+    fn violation(&self, violation: RecordViolation) -> RecordsError {
+        RecordsError::InvalidRecord { index: self.index, declared: self.declared, violation }
+    }
+
+    /// Reads varint bytes of the current field from `data` (at most `data.len()`): the raw value
+    /// once its last byte is read, with the number of bytes used.
+    #[inline]
+    fn take_varint(&mut self, data: &[u8]) -> Result<(usize, Option<u64>), RecordsError> {
+        let max = self.field.max_varint_bytes();
+        for (used, &byte) in data.iter().enumerate() {
+            self.varint |= u64::from(byte & 0x7f) << (7 * self.varint_bytes);
+            self.varint_bytes += 1;
+            if byte & 0x80 == 0 {
+                let raw = self.varint;
+                self.varint = 0;
+                self.varint_bytes = 0;
+                return Ok((used + 1, Some(raw)));
             }
-            let Some((&byte, rest)) = data.split_first() else { return Ok(()) };
-            if self.complete >= self.declared {
-                self.trailing += data.len();
+            if self.varint_bytes == max {
+                return Err(self.violation(RecordViolation::VarintTooLong { field: self.field.name() }));
+            }
+        }
+        Ok((data.len(), None))
+    }
+
+    /// A zigzag int32, as Kafka's `ByteUtils.readVarint` reads it; more than 32 bits is malformed.
+    fn zigzag_i32(&self, raw: u64) -> Result<i32, RecordsError> {
+        let raw = u32::try_from(raw).map_err(|_| self.violation(RecordViolation::VarintTooLong { field: self.field.name() }))?;
+        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    }
+
+    /// A key, value or header length: -1 (null, where allowed) or a length that fits the record.
+    fn length(&mut self, raw: u64, nullable: bool) -> Result<(), RecordsError> {
+        let field = self.field.name();
+        let length = self.zigzag_i32(raw)?;
+        if length < 0 {
+            if length == -1 && nullable {
                 return Ok(());
             }
-            data = rest;
-            self.prefix |= u64::from(byte & 0x7f) << (7 * self.prefix_bytes);
-            self.prefix_bytes += 1;
-            if byte & 0x80 != 0 {
-                if self.prefix_bytes == MAX_PREFIX_BYTES {
-                    return Err(self.error(format!("record {} of {} has no length", self.complete, self.declared)));
-                }
-                continue;
-            }
-            let length = ((self.prefix >> 1) as i64) ^ -((self.prefix & 1) as i64);
-            self.prefix = 0;
-            self.prefix_bytes = 0;
-            let length = usize::try_from(length)
-                .map_err(|_| self.error(format!("record {} of {} declares {length} bytes", self.complete, self.declared)))?;
-            self.body_left = Some(length);
+            return Err(self.violation(RecordViolation::InvalidLength { field, length }));
         }
-    }
-
-    fn finish(self) -> Result<(), RecordsError> {
-        if let Some(left) = self.body_left {
-            return Err(self.error(format!("record {} of {} is {left} bytes short of its declared length", self.complete, self.declared)));
+        if length as usize > self.body_left {
+            return Err(self.violation(RecordViolation::LengthPastEnd { field, length, left: self.body_left }));
         }
-        if self.complete < self.declared {
-            return Err(self.error(format!("record {} of {} has no length", self.complete, self.declared)));
-        }
-        if self.trailing > 0 {
-            return Err(self.error(format!("{} bytes follow the last of {} records", self.trailing, self.declared)));
-        }
+        self.body_left -= length as usize;
+        self.skip = length as usize;
         Ok(())
     }
 
-    fn error(&self, reason: String) -> RecordsError {
-        RecordsError::Records { reason }
+    pub(crate) fn feed(&mut self, mut data: &[u8]) -> Result<(), RecordsError> {
+        loop {
+            if self.skip > 0 {
+                let skipped = self.skip.min(data.len());
+                data = &data[skipped..];
+                self.skip -= skipped;
+                if self.skip > 0 {
+                    return Ok(());
+                }
+            }
+            if self.field == Field::End {
+                if self.body_left > 0 {
+                    return Err(self.violation(RecordViolation::BytesAfterHeaders { left: self.body_left }));
+                }
+                self.index += 1;
+                self.field = Field::Length;
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+            if self.field == Field::Length {
+                if self.index >= self.declared {
+                    return Err(RecordsError::TrailingBytes { declared: self.declared });
+                }
+                let (used, raw) = self.take_varint(data)?;
+                data = &data[used..];
+                let Some(raw) = raw else { return Ok(()) };
+                let length = self.zigzag_i32(raw)?;
+                if length < MIN_RECORD_BODY_BYTES as i32 {
+                    return Err(self.violation(RecordViolation::ShorterThanMinimum { length: length.into() }));
+                }
+                self.body_left = length as usize;
+                self.field = Field::Attributes;
+                continue;
+            }
+            // Inside the body: a field never reads past the record's declared length.
+            if self.body_left == 0 {
+                return Err(self.violation(RecordViolation::EndsInside { field: self.field.name() }));
+            }
+            let visible = &data[..data.len().min(self.body_left)];
+            if self.field == Field::Attributes {
+                // Kafka reads and ignores a v2 record's attributes byte; so does the validator.
+                data = &data[1..];
+                self.body_left -= 1;
+                self.field = Field::TimestampDelta;
+                continue;
+            }
+            let (used, raw) = self.take_varint(visible)?;
+            data = &data[used..];
+            self.body_left -= used;
+            let Some(raw) = raw else {
+                if self.body_left == 0 {
+                    return Err(self.violation(RecordViolation::EndsInside { field: self.field.name() }));
+                }
+                return Ok(());
+            };
+            self.field = match self.field {
+                Field::TimestampDelta => Field::OffsetDelta,
+                Field::OffsetDelta => {
+                    let delta = self.zigzag_i32(raw)?;
+                    if delta != self.index {
+                        return Err(self.violation(RecordViolation::OffsetDelta { found: delta }));
+                    }
+                    Field::KeyLength
+                }
+                Field::KeyLength => {
+                    self.length(raw, true)?;
+                    Field::ValueLength
+                }
+                Field::ValueLength => {
+                    self.length(raw, true)?;
+                    Field::HeaderCount
+                }
+                Field::HeaderCount => {
+                    let count = self.zigzag_i32(raw)?;
+                    // A header takes at least two bytes (its key and value lengths).
+                    if count < 0 || count as usize > self.body_left / 2 {
+                        return Err(self.violation(RecordViolation::TooManyHeaders { count, left: self.body_left }));
+                    }
+                    self.headers_left = count;
+                    if count == 0 {
+                        Field::End
+                    } else {
+                        Field::HeaderKeyLength
+                    }
+                }
+                Field::HeaderKeyLength => {
+                    self.length(raw, false)?;
+                    Field::HeaderValueLength
+                }
+                Field::HeaderValueLength => {
+                    self.length(raw, true)?;
+                    self.headers_left -= 1;
+                    if self.headers_left == 0 {
+                        Field::End
+                    } else {
+                        Field::HeaderKeyLength
+                    }
+                }
+                Field::Length | Field::Attributes | Field::End => unreachable!("handled above"),
+            };
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<(), RecordsError> {
+        match self.field {
+            Field::Length if self.varint_bytes == 0 => {
+                if self.index < self.declared {
+                    return Err(RecordsError::MissingRecords { declared: self.declared, found: self.index });
+                }
+                Ok(())
+            }
+            // `feed` completes a record as soon as its last byte is skipped, so a record still in
+            // progress here was cut short.
+            field => Err(self.violation(RecordViolation::CutShort { field: field.name() })),
+        }
     }
 }
 
@@ -422,37 +624,262 @@ mod tests {
     }
 
     #[test]
-    fn the_walk_is_the_same_whatever_the_chunk_boundaries() {
-        let (records, _) = records_and_header(5, 200);
+    fn the_check_is_the_same_whatever_the_chunk_boundaries() {
+        let plain = encoded_batch(5, Compression::None);
+        let records = &plain[RECORDS_AT..];
         for split in 0..records.len() {
-            for second in [split, (split + 1).min(records.len()), (split + 150).min(records.len())] {
-                let mut walker = RecordWalker::new(5);
-                walker.feed(&records[..split]).unwrap();
-                walker.feed(&records[split..second]).unwrap();
-                walker.feed(&records[second..]).unwrap();
-                walker.finish().unwrap_or_else(|error| panic!("split at {split}/{second}: {error}"));
+            for second in [split, (split + 1).min(records.len()), (split + 7).min(records.len())] {
+                let mut validator = RecordValidator::new(5);
+                validator.feed(&records[..split]).unwrap();
+                validator.feed(&records[split..second]).unwrap();
+                validator.feed(&records[second..]).unwrap();
+                validator.finish().unwrap_or_else(|error| panic!("split at {split}/{second}: {error}"));
             }
         }
     }
 
+    /// One v2 record, written field by field from raw varints, so any field can be made wrong.
+    struct RawRecord {
+        length: Option<i64>,
+        attributes: u8,
+        timestamp_delta: i64,
+        offset_delta: i64,
+        key: Option<Vec<u8>>,
+        key_length: Option<i64>,
+        value: Option<Vec<u8>>,
+        header_count: Option<i64>,
+        headers: Vec<(i64, Vec<u8>, i64, Vec<u8>)>,
+        extra: Vec<u8>,
+    }
+
+    fn zigzag(value: i64, out: &mut Vec<u8>) {
+        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+        while raw >= 0x80 {
+            out.push((raw as u8) | 0x80);
+            raw >>= 7;
+        }
+        out.push(raw as u8);
+    }
+
+    impl RawRecord {
+        fn valid(index: i64) -> Self {
+            RawRecord {
+                length: None,
+                attributes: 0,
+                timestamp_delta: index,
+                offset_delta: index,
+                key: Some(b"key".to_vec()),
+                key_length: None,
+                value: Some(b"value".to_vec()),
+                header_count: None,
+                headers: vec![(1, b"h".to_vec(), 2, b"hv".to_vec())],
+                extra: Vec::new(),
+            }
+        }
+
+        fn bytes(&self) -> Vec<u8> {
+            let mut body = vec![self.attributes];
+            zigzag(self.timestamp_delta, &mut body);
+            zigzag(self.offset_delta, &mut body);
+            zigzag(self.key_length.unwrap_or(self.key.as_ref().map_or(-1, |key| key.len() as i64)), &mut body);
+            body.extend_from_slice(self.key.as_deref().unwrap_or_default());
+            zigzag(self.value.as_ref().map_or(-1, |value| value.len() as i64), &mut body);
+            body.extend_from_slice(self.value.as_deref().unwrap_or_default());
+            zigzag(self.header_count.unwrap_or(self.headers.len() as i64), &mut body);
+            for (key_length, key, value_length, value) in &self.headers {
+                zigzag(*key_length, &mut body);
+                body.extend_from_slice(key);
+                zigzag(*value_length, &mut body);
+                body.extend_from_slice(value);
+            }
+            body.extend_from_slice(&self.extra);
+            let mut record = Vec::new();
+            zigzag(self.length.unwrap_or(body.len() as i64), &mut record);
+            record.extend_from_slice(&body);
+            record
+        }
+    }
+
+    /// Checks `records` (declaring `declared`) uncompressed and through every codec, and expects
+    /// the same verdict from each, and from the plain reference reader.
+    fn check_everywhere(records: &[u8], declared: i32) -> Result<(), RecordsError> {
+        let (_, header) = records_and_header(1, 1);
+        let mut plain = with_payload(&header, 0, records);
+        plain[RECORD_COUNT_AT..RECORDS_AT].copy_from_slice(&declared.to_be_bytes());
+        let verdict = check_payload(&plain, MAX_DECODED_BATCH_BYTES);
+        assert_eq!(verdict.is_ok(), crate::fuzzing::records_are_well_formed(records, declared), "reference disagrees: {verdict:?}");
+        for compression in ALL.into_iter().skip(1) {
+            let mut compressed = header.clone();
+            compressed[RECORD_COUNT_AT..RECORDS_AT].copy_from_slice(&declared.to_be_bytes());
+            let payload = compress(records, compression);
+            let batch = with_payload(&compressed, compression as i16, &payload);
+            assert_eq!(check_payload(&batch, MAX_DECODED_BATCH_BYTES), verdict, "{compression:?}");
+        }
+        verdict
+    }
+
+    /// `data` compressed as a Kafka client would compress a batch payload.
+    fn compress(data: &[u8], compression: Compression) -> Vec<u8> {
+        match compression {
+            Compression::None => data.to_vec(),
+            Compression::Gzip => {
+                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder.write_all(data).unwrap();
+                encoder.finish().unwrap()
+            }
+            Compression::Snappy => snap::raw::Encoder::new().compress_vec(data).unwrap(),
+            Compression::Lz4 => lz4_frame(data, false, false),
+            Compression::Zstd => zstd::bulk::compress(data, 1).unwrap(),
+        }
+    }
+
+    fn records(list: &[RawRecord]) -> Vec<u8> {
+        list.iter().flat_map(RawRecord::bytes).collect()
+    }
+
+    fn violation(result: Result<(), RecordsError>) -> RecordViolation {
+        match result {
+            Err(RecordsError::InvalidRecord { violation, .. }) => violation,
+            other => panic!("expected a record violation, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn broken_record_framing_is_refused() {
-        let (records, header) = records_and_header(3, 10);
-        let check = |payload: &[u8], declared: i32| {
-            let mut batch = with_payload(&header, 0, payload);
-            batch[RECORD_COUNT_AT..RECORDS_AT].copy_from_slice(&declared.to_be_bytes());
-            check_payload(&batch, MAX_DECODED_BATCH_BYTES)
+    fn hand_built_valid_records_pass_with_null_keys_values_and_headers() {
+        let mut second = RawRecord::valid(1);
+        second.key = None;
+        second.value = None;
+        second.headers = vec![(0, vec![], -1, vec![]), (3, b"abc".to_vec(), 0, vec![])];
+        let mut third = RawRecord::valid(2);
+        third.headers.clear();
+        third.timestamp_delta = -5_000_000_000;
+        third.attributes = 0xff;
+        check_everywhere(&records(&[RawRecord::valid(0), second, third]), 3).unwrap();
+        // The smallest record: 7 bytes.
+        let mut smallest = RawRecord::valid(0);
+        smallest.key = None;
+        smallest.value = None;
+        smallest.headers.clear();
+        assert_eq!(smallest.bytes().len(), MIN_RECORD_BYTES);
+        check_everywhere(&smallest.bytes(), 1).unwrap();
+    }
+
+    #[test]
+    fn every_record_rule_is_enforced_for_every_codec() {
+        let with = |change: &dyn Fn(&mut RawRecord)| {
+            let mut broken = RawRecord::valid(1);
+            change(&mut broken);
+            check_everywhere(&records(&[RawRecord::valid(0), broken, RawRecord::valid(2)]), 3)
         };
-        check(&records, 3).unwrap();
-        // One record more declared than present, one fewer, trailing bytes, a cut-off body, a
-        // negative length, a length prefix of more than 5 bytes.
-        assert!(matches!(check(&records, 4), Err(RecordsError::Records { .. })));
-        assert!(matches!(check(&records, 2), Err(RecordsError::Records { .. })));
-        assert!(matches!(check(&[records.as_slice(), &[0]].concat(), 3), Err(RecordsError::Records { .. })));
-        assert!(matches!(check(&records[..records.len() - 1], 3), Err(RecordsError::Records { .. })));
-        assert!(matches!(check(&[0x01], 1), Err(RecordsError::Records { .. })));
-        assert!(matches!(check(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x00], 1), Err(RecordsError::Records { .. })));
-        assert!(matches!(check(&[0x80], 1), Err(RecordsError::Records { .. })));
+        // The offset delta must be the record's index.
+        assert_eq!(violation(with(&|record| record.offset_delta = 0)), RecordViolation::OffsetDelta { found: 0 });
+        assert_eq!(violation(with(&|record| record.offset_delta = 7)), RecordViolation::OffsetDelta { found: 7 });
+        // A body below the minimum size, zero-length and negative lengths.
+        for length in [0, 5, -1, -7] {
+            assert!(matches!(violation(with(&|record| record.length = Some(length))), RecordViolation::ShorterThanMinimum { .. }));
+        }
+        // A declared length shorter than the fields: a field (or a key) runs past the record.
+        let short = RawRecord::valid(1).bytes().len() as i64 - 3;
+        assert!(matches!(
+            violation(with(&|record| record.length = Some(short))),
+            RecordViolation::EndsInside { .. } | RecordViolation::LengthPastEnd { .. }
+        ));
+        // Longer than the fields: bytes after the last header.
+        assert_eq!(violation(with(&|record| record.extra = vec![0, 0])), RecordViolation::BytesAfterHeaders { left: 2 });
+        // Key, value and header lengths past the record, or negative where not allowed.
+        assert!(matches!(
+            violation(with(&|record| record.key_length = Some(1000))),
+            RecordViolation::LengthPastEnd { field: "key length", .. }
+        ));
+        assert!(matches!(violation(with(&|record| record.key_length = Some(-2))), RecordViolation::InvalidLength { length: -2, .. }));
+        assert!(matches!(
+            violation(with(&|record| record.headers[0].0 = -1)),
+            RecordViolation::InvalidLength { field: "header key length", length: -1 }
+        ));
+        assert!(matches!(
+            violation(with(&|record| record.headers[0].2 = 500)),
+            RecordViolation::LengthPastEnd { field: "header value length", .. }
+        ));
+        // Header counts: negative, more than the bytes left could hold, one more than present.
+        assert!(matches!(violation(with(&|record| record.header_count = Some(-1))), RecordViolation::TooManyHeaders { .. }));
+        assert!(matches!(violation(with(&|record| record.header_count = Some(1_000_000))), RecordViolation::TooManyHeaders { .. }));
+        assert!(matches!(
+            violation(with(&|record| {
+                record.header_count = Some(2);
+                record.extra = vec![0, 0, 0];
+            })),
+            RecordViolation::BytesAfterHeaders { .. } | RecordViolation::InvalidLength { .. } | RecordViolation::EndsInside { .. }
+        ));
+        // Varints longer than the format allows: an offset delta of 6 bytes, a timestamp of 11.
+        let mut long_varint = RawRecord::valid(0).bytes();
+        long_varint.splice(3..4, [0x82, 0x80, 0x80, 0x80, 0x80, 0x00]);
+        long_varint[0] += 10; // the length grows with the five extra bytes (zigzag: 2 per byte)
+        assert!(matches!(violation(check_everywhere(&long_varint, 1)), RecordViolation::VarintTooLong { .. }));
+        let mut long_timestamp = RawRecord::valid(0).bytes();
+        long_timestamp.splice(2..3, [0x80; 10].into_iter().chain([0x00]));
+        long_timestamp[0] += 20;
+        assert!(matches!(violation(check_everywhere(&long_timestamp, 1)), RecordViolation::VarintTooLong { field: "timestamp delta" }));
+    }
+
+    #[test]
+    fn the_declared_count_must_match_exactly_with_nothing_after() {
+        let three = records(&[RawRecord::valid(0), RawRecord::valid(1), RawRecord::valid(2)]);
+        check_everywhere(&three, 3).unwrap();
+        assert_eq!(check_everywhere(&three, 4), Err(RecordsError::MissingRecords { declared: 4, found: 3 }));
+        assert_eq!(check_everywhere(&three, 2), Err(RecordsError::TrailingBytes { declared: 2 }));
+        assert_eq!(check_everywhere(&[three.as_slice(), &[0]].concat(), 3), Err(RecordsError::TrailingBytes { declared: 3 }));
+        assert!(matches!(check_everywhere(&three[..three.len() - 1], 3), Err(RecordsError::InvalidRecord { index: 2, .. })));
+        let cut = &RawRecord::valid(0).bytes()[..8];
+        assert!(matches!(check_everywhere(cut, 1), Err(RecordsError::InvalidRecord { violation: RecordViolation::CutShort { .. }, .. })));
+    }
+
+    /// The audit's poison pill: 60,000,000 zero-length records in a few KB of zstd. Refused from
+    /// the header alone, before anything is inflated; with a smaller count, at the first record.
+    #[test]
+    fn the_poison_pill_of_empty_records_is_refused_before_inflating() {
+        let (_, header) = records_and_header(1, 1);
+        let zeros = vec![0u8; 60_000_000];
+        let payload = zstd::bulk::compress(&zeros, 19).unwrap();
+        assert!(payload.len() < 4 << 10, "{} bytes", payload.len());
+        let mut pill = with_payload(&header, 4, &payload);
+        pill[RECORD_COUNT_AT..RECORDS_AT].copy_from_slice(&60_000_000i32.to_be_bytes());
+        let (inflated, verdict) = check_payload_within(&pill, MAX_DECODED_BATCH_BYTES, usize::MAX);
+        assert!(matches!(verdict, Err(RecordsError::CountPastBytes { count: 60_000_000, .. })), "{verdict:?}");
+        assert_eq!(inflated, 0);
+        pill[RECORD_COUNT_AT..RECORDS_AT].copy_from_slice(&1_000_000i32.to_be_bytes());
+        let (inflated, verdict) = check_payload_within(&pill, MAX_DECODED_BATCH_BYTES, usize::MAX);
+        assert_eq!(violation(verdict), RecordViolation::ShorterThanMinimum { length: 0 });
+        assert!(inflated <= READ_CHUNK, "inflated {inflated} bytes for a refusal at the first record");
+    }
+
+    #[test]
+    fn decompression_stops_at_the_first_byte_after_the_declared_records() {
+        // One valid record, then 32 MiB of zeros: the check must stop within a chunk or a block.
+        let record = RawRecord::valid(0).bytes();
+        let data = [record.as_slice(), &vec![0u8; 32 << 20]].concat();
+        let (_, header) = records_and_header(1, 1);
+        for compression in [Compression::Gzip, Compression::Zstd, Compression::Lz4] {
+            let batch = with_payload(&header, compression as i16, &compress(&data, compression));
+            let (inflated, verdict) = check_payload_within(&batch, MAX_DECODED_BATCH_BYTES, usize::MAX);
+            assert_eq!(verdict, Err(RecordsError::TrailingBytes { declared: 1 }), "{compression:?}");
+            assert!(inflated <= 4 << 20, "{compression:?} inflated {inflated} bytes");
+        }
+    }
+
+    #[test]
+    fn the_request_budget_stops_inflation_and_says_so() {
+        for compression in ALL.into_iter().skip(1) {
+            let zeros = zeros_batch(4 << 20, compression);
+            let (inflated, verdict) = check_payload_within(&zeros, MAX_DECODED_BATCH_BYTES, 1 << 20);
+            assert!(
+                matches!(verdict, Err(RecordsError::RequestBudgetSpent { budget, .. }) if budget == 1 << 20),
+                "{compression:?}: {verdict:?}"
+            );
+            assert!(inflated <= (1 << 20) + READ_CHUNK.max(64 << 10), "{compression:?}: {inflated}");
+            let (inflated, verdict) = check_payload_within(&zeros, MAX_DECODED_BATCH_BYTES, 8 << 20);
+            verdict.unwrap();
+            assert!(inflated > 4 << 20, "{compression:?}: {inflated}");
+        }
     }
 
     #[test]

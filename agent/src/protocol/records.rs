@@ -2,11 +2,11 @@
 //! by timestamp). Every other path handles batches as opaque bytes (`batch.rs`); the produce
 //! path's payload check streams instead (`payload.rs`).
 //!
-//! A produced batch is checked only at its header, so its payload may decompress to any size (a
-//! zip bomb: a 1 MiB gzip payload of zeros expands to about 1 GiB) and it may declare any record
-//! count that agrees with its lastOffsetDelta. The `kafka-protocol` crate's own decompressors have
-//! no output limit, so this module decompresses itself, stopping at the budget, and hands the
-//! crate only the decompressed bytes to parse.
+//! A stored batch may predate the produce path's record validation (or its object may be damaged),
+//! so its payload may decompress to any size (a zip bomb: a 1 MiB gzip payload of zeros expands
+//! to about 1 GiB) and it may declare any record count that agrees with its lastOffsetDelta. The
+//! `kafka-protocol` crate's own decompressors have no output limit, so this module decompresses
+//! itself, stopping at the budget, and hands the crate only the decompressed bytes to parse.
 
 use bytes::Bytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
@@ -17,7 +17,7 @@ use std::io::Read;
 /// below what would hurt an agent.
 pub const MAX_DECODED_BATCH_BYTES: usize = 64 << 20;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordsError {
     #[error("failed to decode record batch header: {reason}")]
     Header { reason: String },
@@ -25,16 +25,84 @@ pub enum RecordsError {
     NotOneBatch { count: usize },
     #[error("record batch declares {count} records, more than a decoding budget of {limit} bytes allows")]
     TooManyRecords { count: i32, limit: usize },
+    #[error("record batch declares {count} records, but {bytes} bytes hold at most {} records of the smallest size", bytes / super::payload::MIN_RECORD_BYTES)]
+    CountPastBytes { count: i32, bytes: usize },
     #[error("{compression:?} record batch payload decompresses to more than {limit} bytes")]
     DecompressedTooLarge { compression: Compression, limit: usize },
+    #[error("{compression:?} record batch payload would take the request past its budget of {budget} decompressed bytes")]
+    RequestBudgetSpent { compression: Compression, budget: usize },
     #[error("failed to decompress {compression:?} record batch payload: {reason}")]
     Decompress { compression: Compression, reason: String },
     #[error("failed to decode records: {reason}")]
     Records { reason: String },
+    #[error("record {index} of {declared} {violation}")]
+    InvalidRecord { index: i32, declared: i32, violation: RecordViolation },
+    #[error("record batch declares {declared} records but its payload ends after {found}")]
+    MissingRecords { declared: i32, found: i32 },
+    #[error("bytes follow the last of the {declared} records the batch declares")]
+    TrailingBytes { declared: i32 },
     #[error("record batch uses compression codec {code}, which does not exist")]
     UnknownCompression { code: i16 },
     #[error("LZ4 frame {reason}")]
     Lz4Frame { reason: &'static str },
+}
+
+impl RecordsError {
+    /// A bounded label for metrics: the kind of violation, never input-derived text.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RecordsError::Header { .. } | RecordsError::NotOneBatch { .. } => "header",
+            RecordsError::TooManyRecords { .. } | RecordsError::CountPastBytes { .. } | RecordsError::MissingRecords { .. } => {
+                "record_count"
+            }
+            RecordsError::DecompressedTooLarge { .. } => "decompressed_too_large",
+            RecordsError::RequestBudgetSpent { .. } => "request_budget",
+            RecordsError::Decompress { .. } | RecordsError::Lz4Frame { .. } => "decompress",
+            RecordsError::Records { .. } => "records",
+            RecordsError::InvalidRecord { violation, .. } => violation.reason(),
+            RecordsError::TrailingBytes { .. } => "trailing_bytes",
+            RecordsError::UnknownCompression { .. } => "codec",
+        }
+    }
+}
+
+/// How one record breaks the v2 record format (`DefaultRecord` in Kafka's clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordViolation {
+    #[error("declares a body of {length} bytes; the smallest record body is {min} bytes", min = super::payload::MIN_RECORD_BODY_BYTES)]
+    ShorterThanMinimum { length: i64 },
+    #[error("has a {field} varint longer than the format allows")]
+    VarintTooLong { field: &'static str },
+    #[error("has offset delta {found}; a record's offset delta must equal its index in the batch")]
+    OffsetDelta { found: i32 },
+    #[error("has a {field} of {length}")]
+    InvalidLength { field: &'static str, length: i32 },
+    #[error("ends inside its {field}")]
+    EndsInside { field: &'static str },
+    #[error("has a {field} of {length} bytes but only {left} bytes of the record remain")]
+    LengthPastEnd { field: &'static str, length: i32, left: usize },
+    #[error("declares {count} headers but only {left} bytes of the record remain")]
+    TooManyHeaders { count: i32, left: usize },
+    #[error("has {left} bytes after its last header")]
+    BytesAfterHeaders { left: usize },
+    #[error("is cut off by the end of the payload in its {field}")]
+    CutShort { field: &'static str },
+}
+
+impl RecordViolation {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RecordViolation::ShorterThanMinimum { .. } => "record_too_short",
+            RecordViolation::VarintTooLong { .. } => "record_varint",
+            RecordViolation::OffsetDelta { .. } => "record_offset_delta",
+            RecordViolation::InvalidLength { .. } => "record_negative_length",
+            RecordViolation::EndsInside { .. }
+            | RecordViolation::LengthPastEnd { .. }
+            | RecordViolation::TooManyHeaders { .. }
+            | RecordViolation::BytesAfterHeaders { .. } => "record_length_mismatch",
+            RecordViolation::CutShort { .. } => "record_truncated",
+        }
+    }
 }
 
 /// Decodes the records of exactly one magic-v2 batch (CRC checked by the crate).
@@ -205,8 +273,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// The payload check as it was before it streamed: decompress the whole payload, then walk its
-    /// records. `payload.rs` tests that the streaming check agrees with it.
+    /// The payload check without streaming: decompress the whole payload, then read its records
+    /// with the plain reference reader. `payload.rs` tests that the streaming check agrees with it.
     pub(crate) fn check_by_whole_decompression(batch: &[u8], limit: usize) -> bool {
         use crate::protocol::batch::{ATTRIBUTES_AT, HEADER_BYTES, RECORD_COUNT_AT};
         let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
@@ -227,25 +295,8 @@ pub(crate) mod tests {
         decompress(payload, compression, limit).is_ok_and(|data| walk_records(&data, count))
     }
 
-    fn walk_records(mut data: &[u8], count: i32) -> bool {
-        for _ in 0..count {
-            let Some((length, used)) = read_varint(data) else { return false };
-            let rest = &data[used..];
-            let Some(length) = usize::try_from(length).ok().filter(|length| *length <= rest.len()) else { return false };
-            data = &rest[length..];
-        }
-        data.is_empty()
-    }
-
-    fn read_varint(data: &[u8]) -> Option<(i64, usize)> {
-        let mut raw: u64 = 0;
-        for (index, byte) in data.iter().take(5).enumerate() {
-            raw |= u64::from(byte & 0x7f) << (7 * index);
-            if byte & 0x80 == 0 {
-                return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), index + 1));
-            }
-        }
-        None
+    fn walk_records(data: &[u8], count: i32) -> bool {
+        crate::fuzzing::records_are_well_formed(data, count)
     }
 
     #[test]
