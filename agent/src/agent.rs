@@ -6,7 +6,7 @@ use crate::cluster::registry::{AgentRecord, Registry};
 use crate::cluster::{ClusterView, NodeInfo, SingleAgent};
 use crate::config::{MetadataUrl, Roles, DEFAULT_LOAD_REPORT_INTERVAL};
 use crate::groups::GroupCoordinator;
-use crate::handlers::{AgentContext, HandlerSettings};
+use crate::handlers::{AgentContext, HandlerSettings, RequestLimits};
 use crate::http::{self, HttpState};
 use crate::jobs::{self, JobSettings};
 use crate::metadata::etcd::{self, EtcdError, EtcdJournal, EtcdSettings};
@@ -54,7 +54,9 @@ pub struct AgentSettings {
     pub http_listen: SocketAddr,
     pub flush_interval: Duration,
     pub flush_max_bytes: usize,
-    pub max_request_bytes: usize,
+    /// Connection limits and the request memory budget (`max_request_bytes` included).
+    pub server: ServerSettings,
+    pub limits: RequestLimits,
     pub cache_bytes: usize,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
@@ -322,15 +324,11 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
             default_partitions: settings.default_partitions,
             max_partitions_per_topic: 10_000,
             auto_create_topics: settings.auto_create_topics,
+            limits: settings.limits.clone(),
         },
     });
     let ready = Arc::new(AtomicBool::new(false));
-    let server_task = tokio::spawn(server::run(
-        kafka_listener,
-        context,
-        ServerSettings { max_request_bytes: settings.max_request_bytes },
-        serving_stopped,
-    ));
+    let server_task = tokio::spawn(server::run(kafka_listener, context, settings.server.clone(), serving_stopped));
     let http_task =
         tokio::spawn(http::run(http_listener, HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) }, http_stopped));
     ready.store(true, Ordering::Release);
