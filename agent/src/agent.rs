@@ -293,7 +293,7 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         Arc::clone(&metrics),
     ));
     let writer_task = tokio::spawn(Arc::clone(&writer).run(writer_stopped));
-    let groups = Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay));
+    let groups = Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay).with_max_size(settings.limits.group_max_size));
     background.push(groups.spawn_sweeper(Duration::from_millis(200)));
     let reader = Arc::new(SegmentReader::new(Arc::clone(&store), cache));
     let mut jobs_task = None;

@@ -3,6 +3,7 @@
 
 use super::{str_bytes, AgentContext, ClientInfo};
 use crate::groups::JoinRequest;
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -37,12 +38,21 @@ pub async fn join(context: &AgentContext, request: JoinGroupRequest, version: i1
         session_timeout: Duration::from_millis(session_timeout as u64),
         rebalance_timeout: Duration::from_millis(rebalance_timeout as u64),
         protocol_type: request.protocol_type.to_string(),
-        protocols: request.protocols.into_iter().map(|protocol| (protocol.name.to_string(), protocol.metadata)).collect(),
+        // Copied out of the frame: a slice would keep the whole request frame alive for the
+        // member's life (8 JoinGroups padded to 60 MiB once held 420 MiB).
+        protocols: request
+            .protocols
+            .into_iter()
+            .map(|protocol| (protocol.name.to_string(), Bytes::copy_from_slice(&protocol.metadata)))
+            .collect(),
         require_known_member_id: version >= 4,
     });
     let Ok(outcome) = outcome.await else {
         return JoinGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code()).with_generation_id(-1);
     };
+    if outcome.error == Some(ResponseError::GroupMaxSizeReached) {
+        context.metrics.requests_refused.with_label_values(&["group_max_size"]).inc();
+    }
     JoinGroupResponse::default()
         .with_error_code(code(outcome.error))
         .with_generation_id(outcome.generation_id)
@@ -66,7 +76,12 @@ pub async fn sync(context: &AgentContext, request: SyncGroupRequest) -> SyncGrou
     if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
         return SyncGroupResponse::default().with_error_code(error.code());
     }
-    let assignments = request.assignments.into_iter().map(|assignment| (assignment.member_id.to_string(), assignment.assignment)).collect();
+    // Copied out of the frame, which would otherwise live as long as the assignment.
+    let assignments = request
+        .assignments
+        .into_iter()
+        .map(|assignment| (assignment.member_id.to_string(), Bytes::copy_from_slice(&assignment.assignment)))
+        .collect();
     let outcome = context.groups.sync(&request.group_id.0, request.generation_id, &request.member_id, assignments);
     let Ok(outcome) = outcome.await else {
         return SyncGroupResponse::default().with_error_code(ResponseError::RebalanceInProgress.code());
