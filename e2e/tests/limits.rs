@@ -1,0 +1,3 @@
+//! Issue 15: hostile probes against a real `floe agent`.
+#[test]
+fn placeholder() {}
