@@ -377,3 +377,39 @@ fn api_name(api_key: ApiKey) -> &'static str {
         _ => "other",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_at_most_its_limit_and_a_closed_connection_frees_its_place() {
+        let per_ip = Arc::new(PerIp { limit: 2, open: Mutex::new(HashMap::new()) });
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.7".parse().unwrap();
+        let first = per_ip.admit(local).expect("first");
+        let _second = per_ip.admit(local).expect("second");
+        assert!(per_ip.admit(local).is_none(), "a third connection from one address was admitted");
+        assert!(per_ip.admit(other).is_some(), "another address is counted apart");
+        drop(first);
+        assert!(per_ip.admit(local).is_some(), "a closed connection did not free its place");
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_idle_only_with_nothing_in_flight_and_no_traffic_for_the_whole_period() {
+        let activity = Activity::new();
+        let (in_flight_sender, in_flight) = watch::channel(1usize);
+        let idle = Duration::from_millis(200);
+        let expiry = idle_expired(&activity, &in_flight, idle);
+        tokio::pin!(expiry);
+        // A request in flight (a long poll) keeps it open past the period.
+        assert!(tokio::time::timeout(Duration::from_millis(600), &mut expiry).await.is_err());
+        in_flight_sender.send_replace(0);
+        // Traffic restarts the clock.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        activity.touch();
+        let touched = Instant::now();
+        expiry.await;
+        assert!(touched.elapsed() >= Duration::from_millis(190), "closed {:?} after the last byte", touched.elapsed());
+    }
+}
