@@ -8,7 +8,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
-use floe_e2e::cluster::{Agent, Infrastructure};
+use floe_e2e::cluster::{Agent, AgentOptions, Infrastructure};
 use floe_e2e::wire::{encode_batch, RawConnection};
 use floe_e2e::{http_get, kafka, metric_value};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -81,8 +81,12 @@ struct Harness {
 
 impl Harness {
     fn start(virtual_cluster: &str, flags: &[&str]) -> Result<Self> {
+        Self::start_with(virtual_cluster, flags, AgentOptions::default())
+    }
+
+    fn start_with(virtual_cluster: &str, flags: &[&str], options: AgentOptions) -> Result<Self> {
         let infrastructure = Infrastructure::start()?;
-        let agent = Agent::start(&infrastructure, virtual_cluster, flags)?;
+        let agent = Agent::start_with(&infrastructure, virtual_cluster, flags, options)?;
         let mut harness = Self { infrastructure, agent, acknowledged: vec![Vec::new(); KNOWN_PARTITIONS as usize] };
         harness.create_topic(KNOWN_TOPIC, KNOWN_PARTITIONS)?;
         let mut connection = harness.connect()?;
@@ -142,7 +146,30 @@ impl Harness {
     /// librdkafka.
     fn check_records_survive_a_restart(&mut self) -> Result<()> {
         self.agent.restart()?;
-        let read = kafka::read_all(&self.agent.bootstrap, KNOWN_TOPIC, KNOWN_PARTITIONS, Duration::from_secs(60))?;
+        // The killed process stays registered until its lease lapses, and clients would be sent to it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut connection = self.connect()?;
+            let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+            let correlation = connection.send(ApiKey::Metadata, 9, &request)?;
+            let response: MetadataResponse = connection.receive(ApiKey::Metadata, 9, correlation)?;
+            if response.brokers.len() == 1 {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the killed agent is still advertised after 60 s");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        // librdkafka may fail a first metadata lookup while it swaps its bootstrap connection for
+        // the advertised broker (DestroyBroker); a real consumer retries, and so does this.
+        let mut attempt = 0;
+        let read = loop {
+            attempt += 1;
+            match kafka::read_all(&self.agent.bootstrap, KNOWN_TOPIC, KNOWN_PARTITIONS, Duration::from_secs(60)) {
+                Ok(read) => break read,
+                Err(error) if attempt < 3 => println!("reading back, attempt {attempt}: {error}; retrying"),
+                Err(error) => return Err(error),
+            }
+        };
         for partition in 0..self.acknowledged.len() {
             let records: Vec<(i64, Vec<u8>)> = read
                 .get(&(partition as i32))
@@ -230,13 +257,15 @@ fn fetched(response: &FetchResponse) -> Vec<(String, i32, usize)> {
         .collect()
 }
 
-/// 200 sockets each declare a 100 MiB request and send 10 bytes of it. The agent used to reserve
-/// the declared size at once (+50 GiB of address space for 500 sockets; aborted after 84 under an
-/// 8 GiB address-space limit); now each holds one 64 KiB step.
+/// 500 sockets each declare a 100 MiB request and send 10 bytes of it. The agent used to reserve
+/// the declared size at once (+50 GiB of address space; aborted after 84 sockets under an 8 GiB
+/// address-space limit); now each holds one 64 KiB step.
 fn probe_frames_declaring_100_mib_that_never_arrive(harness: &mut Harness) -> Result<()> {
+    const SOCKETS: usize = 500;
+    let step = 65536.0 * SOCKETS as f64;
     let (_, size_before) = memory_mib(harness.pid()?)?;
     let mut sockets = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..SOCKETS {
         let mut socket = TcpStream::connect(&harness.agent.bootstrap)?;
         socket.write_all(&(100i32 << 20).to_be_bytes())?;
         socket.write_all(&[0, 3, 0, 1, 0, 0, 0, 1, 0, 0])?;
@@ -245,16 +274,16 @@ fn probe_frames_declaring_100_mib_that_never_arrive(harness: &mut Harness) -> Re
     let deadline = Instant::now() + Duration::from_secs(20);
     let held = loop {
         let held = harness.metric("floe_request_memory_bytes")?;
-        if held >= 200.0 * 65536.0 || Instant::now() > deadline {
+        if held >= step || Instant::now() > deadline {
             break held;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     let (rss, size_after) = memory_mib(harness.pid()?)?;
-    println!("200 frames declaring 100 MiB: request memory {held} bytes, RSS {rss} MiB, VmSize {size_before} -> {size_after} MiB");
-    ensure!(held <= 200.0 * 65536.0, "the frames hold {held} bytes, expected one 64 KiB step each");
+    println!("{SOCKETS} frames declaring 100 MiB: request memory {held} bytes, RSS {rss} MiB, VmSize {size_before} -> {size_after} MiB");
+    ensure!(held <= step, "the frames hold {held} bytes, expected one 64 KiB step each");
     ensure!(size_after < size_before + 2048, "VmSize grew from {size_before} to {size_after} MiB");
-    harness.check_alive("200 frames declaring 100 MiB")?;
+    harness.check_alive("500 frames declaring 100 MiB")?;
     drop(sockets);
     let deadline = Instant::now() + Duration::from_secs(20);
     while harness.metric("floe_request_memory_bytes")? > 0.0 {
@@ -451,10 +480,18 @@ fn probe_create_topics_declaring_two_billion_topics(harness: &mut Harness) -> Re
     harness.check_alive("CreateTopics declaring 2^31 - 1 topics")
 }
 
+/// The agent runs under an 8 GiB address-space limit (what strict overcommit or a small node looks
+/// like): a reservation from a declared size would abort it.
 #[test]
 fn the_audits_probes_get_kafkas_answers_and_the_agent_keeps_its_memory_and_records() -> Result<()> {
     const FETCH_MAX_BYTES: usize = 64 << 10;
-    let mut harness = Harness::start("limits-probes", &["--fetch-max-bytes", "64KiB"])?;
+    let options = AgentOptions { launcher: vec!["prlimit".into(), "--as=8589934592".into(), "--".into()], ..AgentOptions::default() };
+    let mut harness = Harness::start_with("limits-probes", &["--fetch-max-bytes", "64KiB"], options)?;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", harness.pid()?))?;
+    ensure!(
+        limits.lines().any(|line| line.starts_with("Max address space") && line.contains("8589934592")),
+        "the agent does not run under the address-space limit:\n{limits}"
+    );
     harness.check_alive("producing the known records")?;
     probe_frames_declaring_100_mib_that_never_arrive(&mut harness)?;
     probe_fetch_amplification(&mut harness, FETCH_MAX_BYTES)?;
