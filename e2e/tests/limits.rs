@@ -75,6 +75,7 @@ fn padded_frame<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32
 struct Harness {
     infrastructure: Infrastructure,
     agent: Agent,
+    virtual_cluster: String,
     /// Per partition: the keys acknowledged, in offset order from offset 0.
     acknowledged: Vec<Vec<Vec<u8>>>,
 }
@@ -87,7 +88,12 @@ impl Harness {
     fn start_with(virtual_cluster: &str, flags: &[&str], options: AgentOptions) -> Result<Self> {
         let infrastructure = Infrastructure::start()?;
         let agent = Agent::start_with(&infrastructure, virtual_cluster, flags, options)?;
-        let mut harness = Self { infrastructure, agent, acknowledged: vec![Vec::new(); KNOWN_PARTITIONS as usize] };
+        let mut harness = Self {
+            infrastructure,
+            agent,
+            virtual_cluster: virtual_cluster.to_string(),
+            acknowledged: vec![Vec::new(); KNOWN_PARTITIONS as usize],
+        };
         harness.create_topic(KNOWN_TOPIC, KNOWN_PARTITIONS)?;
         let mut connection = harness.connect()?;
         for batch in 0..KNOWN_RECORDS / 50 {
@@ -145,31 +151,8 @@ impl Harness {
     /// Restarts the agent and reads every record acknowledged before the probes back with
     /// librdkafka.
     fn check_records_survive_a_restart(&mut self) -> Result<()> {
-        self.agent.restart()?;
-        // The killed process stays registered until its lease lapses, and clients would be sent to it.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut connection = self.connect()?;
-            let request = MetadataRequest::default().with_topics(Some(Vec::new()));
-            let correlation = connection.send(ApiKey::Metadata, 9, &request)?;
-            let response: MetadataResponse = connection.receive(ApiKey::Metadata, 9, correlation)?;
-            if response.brokers.len() == 1 {
-                break;
-            }
-            ensure!(Instant::now() < deadline, "the killed agent is still advertised after 60 s");
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        // librdkafka may fail a first metadata lookup while it swaps its bootstrap connection for
-        // the advertised broker (DestroyBroker); a real consumer retries, and so does this.
-        let mut attempt = 0;
-        let read = loop {
-            attempt += 1;
-            match kafka::read_all(&self.agent.bootstrap, KNOWN_TOPIC, KNOWN_PARTITIONS, Duration::from_secs(60)) {
-                Ok(read) => break read,
-                Err(error) if attempt < 3 => println!("reading back, attempt {attempt}: {error}; retrying"),
-                Err(error) => return Err(error),
-            }
-        };
+        self.kill_and_restart()?;
+        let read = kafka::read_all(&self.agent.bootstrap, KNOWN_TOPIC, KNOWN_PARTITIONS, Duration::from_secs(60))?;
         for partition in 0..self.acknowledged.len() {
             let records: Vec<(i64, Vec<u8>)> = read
                 .get(&(partition as i32))
@@ -177,14 +160,28 @@ impl Harness {
                 .unwrap_or_default();
             self.check_partition(partition, &records)?;
         }
-        let _ = &self.infrastructure;
         Ok(())
     }
 
     /// The same over one raw connection (librdkafka opens several, more than a test of
     /// `--max-connections` allows).
+    /// SIGKILL, then a new process once the killed one's registry lease has lapsed: until then
+    /// the new agent may advertise the dead one (a pre-existing window of up to --registry-ttl,
+    /// in which librdkafka requests to it fail with DestroyBroker), which is not what these tests
+    /// are about.
+    fn kill_and_restart(&mut self) -> Result<()> {
+        self.agent.kill_hard()?;
+        let prefix = format!("/floe/vc/{}/agents/", self.virtual_cluster);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.infrastructure.etcd_key_count(&prefix)? > 0 {
+            ensure!(Instant::now() < deadline, "the killed agent's registry key outlived 60 s");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        self.agent.restart()
+    }
+
     fn check_records_survive_a_restart_over_one_connection(&mut self) -> Result<()> {
-        self.agent.restart()?;
+        self.kill_and_restart()?;
         let mut connection = self.connect()?;
         for (partition, keys) in self.acknowledged.iter().enumerate() {
             let mut records: Vec<(i64, Vec<u8>)> = Vec::new();
@@ -339,6 +336,54 @@ fn probe_pipelined_long_polls_are_served_one_at_a_time(harness: &mut Harness) ->
     println!("4 pipelined 1 s long polls answered after {elapsed:?}");
     ensure!(elapsed >= Duration::from_millis(3_500), "4 pipelined long polls took {elapsed:?}: they ran concurrently");
     harness.check_alive("pipelined long polls")
+}
+
+/// Samples the agent's RSS every 50 ms until the returned flag is set; the thread returns the peak.
+fn sample_peak_rss(pid: u32) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((rss, _)) = memory_mib(pid) {
+                peak = peak.max(rss);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        peak
+    });
+    (stop, sampler)
+}
+
+/// Twelve pipelined Fetch long polls, each frame padded to 60 MiB, pinned 600 MiB for the poll
+/// (128 requests in flight per connection, topic names sliced from the frames). Now the
+/// connection handles one at a time and reads at most one frame ahead.
+fn probe_pipelined_fetches_padded_to_60_mib(harness: &mut Harness) -> Result<()> {
+    let pid = harness.pid()?;
+    let (rss_before, _) = memory_mib(pid)?;
+    let (stop, sampler) = sample_peak_rss(pid);
+    let mut connection = harness.connect()?;
+    let request = fetch_request(&[("empty", 0)], 1 << 20, 300);
+    let writer = {
+        let frames: Vec<Vec<u8>> =
+            (0..12).map(|index| padded_frame(ApiKey::Fetch, 11, 100 + index, &request, 60 << 20)).collect::<Result<_>>()?;
+        let mut raw = connection.try_clone_stream()?;
+        std::thread::spawn(move || -> std::io::Result<()> {
+            for frame in frames {
+                raw.write_all(&frame)?;
+            }
+            Ok(())
+        })
+    };
+    for index in 0..12 {
+        let _: FetchResponse = connection.receive(ApiKey::Fetch, 11, 100 + index)?;
+    }
+    writer.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().map_err(|_| anyhow::anyhow!("the sampler thread panicked"))?;
+    println!("12 pipelined fetches padded to 60 MiB: RSS {rss_before} MiB before, peak {peak} MiB");
+    ensure!(peak < rss_before + 300, "the pipelined padded fetches raised RSS from {rss_before} to {peak} MiB");
+    harness.check_alive("12 pipelined fetches padded to 60 MiB")
 }
 
 /// OffsetCommit metadata of 100 KiB went into the journal for good; Kafka refuses more than
@@ -496,6 +541,7 @@ fn the_audits_probes_get_kafkas_answers_and_the_agent_keeps_its_memory_and_recor
     probe_frames_declaring_100_mib_that_never_arrive(&mut harness)?;
     probe_fetch_amplification(&mut harness, FETCH_MAX_BYTES)?;
     probe_pipelined_long_polls_are_served_one_at_a_time(&mut harness)?;
+    probe_pipelined_fetches_padded_to_60_mib(&mut harness)?;
     probe_offset_commit_metadata(&mut harness)?;
     probe_metadata_with_150_000_topic_ids(&mut harness)?;
     probe_join_groups_padded_to_60_mib(&mut harness)?;
