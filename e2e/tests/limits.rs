@@ -338,6 +338,29 @@ fn probe_pipelined_long_polls_are_served_one_at_a_time(harness: &mut Harness) ->
     harness.check_alive("pipelined long polls")
 }
 
+/// Produce still pipelines (an acknowledgement waits for a flush): eight pipelined produce
+/// requests share one flush instead of taking eight flush intervals, and are answered in order.
+fn probe_pipelined_produces_share_a_flush(harness: &mut Harness) -> Result<()> {
+    harness.create_topic("pipelined", 1)?;
+    let mut connection = harness.connect()?;
+    let records: Vec<(Vec<u8>, Vec<u8>)> = (0..10).map(|index| (format!("p{index}").into_bytes(), vec![b'p'; 100])).collect();
+    let batch = encode_batch(&records, 1_700_000_000_000)?;
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(name("pipelined"))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))])]);
+    let started = Instant::now();
+    let correlations: Vec<i32> = (0..8).map(|_| connection.send(ApiKey::Produce, 9, &request)).collect::<Result<_>>()?;
+    for (index, correlation) in correlations.into_iter().enumerate() {
+        let response: ProduceResponse = connection.receive(ApiKey::Produce, 9, correlation)?;
+        let answer = &response.responses[0].partition_responses[0];
+        ensure!(answer.error_code == 0 && answer.base_offset == 10 * index as i64, "produce {index} answered {answer:?}");
+    }
+    let elapsed = started.elapsed();
+    println!("8 pipelined produces acknowledged after {elapsed:?} (flush interval 250 ms)");
+    ensure!(elapsed < Duration::from_millis(1_500), "8 pipelined produces took {elapsed:?}: they waited for one flush each");
+    harness.check_alive("pipelined produces")
+}
+
 /// Samples the agent's RSS every 50 ms until the returned flag is set; the thread returns the peak.
 fn sample_peak_rss(pid: u32) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -541,6 +564,7 @@ fn the_audits_probes_get_kafkas_answers_and_the_agent_keeps_its_memory_and_recor
     probe_frames_declaring_100_mib_that_never_arrive(&mut harness)?;
     probe_fetch_amplification(&mut harness, FETCH_MAX_BYTES)?;
     probe_pipelined_long_polls_are_served_one_at_a_time(&mut harness)?;
+    probe_pipelined_produces_share_a_flush(&mut harness)?;
     probe_pipelined_fetches_padded_to_60_mib(&mut harness)?;
     probe_offset_commit_metadata(&mut harness)?;
     probe_metadata_with_150_000_topic_ids(&mut harness)?;
