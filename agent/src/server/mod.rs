@@ -253,6 +253,12 @@ async fn serve_connection(
         let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => break "closed_by_client",
+            Err(frame::FrameError::Io(error)) => {
+                // A client that goes away mid-frame: one line per connection would let a client
+                // fill the log, so debug only.
+                tracing::debug!(%peer, %error, "closing connection: frame cut short");
+                break "bad_frame";
+            }
             Err(error) => {
                 if matches!(error, frame::FrameError::TooLarge { .. }) {
                     context.metrics.requests_refused.with_label_values(&["socket_request_max_bytes"]).inc();
