@@ -639,3 +639,59 @@ fn past_max_connections_the_agent_stops_accepting_until_a_connection_closes() ->
     harness.check_alive("max connections")?;
     harness.check_records_survive_a_restart_over_one_connection()
 }
+
+#[test]
+fn partitions_past_the_cluster_limit_get_policy_violation_and_a_full_group_refuses_new_members() -> Result<()> {
+    const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    // The known topic holds 4 partitions of the 10 allowed.
+    let mut harness = Harness::start("limits-partitions", &["--max-partitions", "10", "--group-max-size", "1"])?;
+    let mut connection = harness.connect()?;
+    let create = |connection: &mut RawConnection, topic: &str, partitions: i32| -> Result<(i16, String)> {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![CreatableTopic::default().with_name(name(topic)).with_num_partitions(partitions).with_replication_factor(1)]);
+        let correlation = connection.send(ApiKey::CreateTopics, 5, &request)?;
+        let response: CreateTopicsResponse = connection.receive(ApiKey::CreateTopics, 5, correlation)?;
+        let topic = &response.topics[0];
+        Ok((topic.error_code, topic.error_message.as_ref().map(|message| message.to_string()).unwrap_or_default()))
+    };
+    let grow = |connection: &mut RawConnection, topic: &str, count: i32| -> Result<(i16, String)> {
+        let request = CreatePartitionsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+            kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default().with_name(name(topic)).with_count(count),
+        ]);
+        let correlation = connection.send(ApiKey::CreatePartitions, 3, &request)?;
+        let response: CreatePartitionsResponse = connection.receive(ApiKey::CreatePartitions, 3, correlation)?;
+        let topic = &response.results[0];
+        Ok((topic.error_code, topic.error_message.as_ref().map(|message| message.to_string()).unwrap_or_default()))
+    };
+    let (code, message) = create(&mut connection, "too-wide", 7)?;
+    ensure!(code == POLICY_VIOLATION && message.contains("--max-partitions"), "7 more partitions answered {code}: {message}");
+    ensure!(create(&mut connection, "small", 2)?.0 == 0, "2 more partitions (6 of 10) were refused");
+    ensure!(grow(&mut connection, "small", 5)?.0 == 0, "growing to 9 of 10 partitions was refused");
+    let (code, message) = grow(&mut connection, "small", 8)?;
+    ensure!(code == POLICY_VIOLATION && message.contains("--max-partitions"), "growing to 12 of 10 answered {code}: {message}");
+    ensure!(harness.metric("floe_requests_refused_total{limit=\"max_partitions\"}")? >= 2.0, "the refusals were not counted");
+    // group.max.size 1: a second member is refused, the first stays.
+    let join = |connection: &mut RawConnection, member_id: &str| -> Result<JoinGroupResponse> {
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(text("full")))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(text(member_id))
+            .with_protocol_type(text("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(text("range")).with_metadata(Bytes::from_static(b"m"))]);
+        let correlation = connection.send(ApiKey::JoinGroup, 3, &request)?;
+        connection.receive(ApiKey::JoinGroup, 3, correlation)
+    };
+    let first = join(&mut connection, "")?;
+    ensure!(first.error_code == 0, "the first member answered {}", first.error_code);
+    let mut other = harness.connect()?;
+    let second = join(&mut other, "")?;
+    ensure!(second.error_code == GROUP_MAX_SIZE_REACHED, "a second member answered {}", second.error_code);
+    ensure!(harness.metric("floe_requests_refused_total{limit=\"group_max_size\"}")? >= 1.0, "the refusal was not counted");
+    let again = join(&mut connection, &first.member_id.to_string())?;
+    ensure!(again.error_code == 0, "the first member's rejoin answered {}", again.error_code);
+    drop((connection, other));
+    harness.check_alive("partition and group limits")?;
+    harness.check_records_survive_a_restart()
+}
