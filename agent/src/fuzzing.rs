@@ -81,7 +81,7 @@ fn read_frame_from_slice(wire: &[u8]) -> Option<Bytes> {
     let budget = frame::MemoryBudget::new(usize::MAX / 2);
     let read = std::pin::pin!(frame::read_frame(&mut connection, MAX_REQUEST_BYTES, &budget, &|| {}));
     match read.poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(result) => result.ok().flatten().map(|frame| frame.bytes),
+        Poll::Ready(result) => result.ok().flatten(),
         Poll::Pending => unreachable!("reading from a byte slice never waits"),
     }
 }

@@ -409,6 +409,45 @@ fn probe_pipelined_fetches_padded_to_60_mib(harness: &mut Harness) -> Result<()>
     harness.check_alive("12 pipelined fetches padded to 60 MiB")
 }
 
+/// A request that waits (a Fetch long poll, a JoinGroup waiting for the rebalance) gives its
+/// frame back before waiting: the request memory budget does not count a 60 MiB padded frame
+/// while the request waits, so a few such clients can not stop every connection's reads.
+fn probe_waiting_requests_release_their_frames(harness: &mut Harness) -> Result<()> {
+    let held_while = |harness: &Harness| -> Result<f64> {
+        std::thread::sleep(Duration::from_millis(1_000));
+        harness.metric("floe_request_memory_bytes")
+    };
+    let mut polling = harness.connect()?;
+    polling.send_bytes(&padded_frame(ApiKey::Fetch, 11, 5, &fetch_request(&[("empty", 0)], 1 << 20, 3_000), 60 << 20)?)?;
+    let during_poll = held_while(harness)?;
+    let _: FetchResponse = polling.receive(ApiKey::Fetch, 11, 5)?;
+    let join = |member_id: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(text("waiting")))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(text(member_id))
+            .with_protocol_type(text("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(text("range")).with_metadata(Bytes::from_static(b"m"))])
+    };
+    let mut first = harness.connect()?;
+    let correlation = first.send(ApiKey::JoinGroup, 3, &join(""))?;
+    let leader: JoinGroupResponse = first.receive(ApiKey::JoinGroup, 3, correlation)?;
+    ensure!(leader.error_code == 0, "the first member answered {}", leader.error_code);
+    // A second member's padded join starts a rebalance and waits until the first rejoins.
+    let mut second = harness.connect()?;
+    second.send_bytes(&padded_frame(ApiKey::JoinGroup, 3, 9, &join(""), 60 << 20)?)?;
+    let during_join = held_while(harness)?;
+    let correlation = first.send(ApiKey::JoinGroup, 3, &join(&leader.member_id))?;
+    let rejoined: JoinGroupResponse = first.receive(ApiKey::JoinGroup, 3, correlation)?;
+    let joined: JoinGroupResponse = second.receive(ApiKey::JoinGroup, 3, 9)?;
+    ensure!(rejoined.error_code == 0 && joined.error_code == 0, "the rebalance answered {} and {}", rejoined.error_code, joined.error_code);
+    println!("request memory held while a padded fetch long-polls: {during_poll} bytes; while a padded join waits: {during_join} bytes");
+    ensure!(during_poll < (1 << 20) as f64, "a long-polling fetch kept {during_poll} bytes of its frame");
+    ensure!(during_join < (1 << 20) as f64, "a waiting JoinGroup kept {during_join} bytes of its frame");
+    harness.check_alive("waiting requests padded to 60 MiB")
+}
+
 /// OffsetCommit metadata of 100 KiB went into the journal for good; Kafka refuses more than
 /// offset.metadata.max.bytes (4096) with OFFSET_METADATA_TOO_LARGE for that partition.
 fn probe_offset_commit_metadata(harness: &mut Harness) -> Result<()> {
@@ -566,6 +605,7 @@ fn the_audits_probes_get_kafkas_answers_and_the_agent_keeps_its_memory_and_recor
     probe_pipelined_long_polls_are_served_one_at_a_time(&mut harness)?;
     probe_pipelined_produces_share_a_flush(&mut harness)?;
     probe_pipelined_fetches_padded_to_60_mib(&mut harness)?;
+    probe_waiting_requests_release_their_frames(&mut harness)?;
     probe_offset_commit_metadata(&mut harness)?;
     probe_metadata_with_150_000_topic_ids(&mut harness)?;
     probe_join_groups_padded_to_60_mib(&mut harness)?;

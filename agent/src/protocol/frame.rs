@@ -125,15 +125,22 @@ impl Drop for Charge {
     }
 }
 
-/// A request frame and the budget it holds until the request is done.
-#[derive(Debug)]
-pub struct Frame {
-    pub bytes: Bytes,
-    pub charge: Charge,
+/// A frame body and its charge: the owner behind the frame's `Bytes`, so the budget counts the
+/// bytes exactly as long as any slice of the frame (a decoded field, a produced batch) lives.
+struct ChargedBody {
+    body: Vec<u8>,
+    _charge: Charge,
+}
+
+impl AsRef<[u8]> for ChargedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.body
+    }
 }
 
 /// Reads one frame. Returns `Ok(None)` on a clean end of stream between frames. `progress` is
-/// called whenever bytes arrive (the connection's idle clock).
+/// called whenever bytes arrive (the connection's idle clock). The frame's charge on `budget` is
+/// given back when the last slice of the returned `Bytes` is dropped.
 ///
 /// # Guarantees
 /// A size outside `[8, max]` is an error before any allocation, which the caller answers by
@@ -145,7 +152,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     max_frame_bytes: usize,
     budget: &Arc<MemoryBudget>,
     progress: &(dyn Fn() + Sync),
-) -> Result<Option<Frame>, FrameError> {
+) -> Result<Option<Bytes>, FrameError> {
     let mut size_prefix = [0u8; 4];
     match reader.read_exact(&mut size_prefix).await {
         Ok(_) => {}
@@ -178,7 +185,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         }
         progress();
     }
-    Ok(Some(Frame { bytes: Bytes::from(body), charge }))
+    Ok(Some(Bytes::from_owner(ChargedBody { body, _charge: charge })))
 }
 
 #[cfg(test)]
@@ -221,9 +228,9 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         });
-        let first = read_frame(&mut server, 1024, &MemoryBudget::new(1 << 20), &|| {}).await.unwrap().unwrap().bytes;
+        let first = read_frame(&mut server, 1024, &MemoryBudget::new(1 << 20), &|| {}).await.unwrap().unwrap();
         assert_eq!(&first[..], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        let second = read_frame(&mut server, 1024, &MemoryBudget::new(1 << 20), &|| {}).await.unwrap().unwrap().bytes;
+        let second = read_frame(&mut server, 1024, &MemoryBudget::new(1 << 20), &|| {}).await.unwrap().unwrap();
         assert_eq!(&second[..], &[1; 8]);
         writer.await.unwrap();
     }
@@ -231,7 +238,7 @@ mod tests {
     #[tokio::test]
     async fn a_whole_frame_is_returned() {
         let mut input: &[u8] = &[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-        let frame = read_frame(&mut input, 1024, &MemoryBudget::new(1 << 20), &|| {}).await.unwrap().unwrap().bytes;
+        let frame = read_frame(&mut input, 1024, &MemoryBudget::new(1 << 20), &|| {}).await.unwrap().unwrap();
         assert_eq!(&frame[..], &[1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
@@ -244,9 +251,9 @@ mod tests {
         client.write_all(&[7u8; 10]).await.unwrap();
         let reading = {
             let budget = Arc::clone(&budget);
-            tokio::spawn(async move {
-                read_frame(&mut server, 200 << 20, &budget, &|| {}).await.map(|frame| frame.map(|frame| frame.bytes.len()))
-            })
+            tokio::spawn(
+                async move { read_frame(&mut server, 200 << 20, &budget, &|| {}).await.map(|frame| frame.map(|frame| frame.len())) },
+            )
         };
         while budget.held() == 0 {
             tokio::task::yield_now().await;
@@ -264,11 +271,13 @@ mod tests {
         let mut input = (size as i32).to_be_bytes().to_vec();
         input.extend((0..size).map(|index| index as u8));
         let frame = read_frame(&mut &input[..], 1 << 20, &budget, &|| {}).await.unwrap().unwrap();
-        assert_eq!(frame.bytes.len(), size);
-        assert_eq!(&frame.bytes[..], &input[4..]);
-        assert_eq!(frame.charge.bytes(), size, "the steps add up to the declared size, never more");
-        assert_eq!(budget.held(), size);
+        assert_eq!(frame.len(), size);
+        assert_eq!(&frame[..], &input[4..]);
+        assert_eq!(budget.held(), size, "the steps add up to the declared size, never more");
+        let field = frame.slice(10..11);
         drop(frame);
+        assert_eq!(budget.held(), size, "a slice of the frame (a decoded field) still holds it");
+        drop(field);
         assert_eq!(budget.held(), 0);
     }
 
@@ -281,7 +290,7 @@ mod tests {
         input.extend([1u8; 1000]);
         let reading = {
             let budget = Arc::clone(&budget);
-            tokio::spawn(async move { read_frame(&mut &input[..], 1 << 20, &budget, &|| {}).await.unwrap().unwrap().bytes.len() })
+            tokio::spawn(async move { read_frame(&mut &input[..], 1 << 20, &budget, &|| {}).await.unwrap().unwrap().len() })
         };
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!reading.is_finished(), "the frame was read while the budget was used up");

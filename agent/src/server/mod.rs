@@ -10,7 +10,7 @@
 
 use crate::handlers::{self, api_versions, AgentContext, ClientInfo, Reply};
 use crate::protocol::codec;
-use crate::protocol::frame::{self, Charge, MemoryBudget};
+use crate::protocol::frame::{self, MemoryBudget};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -270,7 +270,7 @@ async fn serve_connection(
         // Kafka reads one request at a time per connection. Produce pipelines (its answer waits
         // for a flush, so one at a time would cap a producer at one request per flush interval);
         // every other request waits until the connection has answered everything before it.
-        let pipelines = codec::peek_key_and_version(&frame.bytes).is_ok_and(|(api_key, _)| api_key == ApiKey::Produce);
+        let pipelines = codec::peek_key_and_version(&frame).is_ok_and(|(api_key, _)| api_key == ApiKey::Produce);
         let ready = tokio::select! {
             ready = in_flight.wait_for(|count| if pipelines { *count < depth } else { *count == 0 }) => ready.is_ok().then_some(()).ok_or("writer_gone"),
             _ = queue.closed() => Err("writer_gone"),
@@ -279,7 +279,7 @@ async fn serve_connection(
         if let Err(outcome) = ready {
             break outcome;
         }
-        match start_request(frame.bytes, frame.charge, peer, &context).await {
+        match start_request(frame, peer, &context).await {
             Ok(handle) => {
                 in_flight_sender.send_modify(|count| *count += 1);
                 if queue.send(handle).await.is_err() {
@@ -298,13 +298,7 @@ async fn serve_connection(
 }
 
 /// Decodes a request and starts it; the returned task yields the encoded response.
-/// `charge` (the frame's share of the memory budget) is given back once the handler is done.
-async fn start_request(
-    frame: Bytes,
-    charge: Charge,
-    peer: SocketAddr,
-    context: &Arc<AgentContext>,
-) -> Result<JoinHandle<Outgoing>, String> {
+async fn start_request(frame: Bytes, peer: SocketAddr, context: &Arc<AgentContext>) -> Result<JoinHandle<Outgoing>, String> {
     let (api_key, version) = codec::peek_key_and_version(&frame).map_err(|error| error.to_string())?;
     let correlation_id = codec::peek_correlation_id(&frame);
     let Some((min, max)) = handlers::supported_range(api_key) else {
@@ -328,7 +322,6 @@ async fn start_request(
     let api_name = api_name(api_key);
     Ok(tokio::spawn(async move {
         let reply = pending.await;
-        drop(charge);
         metrics.request_duration.with_label_values(&[api_name]).observe(started.elapsed().as_secs_f64());
         match reply {
             Reply::Respond(body) => match codec::encode_response(api_key, version, correlation_id, &body) {
