@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use floe_e2e::cluster::{Agent, AgentOptions, Infrastructure};
 use floe_e2e::wire::{encode_batch, RawConnection};
-use floe_e2e::{http_get, kafka, metric_value};
+use floe_e2e::{http_get, java_driver, kafka, metric_value, run_driver};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -27,6 +27,10 @@ use std::time::{Duration, Instant};
 const KNOWN_TOPIC: &str = "known";
 const KNOWN_PARTITIONS: i32 = 4;
 const KNOWN_RECORDS: usize = 1_000;
+/// The Java client's copy of the known records (its own deterministic format, checked by its
+/// `verify-topic`).
+const JAVA_TOPIC: &str = "known-java";
+const JAVA_PARTITIONS: i32 = 4;
 const RSS_LIMIT_MIB: u64 = 512;
 
 const OFFSET_METADATA_TOO_LARGE: i16 = 12;
@@ -76,22 +80,27 @@ struct Harness {
     infrastructure: Infrastructure,
     agent: Agent,
     virtual_cluster: String,
+    /// Whether the Java client wrote [`JAVA_TOPIC`] (and reads it back after the restart).
+    java: bool,
     /// Per partition: the keys acknowledged, in offset order from offset 0.
     acknowledged: Vec<Vec<Vec<u8>>>,
 }
 
 impl Harness {
     fn start(virtual_cluster: &str, flags: &[&str]) -> Result<Self> {
-        Self::start_with(virtual_cluster, flags, AgentOptions::default())
+        Self::start_with(virtual_cluster, flags, AgentOptions::default(), true)
     }
 
-    fn start_with(virtual_cluster: &str, flags: &[&str], options: AgentOptions) -> Result<Self> {
+    /// `java`: also produce [`KNOWN_RECORDS`] to [`JAVA_TOPIC`] with the Java client, which reads
+    /// them back after the restart.
+    fn start_with(virtual_cluster: &str, flags: &[&str], options: AgentOptions, java: bool) -> Result<Self> {
         let infrastructure = Infrastructure::start()?;
         let agent = Agent::start_with(&infrastructure, virtual_cluster, flags, options)?;
         let mut harness = Self {
             infrastructure,
             agent,
             virtual_cluster: virtual_cluster.to_string(),
+            java: false,
             acknowledged: vec![Vec::new(); KNOWN_PARTITIONS as usize],
         };
         harness.create_topic(KNOWN_TOPIC, KNOWN_PARTITIONS)?;
@@ -104,6 +113,26 @@ impl Harness {
             let keys = &mut harness.acknowledged[partition as usize];
             ensure!(base == keys.len() as i64, "batch {batch} acknowledged at offset {base}, expected {}", keys.len());
             keys.extend(records.into_iter().map(|(key, _)| key));
+        }
+        drop(connection);
+        harness.java = java;
+        if java {
+            let count = KNOWN_RECORDS.to_string();
+            let partitions = JAVA_PARTITIONS.to_string();
+            let produce = java_driver(&[
+                "produce-range",
+                "--bootstrap",
+                &harness.agent.bootstrap,
+                "--topic",
+                JAVA_TOPIC,
+                "--partitions",
+                &partitions,
+                "--start",
+                "0",
+                "--count",
+                &count,
+            ])?;
+            run_driver(produce, &format!("OK java produced {KNOWN_RECORDS}"), Duration::from_secs(180))?;
         }
         Ok(harness)
     }
@@ -160,11 +189,24 @@ impl Harness {
                 .unwrap_or_default();
             self.check_partition(partition, &records)?;
         }
+        if self.java {
+            let count = KNOWN_RECORDS.to_string();
+            let verify = java_driver(&[
+                "verify-topic",
+                "--bootstrap",
+                &self.agent.bootstrap,
+                "--topic",
+                JAVA_TOPIC,
+                "--records",
+                &count,
+                "--client",
+                "java",
+            ])?;
+            run_driver(verify, &format!("OK java verify-topic {KNOWN_RECORDS} records from java"), Duration::from_secs(180))?;
+        }
         Ok(())
     }
 
-    /// The same over one raw connection (librdkafka opens several, more than a test of
-    /// `--max-connections` allows).
     /// SIGKILL, then a new process once the killed one's registry lease has lapsed: until then
     /// the new agent may advertise the dead one (a pre-existing window of up to --registry-ttl,
     /// in which librdkafka requests to it fail with DestroyBroker), which is not what these tests
@@ -180,6 +222,8 @@ impl Harness {
         self.agent.restart()
     }
 
+    /// The same over one raw connection (librdkafka opens several, more than a test of
+    /// `--max-connections` allows).
     fn check_records_survive_a_restart_over_one_connection(&mut self) -> Result<()> {
         self.kill_and_restart()?;
         let mut connection = self.connect()?;
@@ -593,7 +637,7 @@ fn probe_create_topics_declaring_two_billion_topics(harness: &mut Harness) -> Re
 fn the_audits_probes_get_kafkas_answers_and_the_agent_keeps_its_memory_and_records() -> Result<()> {
     const FETCH_MAX_BYTES: usize = 64 << 10;
     let options = AgentOptions { launcher: vec!["prlimit".into(), "--as=8589934592".into(), "--".into()], ..AgentOptions::default() };
-    let mut harness = Harness::start_with("limits-probes", &["--fetch-max-bytes", "64KiB"], options)?;
+    let mut harness = Harness::start_with("limits-probes", &["--fetch-max-bytes", "64KiB"], options, true)?;
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", harness.pid()?))?;
     ensure!(
         limits.lines().any(|line| line.starts_with("Max address space") && line.contains("8589934592")),
@@ -661,7 +705,8 @@ fn idle_connections_close_and_a_client_address_gets_at_most_max_connections_per_
 
 #[test]
 fn past_max_connections_the_agent_stops_accepting_until_a_connection_closes() -> Result<()> {
-    let mut harness = Harness::start("limits-max-connections", &["--max-connections", "3"])?;
+    // The Java client opens more connections than three; this agent's records are read back raw.
+    let mut harness = Harness::start_with("limits-max-connections", &["--max-connections", "3"], AgentOptions::default(), false)?;
     let mut open: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&harness.agent.bootstrap)).collect::<std::io::Result<_>>()?;
     for socket in &mut open {
         ensure!(answers_within(socket, Duration::from_secs(5))?, "one of the first three connections was not served");
@@ -683,8 +728,8 @@ fn past_max_connections_the_agent_stops_accepting_until_a_connection_closes() ->
 #[test]
 fn partitions_past_the_cluster_limit_get_policy_violation_and_a_full_group_refuses_new_members() -> Result<()> {
     const GROUP_MAX_SIZE_REACHED: i16 = 81;
-    // The known topic holds 4 partitions of the 10 allowed.
-    let mut harness = Harness::start("limits-partitions", &["--max-partitions", "10", "--group-max-size", "1"])?;
+    // The known topics hold 4 + 4 partitions of the 20 allowed.
+    let mut harness = Harness::start("limits-partitions", &["--max-partitions", "20", "--group-max-size", "1"])?;
     let mut connection = harness.connect()?;
     let create = |connection: &mut RawConnection, topic: &str, partitions: i32| -> Result<(i16, String)> {
         let request = CreateTopicsRequest::default()
@@ -704,12 +749,12 @@ fn partitions_past_the_cluster_limit_get_policy_violation_and_a_full_group_refus
         let topic = &response.results[0];
         Ok((topic.error_code, topic.error_message.as_ref().map(|message| message.to_string()).unwrap_or_default()))
     };
-    let (code, message) = create(&mut connection, "too-wide", 7)?;
-    ensure!(code == POLICY_VIOLATION && message.contains("--max-partitions"), "7 more partitions answered {code}: {message}");
-    ensure!(create(&mut connection, "small", 2)?.0 == 0, "2 more partitions (6 of 10) were refused");
-    ensure!(grow(&mut connection, "small", 5)?.0 == 0, "growing to 9 of 10 partitions was refused");
-    let (code, message) = grow(&mut connection, "small", 8)?;
-    ensure!(code == POLICY_VIOLATION && message.contains("--max-partitions"), "growing to 12 of 10 answered {code}: {message}");
+    let (code, message) = create(&mut connection, "too-wide", 13)?;
+    ensure!(code == POLICY_VIOLATION && message.contains("--max-partitions"), "13 more partitions answered {code}: {message}");
+    ensure!(create(&mut connection, "small", 2)?.0 == 0, "2 more partitions (10 of 20) were refused");
+    ensure!(grow(&mut connection, "small", 12)?.0 == 0, "growing to 20 of 20 partitions was refused");
+    let (code, message) = grow(&mut connection, "small", 13)?;
+    ensure!(code == POLICY_VIOLATION && message.contains("--max-partitions"), "growing to 21 of 20 answered {code}: {message}");
     ensure!(harness.metric("floe_requests_refused_total{limit=\"max_partitions\"}")? >= 2.0, "the refusals were not counted");
     // group.max.size 1: a second member is refused, the first stays.
     let join = |connection: &mut RawConnection, member_id: &str| -> Result<JoinGroupResponse> {
