@@ -685,6 +685,23 @@ fn idle_connections_close_and_a_client_address_gets_at_most_max_connections_per_
     let elapsed = started.elapsed();
     ensure!(elapsed >= Duration::from_secs(2), "an idle connection was closed after only {elapsed:?}");
     ensure!(harness.metric("floe_connections_refused_total{limit=\"connections_max_idle_ms\"}")? >= 1.0, "idle close not counted");
+    // A frame that stops arriving half way holds its buffer only until the connection idles out.
+    let mut stalled = TcpStream::connect(&harness.agent.bootstrap)?;
+    stalled.write_all(&(100i32 << 20).to_be_bytes())?;
+    stalled.write_all(&[0, 3, 0, 1, 0, 0, 0, 1, 0, 0])?;
+    std::thread::sleep(Duration::from_millis(500));
+    let held = harness.metric("floe_request_memory_bytes")?;
+    ensure!(held > 0.0, "the stalled frame holds no request memory");
+    stalled.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut byte = [0u8; 1];
+    let closed = match stalled.read(&mut byte) {
+        Ok(read) => read == 0,
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    ensure!(closed, "a stalled frame's connection stayed open");
+    std::thread::sleep(Duration::from_millis(200));
+    let after = harness.metric("floe_request_memory_bytes")?;
+    ensure!(after == 0.0, "the stalled frame's {after} bytes were not given back when its connection idled out");
     // max.connections.per.ip: the fifth connection from 127.0.0.1 is closed at once.
     let mut open: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&harness.agent.bootstrap)).collect::<std::io::Result<_>>()?;
     for socket in &mut open {
