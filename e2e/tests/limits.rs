@@ -804,3 +804,52 @@ fn partitions_past_the_cluster_limit_get_policy_violation_and_a_full_group_refus
     harness.check_alive("partition and group limits")?;
     harness.check_records_survive_a_restart()
 }
+
+/// `--queued-max-request-bytes`: once stalled large frames use the budget up, a large request
+/// waits (the connection stops reading, as Kafka mutes it) while small requests (a heartbeat, an
+/// ApiVersions) are still served; when the budget frees up, the waiting request is answered.
+#[test]
+fn past_the_request_memory_budget_large_requests_wait_and_small_ones_flow() -> Result<()> {
+    let mut harness = Harness::start("limits-budget", &["--queued-max-request-bytes", "1MiB"])?;
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut socket = TcpStream::connect(&harness.agent.bootstrap)?;
+        socket.write_all(&(100i32 << 20).to_be_bytes())?;
+        socket.write_all(&[0, 3, 0, 1, 0, 0, 0, 1, 0, 0])?;
+        stalled.push(socket);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while harness.metric("floe_request_memory_bytes")? < (1 << 20) as f64 {
+        ensure!(Instant::now() < deadline, "20 stalled frames never used the 1 MiB budget up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A 200 KiB produce waits for the budget.
+    let mut producer = harness.connect()?;
+    let records: Vec<(Vec<u8>, Vec<u8>)> = (0..20).map(|index| (format!("b{index}").into_bytes(), vec![b'b'; 10_000])).collect();
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(name(KNOWN_TOPIC))
+        .with_partition_data(vec![PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(encode_batch(&records, 1_700_000_000_000)?))])]);
+    let correlation = producer.send(ApiKey::Produce, 9, &request)?;
+    let mut waiting = producer.try_clone_stream()?;
+    waiting.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut byte = [0u8; 1];
+    ensure!(waiting.read(&mut byte).is_err(), "a 200 KiB produce was answered while the budget was used up");
+    ensure!(harness.metric("floe_request_memory_waits_total")? >= 1.0, "the wait was not counted");
+    // Small requests still flow.
+    let mut small = harness.connect()?;
+    let started = Instant::now();
+    let api_versions = small.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())?;
+    let answer: ApiVersionsResponse = small.receive(ApiKey::ApiVersions, 3, api_versions)?;
+    ensure!(answer.error_code == 0, "ApiVersions failed while the budget was used up");
+    println!("ApiVersions answered in {:?} while the request memory budget was used up", started.elapsed());
+    drop(stalled);
+    let response: ProduceResponse = producer.receive(ApiKey::Produce, 9, correlation)?;
+    let partition = &response.responses[0].partition_responses[0];
+    ensure!(partition.error_code == 0, "the waiting produce answered {}", partition.error_code);
+    harness.acknowledged[0].extend(records.into_iter().map(|(key, _)| key));
+    drop((producer, small));
+    harness.check_alive("request memory budget")?;
+    harness.check_records_survive_a_restart()
+}

@@ -24,6 +24,11 @@ pub enum FrameError {
 /// declared size.
 const FIRST_STEP: usize = 64 * 1024;
 
+/// Frames up to this size are counted in the budget but never wait for it: heartbeats, commits,
+/// fetch and metadata requests keep flowing while large frames (or clients that declare large
+/// frames and stall) use the budget up. What they can hold is bounded by the connection count.
+pub const SMALL_FRAME_BYTES: usize = 64 * 1024;
+
 /// A global budget of bytes held by request frames (Kafka's `queued.max.request.bytes`).
 ///
 /// # Guarantees
@@ -96,6 +101,16 @@ impl MemoryBudget {
                 }
             }
             notified.await;
+        }
+    }
+
+    /// Adds `bytes` to `charge` without waiting (small frames).
+    pub fn add(&self, charge: &mut Charge, bytes: usize) {
+        let mut held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *held += bytes;
+        charge.bytes += bytes;
+        if let Some(gauge) = &self.held_gauge {
+            gauge.set(*held as i64);
         }
     }
 
@@ -176,7 +191,11 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     while body.len() < size {
         if body.len() == body.capacity() {
             let step = (size - body.len()).min(body.capacity().max(FIRST_STEP));
-            budget.grow(&mut charge, step).await;
+            if size <= SMALL_FRAME_BYTES {
+                budget.add(&mut charge, step);
+            } else {
+                budget.grow(&mut charge, step).await;
+            }
             body.reserve_exact(step);
         }
         let room = (body.capacity() - body.len()).min(size - body.len()) as u64;
@@ -286,16 +305,23 @@ mod tests {
         let budget = MemoryBudget::new(100_000);
         let mut other = budget.charge();
         assert!(!budget.grow(&mut other, 150_000).await, "a lone frame larger than the budget is not stopped");
-        let mut input = 1000i32.to_be_bytes().to_vec();
-        input.extend([1u8; 1000]);
+        let mut input = 100_000i32.to_be_bytes().to_vec();
+        input.extend([1u8; 100_000]);
         let reading = {
             let budget = Arc::clone(&budget);
             tokio::spawn(async move { read_frame(&mut &input[..], 1 << 20, &budget, &|| {}).await.unwrap().unwrap().len() })
         };
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!reading.is_finished(), "the frame was read while the budget was used up");
+        // A small frame (a heartbeat) is read meanwhile: it never waits for the budget.
+        let mut heartbeat = 60i32.to_be_bytes().to_vec();
+        heartbeat.extend([2u8; 60]);
+        let small = read_frame(&mut &heartbeat[..], 1 << 20, &budget, &|| {}).await.unwrap().unwrap();
+        assert_eq!(small.len(), 60);
+        assert_eq!(budget.held(), 150_000 + 60, "the small frame is still counted");
+        drop(small);
         drop(other);
-        assert_eq!(reading.await.unwrap(), 1000);
+        assert_eq!(reading.await.unwrap(), 100_000);
         assert_eq!(budget.held(), 0);
     }
 
