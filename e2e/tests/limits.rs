@@ -46,6 +46,12 @@ fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
 }
 
+/// Record timestamps are now: retention (7 days by default) would trim records stamped long ago
+/// at the jobs leader's next pass, and the read back after the restart would find them gone.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or_default()
+}
+
 /// (VmRSS, VmSize) of a process in MiB.
 fn memory_mib(pid: u32) -> Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -109,7 +115,7 @@ impl Harness {
             let partition = (batch % KNOWN_PARTITIONS as usize) as i32;
             let records: Vec<(Vec<u8>, Vec<u8>)> =
                 (0..50).map(|index| (format!("key-{batch}-{index}").into_bytes(), vec![b'v'; 100])).collect();
-            let base = produce(&mut connection, KNOWN_TOPIC, partition, encode_batch(&records, 1_700_000_000_000)?)?;
+            let base = produce(&mut connection, KNOWN_TOPIC, partition, encode_batch(&records, now_millis())?)?;
             let keys = &mut harness.acknowledged[partition as usize];
             ensure!(base == keys.len() as i64, "batch {batch} acknowledged at offset {base}, expected {}", keys.len());
             keys.extend(records.into_iter().map(|(key, _)| key));
@@ -181,7 +187,32 @@ impl Harness {
     /// librdkafka.
     fn check_records_survive_a_restart(&mut self) -> Result<()> {
         self.kill_and_restart()?;
+        if std::env::var("LIMITS_DEBUG").is_ok() {
+            use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+            let mut connection = self.connect()?;
+            for timestamp in [-2i64, -1] {
+                let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(name(KNOWN_TOPIC))
+                    .with_partitions(
+                        (0..4)
+                            .map(|partition| ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp))
+                            .collect(),
+                    )]);
+                let correlation = connection.send(ApiKey::ListOffsets, 5, &request)?;
+                let response: ListOffsetsResponse = connection.receive(ApiKey::ListOffsets, 5, correlation)?;
+                println!(
+                    "ListOffsets {timestamp}: {:?}",
+                    response.topics[0].partitions.iter().map(|p| (p.partition_index, p.error_code, p.offset)).collect::<Vec<_>>()
+                );
+            }
+        }
         let read = kafka::read_all(&self.agent.bootstrap, KNOWN_TOPIC, KNOWN_PARTITIONS, Duration::from_secs(60))?;
+        println!(
+            "read back per partition: {:?}",
+            read.iter()
+                .map(|(partition, records)| (*partition, records.len(), records.first().map(|record| record.offset)))
+                .collect::<Vec<_>>()
+        );
         for partition in 0..self.acknowledged.len() {
             let records: Vec<(i64, Vec<u8>)> = read
                 .get(&(partition as i32))
@@ -341,7 +372,7 @@ fn probe_fetch_amplification(harness: &mut Harness, fetch_max_bytes: usize) -> R
     harness.create_topic("big", 1)?;
     let mut connection = harness.connect()?;
     let batch_records: Vec<(Vec<u8>, Vec<u8>)> = (0..10).map(|index| (format!("k{index}").into_bytes(), vec![b'x'; 1_000])).collect();
-    let batch = encode_batch(&batch_records, 1_700_000_000_000)?;
+    let batch = encode_batch(&batch_records, now_millis())?;
     let one_batch = batch.len();
     for _ in 0..20 {
         produce(&mut connection, "big", 0, batch.clone())?;
@@ -388,7 +419,7 @@ fn probe_pipelined_produces_share_a_flush(harness: &mut Harness) -> Result<()> {
     harness.create_topic("pipelined", 1)?;
     let mut connection = harness.connect()?;
     let records: Vec<(Vec<u8>, Vec<u8>)> = (0..10).map(|index| (format!("p{index}").into_bytes(), vec![b'p'; 100])).collect();
-    let batch = encode_batch(&records, 1_700_000_000_000)?;
+    let batch = encode_batch(&records, now_millis())?;
     let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
         .with_name(name("pipelined"))
         .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))])]);
@@ -830,7 +861,7 @@ fn past_the_request_memory_budget_large_requests_wait_and_small_ones_flow() -> R
         .with_name(name(KNOWN_TOPIC))
         .with_partition_data(vec![PartitionProduceData::default()
             .with_index(0)
-            .with_records(Some(encode_batch(&records, 1_700_000_000_000)?))])]);
+            .with_records(Some(encode_batch(&records, now_millis())?))])]);
     let correlation = producer.send(ApiKey::Produce, 9, &request)?;
     let mut waiting = producer.try_clone_stream()?;
     waiting.set_read_timeout(Some(Duration::from_secs(2)))?;
