@@ -7,7 +7,7 @@ use crate::cluster::{ClusterView, NodeInfo, SingleAgent};
 use crate::config::{MetadataUrl, Roles, DEFAULT_LOAD_REPORT_INTERVAL};
 use crate::groups::GroupCoordinator;
 use crate::handlers::produce::ValidationPool;
-use crate::handlers::{AgentContext, HandlerSettings};
+use crate::handlers::{AgentContext, HandlerSettings, RequestLimits};
 use crate::http::{self, HttpState};
 use crate::jobs::{self, JobSettings};
 use crate::metadata::etcd::{self, EtcdError, EtcdJournal, EtcdSettings};
@@ -55,7 +55,9 @@ pub struct AgentSettings {
     pub http_listen: SocketAddr,
     pub flush_interval: Duration,
     pub flush_max_bytes: usize,
-    pub max_request_bytes: usize,
+    /// Connection limits and the request memory budget (`max_request_bytes` included).
+    pub server: ServerSettings,
+    pub limits: RequestLimits,
     pub cache_bytes: usize,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
@@ -296,7 +298,7 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         Arc::clone(&metrics),
     ));
     let writer_task = tokio::spawn(Arc::clone(&writer).run(writer_stopped));
-    let groups = Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay));
+    let groups = Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay).with_max_size(settings.limits.group_max_size));
     background.push(groups.spawn_sweeper(Duration::from_millis(200)));
     let reader = Arc::new(SegmentReader::new(Arc::clone(&store), cache));
     let mut jobs_task = None;
@@ -327,16 +329,12 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
             default_partitions: settings.default_partitions,
             max_partitions_per_topic: 10_000,
             auto_create_topics: settings.auto_create_topics,
+            limits: settings.limits.clone(),
         },
         validation: ValidationPool::new(settings.produce_validation_threads, settings.produce_max_decompressed_bytes_per_request),
     });
     let ready = Arc::new(AtomicBool::new(false));
-    let server_task = tokio::spawn(server::run(
-        kafka_listener,
-        context,
-        ServerSettings { max_request_bytes: settings.max_request_bytes },
-        serving_stopped,
-    ));
+    let server_task = tokio::spawn(server::run(kafka_listener, context, settings.server.clone(), serving_stopped));
     let http_task =
         tokio::spawn(http::run(http_listener, HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) }, http_stopped));
     ready.store(true, Ordering::Release);

@@ -174,6 +174,48 @@ pub struct CommonArgs {
     /// Largest request frame accepted; larger frames close the connection before any allocation.
     #[arg(long, env = "FLOE_MAX_REQUEST_BYTES", default_value = "100MiB", value_parser = parse_size)]
     pub max_request_bytes: usize,
+    /// Bytes that request frames of all connections may hold together (Kafka's
+    /// queued.max.request.bytes): past it, connections stop reading until requests finish. A frame
+    /// is charged as its bytes arrive, never at its declared size.
+    #[arg(long, env = "FLOE_QUEUED_MAX_REQUEST_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub queued_max_request_bytes: usize,
+    /// Produce requests one connection may have in flight (an acknowledgement waits for a flush,
+    /// so producers pipeline). Every other request is handled one at a time per connection, as
+    /// Kafka does.
+    #[arg(long, env = "FLOE_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_in_flight_requests_per_connection: u32,
+    /// Close a connection that has nothing in flight and has not read or written a byte for this
+    /// long (Kafka's connections.max.idle.ms, 10 minutes).
+    #[arg(long, env = "FLOE_CONNECTIONS_MAX_IDLE", default_value = "10m", value_parser = parse_positive_duration)]
+    pub connections_max_idle: Duration,
+    /// Open Kafka connections at most; at the limit the listener stops accepting until one closes
+    /// (Kafka's max.connections; default: unlimited, 2147483647).
+    #[arg(long, env = "FLOE_MAX_CONNECTIONS", default_value_t = i32::MAX as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Open Kafka connections from one IP address at most; further ones are closed at once
+    /// (Kafka's max.connections.per.ip; default: unlimited, 2147483647).
+    #[arg(long, env = "FLOE_MAX_CONNECTIONS_PER_IP", default_value_t = i32::MAX as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+    /// Most record bytes one Fetch response carries, whatever the client asks for (Kafka's broker
+    /// fetch.max.bytes, 55 MiB); as in Kafka, the first batch still goes whole so consumers progress.
+    #[arg(long, env = "FLOE_FETCH_MAX_BYTES", default_value = "57671680", value_parser = parse_size)]
+    pub fetch_max_bytes: usize,
+    /// Longest committed-offset metadata string; longer ones get OFFSET_METADATA_TOO_LARGE (Kafka's
+    /// offset.metadata.max.bytes).
+    #[arg(long, env = "FLOE_OFFSET_METADATA_MAX_BYTES", default_value = "4096", value_parser = parse_size)]
+    pub offset_metadata_max_bytes: usize,
+    /// Members one consumer group may have; a JoinGroup past it gets GROUP_MAX_SIZE_REACHED (Kafka's
+    /// group.max.size; default: unlimited, 2147483647).
+    #[arg(long, env = "FLOE_GROUP_MAX_SIZE", default_value_t = i32::MAX as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub group_max_size: u32,
+    /// Partitions one CreateTopics or CreatePartitions request may add in total; past it every
+    /// topic of the request gets POLICY_VIOLATION with a message.
+    #[arg(long, env = "FLOE_MAX_PARTITIONS_PER_REQUEST", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_partitions_per_request: u32,
+    /// Partitions the virtual cluster may hold in total; a topic or partition increase past it gets
+    /// POLICY_VIOLATION with a message.
+    #[arg(long, env = "FLOE_MAX_PARTITIONS", default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_partitions: u32,
     /// Memory for recently written and recently read segment bytes.
     #[arg(long, env = "FLOE_CACHE_BYTES", default_value = "256MiB", value_parser = parse_size)]
     pub cache_bytes: usize,
@@ -422,6 +464,36 @@ mod tests {
         assert_eq!(short.validate(), Ok(()));
         assert_eq!(short.drain_grace(), Duration::from_secs(2));
         assert_eq!(agent_args(&[]).cluster.drain_grace(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn limits_default_to_kafkas_values_and_come_from_flags_or_their_environment_twins() {
+        let defaults = agent_args(&[]).common;
+        assert_eq!(defaults.max_request_bytes, 100 << 20);
+        assert_eq!(defaults.queued_max_request_bytes, 256 << 20);
+        assert_eq!(defaults.connections_max_idle, Duration::from_millis(600_000));
+        assert_eq!(defaults.max_connections, i32::MAX as u32);
+        assert_eq!(defaults.max_connections_per_ip, i32::MAX as u32);
+        assert_eq!(defaults.fetch_max_bytes, 57_671_680);
+        assert_eq!(defaults.offset_metadata_max_bytes, 4096);
+        assert_eq!(defaults.group_max_size, i32::MAX as u32);
+        let set = agent_args(&[
+            "--fetch-max-bytes",
+            "1MiB",
+            "--max-connections-per-ip",
+            "3",
+            "--connections-max-idle",
+            "2s",
+            "--offset-metadata-max-bytes",
+            "100",
+        ])
+        .common;
+        assert_eq!(set.fetch_max_bytes, 1 << 20);
+        assert_eq!(set.max_connections_per_ip, 3);
+        assert_eq!(set.connections_max_idle, Duration::from_secs(2));
+        assert_eq!(set.offset_metadata_max_bytes, 100);
+        let error = Cli::try_parse_from(["floe", "playground", "--connections-max-idle", "0s"]).unwrap_err().to_string();
+        assert!(error.contains("--connections-max-idle") && error.contains("example"), "{error}");
     }
 
     #[test]

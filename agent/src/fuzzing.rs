@@ -129,7 +129,9 @@ pub fn records_are_well_formed(data: &[u8], count: i32) -> bool {
 /// `read_frame` on an in-memory connection: a byte slice is always ready, so one poll finishes it.
 fn read_frame_from_slice(wire: &[u8]) -> Option<Bytes> {
     let mut connection = wire;
-    let read = std::pin::pin!(frame::read_frame(&mut connection, MAX_REQUEST_BYTES));
+    // A budget larger than any frame: the budget never makes this read wait.
+    let budget = frame::MemoryBudget::new(usize::MAX / 2);
+    let read = std::pin::pin!(frame::read_frame(&mut connection, MAX_REQUEST_BYTES, &budget, &|| {}));
     match read.poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(result) => result.ok().flatten(),
         Poll::Pending => unreachable!("reading from a byte slice never waits"),

@@ -5,8 +5,10 @@ use clap::Parser;
 use floe_agent::admin;
 use floe_agent::agent::{self, AgentSettings, ClusterSettings};
 use floe_agent::config::{AdminCommand, Cli, ClusterArgs, Command, CommonArgs, MetadataUrl};
+use floe_agent::handlers::RequestLimits;
 use floe_agent::jobs::JobSettings;
 use floe_agent::metadata::etcd::EtcdSettings;
+use floe_agent::server::ServerSettings;
 use floe_agent::storage::{ObjectStoreUrl, S3Options};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -73,7 +75,21 @@ fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonA
         http_listen: common.http_listen,
         flush_interval: common.flush_interval,
         flush_max_bytes: common.flush_max_bytes,
-        max_request_bytes: common.max_request_bytes,
+        server: ServerSettings {
+            max_request_bytes: common.max_request_bytes,
+            queued_max_request_bytes: common.queued_max_request_bytes,
+            max_in_flight_requests_per_connection: common.max_in_flight_requests_per_connection as usize,
+            connections_max_idle: common.connections_max_idle,
+            max_connections: common.max_connections as usize,
+            max_connections_per_ip: common.max_connections_per_ip as usize,
+        },
+        limits: RequestLimits {
+            fetch_max_bytes: common.fetch_max_bytes,
+            offset_metadata_max_bytes: common.offset_metadata_max_bytes,
+            group_max_size: common.group_max_size as usize,
+            max_partitions_per_request: common.max_partitions_per_request as usize,
+            max_partitions: common.max_partitions as usize,
+        },
         cache_bytes: common.cache_bytes,
         default_partitions: common.default_partitions,
         auto_create_topics: common.auto_create_topics,

@@ -42,6 +42,16 @@ pub struct Metrics {
     pub gc_deleted_objects: IntCounter,
     /// The journal's garbage-collection seal as this agent's replica sees it.
     pub sealed_through_revision: IntGauge,
+    /// Requests (or parts of one: a partition, a member) refused or cut down by a limit, by the
+    /// limit's Kafka name (`fetch_max_bytes`, `offset_metadata_max_bytes`, `group_max_size`, ...).
+    pub requests_refused: IntCounterVec,
+    /// Connections refused or closed by a limit (`max_connections`, `max_connections_per_ip`,
+    /// `connections_max_idle_ms`).
+    pub connections_refused: IntCounterVec,
+    /// Bytes of request frames held right now (the `--queued-max-request-bytes` budget).
+    pub request_memory_bytes: IntGauge,
+    /// Times a connection stopped reading because the request memory budget was used up.
+    pub request_memory_waits: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -157,6 +167,26 @@ impl Metrics {
             "Segment objects named at or below this journal revision can no longer be committed (garbage collection's fence)",
         )
         .expect("valid metric");
+        let requests_refused = IntCounterVec::new(
+            Opts::new("floe_requests_refused_total", "Requests, partitions or members refused or cut down by a limit, by limit"),
+            &["limit"],
+        )
+        .expect("valid metric");
+        let connections_refused = IntCounterVec::new(
+            Opts::new("floe_connections_refused_total", "Connections refused, delayed at accept or closed by a limit, by limit"),
+            &["limit"],
+        )
+        .expect("valid metric");
+        let request_memory_bytes = IntGauge::new(
+            "floe_request_memory_bytes",
+            "Bytes of request frames held by connections right now (budget: --queued-max-request-bytes)",
+        )
+        .expect("valid metric");
+        let request_memory_waits = IntCounter::new(
+            "floe_request_memory_waits_total",
+            "Times a connection stopped reading because the request memory budget (--queued-max-request-bytes) was used up",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -187,6 +217,10 @@ impl Metrics {
             Box::new(unreadable_chunks.clone()),
             Box::new(gc_deleted_objects.clone()),
             Box::new(sealed_through_revision.clone()),
+            Box::new(requests_refused.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(request_memory_bytes.clone()),
+            Box::new(request_memory_waits.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -221,6 +255,10 @@ impl Metrics {
             unreadable_chunks,
             gc_deleted_objects,
             sealed_through_revision,
+            requests_refused,
+            connections_refused,
+            request_memory_bytes,
+            request_memory_waits,
         }
     }
 

@@ -203,6 +203,9 @@ pub struct AgentOptions {
     pub environment: Vec<(&'static str, String)>,
     /// Append the agent's log (stderr) to this file instead of the test's stderr.
     pub log_file: Option<PathBuf>,
+    /// A command that runs the agent, e.g. `["prlimit", "--as=8589934592", "--"]` for an
+    /// address-space limit (the process id is then the launcher's, which `exec`s the agent).
+    pub launcher: Vec<String>,
 }
 
 /// One `floe agent` process.
@@ -214,6 +217,7 @@ pub struct Agent {
     arguments: Vec<String>,
     environment: Vec<(&'static str, String)>,
     log_file: Option<PathBuf>,
+    launcher: Vec<String>,
 }
 
 impl Agent {
@@ -238,6 +242,7 @@ impl Agent {
             arguments,
             environment,
             log_file: options.log_file,
+            launcher: options.launcher,
         };
         agent.launch()?;
         Ok(agent)
@@ -313,7 +318,15 @@ impl Agent {
             ),
             None => Stdio::inherit(),
         };
-        let mut child = Command::new(floe_binary()?)
+        let mut command = match self.launcher.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(floe_binary()?);
+                command
+            }
+            None => Command::new(floe_binary()?),
+        };
+        let mut child = command
             .args(&self.arguments)
             .envs(self.environment.iter().map(|(key, value)| (*key, value.as_str())))
             .stdout(Stdio::piped())

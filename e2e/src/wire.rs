@@ -20,6 +20,11 @@ impl RawConnection {
         Ok(Self { stream, next_correlation_id: 1 })
     }
 
+    /// A second handle on the socket, for a test that writes from one thread while it reads.
+    pub fn try_clone_stream(&self) -> Result<TcpStream> {
+        Ok(self.stream.try_clone()?)
+    }
+
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.stream.write_all(bytes)?;
         Ok(())

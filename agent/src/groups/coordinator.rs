@@ -142,6 +142,8 @@ pub struct GroupSummary {
 pub struct GroupCoordinator {
     groups: Mutex<BTreeMap<String, Group>>,
     initial_rebalance_delay: Duration,
+    /// Kafka's group.max.size: a new member past it gets GROUP_MAX_SIZE_REACHED.
+    max_size: usize,
 }
 
 /// Why an offset commit was refused by the group state.
@@ -153,7 +155,18 @@ pub enum CommitCheck {
 
 impl GroupCoordinator {
     pub fn new(initial_rebalance_delay: Duration) -> Self {
-        Self { groups: Mutex::new(BTreeMap::new()), initial_rebalance_delay }
+        Self { groups: Mutex::new(BTreeMap::new()), initial_rebalance_delay, max_size: i32::MAX as usize }
+    }
+
+    /// The same coordinator with Kafka's `group.max.size`.
+    pub fn with_max_size(mut self, max_size: usize) -> Self {
+        self.max_size = max_size.max(1);
+        self
+    }
+
+    /// Groups with membership state in memory (members, pending member ids or a rebalance).
+    pub fn group_count(&self) -> usize {
+        self.lock().len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Group>> {
@@ -163,10 +176,19 @@ impl GroupCoordinator {
     pub fn join(&self, request: JoinRequest) -> oneshot::Receiver<JoinOutcome> {
         let (sender, receiver) = oneshot::channel();
         let now = Instant::now();
-        let mut groups = self.lock();
-        let group = groups.entry(request.group_id.clone()).or_insert_with(Group::new);
+        // Refused before the group exists: a refused join must not leave a group behind.
         if request.protocols.is_empty() || request.protocol_type.is_empty() {
             let _ = sender.send(JoinOutcome::error(ResponseError::InconsistentGroupProtocol, request.member_id));
+            return receiver;
+        }
+        let mut groups = self.lock();
+        let group = groups.entry(request.group_id.clone()).or_insert_with(Group::new);
+        let is_member = !request.member_id.is_empty() && group.members.contains_key(&request.member_id);
+        if !is_member && group.members.len() >= self.max_size {
+            let _ = sender.send(JoinOutcome::error(ResponseError::GroupMaxSizeReached, request.member_id));
+            if group.members.is_empty() && group.pending_members.is_empty() && group.state == GroupState::Empty {
+                groups.remove(&request.group_id);
+            }
             return receiver;
         }
         if let Some(existing) = &group.protocol_type {
@@ -391,10 +413,14 @@ impl GroupCoordinator {
         self.lock().iter().map(|(id, group)| (id.clone(), group.protocol_type.clone().unwrap_or_default(), group.state.name())).collect()
     }
 
-    /// Expires members whose session ran out and finishes rebalances whose deadline passed.
+    /// Expires members whose session ran out, finishes rebalances whose deadline passed and
+    /// forgets groups left empty (no members, no pending member ids): their committed offsets live
+    /// in the journal, so ListGroups, DescribeGroups and OffsetFetch still find them; only the
+    /// in-memory membership goes, as Kafka's periodic cleanup removes empty groups.
     pub fn tick(&self) {
         let now = Instant::now();
         let mut groups = self.lock();
+        groups.retain(|_, group| !(group.state == GroupState::Empty && group.members.is_empty() && group.pending_members.is_empty()));
         for group in groups.values_mut() {
             group.pending_members.retain(|_, expires| *expires > now);
             let expired: Vec<String> = group
@@ -625,5 +651,37 @@ mod tests {
         let coordinator = GroupCoordinator::new(Duration::ZERO);
         let outcome = coordinator.join(join_request("made-up")).await.unwrap();
         assert_eq!(outcome.error, Some(ResponseError::UnknownMemberId));
+    }
+
+    #[tokio::test]
+    async fn a_member_past_group_max_size_gets_group_max_size_reached_and_members_may_rejoin() {
+        let coordinator = GroupCoordinator::new(Duration::ZERO).with_max_size(1);
+        let first_id = coordinator.join(join_request("")).await.unwrap().member_id;
+        let first = coordinator.join(join_request(&first_id)).await.unwrap();
+        assert_eq!(first.error, None);
+        let refused = coordinator.join(join_request("")).await.unwrap();
+        assert_eq!(refused.error, Some(ResponseError::GroupMaxSizeReached));
+        let again = coordinator.join(join_request(&first_id)).await.unwrap();
+        assert_eq!(again.error, None, "a member already in the group is not refused");
+    }
+
+    #[tokio::test]
+    async fn refused_joins_leave_no_group_behind_and_empty_groups_are_forgotten() {
+        let coordinator = GroupCoordinator::new(Duration::ZERO);
+        let mut no_protocols = join_request("");
+        no_protocols.protocols.clear();
+        let outcome = coordinator.join(no_protocols).await.unwrap();
+        assert_eq!(outcome.error, Some(ResponseError::InconsistentGroupProtocol));
+        assert_eq!(coordinator.group_count(), 0, "a refused join created a group");
+        coordinator.join(join_request("made-up")).await.unwrap();
+        coordinator.tick();
+        assert_eq!(coordinator.group_count(), 0, "a group nobody joined outlived the sweep");
+        let member_id = coordinator.join(join_request("")).await.unwrap().member_id;
+        coordinator.join(join_request(&member_id)).await.unwrap();
+        coordinator.tick();
+        assert_eq!(coordinator.group_count(), 1, "a group with a member was forgotten");
+        coordinator.leave("g", &[member_id]);
+        coordinator.tick();
+        assert_eq!(coordinator.group_count(), 0, "an empty group outlived the sweep");
     }
 }

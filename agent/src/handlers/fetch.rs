@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use std::collections::HashMap;
 use std::time::Duration;
 
 struct Requested {
@@ -20,32 +21,63 @@ struct Requested {
     max_bytes: usize,
 }
 
+/// The requested partitions grouped by topic in request order, each partition once: Kafka keys a
+/// fetch by topic-partition, so a partition named again replaces the earlier entry (its offset and
+/// limit) in the earlier position. Returns how many duplicates were dropped.
+fn collapse_duplicates(request: &FetchRequest) -> (Vec<Vec<Requested>>, usize) {
+    let mut topics: Vec<Vec<Requested>> = Vec::new();
+    let mut topic_positions: HashMap<&str, usize> = HashMap::new();
+    let mut partition_positions: HashMap<(&str, i32), (usize, usize)> = HashMap::new();
+    let mut duplicates = 0;
+    for topic in &request.topics {
+        let name: &str = &topic.topic.0;
+        for partition in &topic.partitions {
+            let wanted = Requested {
+                topic: name.to_string(),
+                partition: partition.partition,
+                offset: partition.fetch_offset,
+                max_bytes: partition.partition_max_bytes.max(0) as usize,
+            };
+            if let Some(&(topic_index, partition_index)) = partition_positions.get(&(name, partition.partition)) {
+                topics[topic_index][partition_index] = wanted;
+                duplicates += 1;
+                continue;
+            }
+            let topic_index = *topic_positions.entry(name).or_insert_with(|| {
+                topics.push(Vec::new());
+                topics.len() - 1
+            });
+            partition_positions.insert((name, partition.partition), (topic_index, topics[topic_index].len()));
+            topics[topic_index].push(wanted);
+        }
+    }
+    (topics, duplicates)
+}
+
 pub async fn handle(context: &AgentContext, request: FetchRequest) -> FetchResponse {
     if request.session_id != 0 {
         return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
-    let requested: Vec<Vec<Requested>> = request
-        .topics
-        .iter()
-        .map(|topic| {
-            topic
-                .partitions
-                .iter()
-                .map(|partition| Requested {
-                    topic: topic.topic.0.to_string(),
-                    partition: partition.partition,
-                    offset: partition.fetch_offset,
-                    max_bytes: partition.partition_max_bytes.max(0) as usize,
-                })
-                .collect()
-        })
-        .collect();
+    let (requested, duplicates) = collapse_duplicates(&request);
+    if duplicates > 0 {
+        context.metrics.requests_refused.with_label_values(&["fetch_duplicate_partitions"]).inc_by(duplicates as u64);
+    }
     if context.cluster.handing_over() {
         return handed_over(&requested);
     }
-    let max_bytes = request.max_bytes.max(0) as usize;
-    let min_bytes = request.min_bytes.max(0) as usize;
+    // The broker's fetch.max.bytes caps whatever the client asks for (KIP-74 still lets the first
+    // batch through whole, so a consumer always progresses).
+    let limit = context.settings.limits.fetch_max_bytes;
+    let asked = request.max_bytes.max(0) as usize;
+    if asked > limit {
+        context.metrics.requests_refused.with_label_values(&["fetch_max_bytes"]).inc();
+    }
+    let max_bytes = asked.min(limit);
+    let min_bytes = (request.min_bytes.max(0) as usize).min(limit);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    // Everything needed is copied out: the request (slices of the whole frame) is not kept through
+    // the long poll.
+    drop(request);
     let mut applied = context.metadata.subscribe();
     loop {
         applied.borrow_and_update();
@@ -211,4 +243,43 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
         }
     }
     (base.with_records(Some(out.freeze())), copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn topic(name: &str, partitions: &[(i32, i64)]) -> FetchTopic {
+        FetchTopic::default().with_topic(TopicName(StrBytes::from_string(name.to_string()))).with_partitions(
+            partitions
+                .iter()
+                .map(|(partition, offset)| {
+                    FetchPartition::default().with_partition(*partition).with_fetch_offset(*offset).with_partition_max_bytes(1 << 20)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_partition_named_eight_times_is_fetched_once() {
+        let request = FetchRequest::default().with_topics(vec![topic("t", &[(0, 0); 8])]);
+        let (requested, duplicates) = collapse_duplicates(&request);
+        assert_eq!(duplicates, 7);
+        assert_eq!(requested.len(), 1);
+        assert_eq!(requested[0].len(), 1);
+    }
+
+    #[test]
+    fn a_repeated_partition_keeps_its_first_position_and_its_last_offset_across_topic_entries() {
+        let request =
+            FetchRequest::default().with_topics(vec![topic("a", &[(0, 5), (1, 0)]), topic("b", &[(0, 0)]), topic("a", &[(0, 9), (2, 0)])]);
+        let (requested, duplicates) = collapse_duplicates(&request);
+        assert_eq!(duplicates, 1);
+        let flat: Vec<(String, i32, i64)> =
+            requested.iter().flatten().map(|wanted| (wanted.topic.clone(), wanted.partition, wanted.offset)).collect();
+        assert_eq!(flat, vec![("a".to_string(), 0, 9), ("a".to_string(), 1, 0), ("a".to_string(), 2, 0), ("b".to_string(), 0, 0)]);
+    }
 }

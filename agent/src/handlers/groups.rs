@@ -3,6 +3,7 @@
 
 use super::{str_bytes, AgentContext, ClientInfo};
 use crate::groups::JoinRequest;
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -29,20 +30,35 @@ pub async fn join(context: &AgentContext, request: JoinGroupRequest, version: i1
     }
     // v0 has no rebalance timeout; Kafka uses the session timeout then.
     let rebalance_timeout = if version >= 1 && request.rebalance_timeout_ms > 0 { request.rebalance_timeout_ms } else { session_timeout };
-    let outcome = context.groups.join(JoinRequest {
-        group_id: request.group_id.0.to_string(),
-        member_id: request.member_id.to_string(),
-        client_id: client.client_id.clone(),
-        client_host: client.host.clone(),
-        session_timeout: Duration::from_millis(session_timeout as u64),
-        rebalance_timeout: Duration::from_millis(rebalance_timeout as u64),
-        protocol_type: request.protocol_type.to_string(),
-        protocols: request.protocols.into_iter().map(|protocol| (protocol.name.to_string(), protocol.metadata)).collect(),
-        require_known_member_id: version >= 4,
-    });
+    // The request (slices of its frame) is consumed here, not kept while the join waits for the
+    // rebalance: the frame's memory budget is given back now.
+    let request = {
+        let request = request;
+        JoinRequest {
+            group_id: request.group_id.0.to_string(),
+            member_id: request.member_id.to_string(),
+            client_id: client.client_id.clone(),
+            client_host: client.host.clone(),
+            session_timeout: Duration::from_millis(session_timeout as u64),
+            rebalance_timeout: Duration::from_millis(rebalance_timeout as u64),
+            protocol_type: request.protocol_type.to_string(),
+            // Copied out of the frame: a slice would keep the whole request frame alive for the
+            // member's life (8 JoinGroups padded to 60 MiB once held 420 MiB).
+            protocols: request
+                .protocols
+                .into_iter()
+                .map(|protocol| (protocol.name.to_string(), Bytes::copy_from_slice(&protocol.metadata)))
+                .collect(),
+            require_known_member_id: version >= 4,
+        }
+    };
+    let outcome = context.groups.join(request);
     let Ok(outcome) = outcome.await else {
         return JoinGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code()).with_generation_id(-1);
     };
+    if outcome.error == Some(ResponseError::GroupMaxSizeReached) {
+        context.metrics.requests_refused.with_label_values(&["group_max_size"]).inc();
+    }
     JoinGroupResponse::default()
         .with_error_code(code(outcome.error))
         .with_generation_id(outcome.generation_id)
@@ -66,8 +82,17 @@ pub async fn sync(context: &AgentContext, request: SyncGroupRequest) -> SyncGrou
     if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
         return SyncGroupResponse::default().with_error_code(error.code());
     }
-    let assignments = request.assignments.into_iter().map(|assignment| (assignment.member_id.to_string(), assignment.assignment)).collect();
-    let outcome = context.groups.sync(&request.group_id.0, request.generation_id, &request.member_id, assignments);
+    // Copied out of the frame, which would otherwise live as long as the assignment; the request
+    // itself is dropped before waiting for the leader's assignment.
+    let outcome = {
+        let request = request;
+        let assignments = request
+            .assignments
+            .into_iter()
+            .map(|assignment| (assignment.member_id.to_string(), Bytes::copy_from_slice(&assignment.assignment)))
+            .collect();
+        context.groups.sync(&request.group_id.0, request.generation_id, &request.member_id, assignments)
+    };
     let Ok(outcome) = outcome.await else {
         return SyncGroupResponse::default().with_error_code(ResponseError::RebalanceInProgress.code());
     };

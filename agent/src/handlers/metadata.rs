@@ -6,7 +6,11 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse};
+use std::collections::HashMap;
 use uuid::Uuid;
+
+/// A requested topic: found (name, id, partition count), or not (the name or id asked for).
+type Lookup = Result<(String, Uuid, i32), (Option<String>, Uuid)>;
 
 /// Kafka's "authorized operations were not requested" marker.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
@@ -51,56 +55,71 @@ pub async fn handle(context: &AgentContext, request: MetadataRequest, version: i
     let zone = placement::client_zone(&client.client_id);
     // The controller must be live: the lowest node id, the same on every agent.
     let controller = live.first().map(|node| node.node_id).unwrap_or(local.node_id);
-    let topics = context.metadata.read(|state| {
-        // v0 has no null form: an empty list there means "all topics".
-        let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
-            None => None,
-            Some(topics) if topics.is_empty() && version == 0 => None,
-            Some(topics) => Some(topics.into_iter().map(|topic| (topic.name.map(|name| name.0.to_string()), topic.topic_id)).collect()),
-        };
-        let describe = |name: &str, topic: &crate::metadata::TopicState| {
-            let partitions = (0..topic.partitions.len() as i32)
-                .map(|index| {
-                    let leader = placement::partition_leader(&live, name, index, zone).map(|node| node.node_id).unwrap_or(local.node_id);
-                    MetadataResponsePartition::default()
-                        .with_partition_index(index)
-                        .with_leader_id(BrokerId(leader))
-                        .with_leader_epoch(LEADER_EPOCH)
-                        .with_replica_nodes(vec![BrokerId(leader)])
-                        .with_isr_nodes(vec![BrokerId(leader)])
-                })
-                .collect();
-            MetadataResponseTopic::default()
-                .with_name(Some(topic_name(name)))
-                .with_topic_id(topic.id)
-                .with_partitions(partitions)
-                .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
-        };
+    // v0 has no null form: an empty list there means "all topics".
+    let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(topics.into_iter().map(|topic| (topic.name.map(|name| name.0.to_string()), topic.topic_id)).collect()),
+    };
+    // Under the metadata lock only what is proportional to the topics named (one hash lookup
+    // each, ids through an index built once): the partitions are described after it is released,
+    // so a large request never holds up the journal's apply (and every acknowledgement).
+    let found: Vec<Lookup> = context.metadata.read(|state| {
+        let summary = |name: &str, topic: &crate::metadata::TopicState| (name.to_string(), topic.id, topic.partitions.len() as i32);
         match requested {
-            None => state.topics.iter().map(|(name, topic)| describe(name, topic)).collect::<Vec<_>>(),
-            Some(requested) => requested
-                .into_iter()
-                .map(|(name, topic_id)| {
-                    let found = match &name {
-                        Some(name) => state.topics.get_key_value(name.as_str()),
-                        None => state.topics.iter().find(|(_, topic)| topic.id == topic_id),
-                    };
-                    match found {
-                        Some((name, topic)) => describe(name, topic),
-                        None => MetadataResponseTopic::default()
-                            .with_error_code(if name.is_some() {
-                                ResponseError::UnknownTopicOrPartition.code()
-                            } else {
-                                ResponseError::UnknownTopicId.code()
-                            })
-                            .with_name(name.map(topic_name))
-                            .with_topic_id(topic_id)
-                            .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
-                    }
-                })
-                .collect(),
+            None => state.topics.iter().map(|(name, topic)| Ok(summary(name, topic))).collect(),
+            Some(requested) => {
+                let by_id: HashMap<Uuid, &str> = if requested.iter().any(|(name, _)| name.is_none()) {
+                    state.topics.iter().map(|(name, topic)| (topic.id, name.as_str())).collect()
+                } else {
+                    HashMap::new()
+                };
+                requested
+                    .into_iter()
+                    .map(|(name, topic_id)| {
+                        let found = match &name {
+                            Some(name) => state.topics.get_key_value(name.as_str()),
+                            None => by_id.get(&topic_id).and_then(|name| state.topics.get_key_value(*name)),
+                        };
+                        found.map(|(name, topic)| summary(name, topic)).ok_or((name, topic_id))
+                    })
+                    .collect()
+            }
         }
     });
+    let describe = |name: String, topic_id: Uuid, partition_count: i32| {
+        let partitions = (0..partition_count)
+            .map(|index| {
+                let leader = placement::partition_leader(&live, &name, index, zone).map(|node| node.node_id).unwrap_or(local.node_id);
+                MetadataResponsePartition::default()
+                    .with_partition_index(index)
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(LEADER_EPOCH)
+                    .with_replica_nodes(vec![BrokerId(leader)])
+                    .with_isr_nodes(vec![BrokerId(leader)])
+            })
+            .collect();
+        MetadataResponseTopic::default()
+            .with_name(Some(topic_name(name)))
+            .with_topic_id(topic_id)
+            .with_partitions(partitions)
+            .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+    };
+    let topics: Vec<MetadataResponseTopic> = found
+        .into_iter()
+        .map(|found| match found {
+            Ok((name, topic_id, partition_count)) => describe(name, topic_id, partition_count),
+            Err((name, topic_id)) => MetadataResponseTopic::default()
+                .with_error_code(if name.is_some() {
+                    ResponseError::UnknownTopicOrPartition.code()
+                } else {
+                    ResponseError::UnknownTopicId.code()
+                })
+                .with_name(name.map(topic_name))
+                .with_topic_id(topic_id)
+                .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+        })
+        .collect();
     MetadataResponse::default()
         .with_brokers(live.iter().map(broker).collect())
         .with_cluster_id(Some(str_bytes(cluster_id(context))))

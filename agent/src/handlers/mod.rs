@@ -65,6 +65,35 @@ pub struct HandlerSettings {
     pub default_partitions: i32,
     pub max_partitions_per_topic: i32,
     pub auto_create_topics: bool,
+    pub limits: RequestLimits,
+}
+
+/// Per-request limits, with Kafka's names (DESIGN.md "Memory budgets and connection limits").
+/// Each refusal counts in `floe_requests_refused_total{limit="<kafka name>"}`.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// Most record bytes in one Fetch response (`fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
+    /// Longest committed-offset metadata (`offset.metadata.max.bytes`).
+    pub offset_metadata_max_bytes: usize,
+    /// Most members in one group (`group.max.size`).
+    pub group_max_size: usize,
+    /// Most partitions one CreateTopics or CreatePartitions request adds.
+    pub max_partitions_per_request: usize,
+    /// Most partitions in the virtual cluster.
+    pub max_partitions: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            fetch_max_bytes: 57_671_680,
+            offset_metadata_max_bytes: 4096,
+            group_max_size: i32::MAX as usize,
+            max_partitions_per_request: 50_000,
+            max_partitions: 200_000,
+        }
+    }
 }
 
 /// Everything a handler may use: narrow collaborators, never raw etcd or S3 clients.

@@ -24,6 +24,7 @@ pub async fn commit(context: &AgentContext, request: OffsetCommitRequest) -> Off
         Some(error) => CommitCheck::Refused(error),
         None => context.groups.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id),
     };
+    let metadata_limit = context.settings.limits.offset_metadata_max_bytes;
     let mut entries = Vec::new();
     // Per partition: None = accepted (pending the journal), Some(error) = refused.
     let mut verdicts: Verdicts = Vec::new();
@@ -37,6 +38,12 @@ pub async fn commit(context: &AgentContext, request: OffsetCommitRequest) -> Off
                 (_, None) => Some(ResponseError::UnknownTopicOrPartition),
                 (_, Some(count)) if partition.partition_index < 0 || partition.partition_index >= count => {
                     Some(ResponseError::UnknownTopicOrPartition)
+                }
+                // Kafka's offset.metadata.max.bytes: the metadata would stay in the journal (and
+                // every replica's memory) for good.
+                _ if partition.committed_metadata.as_ref().is_some_and(|metadata| metadata.len() > metadata_limit) => {
+                    context.metrics.requests_refused.with_label_values(&["offset_metadata_max_bytes"]).inc();
+                    Some(ResponseError::OffsetMetadataTooLarge)
                 }
                 _ => {
                     entries.push(OffsetCommitEntry {

@@ -9,7 +9,7 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// Kafka's rule: 1-249 characters of [a-zA-Z0-9._-], and not "." or "..".
@@ -26,8 +26,45 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Partitions the virtual cluster holds now.
+fn partitions_in_cluster(context: &AgentContext) -> usize {
+    context.metadata.read(|state| state.topics.values().map(|topic| topic.partitions.len()).sum())
+}
+
+/// POLICY_VIOLATION's message when a request adds more partitions than one request may, counted
+/// in `floe_requests_refused_total{limit="max_partitions_per_request"}`.
+fn too_many_for_one_request(context: &AgentContext, adding: u64) -> Option<String> {
+    let limit = context.settings.limits.max_partitions_per_request;
+    if adding <= limit as u64 {
+        return None;
+    }
+    context.metrics.requests_refused.with_label_values(&["max_partitions_per_request"]).inc();
+    Some(format!("the request adds {adding} partitions; one request may add at most {limit} (--max-partitions-per-request)"))
+}
+
+/// POLICY_VIOLATION's message when `adding` partitions would take the cluster past
+/// `--max-partitions`, counted in `floe_requests_refused_total{limit="max_partitions"}`.
+fn too_many_for_the_cluster(context: &AgentContext, held: usize, adding: usize) -> Option<String> {
+    let limit = context.settings.limits.max_partitions;
+    if held.saturating_add(adding) <= limit {
+        return None;
+    }
+    context.metrics.requests_refused.with_label_values(&["max_partitions"]).inc();
+    Some(format!("the cluster holds {held} partitions; {adding} more would pass its limit of {limit} (--max-partitions)"))
+}
+
 pub async fn create(context: &AgentContext, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
+    let default_partitions = context.settings.default_partitions;
+    let adding: u64 = request
+        .topics
+        .iter()
+        .map(|topic| if topic.num_partitions == -1 { default_partitions } else { topic.num_partitions }.max(0) as u64)
+        .sum();
+    let request_refusal = too_many_for_one_request(context, adding);
+    // Counted once, then kept up to date as topics are created: a scan per topic would make a
+    // request of many topics quadratic.
+    let mut held = partitions_in_cluster(context);
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let failure = |error: ResponseError, message: String| {
@@ -38,6 +75,10 @@ pub async fn create(context: &AgentContext, request: CreateTopicsRequest, versio
                 .with_num_partitions(-1)
                 .with_replication_factor(-1)
         };
+        if let Some(message) = &request_refusal {
+            results.push(failure(ResponseError::PolicyViolation, message.clone()));
+            continue;
+        }
         if let Err(message) = validate_topic_name(&name) {
             results.push(failure(ResponseError::InvalidTopicException, message));
             continue;
@@ -74,6 +115,10 @@ pub async fn create(context: &AgentContext, request: CreateTopicsRequest, versio
             results.push(failure(ResponseError::TopicAlreadyExists, format!("topic {name:?} already exists")));
             continue;
         }
+        if let Some(message) = too_many_for_the_cluster(context, held, partitions as usize) {
+            results.push(failure(ResponseError::PolicyViolation, message));
+            continue;
+        }
         let topic_id = Uuid::new_v4();
         let outcome = if request.validate_only {
             Ok(ApplyOutcome::TopicCreated)
@@ -82,6 +127,9 @@ pub async fn create(context: &AgentContext, request: CreateTopicsRequest, versio
         };
         let result = match outcome {
             Ok(ApplyOutcome::TopicCreated) => {
+                if !request.validate_only {
+                    held += partitions as usize;
+                }
                 let described = topic_config::effective(&configs)
                     .into_iter()
                     .map(|(key, value, set)| {
@@ -114,10 +162,19 @@ pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, versio
         request.topic_names.into_iter().map(|name| (Some(name.0.to_string()), Uuid::nil())).collect()
     };
     let mut responses = Vec::with_capacity(requested.len());
+    // Topic ids are looked up in an index built once per request, not by a scan per id.
+    let by_id: HashMap<Uuid, String> = if requested.iter().any(|(name, _)| name.is_none()) {
+        context.metadata.read(|state| state.topics.iter().map(|(name, topic)| (topic.id, name.clone())).collect())
+    } else {
+        HashMap::new()
+    };
     for (name, topic_id) in requested {
         let found = context.metadata.read(|state| match &name {
             Some(name) => state.topics.get(name).map(|topic| (name.clone(), topic.id)),
-            None => state.topics.iter().find(|(_, topic)| topic.id == topic_id).map(|(name, topic)| (name.clone(), topic.id)),
+            // The index may predate a deletion made by an earlier id of this request.
+            None => by_id
+                .get(&topic_id)
+                .and_then(|name| state.topics.get(name).filter(|topic| topic.id == topic_id).map(|topic| (name.clone(), topic.id))),
         });
         let result = DeletableTopicResult::default().with_name(name.clone().map(topic_name)).with_topic_id(topic_id);
         let Some((found_name, found_id)) = found else {
@@ -142,12 +199,29 @@ pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, versio
 /// CreatePartitions: grows topics; one result per requested topic (librdkafka fails on fewer).
 pub async fn create_partitions(context: &AgentContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
+    // The most this request could add (new counts above the current ones), against the per-request limit.
+    let adding: u64 = context.metadata.read(|state| {
+        request
+            .topics
+            .iter()
+            .filter_map(|topic| {
+                let current = state.topics.get(topic.name.0.as_str())?.partitions.len() as i64;
+                Some((topic.count as i64 - current).max(0) as u64)
+            })
+            .sum()
+    });
+    let request_refusal = too_many_for_one_request(context, adding);
+    let mut held = partitions_in_cluster(context);
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         let failure = |error: ResponseError, message: String| {
             result.clone().with_error_code(error.code()).with_error_message(Some(str_bytes(message)))
         };
+        if let Some(message) = &request_refusal {
+            results.push(failure(ResponseError::PolicyViolation, message.clone()));
+            continue;
+        }
         let found = context.metadata.read(|state| state.topics.get(&name).map(|found| (found.id, found.partitions.len() as i32)));
         let Some((topic_id, current)) = found else {
             results.push(failure(ResponseError::UnknownTopicOrPartition, format!("topic {name:?} does not exist")));
@@ -165,12 +239,20 @@ pub async fn create_partitions(context: &AgentContext, request: CreatePartitions
             results.push(failure(ResponseError::InvalidReplicaAssignment, message));
             continue;
         }
+        let added = (topic.count - current) as usize;
+        if let Some(message) = too_many_for_the_cluster(context, held, added) {
+            results.push(failure(ResponseError::PolicyViolation, message));
+            continue;
+        }
         if request.validate_only {
             results.push(result);
             continue;
         }
         match context.metadata.submit(JournalRecord::AddPartitions { name: name.clone(), topic_id, partitions: topic.count }).await {
-            Ok(ApplyOutcome::PartitionsAdded { .. }) => results.push(result),
+            Ok(ApplyOutcome::PartitionsAdded { .. }) => {
+                held += added;
+                results.push(result)
+            }
             Ok(_) => results.push(failure(ResponseError::UnknownTopicOrPartition, format!("topic {name:?} was deleted meanwhile"))),
             Err(error) => results.push(failure(ResponseError::RequestTimedOut, format!("failed to record the new partitions: {error}"))),
         }

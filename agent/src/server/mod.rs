@@ -1,26 +1,60 @@
-//! The Kafka listener: one task per connection reads frames, starts each request in arrival order,
+//! The Kafka listener: one task per connection reads frames, starts requests in arrival order,
 //! and a writer task sends responses in the same order (clients match them by correlation id and
 //! Java disconnects on a mismatch).
+//!
+//! Limits (DESIGN.md "Memory budgets and connection limits"): like Kafka, a connection handles one
+//! request at a time, except produce requests, which pipeline up to
+//! `--max-in-flight-requests-per-connection` deep because an acknowledgement waits for a flush;
+//! frame bodies are charged to a global byte budget as they arrive; idle connections close after
+//! `--connections-max-idle`; `--max-connections` and `--max-connections-per-ip` bound sockets.
 
 use crate::handlers::{self, api_versions, AgentContext, ClientInfo, Reply};
-use crate::protocol::{codec, frame};
+use crate::protocol::codec;
+use crate::protocol::frame::{self, MemoryBudget};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
-
-/// Requests a connection may have in flight before the agent stops reading from it.
-const MAX_IN_FLIGHT_PER_CONNECTION: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
+    /// Largest frame accepted (`socket.request.max.bytes`).
     pub max_request_bytes: usize,
+    /// Bytes all connections' request frames may hold together (`queued.max.request.bytes`).
+    pub queued_max_request_bytes: usize,
+    /// Produce requests a connection may have in flight; every other request runs alone.
+    pub max_in_flight_requests_per_connection: usize,
+    /// A connection with nothing in flight and no bytes read or written for this long is closed
+    /// (`connections.max.idle.ms`).
+    pub connections_max_idle: Duration,
+    /// Open connections at most; past it the listener stops accepting until one closes
+    /// (`max.connections`).
+    pub max_connections: usize,
+    /// Open connections from one IP address at most; more are closed at once
+    /// (`max.connections.per.ip`).
+    pub max_connections_per_ip: usize,
+}
+
+impl ServerSettings {
+    /// Kafka's defaults where Kafka has one (DESIGN.md explains the others).
+    pub fn defaults() -> Self {
+        Self {
+            max_request_bytes: 100 << 20,
+            queued_max_request_bytes: 256 << 20,
+            max_in_flight_requests_per_connection: 16,
+            connections_max_idle: Duration::from_secs(600),
+            max_connections: i32::MAX as usize,
+            max_connections_per_ip: i32::MAX as usize,
+        }
+    }
 }
 
 enum Outgoing {
@@ -32,22 +66,123 @@ enum Outgoing {
 /// How long shutdown waits for open connections to deliver the answers they still owe.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Open connections per client address, for `max.connections.per.ip`.
+struct PerIp {
+    limit: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection of an address; gives its place back when dropped.
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot { per_ip: Arc::clone(self), ip })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// When a connection last read or wrote a byte, for `connections.max.idle.ms`.
+struct Activity {
+    origin: Instant,
+    last_millis: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { origin: Instant::now(), last_millis: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        self.last_millis.store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.origin + Duration::from_millis(self.last_millis.load(Ordering::Relaxed))
+    }
+}
+
+/// Completes once the connection has had nothing in flight and no traffic for `idle`.
+async fn idle_expired(activity: &Activity, in_flight: &watch::Receiver<usize>, idle: Duration) {
+    loop {
+        let last = activity.last();
+        tokio::time::sleep_until((last + idle).into()).await;
+        if *in_flight.borrow() > 0 {
+            // A long poll or a slow flush is not idleness.
+            activity.touch();
+            continue;
+        }
+        if activity.last() == last {
+            return;
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` turns true, then waits (bounded) until every connection
 /// has written the responses of the requests it had already read, so a producer whose batch made
 /// the final flush hears about it.
 pub async fn run(listener: TcpListener, context: Arc<AgentContext>, settings: ServerSettings, mut shutdown: watch::Receiver<bool>) {
     let mut connections = tokio::task::JoinSet::new();
+    let budget = MemoryBudget::with_metrics(
+        settings.queued_max_request_bytes,
+        context.metrics.request_memory_bytes.clone(),
+        context.metrics.request_memory_waits.clone(),
+    );
+    let slots = Arc::new(Semaphore::new(settings.max_connections.min(Semaphore::MAX_PERMITS)));
+    let per_ip = Arc::new(PerIp { limit: settings.max_connections_per_ip, open: Mutex::new(HashMap::new()) });
     loop {
         // Reap finished connections so the set does not grow with every client that came and went.
         while connections.try_join_next().is_some() {}
+        // At max.connections the listener stops accepting (new clients wait in the backlog), as
+        // Kafka's acceptor does.
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                context.metrics.connections_refused.with_label_values(&["max_connections"]).inc();
+                tokio::select! {
+                    slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+                    _ = shutdown.changed() => if *shutdown.borrow() { break } else { continue },
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(ip_slot) = per_ip.admit(peer.ip()) else {
+                        context.metrics.connections_refused.with_label_values(&["max_connections_per_ip"]).inc();
+                        tracing::debug!(%peer, "closing connection: --max-connections-per-ip reached");
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let context = Arc::clone(&context);
                     let settings = settings.clone();
                     let shutdown = shutdown.clone();
-                    connections.spawn(async move { serve_connection(stream, peer, context, settings, shutdown).await });
+                    let budget = Arc::clone(&budget);
+                    connections.spawn(async move {
+                        serve_connection(stream, peer, context, settings, budget, shutdown).await;
+                        drop((slot, ip_slot));
+                    });
                 }
                 Err(error) => {
                     tracing::warn!(%error, "failed to accept a connection");
@@ -74,42 +209,79 @@ async fn serve_connection(
     peer: SocketAddr,
     context: Arc<AgentContext>,
     settings: ServerSettings,
+    budget: Arc<MemoryBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let depth = settings.max_in_flight_requests_per_connection.max(1);
     let (mut reader, mut writer) = stream.into_split();
-    let (queue, mut responses) = mpsc::channel::<JoinHandle<Outgoing>>(MAX_IN_FLIGHT_PER_CONNECTION);
-    let writer_task = tokio::spawn(async move {
-        while let Some(pending) = responses.recv().await {
-            match pending.await {
-                Ok(Outgoing::Frame(bytes)) => {
-                    if writer.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(Outgoing::Nothing) => {}
-                Ok(Outgoing::Close) | Err(_) => {
+    let activity = Arc::new(Activity::new());
+    // Requests started and not yet answered on the wire.
+    let (in_flight_sender, mut in_flight) = watch::channel(0usize);
+    let in_flight_sender = Arc::new(in_flight_sender);
+    let (queue, mut responses) = mpsc::channel::<JoinHandle<Outgoing>>(depth);
+    let writer_task = {
+        let activity = Arc::clone(&activity);
+        let in_flight_sender = Arc::clone(&in_flight_sender);
+        tokio::spawn(async move {
+            while let Some(pending) = responses.recv().await {
+                let outcome = pending.await;
+                let written = match outcome {
+                    Ok(Outgoing::Frame(bytes)) => writer.write_all(&bytes).await.is_ok(),
+                    Ok(Outgoing::Nothing) => true,
+                    Ok(Outgoing::Close) | Err(_) => false,
+                };
+                activity.touch();
+                in_flight_sender.send_modify(|count| *count -= 1);
+                if !written {
                     let _ = writer.shutdown().await;
                     return;
                 }
             }
-        }
-        let _ = writer.shutdown().await;
-    });
+            let _ = writer.shutdown().await;
+        })
+    };
+    let touch = || activity.touch();
     let outcome = loop {
         let next = tokio::select! {
-            next = frame::read_frame(&mut reader, settings.max_request_bytes) => next,
+            next = frame::read_frame(&mut reader, settings.max_request_bytes, &budget, &touch) => next,
+            _ = idle_expired(&activity, &in_flight, settings.connections_max_idle) => {
+                context.metrics.connections_refused.with_label_values(&["connections_max_idle_ms"]).inc();
+                break "idle_timeout";
+            }
             _ = shutdown.changed() => break "shutdown",
         };
         let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => break "closed_by_client",
+            Err(frame::FrameError::Io(error)) => {
+                // A client that goes away mid-frame: one line per connection would let a client
+                // fill the log, so debug only.
+                tracing::debug!(%peer, %error, "closing connection: frame cut short");
+                break "bad_frame";
+            }
             Err(error) => {
+                if matches!(error, frame::FrameError::TooLarge { .. }) {
+                    context.metrics.requests_refused.with_label_values(&["socket_request_max_bytes"]).inc();
+                }
                 tracing::warn!(%peer, %error, "closing connection: bad frame");
                 break "bad_frame";
             }
         };
+        // Kafka reads one request at a time per connection. Produce pipelines (its answer waits
+        // for a flush, so one at a time would cap a producer at one request per flush interval);
+        // every other request waits until the connection has answered everything before it.
+        let pipelines = codec::peek_key_and_version(&frame).is_ok_and(|(api_key, _)| api_key == ApiKey::Produce);
+        let ready = tokio::select! {
+            ready = in_flight.wait_for(|count| if pipelines { *count < depth } else { *count == 0 }) => ready.is_ok().then_some(()).ok_or("writer_gone"),
+            _ = queue.closed() => Err("writer_gone"),
+            _ = shutdown.changed() => Err("shutdown"),
+        };
+        if let Err(outcome) = ready {
+            break outcome;
+        }
         match start_request(frame, peer, &context).await {
             Ok(handle) => {
+                in_flight_sender.send_modify(|count| *count += 1);
                 if queue.send(handle).await.is_err() {
                     break "writer_gone";
                 }
@@ -202,5 +374,41 @@ fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DeleteGroups => "delete_groups",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_at_most_its_limit_and_a_closed_connection_frees_its_place() {
+        let per_ip = Arc::new(PerIp { limit: 2, open: Mutex::new(HashMap::new()) });
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.7".parse().unwrap();
+        let first = per_ip.admit(local).expect("first");
+        let _second = per_ip.admit(local).expect("second");
+        assert!(per_ip.admit(local).is_none(), "a third connection from one address was admitted");
+        assert!(per_ip.admit(other).is_some(), "another address is counted apart");
+        drop(first);
+        assert!(per_ip.admit(local).is_some(), "a closed connection did not free its place");
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_idle_only_with_nothing_in_flight_and_no_traffic_for_the_whole_period() {
+        let activity = Activity::new();
+        let (in_flight_sender, in_flight) = watch::channel(1usize);
+        let idle = Duration::from_millis(200);
+        let expiry = idle_expired(&activity, &in_flight, idle);
+        tokio::pin!(expiry);
+        // A request in flight (a long poll) keeps it open past the period.
+        assert!(tokio::time::timeout(Duration::from_millis(600), &mut expiry).await.is_err());
+        in_flight_sender.send_replace(0);
+        // Traffic restarts the clock.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        activity.touch();
+        let touched = Instant::now();
+        expiry.await;
+        assert!(touched.elapsed() >= Duration::from_millis(190), "closed {:?} after the last byte", touched.elapsed());
     }
 }

@@ -514,8 +514,8 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        // Floe patch: never reserve more records than bytes remain (each takes >= 1 byte).
-        records.reserve((batch_decode_info.record_count as usize).min(buf.remaining()));
+        // Floe patch: reservation bounded in bytes, never the declared count times the record size.
+        records.reserve(crate::protocol::types::bounded_capacity::<Record>(batch_decode_info.record_count as usize, buf.remaining()));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -896,8 +896,11 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        // Floe patch: never preallocate more headers than bytes remain (each takes >= 1 byte).
-        let mut headers = IndexMap::with_capacity(num_headers.min(bytes::Buf::remaining(buf)));
+        // Floe patch: preallocation bounded in bytes, never the declared count times the entry size.
+        let mut headers = IndexMap::with_capacity(crate::protocol::types::bounded_capacity::<(StrBytes, Option<Bytes>)>(
+            num_headers,
+            bytes::Buf::remaining(buf),
+        ));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

@@ -996,13 +996,27 @@ impl<T, E: for<'a> Encoder<&'a T>> Encoder<&Vec<T>> for Array<E> {
     }
 }
 
+/// Floe patch: the most memory a decoder reserves ahead of the elements it has actually decoded.
+pub const MAX_PREALLOCATION_BYTES: usize = 64 * 1024;
+
+/// Floe patch: how many elements to reserve for an array that declares `declared` elements with
+/// `remaining` bytes left in the buffer. Every element takes at least one byte on the wire, so
+/// never more than `remaining`; and never more than [`MAX_PREALLOCATION_BYTES`] worth of `T`, so
+/// a declared count can not make the decoder reserve `count * size_of::<T>()` (a 100 MiB frame
+/// declaring 2^31 topics once asked for 11.7 GB). Past that the vector grows as elements really
+/// decode, each having consumed wire bytes.
+pub fn bounded_capacity<T>(declared: usize, remaining: usize) -> usize {
+    let by_bytes = MAX_PREALLOCATION_BYTES / std::mem::size_of::<T>().max(1);
+    declared.min(remaining).min(by_bytes)
+}
+
 impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
     fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<Option<Vec<T>>> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // Floe patch: never preallocate more elements than bytes remain (each takes >= 1 byte).
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                // Floe patch: preallocation bounded in bytes, never `n * size_of::<T>()` from the wire.
+                let mut result = Vec::with_capacity(bounded_capacity::<T>(n as usize, buf.remaining()));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1110,8 +1124,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                // Floe patch: never preallocate more elements than bytes remain (each takes >= 1 byte).
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                // Floe patch: preallocation bounded in bytes, never `n * size_of::<T>()` from the wire.
+                let mut result = Vec::with_capacity(bounded_capacity::<T>((n - 1) as usize, buf.remaining()));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1136,6 +1150,7 @@ impl<T, E: Decoder<T>> Decoder<Vec<T>> for CompactArray<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
 
     use std::fmt::Debug;
 
