@@ -182,7 +182,7 @@ pub struct CommonArgs {
     /// Produce requests one connection may have in flight (an acknowledgement waits for a flush,
     /// so producers pipeline). Every other request is handled one at a time per connection, as
     /// Kafka does.
-    #[arg(long, env = "FLOE_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, env = "FLOE_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_in_flight_requests_per_connection: u32,
     /// Close a connection that has nothing in flight and has not read or written a byte for this
     /// long (Kafka's connections.max.idle.ms, 10 minutes).

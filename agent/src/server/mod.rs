@@ -49,7 +49,7 @@ impl ServerSettings {
         Self {
             max_request_bytes: 100 << 20,
             queued_max_request_bytes: 256 << 20,
-            max_in_flight_requests_per_connection: 16,
+            max_in_flight_requests_per_connection: 128,
             connections_max_idle: Duration::from_secs(600),
             max_connections: i32::MAX as usize,
             max_connections_per_ip: i32::MAX as usize,
