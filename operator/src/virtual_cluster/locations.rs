@@ -4,8 +4,8 @@
 //!
 //! Two virtual clusters must never share a location: one's agents would decode the other's journal
 //! keys, and one's garbage collection or `deletionPolicy: Delete` would remove the other's objects.
-//! When two overlap, the older one (creationTimestamp, then uid) keeps working and the newer one is
-//! refused until its spec or the other changes.
+//! When two overlap, the older one (creationTimestamp, then already admitted, then uid) keeps
+//! working and the newer one is refused until its spec or the other changes.
 //!
 //! # Assumptions
 //! - Two etcd locations are on the same etcd when their endpoint lists share an endpoint
@@ -148,11 +148,23 @@ pub fn overlaps(cluster: &VirtualCluster, other: &VirtualCluster) -> Vec<Overlap
     found
 }
 
-/// Age order: creationTimestamp, then uid. An object without a timestamp (not yet stored) counts as
-/// the newest.
-fn age_key(cluster: &VirtualCluster) -> (bool, Timestamp, &str) {
+/// Age order: creationTimestamp, then (creationTimestamp has one-second resolution) a cluster
+/// already admitted before one never admitted, then uid. An object without a timestamp (not yet
+/// stored) counts as the newest. Without the middle key, a copy created in the same second as the
+/// cluster it copies would win half the time on its uid and refuse a cluster that already works.
+fn age_key(cluster: &VirtualCluster) -> (bool, Timestamp, bool, &str) {
     let created = cluster.metadata.creation_timestamp.as_ref().map(|time| time.0);
-    (created.is_none(), created.unwrap_or(Timestamp::MAX), cluster.metadata.uid.as_deref().unwrap_or(""))
+    (created.is_none(), created.unwrap_or(Timestamp::MAX), !was_admitted(cluster), cluster.metadata.uid.as_deref().unwrap_or(""))
+}
+
+/// Whether the operator has already reconciled `cluster` past the location check: its status has
+/// a Ready condition for another reason than a location conflict.
+fn was_admitted(cluster: &VirtualCluster) -> bool {
+    cluster
+        .status
+        .iter()
+        .flat_map(|status| &status.conditions)
+        .any(|condition| condition.type_ == "Ready" && condition.reason != CONFLICT_REASON)
 }
 
 fn same_object(a: &VirtualCluster, b: &VirtualCluster) -> bool {
@@ -336,6 +348,25 @@ mod tests {
         assert_eq!(conflict.overlaps.len(), 2, "{conflict:?}");
         let message = conflict.message();
         assert!(message.contains("spec.etcd") && message.contains("spec.objectStore.url"), "{message}");
+    }
+
+    #[test]
+    fn in_the_same_second_a_cluster_already_admitted_wins_over_its_copy_whatever_the_uids() {
+        let mut original = cluster("team-a", "original", 1).bucket("s3://floe-data/shared").uid("zzz").build();
+        let copy = cluster("team-a", "copy", 1).bucket("s3://floe-data/shared").uid("aaa").build();
+        let ready: crate::crd::virtual_cluster::VirtualClusterStatus = serde_json::from_value(serde_json::json!({
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "ok",
+                            "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        }))
+        .unwrap();
+        original.status = Some(ready);
+        let all = [copy.clone(), original.clone()];
+        assert_eq!(refusal(&original, &all), None);
+        assert_eq!(refusal(&copy, &all).map(|conflict| conflict.other), Some("team-a/original".into()));
+        // A refused cluster does not count as admitted: the uid decides again.
+        let mut refused = original.clone();
+        refused.status.as_mut().unwrap().conditions[0].reason = CONFLICT_REASON.into();
+        assert_eq!(refusal(&refused, &[copy.clone(), refused.clone()]).map(|conflict| conflict.other), Some("team-a/copy".into()));
     }
 
     #[test]
