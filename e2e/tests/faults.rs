@@ -431,7 +431,10 @@ async fn etcd_leader_loss_and_twenty_seconds_without_quorum_lose_no_acknowledged
                 for member in &stopped {
                     cluster.stop_member(*member)?;
                 }
-                pause_for(20.0);
+                let quorum_lost = Instant::now();
+                // The fault must take effect: the remaining member commits nothing.
+                ensure!(!cluster.write_succeeds(keep)?, "etcd member {keep} still commits writes with {stopped:?} stopped");
+                pause_for((20.0 - quorum_lost.elapsed().as_secs_f64()).max(0.0));
                 for member in &stopped {
                     cluster.start_member(*member)?;
                 }

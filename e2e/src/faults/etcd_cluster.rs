@@ -146,18 +146,23 @@ impl EtcdCluster {
         Ok(None)
     }
 
+    /// Whether a write through member `index` commits within 2 s: false without a quorum.
+    pub fn write_succeeds(&self, index: usize) -> Result<bool> {
+        Ok(Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints()[index]))
+            .args(["--dial-timeout=1s", "--command-timeout=2s", "put", "/floe-faults/probe", "ok"])
+            .output()?
+            .status
+            .success())
+    }
+
     /// Waits until some member leads and a write through the cluster succeeds.
     pub fn wait_for_leader(&self, timeout: Duration) -> Result<usize> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(leader) = self.leader()? {
-                let healthy = Command::new("etcdctl")
-                    .env("ETCDCTL_API", "3")
-                    .arg(format!("--endpoints={}", self.endpoints()[leader]))
-                    .args(["--dial-timeout=1s", "--command-timeout=2s", "put", "/floe-faults/probe", "ok"])
-                    .output()?
-                    .status
-                    .success();
+                let healthy = self.write_succeeds(leader)?;
                 if healthy {
                     return Ok(leader);
                 }
