@@ -17,6 +17,8 @@ pub struct Cli {
     pub log: String,
 }
 
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one agent with explicit metadata and object-store backends.
@@ -208,6 +210,11 @@ pub struct CommonArgs {
     /// group.max.size; default: unlimited, 2147483647).
     #[arg(long, env = "FLOE_GROUP_MAX_SIZE", default_value_t = i32::MAX as u32, value_parser = clap::value_parser!(u32).range(1..))]
     pub group_max_size: u32,
+    /// Largest protocol metadata one JoinGroup member may send, and largest assignment a leader may
+    /// hand one member in SyncGroup; larger ones get MESSAGE_TOO_LARGE. Kafka has no separate limit:
+    /// the group record holding them must fit message.max.bytes (1 MiB), else SyncGroup fails.
+    #[arg(long, env = "FLOE_GROUP_MAX_MEMBER_METADATA_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub group_max_member_metadata_bytes: usize,
     /// Partitions one CreateTopics or CreatePartitions request may add in total; past it every
     /// topic of the request gets POLICY_VIOLATION with a message.
     #[arg(long, env = "FLOE_MAX_PARTITIONS_PER_REQUEST", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -477,6 +484,7 @@ mod tests {
         assert_eq!(defaults.fetch_max_bytes, 57_671_680);
         assert_eq!(defaults.offset_metadata_max_bytes, 4096);
         assert_eq!(defaults.group_max_size, i32::MAX as u32);
+        assert_eq!(defaults.group_max_member_metadata_bytes, 1 << 20);
         let set = agent_args(&[
             "--fetch-max-bytes",
             "1MiB",

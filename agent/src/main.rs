@@ -87,6 +87,7 @@ fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonA
             fetch_max_bytes: common.fetch_max_bytes,
             offset_metadata_max_bytes: common.offset_metadata_max_bytes,
             group_max_size: common.group_max_size as usize,
+            group_max_member_metadata_bytes: common.group_max_member_metadata_bytes,
             max_partitions_per_request: common.max_partitions_per_request as usize,
             max_partitions: common.max_partitions as usize,
         },

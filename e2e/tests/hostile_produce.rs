@@ -23,10 +23,11 @@ const MESSAGE_TOO_LARGE: i16 = 10;
 
 const BYSTANDER_RECORDS: usize = 1_000;
 const BOMB_PARTITIONS: i32 = 16;
-/// Connections sending gzip bombs at once while the stall is measured, and the probes (ApiVersions
-/// plus a small produce, each on a fresh connection) taken while they keep sending.
+/// Connections sending gzip bombs at once while the stall is measured, for how long, and the
+/// small produces (each on a fresh connection) that make the bystander's baseline.
 const BOMB_CONNECTIONS: usize = 2;
-const STALL_PROBES: usize = 6;
+const STALL_SECONDS: u64 = 30;
+const BASELINE_PRODUCES: usize = 40;
 
 /// Offsets of the batch header fields the probes rewrite (see `protocol/batch.rs`).
 const LENGTH_AT: usize = 8;
@@ -185,6 +186,58 @@ fn small_produce_round_trip(bootstrap: &str, index: usize) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// The 99th percentile of `samples` (the largest when there are fewer than 100).
+fn p99(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[(samples.len() * 99 / 100).min(samples.len() - 1)]
+}
+
+/// The agents' registry keys in etcd and the lease each is attached to (`etcdctl -w fields`).
+fn registry_leases(etcd_endpoint: &str) -> Result<Vec<(String, i64)>> {
+    let output = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&format!("--endpoints={etcd_endpoint}"), "get", "--prefix", "", "--write-out=fields"])
+        .output()?;
+    ensure!(output.status.success(), "etcdctl get failed: {}", String::from_utf8_lossy(&output.stderr));
+    let (mut leases, mut key) = (Vec::new(), None);
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        if let Some(value) = line.strip_prefix("\"Key\" : ") {
+            key = Some(value.trim_matches('"').to_string());
+        } else if let Some(value) = line.strip_prefix("\"Lease\" : ") {
+            if let Some(key) = key.take().filter(|key| key.contains("/agents/")) {
+                leases.push((key, value.trim().parse()?));
+            }
+        }
+    }
+    Ok(leases)
+}
+
+/// What the registry watcher saw: samples taken, samples without any registry key, and every
+/// (key, lease) seen.
+type RegistryWatch = (usize, usize, Vec<(String, i64)>);
+
+/// Watches the agent's registry entry every 250 ms until `stop`. A lease that lapsed shows as a
+/// missing sample or a second lease (the agent registers again under a new one).
+fn watch_registry(etcd_endpoint: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Result<RegistryWatch>> {
+    std::thread::spawn(move || {
+        let (mut samples, mut missing, mut seen) = (0, 0, Vec::<(String, i64)>::new());
+        while !stop.load(Ordering::Relaxed) {
+            let leases = registry_leases(&etcd_endpoint)?;
+            samples += 1;
+            if leases.is_empty() {
+                missing += 1;
+            }
+            for lease in leases {
+                if !seen.contains(&lease) {
+                    seen.push(lease);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Ok((samples, missing, seen))
+    })
+}
+
 fn refused(agent: &Agent, reason: &str) -> Result<f64> {
     let (_, metrics) = http_get(&agent.http, "/metrics")?;
     Ok(metric_value(&metrics, &format!("floe_produce_refused_batches_total{{reason=\"{reason}\"}}")).unwrap_or_default())
@@ -202,6 +255,7 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
     let bystanders: Vec<(Vec<u8>, Vec<u8>)> =
         (0..BYSTANDER_RECORDS).map(|index| (format!("key-{index}").into_bytes(), format!("value-{index}").into_bytes())).collect();
     let agent_for_probes = bootstrap.clone();
+    let etcd_endpoint = infrastructure.etcd_endpoint();
     let summary = tokio::task::spawn_blocking(move || -> Result<String> {
         // 1,000 records acknowledged before any probe.
         let mut connection = RawConnection::connect(&agent_for_probes)?;
@@ -236,16 +290,17 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
         let budget_refusals = answer.iter().filter(|(_, code, _)| *code == MESSAGE_TOO_LARGE).count();
         ensure!(budget_refusals >= BOMB_PARTITIONS as usize - 4, "only {budget_refusals} bombs stopped by the 256 MiB request budget");
 
-        // The stall probe: two connections send gzip bombs (slower to inflate than zstd's) while
-        // a third asks ApiVersions and a fourth produces small batches; neither may wait for
-        // the bombs. Baseline first.
-        let mut baseline = Duration::ZERO;
-        for index in 0..10 {
-            baseline = baseline.max(small_produce_round_trip(&agent_for_probes, index)?);
-        }
+        // The stall probe: for 30 s two connections send gzip bombs (slower to inflate than
+        // zstd's) while a third client asks ApiVersions and produces small batches, each on a
+        // fresh connection; its produce p99 must stay within twice its baseline, and the agent's
+        // registry lease (3 s TTL) must never lapse. Baseline first.
+        let mut baseline: Vec<Duration> =
+            (0..BASELINE_PRODUCES).map(|index| small_produce_round_trip(&agent_for_probes, index)).collect::<Result<_>>()?;
+        let baseline_p99 = p99(&mut baseline);
         let gzip_bomb = gzip_value_bomb(80)?;
         ensure!(gzip_bomb.len() < 256 << 10, "the gzip bomb is {} bytes", gzip_bomb.len());
         let stop = Arc::new(AtomicBool::new(false));
+        let registry = watch_registry(etcd_endpoint.clone(), Arc::clone(&stop));
         let bombers: Vec<_> = (0..BOMB_CONNECTIONS)
             .map(|_| {
                 let bootstrap = agent_for_probes.clone();
@@ -263,13 +318,16 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
                 })
             })
             .collect();
-        let (mut slowest_api_versions, mut slowest_produce) = (Duration::ZERO, Duration::ZERO);
-        for probe in 0..STALL_PROBES {
+        let (mut slowest_api_versions, mut produces) = (Duration::ZERO, Vec::new());
+        let stall_started = Instant::now();
+        while stall_started.elapsed() < Duration::from_secs(STALL_SECONDS) {
             slowest_api_versions = slowest_api_versions.max(api_versions_round_trip(&agent_for_probes)?);
-            slowest_produce = slowest_produce.max(small_produce_round_trip(&agent_for_probes, 100 + probe)?);
+            produces.push(small_produce_round_trip(&agent_for_probes, 100 + produces.len())?);
         }
         let probing_done = bombers.iter().filter(|bomber| bomber.is_finished()).count();
         stop.store(true, Ordering::Relaxed);
+        let produce_p99 = p99(&mut produces);
+        let (registry_samples, registry_missing, registry_seen) = registry.join().expect("registry watcher")?;
         let (mut bomb_requests, mut per_request) = (0, Duration::ZERO);
         for bomber in bombers {
             let (answers, requests, elapsed) = bomber.join().expect("bomb thread")?;
@@ -283,11 +341,21 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
             let over_budget = answers.iter().filter(|(_, code, _)| *code == MESSAGE_TOO_LARGE).count();
             ensure!(over_budget >= requests * (BOMB_PARTITIONS as usize - 4), "only {over_budget} gzip bombs hit the budget");
         }
+        let registry_report = format!(
+            "registry: {registry_samples} samples over {STALL_SECONDS} s, {registry_missing} without the agent's key, \
+             leases seen {registry_seen:?}"
+        );
+        eprintln!("{registry_report}");
         ensure!(probing_done == 0, "a bomb connection failed while the probes ran");
+        ensure!(registry_samples >= (STALL_SECONDS * 2) as usize, "the registry was sampled only {registry_samples} times");
+        ensure!(
+            registry_missing == 0 && registry_seen.len() == 1,
+            "the agent's registry lease lapsed while bombs inflated ({registry_report})"
+        );
         ensure!(slowest_api_versions < Duration::from_secs(1), "ApiVersions took {slowest_api_versions:?} while bombs inflated");
         ensure!(
-            slowest_produce <= baseline * 2 + Duration::from_millis(500),
-            "a small produce took {slowest_produce:?} while bombs inflated (baseline {baseline:?})"
+            produce_p99 <= baseline_p99 * 2,
+            "small produces had p99 {produce_p99:?} while bombs inflated, baseline p99 {baseline_p99:?}"
         );
 
         // Nothing from the probes was appended.
@@ -299,8 +367,10 @@ async fn poison_pills_and_compression_bombs_are_refused_as_kafka_does_and_acknow
         Ok(format!(
             "trailing bomb refused in {trailing_elapsed:?}; {BOMB_PARTITIONS} zstd value bombs refused in {zstd_elapsed:?} \
              ({budget_refusals} by the request budget); {BOMB_CONNECTIONS} connections sent {bomb_requests} gzip bomb \
-             requests (256 MiB inflated each, at most {per_request:?} per request); meanwhile, over {STALL_PROBES} probes, \
-             slowest ApiVersions {slowest_api_versions:?}, slowest small produce {slowest_produce:?} (baseline {baseline:?})"
+             requests in {STALL_SECONDS} s (256 MiB inflated each, at most {per_request:?} per request); meanwhile \
+             {} small produces had p99 {produce_p99:?} (baseline p99 {baseline_p99:?} over {BASELINE_PRODUCES}), slowest \
+             ApiVersions {slowest_api_versions:?}; {registry_report}",
+            produces.len()
         ))
     })
     .await??;

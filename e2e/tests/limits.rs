@@ -33,7 +33,9 @@ const JAVA_TOPIC: &str = "known-java";
 const JAVA_PARTITIONS: i32 = 4;
 const RSS_LIMIT_MIB: u64 = 512;
 
+const MESSAGE_TOO_LARGE: i16 = 10;
 const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+const INVALID_REQUEST: i16 = 42;
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 const POLICY_VIOLATION: i16 = 44;
 const UNKNOWN_TOPIC_ID: i16 = 100;
@@ -597,6 +599,112 @@ fn probe_join_groups_padded_to_60_mib(harness: &mut Harness) -> Result<()> {
     harness.check_alive("8 JoinGroups padded to 60 MiB")
 }
 
+/// A JoinGroup carrying 50 MiB of member metadata was accepted and held for the member's session
+/// (and copied into the leader's answer at every rebalance). Kafka fails the group's SyncGroup
+/// once its record passes message.max.bytes (1 MiB); Floe refuses the join itself with
+/// MESSAGE_TOO_LARGE and keeps nothing. Metadata at the limit still joins, and a leader's
+/// assignment above it gets MESSAGE_TOO_LARGE from SyncGroup.
+fn probe_join_group_with_50_mib_of_metadata(harness: &mut Harness) -> Result<()> {
+    let join = |group: &str, metadata: Bytes| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(text(group)))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(text(""))
+            .with_protocol_type(text("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(text("range")).with_metadata(metadata)])
+    };
+    let (rss_before, _) = memory_mib(harness.pid()?)?;
+    let mut connection = harness.connect()?;
+    for attempt in 0..4 {
+        let correlation = connection.send(ApiKey::JoinGroup, 3, &join("fat-metadata", Bytes::from(vec![b'm'; 50 << 20])))?;
+        let refused: JoinGroupResponse = connection.receive(ApiKey::JoinGroup, 3, correlation)?;
+        ensure!(
+            refused.error_code == MESSAGE_TOO_LARGE,
+            "JoinGroup {attempt} with 50 MiB of metadata answered {}, expected MESSAGE_TOO_LARGE",
+            refused.error_code
+        );
+    }
+    let (rss_after, _) = memory_mib(harness.pid()?)?;
+    println!("4 JoinGroups with 50 MiB of metadata refused: RSS {rss_before} -> {rss_after} MiB");
+    ensure!(rss_after < rss_before + 100, "refused joins kept {} MiB", rss_after.saturating_sub(rss_before));
+    let correlation = connection.send(ApiKey::JoinGroup, 3, &join("fat-metadata", Bytes::from(vec![b'm'; 1 << 20])))?;
+    let joined: JoinGroupResponse = connection.receive(ApiKey::JoinGroup, 3, correlation)?;
+    ensure!(joined.error_code == 0, "a JoinGroup with 1 MiB of metadata answered {}", joined.error_code);
+    ensure!(joined.members.len() == 1 && joined.members[0].metadata.len() == 1 << 20, "the leader did not get the 1 MiB metadata");
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(text("fat-metadata")))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(joined.member_id.clone())
+        .with_assignments(vec![kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment::default()
+            .with_member_id(joined.member_id.clone())
+            .with_assignment(Bytes::from(vec![b'a'; 2 << 20]))]);
+    let correlation = connection.send(ApiKey::SyncGroup, 3, &sync)?;
+    let synced: SyncGroupResponse = connection.receive(ApiKey::SyncGroup, 3, correlation)?;
+    ensure!(synced.error_code == MESSAGE_TOO_LARGE, "a 2 MiB assignment answered {}, expected MESSAGE_TOO_LARGE", synced.error_code);
+    let leave = LeaveGroupRequest::default().with_group_id(GroupId(text("fat-metadata"))).with_member_id(joined.member_id);
+    let correlation = connection.send(ApiKey::LeaveGroup, 2, &leave)?;
+    let _: LeaveGroupResponse = connection.receive(ApiKey::LeaveGroup, 2, correlation)?;
+    ensure!(
+        harness.metric("floe_requests_refused_total{limit=\"group_max_member_metadata_bytes\"}")? >= 5.0,
+        "the refusals were not counted"
+    );
+    harness.check_alive("JoinGroups with 50 MiB of metadata")
+}
+
+/// Eight pipelined Metadata requests for every topic, answers unread: the agent built and held all
+/// eight 25 MiB answers (+425 MiB). Kafka reads the next request of a connection only once the
+/// previous answer is sent; so does Floe for every request but Produce, and an answer waiting for
+/// a client that does not read holds the connection's later requests unread. Of 64 pipelined
+/// requests, at most what the two socket buffers hold (plus the one being written) is handled
+/// until the client reads.
+fn probe_unread_metadata_answers_hold_the_connection(harness: &mut Harness) -> Result<()> {
+    const TOPICS: i32 = 20;
+    const PIPELINED: usize = 64;
+    let mut connection = harness.connect()?;
+    let topics = (0..TOPICS)
+        .map(|index| {
+            CreatableTopic::default().with_name(name(&format!("many-{index}"))).with_num_partitions(2_500).with_replication_factor(-1)
+        })
+        .collect();
+    let request = CreateTopicsRequest::default().with_timeout_ms(60_000).with_topics(topics);
+    let correlation = connection.send(ApiKey::CreateTopics, 5, &request)?;
+    let created: CreateTopicsResponse = connection.receive(ApiKey::CreateTopics, 5, correlation)?;
+    ensure!(created.topics.iter().all(|topic| topic.error_code == 0), "creating 50,000 partitions failed: {:?}", created.topics[0]);
+    let all_topics = MetadataRequest::default().with_topics(None);
+    let correlation = connection.send(ApiKey::Metadata, 9, &all_topics)?;
+    let one: MetadataResponse = connection.receive(ApiKey::Metadata, 9, correlation)?;
+    let answer_bytes = one.compute_size(9)?;
+    let buffer_max = |path: &str| -> Result<usize> {
+        let text = std::fs::read_to_string(path)?;
+        text.split_whitespace().last().and_then(|max| max.parse().ok()).with_context(|| format!("{path}: {text}"))
+    };
+    let buffers = buffer_max("/proc/sys/net/ipv4/tcp_wmem")? + buffer_max("/proc/sys/net/ipv4/tcp_rmem")?;
+    let bound = buffers.div_ceil(answer_bytes) + 2;
+    let handled_metric = "floe_requests_total{api=\"metadata\",outcome=\"ok\"}";
+    let (handled_before, (rss_before, _)) = (harness.metric(handled_metric)?, memory_mib(harness.pid()?)?);
+    let (stop, sampler) = sample_peak_rss(harness.pid()?);
+    let correlations: Vec<i32> = (0..PIPELINED).map(|_| connection.send(ApiKey::Metadata, 9, &all_topics)).collect::<Result<_>>()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let handled_unread = (harness.metric(handled_metric)? - handled_before) as usize;
+    for correlation in correlations {
+        let answer: MetadataResponse = connection.receive(ApiKey::Metadata, 9, correlation)?;
+        ensure!(answer.topics.len() == one.topics.len(), "a pipelined Metadata answer lists {} topics", answer.topics.len());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().map_err(|_| anyhow::anyhow!("the sampler thread panicked"))?;
+    println!(
+        "{PIPELINED} pipelined Metadata requests ({answer_bytes} bytes each) unread for 3 s: {handled_unread} handled \
+         (socket buffers hold {buffers} bytes: bound {bound}); RSS {rss_before} MiB, peak {peak} MiB"
+    );
+    ensure!(handled_unread >= 1, "no Metadata request was handled while the answers were unread");
+    ensure!(
+        handled_unread <= bound,
+        "{handled_unread} of {PIPELINED} pipelined Metadata requests were handled with their answers unread (bound {bound})"
+    );
+    harness.check_alive("64 pipelined Metadata requests, answers unread")
+}
+
 /// 300 JoinGroups without protocols and with 32 KB group ids each left a group behind for good
 /// (ListGroups grew to 92 MiB); refused, they now leave nothing.
 fn probe_join_groups_without_protocols(harness: &mut Harness) -> Result<()> {
@@ -640,6 +748,57 @@ fn probe_create_topics_with_a_million_partitions(harness: &mut Harness) -> Resul
     ensure!(described.topics[0].error_code != 0, "a refused topic exists");
     ensure!(harness.metric("floe_requests_refused_total{limit=\"max_partitions_per_request\"}")? >= 1.0, "the refusal was not counted");
     harness.check_alive("CreateTopics with 1,000,000 partitions")
+}
+
+/// A 99 MiB CreateTopics of 6.5 M topics with empty names was answered topic by topic (211 MiB in
+/// 29 s, +2.1 GiB). Kafka answers a name the request carries more than once with one
+/// INVALID_REQUEST "Duplicate topic name." row and acts on none of its entries: one row here.
+fn probe_create_topics_with_6_5_million_empty_names(harness: &mut Harness) -> Result<()> {
+    // v2 topic entry: name (int16 length 0), num_partitions, replication_factor, assignments (0),
+    // configs (0): 16 bytes.
+    const ENTRY: usize = 16;
+    let topics = (99 << 20) / ENTRY;
+    let pid = harness.pid()?;
+    let (stop, sampler) = sample_peak_rss(pid);
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::CreateTopics as i16)
+        .with_request_api_version(2)
+        .with_correlation_id(3)
+        .encode(&mut frame, ApiKey::CreateTopics.request_header_version(2))?;
+    frame.put_i32(topics as i32);
+    for _ in 0..topics {
+        frame.put_i16(0);
+        frame.put_i32(1);
+        frame.put_i16(1);
+        frame.put_i32(0);
+        frame.put_i32(0);
+    }
+    frame.put_i32(30_000);
+    frame.put_u8(0);
+    let size = (frame.len() - 4) as i32;
+    frame[0..4].copy_from_slice(&size.to_be_bytes());
+    let mut connection = harness.connect()?;
+    // Decoding 6.5 M entries takes seconds in a debug build.
+    connection.try_clone_stream()?.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let started = Instant::now();
+    connection.send_bytes(&frame)?;
+    drop(frame);
+    let response: CreateTopicsResponse = connection.receive(ApiKey::CreateTopics, 2, 3)?;
+    let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().map_err(|_| anyhow::anyhow!("the sampler thread panicked"))?;
+    println!("99 MiB CreateTopics with {topics} empty names: {} rows in {elapsed:?}, peak RSS {peak} MiB", response.topics.len());
+    ensure!(response.topics.len() == 1, "{} rows for one repeated name", response.topics.len());
+    let row = &response.topics[0];
+    ensure!(
+        row.name.0.is_empty() && row.error_code == INVALID_REQUEST,
+        "the repeated empty name answered {} for {:?}",
+        row.error_code,
+        row.name.0
+    );
+    harness.check_alive("CreateTopics with 6.5 M empty names")
 }
 
 /// A 99 MiB CreateTopics frame declaring 2^31 - 1 topics made the decoder ask for 11.7 GB at once
@@ -691,8 +850,11 @@ fn the_audits_probes_get_kafkas_answers_and_the_agent_keeps_its_memory_and_recor
     probe_offset_commit_metadata(&mut harness)?;
     probe_metadata_with_150_000_topic_ids(&mut harness)?;
     probe_join_groups_padded_to_60_mib(&mut harness)?;
+    probe_join_group_with_50_mib_of_metadata(&mut harness)?;
+    probe_unread_metadata_answers_hold_the_connection(&mut harness)?;
     probe_join_groups_without_protocols(&mut harness)?;
     probe_create_topics_with_a_million_partitions(&mut harness)?;
+    probe_create_topics_with_6_5_million_empty_names(&mut harness)?;
     probe_create_topics_declaring_two_billion_topics(&mut harness)?;
     harness.check_records_survive_a_restart()
 }

@@ -28,6 +28,23 @@ pub async fn join(context: &AgentContext, request: JoinGroupRequest, version: i1
     if !(1000..=1_800_000).contains(&session_timeout) {
         return JoinGroupResponse::default().with_error_code(ResponseError::InvalidSessionTimeout.code()).with_generation_id(-1);
     }
+    // A member's metadata is held for its session and sent to the leader at every rebalance: one
+    // client could make the agent hold (and send) tens of MiB per member. Kafka fails the group's
+    // SyncGroup once the group record exceeds message.max.bytes; refused here, before any of it
+    // is kept, with the code that names the cause.
+    let metadata_limit = context.settings.limits.group_max_member_metadata_bytes;
+    if let Some(protocol) = request.protocols.iter().find(|protocol| protocol.metadata.len() > metadata_limit) {
+        context.metrics.requests_refused.with_label_values(&["group_max_member_metadata_bytes"]).inc();
+        tracing::warn!(
+            group = %request.group_id.0,
+            client_id = %client.client_id,
+            protocol = %protocol.name,
+            bytes = protocol.metadata.len(),
+            limit = metadata_limit,
+            "JoinGroup refused with MESSAGE_TOO_LARGE: member metadata past --group-max-member-metadata-bytes"
+        );
+        return JoinGroupResponse::default().with_error_code(ResponseError::MessageTooLarge.code()).with_generation_id(-1);
+    }
     // v0 has no rebalance timeout; Kafka uses the session timeout then.
     let rebalance_timeout = if version >= 1 && request.rebalance_timeout_ms > 0 { request.rebalance_timeout_ms } else { session_timeout };
     // The request (slices of its frame) is consumed here, not kept while the join waits for the
@@ -81,6 +98,18 @@ pub async fn join(context: &AgentContext, request: JoinGroupRequest, version: i1
 pub async fn sync(context: &AgentContext, request: SyncGroupRequest) -> SyncGroupResponse {
     if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
         return SyncGroupResponse::default().with_error_code(error.code());
+    }
+    let assignment_limit = context.settings.limits.group_max_member_metadata_bytes;
+    if let Some(assignment) = request.assignments.iter().find(|assignment| assignment.assignment.len() > assignment_limit) {
+        context.metrics.requests_refused.with_label_values(&["group_max_member_metadata_bytes"]).inc();
+        tracing::warn!(
+            group = %request.group_id.0,
+            member = %assignment.member_id,
+            bytes = assignment.assignment.len(),
+            limit = assignment_limit,
+            "SyncGroup refused with MESSAGE_TOO_LARGE: an assignment past --group-max-member-metadata-bytes"
+        );
+        return SyncGroupResponse::default().with_error_code(ResponseError::MessageTooLarge.code());
     }
     // Copied out of the frame, which would otherwise live as long as the assignment; the request
     // itself is dropped before waiting for the leader's assignment.

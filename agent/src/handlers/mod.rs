@@ -78,6 +78,8 @@ pub struct RequestLimits {
     pub offset_metadata_max_bytes: usize,
     /// Most members in one group (`group.max.size`).
     pub group_max_size: usize,
+    /// Largest member metadata in a JoinGroup, and largest member assignment in a SyncGroup.
+    pub group_max_member_metadata_bytes: usize,
     /// Most partitions one CreateTopics or CreatePartitions request adds.
     pub max_partitions_per_request: usize,
     /// Most partitions in the virtual cluster.
@@ -90,6 +92,7 @@ impl Default for RequestLimits {
             fetch_max_bytes: 57_671_680,
             offset_metadata_max_bytes: 4096,
             group_max_size: i32::MAX as usize,
+            group_max_member_metadata_bytes: 1 << 20,
             max_partitions_per_request: 50_000,
             max_partitions: 200_000,
         }
