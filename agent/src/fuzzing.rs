@@ -9,7 +9,7 @@
 //! crash to the fuzzer, which installs an aborting panic hook). The asserts inside state
 //! properties of the code under test, not of the input.
 
-use crate::handlers::{supported_range, SUPPORTED};
+use crate::handlers::{api, APIS};
 use crate::metadata::topic_config::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::protocol::{batch, codec, frame, records};
 use bytes::{Bytes, BytesMut};
@@ -26,10 +26,10 @@ const MAX_REQUEST_BYTES: usize = 100 << 20;
 /// which hit it (zip bombs) stay fast; the code path is the same.
 const FUZZ_DECODED_BATCH_BYTES: usize = 64 << 10;
 
-/// Every (api key, version) pair the agent advertises, in `SUPPORTED` order.
+/// Every (api key, version) pair the agent advertises, in handler-table order.
 pub fn advertised_versions() -> &'static [(ApiKey, i16)] {
     static PAIRS: OnceLock<Vec<(ApiKey, i16)>> = OnceLock::new();
-    PAIRS.get_or_init(|| SUPPORTED.iter().flat_map(|&(key, min, max)| (min..=max).map(move |version| (key, version))).collect())
+    PAIRS.get_or_init(|| APIS.iter().flat_map(|api| (api.min..=api.max).map(move |version| (api.key, version))).collect())
 }
 
 /// Treats `data` as a request frame without its size prefix: api key, api version, correlation
@@ -61,7 +61,7 @@ pub fn request_decoder(data: &[u8]) {
     let (peeked_key, peeked_version) = codec::peek_key_and_version(&frame).expect("the harness wrote an advertised api key");
     assert_eq!((peeked_key, peeked_version), (api_key, version));
     let _ = codec::peek_correlation_id(&frame);
-    let (min, max) = supported_range(api_key).expect("advertised keys have a range");
+    let (min, max) = api(api_key).map(|api| (api.min, api.max)).expect("advertised keys have a range");
     assert!((min..=max).contains(&version));
     let Ok((header, request)) = codec::decode_request(frame, api_key, version) else { return };
     assert_eq!((header.request_api_key, header.request_api_version), (api_key as i16, version));
@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn every_advertised_version_is_reachable_and_unadvertised_selectors_fold_onto_one() {
         let pairs = advertised_versions();
-        assert_eq!(pairs.len(), SUPPORTED.iter().map(|(_, min, max)| (max - min + 1) as usize).sum::<usize>());
+        assert_eq!(pairs.len(), APIS.iter().map(|api| (api.max - api.min + 1) as usize).sum::<usize>());
         assert!(pairs.contains(&(ApiKey::Produce, 11)) && !pairs.contains(&(ApiKey::Produce, 2)));
         // An unknown key, a negative version and an empty body must all be handled quietly.
         for data in [&[0x7f, 0x7f, 0, 0][..], &[0, 0, 0xff, 0xff, 1, 2, 3], &[], &[0, 18, 0, 3]] {

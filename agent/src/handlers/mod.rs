@@ -1,5 +1,6 @@
-//! One module per Kafka API. `SUPPORTED` is the single list of what we implement: the router
-//! dispatches from it and ApiVersions advertises exactly it.
+//! One module per Kafka API. The handler table (`handler_table!` below) is the single list of what
+//! we implement: dispatch, the server's version check, ApiVersions and the metric labels all come
+//! from it.
 
 pub mod api_versions;
 pub mod configs;
@@ -25,38 +26,70 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind,
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 
-/// (api, min version, max version) of every API this agent implements.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
-    (ApiKey::Metadata, 0, 12),
-    (ApiKey::OffsetCommit, 2, 8),
-    (ApiKey::OffsetFetch, 1, 8),
-    (ApiKey::FindCoordinator, 0, 4),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 4),
-    (ApiKey::ApiVersions, 0, 3),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::InitProducerId, 0, 4),
-    (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::DescribeCluster, 0, 1),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::OffsetForLeaderEpoch, 2, 4),
-];
+/// One row of the handler table: a Kafka API this agent implements, the versions it advertises
+/// and accepts, and its label in `floe_requests_total` / `floe_request_duration_seconds`.
+#[derive(Debug, Clone, Copy)]
+pub struct Api {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+    pub metric: &'static str,
+}
 
-pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED.iter().find(|(key, _, _)| *key == api_key).map(|(_, min, max)| (*min, *max))
+/// The row for `api_key`, if this agent implements it.
+pub fn api(api_key: ApiKey) -> Option<&'static Api> {
+    APIS.iter().find(|api| api.key == api_key)
+}
+
+/// The handler table is written once, below: this macro turns it into `APIS` (which the server's
+/// version check, ApiVersions and the metric labels read) and into `handle`'s match, so an API
+/// cannot be advertised without a handler, or handled without a metric label.
+macro_rules! handler_table {
+    ($( $key:ident $min:literal ..= $max:literal $metric:literal => |$context:ident, $request:ident, $version:ident, $client:ident| $handler:expr; )*) => {
+        /// Every API this agent implements, in Kafka's api-key order.
+        pub const APIS: &[Api] = &[$(Api { key: ApiKey::$key, min: $min, max: $max, metric: $metric }),*];
+
+        // Not every handler needs every argument; the Produce row never runs here.
+        #[allow(unused_variables, unreachable_code)]
+        async fn handle(context: Arc<AgentContext>, version: i16, request: RequestKind, client: ClientInfo) -> ResponseKind {
+            match request {
+                $(RequestKind::$key($request) => {
+                    let ($context, $version, $client) = (&context, version, &client);
+                    ResponseKind::$key($handler)
+                })*
+                other => unreachable!("the server only dispatches APIs in the handler table, got {other:?}"),
+            }
+        }
+    };
+}
+
+handler_table! {
+    Produce 3..=11 "produce" => |context, request, version, client| unreachable!("produce is dispatched through produce::start");
+    Fetch 4..=12 "fetch" => |context, request, version, client| fetch::handle(context, request).await;
+    ListOffsets 1..=7 "list_offsets" => |context, request, version, client| list_offsets::handle(context, request, version).await;
+    Metadata 0..=12 "metadata" => |context, request, version, client| metadata::handle(context, request, version, client).await;
+    OffsetCommit 2..=8 "offset_commit" => |context, request, version, client| offsets::commit(context, request).await;
+    OffsetFetch 1..=8 "offset_fetch" => |context, request, version, client| offsets::fetch(context, request, version);
+    FindCoordinator 0..=4 "find_coordinator" => |context, request, version, client| coordinator::find(context, request, version);
+    JoinGroup 0..=9 "join_group" => |context, request, version, client| groups::join(context, request, version, client).await;
+    Heartbeat 0..=4 "heartbeat" => |context, request, version, client| groups::heartbeat(context, request);
+    LeaveGroup 0..=5 "leave_group" => |context, request, version, client| groups::leave(context, request, version);
+    SyncGroup 0..=5 "sync_group" => |context, request, version, client| groups::sync(context, request).await;
+    DescribeGroups 0..=5 "describe_groups" => |context, request, version, client| groups::describe(context, request);
+    ListGroups 0..=4 "list_groups" => |context, request, version, client| groups::list(context, request);
+    ApiVersions 0..=3 "api_versions" => |context, request, version, client| api_versions::response(None);
+    CreateTopics 2..=7 "create_topics" => |context, request, version, client| topics::create(context, request, version).await;
+    DeleteTopics 1..=6 "delete_topics" => |context, request, version, client| topics::delete(context, request, version).await;
+    DeleteRecords 0..=2 "delete_records" => |context, request, version, client| delete_records::handle(context, request).await;
+    InitProducerId 0..=4 "init_producer_id" => |context, request, version, client| producer_id::handle(context, request).await;
+    OffsetForLeaderEpoch 2..=4 "offset_for_leader_epoch" => |context, request, version, client| leader_epoch::handle(context, request);
+    DescribeConfigs 1..=4 "describe_configs" => |context, request, version, client| configs::describe(context, request);
+    AlterConfigs 0..=2 "alter_configs" => |context, request, version, client| configs::alter(context, request).await;
+    CreatePartitions 0..=3 "create_partitions" => |context, request, version, client| topics::create_partitions(context, request).await;
+    DeleteGroups 0..=2 "delete_groups" => |context, request, version, client| groups::delete(context, request).await;
+    IncrementalAlterConfigs 0..=1 "incremental_alter_configs" => |context, request, version, client| configs::incremental_alter(context, request).await;
+    OffsetDelete 0..=0 "offset_delete" => |context, request, version, client| offsets::delete(context, request).await;
+    DescribeCluster 0..=1 "describe_cluster" => |context, request, version, client| metadata::describe_cluster(context, request);
 }
 
 /// Settings handlers need beyond their collaborators.
@@ -144,40 +177,6 @@ pub async fn dispatch(
     }
 }
 
-async fn handle(context: Arc<AgentContext>, version: i16, request: RequestKind, client: ClientInfo) -> ResponseKind {
-    match request {
-        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(None)),
-        RequestKind::Metadata(request) => ResponseKind::Metadata(metadata::handle(&context, request, version, &client).await),
-        RequestKind::DescribeCluster(request) => ResponseKind::DescribeCluster(metadata::describe_cluster(&context, request)),
-        RequestKind::CreateTopics(request) => ResponseKind::CreateTopics(topics::create(&context, request, version).await),
-        RequestKind::DeleteTopics(request) => ResponseKind::DeleteTopics(topics::delete(&context, request, version).await),
-        RequestKind::AlterConfigs(request) => ResponseKind::AlterConfigs(configs::alter(&context, request).await),
-        RequestKind::IncrementalAlterConfigs(request) => {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&context, request).await)
-        }
-        RequestKind::DeleteGroups(request) => ResponseKind::DeleteGroups(groups::delete(&context, request).await),
-        RequestKind::CreatePartitions(request) => ResponseKind::CreatePartitions(topics::create_partitions(&context, request).await),
-        RequestKind::DescribeConfigs(request) => ResponseKind::DescribeConfigs(configs::describe(&context, request)),
-        RequestKind::Fetch(request) => ResponseKind::Fetch(fetch::handle(&context, request).await),
-        RequestKind::ListOffsets(request) => ResponseKind::ListOffsets(list_offsets::handle(&context, request, version).await),
-        RequestKind::InitProducerId(request) => ResponseKind::InitProducerId(producer_id::handle(&context, request).await),
-        RequestKind::FindCoordinator(request) => ResponseKind::FindCoordinator(coordinator::find(&context, request, version)),
-        RequestKind::JoinGroup(request) => ResponseKind::JoinGroup(groups::join(&context, request, version, &client).await),
-        RequestKind::SyncGroup(request) => ResponseKind::SyncGroup(groups::sync(&context, request).await),
-        RequestKind::Heartbeat(request) => ResponseKind::Heartbeat(groups::heartbeat(&context, request)),
-        RequestKind::LeaveGroup(request) => ResponseKind::LeaveGroup(groups::leave(&context, request, version)),
-        RequestKind::DescribeGroups(request) => ResponseKind::DescribeGroups(groups::describe(&context, request)),
-        RequestKind::ListGroups(request) => ResponseKind::ListGroups(groups::list(&context, request)),
-        RequestKind::OffsetCommit(request) => ResponseKind::OffsetCommit(offsets::commit(&context, request).await),
-        RequestKind::OffsetFetch(request) => ResponseKind::OffsetFetch(offsets::fetch(&context, request, version)),
-        RequestKind::OffsetDelete(request) => ResponseKind::OffsetDelete(offsets::delete(&context, request).await),
-        RequestKind::DeleteRecords(request) => ResponseKind::DeleteRecords(delete_records::handle(&context, request).await),
-        RequestKind::OffsetForLeaderEpoch(request) => ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(&context, request)),
-        RequestKind::Produce(_) => unreachable!("produce is dispatched through produce::start"),
-        other => unreachable!("the server only dispatches APIs listed in SUPPORTED, got {other:?}"),
-    }
-}
-
 pub(crate) fn str_bytes(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
 }
@@ -188,11 +187,12 @@ pub(crate) fn topic_name(value: impl Into<String>) -> TopicName {
 
 #[cfg(test)]
 mod tests {
-    use super::SUPPORTED;
+    use super::APIS;
+    use std::collections::HashSet;
 
     #[test]
     fn every_advertised_version_is_one_the_protocol_crate_can_decode() {
-        for (api_key, min, max) in SUPPORTED {
+        for super::Api { key: api_key, min, max, .. } in APIS {
             let valid = api_key.valid_versions();
             assert!(
                 valid.min <= *min && *max <= valid.max && min <= max,
@@ -201,5 +201,14 @@ mod tests {
                 valid.max
             );
         }
+    }
+
+    #[test]
+    fn each_api_appears_once_with_its_own_metric_label() {
+        let keys: HashSet<i16> = APIS.iter().map(|api| api.key as i16).collect();
+        let labels: HashSet<&str> = APIS.iter().map(|api| api.metric).collect();
+        assert_eq!(keys.len(), APIS.len(), "an API key appears twice");
+        assert_eq!(labels.len(), APIS.len(), "two APIs share a metric label");
+        assert!(APIS.windows(2).all(|pair| (pair[0].key as i16) < (pair[1].key as i16)), "rows out of api-key order");
     }
 }

@@ -304,7 +304,7 @@ const BLOCKING_DECODE_BYTES: usize = 1 << 20;
 async fn start_request(frame: Bytes, peer: SocketAddr, context: &Arc<AgentContext>) -> Result<JoinHandle<Outgoing>, String> {
     let (api_key, version) = codec::peek_key_and_version(&frame).map_err(|error| error.to_string())?;
     let correlation_id = codec::peek_correlation_id(&frame);
-    let Some((min, max)) = handlers::supported_range(api_key) else {
+    let Some(&handlers::Api { min, max, metric: api_name, .. }) = handlers::api(api_key) else {
         return Err(format!("{api_key:?} is not supported by this agent"));
     };
     if version < min || version > max {
@@ -332,7 +332,6 @@ async fn start_request(frame: Bytes, peer: SocketAddr, context: &Arc<AgentContex
     let started = Instant::now();
     let pending = handlers::dispatch(Arc::clone(context), header, request, client).await;
     let metrics = Arc::clone(&context.metrics);
-    let api_name = api_name(api_key);
     Ok(tokio::spawn(async move {
         let reply = pending.await;
         metrics.request_duration.with_label_values(&[api_name]).observe(started.elapsed().as_secs_f64());
@@ -358,36 +357,6 @@ async fn start_request(frame: Bytes, peer: SocketAddr, context: &Arc<AgentContex
             }
         }
     }))
-}
-
-/// A bounded, static label per API.
-fn api_name(api_key: ApiKey) -> &'static str {
-    match api_key {
-        ApiKey::Produce => "produce",
-        ApiKey::Fetch => "fetch",
-        ApiKey::ListOffsets => "list_offsets",
-        ApiKey::Metadata => "metadata",
-        ApiKey::OffsetCommit => "offset_commit",
-        ApiKey::OffsetFetch => "offset_fetch",
-        ApiKey::FindCoordinator => "find_coordinator",
-        ApiKey::JoinGroup => "join_group",
-        ApiKey::Heartbeat => "heartbeat",
-        ApiKey::LeaveGroup => "leave_group",
-        ApiKey::SyncGroup => "sync_group",
-        ApiKey::DescribeGroups => "describe_groups",
-        ApiKey::ListGroups => "list_groups",
-        ApiKey::ApiVersions => "api_versions",
-        ApiKey::CreateTopics => "create_topics",
-        ApiKey::DeleteTopics => "delete_topics",
-        ApiKey::InitProducerId => "init_producer_id",
-        ApiKey::DescribeConfigs => "describe_configs",
-        ApiKey::DescribeCluster => "describe_cluster",
-        ApiKey::CreatePartitions => "create_partitions",
-        ApiKey::AlterConfigs => "alter_configs",
-        ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
-        ApiKey::DeleteGroups => "delete_groups",
-        _ => "other",
-    }
 }
 
 #[cfg(test)]
