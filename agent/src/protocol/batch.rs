@@ -1,24 +1,11 @@
-//! Record batch (magic v2) header access without decoding records.
-//!
-//! Layout: `baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 | crc u32 |
-//! attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64 | producerId i64 |
-//! producerEpoch i16 | baseSequence i32 | recordCount i32 | records...`. The CRC-32C covers
-//! `attributes` to the end, so the first three fields may be rewritten freely.
+//! Record batch (magic v2) header access without decoding records (the layout is in `layout.rs`).
+//! The CRC-32C covers `attributes` to the end, so the first three fields may be rewritten freely.
 
+pub use super::layout::HEADER_BYTES;
+use super::layout::*;
 use super::records::{RecordsError, MAX_DECODED_BATCH_BYTES};
 use bytes::{BufMut, Bytes, BytesMut};
 
-pub const HEADER_BYTES: usize = 61;
-const LENGTH_FIELD_END: usize = 12;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-pub(super) const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const MAX_TIMESTAMP_AT: usize = 35;
-const PRODUCER_ID_AT: usize = 43;
-const PRODUCER_EPOCH_AT: usize = 51;
-const BASE_SEQUENCE_AT: usize = 53;
-pub(super) const RECORD_COUNT_AT: usize = 57;
 const CONTROL_BIT: i16 = 1 << 5;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 

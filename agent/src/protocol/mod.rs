@@ -5,5 +5,6 @@
 pub mod batch;
 pub mod codec;
 pub mod frame;
+pub mod layout;
 pub mod payload;
 pub mod records;

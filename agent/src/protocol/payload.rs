@@ -30,7 +30,7 @@ use std::hash::Hasher;
 use std::io::Read;
 use twox_hash::XxHash32;
 
-use super::batch::{ATTRIBUTES_AT, HEADER_BYTES as RECORDS_AT, RECORD_COUNT_AT};
+use super::layout::{ATTRIBUTES_AT, HEADER_BYTES as RECORDS_AT, RECORD_COUNT_AT};
 
 /// The attribute bits that name the codec.
 const COMPRESSION_MASK: i16 = 0x07;

@@ -276,7 +276,7 @@ pub(crate) mod tests {
     /// The payload check without streaming: decompress the whole payload, then read its records
     /// with the plain reference reader. `payload.rs` tests that the streaming check agrees with it.
     pub(crate) fn check_by_whole_decompression(batch: &[u8], limit: usize) -> bool {
-        use crate::protocol::batch::{ATTRIBUTES_AT, HEADER_BYTES, RECORD_COUNT_AT};
+        use crate::protocol::layout::{ATTRIBUTES_AT, HEADER_BYTES, RECORD_COUNT_AT};
         let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
         let count = i32::from_be_bytes(batch[RECORD_COUNT_AT..HEADER_BYTES].try_into().expect("4 bytes"));
         let payload = &batch[HEADER_BYTES..];
