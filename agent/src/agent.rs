@@ -35,7 +35,6 @@ pub struct ClusterSettings {
     pub etcd: EtcdSettings,
     pub zone: Option<String>,
     pub roles: Roles,
-    pub jobs: JobSettings,
     pub registry_ttl: Duration,
     /// How often the load is published to the registry (shorter than `registry_ttl`).
     pub load_report_interval: Duration,
@@ -50,6 +49,8 @@ pub struct AgentSettings {
     pub object_store: ObjectStoreUrl,
     pub s3: S3Options,
     pub cluster: Option<ClusterSettings>,
+    /// Background jobs: run by the elected jobs agent on etcd, by this agent on embedded metadata.
+    pub jobs: JobSettings,
     pub kafka_listen: SocketAddr,
     pub advertise: Option<String>,
     pub http_listen: SocketAddr,
@@ -240,7 +241,8 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
 
     let (journal, cluster, etcd_parts): (Arc<dyn JournalBackend>, Arc<dyn ClusterView>, _) = match &settings.metadata {
         MetadataUrl::Embedded(directory) => {
-            let journal = Arc::new(EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(&replica))?);
+            let journal =
+                Arc::new(EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(&replica))?.with_metrics(Arc::clone(&metrics)));
             let node = NodeInfo { node_id: settings.node_id, host: host.to_string(), port, rack: None };
             (journal, Arc::new(SingleAgent(node)), None)
         }
@@ -301,21 +303,29 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
     let groups = Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay).with_max_size(settings.limits.group_max_size));
     background.push(groups.spawn_sweeper(Duration::from_millis(200)));
     let reader = Arc::new(SegmentReader::new(Arc::clone(&store), cache));
-    let mut jobs_task = None;
-    if let Some((client, keys, cluster_settings)) = etcd_parts {
-        if cluster_settings.roles.has("jobs") {
-            jobs_task = Some(jobs::spawn(
+    let jobs_task = match etcd_parts {
+        Some((client, keys, cluster_settings)) => cluster_settings.roles.has("jobs").then(|| {
+            jobs::spawn(
                 client,
                 keys,
-                cluster_settings.jobs.clone(),
+                settings.jobs.clone(),
                 metadata.clone(),
                 Arc::clone(&store),
                 Arc::clone(&reader),
                 Arc::clone(&metrics),
                 jobs_stopped,
-            ));
-        }
-    }
+            )
+        }),
+        // Embedded metadata: this process alone writes the journal, so it runs the jobs itself.
+        None => Some(jobs::spawn_sole(
+            settings.jobs.clone(),
+            metadata.clone(),
+            Arc::clone(&store),
+            Arc::clone(&reader),
+            Arc::clone(&metrics),
+            jobs_stopped,
+        )),
+    };
     let node_id = cluster.local().node_id;
     let flushing = Arc::clone(&writer);
     let context = Arc::new(AgentContext {

@@ -247,6 +247,8 @@ pub struct CommonArgs {
     /// past it are refused with MESSAGE_TOO_LARGE (the Java producer splits and resends them).
     #[arg(long, env = "FLOE_PRODUCE_MAX_DECOMPRESSED_BYTES_PER_REQUEST", default_value = "256MiB", value_parser = parse_size)]
     pub produce_max_decompressed_bytes_per_request: usize,
+    #[command(flatten)]
+    pub jobs: JobArgs,
 }
 
 /// The roles an agent takes on.
@@ -270,7 +272,30 @@ fn parse_roles(value: &str) -> Result<Roles, String> {
     Ok(Roles(roles))
 }
 
-/// Cluster-mode settings: etcd access, identity, S3, background jobs.
+/// Background jobs (compaction, retention, garbage collection, snapshots): in cluster mode the
+/// agent with the jobs role that wins the election runs them; with embedded metadata (the
+/// playground) the agent runs them itself.
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// How often the jobs leader snapshots the metadata and trims the journal (etcd metadata only).
+    #[arg(long, env = "FLOE_SNAPSHOT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub snapshot_interval: Duration,
+    /// How often the jobs leader looks for small segments to compact.
+    #[arg(long, env = "FLOE_COMPACTION_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub compaction_interval: Duration,
+    /// Number of small segments merged into one.
+    #[arg(long, env = "FLOE_COMPACTION_FAN_IN", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub compaction_fan_in: u32,
+    /// How often retention and garbage collection run.
+    #[arg(long, env = "FLOE_RETENTION_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+    /// Unreferenced objects younger than this are never deleted (writes in flight, readers of
+    /// compacted segments).
+    #[arg(long, env = "FLOE_GC_GRACE", default_value = "10m", value_parser = parse_duration)]
+    pub gc_grace: Duration,
+}
+
+/// Cluster-mode settings: etcd access, identity, S3.
 #[derive(Debug, Clone, Args)]
 pub struct ClusterArgs {
     /// Virtual cluster this agent serves (its etcd keys and objects are kept apart from others').
@@ -339,22 +364,6 @@ pub struct ClusterArgs {
     /// Use virtual-hosted-style requests instead of path-style.
     #[arg(long, env = "AWS_VIRTUAL_HOSTED_STYLE_REQUEST")]
     pub s3_virtual_hosted_style: bool,
-    /// How often the jobs leader snapshots the metadata and trims the journal.
-    #[arg(long, env = "FLOE_SNAPSHOT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
-    pub snapshot_interval: Duration,
-    /// How often the jobs leader looks for small segments to compact.
-    #[arg(long, env = "FLOE_COMPACTION_INTERVAL", default_value = "30s", value_parser = parse_duration)]
-    pub compaction_interval: Duration,
-    /// Number of small segments merged into one.
-    #[arg(long, env = "FLOE_COMPACTION_FAN_IN", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=1000))]
-    pub compaction_fan_in: u32,
-    /// How often retention and garbage collection run.
-    #[arg(long, env = "FLOE_RETENTION_INTERVAL", default_value = "30s", value_parser = parse_duration)]
-    pub retention_interval: Duration,
-    /// Unreferenced objects younger than this are never deleted (writes in flight, readers of
-    /// compacted segments).
-    #[arg(long, env = "FLOE_GC_GRACE", default_value = "10m", value_parser = parse_duration)]
-    pub gc_grace: Duration,
 }
 
 /// The load-report period: `--load-report-interval`, else 3 s or a third of the registry TTL,

@@ -24,7 +24,7 @@ fn s3_options(cluster: &ClusterArgs) -> S3Options {
     }
 }
 
-fn cluster_settings(metadata: &MetadataUrl, cluster: &ClusterArgs, flush_max_bytes: usize) -> Option<ClusterSettings> {
+fn cluster_settings(metadata: &MetadataUrl, cluster: &ClusterArgs) -> Option<ClusterSettings> {
     let MetadataUrl::Etcd { endpoints, prefix } = metadata else { return None };
     Some(ClusterSettings {
         virtual_cluster: cluster.virtual_cluster.clone(),
@@ -39,14 +39,6 @@ fn cluster_settings(metadata: &MetadataUrl, cluster: &ClusterArgs, flush_max_byt
         },
         zone: cluster.zone.clone(),
         roles: cluster.roles.clone(),
-        jobs: JobSettings {
-            snapshot_interval: cluster.snapshot_interval,
-            compaction_interval: cluster.compaction_interval,
-            compaction_fan_in: cluster.compaction_fan_in as usize,
-            small_segment_bytes: (flush_max_bytes / 2) as u64,
-            retention_interval: cluster.retention_interval,
-            gc_grace: cluster.gc_grace,
-        },
         registry_ttl: cluster.registry_ttl,
         load_report_interval: cluster.load_report_interval(),
         pod: cluster.pod_name.clone(),
@@ -66,7 +58,15 @@ const PLAYGROUND_DRAIN: DrainSettings = DrainSettings { grace: Duration::ZERO, t
 
 fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonArgs, cluster: Option<&ClusterArgs>) -> AgentSettings {
     AgentSettings {
-        cluster: cluster.and_then(|cluster| cluster_settings(&metadata, cluster, common.flush_max_bytes)),
+        cluster: cluster.and_then(|cluster| cluster_settings(&metadata, cluster)),
+        jobs: JobSettings {
+            snapshot_interval: common.jobs.snapshot_interval,
+            compaction_interval: common.jobs.compaction_interval,
+            compaction_fan_in: common.jobs.compaction_fan_in as usize,
+            small_segment_bytes: (common.flush_max_bytes / 2) as u64,
+            retention_interval: common.jobs.retention_interval,
+            gc_grace: common.jobs.gc_grace,
+        },
         s3: cluster.map(s3_options).unwrap_or_default(),
         metadata,
         object_store,
@@ -161,7 +161,7 @@ async fn run() -> anyhow::Result<()> {
             (settings(metadata, bucket, args.common, None), Some(directory), PLAYGROUND_DRAIN)
         }
         Command::Admin(AdminCommand::MarkLost(args)) => {
-            let cluster = cluster_settings(&args.fsck.metadata, &args.fsck.cluster, 8 << 20);
+            let cluster = cluster_settings(&args.fsck.metadata, &args.fsck.cluster);
             let report = admin::mark_lost(
                 &args.fsck.metadata,
                 cluster.as_ref(),
@@ -175,7 +175,7 @@ async fn run() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Admin(AdminCommand::Fsck(args)) => {
-            let cluster = cluster_settings(&args.metadata, &args.cluster, 8 << 20);
+            let cluster = cluster_settings(&args.metadata, &args.cluster);
             let report = admin::fsck(&args.metadata, cluster.as_ref(), &args.object_store, &s3_options(&args.cluster)).await?;
             print!("{report}");
             std::process::exit(if report.is_clean() { 0 } else { 1 });

@@ -117,6 +117,9 @@ fn a_java_idempotent_producer_writes_exactly_once_through_lost_responses_and_a_r
         duplicate_batches_answered(&playground)?
     );
     ensure!(proxy.dropped() > 0, "the proxy lost no produce response, so nothing was retried");
+    // The retries reached the agent and were recognised: without that, "exactly once" could just
+    // mean no retry ever arrived.
+    ensure!(duplicate_batches_answered(&playground)? > 0.0, "the agent recognised no retried batch as a duplicate");
     check_exactly_once(&kafka::read_all(&proxy.address, topic, PARTITIONS, Duration::from_secs(120))?)?;
     cell.pass();
     Ok(())
@@ -172,6 +175,9 @@ async fn a_librdkafka_idempotent_producer_writes_exactly_once_through_lost_respo
         duplicate_batches_answered(&playground)?
     );
     ensure!(proxy.dropped() > 0, "the proxy lost no produce response, so nothing was retried");
+    // The retries reached the agent and were recognised: without that, "exactly once" could just
+    // mean no retry ever arrived.
+    ensure!(duplicate_batches_answered(&playground)? > 0.0, "the agent recognised no retried batch as a duplicate");
     let bootstrap = proxy.address.clone();
     let records = tokio::task::spawn_blocking(move || kafka::read_all(&bootstrap, topic, PARTITIONS, Duration::from_secs(120))).await??;
     check_exactly_once(&records)?;

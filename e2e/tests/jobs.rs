@@ -1,13 +1,14 @@
 //! Background jobs in cluster mode (done-when 6 and 7 of the cluster issue): compaction keeps
 //! fetched bytes identical, retention moves the log start, GC removes orphans only after the
 //! grace period, fsck reports clean, and a new agent starts from a snapshot and serves old offsets.
+//! The playground (embedded metadata) runs the same compaction, retention and GC itself.
 
 use anyhow::{bail, ensure, Result};
 use bytes::{Bytes, BytesMut};
 use floe_agent::storage::{ObjectStoreUrl, S3Options, SegmentStore};
 use floe_e2e::cluster::{Agent, Infrastructure, BUCKET};
 use floe_e2e::wire::RawConnection;
-use floe_e2e::{floe_binary, http_get, kafka, metric_value, records};
+use floe_e2e::{floe_binary, http_get, kafka, metric_value, records, Playground};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
@@ -73,7 +74,15 @@ fn earliest(bootstrap: &str, topic: &str, partition: i32) -> Result<i64> {
 }
 
 fn metric(agent: &Agent, sample: &str) -> Result<f64> {
-    let (_, metrics) = http_get(&agent.http, "/metrics")?;
+    metric_at(&agent.http, sample)
+}
+
+/// A sample's value; 0 when the family is exported without that sample yet. A family the agent
+/// does not export at all is an error, so a check for zero cannot pass on a renamed metric.
+fn metric_at(http: &str, sample: &str) -> Result<f64> {
+    let (_, metrics) = http_get(http, "/metrics")?;
+    let family = sample.split('{').next().unwrap_or(sample);
+    ensure!(metrics.contains(&format!("# TYPE {family} ")), "the agent does not export {family}");
     Ok(metric_value(&metrics, sample).unwrap_or_default())
 }
 
@@ -106,6 +115,19 @@ async fn produce_one_per_flush(
             bail!("produce failed: {error}");
         }
     }
+    Ok(())
+}
+
+/// Looks at the orphan once more just before its grace period (`grace`, counted from when it was
+/// written) ends: it must still be there. Fails if the test itself was too slow to look in time,
+/// rather than passing without having looked.
+fn check_orphan_outlives_its_grace(written: &Instant, grace: Duration, exists: impl Fn() -> bool) -> Result<()> {
+    let look_at = grace.saturating_sub(Duration::from_millis(1_500));
+    std::thread::sleep(look_at.saturating_sub(written.elapsed()));
+    let still_there = exists();
+    let looked_after = written.elapsed();
+    ensure!(looked_after < grace, "looked for the orphan only {looked_after:?} after writing it, past its {grace:?} grace");
+    ensure!(still_there, "the orphan was deleted {looked_after:?} after it was written, within its {grace:?} grace period");
     Ok(())
 }
 
@@ -199,9 +221,7 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
     // GC: the orphan survives its grace period, then goes.
     let exists = |name: &str| infrastructure.bucket_directory("jobs").join(name).exists();
     ensure!(exists(&orphan), "the orphan disappeared immediately");
-    let grace_left = Duration::from_secs(5).saturating_sub(orphan_written.elapsed());
-    std::thread::sleep(grace_left);
-    ensure!(exists(&orphan) || orphan_written.elapsed() > Duration::from_secs(6), "the orphan was deleted before its grace period");
+    check_orphan_outlives_its_grace(&orphan_written, Duration::from_secs(6), || exists(&orphan))?;
     wait_until("GC of the orphan", Duration::from_secs(60), || Ok(!exists(&orphan)))?;
     // Compacted sources are orphans too once the grace period passed; fsck then lists none.
     let (clean, report) = {
@@ -237,5 +257,76 @@ async fn compaction_retention_gc_and_snapshots_keep_data_correct_and_fsck_clean(
         ensure!(record.value == records::value(index), "record {index} differs when served by the new agent");
     }
     println!("new agent started from the snapshot in {recovery:?} ({journal_keys} journal keys left in etcd) and served every old offset");
+    Ok(())
+}
+
+/// The playground (embedded metadata, file bucket) runs compaction, retention and GC itself, and
+/// everything acknowledged reads back after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_compacts_retains_and_collects_garbage_itself() -> Result<()> {
+    const GRACE: Duration = Duration::from_secs(6);
+    let mut playground =
+        // The compaction interval leaves time to read the baseline before the first compaction.
+        Playground::start(&["--compaction-fan-in", "4", "--compaction-interval", "12s", "--retention-interval", "1s", "--gc-grace", "6s"])?;
+    let admin: AdminClient<DefaultClientContext> = kafka::config(&playground.bootstrap).create()?;
+    let topics = [
+        NewTopic::new("history", 3, TopicReplication::Fixed(1)),
+        NewTopic::new("expiring", 3, TopicReplication::Fixed(1)).set("retention.ms", "60000"),
+    ];
+    for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        if let Err((name, error)) = result {
+            bail!("failed to create {name}: {error}");
+        }
+    }
+    let producer: FutureProducer = kafka::config(&playground.bootstrap).set("acks", "all").set("linger.ms", "0").create()?;
+    produce_one_per_flush(&producer, "history", 0..12, None).await?;
+    let an_hour_ago = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64 - 3_600_000;
+    produce_one_per_flush(&producer, "expiring", 100..106, Some(an_hour_ago)).await?;
+    let before: Vec<Bytes> =
+        (0..3).map(|partition| fetch_raw(&playground.bootstrap, "history", partition, 0).map(|(_, bytes)| bytes)).collect::<Result<_>>()?;
+    let segments_written = playground.segment_objects()?;
+    let compactions = "floe_journal_appends_total{record=\"compact_segments\"}";
+    ensure!(metric_at(&playground.http, compactions)? == 0.0, "compaction ran before the baseline was read");
+
+    let waited = wait_until("a compaction", Duration::from_secs(60), || Ok(metric_at(&playground.http, compactions)? >= 1.0))?;
+    let after: Vec<Bytes> =
+        (0..3).map(|partition| fetch_raw(&playground.bootstrap, "history", partition, 0).map(|(_, bytes)| bytes)).collect::<Result<_>>()?;
+    ensure!(before == after, "fetch returned different bytes after compaction");
+
+    wait_until("retention to move the log start", Duration::from_secs(30), || Ok(earliest(&playground.bootstrap, "expiring", 0)? > 0))?;
+    let (error, _) = fetch_raw(&playground.bootstrap, "expiring", 0, 0)?;
+    ensure!(error == OFFSET_OUT_OF_RANGE, "fetching a retained-away offset answered error {error}");
+    ensure!(earliest(&playground.bootstrap, "history", 0)? == 0, "retention trimmed a topic with the default 7-day retention");
+
+    // An orphan in the file bucket, named as a writer at journal revision 1 would name it.
+    let clusters = playground.data_dir.path().join("bucket").join("clusters");
+    let cluster = std::fs::read_dir(&clusters)?.next().ok_or_else(|| anyhow::anyhow!("no cluster directory in the bucket"))??.path();
+    let orphan = cluster.join("segments").join(format!("{:020}-{}.seg", 1, ulid::Ulid::new()));
+    std::fs::write(&orphan, b"not a segment")?;
+    let orphan_written = Instant::now();
+    check_orphan_outlives_its_grace(&orphan_written, GRACE, || orphan.exists())?;
+    wait_until("GC of the orphan", Duration::from_secs(60), || Ok(!orphan.exists()))?;
+    // The compacted sources go too, once their grace period has passed.
+    wait_until("GC of the compacted sources", Duration::from_secs(60), || Ok(playground.segment_objects()? < segments_written))?;
+    let segments_left = playground.segment_objects()?;
+    ensure!(metric_at(&playground.http, "floe_job_runs_total{job=\"gc\",outcome=\"error\"}")? == 0.0, "a GC run failed");
+    println!(
+        "playground: compaction after {waited:?}, retention moved the log start, the orphan went after its grace, \
+         segment objects {segments_written} -> {segments_left}"
+    );
+
+    // Everything acknowledged reads back after a restart (no cache of fresh segments).
+    drop(producer);
+    drop(admin);
+    playground.restart()?;
+    let bootstrap = playground.bootstrap.clone();
+    let stored = tokio::task::spawn_blocking(move || kafka::read_all(&bootstrap, "history", 3, Duration::from_secs(60))).await??;
+    let mut seen: Vec<u64> = stored.values().flatten().filter_map(|record| records::index_of(&record.key)).collect();
+    seen.sort();
+    ensure!(seen == (0..12).collect::<Vec<_>>(), "after the restart the playground served {seen:?}");
+    for record in stored.values().flatten() {
+        let index = records::index_of(&record.key).expect("checked above");
+        ensure!(record.value == records::value(index), "record {index} differs after compaction and a restart");
+    }
     Ok(())
 }

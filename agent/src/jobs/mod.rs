@@ -1,7 +1,9 @@
 //! Background jobs of a virtual cluster: snapshots with journal trimming, segment compaction,
-//! retention and orphan garbage collection. One agent with the `jobs` role runs them at a time:
-//! it holds `jobs/leader` (create-only, on its lease), and every etcd write a job makes is fenced
-//! by that key's create revision, so a deposed leader cannot trim what the new one relies on.
+//! retention and orphan garbage collection. On etcd, one agent with the `jobs` role runs them at a
+//! time: it holds `jobs/leader` (create-only, on its lease), and every etcd write a job makes is
+//! fenced by that key's create revision, so a deposed leader cannot trim what the new one relies
+//! on. On embedded metadata the agent is the journal's only writer and runs them itself
+//! (`spawn_sole`; no snapshots: the embedded journal has no etcd history to trim).
 //! Journal records the jobs write are validated at apply time, so a stale duplicate is harmless.
 //!
 //! Destructive work (deleting objects) is fenced twice: by the journal (`gc` deletes only what no
@@ -34,18 +36,25 @@ pub struct JobSettings {
     pub gc_grace: Duration,
 }
 
+/// Who else may run jobs on this journal, and so how a job's writes are fenced.
+pub enum Coordination {
+    /// Cluster mode: this agent holds `jobs/leader`; every etcd write is fenced by the create
+    /// revision of that key (`fence`).
+    Etcd { client: Box<Client>, keys: KeyLayout, fence: i64 },
+    /// Embedded metadata: this process is the journal's only writer (the journal file is locked),
+    /// so no other agent runs jobs and nothing needs fencing beyond the journal itself.
+    Sole,
+}
+
 /// What every job needs.
 pub struct JobContext {
-    pub client: Client,
-    pub keys: KeyLayout,
+    pub coordination: Coordination,
     pub metadata: MetadataClient,
     pub store: Arc<SegmentStore>,
     pub reader: Arc<SegmentReader>,
     pub metrics: Arc<Metrics>,
     pub settings: JobSettings,
-    /// Create revision of our `jobs/leader` key: the fence of every etcd write.
-    pub fence: i64,
-    /// When the leadership lease could have expired at etcd.
+    /// When the leadership lease could have expired at etcd (never, for a sole writer).
     pub lease: Arc<LeaseClock>,
 }
 
@@ -63,14 +72,20 @@ const DESTROY_MARGIN: Duration = Duration::from_secs(3);
 /// `t + TTL - margin` on this process's monotonic clock. A paused or partitioned process simply
 /// finds the deadline passed when it resumes.
 pub struct LeaseClock {
-    ttl: Duration,
+    /// None: no lease, the holder can never be deposed (a sole writer).
+    ttl: Option<Duration>,
     renewed_at: std::sync::Mutex<Instant>,
 }
 
 impl LeaseClock {
     /// `granted_at`: when the request that created the lease was sent.
     pub fn new(ttl: Duration, granted_at: Instant) -> Self {
-        Self { ttl, renewed_at: std::sync::Mutex::new(granted_at) }
+        Self { ttl: Some(ttl), renewed_at: std::sync::Mutex::new(granted_at) }
+    }
+
+    /// For the journal's only writer: there is no lease to lose.
+    pub fn unbounded() -> Self {
+        Self { ttl: None, renewed_at: std::sync::Mutex::new(Instant::now()) }
     }
 
     /// A renewal sent at `sent_at` was acknowledged with a live TTL.
@@ -81,8 +96,9 @@ impl LeaseClock {
 
     /// Whether destructive work may start now.
     pub fn may_destroy_at(&self, now: Instant) -> bool {
+        let Some(ttl) = self.ttl else { return true };
         let renewed_at = *self.renewed_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        now < renewed_at + self.ttl.saturating_sub(DESTROY_MARGIN)
+        now < renewed_at + ttl.saturating_sub(DESTROY_MARGIN)
     }
 }
 
@@ -90,10 +106,6 @@ impl JobContext {
     /// Whether this leader may still delete: its lease is certainly alive at etcd.
     pub fn may_destroy(&self) -> bool {
         self.lease.may_destroy_at(Instant::now())
-    }
-
-    pub fn fence_compare(&self) -> Compare {
-        Compare::create_revision(self.keys.jobs_leader(), CompareOp::Equal, self.fence)
     }
 
     async fn timed(&self, job: &str, run: impl std::future::Future<Output = Result<(), String>>) {
@@ -135,17 +147,15 @@ pub fn spawn(
                 Ok(Some((lease, fence))) => {
                     tracing::info!(fence, "this agent now runs the background jobs");
                     let context = JobContext {
-                        client: client.clone(),
-                        keys: keys.clone(),
+                        coordination: Coordination::Etcd { client: Box::new(client.clone()), keys: keys.clone(), fence },
                         metadata: metadata.clone(),
                         store: Arc::clone(&store),
                         reader: Arc::clone(&reader),
                         metrics: Arc::clone(&metrics),
                         settings: settings.clone(),
-                        fence,
                         lease: Arc::new(LeaseClock::new(Duration::from_secs(LEASE_TTL_SECONDS as u64), asked_at)),
                     };
-                    if run_while_leading(&context, lease, &mut stop).await {
+                    if run_while_leading(&context, &client, lease, &mut stop).await {
                         let mut client = client.clone();
                         match client.lease_revoke(lease).await {
                             Ok(_) => tracing::info!("handed over the jobs leadership"),
@@ -191,8 +201,8 @@ async fn lead(mut client: Client, keys: &KeyLayout) -> Result<Option<(i64, i64)>
 
 /// Keeps the lease alive on its own task (a long job must not let it lapse) and runs the jobs
 /// until the lease is lost (returns false) or `stop` turns true (returns true, between jobs).
-async fn run_while_leading(context: &JobContext, lease: i64, stop: &mut watch::Receiver<bool>) -> bool {
-    let mut client = context.client.clone();
+async fn run_while_leading(context: &JobContext, client: &Client, lease: i64, stop: &mut watch::Receiver<bool>) -> bool {
+    let mut client = client.clone();
     let Ok((mut keeper, mut responses)) = client.lease_keep_alive(lease).await else { return false };
     let leading = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let keep_alive = {
@@ -216,6 +226,14 @@ async fn run_while_leading(context: &JobContext, lease: i64, stop: &mut watch::R
             }
         })
     };
+    let stopped = run_jobs(context, &leading, stop).await;
+    keep_alive.abort();
+    stopped
+}
+
+/// Runs the jobs, each at its interval, while `leading` holds; returns true when `stop` turned
+/// true (between jobs), false when the leadership was lost.
+async fn run_jobs(context: &JobContext, leading: &std::sync::atomic::AtomicBool, stop: &mut watch::Receiver<bool>) -> bool {
     let started = Instant::now();
     let mut last_snapshot = started;
     let mut last_compaction = started;
@@ -232,7 +250,8 @@ async fn run_while_leading(context: &JobContext, lease: i64, stop: &mut watch::R
             break;
         }
         let now = Instant::now();
-        if now.duration_since(last_snapshot) >= context.settings.snapshot_interval {
+        let snapshots_apply = matches!(context.coordination, Coordination::Etcd { .. });
+        if snapshots_apply && now.duration_since(last_snapshot) >= context.settings.snapshot_interval {
             last_snapshot = now;
             context.timed("snapshot", snapshots::run(context)).await;
         }
@@ -246,8 +265,32 @@ async fn run_while_leading(context: &JobContext, lease: i64, stop: &mut watch::R
             context.timed("compaction", compaction::run(context)).await;
         }
     }
-    keep_alive.abort();
     stopped
+}
+
+/// Runs the jobs in this process until `stop` turns true: for embedded metadata, whose journal
+/// this process alone writes.
+pub fn spawn_sole(
+    settings: JobSettings,
+    metadata: MetadataClient,
+    store: Arc<SegmentStore>,
+    reader: Arc<SegmentReader>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let context = JobContext {
+            coordination: Coordination::Sole,
+            metadata,
+            store,
+            reader,
+            metrics,
+            settings,
+            lease: Arc::new(LeaseClock::unbounded()),
+        };
+        tracing::info!("this agent runs the background jobs (embedded metadata: compaction, retention, GC)");
+        run_jobs(&context, &std::sync::atomic::AtomicBool::new(true), &mut stop).await;
+    })
 }
 
 #[cfg(test)]
@@ -268,5 +311,7 @@ mod tests {
         assert!(clock.may_destroy_at(granted + Duration::from_secs(10)));
         // A process paused for a minute finds the deadline long passed when it resumes.
         assert!(!clock.may_destroy_at(granted + Duration::from_secs(70)));
+        // The sole writer of a journal has no lease to lose.
+        assert!(LeaseClock::unbounded().may_destroy_at(granted + Duration::from_secs(1_000_000)));
     }
 }

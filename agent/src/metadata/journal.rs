@@ -42,6 +42,11 @@ pub enum JournalError {
     Corrupt { path: PathBuf, position: u64, damage: Damage },
     #[error("the journal {path} has format version {version}, which this build does not read; run a newer Floe")]
     UnsupportedVersion { path: PathBuf, version: u8 },
+    #[error(
+        "another Floe process is using the journal {path} (it holds {lock}); stop that process, or point this one at \
+         another directory (--data-dir, or --metadata embedded://<directory>)"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
     #[error("the journal task stopped")]
     Stopped,
     #[error("journal record of {bytes} bytes exceeds the limit of {limit}")]
@@ -60,6 +65,11 @@ pub struct EmbeddedJournal {
     path: PathBuf,
     inner: Arc<Mutex<EmbeddedFile>>,
     replica: Arc<Replica>,
+    /// Counts appended records by type (`floe_journal_appends_total`), when set.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Held for the journal's life: one process writes an embedded journal (a second one would
+    /// hand out the same offsets, and its garbage collector would delete the first one's objects).
+    _lock: File,
 }
 
 struct EmbeddedFile {
@@ -80,6 +90,16 @@ impl EmbeddedJournal {
         let open_error = |source| JournalError::Open { path: path.to_path_buf(), source };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(open_error)?;
+        }
+        // A separate lock file: the journal itself is replaced by rename when rewritten.
+        let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
+        lock_name.push(".lock");
+        let lock_path = path.with_file_name(lock_name);
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(open_error)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(JournalError::Locked { path: path.to_path_buf(), lock: lock_path }),
+            Err(std::fs::TryLockError::Error(error)) => return Err(open_error(error)),
         }
         let contents = match std::fs::read(path) {
             Ok(contents) => contents,
@@ -126,7 +146,15 @@ impl EmbeddedJournal {
             replica.apply(revision, &committed.entry);
         }
         let inner = EmbeddedFile { file, length, next_revision: revision + 1 };
-        Ok(Self { path: path.to_path_buf(), inner: Arc::new(Mutex::new(inner)), replica })
+        Ok(Self { path: path.to_path_buf(), inner: Arc::new(Mutex::new(inner)), replica, metrics: None, _lock: lock })
+    }
+}
+
+impl EmbeddedJournal {
+    /// Counts every appended record in `floe_journal_appends_total`, as the etcd journal does.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -169,6 +197,7 @@ impl JournalBackend for EmbeddedJournal {
             let replica = Arc::clone(&self.replica);
             let path = self.path.clone();
             let entry = entry.clone();
+            let metrics = self.metrics.clone();
             // Write, fsync and apply under one lock so revision order equals file order.
             tokio::task::spawn_blocking(move || {
                 let mut journal = inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -183,6 +212,9 @@ impl JournalBackend for EmbeddedJournal {
                 let revision = journal.next_revision;
                 journal.next_revision += 1;
                 replica.apply(revision, &entry);
+                if let Some(metrics) = metrics {
+                    metrics.journal_appends.with_label_values(&[entry.record.kind()]).inc();
+                }
                 Ok(revision)
             })
             .await
@@ -303,6 +335,21 @@ mod tests {
         assert_eq!(revision, 3);
         drop(journal);
         assert_eq!(producer_ids_after_open(&path), 3);
+    }
+
+    #[tokio::test]
+    async fn a_second_opener_is_refused_while_the_first_holds_the_journal_and_admitted_after() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("journal.log");
+        let first = EmbeddedJournal::open(&path, Arc::new(Replica::new())).unwrap();
+        first.append(&producer_id_entry()).await.unwrap();
+        let error = EmbeddedJournal::open(&path, Arc::new(Replica::new())).err().expect("a second writer must be refused");
+        assert!(matches!(error, JournalError::Locked { .. }), "{error}");
+        assert!(error.to_string().contains("another Floe process") && error.to_string().contains("--data-dir"), "{error}");
+        drop(first);
+        let replica = Arc::new(Replica::new());
+        EmbeddedJournal::open(&path, Arc::clone(&replica)).unwrap();
+        assert_eq!(replica.read(|state| state.next_producer_id), 1);
     }
 
     #[tokio::test]
