@@ -156,8 +156,8 @@ const CHUNK_BASE_OFFSET: i64 = 1_000;
 ///    writer stores them, fetched back with `copy_rebased` from `CHUNK_BASE_OFFSET + from_offset`,
 ///    and every fetched batch must be the client's batch byte for byte except its base offset
 ///    (so it still validates) and must decode to the count its header declares, if it decodes.
-pub fn record_batch_decoder(data: &[u8]) {
-    let Some((parameters, batches)) = data.split_first_chunk::<PARAMETER_BYTES>() else { return };
+pub fn record_batch_decoder(data: &[u8]) -> Vec<i64> {
+    let Some((parameters, batches)) = data.split_first_chunk::<PARAMETER_BYTES>() else { return Vec::new() };
     let flags = parameters[0];
     let from_offset = CHUNK_BASE_OFFSET + parameters[1] as i64;
     let byte_limit = match u16::from_be_bytes([parameters[2], parameters[3]]) {
@@ -196,7 +196,9 @@ pub fn record_batch_decoder(data: &[u8]) {
     assert_eq!(copied, fetched.len());
     let fetched = fetched.freeze();
     let mut expected = accepted.iter().skip_while(|(base_offset, count, _)| base_offset + count <= from_offset);
+    let mut fetched_offsets = Vec::new();
     for stored in batch::walk(&fetched) {
+        fetched_offsets.push(stored.base_offset);
         let (base_offset, _, client_batch) = expected.next().expect("copy_rebased returned only stored batches");
         let bytes = fetched.slice(stored.position..stored.position + stored.size);
         assert_eq!(stored.base_offset, *base_offset);
@@ -206,6 +208,7 @@ pub fn record_batch_decoder(data: &[u8]) {
             assert_eq!(records.len() as i64, summary.record_count);
         }
     }
+    fetched_offsets
 }
 
 /// Input layout of `record_validator`, ahead of the records: `codec u8 | declared count u8 |
@@ -381,6 +384,6 @@ mod tests {
             data.extend_from_slice(&encoded_batch(count, Compression::Lz4));
         }
         // Offsets 1000..1003, 1003..1005, 1005..1010: from 1004 the last two batches come back.
-        record_batch_decoder(&data);
+        assert_eq!(record_batch_decoder(&data), vec![1003, 1005]);
     }
 }

@@ -36,5 +36,7 @@ fn every_saved_record_validator_input_is_handled_without_a_crash() {
 
 #[test]
 fn every_saved_record_batch_decoder_input_is_handled_without_a_crash() {
-    replay("record_batch_decoder", floe_agent::fuzzing::record_batch_decoder);
+    replay("record_batch_decoder", |data| {
+        floe_agent::fuzzing::record_batch_decoder(data);
+    });
 }

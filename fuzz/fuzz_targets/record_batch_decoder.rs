@@ -2,4 +2,6 @@
 //! `floe_agent::fuzzing::record_batch_decoder`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| floe_agent::fuzzing::record_batch_decoder(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    floe_agent::fuzzing::record_batch_decoder(data);
+});
