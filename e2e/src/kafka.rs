@@ -163,6 +163,27 @@ pub async fn produce_reporting(
     extra: &[(&str, &str)],
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<ProduceReport> {
+    produce_reporting_into(bootstrap, topic, rate, extra, stop, AckLog::default()).await
+}
+
+/// Acknowledgements as they arrive, shared with the producing task, so a test can wait for a
+/// condition on them (`acknowledged_after`) instead of sleeping.
+pub type AckLog = std::sync::Arc<std::sync::Mutex<Vec<Acknowledged>>>;
+
+/// Acknowledgements in `log` that arrived after `instant`.
+pub fn acknowledged_after(log: &AckLog, instant: Instant) -> usize {
+    log.lock().expect("not poisoned").iter().filter(|ack| ack.at > instant).count()
+}
+
+/// Like `produce_reporting`, appending each acknowledgement to `acknowledged` as it arrives.
+pub async fn produce_reporting_into(
+    bootstrap: &str,
+    topic: &str,
+    rate: u64,
+    extra: &[(&str, &str)],
+    stop: tokio::sync::watch::Receiver<bool>,
+    acknowledged: AckLog,
+) -> Result<ProduceReport> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let mut producer_config = config(bootstrap);
     producer_config.set("acks", "all").set("linger.ms", "5").set("message.timeout.ms", "15000").set("compression.codec", "lz4");
@@ -170,7 +191,6 @@ pub async fn produce_reporting(
         producer_config.set(*key, *value);
     }
     let producer: FutureProducer = producer_config.create()?;
-    let acknowledged: std::sync::Arc<std::sync::Mutex<Vec<Acknowledged>>> = Default::default();
     let failures: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
     let mut waiting = Vec::new();
     let started = Instant::now();
