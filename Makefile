@@ -31,6 +31,11 @@ lint: ## rustfmt and clippy with warnings as errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: check
+check: ## The fast tier (a few minutes warm): lint, then the agent's and operator's unit and in-process tests; no servers, no Kubernetes
+	$(MAKE) lint
+	$(CARGO) test -p floe-agent -p floe-operator -- --test-threads=$(TEST_THREADS)
+
 .PHONY: deps-k8s
 deps-k8s: ## deps plus the kubelet-less Kubernetes tier (kube-apiserver & co. from Go modules; ~20 min cold, cached)
 	FLOE_K8S=1 e2e/scripts/install-deps.sh
