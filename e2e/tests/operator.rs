@@ -219,7 +219,7 @@ async fn a_hundred_reconciles_of_an_unchanged_pool_write_nothing() -> Result<()>
     let context = Arc::new(OperatorContext::new(
         client.clone(),
         Arc::clone(&metrics),
-        BuildSettings { default_image: "registry.invalid/floe:test".to_string() },
+        BuildSettings { default_image: "registry.invalid/floe:test".to_string(), bandwidth_metric: false },
         "test",
     ));
     for _ in 0..100 {
@@ -337,6 +337,16 @@ fn invalid_fixtures(plane: &ControlPlane) -> Vec<Invalid> {
             what: "bad pull policy",
             object: pool(&|v| v["spec"]["imagePullPolicy"] = json!("Sometimes")),
             field: "spec.imagePullPolicy",
+        },
+        Invalid {
+            what: "cpu request not a quantity",
+            object: pool(&|v| v["spec"]["resources"] = json!({"requests": {"cpu": "lots"}})),
+            field: "spec.resources.requests[cpu]",
+        },
+        Invalid {
+            what: "memory limit not a quantity",
+            object: pool(&|v| v["spec"]["resources"] = json!({"limits": {"memory": "2 GB"}})),
+            field: "spec.resources.limits[memory]",
         },
         Invalid {
             what: "bucket URL scheme",
@@ -930,6 +940,105 @@ async fn a_virtual_cluster_sharing_an_older_ones_bucket_is_refused_with_a_messag
     wait_cluster_ready(&clusters, "copy").await.with_context(|| process.log_tail())?;
     wait_for("the copy's pool to get its Deployment", READY_TIMEOUT, || async {
         Ok(deployments.get_opt("copy-agents").await?.map(|_| ()))
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+/// Issue 16, done-when 2 (first half): a quantity that is not one is refused when the pool is
+/// written, with the field and an example of a good value, instead of failing later in the
+/// operator's Deployment apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_request_that_is_not_a_quantity_is_refused_with_the_field_and_an_example() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "quantity").await?;
+    let mut pool = agent_pool("agents", "demo", 1);
+    pool["spec"]["resources"] = json!({"requests": {"cpu": "lots", "memory": "1Gi"}});
+    let message = dry_run_create(&client, &namespace, &pool).await.err().context("cpu: lots was accepted")?;
+    for expected in ["spec.resources.requests[cpu]", "lots", "500m", "2Gi"] {
+        assert!(message.contains(expected), "message lacks {expected:?}: {message}");
+    }
+    // Numbers (YAML ints) and every quantity form stay valid.
+    pool["spec"]["resources"] = json!({"requests": {"cpu": 2, "memory": "1.5Gi"}, "limits": {"cpu": "2500m", "memory": "2e9"}});
+    dry_run_create(&client, &namespace, &pool).await.map_err(|message| anyhow::anyhow!("valid quantities refused: {message}"))?;
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+/// The Reconciled condition of `pool`, if any.
+fn reconciled(pool: &AgentPool) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    pool.status.as_ref()?.conditions.iter().find(|condition| condition.type_ == "Reconciled").cloned()
+}
+
+/// Issue 16, done-when 2 (second half): a change the apiserver refuses only when the operator
+/// applies the Deployment (CPU request above the CPU limit: valid quantities, so the CRD schema
+/// takes them) shows as Reconciled=False and a Warning event within 5 s; the Deployment keeps
+/// the last applied spec and observedGeneration stays at that generation until a fix is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_the_apiserver_refuses_shows_as_a_condition_and_an_event_within_five_seconds() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "refused").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    create(&Api::<VirtualCluster>::namespaced(client.clone(), &namespace), virtual_cluster(plane, &namespace, "demo", "Retain")).await?;
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    let mut pool = agent_pool("agents", "demo", 1);
+    pool["spec"]["resources"] = json!({"requests": {"cpu": "100m"}, "limits": {"cpu": "1"}});
+    create(&pools, pool).await?;
+    wait_pool_available(&client, &namespace, "agents", 1).await.with_context(|| process.log_tail())?;
+    let applied = pools.get("agents").await?;
+    let applied_generation = applied.metadata.generation;
+    assert_eq!(applied.status.as_ref().and_then(|status| status.observed_generation), applied_generation);
+    assert_eq!(reconciled(&applied).map(|condition| condition.status).as_deref(), Some("True"));
+
+    let broken =
+        pools.patch("agents", &PatchParams::default(), &Patch::Merge(json!({"spec": {"resources": {"requests": {"cpu": "2"}}}}))).await?;
+    let started = std::time::Instant::now();
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &namespace);
+    let condition = wait_for("Reconciled=False and a Warning event", Duration::from_secs(5), || async {
+        let pool = pools.get("agents").await?;
+        let Some(condition) = reconciled(&pool).filter(|condition| condition.status == "False") else {
+            bail!("Reconciled is {:?}", reconciled(&pool))
+        };
+        let warned = events.list(&ListParams::default()).await?.items.into_iter().any(|event| {
+            event.type_.as_deref() == Some("Warning")
+                && event.reason.as_deref() == Some(condition.reason.as_str())
+                && event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some("agents")
+        });
+        Ok(warned.then_some(condition))
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    println!("refused apply reported after {:?}: {} {}", started.elapsed(), condition.reason, condition.message);
+    assert_eq!(condition.reason, "ChildInvalid");
+    assert_eq!(condition.observed_generation, broken.metadata.generation);
+    for expected in ["Deployment agents", "cpu limit", "fix the AgentPool spec"] {
+        assert!(condition.message.contains(expected), "message lacks {expected:?}: {}", condition.message);
+    }
+    assert!(condition.message.len() < 200, "{} characters: {}", condition.message.len(), condition.message);
+    let pool = pools.get("agents").await?;
+    let status = pool.status.context("no status")?;
+    assert_eq!(status.observed_generation, applied_generation, "observedGeneration moved to a generation that was not applied");
+    let ready = status.conditions.iter().find(|condition| condition.type_ == "Ready").context("no Ready condition")?;
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ChildInvalid"));
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &namespace).get("agents").await?;
+    let requests =
+        serde_json::to_value(&deployment.spec.context("no spec")?.template.spec.context("no pod spec")?.containers[0].resources)?;
+    assert_eq!(requests["requests"]["cpu"], json!("100m"), "the Deployment changed: {requests}");
+
+    // Fixing the spec applies it: Reconciled=True, observedGeneration catches up.
+    let fixed =
+        pools.patch("agents", &PatchParams::default(), &Patch::Merge(json!({"spec": {"resources": {"limits": {"cpu": "4"}}}}))).await?;
+    wait_for("the fixed generation to be applied", READY_TIMEOUT, || async {
+        let pool = pools.get("agents").await?;
+        let observed = pool.status.as_ref().and_then(|status| status.observed_generation);
+        let applied = reconciled(&pool).is_some_and(|condition| condition.status == "True");
+        Ok((applied && observed == fixed.metadata.generation).then_some(()))
     })
     .await
     .with_context(|| process.log_tail())?;

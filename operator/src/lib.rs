@@ -12,6 +12,7 @@ pub mod crdgen;
 pub mod error;
 pub mod labels;
 pub mod leader;
+pub mod messages;
 pub mod metrics;
 pub mod metrics_api;
 pub mod run;

@@ -72,6 +72,11 @@ struct RunArgs {
     /// PEM private key of that certificate (RSA PKCS#1, PKCS#8 or EC); re-read when it changes.
     #[arg(long, env = "FLOE_OPERATOR_METRICS_API_KEY_FILE", requires = "metrics_api_cert_file")]
     metrics_api_key_file: Option<PathBuf>,
+    /// Whether AgentPool autoscalers also scale on bandwidth per agent (`true`) or on CPU alone
+    /// (`false`). Bandwidth needs the external metrics API registered in the cluster (the chart's
+    /// metricsApi.enabled); default: true exactly when this operator serves it.
+    #[arg(long, env = "FLOE_OPERATOR_BANDWIDTH_AUTOSCALING", action = clap::ArgAction::Set)]
+    bandwidth_autoscaling: Option<bool>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -105,10 +110,11 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     })?;
     let identity = args.identity.unwrap_or_else(|| format!("floe-operator-{}", uuid::Uuid::new_v4()));
     let metrics = Arc::new(Metrics::new());
-    let context = Arc::new(
-        Context::new(client.clone(), metrics, BuildSettings { default_image: args.agent_image }, &identity)
-            .watching(args.watch_namespace.clone()),
-    );
+    let serves_metrics_api = args.metrics_api_cert_file.is_some();
+    let bandwidth_metric = args.bandwidth_autoscaling.unwrap_or(serves_metrics_api);
+    tracing::info!(bandwidth_metric, "AgentPool autoscalers scale on CPU{}", if bandwidth_metric { " and bandwidth" } else { " only" });
+    let build = BuildSettings { default_image: args.agent_image, bandwidth_metric };
+    let context = Arc::new(Context::new(client.clone(), metrics, build, &identity).watching(args.watch_namespace.clone()));
     let leader_election = args.leader_election.then(|| LeaderSettings {
         namespace: args.leader_election_namespace,
         lease_name: args.lease_name,

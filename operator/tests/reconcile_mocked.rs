@@ -20,7 +20,7 @@ fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
 }
 
 fn settings() -> BuildSettings {
-    BuildSettings { default_image: "ghcr.io/floe-dev/floe:0.1.0".to_string() }
+    BuildSettings { default_image: "ghcr.io/floe-dev/floe:0.1.0".to_string(), bandwidth_metric: true }
 }
 
 /// One expected request: method, a path fragment, and the answer.

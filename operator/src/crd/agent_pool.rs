@@ -29,6 +29,12 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// `kubectl scale agp` writes spec.replicas through the /scale subresource; while an autoscaler
+// owns the count that write would be ignored, so it is refused with what to do instead.
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.replicas == oldSelf.replicas || !has(self.autoscaling) || !self.autoscaling.enabled || !has(oldSelf.autoscaling) || !oldSelf.autoscaling.enabled",
+    "message": "spec.replicas is set by the HorizontalPodAutoscaler while spec.autoscaling.enabled is true; change spec.autoscaling.minReplicas or maxReplicas instead (e.g. minReplicas: 2), or turn autoscaling off first"
+}]))]
 pub struct AgentPoolSpec {
     /// The VirtualCluster (same namespace) these agents serve. Immutable.
     #[schemars(extend("x-kubernetes-validations" = [{
@@ -47,8 +53,9 @@ pub struct AgentPoolSpec {
     /// Always, IfNotPresent or Never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
-    /// CPU and memory of each agent.
+    /// CPU and memory of each agent (quantities checked by the apiserver; see `resources.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::resources::resources_schema")]
     pub resources: Option<ResourceRequirements>,
     /// What these agents do: produce, fetch and background jobs (all three by default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
