@@ -10,6 +10,8 @@ pub mod context;
 pub mod crd;
 pub mod crdgen;
 pub mod error;
+#[cfg(test)]
+mod every_failure_message;
 pub mod labels;
 pub mod leader;
 pub mod messages;

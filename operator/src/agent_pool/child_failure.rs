@@ -3,7 +3,7 @@
 
 use crate::messages::shorten;
 
-/// Longest condition message we write: `kubectl get -o wide` and `describe` stay readable.
+/// Condition messages stay under this: `kubectl get -o wide` and `describe` stay readable.
 pub const MAX_MESSAGE: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,8 @@ impl ChildFailure {
         matches!(self.status_code(), Some(400 | 403 | 422))
     }
 
-    /// One sentence: which child, the apiserver's own cause, what to do. Under `MAX_MESSAGE`.
+    /// One sentence: which child, the apiserver's own cause, what to do. Under `MAX_MESSAGE`
+    /// (the same bound as `virtual_cluster::problems`).
     pub fn message(&self) -> String {
         let advice = match self.reason() {
             "ChildInvalid" => "fix the AgentPool spec; agents run the last applied one",
@@ -52,7 +53,7 @@ impl ChildFailure {
             kube::Error::Api(status) => strip_object_prefix(&status.message).replace("spec.template.spec.containers[0].", ""),
             _ => "no answer from the apiserver".to_string(),
         };
-        let room = MAX_MESSAGE.saturating_sub(head.len() + advice.len() + 2);
+        let room = (MAX_MESSAGE - 1).saturating_sub(head.len() + advice.len() + 2);
         format!("{head}{}; {advice}", shorten(&cause, room))
     }
 

@@ -37,9 +37,7 @@ pub async fn reconcile(pool: Arc<AgentPool>, context: Arc<Context>) -> Result<Ac
     let clusters: Api<VirtualCluster> = Api::namespaced(context.client.clone(), &namespace);
     let cluster_name = &pool.spec.virtual_cluster_ref.name;
     let Some(cluster) = clusters.get_opt(cluster_name).await.map_err(kube_error("reading the VirtualCluster"))? else {
-        let message = format!(
-            "VirtualCluster {namespace}/{cluster_name}, named by spec.virtualClusterRef.name, does not exist; create it (the reference cannot change)"
-        );
+        let message = virtual_cluster_not_found(&namespace, cluster_name);
         if !has_condition(&previous, "Ready", "VirtualClusterNotFound") {
             context.warn(pool.as_ref(), "VirtualClusterNotFound", "Reconcile", message.clone()).await;
         }
@@ -54,10 +52,8 @@ pub async fn reconcile(pool: Arc<AgentPool>, context: Arc<Context>) -> Result<Ac
     let all = context.virtual_clusters().await.map_err(kube_error("listing the VirtualClusters"))?;
     if let Some(conflict) = crate::virtual_cluster::locations::refusal(&cluster, &all) {
         const REASON: &str = "VirtualClusterRefused";
-        let message = format!(
-            "VirtualCluster {namespace}/{cluster_name} is refused, so this pool's agents are left as they are: {}",
-            conflict.message()
-        );
+        tracing::info!(conflict = conflict.message(), "the pool's VirtualCluster is refused");
+        let message = virtual_cluster_refused(cluster_name, &conflict);
         if !has_condition(&previous, "Ready", REASON) {
             context.warn(pool.as_ref(), REASON, "Reconcile", message.clone()).await;
         }
@@ -288,6 +284,19 @@ fn not_reconciled(previous: &AgentPoolStatus, reason: &str, message: String, gen
         ],
         ..previous.clone()
     }
+}
+
+/// Condition message: the VirtualCluster the pool names does not exist.
+pub fn virtual_cluster_not_found(namespace: &str, name: &str) -> String {
+    format!(
+        "VirtualCluster {namespace}/{name}, named by spec.virtualClusterRef.name, does not exist; create it (the reference cannot change)"
+    )
+}
+
+/// Condition message: the pool's VirtualCluster is refused (its own Ready condition says more).
+/// It is in the pool's namespace; its own condition names the overlapping fields.
+pub fn virtual_cluster_refused(name: &str, conflict: &crate::virtual_cluster::locations::Conflict) -> String {
+    format!("VirtualCluster {name} is refused: it overlaps older VirtualCluster {}; agents are left as they are", conflict.other)
 }
 
 fn has_condition(status: &AgentPoolStatus, kind: &str, reason: &str) -> bool {

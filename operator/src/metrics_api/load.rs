@@ -133,7 +133,7 @@ impl RegistryLoad {
         let unusable =
             |source| LoadError::Unusable { namespace: cluster.namespace().unwrap_or_default(), cluster: cluster.name_any(), source };
         let resolved = connect::resolve(&self.client, cluster).await.map_err(unusable)?;
-        let etcd = connect::connect_etcd(&resolved).await.map_err(unusable)?;
+        let etcd = connect::connect_etcd(&resolved.etcd).await.map_err(unusable)?;
         let agents_prefix = resolved.keys.agents_prefix();
         let mut connections = self.connections.lock().await;
         connections.retain(|_, connection| connection.opened.elapsed() < CONNECTION_TTL);
