@@ -1103,3 +1103,134 @@ async fn each_unreachable_dependency_is_reported_on_its_own_condition_in_plain_w
     plane.delete_namespace(&client, &namespace).await;
     Ok(())
 }
+
+/// The operator's `/metrics` address, from its start-up log line.
+fn operator_metrics_address(process: &kubernetes::OperatorProcess) -> Result<String> {
+    let log = process.log_tail();
+    let line = log.lines().find(|line| line.contains("serving /metrics")).context("no 'serving /metrics' line in the operator log")?;
+    let start = line.find("127.0.0.1:").context("no loopback address in the log line")?;
+    let address: String =
+        line[start..].chars().take_while(|character| character.is_ascii_digit() || *character == '.' || *character == ':').collect();
+    Ok(address)
+}
+
+/// `floe_operator_reconciles_total` of the VirtualCluster controller, all outcomes.
+async fn virtual_cluster_reconciles(address: &str) -> Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes()).await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    Ok(body
+        .lines()
+        .filter(|line| line.starts_with("floe_operator_reconciles_total") && line.contains("controller=\"virtualcluster\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// A TCP forwarder in front of the test's S3 server that can be stopped and started again on the
+/// same port: a network failure of a real S3 server, without stopping the one other tests share.
+struct Forwarder {
+    port: u16,
+    upstream: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    async fn start(upstream: String) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut forwarder = Self { port, upstream, task: None };
+        forwarder.resume().await?;
+        Ok(forwarder)
+    }
+
+    /// Stops accepting and drops every open connection.
+    fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    async fn resume(&mut self) -> Result<()> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await?;
+        let upstream = self.upstream.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+        Ok(())
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Issue 16, done-when 3: the operator re-checks a Ready VirtualCluster every 30 s (default), so
+/// an S3 server that stops answering flips BucketReachable within 45 s, and back within 45 s once
+/// it answers again (re-checked every 5 s after a failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_s3_server_behind_a_ready_virtual_cluster_shows_within_45_seconds_and_so_does_its_return() -> Result<()> {
+    const WITHIN: Duration = Duration::from_secs(45);
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "health").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    let mut forwarder = Forwarder::start(format!("127.0.0.1:{}", plane.infrastructure.s3_port)).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    let mut cluster = virtual_cluster(plane, &namespace, "demo", "Retain");
+    cluster["spec"]["objectStore"]["endpoint"] = json!(format!("http://127.0.0.1:{}", forwarder.port));
+    create(&clusters, cluster).await?;
+    wait_cluster_ready(&clusters, "demo").await.with_context(|| process.log_tail())?;
+    // Becoming Ready writes status, which wakes the controller once more; stopping S3 during that
+    // reconcile would show at once and prove nothing about the timer. Wait until it is idle.
+    let metrics_address = operator_metrics_address(&process)?;
+    let last = std::cell::Cell::new((0.0, 0));
+    wait_for("the VirtualCluster controller to be idle for 2 s", READY_TIMEOUT, || async {
+        let count = virtual_cluster_reconciles(&metrics_address).await?;
+        let (previous, quiet_polls) = last.get();
+        last.set((count, if count == previous { quiet_polls + 1 } else { 0 }));
+        Ok((quiet_polls >= 8).then_some(()))
+    })
+    .await?;
+    let bucket = |wanted: &'static str| {
+        let clusters = clusters.clone();
+        move || {
+            let clusters = clusters.clone();
+            async move {
+                let cluster = clusters.get("demo").await?;
+                Ok(cluster_condition(&cluster, "BucketReachable").filter(|condition| condition.status == wanted))
+            }
+        }
+    };
+
+    let reconciles_before = virtual_cluster_reconciles(&metrics_address).await?;
+    forwarder.stop();
+    let stopped = std::time::Instant::now();
+    let down =
+        wait_for("BucketReachable=False after the S3 server stopped", WITHIN, bucket("False")).await.with_context(|| process.log_tail())?;
+    println!(
+        "S3 stopped: BucketReachable=False after {:?} ({} reconciles since the stop): {}",
+        stopped.elapsed(),
+        virtual_cluster_reconciles(&metrics_address).await? - reconciles_before,
+        down.message
+    );
+
+    forwarder.resume().await?;
+    let resumed = std::time::Instant::now();
+    wait_for("BucketReachable=True after the S3 server returned", WITHIN, bucket("True")).await.with_context(|| process.log_tail())?;
+    println!("S3 back: BucketReachable=True after {:?}", resumed.elapsed());
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}

@@ -128,7 +128,9 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
     status.conditions = vec![ready_condition, metadata_condition, bucket_condition];
     status.id = if metadata.is_ok() { cluster.uid() } else { previous.id.clone() };
     patch_status(&cluster, &previous, status, context).await?;
-    Ok(Action::requeue(if ready { Duration::from_secs(300) } else { Duration::from_secs(15) }))
+    // Nothing watches etcd or the bucket: only this requeue notices one that stops (or starts
+    // again) answering, so it is short while Ready and shorter after a failure.
+    Ok(Action::requeue(if ready { context.health.ready } else { context.health.failing }))
 }
 
 /// Reports the conflict (Ready=False, one Warning event per new conflict) and touches nothing else.
