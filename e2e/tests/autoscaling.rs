@@ -705,6 +705,10 @@ async fn without_the_metrics_api_a_pool_scales_down_on_cpu_alone_and_shows_the_d
     let seen = seen.into_inner();
     println!("cpu only: the pool showed {seen:?} as the HPA scaled it, 3 -> 1 in {:?}", started.elapsed());
     ensure!(seen.contains(&2), "the pool never showed 2 on the way down: {seen:?}");
+    // The HPA's own verdict is on the pool: it computes a count (no metric it cannot read).
+    let shown = pools.get(&pool.name).await?;
+    let autoscaling = shown.status.iter().flat_map(|status| &status.conditions).find(|condition| condition.type_ == "Autoscaling");
+    ensure!(autoscaling.is_some_and(|condition| condition.status == "True"), "the pool's Autoscaling condition is {autoscaling:?}");
     drop(operator);
     plane.delete_namespace(&client, &namespace).await;
     Ok(())

@@ -264,11 +264,50 @@ pub fn pool_status(
         target_cpu_utilization_percentage: autoscaling.map(|autoscaling| autoscaling.target_cpu_utilization_percentage),
         current_bandwidth_per_agent: current_bandwidth,
         target_bandwidth_per_agent: autoscaling.map(|autoscaling| autoscaling.target_bandwidth_per_agent.clone()),
-        conditions: vec![
-            condition(&previous.conditions, "Ready", ready, reason, message, generation),
-            condition(&previous.conditions, RECONCILED, true, "Applied", "every child matches the current spec", generation),
-        ],
+        conditions: [
+            Some(condition(&previous.conditions, "Ready", ready, reason, message, generation)),
+            Some(condition(&previous.conditions, RECONCILED, true, "Applied", "every child matches the current spec", generation)),
+            autoscaler_status.as_ref().and_then(|status| autoscaling_condition(&previous.conditions, status, generation)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     }
+}
+
+/// Condition type: whether the HorizontalPodAutoscaler can compute a count from its metrics.
+pub const AUTOSCALING: &str = "Autoscaling";
+
+/// The HPA's own verdict, on the pool: a metric it cannot read (`FailedGetResourceMetric`,
+/// `FailedGetExternalMetric`) otherwise shows only in `kubectl describe hpa`, while the pool
+/// silently stops scaling. `None` until the HPA has reported.
+fn autoscaling_condition(
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    status: &k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerStatus,
+    generation: Option<i64>,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let hpa_conditions = status.conditions.as_ref()?;
+    let failing = hpa_conditions
+        .iter()
+        .find(|condition| matches!(condition.type_.as_str(), "AbleToScale" | "ScalingActive") && condition.status == "False");
+    Some(match failing {
+        Some(failing) => {
+            let reason = failing.reason.clone().unwrap_or_else(|| failing.type_.clone());
+            let cause = failing.message.clone().unwrap_or_default();
+            let head = "the HorizontalPodAutoscaler cannot scale: ";
+            let advice = "see kubectl describe hpa";
+            let cause = crate::messages::shorten(&cause, 199usize.saturating_sub(head.len() + advice.len() + 2));
+            condition(previous, AUTOSCALING, false, &reason, format!("{head}{cause}; {advice}"), generation)
+        }
+        None => condition(
+            previous,
+            AUTOSCALING,
+            true,
+            "ScalingActive",
+            "the HorizontalPodAutoscaler computes the count from its metrics",
+            generation,
+        ),
+    })
 }
 
 /// Condition type: whether the current generation's children were applied.
@@ -277,11 +316,15 @@ pub const RECONCILED: &str = "Reconciled";
 /// The status of a generation that could not be applied: the agents keep running what was applied
 /// last, so `observedGeneration` and the counts stay; `Ready` and `Reconciled` say why.
 fn not_reconciled(previous: &AgentPoolStatus, reason: &str, message: String, generation: Option<i64>) -> AgentPoolStatus {
+    let others = previous.conditions.iter().filter(|condition| condition.type_ != "Ready" && condition.type_ != RECONCILED).cloned();
     AgentPoolStatus {
-        conditions: vec![
+        conditions: [
             condition(&previous.conditions, "Ready", false, reason, message.clone(), generation),
             condition(&previous.conditions, RECONCILED, false, reason, message, generation),
-        ],
+        ]
+        .into_iter()
+        .chain(others)
+        .collect(),
         ..previous.clone()
     }
 }
@@ -315,4 +358,41 @@ async fn patch_status(
         .await
         .map_err(kube_error("patching the AgentPool status"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscalerCondition, HorizontalPodAutoscalerStatus};
+
+    fn hpa_status(kind: &str, status: &str, reason: &str, message: &str) -> HorizontalPodAutoscalerStatus {
+        HorizontalPodAutoscalerStatus {
+            conditions: Some(vec![HorizontalPodAutoscalerCondition {
+                type_: kind.to_string(),
+                status: status.to_string(),
+                reason: Some(reason.to_string()),
+                message: Some(message.to_string()),
+                last_transition_time: None,
+            }]),
+            desired_replicas: 0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_hpa_that_cannot_read_a_metric_shows_on_the_pool_in_a_short_message() {
+        let message = "the HPA was unable to compute the replica count: unable to get external metric floe/floe_agent_network_bytes_per_second/&LabelSelector{MatchLabels:map[string]string{app.kubernetes.io/instance: agents,},MatchExpressions:[]LabelSelectorRequirement{},}: unable to fetch metrics from external metrics API: the server could not find the requested resource";
+        let condition =
+            autoscaling_condition(&[], &hpa_status("ScalingActive", "False", "FailedGetExternalMetric", message), Some(3)).unwrap();
+        assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("False", "FailedGetExternalMetric"));
+        assert!(condition.message.starts_with("the HorizontalPodAutoscaler cannot scale: the HPA was unable"), "{}", condition.message);
+        assert!(condition.message.chars().count() < 200, "{}", condition.message);
+    }
+
+    #[test]
+    fn an_active_hpa_is_true_and_no_report_yet_is_no_condition() {
+        let active = autoscaling_condition(&[], &hpa_status("ScalingActive", "True", "ValidMetricFound", "ok"), None).unwrap();
+        assert_eq!((active.status.as_str(), active.reason.as_str()), ("True", "ScalingActive"));
+        assert!(autoscaling_condition(&[], &HorizontalPodAutoscalerStatus::default(), None).is_none());
+    }
 }
