@@ -2,7 +2,7 @@
 //! KWOK), installed with the real helm chart, with a real etcd and S3-compatible server behind its
 //! VirtualClusters. Every wait is on a condition, never a sleep.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use floe_agent::metadata::records::{ChunkCommit, JournalEntry, JournalRecord};
 use floe_e2e::cluster::BUCKET;
 use floe_e2e::kubernetes::{self, wait_for, ControlPlane, RELEASE, RELEASE_NAMESPACE};
@@ -1230,6 +1230,92 @@ async fn a_stopped_s3_server_behind_a_ready_virtual_cluster_shows_within_45_seco
     let resumed = std::time::Instant::now();
     wait_for("BucketReachable=True after the S3 server returned", WITHIN, bucket("True")).await.with_context(|| process.log_tail())?;
     println!("S3 back: BucketReachable=True after {:?}", resumed.elapsed());
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+/// Issue 16, done-when 2, the other kind of run-time refusal: the namespace's admission policy
+/// (a ValidatingAdmissionPolicy allowing at most 2 replicas per Deployment, denied as Forbidden)
+/// refuses the Deployment of a pool scaled to 3. The pool says so within 5 s (ChildForbidden,
+/// pointing at the namespace's policies, and a Warning event), and keeps its agents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_policy_refusing_the_deployment_shows_as_a_condition_and_an_event_within_five_seconds() -> Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "admission").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    create(&Api::<VirtualCluster>::namespaced(client.clone(), &namespace), virtual_cluster(plane, &namespace, "demo", "Retain")).await?;
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&pools, agent_pool("agents", "demo", 1)).await?;
+    wait_pool_available(&client, &namespace, "agents", 1).await.with_context(|| process.log_tail())?;
+
+    // Cluster-scoped objects, named after the namespace so parallel runs do not share them.
+    let policy_name = format!("floe-e2e-max-two-{namespace}");
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+    create(
+        &policies,
+        json!({"metadata": {"name": policy_name}, "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
+            "validations": [{"expression": "!has(object.spec.replicas) || object.spec.replicas <= 2",
+                             "message": "deployments in this namespace may run at most 2 replicas", "reason": "Forbidden"}],
+        }}),
+    )
+    .await?;
+    create(
+        &bindings,
+        json!({"metadata": {"name": policy_name}, "spec": {
+            "policyName": policy_name, "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+        }}),
+    )
+    .await?;
+    let outcome = async {
+        // A policy takes effect once the apiserver has compiled it: wait until it refuses.
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+        wait_for("the admission policy to refuse a third replica", READY_TIMEOUT, || async {
+            let dry_run = PatchParams { dry_run: true, ..PatchParams::default() };
+            match deployments.patch("agents", &dry_run, &Patch::Merge(json!({"spec": {"replicas": 3}}))).await {
+                Err(kube::Error::Api(status)) if status.code == 403 => Ok(Some(())),
+                other => bail!("dry run answered {other:?}"),
+            }
+        })
+        .await?;
+        pools.patch("agents", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await?;
+        let started = std::time::Instant::now();
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &namespace);
+        let condition = wait_for("Reconciled=False ChildForbidden and a Warning event", Duration::from_secs(5), || async {
+            let pool = pools.get("agents").await?;
+            let Some(condition) = reconciled(&pool).filter(|condition| condition.reason == "ChildForbidden") else {
+                bail!("Reconciled is {:?}", reconciled(&pool))
+            };
+            let warned = events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .any(|event| event.type_.as_deref() == Some("Warning") && event.reason.as_deref() == Some("ChildForbidden"));
+            Ok(warned.then_some(condition))
+        })
+        .await
+        .with_context(|| process.log_tail())?;
+        println!("admission refusal reported after {:?}: {}", started.elapsed(), condition.message);
+        for expected in ["Deployment agents", "at most 2 replicas", "admission policies"] {
+            ensure!(condition.message.contains(expected), "message lacks {expected:?}: {}", condition.message);
+        }
+        let replicas = deployments.get("agents").await?.spec.and_then(|spec| spec.replicas);
+        ensure!(replicas == Some(1), "the Deployment changed to {replicas:?} replicas");
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    // Cluster-scoped: removed whatever the outcome, so no other test meets the policy.
+    bindings.delete(&policy_name, &DeleteParams::default()).await?;
+    policies.delete(&policy_name, &DeleteParams::default()).await?;
+    outcome?;
     drop(process);
     plane.delete_namespace(&client, &namespace).await;
     Ok(())

@@ -40,7 +40,7 @@ impl ChildFailure {
     pub fn message(&self) -> String {
         let advice = match self.reason() {
             "ChildInvalid" => "fix the AgentPool spec; agents run the last applied one",
-            "ChildForbidden" => "check the namespace's ResourceQuota and admission policies, and the operator's RBAC",
+            "ChildForbidden" => "check the namespace's quotas and admission policies",
             _ => "retrying",
         };
         let head = match self.action {
@@ -50,7 +50,9 @@ impl ChildFailure {
         let cause = match &self.source {
             // The agent container's fields are the pool's own (`resources.requests` is the
             // pool's spec.resources.requests): drop the pod template's path.
-            kube::Error::Api(status) => strip_object_prefix(&status.message).replace("spec.template.spec.containers[0].", ""),
+            kube::Error::Api(status) => {
+                admission_first(strip_object_prefix(&status.message)).replace("spec.template.spec.containers[0].", "")
+            }
             _ => "no answer from the apiserver".to_string(),
         };
         let room = (MAX_MESSAGE - 1).saturating_sub(head.len() + advice.len() + 2);
@@ -65,12 +67,28 @@ impl ChildFailure {
     }
 }
 
-/// The apiserver starts with `Deployment.apps "agents" is invalid: `; the message already names
-/// the object, so keep only the cause.
+/// The apiserver starts with `Deployment.apps "agents" is invalid: ` (or `is forbidden: `); the
+/// message already names the object, so keep only the cause.
 fn strip_object_prefix(message: &str) -> &str {
-    match message.find(" is invalid: ") {
-        Some(index) => &message[index + " is invalid: ".len()..],
-        None => message,
+    for marker in [" is invalid: ", " is forbidden: "] {
+        if let Some(index) = message.find(marker) {
+            return &message[index + marker.len()..];
+        }
+    }
+    message
+}
+
+/// `ValidatingAdmissionPolicy 'max-two' with binding 'max-two' denied request: at most 2
+/// replicas` becomes `at most 2 replicas (ValidatingAdmissionPolicy 'max-two')`: the policy's
+/// own words first, so cutting to fit drops the name rather than the reason.
+fn admission_first(cause: &str) -> String {
+    const DENIED: &str = " denied request: ";
+    match cause.find(DENIED) {
+        Some(index) => {
+            let policy = cause[..index].split(" with binding ").next().unwrap_or_default();
+            format!("{} ({policy})", &cause[index + DENIED.len()..])
+        }
+        None => cause.to_string(),
     }
 }
 
@@ -111,7 +129,8 @@ mod tests {
             r#"deployments.apps "agents" is forbidden: exceeded quota: no-deployments, requested: count/deployments.apps=1, used: count/deployments.apps=0, limited: count/deployments.apps=0"#,
         );
         assert_eq!(failure.reason(), "ChildForbidden");
-        assert!(failure.message().contains("ResourceQuota"), "{}", failure.message());
+        assert!(failure.message().contains("exceeded quota: no-deployments"), "{}", failure.message());
+        assert!(failure.message().contains("quotas and admission policies"), "{}", failure.message());
         assert!(failure.message().len() <= MAX_MESSAGE);
     }
 
@@ -122,5 +141,20 @@ mod tests {
         assert!(!failure.needs_a_change());
         assert!(failure.message().len() <= MAX_MESSAGE, "{}", failure.message());
         assert!(failure.message().ends_with("; retrying"));
+    }
+
+    #[test]
+    fn an_admission_policy_refusal_leads_with_the_policys_reason() {
+        let failure = failure(
+            403,
+            "Forbidden",
+            "deployments.apps \"agents\" is forbidden: ValidatingAdmissionPolicy 'floe-e2e-max-two-admission-01kbx' with binding 'floe-e2e-max-two-admission-01kbx' denied request: deployments in this namespace may run at most 2 replicas",
+        );
+        let message = failure.message();
+        assert!(
+            message.starts_with("Deployment agents refused by the apiserver: deployments in this namespace may run at most 2 replicas"),
+            "{message}"
+        );
+        assert!(message.chars().count() < MAX_MESSAGE, "{message}");
     }
 }
