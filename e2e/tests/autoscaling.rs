@@ -630,3 +630,86 @@ async fn a_square_wave_gets_at_most_one_scale_down_per_window(
     );
     Ok(())
 }
+
+/// Issue 16, done-when 1: with the external metrics API off (the operator serves none, as with
+/// the chart's `metricsApi.enabled=false`), the HPA carries CPU alone, so it can act: idle pods
+/// (KWOK's 1m of a 100m request) take the pool 3 → 2 → 1 through the real HPA controller, and
+/// the pool's status shows each count the HPA decides. `kubectl scale` on the pool is refused
+/// while the HPA owns the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_the_metrics_api_a_pool_scales_down_on_cpu_alone_and_shows_the_desired_count() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "cpu-only").await?;
+    let operator = plane.start_operator(&namespace)?;
+    // A short window: one scale-down per minute is the pool's policy, so 3 → 1 takes about 2 min.
+    let autoscaling = json!({"enabled": true, "minReplicas": 3, "maxReplicas": 3, "targetCPUUtilizationPercentage": 50,
+                             "scaleDownStabilization": "5s"});
+    let pool = autoscaled_pool(&client, &plane.infrastructure, &namespace, "idle", autoscaling, false).await?;
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    let autoscalers: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
+    let hpa = wait_for("the HPA to hold the pool at 3", TIMEOUT, || async {
+        let Some(hpa) = autoscalers.get_opt(&pool.name).await? else { bail!("no HorizontalPodAutoscaler yet") };
+        Ok((deployment_replicas(&pool.deployments, &pool.name).await? == 3).then_some(hpa))
+    })
+    .await
+    .with_context(|| operator.log_tail())?;
+    let metrics = hpa.spec.as_ref().and_then(|spec| spec.metrics.clone()).unwrap_or_default();
+    let kinds: Vec<&str> = metrics.iter().map(|metric| metric.type_.as_str()).collect();
+    ensure!(kinds == ["Resource"], "the HPA carries {kinds:?}; without the metrics API only CPU can be served");
+
+    // `kubectl scale agp` writes spec.replicas through /scale: refused, with what to do instead.
+    let scaled = pools.patch_scale(&pool.name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}}))).await;
+    match scaled {
+        Ok(_) => bail!("the /scale subresource took replicas 5 while the HPA owns the count"),
+        Err(error) => ensure!(error.to_string().contains("minReplicas"), "refusal does not say what to do: {error}"),
+    }
+
+    // The pool's scale-down policy removes one agent per 60 s, counted from the replicas of 60 s
+    // ago: lowering the minimum right after the scale-up to 3 would allow 3 -> 1 in one step.
+    wait_for("the HPA's scale-up to 3 to be one policy period old", TIMEOUT, || async {
+        let hpa = autoscalers.get(&pool.name).await?;
+        let last = hpa.status.and_then(|status| status.last_scale_time).context("the HPA has not scaled yet")?;
+        let age = k8s_openapi::jiff::Timestamp::now().duration_since(last.0);
+        Ok((age.as_secs() > 60).then_some(()))
+    })
+    .await?;
+    pools.patch(&pool.name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"autoscaling": {"minReplicas": 1}}}))).await?;
+    let started = Instant::now();
+    // Counts the pool showed while matching the HPA and the Deployment, and the last line printed.
+    let seen: std::cell::RefCell<Vec<i32>> = Default::default();
+    let printed: std::cell::RefCell<String> = Default::default();
+    wait_for("the HPA to scale the idle pool down to 1, shown in the pool's status", Duration::from_secs(300), || async {
+        let hpa = autoscalers.get(&pool.name).await?;
+        let status = hpa.status.clone().context("HPA without status")?;
+        let replicas = deployment_replicas(&pool.deployments, &pool.name).await?;
+        let shown = pools.get(&pool.name).await?.status.and_then(|status| status.desired_replicas);
+        let line = format!("{replicas} replicas, HPA desired {}, pool shows {shown:?}", status.desired_replicas);
+        if *printed.borrow() != line {
+            println!("cpu only: {:?} after minReplicas 1: {line}, CPU {:?}%", started.elapsed(), hpa_cpu_utilization(&hpa));
+            *printed.borrow_mut() = line;
+        }
+        let scaling_active = status.conditions.iter().flatten().find(|condition| condition.type_ == "ScalingActive");
+        if let Some(condition) = scaling_active.filter(|condition| condition.status == "False") {
+            bail!("HPA ScalingActive=False {}: {}", condition.reason.as_deref().unwrap_or(""), condition.message.as_deref().unwrap_or(""));
+        }
+        // The pool catches up with the HPA through its watches on the Deployment and the HPA.
+        let mut seen = seen.borrow_mut();
+        if shown == Some(status.desired_replicas) && status.desired_replicas == replicas && seen.last() != Some(&replicas) {
+            seen.push(replicas);
+        }
+        Ok((seen.last() == Some(&1)).then_some(()))
+    })
+    .await
+    .with_context(|| format!("counts shown so far {:?}\n{}", seen.borrow(), operator.log_tail()))?;
+    let seen = seen.into_inner();
+    println!("cpu only: the pool showed {seen:?} as the HPA scaled it, 3 -> 1 in {:?}", started.elapsed());
+    ensure!(seen.contains(&2), "the pool never showed 2 on the way down: {seen:?}");
+    // The HPA's own verdict is on the pool: it computes a count (no metric it cannot read).
+    let shown = pools.get(&pool.name).await?;
+    let autoscaling = shown.status.iter().flat_map(|status| &status.conditions).find(|condition| condition.type_ == "Autoscaling");
+    ensure!(autoscaling.is_some_and(|condition| condition.status == "True"), "the pool's Autoscaling condition is {autoscaling:?}");
+    drop(operator);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}

@@ -7,6 +7,23 @@ use kube::api::ListParams;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a VirtualCluster's etcd and bucket are checked again (the operator's
+/// `--health-check-interval` and `--health-retry-interval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthIntervals {
+    /// While Ready: how soon a dependency that stops answering shows in status.
+    pub ready: Duration,
+    /// After a failed check: how soon a repaired dependency shows.
+    pub failing: Duration,
+}
+
+impl Default for HealthIntervals {
+    fn default() -> Self {
+        Self { ready: Duration::from_secs(30), failing: Duration::from_secs(5) }
+    }
+}
 
 pub struct Context {
     pub client: Client,
@@ -16,13 +33,21 @@ pub struct Context {
     /// The namespace the controllers watch (`None`: all). VirtualClusters are compared for
     /// overlapping locations within it.
     pub watch_namespace: Option<String>,
+    pub health: HealthIntervals,
 }
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, build: BuildSettings, identity: &str) -> Self {
         let reporter = Reporter { controller: "floe-operator".to_string(), instance: Some(identity.to_string()) };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, metrics, recorder, build, watch_namespace: None }
+        Self { client, metrics, recorder, build, watch_namespace: None, health: HealthIntervals::default() }
+    }
+
+    /// Sets how often VirtualClusters are checked again (default 30 s while Ready, 5 s after a
+    /// failure).
+    pub fn checking_health(mut self, health: HealthIntervals) -> Self {
+        self.health = health;
+        self
     }
 
     /// Limits the controllers' view to one namespace (the operator's `--watch-namespace`).

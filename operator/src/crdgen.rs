@@ -24,7 +24,42 @@ pub enum CrdGenError {
 }
 
 pub fn definitions() -> Vec<CustomResourceDefinition> {
-    vec![VirtualCluster::crd(), AgentPool::crd()]
+    [VirtualCluster::crd(), AgentPool::crd()].into_iter().map(with_flowing_descriptions).collect()
+}
+
+/// Doc comments arrive with their source line breaks; `kubectl explain` would show a sentence cut
+/// mid-line. Lines of one paragraph are joined; blank lines and list items are kept.
+fn with_flowing_descriptions(definition: CustomResourceDefinition) -> CustomResourceDefinition {
+    let Ok(mut value) = serde_json::to_value(&definition) else { return definition };
+    reflow(&mut value);
+    serde_json::from_value(value).unwrap_or(definition)
+}
+
+fn reflow(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                match child {
+                    serde_json::Value::String(text) if key == "description" => *text = join_paragraph_lines(text),
+                    _ => reflow(child),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(reflow),
+        _ => {}
+    }
+}
+
+fn join_paragraph_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let lines: Vec<&str> = text.split('\n').collect();
+    for (index, line) in lines.iter().enumerate() {
+        out.push_str(line);
+        let Some(next) = lines.get(index + 1) else { break };
+        let joins = !line.trim().is_empty() && !next.trim().is_empty() && !next.trim_start().starts_with(['-', '*', '`']);
+        out.push(if joins { ' ' } else { '\n' });
+    }
+    out
 }
 
 /// All CRDs as one multi-document YAML stream.
@@ -94,6 +129,44 @@ mod tests {
         let out = replace_between_markers(template, "group: floe.dev\nnames:\n  kind: X\n").unwrap();
         assert_eq!(out, format!("head\nspec:\n  # BEGIN GENERATED SPEC\n  {NOTICE}\n  group: floe.dev\n  names:\n    kind: X\n  # END GENERATED SPEC\ntail\n"));
         assert!(replace_between_markers("no markers", "x").is_none());
+    }
+
+    /// Every field `kubectl explain` lists (every entry of a `properties` map, at any depth) has a
+    /// description, so no field shows `<empty>` or `<no description>`.
+    #[test]
+    fn every_field_of_every_crd_has_a_description() {
+        fn walk(schema: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
+            if let Some(properties) = schema.get("properties").and_then(|properties| properties.as_object()) {
+                for (name, property) in properties {
+                    let path = format!("{path}.{name}");
+                    let described = property.get("description").and_then(|text| text.as_str()).is_some_and(|text| !text.trim().is_empty());
+                    if !described {
+                        missing.push(path.clone());
+                    }
+                    walk(property, &path, missing);
+                }
+            }
+            for nested in ["items", "additionalProperties"] {
+                if let Some(child) = schema.get(nested).filter(|child| child.is_object()) {
+                    walk(child, &format!("{path}[]"), missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        for definition in definitions() {
+            let kind = definition.spec.names.kind.clone();
+            for version in &definition.spec.versions {
+                let schema = serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
+                walk(&schema, &kind, &mut missing);
+            }
+        }
+        assert!(missing.is_empty(), "fields without a description:\n{}", missing.join("\n"));
+    }
+
+    #[test]
+    fn a_paragraph_cut_by_doc_comment_lines_is_joined_and_lists_stay() {
+        assert_eq!(join_paragraph_lines("keeps the etcd keys\nand the objects"), "keeps the etcd keys and the objects");
+        assert_eq!(join_paragraph_lines("one\n\ntwo\n- a\n- b"), "one\n\ntwo\n- a\n- b");
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub enum ReconcileError {
     /// Cleaning up external state on deletion failed; retried until it succeeds.
     #[error("failed to clean up {what}: {reason}")]
     Cleanup { what: &'static str, reason: String },
+    /// The apiserver would not take one of the pool's children; reported in status.
+    #[error(transparent)]
+    Child(crate::agent_pool::child_failure::ChildFailure),
     #[error("finalizer: {0}")]
     Finalizer(String),
 }
@@ -24,6 +27,7 @@ impl ReconcileError {
             Self::InvalidSpec { .. } => "InvalidSpec",
             Self::Kube { .. } => "Kube",
             Self::Cleanup { .. } => "Cleanup",
+            Self::Child(failure) => failure.reason(),
             Self::Finalizer(_) => "Finalizer",
         }
     }
@@ -34,6 +38,10 @@ impl ReconcileError {
             // A change to the object triggers a reconcile anyway; this is only a safety net.
             Self::InvalidSpec { .. } => Duration::from_secs(300),
             Self::Kube { .. } => Duration::from_secs(5),
+            // A refused object stays refused until the spec (a watched change) or the namespace's
+            // policies change; retry slowly for the latter.
+            Self::Child(failure) if failure.needs_a_change() => Duration::from_secs(60),
+            Self::Child(_) => Duration::from_secs(5),
             Self::Cleanup { .. } | Self::Finalizer(_) => Duration::from_secs(10),
         }
     }

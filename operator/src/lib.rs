@@ -10,8 +10,11 @@ pub mod context;
 pub mod crd;
 pub mod crdgen;
 pub mod error;
+#[cfg(test)]
+mod every_failure_message;
 pub mod labels;
 pub mod leader;
+pub mod messages;
 pub mod metrics;
 pub mod metrics_api;
 pub mod run;

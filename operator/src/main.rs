@@ -4,12 +4,13 @@
 
 use clap::{Args, Parser, Subcommand};
 use floe_operator::agent_pool::build::BuildSettings;
-use floe_operator::context::Context;
+use floe_operator::context::{Context, HealthIntervals};
 use floe_operator::metrics::Metrics;
 use floe_operator::run::{run, LeaderSettings, RunSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "floe-operator", version, about = "Reconciles Floe VirtualCluster and AgentPool resources")]
@@ -22,6 +23,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start-up: the size of the `run` variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the controllers (uses the in-cluster service account, or KUBECONFIG outside a cluster).
     Run(RunArgs),
@@ -72,6 +75,27 @@ struct RunArgs {
     /// PEM private key of that certificate (RSA PKCS#1, PKCS#8 or EC); re-read when it changes.
     #[arg(long, env = "FLOE_OPERATOR_METRICS_API_KEY_FILE", requires = "metrics_api_cert_file")]
     metrics_api_key_file: Option<PathBuf>,
+    /// Whether AgentPool autoscalers also scale on bandwidth per agent (`true`) or on CPU alone
+    /// (`false`). Bandwidth needs the external metrics API registered in the cluster (the chart's
+    /// metricsApi.enabled); default: true exactly when this operator serves it.
+    #[arg(long, env = "FLOE_OPERATOR_BANDWIDTH_AUTOSCALING", action = clap::ArgAction::Set)]
+    bandwidth_autoscaling: Option<bool>,
+    /// How often a Ready VirtualCluster's etcd and bucket are checked again, e.g. `30s`: the
+    /// longest a dead dependency goes unreported.
+    #[arg(long, env = "FLOE_OPERATOR_HEALTH_CHECK_INTERVAL", default_value = "30s", value_parser = parse_interval)]
+    health_check_interval: Duration,
+    /// How soon a VirtualCluster whose check failed is checked again, e.g. `5s`.
+    #[arg(long, env = "FLOE_OPERATOR_HEALTH_RETRY_INTERVAL", default_value = "5s", value_parser = parse_interval)]
+    health_retry_interval: Duration,
+}
+
+/// A positive duration such as `30s`, `500ms` or `1m`.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(interval) if !interval.is_zero() => Ok(interval),
+        Ok(_) => Err("must be more than zero; example: 30s".to_string()),
+        Err(error) => Err(format!("{error}; example: 30s")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -105,10 +129,13 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     })?;
     let identity = args.identity.unwrap_or_else(|| format!("floe-operator-{}", uuid::Uuid::new_v4()));
     let metrics = Arc::new(Metrics::new());
-    let context = Arc::new(
-        Context::new(client.clone(), metrics, BuildSettings { default_image: args.agent_image }, &identity)
-            .watching(args.watch_namespace.clone()),
-    );
+    let serves_metrics_api = args.metrics_api_cert_file.is_some();
+    let bandwidth_metric = args.bandwidth_autoscaling.unwrap_or(serves_metrics_api);
+    tracing::info!(bandwidth_metric, "AgentPool autoscalers scale on CPU{}", if bandwidth_metric { " and bandwidth" } else { " only" });
+    let build = BuildSettings { default_image: args.agent_image, bandwidth_metric };
+    let health = HealthIntervals { ready: args.health_check_interval, failing: args.health_retry_interval };
+    let context =
+        Arc::new(Context::new(client.clone(), metrics, build, &identity).watching(args.watch_namespace.clone()).checking_health(health));
     let leader_election = args.leader_election.then(|| LeaderSettings {
         namespace: args.leader_election_namespace,
         lease_name: args.lease_name,
@@ -119,4 +146,24 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         _ => None,
     };
     run(client, context, RunSettings { http_listen: args.http_listen, namespace: args.watch_namespace, leader_election, metrics_api }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_intervals_take_durations_and_refuse_zero_with_an_example() {
+        assert_eq!(parse_interval("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_interval("0s").unwrap_err().contains("example: 30s"));
+        assert!(parse_interval("often").unwrap_err().contains("example: 30s"));
+    }
+
+    #[test]
+    fn the_health_flags_default_to_30_and_5_seconds() {
+        let Cli { command: Command::Run(args), .. } = Cli::try_parse_from(["floe-operator", "run"]).unwrap() else { panic!("not run") };
+        assert_eq!((args.health_check_interval, args.health_retry_interval), (Duration::from_secs(30), Duration::from_secs(5)));
+        assert_eq!(args.bandwidth_autoscaling, None);
+    }
 }

@@ -11,7 +11,7 @@ fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
 }
 
 fn settings() -> BuildSettings {
-    BuildSettings { default_image: "ghcr.io/floe-dev/floe:0.1.0".to_string() }
+    BuildSettings { default_image: "ghcr.io/floe-dev/floe:0.1.0".to_string(), bandwidth_metric: true }
 }
 
 fn agent(deployment: &Deployment) -> &Container {
@@ -77,6 +77,17 @@ fn reconcile_with_hpa_enabled_omits_replicas() {
     assert_eq!(external.metric.name, BANDWIDTH_METRIC);
     assert_eq!(external.target.average_value.as_ref().unwrap().0, (50u64 << 20).to_string());
     assert_eq!(hpa.behavior.unwrap().scale_down.unwrap().stabilization_window_seconds, Some(300));
+}
+
+#[test]
+fn without_the_external_metrics_api_the_hpa_scales_on_cpu_alone() {
+    let settings = BuildSettings { bandwidth_metric: false, ..settings() };
+    let children =
+        build(&fixture::<AgentPool>("agentpool-autoscaled.yaml"), &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings).unwrap();
+    let metrics = children.autoscaler.unwrap().spec.unwrap().metrics.unwrap();
+    let kinds: Vec<&str> = metrics.iter().map(|metric| metric.type_.as_str()).collect();
+    assert_eq!(kinds, ["Resource"], "a metric nobody serves keeps the HPA from scaling down");
+    assert_eq!(metrics[0].resource.as_ref().unwrap().name, "cpu");
 }
 
 #[test]

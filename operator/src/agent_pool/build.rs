@@ -29,6 +29,10 @@ pub const AGENT_UID: i64 = 65532;
 pub struct BuildSettings {
     /// Image for pools that name none.
     pub default_image: String,
+    /// Whether the external metrics API serves the bandwidth metric (the chart's
+    /// `metricsApi.enabled`). Off, the HPA scales on CPU alone: a metric nobody serves makes the
+    /// HPA report `FailedGetExternalMetric` and refuse to scale down at all.
+    pub bandwidth_metric: bool,
 }
 
 /// Everything an AgentPool owns.
@@ -252,6 +256,15 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
                 .ok_or_else(|| BuildError::Bandwidth { value: autoscaling.target_bandwidth_per_agent.clone() })?;
             let stabilization = humantime::parse_duration(&autoscaling.scale_down_stabilization)
                 .map_err(|_| BuildError::Stabilization { value: autoscaling.scale_down_stabilization.clone() })?;
+            let mut metrics = vec![json!(
+                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": autoscaling.target_cpu_utilization_percentage}}}
+            )];
+            if settings.bandwidth_metric {
+                metrics.push(json!({"type": "External", "external": {
+                    "metric": {"name": BANDWIDTH_METRIC, "selector": {"matchLabels": selector}},
+                    "target": {"type": "AverageValue", "averageValue": bandwidth.to_string()},
+                }}));
+            }
             Some(assemble(
                 "HorizontalPodAutoscaler",
                 json!({
@@ -261,13 +274,7 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
                         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                         "minReplicas": autoscaling.min_replicas,
                         "maxReplicas": autoscaling.max_replicas,
-                        "metrics": [
-                            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": autoscaling.target_cpu_utilization_percentage}}},
-                            {"type": "External", "external": {
-                                "metric": {"name": BANDWIDTH_METRIC, "selector": {"matchLabels": selector}},
-                                "target": {"type": "AverageValue", "averageValue": bandwidth.to_string()},
-                            }},
-                        ],
+                        "metrics": metrics,
                         "behavior": {
                             // Grow at once: a new agent takes load the moment it is Ready.
                             "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [

@@ -9,6 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// What an AgentPool runs: how many agents, with which resources, roles, listener, flush
+/// settings and autoscaling, serving the VirtualCluster it names.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "floe.dev",
@@ -29,6 +31,12 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// `kubectl scale agp` writes spec.replicas through the /scale subresource; while an autoscaler
+// owns the count that write would be ignored, so it is refused with what to do instead.
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.replicas == oldSelf.replicas || !has(self.autoscaling) || !self.autoscaling.enabled || !has(oldSelf.autoscaling) || !oldSelf.autoscaling.enabled",
+    "message": "spec.replicas is set by the HorizontalPodAutoscaler while spec.autoscaling.enabled is true; change spec.autoscaling.minReplicas or maxReplicas instead (e.g. minReplicas: 2), or turn autoscaling off first"
+}]))]
 pub struct AgentPoolSpec {
     /// The VirtualCluster (same namespace) these agents serve. Immutable.
     #[schemars(extend("x-kubernetes-validations" = [{
@@ -47,25 +55,30 @@ pub struct AgentPoolSpec {
     /// Always, IfNotPresent or Never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
-    /// CPU and memory of each agent.
+    /// CPU and memory of each agent (quantities checked by the apiserver; see `resources.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::resources::resources_schema")]
     pub resources: Option<ResourceRequirements>,
     /// What these agents do: produce, fetch and background jobs (all three by default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 3), extend("x-kubernetes-list-type" = "set"))]
     pub roles: Vec<Role>,
-    /// Zones to spread agents over (node label topology.kubernetes.io/zone).
+    /// Zones to spread agents over (node label topology.kubernetes.io/zone), e.g. `eu-west-1a`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "set"))]
     pub zones: Vec<String>,
+    /// The Kafka listener: port, and the type and annotations of the client Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<ListenerSpec>,
+    /// When agents write produced batches to the bucket: after `interval` or at `maxBytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flush: Option<FlushSpec>,
     /// Seconds an agent has to drain before it is killed.
     #[serde(default = "default_termination_grace")]
     #[schemars(range(min = 30, max = 3600))]
     pub termination_grace_period_seconds: i64,
+    /// A HorizontalPodAutoscaler for the agents, scaling on CPU (and on bandwidth per agent when
+    /// the operator's external metrics API is on). Off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
     /// Additions to the agent pods.
@@ -148,9 +161,11 @@ pub struct AutoscalingSpec {
     /// When on, a HorizontalPodAutoscaler owns the replica count and `replicas` is ignored.
     #[serde(default)]
     pub enabled: bool,
+    /// Fewest agents the autoscaler keeps (default 1).
     #[serde(default = "default_min_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub min_replicas: i32,
+    /// Most agents the autoscaler adds (default 10).
     #[serde(default = "default_max_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_replicas: i32,
@@ -187,26 +202,34 @@ fn default_scale_down_stabilization() -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodOverrides {
+    /// Labels added to every agent pod (the operator's own labels win on a clash).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Annotations added to every agent pod, e.g. for a service mesh or log shipper.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Node labels the agent pods must be scheduled on, e.g. `node-pool: streaming`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    /// Taints the agent pods tolerate, as in a pod spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// PriorityClass of the agent pods, e.g. `high-priority`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
 }
 
+/// What the operator last saw of the pool's agents and autoscaler.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentPoolStatus {
+    /// The last generation of the spec whose children were all applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Agents that exist (the Deployment's replicas).
     #[serde(default)]
     pub replicas: i32,
+    /// Agents that are ready (the Deployment's readyReplicas).
     #[serde(default)]
     pub ready_replicas: i32,
     /// What the pool is converging to: `replicas`, or the autoscaler's decision.
@@ -219,13 +242,17 @@ pub struct AgentPoolStatus {
     /// its target, average Kafka bytes in+out per second per agent and its target.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "currentCPUUtilizationPercentage")]
     pub current_cpu_utilization_percentage: Option<i32>,
+    /// The autoscaler's CPU target, percent of the agents' CPU request.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "targetCPUUtilizationPercentage")]
     pub target_cpu_utilization_percentage: Option<i32>,
+    /// Average Kafka bytes in+out per second per agent, as the autoscaler last read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_bandwidth_per_agent: Option<String>,
+    /// The autoscaler's bandwidth target per agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_bandwidth_per_agent: Option<String>,
-    /// Ready (all agents available) and VirtualClusterFound.
+    /// Ready (every agent runs the current spec and is ready) and Reconciled (the current
+    /// generation's children were applied), each with a reason and a message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

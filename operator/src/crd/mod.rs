@@ -4,6 +4,7 @@
 
 pub mod agent_pool;
 pub mod quantity;
+pub mod resources;
 pub mod virtual_cluster;
 
 pub use agent_pool::{AgentPool, AgentPoolSpec, AgentPoolStatus};

@@ -7,6 +7,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Where this virtual cluster keeps its metadata (etcd) and data (a bucket), what deleting it
+/// does to them, and what its topics default to.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "floe.dev",
@@ -106,9 +108,11 @@ pub enum DeletionPolicy {
     Delete,
 }
 
+/// Whether etcd and the bucket are reachable, and what the virtual cluster holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualClusterStatus {
+    /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Ready, MetadataReachable, BucketReachable.
@@ -117,8 +121,10 @@ pub struct VirtualClusterStatus {
     /// The id registered in etcd (this resource's uid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Topics in this virtual cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topics: Option<i64>,
+    /// Partitions over all its topics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<i64>,
     /// Bytes referenced by the index (what consumers can read).

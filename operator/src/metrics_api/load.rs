@@ -132,9 +132,10 @@ impl RegistryLoad {
         }
         let unusable =
             |source| LoadError::Unusable { namespace: cluster.namespace().unwrap_or_default(), cluster: cluster.name_any(), source };
-        let resolved = connect::resolve(&self.client, cluster).await.map_err(unusable)?;
-        let etcd = connect::connect_etcd(&resolved).await.map_err(unusable)?;
-        let agents_prefix = resolved.keys.agents_prefix();
+        // Only etcd holds the agents' load: a bucket problem must not stop autoscaling.
+        let (settings, keys) = connect::resolve_etcd(&self.client, cluster).await.map_err(unusable)?;
+        let etcd = connect::connect_etcd(&settings).await.map_err(unusable)?;
+        let agents_prefix = keys.agents_prefix();
         let mut connections = self.connections.lock().await;
         connections.retain(|_, connection| connection.opened.elapsed() < CONNECTION_TTL);
         connections

@@ -14,21 +14,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::messages::plain_cause;
+
 /// How long a probe of etcd or the bucket may take before it counts as unreachable.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A problem the user fixes: it becomes a condition message and an event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Unusable {
-    /// CamelCase reason for the condition.
-    pub reason: &'static str,
-    pub message: String,
-}
-
-fn unusable(reason: &'static str, message: String) -> Unusable {
-    Unusable { reason, message }
-}
+use super::problems;
+pub use super::problems::Unusable;
 
 /// Everything needed to talk to the cluster's etcd and bucket.
 pub struct Resolved {
@@ -42,32 +34,34 @@ async fn secret_value(secrets: &Api<Secret>, name: &str, key: &str, field: &str)
     let secret = secrets
         .get_opt(name)
         .await
-        .map_err(|error| unusable("SecretUnreadable", format!("failed to read Secret {name} named by {field}: {error}")))?
-        .ok_or_else(|| unusable("SecretNotFound", format!("Secret {name} named by {field} does not exist in this namespace")))?;
+        .map_err(|error| problems::secret_unreadable(name, field, &error))?
+        .ok_or_else(|| problems::secret_not_found(name, field))?;
     secret
         .data
         .as_ref()
         .and_then(|data| data.get(key))
         .map(|value| value.0.clone())
-        .ok_or_else(|| unusable("SecretKeyMissing", format!("Secret {name} named by {field} has no key {key:?}")))
+        .ok_or_else(|| problems::secret_key_missing(name, field, key))
 }
 
 fn utf8(bytes: Vec<u8>, what: &str) -> Result<String, Unusable> {
-    String::from_utf8(bytes).map_err(|_| unusable("SecretKeyInvalid", format!("{what} is not UTF-8 text")))
+    String::from_utf8(bytes).map_err(|_| problems::secret_key_invalid(what))
 }
 
-/// Validates the spec and reads the Secrets it names. TLS material is written to files under the
-/// temporary directory because the etcd client reads PEM files.
+/// Validates the spec and reads the Secrets it names, for both dependencies.
 pub async fn resolve(client: &Client, cluster: &VirtualCluster) -> Result<Resolved, Unusable> {
+    let (etcd, keys) = resolve_etcd(client, cluster).await?;
+    let (bucket, s3) = resolve_bucket(client, cluster).await?;
+    Ok(Resolved { etcd, keys, bucket, s3 })
+}
+
+/// The etcd half of [`resolve`]: a problem here says nothing about the bucket, and the other way
+/// round, so each dependency's condition reports only its own problems. TLS material is written
+/// to files under the temporary directory because the etcd client reads PEM files.
+pub async fn resolve_etcd(client: &Client, cluster: &VirtualCluster) -> Result<(EtcdSettings, KeyLayout), Unusable> {
     let namespace = cluster.namespace().unwrap_or_default();
-    let cluster_id =
-        cluster.cluster_id().ok_or_else(|| unusable("InvalidSpec", "the VirtualCluster has no namespace or name".to_string()))?;
+    let cluster_id = cluster.cluster_id().ok_or_else(problems::no_identity)?;
     let spec = &cluster.spec;
-    let bucket: ObjectStoreUrl =
-        spec.object_store.url.parse().map_err(|reason: String| unusable("InvalidSpec", format!("spec.objectStore.url: {reason}")))?;
-    if matches!(bucket, ObjectStoreUrl::Memory) {
-        return Err(unusable("InvalidSpec", "spec.objectStore.url memory:// loses data on restart; use s3://bucket/prefix".to_string()));
-    }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut settings = EtcdSettings {
         endpoints: spec.etcd.endpoints.iter().map(|endpoint| format!("http://{endpoint}")).collect(),
@@ -84,12 +78,10 @@ pub async fn resolve(client: &Client, cluster: &VirtualCluster) -> Result<Resolv
         let field = "spec.etcd.tlsSecretRef";
         let directory = std::env::temp_dir().join("floe-operator").join(cluster.uid().unwrap_or_else(|| cluster_id.clone()));
         std::fs::create_dir_all(&directory)
-            .map_err(|error| unusable("TemporaryFiles", format!("failed to create {}: {error}", directory.display())))?;
+            .map_err(|error| problems::temporary_files("create", &directory.display().to_string(), &error))?;
         let write = |file: &str, bytes: Vec<u8>| {
             let path = directory.join(file);
-            std::fs::write(&path, bytes)
-                .map(|_| path)
-                .map_err(|error| unusable("TemporaryFiles", format!("failed to write {file}: {error}")))
+            std::fs::write(&path, bytes).map(|_| path).map_err(|error| problems::temporary_files("write", file, &error))
         };
         settings.endpoints = spec.etcd.endpoints.iter().map(|endpoint| format!("https://{endpoint}")).collect();
         settings.ca_file = Some(write("ca.crt", secret_value(&secrets, &reference.name, "ca.crt", field).await?)?);
@@ -101,6 +93,18 @@ pub async fn resolve(client: &Client, cluster: &VirtualCluster) -> Result<Resolv
             settings.key_file = Some(write("tls.key", key)?);
         }
     }
+    let keys = KeyLayout::new(&settings.prefix, &cluster_id);
+    Ok((settings, keys))
+}
+
+/// The bucket half of [`resolve`].
+pub async fn resolve_bucket(client: &Client, cluster: &VirtualCluster) -> Result<(ObjectStoreUrl, S3Options), Unusable> {
+    let spec = &cluster.spec;
+    let bucket: ObjectStoreUrl = spec.object_store.url.parse().map_err(|reason: String| problems::bucket_url_invalid(&reason))?;
+    if matches!(bucket, ObjectStoreUrl::Memory) {
+        return Err(problems::bucket_url_in_memory());
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
     let mut s3 = S3Options {
         endpoint: spec.object_store.endpoint.clone(),
         region: spec.object_store.region.clone(),
@@ -113,38 +117,26 @@ pub async fn resolve(client: &Client, cluster: &VirtualCluster) -> Result<Resolv
         s3.secret_access_key =
             Some(utf8(secret_value(&secrets, &reference.name, "AWS_SECRET_ACCESS_KEY", field).await?, "AWS_SECRET_ACCESS_KEY")?);
     }
-    let keys = KeyLayout::new(&settings.prefix, &cluster_id);
-    Ok(Resolved { etcd: settings, keys, bucket, s3 })
+    Ok((bucket, s3))
 }
 
 /// Connects to etcd and checks it answers, within [`PROBE_TIMEOUT`].
-pub async fn connect_etcd(resolved: &Resolved) -> Result<etcd_client::Client, Unusable> {
-    let endpoints = resolved.etcd.endpoints.join(",");
+pub async fn connect_etcd(settings: &EtcdSettings) -> Result<etcd_client::Client, Unusable> {
+    let endpoints = &settings.endpoints;
     let attempt = async {
-        let mut client = etcd::connect(&resolved.etcd).await.map_err(|error| error.to_string())?;
-        client.status().await.map_err(|error| error.to_string())?;
+        let mut client = etcd::connect(settings).await.map_err(|error| plain_cause(&error))?;
+        client.status().await.map_err(|error| plain_cause(&error))?;
         Ok::<_, String>(client)
     };
     match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(error)) => Err(unusable(
-            "EtcdUnreachable",
-            format!("etcd at {endpoints} did not answer: {error}; check spec.etcd.endpoints, the credentials and the network policy"),
-        )),
-        Err(_) => Err(unusable(
-            "EtcdUnreachable",
-            format!(
-                "etcd at {endpoints} did not answer within {}s; check spec.etcd.endpoints and the network policy",
-                PROBE_TIMEOUT.as_secs()
-            ),
-        )),
+        Ok(Err(cause)) => Err(problems::etcd_unreachable(endpoints, &cause)),
+        Err(_) => Err(problems::etcd_timeout(endpoints, PROBE_TIMEOUT.as_secs())),
     }
 }
 
-pub fn open_bucket(resolved: &Resolved) -> Result<Arc<SegmentStore>, Unusable> {
-    SegmentStore::open(&resolved.bucket, &resolved.s3, Arc::new(AgentMetrics::new()))
-        .map(Arc::new)
-        .map_err(|error| unusable("BucketUnusable", format!("spec.objectStore: {error}")))
+pub fn open_bucket(bucket: &ObjectStoreUrl, s3: &S3Options) -> Result<Arc<SegmentStore>, Unusable> {
+    SegmentStore::open(bucket, s3, Arc::new(AgentMetrics::new())).map(Arc::new).map_err(|error| problems::bucket_unusable(&error))
 }
 
 /// Where the operator's probe objects for `cluster` go: `_floe/probes/<uid>/`, so deleting them
@@ -159,9 +151,9 @@ pub async fn probe_bucket(store: &SegmentStore, url: &str, probes: &str) -> Resu
     let name = format!("{probes}/{}", uuid::Uuid::new_v4());
     let body = bytes::Bytes::from(format!("floe-operator probe {name}"));
     let attempt = async {
-        store.put(&name, body.clone()).await.map_err(|error| format!("PUT failed: {error}"))?;
-        let read = store.get(&name).await.map_err(|error| format!("GET failed: {error}"))?;
-        store.delete(&name).await.map_err(|error| format!("DELETE failed: {error}"))?;
+        store.put(&name, body.clone()).await.map_err(|error| format!("PUT failed: {}", plain_cause(&error)))?;
+        let read = store.get(&name).await.map_err(|error| format!("GET failed: {}", plain_cause(&error)))?;
+        store.delete(&name).await.map_err(|error| format!("DELETE failed: {}", plain_cause(&error)))?;
         if read != body {
             return Err("GET returned other bytes than were PUT".to_string());
         }
@@ -169,14 +161,8 @@ pub async fn probe_bucket(store: &SegmentStore, url: &str, probes: &str) -> Resu
     };
     match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(unusable(
-            "BucketUnreachable",
-            format!("bucket {url}: {error}; check spec.objectStore (url, endpoint, region) and the credentials Secret"),
-        )),
-        Err(_) => Err(unusable(
-            "BucketUnreachable",
-            format!("bucket {url} did not answer within {}s; check spec.objectStore.endpoint", PROBE_TIMEOUT.as_secs()),
-        )),
+        Ok(Err(cause)) => Err(problems::bucket_unreachable(url, &cause)),
+        Err(_) => Err(problems::bucket_timeout(url, PROBE_TIMEOUT.as_secs())),
     }
 }
 

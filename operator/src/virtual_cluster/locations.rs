@@ -109,26 +109,21 @@ pub struct Conflict {
 impl Conflict {
     /// A message a person can act on: which field, which other VirtualCluster, what to do.
     pub fn message(&self) -> String {
-        let other = &self.other;
-        let details: Vec<String> = self
+        // The older one's locations are in its own spec; naming it keeps this under 200 characters.
+        format!("refused: {} older VirtualCluster {}; change this one's so neither contains the other", self.overlapping(), self.other)
+    }
+
+    /// `spec.etcd.prefix and spec.objectStore.url overlap`, or one of them and `overlaps`.
+    pub fn overlapping(&self) -> String {
+        let fields: Vec<&str> = self
             .overlaps
             .iter()
             .map(|overlap| match overlap {
-                Overlap::Etcd { ours, theirs } => format!(
-                    "spec.etcd puts this virtual cluster's keys at {ours}, overlapping the keys of VirtualCluster {other} at {theirs} \
-                     on the same etcd (change spec.etcd.prefix so neither contains the other)"
-                ),
-                Overlap::ObjectStore { ours, theirs } => format!(
-                    "spec.objectStore.url {ours} overlaps the objects of VirtualCluster {other} at {theirs} in the same bucket \
-                     (give this one a prefix that neither equals nor contains nor lies inside {theirs})"
-                ),
+                Overlap::Etcd { .. } => "spec.etcd.prefix",
+                Overlap::ObjectStore { .. } => "spec.objectStore.url",
             })
             .collect();
-        format!(
-            "refused to share data with VirtualCluster {other}, which is older and keeps working: {}; until then this \
-             virtual cluster is not registered and its AgentPools are not updated",
-            details.join("; ")
-        )
+        format!("{} overlap{}", fields.join(" and "), if fields.len() == 1 { "s" } else { "" })
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod connect;
 pub mod locations;
+pub mod problems;
 
 use crate::apply::patch_status_if_changed;
 use crate::conditions::condition;
@@ -54,41 +55,42 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
         return refuse(&cluster, &previous, status, &conflict, context).await;
     }
 
-    let (metadata, bucket) = match connect::resolve(&context.client, &cluster).await {
-        Err(problem) => (Err(problem.clone()), Err(problem)),
-        Ok(resolved) => {
-            let metadata = async {
-                let mut client = connect::connect_etcd(&resolved).await?;
-                let outcome = registration::register(&mut client, &resolved.keys, &registration_of(&cluster))
-                    .await
-                    .map_err(|error| Unusable { reason: "RegistrationFailed", message: format!("failed to register in etcd: {error}") })?;
-                if outcome != RegisterOutcome::Unchanged {
-                    context.metrics.external_writes.with_label_values(&["etcd-registration"]).inc();
-                    tracing::info!(?outcome, key = resolved.keys.registration(), "registered the virtual cluster in etcd");
-                }
-                Ok::<_, Unusable>(client)
-            }
-            .await;
-            let bucket = async {
-                let store = connect::open_bucket(&resolved)?;
-                connect::probe_bucket(&store, &cluster.spec.object_store.url, &connect::probe_prefix(&cluster)).await?;
-                Ok::<_, Unusable>(store)
-            }
-            .await;
-            if let (Ok(client), Ok(store)) = (&metadata, &bucket) {
-                match registration::stats(client, &resolved.keys, Arc::clone(store)).await {
-                    Ok(stats) => {
-                        status.topics = Some(stats.topics);
-                        status.partitions = Some(stats.partitions);
-                        status.stored_bytes = Some(stats.stored_bytes);
-                        status.agents = Some(stats.agents);
-                    }
-                    Err(error) => tracing::warn!(%error, "failed to read the virtual cluster's stats"),
-                }
-            }
-            (metadata.map(|_| ()), bucket.map(|_| ()))
+    // Each dependency is resolved, reached and reported on its own: a missing bucket Secret says
+    // nothing about etcd.
+    let (etcd_settings, bucket_settings) =
+        tokio::join!(connect::resolve_etcd(&context.client, &cluster), connect::resolve_bucket(&context.client, &cluster));
+    let metadata = async {
+        let (settings, keys) = etcd_settings?;
+        let mut client = connect::connect_etcd(&settings).await?;
+        let outcome = registration::register(&mut client, &keys, &registration_of(&cluster))
+            .await
+            .map_err(|error| problems::registration_failed(&error))?;
+        if outcome != RegisterOutcome::Unchanged {
+            context.metrics.external_writes.with_label_values(&["etcd-registration"]).inc();
+            tracing::info!(?outcome, key = keys.registration(), "registered the virtual cluster in etcd");
         }
-    };
+        Ok::<_, Unusable>((client, keys))
+    }
+    .await;
+    let bucket = async {
+        let (url, s3) = bucket_settings?;
+        let store = connect::open_bucket(&url, &s3)?;
+        connect::probe_bucket(&store, &cluster.spec.object_store.url, &connect::probe_prefix(&cluster)).await?;
+        Ok::<_, Unusable>(store)
+    }
+    .await;
+    if let (Ok((client, keys)), Ok(store)) = (&metadata, &bucket) {
+        match registration::stats(client, keys, Arc::clone(store)).await {
+            Ok(stats) => {
+                status.topics = Some(stats.topics);
+                status.partitions = Some(stats.partitions);
+                status.stored_bytes = Some(stats.stored_bytes);
+                status.agents = Some(stats.agents);
+            }
+            Err(error) => tracing::warn!(%error, "failed to read the virtual cluster's stats"),
+        }
+    }
+    let (metadata, bucket) = (metadata.map(|_| ()), bucket.map(|_| ()));
 
     let conditions = &previous.conditions;
     let metadata_condition = match &metadata {
@@ -126,7 +128,9 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
     status.conditions = vec![ready_condition, metadata_condition, bucket_condition];
     status.id = if metadata.is_ok() { cluster.uid() } else { previous.id.clone() };
     patch_status(&cluster, &previous, status, context).await?;
-    Ok(Action::requeue(if ready { Duration::from_secs(300) } else { Duration::from_secs(15) }))
+    // Nothing watches etcd or the bucket: only this requeue notices one that stops (or starts
+    // again) answering, so it is short while Ready and shorter after a failure.
+    Ok(Action::requeue(if ready { context.health.ready } else { context.health.failing }))
 }
 
 /// Reports the conflict (Ready=False, one Warning event per new conflict) and touches nothing else.
@@ -159,12 +163,12 @@ async fn cleanup(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Acti
     let fail = |what: &'static str, reason: String| ReconcileError::Cleanup { what, reason };
     let all = context.virtual_clusters().await.map_err(kube_error("listing the VirtualClusters"))?;
     let resolved = connect::resolve(&context.client, &cluster).await.map_err(|problem| fail("the virtual cluster", problem.message))?;
-    let store = connect::open_bucket(&resolved).map_err(|problem| fail("the objects", problem.message))?;
+    let store = connect::open_bucket(&resolved.bucket, &resolved.s3).map_err(|problem| fail("the objects", problem.message))?;
     // etcd first: the journal says which objects are this cluster's.
-    let mut client = match connect::connect_etcd(&resolved).await {
+    let mut client = match connect::connect_etcd(&resolved.etcd).await {
         Ok(client) => client,
         Err(problem) => {
-            let message = format!("deletionPolicy Delete could not reach etcd: {}; or set deletionPolicy: Retain", problem.message);
+            let message = problems::cleanup_blocked("etcd", &problem.message);
             context.warn(cluster.as_ref(), "CleanupFailed", "Delete", message.clone()).await;
             return Err(fail("the etcd keys", message));
         }
@@ -173,11 +177,7 @@ async fn cleanup(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Acti
     let objects = match connect::delete_objects(&client, &resolved.keys, store, &probes).await {
         Ok(objects) => objects,
         Err(reason) => {
-            let message = format!(
-                "deletionPolicy Delete could not delete the objects of this virtual cluster under {}: {reason}; fix access to \
-                 the bucket and etcd, or set deletionPolicy: Retain to delete the VirtualCluster without its data",
-                cluster.spec.object_store.url
-            );
+            let message = problems::cleanup_blocked(&format!("the objects under {}", cluster.spec.object_store.url), &reason);
             context.warn(cluster.as_ref(), "CleanupFailed", "Delete", message.clone()).await;
             return Err(fail("the objects", message));
         }
