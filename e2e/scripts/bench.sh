@@ -116,14 +116,12 @@ BENCH_OUT="${BENCH_OUT:-$REPO_ROOT/target/bench}"
 for v in THROUGHPUT_SECONDS FIXED_SECONDS E2E_SECONDS MAX_RECORDS; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
-KNOWN_SYSTEMS="${SYSTEMS_ALL[*]}"
-((BASELINE_CONFIGURED)) && KNOWN_SYSTEMS+=" $SYSTEM_BASELINE"
 for s in "${SYSTEMS[@]}"; do
     if [[ "$s" == "$SYSTEM_BASELINE" ]]; then
         ((BASELINE_CONFIGURED)) || die "system '$s' in BENCH_SYSTEMS needs a baseline: set BENCH_BASELINE_REF=<git ref> (built once into the cache) or BENCH_BASELINE_BIN=<floe binary>"
         continue
     fi
-    [[ " ${SYSTEMS_ALL[*]} " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (known: $KNOWN_SYSTEMS; $SYSTEM_BASELINE with BENCH_BASELINE_REF or BENCH_BASELINE_BIN)"
+    [[ " ${SYSTEMS_ALL[*]} " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (known: ${SYSTEMS_ALL[*]}, and $SYSTEM_BASELINE with BENCH_BASELINE_REF or BENCH_BASELINE_BIN)"
 done
 for w in "${WORKLOADS_GIVEN[@]}"; do
     [[ " ${WORKLOADS_ALL[*]} " == *" $w "* ]] || die "unknown workload '$w' in BENCH_WORKLOADS (known: ${WORKLOADS_ALL[*]})"
@@ -244,7 +242,7 @@ machine_info() {
         floe_commit "$commit" \
         floe_worktree_dirty "$dirty" \
         floe_binary "$FLOE_BIN" \
-        floe_binary_built "$(date -u -r "$FLOE_BIN" +%FT%TZ)" \
+        floe_binary_built "$( [[ -x "$FLOE_BIN" ]] && date -u -r "$FLOE_BIN" +%FT%TZ || echo none)" \
         load_average_at_start "$(cut -d' ' -f1-3 /proc/loadavg)"
     emit settings info \
         mode "$MODE" record_size "$RECORD_SIZE" producer_props "$(producer_props '<none|lz4>')" \
@@ -327,11 +325,15 @@ bench_system() {
 main() {
     local started
     started="$(date +%s)"
-    resolve_floe_binary
     if [[ " ${SYSTEMS[*]} " == *" $SYSTEM_BASELINE "* ]]; then
         resolve_baseline_binary
     elif ((BASELINE_CONFIGURED)); then
         log "a baseline is configured but $SYSTEM_BASELINE is not in BENCH_SYSTEMS: not building or running it"
+    fi
+    if [[ " ${SYSTEMS[*]} " == *" floe-playground "* || " ${SYSTEMS[*]} " == *" floe-cluster "* ]]; then
+        resolve_floe_binary
+    else
+        FLOE_BIN="${FLOE_BIN:-none (no system of this run uses it)}"
     fi
     LIBS="$("$SCRIPT_DIR/kafka-reference.sh" jars | tail -n 1)"
     [[ -f "$LIBS/kafka-tools-$KAFKA_VERSION.jar" ]] || die "Kafka tools jars missing in $LIBS"
