@@ -206,7 +206,7 @@ resolve_baseline_binary() {
         return 0
     fi
     BASELINE_WORKTREE="$(mktemp -d "${TMPDIR:-/tmp}/floe-bench-baseline.XXXXXX")"
-    log "baseline ${sha:0:12}: cargo build --release --bin floe in a temporary worktree (about 5 minutes cold)"
+    log "baseline ${sha:0:12}: cargo build --release --bin floe in a temporary worktree (several minutes cold; cached for later runs)"
     git -C "$REPO_ROOT" worktree add --detach "$BASELINE_WORKTREE" "$sha" >&2 \
         || die "git worktree add of $sha failed"
     (cd "$BASELINE_WORKTREE" && CARGO_TARGET_DIR="$root/target" cargo build --release --bin floe) >&2 \
