@@ -30,6 +30,11 @@ read_floe_banner() {
     local pid="$1" logfile="$2" i
     for ((i = 0; i < 600; i++)); do
         kill -0 "$pid" 2>/dev/null || die "floe (pid $pid) exited during start-up: $(tail -n 5 "$logfile" | tr '\n' ' ')"
+        # The background child opens the log itself: on a busy machine it may not exist yet.
+        if [[ ! -f "$logfile" ]]; then
+            sleep 0.1
+            continue
+        fi
         BANNER_BOOTSTRAP="$(sed -n 's/^ *Kafka bootstrap: *\([^ ]*\).*/\1/p' "$logfile" | head -n 1)"
         BANNER_HTTP="$(sed -n 's|^ *HTTP: *http://\([^/ ]*\).*|\1|p' "$logfile" | head -n 1)"
         if [[ -n "$BANNER_BOOTSTRAP" && -n "$BANNER_HTTP" ]] &&
