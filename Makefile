@@ -93,6 +93,13 @@ test-square-wave: deps-k8s ## The autoscaling suite with the 10-minute square wa
 bench: deps ## Floe vs Apache Kafka side by side (release build; ~15 min, BENCH_QUICK=1 for a smoke)
 	BENCH_PUBLISH=docs/bench/latest.md e2e/scripts/bench.sh
 
+# Issue 15: the produce per-core figure (W1 lz4) of the playground before the stricter produce
+# validation (3f7e59c, the first parent of its merge be33919) and after (this tree), in one run.
+
+.PHONY: bench-validation
+bench-validation: deps ## W1 lz4 on the playground before (3f7e59c, built once into the cache) and after the stricter validation
+	BENCH_BASELINE_REF=3f7e59c3e7ad5c7a58d61bb7d49ec8ffff33cd02 BENCH_SYSTEMS="floe-playground-baseline floe-playground" BENCH_WORKLOADS="w1-lz4" e2e/scripts/bench.sh
+
 # cargo-fuzz runs on the pinned stable toolchain: RUSTC_BOOTSTRAP=1 unlocks the -Z flags it
 # passes (sanitizer, coverage), so no nightly is needed. Installed once into the cache.
 FUZZ_SECONDS ?= 60

@@ -21,7 +21,21 @@
 #
 # Environment:
 #   BENCH_QUICK=1            smoke mode (tiny counts; the figures mean nothing)
-#   BENCH_SYSTEMS            subset, in order (default "kafka floe-playground floe-cluster")
+#   BENCH_SYSTEMS            subset, in order (default "kafka floe-playground floe-cluster"; with a
+#                            baseline, "kafka floe-playground-baseline floe-playground floe-cluster")
+#   BENCH_WORKLOADS          subset (default all: w1-none consume w3-50 w3-80 w3-50-pipelined w1-lz4
+#                            w2-none w2-lz4 e2e), run in that order whatever the order given; consume
+#                            and w3-* use w1-none's records and rate, so they need w1-none listed too
+#                            (the run refuses to start otherwise). E.g. BENCH_WORKLOADS=w1-lz4
+#   BENCH_BASELINE_REF       a git ref (commit, tag, branch) of this clone: its release floe is built
+#                            once into $FLOE_CACHE/bench-baseline/<full sha>/floe (a temporary
+#                            `git worktree add --detach`, CARGO_TARGET_DIR $FLOE_CACHE/bench-baseline/target,
+#                            then the worktree is removed) and reused from then on. Enables the system
+#                            floe-playground-baseline: the playground again, from that binary, labelled
+#                            with the commit. When it and floe-playground both run, the scoreboard gets a
+#                            "Before / after" section (MiB/s per server core of each, change in percent).
+#   BENCH_BASELINE_BIN       a floe binary for floe-playground-baseline instead of building
+#                            BENCH_BASELINE_REF (which, if also set, only names the commit)
 #   BENCH_SECONDS            target length of each max-rate run (default 30): a 100,000-record probe
 #                            measures the rate, the run is sized to it (capped by BENCH_MAX_RECORDS,
 #                            default 2,000,000, so disk use stays bounded)
@@ -77,7 +91,19 @@ else
 fi
 PROBE_RECORDS=100000
 MAX_RECORDS="${BENCH_MAX_RECORDS:-2000000}"
-read -ra SYSTEMS <<<"${BENCH_SYSTEMS:-${SYSTEMS_ALL[*]}}"
+BASELINE_CONFIGURED=0
+[[ -n "${BENCH_BASELINE_REF:-}" || -n "${BENCH_BASELINE_BIN:-}" ]] && BASELINE_CONFIGURED=1
+if ((BASELINE_CONFIGURED)); then
+    SYSTEMS_DEFAULT=(kafka "$SYSTEM_BASELINE" floe-playground floe-cluster)
+else
+    SYSTEMS_DEFAULT=("${SYSTEMS_ALL[@]}")
+fi
+read -ra SYSTEMS <<<"${BENCH_SYSTEMS:-${SYSTEMS_DEFAULT[*]}}"
+((${#SYSTEMS[@]})) || die "BENCH_SYSTEMS names no system"
+# The workloads, in the order they run. consume and w3-* use w1-none's records and rate.
+WORKLOADS_ALL=(w1-none consume w3-50 w3-80 w3-50-pipelined w1-lz4 w2-none w2-lz4 e2e)
+read -ra WORKLOADS_GIVEN <<<"${BENCH_WORKLOADS:-${WORKLOADS_ALL[*]}}"
+((${#WORKLOADS_GIVEN[@]})) || die "BENCH_WORKLOADS names no workload"
 if (($(nproc) >= 2)); then
     SERVER_CPUS="${BENCH_SERVER_CPUS-1}"
     CLIENT_CPUS="${BENCH_CLIENT_CPUS-0}"
@@ -91,7 +117,25 @@ for v in THROUGHPUT_SECONDS FIXED_SECONDS E2E_SECONDS MAX_RECORDS; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 for s in "${SYSTEMS[@]}"; do
-    [[ " ${SYSTEMS_ALL[*]} " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (known: ${SYSTEMS_ALL[*]})"
+    if [[ "$s" == "$SYSTEM_BASELINE" ]]; then
+        ((BASELINE_CONFIGURED)) || die "system '$s' in BENCH_SYSTEMS needs a baseline: set BENCH_BASELINE_REF=<git ref> (built once into the cache) or BENCH_BASELINE_BIN=<floe binary>"
+        continue
+    fi
+    [[ " ${SYSTEMS_ALL[*]} " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (known: ${SYSTEMS_ALL[*]}, and $SYSTEM_BASELINE with BENCH_BASELINE_REF or BENCH_BASELINE_BIN)"
+done
+for w in "${WORKLOADS_GIVEN[@]}"; do
+    [[ " ${WORKLOADS_ALL[*]} " == *" $w "* ]] || die "unknown workload '$w' in BENCH_WORKLOADS (known: ${WORKLOADS_ALL[*]})"
+done
+# Run in the default order whatever the order given, each once.
+WORKLOADS=()
+for w in "${WORKLOADS_ALL[@]}"; do
+    [[ " ${WORKLOADS_GIVEN[*]} " == *" $w "* ]] && WORKLOADS+=("$w")
+done
+selected() { [[ " ${WORKLOADS[*]} " == *" $1 "* ]]; }
+for w in consume w3-50 w3-80 w3-50-pipelined; do
+    if selected "$w" && ! selected w1-none; then
+        die "workload $w in BENCH_WORKLOADS needs w1-none (it uses w1-none's records and rate): add w1-none"
+    fi
 done
 for c in "$JAVA" curl taskset timeout python3; do
     command -v "$c" >/dev/null || die "$c not found (make deps installs the prerequisites)"
@@ -129,6 +173,60 @@ resolve_floe_binary() {
     [[ -x "$FLOE_BIN" ]] || die "$FLOE_BIN does not exist"
 }
 
+# ---------------------------------------------------------------------------------------------
+# The baseline floe binary (system floe-playground-baseline): BENCH_BASELINE_BIN as given, else
+# BENCH_BASELINE_REF's release build, made once into $CACHE/bench-baseline/<full sha>/floe from a
+# temporary detached worktree (CARGO_TARGET_DIR $CACHE/bench-baseline/target, shared by every
+# baseline so dependencies compile once) and reused from then on. Sets BASELINE_BIN and
+# BASELINE_COMMIT (the full sha, or "unknown" for a given binary).
+BASELINE_BIN=""
+BASELINE_COMMIT=""
+BASELINE_WORKTREE=""
+resolve_baseline_binary() {
+    if [[ -n "${BENCH_BASELINE_BIN:-}" ]]; then
+        [[ -x "$BENCH_BASELINE_BIN" ]] || die "BENCH_BASELINE_BIN=$BENCH_BASELINE_BIN is not an executable"
+        BASELINE_BIN="$(cd "$(dirname "$BENCH_BASELINE_BIN")" && pwd)/$(basename "$BENCH_BASELINE_BIN")"
+        BASELINE_COMMIT="${BENCH_BASELINE_REF:+$(git -C "$REPO_ROOT" rev-parse --verify --quiet "${BENCH_BASELINE_REF}^{commit}" || true)}"
+        BASELINE_COMMIT="${BASELINE_COMMIT:-unknown}"
+        return 0
+    fi
+    local sha
+    sha="$(git -C "$REPO_ROOT" rev-parse --verify --quiet "${BENCH_BASELINE_REF}^{commit}")" \
+        || die "BENCH_BASELINE_REF=$BENCH_BASELINE_REF is not a commit of $REPO_ROOT"
+    BASELINE_COMMIT="$sha"
+    local root="$CACHE/bench-baseline"
+    BASELINE_BIN="$root/$sha/floe"
+    mkdir -p "$root"
+    # One build at a time per cache (a second bench.sh waits, then finds the binary).
+    exec 8>"$root/build.lock"
+    flock 8
+    if [[ -x "$BASELINE_BIN" ]]; then
+        log "baseline ${sha:0:12}: reusing $BASELINE_BIN"
+        flock -u 8
+        return 0
+    fi
+    BASELINE_WORKTREE="$(mktemp -d "${TMPDIR:-/tmp}/floe-bench-baseline.XXXXXX")"
+    log "baseline ${sha:0:12}: cargo build --release --bin floe in a temporary worktree (several minutes cold; cached for later runs)"
+    git -C "$REPO_ROOT" worktree add --detach "$BASELINE_WORKTREE" "$sha" >&2 \
+        || die "git worktree add of $sha failed"
+    (cd "$BASELINE_WORKTREE" && CARGO_TARGET_DIR="$root/target" cargo build --release --bin floe) >&2 \
+        || die "cargo build --release of the baseline $sha failed"
+    mkdir -p "$root/$sha"
+    cp "$root/target/release/floe" "$BASELINE_BIN.tmp.$$"
+    mv -f "$BASELINE_BIN.tmp.$$" "$BASELINE_BIN"
+    remove_baseline_worktree
+    flock -u 8
+    log "baseline ${sha:0:12}: built $BASELINE_BIN"
+}
+
+remove_baseline_worktree() {
+    if [[ -n "$BASELINE_WORKTREE" ]]; then
+        git -C "$REPO_ROOT" worktree remove --force "$BASELINE_WORKTREE" >/dev/null 2>&1 || rm -rf "$BASELINE_WORKTREE"
+        git -C "$REPO_ROOT" worktree prune >/dev/null 2>&1 || true
+        BASELINE_WORKTREE=""
+    fi
+}
+
 machine_info() {
     local commit dirty
     commit="$(git -C "$REPO_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
@@ -138,13 +236,13 @@ machine_info() {
         cpu_model "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" \
         memory_gib "$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)" \
         kernel "$(uname -sr)" \
-        os "$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME" || uname -s)" \
+        os "$(if . /etc/os-release 2>/dev/null; then echo "$PRETTY_NAME"; else uname -s; fi)" \
         java_version "$("$JAVA" -version 2>&1 | head -n 1)" \
         kafka_version "$KAFKA_VERSION" \
         floe_commit "$commit" \
         floe_worktree_dirty "$dirty" \
         floe_binary "$FLOE_BIN" \
-        floe_binary_built "$(date -u -r "$FLOE_BIN" +%FT%TZ)" \
+        floe_binary_built "$( [[ -x "$FLOE_BIN" ]] && date -u -r "$FLOE_BIN" +%FT%TZ || echo none)" \
         load_average_at_start "$(cut -d' ' -f1-3 /proc/loadavg)"
     emit settings info \
         mode "$MODE" record_size "$RECORD_SIZE" producer_props "$(producer_props '<none|lz4>')" \
@@ -152,7 +250,11 @@ machine_info() {
         throughput_seconds_target "$THROUGHPUT_SECONDS" fixed_seconds "$FIXED_SECONDS" \
         e2e_seconds_target "$E2E_SECONDS" max_records "$MAX_RECORDS" \
         server_cpus "${SERVER_CPUS:-unpinned}" client_cpus "${CLIENT_CPUS:-unpinned}" \
-        floe_flush_interval "$FLOE_FLUSH_INTERVAL"
+        floe_flush_interval "$FLOE_FLUSH_INTERVAL" workloads "${WORKLOADS[*]}"
+    if [[ -n "$BASELINE_BIN" ]]; then
+        emit machine info baseline_commit "$BASELINE_COMMIT" baseline_binary "$BASELINE_BIN" \
+            baseline_binary_built "$(date -u -r "$BASELINE_BIN" +%FT%TZ)"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -161,6 +263,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     stop_system
+    remove_baseline_worktree
     [[ -n "$DATA_ROOT" && -d "$DATA_ROOT" ]] && rm -rf "$DATA_ROOT"
     if ((rc != 0)); then
         log "FAILED (exit $rc); logs in ${LOG_DIR:-?}"
@@ -172,28 +275,44 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 bench_system() {
-    local system="$1" dir="$DATA_ROOT/$system"
+    local system="$1"
+    local dir="$DATA_ROOT/$system"
     mkdir -p "$dir"
     log "=== $system ==="
     case "$system" in
         kafka) start_kafka "$dir" ;;
         floe-playground) start_floe_playground "$dir" ;;
+        "$SYSTEM_BASELINE") start_floe_playground_baseline "$dir" ;;
         floe-cluster) start_floe_cluster "$dir" ;;
     esac
-    local w1="bench-w1" w2="bench-w2" e2e="bench-e2e"
-    "$PYTHON" "$BENCH_DIR/admin.py" create-topics "$BOOTSTRAP" "$w1:$W1_PARTITIONS" "$w2:$W2_PARTITIONS" "$e2e:1" \
+    local w1="bench-w1" w2="bench-w2" e2e="bench-e2e" topics=() w
+    for w in "${WORKLOADS[@]}"; do
+        case "$w" in
+            w2-*) [[ " ${topics[*]} " == *" $w2:"* ]] || topics+=("$w2:$W2_PARTITIONS") ;;
+            e2e) topics+=("$e2e:1") ;;
+            *) [[ " ${topics[*]} " == *" $w1:"* ]] || topics+=("$w1:$W1_PARTITIONS") ;;
+        esac
+    done
+    "$PYTHON" "$BENCH_DIR/admin.py" create-topics "$BOOTSTRAP" "${topics[@]}" \
         >>"$LOG_DIR/admin.log" 2>&1 || die "could not create the topics on $system (see $LOG_DIR/admin.log)"
 
-    run_throughput "$system" w1-none "$w1" "$W1_PARTITIONS" none
-    local max_rps="$P_RPS" w1_records="$P_SENT"
-    run_consume "$system" "$w1" "$w1_records"
-    run_fixed_rate "$system" w3-50 "$w1" 50 "$max_rps"
-    run_fixed_rate "$system" w3-80 "$w1" 80 "$max_rps"
-    run_fixed_rate "$system" w3-50-pipelined "$w1" 50 "$max_rps" 50
-    run_throughput "$system" w1-lz4 "$w1" "$W1_PARTITIONS" lz4
-    run_throughput "$system" w2-none "$w2" "$W2_PARTITIONS" none
-    run_throughput "$system" w2-lz4 "$w2" "$W2_PARTITIONS" lz4
-    run_end_to_end "$system" "$e2e"
+    local max_rps="" w1_records=""
+    for w in "${WORKLOADS[@]}"; do
+        case "$w" in
+            w1-none)
+                run_throughput "$system" w1-none "$w1" "$W1_PARTITIONS" none
+                max_rps="$P_RPS" w1_records="$P_SENT"
+                ;;
+            consume) run_consume "$system" "$w1" "$w1_records" ;;
+            w3-50) run_fixed_rate "$system" w3-50 "$w1" 50 "$max_rps" ;;
+            w3-80) run_fixed_rate "$system" w3-80 "$w1" 80 "$max_rps" ;;
+            w3-50-pipelined) run_fixed_rate "$system" w3-50-pipelined "$w1" 50 "$max_rps" 50 ;;
+            w1-lz4) run_throughput "$system" w1-lz4 "$w1" "$W1_PARTITIONS" lz4 ;;
+            w2-none) run_throughput "$system" w2-none "$w2" "$W2_PARTITIONS" none ;;
+            w2-lz4) run_throughput "$system" w2-lz4 "$w2" "$W2_PARTITIONS" lz4 ;;
+            e2e) run_end_to_end "$system" "$e2e" ;;
+        esac
+    done
 
     local infra_rss=null
     ((${#INFRA_PIDS[@]})) && infra_rss="$(rss_hwm_mib "${INFRA_PIDS[@]}")"
@@ -206,7 +325,16 @@ bench_system() {
 main() {
     local started
     started="$(date +%s)"
-    resolve_floe_binary
+    if [[ " ${SYSTEMS[*]} " == *" $SYSTEM_BASELINE "* ]]; then
+        resolve_baseline_binary
+    elif ((BASELINE_CONFIGURED)); then
+        log "a baseline is configured but $SYSTEM_BASELINE is not in BENCH_SYSTEMS: not building or running it"
+    fi
+    if [[ " ${SYSTEMS[*]} " == *" floe-playground "* || " ${SYSTEMS[*]} " == *" floe-cluster "* ]]; then
+        resolve_floe_binary
+    else
+        FLOE_BIN="${FLOE_BIN:-none (no system of this run uses it)}"
+    fi
     LIBS="$("$SCRIPT_DIR/kafka-reference.sh" jars | tail -n 1)"
     [[ -f "$LIBS/kafka-tools-$KAFKA_VERSION.jar" ]] || die "Kafka tools jars missing in $LIBS"
 
@@ -229,7 +357,7 @@ rootLogger.level = WARN
 rootLogger.appenderRef.err.ref = STDERR
 EOF
     DATA_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/floe-bench.XXXXXX")"
-    log "mode $MODE, systems ${SYSTEMS[*]}, servers on CPUs '${SERVER_CPUS:-any}', clients on '${CLIENT_CPUS:-any}', output $RUN_DIR"
+    log "mode $MODE, systems ${SYSTEMS[*]}, workloads ${WORKLOADS[*]}, servers on CPUs '${SERVER_CPUS:-any}', clients on '${CLIENT_CPUS:-any}', output $RUN_DIR"
     machine_info
 
     local system

@@ -6,15 +6,21 @@
 Reads RUN_DIR/raw/<system>/<workload>.env (key=value lines written by bench.sh), checks that every
 system has every figure (null only where a figure does not apply to that system), and writes
 RUN_DIR/results.json, RUN_DIR/scoreboard.md and RUN_DIR/chart.png. Exits non-zero, naming the
-missing figures, when the run is incomplete.
+missing figures, when the run is incomplete. Only the workloads the run selected (settings
+"workloads", BENCH_WORKLOADS) are required. When both floe-playground-baseline and floe-playground
+ran, results.json has "before_after" and the scoreboard a "Before / after" section: MiB/s per server
+core of each for every workload both ran, and the change in percent.
 """
 
 import json
 import pathlib
 import sys
 
-SYSTEMS = ["kafka", "floe-playground", "floe-cluster"]
-SHORT_NAMES = {"kafka": "Kafka", "floe-playground": "Floe playground", "floe-cluster": "Floe cluster (3 agents)"}
+BASELINE = "floe-playground-baseline"
+SYSTEMS = ["kafka", BASELINE, "floe-playground", "floe-cluster"]
+SHORT_NAMES = {"kafka": "Kafka", BASELINE: "Floe playground baseline", "floe-playground": "Floe playground",
+               "floe-cluster": "Floe cluster (3 agents)"}
+ALL_WORKLOADS = ["w1-none", "consume", "w3-50", "w3-80", "w3-50-pipelined", "w1-lz4", "w2-none", "w2-lz4", "e2e"]
 PRODUCE_WORKLOADS = ["w1-none", "w1-lz4", "w2-none", "w2-lz4"]
 FIXED_WORKLOADS = ["w3-50", "w3-80", "w3-50-pipelined"]
 WORKLOAD_NAMES = {
@@ -22,6 +28,10 @@ WORKLOAD_NAMES = {
     "w1-lz4": "W1 16 partitions, lz4",
     "w2-none": "W2 1,000 partitions, none",
     "w2-lz4": "W2 1,000 partitions, lz4",
+    "w3-50": "W3 50% of W1 max",
+    "w3-80": "W3 80% of W1 max",
+    "w3-50-pipelined": "W3 50%, 50 in flight",
+    "consume": "consume (MiB read per core)",
 }
 
 # Figures every produce run reports; the sets below may be null where they do not apply.
@@ -42,6 +52,7 @@ NOT_APPLICABLE = {  # (system) -> fields that are null for it
     "kafka": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "object_puts", "object_puts_per_sec", "segments",
               "etcd_txn_per_segment", "infra_rss_hwm_mib"},
     "floe-playground": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
+    BASELINE: {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
     "floe-cluster": set(),
 }
 MACHINE_FIELDS = ["nproc", "cpu_model", "memory_gib", "kernel", "os", "java_version", "kafka_version", "floe_commit",
@@ -69,10 +80,47 @@ def read_env(path):
     return values
 
 
+def selected_workloads(settings):
+    """The workloads the run selected, in run order (every one when settings do not say)."""
+    chosen = str(settings.get("workloads") or " ".join(ALL_WORKLOADS)).split()
+    return [w for w in ALL_WORKLOADS if w in chosen]
+
+
+def short_name(system, machine):
+    if system == BASELINE:
+        commit = str(machine.get("baseline_commit") or "unknown")
+        return f"{SHORT_NAMES[system]} ({commit if commit == 'unknown' else commit[:12]})"
+    return SHORT_NAMES[system]
+
+
+def before_after(systems, workloads):
+    """MiB/s per server core of the baseline and the current playground, and the change in percent,
+    for every workload both ran."""
+    if BASELINE not in systems or "floe-playground" not in systems:
+        return {}
+    before, after = systems[BASELINE]["workloads"], systems["floe-playground"]["workloads"]
+    rows = {}
+    for workload in workloads:
+        b = before.get(workload, {}).get("mib_per_sec_per_core")
+        a = after.get(workload, {}).get("mib_per_sec_per_core")
+        if b is None or a is None or workload not in WORKLOAD_NAMES:
+            continue
+        rows[workload] = {
+            "before_mib_per_sec_per_core": b,
+            "after_mib_per_sec_per_core": a,
+            "before_mib_per_sec": before[workload].get("mib_per_sec"),
+            "after_mib_per_sec": after[workload].get("mib_per_sec"),
+            "change_percent": round((a - b) / b * 100, 2) if b else None,
+        }
+    return rows
+
+
 def assemble(run_dir):
     raw = run_dir / "raw"
     machine = read_env(raw / "machine" / "info.env")
     settings = read_env(raw / "settings" / "info.env")
+    workloads_run = selected_workloads(settings)
+    required = {w: fields for w, fields in REQUIRED.items() if w == "system" or w in workloads_run}
     systems, problems = {}, []
     for system in SYSTEMS:
         directory = raw / system
@@ -80,7 +128,7 @@ def assemble(run_dir):
             continue
         workloads = {path.stem: read_env(path) for path in sorted(directory.glob("*.env"))}
         summary = workloads.pop("system", {})
-        for workload, fields in REQUIRED.items():
+        for workload, fields in required.items():
             figures = summary if workload == "system" else workloads.get(workload)
             if figures is None:
                 problems.append(f"{system}: workload {workload} missing")
@@ -101,7 +149,7 @@ def assemble(run_dir):
     ratios = {}
     if "kafka" in systems:
         kafka = systems["kafka"]["workloads"]
-        for system in ("floe-playground", "floe-cluster"):
+        for system in (BASELINE, "floe-playground", "floe-cluster"):
             if system in systems:
                 floe = systems[system]["workloads"]
                 ratios[system] = {
@@ -120,7 +168,9 @@ def assemble(run_dir):
         "machine": machine,
         "settings": settings,
         "systems": systems,
+        "workloads": workloads_run,
         "ratios_mib_per_sec_per_core_floe_over_kafka": ratios,
+        "before_after": before_after(systems, workloads_run),
         "notes": lines("notes.txt"),
         "commands": lines("commands.txt"),
     }
@@ -137,6 +187,8 @@ def number(value, digits=1):
 
 def scoreboard(results):
     machine, settings, systems = results["machine"], results["settings"], results["systems"]
+    ran = results["workloads"]
+    produce = [w for w in PRODUCE_WORKLOADS if w in ran]
     out = [f"# Floe vs Apache Kafka: bench run {results['run']} ({results['mode']})", ""]
     if results["mode"] != "full":
         out += ["> **Smoke run (BENCH_QUICK=1): tiny counts, the figures mean nothing.**", ""]
@@ -145,7 +197,10 @@ def scoreboard(results):
         f"{machine['os']}; {machine['java_version']}; Kafka {machine['kafka_version']} tools as load generators; "
         f"floe commit `{str(machine['floe_commit'])[:12]}`{' (dirty worktree)' if machine['floe_worktree_dirty'] else ''}; "
         f"load average {machine['load_average_at_start']} at start, {machine['load_average_at_end']} at end; "
-        f"wall time {machine['wall_seconds']} s.",
+        f"wall time {machine['wall_seconds']} s."
+        + (f" Baseline: floe commit `{str(machine['baseline_commit'])[:12]}` ({machine['baseline_binary']})."
+           if BASELINE in systems else "")
+        + ("" if ran == ALL_WORKLOADS else f" Workloads: {', '.join(ran)} (BENCH_WORKLOADS)."),
         "",
         f"Servers pinned to CPU {settings['server_cpus']} (etcd and s3s-fs too), load generators to CPU {settings['client_cpus']}. "
         f"{settings['record_size']}-byte records, `{settings['producer_props']}`. "
@@ -161,16 +216,17 @@ def scoreboard(results):
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for system, data in systems.items():
-        for workload in PRODUCE_WORKLOADS:
+        for workload in produce:
             w = data["workloads"].get(workload, {})
             out.append(
-                f"| {SHORT_NAMES[system]} | {WORKLOAD_NAMES[workload]} | {number(w.get('mib_per_sec'))} | "
+                f"| {short_name(system, machine)} | {WORKLOAD_NAMES[workload]} | {number(w.get('mib_per_sec'))} | "
                 f"{number(w.get('server_cores'), 2)} | {number(w.get('mib_per_sec_per_core'))} | "
                 f"{number(w.get('mib_per_sec_per_core_incl_infra'))} | {number(w.get('client_cores'), 2)} | "
                 f"{number(w.get('object_puts_per_sec'))} | {number(w.get('etcd_txn_per_segment'), 2)} | "
                 f"{number(w.get('rss_hwm_mib'), 0)} |"
             )
-    out += [
+    latency_ran = any(w in ran for w in [*FIXED_WORKLOADS, "e2e", "consume"])
+    out += [] if not latency_ran else [
         "",
         "## Latency (ms) and consume",
         "",
@@ -182,7 +238,7 @@ def scoreboard(results):
         "| W3 50% pipelined: rate | p50 | p99 | p99.9 | E2E p50 | E2E p99 | E2E p99.9 | consume MiB/s | RSS MiB |",
         "|---|" + "---:|" * 17,
     ]
-    for system, data in systems.items():
+    for system, data in systems.items() if latency_ran else ():
         w = data["workloads"]
         cells = []
         for fixed in FIXED_WORKLOADS:
@@ -192,19 +248,35 @@ def scoreboard(results):
         e = w.get("e2e", {})
         cells += [number(e.get("p50_ms"), 0), number(e.get("p99_ms"), 0), number(e.get("p999_ms"), 0),
                   number(w.get("consume", {}).get("fetch_mib_per_sec")), number(data.get("rss_hwm_mib"), 0)]
-        out.append(f"| {SHORT_NAMES[system]} | " + " | ".join(cells) + " |")
+        out.append(f"| {short_name(system, machine)} | " + " | ".join(cells) + " |")
     ratios = results["ratios_mib_per_sec_per_core_floe_over_kafka"]
     if ratios:
         out += ["", "## Floe / Kafka, MiB/s per server core", "",
-                "| system | " + " | ".join(WORKLOAD_NAMES[w] for w in PRODUCE_WORKLOADS) + " |",
-                "|---|" + "---:|" * len(PRODUCE_WORKLOADS)]
+                "| system | " + " | ".join(WORKLOAD_NAMES[w] for w in produce) + " |",
+                "|---|" + "---:|" * len(produce)]
         for system, by_workload in ratios.items():
-            out.append(f"| {SHORT_NAMES[system]} | " + " | ".join(number(by_workload.get(w), 2) for w in PRODUCE_WORKLOADS) + " |")
+            out.append(f"| {short_name(system, machine)} | " + " | ".join(number(by_workload.get(w), 2) for w in produce) + " |")
+    rows = results["before_after"]
+    if rows:
+        out += ["", "## Before / after: Floe playground, baseline vs this build", "",
+                f"The same playground and workloads, from the baseline binary (commit "
+                f"`{str(machine.get('baseline_commit'))[:12]}`) and from this run's binary (commit "
+                f"`{str(machine['floe_commit'])[:12]}`), one after the other in this run. "
+                "Change = (after - before) / before; negative is a fall.", "",
+                "| workload | before: MiB/s | after: MiB/s | before: MiB/s per server core | "
+                "after: MiB/s per server core | change |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for workload, row in rows.items():
+            change = row["change_percent"]
+            out.append(f"| {WORKLOAD_NAMES[workload]} | {number(row['before_mib_per_sec'])} | "
+                       f"{number(row['after_mib_per_sec'])} | {number(row['before_mib_per_sec_per_core'])} | "
+                       f"{number(row['after_mib_per_sec_per_core'])} | "
+                       f"{'–' if change is None else f'{change:+.1f}%'} |")
     cluster = systems.get("floe-cluster")
     if cluster:
-        infra = [f"{w}: {number(cluster['workloads'][w].get('infra_cpu_seconds'), 2)} s" for w in PRODUCE_WORKLOADS
+        infra = [f"{w}: {number(cluster['workloads'][w].get('infra_cpu_seconds'), 2)} s" for w in produce
                  if w in cluster["workloads"]]
-        out += ["", f"etcd + s3s-fs CPU during the cluster's produce runs: {', '.join(infra)}; "
+        out += [] if not infra else ["", f"etcd + s3s-fs CPU during the cluster's produce runs: {', '.join(infra)}; "
                 f"their peak RSS {number(cluster.get('infra_rss_hwm_mib'), 0)} MiB."]
     if results["notes"]:
         out += ["", "Notes:", ""] + [f"- {note}" for note in results["notes"]]
@@ -219,24 +291,27 @@ def chart(results, path):
     import matplotlib.pyplot as plt
 
     systems = list(results["systems"])
+    machine = results["machine"]
+    produce = [w for w in PRODUCE_WORKLOADS if w in results["workloads"]]
     figure, axes = plt.subplots(1, 3, figsize=(17, 5.2))
     width = 0.8 / max(len(systems), 1)
     panels = [("mib_per_sec", "Produce MiB/s"), ("mib_per_sec_per_core", "MiB/s per server core")]
     for axis, (field, title) in zip(axes[:2], panels):
         for index, system in enumerate(systems):
-            values = [results["systems"][system]["workloads"].get(w, {}).get(field) or 0 for w in PRODUCE_WORKLOADS]
-            positions = [x + (index - (len(systems) - 1) / 2) * width for x in range(len(PRODUCE_WORKLOADS))]
-            axis.bar(positions, values, width, label=SHORT_NAMES[system])
-        axis.set_xticks(range(len(PRODUCE_WORKLOADS)))
-        axis.set_xticklabels([WORKLOAD_NAMES[w].replace(", ", "\n") for w in PRODUCE_WORKLOADS], fontsize=8)
+            values = [results["systems"][system]["workloads"].get(w, {}).get(field) or 0 for w in produce]
+            positions = [x + (index - (len(systems) - 1) / 2) * width for x in range(len(produce))]
+            axis.bar(positions, values, width, label=short_name(system, machine))
+        axis.set_xticks(range(len(produce)))
+        axis.set_xticklabels([WORKLOAD_NAMES[w].replace(", ", "\n") for w in produce], fontsize=8)
         axis.set_title(title)
         axis.grid(axis="y", alpha=0.3)
     latency = [("w3-50", "p99_ms", "W3 50% p99"), ("w3-80", "p99_ms", "W3 80% p99"),
                ("w3-50-pipelined", "p99_ms", "W3 50% pipelined p99"), ("e2e", "p99_ms", "E2E p99")]
+    latency = [entry for entry in latency if entry[0] in results["workloads"]]
     for index, system in enumerate(systems):
         values = [max(results["systems"][system]["workloads"].get(w, {}).get(f) or 0, 0.5) for w, f, _ in latency]
         positions = [x + (index - (len(systems) - 1) / 2) * width for x in range(len(latency))]
-        axes[2].bar(positions, values, width, label=SHORT_NAMES[system])
+        axes[2].bar(positions, values, width, label=short_name(system, machine))
     axes[2].set_yscale("log")
     axes[2].set_xticks(range(len(latency)))
     axes[2].set_xticklabels([name for _, _, name in latency], fontsize=8)

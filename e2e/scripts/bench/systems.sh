@@ -10,6 +10,9 @@
 # stops exactly what the last start_<system> started, by PID, and is safe to call twice.
 
 SYSTEMS_ALL=(kafka floe-playground floe-cluster)
+# Valid in BENCH_SYSTEMS only with BENCH_BASELINE_REF or BENCH_BASELINE_BIN (bench.sh checks): the
+# playground again, run from the baseline binary, for a before/after of one change.
+SYSTEM_BASELINE=floe-playground-baseline
 
 reset_system_state() {
     BOOTSTRAP=""
@@ -27,6 +30,11 @@ read_floe_banner() {
     local pid="$1" logfile="$2" i
     for ((i = 0; i < 600; i++)); do
         kill -0 "$pid" 2>/dev/null || die "floe (pid $pid) exited during start-up: $(tail -n 5 "$logfile" | tr '\n' ' ')"
+        # The background child opens the log itself: on a busy machine it may not exist yet.
+        if [[ ! -f "$logfile" ]]; then
+            sleep 0.1
+            continue
+        fi
         BANNER_BOOTSTRAP="$(sed -n 's/^ *Kafka bootstrap: *\([^ ]*\).*/\1/p' "$logfile" | head -n 1)"
         BANNER_HTTP="$(sed -n 's|^ *HTTP: *http://\([^/ ]*\).*|\1|p' "$logfile" | head -n 1)"
         if [[ -n "$BANNER_BOOTSTRAP" && -n "$BANNER_HTTP" ]] &&
@@ -38,16 +46,16 @@ read_floe_banner() {
     die "floe (pid $pid) not ready within 60s (see $logfile)"
 }
 
-# Start one floe process in the background, pinned to the server CPUs; sets STARTED_PID.
+# Start one floe process (BINARY) in the background, pinned to the server CPUs; sets STARTED_PID.
 spawn_floe() {
-    local logfile="$1"
-    shift
+    local binary="$1" logfile="$2"
+    shift 2
     local pinned
     mapfile -t pinned < <(pin "$SERVER_CPUS")
     local line
-    line="$(printf '%q ' "${pinned[@]}" "$FLOE_BIN" "$@")"
+    line="$(printf '%q ' "${pinned[@]}" "$binary" "$@")"
     echo "${line% }" >>"$RUN_DIR/commands.txt"
-    "${pinned[@]}" "$FLOE_BIN" "$@" >"$logfile" 2>&1 </dev/null &
+    "${pinned[@]}" "$binary" "$@" >"$logfile" 2>&1 </dev/null &
     STARTED_PID=$!
     STOP_ACTIONS+=("pid $STARTED_PID")
 }
@@ -100,18 +108,27 @@ start_kafka() {
     log "kafka ready on $BOOTSTRAP (pid $pid)"
 }
 
+# start_floe_playground DIR [BINARY NAME LABEL]: the playground from FLOE_BIN, or from BINARY.
 start_floe_playground() {
-    local dir="$1"
-    spawn_floe "$LOG_DIR/floe-playground.log" playground --data-dir "$dir/playground" \
+    local dir="$1" binary="${2:-$FLOE_BIN}" name="${3:-floe-playground}" label="${4:-Floe playground}"
+    spawn_floe "$binary" "$LOG_DIR/$name.log" playground --data-dir "$dir/playground" \
         --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn \
         --flush-interval "$FLOE_FLUSH_INTERVAL"
     local pid="$STARTED_PID"
-    read_floe_banner "$pid" "$LOG_DIR/floe-playground.log"
+    read_floe_banner "$pid" "$LOG_DIR/$name.log"
     SERVER_PIDS=("$pid")
     METRICS_URLS=("http://$BANNER_HTTP/metrics")
     BOOTSTRAP="$BANNER_BOOTSTRAP"
-    SYSTEM_LABEL="Floe playground (embedded metadata, file bucket, flush $FLOE_FLUSH_INTERVAL)"
-    log "floe playground ready on $BOOTSTRAP (pid $pid)"
+    SYSTEM_LABEL="$label (embedded metadata, file bucket, flush $FLOE_FLUSH_INTERVAL)"
+    log "$name ready on $BOOTSTRAP (pid $pid)"
+}
+
+# The same playground from the baseline binary (BASELINE_BIN, built by bench.sh from
+# BENCH_BASELINE_REF or given as BENCH_BASELINE_BIN); the label names its commit.
+start_floe_playground_baseline() {
+    local dir="$1" commit="$BASELINE_COMMIT"
+    [[ "$commit" == unknown ]] || commit="${commit:0:12}"
+    start_floe_playground "$dir" "$BASELINE_BIN" "$SYSTEM_BASELINE" "Floe playground baseline, commit $commit"
 }
 
 CLUSTER_AGENTS=3
@@ -140,7 +157,7 @@ start_floe_cluster() {
     echo "export AWS_ENDPOINT=http://127.0.0.1:$s3_port AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true" >>"$RUN_DIR/commands.txt"
     local n pid bootstraps=()
     for ((n = 1; n <= CLUSTER_AGENTS; n++)); do
-        spawn_floe "$LOG_DIR/floe-agent-$n.log" agent --metadata "etcd://127.0.0.1:$etcd_port/floe" \
+        spawn_floe "$FLOE_BIN" "$LOG_DIR/floe-agent-$n.log" agent --metadata "etcd://127.0.0.1:$etcd_port/floe" \
             --virtual-cluster bench --object-store "s3://$CLUSTER_BUCKET/bench" \
             --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn \
             --flush-interval "$FLOE_FLUSH_INTERVAL"
