@@ -1320,3 +1320,141 @@ async fn an_admission_policy_refusing_the_deployment_shows_as_a_condition_and_an
     plane.delete_namespace(&client, &namespace).await;
     Ok(())
 }
+
+fn pool_condition(pool: &AgentPool, kind: &str) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    pool.status.as_ref()?.conditions.iter().find(|condition| condition.type_ == kind).cloned()
+}
+
+/// Issue 16, done-when 4 (first half): a VirtualCluster edited onto a dead S3 endpoint does not
+/// reach its pool's agents. The Deployment's spec and generation and the ConfigMap stay as they
+/// were, the pool says VirtualClusterNotReady naming the VirtualCluster, and a working endpoint
+/// afterwards is applied as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaking_a_ready_virtual_clusters_endpoint_leaves_its_pools_deployment_unchanged_until_it_is_fixed() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "follow").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    create(&clusters, virtual_cluster(plane, &namespace, "demo", "Retain")).await?;
+    create(&pools, agent_pool("agents", "demo", 2)).await?;
+    let before = wait_pool_available(&client, &namespace, "agents", 2).await.with_context(|| process.log_tail())?;
+    let config_before = config_maps.get("agents-config").await?;
+    let good_endpoint = format!("http://127.0.0.1:{}", plane.infrastructure.s3_port);
+    assert_eq!(config_before.data.as_ref().and_then(|data| data.get("AWS_ENDPOINT")), Some(&good_endpoint));
+
+    let endpoint = |value: String| Patch::Merge(json!({"spec": {"objectStore": {"endpoint": value}}}));
+    clusters.patch("demo", &PatchParams::default(), &endpoint("http://127.0.0.1:1".to_string())).await?;
+    // Both the edit and the failed check the VirtualCluster controller makes of it have reached the
+    // pool once the VirtualCluster reports the failure for the new generation.
+    wait_for("VirtualCluster demo to fail its check of the new endpoint", READY_TIMEOUT, || async {
+        let cluster = clusters.get("demo").await?;
+        let ready = cluster_condition(&cluster, "Ready");
+        match ready {
+            Some(ready) if ready.status == "False" && ready.observed_generation == cluster.metadata.generation => Ok(Some(())),
+            other => bail!("Ready is {other:?}"),
+        }
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    let held = wait_for("the pool to say VirtualClusterNotReady", READY_TIMEOUT, || async {
+        let pool = pools.get("agents").await?;
+        match pool_condition(&pool, "Ready") {
+            Some(ready) if ready.status == "False" && ready.reason == "VirtualClusterNotReady" => Ok(Some(ready)),
+            other => bail!("Ready is {other:?}"),
+        }
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    println!("pool Ready=False {}: {}", held.reason, held.message);
+    assert!(held.message.contains("VirtualCluster demo") && held.message.contains("Ready condition"), "{}", held.message);
+    assert!(held.message.contains("keep their last applied configuration"), "{}", held.message);
+    // A reconcile of the pool after the failure was reported (the requeue is a minute; the watch
+    // is what woke it), then the children are compared.
+    let after = deployments.get("agents").await?;
+    assert_eq!(after.metadata.generation, before.metadata.generation, "the Deployment was re-applied");
+    assert_eq!(serde_json::to_value(&after.spec)?, serde_json::to_value(&before.spec)?, "the Deployment's spec changed");
+    let config_after = config_maps.get("agents-config").await?;
+    assert_eq!(config_after.metadata.resource_version, config_before.metadata.resource_version, "the ConfigMap was rewritten");
+    assert_eq!(config_after.data, config_before.data);
+
+    // Fixed, onto another spelling of the working endpoint: applied like any change.
+    let fixed_endpoint = format!("http://localhost:{}", plane.infrastructure.s3_port);
+    clusters.patch("demo", &PatchParams::default(), &endpoint(fixed_endpoint.clone())).await?;
+    wait_cluster_ready(&clusters, "demo").await.with_context(|| process.log_tail())?;
+    wait_for("the pool's ConfigMap to carry the fixed endpoint", READY_TIMEOUT, || async {
+        let config = config_maps.get("agents-config").await?;
+        let applied = config.data.as_ref().and_then(|data| data.get("AWS_ENDPOINT")) == Some(&fixed_endpoint);
+        Ok(applied.then_some(()))
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    wait_pool_available(&client, &namespace, "agents", 2).await.with_context(|| process.log_tail())?;
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+/// Issue 16, done-when 4 (second half), the stated rule (operator/DESIGN.md): deleting a
+/// VirtualCluster waits while AgentPools use it, whatever its deletionPolicy, and says which in a
+/// `Deleting` condition and a Warning event; once the pools are gone, deletionPolicy runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_virtual_cluster_waits_for_the_pools_that_use_it_and_names_them() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "protect").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&clusters, virtual_cluster(plane, &namespace, "used", "Delete")).await?;
+    create(&pools, agent_pool("agents", "used", 1)).await?;
+    wait_pool_available(&client, &namespace, "agents", 1).await.with_context(|| process.log_tail())?;
+    let prefix = format!("/floe/vc/{namespace}.used/");
+    assert!(plane.infrastructure.etcd_key_count(&prefix)? >= 1, "no registration to protect");
+
+    clusters.delete("used", &DeleteParams::default()).await?;
+    let waiting = wait_for("VirtualCluster used to say its deletion waits", READY_TIMEOUT, || async {
+        let cluster = clusters.get("used").await?;
+        ensure!(cluster.metadata.deletion_timestamp.is_some(), "not being deleted yet");
+        match cluster_condition(&cluster, "Deleting") {
+            Some(deleting) if deleting.status == "True" && deleting.reason == "AgentPoolsRemain" => Ok(Some(deleting)),
+            other => bail!("Deleting is {other:?}"),
+        }
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    println!("Deleting=True {}: {}", waiting.reason, waiting.message);
+    assert!(waiting.message.contains("AgentPool agents") && waiting.message.contains("delete them first"), "{}", waiting.message);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &namespace);
+    wait_for("an AgentPoolsRemain Warning on the VirtualCluster", READY_TIMEOUT, || async {
+        let found = events.list(&ListParams::default()).await?.items.into_iter().any(|event| {
+            event.reason.as_deref() == Some("AgentPoolsRemain")
+                && event.type_.as_deref() == Some("Warning")
+                && event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some("used")
+        });
+        Ok(found.then_some(()))
+    })
+    .await?;
+    // deletionPolicy Delete has not run, and the pool's agents still run.
+    assert!(plane.infrastructure.etcd_key_count(&prefix)? >= 1, "the registration was deleted while a pool used it");
+    assert!(Api::<Deployment>::namespaced(client.clone(), &namespace).get_opt("agents").await?.is_some());
+
+    pools.delete("agents", &DeleteParams::default()).await?;
+    wait_for("VirtualCluster used to be gone", READY_TIMEOUT, || async {
+        match clusters.get_opt("used").await? {
+            None => Ok(Some(())),
+            Some(cluster) => bail!("still there: {:?}", cluster.status.map(|status| status.conditions)),
+        }
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    assert_eq!(plane.infrastructure.etcd_key_count(&prefix)?, 0, "deletionPolicy Delete did not run after the pools went");
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}

@@ -16,6 +16,9 @@ pub enum ReconcileError {
     /// The apiserver would not take one of the pool's children; reported in status.
     #[error(transparent)]
     Child(crate::agent_pool::child_failure::ChildFailure),
+    /// A VirtualCluster's deletion waits for the AgentPools that use it; shown in its status.
+    #[error("deletion waits for {pools} AgentPools that use the VirtualCluster")]
+    InUse { pools: usize },
     #[error("finalizer: {0}")]
     Finalizer(String),
 }
@@ -28,6 +31,7 @@ impl ReconcileError {
             Self::Kube { .. } => "Kube",
             Self::Cleanup { .. } => "Cleanup",
             Self::Child(failure) => failure.reason(),
+            Self::InUse { .. } => "InUse",
             Self::Finalizer(_) => "Finalizer",
         }
     }
@@ -43,6 +47,8 @@ impl ReconcileError {
             Self::Child(failure) if failure.needs_a_change() => Duration::from_secs(60),
             Self::Child(_) => Duration::from_secs(5),
             Self::Cleanup { .. } | Self::Finalizer(_) => Duration::from_secs(10),
+            // A pool's deletion wakes the VirtualCluster through the watch; a safety net.
+            Self::InUse { .. } => Duration::from_secs(30),
         }
     }
 }

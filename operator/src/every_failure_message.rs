@@ -29,6 +29,11 @@ fn every_message() -> Vec<(String, String)> {
     };
     messages.push(("LocationConflict".into(), conflict.message()));
     messages.push(("VirtualClusterRefused".into(), virtual_cluster_refused(name, &conflict)));
+    messages.extend(not_ready_messages(name));
+    let pools: Vec<String> = (0..12).map(|index| format!("{name}-agents-pool-{index:02}-with-a-long-suffix")).collect();
+    for count in [1, 3, 12] {
+        messages.push((crate::virtual_cluster::in_use::REASON.into(), crate::virtual_cluster::in_use::message(&pools[..count])));
+    }
     for error in [
         BuildError::FlushMaxBytes { value: "8MB".into() },
         BuildError::Bandwidth { value: "fast".into() },
@@ -51,6 +56,31 @@ fn every_message() -> Vec<(String, String)> {
     ] {
         let failure = ChildFailure { action: "apply", kind: "Deployment", name: name.into(), source: refused(code, text) };
         messages.push((failure.reason().to_string(), failure.message()));
+    }
+    messages
+}
+
+/// Every state of a pool's VirtualCluster that holds the pool, with and without agents.
+fn not_ready_messages(name: &str) -> Vec<(String, String)> {
+    use crate::agent_pool::virtual_cluster_gate::{check, REASON};
+    use crate::crd::virtual_cluster::{VirtualCluster, VirtualClusterStatus};
+    let long_name = format!("{name}-{}", "x".repeat(200));
+    let mut cluster: VirtualCluster =
+        serde_yaml::from_str(include_str!("../tests/fixtures/virtualcluster.yaml")).expect("the fixture parses");
+    cluster.metadata.name = Some(long_name);
+    cluster.metadata.generation = Some(2);
+    let states =
+        [None, Some((true, "Ready".to_string(), 1)), Some((false, "RegistrationFailed".to_string(), 2)), Some((false, "A".repeat(120), 2))];
+    let mut messages = Vec::new();
+    for state in states {
+        cluster.status = state.map(|(ready, reason, observed)| VirtualClusterStatus {
+            conditions: vec![crate::conditions::condition(&[], "Ready", ready, &reason, "text", Some(observed))],
+            ..Default::default()
+        });
+        for has_agents in [true, false] {
+            let message = check(&cluster, has_agents).expect_err("not Ready for generation 2");
+            messages.push((REASON.to_string(), message));
+        }
     }
     messages
 }

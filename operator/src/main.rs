@@ -7,6 +7,7 @@ use floe_operator::agent_pool::build::BuildSettings;
 use floe_operator::context::{Context, HealthIntervals};
 use floe_operator::metrics::Metrics;
 use floe_operator::run::{run, LeaderSettings, RunSettings};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,6 +107,9 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|error| anyhow::anyhow!("--log {:?}: {error}; example: info", cli.log))?,
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: in a file or a log collector the escape codes
+        // are noise around every level and field name.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
         Command::Crds(CrdArgs { out_dir: Some(out_dir), chart_dir }) => {

@@ -143,7 +143,22 @@ pub async fn run_controllers(client: Client, context: Arc<Context>, namespace: O
         });
     let clusters = Controller::new(api::<VirtualCluster>(&client, namespace), watcher::Config::default());
     let cluster_store = clusters.store();
+    let deleting_store = cluster_store.clone();
     let clusters = clusters
+        // A VirtualCluster's deletion waits for its pools (`virtual_cluster::in_use`): a pool's
+        // change (its deletion) re-runs it at once. Only clusters being deleted: a pool's status
+        // write must not set off a health probe.
+        .watches(api::<AgentPool>(&client, namespace), watcher::Config::default(), move |pool| {
+            let namespace = pool.namespace();
+            let name = &pool.spec.virtual_cluster_ref.name;
+            deleting_store
+                .state()
+                .into_iter()
+                .filter(|cluster| cluster.namespace() == namespace && &cluster.name_any() == name)
+                .filter(|cluster| cluster.metadata.deletion_timestamp.is_some())
+                .map(|cluster| ObjectRef::from_obj(cluster.as_ref()))
+                .collect::<Vec<_>>()
+        })
         // A VirtualCluster deleted or moved may end another's location conflict: reconcile the
         // refused ones again at once.
         .watches(api::<VirtualCluster>(&client, namespace), watcher::Config::default(), move |changed| {

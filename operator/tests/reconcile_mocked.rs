@@ -141,13 +141,57 @@ async fn a_pool_of_a_virtual_cluster_sharing_an_older_ones_bucket_writes_no_chil
     assert!(message.contains("team-b/original") && message.contains("is refused"), "{message}");
 }
 
+/// `cluster` as the VirtualCluster controller leaves it after a check of its current generation.
+fn checked(mut cluster: VirtualCluster, ready: bool, reason: &str) -> VirtualCluster {
+    cluster.metadata.generation = Some(2);
+    cluster.status = Some(floe_operator::crd::virtual_cluster::VirtualClusterStatus {
+        observed_generation: Some(2),
+        conditions: vec![floe_operator::conditions::condition(&[], "Ready", ready, reason, "text", Some(2))],
+        ..Default::default()
+    });
+    cluster
+}
+
+#[tokio::test]
+async fn a_pool_whose_virtual_cluster_is_not_ready_writes_no_children_and_says_why() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "team-a");
+    let context = Arc::new(Context::new(client, Arc::new(Metrics::new()), settings(), "test"));
+    let pool: AgentPool = fixture("agentpool-minimal.yaml");
+    let cluster = checked(fixture("virtualcluster.yaml"), false, "BucketUnreachable");
+    let mut status_object = serde_json::to_value(&pool).unwrap();
+    status_object["status"] = json!({});
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            expect(
+                "GET",
+                "/apis/floe.dev/v1alpha1/namespaces/team-a/virtualclusters/demo",
+                StatusCode::OK,
+                serde_json::to_value(&cluster).unwrap(),
+            ),
+            expect("GET", "/apis/floe.dev/v1alpha1/virtualclusters?", StatusCode::OK, cluster_list(&[&cluster])),
+            expect("POST", "/apis/events.k8s.io/v1/namespaces/team-a/events", StatusCode::CREATED, json!({})),
+            expect("PATCH", "/apis/floe.dev/v1alpha1/namespaces/team-a/agentpools/agents/status", StatusCode::OK, status_object),
+        ],
+    ));
+    reconcile(Arc::new(pool), Arc::clone(&context)).await.unwrap();
+    let writes = server.await.unwrap();
+    assert_eq!(writes.len(), 2, "an event and the status, no child: {writes:?}");
+    assert_eq!(writes[0].1["reason"], "VirtualClusterNotReady");
+    let condition = &writes[1].1["status"]["conditions"][0];
+    assert_eq!((condition["status"].as_str(), condition["reason"].as_str()), (Some("False"), Some("VirtualClusterNotReady")));
+    let message = condition["message"].as_str().unwrap();
+    assert!(message.contains("demo is not Ready (BucketUnreachable)") && message.contains("no agents start"), "{message}");
+}
+
 #[tokio::test]
 async fn reconciling_a_pool_whose_children_are_current_only_reads() {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "team-a");
     let context = Arc::new(Context::new(client, Arc::new(Metrics::new()), settings(), "test"));
     let pool: AgentPool = fixture("agentpool-minimal.yaml");
-    let cluster: VirtualCluster = fixture("virtualcluster.yaml");
+    let cluster = checked(fixture("virtualcluster.yaml"), true, "Ready");
     let children = build(&pool, &cluster, &settings()).unwrap();
     // The live objects: what we applied plus what the apiserver adds.
     let live = |object: &dyn erased::Object| {

@@ -1,9 +1,11 @@
 //! The AgentPool controller: read the VirtualCluster and its peers (I/O) → refuse a VirtualCluster
-//! whose locations overlap an older one's (pure) → build the children (pure) → apply them in
-//! order → delete orphans → patch status. Reconciling an unchanged pool writes nothing.
+//! whose locations overlap an older one's, or that is not Ready for its current generation (pure)
+//! → build the children (pure) → apply them in order → delete orphans → patch status. Reconciling
+//! an unchanged pool writes nothing.
 
 pub mod build;
 pub mod child_failure;
+pub mod virtual_cluster_gate;
 
 use crate::apply::{apply_if_changed, delete_orphans, patch_status_if_changed};
 use crate::conditions::condition;
@@ -60,6 +62,19 @@ pub async fn reconcile(pool: Arc<AgentPool>, context: Arc<Context>) -> Result<Ac
         let status = not_reconciled(&previous, REASON, message, generation);
         patch_status(&pool, &previous, status, &context).await?;
         // A change to either VirtualCluster triggers a reconcile through the watch; a safety net.
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
+
+    // Validate: only a VirtualCluster found Ready for its current generation configures agents
+    // (`virtual_cluster_gate` says why); until then the children stay as they were applied last.
+    if let Err(message) = virtual_cluster_gate::check(&cluster, previous.observed_generation.is_some()) {
+        const REASON: &str = virtual_cluster_gate::REASON;
+        if !has_condition(&previous, "Ready", REASON) {
+            context.warn(pool.as_ref(), REASON, "Reconcile", message.clone()).await;
+        }
+        let status = not_reconciled(&previous, REASON, message, generation);
+        patch_status(&pool, &previous, status, &context).await?;
+        // The VirtualCluster's status change wakes the pool through the watch; a safety net.
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
 

@@ -115,7 +115,8 @@ pub struct VirtualClusterStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, MetadataReachable, BucketReachable.
+    /// Ready, MetadataReachable, BucketReachable; Deleting while a deletion waits for the
+    /// AgentPools that use this VirtualCluster.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The id registered in etcd (this resource's uid).

@@ -1,10 +1,11 @@
 //! The VirtualCluster controller: list the VirtualClusters and refuse one whose locations overlap
 //! an older one's (pure check in `locations`) → resolve Secrets (I/O) → validate → register in
-//! etcd and probe the bucket (I/O) → read stats → patch status. A finalizer removes the cluster's
-//! etcd keys and objects when `deletionPolicy: Delete`; with `Retain` it leaves them for a
-//! successor.
+//! etcd and probe the bucket (I/O) → read stats → patch status. A finalizer holds the deletion
+//! while AgentPools use the cluster (`in_use`), then removes the cluster's etcd keys and objects
+//! when `deletionPolicy: Delete`; with `Retain` it leaves them for a successor.
 
 pub mod connect;
+pub mod in_use;
 pub mod locations;
 pub mod problems;
 
@@ -156,6 +157,11 @@ async fn refuse(
 }
 
 async fn cleanup(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action, ReconcileError> {
+    // Pools first, whatever the deletionPolicy: their agents run on this etcd and bucket.
+    let pools = in_use::referencing_pools(&context.client, &cluster).await.map_err(kube_error("listing the AgentPools"))?;
+    if !pools.is_empty() {
+        return Err(wait_for_pools(&cluster, &pools, context).await);
+    }
     if cluster.spec.deletion_policy == DeletionPolicy::Retain {
         tracing::info!("deletionPolicy Retain: keeping the etcd keys and the objects");
         return Ok(Action::await_change());
@@ -195,6 +201,26 @@ async fn cleanup(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Acti
     context.metrics.external_writes.with_label_values(&["etcd-delete"]).inc();
     tracing::info!(keys, objects, prefix = resolved.keys.root_prefix(), "deleted the virtual cluster's metadata and objects");
     Ok(Action::await_change())
+}
+
+/// Says why the deletion waits (the `Deleting` condition, and a Warning event when the list of
+/// pools changed) and returns the error that keeps the finalizer and retries. A pool's deletion
+/// re-runs this at once through the controller's AgentPool watch.
+async fn wait_for_pools(cluster: &VirtualCluster, pools: &[String], context: &Context) -> ReconcileError {
+    let message = in_use::message(pools);
+    let previous = cluster.status.clone().unwrap_or_default();
+    let said = previous.conditions.iter().any(|condition| condition.type_ == in_use::CONDITION && condition.message == message);
+    if !said {
+        tracing::info!(?pools, "deletion waits for the AgentPools that use this VirtualCluster");
+        context.warn(cluster, in_use::REASON, "Delete", message.clone()).await;
+    }
+    let mut status = previous.clone();
+    status.conditions.retain(|condition| condition.type_ != in_use::CONDITION);
+    status.conditions.push(condition(&previous.conditions, in_use::CONDITION, true, in_use::REASON, message, cluster.metadata.generation));
+    if let Err(error) = patch_status(cluster, &previous, status, context).await {
+        tracing::warn!(%error, "failed to show the waiting deletion in status");
+    }
+    ReconcileError::InUse { pools: pools.len() }
 }
 
 fn registration_of(cluster: &VirtualCluster) -> Registration {
