@@ -123,12 +123,12 @@ fuzz: $(CARGO_FUZZ) ## Run each fuzz target for FUZZ_SECONDS (default 60) on one
 	done
 
 .PHONY: crds
-crds: ## Regenerate crds/*.yaml and the chart's CRD templates from operator/src/crd
-	$(CARGO) run --quiet -p floe-operator -- crds --out-dir crds --chart-dir charts/floe/templates/crds
+crds: ## Regenerate crds/*.yaml from operator/src/crd (the operator installs the same definitions)
+	$(CARGO) run --quiet -p floe-operator -- crds --out-dir crds
 
 .PHONY: crds-check
 crds-check: crds ## Fail when the committed CRDs differ from the Rust types
-	@git diff --exit-code -- crds charts/floe/templates/crds || { echo "CRDs drifted from operator/src/crd: run 'make crds' and commit" >&2; exit 1; }
+	@git diff --exit-code -- crds || { echo "CRDs drifted from operator/src/crd: run 'make crds' and commit" >&2; exit 1; }
 
 .PHONY: chart
 chart: ## helm lint and helm template | kubeconform -strict, offline

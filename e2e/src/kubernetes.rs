@@ -55,6 +55,46 @@ fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
 
 impl ControlPlane {
     fn start() -> Result<Self> {
+        let mut plane = Self::without_chart()?;
+        plane.helm_install_output = plane.helm(&[
+            "install",
+            RELEASE,
+            &repository_root().join("charts/floe").display().to_string(),
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--create-namespace",
+            // The external-metrics APIService needs the operator to serve it (autoscaling issue);
+            // registered without a server it would only make API discovery report errors.
+            "--set",
+            "metricsApi.enabled=false",
+            "--wait",
+            "--timeout",
+            "120s",
+        ])?;
+        // The chart's operator pod never runs under KWOK, so the CRDs it would apply at start are
+        // applied here by the same code (`floe-operator crds --apply`, which waits until they are
+        // Established).
+        plane.install_crds()?;
+        Ok(plane)
+    }
+
+    /// `floe-operator crds --apply` against this control plane.
+    pub fn install_crds(&self) -> Result<()> {
+        let output = Command::new(operator_binary()?)
+            .args(["crds", "--apply"])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(Stdio::null())
+            .output()
+            .context("failed to run floe-operator crds --apply")?;
+        if !output.status.success() {
+            bail!("floe-operator crds --apply failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    }
+
+    /// A control plane of its own (not the process's shared one), with etcd and an S3 server for
+    /// VirtualClusters but without the chart: for tests that install the chart themselves.
+    pub fn without_chart() -> Result<Self> {
         let state = tempfile::Builder::new().prefix("floe-k8s-").tempdir()?.keep();
         let started = Instant::now();
         let up = repository_root().join("e2e/k8s/up.sh");
@@ -83,30 +123,7 @@ impl ControlPlane {
             ),
             &state,
         )?;
-        let mut plane = Self { state, kubeconfig, bin, infrastructure, helm_install_output: String::new(), startup_seconds };
-        plane.helm_install_output = plane.helm(&[
-            "install",
-            RELEASE,
-            &repository_root().join("charts/floe").display().to_string(),
-            "--namespace",
-            RELEASE_NAMESPACE,
-            "--create-namespace",
-            // The external-metrics APIService needs the operator to serve it (autoscaling issue);
-            // registered without a server it would only make API discovery report errors.
-            "--set",
-            "metricsApi.enabled=false",
-            "--wait",
-            "--timeout",
-            "120s",
-        ])?;
-        plane.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/virtualclusters.floe.dev",
-            "crd/agentpools.floe.dev",
-        ])?;
-        Ok(plane)
+        Ok(Self { state, kubeconfig, bin, infrastructure, helm_install_output: String::new(), startup_seconds })
     }
 
     pub async fn client(&self) -> Result<Client> {

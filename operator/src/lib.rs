@@ -8,6 +8,7 @@ pub mod apply;
 pub mod conditions;
 pub mod context;
 pub mod crd;
+pub mod crd_install;
 pub mod crdgen;
 pub mod error;
 #[cfg(test)]

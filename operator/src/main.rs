@@ -1,6 +1,6 @@
 //! `floe-operator`: `run` reconciles VirtualCluster and AgentPool resources (and serves the
 //! external metrics API when given its certificate); `crds` prints their
-//! CustomResourceDefinitions (what `make crds` commits).
+//! CustomResourceDefinitions (what `make crds` commits) or applies them to the cluster.
 
 use clap::{Args, Parser, Subcommand};
 use floe_operator::agent_pool::build::BuildSettings;
@@ -29,22 +29,27 @@ struct Cli {
 enum Command {
     /// Run the controllers (uses the in-cluster service account, or KUBECONFIG outside a cluster).
     Run(RunArgs),
-    /// Print the CustomResourceDefinitions as YAML, or write them into the repository.
+    /// Print the CustomResourceDefinitions as YAML, write them into the repository, or apply them.
     Crds(CrdArgs),
 }
 
 #[derive(Debug, Args)]
 struct CrdArgs {
     /// Write `<name>.yaml` per CRD here (e.g. `crds`) instead of printing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "apply")]
     out_dir: Option<std::path::PathBuf>,
-    /// Refresh the chart's guarded CRD templates here (e.g. `charts/floe/templates/crds`).
-    #[arg(long, requires = "out_dir")]
-    chart_dir: Option<std::path::PathBuf>,
+    /// Install or upgrade them in the cluster (in-cluster service account or KUBECONFIG) and wait
+    /// until they are Established, as `run --install-crds` does at start.
+    #[arg(long)]
+    apply: bool,
 }
 
 #[derive(Debug, Args)]
 struct RunArgs {
+    /// Install or upgrade the VirtualCluster and AgentPool CRDs at start (server-side apply), and
+    /// wait until they are Established before reconciling. The chart turns it on (crds.enabled).
+    #[arg(long, env = "FLOE_OPERATOR_INSTALL_CRDS", default_value_t = false, action = clap::ArgAction::Set)]
+    install_crds: bool,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "FLOE_OPERATOR_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
     http_listen: SocketAddr,
@@ -112,13 +117,16 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
-        Command::Crds(CrdArgs { out_dir: Some(out_dir), chart_dir }) => {
-            let chart_dir = chart_dir.unwrap_or_else(|| std::path::PathBuf::from("charts/floe/templates/crds"));
-            for path in floe_operator::crdgen::write(&out_dir, &chart_dir)? {
+        Command::Crds(CrdArgs { out_dir: Some(out_dir), .. }) => {
+            for path in floe_operator::crdgen::write(&out_dir)? {
                 eprintln!("wrote {path}");
             }
             Ok(())
         }
+        Command::Crds(CrdArgs { apply: true, .. }) => tokio::runtime::Runtime::new()?.block_on(async {
+            install_crds(&kubernetes_client().await?).await?;
+            Ok(())
+        }),
         Command::Crds(_) => {
             print!("{}", floe_operator::crdgen::render_yaml()?);
             Ok(())
@@ -127,10 +135,33 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+async fn kubernetes_client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .map_err(|error| anyhow::anyhow!("failed to configure the Kubernetes client (in-cluster service account or KUBECONFIG): {error}"))
+}
+
+async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    for outcome in floe_operator::crd_install::install(client).await? {
+        match outcome {
+            floe_operator::crd_install::Installed::Applied { name } => {
+                tracing::info!(crd = %name, "CustomResourceDefinition applied and Established")
+            }
+            floe_operator::crd_install::Installed::KeptNewer { name, version } => {
+                tracing::info!(crd = %name, installed_by = %version, "CustomResourceDefinition left as a newer operator applied it")
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await.map_err(|error| {
-        anyhow::anyhow!("failed to configure the Kubernetes client (in-cluster service account or KUBECONFIG): {error}")
-    })?;
+    let client = kubernetes_client().await?;
+    // Before the HTTP server: the pod becomes Ready only once the CRDs it reconciles exist, so
+    // `helm install --wait` and `kubectl rollout status` return when a VirtualCluster can be created.
+    if args.install_crds {
+        install_crds(&client).await?;
+    }
     let identity = args.identity.unwrap_or_else(|| format!("floe-operator-{}", uuid::Uuid::new_v4()));
     let metrics = Arc::new(Metrics::new());
     let serves_metrics_api = args.metrics_api_cert_file.is_some();
@@ -169,5 +200,6 @@ mod tests {
         let Cli { command: Command::Run(args), .. } = Cli::try_parse_from(["floe-operator", "run"]).unwrap() else { panic!("not run") };
         assert_eq!((args.health_check_interval, args.health_retry_interval), (Duration::from_secs(30), Duration::from_secs(5)));
         assert_eq!(args.bandwidth_autoscaling, None);
+        assert!(!args.install_crds, "a binary run by hand changes no cluster-wide object unless asked");
     }
 }
