@@ -1,7 +1,7 @@
 //! `AgentPool`: a Deployment of agents serving one VirtualCluster, with its Services, config,
 //! disruption budget and, when autoscaling is on, a HorizontalPodAutoscaler.
 
-use super::{BYTES_QUANTITY_PATTERN, DURATION_PATTERN, NAME_PATTERN};
+use super::{must_match, BYTES_QUANTITY_MESSAGE, BYTES_QUANTITY_PATTERN, DURATION_MESSAGE, DURATION_PATTERN, NAME_MESSAGE, NAME_PATTERN};
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -97,7 +97,7 @@ fn default_termination_grace() -> i64 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct VirtualClusterReference {
     /// Name of a VirtualCluster in this namespace.
-    #[schemars(regex(pattern = NAME_PATTERN), length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = must_match(NAME_PATTERN, NAME_MESSAGE)))]
     pub name: String,
 }
 
@@ -143,11 +143,11 @@ pub enum ServiceType {
 pub struct FlushSpec {
     /// Longest a produced batch waits before its object is written (default 250ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = must_match(DURATION_PATTERN, DURATION_MESSAGE)))]
     pub interval: Option<String>,
     /// Object size that triggers a flush before the interval (default 8Mi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = BYTES_QUANTITY_PATTERN), length(max = 32))]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = must_match(BYTES_QUANTITY_PATTERN, BYTES_QUANTITY_MESSAGE)))]
     pub max_bytes: Option<String>,
 }
 
@@ -175,11 +175,11 @@ pub struct AutoscalingSpec {
     pub target_cpu_utilization_percentage: i32,
     /// Kafka bytes in+out per second per agent to hold, e.g. `50Mi`.
     #[serde(default = "default_bandwidth_target")]
-    #[schemars(regex(pattern = BYTES_QUANTITY_PATTERN), length(max = 32))]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = must_match(BYTES_QUANTITY_PATTERN, BYTES_QUANTITY_MESSAGE)))]
     pub target_bandwidth_per_agent: String,
     /// How long load must stay low before agents are removed (default 300s).
     #[serde(default = "default_scale_down_stabilization")]
-    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = must_match(DURATION_PATTERN, DURATION_MESSAGE)))]
     pub scale_down_stabilization: String,
 }
 

@@ -1,7 +1,7 @@
 //! `VirtualCluster`: where one Kafka-compatible cluster keeps its metadata (etcd) and its data
 //! (a bucket), and what its topics default to. Agents join it through an AgentPool.
 
-use super::SecretReference;
+use super::{must_match, SecretReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -46,11 +46,17 @@ pub struct VirtualClusterSpec {
 pub struct EtcdSpec {
     /// etcd client endpoints as host:port, e.g. `floe-etcd.floe-system.svc:2379`.
     #[schemars(length(min = 1, max = 16))]
-    #[schemars(extend("items" = {"type": "string", "pattern": r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$", "maxLength": 261}))]
+    #[schemars(extend("items" = {"type": "string", "maxLength": 261, "x-kubernetes-validations": must_match(
+        r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$",
+        "each endpoint must be host:port, such as floe-etcd.floe-system.svc:2379"
+    )}))]
     pub endpoints: Vec<String>,
     /// Key prefix; this virtual cluster's keys live under `<prefix>/vc/<namespace>.<name>/`.
     #[serde(default = "default_prefix")]
-    #[schemars(regex(pattern = r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"), length(max = 128))]
+    #[schemars(length(max = 128), extend("x-kubernetes-validations" = must_match(
+        r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+        "must be a key path such as /floe or /teams/payments"
+    )))]
     pub prefix: String,
     /// Secret with keys `username` and `password` for etcd authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,11 +75,14 @@ fn default_prefix() -> String {
 pub struct ObjectStoreSpec {
     /// `s3://bucket/prefix` (AWS S3 or any S3-compatible server through `endpoint`) or
     /// `file:///path` (a shared filesystem mounted into every agent).
-    #[schemars(regex(pattern = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^/]+)*/?|file:///[^\s]*)$"), length(max = 1024))]
+    #[schemars(length(max = 1024), extend("x-kubernetes-validations" = must_match(
+        r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^/]+)*/?|file:///[^\s]*)$",
+        "must be s3://bucket/prefix, such as s3://floe-data/demo, or file:///path"
+    )))]
     pub url: String,
     /// Region of the bucket, e.g. `us-east-1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9-]+$"), length(max = 64))]
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = must_match(r"^[a-z0-9-]+$", "must be a region name such as us-east-1")))]
     pub region: Option<String>,
     /// Endpoint of an S3-compatible server, e.g. `http://minio.storage.svc:9000`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
