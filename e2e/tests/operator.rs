@@ -242,6 +242,41 @@ async fn a_hundred_reconciles_of_an_unchanged_pool_write_nothing() -> Result<()>
     Ok(())
 }
 
+/// A field the operator stops setting is removed from the child (server-side apply drops fields
+/// its manager no longer sends), while an unchanged desired object is still not written again.
+/// Before the applied fingerprint, `apply_if_changed` saw the live object "contain" the smaller
+/// desired one and skipped the apply, so the dropped field stayed forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_the_operator_stops_setting_is_removed_from_the_child() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "removal").await?;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let metrics = Metrics::new();
+    let config = |data: Value| -> Result<ConfigMap> {
+        Ok(serde_json::from_value(json!({"metadata": {"name": "agents-config", "namespace": namespace}, "data": data}))?)
+    };
+    let apply = |desired: ConfigMap| {
+        let maps = maps.clone();
+        let metrics = &metrics;
+        async move { floe_operator::apply::apply_if_changed(&maps, &desired, metrics).await }
+    };
+    apply(config(json!({"FLOE_FLUSH_INTERVAL": "250ms", "FLOE_OLD_SETTING": "on"}))?).await?;
+    let written = apply(config(json!({"FLOE_FLUSH_INTERVAL": "250ms"}))?).await?;
+    assert_eq!(written, floe_operator::apply::Applied::Written, "a smaller desired object must be applied");
+    let live = maps.get("agents-config").await?.data.unwrap_or_default();
+    assert_eq!(live.keys().collect::<Vec<_>>(), ["FLOE_FLUSH_INTERVAL"], "the dropped key must be gone: {live:?}");
+    // The same desired object again: nothing to write.
+    let again = apply(config(json!({"FLOE_FLUSH_INTERVAL": "250ms"}))?).await?;
+    assert_eq!(again, floe_operator::apply::Applied::Unchanged);
+    // A hand edit of a field we own is still put back.
+    maps.patch("agents-config", &PatchParams::default(), &Patch::Merge(json!({"data": {"FLOE_FLUSH_INTERVAL": "1s"}}))).await?;
+    assert_eq!(apply(config(json!({"FLOE_FLUSH_INTERVAL": "250ms"}))?).await?, floe_operator::apply::Applied::Written);
+    assert_eq!(maps.get("agents-config").await?.data.unwrap_or_default()["FLOE_FLUSH_INTERVAL"], "250ms");
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
 struct Invalid {
     what: &'static str,
     object: Value,

@@ -2,8 +2,15 @@
 //!
 //! A child is patched only when the desired object is not already contained in the live one
 //! (every field we set has the value we want; fields the apiserver defaulted or others own are
-//! ignored). So reconciling an unchanged pool costs one GET per child and no write, and a child
-//! someone edited by hand is put back on the next reconcile.
+//! ignored) or was last applied from another desired object. So reconciling an unchanged pool
+//! costs one GET per child and no write, and a child someone edited by hand is put back on the
+//! next reconcile.
+//!
+//! Containment alone cannot see a field we stopped setting: the live object still has it, so it
+//! "contains" the smaller desired object and the field would stay forever. Each child therefore
+//! carries a fingerprint of the desired object it was applied from ([`FINGERPRINT`]); a different
+//! fingerprint means a different desired object, and the server-side apply that follows removes
+//! the fields this field manager no longer sets.
 
 use crate::metrics::Metrics;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -16,6 +23,8 @@ use std::fmt::Debug;
 
 /// The one field manager of every write this operator makes.
 pub const FIELD_MANAGER: &str = "floe-operator";
+/// Annotation holding the fingerprint of the desired object a child was last applied from.
+pub const FINGERPRINT: &str = "floe.dev/applied-fingerprint";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -29,14 +38,14 @@ where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
     let name = desired.name_any();
-    let desired_value = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
+    let desired_value = as_applied(&serde_json::to_value(desired).map_err(kube::Error::SerdeError)?);
     if let Some(live) = api.get_opt(&name).await? {
         let live_value = serde_json::to_value(&live).map_err(kube::Error::SerdeError)?;
         if contains(&live_value, &without_type_meta(&desired_value)) {
             return Ok(Applied::Unchanged);
         }
     }
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(desired)).await?;
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired_value)).await?;
     metrics.child_writes.with_label_values(&[K::kind(&()).as_ref(), "apply"]).inc();
     Ok(Applied::Written)
 }
@@ -84,6 +93,59 @@ where
         deleted += 1;
     }
     Ok(deleted)
+}
+
+/// The object as this operator applies it: `desired` with its fingerprint annotation.
+pub fn as_applied(desired: &Value) -> Value {
+    let mut applied = desired.clone();
+    let print = fingerprint(desired);
+    if let Some(metadata) = applied.as_object_mut().map(|object| object.entry("metadata").or_insert_with(|| serde_json::json!({}))) {
+        if let Some(metadata) = metadata.as_object_mut() {
+            let annotations = metadata.entry("annotations").or_insert_with(|| serde_json::json!({}));
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations.insert(FINGERPRINT.to_string(), Value::String(print));
+            }
+        }
+    }
+    applied
+}
+
+/// FNV-1a (64 bit) of the object's JSON with map keys sorted: stable across operator builds and
+/// Rust versions, unlike `DefaultHasher`, so an upgrade rewrites nothing.
+fn fingerprint(desired: &Value) -> String {
+    fn canonical(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for key in keys {
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    canonical(&map[key], out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for item in items {
+                    canonical(item, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canonical(desired, &mut text);
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 fn without_type_meta(value: &Value) -> Value {
@@ -149,6 +211,14 @@ mod tests {
     fn canonical_quantities_match_what_we_sent() {
         let live = json!({"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}});
         assert!(contains(&live, &json!({"resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"}}})));
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_any_field_and_not_with_key_order() {
+        let one = fingerprint(&json!({"data": {"a": "1", "b": "2"}}));
+        assert_eq!(one, fingerprint(&serde_json::from_str(r#"{"data": {"b": "2", "a": "1"}}"#).unwrap()));
+        assert_ne!(one, fingerprint(&json!({"data": {"a": "1"}})));
+        assert_eq!(one.len(), 16);
     }
 
     #[test]

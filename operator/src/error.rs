@@ -36,6 +36,12 @@ impl ReconcileError {
         }
     }
 
+    /// A state the operator waits out rather than a failure: shown in status and logged once
+    /// when it starts, not as a warning at every retry.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, Self::InUse { .. })
+    }
+
     /// How long before trying again.
     pub fn retry_after(&self) -> Duration {
         match self {

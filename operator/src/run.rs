@@ -204,6 +204,10 @@ async fn observed(
     context.metrics.reconcile_duration.with_label_values(&[controller]).observe(started.elapsed().as_secs_f64());
     let outcome = match &result {
         Ok(_) => "ok",
+        Err(error) if error.is_waiting() => {
+            tracing::debug!(controller, state = %error, "reconcile waits");
+            error.kind()
+        }
         Err(error) => {
             tracing::warn!(controller, error = %error, "reconcile failed");
             error.kind()

@@ -91,6 +91,20 @@ fn without_the_external_metrics_api_the_hpa_scales_on_cpu_alone() {
 }
 
 #[test]
+fn a_pool_that_asks_for_cpu_alone_gets_an_hpa_without_the_bandwidth_metric() {
+    let mut pool = fixture::<AgentPool>("agentpool-autoscaled.yaml");
+    pool.spec.autoscaling.as_mut().unwrap().scale_on_bandwidth = false;
+    let children = build(&pool, &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings()).unwrap();
+    let metrics = children.autoscaler.unwrap().spec.unwrap().metrics.unwrap();
+    let kinds: Vec<&str> = metrics.iter().map(|metric| metric.type_.as_str()).collect();
+    assert_eq!(kinds, ["Resource"]);
+    // The other pools of the same operator keep both metrics.
+    let both =
+        build(&fixture::<AgentPool>("agentpool-autoscaled.yaml"), &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings()).unwrap();
+    assert_eq!(both.autoscaler.unwrap().spec.unwrap().metrics.unwrap().len(), 2);
+}
+
+#[test]
 fn the_agent_config_points_at_the_virtual_clusters_etcd_and_bucket() {
     let children =
         build(&fixture::<AgentPool>("agentpool-autoscaled.yaml"), &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings()).unwrap();

@@ -195,7 +195,7 @@ async fn reconciling_a_pool_whose_children_are_current_only_reads() {
     let children = build(&pool, &cluster, &settings()).unwrap();
     // The live objects: what we applied plus what the apiserver adds.
     let live = |object: &dyn erased::Object| {
-        let mut value = object.value();
+        let mut value = floe_operator::apply::as_applied(&object.value());
         value["metadata"]["resourceVersion"] = json!("7");
         value["metadata"]["generation"] = json!(1);
         value

@@ -259,7 +259,7 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
             let mut metrics = vec![json!(
                 {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": autoscaling.target_cpu_utilization_percentage}}}
             )];
-            if settings.bandwidth_metric {
+            if scales_on_bandwidth(autoscaling, settings) {
                 metrics.push(json!({"type": "External", "external": {
                     "metric": {"name": BANDWIDTH_METRIC, "selector": {"matchLabels": selector}},
                     "target": {"type": "AverageValue", "averageValue": bandwidth.to_string()},
@@ -293,6 +293,12 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
     };
 
     Ok(Children { service_account, config_map, deployment, client_service, headless_service, disruption_budget, autoscaler })
+}
+
+/// Whether a pool's HPA carries the bandwidth metric: only when the operator serves it (or another
+/// adapter does, `--bandwidth-autoscaling`) and the pool asks for it.
+pub fn scales_on_bandwidth(autoscaling: &crate::crd::agent_pool::AutoscalingSpec, settings: &BuildSettings) -> bool {
+    settings.bandwidth_metric && autoscaling.scale_on_bandwidth
 }
 
 /// The agents' configuration, as environment variables (ConfigMap data). Secrets are referenced

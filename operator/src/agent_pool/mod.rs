@@ -230,6 +230,12 @@ async fn collect_orphans(context: &Context, namespace: &str, pool: &str, childre
 }
 
 /// Pure: the status from what the Deployment and the autoscaler report.
+fn scales_on_external_metric(autoscaler: Option<&HorizontalPodAutoscaler>) -> bool {
+    autoscaler
+        .and_then(|autoscaler| autoscaler.spec.as_ref())
+        .is_some_and(|spec| spec.metrics.iter().flatten().any(|metric| metric.type_ == "External"))
+}
+
 pub fn pool_status(
     pool: &AgentPool,
     previous: &AgentPoolStatus,
@@ -278,7 +284,10 @@ pub fn pool_status(
         current_cpu_utilization_percentage: current_cpu,
         target_cpu_utilization_percentage: autoscaling.map(|autoscaling| autoscaling.target_cpu_utilization_percentage),
         current_bandwidth_per_agent: current_bandwidth,
-        target_bandwidth_per_agent: autoscaling.map(|autoscaling| autoscaling.target_bandwidth_per_agent.clone()),
+        // A target only where the HPA scales on it: a CPU-only pool shows no bandwidth target.
+        target_bandwidth_per_agent: autoscaling
+            .filter(|_| scales_on_external_metric(autoscaler))
+            .map(|autoscaling| autoscaling.target_bandwidth_per_agent.clone()),
         conditions: [
             Some(condition(&previous.conditions, "Ready", ready, reason, message, generation)),
             Some(condition(&previous.conditions, RECONCILED, true, "Applied", "every child matches the current spec", generation)),

@@ -173,6 +173,11 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_cpu_target", rename = "targetCPUUtilizationPercentage")]
     #[schemars(range(min = 1, max = 1000))]
     pub target_cpu_utilization_percentage: i32,
+    /// Whether the autoscaler also scales on bandwidth per agent (default true). `false`: CPU
+    /// alone, for a pool that should not depend on the external metrics API. The operator's
+    /// `--bandwidth-autoscaling=false` (the chart's metricsApi.enabled=false) makes every pool CPU-only.
+    #[serde(default = "default_true")]
+    pub scale_on_bandwidth: bool,
     /// Kafka bytes in+out per second per agent to hold, e.g. `50Mi`.
     #[serde(default = "default_bandwidth_target")]
     #[schemars(length(max = 32), extend("x-kubernetes-validations" = must_match(BYTES_QUANTITY_PATTERN, BYTES_QUANTITY_MESSAGE)))]
@@ -183,6 +188,9 @@ pub struct AutoscalingSpec {
     pub scale_down_stabilization: String,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_min_replicas() -> i32 {
     1
 }
