@@ -27,14 +27,28 @@ run: ## Start the playground on 127.0.0.1:9092 (data in ./floe-data)
 	./target/release/floe playground
 
 .PHONY: lint
-lint: ## rustfmt and clippy with warnings as errors
+lint: ## rustfmt, clippy with warnings as errors, and the operator's dependency rule
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) operator-deps
+
+# The operator shares formats with the agent through floe-meta (meta/), never through the agent
+# crate: linking the agent would bring the Kafka codec and the compression libraries into the
+# operator's binary (issue 17). See meta/src/lib.rs for what may go into floe-meta.
+OPERATOR_FORBIDDEN_DEPS := kafka-protocol|lz4|zstd|snap|flate2|floe-agent
+
+.PHONY: operator-deps
+operator-deps: ## Fail when the operator links the agent, the Kafka codec or a compression crate
+	@found="$$($(CARGO) tree -p floe-operator -e normal --prefix none | grep -E '^($(OPERATOR_FORBIDDEN_DEPS)) ' | sed 's/ (\*)$$//' | sort -u || true)"; \
+	if [ -n "$$found" ]; then \
+		printf 'floe-operator must not depend on these (they belong to the agent; share code through floe-meta in meta/, see meta/src/lib.rs):\n%s\n' "$$found" >&2; \
+		exit 1; \
+	fi
 
 .PHONY: check
-check: ## The fast tier (a few minutes warm): lint, then the agent's and operator's unit and in-process tests; no servers, no Kubernetes
+check: ## The fast tier (a few minutes warm): lint, then the shared crate's, agent's and operator's unit and in-process tests; no servers, no Kubernetes
 	$(MAKE) lint
-	$(CARGO) test -p floe-agent -p floe-operator -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test -p floe-meta -p floe-agent -p floe-operator -- --test-threads=$(TEST_THREADS)
 
 .PHONY: deps-k8s
 deps-k8s: ## deps plus the kubelet-less Kubernetes tier (kube-apiserver & co. from Go modules; ~20 min cold, cached)

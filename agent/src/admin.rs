@@ -169,7 +169,7 @@ pub async fn mark_lost(
     confirmed: bool,
 ) -> Result<String, AdminError> {
     let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(SegmentStore::open(bucket, s3, Arc::clone(&metrics))?);
+    let store = Arc::new(SegmentStore::open(bucket, s3, metrics.clone())?);
     let replica = Arc::new(Replica::new());
     let describe = |ranges: &[(String, i32, i64, i64)]| {
         let records: i64 = ranges.iter().map(|(_, _, start, end)| end - start).sum();

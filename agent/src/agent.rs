@@ -227,7 +227,7 @@ async fn bind(address: SocketAddr, what: &'static str, flag: &'static str) -> Re
 pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> {
     let metrics = Arc::new(Metrics::new());
     let replica = Arc::new(Replica::new());
-    let store = Arc::new(SegmentStore::open(&settings.object_store, &settings.s3, Arc::clone(&metrics))?);
+    let store = Arc::new(SegmentStore::open(&settings.object_store, &settings.s3, metrics.clone())?);
     let (kafka_listener, kafka_address) = bind(settings.kafka_listen, "the Kafka listener", "--kafka-listen").await?;
     let (http_listener, http_address) = bind(settings.http_listen, "the HTTP listener", "--http-listen").await?;
     let advertised = settings.advertise.clone().unwrap_or_else(|| {

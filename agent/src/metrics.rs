@@ -266,3 +266,16 @@ impl Metrics {
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
 }
+
+/// The object store's operations and bytes, as `floe_object_store_*` metrics.
+impl floe_meta::bucket::StoreObserver for Metrics {
+    fn operation(&self, operation: &str, elapsed: std::time::Duration, succeeded: bool) {
+        let outcome = if succeeded { "ok" } else { "error" };
+        self.object_store_operations.with_label_values(&[operation, outcome]).inc();
+        self.object_store_duration.with_label_values(&[operation]).observe(elapsed.as_secs_f64());
+    }
+
+    fn bytes(&self, direction: &str, bytes: u64) {
+        self.object_store_bytes.with_label_values(&[direction]).inc_by(bytes);
+    }
+}

@@ -345,7 +345,7 @@ async fn every_agent_answers_a_retried_idempotent_batch_with_its_first_offset() 
 
     // Both copies sent at once, one per agent. This test cannot force them to overlap: whichever
     // path stops the second copy (the handler's check of committed batches, or apply-time dedup
-    // when both are in flight, which `metadata/state.rs` unit-tests), both clients hear offset 10
+    // when both are in flight, which `meta/src/state.rs` unit-tests), both clients hear offset 10
     // and the log holds the batch once (read back below).
     let (first, second) = (batch(10, 5)?, batch(10, 5)?);
     let (a_copy, b_copy) = (a.clone(), b.clone());

@@ -7,55 +7,23 @@ use super::load::Load;
 use super::{ClusterView, NodeInfo};
 use crate::metadata::keys::KeyLayout;
 use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// What an agent publishes about itself. Every field added after the first release carries
-/// `#[serde(default)]`, so records written by older agents still parse (and the other way round:
-/// older agents ignore fields they do not know).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentRecord {
-    pub node_id: i32,
-    pub host: String,
-    pub port: i32,
-    pub zone: Option<String>,
-    pub roles: Vec<String>,
-    /// Set on SIGTERM: the agent is leaving; it is no longer advertised, leads no partition and
-    /// coordinates no group.
-    #[serde(default)]
-    pub draining: bool,
-    /// Kafka bytes in and out per second over the last load-report period.
-    #[serde(default)]
-    pub bytes_in_per_second: f64,
-    #[serde(default)]
-    pub bytes_out_per_second: f64,
-    /// Object-store bytes written plus read per second over the same period.
-    #[serde(default)]
-    pub object_store_bytes_per_second: f64,
-    /// Process CPU seconds per wall-clock second over the same period (1.0 = one core busy).
-    #[serde(default)]
-    pub cpu_seconds_per_second: f64,
-    /// The Kubernetes pod this agent runs in (`--pod-name`).
-    #[serde(default)]
-    pub pod: Option<String>,
-    /// The AgentPool this agent belongs to (`--pool`); the operator sums load per pool.
-    #[serde(default)]
-    pub pool: Option<String>,
+/// What an agent publishes about itself: one definition, shared with the operator's metrics API
+/// (`floe_meta::agents`).
+pub use floe_meta::agents::AgentRecord;
+
+fn node_of(record: &AgentRecord) -> NodeInfo {
+    NodeInfo { node_id: record.node_id, host: record.host.clone(), port: record.port, rack: record.zone.clone() }
 }
 
-impl AgentRecord {
-    fn node(&self) -> NodeInfo {
-        NodeInfo { node_id: self.node_id, host: self.host.clone(), port: self.port, rack: self.zone.clone() }
-    }
-
-    fn set_load(&mut self, load: &Load) {
-        self.bytes_in_per_second = load.bytes_in_per_second;
-        self.bytes_out_per_second = load.bytes_out_per_second;
-        self.object_store_bytes_per_second = load.object_store_bytes_per_second;
-        self.cpu_seconds_per_second = load.cpu_seconds_per_second;
-    }
+fn set_load(record: &mut AgentRecord, load: &Load) {
+    record.bytes_in_per_second = load.bytes_in_per_second;
+    record.bytes_out_per_second = load.bytes_out_per_second;
+    record.object_store_bytes_per_second = load.object_store_bytes_per_second;
+    record.cpu_seconds_per_second = load.cpu_seconds_per_second;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +115,7 @@ impl Registry {
         if publisher.left {
             return;
         }
-        self.update_local(|record| record.set_load(&load));
+        self.update_local(|record| set_load(record, &load));
         if let Err(error) = self.put_local(&mut publisher).await {
             tracing::warn!(%error, "failed to publish agent load");
         }
@@ -255,7 +223,7 @@ impl Registry {
         let revision = listing.header().map(|header| header.revision()).unwrap_or_default();
         let mut live = BTreeMap::new();
         for kv in listing.kvs() {
-            if let Ok(record) = serde_json::from_slice::<AgentRecord>(kv.value()) {
+            if let Ok(record) = AgentRecord::decode(kv.value()) {
                 live.insert(record.node_id, record);
             }
         }
@@ -271,7 +239,7 @@ impl Registry {
                 let Some(kv) = event.kv() else { continue };
                 match event.event_type() {
                     EventType::Put => {
-                        if let Ok(record) = serde_json::from_slice::<AgentRecord>(kv.value()) {
+                        if let Ok(record) = AgentRecord::decode(kv.value()) {
                             live.insert(record.node_id, record);
                         }
                     }
@@ -316,7 +284,7 @@ async fn claim(
 
 impl ClusterView for Registry {
     fn local(&self) -> NodeInfo {
-        self.local_record().node()
+        node_of(&self.local_record())
     }
 
     fn live(&self) -> Vec<NodeInfo> {
@@ -338,9 +306,9 @@ impl ClusterView for Registry {
 /// stays in its own view only while nothing else is live, so Metadata never lists zero brokers.
 fn live_view(local: &AgentRecord, records: &[AgentRecord]) -> Vec<NodeInfo> {
     let mut nodes: Vec<NodeInfo> =
-        records.iter().filter(|record| !record.draining && record.node_id != local.node_id).map(AgentRecord::node).collect();
+        records.iter().filter(|record| !record.draining && record.node_id != local.node_id).map(node_of).collect();
     if !local.draining || nodes.is_empty() {
-        nodes.push(local.node());
+        nodes.push(node_of(local));
     }
     nodes.sort_by_key(|node| node.node_id);
     nodes
@@ -382,39 +350,5 @@ mod tests {
     #[test]
     fn the_last_agent_stays_advertised_while_it_drains() {
         assert_eq!(ids(&live_view(&record(4, true), &[record(4, true), record(5, true)])), [4]);
-    }
-
-    #[test]
-    fn a_record_written_before_the_load_and_pool_fields_still_parses() {
-        let old = r#"{"node_id":3,"host":"10.0.0.3","port":9092,"zone":"eu-1a","roles":["produce","fetch"],"bytes_in_per_second":12.5}"#;
-        let record: AgentRecord = serde_json::from_str(old).expect("old records parse");
-        assert_eq!(record.node_id, 3);
-        assert_eq!(record.bytes_in_per_second, 12.5);
-        assert!(!record.draining);
-        assert_eq!((record.object_store_bytes_per_second, record.cpu_seconds_per_second), (0.0, 0.0));
-        assert_eq!((record.pod, record.pool), (None, None));
-    }
-
-    #[test]
-    fn a_record_round_trips_with_load_pod_and_pool() {
-        let record = AgentRecord {
-            node_id: 7,
-            host: "floe-abc.floe.svc".into(),
-            port: 9092,
-            zone: None,
-            roles: vec!["produce".into()],
-            draining: true,
-            bytes_in_per_second: 1.0,
-            bytes_out_per_second: 2.0,
-            object_store_bytes_per_second: 3.0,
-            cpu_seconds_per_second: 0.25,
-            pod: Some("floe-abc".into()),
-            pool: Some("ingest".into()),
-        };
-        let json = serde_json::to_string(&record).expect("serializes");
-        for field in [r#""pool":"ingest""#, r#""pod":"floe-abc""#, r#""cpu_seconds_per_second":0.25"#, r#""draining":true"#] {
-            assert!(json.contains(field), "{json} lacks {field}");
-        }
-        assert_eq!(serde_json::from_str::<AgentRecord>(&json).expect("parses"), record);
     }
 }

@@ -235,7 +235,7 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
                     let summary = *summary;
                     // A retry of a committed batch (its answer was lost) gets the original offset
                     // without writing the bytes again. Batches racing with their own retry are
-                    // caught later, when the journal applies them (metadata/producers.rs).
+                    // caught later, when the journal applies them (floe-meta, meta/src/producers.rs).
                     if summary.producer_id >= 0 {
                         let committed = context.metadata.read(|state| {
                             state.partition(&name, index).and_then(|partition| {

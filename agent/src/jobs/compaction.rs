@@ -152,3 +152,39 @@ pub async fn run(context: &JobContext) -> Result<(), String> {
     tracing::info!(sources = chosen.len(), runs = runs.len(), object, ?outcome, "compacted small segments");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{ChunkCommit, JournalRecord};
+
+    fn chunk(topic_id: Uuid, partition: i32, count: i64) -> ChunkCommit {
+        ChunkCommit {
+            topic: "t".into(),
+            topic_id,
+            partition,
+            record_count: count,
+            byte_start: 0,
+            byte_len: 10,
+            max_timestamp: 5,
+            batches: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_planner_does_not_merge_across_the_gap_of_a_lost_object() {
+        let id = Uuid::from_u128(11);
+        let mut state = MetadataState::default();
+        state.apply(1, &JournalRecord::CreateTopic { name: "t".into(), topic_id: id, partitions: 2, configs: Default::default() });
+        for (revision, object) in [(2, "a.seg"), (3, "b.seg"), (4, "c.seg")] {
+            state.apply(revision, &JournalRecord::CommitSegment { object: object.into(), chunks: vec![chunk(id, 0, 2), chunk(id, 1, 1)] });
+        }
+        state.apply(5, &JournalRecord::MarkObjectLost { object: "b.seg".into() });
+        let (_, runs) = plan(&state, 2, u64::MAX).expect("a.seg and c.seg are small enough to compact");
+        for run in runs {
+            for pair in run.chunks.windows(2) {
+                assert_eq!(pair[0].end_offset(), pair[1].base_offset, "a run spans a gap");
+            }
+        }
+    }
+}

@@ -4,72 +4,21 @@
 //! revision order. On start, and whenever the watch falls behind etcd compaction, the replica is
 //! rebuilt from the latest snapshot plus the journal tail.
 //!
-//! Only direct children of the log prefix (`log/<id>`, no further `/`) are this cluster's records.
-//! Deeper keys belong to another virtual cluster whose etcd prefix sits under ours (the operator
-//! refuses such a VirtualCluster, but a hand-run agent may not); they are skipped, never decoded.
+//! Connecting, the settings and the catch-up (snapshot plus tail, skipping keys of a nested
+//! virtual cluster) live in the shared crate (`floe_meta::etcd`), which the operator uses for its
+//! read-only replay; they are re-exported here so `metadata::etcd::…` paths keep working.
+
+pub use floe_meta::etcd::{connect, is_own_log_key, load, CaughtUp, EtcdError, EtcdSettings, JournalReader, MAX_RECORD_BYTES};
 
 use super::journal::{JournalBackend, JournalError};
 use super::keys::KeyLayout;
 use super::records::JournalEntry;
 use super::replica::Replica;
-use super::snapshot::{self, SnapshotPointer};
 use crate::storage::SegmentStore;
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
-};
+use etcd_client::{Client, Compare, CompareOp, EventType, Txn, TxnOp, TxnOpResponse, WatchOptions};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// etcd refuses requests over 1.5 MiB; stay well below it.
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
-
-/// How to reach etcd.
-#[derive(Debug, Clone, Default)]
-pub struct EtcdSettings {
-    pub endpoints: Vec<String>,
-    pub prefix: String,
-    pub user: Option<(String, String)>,
-    pub ca_file: Option<std::path::PathBuf>,
-    pub cert_file: Option<std::path::PathBuf>,
-    pub key_file: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum EtcdError {
-    #[error("failed to connect to etcd at {endpoints:?}: {source}")]
-    Connect { endpoints: Vec<String>, source: etcd_client::Error },
-    #[error("failed to read the TLS file {path}: {source}")]
-    TlsFile { path: std::path::PathBuf, source: std::io::Error },
-    #[error("etcd request failed: {0}")]
-    Request(#[from] etcd_client::Error),
-    #[error("failed to load snapshot: {0}")]
-    Snapshot(#[from] snapshot::SnapshotError),
-    #[error("malformed value under {key}: {reason}")]
-    Malformed { key: String, reason: String },
-}
-
-pub async fn connect(settings: &EtcdSettings) -> Result<Client, EtcdError> {
-    let mut options =
-        ConnectOptions::new().with_keep_alive(Duration::from_secs(5), Duration::from_secs(5)).with_connect_timeout(Duration::from_secs(5));
-    if let Some((user, password)) = &settings.user {
-        options = options.with_user(user.clone(), password.clone());
-    }
-    if settings.ca_file.is_some() || settings.cert_file.is_some() {
-        let read = |path: &std::path::PathBuf| std::fs::read(path).map_err(|source| EtcdError::TlsFile { path: path.clone(), source });
-        let mut tls = etcd_client::TlsOptions::new();
-        if let Some(ca) = &settings.ca_file {
-            tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
-        }
-        if let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) {
-            tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
-        }
-        options = options.with_tls(tls);
-    }
-    Client::connect(&settings.endpoints, Some(options))
-        .await
-        .map_err(|source| EtcdError::Connect { endpoints: settings.endpoints.clone(), source })
-}
 
 pub struct EtcdJournal {
     client: Client,
@@ -86,23 +35,12 @@ impl EtcdJournal {
         store: Arc<SegmentStore>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), EtcdError> {
-        let mut follower = Follower {
-            client: client.clone(),
-            keys: keys.clone(),
-            replica,
-            store,
-            metrics: Some(Arc::clone(&metrics)),
-            warned_foreign: false,
-        };
+        let mut follower =
+            Follower { reader: JournalReader::new(client.clone(), keys.clone(), replica, store), metrics: Arc::clone(&metrics) };
         let start = follower.catch_up().await?;
         let task = tokio::spawn(async move { follower.follow(start).await });
         Ok((Self { client, keys, metrics }, task))
     }
-}
-
-/// Loads the current state (snapshot plus journal tail) into `replica` once, without following.
-pub async fn load(client: Client, keys: KeyLayout, replica: Arc<Replica>, store: Arc<SegmentStore>) -> Result<(), EtcdError> {
-    Follower { client, keys, replica, store, metrics: None, warned_foreign: false }.catch_up().await.map(|_| ())
 }
 
 impl JournalBackend for EtcdJournal {
@@ -156,68 +94,19 @@ impl JournalBackend for EtcdJournal {
 
 /// Keeps one replica in step with the journal.
 struct Follower {
-    client: Client,
-    keys: KeyLayout,
-    replica: Arc<Replica>,
-    store: Arc<SegmentStore>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// Whether a foreign key under the log prefix was already reported.
-    warned_foreign: bool,
-}
-
-/// Pure: whether `key` is one of this cluster's journal records, a direct child `<log
-/// prefix><id>` with a non-empty id and no further `/`. Anything deeper belongs to another
-/// virtual cluster whose prefix lies under ours.
-pub fn is_own_log_key(log_prefix: &str, key: &[u8]) -> bool {
-    key.strip_prefix(log_prefix.as_bytes()).is_some_and(|id| !id.is_empty() && !id.contains(&b'/'))
+    reader: JournalReader,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Follower {
     /// Loads a newer snapshot if there is one, applies the journal tail, and returns the revision
     /// to watch from.
     async fn catch_up(&mut self) -> Result<i64, EtcdError> {
-        let pointer_key = self.keys.snapshot_pointer();
-        let pointer = self.client.get(pointer_key.clone(), None).await?;
-        if let Some(kv) = pointer.kvs().first() {
-            let pointer: SnapshotPointer = serde_json::from_slice(kv.value())
-                .map_err(|error| EtcdError::Malformed { key: pointer_key.clone(), reason: error.to_string() })?;
-            if pointer.revision > self.replica.applied_revision() {
-                let state = snapshot::read(&self.store, &pointer).await?;
-                tracing::info!(revision = pointer.revision, object = pointer.object, "loaded metadata snapshot");
-                self.replica.reset(state);
-                if let Some(metrics) = &self.metrics {
-                    metrics.snapshot_loads.inc();
-                }
-            }
+        let caught_up = self.reader.catch_up().await?;
+        if caught_up.snapshot_loaded {
+            self.metrics.snapshot_loads.inc();
         }
-        let options = GetOptions::new()
-            .with_prefix()
-            .with_sort(SortTarget::Create, SortOrder::Ascend)
-            .with_min_create_revision(self.replica.applied_revision() as i64 + 1);
-        let tail = self.client.get(self.keys.log_prefix(), Some(options)).await?;
-        let header_revision = tail.header().map(|header| header.revision()).unwrap_or_default();
-        for kv in tail.kvs() {
-            self.apply(kv.create_revision(), kv.key(), kv.value())?;
-        }
-        Ok(header_revision + 1)
-    }
-
-    fn apply(&mut self, revision: i64, key: &[u8], value: &[u8]) -> Result<(), EtcdError> {
-        if !is_own_log_key(&self.keys.log_prefix(), key) {
-            if !self.warned_foreign {
-                self.warned_foreign = true;
-                tracing::warn!(
-                    key = %String::from_utf8_lossy(key),
-                    "skipping a key under this virtual cluster's journal that is not one of its records: another virtual \
-                     cluster's etcd prefix lies inside this one's; give it a prefix of its own (reported once)"
-                );
-            }
-            return Ok(());
-        }
-        let entry: JournalEntry = serde_json::from_slice(value)
-            .map_err(|error| EtcdError::Malformed { key: String::from_utf8_lossy(key).to_string(), reason: error.to_string() })?;
-        self.replica.apply(revision as u64, &entry);
-        Ok(())
+        Ok(caught_up.watch_from)
     }
 
     async fn follow(&mut self, mut start: i64) {
@@ -248,7 +137,8 @@ impl Follower {
     /// Applies watch events until the watch ends (compaction, cancellation or a stream error).
     async fn watch_from(&mut self, start: i64) -> Result<(), EtcdError> {
         let options = WatchOptions::new().with_prefix().with_start_revision(start);
-        let mut stream = self.client.watch(self.keys.log_prefix(), Some(options)).await?;
+        let log_prefix = self.reader.keys().log_prefix();
+        let mut stream = self.reader.client_mut().watch(log_prefix, Some(options)).await?;
         while let Some(response) = stream.message().await? {
             if response.compact_revision() > 0 {
                 tracing::warn!(
@@ -260,49 +150,20 @@ impl Follower {
             if response.canceled() {
                 return Ok(());
             }
-            if let (Some(metrics), Some(header)) = (&self.metrics, response.header()) {
+            if let Some(header) = response.header() {
                 let last_event = response.events().last().and_then(|event| event.kv()).map(|kv| kv.create_revision());
-                let applied = last_event.unwrap_or(self.replica.applied_revision() as i64);
-                metrics.replica_lag_revisions.set((header.revision() - applied).max(0));
+                let applied = last_event.unwrap_or(self.reader.replica().applied_revision() as i64);
+                self.metrics.replica_lag_revisions.set((header.revision() - applied).max(0));
             }
             for event in response.events() {
                 if event.event_type() != EventType::Put {
                     continue;
                 }
                 if let Some(kv) = event.kv() {
-                    self.apply(kv.create_revision(), kv.key(), kv.value())?;
+                    self.reader.apply(kv.create_revision(), kv.key(), kv.value())?;
                 }
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn direct_children_of_the_log_prefix_are_this_clusters_records() {
-        let keys = KeyLayout::new("/floe", "team-a.demo");
-        assert!(is_own_log_key(&keys.log_prefix(), keys.log_key("01JABCDEF").as_bytes()));
-    }
-
-    #[test]
-    fn keys_of_a_cluster_nested_under_the_log_prefix_are_foreign() {
-        let ours = KeyLayout::new("/floe", "team-a.demo");
-        let nested = KeyLayout::new("/floe/vc/team-a.demo/log", "team-b.other");
-        for key in [nested.log_key("01JABCDEF"), nested.registration(), nested.agent_key(1)] {
-            assert!(key.starts_with(&ours.log_prefix()), "{key} lies under our log prefix");
-            assert!(!is_own_log_key(&ours.log_prefix(), key.as_bytes()), "{key}");
-        }
-    }
-
-    #[test]
-    fn the_bare_prefix_and_keys_outside_it_are_not_records() {
-        let keys = KeyLayout::new("/floe", "team-a.demo");
-        assert!(!is_own_log_key(&keys.log_prefix(), keys.log_prefix().as_bytes()));
-        assert!(!is_own_log_key(&keys.log_prefix(), keys.registration().as_bytes()));
-        assert!(!is_own_log_key(&keys.log_prefix(), b"/floe/vc/team-a.demo2/log/01J"));
     }
 }

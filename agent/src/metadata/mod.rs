@@ -8,14 +8,11 @@
 pub mod client;
 pub mod etcd;
 pub mod journal;
-pub mod keys;
-pub mod producers;
-pub mod records;
-pub mod registration;
-pub mod replica;
-pub mod snapshot;
-pub mod state;
 pub mod topic_config;
+
+// The journal's format and apply function, the etcd key layout and the registration are shared
+// with the operator (crate `floe-meta`); re-exported so `metadata::…` paths keep working.
+pub use floe_meta::{keys, producers, records, registration, replica, snapshot, state};
 
 pub use client::{MetadataClient, MetadataError};
 pub use producers::SequenceError;

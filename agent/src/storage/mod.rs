@@ -2,13 +2,14 @@
 //! batches many partitions into one object per flush, and the reader with its cache.
 
 pub mod cache;
-pub mod layout;
-pub mod object_store;
 pub mod reader;
 pub mod segment;
 pub mod writer;
 
-pub use self::object_store::{ObjectStoreUrl, S3Options, SegmentStore, StoreError};
+// Object names and the store behind a URL are shared with the operator (crate `floe-meta`). The
+// agent's metrics observe every store operation (`metrics.rs` implements `StoreObserver`).
 pub use cache::SegmentCache;
+pub use floe_meta::bucket::{ObjectStoreUrl, S3Options, SegmentStore, StoreError, StoreObserver};
+pub use floe_meta::layout;
 pub use reader::SegmentReader;
 pub use writer::{SegmentWriter, WriteError, WriterConfig};

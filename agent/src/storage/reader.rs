@@ -1,7 +1,7 @@
 //! Reads partition chunks: from the cache of fresh segments when possible, else with one ranged GET.
 
 use super::cache::SegmentCache;
-use super::object_store::{SegmentStore, StoreError};
+use super::{SegmentStore, StoreError};
 use crate::metadata::ChunkLocation;
 use bytes::Bytes;
 use std::sync::Arc;

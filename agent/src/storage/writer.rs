@@ -10,8 +10,8 @@
 
 use super::cache::SegmentCache;
 use super::layout::BucketLayout;
-use super::object_store::SegmentStore;
 use super::segment::SegmentBuilder;
+use super::SegmentStore;
 use crate::metadata::{ApplyOutcome, BatchApplied, ChunkApplied, ChunkCommit, JournalRecord, MetadataClient, ProducedBatch, SequenceError};
 use crate::metrics::Metrics;
 use crate::protocol::batch::BatchSummary;
@@ -368,7 +368,7 @@ mod tests {
         let create = JournalRecord::CreateTopic { name: "t".into(), topic_id, partitions: 1, configs: Default::default() };
         metadata.submit(create).await.unwrap();
         let metrics = Arc::new(Metrics::new());
-        let store = Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), Arc::clone(&metrics)).unwrap());
+        let store = Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), metrics.clone()).unwrap());
         let config = WriterConfig { flush_interval: Duration::from_secs(3600), flush_max_bytes: 8 << 20 };
         let writer = Arc::new(SegmentWriter::new(config, store, Arc::new(SegmentCache::new(1 << 20)), metadata, metrics));
         let (_stop, stopped) = watch::channel(false);
@@ -421,7 +421,7 @@ mod tests {
         let create = JournalRecord::CreateTopic { name: "t".into(), topic_id, partitions: 1, configs: Default::default() };
         metadata.submit(create).await.unwrap();
         let metrics = Arc::new(Metrics::new());
-        let store = Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), Arc::clone(&metrics)).unwrap());
+        let store = Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), metrics.clone()).unwrap());
         let config = WriterConfig { flush_interval: Duration::from_millis(10), flush_max_bytes: 8 << 20 };
         let writer = Arc::new(SegmentWriter::new(
             config,

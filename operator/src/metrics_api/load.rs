@@ -4,15 +4,16 @@
 //! the I/O: AgentPool → VirtualCluster → etcd, with one etcd client per VirtualCluster kept for
 //! [`CONNECTION_TTL`].
 //!
-//! The records are read field by field with defaults rather than as the agent's type, so agents
-//! older or newer than the operator (fields added or missing) are still counted.
+//! The records are decoded with the agent's own type and decoder ([`AgentRecord::decode`], in the
+//! shared crate): fields added after the first release default and unknown fields are ignored, so
+//! agents older or newer than the operator are still counted.
 
 use crate::crd::{AgentPool, VirtualCluster};
 use crate::virtual_cluster::connect::{self, Unusable};
 use etcd_client::GetOptions;
+use floe_meta::agents::AgentRecord;
 use futures::future::BoxFuture;
 use kube::{Api, Client, ResourceExt};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -21,16 +22,6 @@ pub const CONNECTION_TTL: Duration = Duration::from_secs(30);
 /// How long reading the registry may take.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The fields of an agent registry record the metric needs.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct AgentLoad {
-    pool: Option<String>,
-    draining: bool,
-    bytes_in_per_second: f64,
-    bytes_out_per_second: f64,
-}
-
 /// The sum over one pool's agents.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PoolBandwidth {
@@ -38,7 +29,7 @@ pub struct PoolBandwidth {
     pub bytes_per_second: f64,
     /// Agents counted.
     pub agents: usize,
-    /// Records that are not JSON objects (skipped).
+    /// Values that are not agent records (skipped).
     pub unreadable: usize,
 }
 
@@ -56,7 +47,7 @@ fn rate(value: f64) -> f64 {
 pub fn pool_bandwidth<'a>(records: impl IntoIterator<Item = &'a [u8]>, pool: &str) -> PoolBandwidth {
     let mut total = PoolBandwidth::default();
     for record in records {
-        match serde_json::from_slice::<AgentLoad>(record) {
+        match AgentRecord::decode(record) {
             Ok(load) if load.pool.as_deref() == Some(pool) && !load.draining => {
                 total.bytes_per_second += rate(load.bytes_in_per_second) + rate(load.bytes_out_per_second);
                 total.agents += 1;
@@ -185,7 +176,7 @@ impl LoadSource for RegistryLoad {
                     namespace,
                     pool,
                     unreadable = bandwidth.unreadable,
-                    "skipped agent registry records that are not JSON objects"
+                    "skipped agent registry values that are not agent records"
                 );
             }
             Ok(bandwidth)
@@ -196,7 +187,7 @@ impl LoadSource for RegistryLoad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use floe_agent::metadata::keys::KeyLayout;
+    use floe_meta::keys::KeyLayout;
 
     #[test]
     fn the_load_of_a_pool_sums_in_and_out_of_its_agents_that_are_not_draining() {
@@ -205,18 +196,20 @@ mod tests {
             r#"{"node_id":1,"host":"a","port":9092,"zone":null,"roles":["produce"],"draining":false,"bytes_in_per_second":1000.5,"bytes_out_per_second":2000.0,"pool":"agents","pod":"agents-0","object_store_bytes_per_second":5.0,"cpu_seconds_per_second":0.5}"#,
             r#"{"node_id":2,"host":"b","port":9092,"zone":"z1","roles":[],"bytes_in_per_second":500,"bytes_out_per_second":499.5,"pool":"agents"}"#,
             // Draining, another pool, no pool (an agent older than autoscaling): not counted.
-            r#"{"node_id":3,"draining":true,"bytes_in_per_second":10000,"bytes_out_per_second":1,"pool":"agents"}"#,
-            r#"{"node_id":4,"bytes_in_per_second":7777,"pool":"other"}"#,
-            r#"{"node_id":5,"bytes_in_per_second":3333}"#,
+            r#"{"node_id":3,"host":"c","port":9092,"roles":[],"draining":true,"bytes_in_per_second":10000,"bytes_out_per_second":1,"pool":"agents"}"#,
+            r#"{"node_id":4,"host":"d","port":9092,"roles":[],"bytes_in_per_second":7777,"pool":"other"}"#,
+            r#"{"node_id":5,"host":"e","port":9092,"roles":[],"bytes_in_per_second":3333}"#,
             // Nonsense rates count as nothing rather than poisoning the sum.
-            r#"{"node_id":6,"pool":"agents","bytes_in_per_second":-5,"bytes_out_per_second":0}"#,
+            r#"{"node_id":6,"host":"f","port":9092,"roles":[],"pool":"agents","bytes_in_per_second":-5,"bytes_out_per_second":0}"#,
+            // Not agent records: no JSON, or none of the fields every agent has written since the first release.
             "not json",
+            r#"{"pool":"agents","bytes_in_per_second":1}"#,
         ]
         .iter()
         .map(|text| text.as_bytes().to_vec())
         .collect();
         let bandwidth = pool_bandwidth(records.iter().map(Vec::as_slice), "agents");
-        assert_eq!(bandwidth, PoolBandwidth { bytes_per_second: 4000.0, agents: 3, unreadable: 1 });
+        assert_eq!(bandwidth, PoolBandwidth { bytes_per_second: 4000.0, agents: 3, unreadable: 2 });
         assert_eq!(pool_bandwidth(records.iter().map(Vec::as_slice), "other").bytes_per_second, 7777.0);
     }
 

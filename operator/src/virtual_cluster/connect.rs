@@ -2,12 +2,11 @@
 //! performs I/O; what it reads is validated by the caller.
 
 use crate::crd::virtual_cluster::VirtualCluster;
-use floe_agent::metadata::etcd::{self, EtcdSettings};
-use floe_agent::metadata::keys::KeyLayout;
-use floe_agent::metadata::replica::Replica;
-use floe_agent::metadata::snapshot::SnapshotPointer;
-use floe_agent::metrics::Metrics as AgentMetrics;
-use floe_agent::storage::{ObjectStoreUrl, S3Options, SegmentStore};
+use floe_meta::bucket::{ObjectStoreUrl, S3Options, SegmentStore};
+use floe_meta::etcd::{self, EtcdSettings};
+use floe_meta::keys::KeyLayout;
+use floe_meta::replica::Replica;
+use floe_meta::snapshot::SnapshotPointer;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 use std::collections::BTreeSet;
@@ -136,7 +135,7 @@ pub async fn connect_etcd(settings: &EtcdSettings) -> Result<etcd_client::Client
 }
 
 pub fn open_bucket(bucket: &ObjectStoreUrl, s3: &S3Options) -> Result<Arc<SegmentStore>, Unusable> {
-    SegmentStore::open(bucket, s3, Arc::new(AgentMetrics::new())).map(Arc::new).map_err(|error| problems::bucket_unusable(&error))
+    SegmentStore::open_unobserved(bucket, s3).map(Arc::new).map_err(|error| problems::bucket_unusable(&error))
 }
 
 /// Where the operator's probe objects for `cluster` go: `_floe/probes/<uid>/`, so deleting them

@@ -15,7 +15,7 @@
 //!   (none meaning AWS) are equal; `file://` URLs all share one filesystem.
 
 use crate::crd::virtual_cluster::VirtualCluster;
-use floe_agent::storage::ObjectStoreUrl;
+use floe_meta::bucket::ObjectStoreUrl;
 use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeSet;
 

@@ -15,7 +15,7 @@ use crate::context::Context;
 use crate::crd::virtual_cluster::{DeletionPolicy, VirtualCluster, VirtualClusterStatus};
 use crate::error::{kube as kube_error, ReconcileError};
 use connect::Unusable;
-use floe_agent::metadata::registration::{self, RegisterOutcome, Registration};
+use floe_meta::registration::{self, RegisterOutcome, Registration};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Api, ResourceExt};

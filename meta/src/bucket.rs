@@ -1,7 +1,10 @@
 //! The object store behind a URL: `file:///path` (our own fsyncing implementation, so a PUT is
 //! durable when it returns), `memory://` and `s3://bucket/prefix` (through the object_store crate).
+//!
+//! Every operation is reported to a [`StoreObserver`] passed in at [`SegmentStore::open`]: the
+//! agent's metrics registry implements it; the operator, which only probes and empties a bucket,
+//! opens it with [`SegmentStore::open_unobserved`].
 
-use crate::metrics::Metrics;
 use bytes::Bytes;
 use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -78,14 +81,36 @@ const OBJECT_STORE_MAX_RETRIES: usize = 3;
 /// No retry starts later than this after the first attempt.
 const OBJECT_STORE_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// Told about every store operation, for metrics. Labels are bounded: `operation` is one of
+/// `put`, `get`, `delete`; `direction` one of `put`, `get`.
+pub trait StoreObserver: Send + Sync {
+    /// One `put`, `get` or `delete` finished after `elapsed`.
+    fn operation(&self, operation: &str, elapsed: std::time::Duration, succeeded: bool);
+    /// `bytes` were written (`put`) or read (`get`).
+    fn bytes(&self, direction: &str, bytes: u64);
+}
+
+/// Observes nothing.
+pub struct Unobserved;
+
+impl StoreObserver for Unobserved {
+    fn operation(&self, _operation: &str, _elapsed: std::time::Duration, _succeeded: bool) {}
+    fn bytes(&self, _direction: &str, _bytes: u64) {}
+}
+
 /// Names are relative (`segments/01J….seg`); the store maps them under its root or prefix.
 pub struct SegmentStore {
     backend: Backend,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn StoreObserver>,
 }
 
 impl SegmentStore {
-    pub fn open(url: &ObjectStoreUrl, s3: &S3Options, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+    /// A store that reports nothing (the operator's probes and deletions).
+    pub fn open_unobserved(url: &ObjectStoreUrl, s3: &S3Options) -> Result<Self, StoreError> {
+        Self::open(url, s3, Arc::new(Unobserved))
+    }
+
+    pub fn open(url: &ObjectStoreUrl, s3: &S3Options, observer: Arc<dyn StoreObserver>) -> Result<Self, StoreError> {
         let backend = match url {
             ObjectStoreUrl::File(root) => {
                 std::fs::create_dir_all(root)
@@ -129,7 +154,7 @@ impl SegmentStore {
                 Backend::Remote { store: Arc::new(store), prefix: prefix.clone() }
             }
         };
-        Ok(Self { backend, metrics })
+        Ok(Self { backend, observer })
     }
 
     fn remote_path(prefix: &str, name: &str) -> ObjectPath {
@@ -141,14 +166,12 @@ impl SegmentStore {
     }
 
     fn observe(&self, operation: &str, started: Instant, succeeded: bool) {
-        let outcome = if succeeded { "ok" } else { "error" };
-        self.metrics.object_store_operations.with_label_values(&[operation, outcome]).inc();
-        self.metrics.object_store_duration.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
+        self.observer.operation(operation, started.elapsed(), succeeded);
     }
 
     fn count_read<E>(&self, result: &Result<Bytes, E>) {
         if let Ok(bytes) = result {
-            self.metrics.object_store_bytes.with_label_values(&["get"]).inc_by(bytes.len() as u64);
+            self.observer.bytes("get", bytes.len() as u64);
         }
     }
 
@@ -173,7 +196,7 @@ impl SegmentStore {
         };
         self.observe("put", started, result.is_ok());
         if result.is_ok() {
-            self.metrics.object_store_bytes.with_label_values(&["put"]).inc_by(length);
+            self.observer.bytes("put", length);
         }
         result.map_err(|source| StoreError::Put { name: name.to_string(), source })
     }
@@ -340,7 +363,7 @@ mod tests {
     async fn file_and_memory_stores_round_trip_ranges() {
         let directory = tempfile::tempdir().unwrap();
         for url in [ObjectStoreUrl::File(directory.path().to_path_buf()), ObjectStoreUrl::Memory] {
-            let store = SegmentStore::open(&url, &S3Options::default(), Arc::new(Metrics::new())).unwrap();
+            let store = SegmentStore::open_unobserved(&url, &S3Options::default()).unwrap();
             store.put("segments/a.seg", Bytes::from_static(b"0123456789")).await.unwrap();
             assert_eq!(&store.get_range("segments/a.seg", 2..5).await.unwrap()[..], b"234");
             assert_eq!(store.list("segments").await.unwrap(), vec!["segments/a.seg".to_string()]);

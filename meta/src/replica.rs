@@ -2,8 +2,8 @@
 //! handlers read it without touching the backend; writers wait on it for the outcome of their own
 //! records.
 
-use super::records::JournalEntry;
-use super::state::{ApplyOutcome, MetadataState};
+use crate::records::JournalEntry;
+use crate::state::{ApplyOutcome, MetadataState};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use tokio::sync::{oneshot, watch};

@@ -1,9 +1,9 @@
 //! Snapshots: the whole metadata state at a revision, stored as an object so etcd only keeps the
 //! journal tail. The pointer to the latest one lives in etcd (`KeyLayout::snapshot_pointer`).
 
-use super::state::MetadataState;
-use crate::storage::layout::BucketLayout;
-use crate::storage::{SegmentStore, StoreError};
+use crate::bucket::{SegmentStore, StoreError};
+use crate::layout::BucketLayout;
+use crate::state::MetadataState;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 

@@ -6,10 +6,10 @@
 //! prefix is refused instead of silently sharing a journal. Everything here is one etcd request
 //! or a read-only replay; nothing is written to the bucket.
 
-use super::keys::KeyLayout;
-use super::replica::Replica;
-use crate::metadata::etcd::{self, EtcdError};
-use crate::storage::SegmentStore;
+use crate::bucket::SegmentStore;
+use crate::etcd::{self, EtcdError};
+use crate::keys::KeyLayout;
+use crate::replica::Replica;
 use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -217,7 +217,7 @@ pub async fn stats(client: &Client, keys: &KeyLayout, store: Arc<SegmentStore>) 
     let agents = client.clone().get(keys.agents_prefix(), Some(GetOptions::new().with_prefix())).await?;
     for kv in agents.kvs() {
         stats.agents += 1;
-        if let Ok(record) = serde_json::from_slice::<crate::cluster::registry::AgentRecord>(kv.value()) {
+        if let Ok(record) = crate::agents::AgentRecord::decode(kv.value()) {
             if record.draining {
                 stats.draining_agents += 1;
             }

@@ -8,7 +8,7 @@
 //! - at the same epoch a batch matching one of the last five is a duplicate; otherwise it must
 //!   continue the newest one (sequences wrap from i32::MAX to 0), else it is out of order.
 
-use super::records::ProducedBatch;
+use crate::records::ProducedBatch;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 

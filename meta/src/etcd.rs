@@ -1,0 +1,193 @@
+//! Connecting to etcd, and reading a virtual cluster's journal from it into a [`Replica`]: the
+//! latest snapshot plus the journal tail. The agent follows the journal with a watch on top of
+//! [`JournalReader`] (`agent/src/metadata/etcd.rs`, which also appends); the operator replays it
+//! once, read-only, with [`load`].
+//!
+//! Only direct children of the log prefix (`log/<id>`, no further `/`) are this cluster's records.
+//! Deeper keys belong to another virtual cluster whose etcd prefix sits under ours (the operator
+//! refuses such a VirtualCluster, but a hand-run agent may not); they are skipped, never decoded.
+
+use crate::bucket::SegmentStore;
+use crate::keys::KeyLayout;
+use crate::records::JournalEntry;
+use crate::replica::Replica;
+use crate::snapshot::{self, SnapshotPointer};
+use etcd_client::{Client, ConnectOptions, GetOptions, SortOrder, SortTarget};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// etcd refuses requests over 1.5 MiB; stay well below it.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// How to reach etcd.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdSettings {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub user: Option<(String, String)>,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("failed to connect to etcd at {endpoints:?}: {source}")]
+    Connect { endpoints: Vec<String>, source: etcd_client::Error },
+    #[error("failed to read the TLS file {path}: {source}")]
+    TlsFile { path: std::path::PathBuf, source: std::io::Error },
+    #[error("etcd request failed: {0}")]
+    Request(#[from] etcd_client::Error),
+    #[error("failed to load snapshot: {0}")]
+    Snapshot(#[from] snapshot::SnapshotError),
+    #[error("malformed value under {key}: {reason}")]
+    Malformed { key: String, reason: String },
+}
+
+pub async fn connect(settings: &EtcdSettings) -> Result<Client, EtcdError> {
+    let mut options =
+        ConnectOptions::new().with_keep_alive(Duration::from_secs(5), Duration::from_secs(5)).with_connect_timeout(Duration::from_secs(5));
+    if let Some((user, password)) = &settings.user {
+        options = options.with_user(user.clone(), password.clone());
+    }
+    if settings.ca_file.is_some() || settings.cert_file.is_some() {
+        let read = |path: &std::path::PathBuf| std::fs::read(path).map_err(|source| EtcdError::TlsFile { path: path.clone(), source });
+        let mut tls = etcd_client::TlsOptions::new();
+        if let Some(ca) = &settings.ca_file {
+            tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) {
+            tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+        }
+        options = options.with_tls(tls);
+    }
+    Client::connect(&settings.endpoints, Some(options))
+        .await
+        .map_err(|source| EtcdError::Connect { endpoints: settings.endpoints.clone(), source })
+}
+
+/// Loads the current state (snapshot plus journal tail) into `replica` once, without following.
+pub async fn load(client: Client, keys: KeyLayout, replica: Arc<Replica>, store: Arc<SegmentStore>) -> Result<(), EtcdError> {
+    JournalReader::new(client, keys, replica, store).catch_up().await.map(|_| ())
+}
+
+/// What one [`JournalReader::catch_up`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// The etcd revision to watch the log prefix from.
+    pub watch_from: i64,
+    /// Whether a newer snapshot replaced the replica's state.
+    pub snapshot_loaded: bool,
+}
+
+/// Brings one replica up to the journal in etcd.
+pub struct JournalReader {
+    client: Client,
+    keys: KeyLayout,
+    replica: Arc<Replica>,
+    store: Arc<SegmentStore>,
+    /// Whether a foreign key under the log prefix was already reported.
+    warned_foreign: bool,
+}
+
+/// Pure: whether `key` is one of this cluster's journal records, a direct child `<log
+/// prefix><id>` with a non-empty id and no further `/`. Anything deeper belongs to another
+/// virtual cluster whose prefix lies under ours.
+pub fn is_own_log_key(log_prefix: &str, key: &[u8]) -> bool {
+    key.strip_prefix(log_prefix.as_bytes()).is_some_and(|id| !id.is_empty() && !id.contains(&b'/'))
+}
+
+impl JournalReader {
+    pub fn new(client: Client, keys: KeyLayout, replica: Arc<Replica>, store: Arc<SegmentStore>) -> Self {
+        Self { client, keys, replica, store, warned_foreign: false }
+    }
+
+    pub fn keys(&self) -> &KeyLayout {
+        &self.keys
+    }
+
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// The etcd client, for a caller that watches the log prefix after [`Self::catch_up`].
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Loads a newer snapshot if there is one and applies the journal tail.
+    pub async fn catch_up(&mut self) -> Result<CaughtUp, EtcdError> {
+        let pointer_key = self.keys.snapshot_pointer();
+        let pointer = self.client.get(pointer_key.clone(), None).await?;
+        let mut snapshot_loaded = false;
+        if let Some(kv) = pointer.kvs().first() {
+            let pointer: SnapshotPointer = serde_json::from_slice(kv.value())
+                .map_err(|error| EtcdError::Malformed { key: pointer_key.clone(), reason: error.to_string() })?;
+            if pointer.revision > self.replica.applied_revision() {
+                let state = snapshot::read(&self.store, &pointer).await?;
+                tracing::info!(revision = pointer.revision, object = pointer.object, "loaded metadata snapshot");
+                self.replica.reset(state);
+                snapshot_loaded = true;
+            }
+        }
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend)
+            .with_min_create_revision(self.replica.applied_revision() as i64 + 1);
+        let tail = self.client.get(self.keys.log_prefix(), Some(options)).await?;
+        let header_revision = tail.header().map(|header| header.revision()).unwrap_or_default();
+        for kv in tail.kvs() {
+            self.apply(kv.create_revision(), kv.key(), kv.value())?;
+        }
+        Ok(CaughtUp { watch_from: header_revision + 1, snapshot_loaded })
+    }
+
+    /// Applies the record stored under `key` at create revision `revision`; keys that are not
+    /// this cluster's records are skipped (reported once).
+    pub fn apply(&mut self, revision: i64, key: &[u8], value: &[u8]) -> Result<(), EtcdError> {
+        if !is_own_log_key(&self.keys.log_prefix(), key) {
+            if !self.warned_foreign {
+                self.warned_foreign = true;
+                tracing::warn!(
+                    key = %String::from_utf8_lossy(key),
+                    "skipping a key under this virtual cluster's journal that is not one of its records: another virtual \
+                     cluster's etcd prefix lies inside this one's; give it a prefix of its own (reported once)"
+                );
+            }
+            return Ok(());
+        }
+        let entry: JournalEntry = serde_json::from_slice(value)
+            .map_err(|error| EtcdError::Malformed { key: String::from_utf8_lossy(key).to_string(), reason: error.to_string() })?;
+        self.replica.apply(revision as u64, &entry);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_children_of_the_log_prefix_are_this_clusters_records() {
+        let keys = KeyLayout::new("/floe", "team-a.demo");
+        assert!(is_own_log_key(&keys.log_prefix(), keys.log_key("01JABCDEF").as_bytes()));
+    }
+
+    #[test]
+    fn keys_of_a_cluster_nested_under_the_log_prefix_are_foreign() {
+        let ours = KeyLayout::new("/floe", "team-a.demo");
+        let nested = KeyLayout::new("/floe/vc/team-a.demo/log", "team-b.other");
+        for key in [nested.log_key("01JABCDEF"), nested.registration(), nested.agent_key(1)] {
+            assert!(key.starts_with(&ours.log_prefix()), "{key} lies under our log prefix");
+            assert!(!is_own_log_key(&ours.log_prefix(), key.as_bytes()), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_bare_prefix_and_keys_outside_it_are_not_records() {
+        let keys = KeyLayout::new("/floe", "team-a.demo");
+        assert!(!is_own_log_key(&keys.log_prefix(), keys.log_prefix().as_bytes()));
+        assert!(!is_own_log_key(&keys.log_prefix(), keys.registration().as_bytes()));
+        assert!(!is_own_log_key(&keys.log_prefix(), b"/floe/vc/team-a.demo2/log/01J"));
+    }
+}
