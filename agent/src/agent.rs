@@ -269,6 +269,7 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
                 cpu_seconds_per_second: 0.0,
                 pod: cluster_settings.pod.clone(),
                 pool: cluster_settings.pool.clone(),
+                bucket_problem: None,
             };
             let (registry, tasks) = Registry::join(client.clone(), keys.clone(), record, cluster_settings.registry_ttl).await?;
             background.extend(tasks);
@@ -381,7 +382,7 @@ async fn report_load(metrics: Arc<Metrics>, registry: Option<Arc<Registry>>, int
         ticks.tick().await;
         let load = meter.sample(&metrics);
         if let Some(registry) = &registry {
-            registry.publish_load(load).await;
+            registry.publish_load(load, metrics.bucket_problem()).await;
         }
     }
 }

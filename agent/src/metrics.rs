@@ -5,6 +5,9 @@ use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntC
 
 pub struct Metrics {
     pub registry: Registry,
+    /// Root cause of the last object-store operation when it failed; cleared by a success.
+    /// Published in the registry record (`bucket_problem`).
+    bucket_problem: std::sync::Mutex<Option<String>>,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub bytes_in: IntCounter,
@@ -226,6 +229,7 @@ impl Metrics {
         }
         Self {
             registry,
+            bucket_problem: std::sync::Mutex::new(None),
             requests,
             request_duration,
             bytes_in,
@@ -262,6 +266,11 @@ impl Metrics {
         }
     }
 
+    /// Why the last object-store operation failed, if it did.
+    pub fn bucket_problem(&self) -> Option<String> {
+        self.bucket_problem.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     pub fn render(&self) -> String {
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
@@ -273,6 +282,13 @@ impl floe_meta::bucket::StoreObserver for Metrics {
         let outcome = if succeeded { "ok" } else { "error" };
         self.object_store_operations.with_label_values(&[operation, outcome]).inc();
         self.object_store_duration.with_label_values(&[operation]).observe(elapsed.as_secs_f64());
+        if succeeded {
+            *self.bucket_problem.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        }
+    }
+
+    fn failure(&self, operation: &str, cause: &str) {
+        *self.bucket_problem.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(format!("{operation} failed: {cause}"));
     }
 
     fn bytes(&self, direction: &str, bytes: u64) {

@@ -190,9 +190,23 @@ async fn an_object_store_outage_gives_retriable_errors_and_production_resumes() 
         })
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
+    ensure!(bucket_problems(&infrastructure, "outage")? == [None], "a healthy agent reports no bucket problem");
     infrastructure.stop_s3()?;
     let down = Instant::now();
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // The agent publishes why its flushes fail in its registry record (the operator shows it on
+    // the VirtualCluster as AgentsHealthy): seen within the outage.
+    let mut reported = None;
+    while down.elapsed() < Duration::from_secs(20) {
+        if reported.is_none() {
+            reported = bucket_problems(&infrastructure, "outage")?.into_iter().flatten().next();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let reported = reported.ok_or_else(|| anyhow::anyhow!("the agent never reported the bucket outage in its registry record"))?;
+    ensure!(
+        reported.starts_with("put failed: ") && reported.to_lowercase().contains("refused"),
+        "the reported cause should say the PUT was refused: {reported:?}"
+    );
     // Acknowledgements may arrive as soon as the server accepts again, before start_s3 returns.
     let up = Instant::now();
     infrastructure.start_s3()?;
@@ -206,6 +220,13 @@ async fn an_object_store_outage_gives_retriable_errors_and_production_resumes() 
     stop.send(true)?;
     let report = producer.await??;
     let (sent, acknowledged) = (report.sent, report.acknowledged);
+    // A successful flush clears the report (one load-report period, about 3 s).
+    let cleared_by = Instant::now() + Duration::from_secs(15);
+    while bucket_problems(&infrastructure, "outage")? != [None] {
+        ensure!(Instant::now() < cleared_by, "the bucket problem stayed reported after the store came back");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("object store outage: the agent reported {reported:?}");
     verify_acknowledged(&agent.bootstrap, "outage", 3, &acknowledged)?;
     let during = acknowledged.iter().filter(|ack| ack.at > down + Duration::from_secs(5) && ack.at < up).count();
     let after = acknowledged.iter().filter(|ack| ack.at > up).count();
@@ -225,6 +246,17 @@ async fn an_object_store_outage_gives_retriable_errors_and_production_resumes() 
         acknowledged.len()
     );
     Ok(())
+}
+
+/// Each live agent's `bucket_problem`, as its registry record in etcd holds it.
+fn bucket_problems(infrastructure: &Infrastructure, virtual_cluster: &str) -> Result<Vec<Option<String>>> {
+    let prefix = floe_agent::metadata::keys::KeyLayout::new("/floe", virtual_cluster).agents_prefix();
+    let values = infrastructure.etcdctl(&["get", "--prefix", &prefix, "--print-value-only"])?;
+    values
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| Ok(floe_agent::cluster::registry::AgentRecord::decode(line.as_bytes())?.bucket_problem))
+        .collect()
 }
 
 fn latest_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Result<Vec<i64>> {

@@ -277,6 +277,70 @@ async fn a_field_the_operator_stops_setting_is_removed_from_the_child() -> Resul
     Ok(())
 }
 
+/// What agents report about the bucket shows on their VirtualCluster (`AgentsHealthy`), with the
+/// agent's pod and cause and a Warning event, without touching `Ready`. The agents here are KWOK's,
+/// so the test writes the registry record a real agent publishes (e2e/tests/cluster.rs proves a
+/// real agent publishes it when its PUTs fail, and clears it when they succeed again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_problem_agents_report_shows_on_their_virtual_cluster() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "agent-health").await?;
+    let process = plane.start_operator_with(&namespace, &["--health-check-interval", "2s"])?;
+    s3_secret(&client, &namespace).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    create(&clusters, virtual_cluster(plane, &namespace, "demo", "Retain")).await?;
+    wait_cluster_ready(&clusters, "demo").await.with_context(|| process.log_tail())?;
+    let agents_healthy = |cluster: &VirtualCluster| {
+        cluster.status.iter().flat_map(|status| &status.conditions).find(|condition| condition.type_ == "AgentsHealthy").cloned()
+    };
+    let key = format!("/floe/vc/{namespace}.demo/agents/1");
+    let mut record = json!({
+        "node_id": 1, "host": "10.42.0.7", "port": 9092, "zone": null, "roles": ["produce", "fetch"],
+        "pod": "agents-7c9f8d6b5-x2k4q", "pool": "agents",
+        "bucket_problem": "put failed: Connection refused (os error 111)",
+    });
+    plane.infrastructure.etcdctl(&["put", &key, &record.to_string()])?;
+    let failing = wait_for("AgentsHealthy=False", READY_TIMEOUT, || async {
+        let cluster = clusters.get("demo").await?;
+        Ok(agents_healthy(&cluster).filter(|condition| condition.status == "False"))
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    assert_eq!(failing.reason, "AgentsCannotUseBucket");
+    assert_eq!(
+        failing.message,
+        "1 of 1 agents cannot use the bucket; agents-7c9f8d6b5-x2k4q: put failed: Connection refused (os error 111)"
+    );
+    let cluster = clusters.get("demo").await?;
+    let ready = cluster.status.iter().flat_map(|status| &status.conditions).find(|condition| condition.type_ == "Ready");
+    assert_eq!(ready.map(|condition| condition.status.as_str()), Some("True"), "an agent's report must not hold the pools");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &namespace);
+    wait_for("an AgentsCannotUseBucket Warning", READY_TIMEOUT, || async {
+        let found = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .any(|event| event.reason.as_deref() == Some("AgentsCannotUseBucket") && event.type_.as_deref() == Some("Warning"));
+        Ok(found.then_some(()))
+    })
+    .await?;
+    // The agent's next report after a successful operation clears it.
+    record["bucket_problem"] = Value::Null;
+    plane.infrastructure.etcdctl(&["put", &key, &record.to_string()])?;
+    let healthy = wait_for("AgentsHealthy=True", READY_TIMEOUT, || async {
+        let cluster = clusters.get("demo").await?;
+        Ok(agents_healthy(&cluster).filter(|condition| condition.status == "True"))
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    assert_eq!(healthy.message, "1 agent running; none reports a problem with the bucket");
+    plane.infrastructure.etcdctl(&["del", &key])?;
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
 struct Invalid {
     what: &'static str,
     object: Value,

@@ -36,6 +36,12 @@ pub struct AgentRecord {
     /// The AgentPool this agent belongs to (`--pool`); the operator sums load per pool.
     #[serde(default)]
     pub pool: Option<String>,
+    /// Why this agent's last object-store operation failed (its root cause, e.g. "connection
+    /// refused"); absent once one succeeds. The operator shows it on the VirtualCluster
+    /// (`AgentsHealthy`), since agents may reach the bucket differently from the operator
+    /// (network policies, a pod's cloud identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_problem: Option<String>,
 }
 
 impl AgentRecord {
@@ -77,6 +83,7 @@ mod tests {
             cpu_seconds_per_second: 0.25,
             pod: Some("floe-abc".into()),
             pool: Some("ingest".into()),
+            bucket_problem: None,
         };
         let json = serde_json::to_string(&record).expect("serializes");
         for field in [r#""pool":"ingest""#, r#""pod":"floe-abc""#, r#""cpu_seconds_per_second":0.25"#, r#""draining":true"#] {

@@ -88,6 +88,9 @@ pub trait StoreObserver: Send + Sync {
     fn operation(&self, operation: &str, elapsed: std::time::Duration, succeeded: bool);
     /// `bytes` were written (`put`) or read (`get`).
     fn bytes(&self, direction: &str, bytes: u64);
+    /// An operation failed for a reason other than a missing object; `cause` is the root cause
+    /// in a few words. Called after `operation`.
+    fn failure(&self, _operation: &str, _cause: &str) {}
 }
 
 /// Observes nothing.
@@ -96,6 +99,36 @@ pub struct Unobserved;
 impl StoreObserver for Unobserved {
     fn operation(&self, _operation: &str, _elapsed: std::time::Duration, _succeeded: bool) {}
     fn bytes(&self, _direction: &str, _bytes: u64) {}
+}
+
+/// A missing object is an answer, not a failure of the store.
+fn is_not_found(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if matches!(error.downcast_ref::<object_store::Error>(), Some(object_store::Error::NotFound { .. })) {
+            return true;
+        }
+        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// The innermost error's text, on one line and at most 120 characters: "Connection refused (os
+/// error 111)" rather than the chain of wrappers around it.
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    let text: String = current.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() > 120 {
+        format!("{}…", text.chars().take(119).collect::<String>())
+    } else {
+        text
+    }
 }
 
 /// Names are relative (`segments/01J….seg`); the store maps them under its root or prefix.
@@ -165,8 +198,13 @@ impl SegmentStore {
         }
     }
 
-    fn observe(&self, operation: &str, started: Instant, succeeded: bool) {
-        self.observer.operation(operation, started.elapsed(), succeeded);
+    fn observe<T>(&self, operation: &str, started: Instant, result: &Result<T, Box<dyn std::error::Error + Send + Sync>>) {
+        self.observer.operation(operation, started.elapsed(), result.is_ok());
+        if let Err(error) = result {
+            if !is_not_found(error.as_ref()) {
+                self.observer.failure(operation, &root_cause(error.as_ref()));
+            }
+        }
     }
 
     fn count_read<E>(&self, result: &Result<Bytes, E>) {
@@ -194,7 +232,7 @@ impl SegmentStore {
                 .map(|_| ())
                 .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
         };
-        self.observe("put", started, result.is_ok());
+        self.observe("put", started, &result);
         if result.is_ok() {
             self.observer.bytes("put", length);
         }
@@ -218,7 +256,7 @@ impl SegmentStore {
                 .await
                 .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
         };
-        self.observe("get", started, result.is_ok());
+        self.observe("get", started, &result);
         self.count_read(&result);
         result.map_err(|source| StoreError::Get { name: name.to_string(), start: range.start, end: range.end, source })
     }
@@ -240,7 +278,7 @@ impl SegmentStore {
                 Err(error) => Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
             },
         };
-        self.observe("get", started, result.is_ok());
+        self.observe("get", started, &result);
         self.count_read(&result);
         result.map_err(|source| StoreError::Get { name: name.to_string(), start: 0, end: u64::MAX, source })
     }
@@ -264,7 +302,7 @@ impl SegmentStore {
                 .await
                 .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
         };
-        self.observe("delete", started, result.is_ok());
+        self.observe("delete", started, &result);
         result.map_err(|source| StoreError::Delete { name: name.to_string(), source })
     }
 

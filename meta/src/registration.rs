@@ -226,6 +226,13 @@ pub async fn stats(client: &Client, keys: &KeyLayout, store: Arc<SegmentStore>) 
     Ok(stats)
 }
 
+/// The records of the live agents (an expired agent's key is gone with its lease); unreadable
+/// values are skipped. Needs etcd only, not the bucket.
+pub async fn agent_records(client: &Client, keys: &KeyLayout) -> Result<Vec<crate::agents::AgentRecord>, EtcdError> {
+    let agents = client.clone().get(keys.agents_prefix(), Some(GetOptions::new().with_prefix())).await?;
+    Ok(agents.kvs().iter().filter_map(|kv| crate::agents::AgentRecord::decode(kv.value()).ok()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

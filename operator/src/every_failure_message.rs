@@ -30,6 +30,15 @@ fn every_message() -> Vec<(String, String)> {
     messages.push(("LocationConflict".into(), conflict.message()));
     messages.push(("VirtualClusterRefused".into(), virtual_cluster_refused(name, &conflict)));
     messages.extend(not_ready_messages(name));
+    // What an agent reports: the root cause of a failed object-store call, at its worst length.
+    let cause = "put failed: Generic S3 error: Client error with status 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>17F3A2B4C5D6E7F8</RequestId></Error>";
+    let failing: floe_meta::agents::AgentRecord = serde_json::from_value(serde_json::json!({
+        "node_id": 7, "host": "10.42.3.17", "port": 9092, "zone": "eu-west-1a", "roles": ["produce", "fetch", "jobs"],
+        "pod": format!("{name}-agents-7c9f8d6b5-x2k4q"), "bucket_problem": cause,
+    }))
+    .expect("a registry record");
+    let (_, reason, message) = crate::virtual_cluster::agents_health::assess(&[failing]);
+    messages.push((reason.into(), message));
     let pools: Vec<String> = (0..12).map(|index| format!("{name}-agents-pool-{index:02}-with-a-long-suffix")).collect();
     for count in [1, 3, 12] {
         messages.push((crate::virtual_cluster::in_use::REASON.into(), crate::virtual_cluster::in_use::message(&pools[..count])));

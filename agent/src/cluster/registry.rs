@@ -110,12 +110,16 @@ impl Registry {
     }
 
     /// Publishes the load of the last period (a failure is logged; the next period retries).
-    pub async fn publish_load(&self, load: Load) {
+    /// Publishes the load of the last period and the bucket's health as this agent sees it.
+    pub async fn publish_load(&self, load: Load, bucket_problem: Option<String>) {
         let mut publisher = self.publisher.lock().await;
         if publisher.left {
             return;
         }
-        self.update_local(|record| set_load(record, &load));
+        self.update_local(|record| {
+            set_load(record, &load);
+            record.bucket_problem = bucket_problem;
+        });
         if let Err(error) = self.put_local(&mut publisher).await {
             tracing::warn!(%error, "failed to publish agent load");
         }
@@ -332,6 +336,7 @@ mod tests {
             cpu_seconds_per_second: 0.0,
             pod: None,
             pool: None,
+            bucket_problem: None,
         }
     }
 

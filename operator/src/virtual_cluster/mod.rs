@@ -4,6 +4,7 @@
 //! while AgentPools use the cluster (`in_use`), then removes the cluster's etcd keys and objects
 //! when `deletionPolicy: Delete`; with `Retain` it leaves them for a successor.
 
+pub mod agents_health;
 pub mod connect;
 pub mod in_use;
 pub mod locations;
@@ -91,6 +92,18 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
             Err(error) => tracing::warn!(%error, "failed to read the virtual cluster's stats"),
         }
     }
+    // What the agents report needs etcd only: it is shown even while the operator's own probe of
+    // the bucket fails.
+    let agents = match &metadata {
+        Ok((client, keys)) => match registration::agent_records(client, keys).await {
+            Ok(records) => Some(agents_health::assess(&records)),
+            Err(error) => {
+                tracing::warn!(%error, "failed to read the agent registry");
+                None
+            }
+        },
+        Err(_) => None,
+    };
     let (metadata, bucket) = (metadata.map(|_| ()), bucket.map(|_| ()));
 
     let conditions = &previous.conditions;
@@ -127,6 +140,13 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
         }
     }
     status.conditions = vec![ready_condition, metadata_condition, bucket_condition];
+    if let Some((healthy, reason, message)) = agents {
+        let was_failing = conditions.iter().any(|condition| condition.type_ == agents_health::CONDITION && condition.status == "False");
+        if !healthy && !was_failing {
+            context.warn(cluster.as_ref(), reason, "AgentReport", message.clone()).await;
+        }
+        status.conditions.push(condition(conditions, agents_health::CONDITION, healthy, reason, message, generation));
+    }
     status.id = if metadata.is_ok() { cluster.uid() } else { previous.id.clone() };
     patch_status(&cluster, &previous, status, context).await?;
     // Nothing watches etcd or the bucket: only this requeue notices one that stops (or starts
