@@ -11,6 +11,7 @@ use floe_agent::metadata::etcd::EtcdSettings;
 use floe_agent::server::ServerSettings;
 use floe_agent::storage::{ObjectStoreUrl, S3Options};
 use floe_agent::tls::ListenerTls;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -146,6 +147,9 @@ async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter; example: info")?)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal (as the operator does): in a file or a log
+        // collector the escape codes are noise around every level and field name.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let (settings, playground_directory, drain) = match cli.command {
         Command::Agent(args) => {
