@@ -331,8 +331,22 @@ fn a_replaced_certificate_reaches_new_connections_while_connected_clients_keep_w
         // since before) keeps being acknowledged.
         api_versions_over(&mut before).await.context("the connection opened before the certificate changed stopped working")?;
         produce(&producer, "tls-rotation", 100..200).await?;
+
+        // The listener's limits hold inside TLS too: a frame declaring more than
+        // --max-request-bytes closes the connection before anything is allocated.
+        let mut oversized = connect_tls(&pki, &bootstrap).await?;
+        oversized.write_all(&(200u32 << 20).to_be_bytes()).await?;
+        oversized.flush().await?;
+        let mut buffer = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), oversized.read(&mut buffer)).await;
+        ensure!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "a 200 MiB frame over TLS did not close the connection: {read:?}");
         anyhow::Ok(())
     })?;
+    let (_, metrics) = http_get(&playground.http, "/metrics")?;
+    ensure!(
+        metric_value(&metrics, "floe_requests_refused_total{limit=\"socket_request_max_bytes\"}") == Some(1.0),
+        "the oversized frame over TLS was not refused by --max-request-bytes"
+    );
     verify_records(pki.rdkafka(&bootstrap, false), "tls-rotation", 200)?;
     Ok(())
 }
