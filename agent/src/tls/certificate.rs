@@ -68,13 +68,13 @@ pub fn load_certified_key(certificate: &Path, key: &Path, provider: &CryptoProvi
 /// What identifies one version of a file: a Secret volume swaps a symlink to a new directory on
 /// update, so the inode changes even when the modification time does not.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
+pub struct FileStamp {
     modified: Option<SystemTime>,
     length: u64,
     inode: u64,
 }
 
-fn stamp(path: &Path) -> Option<FileStamp> {
+pub fn stamp(path: &Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).ok()?;
     Some(FileStamp { modified: metadata.modified().ok(), length: metadata.len(), inode: metadata.ino() })

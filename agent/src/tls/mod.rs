@@ -5,7 +5,9 @@
 //!
 //! # Guarantees
 //! - The serving certificate is re-read when its files change (`certificate`): new handshakes use
-//!   the new pair, established connections keep theirs.
+//!   the new pair, established connections keep theirs. The client CA bundle likewise: a changed
+//!   bundle applies from the next handshake; one that cannot be used is refused with a warning and
+//!   the previous bundle stays.
 //! - A handshake ends within `handshake_timeout` or the socket is closed, so a client that opens a
 //!   connection and stalls cannot keep a `--max-connections` slot.
 //! - A client that speaks plaintext Kafka to this listener is closed after its first byte (a TLS
@@ -14,12 +16,13 @@
 pub mod certificate;
 
 use crate::config::TlsClientAuth;
-use certificate::{certificates_from_pem, ReloadingCertificate, TlsError};
+use certificate::{certificates_from_pem, stamp, FileStamp, ReloadingCertificate, TlsError};
+use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -48,16 +51,36 @@ pub enum ListenerTlsError {
     Config(rustls::Error),
 }
 
-/// The Kafka listener's TLS: an acceptor over a reloading certificate, and the handshake bound.
+/// The Kafka listener's TLS: an acceptor over a reloading certificate (and client CA bundle), and
+/// the handshake bound. Cloning shares the state.
 #[derive(Clone)]
 pub struct ListenerTls {
-    acceptor: TlsAcceptor,
+    inner: Arc<Inner>,
     pub handshake_timeout: Duration,
+}
+
+struct Inner {
+    settings: ListenerTlsSettings,
+    provider: Arc<CryptoProvider>,
+    serving: Arc<ReloadingCertificate>,
+    recheck_interval: Duration,
+    current: Mutex<Current>,
+}
+
+/// The configuration handshakes use now, and the client CA bundle's stamp it was built from.
+struct Current {
+    acceptor: TlsAcceptor,
+    client_ca_seen: Option<FileStamp>,
+    checked: Instant,
 }
 
 impl std::fmt::Debug for ListenerTls {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("ListenerTls").field("handshake_timeout", &self.handshake_timeout).finish_non_exhaustive()
+        formatter
+            .debug_struct("ListenerTls")
+            .field("settings", &self.inner.settings)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,16 +109,38 @@ impl ListenerTls {
     /// Reads and checks every file once; failing here fails start-up with a message naming the
     /// flag and the file.
     pub fn load(settings: &ListenerTlsSettings) -> Result<Self, ListenerTlsError> {
+        Self::load_with_recheck(settings, certificate::RECHECK_INTERVAL)
+    }
+
+    /// [`ListenerTls::load`], checking the files for changes at most every `recheck_interval`.
+    pub fn load_with_recheck(settings: &ListenerTlsSettings, recheck_interval: Duration) -> Result<Self, ListenerTlsError> {
         let provider = certificate::provider();
-        let serving = ReloadingCertificate::load(
-            "Kafka listener",
-            &settings.certificate,
-            &settings.key,
-            Arc::clone(&provider),
-            certificate::RECHECK_INTERVAL,
-        )
-        .map_err(|source| ListenerTlsError::ServingCertificate { flag: serving_flag(&source, &settings.key), source })?;
-        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        let serving = Arc::new(
+            ReloadingCertificate::load("Kafka listener", &settings.certificate, &settings.key, Arc::clone(&provider), recheck_interval)
+                .map_err(|source| ListenerTlsError::ServingCertificate { flag: serving_flag(&source, &settings.key), source })?,
+        );
+        let client_ca_seen = settings.client_ca.as_deref().and_then(stamp);
+        let acceptor = Self::acceptor(settings, &provider, &serving)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings: settings.clone(),
+                provider,
+                serving,
+                recheck_interval,
+                current: Mutex::new(Current { acceptor, client_ca_seen, checked: Instant::now() }),
+            }),
+            handshake_timeout: settings.handshake_timeout,
+        })
+    }
+
+    /// Builds the rustls configuration: versions, the client certificate verifier from the CA
+    /// bundle as it is now, the reloading serving certificate.
+    fn acceptor(
+        settings: &ListenerTlsSettings,
+        provider: &Arc<CryptoProvider>,
+        serving: &Arc<ReloadingCertificate>,
+    ) -> Result<TlsAcceptor, ListenerTlsError> {
+        let builder = ServerConfig::builder_with_provider(Arc::clone(provider))
             .with_safe_default_protocol_versions()
             .map_err(ListenerTlsError::Config)?;
         let builder = match (settings.client_auth, &settings.client_ca) {
@@ -104,7 +149,7 @@ impl ListenerTls {
             (mode, None) => return Err(ListenerTlsError::ClientCertificateAuthorityMissing { mode: mode.as_str() }),
             (mode, Some(path)) => {
                 let roots = client_roots(path).map_err(|source| ListenerTlsError::ClientCertificateAuthority { source })?;
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
                 let verifier = if mode == TlsClientAuth::Requested { verifier.allow_unauthenticated() } else { verifier };
                 let verifier = verifier.build().map_err(|error| ListenerTlsError::ClientCertificateAuthority {
                     source: TlsError::CertificateAuthority { path: path.clone(), reason: error.to_string() },
@@ -112,8 +157,35 @@ impl ListenerTls {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let config = builder.with_cert_resolver(Arc::new(serving));
-        Ok(Self { acceptor: TlsAcceptor::from(Arc::new(config)), handshake_timeout: settings.handshake_timeout })
+        let config = builder.with_cert_resolver(Arc::clone(serving) as Arc<dyn rustls::server::ResolvesServerCert>);
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// The acceptor for the next handshake, rebuilt first if the client CA bundle changed
+    /// (checked at most every `recheck_interval`).
+    fn current_acceptor(&self) -> TlsAcceptor {
+        let inner = &self.inner;
+        let mut current = inner.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(client_ca) = inner.settings.client_ca.as_deref() else { return current.acceptor.clone() };
+        if current.checked.elapsed() < inner.recheck_interval {
+            return current.acceptor.clone();
+        }
+        current.checked = Instant::now();
+        let seen = stamp(client_ca);
+        if seen != current.client_ca_seen {
+            // Remembered even when refused, so a bad bundle is retried only after another change.
+            current.client_ca_seen = seen;
+            match Self::acceptor(&inner.settings, &inner.provider, &inner.serving) {
+                Ok(acceptor) => {
+                    tracing::info!(client_ca = %client_ca.display(), "reloaded the Kafka listener's client CA bundle");
+                    current.acceptor = acceptor;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the Kafka listener's client CA bundle changed but cannot be used; keeping the previous one")
+                }
+            }
+        }
+        current.acceptor.clone()
     }
 
     /// Runs the server side of the handshake, bounded by `handshake_timeout`, and returns the
@@ -129,7 +201,7 @@ impl ListenerTls {
                 Ok(_) => {}
                 Err(source) => return Err(HandshakeError::Io { source }),
             }
-            let stream = self.acceptor.accept(stream).await.map_err(HandshakeError::from_io)?;
+            let stream = self.current_acceptor().accept(stream).await.map_err(HandshakeError::from_io)?;
             let principal = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|leaf| principal_of(leaf.as_ref()));
             Ok((stream, principal))
         };
@@ -381,6 +453,33 @@ mod tests {
         assert_eq!(handshake(&tls, None).await.unwrap(), None);
         let principal = handshake(&tls, Some(("front-proxy-client.crt", "front-proxy-client.key"))).await.unwrap();
         assert_eq!(principal.as_deref(), Some("User:CN=front-proxy-client"));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_client_ca_bundle_applies_from_the_next_handshake_and_an_unusable_one_keeps_the_previous() {
+        let directory = tempfile::tempdir().unwrap();
+        let bundle = directory.path().join("ca.crt");
+        let replace = |from: &str| {
+            let staged = directory.path().join(".ca.crt.new");
+            std::fs::copy(fixture(from), &staged).unwrap();
+            std::fs::rename(&staged, &bundle).unwrap();
+        };
+        replace("front-proxy-ca.crt");
+        let mut with_bundle = settings(TlsClientAuth::Required, None);
+        with_bundle.client_ca = Some(bundle.clone());
+        let tls = ListenerTls::load_with_recheck(&with_bundle, Duration::ZERO).unwrap();
+        let trusted = ("front-proxy-client.crt", "front-proxy-client.key");
+        let other = ("impostor.crt", "impostor.key");
+        assert!(handshake(&tls, Some(trusted)).await.is_ok());
+        assert_eq!(handshake(&tls, Some(other)).await.unwrap_err().reason(), "bad_client_certificate");
+
+        replace("other-ca.crt");
+        assert_eq!(handshake(&tls, Some(other)).await.unwrap().as_deref(), Some("User:CN=front-proxy-client"));
+        assert_eq!(handshake(&tls, Some(trusted)).await.unwrap_err().reason(), "bad_client_certificate");
+
+        // Not PEM: refused, the other CA stays.
+        replace("README.md");
+        assert!(handshake(&tls, Some(other)).await.is_ok());
     }
 
     #[tokio::test]
