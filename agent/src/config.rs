@@ -2,7 +2,7 @@
 //! start-up with a message that names the flag, says what was wrong and shows a good value.
 
 use crate::storage::ObjectStoreUrl;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -249,6 +249,68 @@ pub struct CommonArgs {
     pub produce_max_decompressed_bytes_per_request: usize,
     #[command(flatten)]
     pub jobs: JobArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// Whether the Kafka listener asks clients for a certificate (Kafka's ssl.client.auth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsClientAuth {
+    /// No client certificate is asked for.
+    None,
+    /// A certificate is asked for; a client without one is admitted anonymously, one with a
+    /// certificate that does not chain to --tls-client-ca-file is refused.
+    Requested,
+    /// A certificate chaining to --tls-client-ca-file is needed to connect.
+    Required,
+}
+
+impl TlsClientAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Requested => "requested",
+            Self::Required => "required",
+        }
+    }
+}
+
+/// TLS on the Kafka listener. Off unless --tls-cert-file is set; then every connection is TLS
+/// (1.2 or 1.3, rustls's safe default cipher suites).
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Certificate chain (PEM, leaf first) the Kafka listener serves; turns TLS on. Re-read when
+    /// the file changes: new connections get the new certificate, open ones keep theirs.
+    #[arg(long, env = "FLOE_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM: PKCS#8, RSA PKCS#1 or EC SEC1) of --tls-cert-file.
+    #[arg(long, env = "FLOE_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM) that client certificates must chain to (with --tls-client-auth requested or
+    /// required).
+    #[arg(long, env = "FLOE_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Client certificates (Kafka's ssl.client.auth): none, requested or required. A verified
+    /// certificate's subject becomes the connection's principal (User:CN=...,O=...).
+    #[arg(long, env = "FLOE_TLS_CLIENT_AUTH", value_enum, default_value_t = TlsClientAuth::None)]
+    pub tls_client_auth: TlsClientAuth,
+    /// A TLS handshake not finished within this long closes the connection, so a client that
+    /// connects and stalls cannot hold a connection slot.
+    #[arg(long, env = "FLOE_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub tls_handshake_timeout: Duration,
+}
+
+impl TlsArgs {
+    /// The listener's TLS settings, or `None` for plaintext.
+    pub fn settings(&self) -> Option<crate::tls::ListenerTlsSettings> {
+        Some(crate::tls::ListenerTlsSettings {
+            certificate: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+            client_ca: self.tls_client_ca_file.clone(),
+            client_auth: self.tls_client_auth,
+            handshake_timeout: self.tls_handshake_timeout,
+        })
+    }
 }
 
 /// The roles an agent takes on.
@@ -511,6 +573,36 @@ mod tests {
         assert_eq!(set.offset_metadata_max_bytes, 100);
         let error = Cli::try_parse_from(["floe", "playground", "--connections-max-idle", "0s"]).unwrap_err().to_string();
         assert!(error.contains("--connections-max-idle") && error.contains("example"), "{error}");
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_a_certificate_needs_its_key() {
+        let defaults = agent_args(&[]).common.tls;
+        assert!(defaults.settings().is_none());
+        assert_eq!(defaults.tls_client_auth, TlsClientAuth::None);
+        assert_eq!(defaults.tls_handshake_timeout, Duration::from_secs(10));
+        let set = agent_args(&[
+            "--tls-cert-file",
+            "/tls/tls.crt",
+            "--tls-key-file",
+            "/tls/tls.key",
+            "--tls-client-ca-file",
+            "/tls/ca.crt",
+            "--tls-client-auth",
+            "required",
+            "--tls-handshake-timeout",
+            "3s",
+        ])
+        .common
+        .tls
+        .settings()
+        .expect("TLS on");
+        assert_eq!(set.client_auth, TlsClientAuth::Required);
+        assert_eq!(set.handshake_timeout, Duration::from_secs(3));
+        let error = Cli::try_parse_from(["floe", "playground", "--tls-cert-file", "/tls/tls.crt"]).unwrap_err().to_string();
+        assert!(error.contains("--tls-key-file"), "{error}");
+        let error = Cli::try_parse_from(["floe", "playground", "--tls-client-auth", "maybe"]).unwrap_err().to_string();
+        assert!(error.contains("--tls-client-auth") && error.contains("required"), "{error}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use floe_agent::jobs::JobSettings;
 use floe_agent::metadata::etcd::EtcdSettings;
 use floe_agent::server::ServerSettings;
 use floe_agent::storage::{ObjectStoreUrl, S3Options};
+use floe_agent::tls::ListenerTls;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -56,8 +58,15 @@ struct DrainSettings {
 /// same bound as an agent's default drain timeout.
 const PLAYGROUND_DRAIN: DrainSettings = DrainSettings { grace: Duration::ZERO, timeout: Duration::from_secs(60) };
 
-fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonArgs, cluster: Option<&ClusterArgs>) -> AgentSettings {
-    AgentSettings {
+fn settings(
+    metadata: MetadataUrl,
+    object_store: ObjectStoreUrl,
+    common: CommonArgs,
+    cluster: Option<&ClusterArgs>,
+) -> anyhow::Result<AgentSettings> {
+    // Every TLS file is read and checked now: a bad one stops start-up naming its flag.
+    let tls = common.tls.settings().map(|tls| ListenerTls::load(&tls)).transpose()?;
+    Ok(AgentSettings {
         cluster: cluster.and_then(|cluster| cluster_settings(&metadata, cluster)),
         jobs: JobSettings {
             snapshot_interval: common.jobs.snapshot_interval,
@@ -82,6 +91,7 @@ fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonA
             connections_max_idle: common.connections_max_idle,
             max_connections: common.max_connections as usize,
             max_connections_per_ip: common.max_connections_per_ip as usize,
+            tls,
         },
         limits: RequestLimits {
             fetch_max_bytes: common.fetch_max_bytes,
@@ -103,7 +113,7 @@ fn settings(metadata: MetadataUrl, object_store: ObjectStoreUrl, common: CommonA
             // heartbeats need, and one thread checks about 2 GiB/s of lz4 batches.
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cpus| (cpus.get() / 2).max(1))),
         produce_max_decompressed_bytes_per_request: common.produce_max_decompressed_bytes_per_request,
-    }
+    })
 }
 
 #[tokio::main]
@@ -137,6 +147,9 @@ async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter; example: info")?)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal (as the operator does): in a file or a log
+        // collector the escape codes are noise around every level and field name.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let (settings, playground_directory, drain) = match cli.command {
         Command::Agent(args) => {
@@ -150,7 +163,7 @@ async fn run() -> anyhow::Result<()> {
                 );
             }
             let drain = DrainSettings { grace, timeout: args.cluster.drain_timeout };
-            (settings(args.metadata, args.object_store, args.common, Some(&args.cluster)), None, drain)
+            (settings(args.metadata, args.object_store, args.common, Some(&args.cluster))?, None, drain)
         }
         Command::Playground(args) => {
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("failed to create --data-dir {}", args.data_dir.display()))?;
@@ -158,7 +171,7 @@ async fn run() -> anyhow::Result<()> {
                 args.data_dir.canonicalize().with_context(|| format!("failed to resolve --data-dir {}", args.data_dir.display()))?;
             let metadata = MetadataUrl::Embedded(directory.join("metadata"));
             let bucket = ObjectStoreUrl::File(directory.join("bucket"));
-            (settings(metadata, bucket, args.common, None), Some(directory), PLAYGROUND_DRAIN)
+            (settings(metadata, bucket, args.common, None)?, Some(directory), PLAYGROUND_DRAIN)
         }
         Command::Admin(AdminCommand::MarkLost(args)) => {
             let cluster = cluster_settings(&args.fsck.metadata, &args.fsck.cluster);

@@ -51,6 +51,9 @@ pub struct Metrics {
     /// Connections refused or closed by a limit (`max_connections`, `max_connections_per_ip`,
     /// `connections_max_idle_ms`).
     pub connections_refused: IntCounterVec,
+    /// TLS handshakes on the Kafka listener that failed, by reason (`tls::HandshakeError::reason`:
+    /// `not_tls`, `timeout`, `no_client_certificate`, `bad_client_certificate`, ...).
+    pub tls_handshake_failures: IntCounterVec,
     /// Bytes of request frames held right now (the `--queued-max-request-bytes` budget).
     pub request_memory_bytes: IntGauge,
     /// Times a connection stopped reading because the request memory budget was used up.
@@ -175,6 +178,11 @@ impl Metrics {
             &["limit"],
         )
         .expect("valid metric");
+        let tls_handshake_failures = IntCounterVec::new(
+            Opts::new("floe_tls_handshake_failures_total", "TLS handshakes on the Kafka listener that failed, by reason"),
+            &["reason"],
+        )
+        .expect("valid metric");
         let connections_refused = IntCounterVec::new(
             Opts::new("floe_connections_refused_total", "Connections refused, delayed at accept or closed by a limit, by limit"),
             &["limit"],
@@ -222,6 +230,7 @@ impl Metrics {
             Box::new(sealed_through_revision.clone()),
             Box::new(requests_refused.clone()),
             Box::new(connections_refused.clone()),
+            Box::new(tls_handshake_failures.clone()),
             Box::new(request_memory_bytes.clone()),
             Box::new(request_memory_waits.clone()),
         ] {
@@ -261,6 +270,7 @@ impl Metrics {
             sealed_through_revision,
             requests_refused,
             connections_refused,
+            tls_handshake_failures,
             request_memory_bytes,
             request_memory_waits,
         }

@@ -66,8 +66,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # --- 1. Debian packages -------------------------------------------------------
-# Building the workspace needs the first line (cmake and curl for the bundled librdkafka the e2e
-# crate uses); the tests need kcat (librdkafka 2.0.2), a Python venv and libfaketime (the fault
+# Building the workspace needs the first line (cmake, curl and OpenSSL for the bundled librdkafka
+# the e2e crate uses, built with TLS for tests/tls.rs); the tests need kcat (librdkafka 2.0.2), a Python venv and libfaketime (the fault
 # tier's clock skew).
 apt_install build-essential pkg-config zlib1g-dev cmake libcurl4-openssl-dev libssl-dev protobuf-compiler libprotobuf-dev
 if [ "${1:-}" = "--build-only" ]; then

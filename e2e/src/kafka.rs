@@ -17,7 +17,12 @@ pub fn config(bootstrap: &str) -> ClientConfig {
 }
 
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = config(bootstrap).create().context("failed to create the admin client")?;
+    create_topic_with(config(bootstrap), topic, partitions).await
+}
+
+/// [`create_topic`] with a client configuration of the caller's (TLS settings, ...).
+pub async fn create_topic_with(config: ClientConfig, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config.create().context("failed to create the admin client")?;
     let results = admin
         .create_topics(
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
@@ -64,7 +69,12 @@ pub struct Consumed {
 /// Reads every partition of `topic` from the beginning to its high watermark, by assignment
 /// (no group), and returns the records per partition in offset order.
 pub fn read_all(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration) -> Result<BTreeMap<i32, Vec<Consumed>>> {
-    let consumer: BaseConsumer = config(bootstrap)
+    read_all_with(config(bootstrap), topic, partitions, timeout)
+}
+
+/// [`read_all`] with a client configuration of the caller's (TLS settings, ...).
+pub fn read_all_with(mut config: ClientConfig, topic: &str, partitions: i32, timeout: Duration) -> Result<BTreeMap<i32, Vec<Consumed>>> {
+    let consumer: BaseConsumer = config
         .set("group.id", format!("read-all-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")

@@ -47,10 +47,18 @@ pub struct Playground {
     pub http: String,
     pub data_dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Where the process's log (stderr) goes, appended across restarts; inherited when `None`.
+    log_file: Option<PathBuf>,
 }
 
 impl Playground {
     pub fn start(extra_args: &[&str]) -> Result<Self> {
+        Self::start_with_log(extra_args, None)
+    }
+
+    /// Like [`Playground::start`], with the process's log appended to `log_file` (for a test
+    /// that reads what the agent logged; `--log` in `extra_args` sets the filter).
+    pub fn start_with_log(extra_args: &[&str], log_file: Option<&Path>) -> Result<Self> {
         let data_dir = tempfile::Builder::new().prefix("floe-e2e-").tempdir()?;
         let mut playground = Self {
             child: None,
@@ -58,12 +66,23 @@ impl Playground {
             http: String::new(),
             data_dir,
             extra_args: extra_args.iter().map(|argument| argument.to_string()).collect(),
+            log_file: log_file.map(Path::to_path_buf),
         };
         playground.launch()?;
         Ok(playground)
     }
 
     fn launch(&mut self) -> Result<()> {
+        let stderr = match &self.log_file {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("failed to open {}", path.display()))?,
+            ),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(floe_binary()?)
             .arg("playground")
             .arg("--data-dir")
@@ -75,17 +94,16 @@ impl Playground {
             } else {
                 &["--kafka-listen", "127.0.0.1:0"][..]
             })
-            .args([
-                "--http-listen",
-                "127.0.0.1:0",
-                "--group-initial-rebalance-delay",
-                "0s",
-                "--log",
-                &std::env::var("FLOE_E2E_LOG").unwrap_or_else(|_| "warn".into()),
-            ])
+            .args(["--http-listen", "127.0.0.1:0", "--group-initial-rebalance-delay", "0s"])
+            // A --log in the extra arguments (a test that reads the log) replaces the default.
+            .args(if self.extra_args.iter().any(|argument| argument == "--log") {
+                Vec::new()
+            } else {
+                vec!["--log".to_string(), std::env::var("FLOE_E2E_LOG").unwrap_or_else(|_| "warn".into())]
+            })
             .args(&self.extra_args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .context("failed to start floe playground")?;
         let banner = read_banner(&mut child, Duration::from_secs(30))?;

@@ -88,6 +88,7 @@ async fn start() -> Running {
     copy_into(directory.path(), "tls.crt", "serving-ec.crt");
     copy_into(directory.path(), "tls.key", "serving-ec-sec1.key");
     let certificate = tls::ReloadingCertificate::load(
+        tls::PURPOSE,
         &directory.path().join("tls.crt"),
         &directory.path().join("tls.key"),
         provider.clone(),

@@ -150,6 +150,8 @@ pub struct AgentContext {
 pub struct ClientInfo {
     pub client_id: String,
     pub host: String,
+    /// The connection's principal (`server::ConnectionState`), for authorization.
+    pub principal: Arc<str>,
 }
 
 /// What the connection should do once a request is handled.

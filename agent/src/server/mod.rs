@@ -7,10 +7,15 @@
 //! `--max-in-flight-requests-per-connection` deep because an acknowledgement waits for a flush;
 //! frame bodies are charged to a global byte budget as they arrive; idle connections close after
 //! `--connections-max-idle`; `--max-connections` and `--max-connections-per-ip` bound sockets.
+//!
+//! TLS (`--tls-cert-file`, `crate::tls`): the handshake runs in the connection's task, bounded by
+//! `--tls-handshake-timeout`, after the connection took its slots; then the same loop serves the
+//! encrypted stream, so every limit above applies to TLS connections unchanged.
 
 use crate::handlers::{self, api_versions, AgentContext, ClientInfo, Reply};
 use crate::protocol::codec;
 use crate::protocol::frame::{self, MemoryBudget};
+use crate::tls::ListenerTls;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -19,7 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -41,6 +46,8 @@ pub struct ServerSettings {
     /// Open connections from one IP address at most; more are closed at once
     /// (`max.connections.per.ip`).
     pub max_connections_per_ip: usize,
+    /// TLS on the listener (every connection), or plaintext when `None`.
+    pub tls: Option<ListenerTls>,
 }
 
 impl ServerSettings {
@@ -53,6 +60,7 @@ impl ServerSettings {
             connections_max_idle: Duration::from_secs(600),
             max_connections: i32::MAX as usize,
             max_connections_per_ip: i32::MAX as usize,
+            tls: None,
         }
     }
 }
@@ -180,7 +188,7 @@ pub async fn run(listener: TcpListener, context: Arc<AgentContext>, settings: Se
                     let shutdown = shutdown.clone();
                     let budget = Arc::clone(&budget);
                     connections.spawn(async move {
-                        serve_connection(stream, peer, context, settings, budget, shutdown).await;
+                        accept_connection(stream, peer, context, settings, budget, shutdown).await;
                         drop((slot, ip_slot));
                     });
                 }
@@ -204,7 +212,24 @@ pub async fn run(listener: TcpListener, context: Arc<AgentContext>, settings: Se
     }
 }
 
-async fn serve_connection(
+/// Who is at the other end of a connection, fixed when it is accepted.
+///
+/// The principal is kept per connection (not per request) because that is where Kafka decides
+/// it: the TLS handshake, and later SASL authentication on the same connection, establish it once
+/// and every request after that is authorized as it.
+#[derive(Debug, Clone)]
+pub struct ConnectionState {
+    pub peer: SocketAddr,
+    /// `User:<subject>` of a verified client certificate, else `User:ANONYMOUS` (Kafka's names).
+    pub principal: Arc<str>,
+}
+
+/// Kafka's principal for a connection that authenticated nothing.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// Runs the TLS handshake when the listener has TLS, then serves the connection; plaintext and
+/// TLS share `serve_connection`.
+async fn accept_connection(
     stream: TcpStream,
     peer: SocketAddr,
     context: Arc<AgentContext>,
@@ -212,8 +237,68 @@ async fn serve_connection(
     budget: Arc<MemoryBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Some(tls) = settings.tls.clone() else {
+        let connection = ConnectionState { peer, principal: Arc::from(ANONYMOUS) };
+        let (reader, writer) = stream.into_split();
+        return serve_connection(reader, writer, connection, context, settings, budget, shutdown).await;
+    };
+    let handshake = tokio::select! {
+        handshake = tls.accept(stream) => handshake,
+        _ = shutdown.changed() => {
+            context.metrics.connections.with_label_values(&["shutdown"]).inc();
+            return;
+        }
+    };
+    let (stream, principal) = match handshake {
+        Ok(established) => established,
+        Err(error) => {
+            context.metrics.tls_handshake_failures.with_label_values(&[error.reason()]).inc();
+            context.metrics.connections.with_label_values(&["tls_handshake_failed"]).inc();
+            match &error {
+                // A client configured for plaintext: its operator needs to hear about it, once
+                // per connection.
+                crate::tls::HandshakeError::NotTls { .. } => tracing::warn!(%peer, %error, "closing connection: not TLS"),
+                crate::tls::HandshakeError::NoClientCertificate | crate::tls::HandshakeError::BadClientCertificate(_) => {
+                    tracing::info!(%peer, %error, "closing connection: client certificate refused")
+                }
+                // Timeouts, scanners and health checks that close at once: debug, or a client
+                // could fill the log.
+                _ => tracing::debug!(%peer, %error, "closing connection: TLS handshake failed"),
+            }
+            return;
+        }
+    };
+    let principal = principal.unwrap_or_else(|| ANONYMOUS.to_string());
+    {
+        let (_, session) = stream.get_ref();
+        tracing::debug!(
+            %peer,
+            %principal,
+            version = ?session.protocol_version(),
+            cipher_suite = ?session.negotiated_cipher_suite().map(|suite| suite.suite()),
+            "TLS connection established"
+        );
+    }
+    let connection = ConnectionState { peer, principal: Arc::from(principal) };
+    let (reader, writer) = tokio::io::split(stream);
+    serve_connection(reader, writer, connection, context, settings, budget, shutdown).await
+}
+
+/// The connection loop, the same for plaintext and TLS halves.
+async fn serve_connection<R, W>(
+    mut reader: R,
+    mut writer: W,
+    connection: ConnectionState,
+    context: Arc<AgentContext>,
+    settings: ServerSettings,
+    budget: Arc<MemoryBudget>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = connection.peer;
     let depth = settings.max_in_flight_requests_per_connection.max(1);
-    let (mut reader, mut writer) = stream.into_split();
     let activity = Arc::new(Activity::new());
     // Requests started and not yet answered on the wire.
     let (in_flight_sender, mut in_flight) = watch::channel(0usize);
@@ -226,7 +311,8 @@ async fn serve_connection(
             while let Some(pending) = responses.recv().await {
                 let outcome = pending.await;
                 let written = match outcome {
-                    Ok(Outgoing::Frame(bytes)) => writer.write_all(&bytes).await.is_ok(),
+                    // The flush hands a TLS stream's records to the socket (a no-op on TCP).
+                    Ok(Outgoing::Frame(bytes)) => writer.write_all(&bytes).await.is_ok() && writer.flush().await.is_ok(),
                     Ok(Outgoing::Nothing) => true,
                     Ok(Outgoing::Close) | Err(_) => false,
                 };
@@ -279,7 +365,7 @@ async fn serve_connection(
         if let Err(outcome) = ready {
             break outcome;
         }
-        match start_request(frame, peer, &context).await {
+        match start_request(frame, &connection, &context).await {
             Ok(handle) => {
                 in_flight_sender.send_modify(|count| *count += 1);
                 if queue.send(handle).await.is_err() {
@@ -301,7 +387,7 @@ async fn serve_connection(
 const BLOCKING_DECODE_BYTES: usize = 1 << 20;
 
 /// Decodes a request and starts it; the returned task yields the encoded response.
-async fn start_request(frame: Bytes, peer: SocketAddr, context: &Arc<AgentContext>) -> Result<JoinHandle<Outgoing>, String> {
+async fn start_request(frame: Bytes, connection: &ConnectionState, context: &Arc<AgentContext>) -> Result<JoinHandle<Outgoing>, String> {
     let (api_key, version) = codec::peek_key_and_version(&frame).map_err(|error| error.to_string())?;
     let correlation_id = codec::peek_correlation_id(&frame);
     let Some(&handlers::Api { min, max, metric: api_name, .. }) = handlers::api(api_key) else {
@@ -327,8 +413,11 @@ async fn start_request(frame: Bytes, peer: SocketAddr, context: &Arc<AgentContex
         codec::decode_request(frame, api_key, version)
     }
     .map_err(|error| error.to_string())?;
-    let client =
-        ClientInfo { client_id: header.client_id.as_ref().map(|id| id.to_string()).unwrap_or_default(), host: format!("/{}", peer.ip()) };
+    let client = ClientInfo {
+        client_id: header.client_id.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+        host: format!("/{}", connection.peer.ip()),
+        principal: Arc::clone(&connection.principal),
+    };
     let started = Instant::now();
     let pending = handlers::dispatch(Arc::clone(context), header, request, client).await;
     let metrics = Arc::clone(&context.metrics);

@@ -49,7 +49,8 @@ pub async fn start(
     namespace: Option<String>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), StartError> {
     let provider = tls::provider();
-    let certificate = tls::ReloadingCertificate::load(&settings.certificate, &settings.key, Arc::clone(&provider), tls::RECHECK_INTERVAL)?;
+    let certificate =
+        tls::ReloadingCertificate::load(tls::PURPOSE, &settings.certificate, &settings.key, Arc::clone(&provider), tls::RECHECK_INTERVAL)?;
     let config = tls::server_config(Arc::new(certificate), Arc::clone(&provider))?;
     let listener =
         tokio::net::TcpListener::bind(settings.listen).await.map_err(|source| StartError::Listen { address: settings.listen, source })?;

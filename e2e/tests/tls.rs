@@ -1,0 +1,414 @@
+//! TLS on the Kafka listener against real clients: a CA, server and client certificates made at
+//! test time (rcgen), a playground serving them, the Java client (Kafka 4.1.1's console tools,
+//! PEM truststore and keystore) and librdkafka (the rdkafka crate, built with OpenSSL) producing
+//! and consuming over mutual TLS; the certificate replaced under a connected client; a plaintext
+//! client and a client that stalls in the handshake.
+
+use anyhow::{bail, ensure, Context, Result};
+use floe_e2e::{http_get, kafka, kafka_tool, metric_value, records, run_with_timeout, Playground};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CONSOLE_PRODUCER: &str = "org.apache.kafka.tools.ConsoleProducer";
+const CONSOLE_CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The subject of the client certificate, in DER order; Kafka names it in RFC 2253 order (last
+/// first).
+const CLIENT_SUBJECT: [(DnType, &str); 2] = [(DnType::OrganizationName, "Floe E2E"), (DnType::CommonName, "floe-e2e-client")];
+const CLIENT_PRINCIPAL: &str = "User:CN=floe-e2e-client,O=Floe E2E";
+
+/// A test CA and the certificates it signs, as PEM files in a temporary directory.
+struct Pki {
+    directory: tempfile::TempDir,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Result<Self> {
+        let directory = tempfile::Builder::new().prefix("floe-e2e-tls-").tempdir()?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, "floe-e2e-ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let certificate = params.self_signed(&key)?;
+        std::fs::write(directory.path().join("ca.crt"), certificate.pem())?;
+        Ok(Self { directory, issuer: Issuer::new(params, key) })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.directory.path().join(name)
+    }
+
+    fn arg(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    /// Signs a certificate and writes `<name>.key` (PKCS#8), then `<name>.crt`, each by rename (as
+    /// a Secret volume update replaces files), and `<name>.pem` (key and certificate, a Java PEM
+    /// keystore). A server certificate names localhost and 127.0.0.1.
+    fn issue(&self, name: &str, serial: &[u8], subject: &[(DnType, &str)], server: bool) -> Result<()> {
+        let key = KeyPair::generate()?;
+        let names = if server { vec!["localhost".to_string(), "127.0.0.1".to_string()] } else { Vec::new() };
+        let mut params = CertificateParams::new(names)?;
+        params.serial_number = Some(SerialNumber::from(serial.to_vec()));
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
+        let certificate = params.signed_by(&key, &self.issuer)?;
+        for (file, contents) in [(format!("{name}.key"), key.serialize_pem()), (format!("{name}.crt"), certificate.pem())] {
+            let staged = self.path(&format!(".{file}.new"));
+            std::fs::write(&staged, contents)?;
+            std::fs::rename(&staged, self.path(&file))?;
+        }
+        std::fs::write(self.path(&format!("{name}.pem")), key.serialize_pem() + &certificate.pem())?;
+        Ok(())
+    }
+
+    /// librdkafka over TLS trusting the CA, with the client certificate when `certificate`.
+    fn rdkafka(&self, bootstrap: &str, certificate: bool) -> ClientConfig {
+        let mut config = kafka::config(bootstrap);
+        config.set("security.protocol", "ssl").set("ssl.ca.location", self.arg("ca.crt"));
+        if certificate {
+            config.set("ssl.certificate.location", self.arg("client.crt")).set("ssl.key.location", self.arg("client.key"));
+        }
+        config
+    }
+
+    /// The Java client's properties: PEM truststore (the CA) and PEM keystore (the client's key
+    /// and certificate).
+    fn java_properties(&self) -> Result<PathBuf> {
+        let path = self.path("client.properties");
+        std::fs::write(
+            &path,
+            format!(
+                "security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={}\nssl.keystore.type=PEM\nssl.keystore.location={}\n",
+                self.arg("ca.crt"),
+                self.arg("client.pem")
+            ),
+        )?;
+        Ok(path)
+    }
+}
+
+/// The agent's flags for TLS with these files.
+fn tls_flags(pki: &Pki, client_auth: &str) -> Vec<String> {
+    let mut flags = vec![
+        "--tls-cert-file".to_string(),
+        pki.arg("server.crt"),
+        "--tls-key-file".to_string(),
+        pki.arg("server.key"),
+        "--tls-client-auth".to_string(),
+        client_auth.to_string(),
+        "--tls-handshake-timeout".to_string(),
+        "2s".to_string(),
+    ];
+    if client_auth != "none" {
+        flags.extend(["--tls-client-ca-file".to_string(), pki.arg("ca.crt")]);
+    }
+    flags
+}
+
+fn start(flags: &[String], log: Option<&Path>) -> Result<Playground> {
+    let arguments: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Playground::start_with_log(&arguments, log)
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let outcome = check();
+        if let Ok(true) = outcome {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within {timeout:?} (last check: {outcome:?})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn handshake_failures(playground: &Playground, reason: &str) -> Result<f64> {
+    let (_, metrics) = http_get(&playground.http, "/metrics")?;
+    Ok(metric_value(&metrics, &format!("floe_tls_handshake_failures_total{{reason=\"{reason}\"}}")).unwrap_or(0.0))
+}
+
+/// Produces records `indexes` with acks=all, all in flight at once, and fails unless every one
+/// is acknowledged.
+async fn produce(producer: &FutureProducer, topic: &str, indexes: std::ops::Range<u64>) -> Result<()> {
+    let sends = indexes.map(|index| async move {
+        let key = records::key(index);
+        let value = records::value(index);
+        producer.send(FutureRecord::to(topic).key(&key).payload(&value), Duration::from_secs(60)).await.map_err(|(error, _)| error)
+    });
+    for outcome in futures::future::join_all(sends).await {
+        outcome.context("a send over TLS was not acknowledged")?;
+    }
+    Ok(())
+}
+
+/// Reads `topic` (one partition) over TLS and checks it holds exactly records `0..count`.
+fn verify_records(config: ClientConfig, topic: &str, count: u64) -> Result<()> {
+    let read = kafka::read_all_with(config, topic, 1, Duration::from_secs(60))?;
+    let records = read.get(&0).cloned().unwrap_or_default();
+    ensure!(records.len() as u64 == count, "{topic}: read {} records, expected {count}", records.len());
+    let mut indexes: Vec<u64> = records
+        .iter()
+        .map(|record| {
+            let index = records::index_of(&record.key).context("a key not written by this test")?;
+            ensure!(record.value == records::value(index), "{topic}: record {index} came back changed");
+            Ok(index)
+        })
+        .collect::<Result<_>>()?;
+    indexes.sort_unstable();
+    ensure!(indexes == (0..count).collect::<Vec<_>>(), "{topic}: not every record 0..{count} came back once");
+    Ok(())
+}
+
+#[test]
+fn java_and_librdkafka_round_trip_over_mutual_tls_the_subject_is_the_principal_and_the_records_survive_a_restart() -> Result<()> {
+    let pki = Pki::new()?;
+    pki.issue("server", &[0x10, 0x01], &[(DnType::CommonName, "localhost")], true)?;
+    pki.issue("client", &[0x30, 0x03], &CLIENT_SUBJECT, false)?;
+    let log = pki.path("agent.log");
+    let mut flags = tls_flags(&pki, "required");
+    flags.extend(["--log".to_string(), "warn,floe_agent::server=debug".to_string()]);
+    let mut playground = start(&flags, Some(&log))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let bootstrap = playground.bootstrap.clone();
+    for topic in ["tls-java", "tls-librdkafka"] {
+        runtime.block_on(kafka::create_topic_with(pki.rdkafka(&bootstrap, true), topic, 1))?;
+    }
+
+    // The Java client: console producer and consumer with a PEM truststore and keystore.
+    let properties = pki.java_properties()?;
+    let properties = properties.to_str().context("non-UTF-8 temporary path")?;
+    const JAVA_RECORDS: u64 = 200;
+    let input = pki.path("java-input.txt");
+    std::fs::write(&input, (0..JAVA_RECORDS).map(|index| format!("java-{index}\n")).collect::<String>())?;
+    let mut producer = kafka_tool(
+        CONSOLE_PRODUCER,
+        &["--bootstrap-server", &bootstrap, "--topic", "tls-java", "--producer.config", properties, "--producer-property", "acks=all"],
+    )?;
+    producer.stdin(std::fs::File::open(&input)?);
+    let produced = run_with_timeout(producer, TOOL_TIMEOUT)?;
+    ensure!(produced.status.success(), "the Java console producer failed over TLS:\n{}", produced.stderr);
+    let java_expected: Vec<String> = (0..JAVA_RECORDS).map(|index| format!("java-{index}")).collect();
+    let read_with_java = |bootstrap: &str| -> Result<Vec<String>> {
+        let mut consumer = kafka_tool(
+            CONSOLE_CONSUMER,
+            &[
+                "--bootstrap-server",
+                bootstrap,
+                "--topic",
+                "tls-java",
+                "--from-beginning",
+                "--max-messages",
+                &JAVA_RECORDS.to_string(),
+                "--timeout-ms",
+                "60000",
+                "--consumer.config",
+                properties,
+            ],
+        )?;
+        consumer.stdin(Stdio::null());
+        let consumed = run_with_timeout(consumer, TOOL_TIMEOUT)?;
+        ensure!(consumed.status.success(), "the Java console consumer failed over TLS:\n{}", consumed.stderr);
+        Ok(consumed.stdout.lines().map(str::to_string).collect())
+    };
+    ensure!(read_with_java(&bootstrap)? == java_expected, "the Java consumer did not read back what the Java producer wrote");
+
+    // librdkafka with its client certificate.
+    const LIBRDKAFKA_RECORDS: u64 = 1000;
+    let producer: FutureProducer = pki.rdkafka(&bootstrap, true).set("acks", "all").create()?;
+    runtime.block_on(produce(&producer, "tls-librdkafka", 0..LIBRDKAFKA_RECORDS))?;
+    drop(producer);
+    verify_records(pki.rdkafka(&bootstrap, true), "tls-librdkafka", LIBRDKAFKA_RECORDS)?;
+
+    // Without a certificate: refused at the handshake.
+    let before = handshake_failures(&playground, "no_client_certificate")?;
+    let anonymous: BaseConsumer = pki.rdkafka(&bootstrap, false).create()?;
+    ensure!(
+        anonymous.fetch_metadata(None, Duration::from_secs(5)).is_err(),
+        "a client without a certificate got Metadata from a listener that requires one"
+    );
+    drop(anonymous);
+    wait_until("a no_client_certificate handshake failure", Duration::from_secs(10), || {
+        Ok(handshake_failures(&playground, "no_client_certificate")? > before)
+    })?;
+
+    // The subject became the connection's principal.
+    wait_until("the principal in the agent's log", Duration::from_secs(10), || {
+        Ok(std::fs::read_to_string(&log)?
+            .lines()
+            .any(|line| line.contains("TLS connection established") && line.contains(&format!("principal={CLIENT_PRINCIPAL}"))))
+    })?;
+
+    // Durability: every acknowledged record is read back over TLS after the agent restarted.
+    playground.restart()?;
+    let bootstrap = playground.bootstrap.clone();
+    verify_records(pki.rdkafka(&bootstrap, true), "tls-librdkafka", LIBRDKAFKA_RECORDS)?;
+    ensure!(read_with_java(&bootstrap)? == java_expected, "the Java records did not survive the restart");
+    playground.stop()
+}
+
+/// A TLS client connection made with rustls, trusting the test CA.
+async fn connect_tls(pki: &Pki, bootstrap: &str) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(pki.path("ca.crt"))?)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = tokio::net::TcpStream::connect(bootstrap).await?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    Ok(connector.connect(ServerName::try_from("localhost")?, stream).await?)
+}
+
+/// The serial number of the certificate the server presented.
+fn served_serial(stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Result<Vec<u8>> {
+    let leaf = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).context("no server certificate")?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|error| anyhow::anyhow!("{error}"))?;
+    Ok(certificate.raw_serial().to_vec())
+}
+
+/// An ApiVersions v0 request with correlation id 7 and a null client id.
+const API_VERSIONS_V0: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 7, 0xff, 0xff];
+
+/// Sends ApiVersions on an open TLS connection and checks the answer.
+async fn api_versions_over(stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Result<()> {
+    stream.write_all(&API_VERSIONS_V0).await?;
+    stream.flush().await?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).await?;
+    let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).await?;
+    ensure!(body.len() >= 6 && body[..4] == [0, 0, 0, 7] && body[4..6] == [0, 0], "unexpected ApiVersions answer {body:?}");
+    Ok(())
+}
+
+#[test]
+fn a_replaced_certificate_reaches_new_connections_while_connected_clients_keep_working() -> Result<()> {
+    let pki = Pki::new()?;
+    pki.issue("server", &[0x10, 0x01], &[(DnType::CommonName, "localhost")], true)?;
+    let playground = start(&tls_flags(&pki, "none"), None)?;
+    let bootstrap = playground.bootstrap.clone();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        kafka::create_topic_with(pki.rdkafka(&bootstrap, false), "tls-rotation", 1).await?;
+        let producer: FutureProducer = pki.rdkafka(&bootstrap, false).set("acks", "all").create()?;
+        produce(&producer, "tls-rotation", 0..100).await?;
+        let mut before = connect_tls(&pki, &bootstrap).await?;
+        ensure!(served_serial(&before)? == [0x10, 0x01], "the first certificate was not served");
+        api_versions_over(&mut before).await?;
+
+        pki.issue("server", &[0x20, 0x02], &[(DnType::CommonName, "localhost")], true)?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let after = connect_tls(&pki, &bootstrap).await?;
+            if served_serial(&after)? == [0x20, 0x02] {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "new connections still get the old certificate 15 s after the files changed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The connection opened before the change still answers, and the producer (connected
+        // since before) keeps being acknowledged.
+        api_versions_over(&mut before).await.context("the connection opened before the certificate changed stopped working")?;
+        produce(&producer, "tls-rotation", 100..200).await?;
+
+        // The listener's limits hold inside TLS too: a frame declaring more than
+        // --max-request-bytes closes the connection before anything is allocated.
+        let mut oversized = connect_tls(&pki, &bootstrap).await?;
+        oversized.write_all(&(200u32 << 20).to_be_bytes()).await?;
+        oversized.flush().await?;
+        let mut buffer = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), oversized.read(&mut buffer)).await;
+        ensure!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "a 200 MiB frame over TLS did not close the connection: {read:?}");
+        anyhow::Ok(())
+    })?;
+    let (_, metrics) = http_get(&playground.http, "/metrics")?;
+    ensure!(
+        metric_value(&metrics, "floe_requests_refused_total{limit=\"socket_request_max_bytes\"}") == Some(1.0),
+        "the oversized frame over TLS was not refused by --max-request-bytes"
+    );
+    verify_records(pki.rdkafka(&bootstrap, false), "tls-rotation", 200)?;
+    Ok(())
+}
+
+/// Reads until the agent closes the connection; returns how long that took.
+fn time_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> Result<Duration> {
+    stream.set_read_timeout(Some(limit))?;
+    let started = Instant::now();
+    let mut buffer = [0u8; 256];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Ok(started.elapsed()),
+            // A TLS alert may come first; the close follows.
+            Ok(_) => continue,
+            Err(error) if matches!(error.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted) => {
+                return Ok(started.elapsed())
+            }
+            Err(error) => bail!("the connection was not closed within {limit:?}: {error}"),
+        }
+    }
+}
+
+#[test]
+fn a_plaintext_client_is_closed_at_once_and_a_stalled_handshake_at_the_timeout() -> Result<()> {
+    let pki = Pki::new()?;
+    pki.issue("server", &[0x10, 0x01], &[(DnType::CommonName, "localhost")], true)?;
+    let log = pki.path("agent.log");
+    let playground = start(&tls_flags(&pki, "none"), Some(&log))?;
+
+    // A plaintext Kafka client: closed as soon as its first bytes arrive, logged once with its
+    // address.
+    let mut plaintext = std::net::TcpStream::connect(&playground.bootstrap)?;
+    let local = plaintext.local_addr()?;
+    plaintext.write_all(&API_VERSIONS_V0)?;
+    let closed_after = time_until_closed(&mut plaintext, Duration::from_secs(5))?;
+    ensure!(closed_after < Duration::from_secs(1), "a plaintext client waited {closed_after:?} to be closed");
+    wait_until("the not-TLS warning", Duration::from_secs(5), || {
+        Ok(std::fs::read_to_string(&log)?.lines().filter(|line| line.contains("not TLS") && line.contains(&local.to_string())).count() == 1)
+    })?;
+    ensure!(handshake_failures(&playground, "not_tls")? == 1.0, "the not_tls failure was not counted once");
+
+    // librdkafka configured for plaintext gets an error, not a hang.
+    let started = Instant::now();
+    let plaintext_client: BaseConsumer = kafka::config(&playground.bootstrap).create()?;
+    ensure!(plaintext_client.fetch_metadata(None, Duration::from_secs(5)).is_err(), "a plaintext client got Metadata from a TLS listener");
+    ensure!(started.elapsed() < Duration::from_secs(6), "the plaintext librdkafka client hung for {:?}", started.elapsed());
+    drop(plaintext_client);
+
+    // A client that connects and says nothing, and one that stops inside its ClientHello: both
+    // closed at --tls-handshake-timeout (2 s).
+    let connected = Instant::now();
+    let mut silent = std::net::TcpStream::connect(&playground.bootstrap)?;
+    let mut partial = std::net::TcpStream::connect(&playground.bootstrap)?;
+    partial.write_all(&[0x16, 0x03, 0x01, 0x02])?;
+    for (who, stream) in [("silent", &mut silent), ("partial", &mut partial)] {
+        time_until_closed(stream, Duration::from_secs(10))?;
+        let closed_after = connected.elapsed();
+        ensure!(
+            closed_after >= Duration::from_millis(1900) && closed_after < Duration::from_secs(4),
+            "the {who} client was closed after {closed_after:?}, not at the 2 s timeout"
+        );
+    }
+    wait_until("two handshake timeouts counted", Duration::from_secs(5), || Ok(handshake_failures(&playground, "timeout")? >= 2.0))?;
+    Ok(())
+}
