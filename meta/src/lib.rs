@@ -17,6 +17,7 @@
 
 pub mod agents;
 pub mod bucket;
+pub mod certificate;
 pub mod etcd;
 pub mod keys;
 pub mod layout;

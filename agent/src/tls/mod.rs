@@ -13,7 +13,7 @@
 //! - A client that speaks plaintext Kafka to this listener is closed after its first byte (a TLS
 //!   connection starts with a handshake record, type 22); nothing is parsed.
 
-pub mod certificate;
+pub use floe_meta::certificate;
 
 use crate::config::TlsClientAuth;
 use certificate::{certificates_from_pem, stamp, FileStamp, ReloadingCertificate, TlsError};

@@ -1,17 +1,15 @@
-//! TLS for the metrics API: the serving certificate (shared code in `floe_agent::tls::certificate`,
+//! TLS for the metrics API: the serving certificate (shared code in `floe_meta::certificate`,
 //! re-read when its files change), and client certificates requested but verified later, per
 //! request (`authn`).
 //!
 //! # Guarantees
 //! - A renewed certificate is served from the next handshake after the files change (see
-//!   `floe_agent::tls::certificate`).
+//!   `floe_meta::certificate`).
 //! - A client that presents a certificate proves it holds the key (the handshake signature is
 //!   checked here); whether the certificate chains to the front-proxy CA is decided per request,
 //!   against the CA bundle current at that moment, as Go's apiserver does.
 
-pub use floe_agent::tls::certificate::{
-    certificates_from_pem, load_certified_key, provider, ReloadingCertificate, TlsError, RECHECK_INTERVAL,
-};
+pub use floe_meta::certificate::{certificates_from_pem, load_certified_key, provider, ReloadingCertificate, TlsError, RECHECK_INTERVAL};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};

@@ -158,7 +158,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/fixtures/tls").join(name)
     }
 
     #[test]
