@@ -94,6 +94,8 @@ pub enum StartError {
 /// A started agent. Dropping it without `drain` or `shutdown` leaves its tasks running until the
 /// runtime ends.
 pub struct RunningAgent {
+    /// What every handler works with: the in-process test tier calls `handlers::dispatch` on it.
+    pub context: Arc<AgentContext>,
     pub kafka_address: SocketAddr,
     pub http_address: SocketAddr,
     pub advertised: String,
@@ -345,12 +347,13 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         validation: ValidationPool::new(settings.produce_validation_threads, settings.produce_max_decompressed_bytes_per_request),
     });
     let ready = Arc::new(AtomicBool::new(false));
-    let server_task = tokio::spawn(server::run(kafka_listener, context, settings.server.clone(), serving_stopped));
+    let server_task = tokio::spawn(server::run(kafka_listener, Arc::clone(&context), settings.server.clone(), serving_stopped));
     let http_task =
         tokio::spawn(http::run(http_listener, HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) }, http_stopped));
     ready.store(true, Ordering::Release);
     tracing::info!(%kafka_address, %http_address, %advertised, node_id, "agent started");
     Ok(RunningAgent {
+        context,
         kafka_address,
         http_address,
         advertised,

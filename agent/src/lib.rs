@@ -16,6 +16,7 @@ pub mod groups;
 pub mod handlers;
 pub mod http;
 pub mod jobs;
+pub mod launch;
 pub mod metadata;
 pub mod metrics;
 pub mod protocol;

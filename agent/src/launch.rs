@@ -1,0 +1,113 @@
+//! From command-line arguments to an agent's settings: what `floe agent` and `floe playground`
+//! start with, and what the in-process test tier (`agent/tests/`) starts with too, so a test runs
+//! the agent exactly as the binary would.
+
+use crate::agent::{AgentSettings, ClusterSettings};
+use crate::config::{ClusterArgs, CommonArgs, MetadataUrl};
+use crate::handlers::RequestLimits;
+use crate::jobs::JobSettings;
+use crate::metadata::etcd::EtcdSettings;
+use crate::server::ServerSettings;
+use crate::storage::{ObjectStoreUrl, S3Options};
+use crate::tls::{ListenerTls, ListenerTlsError};
+use std::path::Path;
+
+/// The playground's settings: embedded metadata under `<directory>/metadata` and a file bucket under
+/// `<directory>/bucket`.
+pub fn playground_settings(directory: &Path, common: CommonArgs) -> Result<AgentSettings, ListenerTlsError> {
+    settings(MetadataUrl::Embedded(directory.join("metadata")), ObjectStoreUrl::File(directory.join("bucket")), common, None)
+}
+
+/// The settings `floe agent` (with `cluster`) or `floe playground` start with.
+pub fn settings(
+    metadata: MetadataUrl,
+    object_store: ObjectStoreUrl,
+    common: CommonArgs,
+    cluster: Option<&ClusterArgs>,
+) -> Result<AgentSettings, ListenerTlsError> {
+    // Every TLS file is read and checked now: a bad one stops start-up naming its flag.
+    let tls = common.tls.settings().map(|tls| ListenerTls::load(&tls)).transpose()?;
+    Ok(AgentSettings {
+        cluster: cluster.and_then(|cluster| cluster_settings(&metadata, cluster)),
+        jobs: JobSettings {
+            snapshot_interval: common.jobs.snapshot_interval,
+            compaction_interval: common.jobs.compaction_interval,
+            compaction_fan_in: common.jobs.compaction_fan_in as usize,
+            small_segment_bytes: (common.flush_max_bytes / 2) as u64,
+            retention_interval: common.jobs.retention_interval,
+            gc_grace: common.jobs.gc_grace,
+        },
+        s3: cluster.map(s3_options).unwrap_or_default(),
+        metadata,
+        object_store,
+        kafka_listen: common.kafka_listen,
+        advertise: common.advertise,
+        http_listen: common.http_listen,
+        flush_interval: common.flush_interval,
+        flush_max_bytes: common.flush_max_bytes,
+        server: ServerSettings {
+            max_request_bytes: common.max_request_bytes,
+            queued_max_request_bytes: common.queued_max_request_bytes,
+            max_in_flight_requests_per_connection: common.max_in_flight_requests_per_connection as usize,
+            connections_max_idle: common.connections_max_idle,
+            max_connections: common.max_connections as usize,
+            max_connections_per_ip: common.max_connections_per_ip as usize,
+            tls,
+        },
+        limits: RequestLimits {
+            fetch_max_bytes: common.fetch_max_bytes,
+            offset_metadata_max_bytes: common.offset_metadata_max_bytes,
+            group_max_size: common.group_max_size as usize,
+            group_max_member_metadata_bytes: common.group_max_member_metadata_bytes,
+            max_partitions_per_request: common.max_partitions_per_request as usize,
+            max_partitions: common.max_partitions as usize,
+        },
+        cache_bytes: common.cache_bytes,
+        default_partitions: common.default_partitions,
+        auto_create_topics: common.auto_create_topics,
+        group_initial_rebalance_delay: common.group_initial_rebalance_delay,
+        node_id: common.node_id,
+        produce_validation_threads: common
+            .produce_validation_threads
+            .map(usize::from)
+            // Half the CPUs: bombs can never take the cores the async workers, flushes and
+            // heartbeats need, and one thread checks about 2 GiB/s of lz4 batches.
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cpus| (cpus.get() / 2).max(1))),
+        produce_max_decompressed_bytes_per_request: common.produce_max_decompressed_bytes_per_request,
+    })
+}
+
+/// The S3 client options of `--s3-*`.
+pub fn s3_options(cluster: &ClusterArgs) -> S3Options {
+    S3Options {
+        endpoint: cluster.s3_endpoint.clone(),
+        region: cluster.s3_region.clone(),
+        access_key_id: cluster.s3_access_key_id.clone(),
+        secret_access_key: cluster.s3_secret_access_key.clone(),
+        allow_http: cluster.s3_allow_http,
+        virtual_hosted_style: cluster.s3_virtual_hosted_style,
+    }
+}
+
+/// Cluster mode's settings, when the metadata is etcd.
+pub fn cluster_settings(metadata: &MetadataUrl, cluster: &ClusterArgs) -> Option<ClusterSettings> {
+    let MetadataUrl::Etcd { endpoints, prefix } = metadata else { return None };
+    Some(ClusterSettings {
+        virtual_cluster: cluster.virtual_cluster.clone(),
+        virtual_cluster_uid: cluster.virtual_cluster_uid.clone(),
+        etcd: EtcdSettings {
+            endpoints: endpoints.clone(),
+            prefix: prefix.clone(),
+            user: cluster.etcd_user.clone().zip(cluster.etcd_password.clone()),
+            ca_file: cluster.etcd_ca_file.clone(),
+            cert_file: cluster.etcd_cert_file.clone(),
+            key_file: cluster.etcd_key_file.clone(),
+        },
+        zone: cluster.zone.clone(),
+        roles: cluster.roles.clone(),
+        registry_ttl: cluster.registry_ttl,
+        load_report_interval: cluster.load_report_interval(),
+        pod: cluster.pod_name.clone(),
+        pool: cluster.pool.clone(),
+    })
+}

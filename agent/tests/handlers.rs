@@ -1,0 +1,507 @@
+//! The in-process test tier: a real playground agent (embedded journal, file bucket) started in
+//! this process from the same flags the binary parses (`launch::playground_settings`), and every
+//! handler called through `handlers::dispatch` with typed requests — no socket, no client library,
+//! so each test takes milliseconds and fails at the handler it concerns. What a real client sees on
+//! the wire is the e2e tier's job.
+
+use bytes::{Bytes, BytesMut};
+use clap::Parser;
+use floe_agent::agent::RunningAgent;
+use floe_agent::config::CommonArgs;
+use floe_agent::handlers::{dispatch, ClientInfo, Reply};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use std::sync::Arc;
+
+#[derive(Parser)]
+struct Flags {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// A playground agent in this process; shut down when the test ends.
+struct InProcess {
+    agent: Option<RunningAgent>,
+    _directory: tempfile::TempDir,
+}
+
+impl InProcess {
+    async fn start() -> Self {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let flags = Flags::try_parse_from([
+            "floe",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--flush-interval",
+            "10ms",
+            "--group-initial-rebalance-delay",
+            "0ms",
+        ])
+        .expect("the flags parse");
+        let settings = floe_agent::launch::playground_settings(directory.path(), flags.common).expect("settings");
+        let agent = floe_agent::agent::start(settings).await.expect("the playground starts");
+        Self { agent: Some(agent), _directory: directory }
+    }
+
+    async fn call(&self, api: ApiKey, version: i16, request: RequestKind) -> ResponseKind {
+        let context = Arc::clone(&self.agent.as_ref().expect("running").context);
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_client_id(Some(StrBytes::from_static_str("in-process")));
+        let client = ClientInfo { client_id: "in-process".into(), host: "127.0.0.1".into(), principal: Arc::from("User:ANONYMOUS") };
+        match dispatch(context, header, request, client).await.await {
+            Reply::Respond(response) => *response,
+            Reply::Silent | Reply::Close => panic!("{api:?} gave no response"),
+        }
+    }
+
+    async fn create_topic(&self, name: &str, partitions: i32) {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topics(vec![CreatableTopic::default().with_name(topic(name)).with_num_partitions(partitions).with_replication_factor(1)]);
+        let ResponseKind::CreateTopics(response) = self.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(request)).await else {
+            panic!("not a CreateTopics response")
+        };
+        assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+    }
+
+    /// Produces `count` records to partition 0 with acks=all; returns the base offset.
+    async fn produce(&self, name: &str, first: usize, count: usize) -> i64 {
+        let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic(name))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch(first, count)))])]);
+        let ResponseKind::Produce(response) = self.call(ApiKey::Produce, 9, RequestKind::Produce(request)).await else {
+            panic!("not a Produce response")
+        };
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!(partition.error_code, 0, "produce failed: {:?}", partition.error_message);
+        partition.base_offset
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(agent) = self.agent.take() {
+            // The runtime is ending with the test; stop the tasks so nothing outlives the directory.
+            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(agent.shutdown()));
+        }
+    }
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn batch(first: usize, count: usize) -> Bytes {
+    let records: Vec<Record> = (first..first + count)
+        .map(|index| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: (index - first) as i64,
+            sequence: (index - first) as i32,
+            timestamp: 1_700_000_000_000 + index as i64,
+            key: Some(Bytes::from(format!("key-{index}"))),
+            value: Some(Bytes::from(format!("value-{index}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buffer, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .expect("encode");
+    buffer.freeze()
+}
+
+fn error(code: i16) -> Option<ResponseError> {
+    ResponseError::try_from_code(code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_versions_lists_every_api_in_the_handler_table() {
+    let agent = InProcess::start().await;
+    let ResponseKind::ApiVersions(response) =
+        agent.call(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(ApiVersionsRequest::default())).await
+    else {
+        panic!("not an ApiVersions response")
+    };
+    assert_eq!(response.error_code, 0);
+    for api in floe_agent::handlers::APIS {
+        let listed = response.api_keys.iter().find(|listed| listed.api_key == api.key as i16);
+        let listed = listed.unwrap_or_else(|| panic!("{:?} is not listed", api.key));
+        assert_eq!((listed.min_version, listed.max_version), (api.min, api.max), "{:?}", api.key);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_describes_a_created_topic_and_an_unknown_one_as_unknown() {
+    let agent = InProcess::start().await;
+    agent.create_topic("orders", 3).await;
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic("orders"))),
+        MetadataRequestTopic::default().with_name(Some(topic("missing"))),
+    ]));
+    let ResponseKind::Metadata(response) = agent.call(ApiKey::Metadata, 12, RequestKind::Metadata(request)).await else {
+        panic!("not a Metadata response")
+    };
+    let orders = response.topics.iter().find(|found| found.name == Some(topic("orders"))).expect("orders is listed");
+    assert_eq!(orders.error_code, 0);
+    assert_eq!(orders.partitions.len(), 3);
+    assert!(orders.partitions.iter().all(|partition| partition.leader_id == response.brokers[0].node_id));
+    let missing = response.topics.iter().find(|found| found.name == Some(topic("missing"))).expect("missing is answered");
+    assert_eq!(error(missing.error_code), Some(ResponseError::UnknownTopicOrPartition));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_and_list_offsets_return_what_was_produced() {
+    let agent = InProcess::start().await;
+    agent.create_topic("events", 1).await;
+    assert_eq!(agent.produce("events", 0, 5).await, 0);
+    assert_eq!(agent.produce("events", 5, 3).await, 5);
+
+    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+        .with_name(topic("events"))
+        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]);
+    let ResponseKind::ListOffsets(response) = agent.call(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(request)).await else {
+        panic!("not a ListOffsets response")
+    };
+    assert_eq!(response.topics[0].partitions[0].offset, 8, "the latest offset follows both batches");
+
+    let request =
+        FetchRequest::default().with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
+            .with_topic(topic("events"))
+            .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(3).with_partition_max_bytes(1 << 20)])]);
+    let ResponseKind::Fetch(response) = agent.call(ApiKey::Fetch, 12, RequestKind::Fetch(request)).await else {
+        panic!("not a Fetch response")
+    };
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.high_watermark, 8);
+    let mut bytes = partition.records.clone().expect("records");
+    let mut values = Vec::new();
+    while !bytes.is_empty() {
+        let set = RecordBatchDecoder::decode(&mut bytes).expect("a batch");
+        values.extend(set.records.into_iter().map(|record| (record.offset, record.value.expect("a value"))));
+    }
+    // A fetch returns whole batches: the first one holds offsets 0..5.
+    let offsets: Vec<i64> = values.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets, (0..8).collect::<Vec<i64>>());
+    assert_eq!(values[7].1, Bytes::from("value-7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_are_fetched_back_and_deleted() {
+    let agent = InProcess::start().await;
+    agent.create_topic("clicks", 2).await;
+    let commit = OffsetCommitRequest::default().with_group_id(GroupId(StrBytes::from_static_str("reporting"))).with_topics(vec![
+        OffsetCommitRequestTopic::default().with_name(topic("clicks")).with_partitions(vec![
+            OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(42),
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(1)
+                .with_committed_offset(7)
+                .with_committed_metadata(Some(StrBytes::from_static_str("note"))),
+        ]),
+    ]);
+    let ResponseKind::OffsetCommit(response) = agent.call(ApiKey::OffsetCommit, 2, RequestKind::OffsetCommit(commit)).await else {
+        panic!("not an OffsetCommit response")
+    };
+    assert!(response.topics[0].partitions.iter().all(|partition| partition.error_code == 0), "{response:?}");
+
+    let fetch = || {
+        OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("reporting")))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default().with_name(topic("clicks")).with_partition_indexes(vec![0, 1])]))
+    };
+    let ResponseKind::OffsetFetch(response) = agent.call(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(fetch())).await else {
+        panic!("not an OffsetFetch response")
+    };
+    let partitions = &response.topics[0].partitions;
+    assert_eq!((partitions[0].committed_offset, partitions[1].committed_offset), (42, 7));
+    assert_eq!(partitions[1].metadata.as_ref().map(|text| text.to_string()), Some("note".to_string()));
+
+    let delete = OffsetDeleteRequest::default().with_group_id(GroupId(StrBytes::from_static_str("reporting"))).with_topics(vec![
+        OffsetDeleteRequestTopic::default()
+            .with_name(topic("clicks"))
+            .with_partitions(vec![OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+    ]);
+    let ResponseKind::OffsetDelete(response) = agent.call(ApiKey::OffsetDelete, 0, RequestKind::OffsetDelete(delete)).await else {
+        panic!("not an OffsetDelete response")
+    };
+    assert_eq!(response.error_code, 0);
+    let ResponseKind::OffsetFetch(response) = agent.call(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(fetch())).await else {
+        panic!("not an OffsetFetch response")
+    };
+    let partitions = &response.topics[0].partitions;
+    assert_eq!((partitions[0].committed_offset, partitions[1].committed_offset), (-1, 7), "only partition 0's offset is deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_member_joins_syncs_heartbeats_is_described_and_leaves() {
+    let agent = InProcess::start().await;
+    let group = || GroupId(StrBytes::from_static_str("billing"));
+    let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("billing"));
+    let ResponseKind::FindCoordinator(found) = agent.call(ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(find)).await else {
+        panic!("not a FindCoordinator response")
+    };
+    assert_eq!(found.error_code, 0);
+    assert_eq!(found.node_id, BrokerId(agent.agent.as_ref().unwrap().node_id));
+
+    let join = JoinGroupRequest::default()
+        .with_group_id(group())
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"subscription"))]);
+    let ResponseKind::JoinGroup(joined) = agent.call(ApiKey::JoinGroup, 3, RequestKind::JoinGroup(join)).await else {
+        panic!("not a JoinGroup response")
+    };
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    assert_eq!(joined.leader, joined.member_id, "the only member leads");
+    assert_eq!(joined.members.len(), 1);
+    let member = joined.member_id.clone();
+
+    let sync = SyncGroupRequest::default()
+        .with_group_id(group())
+        .with_generation_id(joined.generation_id)
+        .with_member_id(member.clone())
+        .with_assignments(vec![SyncGroupRequestAssignment::default()
+            .with_member_id(member.clone())
+            .with_assignment(Bytes::from_static(b"assignment"))]);
+    let ResponseKind::SyncGroup(synced) = agent.call(ApiKey::SyncGroup, 3, RequestKind::SyncGroup(sync)).await else {
+        panic!("not a SyncGroup response")
+    };
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(synced.assignment, Bytes::from_static(b"assignment"));
+
+    let heartbeat =
+        HeartbeatRequest::default().with_group_id(group()).with_generation_id(joined.generation_id).with_member_id(member.clone());
+    let ResponseKind::Heartbeat(beat) = agent.call(ApiKey::Heartbeat, 3, RequestKind::Heartbeat(heartbeat)).await else {
+        panic!("not a Heartbeat response")
+    };
+    assert_eq!(beat.error_code, 0);
+    let stale =
+        HeartbeatRequest::default().with_group_id(group()).with_generation_id(joined.generation_id + 1).with_member_id(member.clone());
+    let ResponseKind::Heartbeat(beat) = agent.call(ApiKey::Heartbeat, 3, RequestKind::Heartbeat(stale)).await else {
+        panic!("not a Heartbeat response")
+    };
+    assert_eq!(error(beat.error_code), Some(ResponseError::IllegalGeneration));
+
+    let describe = DescribeGroupsRequest::default().with_groups(vec![group()]);
+    let ResponseKind::DescribeGroups(described) = agent.call(ApiKey::DescribeGroups, 5, RequestKind::DescribeGroups(describe)).await else {
+        panic!("not a DescribeGroups response")
+    };
+    let described = &described.groups[0];
+    assert_eq!(described.group_state.to_string(), "Stable");
+    assert_eq!(described.members.len(), 1);
+    let ResponseKind::ListGroups(listed) = agent.call(ApiKey::ListGroups, 4, RequestKind::ListGroups(ListGroupsRequest::default())).await
+    else {
+        panic!("not a ListGroups response")
+    };
+    assert!(listed.groups.iter().any(|listed| listed.group_id == group()));
+
+    let leave = LeaveGroupRequest::default().with_group_id(group()).with_member_id(member.clone());
+    let ResponseKind::LeaveGroup(left) = agent.call(ApiKey::LeaveGroup, 2, RequestKind::LeaveGroup(leave)).await else {
+        panic!("not a LeaveGroup response")
+    };
+    assert_eq!(left.error_code, 0);
+    let describe = DescribeGroupsRequest::default().with_groups(vec![group()]);
+    let ResponseKind::DescribeGroups(described) = agent.call(ApiKey::DescribeGroups, 5, RequestKind::DescribeGroups(describe)).await else {
+        panic!("not a DescribeGroups response")
+    };
+    assert_eq!(described.groups[0].group_state.to_string(), "Empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_configs_are_described_altered_and_a_bad_value_is_refused() {
+    let agent = InProcess::start().await;
+    agent.create_topic("audit", 1).await;
+    let resource = || {
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("audit"))
+            .with_configuration_keys(Some(vec![StrBytes::from_static_str("retention.ms")]))
+    };
+    let retention = |response: &DescribeConfigsResponse| {
+        response.results[0].configs.iter().find(|config| config.name.as_str() == "retention.ms").and_then(|config| config.value.clone())
+    };
+    let ResponseKind::DescribeConfigs(described) = agent
+        .call(ApiKey::DescribeConfigs, 4, RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![resource()])))
+        .await
+    else {
+        panic!("not a DescribeConfigs response")
+    };
+    assert_eq!(described.results[0].error_code, 0);
+    assert_eq!(retention(&described).map(|value| value.to_string()), Some("604800000".to_string()), "Kafka's default of 7 days");
+
+    let alter = |value: &'static str| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("audit"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str(value)))])])
+    };
+    let ResponseKind::IncrementalAlterConfigs(altered) =
+        agent.call(ApiKey::IncrementalAlterConfigs, 1, RequestKind::IncrementalAlterConfigs(alter("3600000"))).await
+    else {
+        panic!("not an IncrementalAlterConfigs response")
+    };
+    assert_eq!(altered.responses[0].error_code, 0, "{:?}", altered.responses[0].error_message);
+    let ResponseKind::DescribeConfigs(described) = agent
+        .call(ApiKey::DescribeConfigs, 4, RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![resource()])))
+        .await
+    else {
+        panic!("not a DescribeConfigs response")
+    };
+    assert_eq!(retention(&described).map(|value| value.to_string()), Some("3600000".to_string()));
+
+    let ResponseKind::IncrementalAlterConfigs(refused) =
+        agent.call(ApiKey::IncrementalAlterConfigs, 1, RequestKind::IncrementalAlterConfigs(alter("a week"))).await
+    else {
+        panic!("not an IncrementalAlterConfigs response")
+    };
+    assert_eq!(error(refused.responses[0].error_code), Some(ResponseError::InvalidConfig));
+    let message = refused.responses[0].error_message.as_ref().map(|text| text.to_string()).unwrap_or_default();
+    assert!(message.contains("retention.ms"), "the message names the config: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_start_offset_and_leader_epochs_and_producer_ids_answer() {
+    let agent = InProcess::start().await;
+    agent.create_topic("ledger", 1).await;
+    agent.produce("ledger", 0, 10).await;
+
+    let delete = DeleteRecordsRequest::default().with_timeout_ms(5_000).with_topics(vec![DeleteRecordsTopic::default()
+        .with_name(topic("ledger"))
+        .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(4)])]);
+    let ResponseKind::DeleteRecords(deleted) = agent.call(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(delete)).await else {
+        panic!("not a DeleteRecords response")
+    };
+    let partition = &deleted.topics[0].partitions[0];
+    assert_eq!((partition.error_code, partition.low_watermark), (0, 4));
+    let earliest = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+        .with_name(topic("ledger"))
+        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2)])]);
+    let ResponseKind::ListOffsets(listed) = agent.call(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(earliest)).await else {
+        panic!("not a ListOffsets response")
+    };
+    assert_eq!(listed.topics[0].partitions[0].offset, 4, "the earliest offset is the new start");
+
+    let epochs = OffsetForLeaderEpochRequest::default().with_topics(vec![OffsetForLeaderTopic::default()
+        .with_topic(topic("ledger"))
+        .with_partitions(vec![OffsetForLeaderPartition::default().with_partition(0).with_leader_epoch(0)])]);
+    let ResponseKind::OffsetForLeaderEpoch(epochs) =
+        agent.call(ApiKey::OffsetForLeaderEpoch, 4, RequestKind::OffsetForLeaderEpoch(epochs)).await
+    else {
+        panic!("not an OffsetForLeaderEpoch response")
+    };
+    let partition = &epochs.topics[0].partitions[0];
+    assert_eq!((partition.error_code, partition.end_offset), (0, 10));
+
+    let ResponseKind::InitProducerId(first) = agent
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000)),
+        )
+        .await
+    else {
+        panic!("not an InitProducerId response")
+    };
+    let ResponseKind::InitProducerId(second) = agent
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000)),
+        )
+        .await
+    else {
+        panic!("not an InitProducerId response")
+    };
+    assert_eq!((first.error_code, second.error_code), (0, 0));
+    assert!(first.producer_id.0 >= 0 && second.producer_id.0 >= 0);
+    assert_ne!(first.producer_id, second.producer_id, "each producer gets its own id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_added_topics_and_groups_deleted_and_the_cluster_described() {
+    let agent = InProcess::start().await;
+    agent.create_topic("metrics", 2).await;
+    let grow = CreatePartitionsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![CreatePartitionsTopic::default().with_name(topic("metrics")).with_count(5)]);
+    let ResponseKind::CreatePartitions(grown) = agent.call(ApiKey::CreatePartitions, 3, RequestKind::CreatePartitions(grow)).await else {
+        panic!("not a CreatePartitions response")
+    };
+    assert_eq!(grown.results[0].error_code, 0, "{:?}", grown.results[0].error_message);
+    let shrink = CreatePartitionsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![CreatePartitionsTopic::default().with_name(topic("metrics")).with_count(3)]);
+    let ResponseKind::CreatePartitions(shrunk) = agent.call(ApiKey::CreatePartitions, 3, RequestKind::CreatePartitions(shrink)).await
+    else {
+        panic!("not a CreatePartitions response")
+    };
+    assert_eq!(error(shrunk.results[0].error_code), Some(ResponseError::InvalidPartitions), "partitions cannot be removed");
+
+    let ResponseKind::DescribeCluster(cluster) =
+        agent.call(ApiKey::DescribeCluster, 1, RequestKind::DescribeCluster(DescribeClusterRequest::default())).await
+    else {
+        panic!("not a DescribeCluster response")
+    };
+    assert_eq!(cluster.error_code, 0);
+    assert_eq!(cluster.brokers.len(), 1);
+    assert_eq!(cluster.controller_id, cluster.brokers[0].broker_id);
+
+    // An empty group with a committed offset is deleted; an unknown one is reported as such.
+    let commit = OffsetCommitRequest::default().with_group_id(GroupId(StrBytes::from_static_str("old"))).with_topics(vec![
+        OffsetCommitRequestTopic::default()
+            .with_name(topic("metrics"))
+            .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1)]),
+    ]);
+    agent.call(ApiKey::OffsetCommit, 2, RequestKind::OffsetCommit(commit)).await;
+    let delete = DeleteGroupsRequest::default()
+        .with_groups_names(vec![GroupId(StrBytes::from_static_str("old")), GroupId(StrBytes::from_static_str("never"))]);
+    let ResponseKind::DeleteGroups(deleted) = agent.call(ApiKey::DeleteGroups, 2, RequestKind::DeleteGroups(delete)).await else {
+        panic!("not a DeleteGroups response")
+    };
+    let code = |name: &str| deleted.results.iter().find(|result| result.group_id.as_str() == name).map(|result| result.error_code);
+    assert_eq!(code("old"), Some(0));
+    assert_eq!(code("never").and_then(error), Some(ResponseError::GroupIdNotFound));
+
+    let drop = DeleteTopicsRequest::default().with_timeout_ms(5_000).with_topic_names(vec![topic("metrics")]);
+    let ResponseKind::DeleteTopics(dropped) = agent.call(ApiKey::DeleteTopics, 4, RequestKind::DeleteTopics(drop)).await else {
+        panic!("not a DeleteTopics response")
+    };
+    assert_eq!(dropped.responses[0].error_code, 0);
+    let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic("metrics")))]));
+    let ResponseKind::Metadata(response) = agent.call(ApiKey::Metadata, 12, RequestKind::Metadata(request)).await else {
+        panic!("not a Metadata response")
+    };
+    assert_eq!(error(response.topics[0].error_code), Some(ResponseError::UnknownTopicOrPartition), "the deleted topic is gone");
+}
