@@ -99,6 +99,18 @@ impl InProcess {
     }
 }
 
+impl InProcess {
+    /// A non-transactional producer's InitProducerId.
+    async fn init_producer_id(&self) -> InitProducerIdResponse {
+        let request = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
+        let ResponseKind::InitProducerId(response) = self.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(request)).await
+        else {
+            panic!("not an InitProducerId response")
+        };
+        response
+    }
+}
+
 impl Drop for InProcess {
     fn drop(&mut self) {
         if let Some(agent) = self.agent.take() {
@@ -424,26 +436,7 @@ async fn delete_records_moves_the_start_offset_and_leader_epochs_and_producer_id
     let partition = &epochs.topics[0].partitions[0];
     assert_eq!((partition.error_code, partition.end_offset), (0, 10));
 
-    let ResponseKind::InitProducerId(first) = agent
-        .call(
-            ApiKey::InitProducerId,
-            4,
-            RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000)),
-        )
-        .await
-    else {
-        panic!("not an InitProducerId response")
-    };
-    let ResponseKind::InitProducerId(second) = agent
-        .call(
-            ApiKey::InitProducerId,
-            4,
-            RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000)),
-        )
-        .await
-    else {
-        panic!("not an InitProducerId response")
-    };
+    let (first, second) = (agent.init_producer_id().await, agent.init_producer_id().await);
     assert_eq!((first.error_code, second.error_code), (0, 0));
     assert!(first.producer_id.0 >= 0 && second.producer_id.0 >= 0);
     assert_ne!(first.producer_id, second.producer_id, "each producer gets its own id");

@@ -308,16 +308,7 @@ impl Agent {
     }
 
     fn launch(&mut self) -> Result<()> {
-        let stderr = match &self.log_file {
-            Some(path) => Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("failed to open {}", path.display()))?,
-            ),
-            None => Stdio::inherit(),
-        };
+        let stderr = crate::log_destination(self.log_file.as_deref())?;
         let mut command = match self.launcher.split_first() {
             Some((program, arguments)) => {
                 let mut command = Command::new(program);

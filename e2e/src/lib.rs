@@ -73,16 +73,7 @@ impl Playground {
     }
 
     fn launch(&mut self) -> Result<()> {
-        let stderr = match &self.log_file {
-            Some(path) => Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("failed to open {}", path.display()))?,
-            ),
-            None => Stdio::inherit(),
-        };
+        let stderr = log_destination(self.log_file.as_deref())?;
         let mut child = Command::new(floe_binary()?)
             .arg("playground")
             .arg("--data-dir")
@@ -171,6 +162,36 @@ impl Playground {
 }
 
 /// SIGKILLs a child process (if any) and reaps it.
+/// Polls `check` every 100 ms until it holds; fails with `what`, the timeout and the last check's
+/// outcome (an error or `false`) after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let outcome = check();
+        if let Ok(true) = outcome {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting until {what} (last check: {outcome:?})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Where a child process's stderr goes: appended to `log_file`, or this process's stderr.
+pub(crate) fn log_destination(log_file: Option<&Path>) -> Result<Stdio> {
+    Ok(match log_file {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("failed to open {}", path.display()))?,
+        ),
+        None => Stdio::inherit(),
+    })
+}
+
 pub fn kill_child(child: Option<Child>) -> Result<()> {
     if let Some(mut child) = child {
         child.kill()?;

@@ -6,13 +6,13 @@
 //! draining in the registry (and gone from Metadata) while it still runs, exit status 0 well
 //! inside its drain timeout, its registry key deleted as it exits rather than left to lapse.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use floe_agent::cluster::registry::AgentRecord;
 use floe_agent::metadata::keys::KeyLayout;
 use floe_e2e::client_load::{verify_exactly_once, Group, JavaProducer};
 use floe_e2e::cluster::{Agent, Infrastructure};
 use floe_e2e::kafka::{self, produce_reporting};
-use floe_e2e::{http_get, metric_value};
+use floe_e2e::{http_get, metric_value, wait_until};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -25,21 +25,6 @@ const RDKAFKA_TOPIC: &str = "drain-rdkafka";
 const RATE: u64 = 400;
 /// The agents' default --drain-timeout; the test uses the default drain settings.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Polls `condition` every 100 ms until it holds; fails with `what` after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = condition();
-        if matches!(last, Ok(true)) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting until {what} (last check: {last:?})");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn agent_key(node_id: i32) -> String {
     KeyLayout::new("/floe", VIRTUAL_CLUSTER).agent_key(node_id)

@@ -5,7 +5,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use floe_e2e::matrix::Cell;
-use floe_e2e::{batches, kafka, kafka_tool, run_with_timeout, Playground};
+use floe_e2e::{batches, kafka, kafka_tool, run_with_timeout, wait_until, Playground};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -47,21 +47,6 @@ fn tool_with_stdin(main_class: &str, arguments: &[&str], stdin: Option<&Path>) -
     let run = run_tool(main_class, arguments, stdin)?;
     ensure!(run.success, "{main_class} {arguments:?} failed\n--- stdout ---\n{}\n--- stderr ---\n{}", run.stdout, run.stderr);
     Ok(run.stdout)
-}
-
-/// Polls `check` until it holds or `timeout` passes; the error names the last failure.
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let outcome = check();
-        if let Ok(true) = outcome {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not true after {timeout:?} (last check: {outcome:?})");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 //! client and a client that stalls in the handshake.
 
 use anyhow::{bail, ensure, Context, Result};
-use floe_e2e::{http_get, kafka, kafka_tool, metric_value, records, run_with_timeout, Playground};
+use floe_e2e::{http_get, kafka, kafka_tool, metric_value, records, run_with_timeout, wait_until, Playground};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -126,21 +126,6 @@ fn tls_flags(pki: &Pki, client_auth: &str) -> Vec<String> {
 fn start(flags: &[String], log: Option<&Path>) -> Result<Playground> {
     let arguments: Vec<&str> = flags.iter().map(String::as_str).collect();
     Playground::start_with_log(&arguments, log)
-}
-
-/// Polls `check` until it holds or `timeout` passes.
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let outcome = check();
-        if let Ok(true) = outcome {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what} did not happen within {timeout:?} (last check: {outcome:?})");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn handshake_failures(playground: &Playground, reason: &str) -> Result<f64> {
