@@ -72,9 +72,13 @@ test: ## Everything CI runs: lint, generated-file drift, chart check, images, un
 	# times are printed at the end, whatever the outcome.
 	status=0; \
 	e2e/scripts/timed.sh "cargo test" bash -o pipefail -c 'FLOE_SOAK_SECONDS=$(FLOE_SOAK_SECONDS) $(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee target/test-output.log' || status=1; \
-	$(CARGO) run --quiet -p floe-e2e --bin compat-matrix || status=1; \
+	$(CARGO) run --quiet -p floe-e2e --bin compat-matrix > target/compat-matrix.log 2>&1 || status=1; \
+	cat target/compat-matrix.log; \
 	e2e/scripts/suite-times.sh target/test-output.log || true; \
 	printf '\nPer-stage times:\n'; sort -t"$$(printf '\t')" -k1,1nr target/stage-times.txt | awk -F'\t' '{ printf "%8d s\t%s\n", $$1, $$2 }'; \
+	printf 'Disk free at the end: %s (a full disk fails builds and tests alike)\n' "$$(df -h . | awk 'NR == 2 { print $$4 }')"; \
+	e2e/scripts/failures.sh target/test-output.log || true; \
+	grep -E '^(compatibility matrix:|Error:)' target/compat-matrix.log | head -20 || true; \
 	exit $$status
 
 .PHONY: e2e
