@@ -386,6 +386,41 @@ mod tests {
         assert_eq!(offset, Ok(3));
     }
 
+    #[tokio::test]
+    async fn a_failed_segment_put_fails_its_producers_commits_nothing_and_the_next_flush_succeeds() {
+        use floe_meta::bucket::faults::{FaultInjecting, Operation};
+        use floe_meta::bucket::remote::RemoteBackend;
+        let directory = tempfile::tempdir().unwrap();
+        let replica = Arc::new(Replica::new());
+        let journal = Arc::new(EmbeddedJournal::open(&directory.path().join("journal.log"), Arc::clone(&replica)).unwrap());
+        let metadata = MetadataClient::new(journal, replica);
+        let topic_id = Uuid::new_v4();
+        let create = JournalRecord::CreateTopic { name: "t".into(), topic_id, partitions: 1, configs: Default::default() };
+        metadata.submit(create).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let bucket =
+            Arc::new(FaultInjecting::new(Arc::new(RemoteBackend::new(Arc::new(object_store::memory::InMemory::new()), String::new()))));
+        let store = Arc::new(SegmentStore::with_backend(bucket.clone(), metrics.clone()));
+        let config = WriterConfig { flush_interval: Duration::from_millis(10), flush_max_bytes: 8 << 20 };
+        let writer =
+            Arc::new(SegmentWriter::new(config, Arc::clone(&store), Arc::new(SegmentCache::new(1 << 20)), metadata.clone(), metrics));
+        let (_stop, stopped) = watch::channel(false);
+        tokio::spawn(Arc::clone(&writer).run(stopped));
+        let batch = encoded_batch(3, Compression::None);
+        let summary = validate_produced(&batch, 1 << 20).unwrap();
+
+        bucket.fail_next(Operation::Put, 1);
+        let refused = writer.append("t", topic_id, 0, batch.clone(), summary).await;
+        let refused = tokio::time::timeout(Duration::from_secs(10), refused).await.expect("answered").unwrap();
+        assert!(matches!(refused, Err(WriteError::Store { .. })), "the producer was not told the PUT failed: {refused:?}");
+        assert_eq!(metadata.read(|state| state.partition("t", 0).unwrap().high_watermark), 0, "nothing was committed");
+
+        let accepted = writer.append("t", topic_id, 0, batch, summary).await;
+        let accepted = tokio::time::timeout(Duration::from_secs(10), accepted).await.expect("answered").unwrap();
+        assert_eq!(accepted, Ok(0), "the retried batch takes the first offset");
+        assert_eq!(metadata.read(|state| state.partition("t", 0).unwrap().high_watermark), 3, "committed once, after the fault");
+    }
+
     /// A journal in which garbage collection seals every name so far just before the first
     /// segment commit arrives (the commit was in flight longer than the grace period).
     struct SealingJustBeforeTheFirstCommit {

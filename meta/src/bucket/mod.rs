@@ -4,10 +4,20 @@
 //! Every operation is reported to a [`StoreObserver`] passed in at [`SegmentStore::open`]: the
 //! agent's metrics registry implements it; the operator, which only probes and empties a bucket,
 //! opens it with [`SegmentStore::open_unobserved`].
+//!
+//! Layers: a backend ([`ObjectBackend`]: [`files`], [`remote`], or [`faults`] wrapping either)
+//! does the I/O; [`SegmentStore`] adds, once for every backend, the timing, the observer and the
+//! errors that name the object.
+
+pub mod faults;
+pub mod files;
+pub mod remote;
 
 use bytes::Bytes;
-use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt};
-use std::io::{Read, Seek, SeekFrom, Write};
+use files::FileBackend;
+use futures::future::BoxFuture;
+use object_store::ObjectStore;
+use remote::RemoteBackend;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,11 +79,6 @@ pub enum StoreError {
     Configure { url: String, reason: String },
 }
 
-enum Backend {
-    Files(PathBuf),
-    Remote { store: Arc<dyn ObjectStore>, prefix: String },
-}
-
 /// One S3 request attempt (a PUT of a full 8 MiB segment takes well under a second on S3).
 const OBJECT_STORE_REQUEST_TIMEOUT: &str = "10s";
 const OBJECT_STORE_CONNECT_TIMEOUT: &str = "3s";
@@ -131,9 +136,29 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// Names are relative (`segments/01J….seg`); the store maps them under its root or prefix.
+/// What a failed backend call returns; [`SegmentStore`] wraps it in a [`StoreError`] naming the
+/// object.
+pub type ObjectError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One place objects live: a directory ([`files::FileBackend`]), an object_store bucket
+/// ([`remote::RemoteBackend`]), or a wrapper that breaks on command ([`faults::FaultInjecting`]).
+/// Names are relative (`clusters/<id>/segments/01J….seg`); the backend maps them under its root.
+pub trait ObjectBackend: Send + Sync {
+    /// Stores `bytes` under `name`; durable when it returns `Ok`.
+    fn put<'a>(&'a self, name: &'a str, bytes: Bytes) -> BoxFuture<'a, Result<(), ObjectError>>;
+    fn get_range<'a>(&'a self, name: &'a str, range: Range<u64>) -> BoxFuture<'a, Result<Bytes, ObjectError>>;
+    /// The whole object.
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Bytes, ObjectError>>;
+    /// Succeeds when the object is already gone.
+    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ObjectError>>;
+    /// Names under `prefix`, relative, in any order.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, ObjectError>>;
+}
+
+/// The bucket as the agent and the operator use it: a backend with every operation timed and
+/// reported to the observer once, here, and errors that name the object.
 pub struct SegmentStore {
-    backend: Backend,
+    backend: Arc<dyn ObjectBackend>,
     observer: Arc<dyn StoreObserver>,
 }
 
@@ -144,241 +169,115 @@ impl SegmentStore {
     }
 
     pub fn open(url: &ObjectStoreUrl, s3: &S3Options, observer: Arc<dyn StoreObserver>) -> Result<Self, StoreError> {
-        let backend = match url {
+        let backend: Arc<dyn ObjectBackend> = match url {
             ObjectStoreUrl::File(root) => {
                 std::fs::create_dir_all(root)
                     .map_err(|error| StoreError::Configure { url: format!("file://{}", root.display()), reason: error.to_string() })?;
-                Backend::Files(root.clone())
+                Arc::new(FileBackend::new(root.clone()))
             }
-            ObjectStoreUrl::Memory => Backend::Remote { store: Arc::new(object_store::memory::InMemory::new()), prefix: String::new() },
-            ObjectStoreUrl::S3 { bucket, prefix } => {
-                use object_store::aws::AmazonS3ConfigKey;
-                use object_store::ClientConfigKey;
-                // Bounded so a hung or failing store fails a flush within seconds, not minutes
-                // (object_store's defaults: 30 s per attempt, retries for up to 3 minutes), and
-                // producers get a retriable error while flushes after the fault succeed at once.
-                // Set before the TLS/HTTP options below, which only add to these.
-                let mut builder = object_store::aws::AmazonS3Builder::from_env()
-                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), OBJECT_STORE_REQUEST_TIMEOUT)
-                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), OBJECT_STORE_CONNECT_TIMEOUT)
-                    .with_retry(object_store::RetryConfig {
-                        backoff: Default::default(),
-                        max_retries: OBJECT_STORE_MAX_RETRIES,
-                        retry_timeout: OBJECT_STORE_RETRY_TIMEOUT,
-                    })
-                    .with_bucket_name(bucket)
-                    .with_allow_http(s3.allow_http)
-                    .with_virtual_hosted_style_request(s3.virtual_hosted_style);
-                if let Some(endpoint) = &s3.endpoint {
-                    builder = builder.with_endpoint(endpoint);
-                }
-                if let Some(region) = &s3.region {
-                    builder = builder.with_region(region);
-                }
-                if let Some(key) = &s3.access_key_id {
-                    builder = builder.with_access_key_id(key);
-                }
-                if let Some(secret) = &s3.secret_access_key {
-                    builder = builder.with_secret_access_key(secret);
-                }
-                let store = builder
-                    .build()
-                    .map_err(|error| StoreError::Configure { url: format!("s3://{bucket}/{prefix}"), reason: error.to_string() })?;
-                Backend::Remote { store: Arc::new(store), prefix: prefix.clone() }
-            }
+            ObjectStoreUrl::Memory => Arc::new(RemoteBackend::new(Arc::new(object_store::memory::InMemory::new()), String::new())),
+            ObjectStoreUrl::S3 { bucket, prefix } => Arc::new(RemoteBackend::new(s3_client(bucket, prefix, s3)?, prefix.clone())),
         };
-        Ok(Self { backend, observer })
+        Ok(Self::with_backend(backend, observer))
     }
 
-    fn remote_path(prefix: &str, name: &str) -> ObjectPath {
-        if prefix.is_empty() {
-            ObjectPath::from(name)
-        } else {
-            ObjectPath::from(format!("{prefix}/{name}"))
-        }
+    /// A store over any backend (tests wrap one in [`faults::FaultInjecting`]).
+    pub fn with_backend(backend: Arc<dyn ObjectBackend>, observer: Arc<dyn StoreObserver>) -> Self {
+        Self { backend, observer }
     }
 
-    fn observe<T>(&self, operation: &str, started: Instant, result: &Result<T, Box<dyn std::error::Error + Send + Sync>>) {
+    /// Runs one backend call, timing it and reporting its outcome.
+    async fn observed<T>(&self, operation: &str, call: BoxFuture<'_, Result<T, ObjectError>>) -> Result<T, ObjectError> {
+        let started = Instant::now();
+        let result = call.await;
         self.observer.operation(operation, started.elapsed(), result.is_ok());
-        if let Err(error) = result {
+        if let Err(error) = &result {
             if !is_not_found(error.as_ref()) {
                 self.observer.failure(operation, &root_cause(error.as_ref()));
             }
         }
-    }
-
-    fn count_read<E>(&self, result: &Result<Bytes, E>) {
-        if let Ok(bytes) = result {
-            self.observer.bytes("get", bytes.len() as u64);
-        }
+        result
     }
 
     /// Stores `bytes` under `name`. Durable when it returns `Ok`.
     pub async fn put(&self, name: &str, bytes: Bytes) -> Result<(), StoreError> {
-        let started = Instant::now();
         let length = bytes.len() as u64;
-        let result = match &self.backend {
-            Backend::Files(root) => {
-                let target = root.join(name);
-                tokio::task::spawn_blocking(move || write_file_durably(&target, &bytes))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|result| result)
-                    .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
-            }
-            Backend::Remote { store, prefix } => store
-                .put(&Self::remote_path(prefix, name), bytes.into())
-                .await
-                .map(|_| ())
-                .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
-        };
-        self.observe("put", started, &result);
-        if result.is_ok() {
-            self.observer.bytes("put", length);
-        }
-        result.map_err(|source| StoreError::Put { name: name.to_string(), source })
+        self.observed("put", self.backend.put(name, bytes)).await.map_err(|source| StoreError::Put { name: name.to_string(), source })?;
+        self.observer.bytes("put", length);
+        Ok(())
     }
 
     pub async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
-        let started = Instant::now();
-        let result = match &self.backend {
-            Backend::Files(root) => {
-                let path = root.join(name);
-                let range = range.clone();
-                tokio::task::spawn_blocking(move || read_file_range(&path, range))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|result| result)
-                    .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
-            }
-            Backend::Remote { store, prefix } => store
-                .get_range(&Self::remote_path(prefix, name), range.clone())
-                .await
-                .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
-        };
-        self.observe("get", started, &result);
-        self.count_read(&result);
-        result.map_err(|source| StoreError::Get { name: name.to_string(), start: range.start, end: range.end, source })
+        let (start, end) = (range.start, range.end);
+        let bytes = self.observed("get", self.backend.get_range(name, range)).await.map_err(|source| StoreError::Get {
+            name: name.to_string(),
+            start,
+            end,
+            source,
+        })?;
+        self.observer.bytes("get", bytes.len() as u64);
+        Ok(bytes)
     }
 
     /// The whole object.
     pub async fn get(&self, name: &str) -> Result<Bytes, StoreError> {
-        let started = Instant::now();
-        let result = match &self.backend {
-            Backend::Files(root) => {
-                let path = root.join(name);
-                tokio::task::spawn_blocking(move || std::fs::read(&path).map(Bytes::from))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|result| result)
-                    .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
-            }
-            Backend::Remote { store, prefix } => match store.get(&Self::remote_path(prefix, name)).await {
-                Ok(result) => result.bytes().await.map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
-                Err(error) => Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
-            },
-        };
-        self.observe("get", started, &result);
-        self.count_read(&result);
-        result.map_err(|source| StoreError::Get { name: name.to_string(), start: 0, end: u64::MAX, source })
+        let bytes = self.observed("get", self.backend.get(name)).await.map_err(|source| StoreError::Get {
+            name: name.to_string(),
+            start: 0,
+            end: u64::MAX,
+            source,
+        })?;
+        self.observer.bytes("get", bytes.len() as u64);
+        Ok(bytes)
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
-        let started = Instant::now();
-        let result = match &self.backend {
-            Backend::Files(root) => {
-                let path = root.join(name);
-                tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    other => other,
-                })
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|result| result)
-                .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
-            }
-            Backend::Remote { store, prefix } => store
-                .delete(&Self::remote_path(prefix, name))
-                .await
-                .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
-        };
-        self.observe("delete", started, &result);
-        result.map_err(|source| StoreError::Delete { name: name.to_string(), source })
+        self.observed("delete", self.backend.delete(name)).await.map_err(|source| StoreError::Delete { name: name.to_string(), source })
     }
 
-    /// Names of the objects under `prefix` (relative names, sorted).
+    /// Names of the objects under `prefix` (relative names, sorted). Not timed: listings are
+    /// the jobs' business, not a client's wait.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let list_error = |error: Box<dyn std::error::Error + Send + Sync>| StoreError::List { prefix: prefix.to_string(), source: error };
-        let mut names = match &self.backend {
-            Backend::Files(root) => {
-                let directory = root.join(prefix);
-                let mut names = Vec::new();
-                match std::fs::read_dir(&directory) {
-                    Ok(entries) => {
-                        for entry in entries {
-                            let entry = entry.map_err(|error| list_error(Box::new(error)))?;
-                            let file_name = entry.file_name().to_string_lossy().to_string();
-                            if !file_name.starts_with('.') {
-                                names.push(format!("{}/{}", prefix.trim_end_matches('/'), file_name));
-                            }
-                        }
-                    }
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(list_error(Box::new(error))),
-                }
-                names
-            }
-            Backend::Remote { store, prefix: root } => {
-                use futures::TryStreamExt;
-                let listing_prefix = Self::remote_path(root, prefix);
-                let objects: Vec<_> = store.list(Some(&listing_prefix)).try_collect().await.map_err(|error| list_error(Box::new(error)))?;
-                objects
-                    .into_iter()
-                    .map(|meta| {
-                        let full = meta.location.to_string();
-                        if root.is_empty() {
-                            full
-                        } else {
-                            full.trim_start_matches(&format!("{root}/")).to_string()
-                        }
-                    })
-                    .collect()
-            }
-        };
+        let mut names = self.backend.list(prefix).await.map_err(|source| StoreError::List { prefix: prefix.to_string(), source })?;
         names.sort();
         Ok(names)
     }
 }
 
-/// Write to a hidden temporary file, fsync it, rename into place, fsync the directory.
-fn write_file_durably(target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let directory = target.parent().ok_or_else(|| std::io::Error::other("object path has no parent directory"))?;
-    if !directory.is_dir() {
-        std::fs::create_dir_all(directory)?;
-        // New directories (`clusters/<id>/segments`) must survive a crash too: their entries in
-        // their parents are made durable like the file's own entry below.
-        for ancestor in directory.ancestors().skip(1).take(3) {
-            if let Ok(parent) = std::fs::File::open(ancestor) {
-                parent.sync_all()?;
-            }
-        }
+/// The S3 client for `s3://bucket/prefix`, with bounded timeouts and retries.
+fn s3_client(bucket: &str, prefix: &str, s3: &S3Options) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    use object_store::aws::AmazonS3ConfigKey;
+    use object_store::ClientConfigKey;
+    // Bounded so a hung or failing store fails a flush within seconds, not minutes
+    // (object_store's defaults: 30 s per attempt, retries for up to 3 minutes), and
+    // producers get a retriable error while flushes after the fault succeed at once.
+    // Set before the TLS/HTTP options below, which only add to these.
+    let mut builder = object_store::aws::AmazonS3Builder::from_env()
+        .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), OBJECT_STORE_REQUEST_TIMEOUT)
+        .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), OBJECT_STORE_CONNECT_TIMEOUT)
+        .with_retry(object_store::RetryConfig {
+            backoff: Default::default(),
+            max_retries: OBJECT_STORE_MAX_RETRIES,
+            retry_timeout: OBJECT_STORE_RETRY_TIMEOUT,
+        })
+        .with_bucket_name(bucket)
+        .with_allow_http(s3.allow_http)
+        .with_virtual_hosted_style_request(s3.virtual_hosted_style);
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder.with_endpoint(endpoint);
     }
-    let file_name = target.file_name().map(|name| name.to_string_lossy().to_string()).unwrap_or_default();
-    let temporary = directory.join(format!(".{file_name}.{}.tmp", ulid::Ulid::new()));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_data()?;
-    drop(file);
-    std::fs::rename(&temporary, target)?;
-    std::fs::File::open(directory)?.sync_all()
-}
-
-fn read_file_range(path: &std::path::Path, range: Range<u64>) -> std::io::Result<Bytes> {
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(range.start))?;
-    let mut buffer = vec![0u8; (range.end - range.start) as usize];
-    file.read_exact(&mut buffer)?;
-    Ok(Bytes::from(buffer))
+    if let Some(region) = &s3.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(key) = &s3.access_key_id {
+        builder = builder.with_access_key_id(key);
+    }
+    if let Some(secret) = &s3.secret_access_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    let store =
+        builder.build().map_err(|error| StoreError::Configure { url: format!("s3://{bucket}/{prefix}"), reason: error.to_string() })?;
+    Ok(Arc::new(store))
 }
 
 #[cfg(test)]
@@ -405,6 +304,55 @@ mod tests {
             store.put("segments/a.seg", Bytes::from_static(b"0123456789")).await.unwrap();
             assert_eq!(&store.get_range("segments/a.seg", 2..5).await.unwrap()[..], b"234");
             assert_eq!(store.list("segments").await.unwrap(), vec!["segments/a.seg".to_string()]);
+        }
+    }
+
+    /// Records what the store reports, for the tests below.
+    #[derive(Default)]
+    struct Recording {
+        operations: std::sync::Mutex<Vec<(String, bool)>>,
+        failures: std::sync::Mutex<Vec<(String, String)>>,
+        bytes: std::sync::Mutex<Vec<(String, u64)>>,
+    }
+
+    impl StoreObserver for Recording {
+        fn operation(&self, operation: &str, _elapsed: std::time::Duration, succeeded: bool) {
+            self.operations.lock().unwrap().push((operation.to_string(), succeeded));
+        }
+        fn bytes(&self, direction: &str, bytes: u64) {
+            self.bytes.lock().unwrap().push((direction.to_string(), bytes));
+        }
+        fn failure(&self, operation: &str, cause: &str) {
+            self.failures.lock().unwrap().push((operation.to_string(), cause.to_string()));
+        }
+    }
+
+    #[tokio::test]
+    async fn every_backend_is_observed_the_same_way_and_an_injected_fault_is_reported_once_then_cleared() {
+        let directory = tempfile::tempdir().unwrap();
+        let backends: Vec<Arc<dyn ObjectBackend>> = vec![
+            Arc::new(FileBackend::new(directory.path().to_path_buf())),
+            Arc::new(RemoteBackend::new(Arc::new(object_store::memory::InMemory::new()), "prefix".into())),
+        ];
+        for inner in backends {
+            let faulty = Arc::new(faults::FaultInjecting::new(inner));
+            let recording = Arc::new(Recording::default());
+            let store = SegmentStore::with_backend(faulty.clone(), recording.clone());
+            faulty.fail_next(faults::Operation::Put, 1);
+            let error = store.put("segments/a.seg", Bytes::from_static(b"0123456789")).await.unwrap_err();
+            assert!(error.to_string().contains("segments/a.seg") && error.to_string().contains("injected fault"), "{error}");
+            store.put("segments/a.seg", Bytes::from_static(b"0123456789")).await.unwrap();
+            assert_eq!(&store.get_range("segments/a.seg", 2..5).await.unwrap()[..], b"234");
+            // A missing object is an answer, not a failure of the store.
+            assert!(store.get("segments/missing.seg").await.is_err());
+            store.delete("segments/missing.seg").await.unwrap();
+            assert_eq!(store.list("segments").await.unwrap(), vec!["segments/a.seg".to_string()]);
+            assert_eq!(
+                *recording.operations.lock().unwrap(),
+                [("put", false), ("put", true), ("get", true), ("get", false), ("delete", true)].map(|(op, ok)| (op.to_string(), ok))
+            );
+            assert_eq!(*recording.failures.lock().unwrap(), vec![("put".to_string(), "injected fault (Put)".to_string())]);
+            assert_eq!(*recording.bytes.lock().unwrap(), vec![("put".to_string(), 10), ("get".to_string(), 3)]);
         }
     }
 }
