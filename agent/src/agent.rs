@@ -290,6 +290,18 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
     if metadata.read(|state| state.metadata_version < SUPPORTED_METADATA_VERSION) {
         metadata.submit(JournalRecord::SetMetadataVersion { version: SUPPORTED_METADATA_VERSION }).await?;
     }
+    if let Some(user) = settings.server.sasl.as_ref().and_then(|sasl| sasl.bootstrap_user.as_ref()) {
+        // PBKDF2 per mechanism: milliseconds, off the async workers all the same.
+        let stored = metadata.read(|state| state.scram_credentials.get(&user.name).cloned().unwrap_or_default());
+        let user = user.clone();
+        let (credentials, name) = tokio::task::spawn_blocking(move || (user.credentials_to_write(&stored), user.name))
+            .await
+            .expect("deriving SCRAM credentials does not panic");
+        if !credentials.is_empty() {
+            tracing::info!(user = %name, "writing the SASL bootstrap user's SCRAM credentials");
+            metadata.submit(JournalRecord::AlterScramCredentials { user: name, set: credentials, remove: Vec::new() }).await?;
+        }
+    }
     let cache = Arc::new(SegmentCache::new(settings.cache_bytes));
     let (stop_jobs, jobs_stopped) = watch::channel(false);
     let (stop_serving, serving_stopped) = watch::channel(false);
@@ -306,28 +318,19 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
     let groups = Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay).with_max_size(settings.limits.group_max_size));
     background.push(groups.spawn_sweeper(Duration::from_millis(200)));
     let reader = Arc::new(SegmentReader::new(Arc::clone(&store), cache));
+    let job_resources = jobs::JobResources {
+        settings: settings.jobs.clone(),
+        metadata: metadata.clone(),
+        store: Arc::clone(&store),
+        reader: Arc::clone(&reader),
+        metrics: Arc::clone(&metrics),
+    };
     let jobs_task = match etcd_parts {
-        Some((client, keys, cluster_settings)) => cluster_settings.roles.has("jobs").then(|| {
-            jobs::spawn(
-                client,
-                keys,
-                settings.jobs.clone(),
-                metadata.clone(),
-                Arc::clone(&store),
-                Arc::clone(&reader),
-                Arc::clone(&metrics),
-                jobs_stopped,
-            )
-        }),
+        Some((client, keys, cluster_settings)) => {
+            cluster_settings.roles.has("jobs").then(|| jobs::spawn(client, keys, job_resources, jobs_stopped))
+        }
         // Embedded metadata: this process alone writes the journal, so it runs the jobs itself.
-        None => Some(jobs::spawn_sole(
-            settings.jobs.clone(),
-            metadata.clone(),
-            Arc::clone(&store),
-            Arc::clone(&reader),
-            Arc::clone(&metrics),
-            jobs_stopped,
-        )),
+        None => Some(jobs::spawn_sole(job_resources, jobs_stopped)),
     };
     let node_id = cluster.local().node_id;
     let flushing = Arc::clone(&writer);

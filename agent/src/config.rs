@@ -251,6 +251,59 @@ pub struct CommonArgs {
     pub jobs: JobArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub sasl: SaslArgs,
+}
+
+/// SASL on the Kafka listener. Off unless --sasl-mechanisms is set; then every connection must
+/// authenticate before anything but ApiVersions is answered (Kafka's SASL_PLAINTEXT, or SASL_SSL
+/// with --tls-cert-file).
+#[derive(Debug, Clone, Args)]
+pub struct SaslArgs {
+    /// Mechanisms offered, comma-separated: SCRAM-SHA-512, SCRAM-SHA-256, PLAIN. Users are SCRAM
+    /// credentials in the virtual cluster's journal (kafka-configs --entity-type users --alter
+    /// --add-config 'SCRAM-SHA-512=[password=...]'); PLAIN checks the same passwords.
+    #[arg(long, env = "FLOE_SASL_MECHANISMS", value_delimiter = ',')]
+    pub sasl_mechanisms: Vec<crate::sasl::Mechanism>,
+    /// A user whose SCRAM credentials the agent writes at start-up when they are missing or do
+    /// not match --sasl-bootstrap-password-file: the first user, who can then create the others.
+    #[arg(long, env = "FLOE_SASL_BOOTSTRAP_USER", requires = "sasl_bootstrap_password_file")]
+    pub sasl_bootstrap_user: Option<String>,
+    /// File holding the bootstrap user's password (the whole file, without a trailing newline);
+    /// a file so the password never shows in the process list.
+    #[arg(long, env = "FLOE_SASL_BOOTSTRAP_PASSWORD_FILE", requires = "sasl_bootstrap_user")]
+    pub sasl_bootstrap_password_file: Option<PathBuf>,
+}
+
+impl SaslArgs {
+    /// The listener's SASL settings, or `None` without SASL; reads the bootstrap password file.
+    pub fn settings(&self) -> Result<Option<crate::sasl::SaslSettings>, String> {
+        if self.sasl_mechanisms.is_empty() {
+            if self.sasl_bootstrap_user.is_some() {
+                return Err("--sasl-bootstrap-user needs --sasl-mechanisms; example: --sasl-mechanisms SCRAM-SHA-512".to_string());
+            }
+            return Ok(None);
+        }
+        let bootstrap_user = match (&self.sasl_bootstrap_user, &self.sasl_bootstrap_password_file) {
+            (Some(name), Some(file)) => {
+                let password =
+                    std::fs::read_to_string(file).map_err(|error| format!("--sasl-bootstrap-password-file {}: {error}", file.display()))?;
+                let password = password.strip_suffix('\n').unwrap_or(&password).to_string();
+                if name.is_empty() || password.is_empty() {
+                    return Err(format!("--sasl-bootstrap-user and --sasl-bootstrap-password-file {} must not be empty", file.display()));
+                }
+                Some(crate::sasl::BootstrapUser { name: name.clone(), password })
+            }
+            _ => None,
+        };
+        let mut mechanisms = Vec::new();
+        for mechanism in &self.sasl_mechanisms {
+            if !mechanisms.contains(mechanism) {
+                mechanisms.push(*mechanism);
+            }
+        }
+        Ok(Some(crate::sasl::SaslSettings { mechanisms, bootstrap_user }))
+    }
 }
 
 /// Whether the Kafka listener asks clients for a certificate (Kafka's ssl.client.auth).

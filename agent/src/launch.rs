@@ -12,9 +12,18 @@ use crate::storage::{ObjectStoreUrl, S3Options};
 use crate::tls::{ListenerTls, ListenerTlsError};
 use std::path::Path;
 
+/// Flags that name something unusable: start-up stops with the message.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Tls(#[from] ListenerTlsError),
+    #[error("{0}")]
+    Sasl(String),
+}
+
 /// The playground's settings: embedded metadata under `<directory>/metadata` and a file bucket under
 /// `<directory>/bucket`.
-pub fn playground_settings(directory: &Path, common: CommonArgs) -> Result<AgentSettings, ListenerTlsError> {
+pub fn playground_settings(directory: &Path, common: CommonArgs) -> Result<AgentSettings, SettingsError> {
     settings(MetadataUrl::Embedded(directory.join("metadata")), ObjectStoreUrl::File(directory.join("bucket")), common, None)
 }
 
@@ -24,9 +33,15 @@ pub fn settings(
     object_store: ObjectStoreUrl,
     common: CommonArgs,
     cluster: Option<&ClusterArgs>,
-) -> Result<AgentSettings, ListenerTlsError> {
-    // Every TLS file is read and checked now: a bad one stops start-up naming its flag.
+) -> Result<AgentSettings, SettingsError> {
+    // Every TLS and SASL file is read and checked now: a bad one stops start-up naming its flag.
     let tls = common.tls.settings().map(|tls| ListenerTls::load(&tls)).transpose()?;
+    let sasl = common.sasl.settings().map_err(SettingsError::Sasl)?;
+    if let Some(sasl) = &sasl {
+        if tls.is_none() && sasl.mechanisms.contains(&crate::sasl::Mechanism::Plain) {
+            tracing::warn!("SASL PLAIN without --tls-cert-file: clients send their passwords in clear text");
+        }
+    }
     Ok(AgentSettings {
         cluster: cluster.and_then(|cluster| cluster_settings(&metadata, cluster)),
         jobs: JobSettings {
@@ -53,6 +68,7 @@ pub fn settings(
             max_connections: common.max_connections as usize,
             max_connections_per_ip: common.max_connections_per_ip as usize,
             tls,
+            sasl,
         },
         limits: RequestLimits {
             fetch_max_bytes: common.fetch_max_bytes,

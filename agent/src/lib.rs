@@ -20,6 +20,7 @@ pub mod launch;
 pub mod metadata;
 pub mod metrics;
 pub mod protocol;
+pub mod sasl;
 pub mod server;
 pub mod storage;
 pub mod tls;

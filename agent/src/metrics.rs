@@ -54,6 +54,9 @@ pub struct Metrics {
     /// TLS handshakes on the Kafka listener that failed, by reason (`tls::HandshakeError::reason`:
     /// `not_tls`, `timeout`, `no_client_certificate`, `bad_client_certificate`, ...).
     pub tls_handshake_failures: IntCounterVec,
+    /// SASL authentications on the Kafka listener, by mechanism (`PLAIN`, `SCRAM-SHA-256`,
+    /// `SCRAM-SHA-512`) and outcome (`success`, `failure`).
+    pub sasl_authentications: IntCounterVec,
     /// Bytes of request frames held right now (the `--queued-max-request-bytes` budget).
     pub request_memory_bytes: IntGauge,
     /// Times a connection stopped reading because the request memory budget was used up.
@@ -183,6 +186,11 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let sasl_authentications = IntCounterVec::new(
+            Opts::new("floe_sasl_authentications_total", "SASL authentications on the Kafka listener, by mechanism and outcome"),
+            &["mechanism", "outcome"],
+        )
+        .expect("valid metric");
         let connections_refused = IntCounterVec::new(
             Opts::new("floe_connections_refused_total", "Connections refused, delayed at accept or closed by a limit, by limit"),
             &["limit"],
@@ -231,6 +239,7 @@ impl Metrics {
             Box::new(requests_refused.clone()),
             Box::new(connections_refused.clone()),
             Box::new(tls_handshake_failures.clone()),
+            Box::new(sasl_authentications.clone()),
             Box::new(request_memory_bytes.clone()),
             Box::new(request_memory_waits.clone()),
         ] {
@@ -271,6 +280,7 @@ impl Metrics {
             requests_refused,
             connections_refused,
             tls_handshake_failures,
+            sasl_authentications,
             request_memory_bytes,
             request_memory_waits,
         }

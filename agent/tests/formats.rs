@@ -14,6 +14,7 @@ use floe_agent::metadata::replica::Replica;
 use floe_agent::metadata::{ChunkCommit, JournalEntry, JournalRecord, MetadataState, OffsetCommitEntry, ProducedBatch};
 use floe_agent::protocol::records::decode_batch;
 use floe_agent::storage::segment::{read_footer, FooterEntry, SegmentBuilder};
+use floe_meta::scram::{ScramCredential, ScramMechanism};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -101,12 +102,23 @@ fn segment_version_1_reads_back_and_is_written_unchanged() {
     assert_eq!(read, vec![(3, Bytes::from("value-3")), (4, Bytes::from("value-4"))]);
 }
 
+/// A SCRAM credential with fixed bytes (a real one has a random salt).
+fn credential(mechanism: ScramMechanism) -> ScramCredential {
+    ScramCredential {
+        mechanism,
+        iterations: 4096,
+        salt: b"golden-salt".to_vec(),
+        stored_key: vec![1; mechanism.output_len()],
+        server_key: vec![2; mechanism.output_len()],
+    }
+}
+
 /// One record of each kind an agent writes during a topic's life.
 fn journal_entries() -> Vec<JournalEntry> {
     let id = |index: u8| format!("01J{index:023}");
     let records = vec![
         JournalRecord::InitCluster { cluster_id: "golden-cluster".into() },
-        JournalRecord::SetMetadataVersion { version: 3 },
+        JournalRecord::SetMetadataVersion { version: 4 },
         JournalRecord::CreateTopic {
             name: "orders".into(),
             topic_id: topic_id(1),
@@ -138,6 +150,12 @@ fn journal_entries() -> Vec<JournalEntry> {
             }],
         },
         JournalRecord::SealObjects { through_revision: 2 },
+        JournalRecord::AlterScramCredentials {
+            user: "alice".into(),
+            set: vec![credential(ScramMechanism::Sha512), credential(ScramMechanism::Sha256)],
+            remove: vec![],
+        },
+        JournalRecord::AlterScramCredentials { user: "alice".into(), set: vec![], remove: vec![ScramMechanism::Sha256] },
     ];
     records.into_iter().enumerate().map(|(index, record)| JournalEntry { id: id(index as u8), record }).collect()
 }
@@ -151,10 +169,10 @@ async fn write_journal(path: &std::path::Path) -> Arc<Replica> {
     replica
 }
 
-fn check_state(state: &MetadataState) {
+/// What the files written at metadata version 3 (before SCRAM credentials) and the current ones
+/// both hold.
+fn check_common_state(state: &MetadataState) {
     assert_eq!(state.cluster_id.as_deref(), Some("golden-cluster"));
-    assert_eq!(state.applied_revision, 7);
-    assert_eq!(state.metadata_version, 3);
     assert_eq!(state.sealed_through_revision, 2);
     assert_eq!(state.next_producer_id, 1);
     let orders = &state.topics["orders"];
@@ -164,19 +182,44 @@ fn check_state(state: &MetadataState) {
     assert_eq!(state.group_offsets["billing"]["orders"][&0].offset, 5);
 }
 
+fn check_state(state: &MetadataState) {
+    check_common_state(state);
+    assert_eq!(state.applied_revision, 9);
+    assert_eq!(state.metadata_version, 4);
+    assert_eq!(state.scram_credential("alice", ScramMechanism::Sha512), Some(&credential(ScramMechanism::Sha512)));
+    assert_eq!(state.scram_credential("alice", ScramMechanism::Sha256), None, "deleted");
+}
+
+/// Opens a copy of a committed journal file (opening may rewrite its tail) and returns its state.
+fn replay_committed(directory: &std::path::Path, name: &str) -> MetadataState {
+    let copy = directory.join("committed").join(name).join("journal.log");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(golden(name), &copy).unwrap();
+    let replica = Arc::new(Replica::new());
+    EmbeddedJournal::open(&copy, Arc::clone(&replica)).unwrap();
+    replica.read(|state| state.clone())
+}
+
+#[test]
+fn files_written_at_metadata_version_3_still_read() {
+    let directory = tempfile::tempdir().unwrap();
+    let replayed = replay_committed(directory.path(), "journal-v2-metadata-v3.log");
+    let snapshot: MetadataState = serde_json::from_slice(&std::fs::read(golden("snapshot-metadata-v3.json")).unwrap()).unwrap();
+    for state in [&replayed, &snapshot] {
+        check_common_state(state);
+        assert_eq!((state.applied_revision, state.metadata_version), (7, 3));
+        assert!(state.scram_credentials.is_empty());
+    }
+}
+
 #[tokio::test]
 async fn embedded_journal_version_2_replays_and_is_written_unchanged() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("journal.log");
     write_journal(&path).await;
     matches_golden("journal-v2.log", &std::fs::read(&path).unwrap());
-    // The committed file replays to the same state (opened from a copy: opening may rewrite).
-    let copy = directory.path().join("committed").join("journal.log");
-    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-    std::fs::copy(golden("journal-v2.log"), &copy).unwrap();
-    let replica = Arc::new(Replica::new());
-    EmbeddedJournal::open(&copy, Arc::clone(&replica)).unwrap();
-    replica.read(check_state);
+    // The committed file replays to the same state.
+    check_state(&replay_committed(directory.path(), "journal-v2.log"));
 }
 
 #[tokio::test]

@@ -498,3 +498,121 @@ async fn partitions_are_added_topics_and_groups_deleted_and_the_cluster_describe
     };
     assert_eq!(error(response.topics[0].error_code), Some(ResponseError::UnknownTopicOrPartition), "the deleted topic is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_credentials_are_upserted_described_and_deleted_with_kafkas_error_codes() {
+    use alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion};
+    use floe_meta::scram::ScramMechanism;
+    let agent = InProcess::start().await;
+    let upsertion = |user: &str, mechanism: ScramMechanism, iterations: i32| {
+        let salt = b"0123456789abcdef".to_vec();
+        let salted = mechanism.salted_password(b"pw", &salt, iterations.max(1) as u32);
+        ScramCredentialUpsertion::default()
+            .with_name(StrBytes::from_string(user.to_string()))
+            .with_mechanism(mechanism.kafka_type())
+            .with_iterations(iterations)
+            .with_salt(Bytes::from(salt))
+            .with_salted_password(Bytes::from(salted))
+    };
+    let deletion = |user: &str, mechanism: i8| {
+        ScramCredentialDeletion::default().with_name(StrBytes::from_string(user.to_string())).with_mechanism(mechanism)
+    };
+    let alter = |request: AlterUserScramCredentialsRequest| {
+        let agent = &agent;
+        async move {
+            let ResponseKind::AlterUserScramCredentials(response) =
+                agent.call(ApiKey::AlterUserScramCredentials, 0, RequestKind::AlterUserScramCredentials(request)).await
+            else {
+                panic!("not an AlterUserScramCredentials response")
+            };
+            let mut results: Vec<(String, i16)> =
+                response.results.iter().map(|result| (result.user.to_string(), result.error_code)).collect();
+            results.sort();
+            results
+        }
+    };
+
+    let results = alter(
+        AlterUserScramCredentialsRequest::default()
+            .with_upsertions(vec![
+                upsertion("alice", ScramMechanism::Sha512, 8192),
+                upsertion("bob", ScramMechanism::Sha256, 4096),
+                upsertion("carol", ScramMechanism::Sha256, 1024),
+                upsertion("dave", ScramMechanism::Sha256, 4096).with_mechanism(9),
+                upsertion("", ScramMechanism::Sha256, 4096),
+                upsertion("erin", ScramMechanism::Sha256, 4096),
+                // One user, two mechanisms: what kafka-configs sends for 'SCRAM-SHA-256=[...],SCRAM-SHA-512=[...]'.
+                upsertion("grace", ScramMechanism::Sha256, 4096),
+                upsertion("grace", ScramMechanism::Sha512, 4096),
+            ])
+            .with_deletions(vec![deletion("erin", 1), deletion("frank", 2)]),
+    )
+    .await;
+    let code = |error: ResponseError| error.code();
+    assert_eq!(
+        results,
+        vec![
+            (String::new(), code(ResponseError::UnacceptableCredential)),
+            ("alice".into(), 0),
+            ("bob".into(), 0),
+            ("carol".into(), code(ResponseError::UnacceptableCredential)),
+            ("dave".into(), code(ResponseError::UnsupportedSaslMechanism)),
+            ("erin".into(), code(ResponseError::DuplicateResource)),
+            ("frank".into(), code(ResponseError::ResourceNotFound)),
+            ("grace".into(), 0),
+        ]
+    );
+
+    let describe = |users: Option<Vec<&str>>| {
+        let agent = &agent;
+        let users = users.map(|users| {
+            users
+                .into_iter()
+                .map(|user| describe_user_scram_credentials_request::UserName::default().with_name(StrBytes::from_string(user.into())))
+                .collect()
+        });
+        async move {
+            let request = DescribeUserScramCredentialsRequest::default().with_users(users);
+            let ResponseKind::DescribeUserScramCredentials(response) =
+                agent.call(ApiKey::DescribeUserScramCredentials, 0, RequestKind::DescribeUserScramCredentials(request)).await
+            else {
+                panic!("not a DescribeUserScramCredentials response")
+            };
+            response
+                .results
+                .iter()
+                .map(|result| {
+                    let infos: Vec<(i8, i32)> = result.credential_infos.iter().map(|info| (info.mechanism, info.iterations)).collect();
+                    (result.user.to_string(), result.error_code, infos)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        describe(None).await,
+        vec![
+            ("alice".to_string(), 0, vec![(2, 8192)]),
+            ("bob".to_string(), 0, vec![(1, 4096)]),
+            ("grace".to_string(), 0, vec![(1, 4096), (2, 4096)]),
+        ]
+    );
+    assert_eq!(
+        describe(Some(vec!["bob", "nobody", "alice", "alice"])).await,
+        vec![
+            ("bob".to_string(), 0, vec![(1, 4096)]),
+            ("nobody".to_string(), code(ResponseError::ResourceNotFound), vec![]),
+            ("alice".to_string(), code(ResponseError::DuplicateResource), vec![]),
+        ]
+    );
+
+    // The stored credential is the one the client derived: the password verifies against it.
+    let stored =
+        agent.agent.as_ref().unwrap().context.metadata.read(|state| state.scram_credential("alice", ScramMechanism::Sha512).cloned());
+    assert!(stored.expect("alice's credential").matches_password("pw"));
+
+    assert_eq!(
+        alter(AlterUserScramCredentialsRequest::default().with_deletions(vec![deletion("alice", 2)])).await,
+        vec![("alice".into(), 0)]
+    );
+    assert_eq!(describe(None).await.len(), 2, "alice was deleted");
+}

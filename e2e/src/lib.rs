@@ -11,6 +11,7 @@ pub mod history;
 pub mod kafka;
 pub mod kubernetes;
 pub mod matrix;
+pub mod pki;
 pub mod pod_agents;
 pub mod proxy;
 pub mod wire;

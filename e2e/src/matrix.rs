@@ -11,7 +11,9 @@ use std::path::PathBuf;
 /// The clients the matrix has a row for, in display order.
 pub const CLIENTS: &[&str] = &["java", "librdkafka", "kcat", "franz-go", "kafka-python", "kafkajs", "kafka-cli"];
 /// The features the matrix has a column for, in display order.
-pub const FEATURES: &[&str] = &["produce", "consume", "groups", "admin", "idempotence"];
+/// `tls`: produce and consume over TLS; `sasl`: produce, consume and admin over SASL (SCRAM and
+/// PLAIN).
+pub const FEATURES: &[&str] = &["produce", "consume", "groups", "admin", "idempotence", "tls", "sasl"];
 
 /// Where cell results are written: `$FLOE_MATRIX_DIR`, else `<target>/compat-matrix`.
 pub fn results_directory() -> PathBuf {

@@ -5,15 +5,17 @@
 //! client and a client that stalls in the handshake.
 
 use anyhow::{bail, ensure, Context, Result};
+use floe_e2e::matrix::Cell;
+use floe_e2e::pki::Pki;
 use floe_e2e::{http_get, kafka, kafka_tool, metric_value, records, run_with_timeout, wait_until, Playground};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber};
+use rcgen::DnType;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,83 +29,6 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 /// first).
 const CLIENT_SUBJECT: [(DnType, &str); 2] = [(DnType::OrganizationName, "Floe E2E"), (DnType::CommonName, "floe-e2e-client")];
 const CLIENT_PRINCIPAL: &str = "User:CN=floe-e2e-client,O=Floe E2E";
-
-/// A test CA and the certificates it signs, as PEM files in a temporary directory.
-struct Pki {
-    directory: tempfile::TempDir,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Result<Self> {
-        let directory = tempfile::Builder::new().prefix("floe-e2e-tls-").tempdir()?;
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, "floe-e2e-ca");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let certificate = params.self_signed(&key)?;
-        std::fs::write(directory.path().join("ca.crt"), certificate.pem())?;
-        Ok(Self { directory, issuer: Issuer::new(params, key) })
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.directory.path().join(name)
-    }
-
-    fn arg(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-
-    /// Signs a certificate and writes `<name>.key` (PKCS#8), then `<name>.crt`, each by rename (as
-    /// a Secret volume update replaces files), and `<name>.pem` (key and certificate, a Java PEM
-    /// keystore). A server certificate names localhost and 127.0.0.1.
-    fn issue(&self, name: &str, serial: &[u8], subject: &[(DnType, &str)], server: bool) -> Result<()> {
-        let key = KeyPair::generate()?;
-        let names = if server { vec!["localhost".to_string(), "127.0.0.1".to_string()] } else { Vec::new() };
-        let mut params = CertificateParams::new(names)?;
-        params.serial_number = Some(SerialNumber::from(serial.to_vec()));
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        for (kind, value) in subject {
-            params.distinguished_name.push(kind.clone(), *value);
-        }
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
-        let certificate = params.signed_by(&key, &self.issuer)?;
-        for (file, contents) in [(format!("{name}.key"), key.serialize_pem()), (format!("{name}.crt"), certificate.pem())] {
-            let staged = self.path(&format!(".{file}.new"));
-            std::fs::write(&staged, contents)?;
-            std::fs::rename(&staged, self.path(&file))?;
-        }
-        std::fs::write(self.path(&format!("{name}.pem")), key.serialize_pem() + &certificate.pem())?;
-        Ok(())
-    }
-
-    /// librdkafka over TLS trusting the CA, with the client certificate when `certificate`.
-    fn rdkafka(&self, bootstrap: &str, certificate: bool) -> ClientConfig {
-        let mut config = kafka::config(bootstrap);
-        config.set("security.protocol", "ssl").set("ssl.ca.location", self.arg("ca.crt"));
-        if certificate {
-            config.set("ssl.certificate.location", self.arg("client.crt")).set("ssl.key.location", self.arg("client.key"));
-        }
-        config
-    }
-
-    /// The Java client's properties: PEM truststore (the CA) and PEM keystore (the client's key
-    /// and certificate).
-    fn java_properties(&self) -> Result<PathBuf> {
-        let path = self.path("client.properties");
-        std::fs::write(
-            &path,
-            format!(
-                "security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={}\nssl.keystore.type=PEM\nssl.keystore.location={}\n",
-                self.arg("ca.crt"),
-                self.arg("client.pem")
-            ),
-        )?;
-        Ok(path)
-    }
-}
 
 /// The agent's flags for TLS with these files.
 fn tls_flags(pki: &Pki, client_auth: &str) -> Vec<String> {
@@ -167,8 +92,14 @@ fn verify_records(config: ClientConfig, topic: &str, count: u64) -> Result<()> {
 
 #[test]
 fn java_and_librdkafka_round_trip_over_mutual_tls_the_subject_is_the_principal_and_the_records_survive_a_restart() -> Result<()> {
+    let java_cell = Cell::open("java", "tls", "console producer and consumer over mutual TLS (PEM stores), read back after a restart");
+    let librdkafka_cell = Cell::open(
+        "librdkafka",
+        "tls",
+        "1,000 records produced and read over mutual TLS, read back after a restart; no certificate refused",
+    );
     let pki = Pki::new()?;
-    pki.issue("server", &[0x10, 0x01], &[(DnType::CommonName, "localhost")], true)?;
+    pki.issue_server()?;
     pki.issue("client", &[0x30, 0x03], &CLIENT_SUBJECT, false)?;
     let log = pki.path("agent.log");
     let mut flags = tls_flags(&pki, "required");
@@ -249,6 +180,8 @@ fn java_and_librdkafka_round_trip_over_mutual_tls_the_subject_is_the_principal_a
     let bootstrap = playground.bootstrap.clone();
     verify_records(pki.rdkafka(&bootstrap, true), "tls-librdkafka", LIBRDKAFKA_RECORDS)?;
     ensure!(read_with_java(&bootstrap)? == java_expected, "the Java records did not survive the restart");
+    java_cell.pass();
+    librdkafka_cell.pass();
     playground.stop()
 }
 
@@ -290,7 +223,7 @@ async fn api_versions_over(stream: &mut tokio_rustls::client::TlsStream<tokio::n
 #[test]
 fn a_replaced_certificate_reaches_new_connections_while_connected_clients_keep_working() -> Result<()> {
     let pki = Pki::new()?;
-    pki.issue("server", &[0x10, 0x01], &[(DnType::CommonName, "localhost")], true)?;
+    pki.issue_server()?;
     let playground = start(&tls_flags(&pki, "none"), None)?;
     let bootstrap = playground.bootstrap.clone();
     let runtime = tokio::runtime::Runtime::new()?;
@@ -357,7 +290,7 @@ fn time_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> Resul
 #[test]
 fn a_plaintext_client_is_closed_at_once_and_a_stalled_handshake_at_the_timeout() -> Result<()> {
     let pki = Pki::new()?;
-    pki.issue("server", &[0x10, 0x01], &[(DnType::CommonName, "localhost")], true)?;
+    pki.issue_server()?;
     let log = pki.path("agent.log");
     let playground = start(&tls_flags(&pki, "none"), Some(&log))?;
 

@@ -6,7 +6,8 @@
 //! - the journal: its records ([`records`]), the deterministic apply function ([`state`],
 //!   [`producers`]), the in-memory replica ([`replica`]), snapshots ([`snapshot`]) and a
 //!   read-only replay from etcd ([`etcd::load`]);
-//! - the bucket: object names ([`layout`]) and the store behind a URL ([`bucket`]).
+//! - the bucket: object names ([`layout`]) and the store behind a URL ([`bucket`]);
+//! - SASL/SCRAM credentials as the journal keeps them ([`scram`]).
 //!
 //! # The rule for what goes here
 //! A type or function belongs here when both the agent and the operator need it, and only then.
@@ -25,5 +26,6 @@ pub mod producers;
 pub mod records;
 pub mod registration;
 pub mod replica;
+pub mod scram;
 pub mod snapshot;
 pub mod state;

@@ -1,6 +1,7 @@
 //! Journal records: the only way metadata changes. Their encoding is part of the on-disk and
 //! on-etcd format; add variants, never change the meaning of an existing one.
 
+use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -38,6 +39,7 @@ impl JournalRecord {
             Self::DeletePartitionOffsets { .. } => "delete_partition_offsets",
             Self::SealObjects { .. } => "seal_objects",
             Self::MarkObjectLost { .. } => "mark_object_lost",
+            Self::AlterScramCredentials { .. } => "alter_scram_credentials",
         }
     }
 }
@@ -120,6 +122,16 @@ pub enum JournalRecord {
     /// Kafka's unclean leader election. Offsets are never reused: high watermarks do not move.
     MarkObjectLost {
         object: String,
+    },
+    /// Sets and removes SCRAM credentials of one user, all or nothing (metadata version 4): apply
+    /// changes nothing when a removed mechanism has no credential. Every agent verifies the
+    /// user's next authentication against the result.
+    AlterScramCredentials {
+        user: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        set: Vec<ScramCredential>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remove: Vec<ScramMechanism>,
     },
 }
 

@@ -5,6 +5,7 @@
 use crate::layout::segment_name_revision;
 use crate::producers::{self, ProducerStates, SequenceCheck, SequenceError};
 use crate::records::{ChunkCommit, ChunkReplacement, JournalRecord, PartitionTrim};
+use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use uuid::Uuid;
 ///   idempotent batches out of the log (a version-1 replica would append them and diverge).
 /// - 3: `SealObjects` fences garbage collection: apply refuses commits and compactions naming a
 ///   sealed segment object (a version-2 replica would append them and diverge).
-pub const SUPPORTED_METADATA_VERSION: u32 = 3;
+/// - 4: SCRAM credentials (`AlterScramCredentials`); a version-3 replica
+///   cannot read these records, so it halts at the version change instead of failing on one.
+pub const SUPPORTED_METADATA_VERSION: u32 = 4;
 
 /// The first metadata version whose apply refuses commits of sealed objects.
 pub const SEALING_METADATA_VERSION: u32 = 3;
@@ -43,6 +46,9 @@ pub struct MetadataState {
     /// committed (`SealObjects`); 0 seals nothing. Only grows.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub sealed_through_revision: u64,
+    /// SASL/SCRAM users: user → mechanism → credential (salted keys only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 fn is_zero_u64(value: &u64) -> bool {
@@ -152,6 +158,9 @@ pub enum ApplyOutcome {
     },
     TopicConfigsSet,
     GroupOffsetsDeleted,
+    ScramCredentialsAltered,
+    /// A removed mechanism had no credential; nothing changed.
+    ScramCredentialNotFound,
 }
 
 /// What became of one committed chunk.
@@ -315,7 +324,29 @@ impl MetadataState {
                 }
                 ApplyOutcome::GroupOffsetsDeleted
             }
+            JournalRecord::AlterScramCredentials { user, set, remove } => {
+                let held = |mechanism: &ScramMechanism| self.scram_credentials.get(user).is_some_and(|held| held.contains_key(mechanism));
+                if !remove.iter().all(held) {
+                    return ApplyOutcome::ScramCredentialNotFound;
+                }
+                let credentials = self.scram_credentials.entry(user.clone()).or_default();
+                for mechanism in remove {
+                    credentials.remove(mechanism);
+                }
+                for credential in set {
+                    credentials.insert(credential.mechanism, credential.clone());
+                }
+                if credentials.is_empty() {
+                    self.scram_credentials.remove(user);
+                }
+                ApplyOutcome::ScramCredentialsAltered
+            }
         }
+    }
+
+    /// `user`'s credential for `mechanism`, if any.
+    pub fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<&ScramCredential> {
+        self.scram_credentials.get(user).and_then(|credentials| credentials.get(&mechanism))
     }
 
     fn partition_mut(&mut self, topic: &str, topic_id: Uuid, partition: i32) -> Option<&mut PartitionState> {
@@ -698,5 +729,36 @@ mod tests {
         assert!(!state.referenced_objects().contains("b.seg"));
         // That the compaction planner does not merge across the gap is tested in the agent
         // (`jobs/compaction.rs`).
+    }
+
+    #[test]
+    fn a_scram_alteration_applies_whole_or_not_at_all() {
+        use crate::scram::{ScramCredential, ScramMechanism};
+        let credential = |mechanism| ScramCredential {
+            mechanism,
+            iterations: 4096,
+            salt: vec![1],
+            stored_key: vec![2; mechanism.output_len()],
+            server_key: vec![3; mechanism.output_len()],
+        };
+        let mut state = MetadataState::default();
+        let set_both = JournalRecord::AlterScramCredentials {
+            user: "alice".into(),
+            set: vec![credential(ScramMechanism::Sha256), credential(ScramMechanism::Sha512)],
+            remove: vec![],
+        };
+        assert_eq!(state.apply(1, &set_both), ApplyOutcome::ScramCredentialsAltered);
+        // Removing a held and a missing credential of bob's changes nothing.
+        let partial = JournalRecord::AlterScramCredentials { user: "bob".into(), set: vec![], remove: vec![ScramMechanism::Sha256] };
+        assert_eq!(state.apply(2, &partial), ApplyOutcome::ScramCredentialNotFound);
+        assert!(!state.scram_credentials.contains_key("bob"));
+        let remove_both = JournalRecord::AlterScramCredentials {
+            user: "alice".into(),
+            set: vec![],
+            remove: vec![ScramMechanism::Sha512, ScramMechanism::Sha256],
+        };
+        assert_eq!(state.apply(3, &remove_both), ApplyOutcome::ScramCredentialsAltered);
+        assert!(state.scram_credentials.is_empty(), "a user without credentials is forgotten");
+        assert_eq!(state.apply(4, &remove_both), ApplyOutcome::ScramCredentialNotFound);
     }
 }

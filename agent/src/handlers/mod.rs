@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
+pub mod scram_credentials;
 pub mod topics;
 
 use crate::cluster::ClusterView;
@@ -77,6 +78,9 @@ handler_table! {
     SyncGroup 0..=5 "sync_group" => |context, request, version, client| groups::sync(context, request).await;
     DescribeGroups 0..=5 "describe_groups" => |context, request, version, client| groups::describe(context, request);
     ListGroups 0..=4 "list_groups" => |context, request, version, client| groups::list(context, request);
+    // A SASL listener answers these two itself until the connection authenticates (`server/`);
+    // they reach this table only on a listener without SASL or after authentication.
+    SaslHandshake 1..=1 "sasl_handshake" => |context, request, version, client| crate::sasl::handshake_not_expected();
     ApiVersions 0..=3 "api_versions" => |context, request, version, client| api_versions::response(None);
     CreateTopics 2..=7 "create_topics" => |context, request, version, client| topics::create(context, request, version).await;
     DeleteTopics 1..=6 "delete_topics" => |context, request, version, client| topics::delete(context, request, version).await;
@@ -85,10 +89,13 @@ handler_table! {
     OffsetForLeaderEpoch 2..=4 "offset_for_leader_epoch" => |context, request, version, client| leader_epoch::handle(context, request);
     DescribeConfigs 1..=4 "describe_configs" => |context, request, version, client| configs::describe(context, request);
     AlterConfigs 0..=2 "alter_configs" => |context, request, version, client| configs::alter(context, request).await;
+    SaslAuthenticate 0..=2 "sasl_authenticate" => |context, request, version, client| crate::sasl::authenticate_not_expected();
     CreatePartitions 0..=3 "create_partitions" => |context, request, version, client| topics::create_partitions(context, request).await;
     DeleteGroups 0..=2 "delete_groups" => |context, request, version, client| groups::delete(context, request).await;
     IncrementalAlterConfigs 0..=1 "incremental_alter_configs" => |context, request, version, client| configs::incremental_alter(context, request).await;
     OffsetDelete 0..=0 "offset_delete" => |context, request, version, client| offsets::delete(context, request).await;
+    DescribeUserScramCredentials 0..=0 "describe_user_scram_credentials" => |context, request, version, client| scram_credentials::describe(context, request);
+    AlterUserScramCredentials 0..=0 "alter_user_scram_credentials" => |context, request, version, client| scram_credentials::alter(context, request).await;
     DescribeCluster 0..=1 "describe_cluster" => |context, request, version, client| metadata::describe_cluster(context, request);
 }
 

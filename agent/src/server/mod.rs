@@ -11,14 +11,20 @@
 //! TLS (`--tls-cert-file`, `crate::tls`): the handshake runs in the connection's task, bounded by
 //! `--tls-handshake-timeout`, after the connection took its slots; then the same loop serves the
 //! encrypted stream, so every limit above applies to TLS connections unchanged.
+//!
+//! SASL (`--sasl-mechanisms`, `crate::sasl`): until a connection authenticates, the loop answers
+//! ApiVersions, SaslHandshake and SaslAuthenticate only, reads frames of at most
+//! `sasl::PRE_AUTHENTICATION_MAX_BYTES`, and closes on anything else; then the connection's
+//! principal is the user's and every request is served as before.
 
 use crate::handlers::{self, api_versions, AgentContext, ClientInfo, Reply};
 use crate::protocol::codec;
 use crate::protocol::frame::{self, MemoryBudget};
+use crate::sasl::{self, SaslSettings, Session, Verdict};
 use crate::tls::ListenerTls;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +54,8 @@ pub struct ServerSettings {
     pub max_connections_per_ip: usize,
     /// TLS on the listener (every connection), or plaintext when `None`.
     pub tls: Option<ListenerTls>,
+    /// SASL authentication for every connection, or none when `None`.
+    pub sasl: Option<SaslSettings>,
 }
 
 impl ServerSettings {
@@ -61,6 +69,7 @@ impl ServerSettings {
             max_connections: i32::MAX as usize,
             max_connections_per_ip: i32::MAX as usize,
             tls: None,
+            sasl: None,
         }
     }
 }
@@ -298,6 +307,9 @@ async fn serve_connection<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let peer = connection.peer;
+    let mut connection = connection;
+    // With SASL on, every connection starts unauthenticated.
+    let mut session = settings.sasl.as_ref().map(|_| Session::AwaitingHandshake);
     let depth = settings.max_in_flight_requests_per_connection.max(1);
     let activity = Arc::new(Activity::new());
     // Requests started and not yet answered on the wire.
@@ -328,8 +340,11 @@ async fn serve_connection<R, W>(
     };
     let touch = || activity.touch();
     let outcome = loop {
+        let authenticating = session.as_ref().is_some_and(|session| !session.is_authenticated());
+        let max_frame_bytes =
+            if authenticating { settings.max_request_bytes.min(sasl::PRE_AUTHENTICATION_MAX_BYTES) } else { settings.max_request_bytes };
         let next = tokio::select! {
-            next = frame::read_frame(&mut reader, settings.max_request_bytes, &budget, &touch) => next,
+            next = frame::read_frame(&mut reader, max_frame_bytes, &budget, &touch) => next,
             _ = idle_expired(&activity, &in_flight, settings.connections_max_idle) => {
                 context.metrics.connections_refused.with_label_values(&["connections_max_idle_ms"]).inc();
                 break "idle_timeout";
@@ -346,6 +361,12 @@ async fn serve_connection<R, W>(
                 break "bad_frame";
             }
             Err(error) => {
+                if let (frame::FrameError::TooLarge { size, limit }, true) = (&error, authenticating) {
+                    // An unauthenticated peer: nothing about it is trusted yet, so no warning.
+                    context.metrics.requests_refused.with_label_values(&["sasl_server_max_receive_size"]).inc();
+                    tracing::info!(%peer, size, limit, "closing connection: frame larger than allowed before SASL authentication");
+                    break "bad_frame";
+                }
                 if matches!(error, frame::FrameError::TooLarge { .. }) {
                     context.metrics.requests_refused.with_label_values(&["socket_request_max_bytes"]).inc();
                 }
@@ -365,6 +386,37 @@ async fn serve_connection<R, W>(
         if let Err(outcome) = ready {
             break outcome;
         }
+        let frame = match (&settings.sasl, session.as_mut()) {
+            (Some(sasl_settings), Some(session)) if !session.is_authenticated() => {
+                match authenticate(frame, session, sasl_settings, &context).await {
+                    Unauthenticated::Serve(frame) => frame,
+                    Unauthenticated::Answer { response, verdict } => {
+                        let close = match verdict {
+                            Verdict::Continue => false,
+                            Verdict::Authenticated { user } => {
+                                tracing::debug!(%peer, %user, "SASL authentication succeeded");
+                                connection.principal = Arc::from(format!("User:{user}"));
+                                false
+                            }
+                            Verdict::Failed => true,
+                        };
+                        in_flight_sender.send_modify(|count| *count += 1);
+                        if queue.send(tokio::spawn(async move { Outgoing::Frame(response) })).await.is_err() {
+                            break "writer_gone";
+                        }
+                        if close {
+                            break "sasl_authentication_failed";
+                        }
+                        continue;
+                    }
+                    Unauthenticated::Refuse(reason) => {
+                        tracing::info!(%peer, %reason, "closing connection: request before SASL authentication");
+                        break "unauthenticated_request";
+                    }
+                }
+            }
+            _ => frame,
+        };
         match start_request(frame, &connection, &context).await {
             Ok(handle) => {
                 in_flight_sender.send_modify(|count| *count += 1);
@@ -381,6 +433,70 @@ async fn serve_connection<R, W>(
     context.metrics.connections.with_label_values(&[outcome]).inc();
     drop(queue);
     let _ = writer_task.await;
+}
+
+/// What to do with a frame that arrived before the connection authenticated.
+enum Unauthenticated {
+    /// ApiVersions: served as on any connection.
+    Serve(Bytes),
+    /// A SaslHandshake or SaslAuthenticate answered here (it changes the connection's state).
+    Answer { response: Bytes, verdict: Verdict },
+    /// Anything else: Kafka closes the connection ("Unexpected Kafka request of type ... during
+    /// SASL handshake").
+    Refuse(String),
+}
+
+/// One step of a connection's SASL authentication.
+async fn authenticate(frame: Bytes, session: &mut Session, settings: &SaslSettings, context: &Arc<AgentContext>) -> Unauthenticated {
+    let (api_key, version) = match codec::peek_key_and_version(&frame) {
+        Ok(peeked) => peeked,
+        Err(error) => return Unauthenticated::Refuse(error.to_string()),
+    };
+    if !matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+        return if api_key == ApiKey::ApiVersions {
+            Unauthenticated::Serve(frame)
+        } else {
+            Unauthenticated::Refuse(format!(
+                "{api_key:?} before SASL authentication; configure the client's sasl.mechanism and credentials"
+            ))
+        };
+    }
+    let Some(&handlers::Api { min, max, metric, .. }) = handlers::api(api_key) else {
+        return Unauthenticated::Refuse(format!("{api_key:?} is not supported"));
+    };
+    if version < min || version > max {
+        return Unauthenticated::Refuse(format!("{api_key:?} v{version} is outside the supported range {min}..={max}"));
+    }
+    let correlation_id = codec::peek_correlation_id(&frame);
+    let started = Instant::now();
+    let (body, verdict) = match codec::decode_request(frame, api_key, version) {
+        Ok((_, RequestKind::SaslHandshake(request))) => {
+            let response = session.handshake(settings, &request);
+            // Kafka closes the connection after refusing a mechanism.
+            let verdict = if response.error_code == 0 { Verdict::Continue } else { Verdict::Failed };
+            (ResponseKind::SaslHandshake(response), verdict)
+        }
+        Ok((_, RequestKind::SaslAuthenticate(request))) => {
+            let replica = context.metadata.clone();
+            let lookup = move |user: &str, mechanism| replica.read(|state| state.scram_credential(user, mechanism).cloned());
+            let (response, verdict, mechanism) = session.authenticate(&request, lookup).await;
+            if let Some(mechanism) = mechanism {
+                let outcome = if matches!(verdict, Verdict::Authenticated { .. }) { "success" } else { "failure" };
+                context.metrics.sasl_authentications.with_label_values(&[mechanism.name(), outcome]).inc();
+            }
+            (ResponseKind::SaslAuthenticate(response), verdict)
+        }
+        Ok(_) => unreachable!("the API key was peeked above"),
+        Err(error) => return Unauthenticated::Refuse(error.to_string()),
+    };
+    context.metrics.request_duration.with_label_values(&[metric]).observe(started.elapsed().as_secs_f64());
+    match codec::encode_response(api_key, version, correlation_id, &body) {
+        Ok(response) => {
+            context.metrics.requests.with_label_values(&[metric, "ok"]).inc();
+            Unauthenticated::Answer { response, verdict }
+        }
+        Err(error) => Unauthenticated::Refuse(format!("failed to encode the {api_key:?} response: {error}")),
+    }
 }
 
 /// Frames larger than this are decoded on the blocking pool.

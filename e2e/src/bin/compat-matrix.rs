@@ -9,6 +9,20 @@ use std::fmt::Write as _;
 /// Cells a client cannot offer at all (kcat has no admin API beyond metadata listing).
 const NOT_APPLICABLE: &[(&str, &str)] = &[("kcat", "admin")];
 
+/// Cells no suite proves yet, shown as "not yet" (issue 18 adds them client by client). A cell
+/// here that a suite does record is an error: take it off this list.
+const NOT_YET: &[(&str, &str)] = &[
+    ("kcat", "tls"),
+    ("kcat", "sasl"),
+    ("franz-go", "tls"),
+    ("franz-go", "sasl"),
+    ("kafka-python", "tls"),
+    ("kafka-python", "sasl"),
+    ("kafkajs", "tls"),
+    ("kafkajs", "sasl"),
+    ("kafka-cli", "tls"),
+];
+
 struct Recorded {
     passed: bool,
     evidence: String,
@@ -49,8 +63,14 @@ fn main() -> Result<()> {
     for client in CLIENTS {
         let mut row = format!("| {client} |");
         for feature in FEATURES {
+            let recorded = cells.contains_key(&(client.to_string(), feature.to_string()));
             let mark = if NOT_APPLICABLE.contains(&(client, feature)) {
                 "n/a".to_string()
+            } else if NOT_YET.contains(&(client, feature)) && !recorded {
+                "not yet".to_string()
+            } else if NOT_YET.contains(&(client, feature)) {
+                problems.push(format!("{client}/{feature} is recorded by a suite but listed as not yet in compat-matrix.rs"));
+                "**FAIL**".to_string()
             } else {
                 match cells.get(&(client.to_string(), feature.to_string())) {
                     Some(parts) => {

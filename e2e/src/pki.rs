@@ -1,0 +1,100 @@
+//! A test certificate authority for suites that speak TLS (tls.rs, sasl.rs): a CA, server and
+//! client certificates made at test time (rcgen), as PEM files in a temporary directory, and the
+//! client settings that trust them.
+
+use crate::kafka;
+use anyhow::Result;
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber};
+use rdkafka::config::ClientConfig;
+use std::path::PathBuf;
+
+/// A test CA and the certificates it signs, as PEM files in a temporary directory.
+pub struct Pki {
+    directory: tempfile::TempDir,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    pub fn new() -> Result<Self> {
+        let directory = tempfile::Builder::new().prefix("floe-e2e-tls-").tempdir()?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, "floe-e2e-ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let certificate = params.self_signed(&key)?;
+        std::fs::write(directory.path().join("ca.crt"), certificate.pem())?;
+        Ok(Self { directory, issuer: Issuer::new(params, key) })
+    }
+
+    pub fn directory(&self) -> &std::path::Path {
+        self.directory.path()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.directory.path().join(name)
+    }
+
+    pub fn arg(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    /// Signs a certificate and writes `<name>.key` (PKCS#8), then `<name>.crt`, each by rename (as
+    /// a Secret volume update replaces files), and `<name>.pem` (key and certificate, a Java PEM
+    /// keystore). A server certificate names localhost and 127.0.0.1.
+    pub fn issue(&self, name: &str, serial: &[u8], subject: &[(DnType, &str)], server: bool) -> Result<()> {
+        let key = KeyPair::generate()?;
+        let names = if server { vec!["localhost".to_string(), "127.0.0.1".to_string()] } else { Vec::new() };
+        let mut params = CertificateParams::new(names)?;
+        params.serial_number = Some(SerialNumber::from(serial.to_vec()));
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
+        let certificate = params.signed_by(&key, &self.issuer)?;
+        for (file, contents) in [(format!("{name}.key"), key.serialize_pem()), (format!("{name}.crt"), certificate.pem())] {
+            let staged = self.path(&format!(".{file}.new"));
+            std::fs::write(&staged, contents)?;
+            std::fs::rename(&staged, self.path(&file))?;
+        }
+        std::fs::write(self.path(&format!("{name}.pem")), key.serialize_pem() + &certificate.pem())?;
+        Ok(())
+    }
+
+    /// librdkafka over TLS trusting the CA, with the client certificate when `certificate`.
+    pub fn rdkafka(&self, bootstrap: &str, certificate: bool) -> ClientConfig {
+        let mut config = kafka::config(bootstrap);
+        config.set("security.protocol", "ssl").set("ssl.ca.location", self.arg("ca.crt"));
+        if certificate {
+            config.set("ssl.certificate.location", self.arg("client.crt")).set("ssl.key.location", self.arg("client.key"));
+        }
+        config
+    }
+
+    /// A server certificate for localhost and 127.0.0.1, as `server.crt` and `server.key`.
+    pub fn issue_server(&self) -> Result<()> {
+        self.issue("server", &[0x10, 0x01], &[(DnType::CommonName, "localhost")], true)
+    }
+
+    /// The Java client's TLS properties trusting the CA (PEM truststore), one per line.
+    pub fn java_truststore_lines(&self) -> String {
+        format!("ssl.truststore.type=PEM\nssl.truststore.location={}\n", self.arg("ca.crt"))
+    }
+
+    /// The Java client's properties: PEM truststore (the CA) and PEM keystore (the client's key
+    /// and certificate).
+    pub fn java_properties(&self) -> Result<PathBuf> {
+        let path = self.path("client.properties");
+        std::fs::write(
+            &path,
+            format!(
+                "security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={}\nssl.keystore.type=PEM\nssl.keystore.location={}\n",
+                self.arg("ca.crt"),
+                self.arg("client.pem")
+            ),
+        )?;
+        Ok(path)
+    }
+}
