@@ -33,7 +33,7 @@ const DUPLICATE_NAME: &str = "Duplicate topic name.";
 const DUPLICATE_ID: &str = "Duplicate topic id.";
 
 /// The keys that occur more than once, borrowed from the request.
-fn repeated<'a, K: Eq + std::hash::Hash + 'a>(keys: impl Iterator<Item = &'a K>) -> HashSet<&'a K> {
+fn repeated<'a, K: Eq + std::hash::Hash + ?Sized + 'a>(keys: impl Iterator<Item = &'a K>) -> HashSet<&'a K> {
     let mut seen = HashSet::new();
     let mut repeated = HashSet::new();
     for key in keys {
@@ -42,6 +42,18 @@ fn repeated<'a, K: Eq + std::hash::Hash + 'a>(keys: impl Iterator<Item = &'a K>)
         }
     }
     repeated
+}
+
+/// Removes every topic whose name appears more than once in `topics` and returns those names,
+/// sorted: Kafka answers each with one INVALID_REQUEST "Duplicate topic name." and handles none.
+fn take_repeated_names<T>(topics: &mut Vec<T>, name: impl Fn(&T) -> &str) -> Vec<String> {
+    let mut names: Vec<String> = repeated(topics.iter().map(&name)).into_iter().map(str::to_string).collect();
+    names.sort();
+    if !names.is_empty() {
+        let duplicated: HashSet<&str> = names.iter().map(String::as_str).collect();
+        topics.retain(|topic| !duplicated.contains(name(topic)));
+    }
+    names
 }
 
 /// Partitions the virtual cluster holds now.
@@ -72,16 +84,7 @@ fn too_many_for_the_cluster(context: &AgentContext, held: usize, adding: usize) 
 }
 
 pub async fn create(context: &AgentContext, mut request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
-    let duplicates: Vec<String> = {
-        let repeated = repeated(request.topics.iter().map(|topic| &topic.name.0));
-        let mut names: Vec<String> = repeated.iter().map(|name| name.to_string()).collect();
-        names.sort();
-        names
-    };
-    if !duplicates.is_empty() {
-        let duplicated: HashSet<&str> = duplicates.iter().map(String::as_str).collect();
-        request.topics.retain(|topic| !duplicated.contains(topic.name.0.as_str()));
-    }
+    let duplicates = take_repeated_names(&mut request.topics, |topic| topic.name.0.as_str());
     let mut results = Vec::with_capacity(request.topics.len() + duplicates.len());
     results.extend(duplicates.into_iter().map(|name| {
         CreatableTopicResult::default()
@@ -264,16 +267,7 @@ pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, versio
 
 /// CreatePartitions: grows topics; one result per requested topic (librdkafka fails on fewer).
 pub async fn create_partitions(context: &AgentContext, mut request: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let duplicates: Vec<String> = {
-        let mut names: Vec<String> =
-            repeated(request.topics.iter().map(|topic| &topic.name.0)).iter().map(|name| name.to_string()).collect();
-        names.sort();
-        names
-    };
-    if !duplicates.is_empty() {
-        let duplicated: HashSet<&str> = duplicates.iter().map(String::as_str).collect();
-        request.topics.retain(|topic| !duplicated.contains(topic.name.0.as_str()));
-    }
+    let duplicates = take_repeated_names(&mut request.topics, |topic| topic.name.0.as_str());
     let mut results = Vec::with_capacity(request.topics.len() + duplicates.len());
     results.extend(duplicates.into_iter().map(|name| {
         CreatePartitionsTopicResult::default()

@@ -46,6 +46,17 @@ pub enum Coordination {
     Sole,
 }
 
+/// What the jobs work with, whoever coordinates them: the same for the elected etcd leader and
+/// the playground's sole writer.
+#[derive(Clone)]
+pub struct JobResources {
+    pub settings: JobSettings,
+    pub metadata: MetadataClient,
+    pub store: Arc<SegmentStore>,
+    pub reader: Arc<SegmentReader>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// What every job needs.
 pub struct JobContext {
     pub coordination: Coordination,
@@ -103,6 +114,19 @@ impl LeaseClock {
 }
 
 impl JobContext {
+    fn new(resources: &JobResources, coordination: Coordination, lease: LeaseClock) -> Self {
+        let resources = resources.clone();
+        Self {
+            coordination,
+            metadata: resources.metadata,
+            store: resources.store,
+            reader: resources.reader,
+            metrics: resources.metrics,
+            settings: resources.settings,
+            lease: Arc::new(lease),
+        }
+    }
+
     /// Whether this leader may still delete: its lease is certainly alive at etcd.
     pub fn may_destroy(&self) -> bool {
         self.lease.may_destroy_at(Instant::now())
@@ -129,32 +153,16 @@ impl JobContext {
 /// Competes for the jobs leadership and runs the jobs while leading. When `stop` turns true (the
 /// agent drains) it finishes the job under way, revokes the leadership lease so another agent
 /// takes over within seconds instead of after the lease TTL, and returns.
-#[allow(clippy::too_many_arguments)]
-pub fn spawn(
-    client: Client,
-    keys: KeyLayout,
-    settings: JobSettings,
-    metadata: MetadataClient,
-    store: Arc<SegmentStore>,
-    reader: Arc<SegmentReader>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn(client: Client, keys: KeyLayout, resources: JobResources, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while !should_stop(&stop) {
             let asked_at = Instant::now();
             match lead(client.clone(), &keys).await {
                 Ok(Some((lease, fence))) => {
                     tracing::info!(fence, "this agent now runs the background jobs");
-                    let context = JobContext {
-                        coordination: Coordination::Etcd { client: Box::new(client.clone()), keys: keys.clone(), fence },
-                        metadata: metadata.clone(),
-                        store: Arc::clone(&store),
-                        reader: Arc::clone(&reader),
-                        metrics: Arc::clone(&metrics),
-                        settings: settings.clone(),
-                        lease: Arc::new(LeaseClock::new(Duration::from_secs(LEASE_TTL_SECONDS as u64), asked_at)),
-                    };
+                    let coordination = Coordination::Etcd { client: Box::new(client.clone()), keys: keys.clone(), fence };
+                    let lease_clock = LeaseClock::new(Duration::from_secs(LEASE_TTL_SECONDS as u64), asked_at);
+                    let context = JobContext::new(&resources, coordination, lease_clock);
                     if run_while_leading(&context, &client, lease, &mut stop).await {
                         let mut client = client.clone();
                         match client.lease_revoke(lease).await {
@@ -270,24 +278,9 @@ async fn run_jobs(context: &JobContext, leading: &std::sync::atomic::AtomicBool,
 
 /// Runs the jobs in this process until `stop` turns true: for embedded metadata, whose journal
 /// this process alone writes.
-pub fn spawn_sole(
-    settings: JobSettings,
-    metadata: MetadataClient,
-    store: Arc<SegmentStore>,
-    reader: Arc<SegmentReader>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_sole(resources: JobResources, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let context = JobContext {
-            coordination: Coordination::Sole,
-            metadata,
-            store,
-            reader,
-            metrics,
-            settings,
-            lease: Arc::new(LeaseClock::unbounded()),
-        };
+        let context = JobContext::new(&resources, Coordination::Sole, LeaseClock::unbounded());
         tracing::info!("this agent runs the background jobs (embedded metadata: compaction, retention, GC)");
         run_jobs(&context, &std::sync::atomic::AtomicBool::new(true), &mut stop).await;
     })
