@@ -4,12 +4,17 @@
 //	floe-e2e-franz-go admin       --bootstrap H:P --topic T
 //	floe-e2e-franz-go idempotence --bootstrap H:P --topic T [--partitions 12] --records N
 //
+// Every mode also takes --tls-ca-file CA.pem (TLS, trusting that CA) and --sasl-mechanism
+// PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 with --sasl-user and --sasl-password.
+//
 // Each mode prints "OK franz-go <mode> ..." and exits 0 when every check held; otherwise it prints
 // "FAIL franz-go <mode>: <reasons>" on stderr and exits 1 (2 for a usage error). See README.md.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"os"
@@ -17,6 +22,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 const clientID = "floe-e2e-franz-go"
@@ -27,6 +35,8 @@ type options struct {
 	topic      string
 	partitions int
 	records    int
+	// security holds the TLS and SASL options of --tls-ca-file and --sasl-*.
+	security []kgo.Opt
 }
 
 func main() {
@@ -40,16 +50,24 @@ func main() {
 	set.StringVar(&opts.topic, "topic", "", "topic to create and use (must not exist yet)")
 	set.IntVar(&opts.partitions, "partitions", 12, "partitions of the topic")
 	set.IntVar(&opts.records, "records", 10000, "records to produce")
+	tlsCA := set.String("tls-ca-file", "", "connect with TLS, trusting this CA (PEM)")
+	mechanism := set.String("sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	user := set.String("sasl-user", "", "SASL user")
+	password := set.String("sasl-password", "", "SASL password")
 	if err := set.Parse(os.Args[2:]); err != nil {
 		usage(err.Error())
 	}
+	security, err := securityOptions(*tlsCA, *mechanism, *user, *password)
+	if err != nil {
+		usage(err.Error())
+	}
+	opts.security = security
 	if opts.bootstrap == "" || opts.topic == "" || opts.partitions < 1 || opts.records < 0 {
 		usage("--bootstrap and --topic are required; --partitions >= 1; --records >= 0")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	var err error
 	switch mode {
 	case "roundtrip":
 		err = roundtrip(ctx, opts)
@@ -71,8 +89,40 @@ func usage(reason string) {
 	os.Exit(2)
 }
 
+// securityOptions turns --tls-ca-file and --sasl-* into client options.
+func securityOptions(caFile, mechanism, user, password string) ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", caFile)
+		}
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	var chosen sasl.Mechanism
+	switch mechanism {
+	case "":
+	case "PLAIN":
+		chosen = plain.Auth{User: user, Pass: password}.AsMechanism()
+	case "SCRAM-SHA-256":
+		chosen = scram.Auth{User: user, Pass: password}.AsSha256Mechanism()
+	case "SCRAM-SHA-512":
+		chosen = scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
+	default:
+		return nil, fmt.Errorf("unknown --sasl-mechanism %q", mechanism)
+	}
+	if chosen != nil {
+		opts = append(opts, kgo.SASL(chosen))
+	}
+	return opts, nil
+}
+
 func newClient(opts options, extra ...kgo.Opt) (*kgo.Client, error) {
-	base := []kgo.Opt{kgo.SeedBrokers(opts.bootstrap), kgo.ClientID(clientID)}
+	base := append([]kgo.Opt{kgo.SeedBrokers(opts.bootstrap), kgo.ClientID(clientID)}, opts.security...)
 	if level := os.Getenv("FRANZ_GO_LOG"); level != "" {
 		// FRANZ_GO_LOG=debug|info|warn: the client's own log on stderr, to diagnose a failure.
 		logLevel := map[string]kgo.LogLevel{"debug": kgo.LogLevelDebug, "info": kgo.LogLevelInfo, "warn": kgo.LogLevelWarn}[level]

@@ -7,6 +7,9 @@
  *   node driver.js admin       --bootstrap H:P --topic T
  *   node driver.js idempotence --bootstrap H:P --topic T [--partitions 12] --records N
  *
+ * Every mode also takes --tls-ca-file CA.pem (TLS, trusting that CA) and --sasl-mechanism
+ * PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 with --sasl-user and --sasl-password.
+ *
  * Each mode prints "OK kafkajs <mode> ..." and exits 0 when every check held; otherwise it prints
  * "FAIL kafkajs <mode>: <reasons>" on stderr and exits 1 (2 for a usage error). KAFKAJS_LOG=info
  * (or debug, warn) shows the client's own log on stderr. See README.md.
@@ -102,6 +105,22 @@ async function waitFor(what, timeoutMs, check) {
   }
 }
 
+/** TLS and SASL settings from --tls-ca-file and --sasl-*, for every client this run makes. */
+let security = {}
+
+function securityOf(options) {
+  const settings = {}
+  if (options['tls-ca-file']) settings.ssl = { ca: [require('fs').readFileSync(options['tls-ca-file'], 'utf8')] }
+  if (options['sasl-mechanism']) {
+    settings.sasl = {
+      mechanism: options['sasl-mechanism'].toLowerCase(),
+      username: options['sasl-user'],
+      password: options['sasl-password'],
+    }
+  }
+  return settings
+}
+
 function kafka(bootstrap) {
   const level = { debug: logLevel.DEBUG, info: logLevel.INFO, warn: logLevel.WARN }[process.env.KAFKAJS_LOG]
   return new Kafka({
@@ -109,6 +128,7 @@ function kafka(bootstrap) {
     brokers: [bootstrap],
     logLevel: level === undefined ? logLevel.ERROR : level,
     retry: { retries: 8 },
+    ...security,
   })
 }
 
@@ -536,6 +556,7 @@ async function main() {
     console.error(`usage error: ${error.message}\nusage: node driver.js roundtrip|admin|idempotence --bootstrap H:P --topic T [--partitions P] [--records N]`)
     return 2
   }
+  security = securityOf(options)
   const modes = { roundtrip, admin: adminMode, idempotence }
   if (!modes[mode]) {
     console.error(`usage error: unknown mode ${mode}`)

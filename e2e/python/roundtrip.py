@@ -2,6 +2,8 @@
 """Floe e2e: produce/consume round trip with kafka-python.
 
     roundtrip.py --bootstrap HOST:PORT --topic T --partitions 12 --records N
+        [--tls-ca-file CA.pem] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512
+         --sasl-user U --sasl-password P]
 
 Run it with the venv created by e2e/scripts/install-deps.sh:
     ${FLOE_CACHE:-$HOME/.cache/floe}/venv/bin/python e2e/python/roundtrip.py ...
@@ -76,8 +78,26 @@ class Failure(Exception):
     pass
 
 
+# TLS and SASL settings (--tls-ca-file, --sasl-*) for every client this run makes.
+SECURITY = {}
+
+
+def security_settings(args):
+    settings = {}
+    if args.tls_ca_file:
+        settings.update(security_protocol="SSL", ssl_cafile=args.tls_ca_file)
+    if args.sasl_mechanism:
+        settings.update(
+            security_protocol="SASL_SSL" if args.tls_ca_file else "SASL_PLAINTEXT",
+            sasl_mechanism=args.sasl_mechanism,
+            sasl_plain_username=args.sasl_user,
+            sasl_plain_password=args.sasl_password,
+        )
+    return settings
+
+
 def create_topic(bootstrap, topic, partitions):
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=CLIENT_ID)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=CLIENT_ID, **SECURITY)
     try:
         try:
             admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}})
@@ -108,6 +128,7 @@ def produce(bootstrap, topic, n):
         producer = None
         try:
             producer = KafkaProducer(
+                **SECURITY,
                 bootstrap_servers=bootstrap,
                 client_id=CLIENT_ID,
                 acks="all",
@@ -153,6 +174,7 @@ def produce(bootstrap, topic, n):
 def consume(bootstrap, topic, n, partitions):
     consumer = KafkaConsumer(
         topic,
+        **SECURITY,
         bootstrap_servers=bootstrap,
         client_id=CLIENT_ID,
         group_id=topic + "-group",
@@ -258,7 +280,12 @@ def main():
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--records", type=int, required=True)
     ap.add_argument("--log-level", default="WARNING", help="python logging level (e.g. INFO, DEBUG)")
+    ap.add_argument("--tls-ca-file", help="connect with TLS, trusting this CA (PEM)")
+    ap.add_argument("--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+    ap.add_argument("--sasl-user")
+    ap.add_argument("--sasl-password")
     args = ap.parse_args()
+    SECURITY.update(security_settings(args))
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if logging.getLogger().level > logging.INFO:

@@ -4,7 +4,8 @@
 #
 #   kcat-roundtrip.sh HOST:PORT TOPIC N
 #
-# The caller has already created TOPIC (fresh, e.g. 12 partitions).
+# The caller has already created TOPIC (fresh, e.g. 12 partitions). KCAT_CONFIG names a librdkafka
+# properties file every kcat run reads (-F), e.g. security.protocol=sasl_ssl and its settings.
 #
 # Produce: N records, split across five kcat runs, one per codec
 #   none, gzip, snappy, lz4, zstd; records i in [c*N/5, (c+1)*N/5) use codec c.
@@ -77,7 +78,7 @@ fail() {
 run_kcat() {
     local name="$1"; shift
     local rc=0
-    timeout --kill-after=10 "$KCAT_TIMEOUT" "$KCAT" -b "$BOOT" -X client.id=floe-e2e-kcat "$@" \
+    timeout --kill-after=10 "$KCAT_TIMEOUT" "$KCAT" -b "$BOOT" ${KCAT_CONFIG:+-F "$KCAT_CONFIG"} -X client.id=floe-e2e-kcat "$@" \
         2>"$WORK/$name.log" || rc=$?
     if [ "$rc" -ne 0 ]; then
         echo "--- kcat $name stderr (tail) ---" >&2

@@ -9,7 +9,10 @@ use bytes::Bytes;
 use floe_e2e::matrix::Cell;
 use floe_e2e::pki::Pki;
 use floe_e2e::wire::RawConnection;
-use floe_e2e::{http_get, kafka, kafka_tool, metric_value, records, run_with_timeout, Playground};
+use floe_e2e::{
+    franz_go_driver, http_get, kafka, kafka_tool, kafkajs_driver, kcat_driver, metric_value, python_driver, records, run_driver,
+    run_with_timeout, Playground,
+};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
     MetadataRequest, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
@@ -126,6 +129,7 @@ fn a_user_made_with_kafka_configs_produces_and_consumes_with_scram_and_plain_fro
     let java_cell =
         Cell::open("java", "sasl", "console producer (SCRAM-SHA-512) and group consumer (PLAIN) over SASL_SSL, read back after a restart");
     let cli_cell = Cell::open("kafka-cli", "sasl", "kafka-configs adds and deletes a SCRAM user over SASL_SSL (AlterUserScramCredentials)");
+    let cli_tls_cell = Cell::open("kafka-cli", "tls", "kafka-configs over SASL_SSL, trusting only the test CA (PEM truststore)");
     let librdkafka_cell = Cell::open(
         "librdkafka",
         "sasl",
@@ -232,12 +236,93 @@ fn a_user_made_with_kafka_configs_produces_and_consumes_with_scram_and_plain_fro
     )?;
     ensure!(deleted.contains("Completed updating config for user alice"), "kafka-configs said: {deleted}");
     cli_cell.pass();
+    cli_tls_cell.pass();
     for mechanism in ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] {
         let revoked: BaseConsumer = rdkafka(&pki, &bootstrap, mechanism, "alice", ALICE_PASSWORD).create()?;
         ensure!(revoked.fetch_metadata(None, Duration::from_secs(5)).is_err(), "a deleted user still authenticated with {mechanism}");
     }
     librdkafka_cell.pass();
     playground.stop()
+}
+
+#[test]
+fn franz_go_kafka_python_kafkajs_and_kcat_round_trip_over_sasl_ssl_with_scram_sha_512_and_plain() -> Result<()> {
+    const RECORDS: &str = "2000";
+    let pki = Pki::new()?;
+    pki.issue_server()?;
+    let playground = start(&sasl_flags(pki.directory(), Some(&pki))?)?;
+    let ca = pki.arg("ca.crt");
+    type Driver = fn(&[&str]) -> Result<std::process::Command>;
+    // (matrix client, driver, its mode argument, its success line); roundtrip.py has one mode.
+    let drivers: [(&'static str, Driver, &[&str], &str); 3] = [
+        ("franz-go", franz_go_driver, &["roundtrip"], "OK franz-go roundtrip 2000 records"),
+        ("kafka-python", python_driver, &[], "OK python roundtrip 2000 records"),
+        ("kafkajs", kafkajs_driver, &["roundtrip"], "OK kafkajs roundtrip 2000 records"),
+    ];
+    for (client, driver, mode, expected) in drivers {
+        let sasl_cell = Cell::open(
+            client,
+            "sasl",
+            "the driver's round trip (create the topic, produce 2,000 records in five codecs, consume them in a group, commit and \
+             check the commits) over SASL_SSL, once with SCRAM-SHA-512 and once with PLAIN",
+        );
+        let tls_cell = Cell::open(client, "tls", "the same round trips over TLS, trusting only the test CA");
+        for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+            let topic = format!("sasl-{client}-{}", mechanism.to_ascii_lowercase());
+            let mut arguments = mode.to_vec();
+            arguments.extend([
+                "--bootstrap",
+                &playground.bootstrap,
+                "--topic",
+                &topic,
+                "--partitions",
+                "3",
+                "--records",
+                RECORDS,
+                "--tls-ca-file",
+                &ca,
+                "--sasl-mechanism",
+                mechanism,
+                "--sasl-user",
+                "admin",
+                "--sasl-password",
+                ADMIN_PASSWORD,
+            ]);
+            let command = driver(&arguments)?;
+            run_driver(command, expected, TOOL_TIMEOUT).with_context(|| format!("{client} over SASL_SSL with {mechanism}"))?;
+        }
+        sasl_cell.pass();
+        tls_cell.pass();
+    }
+
+    // kcat (Debian's, on librdkafka 2.0.2) through the same round trip script as in clients.rs,
+    // every run reading a properties file.
+    let kcat_sasl = Cell::open(
+        "kcat",
+        "sasl",
+        "produce in five codecs, a simple and a group consumer, resume from commits, over SASL_SSL with SCRAM-SHA-512 and PLAIN",
+    );
+    let kcat_tls = Cell::open("kcat", "tls", "the same round trips over TLS, trusting only the test CA");
+    let runtime = tokio::runtime::Runtime::new()?;
+    for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+        let topic = format!("sasl-kcat-{}", mechanism.to_ascii_lowercase());
+        runtime.block_on(kafka::create_topic_with(rdkafka(&pki, &playground.bootstrap, mechanism, "admin", ADMIN_PASSWORD), &topic, 3))?;
+        let properties = pki.path(&format!("kcat-{mechanism}.properties"));
+        std::fs::write(
+            &properties,
+            format!(
+                "security.protocol=sasl_ssl\nssl.ca.location={ca}\nsasl.mechanisms={mechanism}\nsasl.username=admin\nsasl.password={ADMIN_PASSWORD}\n"
+            ),
+        )?;
+        let mut command = kcat_driver(&[&playground.bootstrap, &topic, RECORDS])?;
+        command.env("KCAT_CONFIG", &properties);
+        run_driver(command, "OK kcat roundtrip 2000 records", TOOL_TIMEOUT)
+            .with_context(|| format!("kcat over SASL_SSL with {mechanism}"))?;
+    }
+    kcat_sasl.pass();
+    kcat_tls.pass();
+    ensure!(sasl_metric(&playground, "SCRAM-SHA-512", "failure")? == 0.0, "a client failed to authenticate along the way");
+    Ok(())
 }
 
 /// SaslHandshake v1 for `mechanism` on `connection`.

@@ -79,8 +79,10 @@ handler_table! {
     DescribeGroups 0..=5 "describe_groups" => |context, request, version, client| groups::describe(context, request);
     ListGroups 0..=4 "list_groups" => |context, request, version, client| groups::list(context, request);
     // A SASL listener answers these two itself until the connection authenticates (`server/`);
-    // they reach this table only on a listener without SASL or after authentication.
-    SaslHandshake 1..=1 "sasl_handshake" => |context, request, version, client| crate::sasl::handshake_not_expected();
+    // they reach this table only on a listener without SASL or after authentication. SaslHandshake
+    // v0 is advertised because librdkafka (2.0 and older) decides whether a broker has SASL by
+    // it; used, it is refused (`sasl::Session::handshake`).
+    SaslHandshake 0..=1 "sasl_handshake" => |context, request, version, client| crate::sasl::handshake_not_expected();
     ApiVersions 0..=3 "api_versions" => |context, request, version, client| api_versions::response(None);
     CreateTopics 2..=7 "create_topics" => |context, request, version, client| topics::create(context, request, version).await;
     DeleteTopics 1..=6 "delete_topics" => |context, request, version, client| topics::delete(context, request, version).await;

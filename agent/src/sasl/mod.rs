@@ -119,10 +119,15 @@ impl Session {
         matches!(self, Self::Authenticated)
     }
 
-    /// SaslHandshake: chooses the mechanism if the listener offers it.
-    pub fn handshake(&mut self, settings: &SaslSettings, request: &SaslHandshakeRequest) -> SaslHandshakeResponse {
+    /// SaslHandshake: chooses the mechanism if the listener offers it. Version 0 is refused with
+    /// UNSUPPORTED_VERSION: after it the client would send bare SASL tokens outside Kafka's
+    /// framing, which no client since Kafka 1.0 does (they use v1 and SaslAuthenticate).
+    pub fn handshake(&mut self, settings: &SaslSettings, version: i16, request: &SaslHandshakeRequest) -> SaslHandshakeResponse {
         let offered = settings.mechanisms.iter().map(|mechanism| str_bytes(mechanism.name())).collect();
         let response = SaslHandshakeResponse::default().with_mechanisms(offered);
+        if version == 0 {
+            return response.with_error_code(ResponseError::UnsupportedVersion.code());
+        }
         if !matches!(self, Self::AwaitingHandshake) {
             return response.with_error_code(ResponseError::IllegalSaslState.code());
         }
@@ -268,14 +273,17 @@ mod tests {
     fn the_handshake_offers_the_listeners_mechanisms_and_refuses_others() {
         let listener = settings(&[Mechanism::Scram(ScramMechanism::Sha512), Mechanism::Plain]);
         let mut session = Session::AwaitingHandshake;
-        let response = session.handshake(&listener, &SaslHandshakeRequest::default().with_mechanism(str_bytes("GSSAPI")));
+        let response = session.handshake(&listener, 1, &SaslHandshakeRequest::default().with_mechanism(str_bytes("GSSAPI")));
         assert_eq!(response.error_code, ResponseError::UnsupportedSaslMechanism.code());
         assert_eq!(response.mechanisms, vec![str_bytes("SCRAM-SHA-512"), str_bytes("PLAIN")]);
-        let response = session.handshake(&listener, &SaslHandshakeRequest::default().with_mechanism(str_bytes("PLAIN")));
+        let response = session.handshake(&listener, 1, &SaslHandshakeRequest::default().with_mechanism(str_bytes("PLAIN")));
         assert_eq!(response.error_code, 0);
         assert!(matches!(session, Session::Handshaken(Mechanism::Plain)));
-        let again = session.handshake(&listener, &SaslHandshakeRequest::default().with_mechanism(str_bytes("PLAIN")));
+        let again = session.handshake(&listener, 1, &SaslHandshakeRequest::default().with_mechanism(str_bytes("PLAIN")));
         assert_eq!(again.error_code, ResponseError::IllegalSaslState.code());
+        let mut fresh = Session::AwaitingHandshake;
+        let version_0 = fresh.handshake(&listener, 0, &SaslHandshakeRequest::default().with_mechanism(str_bytes("PLAIN")));
+        assert_eq!(version_0.error_code, ResponseError::UnsupportedVersion.code(), "v0 would be followed by unframed tokens");
     }
 
     #[tokio::test]

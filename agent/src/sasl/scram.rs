@@ -16,6 +16,9 @@ pub struct ScramExchange {
     gs2_header: String,
     client_first_bare: String,
     server_first: String,
+    /// The client's part of the nonce.
+    client_nonce: String,
+    /// The whole nonce: the client's part, then ours.
     nonce: String,
 }
 
@@ -73,6 +76,7 @@ impl ScramExchange {
             gs2_header: gs2_header.to_string(),
             client_first_bare: client_first_bare.to_string(),
             server_first: server_first.clone(),
+            client_nonce: client_nonce.to_string(),
             nonce,
         };
         Ok((exchange, server_first.into_bytes()))
@@ -95,7 +99,13 @@ impl ScramExchange {
         if BASE64.decode(channel_binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
             return Err(ScramError::Malformed("the channel binding does not repeat the first message's header"));
         }
-        if attributes.next().and_then(|field| field.strip_prefix("r=")) != Some(self.nonce.as_str()) {
+        // librdkafka before 2.6.1 (Debian's and Ubuntu's kcat among them) repeats its own part in
+        // front of the whole nonce (confluentinc/librdkafka#4895); Kafka 3.8.1 and later accept
+        // that form too. Every byte of our part must still come back, so a replayed or foreign
+        // exchange fails either way.
+        let nonce = attributes.next().and_then(|field| field.strip_prefix("r=")).unwrap_or_default();
+        let repeated_by_old_librdkafka = nonce.strip_prefix(self.client_nonce.as_str()) == Some(self.nonce.as_str());
+        if nonce != self.nonce && !repeated_by_old_librdkafka {
             return Err(ScramError::Malformed("the nonce does not match"));
         }
         let proof = BASE64.decode(proof).map_err(|_| ScramError::Malformed("the proof is not base64"))?;
@@ -232,5 +242,30 @@ mod tests {
         assert!(matches!(exchange.finish(other_header.as_bytes()), Err(ScramError::Malformed(_))));
         let (exchange, _) = start();
         assert!(matches!(exchange.finish(b"c=biws,r=abc"), Err(ScramError::Malformed(_))));
+    }
+
+    #[test]
+    fn old_librdkafkas_repeated_client_nonce_is_accepted_and_nothing_looser() {
+        let credential = ScramCredential::from_password(ScramMechanism::Sha512, "pw", 4096);
+        let start = || ScramExchange::start(ScramMechanism::Sha512, b"n,,n=u,r=abc", |_| Some(credential.clone())).unwrap();
+        let finish_with = |transform: &dyn Fn(&str) -> String| {
+            let (exchange, server_first) = start();
+            let server_first = String::from_utf8(server_first).unwrap();
+            let nonce = server_first.split(',').next().unwrap().strip_prefix("r=").unwrap().to_string();
+            // The proof covers the real server-first and the nonce as sent, as librdkafka computes it.
+            let sent = transform(&nonce);
+            let without_proof = format!("c=biws,r={sent}");
+            let auth_message = format!("n=u,r=abc,{server_first},{without_proof}");
+            let salted = ScramMechanism::Sha512.salted_password(b"pw", &credential.salt, 4096);
+            let client_key = ScramMechanism::Sha512.hmac(&salted, b"Client Key");
+            let signature = ScramMechanism::Sha512.hmac(&ScramMechanism::Sha512.hash(&client_key), auth_message.as_bytes());
+            let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(key, signature)| key ^ signature).collect();
+            exchange.finish(format!("{without_proof},p={}", BASE64.encode(proof)).as_bytes())
+        };
+        assert!(finish_with(&|nonce| nonce.to_string()).is_ok(), "the exact nonce");
+        assert!(finish_with(&|nonce| format!("abc{nonce}")).is_ok(), "librdkafka's repeated client part");
+        for looser in [|nonce: &str| format!("x{nonce}"), |nonce: &str| nonce[..nonce.len() - 1].to_string(), |_: &str| "abc".to_string()] {
+            assert!(matches!(finish_with(&looser), Err(ScramError::Malformed(_))));
+        }
     }
 }

@@ -471,7 +471,7 @@ async fn authenticate(frame: Bytes, session: &mut Session, settings: &SaslSettin
     let started = Instant::now();
     let (body, verdict) = match codec::decode_request(frame, api_key, version) {
         Ok((_, RequestKind::SaslHandshake(request))) => {
-            let response = session.handshake(settings, &request);
+            let response = session.handshake(settings, version, &request);
             // Kafka closes the connection after refusing a mechanism.
             let verdict = if response.error_code == 0 { Verdict::Continue } else { Verdict::Failed };
             (ResponseKind::SaslHandshake(response), verdict)
