@@ -360,6 +360,24 @@ fn invalid_fixtures(plane: &ControlPlane) -> Vec<Invalid> {
         value
     };
     vec![
+        Invalid {
+            what: "mtls without a TLS Secret",
+            object: cluster(&|v| v["spec"]["listener"] = json!({"authentication": {"type": "mtls"}})),
+            field: "mtls authentication needs tlsSecretRef",
+        },
+        Invalid {
+            what: "a bootstrap user without SASL",
+            object: cluster(&|v| {
+                v["spec"]["listener"] =
+                    json!({"authentication": {"type": "none", "bootstrapUser": {"name": "admin", "passwordSecretRef": {"name": "pw"}}}})
+            }),
+            field: "bootstrapUser is for SASL authentication",
+        },
+        Invalid {
+            what: "an unknown authentication type",
+            object: cluster(&|v| v["spec"]["listener"] = json!({"authentication": {"type": "kerberos"}})),
+            field: "spec.listener.authentication.type",
+        },
         Invalid { what: "negative replicas", object: pool(&|v| v["spec"]["replicas"] = json!(-1)), field: "spec.replicas" },
         Invalid { what: "too many replicas", object: pool(&|v| v["spec"]["replicas"] = json!(100000)), field: "spec.replicas" },
         Invalid { what: "replicas as text", object: pool(&|v| v["spec"]["replicas"] = json!("three")), field: "spec.replicas" },
@@ -1202,6 +1220,73 @@ async fn each_unreachable_dependency_is_reported_on_its_own_condition_in_plain_w
         }
         assert!(!fine.message.contains(says), "{name}: {holding} carries the other dependency's problem: {}", fine.message);
     }
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+/// The listener's TLS and SASL on the real apiserver: each missing Secret holds the VirtualCluster
+/// with a condition naming it, and once they exist the pool's agents get them mounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_listener_secret_holds_the_virtual_cluster_and_once_created_the_agents_mount_it() -> Result<()> {
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&client, "listener").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let mut secured = virtual_cluster(plane, &namespace, "secured", "Retain");
+    secured["spec"]["listener"] = json!({
+        "tlsSecretRef": {"name": "listener-tls"},
+        "authentication": {"type": "scram-sha-512", "bootstrapUser": {"name": "admin", "passwordSecretRef": {"name": "admin-password"}}},
+    });
+    create(&clusters, secured).await?;
+    let held_by = |secret: &'static str| {
+        let clusters = clusters.clone();
+        async move {
+            wait_for(&format!("ListenerConfigured=False naming {secret}"), READY_TIMEOUT, || async {
+                let cluster = clusters.get("secured").await?;
+                let listener = cluster_condition(&cluster, "ListenerConfigured").filter(|condition| condition.status == "False");
+                let ready = cluster_condition(&cluster, "Ready");
+                match (listener, ready) {
+                    (Some(listener), Some(ready)) if listener.message.contains(secret) && ready.status == "False" => Ok(Some(listener)),
+                    _ => bail!("conditions {:?}", cluster.status.map(|status| status.conditions)),
+                }
+            })
+            .await
+        }
+    };
+    let missing = held_by("listener-tls").await.with_context(|| process.log_tail())?;
+    println!("{}: {}", missing.reason, missing.message);
+    assert_eq!(missing.reason, "SecretNotFound");
+    create(&secrets, json!({"metadata": {"name": "listener-tls"}, "stringData": {"tls.crt": "certificate", "tls.key": "key"}})).await?;
+    let missing = held_by("admin-password").await.with_context(|| process.log_tail())?;
+    assert_eq!(missing.reason, "SecretNotFound");
+    create(&secrets, json!({"metadata": {"name": "admin-password"}, "stringData": {"password": "admin-secret"}})).await?;
+    wait_cluster_ready(&clusters, "secured").await.with_context(|| process.log_tail())?;
+
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&pools, agent_pool("secured-agents", "secured", 1)).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let deployment = wait_for("the pool's Deployment", READY_TIMEOUT, || async {
+        deployments.get_opt("secured-agents").await?.map(Some).context("no Deployment yet")
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    let pod = deployment.spec.and_then(|spec| spec.template.spec).context("no pod template")?;
+    let env: Vec<(String, Option<String>)> =
+        pod.containers[0].env.clone().unwrap_or_default().into_iter().map(|variable| (variable.name, variable.value)).collect();
+    for (name, value) in [
+        ("FLOE_SASL_MECHANISMS", "SCRAM-SHA-512"),
+        ("FLOE_TLS_CERT_FILE", "/etc/floe/listener-tls/tls.crt"),
+        ("FLOE_SASL_BOOTSTRAP_PASSWORD_FILE", "/etc/floe/bootstrap-user/password"),
+    ] {
+        assert!(env.contains(&(name.to_string(), Some(value.to_string()))), "{name}={value} missing from {env:?}");
+    }
+    let volumes: Vec<Option<String>> =
+        pod.volumes.unwrap_or_default().into_iter().filter_map(|volume| volume.secret.map(|secret| secret.secret_name)).collect();
+    assert!(volumes.contains(&Some("listener-tls".to_string())) && volumes.contains(&Some("admin-password".to_string())), "{volumes:?}");
     drop(process);
     plane.delete_namespace(&client, &namespace).await;
     Ok(())

@@ -48,6 +48,7 @@ fn every_message() -> Vec<(String, String)> {
         BuildError::Bandwidth { value: "fast".into() },
         BuildError::Stabilization { value: "5 minutes".into() },
         BuildError::MissingMetadata { field: "namespace" },
+        BuildError::UnauthenticatedLoadBalancer { cluster: name.to_string() },
     ] {
         messages.push(("InvalidSpec".into(), error.to_string()));
     }

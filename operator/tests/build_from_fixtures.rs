@@ -1,6 +1,6 @@
 //! The pure build step, from YAML fixtures to the children the operator applies.
 
-use floe_operator::agent_pool::build::{build, BuildSettings, BANDWIDTH_METRIC};
+use floe_operator::agent_pool::build::{build, BuildError, BuildSettings, BANDWIDTH_METRIC};
 use floe_operator::crd::{AgentPool, VirtualCluster};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
@@ -174,4 +174,54 @@ fn equal_inputs_build_equal_children_and_a_config_change_rolls_the_agents() {
     cluster.spec.object_store.url = "s3://other-bucket/demo".to_string();
     let second = build(&pool, &cluster, &settings()).unwrap();
     assert_ne!(hash(&first.deployment), hash(&second.deployment));
+}
+
+#[test]
+fn the_listeners_tls_and_sasl_reach_the_agents_as_flags_and_mounted_secrets() {
+    let children =
+        build(&fixture::<AgentPool>("agentpool-minimal.yaml"), &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings()).unwrap();
+    let container = agent(&children.deployment);
+    let env = |name: &str| {
+        container.env.as_ref().unwrap().iter().find(|variable| variable.name == name).and_then(|variable| variable.value.clone())
+    };
+    assert_eq!(env("FLOE_TLS_CERT_FILE").as_deref(), Some("/etc/floe/listener-tls/tls.crt"));
+    assert_eq!(env("FLOE_TLS_KEY_FILE").as_deref(), Some("/etc/floe/listener-tls/tls.key"));
+    assert_eq!(env("FLOE_SASL_MECHANISMS").as_deref(), Some("SCRAM-SHA-512"));
+    assert_eq!(env("FLOE_SASL_BOOTSTRAP_USER").as_deref(), Some("admin"));
+    assert_eq!(env("FLOE_SASL_BOOTSTRAP_PASSWORD_FILE").as_deref(), Some("/etc/floe/bootstrap-user/password"));
+    assert_eq!(env("FLOE_TLS_CLIENT_AUTH"), None, "no client certificates without mtls");
+    let pod = children.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let secret_of = |volume: &str| {
+        pod.volumes.as_ref().unwrap().iter().find(|candidate| candidate.name == volume).and_then(|found| found.secret.clone())
+    };
+    // Whole-Secret directory mounts (never subPath), so a renewed certificate reaches the agent.
+    assert_eq!(secret_of("listener-tls").and_then(|secret| secret.secret_name).as_deref(), Some("demo-listener-tls"));
+    assert_eq!(secret_of("bootstrap-user").and_then(|secret| secret.secret_name).as_deref(), Some("demo-admin"));
+    let mounts = container.volume_mounts.as_ref().unwrap();
+    assert!(mounts
+        .iter()
+        .any(|mount| mount.name == "listener-tls" && mount.mount_path == "/etc/floe/listener-tls" && mount.sub_path.is_none()));
+}
+
+#[test]
+fn mtls_asks_for_client_certificates_and_a_load_balancer_needs_authentication() {
+    use floe_operator::crd::virtual_cluster::AuthenticationType;
+    let mut cluster: VirtualCluster = fixture("virtualcluster.yaml");
+    let listener = cluster.spec.listener.as_mut().unwrap();
+    let authentication = listener.authentication.as_mut().unwrap();
+    authentication.kind = AuthenticationType::Mtls;
+    authentication.bootstrap_user = None;
+    let children = build(&fixture::<AgentPool>("agentpool-minimal.yaml"), &cluster, &settings()).unwrap();
+    let env: Vec<(String, Option<String>)> =
+        agent(&children.deployment).env.clone().unwrap().into_iter().map(|variable| (variable.name, variable.value)).collect();
+    assert!(env.contains(&("FLOE_TLS_CLIENT_AUTH".to_string(), Some("required".to_string()))));
+    assert!(env.contains(&("FLOE_TLS_CLIENT_CA_FILE".to_string(), Some("/etc/floe/listener-tls/ca.crt".to_string()))));
+    assert!(!env.iter().any(|(name, _)| name.starts_with("FLOE_SASL")), "no SASL with mtls");
+
+    let pool: AgentPool = fixture("agentpool-autoscaled.yaml");
+    assert!(build(&pool, &cluster, &settings()).is_ok(), "mtls authenticates a LoadBalancer's clients");
+    cluster.spec.listener = None;
+    let refused = build(&pool, &cluster, &settings()).unwrap_err();
+    assert!(matches!(refused, BuildError::UnauthenticatedLoadBalancer { .. }));
+    assert!(refused.to_string().contains("spec.listener.authentication"), "{refused}");
 }

@@ -8,7 +8,7 @@
 
 use crate::crd::agent_pool::{AgentPool, PullPolicy, Role, ServiceType};
 use crate::crd::quantity;
-use crate::crd::virtual_cluster::VirtualCluster;
+use crate::crd::virtual_cluster::{AuthenticationType, VirtualCluster};
 use crate::labels;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -61,7 +61,17 @@ pub enum BuildError {
     ClusterIdentity { name: String },
     #[error("failed to assemble the {kind}: {reason}")]
     Assemble { kind: &'static str, reason: String },
+    #[error(
+        "a LoadBalancer would expose VirtualCluster {cluster} without authentication; set its spec.listener.authentication \
+         (e.g. type: scram-sha-512) or use serviceType ClusterIP"
+    )]
+    UnauthenticatedLoadBalancer { cluster: String },
 }
+
+/// Where the listener's Secrets are mounted in the agent container (as directories, so a renewed
+/// Secret reaches the agent; the agent re-reads certificates when they change).
+pub const LISTENER_TLS_DIRECTORY: &str = "/etc/floe/listener-tls";
+pub const BOOTSTRAP_USER_DIRECTORY: &str = "/etc/floe/bootstrap-user";
 
 pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSettings) -> Result<Children, BuildError> {
     let name = pool.metadata.name.clone().ok_or(BuildError::MissingMetadata { field: "metadata.name" })?;
@@ -74,6 +84,11 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
     let metadata = |object_name: String| json!({"name": object_name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]});
     let spec = &pool.spec;
     let port = spec.kafka_port();
+    if matches!(spec.listener.as_ref().and_then(|listener| listener.service_type), Some(ServiceType::LoadBalancer))
+        && !cluster.spec.requires_authentication()
+    {
+        return Err(BuildError::UnauthenticatedLoadBalancer { cluster: spec.virtual_cluster_ref.name.clone() });
+    }
 
     let config = agent_config(pool, cluster, &cluster_id)?;
     let config_hash = format!("{:016x}", fnv1a(&serde_json::to_vec(&config).unwrap_or_default()));
@@ -123,6 +138,7 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
         env.push(secret_env("AWS_ACCESS_KEY_ID", &secret.name, "AWS_ACCESS_KEY_ID"));
         env.push(secret_env("AWS_SECRET_ACCESS_KEY", &secret.name, "AWS_SECRET_ACCESS_KEY"));
     }
+    listener_security(cluster, &mut env, &mut volumes, &mut mounts);
 
     let mut container = json!({
         "name": "agent",
@@ -371,6 +387,33 @@ fn agent_config(pool: &AgentPool, cluster: &VirtualCluster, cluster_id: &str) ->
 /// SIGKILL never lands mid-flush.
 pub fn drain_timeout_seconds(grace_seconds: i64) -> i64 {
     (grace_seconds - (grace_seconds / 10).max(10)).max(1)
+}
+
+/// The VirtualCluster's listener TLS and authentication as the agent's flags (environment) and
+/// mounted Secrets.
+fn listener_security(cluster: &VirtualCluster, env: &mut Vec<Value>, volumes: &mut Vec<Value>, mounts: &mut Vec<Value>) {
+    let Some(listener) = &cluster.spec.listener else { return };
+    let value = |name: &str, value: String| json!({"name": name, "value": value});
+    if let Some(secret) = &listener.tls_secret_ref {
+        volumes.push(json!({"name": "listener-tls", "secret": {"secretName": secret.name}}));
+        mounts.push(json!({"name": "listener-tls", "mountPath": LISTENER_TLS_DIRECTORY, "readOnly": true}));
+        env.push(value("FLOE_TLS_CERT_FILE", format!("{LISTENER_TLS_DIRECTORY}/tls.crt")));
+        env.push(value("FLOE_TLS_KEY_FILE", format!("{LISTENER_TLS_DIRECTORY}/tls.key")));
+    }
+    let Some(authentication) = &listener.authentication else { return };
+    if authentication.kind == AuthenticationType::Mtls {
+        env.push(value("FLOE_TLS_CLIENT_AUTH", "required".to_string()));
+        env.push(value("FLOE_TLS_CLIENT_CA_FILE", format!("{LISTENER_TLS_DIRECTORY}/ca.crt")));
+    }
+    if let Some(mechanism) = authentication.kind.sasl_mechanism() {
+        env.push(value("FLOE_SASL_MECHANISMS", mechanism.to_string()));
+    }
+    if let (Some(user), Some(_)) = (&authentication.bootstrap_user, authentication.kind.sasl_mechanism()) {
+        volumes.push(json!({"name": "bootstrap-user", "secret": {"secretName": user.password_secret_ref.name, "items": [{"key": "password", "path": "password"}]}}));
+        mounts.push(json!({"name": "bootstrap-user", "mountPath": BOOTSTRAP_USER_DIRECTORY, "readOnly": true}));
+        env.push(value("FLOE_SASL_BOOTSTRAP_USER", user.name.clone()));
+        env.push(value("FLOE_SASL_BOOTSTRAP_PASSWORD_FILE", format!("{BOOTSTRAP_USER_DIRECTORY}/password")));
+    }
 }
 
 fn secret_env(variable: &str, secret: &str, key: &str) -> Value {

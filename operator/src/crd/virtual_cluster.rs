@@ -39,6 +39,92 @@ pub struct VirtualClusterSpec {
     /// and the objects so a new VirtualCluster of the same name picks them up; `Delete` removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// TLS and client authentication of every agent's Kafka listener. Without it clients connect
+    /// in plaintext and unauthenticated (an AgentPool may then not use a LoadBalancer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<ClusterListenerSpec>,
+}
+
+/// How clients reach the agents: TLS and authentication.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.authentication) || self.authentication.type != 'mtls' || has(self.tlsSecretRef)",
+    "message": "mtls authentication needs tlsSecretRef: a Secret with tls.crt, tls.key and the clients' ca.crt"
+}]))]
+pub struct ClusterListenerSpec {
+    /// Secret with `tls.crt` and `tls.key` (a cert-manager Certificate's Secret works as is) and,
+    /// for `mtls` authentication, `ca.crt`. Turns TLS on. Mounted as a directory, so a renewed
+    /// certificate reaches the agents without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_ref: Option<SecretReference>,
+    /// How clients prove who they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<AuthenticationSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.bootstrapUser) || self.type in ['scram-sha-512', 'scram-sha-256', 'plain']",
+    "message": "bootstrapUser is for SASL authentication (scram-sha-512, scram-sha-256 or plain)"
+}]))]
+pub struct AuthenticationSpec {
+    /// `scram-sha-512`, `scram-sha-256` or `plain` (SASL; users are SCRAM credentials in this
+    /// virtual cluster, managed with kafka-configs), `mtls` (a client certificate chaining to the
+    /// TLS Secret's `ca.crt`; its subject is the principal) or `none`.
+    #[serde(rename = "type")]
+    pub kind: AuthenticationType,
+    /// The first user, written by the agents at start-up, who can then create the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_user: Option<BootstrapUserSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AuthenticationType {
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "plain")]
+    Plain,
+    #[serde(rename = "mtls")]
+    Mtls,
+}
+
+impl AuthenticationType {
+    /// The agent's `--sasl-mechanisms` value, for the SASL types.
+    pub fn sasl_mechanism(self) -> Option<&'static str> {
+        match self {
+            Self::ScramSha512 => Some("SCRAM-SHA-512"),
+            Self::ScramSha256 => Some("SCRAM-SHA-256"),
+            Self::Plain => Some("PLAIN"),
+            Self::None | Self::Mtls => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapUserSpec {
+    /// The user's name, e.g. `admin`.
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// Secret whose key `password` holds the user's password. Changing it changes the password
+    /// when the agents next start.
+    pub password_secret_ref: SecretReference,
+}
+
+impl VirtualClusterSpec {
+    /// Whether clients must authenticate (SASL or a client certificate).
+    pub fn requires_authentication(&self) -> bool {
+        self.listener
+            .as_ref()
+            .and_then(|listener| listener.authentication.as_ref())
+            .is_some_and(|authentication| authentication.kind != AuthenticationType::None)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -1,7 +1,7 @@
 //! Reading a VirtualCluster's Secrets and opening its etcd and its bucket. This step only
 //! performs I/O; what it reads is validated by the caller.
 
-use crate::crd::virtual_cluster::VirtualCluster;
+use crate::crd::virtual_cluster::{AuthenticationType, VirtualCluster};
 use floe_meta::bucket::{ObjectStoreUrl, S3Options, SegmentStore};
 use floe_meta::etcd::{self, EtcdSettings};
 use floe_meta::keys::KeyLayout;
@@ -45,6 +45,29 @@ async fn secret_value(secrets: &Api<Secret>, name: &str, key: &str, field: &str)
 
 fn utf8(bytes: Vec<u8>, what: &str) -> Result<String, Unusable> {
     String::from_utf8(bytes).map_err(|_| problems::secret_key_invalid(what))
+}
+
+/// Checks that the Secrets the listener names exist with the keys the agents will read, so a
+/// missing one shows on the VirtualCluster (and pools keep their agents' last configuration)
+/// instead of agents failing to start.
+pub async fn check_listener(client: &Client, cluster: &VirtualCluster) -> Result<(), Unusable> {
+    let Some(listener) = &cluster.spec.listener else { return Ok(()) };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
+    let mtls = listener.authentication.as_ref().is_some_and(|authentication| authentication.kind == AuthenticationType::Mtls);
+    if let Some(reference) = &listener.tls_secret_ref {
+        let keys: &[&str] = if mtls { &["tls.crt", "tls.key", "ca.crt"] } else { &["tls.crt", "tls.key"] };
+        for key in keys {
+            secret_value(&secrets, &reference.name, key, "spec.listener.tlsSecretRef").await?;
+        }
+    }
+    if let Some(user) = listener.authentication.as_ref().and_then(|authentication| authentication.bootstrap_user.as_ref()) {
+        let field = "spec.listener.authentication.bootstrapUser.passwordSecretRef";
+        let password = secret_value(&secrets, &user.password_secret_ref.name, "password", field).await?;
+        if password.iter().all(|byte| byte.is_ascii_whitespace()) {
+            return Err(problems::secret_key_empty(&user.password_secret_ref.name, field, "password"));
+        }
+    }
+    Ok(())
 }
 
 /// Validates the spec and reads the Secrets it names, for both dependencies.

@@ -105,6 +105,7 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
         Err(_) => None,
     };
     let (metadata, bucket) = (metadata.map(|_| ()), bucket.map(|_| ()));
+    let listener = connect::check_listener(&context.client, &cluster).await;
 
     let conditions = &previous.conditions;
     let metadata_condition = match &metadata {
@@ -122,15 +123,31 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
         Ok(()) => condition(conditions, "BucketReachable", true, "Probed", "PUT, GET and DELETE of a probe object succeeded", generation),
         Err(problem) => condition(conditions, "BucketReachable", false, problem.reason, problem.message.clone(), generation),
     };
-    let ready = metadata.is_ok() && bucket.is_ok();
-    let ready_condition = match (&metadata, &bucket) {
-        (Ok(()), Ok(())) => condition(conditions, "Ready", true, "Ready", "metadata and bucket reachable; agents can join", generation),
-        (Err(problem), _) | (Ok(()), Err(problem)) => {
+    let listener_condition = match (&listener, &cluster.spec.listener) {
+        (Ok(()), Some(_)) => condition(
+            conditions,
+            "ListenerConfigured",
+            true,
+            "SecretsFound",
+            "the listener's Secrets hold every key the agents read",
+            generation,
+        ),
+        (Ok(()), None) => {
+            condition(conditions, "ListenerConfigured", true, "Plaintext", "clients connect without TLS or authentication", generation)
+        }
+        (Err(problem), _) => condition(conditions, "ListenerConfigured", false, problem.reason, problem.message.clone(), generation),
+    };
+    let ready = metadata.is_ok() && bucket.is_ok() && listener.is_ok();
+    let ready_condition = match (&metadata, &bucket, &listener) {
+        (Ok(()), Ok(()), Ok(())) => {
+            condition(conditions, "Ready", true, "Ready", "metadata and bucket reachable; agents can join", generation)
+        }
+        (Err(problem), _, _) | (Ok(()), Err(problem), _) | (Ok(()), Ok(()), Err(problem)) => {
             condition(conditions, "Ready", false, problem.reason, problem.message.clone(), generation)
         }
     };
     if !ready {
-        let problem = metadata.as_ref().err().or(bucket.as_ref().err()).cloned();
+        let problem = metadata.as_ref().err().or(bucket.as_ref().err()).or(listener.as_ref().err()).cloned();
         let was_reason = previous.conditions.iter().find(|condition| condition.type_ == "Ready").map(|condition| condition.reason.clone());
         if let Some(problem) = problem {
             // One event per new problem, not one per retry.
@@ -139,7 +156,7 @@ async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action
             }
         }
     }
-    status.conditions = vec![ready_condition, metadata_condition, bucket_condition];
+    status.conditions = vec![ready_condition, metadata_condition, bucket_condition, listener_condition];
     if let Some((healthy, reason, message)) = agents {
         let was_failing = conditions.iter().any(|condition| condition.type_ == agents_health::CONDITION && condition.status == "False");
         if !healthy && !was_failing {

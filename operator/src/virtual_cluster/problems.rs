@@ -61,6 +61,11 @@ pub fn secret_key_missing(name: &str, field: &str, key: &str) -> Unusable {
     Unusable { reason: "SecretKeyMissing", message }
 }
 
+pub fn secret_key_empty(name: &str, field: &str, key: &str) -> Unusable {
+    let message = format!("Secret {} ({field}) has an empty {key}; put a value in it", shorten(name, MAX_NAME));
+    Unusable { reason: "SecretKeyEmpty", message }
+}
+
 pub fn secret_key_invalid(key: &str) -> Unusable {
     Unusable { reason: "SecretKeyInvalid", message: format!("Secret key {key} is not UTF-8 text; store it as plain text") }
 }
