@@ -11,6 +11,7 @@ pub mod admin;
 pub mod agent;
 pub mod cluster;
 pub mod config;
+pub mod coordination;
 pub mod fuzzing;
 pub mod groups;
 pub mod handlers;
