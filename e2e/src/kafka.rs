@@ -1,6 +1,6 @@
 //! rdkafka (librdkafka 2.x, bundled) helpers used by the Rust suites.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -273,4 +273,39 @@ pub fn longest_gap(acknowledged: &[Acknowledged]) -> Duration {
     let mut times: Vec<Instant> = acknowledged.iter().map(|ack| ack.at).collect();
     times.sort();
     times.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap_or_default()
+}
+
+/// Produces records `indexes` (the shared record format, `crate::records`) with the producer's
+/// settings, all in flight at once, and fails unless every one is acknowledged.
+pub async fn produce_indexed(producer: &rdkafka::producer::FutureProducer, topic: &str, indexes: std::ops::Range<u64>) -> Result<()> {
+    let sends = indexes.map(|index| async move {
+        let (key, value) = (crate::records::key(index), crate::records::value(index));
+        producer
+            .send(rdkafka::producer::FutureRecord::to(topic).key(&key).payload(&value), Duration::from_secs(60))
+            .await
+            .map_err(|(error, _)| error)
+    });
+    for outcome in futures::future::join_all(sends).await {
+        outcome.context("a send was not acknowledged")?;
+    }
+    Ok(())
+}
+
+/// Reads `topic` (one partition) with `config` and checks it holds exactly records `0..count`,
+/// each once and unchanged.
+pub fn verify_indexed(config: ClientConfig, topic: &str, count: u64) -> Result<()> {
+    let read = read_all_with(config, topic, 1, Duration::from_secs(60))?;
+    let records = read.get(&0).cloned().unwrap_or_default();
+    ensure!(records.len() as u64 == count, "{topic}: read {} records, expected {count}", records.len());
+    let mut indexes: Vec<u64> = records
+        .iter()
+        .map(|record| {
+            let index = crate::records::index_of(&record.key).context("a key not written by this test")?;
+            ensure!(record.value == crate::records::value(index), "{topic}: record {index} came back changed");
+            Ok(index)
+        })
+        .collect::<Result<_>>()?;
+    indexes.sort_unstable();
+    ensure!(indexes == (0..count).collect::<Vec<_>>(), "{topic}: not every record 0..{count} came back once");
+    Ok(())
 }

@@ -10,8 +10,8 @@ use floe_e2e::matrix::Cell;
 use floe_e2e::pki::Pki;
 use floe_e2e::wire::RawConnection;
 use floe_e2e::{
-    franz_go_driver, http_get, kafka, kafka_tool, kafkajs_driver, kcat_driver, metric_value, python_driver, records, run_driver,
-    run_with_timeout, Playground,
+    franz_go_driver, http_get, kafka, kafka_tool, kafkajs_driver, kcat_driver, metric_value, python_driver, run_driver, run_with_timeout,
+    Playground,
 };
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -100,28 +100,6 @@ fn kafka_configs(bootstrap: &str, properties: &str, arguments: &[&str]) -> Resul
     let output = run_with_timeout(command, TOOL_TIMEOUT)?;
     ensure!(output.status.success(), "kafka-configs {arguments:?} failed:\n{}\n{}", output.stdout, output.stderr);
     Ok(output.stdout)
-}
-
-/// Produces records `indexes` with acks=all and fails unless every one is acknowledged.
-async fn produce(producer: &FutureProducer, topic: &str, indexes: std::ops::Range<u64>) -> Result<()> {
-    let sends = indexes.map(|index| async move {
-        let (key, value) = (records::key(index), records::value(index));
-        producer.send(FutureRecord::to(topic).key(&key).payload(&value), Duration::from_secs(60)).await.map_err(|(error, _)| error)
-    });
-    for outcome in futures::future::join_all(sends).await {
-        outcome.context("a send over SASL was not acknowledged")?;
-    }
-    Ok(())
-}
-
-/// Reads `topic` (one partition) and checks it holds exactly records `0..count`.
-fn verify_records(config: ClientConfig, topic: &str, count: u64) -> Result<()> {
-    let read = kafka::read_all_with(config, topic, 1, Duration::from_secs(60))?;
-    let records = read.get(&0).cloned().unwrap_or_default();
-    let mut indexes: Vec<u64> = records.iter().filter_map(|record| records::index_of(&record.key)).collect();
-    indexes.sort_unstable();
-    ensure!(indexes == (0..count).collect::<Vec<_>>(), "{topic}: read {} records, not each of 0..{count} once", records.len());
-    Ok(())
 }
 
 #[test]
@@ -209,9 +187,9 @@ fn a_user_made_with_kafka_configs_produces_and_consumes_with_scram_and_plain_fro
         1,
     ))?;
     let producer: FutureProducer = rdkafka(&pki, &bootstrap, "SCRAM-SHA-256", "alice", ALICE_PASSWORD).set("acks", "all").create()?;
-    runtime.block_on(produce(&producer, "sasl-librdkafka", 0..LIBRDKAFKA_RECORDS))?;
+    runtime.block_on(kafka::produce_indexed(&producer, "sasl-librdkafka", 0..LIBRDKAFKA_RECORDS))?;
     drop(producer);
-    verify_records(rdkafka(&pki, &bootstrap, "PLAIN", "alice", ALICE_PASSWORD), "sasl-librdkafka", LIBRDKAFKA_RECORDS)?;
+    kafka::verify_indexed(rdkafka(&pki, &bootstrap, "PLAIN", "alice", ALICE_PASSWORD), "sasl-librdkafka", LIBRDKAFKA_RECORDS)?;
 
     // A wrong password is refused and counted.
     let failures_before = sasl_metric(&playground, "SCRAM-SHA-512", "failure")?;
@@ -224,7 +202,7 @@ fn a_user_made_with_kafka_configs_produces_and_consumes_with_scram_and_plain_fro
     // Durability: every acknowledged record read back after the agent restarted.
     playground.restart()?;
     let bootstrap = playground.bootstrap.clone();
-    verify_records(rdkafka(&pki, &bootstrap, "SCRAM-SHA-512", "alice", ALICE_PASSWORD), "sasl-librdkafka", LIBRDKAFKA_RECORDS)?;
+    kafka::verify_indexed(rdkafka(&pki, &bootstrap, "SCRAM-SHA-512", "alice", ALICE_PASSWORD), "sasl-librdkafka", LIBRDKAFKA_RECORDS)?;
     ensure!(read_with_java(&bootstrap, "sasl-java-2")? == java_expected, "the Java records did not survive the restart");
     java_cell.pass();
 
@@ -405,7 +383,7 @@ fn before_authentication_only_api_versions_and_sasl_are_answered_and_a_large_fra
         .set("sasl.password", ADMIN_PASSWORD);
     runtime.block_on(kafka::create_topic_with(config.clone(), "sasl-plaintext", 1))?;
     let producer: FutureProducer = config.clone().set("acks", "all").create()?;
-    runtime.block_on(produce(&producer, "sasl-plaintext", 0..100))?;
+    runtime.block_on(kafka::produce_indexed(&producer, "sasl-plaintext", 0..100))?;
     drop(producer);
-    verify_records(config, "sasl-plaintext", 100)
+    kafka::verify_indexed(config, "sasl-plaintext", 100)
 }

@@ -7,11 +7,10 @@
 use anyhow::{bail, ensure, Context, Result};
 use floe_e2e::matrix::Cell;
 use floe_e2e::pki::Pki;
-use floe_e2e::{http_get, kafka, kafka_tool, metric_value, records, run_with_timeout, wait_until, Playground};
+use floe_e2e::{http_get, kafka, kafka_tool, metric_value, run_with_timeout, wait_until, Playground};
 use rcgen::DnType;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
@@ -56,38 +55,6 @@ fn start(flags: &[String], log: Option<&Path>) -> Result<Playground> {
 fn handshake_failures(playground: &Playground, reason: &str) -> Result<f64> {
     let (_, metrics) = http_get(&playground.http, "/metrics")?;
     Ok(metric_value(&metrics, &format!("floe_tls_handshake_failures_total{{reason=\"{reason}\"}}")).unwrap_or(0.0))
-}
-
-/// Produces records `indexes` with acks=all, all in flight at once, and fails unless every one
-/// is acknowledged.
-async fn produce(producer: &FutureProducer, topic: &str, indexes: std::ops::Range<u64>) -> Result<()> {
-    let sends = indexes.map(|index| async move {
-        let key = records::key(index);
-        let value = records::value(index);
-        producer.send(FutureRecord::to(topic).key(&key).payload(&value), Duration::from_secs(60)).await.map_err(|(error, _)| error)
-    });
-    for outcome in futures::future::join_all(sends).await {
-        outcome.context("a send over TLS was not acknowledged")?;
-    }
-    Ok(())
-}
-
-/// Reads `topic` (one partition) over TLS and checks it holds exactly records `0..count`.
-fn verify_records(config: ClientConfig, topic: &str, count: u64) -> Result<()> {
-    let read = kafka::read_all_with(config, topic, 1, Duration::from_secs(60))?;
-    let records = read.get(&0).cloned().unwrap_or_default();
-    ensure!(records.len() as u64 == count, "{topic}: read {} records, expected {count}", records.len());
-    let mut indexes: Vec<u64> = records
-        .iter()
-        .map(|record| {
-            let index = records::index_of(&record.key).context("a key not written by this test")?;
-            ensure!(record.value == records::value(index), "{topic}: record {index} came back changed");
-            Ok(index)
-        })
-        .collect::<Result<_>>()?;
-    indexes.sort_unstable();
-    ensure!(indexes == (0..count).collect::<Vec<_>>(), "{topic}: not every record 0..{count} came back once");
-    Ok(())
 }
 
 #[test]
@@ -152,9 +119,9 @@ fn java_and_librdkafka_round_trip_over_mutual_tls_the_subject_is_the_principal_a
     // librdkafka with its client certificate.
     const LIBRDKAFKA_RECORDS: u64 = 1000;
     let producer: FutureProducer = pki.rdkafka(&bootstrap, true).set("acks", "all").create()?;
-    runtime.block_on(produce(&producer, "tls-librdkafka", 0..LIBRDKAFKA_RECORDS))?;
+    runtime.block_on(kafka::produce_indexed(&producer, "tls-librdkafka", 0..LIBRDKAFKA_RECORDS))?;
     drop(producer);
-    verify_records(pki.rdkafka(&bootstrap, true), "tls-librdkafka", LIBRDKAFKA_RECORDS)?;
+    kafka::verify_indexed(pki.rdkafka(&bootstrap, true), "tls-librdkafka", LIBRDKAFKA_RECORDS)?;
 
     // Without a certificate: refused at the handshake.
     let before = handshake_failures(&playground, "no_client_certificate")?;
@@ -178,7 +145,7 @@ fn java_and_librdkafka_round_trip_over_mutual_tls_the_subject_is_the_principal_a
     // Durability: every acknowledged record is read back over TLS after the agent restarted.
     playground.restart()?;
     let bootstrap = playground.bootstrap.clone();
-    verify_records(pki.rdkafka(&bootstrap, true), "tls-librdkafka", LIBRDKAFKA_RECORDS)?;
+    kafka::verify_indexed(pki.rdkafka(&bootstrap, true), "tls-librdkafka", LIBRDKAFKA_RECORDS)?;
     ensure!(read_with_java(&bootstrap)? == java_expected, "the Java records did not survive the restart");
     java_cell.pass();
     librdkafka_cell.pass();
@@ -230,7 +197,7 @@ fn a_replaced_certificate_reaches_new_connections_while_connected_clients_keep_w
     runtime.block_on(async {
         kafka::create_topic_with(pki.rdkafka(&bootstrap, false), "tls-rotation", 1).await?;
         let producer: FutureProducer = pki.rdkafka(&bootstrap, false).set("acks", "all").create()?;
-        produce(&producer, "tls-rotation", 0..100).await?;
+        kafka::produce_indexed(&producer, "tls-rotation", 0..100).await?;
         let mut before = connect_tls(&pki, &bootstrap).await?;
         ensure!(served_serial(&before)? == [0x10, 0x01], "the first certificate was not served");
         api_versions_over(&mut before).await?;
@@ -248,7 +215,7 @@ fn a_replaced_certificate_reaches_new_connections_while_connected_clients_keep_w
         // The connection opened before the change still answers, and the producer (connected
         // since before) keeps being acknowledged.
         api_versions_over(&mut before).await.context("the connection opened before the certificate changed stopped working")?;
-        produce(&producer, "tls-rotation", 100..200).await?;
+        kafka::produce_indexed(&producer, "tls-rotation", 100..200).await?;
 
         // The listener's limits hold inside TLS too: a frame declaring more than
         // --max-request-bytes closes the connection before anything is allocated.
@@ -265,7 +232,7 @@ fn a_replaced_certificate_reaches_new_connections_while_connected_clients_keep_w
         metric_value(&metrics, "floe_requests_refused_total{limit=\"socket_request_max_bytes\"}") == Some(1.0),
         "the oversized frame over TLS was not refused by --max-request-bytes"
     );
-    verify_records(pki.rdkafka(&bootstrap, false), "tls-rotation", 200)?;
+    kafka::verify_indexed(pki.rdkafka(&bootstrap, false), "tls-rotation", 200)?;
     Ok(())
 }
 

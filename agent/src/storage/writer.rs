@@ -358,21 +358,34 @@ mod tests {
     use crate::storage::{ObjectStoreUrl, S3Options};
     use kafka_protocol::records::Compression;
 
-    #[tokio::test]
-    async fn a_draining_writer_flushes_without_waiting_for_the_flush_interval() {
-        let directory = tempfile::tempdir().unwrap();
+    /// A running writer over `store`, flushing every `flush_interval`, on an embedded journal in
+    /// `directory` that holds topic `t` (one partition); returns its metadata, the topic's id and
+    /// the sender that stops it (the writer runs while the test holds it).
+    async fn running_writer(
+        directory: &std::path::Path,
+        store: Arc<SegmentStore>,
+        metrics: Arc<Metrics>,
+        flush_interval: Duration,
+    ) -> (Arc<SegmentWriter>, MetadataClient, Uuid, watch::Sender<bool>) {
         let replica = Arc::new(Replica::new());
-        let journal = Arc::new(EmbeddedJournal::open(&directory.path().join("journal.log"), Arc::clone(&replica)).unwrap());
+        let journal = Arc::new(EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(&replica)).unwrap());
         let metadata = MetadataClient::new(journal, replica);
         let topic_id = Uuid::new_v4();
         let create = JournalRecord::CreateTopic { name: "t".into(), topic_id, partitions: 1, configs: Default::default() };
         metadata.submit(create).await.unwrap();
+        let config = WriterConfig { flush_interval, flush_max_bytes: 8 << 20 };
+        let writer = Arc::new(SegmentWriter::new(config, store, Arc::new(SegmentCache::new(1 << 20)), metadata.clone(), metrics));
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(Arc::clone(&writer).run(stopped));
+        (writer, metadata, topic_id, stop)
+    }
+
+    #[tokio::test]
+    async fn a_draining_writer_flushes_without_waiting_for_the_flush_interval() {
+        let directory = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
         let store = Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), metrics.clone()).unwrap());
-        let config = WriterConfig { flush_interval: Duration::from_secs(3600), flush_max_bytes: 8 << 20 };
-        let writer = Arc::new(SegmentWriter::new(config, store, Arc::new(SegmentCache::new(1 << 20)), metadata, metrics));
-        let (_stop, stopped) = watch::channel(false);
-        tokio::spawn(Arc::clone(&writer).run(stopped));
+        let (writer, _, topic_id, _stop) = running_writer(directory.path(), store, metrics, Duration::from_secs(3600)).await;
         let batch = encoded_batch(3, Compression::None);
         let summary = validate_produced(&batch, 1 << 20).unwrap();
         let mut first = writer.append("t", topic_id, 0, batch.clone(), summary).await;
@@ -391,21 +404,11 @@ mod tests {
         use floe_meta::bucket::faults::{FaultInjecting, Operation};
         use floe_meta::bucket::remote::RemoteBackend;
         let directory = tempfile::tempdir().unwrap();
-        let replica = Arc::new(Replica::new());
-        let journal = Arc::new(EmbeddedJournal::open(&directory.path().join("journal.log"), Arc::clone(&replica)).unwrap());
-        let metadata = MetadataClient::new(journal, replica);
-        let topic_id = Uuid::new_v4();
-        let create = JournalRecord::CreateTopic { name: "t".into(), topic_id, partitions: 1, configs: Default::default() };
-        metadata.submit(create).await.unwrap();
         let metrics = Arc::new(Metrics::new());
         let bucket =
             Arc::new(FaultInjecting::new(Arc::new(RemoteBackend::new(Arc::new(object_store::memory::InMemory::new()), String::new()))));
         let store = Arc::new(SegmentStore::with_backend(bucket.clone(), metrics.clone()));
-        let config = WriterConfig { flush_interval: Duration::from_millis(10), flush_max_bytes: 8 << 20 };
-        let writer =
-            Arc::new(SegmentWriter::new(config, Arc::clone(&store), Arc::new(SegmentCache::new(1 << 20)), metadata.clone(), metrics));
-        let (_stop, stopped) = watch::channel(false);
-        tokio::spawn(Arc::clone(&writer).run(stopped));
+        let (writer, metadata, topic_id, _stop) = running_writer(directory.path(), store, metrics, Duration::from_millis(10)).await;
         let batch = encoded_batch(3, Compression::None);
         let summary = validate_produced(&batch, 1 << 20).unwrap();
 
