@@ -616,3 +616,39 @@ async fn scram_credentials_are_upserted_described_and_deleted_with_kafkas_error_
     );
     assert_eq!(describe(None).await.len(), 2, "alice was deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_quotas_are_described_as_none_and_a_malformed_filter_is_refused() {
+    use describe_client_quotas_request::ComponentData;
+    let agent = InProcess::start().await;
+    let describe = |components: Vec<ComponentData>| {
+        let agent = &agent;
+        async move {
+            let request = DescribeClientQuotasRequest::default().with_components(components);
+            let ResponseKind::DescribeClientQuotas(response) =
+                agent.call(ApiKey::DescribeClientQuotas, 1, RequestKind::DescribeClientQuotas(request)).await
+            else {
+                panic!("not a DescribeClientQuotas response")
+            };
+            response
+        }
+    };
+    let user = |match_type: i8, name: Option<&str>| {
+        ComponentData::default()
+            .with_entity_type(StrBytes::from_static_str("user"))
+            .with_match_type(match_type)
+            .with_match(name.map(|name| StrBytes::from_string(name.to_string())))
+    };
+    let none = describe(vec![user(0, Some("alice"))]).await;
+    assert_eq!((none.error_code, none.entries.map(|entries| entries.len())), (0, Some(0)), "no quotas exist");
+    for bad in [
+        vec![user(0, None)],
+        vec![user(7, None)],
+        vec![user(2, None), user(1, None)],
+        vec![ComponentData::default().with_entity_type(StrBytes::from_static_str("group")).with_match_type(2)],
+    ] {
+        let refused = describe(bad).await;
+        assert_eq!(refused.error_code, ResponseError::InvalidRequest.code(), "{:?}", refused.error_message);
+        assert!(refused.error_message.is_some());
+    }
+}

@@ -106,7 +106,7 @@ fn kafka_configs(bootstrap: &str, properties: &str, arguments: &[&str]) -> Resul
 fn a_user_made_with_kafka_configs_produces_and_consumes_with_scram_and_plain_from_java_and_librdkafka_until_deleted() -> Result<()> {
     let java_cell =
         Cell::open("java", "sasl", "console producer (SCRAM-SHA-512) and group consumer (PLAIN) over SASL_SSL, read back after a restart");
-    let cli_cell = Cell::open("kafka-cli", "sasl", "kafka-configs adds and deletes a SCRAM user over SASL_SSL (AlterUserScramCredentials)");
+    let cli_cell = Cell::open("kafka-cli", "sasl", "kafka-configs adds, describes and deletes a SCRAM user over SASL_SSL");
     let cli_tls_cell = Cell::open("kafka-cli", "tls", "kafka-configs over SASL_SSL, trusting only the test CA (PEM truststore)");
     let librdkafka_cell = Cell::open(
         "librdkafka",
@@ -125,6 +125,11 @@ fn a_user_made_with_kafka_configs_produces_and_consumes_with_scram_and_plain_fro
     let add = format!("SCRAM-SHA-512=[iterations=8192,password={ALICE_PASSWORD}],SCRAM-SHA-256=[password={ALICE_PASSWORD}]");
     let added = kafka_configs(&bootstrap, &admin, &["--alter", "--add-config", &add, "--entity-type", "users", "--entity-name", "alice"])?;
     ensure!(added.contains("Completed updating config for user alice"), "kafka-configs said: {added}");
+    let described = kafka_configs(&bootstrap, &admin, &["--describe", "--entity-type", "users", "--entity-name", "alice"])?;
+    ensure!(
+        described.contains("SCRAM-SHA-512=iterations=8192") && described.contains("SCRAM-SHA-256=iterations=4096"),
+        "kafka-configs --describe said: {described}"
+    );
 
     // Java as alice: SCRAM-SHA-512 to produce, PLAIN to consume in a group.
     runtime.block_on(kafka::create_topic_with(rdkafka(&pki, &bootstrap, "SCRAM-SHA-512", "alice", ALICE_PASSWORD), "sasl-java", 1))?;

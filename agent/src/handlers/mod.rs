@@ -3,6 +3,7 @@
 //! from it.
 
 pub mod api_versions;
+pub mod client_quotas;
 pub mod configs;
 pub mod coordinator;
 pub mod delete_records;
@@ -96,6 +97,7 @@ handler_table! {
     DeleteGroups 0..=2 "delete_groups" => |context, request, version, client| groups::delete(context, request).await;
     IncrementalAlterConfigs 0..=1 "incremental_alter_configs" => |context, request, version, client| configs::incremental_alter(context, request).await;
     OffsetDelete 0..=0 "offset_delete" => |context, request, version, client| offsets::delete(context, request).await;
+    DescribeClientQuotas 0..=1 "describe_client_quotas" => |context, request, version, client| client_quotas::describe(request);
     DescribeUserScramCredentials 0..=0 "describe_user_scram_credentials" => |context, request, version, client| scram_credentials::describe(context, request);
     AlterUserScramCredentials 0..=0 "alter_user_scram_credentials" => |context, request, version, client| scram_credentials::alter(context, request).await;
     DescribeCluster 0..=1 "describe_cluster" => |context, request, version, client| metadata::describe_cluster(context, request);
