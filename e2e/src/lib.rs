@@ -162,7 +162,6 @@ impl Playground {
     }
 }
 
-/// SIGKILLs a child process (if any) and reaps it.
 /// Polls `check` every 100 ms until it holds; fails with `what`, the timeout and the last check's
 /// outcome (an error or `false`) after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
@@ -193,6 +192,7 @@ pub(crate) fn log_destination(log_file: Option<&Path>) -> Result<Stdio> {
     })
 }
 
+/// SIGKILLs a child process (if any) and reaps it.
 pub fn kill_child(child: Option<Child>) -> Result<()> {
     if let Some(mut child) = child {
         child.kill()?;
