@@ -59,6 +59,8 @@ pub struct AgentSettings {
     /// Connection limits and the request memory budget (`max_request_bytes` included).
     pub server: ServerSettings,
     pub limits: RequestLimits,
+    /// `Some` when Kafka ACLs are enforced (`--acl-authorization`).
+    pub authorization: Option<crate::authorization::AuthorizationSettings>,
     pub cache_bytes: usize,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
@@ -346,6 +348,7 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
             max_partitions_per_topic: 10_000,
             auto_create_topics: settings.auto_create_topics,
             limits: settings.limits.clone(),
+            authorization: settings.authorization.clone(),
         },
         validation: ValidationPool::new(settings.produce_validation_threads, settings.produce_max_decompressed_bytes_per_request),
     });

@@ -253,6 +253,37 @@ pub struct CommonArgs {
     pub tls: TlsArgs,
     #[command(flatten)]
     pub sasl: SaslArgs,
+    #[command(flatten)]
+    pub authorization: AuthorizationArgs,
+}
+
+/// Authorization with Kafka ACLs. Off unless --acl-authorization is set.
+#[derive(Debug, Clone, Args)]
+pub struct AuthorizationArgs {
+    /// Enforce Kafka ACLs: a request is refused with Kafka's *_AUTHORIZATION_FAILED code unless an
+    /// ACL in the virtual cluster allows it (kafka-acls --add ...) or its principal is a super
+    /// user. Off, every client may do everything and the ACL APIs answer SECURITY_DISABLED.
+    #[arg(long, env = "FLOE_ACL_AUTHORIZATION")]
+    pub acl_authorization: bool,
+    /// Principals allowed everything, separated by ';' as Kafka's super.users (User:admin;User:ops).
+    /// The SASL bootstrap user (--sasl-bootstrap-user) is always one.
+    #[arg(long, env = "FLOE_SUPER_USERS", requires = "acl_authorization")]
+    pub super_users: Option<String>,
+}
+
+impl AuthorizationArgs {
+    /// The authorization settings, or `None` when ACLs are not enforced. `bootstrap_user` (the
+    /// SASL bootstrap user's name) becomes a super user: it creates the first ACLs.
+    pub fn settings(&self, bootstrap_user: Option<&str>) -> Result<Option<crate::authorization::AuthorizationSettings>, String> {
+        if !self.acl_authorization {
+            return Ok(None);
+        }
+        let mut super_users = crate::authorization::AuthorizationSettings::parse_super_users(self.super_users.as_deref().unwrap_or(""))?;
+        if let Some(user) = bootstrap_user {
+            super_users.insert(format!("User:{user}"));
+        }
+        Ok(Some(crate::authorization::AuthorizationSettings { super_users }))
+    }
 }
 
 /// SASL on the Kafka listener. Off unless --sasl-mechanisms is set; then every connection must

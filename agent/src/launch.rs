@@ -19,6 +19,8 @@ pub enum SettingsError {
     Tls(#[from] ListenerTlsError),
     #[error("{0}")]
     Sasl(String),
+    #[error("{0}")]
+    Authorization(String),
 }
 
 /// The playground's settings: embedded metadata under `<directory>/metadata` and a file bucket under
@@ -42,7 +44,13 @@ pub fn settings(
             tracing::warn!("SASL PLAIN without --tls-cert-file: clients send their passwords in clear text");
         }
     }
+    let bootstrap_user = sasl.as_ref().and_then(|sasl| sasl.bootstrap_user.as_ref()).map(|user| user.name.as_str());
+    let authorization = common.authorization.settings(bootstrap_user).map_err(SettingsError::Authorization)?;
+    if authorization.is_some() && sasl.is_none() && (tls.is_none() || common.tls.tls_client_auth == crate::config::TlsClientAuth::None) {
+        tracing::warn!("--acl-authorization without SASL or client certificates: every client is User:ANONYMOUS");
+    }
     Ok(AgentSettings {
+        authorization,
         cluster: cluster.and_then(|cluster| cluster_settings(&metadata, cluster)),
         jobs: JobSettings {
             snapshot_interval: common.jobs.snapshot_interval,

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod authorization;
 pub mod cluster;
 pub mod config;
 pub mod coordination;

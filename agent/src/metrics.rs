@@ -57,6 +57,9 @@ pub struct Metrics {
     /// SASL authentications on the Kafka listener, by mechanism (`PLAIN`, `SCRAM-SHA-256`,
     /// `SCRAM-SHA-512`) and outcome (`success`, `failure`).
     pub sasl_authentications: IntCounterVec,
+    /// Requests (or parts of one: a topic, a group) refused by the ACLs, by resource type and
+    /// operation (`topic`/`write`, `group`/`read`, `cluster`/`alter`, ...).
+    pub authorization_denials: IntCounterVec,
     /// Bytes of request frames held right now (the `--queued-max-request-bytes` budget).
     pub request_memory_bytes: IntGauge,
     /// Times a connection stopped reading because the request memory budget was used up.
@@ -191,6 +194,11 @@ impl Metrics {
             &["mechanism", "outcome"],
         )
         .expect("valid metric");
+        let authorization_denials = IntCounterVec::new(
+            Opts::new("floe_authorization_denials_total", "Requests or parts of one refused by the ACLs, by resource type and operation"),
+            &["resource_type", "operation"],
+        )
+        .expect("valid metric");
         let connections_refused = IntCounterVec::new(
             Opts::new("floe_connections_refused_total", "Connections refused, delayed at accept or closed by a limit, by limit"),
             &["limit"],
@@ -240,6 +248,7 @@ impl Metrics {
             Box::new(connections_refused.clone()),
             Box::new(tls_handshake_failures.clone()),
             Box::new(sasl_authentications.clone()),
+            Box::new(authorization_denials.clone()),
             Box::new(request_memory_bytes.clone()),
             Box::new(request_memory_waits.clone()),
         ] {
@@ -281,6 +290,7 @@ impl Metrics {
             connections_refused,
             tls_handshake_failures,
             sasl_authentications,
+            authorization_denials,
             request_memory_bytes,
             request_memory_waits,
         }

@@ -14,6 +14,7 @@ use floe_agent::metadata::replica::Replica;
 use floe_agent::metadata::{ChunkCommit, JournalEntry, JournalRecord, MetadataState, OffsetCommitEntry, ProducedBatch};
 use floe_agent::protocol::records::decode_batch;
 use floe_agent::storage::segment::{read_footer, FooterEntry, SegmentBuilder};
+use floe_meta::acl::{AclBinding, Operation, PatternType, Permission, ResourceType};
 use floe_meta::scram::{ScramCredential, ScramMechanism};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use std::collections::BTreeMap;
@@ -114,11 +115,23 @@ fn credential(mechanism: ScramMechanism) -> ScramCredential {
 }
 
 /// One record of each kind an agent writes during a topic's life.
+fn acl(operation: Operation) -> AclBinding {
+    AclBinding {
+        resource_type: ResourceType::Topic,
+        pattern_type: PatternType::Prefixed,
+        resource_name: "ord".into(),
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation,
+        permission: Permission::Allow,
+    }
+}
+
 fn journal_entries() -> Vec<JournalEntry> {
     let id = |index: u8| format!("01J{index:023}");
     let records = vec![
         JournalRecord::InitCluster { cluster_id: "golden-cluster".into() },
-        JournalRecord::SetMetadataVersion { version: 4 },
+        JournalRecord::SetMetadataVersion { version: 5 },
         JournalRecord::CreateTopic {
             name: "orders".into(),
             topic_id: topic_id(1),
@@ -156,6 +169,8 @@ fn journal_entries() -> Vec<JournalEntry> {
             remove: vec![],
         },
         JournalRecord::AlterScramCredentials { user: "alice".into(), set: vec![], remove: vec![ScramMechanism::Sha256] },
+        JournalRecord::CreateAcls { acls: vec![acl(Operation::Write), acl(Operation::Read)] },
+        JournalRecord::DeleteAcls { acls: vec![acl(Operation::Read)] },
     ];
     records.into_iter().enumerate().map(|(index, record)| JournalEntry { id: id(index as u8), record }).collect()
 }
@@ -182,12 +197,18 @@ fn check_common_state(state: &MetadataState) {
     assert_eq!(state.group_offsets["billing"]["orders"][&0].offset, 5);
 }
 
-fn check_state(state: &MetadataState) {
-    check_common_state(state);
-    assert_eq!(state.applied_revision, 9);
-    assert_eq!(state.metadata_version, 4);
+/// What the files written at metadata version 4 (before ACLs) and the current ones both hold.
+fn check_credentials(state: &MetadataState) {
     assert_eq!(state.scram_credential("alice", ScramMechanism::Sha512), Some(&credential(ScramMechanism::Sha512)));
     assert_eq!(state.scram_credential("alice", ScramMechanism::Sha256), None, "deleted");
+}
+
+fn check_state(state: &MetadataState) {
+    check_common_state(state);
+    check_credentials(state);
+    assert_eq!(state.applied_revision, 11);
+    assert_eq!(state.metadata_version, 5);
+    assert_eq!(state.acls.iter().collect::<Vec<_>>(), vec![&acl(Operation::Write)], "READ was deleted");
 }
 
 /// Opens a copy of a committed journal file (opening may rewrite its tail) and returns its state.
@@ -209,6 +230,19 @@ fn files_written_at_metadata_version_3_still_read() {
         check_common_state(state);
         assert_eq!((state.applied_revision, state.metadata_version), (7, 3));
         assert!(state.scram_credentials.is_empty());
+    }
+}
+
+#[test]
+fn files_written_at_metadata_version_4_still_read() {
+    let directory = tempfile::tempdir().unwrap();
+    let replayed = replay_committed(directory.path(), "journal-v2-metadata-v4.log");
+    let snapshot: MetadataState = serde_json::from_slice(&std::fs::read(golden("snapshot-metadata-v4.json")).unwrap()).unwrap();
+    for state in [&replayed, &snapshot] {
+        check_common_state(state);
+        check_credentials(state);
+        assert_eq!((state.applied_revision, state.metadata_version), (9, 4));
+        assert!(state.acls.is_empty());
     }
 }
 

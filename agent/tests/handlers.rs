@@ -4,14 +4,12 @@
 //! so each test takes milliseconds and fails at the handler it concerns. What a real client sees on
 //! the wire is the e2e tier's job.
 
-use bytes::{Bytes, BytesMut};
-use clap::Parser;
-use floe_agent::agent::RunningAgent;
-use floe_agent::config::CommonArgs;
-use floe_agent::handlers::{dispatch, ClientInfo, Reply};
+mod common;
+
+use bytes::Bytes;
+use common::{error, topic, InProcess};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -23,134 +21,10 @@ use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartiti
 use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use std::sync::Arc;
-
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
-/// A playground agent in this process; shut down when the test ends.
-struct InProcess {
-    agent: Option<RunningAgent>,
-    _directory: tempfile::TempDir,
-}
-
-impl InProcess {
-    async fn start() -> Self {
-        let directory = tempfile::tempdir().expect("a temporary directory");
-        let flags = Flags::try_parse_from([
-            "floe",
-            "--kafka-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--flush-interval",
-            "10ms",
-            "--group-initial-rebalance-delay",
-            "0ms",
-        ])
-        .expect("the flags parse");
-        let settings = floe_agent::launch::playground_settings(directory.path(), flags.common).expect("settings");
-        let agent = floe_agent::agent::start(settings).await.expect("the playground starts");
-        Self { agent: Some(agent), _directory: directory }
-    }
-
-    async fn call(&self, api: ApiKey, version: i16, request: RequestKind) -> ResponseKind {
-        let context = Arc::clone(&self.agent.as_ref().expect("running").context);
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_client_id(Some(StrBytes::from_static_str("in-process")));
-        let client = ClientInfo { client_id: "in-process".into(), host: "127.0.0.1".into(), principal: Arc::from("User:ANONYMOUS") };
-        match dispatch(context, header, request, client).await.await {
-            Reply::Respond(response) => *response,
-            Reply::Silent | Reply::Close => panic!("{api:?} gave no response"),
-        }
-    }
-
-    async fn create_topic(&self, name: &str, partitions: i32) {
-        let request = CreateTopicsRequest::default()
-            .with_timeout_ms(5_000)
-            .with_topics(vec![CreatableTopic::default().with_name(topic(name)).with_num_partitions(partitions).with_replication_factor(1)]);
-        let ResponseKind::CreateTopics(response) = self.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(request)).await else {
-            panic!("not a CreateTopics response")
-        };
-        assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
-    }
-
-    /// Produces `count` records to partition 0 with acks=all; returns the base offset.
-    async fn produce(&self, name: &str, first: usize, count: usize) -> i64 {
-        let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic(name))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch(first, count)))])]);
-        let ResponseKind::Produce(response) = self.call(ApiKey::Produce, 9, RequestKind::Produce(request)).await else {
-            panic!("not a Produce response")
-        };
-        let partition = &response.responses[0].partition_responses[0];
-        assert_eq!(partition.error_code, 0, "produce failed: {:?}", partition.error_message);
-        partition.base_offset
-    }
-}
-
-impl InProcess {
-    /// A non-transactional producer's InitProducerId.
-    async fn init_producer_id(&self) -> InitProducerIdResponse {
-        let request = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
-        let ResponseKind::InitProducerId(response) = self.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(request)).await
-        else {
-            panic!("not an InitProducerId response")
-        };
-        response
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        if let Some(agent) = self.agent.take() {
-            // The runtime is ending with the test; stop the tasks so nothing outlives the directory.
-            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(agent.shutdown()));
-        }
-    }
-}
-
-fn topic(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
-
-fn batch(first: usize, count: usize) -> Bytes {
-    let records: Vec<Record> = (first..first + count)
-        .map(|index| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: (index - first) as i64,
-            sequence: (index - first) as i32,
-            timestamp: 1_700_000_000_000 + index as i64,
-            key: Some(Bytes::from(format!("key-{index}"))),
-            value: Some(Bytes::from(format!("value-{index}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buffer, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode");
-    buffer.freeze()
-}
-
-fn error(code: i16) -> Option<ResponseError> {
-    ResponseError::try_from_code(code)
-}
+use kafka_protocol::records::RecordBatchDecoder;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_versions_lists_every_api_in_the_handler_table() {

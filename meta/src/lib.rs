@@ -7,7 +7,7 @@
 //!   [`producers`]), the in-memory replica ([`replica`]), snapshots ([`snapshot`]) and a
 //!   read-only replay from etcd ([`etcd::load`]);
 //! - the bucket: object names ([`layout`]) and the store behind a URL ([`bucket`]);
-//! - SASL/SCRAM credentials as the journal keeps them ([`scram`]).
+//! - SASL/SCRAM credentials and Kafka ACLs as the journal keeps them ([`scram`], [`acl`]).
 //!
 //! # The rule for what goes here
 //! A type or function belongs here when both the agent and the operator need it, and only then.
@@ -16,6 +16,7 @@
 //! dependency tree contains `kafka-protocol`, `lz4`, `zstd`, `snap`, `flate2` or `floe-agent`.
 //! Observability is passed in through narrow traits ([`bucket::StoreObserver`]).
 
+pub mod acl;
 pub mod agents;
 pub mod bucket;
 pub mod certificate;

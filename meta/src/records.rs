@@ -1,6 +1,7 @@
 //! Journal records: the only way metadata changes. Their encoding is part of the on-disk and
 //! on-etcd format; add variants, never change the meaning of an existing one.
 
+use crate::acl::AclBinding;
 use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -40,6 +41,8 @@ impl JournalRecord {
             Self::SealObjects { .. } => "seal_objects",
             Self::MarkObjectLost { .. } => "mark_object_lost",
             Self::AlterScramCredentials { .. } => "alter_scram_credentials",
+            Self::CreateAcls { .. } => "create_acls",
+            Self::DeleteAcls { .. } => "delete_acls",
         }
     }
 }
@@ -132,6 +135,17 @@ pub enum JournalRecord {
         set: Vec<ScramCredential>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         remove: Vec<ScramMechanism>,
+    },
+    /// Adds ACL bindings (metadata version 5); one already present is left as it is, as Kafka
+    /// does. Every agent authorizes its next request against the result.
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// Removes exactly these ACL bindings (metadata version 5): the agent that took a DeleteAcls
+    /// request resolved its filters against its replica; apply removes those still present and
+    /// reports which, so concurrent deletions answer each binding once.
+    DeleteAcls {
+        acls: Vec<AclBinding>,
     },
 }
 

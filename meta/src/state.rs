@@ -2,12 +2,13 @@
 //! reaches the same state and assigns the same offsets. Nothing here reads clocks, randomness or
 //! the environment.
 
+use crate::acl::AclBinding;
 use crate::layout::segment_name_revision;
 use crate::producers::{self, ProducerStates, SequenceCheck, SequenceError};
 use crate::records::{ChunkCommit, ChunkReplacement, JournalRecord, PartitionTrim};
 use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -21,7 +22,8 @@ use uuid::Uuid;
 ///   sealed segment object (a version-2 replica would append them and diverge).
 /// - 4: SCRAM credentials (`AlterScramCredentials`); a version-3 replica
 ///   cannot read these records, so it halts at the version change instead of failing on one.
-pub const SUPPORTED_METADATA_VERSION: u32 = 4;
+/// - 5: ACLs (`CreateAcls`, `DeleteAcls`), for the same reason.
+pub const SUPPORTED_METADATA_VERSION: u32 = 5;
 
 /// The first metadata version whose apply refuses commits of sealed objects.
 pub const SEALING_METADATA_VERSION: u32 = 3;
@@ -49,6 +51,9 @@ pub struct MetadataState {
     /// SASL/SCRAM users: user → mechanism → credential (salted keys only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// Kafka ACLs (`floe_meta::acl`), consulted when the agents enforce authorization.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acls: BTreeSet<AclBinding>,
 }
 
 fn is_zero_u64(value: &u64) -> bool {
@@ -161,6 +166,11 @@ pub enum ApplyOutcome {
     ScramCredentialsAltered,
     /// A removed mechanism had no credential; nothing changed.
     ScramCredentialNotFound,
+    AclsCreated,
+    /// The bindings of a `DeleteAcls` that were present, now removed.
+    AclsDeleted {
+        removed: Vec<AclBinding>,
+    },
 }
 
 /// What became of one committed chunk.
@@ -340,6 +350,14 @@ impl MetadataState {
                     self.scram_credentials.remove(user);
                 }
                 ApplyOutcome::ScramCredentialsAltered
+            }
+            JournalRecord::CreateAcls { acls } => {
+                self.acls.extend(acls.iter().cloned());
+                ApplyOutcome::AclsCreated
+            }
+            JournalRecord::DeleteAcls { acls } => {
+                let removed = acls.iter().filter(|binding| self.acls.remove(*binding)).cloned().collect();
+                ApplyOutcome::AclsDeleted { removed }
             }
         }
     }
@@ -760,5 +778,27 @@ mod tests {
         assert_eq!(state.apply(3, &remove_both), ApplyOutcome::ScramCredentialsAltered);
         assert!(state.scram_credentials.is_empty(), "a user without credentials is forgotten");
         assert_eq!(state.apply(4, &remove_both), ApplyOutcome::ScramCredentialNotFound);
+    }
+
+    #[test]
+    fn acl_deletions_report_only_the_bindings_still_present() {
+        use crate::acl::{AclBinding, Operation, PatternType, Permission, ResourceType};
+        let binding = |operation| AclBinding {
+            resource_type: ResourceType::Topic,
+            pattern_type: PatternType::Literal,
+            resource_name: "t".into(),
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation,
+            permission: Permission::Allow,
+        };
+        let mut state = MetadataState::default();
+        let create =
+            JournalRecord::CreateAcls { acls: vec![binding(Operation::Read), binding(Operation::Read), binding(Operation::Write)] };
+        assert_eq!(state.apply(1, &create), ApplyOutcome::AclsCreated);
+        assert_eq!(state.acls.len(), 2, "a binding is held once");
+        let delete = JournalRecord::DeleteAcls { acls: vec![binding(Operation::Read)] };
+        assert_eq!(state.apply(2, &delete), ApplyOutcome::AclsDeleted { removed: vec![binding(Operation::Read)] });
+        assert_eq!(state.apply(3, &delete), ApplyOutcome::AclsDeleted { removed: vec![] }, "a concurrent second deletion claims nothing");
     }
 }

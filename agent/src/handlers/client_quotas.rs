@@ -4,7 +4,8 @@
 //! credentials, and fails on an agent that does not answer. A malformed filter gets Kafka's
 //! INVALID_REQUEST with the reason.
 
-use super::str_bytes;
+use super::{str_bytes, AgentContext, ClientInfo};
+use floe_meta::acl::Operation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotasResponse};
 
@@ -34,7 +35,13 @@ fn check(request: &DescribeClientQuotasRequest) -> Result<(), String> {
     Ok(())
 }
 
-pub fn describe(request: DescribeClientQuotasRequest) -> DescribeClientQuotasResponse {
+pub fn describe(context: &AgentContext, request: DescribeClientQuotasRequest, client: &ClientInfo) -> DescribeClientQuotasResponse {
+    if !context.allowed_on_cluster(client, Operation::DescribeConfigs) {
+        return DescribeClientQuotasResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes("not authorized to describe the cluster's quotas")))
+            .with_entries(None);
+    }
     match check(&request) {
         Ok(()) => DescribeClientQuotasResponse::default().with_entries(Some(Vec::new())),
         Err(reason) => DescribeClientQuotasResponse::default()

@@ -1,7 +1,8 @@
 //! DescribeConfigs for topics (every known config, with its source) and for brokers.
 
-use super::{str_bytes, AgentContext};
+use super::{str_bytes, AgentContext, ClientInfo};
 use crate::metadata::topic_config;
+use floe_meta::acl::{Operation, ResourceType, CLUSTER_NAME};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
@@ -12,7 +13,32 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-pub fn describe(context: &AgentContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+/// Why `client` may not perform `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config
+/// resource: a topic's are the topic's, a broker's are the cluster's (Kafka's rule and codes).
+fn refused(
+    context: &AgentContext,
+    client: &ClientInfo,
+    operation: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Option<(ResponseError, String)> {
+    let (on, resource, error) = match resource_type {
+        RESOURCE_TOPIC => (ResourceType::Topic, name, ResponseError::TopicAuthorizationFailed),
+        RESOURCE_BROKER => (ResourceType::Cluster, CLUSTER_NAME, ResponseError::ClusterAuthorizationFailed),
+        _ => return None,
+    };
+    (!context.allowed(client, operation, on, resource)).then(|| {
+        (
+            error,
+            format!(
+                "not authorized to {} of {name:?}",
+                if operation == Operation::AlterConfigs { "alter the configs" } else { "describe the configs" }
+            ),
+        )
+    })
+}
+
+pub fn describe(context: &AgentContext, request: DescribeConfigsRequest, client: &ClientInfo) -> DescribeConfigsResponse {
     let results = request
         .resources
         .into_iter()
@@ -23,6 +49,9 @@ pub fn describe(context: &AgentContext, request: DescribeConfigsRequest) -> Desc
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            if let Some((error, message)) = refused(context, client, Operation::DescribeConfigs, resource.resource_type, &name) {
+                return result.with_error_code(error.code()).with_error_message(Some(str_bytes(message)));
+            }
             match resource.resource_type {
                 RESOURCE_TOPIC => {
                     let configs = context.metadata.read(|state| state.topics.get(&name).map(|topic| topic.configs.clone()));
@@ -75,11 +104,15 @@ pub fn describe(context: &AgentContext, request: DescribeConfigsRequest) -> Desc
 /// The outcome of altering one resource: `None` on success, else the error and its message.
 async fn alter_topic(
     context: &AgentContext,
+    client: &ClientInfo,
     resource_type: i8,
     name: &str,
     validate_only: bool,
     change: impl FnOnce(&mut std::collections::BTreeMap<String, String>) -> Result<(), String>,
 ) -> Option<(ResponseError, String)> {
+    if let Some(refusal) = refused(context, client, Operation::AlterConfigs, resource_type, name) {
+        return Some(refusal);
+    }
     if resource_type != RESOURCE_TOPIC {
         let reason = if resource_type == RESOURCE_BROKER {
             "broker settings are agent flags (see floe agent --help), not dynamic configs"
@@ -119,6 +152,7 @@ fn error_fields(outcome: Option<(ResponseError, String)>) -> (i16, Option<kafka_
 pub async fn alter(
     context: &AgentContext,
     request: kafka_protocol::messages::AlterConfigsRequest,
+    client: &ClientInfo,
 ) -> kafka_protocol::messages::AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(request.resources.len());
@@ -128,7 +162,7 @@ pub async fn alter(
             .iter()
             .filter_map(|config| config.value.as_ref().map(|value| (config.name.to_string(), value.to_string())))
             .collect();
-        let outcome = alter_topic(context, resource.resource_type, &resource.resource_name, request.validate_only, |configs| {
+        let outcome = alter_topic(context, client, resource.resource_type, &resource.resource_name, request.validate_only, |configs| {
             *configs = wanted;
             Ok(())
         })
@@ -146,6 +180,7 @@ pub async fn alter(
 pub async fn incremental_alter(
     context: &AgentContext,
     request: kafka_protocol::messages::IncrementalAlterConfigsRequest,
+    client: &ClientInfo,
 ) -> kafka_protocol::messages::IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(request.resources.len());
@@ -155,7 +190,7 @@ pub async fn incremental_alter(
             .iter()
             .map(|config| (config.name.to_string(), config.config_operation, config.value.as_ref().map(|value| value.to_string())))
             .collect();
-        let outcome = alter_topic(context, resource.resource_type, &resource.resource_name, request.validate_only, |configs| {
+        let outcome = alter_topic(context, client, resource.resource_type, &resource.resource_name, request.validate_only, |configs| {
             for (name, operation, value) in operations {
                 match (operation, value) {
                     (0, Some(value)) => {

@@ -2,8 +2,9 @@
 //! `Admin.deleteRecords` do). It is the same journal record retention writes, so every agent
 //! stops serving the deleted offsets at once and the garbage collector reclaims whole chunks.
 
-use super::AgentContext;
+use super::{AgentContext, ClientInfo};
 use crate::metadata::{JournalRecord, PartitionTrim};
+use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, TopicName};
@@ -28,14 +29,22 @@ fn plan(context: &AgentContext, topic: &str, partition: i32, offset: i64) -> Res
     })
 }
 
-pub async fn handle(context: &AgentContext, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(context: &AgentContext, request: DeleteRecordsRequest, client: &ClientInfo) -> DeleteRecordsResponse {
     let mut planned: Planned = Vec::new();
     for topic in request.topics {
         let name = topic.name.0.to_string();
+        let allowed = context.allowed(client, Operation::Delete, ResourceType::Topic, &name);
         let partitions = topic
             .partitions
             .iter()
-            .map(|partition| (partition.partition_index, plan(context, &name, partition.partition_index, partition.offset)))
+            .map(|partition| {
+                let trim = if allowed {
+                    plan(context, &name, partition.partition_index, partition.offset)
+                } else {
+                    Err(ResponseError::TopicAuthorizationFailed)
+                };
+                (partition.partition_index, trim)
+            })
             .collect();
         planned.push((topic.name, partitions));
     }

@@ -4,10 +4,11 @@
 //! Sessions (KIP-227) are not kept: every response carries session_id 0, which clients treat as
 //! "no session" and keep sending full requests.
 
-use super::{topic_name, AgentContext};
+use super::{topic_name, AgentContext, ClientInfo};
 use crate::cluster::LEADER_EPOCH;
 use crate::protocol::batch;
 use bytes::{Bytes, BytesMut};
+use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
@@ -54,7 +55,7 @@ fn collapse_duplicates(request: &FetchRequest) -> (Vec<Vec<Requested>>, usize) {
     (topics, duplicates)
 }
 
-pub async fn handle(context: &AgentContext, request: FetchRequest) -> FetchResponse {
+pub async fn handle(context: &AgentContext, request: FetchRequest, client: &ClientInfo) -> FetchResponse {
     if request.session_id != 0 {
         return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
@@ -62,9 +63,25 @@ pub async fn handle(context: &AgentContext, request: FetchRequest) -> FetchRespo
     if duplicates > 0 {
         context.metrics.requests_refused.with_label_values(&["fetch_duplicate_partitions"]).inc_by(duplicates as u64);
     }
+    // A consumer needs READ on each topic (Kafka's fetch from a consumer); a denied topic's
+    // partitions answer TOPIC_AUTHORIZATION_FAILED at once, the others are served as usual.
+    let (requested, denied): (Vec<Vec<Requested>>, Vec<Vec<Requested>>) = requested.into_iter().partition(|partitions| {
+        partitions.first().is_none_or(|first| context.allowed(client, Operation::Read, ResourceType::Topic, &first.topic))
+    });
+    let denied = every_partition_failing(&denied, ResponseError::TopicAuthorizationFailed);
     if context.cluster.handing_over() {
-        return handed_over(&requested);
+        let mut topics = every_partition_failing(&requested, ResponseError::NotLeaderOrFollower);
+        topics.extend(denied);
+        return FetchResponse::default().with_responses(topics);
     }
+    let mut response = poll_and_read(context, request, requested, !denied.is_empty()).await;
+    response.responses.extend(denied);
+    response
+}
+
+/// Long-polls until `min_bytes` are available (or a partition would answer an error, or
+/// `answer_now`), then reads.
+async fn poll_and_read(context: &AgentContext, request: FetchRequest, requested: Vec<Vec<Requested>>, answer_now: bool) -> FetchResponse {
     // The broker's fetch.max.bytes caps whatever the client asks for (KIP-74 still lets the first
     // batch through whole, so a consumer always progresses).
     let limit = context.settings.limits.fetch_max_bytes;
@@ -82,7 +99,7 @@ pub async fn handle(context: &AgentContext, request: FetchRequest) -> FetchRespo
     loop {
         applied.borrow_and_update();
         let (available, any_error) = available_bytes(context, &requested, min_bytes);
-        if any_error || available >= min_bytes || tokio::time::Instant::now() >= deadline {
+        if any_error || answer_now || available >= min_bytes || tokio::time::Instant::now() >= deadline {
             return read(context, &requested, max_bytes).await;
         }
         if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
@@ -91,11 +108,12 @@ pub async fn handle(context: &AgentContext, request: FetchRequest) -> FetchRespo
     }
 }
 
-/// The answer of a draining agent that others have taken over from: every partition
-/// NOT_LEADER_OR_FOLLOWER (no leader hint; the client refreshes Metadata, which no longer lists
-/// this agent), at once instead of after a long poll.
-fn handed_over(requested: &[Vec<Requested>]) -> FetchResponse {
-    let topics = requested
+/// Every requested partition answering `error`, at once instead of after a long poll: for a
+/// draining agent that others have taken over from NOT_LEADER_OR_FOLLOWER (no leader hint; the
+/// client refreshes Metadata, which no longer lists this agent), for a denied topic
+/// TOPIC_AUTHORIZATION_FAILED.
+fn every_partition_failing(requested: &[Vec<Requested>], error: ResponseError) -> Vec<FetchableTopicResponse> {
+    requested
         .iter()
         .filter_map(|partitions| {
             let first = partitions.first()?;
@@ -104,7 +122,7 @@ fn handed_over(requested: &[Vec<Requested>]) -> FetchResponse {
                 .map(|wanted| {
                     PartitionData::default()
                         .with_partition_index(wanted.partition)
-                        .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                        .with_error_code(error.code())
                         .with_high_watermark(-1)
                         .with_last_stable_offset(-1)
                         .with_log_start_offset(-1)
@@ -113,8 +131,7 @@ fn handed_over(requested: &[Vec<Requested>]) -> FetchResponse {
                 .collect();
             Some(FetchableTopicResponse::default().with_topic(topic_name(first.topic.clone())).with_partitions(partitions))
         })
-        .collect();
-    FetchResponse::default().with_responses(topics)
+        .collect()
 }
 
 /// Bytes available past each requested offset, from the index alone, and whether any partition

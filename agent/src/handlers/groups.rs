@@ -4,6 +4,7 @@
 use super::{str_bytes, AgentContext, ClientInfo};
 use crate::groups::JoinRequest;
 use bytes::Bytes;
+use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -17,8 +18,15 @@ fn code(error: Option<ResponseError>) -> i16 {
     error.map(|error| error.code()).unwrap_or(0)
 }
 
+/// Kafka's first check of JoinGroup, SyncGroup, Heartbeat and LeaveGroup: READ on the group.
+fn may_not_read(context: &AgentContext, client: &ClientInfo, group: &str) -> Option<ResponseError> {
+    (!context.allowed(client, Operation::Read, ResourceType::Group, group)).then_some(ResponseError::GroupAuthorizationFailed)
+}
+
 pub async fn join(context: &AgentContext, request: JoinGroupRequest, version: i16, client: &ClientInfo) -> JoinGroupResponse {
-    if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
+    if let Some(error) =
+        may_not_read(context, client, &request.group_id.0).or_else(|| super::coordinator::not_coordinator(context, &request.group_id.0))
+    {
         return JoinGroupResponse::default().with_error_code(error.code()).with_generation_id(-1);
     }
     if request.group_id.0.is_empty() {
@@ -95,8 +103,10 @@ pub async fn join(context: &AgentContext, request: JoinGroupRequest, version: i1
         )
 }
 
-pub async fn sync(context: &AgentContext, request: SyncGroupRequest) -> SyncGroupResponse {
-    if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
+pub async fn sync(context: &AgentContext, request: SyncGroupRequest, client: &ClientInfo) -> SyncGroupResponse {
+    if let Some(error) =
+        may_not_read(context, client, &request.group_id.0).or_else(|| super::coordinator::not_coordinator(context, &request.group_id.0))
+    {
         return SyncGroupResponse::default().with_error_code(error.code());
     }
     let assignment_limit = context.settings.limits.group_max_member_metadata_bytes;
@@ -132,8 +142,10 @@ pub async fn sync(context: &AgentContext, request: SyncGroupRequest) -> SyncGrou
         .with_assignment(outcome.assignment)
 }
 
-pub fn heartbeat(context: &AgentContext, request: HeartbeatRequest) -> HeartbeatResponse {
-    if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
+pub fn heartbeat(context: &AgentContext, request: HeartbeatRequest, client: &ClientInfo) -> HeartbeatResponse {
+    if let Some(error) =
+        may_not_read(context, client, &request.group_id.0).or_else(|| super::coordinator::not_coordinator(context, &request.group_id.0))
+    {
         return HeartbeatResponse::default().with_error_code(error.code());
     }
     HeartbeatResponse::default().with_error_code(code(context.groups.heartbeat(
@@ -143,8 +155,10 @@ pub fn heartbeat(context: &AgentContext, request: HeartbeatRequest) -> Heartbeat
     )))
 }
 
-pub fn leave(context: &AgentContext, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
-    if let Some(error) = super::coordinator::not_coordinator(context, &request.group_id.0) {
+pub fn leave(context: &AgentContext, request: LeaveGroupRequest, version: i16, client: &ClientInfo) -> LeaveGroupResponse {
+    if let Some(error) =
+        may_not_read(context, client, &request.group_id.0).or_else(|| super::coordinator::not_coordinator(context, &request.group_id.0))
+    {
         return LeaveGroupResponse::default().with_error_code(error.code());
     }
     if version < 3 {
@@ -167,12 +181,21 @@ pub fn leave(context: &AgentContext, request: LeaveGroupRequest, version: i16) -
     LeaveGroupResponse::default().with_members(members)
 }
 
-pub fn describe(context: &AgentContext, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub fn describe(context: &AgentContext, request: DescribeGroupsRequest, client: &ClientInfo) -> DescribeGroupsResponse {
+    let with_operations = request.include_authorized_operations;
     let groups = request
         .groups
         .into_iter()
         .map(|group_id| {
-            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(i32::MIN);
+            if !context.allowed(client, Operation::Describe, ResourceType::Group, &group_id.0) {
+                return DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                    .with_authorized_operations(i32::MIN);
+            }
+            let operations =
+                if with_operations { context.authorized_operations(client, ResourceType::Group, &group_id.0) } else { i32::MIN };
+            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(operations);
             match context.groups.describe(&group_id.0) {
                 Some(summary) => described
                     .with_group_state(str_bytes(summary.state))
@@ -204,7 +227,10 @@ pub fn describe(context: &AgentContext, request: DescribeGroupsRequest) -> Descr
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub fn list(context: &AgentContext, request: ListGroupsRequest) -> ListGroupsResponse {
+/// Every group with DESCRIBE on the cluster; otherwise only the groups the client may describe
+/// (Kafka's rule; nothing is refused).
+pub fn list(context: &AgentContext, request: ListGroupsRequest, client: &ClientInfo) -> ListGroupsResponse {
+    let all_visible = context.visible(client, Operation::Describe, ResourceType::Cluster, floe_meta::acl::CLUSTER_NAME);
     let mut seen = BTreeSet::new();
     let mut groups = Vec::new();
     for (group_id, protocol_type, state) in context.groups.list() {
@@ -222,6 +248,7 @@ pub fn list(context: &AgentContext, request: ListGroupsRequest) -> ListGroupsRes
     let listed = groups
         .into_iter()
         .filter(|(_, _, state)| wanted(state))
+        .filter(|(group_id, _, _)| all_visible || context.visible(client, Operation::Describe, ResourceType::Group, group_id))
         .map(|(group_id, protocol_type, state)| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(group_id)))
@@ -234,12 +261,14 @@ pub fn list(context: &AgentContext, request: ListGroupsRequest) -> ListGroupsRes
 }
 
 /// DeleteGroups: only empty groups (no live members) can be deleted; their offsets go with them.
-pub async fn delete(context: &AgentContext, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn delete(context: &AgentContext, request: DeleteGroupsRequest, client: &ClientInfo) -> DeleteGroupsResponse {
     use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group_id in request.groups_names {
         let name = group_id.0.to_string();
-        let error = if let Some(error) = super::coordinator::not_coordinator(context, &name) {
+        let error = if !context.allowed(client, Operation::Delete, ResourceType::Group, &name) {
+            Some(ResponseError::GroupAuthorizationFailed)
+        } else if let Some(error) = super::coordinator::not_coordinator(context, &name) {
             Some(error)
         } else {
             let live = context.groups.describe(&name).filter(|summary| !summary.members.is_empty());

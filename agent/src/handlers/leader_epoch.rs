@@ -4,8 +4,9 @@
 //! nothing was ever truncated. KAFKA-PITFALLS §10: never answer -1 or an offset below the
 //! consumer's position, or the client reports truncation and resets.
 
-use super::AgentContext;
+use super::{AgentContext, ClientInfo};
 use crate::cluster::LEADER_EPOCH;
+use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
@@ -13,12 +14,22 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 /// -1 in `current_leader_epoch` means the client does not know the epoch (skip the fence check).
 const NO_EPOCH: i32 = -1;
 
-pub fn handle(context: &AgentContext, request: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub fn handle(context: &AgentContext, request: OffsetForLeaderEpochRequest, client: &ClientInfo) -> OffsetForLeaderEpochResponse {
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
             let name = topic.topic.0.to_string();
+            if !context.allowed(client, Operation::Describe, ResourceType::Topic, &name) {
+                let refused = topic.partitions.iter().map(|wanted| {
+                    EpochEndOffset::default()
+                        .with_partition(wanted.partition)
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1)
+                });
+                return OffsetForLeaderTopicResult::default().with_topic(topic.topic.clone()).with_partitions(refused.collect());
+            }
             let partitions = topic
                 .partitions
                 .iter()

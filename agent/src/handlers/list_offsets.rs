@@ -2,11 +2,12 @@
 //! timestamp. Timestamp lookups decode records of at most one chunk, one batch at a time under a
 //! memory budget; they are not on the hot path.
 
-use super::{topic_name, AgentContext};
+use super::{topic_name, AgentContext, ClientInfo};
 use crate::cluster::LEADER_EPOCH;
 use crate::metadata::ChunkLocation;
 use crate::protocol::batch;
 use crate::protocol::records::{self, MAX_DECODED_BATCH_BYTES};
+use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
@@ -17,15 +18,20 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub async fn handle(context: &AgentContext, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub async fn handle(context: &AgentContext, request: ListOffsetsRequest, version: i16, client: &ClientInfo) -> ListOffsetsResponse {
     // leader_epoch exists from v4; the codec refuses a non-default value below that.
     let leader_epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
+        let described = context.allowed(client, Operation::Describe, ResourceType::Topic, &name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition in topic.partitions {
             let response = ListOffsetsPartitionResponse::default().with_partition_index(partition.partition_index);
+            if !described {
+                partitions.push(response.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let snapshot = context.metadata.read(|state| {
                 state
                     .partition(&name, partition.partition_index)

@@ -2,6 +2,7 @@
 
 use super::{str_bytes, topic_name, AgentContext, ClientInfo};
 use crate::cluster::{placement, NodeInfo, LEADER_EPOCH};
+use floe_meta::acl::{Operation, ResourceType, CLUSTER_NAME};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
@@ -25,10 +26,18 @@ fn broker(node: &NodeInfo) -> MetadataResponseBroker {
 
 /// Every agent answers with the same full list of live agents and the same leader for each
 /// partition (rendezvous over that list, in the client's zone when its client.id names one).
+/// Whether `client` may create the topic `name`: CREATE on the cluster or on the topic.
+fn may_create(context: &AgentContext, client: &ClientInfo, name: &str) -> bool {
+    context.visible(client, Operation::Create, ResourceType::Cluster, CLUSTER_NAME)
+        || context.allowed(client, Operation::Create, ResourceType::Topic, name)
+}
+
 pub async fn handle(context: &AgentContext, request: MetadataRequest, version: i16, client: &ClientInfo) -> MetadataResponse {
     // Kafka's auto.create.topics.enable: create missing topics the client names, if it allows it
-    // (always implied before v4), so they come back complete in this same response.
-    if context.settings.auto_create_topics && (version < 4 || request.allow_auto_topic_creation) {
+    // (always implied before v4) and may create them, so they come back complete in this same
+    // response.
+    let auto_create = context.settings.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    if auto_create {
         let missing: Vec<String> = context.metadata.read(|state| {
             request
                 .topics
@@ -38,7 +47,7 @@ pub async fn handle(context: &AgentContext, request: MetadataRequest, version: i
                 .filter(|name| !state.topics.contains_key(name) && super::topics::validate_topic_name(name).is_ok())
                 .collect()
         });
-        for name in missing {
+        for name in missing.into_iter().filter(|name| may_create(context, client, name)) {
             let record = crate::metadata::JournalRecord::CreateTopic {
                 name: name.clone(),
                 topic_id: Uuid::new_v4(),
@@ -64,6 +73,7 @@ pub async fn handle(context: &AgentContext, request: MetadataRequest, version: i
     // Under the metadata lock only what is proportional to the topics named (one hash lookup
     // each, ids through an index built once): the partitions are described after it is released,
     // so a large request never holds up the journal's apply (and every acknowledgement).
+    let requested_all = requested.is_none();
     let found: Vec<Lookup> = context.metadata.read(|state| {
         let summary = |name: &str, topic: &crate::metadata::TopicState| (name.to_string(), topic.id, topic.partitions.len() as i32);
         match requested {
@@ -87,7 +97,10 @@ pub async fn handle(context: &AgentContext, request: MetadataRequest, version: i
             }
         }
     });
+    let topic_operations = version >= 8 && request.include_topic_authorized_operations;
     let describe = |name: String, topic_id: Uuid, partition_count: i32| {
+        let operations =
+            if topic_operations { context.authorized_operations(client, ResourceType::Topic, &name) } else { OPERATIONS_NOT_REQUESTED };
         let partitions = (0..partition_count)
             .map(|index| {
                 let leader = placement::partition_leader(&live, &name, index, zone).map(|node| node.node_id).unwrap_or(local.node_id);
@@ -103,36 +116,72 @@ pub async fn handle(context: &AgentContext, request: MetadataRequest, version: i
             .with_name(Some(topic_name(name)))
             .with_topic_id(topic_id)
             .with_partitions(partitions)
+            .with_topic_authorized_operations(operations)
+    };
+    let failed = |error: ResponseError, name: Option<String>, topic_id: Uuid| {
+        MetadataResponseTopic::default()
+            .with_error_code(error.code())
+            .with_name(name.map(topic_name))
+            .with_topic_id(topic_id)
             .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
     };
+    // DESCRIBE on each topic: an all-topics answer leaves out the others; a topic named without
+    // it answers TOPIC_AUTHORIZATION_FAILED whether it exists or not, so existence does not leak.
+    let all_topics = requested_all;
     let topics: Vec<MetadataResponseTopic> = found
         .into_iter()
-        .map(|found| match found {
-            Ok((name, topic_id, partition_count)) => describe(name, topic_id, partition_count),
-            Err((name, topic_id)) => MetadataResponseTopic::default()
-                .with_error_code(if name.is_some() {
-                    ResponseError::UnknownTopicOrPartition.code()
+        .filter_map(|found| match found {
+            Ok((name, topic_id, partition_count)) if all_topics => {
+                context.visible(client, Operation::Describe, ResourceType::Topic, &name).then(|| describe(name, topic_id, partition_count))
+            }
+            Ok((name, topic_id, partition_count)) => Some(if context.allowed(client, Operation::Describe, ResourceType::Topic, &name) {
+                describe(name, topic_id, partition_count)
+            } else {
+                failed(ResponseError::TopicAuthorizationFailed, Some(name), Uuid::nil())
+            }),
+            Err((Some(name), topic_id)) => Some(
+                if !context.allowed(client, Operation::Describe, ResourceType::Topic, &name)
+                    || (auto_create && !may_create(context, client, &name))
+                {
+                    failed(ResponseError::TopicAuthorizationFailed, Some(name), topic_id)
                 } else {
-                    ResponseError::UnknownTopicId.code()
-                })
-                .with_name(name.map(topic_name))
-                .with_topic_id(topic_id)
-                .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+                    failed(ResponseError::UnknownTopicOrPartition, Some(name), topic_id)
+                },
+            ),
+            Err((None, topic_id)) => Some(failed(ResponseError::UnknownTopicId, None, topic_id)),
         })
         .collect();
+    let cluster_operations = if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+        cluster_operations(context, client)
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    };
     MetadataResponse::default()
         .with_brokers(live.iter().map(broker).collect())
         .with_cluster_id(Some(str_bytes(cluster_id(context))))
         .with_controller_id(BrokerId(controller))
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        .with_cluster_authorized_operations(cluster_operations)
+}
+
+/// Kafka's cluster authorized operations: 0 without DESCRIBE on the cluster.
+fn cluster_operations(context: &AgentContext, client: &ClientInfo) -> i32 {
+    if context.visible(client, Operation::Describe, ResourceType::Cluster, CLUSTER_NAME) {
+        context.authorized_operations(client, ResourceType::Cluster, CLUSTER_NAME)
+    } else {
+        0
+    }
 }
 
 pub fn cluster_id(context: &AgentContext) -> String {
     context.metadata.read(|state| state.cluster_id.clone()).unwrap_or_else(|| "floe-uninitialized".to_string())
 }
 
-pub fn describe_cluster(context: &AgentContext, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn describe_cluster(context: &AgentContext, request: DescribeClusterRequest, client: &ClientInfo) -> DescribeClusterResponse {
+    // Every client may describe the cluster (Kafka asks no ACL for it); the authorized
+    // operations are filled only with DESCRIBE on it.
+    let operations =
+        if request.include_cluster_authorized_operations { cluster_operations(context, client) } else { OPERATIONS_NOT_REQUESTED };
     let live = context.cluster.live();
     let controller = live.first().map(|node| node.node_id).unwrap_or(context.cluster.local().node_id);
     DescribeClusterResponse::default()
@@ -150,5 +199,5 @@ pub fn describe_cluster(context: &AgentContext, _request: DescribeClusterRequest
                 })
                 .collect(),
         )
-        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        .with_cluster_authorized_operations(operations)
 }

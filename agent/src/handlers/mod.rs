@@ -2,6 +2,7 @@
 //! we implement: dispatch, the server's version check, ApiVersions and the metric labels all come
 //! from it.
 
+pub mod acls;
 pub mod api_versions;
 pub mod client_quotas;
 pub mod configs;
@@ -23,19 +24,24 @@ use crate::groups::GroupCoordinator;
 use crate::metadata::MetadataClient;
 use crate::metrics::Metrics;
 use crate::storage::{SegmentReader, SegmentWriter};
+use floe_meta::acl::{Operation, ResourceType};
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 
 /// One row of the handler table: a Kafka API this agent implements, the versions it advertises
-/// and accepts, and its label in `floe_requests_total` / `floe_request_duration_seconds`.
+/// and accepts, its label in `floe_requests_total` / `floe_request_duration_seconds`, and what
+/// it is authorized against when `--acl-authorization` is on.
 #[derive(Debug, Clone, Copy)]
 pub struct Api {
     pub key: ApiKey,
     pub min: i16,
     pub max: i16,
     pub metric: &'static str,
+    /// The (resource type, operation) pairs the handler checks, as Kafka's `KafkaApis` does; the
+    /// handler checks them where it knows the names (each topic, group, the cluster).
+    pub acl: &'static [(ResourceType, Operation)],
 }
 
 /// The row for `api_key`, if this agent implements it.
@@ -47,9 +53,15 @@ pub fn api(api_key: ApiKey) -> Option<&'static Api> {
 /// version check, ApiVersions and the metric labels read) and into `handle`'s match, so an API
 /// cannot be advertised without a handler, or handled without a metric label.
 macro_rules! handler_table {
-    ($( $key:ident $min:literal ..= $max:literal $metric:literal => |$context:ident, $request:ident, $version:ident, $client:ident| $handler:expr; )*) => {
+    ($( $key:ident $min:literal ..= $max:literal $metric:literal [$($on:ident $operation:ident),*] => |$context:ident, $request:ident, $version:ident, $client:ident| $handler:expr; )*) => {
         /// Every API this agent implements, in Kafka's api-key order.
-        pub const APIS: &[Api] = &[$(Api { key: ApiKey::$key, min: $min, max: $max, metric: $metric }),*];
+        pub const APIS: &[Api] = &[$(Api {
+            key: ApiKey::$key,
+            min: $min,
+            max: $max,
+            metric: $metric,
+            acl: &[$((ResourceType::$on, Operation::$operation)),*],
+        }),*];
 
         // Not every handler needs every argument; the Produce row never runs here.
         #[allow(unused_variables, unreachable_code)]
@@ -66,41 +78,44 @@ macro_rules! handler_table {
 }
 
 handler_table! {
-    Produce 3..=11 "produce" => |context, request, version, client| unreachable!("produce is dispatched through produce::start");
-    Fetch 4..=12 "fetch" => |context, request, version, client| fetch::handle(context, request).await;
-    ListOffsets 1..=7 "list_offsets" => |context, request, version, client| list_offsets::handle(context, request, version).await;
-    Metadata 0..=12 "metadata" => |context, request, version, client| metadata::handle(context, request, version, client).await;
-    OffsetCommit 2..=8 "offset_commit" => |context, request, version, client| offsets::commit(context, request).await;
-    OffsetFetch 1..=8 "offset_fetch" => |context, request, version, client| offsets::fetch(context, request, version);
-    FindCoordinator 0..=4 "find_coordinator" => |context, request, version, client| coordinator::find(context, request, version);
-    JoinGroup 0..=9 "join_group" => |context, request, version, client| groups::join(context, request, version, client).await;
-    Heartbeat 0..=4 "heartbeat" => |context, request, version, client| groups::heartbeat(context, request);
-    LeaveGroup 0..=5 "leave_group" => |context, request, version, client| groups::leave(context, request, version);
-    SyncGroup 0..=5 "sync_group" => |context, request, version, client| groups::sync(context, request).await;
-    DescribeGroups 0..=5 "describe_groups" => |context, request, version, client| groups::describe(context, request);
-    ListGroups 0..=4 "list_groups" => |context, request, version, client| groups::list(context, request);
+    Produce 3..=11 "produce" [Topic Write] => |context, request, version, client| unreachable!("produce is dispatched through produce::start");
+    Fetch 4..=12 "fetch" [Topic Read] => |context, request, version, client| fetch::handle(context, request, client).await;
+    ListOffsets 1..=7 "list_offsets" [Topic Describe] => |context, request, version, client| list_offsets::handle(context, request, version, client).await;
+    Metadata 0..=12 "metadata" [Topic Describe, Topic Create, Cluster Create] => |context, request, version, client| metadata::handle(context, request, version, client).await;
+    OffsetCommit 2..=8 "offset_commit" [Group Read, Topic Read] => |context, request, version, client| offsets::commit(context, request, client).await;
+    OffsetFetch 1..=8 "offset_fetch" [Group Describe, Topic Describe] => |context, request, version, client| offsets::fetch(context, request, version, client);
+    FindCoordinator 0..=4 "find_coordinator" [Group Describe, TransactionalId Describe] => |context, request, version, client| coordinator::find(context, request, version, client);
+    JoinGroup 0..=9 "join_group" [Group Read] => |context, request, version, client| groups::join(context, request, version, client).await;
+    Heartbeat 0..=4 "heartbeat" [Group Read] => |context, request, version, client| groups::heartbeat(context, request, client);
+    LeaveGroup 0..=5 "leave_group" [Group Read] => |context, request, version, client| groups::leave(context, request, version, client);
+    SyncGroup 0..=5 "sync_group" [Group Read] => |context, request, version, client| groups::sync(context, request, client).await;
+    DescribeGroups 0..=5 "describe_groups" [Group Describe] => |context, request, version, client| groups::describe(context, request, client);
+    ListGroups 0..=4 "list_groups" [Cluster Describe, Group Describe] => |context, request, version, client| groups::list(context, request, client);
     // A SASL listener answers these two itself until the connection authenticates (`server/`);
     // they reach this table only on a listener without SASL or after authentication. SaslHandshake
     // v0 is advertised because librdkafka (2.0 and older) decides whether a broker has SASL by
     // it; used, it is refused (`sasl::Session::handshake`).
-    SaslHandshake 0..=1 "sasl_handshake" => |context, request, version, client| crate::sasl::handshake_not_expected();
-    ApiVersions 0..=3 "api_versions" => |context, request, version, client| api_versions::response(None);
-    CreateTopics 2..=7 "create_topics" => |context, request, version, client| topics::create(context, request, version).await;
-    DeleteTopics 1..=6 "delete_topics" => |context, request, version, client| topics::delete(context, request, version).await;
-    DeleteRecords 0..=2 "delete_records" => |context, request, version, client| delete_records::handle(context, request).await;
-    InitProducerId 0..=4 "init_producer_id" => |context, request, version, client| producer_id::handle(context, request).await;
-    OffsetForLeaderEpoch 2..=4 "offset_for_leader_epoch" => |context, request, version, client| leader_epoch::handle(context, request);
-    DescribeConfigs 1..=4 "describe_configs" => |context, request, version, client| configs::describe(context, request);
-    AlterConfigs 0..=2 "alter_configs" => |context, request, version, client| configs::alter(context, request).await;
-    SaslAuthenticate 0..=2 "sasl_authenticate" => |context, request, version, client| crate::sasl::authenticate_not_expected();
-    CreatePartitions 0..=3 "create_partitions" => |context, request, version, client| topics::create_partitions(context, request).await;
-    DeleteGroups 0..=2 "delete_groups" => |context, request, version, client| groups::delete(context, request).await;
-    IncrementalAlterConfigs 0..=1 "incremental_alter_configs" => |context, request, version, client| configs::incremental_alter(context, request).await;
-    OffsetDelete 0..=0 "offset_delete" => |context, request, version, client| offsets::delete(context, request).await;
-    DescribeClientQuotas 0..=1 "describe_client_quotas" => |context, request, version, client| client_quotas::describe(request);
-    DescribeUserScramCredentials 0..=0 "describe_user_scram_credentials" => |context, request, version, client| scram_credentials::describe(context, request);
-    AlterUserScramCredentials 0..=0 "alter_user_scram_credentials" => |context, request, version, client| scram_credentials::alter(context, request).await;
-    DescribeCluster 0..=1 "describe_cluster" => |context, request, version, client| metadata::describe_cluster(context, request);
+    SaslHandshake 0..=1 "sasl_handshake" [] => |context, request, version, client| crate::sasl::handshake_not_expected();
+    ApiVersions 0..=3 "api_versions" [] => |context, request, version, client| api_versions::response(None);
+    CreateTopics 2..=7 "create_topics" [Cluster Create, Topic Create, Topic DescribeConfigs] => |context, request, version, client| topics::create(context, request, version, client).await;
+    DeleteTopics 1..=6 "delete_topics" [Topic Delete] => |context, request, version, client| topics::delete(context, request, version, client).await;
+    DeleteRecords 0..=2 "delete_records" [Topic Delete] => |context, request, version, client| delete_records::handle(context, request, client).await;
+    InitProducerId 0..=4 "init_producer_id" [Cluster IdempotentWrite, Topic Write] => |context, request, version, client| producer_id::handle(context, request, client).await;
+    OffsetForLeaderEpoch 2..=4 "offset_for_leader_epoch" [Topic Describe] => |context, request, version, client| leader_epoch::handle(context, request, client);
+    DescribeAcls 1..=3 "describe_acls" [Cluster Describe] => |context, request, version, client| acls::describe(context, request, client);
+    CreateAcls 1..=3 "create_acls" [Cluster Alter] => |context, request, version, client| acls::create(context, request, client).await;
+    DeleteAcls 1..=3 "delete_acls" [Cluster Alter] => |context, request, version, client| acls::delete(context, request, client).await;
+    DescribeConfigs 1..=4 "describe_configs" [Topic DescribeConfigs, Cluster DescribeConfigs] => |context, request, version, client| configs::describe(context, request, client);
+    AlterConfigs 0..=2 "alter_configs" [Topic AlterConfigs, Cluster AlterConfigs] => |context, request, version, client| configs::alter(context, request, client).await;
+    SaslAuthenticate 0..=2 "sasl_authenticate" [] => |context, request, version, client| crate::sasl::authenticate_not_expected();
+    CreatePartitions 0..=3 "create_partitions" [Topic Alter] => |context, request, version, client| topics::create_partitions(context, request, client).await;
+    DeleteGroups 0..=2 "delete_groups" [Group Delete] => |context, request, version, client| groups::delete(context, request, client).await;
+    IncrementalAlterConfigs 0..=1 "incremental_alter_configs" [Topic AlterConfigs, Cluster AlterConfigs] => |context, request, version, client| configs::incremental_alter(context, request, client).await;
+    OffsetDelete 0..=0 "offset_delete" [Group Delete, Topic Read] => |context, request, version, client| offsets::delete(context, request, client).await;
+    DescribeClientQuotas 0..=1 "describe_client_quotas" [Cluster DescribeConfigs] => |context, request, version, client| client_quotas::describe(context, request, client);
+    DescribeUserScramCredentials 0..=0 "describe_user_scram_credentials" [Cluster Describe] => |context, request, version, client| scram_credentials::describe(context, request, client);
+    AlterUserScramCredentials 0..=0 "alter_user_scram_credentials" [Cluster Alter] => |context, request, version, client| scram_credentials::alter(context, request, client).await;
+    DescribeCluster 0..=1 "describe_cluster" [Cluster Describe] => |context, request, version, client| metadata::describe_cluster(context, request, client);
 }
 
 /// Settings handlers need beyond their collaborators.
@@ -110,6 +125,8 @@ pub struct HandlerSettings {
     pub max_partitions_per_topic: i32,
     pub auto_create_topics: bool,
     pub limits: RequestLimits,
+    /// `Some` when Kafka ACLs are enforced (`--acl-authorization`).
+    pub authorization: Option<crate::authorization::AuthorizationSettings>,
 }
 
 /// Per-request limits, with Kafka's names (DESIGN.md "Memory budgets and connection limits").
@@ -161,6 +178,8 @@ pub struct AgentContext {
 pub struct ClientInfo {
     pub client_id: String,
     pub host: String,
+    /// The client's address without port, as ACL hosts name it (`10.0.0.1`).
+    pub address: String,
     /// The connection's principal (`server::ConnectionState`), for authorization.
     pub principal: Arc<str>,
 }
@@ -185,7 +204,7 @@ pub async fn dispatch(
 ) -> BoxFuture<'static, Reply> {
     let version = header.request_api_version;
     match request {
-        RequestKind::Produce(request) => produce::start(context, request).await,
+        RequestKind::Produce(request) => produce::start(context, request, &client).await,
         other => Box::pin(async move { Reply::Respond(Box::new(handle(context, version, other, client).await)) }),
     }
 }

@@ -1,9 +1,10 @@
 //! OffsetCommit (through the journal, after the group state allows it) and OffsetFetch (from the
 //! local replica).
 
-use super::{str_bytes, topic_name, AgentContext};
+use super::{str_bytes, topic_name, AgentContext, ClientInfo};
 use crate::groups::coordinator::CommitCheck;
 use crate::metadata::{JournalRecord, OffsetCommitEntry};
+use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::offset_fetch_response::{
@@ -16,13 +17,20 @@ use kafka_protocol::messages::*;
 type Verdicts = Vec<(String, Vec<(i32, Option<ResponseError>)>)>;
 /// Per topic: (partition, offset, leader epoch, metadata).
 type CommittedByTopic = Vec<(String, Vec<(i32, i64, i32, String)>)>;
+/// Per topic: whether it was refused (every partition then answers that), and its partitions.
+type AuthorizedCommitted = Vec<(String, Option<ResponseError>, Vec<(i32, i64, i32, String)>)>;
 
-pub async fn commit(context: &AgentContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn commit(context: &AgentContext, request: OffsetCommitRequest, client: &ClientInfo) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
-    // Membership lives in the coordinator's memory, so only it can validate a commit.
-    let check = match super::coordinator::not_coordinator(context, &group) {
-        Some(error) => CommitCheck::Refused(error),
-        None => context.groups.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id),
+    // READ on the group, then READ on each topic (Kafka's order and codes).
+    let check = if !context.allowed(client, Operation::Read, ResourceType::Group, &group) {
+        CommitCheck::Refused(ResponseError::GroupAuthorizationFailed)
+    } else {
+        // Membership lives in the coordinator's memory, so only it can validate a commit.
+        match super::coordinator::not_coordinator(context, &group) {
+            Some(error) => CommitCheck::Refused(error),
+            None => context.groups.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id),
+        }
     };
     let metadata_limit = context.settings.limits.offset_metadata_max_bytes;
     let mut entries = Vec::new();
@@ -31,10 +39,13 @@ pub async fn commit(context: &AgentContext, request: OffsetCommitRequest) -> Off
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         let partition_count = context.metadata.read(|state| state.topics.get(&name).map(|found| found.partitions.len() as i32));
+        let topic_allowed =
+            matches!(check, CommitCheck::Refused(_)) || context.allowed(client, Operation::Read, ResourceType::Topic, &name);
         let mut partitions = Vec::new();
         for partition in &topic.partitions {
             let verdict = match (check, partition_count) {
                 (CommitCheck::Refused(error), _) => Some(error),
+                _ if !topic_allowed => Some(ResponseError::TopicAuthorizationFailed),
                 (_, None) => Some(ResponseError::UnknownTopicOrPartition),
                 (_, Some(count)) if partition.partition_index < 0 || partition.partition_index >= count => {
                     Some(ResponseError::UnknownTopicOrPartition)
@@ -120,29 +131,68 @@ fn lookup(context: &AgentContext, group: &str, topics: Option<Vec<(String, Vec<i
     })
 }
 
-pub fn fetch(context: &AgentContext, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+/// The committed offsets `client` may see (DESCRIBE on the topic): a topic it may not describe is
+/// left out of an all-topics answer, and answers TOPIC_AUTHORIZATION_FAILED where it was named.
+fn authorized_lookup(
+    context: &AgentContext,
+    client: &ClientInfo,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> AuthorizedCommitted {
+    let named = topics.is_some();
+    lookup(context, group, topics)
+        .into_iter()
+        .filter_map(|(topic, partitions)| {
+            if named {
+                let refused = (!context.allowed(client, Operation::Describe, ResourceType::Topic, &topic))
+                    .then_some(ResponseError::TopicAuthorizationFailed);
+                Some((topic, refused, partitions))
+            } else {
+                context.visible(client, Operation::Describe, ResourceType::Topic, &topic).then_some((topic, None, partitions))
+            }
+        })
+        .collect()
+}
+
+/// One partition's answer: the committed offset, or -1 and `refused`'s code.
+fn fetched(refused: Option<ResponseError>, (index, offset, epoch, metadata): (i32, i64, i32, String)) -> (i32, i64, i32, String, i16) {
+    match refused {
+        Some(error) => (index, -1, -1, String::new(), error.code()),
+        None => (index, offset, epoch, metadata, 0),
+    }
+}
+
+pub fn fetch(context: &AgentContext, request: OffsetFetchRequest, version: i16, client: &ClientInfo) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = request
             .groups
             .into_iter()
             .map(|group| {
+                // DESCRIBE on the group, per group from v8.
+                if !context.allowed(client, Operation::Describe, ResourceType::Group, &group.group_id.0) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(group.group_id)
+                        .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+                }
                 let topics = group
                     .topics
                     .map(|topics| topics.into_iter().map(|topic| (topic.name.0.to_string(), topic.partition_indexes)).collect());
-                let found = lookup(context, &group.group_id.0, topics);
+                let found = authorized_lookup(context, client, &group.group_id.0, topics);
                 OffsetFetchResponseGroup::default().with_group_id(group.group_id).with_topics(
                     found
                         .into_iter()
-                        .map(|(topic, partitions)| {
+                        .map(|(topic, refused, partitions)| {
                             OffsetFetchResponseTopics::default().with_name(topic_name(topic)).with_partitions(
                                 partitions
                                     .into_iter()
-                                    .map(|(index, offset, epoch, metadata)| {
+                                    .map(|partition| {
+                                        let (index, offset, epoch, metadata, error) = fetched(refused, partition);
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(index)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(str_bytes(metadata)))
+                                            .with_error_code(error)
                                     })
                                     .collect(),
                             )
@@ -153,20 +203,25 @@ pub fn fetch(context: &AgentContext, request: OffsetFetchRequest, version: i16) 
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
+    if !context.allowed(client, Operation::Describe, ResourceType::Group, &request.group_id.0) {
+        return OffsetFetchResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let topics = request.topics.map(|topics| topics.into_iter().map(|topic| (topic.name.0.to_string(), topic.partition_indexes)).collect());
-    let found = lookup(context, &request.group_id.0, topics);
+    let found = authorized_lookup(context, client, &request.group_id.0, topics);
     let topics = found
         .into_iter()
-        .map(|(topic, partitions)| {
+        .map(|(topic, refused, partitions)| {
             OffsetFetchResponseTopic::default().with_name(topic_name(topic)).with_partitions(
                 partitions
                     .into_iter()
-                    .map(|(index, offset, epoch, metadata)| {
+                    .map(|partition| {
+                        let (index, offset, epoch, metadata, error) = fetched(refused, partition);
                         OffsetFetchResponsePartition::default()
                             .with_partition_index(index)
                             .with_committed_offset(offset)
                             .with_committed_leader_epoch(epoch)
                             .with_metadata(Some(str_bytes(metadata)))
+                            .with_error_code(error)
                     })
                     .collect(),
             )
@@ -197,10 +252,13 @@ fn subscribed_topics(summary: &crate::groups::coordinator::GroupSummary) -> std:
 
 /// OffsetDelete (`kafka-consumer-groups --delete-offsets`): forgets a group's committed offsets
 /// for partitions of topics no live member subscribes to (Kafka's rule).
-pub async fn delete(context: &AgentContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn delete(context: &AgentContext, request: OffsetDeleteRequest, client: &ClientInfo) -> OffsetDeleteResponse {
     use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
     let group = request.group_id.0.to_string();
     let response = OffsetDeleteResponse::default();
+    if !context.allowed(client, Operation::Delete, ResourceType::Group, &group) {
+        return response.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     if let Some(error) = super::coordinator::not_coordinator(context, &group) {
         return response.with_error_code(error.code());
     }
@@ -220,12 +278,14 @@ pub async fn delete(context: &AgentContext, request: OffsetDeleteRequest) -> Off
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let partition_count = context.metadata.read(|state| state.topics.get(&name).map(|found| found.partitions.len() as i32));
+        let topic_allowed = context.allowed(client, Operation::Read, ResourceType::Topic, &name);
         let partitions = topic
             .partitions
             .iter()
             .map(|partition| {
                 let index = partition.partition_index;
                 let error = match partition_count {
+                    _ if !topic_allowed => Some(ResponseError::TopicAuthorizationFailed),
                     Some(count) if (0..count).contains(&index) => {
                         if subscribed.contains(&name) {
                             Some(ResponseError::GroupSubscribedToTopic)

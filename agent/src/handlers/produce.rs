@@ -10,12 +10,13 @@
 //!
 //! Never UNKNOWN_SERVER_ERROR: every failure maps to a precise or retriable code.
 
-use super::{str_bytes, topic_name, AgentContext, Reply};
+use super::{str_bytes, topic_name, AgentContext, ClientInfo, Reply};
 use crate::metadata::{producers, topic_config, SequenceError};
 use crate::protocol::batch::{self, BatchError, BatchSummary};
 use crate::protocol::records::RecordsError;
 use crate::storage::WriteError;
 use bytes::Bytes;
+use floe_meta::acl::{Operation, ResourceType};
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -171,7 +172,7 @@ pub fn write_error_code(error: &WriteError) -> ResponseError {
     }
 }
 
-pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFuture<'static, Reply> {
+pub async fn start(context: Arc<AgentContext>, request: ProduceRequest, client: &ClientInfo) -> BoxFuture<'static, Reply> {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(1) as u64);
     let handing_over = context.cluster.handing_over();
@@ -180,6 +181,16 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest) -> BoxFu
     let mut checks = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
+        // WRITE on the topic, checked before its existence, so a denied client learns nothing of
+        // which topics exist (Kafka's order).
+        if !context.allowed(client, Operation::Write, ResourceType::Topic, &name) {
+            let message = format!("not authorized to write to topic {name:?}");
+            let denied = topic.partition_data.iter().map(|partition| {
+                (partition.index, Pending::Done(Slot::Done { error: ResponseError::TopicAuthorizationFailed, message: message.clone() }))
+            });
+            pending.push((name, denied.collect()));
+            continue;
+        }
         let found = context.metadata.read(|state| {
             state.topics.get(&name).map(|found| (found.id, found.partitions.len() as i32, topic_config::max_message_bytes(&found.configs)))
         });

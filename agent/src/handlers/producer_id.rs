@@ -1,13 +1,23 @@
 //! InitProducerId for idempotent producers: ids come from the journal so they are unique across
 //! agents and restarts. Transactions are not supported yet.
 
-use super::AgentContext;
+use super::{AgentContext, ClientInfo};
 use crate::metadata::{ApplyOutcome, JournalRecord};
+use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-pub async fn handle(context: &AgentContext, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(context: &AgentContext, request: InitProducerIdRequest, client: &ClientInfo) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (Kafka
+    // since 2.8, KIP-679).
+    if request.transactional_id.is_none()
+        && !context.visible(client, Operation::IdempotentWrite, ResourceType::Cluster, floe_meta::acl::CLUSTER_NAME)
+        && !context.allowed_on_any(client, Operation::Write, ResourceType::Topic)
+    {
+        context.allowed_on_cluster(client, Operation::IdempotentWrite);
+        return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     if request.transactional_id.is_some() {
         tracing::warn!("refusing InitProducerId with a transactional id: transactions are not supported yet");
         return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());

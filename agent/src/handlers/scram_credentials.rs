@@ -4,8 +4,9 @@
 //! agent keeps only the derived keys, in the journal, so every agent accepts the new password as
 //! soon as the record is applied. Checks and error codes follow Kafka's controller.
 
-use super::{str_bytes, AgentContext};
+use super::{str_bytes, AgentContext, ClientInfo};
 use crate::metadata::{ApplyOutcome, JournalRecord};
+use floe_meta::acl::Operation;
 use floe_meta::scram::{ScramCredential, ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
@@ -18,7 +19,16 @@ use std::collections::{BTreeMap, HashMap};
 
 type Refusal = (ResponseError, &'static str);
 
-pub fn describe(context: &AgentContext, request: DescribeUserScramCredentialsRequest) -> DescribeUserScramCredentialsResponse {
+pub fn describe(
+    context: &AgentContext,
+    request: DescribeUserScramCredentialsRequest,
+    client: &ClientInfo,
+) -> DescribeUserScramCredentialsResponse {
+    if !context.allowed_on_cluster(client, Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes("not authorized to describe the cluster's users")));
+    }
     let stored: BTreeMap<String, Vec<(ScramMechanism, u32)>> = context.metadata.read(|state| {
         state
             .scram_credentials
@@ -114,7 +124,12 @@ fn changes_of<'a>(order: &mut Vec<String>, users: &'a mut HashMap<String, UserCh
 
 /// One result per user. A user's changes are written as one journal record, all or nothing; a
 /// user and mechanism named twice in the request refuses that user (Kafka's DUPLICATE_RESOURCE).
-pub async fn alter(context: &AgentContext, request: AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+pub async fn alter(
+    context: &AgentContext,
+    request: AlterUserScramCredentialsRequest,
+    client: &ClientInfo,
+) -> AlterUserScramCredentialsResponse {
+    let cluster_alter = context.allowed_on_cluster(client, Operation::Alter);
     let mut order: Vec<String> = Vec::new();
     let mut users: HashMap<String, UserChanges> = HashMap::new();
     let mut named: HashMap<(String, i8), usize> = HashMap::new();
@@ -151,6 +166,7 @@ pub async fn alter(context: &AgentContext, request: AlterUserScramCredentialsReq
     for name in order {
         let changes = users.remove(&name).unwrap_or_default();
         let outcome = match changes.refused {
+            _ if !cluster_alter => Err((ResponseError::ClusterAuthorizationFailed, "not authorized to alter the cluster's users")),
             Some(refusal) => Err(refusal),
             None => apply(context, &name, changes.set, changes.remove).await,
         };

@@ -1,7 +1,8 @@
 //! CreateTopics and DeleteTopics, through the journal.
 
-use super::{str_bytes, topic_name, AgentContext};
+use super::{str_bytes, topic_name, AgentContext, ClientInfo};
 use crate::metadata::{topic_config, ApplyOutcome, JournalRecord};
+use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
@@ -83,7 +84,7 @@ fn too_many_for_the_cluster(context: &AgentContext, held: usize, adding: usize) 
     Some(format!("the cluster holds {held} partitions; {adding} more would pass its limit of {limit} (--max-partitions)"))
 }
 
-pub async fn create(context: &AgentContext, mut request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn create(context: &AgentContext, mut request: CreateTopicsRequest, version: i16, client: &ClientInfo) -> CreateTopicsResponse {
     let duplicates = take_repeated_names(&mut request.topics, |topic| topic.name.0.as_str());
     let mut results = Vec::with_capacity(request.topics.len() + duplicates.len());
     results.extend(duplicates.into_iter().map(|name| {
@@ -104,6 +105,8 @@ pub async fn create(context: &AgentContext, mut request: CreateTopicsRequest, ve
     // Counted once, then kept up to date as topics are created: a scan per topic would make a
     // request of many topics quadratic.
     let mut held = partitions_in_cluster(context);
+    // CREATE on the cluster allows every topic; otherwise CREATE on each topic (Kafka's rule).
+    let cluster_create = context.visible(client, Operation::Create, ResourceType::Cluster, floe_meta::acl::CLUSTER_NAME);
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let failure = |error: ResponseError, message: String| {
@@ -114,6 +117,10 @@ pub async fn create(context: &AgentContext, mut request: CreateTopicsRequest, ve
                 .with_num_partitions(-1)
                 .with_replication_factor(-1)
         };
+        if !cluster_create && !context.allowed(client, Operation::Create, ResourceType::Topic, &name) {
+            results.push(failure(ResponseError::TopicAuthorizationFailed, format!("not authorized to create topic {name:?}")));
+            continue;
+        }
         if let Some(message) = &request_refusal {
             results.push(failure(ResponseError::PolicyViolation, message.clone()));
             continue;
@@ -178,12 +185,19 @@ pub async fn create(context: &AgentContext, mut request: CreateTopicsRequest, ve
                             .with_config_source(if set { 1 } else { 5 })
                     })
                     .collect();
-                CreatableTopicResult::default()
+                let created = CreatableTopicResult::default()
                     .with_name(topic_name(name.clone()))
                     .with_topic_id(topic_id)
                     .with_num_partitions(partitions)
-                    .with_replication_factor(if topic.replication_factor == -1 { 1 } else { topic.replication_factor })
-                    .with_configs(if version >= 5 { Some(described) } else { None })
+                    .with_replication_factor(if topic.replication_factor == -1 { 1 } else { topic.replication_factor });
+                // The configs come back only with DESCRIBE_CONFIGS on the new topic (Kafka).
+                if version < 5 {
+                    created
+                } else if context.visible(client, Operation::DescribeConfigs, ResourceType::Topic, &name) {
+                    created.with_configs(Some(described))
+                } else {
+                    created.with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code())
+                }
             }
             Ok(_) => failure(ResponseError::TopicAlreadyExists, format!("topic {name:?} already exists")),
             Err(error) => failure(ResponseError::RequestTimedOut, format!("failed to record the topic: {error}")),
@@ -193,7 +207,7 @@ pub async fn create(context: &AgentContext, mut request: CreateTopicsRequest, ve
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, version: i16, client: &ClientInfo) -> DeleteTopicsResponse {
     // v6 names topics in `topics` (by name or id); older versions in `topic_names`.
     let requested: Vec<(Option<String>, Uuid)> = if version >= 6 {
         request.topics.into_iter().map(|topic| (topic.name.map(|name| name.0.to_string()), topic.topic_id)).collect()
@@ -238,6 +252,15 @@ pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, versio
         HashMap::new()
     };
     for (name, topic_id) in requested {
+        // DELETE on a named topic is checked before its existence; a topic named by id is looked
+        // up first (an unknown id is UNKNOWN_TOPIC_ID either way).
+        let refused = DeletableTopicResult::default().with_error_code(ResponseError::TopicAuthorizationFailed.code());
+        if let Some(name) = &name {
+            if !context.allowed(client, Operation::Delete, ResourceType::Topic, name) {
+                responses.push(refused.with_name(Some(topic_name(name.clone()))).with_topic_id(topic_id));
+                continue;
+            }
+        }
         let found = context.metadata.read(|state| match &name {
             Some(name) => state.topics.get(name).map(|topic| (name.clone(), topic.id)),
             // The index may predate a deletion made by an earlier id of this request.
@@ -251,6 +274,10 @@ pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, versio
             responses.push(result.with_error_code(error.code()));
             continue;
         };
+        if name.is_none() && !context.allowed(client, Operation::Delete, ResourceType::Topic, &found_name) {
+            responses.push(refused.with_topic_id(topic_id));
+            continue;
+        }
         let result = result.with_name(Some(topic_name(found_name.clone()))).with_topic_id(found_id);
         match context.metadata.submit(JournalRecord::DeleteTopic { name: found_name, topic_id: found_id }).await {
             Ok(ApplyOutcome::TopicDeleted) => responses.push(result),
@@ -266,7 +293,11 @@ pub async fn delete(context: &AgentContext, request: DeleteTopicsRequest, versio
 }
 
 /// CreatePartitions: grows topics; one result per requested topic (librdkafka fails on fewer).
-pub async fn create_partitions(context: &AgentContext, mut request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    context: &AgentContext,
+    mut request: CreatePartitionsRequest,
+    client: &ClientInfo,
+) -> CreatePartitionsResponse {
     let duplicates = take_repeated_names(&mut request.topics, |topic| topic.name.0.as_str());
     let mut results = Vec::with_capacity(request.topics.len() + duplicates.len());
     results.extend(duplicates.into_iter().map(|name| {
@@ -294,6 +325,10 @@ pub async fn create_partitions(context: &AgentContext, mut request: CreatePartit
         let failure = |error: ResponseError, message: String| {
             result.clone().with_error_code(error.code()).with_error_message(Some(str_bytes(message)))
         };
+        if !context.allowed(client, Operation::Alter, ResourceType::Topic, &name) {
+            results.push(failure(ResponseError::TopicAuthorizationFailed, format!("not authorized to alter topic {name:?}")));
+            continue;
+        }
         if let Some(message) = &request_refusal {
             results.push(failure(ResponseError::PolicyViolation, message.clone()));
             continue;

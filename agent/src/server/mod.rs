@@ -532,6 +532,7 @@ async fn start_request(frame: Bytes, connection: &ConnectionState, context: &Arc
     let client = ClientInfo {
         client_id: header.client_id.as_ref().map(|id| id.to_string()).unwrap_or_default(),
         host: format!("/{}", connection.peer.ip()),
+        address: connection.peer.ip().to_string(),
         principal: Arc::clone(&connection.principal),
     };
     let started = Instant::now();
