@@ -75,7 +75,10 @@ async fn fetch_as(agent: &InProcess, principal: &str, name: &str) -> Option<Resp
     let ResponseKind::Fetch(response) = agent.call_as(principal, ApiKey::Fetch, 12, RequestKind::Fetch(request)).await else {
         panic!("not a Fetch response")
     };
-    error(response.responses[0].partitions[0].error_code)
+    let partition = &response.responses[0].partitions[0];
+    // An error answer carries an empty record set, never a null one (librdkafka cannot parse -1).
+    assert!(partition.records.is_some(), "a null record set");
+    error(partition.error_code)
 }
 
 /// The topics a Metadata for every topic lists, and the answer for one named topic.

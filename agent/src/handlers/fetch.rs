@@ -15,6 +15,13 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The records of a partition that answers an error: empty, not null, as Kafka sends them.
+/// librdkafka cannot parse a null record set (a -1 size): it drops the whole response as
+/// "Bad message format" and retries, never seeing the partition's error.
+fn no_records() -> Option<Bytes> {
+    Some(Bytes::new())
+}
+
 struct Requested {
     topic: String,
     partition: i32,
@@ -126,7 +133,7 @@ fn every_partition_failing(requested: &[Vec<Requested>], error: ResponseError) -
                         .with_high_watermark(-1)
                         .with_last_stable_offset(-1)
                         .with_log_start_offset(-1)
-                        .with_records(None)
+                        .with_records(no_records())
                 })
                 .collect();
             Some(FetchableTopicResponse::default().with_topic(topic_name(first.topic.clone())).with_partitions(partitions))
@@ -196,7 +203,7 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
         })
     });
     let Some((log_start, high_watermark, chunks)) = snapshot else {
-        let data = base.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_records(None);
+        let data = base.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_records(no_records());
         return (data, 0);
     };
     let base = base.with_high_watermark(high_watermark).with_last_stable_offset(high_watermark).with_log_start_offset(log_start);
@@ -206,7 +213,7 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
             .with_leader_epoch(LEADER_EPOCH),
     );
     if wanted.offset < log_start || wanted.offset > high_watermark {
-        return (base.with_error_code(ResponseError::OffsetOutOfRange.code()).with_records(None), 0);
+        return (base.with_error_code(ResponseError::OffsetOutOfRange.code()).with_records(no_records()), 0);
     }
     // Only the first partition of a response may exceed the remaining budget (KIP-74), and only
     // by its first batch.
@@ -241,7 +248,7 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
                 if copied > 0 {
                     break;
                 }
-                return (base.with_error_code(ResponseError::KafkaStorageError.code()).with_records(None), 0);
+                return (base.with_error_code(ResponseError::KafkaStorageError.code()).with_records(no_records()), 0);
             }
         };
         let (added, limited) = batch::copy_rebased(
