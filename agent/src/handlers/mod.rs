@@ -209,6 +209,22 @@ pub async fn dispatch(
     }
 }
 
+/// The handler table's authorization column as the Markdown table README.md shows ("Authorization
+/// (Kafka ACLs)"); a unit test keeps the two the same.
+pub fn acl_table_markdown() -> String {
+    let mut table = String::from("| API | Checked with `--acl-authorization` |\n|---|---|\n");
+    for api in APIS {
+        let checks: Vec<String> = api
+            .acl
+            .iter()
+            .map(|(resource_type, operation)| format!("{} on {}", operation.label().to_uppercase(), resource_type.label().replace('_', " ")))
+            .collect();
+        let checks = if checks.is_empty() { "nothing (answered before authorization)".to_string() } else { checks.join(", ") };
+        table.push_str(&format!("| {:?} | {checks} |\n", api.key));
+    }
+    table
+}
+
 pub(crate) fn str_bytes(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
 }
@@ -233,6 +249,13 @@ mod tests {
                 valid.max
             );
         }
+    }
+
+    #[test]
+    fn the_readme_shows_the_handler_tables_authorization_column() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
+        let table = super::acl_table_markdown();
+        assert!(readme.contains(&table), "README.md's ACL table differs from the handler table; it should read:\n{table}");
     }
 
     #[test]
