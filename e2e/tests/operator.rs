@@ -374,6 +374,16 @@ fn invalid_fixtures(plane: &ControlPlane) -> Vec<Invalid> {
             field: "bootstrapUser is for SASL authentication",
         },
         Invalid {
+            what: "a super user that is not a principal",
+            object: cluster(&|v| v["spec"]["listener"] = json!({"authorization": {"type": "acls", "superUsers": ["admin"]}})),
+            field: "each super user is a principal such as User:admin",
+        },
+        Invalid {
+            what: "super users without ACLs",
+            object: cluster(&|v| v["spec"]["listener"] = json!({"authorization": {"type": "none", "superUsers": ["User:admin"]}})),
+            field: "superUsers is for type: acls",
+        },
+        Invalid {
             what: "an unknown authentication type",
             object: cluster(&|v| v["spec"]["listener"] = json!({"authentication": {"type": "kerberos"}})),
             field: "spec.listener.authentication.type",

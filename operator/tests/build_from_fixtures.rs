@@ -177,7 +177,7 @@ fn equal_inputs_build_equal_children_and_a_config_change_rolls_the_agents() {
 }
 
 #[test]
-fn the_listeners_tls_and_sasl_reach_the_agents_as_flags_and_mounted_secrets() {
+fn the_listeners_tls_sasl_and_acls_reach_the_agents_as_flags_and_mounted_secrets() {
     let children =
         build(&fixture::<AgentPool>("agentpool-minimal.yaml"), &fixture::<VirtualCluster>("virtualcluster.yaml"), &settings()).unwrap();
     let container = agent(&children.deployment);
@@ -190,6 +190,8 @@ fn the_listeners_tls_and_sasl_reach_the_agents_as_flags_and_mounted_secrets() {
     assert_eq!(env("FLOE_SASL_BOOTSTRAP_USER").as_deref(), Some("admin"));
     assert_eq!(env("FLOE_SASL_BOOTSTRAP_PASSWORD_FILE").as_deref(), Some("/etc/floe/bootstrap-user/password"));
     assert_eq!(env("FLOE_TLS_CLIENT_AUTH"), None, "no client certificates without mtls");
+    assert_eq!(env("FLOE_ACL_AUTHORIZATION").as_deref(), Some("true"));
+    assert_eq!(env("FLOE_SUPER_USERS").as_deref(), Some("User:ops;User:CN=break-glass"));
     let pod = children.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     let secret_of = |volume: &str| {
         pod.volumes.as_ref().unwrap().iter().find(|candidate| candidate.name == volume).and_then(|found| found.secret.clone())

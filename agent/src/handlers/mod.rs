@@ -217,7 +217,9 @@ pub fn acl_table_markdown() -> String {
         let checks: Vec<String> = api
             .acl
             .iter()
-            .map(|(resource_type, operation)| format!("{} on {}", operation.label().to_uppercase(), resource_type.label().replace('_', " ")))
+            .map(|(resource_type, operation)| {
+                format!("{} on {}", operation.label().to_uppercase(), resource_type.label().replace('_', " "))
+            })
             .collect();
         let checks = if checks.is_empty() { "nothing (answered before authorization)".to_string() } else { checks.join(", ") };
         table.push_str(&format!("| {:?} | {checks} |\n", api.key));

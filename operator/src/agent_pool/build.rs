@@ -8,7 +8,7 @@
 
 use crate::crd::agent_pool::{AgentPool, PullPolicy, Role, ServiceType};
 use crate::crd::quantity;
-use crate::crd::virtual_cluster::{AuthenticationType, VirtualCluster};
+use crate::crd::virtual_cluster::{AuthenticationType, AuthorizationType, VirtualCluster};
 use crate::labels;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -399,6 +399,12 @@ fn listener_security(cluster: &VirtualCluster, env: &mut Vec<Value>, volumes: &m
         mounts.push(json!({"name": "listener-tls", "mountPath": LISTENER_TLS_DIRECTORY, "readOnly": true}));
         env.push(value("FLOE_TLS_CERT_FILE", format!("{LISTENER_TLS_DIRECTORY}/tls.crt")));
         env.push(value("FLOE_TLS_KEY_FILE", format!("{LISTENER_TLS_DIRECTORY}/tls.key")));
+    }
+    if let Some(authorization) = listener.authorization.as_ref().filter(|authorization| authorization.kind == AuthorizationType::Acls) {
+        env.push(value("FLOE_ACL_AUTHORIZATION", "true".to_string()));
+        if !authorization.super_users.is_empty() {
+            env.push(value("FLOE_SUPER_USERS", authorization.super_users.join(";")));
+        }
     }
     let Some(authentication) = &listener.authentication else { return };
     if authentication.kind == AuthenticationType::Mtls {

@@ -61,6 +61,38 @@ pub struct ClusterListenerSpec {
     /// How clients prove who they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<AuthenticationSpec>,
+    /// What an authenticated client may do. Without it (or with `type: none`) every client may do
+    /// everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.superUsers) || size(self.superUsers) == 0 || self.type == 'acls'",
+    "message": "superUsers is for type: acls"
+}]))]
+pub struct AuthorizationSpec {
+    /// `acls`: Kafka ACLs, managed with kafka-acls and kept in this virtual cluster; a request no
+    /// ACL allows gets Kafka's *_AUTHORIZATION_FAILED code. `none`: every client may do everything.
+    #[serde(rename = "type")]
+    pub kind: AuthorizationType,
+    /// Principals allowed everything, for example `User:admin`. The bootstrap user always is one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 512)), extend("x-kubernetes-validations" = [{
+        "rule": "self.all(principal, principal.matches('^[A-Za-z]+:[^;]+$'))",
+        "message": "each super user is a principal such as User:admin (a type, a colon, a name; no semicolons)"
+    }]))]
+    pub super_users: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AuthorizationType {
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "acls")]
+    Acls,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
