@@ -304,6 +304,10 @@ pub struct SaslArgs {
     /// a file so the password never shows in the process list.
     #[arg(long, env = "FLOE_SASL_BOOTSTRAP_PASSWORD_FILE", requires = "sasl_bootstrap_user")]
     pub sasl_bootstrap_password_file: Option<PathBuf>,
+    /// How long the answer to a failed authentication is held before the connection closes, as
+    /// Kafka's connection.failed.authentication.delay.ms: each password guess costs at least this.
+    #[arg(long, env = "FLOE_SASL_FAILED_AUTHENTICATION_DELAY", default_value = "100ms", value_parser = parse_duration)]
+    pub sasl_failed_authentication_delay: Duration,
 }
 
 impl SaslArgs {
@@ -333,7 +337,11 @@ impl SaslArgs {
                 mechanisms.push(*mechanism);
             }
         }
-        Ok(Some(crate::sasl::SaslSettings { mechanisms, bootstrap_user }))
+        Ok(Some(crate::sasl::SaslSettings {
+            mechanisms,
+            bootstrap_user,
+            failed_authentication_delay: self.sasl_failed_authentication_delay,
+        }))
     }
 }
 

@@ -359,11 +359,15 @@ fn before_authentication_only_api_versions_and_sasl_are_answered_and_a_large_fra
     ensure!(offered == ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"], "offered {offered:?}");
     ensure!(unsupported.is_closed_by_peer(), "the connection stayed open after an unsupported mechanism");
 
-    // A wrong password: SASL_AUTHENTICATION_FAILED, then closed.
+    // A wrong password: SASL_AUTHENTICATION_FAILED after --sasl-failed-authentication-delay
+    // (100 ms by default; a right password is answered at once), then closed.
     let mut wrong = RawConnection::connect(bootstrap)?;
     ensure!(handshake(&mut wrong, "PLAIN")?.error_code == 0, "the PLAIN handshake failed");
+    let asked = std::time::Instant::now();
     let failed = authenticate(&mut wrong, format!("\0admin\0{ADMIN_PASSWORD}x").as_bytes())?;
+    let waited = asked.elapsed();
     ensure!(failed.error_code == SASL_AUTHENTICATION_FAILED, "a wrong password answered {}", failed.error_code);
+    ensure!(waited >= Duration::from_millis(100), "a failed authentication was answered after {waited:?}, before the 100 ms delay");
     ensure!(wrong.is_closed_by_peer(), "the connection stayed open after a failed authentication");
 
     // The right password: then every API is served, DescribeUserScramCredentials included.

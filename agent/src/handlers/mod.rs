@@ -44,6 +44,17 @@ pub struct Api {
     pub acl: &'static [(ResourceType, Operation)],
 }
 
+impl Api {
+    /// Whether this agent takes `version` of the API; the refusal names the supported range.
+    pub fn accepts(&self, version: i16) -> Result<(), String> {
+        if (self.min..=self.max).contains(&version) {
+            Ok(())
+        } else {
+            Err(format!("{:?} v{version} is outside the supported range {}..={}", self.key, self.min, self.max))
+        }
+    }
+}
+
 /// The row for `api_key`, if this agent implements it.
 pub fn api(api_key: ApiKey) -> Option<&'static Api> {
     APIS.iter().find(|api| api.key == api_key)

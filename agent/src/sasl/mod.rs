@@ -91,6 +91,10 @@ pub struct SaslSettings {
     /// Offered in SaslHandshake, in this order.
     pub mechanisms: Vec<Mechanism>,
     pub bootstrap_user: Option<BootstrapUser>,
+    /// How long a failed authentication's answer is held before the connection closes (Kafka's
+    /// `connection.failed.authentication.delay.ms`): a password guesser pays it per guess, on top
+    /// of a new connection (and TLS handshake) for each.
+    pub failed_authentication_delay: std::time::Duration,
 }
 
 /// One connection's authentication, from its first byte to `Authenticated`.
@@ -256,7 +260,7 @@ mod tests {
     }
 
     fn settings(mechanisms: &[Mechanism]) -> SaslSettings {
-        SaslSettings { mechanisms: mechanisms.to_vec(), bootstrap_user: None }
+        SaslSettings { mechanisms: mechanisms.to_vec(), bootstrap_user: None, failed_authentication_delay: std::time::Duration::ZERO }
     }
 
     #[test]

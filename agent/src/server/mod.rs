@@ -398,7 +398,12 @@ async fn serve_connection<R, W>(
                                 connection.principal = Arc::from(format!("User:{user}"));
                                 false
                             }
-                            Verdict::Failed => true,
+                            Verdict::Failed => {
+                                // Kafka's connection.failed.authentication.delay.ms: the
+                                // failure's answer waits, so guessing costs time per guess.
+                                tokio::time::sleep(sasl_settings.failed_authentication_delay).await;
+                                true
+                            }
                         };
                         in_flight_sender.send_modify(|count| *count += 1);
                         if queue.send(tokio::spawn(async move { Outgoing::Frame(response) })).await.is_err() {
@@ -461,12 +466,13 @@ async fn authenticate(frame: Bytes, session: &mut Session, settings: &SaslSettin
             ))
         };
     }
-    let Some(&handlers::Api { min, max, metric, .. }) = handlers::api(api_key) else {
+    let Some(api) = handlers::api(api_key) else {
         return Unauthenticated::Refuse(format!("{api_key:?} is not supported"));
     };
-    if version < min || version > max {
-        return Unauthenticated::Refuse(format!("{api_key:?} v{version} is outside the supported range {min}..={max}"));
+    if let Err(refusal) = api.accepts(version) {
+        return Unauthenticated::Refuse(refusal);
     }
+    let metric = api.metric;
     let correlation_id = codec::peek_correlation_id(&frame);
     let started = Instant::now();
     let (body, verdict) = match codec::decode_request(frame, api_key, version) {
@@ -506,17 +512,18 @@ const BLOCKING_DECODE_BYTES: usize = 1 << 20;
 async fn start_request(frame: Bytes, connection: &ConnectionState, context: &Arc<AgentContext>) -> Result<JoinHandle<Outgoing>, String> {
     let (api_key, version) = codec::peek_key_and_version(&frame).map_err(|error| error.to_string())?;
     let correlation_id = codec::peek_correlation_id(&frame);
-    let Some(&handlers::Api { min, max, metric: api_name, .. }) = handlers::api(api_key) else {
+    let Some(api) = handlers::api(api_key) else {
         return Err(format!("{api_key:?} is not supported by this agent"));
     };
-    if version < min || version > max {
+    let api_name = api.metric;
+    if let Err(refusal) = api.accepts(version) {
         if api_key == ApiKey::ApiVersions {
             // Answer in v0 with the ranges we do support, without decoding the body (KIP-511).
             let body = ResponseKind::ApiVersions(api_versions::response(Some(ResponseError::UnsupportedVersion)));
             let bytes = codec::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).map_err(|error| error.to_string())?;
             return Ok(tokio::spawn(async move { Outgoing::Frame(bytes) }));
         }
-        return Err(format!("{api_key:?} v{version} is outside the supported range {min}..={max}"));
+        return Err(refusal);
     }
     // Decoding is proportional to the frame: a 99 MiB CreateTopics of 6.5 M entries takes seconds,
     // which on an async worker would stall every connection that worker serves. Large frames
