@@ -400,6 +400,12 @@ pub mod records {
         vec![("h-index".to_string(), index.to_string().into_bytes()), ("h-client".to_string(), client.as_bytes().to_vec())]
     }
 
+    /// The headers of every record of one producer run, for a client that sets headers per run
+    /// rather than per record (kcat's `-H`): `h-client=<client>`, `h-codec=<producer>`.
+    pub fn run_headers(client: &str, producer: &str) -> Vec<(String, Vec<u8>)> {
+        vec![("h-client".to_string(), client.as_bytes().to_vec()), ("h-codec".to_string(), producer.as_bytes().to_vec())]
+    }
+
     pub fn index_of(key: &[u8]) -> Option<u64> {
         std::str::from_utf8(key).ok()?.strip_prefix("key-")?.parse().ok()
     }

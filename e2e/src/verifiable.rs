@@ -27,14 +27,15 @@ pub enum Event {
     /// The driver parsed its arguments and is about to connect. `client` is the name it puts in
     /// the `h-client` header of the records it produces.
     StartupComplete { client: String },
-    /// The broker acknowledged record `index` of the shared format at `partition`/`offset`.
+    /// The broker acknowledged record `index` of the shared format at `partition`/`offset`
+    /// (`null` for a client that reports no positions, kcat; see [`Expected::positions_unknown`]).
     /// `producer` names the producer instance that sent it (send order is checked per producer);
     /// `producer_id` and `producer_epoch` are what the acknowledgement carried, when the client
     /// exposes them.
     ProducerSendSuccess {
         topic: String,
-        partition: i32,
-        offset: i64,
+        partition: Option<i32>,
+        offset: Option<i64>,
         index: u64,
         #[serde(default)]
         producer: Option<String>,
@@ -59,9 +60,16 @@ pub enum Event {
         producer_id: Option<i64>,
         #[serde(default)]
         producer_epoch: Option<i16>,
+        /// Which of the driver's consumers read it, when it runs several ([`Events::of_consumer`]).
+        #[serde(default)]
+        consumer: Option<String>,
     },
     /// The consumer reported an error instead of records (a fetch error, ...).
-    ConsumerError { error: String },
+    ConsumerError {
+        error: String,
+        #[serde(default)]
+        consumer: Option<String>,
+    },
     /// The group assigned these partitions of `topic` to the driver's member.
     PartitionsAssigned { topic: String, partitions: Vec<i32> },
     /// The group's committed offsets of `topic`, as read back from the coordinator (OffsetFetch)
@@ -158,6 +166,26 @@ impl Events {
         Ok(Self { client, events })
     }
 
+    /// The events with only what consumer `name` read (and its errors): for a driver that reads
+    /// the topic several times (kcat: a simple consumer, a group, the group resumed).
+    pub fn of_consumer(&self, name: &str) -> Events {
+        let events = self
+            .events
+            .iter()
+            .filter(|event| match event {
+                Event::RecordConsumed { consumer, .. } | Event::ConsumerError { consumer, .. } => consumer.as_deref() == Some(name),
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        Events { client: self.client.clone(), events }
+    }
+
+    /// The records read, in the order they were reported.
+    pub fn consumed(&self) -> usize {
+        self.events.iter().filter(|event| matches!(event, Event::RecordConsumed { .. })).count()
+    }
+
     /// The admin results of `operation` on `resource`, in the order they were reported.
     pub fn admin_results(&self, operation: &str, resource: &str) -> Vec<(Option<&str>, &serde_json::Value)> {
         self.events
@@ -210,6 +238,32 @@ impl Events {
         Ok(read_back)
     }
 
+    /// The kcat adapter's run (e2e/scripts/kcat-roundtrip.sh): its `simple` and `group`
+    /// consumers each read every record back exactly once ([`Events::check_read_back`]) with each
+    /// partition's offsets gapless from 0, and the group, run again, resumed at its commits and
+    /// read nothing.
+    pub fn check_kcat_round_trip(&self, expected: &Expected) -> Result<()> {
+        for consumer in ["simple", "group"] {
+            let events = self.of_consumer(consumer);
+            let read_back = events.check_read_back(expected).with_context(|| format!("kcat's {consumer} consumer"))?;
+            events.check_exactly_once(expected, &read_back).with_context(|| format!("kcat's {consumer} consumer"))?;
+        }
+        let resumed = self.of_consumer("group-resumed");
+        ensure!(
+            resumed.consumed() == 0,
+            "kcat's group read {} records again when run a second time: the commits were not honoured",
+            resumed.consumed()
+        );
+        resumed.check_no_consumer_error()
+    }
+
+    fn check_no_consumer_error(&self) -> Result<()> {
+        match self.events.iter().find(|event| matches!(event, Event::ConsumerError { .. })) {
+            Some(error) => bail!("{}: {error:?}", self.client),
+            None => Ok(()),
+        }
+    }
+
     /// Every record `0..expected.records` was acknowledged once and read back exactly once, at
     /// its acknowledged partition and offset, byte for byte (key, value, headers), with offsets
     /// increasing per partition and each producer's records in send order per partition.
@@ -223,7 +277,7 @@ impl Events {
         let mut per_partition: BTreeMap<i32, Vec<(i64, u64)>> = BTreeMap::new();
         for event in &self.events {
             match event {
-                Event::ConsumerError { error } => problems.add(format!("the consumer reported an error: {error}")),
+                Event::ConsumerError { error, .. } => problems.add(format!("the consumer reported an error: {error}")),
                 Event::RecordConsumed { topic, partition, offset, key, value, headers, .. } => {
                     consumed += 1;
                     let at = format!("{topic}/{partition}@{offset}");
@@ -246,10 +300,14 @@ impl Events {
                     }
                     per_partition.entry(*partition).or_default().push((*offset, index));
                     match acknowledged.get(&index) {
-                        Some(ack) if (ack.partition, ack.offset) != (*partition, *offset) => problems.add(format!(
-                            "record {index} read at {at} but acknowledged at {}/{}@{}",
-                            expected.topic, ack.partition, ack.offset
-                        )),
+                        Some(Ack { position: Some((acked_partition, acked_offset)), .. })
+                            if (*acked_partition, *acked_offset) != (*partition, *offset) =>
+                        {
+                            problems.add(format!(
+                                "record {index} read at {at} but acknowledged at {}/{acked_partition}@{acked_offset}",
+                                expected.topic
+                            ))
+                        }
                         Some(ack) => {
                             if let Some(producer) = ack.producer {
                                 if let Some(previous) =
@@ -263,7 +321,9 @@ impl Events {
                         }
                         None => {}
                     }
-                    if let Some(difference) = payload_difference(index, &self.client, key.as_deref(), value.as_deref(), headers) {
+                    let producer = acknowledged.get(&index).and_then(|ack| ack.producer);
+                    let expected_headers = expected.headers.of(index, &self.client, producer);
+                    if let Some(difference) = payload_difference(index, &expected_headers, key.as_deref(), value.as_deref(), headers) {
                         problems.add(format!("record {index} at {at}: {difference}"));
                     }
                 }
@@ -280,8 +340,16 @@ impl Events {
             ));
         }
         problems.into_result(&format!("{} read back from {}", self.client, expected.topic))?;
+        // The topic started empty, so a partition's end offset is the number of records it holds:
+        // acknowledged there, or, without positions, read there (each read once, checked above).
         let end_offsets = (0..expected.partitions)
-            .map(|partition| (partition, acknowledged.values().filter(|ack| ack.partition == partition).count() as i64))
+            .map(|partition| {
+                let held = match expected.positions_unknown {
+                    false => acknowledged.values().filter(|ack| ack.position.is_some_and(|(at, _)| at == partition)).count(),
+                    true => per_partition.get(&partition).map_or(0, Vec::len),
+                };
+                (partition, held as i64)
+            })
             .collect();
         Ok(ReadBack { consumed, end_offsets, per_partition })
     }
@@ -468,14 +536,26 @@ impl Events {
                     problems.add(format!("record {index} to {topic} not acknowledged: {error}"))
                 }
                 Event::ProducerSendSuccess { topic, partition, offset, index, producer, .. } => {
-                    if *topic != expected.topic || *index >= expected.records || *partition < 0 || *partition >= expected.partitions {
-                        problems.add(format!("an acknowledgement of record {index} at {topic}/{partition}@{offset}, outside this run"));
+                    let position = partition.zip(*offset);
+                    if *topic != expected.topic
+                        || *index >= expected.records
+                        || position.is_some_and(|(partition, _)| partition < 0 || partition >= expected.partitions)
+                    {
+                        problems.add(format!("an acknowledgement of record {index} at {topic}/{position:?}, outside this run"));
                         continue;
                     }
-                    if let Some(other) = positions.insert((*partition, *offset), *index) {
-                        problems.add(format!("records {other} and {index} both acknowledged at {partition}@{offset}"));
+                    match position {
+                        None if !expected.positions_unknown => {
+                            problems.add(format!("the acknowledgement of record {index} has no partition and offset"))
+                        }
+                        None => {}
+                        Some((partition, offset)) => {
+                            if let Some(other) = positions.insert((partition, offset), *index) {
+                                problems.add(format!("records {other} and {index} both acknowledged at {partition}@{offset}"));
+                            }
+                        }
                     }
-                    let ack = Ack { partition: *partition, offset: *offset, producer: producer.as_deref() };
+                    let ack = Ack { position, producer: producer.as_deref() };
                     if acknowledged.insert(*index, ack).is_some() {
                         problems.add(format!("record {index} acknowledged twice"));
                     }
@@ -502,11 +582,41 @@ pub struct Expected {
     pub topic: String,
     pub partitions: i32,
     pub records: u64,
+    /// The acknowledgements carry no partition and offset (kcat: an exit 0 of `kcat -P` says
+    /// every delivery succeeded, not where). The read-back check then cannot compare positions;
+    /// the end offsets come from what was read.
+    pub positions_unknown: bool,
+    pub headers: HeaderFormat,
+}
+
+/// The headers record `i` carries (the formats are `floe_e2e::records`').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderFormat {
+    /// [`crate::records::headers`]: `h-index=<i>`, `h-client=<client>`.
+    PerRecord,
+    /// [`crate::records::run_headers`]: the same for every record of one producer run, named by
+    /// the acknowledgement's `producer` (kcat's `-H` applies to a whole run).
+    PerProducerRun,
+}
+
+impl HeaderFormat {
+    fn of(self, index: u64, client: &str, producer: Option<&str>) -> Vec<(String, Vec<u8>)> {
+        match self {
+            HeaderFormat::PerRecord => crate::records::headers(index, client),
+            HeaderFormat::PerProducerRun => crate::records::run_headers(client, producer.unwrap_or_default()),
+        }
+    }
 }
 
 impl Expected {
     pub fn new(topic: &str, partitions: i32, records: u64) -> Self {
-        Self { topic: topic.to_string(), partitions, records }
+        Self { topic: topic.to_string(), partitions, records, positions_unknown: false, headers: HeaderFormat::PerRecord }
+    }
+
+    /// A client that reports acknowledgements without positions and sets headers per producer
+    /// run (kcat).
+    pub fn kcat(topic: &str, partitions: i32, records: u64) -> Self {
+        Self { positions_unknown: true, headers: HeaderFormat::PerProducerRun, ..Self::new(topic, partitions, records) }
     }
 }
 
@@ -522,13 +632,19 @@ pub struct ReadBack {
 }
 
 struct Ack<'a> {
-    partition: i32,
-    offset: i64,
+    /// (partition, offset), when the client reports it.
+    position: Option<(i32, i64)>,
     producer: Option<&'a str>,
 }
 
 /// How the bytes read differ from record `index` of the shared format, or `None`.
-fn payload_difference(index: u64, client: &str, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> Option<String> {
+fn payload_difference(
+    index: u64,
+    expected_headers: &[(String, Vec<u8>)],
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[Header],
+) -> Option<String> {
     let expected_key = crate::records::key(index);
     if key != Some(expected_key.as_slice()) {
         return Some(format!("key {:?}, expected {:?}", key.map(String::from_utf8_lossy), String::from_utf8_lossy(&expected_key)));
@@ -539,11 +655,10 @@ fn payload_difference(index: u64, client: &str, key: Option<&[u8]>, value: Optio
         let at = value.iter().zip(&expected_value).take_while(|(read, wanted)| read == wanted).count();
         return Some(format!("value of {} bytes, expected {}, first difference at byte {at}", value.len(), expected_value.len()));
     }
-    let expected_headers = crate::records::headers(index, client);
     let read_headers: Vec<(String, Vec<u8>)> =
         headers.iter().map(|header| (header.key.clone(), header.value.clone().unwrap_or_default())).collect();
     if read_headers != expected_headers {
-        return Some(format!("headers {}, expected {}", describe_headers(&read_headers), describe_headers(&expected_headers)));
+        return Some(format!("headers {}, expected {}", describe_headers(&read_headers), describe_headers(expected_headers)));
     }
     None
 }
@@ -835,6 +950,70 @@ mod tests {
         assert!(error.contains("expected shutdown_complete"), "{error}");
         let unknown = r#"{"name":"record_consumed","topic":"t","partition":0,"offset":0,"key":"zz","value":null,"headers":[]}"#;
         assert!(parse_event(unknown).is_err(), "a key that is not hex is malformed");
+    }
+
+    /// A kcat-like run of records 0..4: acknowledged without positions, headers per producer
+    /// run, read by the `simple` and `group` consumers, then nothing by `group-resumed`.
+    fn kcat_lines() -> Vec<String> {
+        let mut lines = vec![r#"{"name":"startup_complete","client":"kcat"}"#.to_string()];
+        for index in 0..4 {
+            lines.push(format!(
+                r#"{{"name":"producer_send_success","topic":"t","partition":null,"offset":null,"index":{index},"producer":"gzip"}}"#
+            ));
+        }
+        for consumer in ["simple", "group"] {
+            for (index, partition, offset) in [(0, 0, 0), (1, 1, 0), (2, 0, 1), (3, 1, 1)] {
+                lines.push(format!(
+                    r#"{{"name":"record_consumed","topic":"t","partition":{partition},"offset":{offset},"key":"{}","value":"{}","headers":[{{"key":"h-client","value":"{}"}},{{"key":"h-codec","value":"{}"}}],"consumer":"{consumer}"}}"#,
+                    hex(&crate::records::key(index)),
+                    hex(&crate::records::value(index)),
+                    hex(b"kcat"),
+                    hex(b"gzip"),
+                ));
+            }
+        }
+        lines.push(r#"{"name":"shutdown_complete"}"#.to_string());
+        lines
+    }
+
+    fn check_kcat(lines: &[String]) -> Result<()> {
+        parse_events(&lines.join("\n"))?.check_kcat_round_trip(&Expected::kcat(TOPIC, 2, 4))
+    }
+
+    #[test]
+    fn a_kcat_run_passes_and_fails_on_a_missing_record_a_wrong_header_a_gap_or_a_group_that_did_not_resume() {
+        check_kcat(&kcat_lines()).expect("the kcat-like stream passes");
+        let group_read = |index: u64, partition: i32, offset: i64| {
+            kcat_lines().into_iter().find(|line| {
+                line.contains(r#""consumer":"group""#)
+                    && line.contains(&format!(r#""partition":{partition},"offset":{offset},"key":"{}""#, hex(&crate::records::key(index))))
+            })
+        };
+        let missing = group_read(3, 1, 1).expect("in the stream");
+        let lines: Vec<String> = kcat_lines().into_iter().filter(|line| *line != missing).collect();
+        let error = format!("{:#}", check_kcat(&lines).unwrap_err());
+        assert!(error.contains("kcat's group consumer") && error.contains("never read, the first [3]"), "{error}");
+
+        let wrong_codec = missing.replace(&hex(b"gzip"), &hex(b"zstd"));
+        let error = format!("{:#}", check_kcat(&replace(kcat_lines(), &missing, &wrong_codec)).unwrap_err());
+        assert!(error.contains("headers h-client=kcat,h-codec=zstd, expected h-client=kcat,h-codec=gzip"), "{error}");
+
+        let gap = missing.replace(r#""offset":1"#, r#""offset":2"#);
+        let error = format!("{:#}", check_kcat(&replace(kcat_lines(), &missing, &gap)).unwrap_err());
+        assert!(error.contains("partition 1: offsets read are not 0..2 without gaps"), "{error}");
+
+        let mut lines = kcat_lines();
+        lines.insert(lines.len() - 1, missing.replace(r#""consumer":"group""#, r#""consumer":"group-resumed""#));
+        let error = format!("{:#}", check_kcat(&lines).unwrap_err());
+        assert!(error.contains("read 1 records again"), "{error}");
+    }
+
+    #[test]
+    fn an_acknowledgement_without_a_position_fails_where_positions_are_expected() {
+        let lines =
+            replace(good_lines(), &ack(2, 0, 1), &ack(2, 0, 1).replace(r#""partition":0,"offset":1"#, r#""partition":null,"offset":null"#));
+        let error = format!("{:#}", check(&lines).unwrap_err());
+        assert!(error.contains("the acknowledgement of record 2 has no partition and offset"), "{error}");
     }
 
     /// Event streams captured from the franz-go, kafka-python and kafkajs adapters' admin mode

@@ -11,8 +11,7 @@ use floe_e2e::pki::Pki;
 use floe_e2e::verifiable::{self, Expected};
 use floe_e2e::wire::RawConnection;
 use floe_e2e::{
-    franz_go_driver, http_get, kafka, kafka_tool, kafkajs_driver, kcat_driver, metric_value, python_driver, run_driver, run_with_timeout,
-    Playground,
+    franz_go_driver, http_get, kafka, kafka_tool, kafkajs_driver, kcat_driver, metric_value, python_driver, run_with_timeout, Playground,
 };
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
@@ -298,7 +297,8 @@ fn franz_go_kafka_python_kafkajs_and_kcat_round_trip_over_sasl_ssl_with_scram_sh
         )?;
         let mut command = kcat_driver(&[&playground.bootstrap, &topic, RECORDS])?;
         command.env("KCAT_CONFIG", &properties);
-        run_driver(command, "OK kcat roundtrip 2000 records", TOOL_TIMEOUT)
+        verifiable::run(command, TOOL_TIMEOUT)
+            .and_then(|events| events.check_kcat_round_trip(&Expected::kcat(&topic, 3, RECORDS.parse()?)))
             .with_context(|| format!("kcat over SASL_SSL with {mechanism}"))?;
     }
     kcat_sasl.pass();
