@@ -10,13 +10,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// admin drives the topic, config and group administration of kadm against a fresh topic:
-// create (and create again), create partitions (grow, refuse to shrink), describe and
-// incrementally alter configs, list/describe/lag a live group, refuse to delete it while it has a
-// member, delete it once empty, and delete the topic.
+// admin drives kadm against a fresh topic and reports each call as an admin_result event (the
+// Rust test holds the expectations): create (and create again), create partitions (grow, then
+// shrink), describe and incrementally alter configs, list/describe/lag/offsets of a live group,
+// delete it while it has a member and once it is empty (twice), and delete the topic. The waits
+// between steps (metadata catching up, the group emptying) are the only conditions it checks.
 func admin(ctx context.Context, opts options) error {
 	client, err := newClient(opts)
 	if err != nil {
@@ -27,153 +27,125 @@ func admin(ctx context.Context, opts options) error {
 	topic := opts.topic
 
 	// Topics.
-	if err := createTopic(ctx, opts, 3, map[string]*string{"retention.ms": kadm.StringPtr("3600000")}); err != nil {
-		return err
-	}
+	created, err := adm.CreateTopic(ctx, 3, 1, map[string]*string{"retention.ms": kadm.StringPtr("3600000")}, topic)
+	report("create_topics", topic, err, map[string]any{"partitions": created.NumPartitions})
 	again, err := adm.CreateTopic(ctx, 3, 1, nil, topic)
-	if !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("creating %s twice: want TOPIC_ALREADY_EXISTS, got %v (%s)", topic, err, again.ErrMessage)
-	}
-	if err := waitForPartitions(ctx, adm, topic, 3); err != nil {
-		return err
-	}
+	report("create_topics", topic, err, map[string]any{"partitions": again.NumPartitions})
+	reportPartitions(ctx, adm, topic, 3)
 	grown, err := adm.CreatePartitions(ctx, 2, topic)
-	if err != nil || grown[topic].Err != nil {
-		return fmt.Errorf("CreatePartitions(%s, +2): %v %v (%s)", topic, err, grown[topic].Err, grown[topic].ErrMessage)
-	}
-	if err := waitForPartitions(ctx, adm, topic, 5); err != nil {
-		return err
-	}
+	report("create_partitions", topic, firstErr(err, grown[topic].Err), map[string]any{"add": 2})
+	reportPartitions(ctx, adm, topic, 5)
 	shrunk, err := adm.UpdatePartitions(ctx, 3, topic)
-	if err != nil {
-		return fmt.Errorf("CreatePartitions(%s, 3): %w", topic, err)
-	}
-	if !errors.Is(shrunk[topic].Err, kerr.InvalidPartitions) {
-		return fmt.Errorf("shrinking %s to 3 partitions: want INVALID_PARTITIONS, got %v", topic, shrunk[topic].Err)
-	}
-	fmt.Printf("topic %s: created with 3 partitions, grown to 5, shrinking refused\n", topic)
+	report("create_partitions", topic, firstErr(err, shrunk[topic].Err), map[string]any{"total": 3})
 
-	// Configs: the creation config is dynamic, the rest are defaults; SET and DELETE apply.
-	if err := expectConfigs(ctx, adm, topic, map[string]configWant{
-		"retention.ms":   {"3600000", kmsg.ConfigSourceDynamicTopicConfig},
-		"cleanup.policy": {"delete", kmsg.ConfigSourceDefaultConfig},
-	}); err != nil {
-		return err
-	}
+	// Configs: described after creation, after SET and after DELETE.
+	reportConfigs(ctx, adm, topic)
 	altered, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
 		{Op: kadm.SetConfig, Name: "retention.ms", Value: kadm.StringPtr("7200000")},
 		{Op: kadm.SetConfig, Name: "retention.bytes", Value: kadm.StringPtr("1048576")},
 	}, topic)
-	if err != nil {
-		return fmt.Errorf("IncrementalAlterConfigs(%s): %w", topic, err)
-	}
-	if _, err := altered.On(topic, func(r *kadm.AlterConfigsResponse) error { return r.Err }); err != nil {
-		return fmt.Errorf("IncrementalAlterConfigs(%s) SET: %w", topic, err)
-	}
-	if err := expectConfigs(ctx, adm, topic, map[string]configWant{
-		"retention.ms":    {"7200000", kmsg.ConfigSourceDynamicTopicConfig},
-		"retention.bytes": {"1048576", kmsg.ConfigSourceDynamicTopicConfig},
-	}); err != nil {
-		return err
-	}
+	report("incremental_alter_configs", topic, firstErr(err, alterErr(altered, topic)), map[string]any{"op": "set"})
+	reportConfigs(ctx, adm, topic)
 	altered, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: "retention.bytes"}}, topic)
-	if err != nil {
-		return fmt.Errorf("IncrementalAlterConfigs(%s) DELETE: %w", topic, err)
-	}
-	if _, err := altered.On(topic, func(r *kadm.AlterConfigsResponse) error { return r.Err }); err != nil {
-		return fmt.Errorf("IncrementalAlterConfigs(%s) DELETE: %w", topic, err)
-	}
-	if err := expectConfigs(ctx, adm, topic, map[string]configWant{
-		"retention.ms":    {"7200000", kmsg.ConfigSourceDynamicTopicConfig},
-		"retention.bytes": {"-1", kmsg.ConfigSourceDefaultConfig},
-	}); err != nil {
-		return err
-	}
-	fmt.Printf("configs of %s described, set and deleted incrementally\n", topic)
+	report("incremental_alter_configs", topic, firstErr(err, alterErr(altered, topic)), map[string]any{"op": "delete"})
+	reportConfigs(ctx, adm, topic)
 
-	// Groups.
 	if err := groupAdmin(ctx, opts, adm); err != nil {
 		return err
 	}
 
-	// Delete the topic: it disappears from the metadata.
+	// Delete the topic, then report whether the metadata still lists it once it should not.
 	deleted, err := adm.DeleteTopic(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("DeleteTopics(%s): %w (%s)", topic, err, deleted.ErrMessage)
-	}
-	err = waitFor(ctx, "topic "+topic+" to disappear", 30*time.Second, func() error {
+	report("delete_topics", topic, firstErr(err, deleted.Err), map[string]any{})
+	listed := true
+	waitFor(ctx, "topic "+topic+" to disappear", 30*time.Second, func() error {
 		topics, err := adm.ListTopics(ctx)
 		if err != nil {
 			return err
 		}
-		if topics.Has(topic) {
+		if listed = topics.Has(topic); listed {
 			return fmt.Errorf("%s is still listed", topic)
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("topic %s deleted\n", topic)
-	fmt.Println("OK franz-go admin")
+	report("list_topics", topic, nil, map[string]any{"listed": listed})
 	return nil
 }
 
-func waitForPartitions(ctx context.Context, adm *kadm.Client, topic string, want int) error {
-	return waitFor(ctx, fmt.Sprintf("%s to show %d partitions", topic, want), 30*time.Second, func() error {
-		topics, err := adm.ListTopics(ctx, topic)
+// report emits one admin_result; the error is the Kafka error name when err is one.
+func report(operation, resource string, err error, result map[string]any) {
+	var errorName any
+	if err != nil {
+		var kafkaErr *kerr.Error
+		if errors.As(err, &kafkaErr) {
+			errorName = kafkaErr.Message
+		} else {
+			errorName = err.Error()
+		}
+	}
+	emit("admin_result", map[string]any{"operation": operation, "resource": resource, "error": errorName, "result": result})
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
 		if err != nil {
 			return err
 		}
-		detail, ok := topics[topic]
-		if !ok || detail.Err != nil {
-			return fmt.Errorf("%s not listed: %v", topic, detail.Err)
+	}
+	return nil
+}
+
+func alterErr(altered kadm.AlterConfigsResponses, topic string) error {
+	_, err := altered.On(topic, func(r *kadm.AlterConfigsResponse) error { return r.Err })
+	return err
+}
+
+// reportPartitions waits up to 30 s for the metadata to show want partitions of topic, each with
+// a leader, and reports the partitions and leaders it last saw.
+func reportPartitions(ctx context.Context, adm *kadm.Client, topic string, want int) {
+	var partitions, leaders []int32
+	var lastErr error
+	waitFor(ctx, fmt.Sprintf("%s to show %d partitions", topic, want), 30*time.Second, func() error {
+		topics, err := adm.ListTopics(ctx, topic)
+		if lastErr = err; err != nil {
+			return err
 		}
-		if len(detail.Partitions) != want {
-			return fmt.Errorf("%d partitions", len(detail.Partitions))
+		detail := topics[topic]
+		if lastErr = detail.Err; detail.Err != nil {
+			return detail.Err
 		}
+		partitions, leaders = nil, nil
 		for _, p := range detail.Partitions.Sorted() {
-			if p.Err != nil || p.Leader < 0 || int(p.Partition) >= want {
+			partitions, leaders = append(partitions, p.Partition), append(leaders, p.Leader)
+			if p.Err != nil || p.Leader < 0 {
 				return fmt.Errorf("partition %d: leader %d, error %v", p.Partition, p.Leader, p.Err)
 			}
 		}
+		if len(partitions) != want {
+			return fmt.Errorf("%d partitions", len(partitions))
+		}
 		return nil
 	})
+	report("metadata", topic, lastErr, map[string]any{"partitions": partitions, "leaders": leaders})
 }
 
-type configWant struct {
-	value  string
-	source kmsg.ConfigSource
-}
-
-func expectConfigs(ctx context.Context, adm *kadm.Client, topic string, want map[string]configWant) error {
+// reportConfigs reports every config DescribeConfigs answers for topic: name -> value, source.
+func reportConfigs(ctx context.Context, adm *kadm.Client, topic string) {
+	configs := map[string]any{}
 	described, err := adm.DescribeTopicConfigs(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("DescribeConfigs(%s): %w", topic, err)
-	}
-	resource, err := described.On(topic, nil)
-	if err != nil || resource.Err != nil {
-		return fmt.Errorf("DescribeConfigs(%s): %v %v", topic, err, resource.Err)
-	}
-	got := map[string]kadm.Config{}
-	for _, config := range resource.Configs {
-		got[config.Key] = config
-	}
-	var bad problems
-	for key, w := range want {
-		config, ok := got[key]
-		if !ok {
-			bad.add("%s is not described", key)
-			continue
-		}
-		if config.MaybeValue() != w.value || config.Source != w.source {
-			bad.add("%s = %q (source %s), want %q (source %s)", key, config.MaybeValue(), config.Source, w.value, w.source)
+	if err == nil {
+		var resource kadm.ResourceConfig
+		resource, err = described.On(topic, nil)
+		err = firstErr(err, resource.Err)
+		for _, config := range resource.Configs {
+			configs[config.Key] = map[string]any{"value": config.MaybeValue(), "source": config.Source.String()}
 		}
 	}
-	return bad.err("configs of " + topic)
+	report("describe_configs", topic, err, map[string]any{"configs": configs})
 }
 
-// groupAdmin runs one live group member and checks what kadm sees of it.
+// groupAdmin runs one live group member on the topic (50 records, read and committed) and
+// reports what kadm says of the group while it lives and after it leaves.
 func groupAdmin(ctx context.Context, opts options, adm *kadm.Client) error {
 	topic, group := opts.topic, opts.topic+"-admin-group"
 	const records = 50
@@ -185,11 +157,10 @@ func groupAdmin(ctx context.Context, opts options, adm *kadm.Client) error {
 	for i := range batch {
 		batch[i] = newRecord(topic, i)
 	}
-	err = producer.ProduceSync(ctx, batch...).FirstErr()
-	producer.Close()
-	if err != nil {
-		return fmt.Errorf("producing %d records: %w", records, err)
+	for i, result := range producer.ProduceSync(ctx, batch...) {
+		emitSent(i, "admin", result.Record, result.Err)
 	}
+	producer.Close()
 
 	member, err := newClient(opts,
 		kgo.ConsumerGroup(group),
@@ -208,7 +179,7 @@ func groupAdmin(ctx context.Context, opts options, adm *kadm.Client) error {
 		}
 	}()
 	read := 0
-	err = waitFor(ctx, "the group member to read every record", 60*time.Second, func() error {
+	waitFor(ctx, "the group member to read every record", 60*time.Second, func() error {
 		pollCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		read += member.PollFetches(pollCtx).NumRecords()
@@ -217,70 +188,25 @@ func groupAdmin(ctx context.Context, opts options, adm *kadm.Client) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if err := member.CommitUncommittedOffsets(ctx); err != nil {
-		return fmt.Errorf("committing: %w", err)
-	}
+	report("commit", group, member.CommitUncommittedOffsets(ctx), map[string]any{"read": read})
 
-	// While the member is alive: listed and described as Stable with all 5 partitions, no lag.
-	listed, err := adm.ListGroups(ctx)
-	if err != nil {
-		return fmt.Errorf("ListGroups: %w", err)
-	}
-	if g, ok := listed[group]; !ok || g.State != "Stable" || g.ProtocolType != "consumer" {
-		return fmt.Errorf("ListGroups: %s listed %v as %+v, want Stable/consumer", group, ok, g)
-	}
-	described, err := adm.DescribeGroups(ctx, group)
-	if err != nil {
-		return fmt.Errorf("DescribeGroups(%s): %w", group, err)
-	}
-	g := described[group]
-	if g.Err != nil || g.State != "Stable" || g.ProtocolType != "consumer" || len(g.Members) != 1 {
-		return fmt.Errorf("DescribeGroups(%s): error %v, state %q, protocol type %q, %d members", group, g.Err, g.State, g.ProtocolType, len(g.Members))
-	}
-	assigned := g.AssignedPartitions()[topic]
-	partitions := make([]int, 0, len(assigned))
-	for p := range assigned {
-		partitions = append(partitions, int(p))
-	}
-	sort.Ints(partitions)
-	if len(partitions) != 5 || partitions[0] != 0 || partitions[4] != 4 {
-		return fmt.Errorf("DescribeGroups(%s): the member is assigned %v, want [0 1 2 3 4]", group, partitions)
-	}
-	if g.Members[0].ClientID != clientID {
-		return fmt.Errorf("DescribeGroups(%s): member client id %q, want %q", group, g.Members[0].ClientID, clientID)
-	}
+	// While the member is alive.
+	reportListed(ctx, adm, group)
+	reportDescribed(ctx, adm, group, topic)
 	lags, err := adm.Lag(ctx, group)
-	if err != nil {
-		return fmt.Errorf("lag of %s: %w", group, err)
-	}
 	lag := lags[group]
-	if lag.Error() != nil {
-		return fmt.Errorf("lag of %s: %w", group, lag.Error())
-	}
-	if total := lag.Lag.Total(); total != 0 {
-		return fmt.Errorf("lag of %s is %d after committing everything, want 0", group, total)
-	}
+	report("lag", group, firstErr(err, lag.Error()), map[string]any{"total": lag.Lag.Total()})
 	committed, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		return fmt.Errorf("OffsetFetch(%s): %w", group, err)
-	}
-	sum := int64(0)
-	committed.Each(func(o kadm.OffsetResponse) { sum += o.At })
-	if sum != records {
-		return fmt.Errorf("committed offsets of %s add up to %d, want %d", group, sum, records)
-	}
+	offsets := map[string]int64{}
+	committed.Each(func(o kadm.OffsetResponse) { offsets[fmt.Sprint(o.Partition)] = o.At })
+	report("offset_fetch", group, err, map[string]any{"offsets": offsets})
 	busy, err := adm.DeleteGroup(ctx, group)
-	if !errors.Is(err, kerr.NonEmptyGroup) {
-		return fmt.Errorf("deleting %s with a live member: want NON_EMPTY_GROUP, got %v (%s)", group, err, busy.ErrMessage)
-	}
+	report("delete_groups", group, firstErr(err, busy.Err), map[string]any{})
 
-	// Once the member leaves: Empty, deletable once, then gone.
+	// Once the member leaves.
 	member.Close()
 	memberOpen = false
-	err = waitFor(ctx, group+" to become Empty", 30*time.Second, func() error {
+	waitFor(ctx, group+" to become Empty", 30*time.Second, func() error {
 		described, err := adm.DescribeGroups(ctx, group)
 		if err != nil {
 			return err
@@ -290,22 +216,38 @@ func groupAdmin(ctx context.Context, opts options, adm *kadm.Client) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if removed, err := adm.DeleteGroup(ctx, group); err != nil {
-		return fmt.Errorf("DeleteGroups(%s): %w (%s)", group, err, removed.ErrMessage)
-	}
-	if _, err := adm.DeleteGroup(ctx, group); !errors.Is(err, kerr.GroupIDNotFound) {
-		return fmt.Errorf("deleting %s twice: want GROUP_ID_NOT_FOUND, got %v", group, err)
-	}
-	listed, err = adm.ListGroups(ctx)
-	if err != nil {
-		return fmt.Errorf("ListGroups: %w", err)
-	}
-	if _, ok := listed[group]; ok {
-		return fmt.Errorf("ListGroups still lists the deleted group %s", group)
-	}
-	fmt.Printf("group %s listed, described (1 member, 5 partitions, lag 0), refused deletion while live, deleted when empty\n", group)
+	reportDescribed(ctx, adm, group, topic)
+	removed, err := adm.DeleteGroup(ctx, group)
+	report("delete_groups", group, firstErr(err, removed.Err), map[string]any{})
+	removedAgain, err := adm.DeleteGroup(ctx, group)
+	report("delete_groups", group, firstErr(err, removedAgain.Err), map[string]any{})
+	reportListed(ctx, adm, group)
 	return nil
+}
+
+func reportListed(ctx context.Context, adm *kadm.Client, group string) {
+	listed, err := adm.ListGroups(ctx)
+	g, ok := listed[group]
+	report("list_groups", group, err, map[string]any{"listed": ok, "state": g.State, "protocol_type": g.ProtocolType})
+}
+
+func reportDescribed(ctx context.Context, adm *kadm.Client, group, topic string) {
+	described, err := adm.DescribeGroups(ctx, group)
+	g := described[group]
+	members := []map[string]any{}
+	for _, m := range g.Members {
+		partitions := []int{}
+		if assigned, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range assigned.Topics {
+				if t.Topic == topic {
+					for _, p := range t.Partitions {
+						partitions = append(partitions, int(p))
+					}
+				}
+			}
+		}
+		sort.Ints(partitions)
+		members = append(members, map[string]any{"client_id": m.ClientID, "partitions": partitions})
+	}
+	report("describe_groups", group, firstErr(err, g.Err), map[string]any{"state": g.State, "protocol_type": g.ProtocolType, "members": members})
 }

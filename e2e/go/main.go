@@ -1,4 +1,5 @@
-// Command floe-e2e-franz-go checks a Kafka-compatible server with franz-go (kgo and kadm).
+// Command floe-e2e-franz-go drives a Kafka-compatible server with franz-go (kgo and kadm) and
+// reports what happened as verifiable-client events (e2e/README.md); the Rust suites decide.
 //
 //	floe-e2e-franz-go roundtrip   --bootstrap H:P --topic T [--partitions 12] --records N
 //	floe-e2e-franz-go admin       --bootstrap H:P --topic T
@@ -7,14 +8,16 @@
 // Every mode also takes --tls-ca-file CA.pem (TLS, trusting that CA) and --sasl-mechanism
 // PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 with --sasl-user and --sasl-password.
 //
-// Each mode prints "OK franz-go <mode> ..." and exits 0 when every check held; otherwise it prints
-// "FAIL franz-go <mode>: <reasons>" on stderr and exits 1 (2 for a usage error). See README.md.
+// Each mode prints startup_complete, the events of what it did, and shutdown_complete on stdout and
+// exits 0; a step that cannot go on (no client, no topic) ends it with "FAIL franz-go <mode>: ..."
+// on stderr and exit 1 (2 for a usage error). See README.md.
 package main
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -27,7 +30,11 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
-const clientID = "floe-e2e-franz-go"
+const (
+	clientID = "floe-e2e-franz-go"
+	// clientName is what the records' h-client header and startup_complete carry.
+	clientName = "franz-go"
+)
 
 // options are the command-line flags every mode shares.
 type options struct {
@@ -67,6 +74,7 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	emit("startup_complete", map[string]any{"client": clientName})
 
 	switch mode {
 	case "roundtrip":
@@ -79,9 +87,12 @@ func main() {
 		usage("unknown mode " + mode)
 	}
 	if err != nil {
+		flushEvents()
 		fmt.Fprintf(os.Stderr, "FAIL franz-go %s: %v\n", mode, err)
 		os.Exit(1)
 	}
+	emit("shutdown_complete", map[string]any{})
+	flushEvents()
 }
 
 func usage(reason string) {
@@ -147,6 +158,11 @@ func createTopic(ctx context.Context, opts options, partitions int32, configs ma
 		return fmt.Errorf("CreateTopics(%s) answered %d partitions, asked for %d", opts.topic, created.NumPartitions, partitions)
 	}
 	return nil
+}
+
+// isPollDeadline tells a poll's own timeout from a fetch error.
+func isPollDeadline(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // waitFor polls check until it returns nil or the deadline passes; it returns the last error.

@@ -14,6 +14,7 @@ pub mod matrix;
 pub mod pki;
 pub mod pod_agents;
 pub mod proxy;
+pub mod verifiable;
 pub mod wire;
 
 use anyhow::{bail, Context, Result};
@@ -33,8 +34,7 @@ pub fn floe_binary() -> Result<PathBuf> {
     if let Ok(path) = std::env::var("FLOE_BIN") {
         return Ok(PathBuf::from(path));
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repository_root().join("target"));
-    let path = target.join("debug").join("floe");
+    let path = target_directory().join("debug").join("floe");
     if !path.exists() {
         bail!("{} does not exist; run `cargo build --bin floe` (make test does) or set FLOE_BIN", path.display());
     }
@@ -307,26 +307,27 @@ pub fn java_driver(arguments: &[&str]) -> Result<Command> {
     Ok(command)
 }
 
-/// The kafka-python round-trip driver, run with the cached virtual environment's interpreter.
+/// The kafka-python adapter (`e2e/python/driver.py <mode> ...`), run with the cached virtual
+/// environment's interpreter.
 pub fn python_driver(arguments: &[&str]) -> Result<Command> {
-    python_driver_script("roundtrip.py", arguments)
-}
-
-/// A kafka-python script from e2e/python (`roundtrip.py`, `features.py`), run with the cached
-/// virtual environment's interpreter.
-pub fn python_driver_script(script: &str, arguments: &[&str]) -> Result<Command> {
     let python = cache_directory().join("venv/bin/python");
     if !python.exists() {
         bail!("{} is missing; run e2e/scripts/install-deps.sh (make test does)", python.display());
     }
     let mut command = Command::new(python);
-    command.arg(repository_root().join("e2e/python").join(script)).args(arguments);
+    command.arg(repository_root().join("e2e/python/driver.py")).args(arguments);
     Ok(command)
 }
 
-/// The franz-go driver (e2e/go), built by install-deps.sh into `<cache>/bin`.
+/// The target directory: `$CARGO_TARGET_DIR`, else the workspace's `target/`.
+pub fn target_directory() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repository_root().join("target"))
+}
+
+/// The franz-go driver (e2e/go), built by install-deps.sh into `<target>/e2e-bin` (per worktree,
+/// so two checkouts with different driver sources never share one binary).
 pub fn franz_go_driver(arguments: &[&str]) -> Result<Command> {
-    let binary = cache_directory().join("bin/floe-e2e-franz-go");
+    let binary = target_directory().join("e2e-bin/floe-e2e-franz-go");
     if !binary.exists() {
         bail!("{} is missing; run e2e/scripts/install-deps.sh (make test does)", binary.display());
     }
@@ -378,7 +379,9 @@ pub fn kcat_driver(arguments: &[&str]) -> Result<Command> {
     Ok(command)
 }
 
-/// The record format all drivers share: key, value and headers are a function of the index.
+/// The record format all drivers share: key, value and headers are a function of the index (and,
+/// for the headers, of the client's name). The verifiable-client checks (`verifiable`) take the
+/// expected bytes of record `i` from here and nowhere else.
 pub mod records {
     pub const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
@@ -390,6 +393,17 @@ pub mod records {
         let mut value = format!("value-{index}-").into_bytes();
         value.extend((0..index % 300).map(|position| ((index * 31 + position) % 251) as u8));
         value
+    }
+
+    /// `h-index=<i>`, `h-client=<client>`, in that order.
+    pub fn headers(index: u64, client: &str) -> Vec<(String, Vec<u8>)> {
+        vec![("h-index".to_string(), index.to_string().into_bytes()), ("h-client".to_string(), client.as_bytes().to_vec())]
+    }
+
+    /// The headers of every record of one producer run, for a client that sets headers per run
+    /// rather than per record (kcat's `-H`): `h-client=<client>`, `h-codec=<producer>`.
+    pub fn run_headers(client: &str, producer: &str) -> Vec<(String, Vec<u8>)> {
+        vec![("h-client".to_string(), client.as_bytes().to_vec()), ("h-codec".to_string(), producer.as_bytes().to_vec())]
     }
 
     pub fn index_of(key: &[u8]) -> Option<u64> {

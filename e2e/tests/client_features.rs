@@ -6,7 +6,8 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use floe_e2e::matrix::Cell;
-use floe_e2e::{batches, java_driver, kafka, python_driver_script, run_driver, run_with_timeout, Playground};
+use floe_e2e::verifiable::{self, Expected};
+use floe_e2e::{batches, java_driver, kafka, python_driver, run_driver, run_with_timeout, Playground};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
@@ -87,8 +88,8 @@ fn the_kafka_python_admin_client_manages_topics_configs_and_groups() -> Result<(
          (NonEmptyGroupError while live, GroupIdNotFoundError twice), delete_topics",
     );
     let playground = Playground::start(&[])?;
-    let command = python_driver_script("features.py", &["admin", "--bootstrap", &playground.bootstrap, "--topic", "python-admin"])?;
-    run_driver(command, "OK python admin", DRIVER_TIMEOUT)?;
+    let command = python_driver(&["admin", "--bootstrap", &playground.bootstrap, "--topic", "python-admin"])?;
+    verifiable::run(command, DRIVER_TIMEOUT)?.check_admin_results("python-admin", "python-admin-admin-group", "floe-e2e-python")?;
     admin.pass();
     Ok(())
 }
@@ -104,11 +105,21 @@ fn the_kafka_python_idempotent_producer_writes_every_record_exactly_once() -> Re
     );
     let playground = Playground::start(&[])?;
     let topic = "python-idempotence";
-    let command = python_driver_script(
-        "features.py",
-        &["idempotence", "--bootstrap", &playground.bootstrap, "--topic", topic, "--partitions", "6", "--records", &RECORDS.to_string()],
-    )?;
-    run_driver(command, &format!("OK python idempotence {RECORDS} records"), DRIVER_TIMEOUT)?;
+    let command = python_driver(&[
+        "idempotence",
+        "--bootstrap",
+        &playground.bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        "6",
+        "--records",
+        &RECORDS.to_string(),
+    ])?;
+    let events = verifiable::run(command, DRIVER_TIMEOUT)?;
+    let expected = Expected::new(topic, 6, RECORDS as u64);
+    let read_back = events.check_read_back(&expected)?;
+    events.check_exactly_once(&expected, &read_back)?;
     assert_one_idempotent_producer(&playground.bootstrap, topic, 6, RECORDS)?;
     idempotence.pass();
     Ok(())

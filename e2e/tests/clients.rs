@@ -1,9 +1,13 @@
 //! Done-when 1 and 2 of the playground issue: real clients (the Java client, kafka-python,
 //! Debian's kcat on librdkafka 2.0.2) against a playground process. The drivers live in
-//! e2e/java, e2e/python and e2e/scripts; each verifies byte-for-byte equality and per-partition
-//! order itself and prints an OK line only when everything matched.
+//! e2e/java, e2e/python and e2e/scripts. The kafka-python and kcat adapters report
+//! verifiable-client events that `floe_e2e::verifiable` checks (every record byte for byte, at its
+//! acknowledged offset where the client reports one, in order, commits at the end offsets or, for
+//! kcat, a group that resumes at them); the Java driver still verifies byte-for-byte equality and
+//! per-partition order itself and prints an OK line only when everything matched.
 
 use floe_e2e::matrix::Cell;
+use floe_e2e::verifiable::{self, Expected};
 use floe_e2e::{java_driver, kafka, kcat_driver, python_driver, run_driver, Playground};
 use std::time::Duration;
 
@@ -33,9 +37,19 @@ fn the_java_client_round_trips_100k_records_in_every_codec_through_a_group() -> 
 fn kafka_python_round_trips_100k_records_in_every_codec_through_a_group() -> anyhow::Result<()> {
     let cells = round_trip_cells("kafka-python", "kafka-python 3.0.12");
     let playground = Playground::start(&[])?;
-    let command =
-        python_driver(&["--bootstrap", &playground.bootstrap, "--topic", "python-roundtrip", "--partitions", "12", "--records", "100000"])?;
-    run_driver(command, "OK python roundtrip 100000 records", DRIVER_TIMEOUT)?;
+    let expected = Expected::new("python-roundtrip", 12, 100_000);
+    let command = python_driver(&[
+        "roundtrip",
+        "--bootstrap",
+        &playground.bootstrap,
+        "--topic",
+        &expected.topic,
+        "--partitions",
+        "12",
+        "--records",
+        "100000",
+    ])?;
+    verifiable::run(command, DRIVER_TIMEOUT)?.check_group_round_trip(&expected)?;
     cells.into_iter().for_each(Cell::pass);
     Ok(())
 }
@@ -46,7 +60,8 @@ async fn kcat_on_librdkafka_2_0_2_round_trips_100k_records_in_every_codec() -> a
     let playground = Playground::start(&[])?;
     kafka::create_topic(&playground.bootstrap, "kcat-roundtrip", 12).await?;
     let command = kcat_driver(&[&playground.bootstrap, "kcat-roundtrip", "100000"])?;
-    tokio::task::spawn_blocking(move || run_driver(command, "OK kcat roundtrip 100000 records", DRIVER_TIMEOUT)).await??;
+    let events = tokio::task::spawn_blocking(move || verifiable::run(command, DRIVER_TIMEOUT)).await??;
+    events.check_kcat_round_trip(&Expected::kcat("kcat-roundtrip", 12, 100_000))?;
     cells.into_iter().for_each(Cell::pass);
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! franz-go (kgo and kadm; the strict Go client, idempotent by default) against a playground
-//! process. The driver lives in e2e/go; it verifies what it reads itself and prints an OK line only
-//! when every check held. The idempotence test also reads the stored batch headers off the wire.
+//! process. The driver (e2e/go) reports what franz-go did as verifiable-client events; the checks
+//! are `floe_e2e::verifiable`'s. The idempotence test also reads the stored batch headers off the
+//! wire.
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use floe_e2e::matrix::Cell;
+use floe_e2e::verifiable::{self, Expected};
 use floe_e2e::{batches, franz_go_driver, java_driver, run_driver, Playground};
 use std::time::Duration;
 
@@ -28,18 +30,21 @@ fn franz_go_round_trips_100k_records_in_every_codec_through_a_group() -> Result<
         "a cooperative-sticky group member reads every partition and commits; kadm reads the commits back equal to the end offsets",
     );
     let playground = Playground::start(&[])?;
+    let expected = Expected::new("franz-go-roundtrip", 12, 100_000);
     let command = franz_go_driver(&[
         "roundtrip",
         "--bootstrap",
         &playground.bootstrap,
         "--topic",
-        "franz-go-roundtrip",
+        &expected.topic,
         "--partitions",
         "12",
         "--records",
         "100000",
     ])?;
-    run_driver(command, "OK franz-go roundtrip 100000 records", DRIVER_TIMEOUT)?;
+    let events = verifiable::run(command, DRIVER_TIMEOUT)?;
+    let read_back = events.check_group_round_trip(&expected)?;
+    println!("franz-go: {} records read back, commits at {:?}", read_back.consumed, read_back.end_offsets);
     // Another client must be able to read what this one wrote: the Java consumer decodes every
     // codec with Kafka's own implementation, which Floe (passing batches through) does not check.
     let verify = java_driver(&[
@@ -69,8 +74,9 @@ fn kadm_creates_grows_configures_and_deletes_topics_and_groups() -> Result<()> {
          list/describe/lag a live group, NON_EMPTY_GROUP while it has a member, delete group, delete topic",
     );
     let playground = Playground::start(&[])?;
-    let command = franz_go_driver(&["admin", "--bootstrap", &playground.bootstrap, "--topic", "franz-go-admin"])?;
-    run_driver(command, "OK franz-go admin", DRIVER_TIMEOUT)?;
+    let (topic, group) = ("franz-go-admin", "franz-go-admin-admin-group");
+    let events = verifiable::run(franz_go_driver(&["admin", "--bootstrap", &playground.bootstrap, "--topic", topic])?, DRIVER_TIMEOUT)?;
+    events.check_admin_results(topic, group, "floe-e2e-franz-go")?;
     admin.pass();
     Ok(())
 }
@@ -86,20 +92,24 @@ fn franz_go_idempotent_producer_writes_every_record_exactly_once_with_gapless_se
          stored batches carry sequences from 0 without gaps or repeats",
     );
     let playground = Playground::start(&[])?;
-    let topic = "franz-go-idempotence";
+    let expected = Expected::new("franz-go-idempotence", PARTITIONS, RECORDS);
     let command = franz_go_driver(&[
         "idempotence",
         "--bootstrap",
         &playground.bootstrap,
         "--topic",
-        topic,
+        &expected.topic,
         "--partitions",
         &PARTITIONS.to_string(),
         "--records",
         &RECORDS.to_string(),
     ])?;
-    run_driver(command, &format!("OK franz-go idempotence {RECORDS} records"), DRIVER_TIMEOUT)?;
-    let log = batches::check_idempotent_batches(&batches::read_batch_headers(&playground.bootstrap, topic, PARTITIONS)?)?;
+    let events = verifiable::run(command, DRIVER_TIMEOUT)?;
+    let read_back = events.check_read_back(&expected)?;
+    let identity = events.check_exactly_once(&expected, &read_back)?;
+    let (producer_id, epoch) = identity.context("franz-go reports the producer id of each acknowledgement, and did not")?;
+    println!("franz-go: {RECORDS} records exactly once as producer id {producer_id} epoch {epoch}");
+    let log = batches::check_idempotent_batches(&batches::read_batch_headers(&playground.bootstrap, &expected.topic, PARTITIONS)?)?;
     println!("stored: {} batches, {} records, producer ids {:?}", log.batches, log.records, log.producer_ids);
     ensure!(log.records == RECORDS as i64, "the stored batches hold {} records, expected {RECORDS}", log.records);
     ensure!(log.producer_ids.len() == 1, "the batches carry producer ids {:?}, expected one", log.producer_ids);

@@ -1,9 +1,11 @@
 //! kafkajs 2.2.4 (pure JavaScript; snappy, lz4 and zstd registered as codecs the way kafkajs
-//! applications do) against a playground process. The driver lives in e2e/node; it verifies what
-//! it reads itself and prints an OK line only when every check held.
+//! applications do) against a playground process. The driver (e2e/node) reports what kafkajs did
+//! as verifiable-client events; the checks are `floe_e2e::verifiable`'s. The idempotence test also
+//! reads the stored batch headers off the wire.
 
 use anyhow::{ensure, Result};
 use floe_e2e::matrix::Cell;
+use floe_e2e::verifiable::{self, Expected};
 use floe_e2e::{batches, java_driver, kafkajs_driver, run_driver, Playground};
 use std::time::Duration;
 
@@ -29,18 +31,19 @@ fn kafkajs_round_trips_100k_records_in_every_codec_through_a_group() -> Result<(
         "a group member (eachBatch) reads every partition and commits; fetchOffsets reads the commits back equal to the high watermarks",
     );
     let playground = Playground::start(&[])?;
+    let expected = Expected::new("kafkajs-roundtrip", 12, 100_000);
     let command = kafkajs_driver(&[
         "roundtrip",
         "--bootstrap",
         &playground.bootstrap,
         "--topic",
-        "kafkajs-roundtrip",
+        &expected.topic,
         "--partitions",
         "12",
         "--records",
         "100000",
     ])?;
-    run_driver(command, "OK kafkajs roundtrip 100000 records", DRIVER_TIMEOUT)?;
+    verifiable::run(command, DRIVER_TIMEOUT)?.check_group_round_trip(&expected)?;
     // Another client must be able to read what this one wrote: the Java consumer decodes every
     // codec with Kafka's own implementation, which Floe (passing batches through) does not check.
     let verify = java_driver(&[
@@ -71,7 +74,7 @@ fn kafkajs_admin_creates_grows_configures_and_deletes_topics_and_groups() -> Res
     );
     let playground = Playground::start(&[])?;
     let command = kafkajs_driver(&["admin", "--bootstrap", &playground.bootstrap, "--topic", "kafkajs-admin"])?;
-    run_driver(command, "OK kafkajs admin", DRIVER_TIMEOUT)?;
+    verifiable::run(command, DRIVER_TIMEOUT)?.check_admin_results("kafkajs-admin", "kafkajs-admin-admin-group", "floe-e2e-kafkajs")?;
     admin.pass();
     Ok(())
 }
@@ -87,7 +90,8 @@ fn kafkajs_idempotent_producer_writes_every_record_exactly_once_with_gapless_seq
          one producer id; stored batches carry sequences from 0 without gaps or repeats",
     );
     let playground = Playground::start(&[])?;
-    let topic = "kafkajs-idempotence";
+    let expected = Expected::new("kafkajs-idempotence", PARTITIONS, RECORDS);
+    let topic = expected.topic.as_str();
     let command = kafkajs_driver(&[
         "idempotence",
         "--bootstrap",
@@ -99,7 +103,9 @@ fn kafkajs_idempotent_producer_writes_every_record_exactly_once_with_gapless_seq
         "--records",
         &RECORDS.to_string(),
     ])?;
-    run_driver(command, &format!("OK kafkajs idempotence {RECORDS} records"), DRIVER_TIMEOUT)?;
+    let events = verifiable::run(command, DRIVER_TIMEOUT)?;
+    let read_back = events.check_read_back(&expected)?;
+    events.check_exactly_once(&expected, &read_back)?;
     let log = batches::check_idempotent_batches(&batches::read_batch_headers(&playground.bootstrap, topic, PARTITIONS)?)?;
     println!("stored: {} batches, {} records, producer ids {:?}", log.batches, log.records, log.producer_ids);
     ensure!(log.records == RECORDS as i64, "the stored batches hold {} records, expected {RECORDS}", log.records);

@@ -8,10 +8,10 @@ use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use floe_e2e::matrix::Cell;
 use floe_e2e::pki::Pki;
+use floe_e2e::verifiable::{self, Expected};
 use floe_e2e::wire::RawConnection;
 use floe_e2e::{
-    franz_go_driver, http_get, kafka, kafka_tool, kafkajs_driver, kcat_driver, metric_value, python_driver, run_driver, run_with_timeout,
-    Playground,
+    franz_go_driver, http_get, kafka, kafka_tool, kafkajs_driver, kcat_driver, metric_value, python_driver, run_with_timeout, Playground,
 };
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
@@ -236,13 +236,10 @@ fn franz_go_kafka_python_kafkajs_and_kcat_round_trip_over_sasl_ssl_with_scram_sh
     let playground = start(&sasl_flags(pki.directory(), Some(&pki))?)?;
     let ca = pki.arg("ca.crt");
     type Driver = fn(&[&str]) -> Result<std::process::Command>;
-    // (matrix client, driver, its mode argument, its success line); roundtrip.py has one mode.
-    let drivers: [(&'static str, Driver, &[&str], &str); 3] = [
-        ("franz-go", franz_go_driver, &["roundtrip"], "OK franz-go roundtrip 2000 records"),
-        ("kafka-python", python_driver, &[], "OK python roundtrip 2000 records"),
-        ("kafkajs", kafkajs_driver, &["roundtrip"], "OK kafkajs roundtrip 2000 records"),
-    ];
-    for (client, driver, mode, expected) in drivers {
+    // (matrix client, verifiable-client driver).
+    let drivers: [(&'static str, Driver); 3] =
+        [("franz-go", franz_go_driver), ("kafka-python", python_driver), ("kafkajs", kafkajs_driver)];
+    for (client, driver) in drivers {
         let sasl_cell = Cell::open(
             client,
             "sasl",
@@ -252,8 +249,8 @@ fn franz_go_kafka_python_kafkajs_and_kcat_round_trip_over_sasl_ssl_with_scram_sh
         let tls_cell = Cell::open(client, "tls", "the same round trips over TLS, trusting only the test CA");
         for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
             let topic = format!("sasl-{client}-{}", mechanism.to_ascii_lowercase());
-            let mut arguments = mode.to_vec();
-            arguments.extend([
+            let arguments = [
+                "roundtrip",
                 "--bootstrap",
                 &playground.bootstrap,
                 "--topic",
@@ -270,9 +267,10 @@ fn franz_go_kafka_python_kafkajs_and_kcat_round_trip_over_sasl_ssl_with_scram_sh
                 "admin",
                 "--sasl-password",
                 ADMIN_PASSWORD,
-            ]);
-            let command = driver(&arguments)?;
-            run_driver(command, expected, TOOL_TIMEOUT).with_context(|| format!("{client} over SASL_SSL with {mechanism}"))?;
+            ];
+            verifiable::run(driver(&arguments)?, TOOL_TIMEOUT)
+                .and_then(|events| events.check_group_round_trip(&Expected::new(&topic, 3, RECORDS.parse()?)))
+                .with_context(|| format!("{client} over SASL_SSL with {mechanism}"))?;
         }
         sasl_cell.pass();
         tls_cell.pass();
@@ -299,7 +297,8 @@ fn franz_go_kafka_python_kafkajs_and_kcat_round_trip_over_sasl_ssl_with_scram_sh
         )?;
         let mut command = kcat_driver(&[&playground.bootstrap, &topic, RECORDS])?;
         command.env("KCAT_CONFIG", &properties);
-        run_driver(command, "OK kcat roundtrip 2000 records", TOOL_TIMEOUT)
+        verifiable::run(command, TOOL_TIMEOUT)
+            .and_then(|events| events.check_kcat_round_trip(&Expected::kcat(&topic, 3, RECORDS.parse()?)))
             .with_context(|| format!("kcat over SASL_SSL with {mechanism}"))?;
     }
     kcat_sasl.pass();
