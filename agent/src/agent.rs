@@ -88,6 +88,8 @@ pub enum StartError {
     Bind { what: &'static str, address: SocketAddr, flag: &'static str, source: std::io::Error },
     #[error("cluster mode (etcd metadata) needs cluster settings")]
     MissingClusterSettings,
+    #[error("--sasl-oauthbearer-jwks-url: {0}")]
+    OAuthKeys(String),
     /// The registration could not be read, or names another VirtualCluster (`--virtual-cluster-uid`).
     #[error(transparent)]
     Registration(#[from] crate::metadata::registration::StartCheckError),
@@ -303,6 +305,16 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
             tracing::info!(user = %name, "writing the SASL bootstrap user's SCRAM credentials");
             metadata.submit(JournalRecord::AlterScramCredentials { user: name, set: credentials, remove: Vec::new() }).await?;
         }
+    }
+    if let Some(oauth) = settings.server.sasl.as_ref().and_then(|sasl| sasl.oauth.clone()) {
+        // A key file that cannot be read is a configuration error; an identity provider that does
+        // not answer yet is retried (every token naming an unknown key triggers a refresh).
+        match (oauth.refresh().await, oauth.jwks_is_file()) {
+            (Ok(keys), _) => tracing::info!(keys, "loaded the OAUTHBEARER key set"),
+            (Err(error), true) => return Err(StartError::OAuthKeys(error)),
+            (Err(error), false) => tracing::warn!(%error, "could not load the OAUTHBEARER key set yet; retrying when a token arrives"),
+        }
+        background.push(oauth.spawn_refresh());
     }
     let cache = Arc::new(SegmentCache::new(settings.cache_bytes));
     let (stop_jobs, jobs_stopped) = watch::channel(false);

@@ -291,9 +291,10 @@ impl AuthorizationArgs {
 /// with --tls-cert-file).
 #[derive(Debug, Clone, Args)]
 pub struct SaslArgs {
-    /// Mechanisms offered, comma-separated: SCRAM-SHA-512, SCRAM-SHA-256, PLAIN. Users are SCRAM
-    /// credentials in the virtual cluster's journal (kafka-configs --entity-type users --alter
-    /// --add-config 'SCRAM-SHA-512=[password=...]'); PLAIN checks the same passwords.
+    /// Mechanisms offered, comma-separated: SCRAM-SHA-512, SCRAM-SHA-256, PLAIN, OAUTHBEARER.
+    /// Users are SCRAM credentials in the virtual cluster's journal (kafka-configs --entity-type
+    /// users --alter --add-config 'SCRAM-SHA-512=[password=...]'); PLAIN checks the same passwords;
+    /// OAUTHBEARER checks JWTs against --sasl-oauthbearer-jwks-url.
     #[arg(long, env = "FLOE_SASL_MECHANISMS", value_delimiter = ',')]
     pub sasl_mechanisms: Vec<crate::sasl::Mechanism>,
     /// A user whose SCRAM credentials the agent writes at start-up when they are missing or do
@@ -308,6 +309,26 @@ pub struct SaslArgs {
     /// Kafka's connection.failed.authentication.delay.ms: each password guess costs at least this.
     #[arg(long, env = "FLOE_SASL_FAILED_AUTHENTICATION_DELAY", default_value = "100ms", value_parser = parse_duration)]
     pub sasl_failed_authentication_delay: Duration,
+    /// OAUTHBEARER: the identity provider's JSON Web Key Set, https://... or file://... (Kafka's
+    /// sasl.oauthbearer.jwks.endpoint.url). Needed when --sasl-mechanisms offers OAUTHBEARER.
+    #[arg(long, env = "FLOE_SASL_OAUTHBEARER_JWKS_URL")]
+    pub sasl_oauthbearer_jwks_url: Option<crate::sasl::oauthbearer::JwksSource>,
+    /// OAUTHBEARER: the issuer (iss) every token must name, when set.
+    #[arg(long, env = "FLOE_SASL_OAUTHBEARER_ISSUER")]
+    pub sasl_oauthbearer_issuer: Option<String>,
+    /// OAUTHBEARER: an audience (aud) every token must include, when set.
+    #[arg(long, env = "FLOE_SASL_OAUTHBEARER_AUDIENCE")]
+    pub sasl_oauthbearer_audience: Option<String>,
+    /// OAUTHBEARER: the claim whose value names the principal (User:<value>).
+    #[arg(long, env = "FLOE_SASL_OAUTHBEARER_PRINCIPAL_CLAIM", default_value = "sub")]
+    pub sasl_oauthbearer_principal_claim: String,
+    /// OAUTHBEARER: how often the key set is re-read (it is also re-read, at most every 10 s, when
+    /// a token names an unknown key).
+    #[arg(long, env = "FLOE_SASL_OAUTHBEARER_JWKS_REFRESH", default_value = "1h", value_parser = parse_duration)]
+    pub sasl_oauthbearer_jwks_refresh: Duration,
+    /// OAUTHBEARER: slack allowed on exp and nbf for clocks that disagree.
+    #[arg(long, env = "FLOE_SASL_OAUTHBEARER_CLOCK_SKEW", default_value = "30s", value_parser = parse_duration)]
+    pub sasl_oauthbearer_clock_skew: Duration,
 }
 
 impl SaslArgs {
@@ -337,10 +358,27 @@ impl SaslArgs {
                 mechanisms.push(*mechanism);
             }
         }
+        let offers_oauth = mechanisms.contains(&crate::sasl::Mechanism::OAuthBearer);
+        let oauth = match (&self.sasl_oauthbearer_jwks_url, offers_oauth) {
+            (Some(jwks), true) => Some(crate::sasl::oauthbearer::OAuthValidator::new(crate::sasl::oauthbearer::OAuthSettings {
+                jwks: jwks.clone(),
+                issuer: self.sasl_oauthbearer_issuer.clone(),
+                audience: self.sasl_oauthbearer_audience.clone(),
+                principal_claim: self.sasl_oauthbearer_principal_claim.clone(),
+                refresh_interval: self.sasl_oauthbearer_jwks_refresh,
+                clock_skew: self.sasl_oauthbearer_clock_skew,
+            })),
+            (None, true) => {
+                return Err("OAUTHBEARER needs --sasl-oauthbearer-jwks-url, e.g. https://idp.example.com/.well-known/jwks.json".to_string())
+            }
+            (Some(_), false) => return Err("--sasl-oauthbearer-jwks-url needs OAUTHBEARER in --sasl-mechanisms".to_string()),
+            (None, false) => None,
+        };
         Ok(Some(crate::sasl::SaslSettings {
             mechanisms,
             bootstrap_user,
             failed_authentication_delay: self.sasl_failed_authentication_delay,
+            oauth,
         }))
     }
 }

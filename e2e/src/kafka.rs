@@ -73,12 +73,27 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration
 }
 
 /// [`read_all`] with a client configuration of the caller's (TLS settings, ...).
-pub fn read_all_with(mut config: ClientConfig, topic: &str, partitions: i32, timeout: Duration) -> Result<BTreeMap<i32, Vec<Consumed>>> {
-    let consumer: BaseConsumer = config
+pub fn read_all_with(config: ClientConfig, topic: &str, partitions: i32, timeout: Duration) -> Result<BTreeMap<i32, Vec<Consumed>>> {
+    read_all_with_context(config, rdkafka::consumer::DefaultConsumerContext, topic, partitions, timeout)
+}
+
+/// [`read_all_with`] with a client context of the caller's (an OAUTHBEARER token callback, ...).
+pub fn read_all_with_context<C: rdkafka::consumer::ConsumerContext + 'static>(
+    mut config: ClientConfig,
+    context: C,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, Vec<Consumed>>> {
+    let consumer: BaseConsumer<C> = config
         .set("group.id", format!("read-all-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .create()?;
+        .create_with_context(context)?;
+    // Serve librdkafka's start-up events (an OAUTHBEARER token request among them) before the
+    // blocking watermark calls below, which would otherwise wait for a connection that waits for it.
+    // Nothing is assigned yet, so what this returns (an error event at most) is no record of ours.
+    let _ = consumer.poll(Duration::from_millis(100));
     let mut ends = BTreeMap::new();
     for partition in 0..partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
@@ -277,7 +292,11 @@ pub fn longest_gap(acknowledged: &[Acknowledged]) -> Duration {
 
 /// Produces records `indexes` (the shared record format, `crate::records`) with the producer's
 /// settings, all in flight at once, and fails unless every one is acknowledged.
-pub async fn produce_indexed(producer: &rdkafka::producer::FutureProducer, topic: &str, indexes: std::ops::Range<u64>) -> Result<()> {
+pub async fn produce_indexed<C: rdkafka::ClientContext + 'static>(
+    producer: &rdkafka::producer::FutureProducer<C>,
+    topic: &str,
+    indexes: std::ops::Range<u64>,
+) -> Result<()> {
     let sends = indexes.map(|index| async move {
         let (key, value) = (crate::records::key(index), crate::records::value(index));
         producer

@@ -360,16 +360,17 @@ pub fn kafka_libs() -> Result<PathBuf> {
 /// warnings to stderr (kafka-topics is `org.apache.kafka.tools.TopicCommand`, kafka-configs is
 /// `kafka.admin.ConfigCommand`, ...).
 pub fn kafka_tool(main_class: &str, arguments: &[&str]) -> Result<Command> {
+    kafka_tool_with_properties(main_class, &[], arguments)
+}
+
+/// [`kafka_tool`] with JVM system properties (`name=value`, passed as `-Dname=value`).
+pub fn kafka_tool_with_properties(main_class: &str, properties: &[&str], arguments: &[&str]) -> Result<Command> {
     let libs = kafka_libs()?;
     let log_config = repository_root().join("e2e/scripts/kafka-tools-log4j2.properties");
     let mut command = Command::new("java");
-    command
-        .arg("-Xmx512m")
-        .arg(format!("-Dlog4j2.configurationFile={}", log_config.display()))
-        .arg("-cp")
-        .arg(format!("{}/*", libs.display()))
-        .arg(main_class)
-        .args(arguments);
+    command.arg("-Xmx512m").arg(format!("-Dlog4j2.configurationFile={}", log_config.display()));
+    command.args(properties.iter().map(|property| format!("-D{property}")));
+    command.arg("-cp").arg(format!("{}/*", libs.display())).arg(main_class).args(arguments);
     Ok(command)
 }
 

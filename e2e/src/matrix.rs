@@ -12,8 +12,9 @@ use std::path::PathBuf;
 pub const CLIENTS: &[&str] = &["java", "librdkafka", "kcat", "franz-go", "kafka-python", "kafkajs", "kafka-cli"];
 /// The features the matrix has a column for, in display order.
 /// `tls`: produce and consume over TLS; `sasl`: produce, consume and admin over SASL (SCRAM and
-/// PLAIN); `acls`: Kafka's authorization codes when an ACL is missing, and access once granted.
-pub const FEATURES: &[&str] = &["produce", "consume", "groups", "admin", "idempotence", "tls", "sasl", "acls"];
+/// PLAIN); `oauthbearer`: produce and consume with SASL/OAUTHBEARER tokens checked against a JWKS;
+/// `acls`: Kafka's authorization codes when an ACL is missing, and access once granted.
+pub const FEATURES: &[&str] = &["produce", "consume", "groups", "admin", "idempotence", "tls", "sasl", "oauthbearer", "acls"];
 
 /// Where cell results are written: `$FLOE_MATRIX_DIR`, else `<target>/compat-matrix`.
 pub fn results_directory() -> PathBuf {

@@ -1,5 +1,6 @@
-//! SASL on the Kafka listener (`--sasl-mechanisms`): PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, as
-//! Kafka runs them (SaslHandshake v1, then SaslAuthenticate round trips).
+//! SASL on the Kafka listener (`--sasl-mechanisms`): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and
+//! OAUTHBEARER (JWTs checked against an identity provider's keys, `oauthbearer`), as Kafka runs
+//! them (SaslHandshake v1, then SaslAuthenticate round trips).
 //!
 //! # Guarantees
 //! - With SASL on, a connection is answered nothing but ApiVersions, SaslHandshake and
@@ -13,9 +14,10 @@
 //!   the connection; an unknown user fails exactly like a wrong password.
 //! - After authenticating, the connection's principal is `User:<name>`.
 //!
-//! Not yet: OAUTHBEARER, re-authentication (KIP-368: sessions never expire, `session_lifetime_ms`
-//! is 0), authorization (any authenticated user may do anything).
+//! Not yet: re-authentication (KIP-368: sessions never expire, `session_lifetime_ms` is 0, so an
+//! OAUTHBEARER connection outlives its token's expiry).
 
+pub mod oauthbearer;
 pub mod scram;
 
 use crate::handlers::str_bytes;
@@ -34,15 +36,17 @@ pub const PRE_AUTHENTICATION_MAX_BYTES: usize = 512 * 1024;
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl Mechanism {
-    pub const ALL: [Self; 3] = [Self::Plain, Self::Scram(ScramMechanism::Sha256), Self::Scram(ScramMechanism::Sha512)];
+    pub const ALL: [Self; 4] = [Self::Plain, Self::Scram(ScramMechanism::Sha256), Self::Scram(ScramMechanism::Sha512), Self::OAuthBearer];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Plain => "PLAIN",
             Self::Scram(mechanism) => mechanism.name(),
+            Self::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -52,7 +56,7 @@ impl std::str::FromStr for Mechanism {
     fn from_str(value: &str) -> Result<Self, String> {
         let wanted = value.trim().to_ascii_uppercase();
         Self::ALL.into_iter().find(|mechanism| mechanism.name() == wanted).ok_or_else(|| {
-            format!("unknown SASL mechanism {value:?}; the mechanisms are PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, e.g. --sasl-mechanisms SCRAM-SHA-512,PLAIN")
+            format!("unknown SASL mechanism {value:?}; the mechanisms are PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER, e.g. --sasl-mechanisms SCRAM-SHA-512,PLAIN")
         })
     }
 }
@@ -95,6 +99,8 @@ pub struct SaslSettings {
     /// `connection.failed.authentication.delay.ms`): a password guesser pays it per guess, on top
     /// of a new connection (and TLS handshake) for each.
     pub failed_authentication_delay: std::time::Duration,
+    /// The token checker, when OAUTHBEARER is offered.
+    pub oauth: Option<std::sync::Arc<oauthbearer::OAuthValidator>>,
 }
 
 /// One connection's authentication, from its first byte to `Authenticated`.
@@ -150,6 +156,7 @@ impl Session {
     pub async fn authenticate(
         &mut self,
         request: &SaslAuthenticateRequest,
+        oauth: Option<&oauthbearer::OAuthValidator>,
         lookup: impl Fn(&str, ScramMechanism) -> Option<ScramCredential> + Send + 'static,
     ) -> (SaslAuthenticateResponse, Verdict, Option<Mechanism>) {
         if matches!(self, Self::AwaitingHandshake | Self::Authenticated) {
@@ -160,6 +167,14 @@ impl Session {
         }
         let (outcome, mechanism) = match std::mem::replace(self, Self::AwaitingHandshake) {
             Self::Handshaken(Mechanism::Plain) => (plain(request.auth_bytes.clone(), lookup).await, Some(Mechanism::Plain)),
+            Self::Handshaken(Mechanism::OAuthBearer) => {
+                let outcome = match (oauth, oauthbearer::bearer_token(&request.auth_bytes)) {
+                    (Some(validator), Ok(token)) => validator.validate(token).await.map(|user| (user, Vec::new())),
+                    (None, _) => Err("OAUTHBEARER is not configured on this listener".to_string()),
+                    (_, Err(error)) => Err(error),
+                };
+                (outcome, Some(Mechanism::OAuthBearer))
+            }
             Self::Handshaken(Mechanism::Scram(mechanism)) => {
                 match ScramExchange::start(mechanism, &request.auth_bytes, |user| lookup(user, mechanism)) {
                     Ok((exchange, server_first)) => {
@@ -260,7 +275,12 @@ mod tests {
     }
 
     fn settings(mechanisms: &[Mechanism]) -> SaslSettings {
-        SaslSettings { mechanisms: mechanisms.to_vec(), bootstrap_user: None, failed_authentication_delay: std::time::Duration::ZERO }
+        SaslSettings {
+            mechanisms: mechanisms.to_vec(),
+            bootstrap_user: None,
+            failed_authentication_delay: std::time::Duration::ZERO,
+            oauth: None,
+        }
     }
 
     #[test]
@@ -298,7 +318,7 @@ mod tests {
             async move {
                 let mut session = Session::Handshaken(Mechanism::Plain);
                 let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(message));
-                let (response, verdict, _) = session.authenticate(&request, lookup).await;
+                let (response, verdict, _) = session.authenticate(&request, None, lookup).await;
                 (response.error_code, matches!(verdict, Verdict::Authenticated { ref user } if user == "alice"))
             }
         };
@@ -308,7 +328,7 @@ mod tests {
         for bad in [&b"\0alice\0nope"[..], b"\0bob\0pw", b"eve\0alice\0pw", b"\0alice", b"\0\0pw", b"\0alice\0pw\0x"] {
             let mut session = Session::Handshaken(Mechanism::Plain);
             let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(bad));
-            let (response, verdict, _) = session.authenticate(&request, lookup(&state)).await;
+            let (response, verdict, _) = session.authenticate(&request, None, lookup(&state)).await;
             assert_eq!(response.error_code, failed, "{bad:?}");
             assert!(matches!(verdict, Verdict::Failed));
         }
@@ -317,7 +337,7 @@ mod tests {
     #[tokio::test]
     async fn authenticate_before_a_handshake_is_an_illegal_state() {
         let mut session = Session::AwaitingHandshake;
-        let (response, verdict, _) = session.authenticate(&SaslAuthenticateRequest::default(), |_, _| None).await;
+        let (response, verdict, _) = session.authenticate(&SaslAuthenticateRequest::default(), None, |_, _| None).await;
         assert_eq!(response.error_code, ResponseError::IllegalSaslState.code());
         assert!(matches!(verdict, Verdict::Failed) && !session.is_authenticated());
     }

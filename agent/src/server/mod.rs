@@ -485,7 +485,7 @@ async fn authenticate(frame: Bytes, session: &mut Session, settings: &SaslSettin
         Ok((_, RequestKind::SaslAuthenticate(request))) => {
             let replica = context.metadata.clone();
             let lookup = move |user: &str, mechanism| replica.read(|state| state.scram_credential(user, mechanism).cloned());
-            let (response, verdict, mechanism) = session.authenticate(&request, lookup).await;
+            let (response, verdict, mechanism) = session.authenticate(&request, settings.oauth.as_deref(), lookup).await;
             if let Some(mechanism) = mechanism {
                 let outcome = if matches!(verdict, Verdict::Authenticated { .. }) { "success" } else { "failure" };
                 context.metrics.sasl_authentications.with_label_values(&[mechanism.name(), outcome]).inc();
