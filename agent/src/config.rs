@@ -309,6 +309,12 @@ pub struct SaslArgs {
     /// Kafka's connection.failed.authentication.delay.ms: each password guess costs at least this.
     #[arg(long, env = "FLOE_SASL_FAILED_AUTHENTICATION_DELAY", default_value = "100ms", value_parser = parse_duration)]
     pub sasl_failed_authentication_delay: Duration,
+    /// Longest a SASL session lasts before the client must re-authenticate on its connection
+    /// (KIP-368, Kafka's connections.max.reauth.ms); an OAUTHBEARER session also ends with its
+    /// token. A connection that does not re-authenticate is closed at its next request, so a
+    /// deleted user or an expired token loses its open connections too. 0s turns it off.
+    #[arg(long, env = "FLOE_CONNECTIONS_MAX_REAUTH", default_value = "0s", value_parser = parse_duration)]
+    pub connections_max_reauth: Duration,
     /// OAUTHBEARER: the identity provider's JSON Web Key Set, https://... or file://... (Kafka's
     /// sasl.oauthbearer.jwks.endpoint.url). Needed when --sasl-mechanisms offers OAUTHBEARER.
     #[arg(long, env = "FLOE_SASL_OAUTHBEARER_JWKS_URL")]
@@ -379,6 +385,7 @@ impl SaslArgs {
             bootstrap_user,
             failed_authentication_delay: self.sasl_failed_authentication_delay,
             oauth,
+            max_reauth: self.connections_max_reauth,
         }))
     }
 }

@@ -57,6 +57,9 @@ pub struct Metrics {
     /// SASL authentications on the Kafka listener, by mechanism (`PLAIN`, `SCRAM-SHA-256`,
     /// `SCRAM-SHA-512`) and outcome (`success`, `failure`).
     pub sasl_authentications: IntCounterVec,
+    /// KIP-368 re-authentications on open connections, by outcome (`success`, `failure`, and
+    /// `expired` for a session closed because it was not renewed in time).
+    pub sasl_reauthentications: IntCounterVec,
     /// Requests (or parts of one: a topic, a group) refused by the ACLs, by resource type and
     /// operation (`topic`/`write`, `group`/`read`, `cluster`/`alter`, ...).
     pub authorization_denials: IntCounterVec,
@@ -194,6 +197,11 @@ impl Metrics {
             &["mechanism", "outcome"],
         )
         .expect("valid metric");
+        let sasl_reauthentications = IntCounterVec::new(
+            Opts::new("floe_sasl_reauthentications_total", "SASL re-authentications on open connections (KIP-368), by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let authorization_denials = IntCounterVec::new(
             Opts::new("floe_authorization_denials_total", "Requests or parts of one refused by the ACLs, by resource type and operation"),
             &["resource_type", "operation"],
@@ -249,6 +257,7 @@ impl Metrics {
             Box::new(tls_handshake_failures.clone()),
             Box::new(sasl_authentications.clone()),
             Box::new(authorization_denials.clone()),
+            Box::new(sasl_reauthentications.clone()),
             Box::new(request_memory_bytes.clone()),
             Box::new(request_memory_waits.clone()),
         ] {
@@ -291,6 +300,7 @@ impl Metrics {
             tls_handshake_failures,
             sasl_authentications,
             authorization_denials,
+            sasl_reauthentications,
             request_memory_bytes,
             request_memory_waits,
         }

@@ -11,7 +11,8 @@ use floe_e2e::pki::Pki;
 use floe_e2e::verifiable::{self, Expected};
 use floe_e2e::wire::RawConnection;
 use floe_e2e::{
-    franz_go_driver, http_get, kafka, kafka_tool, kafkajs_driver, kcat_driver, metric_value, python_driver, run_with_timeout, Playground,
+    franz_go_driver, http_get, kafka, kafka_tool, kafkajs_driver, kcat_driver, metric_value, python_driver, run_with_timeout, wait_until,
+    Playground,
 };
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
@@ -394,4 +395,83 @@ fn before_authentication_only_api_versions_and_sasl_are_answered_and_a_large_fra
     runtime.block_on(kafka::produce_indexed(&producer, "sasl-plaintext", 0..100))?;
     drop(producer);
     kafka::verify_indexed(config, "sasl-plaintext", 100)
+}
+
+/// librdkafka over SASL_PLAINTEXT with SCRAM-SHA-512 as `user`.
+fn plaintext_scram(bootstrap: &str, user: &str, password: &str) -> ClientConfig {
+    let mut config = kafka::config(bootstrap);
+    config
+        .set("security.protocol", "sasl_plaintext")
+        .set("sasl.mechanism", "SCRAM-SHA-512")
+        .set("sasl.username", user)
+        .set("sasl.password", password);
+    config
+}
+
+#[test]
+fn with_connections_max_reauth_librdkafka_reauthenticates_on_its_connection_and_a_deleted_users_connection_is_cut_off() -> Result<()> {
+    let directory = tempfile::Builder::new().prefix("floe-e2e-reauth-").tempdir()?;
+    let mut flags = sasl_flags(directory.path(), None)?;
+    flags.extend(["--connections-max-reauth".to_string(), "2s".to_string()]);
+    let mut playground = start(&flags)?;
+    let bootstrap = playground.bootstrap.clone();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let admin_properties = directory.path().join("admin.properties");
+    std::fs::write(
+        &admin_properties,
+        format!(
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"{ADMIN_PASSWORD}\";\n"
+        ),
+    )?;
+    let admin_properties = admin_properties.display().to_string();
+    let add = format!("SCRAM-SHA-512=[password={ALICE_PASSWORD}]");
+    kafka_configs(&bootstrap, &admin_properties, &["--alter", "--add-config", &add, "--entity-type", "users", "--entity-name", "alice"])?;
+    runtime.block_on(kafka::create_topic_with(plaintext_scram(&bootstrap, "admin", ADMIN_PASSWORD), "sasl-reauth", 1))?;
+
+    // One producer connection for 6 s, three sessions of 2 s: every record acknowledged, and the
+    // connection re-authenticated in place (not reconnected).
+    let producer: FutureProducer = plaintext_scram(&bootstrap, "alice", ALICE_PASSWORD)
+        .set("message.timeout.ms", "5000")
+        .set("enable.idempotence", "false")
+        .create()?;
+    const RECORDS: u64 = 30;
+    runtime.block_on(async {
+        for index in 0..RECORDS {
+            kafka::produce_indexed(&producer, "sasl-reauth", index..index + 1).await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::Ok(())
+    })?;
+    let reauthentications = |outcome: &str| -> Result<f64> {
+        let (_, metrics) = http_get(&playground.http, "/metrics")?;
+        Ok(metric_value(&metrics, &format!("floe_sasl_reauthentications_total{{outcome=\"{outcome}\"}}")).unwrap_or(0.0))
+    };
+    ensure!(
+        reauthentications("success")? >= 2.0,
+        "librdkafka did not re-authenticate its connection ({} times)",
+        reauthentications("success")?
+    );
+
+    // Deleting alice: her open connection fails its next re-authentication (or expires) and is
+    // closed, so her producer is cut off within a session, not when it happens to reconnect.
+    kafka_configs(
+        &bootstrap,
+        &admin_properties,
+        &["--alter", "--delete-config", "SCRAM-SHA-512", "--entity-type", "users", "--entity-name", "alice"],
+    )?;
+    let deleted_at = std::time::Instant::now();
+    let mut next = RECORDS;
+    wait_until("the deleted user's producer is refused", Duration::from_secs(20), || {
+        next += 1;
+        Ok(runtime.block_on(kafka::produce_indexed(&producer, "sasl-reauth-after", next..next + 1)).is_err())
+    })?;
+    println!("the deleted user was cut off {:?} after the deletion", deleted_at.elapsed());
+    ensure!(reauthentications("failure")? + reauthentications("expired")? >= 1.0, "the cut-off was not a failed or expired session");
+    drop(producer);
+
+    // Durability: what alice produced reads back after a restart.
+    playground.restart()?;
+    kafka::verify_indexed(plaintext_scram(&playground.bootstrap, "admin", ADMIN_PASSWORD), "sasl-reauth", RECORDS)?;
+    playground.stop()
 }

@@ -101,6 +101,27 @@ pub struct SaslSettings {
     pub failed_authentication_delay: std::time::Duration,
     /// The token checker, when OAUTHBEARER is offered.
     pub oauth: Option<std::sync::Arc<oauthbearer::OAuthValidator>>,
+    /// Kafka's `connections.max.reauth.ms` (KIP-368): zero turns re-authentication off; otherwise
+    /// a session lasts at most this long (less when its credential expires sooner), the client is
+    /// told so and re-authenticates on the same connection, and a connection that does not is
+    /// closed at its next request.
+    pub max_reauth: std::time::Duration,
+}
+
+/// The session lifetime a successful authentication announces (KIP-368): `max_reauth` capped by
+/// the credential's expiry; `None` when re-authentication is off.
+pub fn session_lifetime(
+    max_reauth: std::time::Duration,
+    credential_expiry: Option<std::time::SystemTime>,
+    now: std::time::SystemTime,
+) -> Option<std::time::Duration> {
+    if max_reauth.is_zero() {
+        return None;
+    }
+    let until_expiry = credential_expiry.map(|expiry| expiry.duration_since(now).unwrap_or_default());
+    // An already expired credential still gets a moment, so the client learns to re-authenticate
+    // instead of being cut off in the middle of its first request.
+    Some(until_expiry.map_or(max_reauth, |left| left.min(max_reauth)).max(std::time::Duration::from_millis(1)))
 }
 
 /// One connection's authentication, from its first byte to `Authenticated`.
@@ -118,8 +139,9 @@ pub enum Session {
 pub enum Verdict {
     /// Send the response and wait for the next round trip.
     Continue,
-    /// Send the response; the connection is authenticated as `User:<user>`.
-    Authenticated { user: String },
+    /// Send the response; the connection is authenticated as `User:<user>`, with a credential
+    /// that expires at `credential_expiry` (an OAUTHBEARER token's `exp`), if it does.
+    Authenticated { user: String, credential_expiry: Option<std::time::SystemTime> },
     /// Send the response and close the connection.
     Failed,
 }
@@ -166,10 +188,12 @@ impl Session {
             return (response, Verdict::Failed, None);
         }
         let (outcome, mechanism) = match std::mem::replace(self, Self::AwaitingHandshake) {
-            Self::Handshaken(Mechanism::Plain) => (plain(request.auth_bytes.clone(), lookup).await, Some(Mechanism::Plain)),
+            Self::Handshaken(Mechanism::Plain) => {
+                (plain(request.auth_bytes.clone(), lookup).await.map(|(user, answer)| (user, answer, None)), Some(Mechanism::Plain))
+            }
             Self::Handshaken(Mechanism::OAuthBearer) => {
                 let outcome = match (oauth, oauthbearer::bearer_token(&request.auth_bytes)) {
-                    (Some(validator), Ok(token)) => validator.validate(token).await.map(|user| (user, Vec::new())),
+                    (Some(validator), Ok(token)) => validator.validate(token).await.map(|(user, expiry)| (user, Vec::new(), expiry)),
                     (None, _) => Err("OAUTHBEARER is not configured on this listener".to_string()),
                     (_, Err(error)) => Err(error),
                 };
@@ -186,14 +210,17 @@ impl Session {
             }
             Self::ScramPending(exchange) => {
                 let mechanism = Some(Mechanism::Scram(exchange.mechanism()));
-                (exchange.finish(&request.auth_bytes).map_err(|error| error.to_string()), mechanism)
+                (
+                    exchange.finish(&request.auth_bytes).map(|(user, answer)| (user, answer, None)).map_err(|error| error.to_string()),
+                    mechanism,
+                )
             }
             Self::AwaitingHandshake | Self::Authenticated => unreachable!("answered above"),
         };
         match outcome {
-            Ok((user, server_final)) => {
+            Ok((user, server_final, credential_expiry)) => {
                 *self = Self::Authenticated;
-                (success(server_final), Verdict::Authenticated { user }, mechanism)
+                (success(server_final), Verdict::Authenticated { user, credential_expiry }, mechanism)
             }
             Err(message) => {
                 let response = SaslAuthenticateResponse::default()
@@ -280,6 +307,7 @@ mod tests {
             bootstrap_user: None,
             failed_authentication_delay: std::time::Duration::ZERO,
             oauth: None,
+            max_reauth: std::time::Duration::ZERO,
         }
     }
 
@@ -319,7 +347,7 @@ mod tests {
                 let mut session = Session::Handshaken(Mechanism::Plain);
                 let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(message));
                 let (response, verdict, _) = session.authenticate(&request, None, lookup).await;
-                (response.error_code, matches!(verdict, Verdict::Authenticated { ref user } if user == "alice"))
+                (response.error_code, matches!(verdict, Verdict::Authenticated { ref user, .. } if user == "alice"))
             }
         };
         assert_eq!(attempt(b"\0alice\0pw").await, (0, true));
@@ -340,5 +368,16 @@ mod tests {
         let (response, verdict, _) = session.authenticate(&SaslAuthenticateRequest::default(), None, |_, _| None).await;
         assert_eq!(response.error_code, ResponseError::IllegalSaslState.code());
         assert!(matches!(verdict, Verdict::Failed) && !session.is_authenticated());
+    }
+
+    #[test]
+    fn a_session_lasts_the_reauthentication_limit_or_until_its_credential_expires_whichever_is_sooner() {
+        use std::time::{Duration, SystemTime};
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(session_lifetime(Duration::ZERO, Some(now + hour), now), None, "off");
+        assert_eq!(session_lifetime(hour, None, now), Some(hour));
+        assert_eq!(session_lifetime(hour, Some(now + Duration::from_secs(60)), now), Some(Duration::from_secs(60)));
+        assert_eq!(session_lifetime(hour, Some(now - hour), now), Some(Duration::from_millis(1)));
     }
 }

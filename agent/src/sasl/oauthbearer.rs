@@ -154,8 +154,9 @@ impl OAuthValidator {
         }
     }
 
-    /// Checks a token and returns the principal's name (the principal claim's value).
-    pub async fn validate(&self, token: &str) -> Result<String, String> {
+    /// Checks a token and returns the principal's name (the principal claim's value) and when the
+    /// token expires.
+    pub async fn validate(&self, token: &str) -> Result<(String, Option<std::time::SystemTime>), String> {
         let header = jsonwebtoken::decode_header(token).map_err(refused)?;
         if !is_asymmetric(header.alg) {
             return Err(refused(format!(
@@ -177,8 +178,10 @@ impl OAuthValidator {
             validation.set_issuer(&[issuer]);
         }
         let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &validation).map_err(refused)?.claims;
+        let expiry =
+            claims.get("exp").and_then(serde_json::Value::as_u64).map(|seconds| std::time::UNIX_EPOCH + Duration::from_secs(seconds));
         match claims.get(&self.settings.principal_claim) {
-            Some(serde_json::Value::String(name)) if !name.is_empty() => Ok(name.clone()),
+            Some(serde_json::Value::String(name)) if !name.is_empty() => Ok((name.clone(), expiry)),
             _ => Err(refused(format!("the token has no {:?} claim to name the principal", self.settings.principal_claim))),
         }
     }

@@ -310,6 +310,10 @@ async fn serve_connection<R, W>(
     let mut connection = connection;
     // With SASL on, every connection starts unauthenticated.
     let mut session = settings.sasl.as_ref().map(|_| Session::AwaitingHandshake);
+    // KIP-368: when the authenticated session ends (None: never), and whether a re-authentication
+    // of an authenticated connection is under way.
+    let mut session_expires: Option<Instant> = None;
+    let mut reauthenticating = false;
     let depth = settings.max_in_flight_requests_per_connection.max(1);
     let activity = Arc::new(Activity::new());
     // Requests started and not yet answered on the wire.
@@ -386,19 +390,40 @@ async fn serve_connection<R, W>(
         if let Err(outcome) = ready {
             break outcome;
         }
+        if let Some(state) = session.as_mut().filter(|state| state.is_authenticated()) {
+            let api_key = codec::peek_key_and_version(&frame).ok().map(|(api_key, _)| api_key);
+            if api_key == Some(ApiKey::SaslHandshake) {
+                // KIP-368: the client re-authenticates on this connection (it sends nothing else
+                // until that is done); the principal must stay the same.
+                *state = Session::AwaitingHandshake;
+                reauthenticating = true;
+            } else if api_key != Some(ApiKey::ApiVersions) && session_expires.is_some_and(|expires| Instant::now() >= expires) {
+                context.metrics.sasl_reauthentications.with_label_values(&["expired"]).inc();
+                tracing::info!(%peer, principal = %connection.principal, "closing connection: its SASL session expired without re-authentication");
+                break "sasl_session_expired";
+            }
+        }
         let frame = match (&settings.sasl, session.as_mut()) {
             (Some(sasl_settings), Some(session)) if !session.is_authenticated() => {
-                match authenticate(frame, session, sasl_settings, &context).await {
+                let reauthenticating_as = reauthenticating.then(|| Arc::clone(&connection.principal));
+                match authenticate(frame, session, sasl_settings, &context, reauthenticating_as.as_deref()).await {
                     Unauthenticated::Serve(frame) => frame,
-                    Unauthenticated::Answer { response, verdict } => {
+                    Unauthenticated::Answer { response, verdict, lifetime } => {
                         let close = match verdict {
                             Verdict::Continue => false,
-                            Verdict::Authenticated { user } => {
-                                tracing::debug!(%peer, %user, "SASL authentication succeeded");
+                            Verdict::Authenticated { user, .. } => {
+                                tracing::debug!(%peer, %user, reauthenticating, "SASL authentication succeeded");
                                 connection.principal = Arc::from(format!("User:{user}"));
+                                session_expires = lifetime.map(|lifetime| Instant::now() + lifetime);
+                                if std::mem::take(&mut reauthenticating) {
+                                    context.metrics.sasl_reauthentications.with_label_values(&["success"]).inc();
+                                }
                                 false
                             }
                             Verdict::Failed => {
+                                if reauthenticating {
+                                    context.metrics.sasl_reauthentications.with_label_values(&["failure"]).inc();
+                                }
                                 // Kafka's connection.failed.authentication.delay.ms: the
                                 // failure's answer waits, so guessing costs time per guess.
                                 tokio::time::sleep(sasl_settings.failed_authentication_delay).await;
@@ -444,15 +469,23 @@ async fn serve_connection<R, W>(
 enum Unauthenticated {
     /// ApiVersions: served as on any connection.
     Serve(Bytes),
-    /// A SaslHandshake or SaslAuthenticate answered here (it changes the connection's state).
-    Answer { response: Bytes, verdict: Verdict },
+    /// A SaslHandshake or SaslAuthenticate answered here (it changes the connection's state);
+    /// `lifetime` is the session's, once authenticated with re-authentication on.
+    Answer { response: Bytes, verdict: Verdict, lifetime: Option<Duration> },
     /// Anything else: Kafka closes the connection ("Unexpected Kafka request of type ... during
     /// SASL handshake").
     Refuse(String),
 }
 
-/// One step of a connection's SASL authentication.
-async fn authenticate(frame: Bytes, session: &mut Session, settings: &SaslSettings, context: &Arc<AgentContext>) -> Unauthenticated {
+/// One step of a connection's SASL authentication. `reauthenticating_as` is the connection's
+/// principal when it re-authenticates (KIP-368), which the new authentication must keep.
+async fn authenticate(
+    frame: Bytes,
+    session: &mut Session,
+    settings: &SaslSettings,
+    context: &Arc<AgentContext>,
+    reauthenticating_as: Option<&str>,
+) -> Unauthenticated {
     let (api_key, version) = match codec::peek_key_and_version(&frame) {
         Ok(peeked) => peeked,
         Err(error) => return Unauthenticated::Refuse(error.to_string()),
@@ -475,6 +508,7 @@ async fn authenticate(frame: Bytes, session: &mut Session, settings: &SaslSettin
     let metric = api.metric;
     let correlation_id = codec::peek_correlation_id(&frame);
     let started = Instant::now();
+    let mut lifetime = None;
     let (body, verdict) = match codec::decode_request(frame, api_key, version) {
         Ok((_, RequestKind::SaslHandshake(request))) => {
             let response = session.handshake(settings, version, &request);
@@ -485,7 +519,19 @@ async fn authenticate(frame: Bytes, session: &mut Session, settings: &SaslSettin
         Ok((_, RequestKind::SaslAuthenticate(request))) => {
             let replica = context.metadata.clone();
             let lookup = move |user: &str, mechanism| replica.read(|state| state.scram_credential(user, mechanism).cloned());
-            let (response, verdict, mechanism) = session.authenticate(&request, settings.oauth.as_deref(), lookup).await;
+            let (mut response, mut verdict, mechanism) = session.authenticate(&request, settings.oauth.as_deref(), lookup).await;
+            if let Verdict::Authenticated { user, credential_expiry } = &verdict {
+                if reauthenticating_as.is_some_and(|principal| principal != format!("User:{user}")) {
+                    response = kafka_protocol::messages::SaslAuthenticateResponse::default()
+                        .with_error_code(ResponseError::SaslAuthenticationFailed.code())
+                        .with_error_message(Some(handlers::str_bytes("Cannot change principals during re-authentication")));
+                    verdict = Verdict::Failed;
+                } else if version >= 1 {
+                    // v0 cannot carry the lifetime, so such (pre-2.2) clients are not expired.
+                    lifetime = sasl::session_lifetime(settings.max_reauth, *credential_expiry, std::time::SystemTime::now());
+                    response.session_lifetime_ms = lifetime.map_or(0, |lifetime| lifetime.as_millis() as i64);
+                }
+            }
             if let Some(mechanism) = mechanism {
                 let outcome = if matches!(verdict, Verdict::Authenticated { .. }) { "success" } else { "failure" };
                 context.metrics.sasl_authentications.with_label_values(&[mechanism.name(), outcome]).inc();
@@ -499,7 +545,7 @@ async fn authenticate(frame: Bytes, session: &mut Session, settings: &SaslSettin
     match codec::encode_response(api_key, version, correlation_id, &body) {
         Ok(response) => {
             context.metrics.requests.with_label_values(&[metric, "ok"]).inc();
-            Unauthenticated::Answer { response, verdict }
+            Unauthenticated::Answer { response, verdict, lifetime }
         }
         Err(error) => Unauthenticated::Refuse(format!("failed to encode the {api_key:?} response: {error}")),
     }
