@@ -81,6 +81,17 @@ async fn fetch_as(agent: &InProcess, principal: &str, name: &str) -> Option<Resp
     error(partition.error_code)
 }
 
+/// An idempotent (non-transactional) producer's InitProducerId as `principal`: its error.
+async fn idempotent_producer_as(agent: &InProcess, principal: &str) -> Option<ResponseError> {
+    let request = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
+    let ResponseKind::InitProducerId(response) =
+        agent.call_as(principal, ApiKey::InitProducerId, 4, RequestKind::InitProducerId(request)).await
+    else {
+        panic!("not an InitProducerId response")
+    };
+    error(response.error_code)
+}
+
 /// The topics a Metadata for every topic lists, and the answer for one named topic.
 async fn metadata_as(agent: &InProcess, principal: &str, named: &str) -> (Vec<String>, Option<ResponseError>) {
     let all = MetadataRequest::default().with_topics(None);
@@ -163,18 +174,7 @@ async fn without_a_matching_acl_each_api_answers_kafkas_authorization_code_and_a
     };
     assert_eq!(error(altered.responses[0].error_code), Some(ResponseError::TopicAuthorizationFailed));
 
-    let ResponseKind::InitProducerId(producer) = agent
-        .call_as(
-            ALICE,
-            ApiKey::InitProducerId,
-            4,
-            RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000)),
-        )
-        .await
-    else {
-        panic!("not an InitProducerId response")
-    };
-    assert_eq!(error(producer.error_code), Some(ResponseError::ClusterAuthorizationFailed));
+    assert_eq!(idempotent_producer_as(&agent, ALICE).await, Some(ResponseError::ClusterAuthorizationFailed));
 
     // Alice may not grant herself anything.
     let own = vec![acl(TOPIC, "orders", LITERAL, ALICE, WRITE, ALLOW)];
@@ -203,18 +203,7 @@ async fn without_a_matching_acl_each_api_answers_kafkas_authorization_code_and_a
         panic!("not an OffsetCommit response")
     };
     assert_ne!(error(committed.topics[0].partitions[0].error_code), Some(ResponseError::GroupAuthorizationFailed));
-    let ResponseKind::InitProducerId(producer) = agent
-        .call_as(
-            ALICE,
-            ApiKey::InitProducerId,
-            4,
-            RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000)),
-        )
-        .await
-    else {
-        panic!("not an InitProducerId response")
-    };
-    assert_eq!(error(producer.error_code), None, "WRITE on some topic allows an idempotent producer");
+    assert_eq!(idempotent_producer_as(&agent, ALICE).await, None, "WRITE on some topic allows an idempotent producer");
 
     // DescribeAcls as Kafka lays it out: one entry per resource pattern.
     // Kafka's clients send null for a filter field they leave open.

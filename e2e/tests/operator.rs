@@ -157,6 +157,11 @@ async fn helm_installs_the_chart_and_a_pool_becomes_available_with_every_child_o
     assert_eq!(config.data.unwrap_or_default().get("FLOE_VIRTUAL_CLUSTER").cloned(), Some(format!("{namespace}.demo")));
     let account = Api::<ServiceAccount>::namespaced(client.clone(), &namespace).get("agents-agent").await?;
     assert!(controlled_by(&account.metadata, &pool));
+    let policy =
+        Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(client.clone(), &namespace).get("agents-agents").await?;
+    assert!(controlled_by(&policy.metadata, &pool), "the NetworkPolicy is not owned by the pool");
+    let ingress = policy.spec.and_then(|spec| spec.ingress).unwrap_or_default();
+    assert_eq!(ingress.len(), 2, "only the Kafka and HTTP ports are open: {ingress:?}");
     let pool_status = pool.status.unwrap_or_default();
     assert_eq!((pool_status.replicas, pool_status.ready_replicas, pool_status.desired_replicas), (3, 3, Some(3)));
     assert!(pool_status.selector.is_some_and(|selector| selector.contains("app.kubernetes.io/instance=agents")));

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -118,7 +119,8 @@ pub async fn run_controllers(client: Client, context: Arc<Context>, namespace: O
         .owns(api::<ConfigMap>(&client, namespace), ours.clone())
         .owns(api::<ServiceAccount>(&client, namespace), ours.clone())
         .owns(api::<PodDisruptionBudget>(&client, namespace), ours.clone())
-        .owns(api::<HorizontalPodAutoscaler>(&client, namespace), ours)
+        .owns(api::<HorizontalPodAutoscaler>(&client, namespace), ours.clone())
+        .owns(api::<NetworkPolicy>(&client, namespace), ours)
         // A VirtualCluster change (its etcd or bucket) changes its pools' agent config.
         .watches(api::<VirtualCluster>(&client, namespace), watcher::Config::default(), move |cluster| {
             let namespace = cluster.namespace();

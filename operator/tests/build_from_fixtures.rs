@@ -227,3 +227,36 @@ fn mtls_asks_for_client_certificates_and_a_load_balancer_needs_authentication() 
     assert!(matches!(refused, BuildError::UnauthenticatedLoadBalancer { .. }));
     assert!(refused.to_string().contains("spec.listener.authentication"), "{refused}");
 }
+
+#[test]
+fn the_agents_network_policy_opens_only_the_kafka_and_http_ports_to_the_namespaces_named() {
+    let cluster: VirtualCluster = fixture("virtualcluster.yaml");
+    let mut pool: AgentPool = fixture("agentpool-minimal.yaml");
+    let rules = |pool: &AgentPool| -> serde_json::Value {
+        let policy = build(pool, &cluster, &settings()).unwrap().network_policy.expect("a NetworkPolicy by default");
+        serde_json::to_value(policy.spec.unwrap()).unwrap()
+    };
+    let open = rules(&pool);
+    assert_eq!(open["policyTypes"], serde_json::json!(["Ingress"]));
+    assert_eq!(open["podSelector"]["matchLabels"]["app.kubernetes.io/instance"], serde_json::json!(pool.metadata.name.clone().unwrap()));
+    let ingress = open["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 2);
+    assert_eq!(ingress[0]["ports"][0]["port"], serde_json::json!("kafka"));
+    assert_eq!(ingress[1]["ports"][0]["port"], serde_json::json!("http"));
+    assert!(ingress.iter().all(|rule| rule.get("from").is_none()), "by default each port admits every source");
+
+    pool.spec.network_policy = Some(floe_operator::crd::agent_pool::NetworkPolicySpec {
+        enabled: true,
+        kafka_client_namespaces: [("floe.dev/kafka-client".to_string(), "true".to_string())].into(),
+        metrics_namespaces: [("kubernetes.io/metadata.name".to_string(), "monitoring".to_string())].into(),
+    });
+    let narrowed = rules(&pool);
+    assert_eq!(narrowed["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["floe.dev/kafka-client"], serde_json::json!("true"));
+    assert_eq!(
+        narrowed["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        serde_json::json!("monitoring")
+    );
+
+    pool.spec.network_policy.as_mut().unwrap().enabled = false;
+    assert!(build(&pool, &cluster, &settings()).unwrap().network_policy.is_none());
+}

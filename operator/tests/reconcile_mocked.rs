@@ -236,6 +236,12 @@ async fn reconciling_a_pool_whose_children_are_current_only_reads() {
                 StatusCode::OK,
                 live(&children.disruption_budget),
             ),
+            expect(
+                "GET",
+                format!("/apis/networking.k8s.io/v1{namespace}networkpolicies/agents-agents"),
+                StatusCode::OK,
+                live(children.network_policy.as_ref().expect("a NetworkPolicy by default")),
+            ),
             expect("GET", format!("/apis/apps/v1{namespace}deployments/agents"), StatusCode::OK, deployment),
             expect("GET", format!("/api/v1{namespace}serviceaccounts?"), StatusCode::OK, empty_list("ServiceAccount", "v1")),
             expect("GET", format!("/api/v1{namespace}configmaps?"), StatusCode::OK, empty_list("ConfigMap", "v1")),
@@ -252,6 +258,12 @@ async fn reconciling_a_pool_whose_children_are_current_only_reads() {
                 format!("/apis/autoscaling/v2{namespace}horizontalpodautoscalers?"),
                 StatusCode::OK,
                 empty_list("HorizontalPodAutoscaler", "autoscaling/v2"),
+            ),
+            expect(
+                "GET",
+                format!("/apis/networking.k8s.io/v1{namespace}networkpolicies?"),
+                StatusCode::OK,
+                empty_list("NetworkPolicy", "networking.k8s.io/v1"),
             ),
         ],
     ));

@@ -13,6 +13,7 @@ use crate::labels;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use serde_json::{json, Value};
@@ -45,6 +46,8 @@ pub struct Children {
     pub headless_service: Service,
     pub disruption_budget: PodDisruptionBudget,
     pub autoscaler: Option<HorizontalPodAutoscaler>,
+    /// Only the Kafka and HTTP ports open (`spec.networkPolicy`); `None` when turned off.
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -265,6 +268,36 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
         }),
     )?;
 
+    let network_policy_spec = spec.network_policy.clone().unwrap_or_default();
+    let network_policy = if network_policy_spec.enabled {
+        // A port's rule without `from` admits every source (clients outside the cluster too, for
+        // LoadBalancer and NodePort Services); with namespace labels, only pods there.
+        let rule = |port_name: &str, namespaces: &BTreeMap<String, String>| {
+            let mut rule = json!({"ports": [{"protocol": "TCP", "port": port_name}]});
+            if !namespaces.is_empty() {
+                rule["from"] = json!([{"namespaceSelector": {"matchLabels": namespaces}}]);
+            }
+            rule
+        };
+        Some(assemble(
+            "NetworkPolicy",
+            json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": metadata(format!("{name}-agents")),
+                "spec": {
+                    "podSelector": {"matchLabels": selector},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        rule(KAFKA_PORT_NAME, &network_policy_spec.kafka_client_namespaces),
+                        rule("http", &network_policy_spec.metrics_namespaces),
+                    ],
+                },
+            }),
+        )?)
+    } else {
+        None
+    };
+
     let autoscaler = match spec.autoscaling.as_ref().filter(|autoscaling| autoscaling.enabled) {
         None => None,
         Some(autoscaling) => {
@@ -308,7 +341,16 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
         }
     };
 
-    Ok(Children { service_account, config_map, deployment, client_service, headless_service, disruption_budget, autoscaler })
+    Ok(Children {
+        service_account,
+        config_map,
+        deployment,
+        client_service,
+        headless_service,
+        disruption_budget,
+        autoscaler,
+        network_policy,
+    })
 }
 
 /// Whether a pool's HPA carries the bandwidth metric: only when the operator serves it (or another

@@ -19,6 +19,7 @@ use child_failure::ChildFailure;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -133,6 +134,9 @@ async fn apply_children(context: &Context, namespace: &str, children: &Children)
     if let Some(autoscaler) = &children.autoscaler {
         apply_child(&Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), namespace), autoscaler, context).await?;
     }
+    if let Some(network_policy) = &children.network_policy {
+        apply_child(&Api::<NetworkPolicy>::namespaced(client.clone(), namespace), network_policy, context).await?;
+    }
     let name = children.deployment.name_any();
     deployments.get(&name).await.map_err(|source| ChildFailure { action: "read", kind: "Deployment", name, source })
 }
@@ -158,6 +162,7 @@ fn static_kind<K: kube::Resource<DynamicType = ()>>() -> &'static str {
         "Deployment" => "Deployment",
         "PodDisruptionBudget" => "PodDisruptionBudget",
         "HorizontalPodAutoscaler" => "HorizontalPodAutoscaler",
+        "NetworkPolicy" => "NetworkPolicy",
         _ => "child",
     }
 }
@@ -223,9 +228,13 @@ async fn collect_orphans(context: &Context, namespace: &str, pool: &str, childre
     .await
     .map_err(kube_error("deleting orphaned PodDisruptionBudgets"))?;
     let autoscalers: Vec<String> = children.autoscaler.iter().map(|autoscaler| autoscaler.name_any()).collect();
-    delete_orphans(&Api::<HorizontalPodAutoscaler>::namespaced(client, namespace), &selector, &names(&autoscalers), metrics)
+    delete_orphans(&Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), namespace), &selector, &names(&autoscalers), metrics)
         .await
         .map_err(kube_error("deleting orphaned HorizontalPodAutoscalers"))?;
+    let network_policies: Vec<String> = children.network_policy.iter().map(|policy| policy.name_any()).collect();
+    delete_orphans(&Api::<NetworkPolicy>::namespaced(client, namespace), &selector, &names(&network_policies), metrics)
+        .await
+        .map_err(kube_error("deleting orphaned NetworkPolicies"))?;
     Ok(())
 }
 

@@ -84,6 +84,33 @@ pub struct AgentPoolSpec {
     /// Additions to the agent pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_overrides: Option<PodOverrides>,
+    /// The NetworkPolicy the operator writes for the agents (on by default): only the Kafka and
+    /// HTTP ports are open, each to every source or only to the namespaces named here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Whether the operator writes the NetworkPolicy (default true). Off, the agents accept
+    /// connections on any port from anywhere the cluster's network allows.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Labels of the namespaces whose pods may reach the Kafka port, e.g. `{floe.dev/kafka-client:
+    /// "true"}`. Empty (default): any source, including clients outside the cluster.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kafka_client_namespaces: BTreeMap<String, String>,
+    /// Labels of the namespaces whose pods may reach the HTTP port (metrics, health), e.g. the
+    /// monitoring namespace's. Empty (default): any source.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics_namespaces: BTreeMap<String, String>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self { enabled: true, kafka_client_namespaces: BTreeMap::new(), metrics_namespaces: BTreeMap::new() }
+    }
 }
 
 fn default_replicas() -> i32 {
