@@ -24,14 +24,14 @@ fn broker(node: &NodeInfo) -> MetadataResponseBroker {
         .with_rack(node.rack.clone().map(str_bytes))
 }
 
-/// Every agent answers with the same full list of live agents and the same leader for each
-/// partition (rendezvous over that list, in the client's zone when its client.id names one).
 /// Whether `client` may create the topic `name`: CREATE on the cluster or on the topic.
 fn may_create(context: &AgentContext, client: &ClientInfo, name: &str) -> bool {
     context.visible(client, Operation::Create, ResourceType::Cluster, CLUSTER_NAME)
         || context.allowed(client, Operation::Create, ResourceType::Topic, name)
 }
 
+/// Every agent answers with the same full list of live agents and the same leader for each
+/// partition (rendezvous over that list, in the client's zone when its client.id names one).
 pub async fn handle(context: &AgentContext, request: MetadataRequest, version: i16, client: &ClientInfo) -> MetadataResponse {
     // Kafka's auto.create.topics.enable: create missing topics the client names, if it allows it
     // (always implied before v4) and may create them, so they come back complete in this same
@@ -127,11 +127,10 @@ pub async fn handle(context: &AgentContext, request: MetadataRequest, version: i
     };
     // DESCRIBE on each topic: an all-topics answer leaves out the others; a topic named without
     // it answers TOPIC_AUTHORIZATION_FAILED whether it exists or not, so existence does not leak.
-    let all_topics = requested_all;
     let topics: Vec<MetadataResponseTopic> = found
         .into_iter()
         .filter_map(|found| match found {
-            Ok((name, topic_id, partition_count)) if all_topics => {
+            Ok((name, topic_id, partition_count)) if requested_all => {
                 context.visible(client, Operation::Describe, ResourceType::Topic, &name).then(|| describe(name, topic_id, partition_count))
             }
             Ok((name, topic_id, partition_count)) => Some(if context.allowed(client, Operation::Describe, ResourceType::Topic, &name) {
