@@ -1,14 +1,18 @@
-//! Client load for tests that take agents away under it (drain, scale-in): a librdkafka consumer
-//! group on its own threads, the Java producer process, and the exactly-once check of what the
-//! producers were acknowledged against what the topic holds.
+//! Client load for tests that take agents away under it (drain, scale-in, faults): a librdkafka
+//! consumer group on its own threads, the Java producer process (a verifiable-client adapter whose
+//! events are read while it runs), and the exactly-once check of what the producers were
+//! acknowledged against what the topic holds.
 
 use crate::kafka::{self, Acknowledged};
+use crate::verifiable::{parse_event, Event, Events};
 use crate::{java_driver, records};
 use anyhow::{bail, ensure, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -103,16 +107,28 @@ impl Group {
     }
 }
 
-/// The Java driver in `produce-until` mode (idempotent, acks=all, one send failure fails it):
-/// killed if the test ends before it was stopped and reaped (the agents go away with the test, so
-/// it could never finish by itself).
+/// The Java driver in `produce-until` mode (acks=all, idempotent unless told otherwise): its
+/// verifiable-client events are read as they arrive, each acknowledgement stamped with the moment
+/// it was read, so a test sees the load's progress while agents come and go. Killed if the test
+/// ends before it was stopped and reaped (the agents go away with the test, so it could never
+/// finish by itself).
 pub struct JavaProducer {
     child: Option<std::process::Child>,
+    topic: String,
+    options: JavaProducerOptions,
     stop_file: PathBuf,
-    acks_file: PathBuf,
-    stdout: PathBuf,
     stderr: PathBuf,
+    stream: Arc<Mutex<Stream>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     _files: tempfile::TempDir,
+}
+
+/// What the producer printed so far, each event with the moment it was read.
+#[derive(Default)]
+struct Stream {
+    events: Vec<(Event, Instant)>,
+    /// The first line that was not an event.
+    malformed: Option<String>,
 }
 
 /// How the Java producer behaves beyond its defaults (idempotent, every send must succeed).
@@ -120,7 +136,7 @@ pub struct JavaProducer {
 pub struct JavaProducerOptions {
     pub idempotent: bool,
     /// Failed sends are expected (injected faults): they do not fail the run, and only the
-    /// acknowledged records are reported.
+    /// acknowledged records are returned.
     pub tolerate_failures: bool,
 }
 
@@ -138,8 +154,7 @@ impl JavaProducer {
     pub fn start_with(bootstrap: &str, topic: &str, partitions: i32, rate: u64, options: JavaProducerOptions) -> Result<Self> {
         let files = tempfile::tempdir()?;
         let stop_file = files.path().join("stop");
-        let acks_file = files.path().join("java-acks");
-        let (stdout, stderr) = (files.path().join("java.out"), files.path().join("java.err"));
+        let stderr = files.path().join("java.err");
         let mut command = java_driver(&[
             "produce-until",
             "--bootstrap",
@@ -152,39 +167,72 @@ impl JavaProducer {
             &rate.to_string(),
             "--stop-file",
             &stop_file.display().to_string(),
-            "--acks-file",
-            &acks_file.display().to_string(),
             "--idempotent",
             &options.idempotent.to_string(),
-            "--tolerate-failures",
-            &options.tolerate_failures.to_string(),
         ])?;
-        command.stdout(std::fs::File::create(&stdout)?).stderr(std::fs::File::create(&stderr)?);
-        let child = command.spawn().context("failed to start the Java producer")?;
-        Ok(Self { child: Some(child), stop_file, acks_file, stdout, stderr, _files: files })
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr)?);
+        let mut child = command.spawn().context("failed to start the Java producer")?;
+        let stdout = child.stdout.take().expect("piped");
+        let stream: Arc<Mutex<Stream>> = Default::default();
+        let reader = {
+            let stream = Arc::clone(&stream);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let mut stream = locked(&stream);
+                    match parse_event(&line) {
+                        Ok(event) => stream.events.push((event, Instant::now())),
+                        // Keep draining so the producer never blocks on a full pipe.
+                        Err(error) => {
+                            stream.malformed.get_or_insert(format!("{error:#}"));
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Self { child: Some(child), topic: topic.to_string(), options, stop_file, stderr, stream, reader: Some(reader), _files: files })
+    }
+
+    /// Records acknowledged so far: the load's progress, live.
+    pub fn acknowledged(&self) -> usize {
+        locked(&self.stream).events.iter().filter(|(event, _)| matches!(event, Event::ProducerSendSuccess { .. })).count()
     }
 
     /// Asks the producer to stop, waits for it, and returns its acknowledgements; fails if it
-    /// failed (any failed send makes the driver exit non-zero).
+    /// exited non-zero, broke the event contract, or (unless failures are tolerated) reported a
+    /// failed send ([`producer_outcomes`]).
     pub fn finish(&mut self, timeout: Duration) -> Result<Vec<Acknowledged>> {
         std::fs::write(&self.stop_file, b"stop")?;
         let status = self.wait(timeout)?;
-        let (stdout, stderr) = (std::fs::read_to_string(&self.stdout)?, std::fs::read_to_string(&self.stderr)?);
-        print!("{stdout}");
-        ensure!(status.success() && stdout.contains("OK java produced-until"), "the Java producer failed ({status}):\n{stdout}\n{stderr}");
-        let acknowledged = java_acknowledgements(&self.acks_file)?;
-        ensure!(stdout.contains(&format!("OK java produced-until {}", acknowledged.len())), "the Java acknowledgements file is incomplete");
+        if let Some(reader) = self.reader.take() {
+            reader.join().map_err(|_| anyhow::anyhow!("the Java producer's stdout reader panicked"))?;
+        }
+        let stderr = std::fs::read_to_string(&self.stderr)?;
+        ensure!(status.success(), "the Java producer failed ({status}):\n{stderr}");
+        let stream = std::mem::take(&mut *locked(&self.stream));
+        if let Some(malformed) = stream.malformed {
+            bail!("the Java producer broke the event contract: {malformed}");
+        }
+        let acknowledged = producer_outcomes(stream.events, &self.topic, self.options.tolerate_failures)
+            .with_context(|| format!("the Java producer's log:\n{stderr}"))?;
+        // Its last line of log is the summary (sent, acknowledged, failed).
+        println!("the Java producer: {} acknowledged ({})", acknowledged.len(), stderr.lines().last().unwrap_or_default());
         Ok(acknowledged)
     }
 
-    /// Fails with the producer's output if it has already exited (it only exits when told to, or
-    /// on a failed send).
+    /// Fails with the producer's log if it has already exited (it only exits when told to) or
+    /// printed a line that is not an event.
     pub fn ensure_running(&mut self) -> Result<()> {
+        if let Some(malformed) = &locked(&self.stream).malformed {
+            bail!("the Java producer broke the event contract: {malformed}");
+        }
         let child = self.child.as_mut().context("the Java producer was already reaped")?;
         if let Some(status) = child.try_wait()? {
             self.child = None;
-            let (stdout, stderr) = (std::fs::read_to_string(&self.stdout)?, std::fs::read_to_string(&self.stderr)?);
-            bail!("the Java producer exited early ({status}):\n{stdout}\n{stderr}");
+            bail!("the Java producer exited early ({status}):\n{}", std::fs::read_to_string(&self.stderr)?);
         }
         Ok(())
     }
@@ -212,25 +260,43 @@ impl Drop for JavaProducer {
     }
 }
 
-/// The Java driver's acknowledgements: "index partition offset [epoch-millis]" per line (the time
-/// the acknowledgement arrived, mapped onto this process's monotonic clock).
-fn java_acknowledgements(path: &std::path::Path) -> Result<Vec<Acknowledged>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
-    let (now, wall_now) = (Instant::now(), std::time::SystemTime::now());
-    text.lines()
-        .map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            ensure!(fields.len() == 3 || fields.len() == 4, "malformed acknowledgement line {line:?}");
-            let at = match fields.get(3) {
-                Some(millis) => {
-                    let wall = std::time::UNIX_EPOCH + Duration::from_millis(millis.parse()?);
-                    now.checked_sub(wall_now.duration_since(wall).unwrap_or_default()).unwrap_or(now)
-                }
-                None => now,
-            };
-            Ok(Acknowledged { index: fields[0].parse()?, partition: fields[1].parse()?, offset: fields[2].parse()?, at })
-        })
-        .collect()
+/// The acknowledgements of a `produce-until` run (records 0, 1, 2, ... to `topic`), each at the
+/// moment it was read. The stream must start with `startup_complete` and end with
+/// `shutdown_complete`; every record up to the last one sent has exactly one outcome (an
+/// acknowledgement at a position, or an error), so none went unreported; and, unless
+/// `tolerate_failures`, none failed.
+pub fn producer_outcomes(events: Vec<(Event, Instant)>, topic: &str, tolerate_failures: bool) -> Result<Vec<Acknowledged>> {
+    let times: Vec<Instant> = events.iter().map(|(_, at)| *at).collect();
+    let events = Events::new(events.into_iter().map(|(event, _)| event).collect())?;
+    let mut outcomes: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut acknowledged = Vec::new();
+    let mut failures = Vec::new();
+    for (event, at) in events.events.iter().zip(times) {
+        match event {
+            Event::ProducerSendSuccess { topic: to, partition: Some(partition), offset: Some(offset), index, .. } if to == topic => {
+                *outcomes.entry(*index).or_default() += 1;
+                acknowledged.push(Acknowledged { index: *index, partition: *partition, offset: *offset, at });
+            }
+            Event::ProducerSendError { topic: to, index, error } if to == topic => {
+                *outcomes.entry(*index).or_default() += 1;
+                failures.push(format!("record {index}: {error}"));
+            }
+            Event::StartupComplete { .. } | Event::ShutdownComplete {} => {}
+            other => bail!("the Java producer reported {other:?}, expected only outcomes of sends to {topic}"),
+        }
+    }
+    let sent = outcomes.keys().next_back().map_or(0, |last| last + 1);
+    let unreported: Vec<u64> = (0..sent).filter(|index| !outcomes.contains_key(index)).take(10).collect();
+    ensure!(unreported.is_empty(), "{topic}: records {unreported:?} (and maybe more) of {sent} sent have no outcome");
+    let repeated: Vec<u64> = outcomes.iter().filter(|(_, count)| **count > 1).map(|(index, _)| *index).take(10).collect();
+    ensure!(repeated.is_empty(), "{topic}: records {repeated:?} have more than one outcome");
+    ensure!(
+        tolerate_failures || failures.is_empty(),
+        "{topic}: {} of {sent} sends failed, the first {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    Ok(acknowledged)
 }
 
 /// Every acknowledged record is stored at its acknowledged partition and offset, and the topic
@@ -258,4 +324,56 @@ pub fn verify_exactly_once(bootstrap: &str, topic: &str, partitions: i32, acknow
         acknowledged.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(lines: &[&str]) -> Vec<(Event, Instant)> {
+        lines.iter().map(|line| (parse_event(line).expect("an event"), Instant::now())).collect()
+    }
+
+    fn ack(index: u64, offset: i64) -> String {
+        format!(r#"{{"name":"producer_send_success","topic":"t","partition":0,"offset":{offset},"index":{index},"producer":"none"}}"#)
+    }
+
+    const START: &str = r#"{"name":"startup_complete","client":"java"}"#;
+    const END: &str = r#"{"name":"shutdown_complete"}"#;
+    const FAILED: &str = r#"{"name":"producer_send_error","topic":"t","index":1,"error":"TimeoutException"}"#;
+
+    #[test]
+    fn every_send_acknowledged_passes_and_returns_the_acknowledgements() {
+        let (first, second) = (ack(0, 0), ack(1, 1));
+        let acknowledged = producer_outcomes(stream(&[START, &second, &first, END]), "t", false).expect("a good run");
+        assert_eq!(acknowledged.iter().map(|ack| (ack.index, ack.offset)).collect::<Vec<_>>(), [(1, 1), (0, 0)]);
+    }
+
+    #[test]
+    fn a_failed_send_fails_unless_failures_are_tolerated() {
+        let first = ack(0, 0);
+        let error = format!("{:#}", producer_outcomes(stream(&[START, &first, FAILED, END]), "t", false).unwrap_err());
+        assert!(error.contains("1 of 2 sends failed") && error.contains("TimeoutException"), "{error}");
+        let acknowledged = producer_outcomes(stream(&[START, &first, FAILED, END]), "t", true).expect("failures tolerated");
+        assert_eq!(acknowledged.len(), 1);
+    }
+
+    #[test]
+    fn a_send_without_an_outcome_or_with_two_fails() {
+        let (first, third) = (ack(0, 0), ack(2, 1));
+        let error = format!("{:#}", producer_outcomes(stream(&[START, &first, &third, END]), "t", true).unwrap_err());
+        assert!(error.contains("records [1] (and maybe more) of 3 sent have no outcome"), "{error}");
+        let error = format!("{:#}", producer_outcomes(stream(&[START, &first, FAILED, &ack(1, 1), END]), "t", true).unwrap_err());
+        assert!(error.contains("records [1] have more than one outcome"), "{error}");
+    }
+
+    #[test]
+    fn a_run_that_did_not_shut_down_or_wrote_elsewhere_fails() {
+        let first = ack(0, 0);
+        let error = format!("{:#}", producer_outcomes(stream(&[START, &first]), "t", false).unwrap_err());
+        assert!(error.contains("expected shutdown_complete"), "{error}");
+        let elsewhere = first.replace(r#""topic":"t""#, r#""topic":"u""#);
+        let error = format!("{:#}", producer_outcomes(stream(&[START, &elsewhere, END]), "t", false).unwrap_err());
+        assert!(error.contains("expected only outcomes of sends to t"), "{error}");
+    }
 }

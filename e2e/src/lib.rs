@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end suites: start the real `floe` binary as a child process on
 //! loopback ports, locate the external clients that `e2e/scripts/install-deps.sh` installs, and
-//! the deterministic record format every client driver produces and verifies.
+//! the deterministic record format every client driver produces and `verifiable` checks.
 
 pub mod batches;
 pub mod client_load;
@@ -284,18 +284,8 @@ pub fn run_with_timeout(mut command: Command, timeout: Duration) -> Result<Finis
     Ok(Finished { status, stdout, stderr })
 }
 
-/// Runs an external client driver; it must exit 0 and print `expected_ok` on stdout.
-pub fn run_driver(command: Command, expected_ok: &str, timeout: Duration) -> Result<String> {
-    let description = format!("{command:?}");
-    let Finished { status, stdout, stderr } = run_with_timeout(command, timeout)?;
-    print!("{stdout}");
-    if !status.success() || !stdout.contains(expected_ok) {
-        bail!("{description} failed ({status}); expected {expected_ok:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
-    }
-    Ok(stdout)
-}
-
-/// `java -cp <e2e java client> dev.floe.e2e.Main <arguments>`.
+/// The Java client's adapter, `java -cp <e2e java client> dev.floe.e2e.Main <mode> <arguments>`
+/// (e2e/java), built by install-deps.sh into this checkout's e2e/java/target.
 pub fn java_driver(arguments: &[&str]) -> Result<Command> {
     let java = repository_root().join("e2e/java/target");
     let jar = java.join("floe-e2e-java.jar");

@@ -11,7 +11,12 @@
 //!   partition or offset than its acknowledgement (when the client reports one), or read with a
 //!   different key, value or header byte; on records read out of order; on group commits other
 //!   than the end offsets; for an idempotent producer, on a second producer id or a gap in the
-//!   offsets; and on administrative calls that answer otherwise than Kafka would.
+//!   offsets; on a record acknowledged at another partition than its key maps to; on members of
+//!   one group whose last assignments overlap or leave a partition out; and on administrative
+//!   calls that answer otherwise than Kafka would.
+//! - A client that reads what another run wrote (the Java client's `read` and `group-consume`)
+//!   is checked against that run's acknowledgements ([`Events::combined`]), so a record read at
+//!   another position than it was acknowledged, or from outside the run, fails too.
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
@@ -71,8 +76,14 @@ pub enum Event {
         #[serde(default)]
         consumer: Option<String>,
     },
-    /// The group assigned these partitions of `topic` to the driver's member.
-    PartitionsAssigned { topic: String, partitions: Vec<i32> },
+    /// The group assigned these partitions of `topic` to the driver's member (`consumer` names
+    /// the member when the driver runs several, [`Events::check_group_members`]).
+    PartitionsAssigned {
+        topic: String,
+        partitions: Vec<i32>,
+        #[serde(default)]
+        consumer: Option<String>,
+    },
     /// The group's committed offsets of `topic`, as read back from the coordinator (OffsetFetch)
     /// after the driver committed; a partition without a commit is left out.
     OffsetsCommitted { group: String, topic: String, offsets: Vec<PartitionOffset> },
@@ -209,7 +220,7 @@ impl Events {
             .events
             .iter()
             .filter_map(|event| match event {
-                Event::PartitionsAssigned { topic, partitions } if *topic == expected.topic => Some(partitions.iter().copied()),
+                Event::PartitionsAssigned { topic, partitions, .. } if *topic == expected.topic => Some(partitions.iter().copied()),
                 _ => None,
             })
             .flatten()
@@ -249,13 +260,14 @@ impl Events {
         }
     }
 
-    /// Every record `0..expected.records` was acknowledged once and read back exactly once, at
+    /// Every record of `expected.indexes()` was acknowledged once and read back exactly once, at
     /// its acknowledged partition and offset, byte for byte (key, value, headers), with offsets
     /// increasing per partition and each producer's records in send order per partition.
     pub fn check_read_back(&self, expected: &Expected) -> Result<ReadBack> {
         let mut problems = Problems::default();
         let acknowledged = self.acknowledged(expected, &mut problems);
         let mut times_read = vec![0u32; expected.records as usize];
+        let slot = |index: u64| (index - expected.first) as usize;
         let mut last_offset: HashMap<i32, i64> = HashMap::new();
         let mut last_index: HashMap<(i32, &str), u64> = HashMap::new();
         let mut consumed = 0u64;
@@ -273,13 +285,14 @@ impl Events {
                     if let Some(previous) = last_offset.insert(*partition, *offset).filter(|previous| offset <= previous) {
                         problems.add(format!("partition {partition}: offset {offset} read after offset {previous}"));
                     }
-                    let Some(index) = key.as_deref().and_then(crate::records::index_of).filter(|index| *index < expected.records) else {
+                    let Some(index) = key.as_deref().and_then(crate::records::index_of).filter(|index| expected.indexes().contains(index))
+                    else {
                         problems
                             .add(format!("{at} holds a key not produced by this run: {:?}", key.as_deref().map(String::from_utf8_lossy)));
                         continue;
                     };
-                    times_read[index as usize] += 1;
-                    if times_read[index as usize] > 1 {
+                    times_read[slot(index)] += 1;
+                    if times_read[slot(index)] > 1 {
                         problems.add(format!("record {index} read again at {at}"));
                         continue;
                     }
@@ -315,7 +328,7 @@ impl Events {
                 _ => {}
             }
         }
-        let missing: Vec<u64> = (0..expected.records).filter(|index| times_read[*index as usize] == 0).collect();
+        let missing: Vec<u64> = expected.indexes().filter(|index| times_read[slot(*index)] == 0).collect();
         if !missing.is_empty() {
             problems.add(format!(
                 "{} of {} records never read, the first {:?}",
@@ -325,15 +338,20 @@ impl Events {
             ));
         }
         problems.into_result(&format!("{} read back from {}", self.client, expected.topic))?;
-        // The topic started empty, so a partition's end offset is the number of records it holds:
-        // acknowledged there, or, without positions, read there (each read once, checked above).
+        // The acknowledged records are the last written, so a partition's end offset is one past the
+        // last acknowledged there; without positions the topic started empty and it is the number
+        // of records read there (each read once, checked above).
         let end_offsets = (0..expected.partitions)
             .map(|partition| {
-                let held = match expected.positions_unknown {
-                    false => acknowledged.values().filter(|ack| ack.position.is_some_and(|(at, _)| at == partition)).count(),
-                    true => per_partition.get(&partition).map_or(0, Vec::len),
+                let end = match expected.positions_unknown {
+                    false => acknowledged
+                        .values()
+                        .filter_map(|ack| ack.position.filter(|(at, _)| *at == partition).map(|(_, offset)| offset + 1))
+                        .max()
+                        .unwrap_or(0),
+                    true => per_partition.get(&partition).map_or(0, Vec::len) as i64,
                 };
-                (partition, held as i64)
+                (partition, end)
             })
             .collect();
         Ok(ReadBack { consumed, end_offsets, per_partition })
@@ -401,16 +419,115 @@ impl Events {
                 None
             }
         };
-        for (partition, end) in &read_back.end_offsets {
-            let offsets: Vec<i64> =
-                read_back.per_partition.get(partition).map(|read| read.iter().map(|(offset, _)| *offset).collect()).unwrap_or_default();
-            if offsets != (0..*end).collect::<Vec<_>>() {
-                let gap = offsets.iter().enumerate().find(|(position, offset)| **offset != *position as i64);
-                problems.add(format!("partition {partition}: offsets read are not 0..{end} without gaps (first out of place: {gap:?})"));
-            }
-        }
+        gap_problems(read_back, &mut problems);
         problems.into_result(&format!("exactly once on {}", expected.topic))?;
         Ok(identity)
+    }
+
+    /// Each partition of a topic that started empty was read as the offsets `0..end` without a
+    /// gap (nothing skipped, nothing written twice), whichever producers wrote it.
+    pub fn check_gapless_offsets(&self, expected: &Expected, read_back: &ReadBack) -> Result<()> {
+        let mut problems = Problems::default();
+        gap_problems(read_back, &mut problems);
+        problems.into_result(&format!("{} reading {}", self.client, expected.topic))
+    }
+
+    /// A producer-only run: every record of `expected.indexes()` acknowledged exactly once, inside
+    /// the topic's partitions, none failed, no two at one position.
+    pub fn check_acknowledged(&self, expected: &Expected) -> Result<()> {
+        let mut problems = Problems::default();
+        self.acknowledged(expected, &mut problems);
+        problems.into_result(&format!("{} producing to {}", self.client, expected.topic))
+    }
+
+    /// Each keyed record was acknowledged at the partition Kafka's default partitioner picks for
+    /// its key (murmur2, positive, modulo the partition count): the client saw the topic's
+    /// partitions as they are and the broker kept each record where it was sent.
+    pub fn check_default_partitioner(&self, expected: &Expected) -> Result<()> {
+        let mut problems = Problems::default();
+        for event in &self.events {
+            if let Event::ProducerSendSuccess { topic, partition: Some(partition), index, .. } = event {
+                let wanted = default_partition(&crate::records::key(*index), expected.partitions);
+                if *topic == expected.topic && *partition != wanted {
+                    problems.add(format!("record {index} acknowledged at partition {partition}, the default partitioner picks {wanted}"));
+                }
+            }
+        }
+        problems.into_result(&format!("{} partitioning {}", self.client, expected.topic))
+    }
+
+    /// A run of `members` members of one group (each naming itself in `consumer`), checked against
+    /// the acknowledgements of the run that produced `expected` (see [`Events::combined`]):
+    /// [`Events::check_read_back`]; each member's last assignment non-empty, no partition in two
+    /// of them and every partition in one; and [`Events::check_commits_equal_end_offsets`].
+    pub fn check_group_members(&self, expected: &Expected, members: usize) -> Result<ReadBack> {
+        let read_back = self.check_read_back(expected)?;
+        let mut last: BTreeMap<&str, &[i32]> = BTreeMap::new();
+        for event in &self.events {
+            if let Event::PartitionsAssigned { topic, partitions, consumer } = event {
+                if *topic == expected.topic {
+                    last.insert(consumer.as_deref().unwrap_or_default(), partitions);
+                }
+            }
+        }
+        let mut problems = Problems::default();
+        if last.len() != members {
+            problems.add(format!("{} members reported an assignment ({:?}), expected {members}", last.len(), last.keys()));
+        }
+        let mut owners: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+        for (member, partitions) in &last {
+            if partitions.is_empty() {
+                problems.add(format!("{member} was last assigned no partition"));
+            }
+            for partition in partitions.iter() {
+                owners.entry(*partition).or_default().push(member);
+            }
+        }
+        for partition in 0..expected.partitions {
+            match owners.remove(&partition).as_deref() {
+                Some([_]) => {}
+                None | Some([]) => problems.add(format!("partition {partition} was in no member's last assignment")),
+                Some(several) => problems.add(format!("partition {partition} was last assigned to {several:?}")),
+            }
+        }
+        for partition in owners.keys() {
+            problems.add(format!("partition {partition}, which the topic does not have, was assigned"));
+        }
+        problems.into_result(&format!("the assignments of the group on {}", expected.topic))?;
+        self.check_commits_equal_end_offsets(expected, &read_back)?;
+        Ok(read_back)
+    }
+
+    /// What `reader` (the Java client's `read` mode, say) read of the records this run produced
+    /// to a topic that started empty: [`Events::check_read_back`] against this run's
+    /// acknowledgements and `h-client` ([`Events::combined`]), and
+    /// [`Events::check_gapless_offsets`].
+    pub fn check_read_by(&self, reader: &Events, expected: &Expected) -> Result<ReadBack> {
+        let combined = Events::combined(self, reader);
+        let read_back =
+            combined.check_read_back(expected).with_context(|| format!("{} reading what {} wrote", reader.client, self.client))?;
+        combined
+            .check_gapless_offsets(expected, &read_back)
+            .with_context(|| format!("{} reading what {} wrote", reader.client, self.client))?;
+        Ok(read_back)
+    }
+
+    /// The acknowledgements (and send errors) of `producer` with what `reader` read (its records,
+    /// consumer errors, assignments and commits): for a client that reads what another client or
+    /// run wrote. The records must carry `producer`'s `h-client`.
+    pub fn combined(producer: &Events, reader: &Events) -> Events {
+        let produced =
+            producer.events.iter().filter(|event| matches!(event, Event::ProducerSendSuccess { .. } | Event::ProducerSendError { .. }));
+        let read = reader.events.iter().filter(|event| {
+            matches!(
+                event,
+                Event::RecordConsumed { .. }
+                    | Event::ConsumerError { .. }
+                    | Event::PartitionsAssigned { .. }
+                    | Event::OffsetsCommitted { .. }
+            )
+        });
+        Events { client: producer.client.clone(), events: produced.chain(read).cloned().collect() }
     }
 
     /// The `admin` mode's run (e2e/README.md lists the calls): what each call must have answered
@@ -444,6 +561,9 @@ impl Events {
         let led =
             |result: &&Value| result["leaders"].as_array().is_some_and(|leaders| leaders.iter().all(|leader| leader.as_i64() >= Some(0)));
         ensure!(metadata.iter().all(led), "{}: a partition of {topic} without a leader: {metadata:?}", self.client);
+        // The Java client also reports whether every partition's ISR equals its replicas.
+        let in_sync = |result: &&Value| result.get("isr_is_replicas").is_none_or(|in_sync| *in_sync == true);
+        ensure!(metadata.iter().all(in_sync), "{}: a partition of {topic} whose ISR is not its replicas: {metadata:?}", self.client);
         errors("create_partitions", topic, &[None, Some("INVALID_PARTITIONS")])?;
         // kafkajs has only the legacy AlterConfigs (the given set replaces every set config); the
         // others alter incrementally (SET, then DELETE). Both end in the same described configs.
@@ -489,6 +609,14 @@ impl Events {
             ],
         )?;
         ensure!(described[0]["protocol_type"] == "consumer", "{}: describe_groups answered {}", self.client, described[0]);
+        // The Java client also reports the group's coordinator and the assignor the live group uses.
+        ensure!(
+            described[0].get("coordinator").is_none_or(|coordinator| coordinator.as_i64() >= Some(0))
+                && described[0].get("assignor").is_none_or(|assignor| assignor.as_str().is_some_and(|name| !name.is_empty())),
+            "{}: describe_groups answered no coordinator or no assignor for the live group: {}",
+            self.client,
+            described[0]
+        );
         let fetched = errors("offset_fetch", group, &[None])?;
         let committed = fetched[0]["offsets"].as_object().cloned().unwrap_or_default();
         let sum: i64 = committed.values().filter_map(Value::as_i64).sum();
@@ -506,6 +634,11 @@ impl Events {
         }
         errors("delete_groups", group, &[Some("NON_EMPTY_GROUP"), None, Some("GROUP_ID_NOT_FOUND")])?;
         errors("delete_topics", topic, &[None])?;
+        // A client may also list the topics right after creating it (the Java client does).
+        if self.admin_results("list_topics", topic).len() == 2 {
+            let listed = errors("list_topics", topic, &[None, None])?;
+            return ensure_results("list_topics", &listed, &["listed"], &[json!({"listed": true}), json!({"listed": false})]);
+        }
         let listed = errors("list_topics", topic, &[None])?;
         ensure_results("list_topics", &listed, &["listed"], &[json!({"listed": false})])
     }
@@ -523,7 +656,7 @@ impl Events {
                 Event::ProducerSendSuccess { topic, partition, offset, index, producer, .. } => {
                     let position = partition.zip(*offset);
                     if *topic != expected.topic
-                        || *index >= expected.records
+                        || !expected.indexes().contains(index)
                         || position.is_some_and(|(partition, _)| partition < 0 || partition >= expected.partitions)
                     {
                         problems.add(format!("an acknowledgement of record {index} at {topic}/{position:?}, outside this run"));
@@ -548,7 +681,7 @@ impl Events {
                 _ => {}
             }
         }
-        let unacknowledged: Vec<u64> = (0..expected.records).filter(|index| !acknowledged.contains_key(index)).collect();
+        let unacknowledged: Vec<u64> = expected.indexes().filter(|index| !acknowledged.contains_key(index)).collect();
         if !unacknowledged.is_empty() {
             problems.add(format!(
                 "{} records never acknowledged, the first {:?}",
@@ -560,12 +693,15 @@ impl Events {
     }
 }
 
-/// What a run was asked to produce: records `0..records` of the shared format into `topic`,
-/// which has `partitions` partitions and held nothing before.
+/// What a run was asked to produce: records `first..first + records` of the shared format into
+/// `topic`, which has `partitions` partitions and held nothing before (or, for a later range,
+/// only earlier records; see [`Expected::range`]).
 #[derive(Debug, Clone)]
 pub struct Expected {
     pub topic: String,
     pub partitions: i32,
+    /// The index of the first record (0 but for [`Expected::range`]).
+    pub first: u64,
     pub records: u64,
     /// The acknowledgements carry no partition and offset (kcat: an exit 0 of `kcat -P` says
     /// every delivery succeeded, not where). The read-back check then cannot compare positions;
@@ -595,7 +731,19 @@ impl HeaderFormat {
 
 impl Expected {
     pub fn new(topic: &str, partitions: i32, records: u64) -> Self {
-        Self { topic: topic.to_string(), partitions, records, positions_unknown: false, headers: HeaderFormat::PerRecord }
+        Self { topic: topic.to_string(), partitions, first: 0, records, positions_unknown: false, headers: HeaderFormat::PerRecord }
+    }
+
+    /// Records `first..first + records`, written after the topic's earlier records (`0..first`,
+    /// say). The end offsets then come from the acknowledgements' offsets, and the gapless-offset
+    /// check ([`Events::check_gapless_offsets`], which assumes an empty topic) does not apply.
+    pub fn range(topic: &str, partitions: i32, first: u64, records: u64) -> Self {
+        Self { first, ..Self::new(topic, partitions, records) }
+    }
+
+    /// The indexes of the records this run is about.
+    pub fn indexes(&self) -> std::ops::Range<u64> {
+        self.first..self.first + self.records
     }
 
     /// A client that reports acknowledgements without positions and sets headers per producer
@@ -646,6 +794,50 @@ fn payload_difference(
         return Some(format!("headers {}, expected {}", describe_headers(&read_headers), describe_headers(expected_headers)));
     }
     None
+}
+
+/// Problems for each partition not read as the offsets `0..end` without a gap.
+fn gap_problems(read_back: &ReadBack, problems: &mut Problems) {
+    for (partition, end) in &read_back.end_offsets {
+        let offsets: Vec<i64> =
+            read_back.per_partition.get(partition).map(|read| read.iter().map(|(offset, _)| *offset).collect()).unwrap_or_default();
+        if offsets != (0..*end).collect::<Vec<_>>() {
+            let gap = offsets.iter().enumerate().find(|(position, offset)| **offset != *position as i64);
+            problems.add(format!("partition {partition}: offsets read are not 0..{end} without gaps (first out of place: {gap:?})"));
+        }
+    }
+}
+
+/// The partition Kafka's default partitioner (`BuiltInPartitioner.partitionForKey`) picks for a
+/// key: murmur2 made positive, modulo the partition count.
+pub fn default_partition(key: &[u8], partitions: i32) -> i32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`, seed 0x9747b28c).
+pub fn murmur2(key: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut hash = SEED ^ key.len() as u32;
+    let chunks = key.chunks_exact(4);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let mut k = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        hash = hash.wrapping_mul(M) ^ k;
+    }
+    if !tail.is_empty() {
+        for (position, byte) in tail.iter().enumerate().rev() {
+            hash ^= (*byte as u32) << (8 * position);
+        }
+        hash = hash.wrapping_mul(M);
+    }
+    hash ^= hash >> 13;
+    hash = hash.wrapping_mul(M);
+    hash ^= hash >> 15;
+    hash as i32
 }
 
 fn describe_headers(headers: &[(String, Vec<u8>)]) -> String {
@@ -1001,13 +1193,162 @@ mod tests {
         assert!(error.contains("the acknowledgement of record 2 has no partition and offset"), "{error}");
     }
 
-    /// Event streams captured from the franz-go, kafka-python and kafkajs adapters' admin mode
-    /// against a playground (`<driver> admin --topic <client>-admin`).
-    const ADMIN_RUNS: [(&str, &str, &str); 3] = [
+    #[test]
+    fn murmur2_matches_kafkas_test_vectors() {
+        let vectors: [(&[u8], i32); 6] = [
+            (b"21", -973932308),
+            (b"foobar", -790332482),
+            (b"a-little-bit-long-string", -985981536),
+            (b"a-little-bit-longer-string", -1486304829),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (b"abc", 479470107),
+        ];
+        for (key, hash) in vectors {
+            assert_eq!(murmur2(key), hash, "{}", String::from_utf8_lossy(key));
+        }
+    }
+
+    #[test]
+    fn an_acknowledgement_at_another_partition_than_the_key_maps_to_fails() {
+        let expected = Expected::new(TOPIC, 2, 4);
+        let partition = |index: u64| default_partition(&crate::records::key(index), 2);
+        let mut lines = vec![r#"{"name":"startup_complete","client":"test"}"#.to_string()];
+        lines.extend((0..4).map(|index| ack(index, partition(index), index as i64)));
+        lines.push(r#"{"name":"shutdown_complete"}"#.to_string());
+        parse_events(&lines.join("\n")).unwrap().check_default_partitioner(&expected).expect("every record where its key maps");
+        lines[3] = ack(2, 1 - partition(2), 2);
+        let error = format!("{:#}", parse_events(&lines.join("\n")).unwrap().check_default_partitioner(&expected).unwrap_err());
+        assert!(
+            error.contains(&format!(
+                "record 2 acknowledged at partition {}, the default partitioner picks {}",
+                1 - partition(2),
+                partition(2)
+            )),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_producer_run_fails_on_a_send_error_a_repeat_or_a_record_outside_its_range() {
+        let producer = |lines: &[String]| {
+            let mut all = vec![r#"{"name":"startup_complete","client":"test"}"#.to_string()];
+            all.extend_from_slice(lines);
+            all.push(r#"{"name":"shutdown_complete"}"#.to_string());
+            parse_events(&all.join("\n")).unwrap().check_acknowledged(&Expected::range(TOPIC, 2, 2, 2))
+        };
+        producer(&[ack(2, 0, 5), ack(3, 1, 5)]).expect("records 2 and 3 acknowledged");
+        let failed = r#"{"name":"producer_send_error","topic":"t","index":3,"error":"NOT_ENOUGH_REPLICAS"}"#.to_string();
+        let error = format!("{:#}", producer(&[ack(2, 0, 5), failed]).unwrap_err());
+        assert!(error.contains("record 3 to t not acknowledged: NOT_ENOUGH_REPLICAS"), "{error}");
+        let error = format!("{:#}", producer(&[ack(2, 0, 5), ack(3, 1, 5), ack(3, 1, 6)]).unwrap_err());
+        assert!(error.contains("record 3 acknowledged twice"), "{error}");
+        let error = format!("{:#}", producer(&[ack(1, 0, 4), ack(2, 0, 5), ack(3, 1, 5)]).unwrap_err());
+        assert!(error.contains("an acknowledgement of record 1 at t/Some((0, 4)), outside this run"), "{error}");
+    }
+
+    fn member_consumed(index: u64, partition: i32, offset: i64, member: &str) -> String {
+        consumed(index, partition, offset)
+            .replace(r#"{"name":"record_consumed","#, &format!(r#"{{"name":"record_consumed","consumer":"{member}","#))
+    }
+
+    fn assigned(member: &str, partitions: &str) -> String {
+        format!(r#"{{"name":"partitions_assigned","topic":"t","partitions":[{partitions}],"consumer":"{member}"}}"#)
+    }
+
+    /// A producer run of records 4..8 (the topic holds 0..4 before: offsets 2 and 3 on each
+    /// partition), and a two-member group run that read them.
+    fn group_runs() -> (Vec<String>, Vec<String>) {
+        let mut produced = vec![r#"{"name":"startup_complete","client":"test"}"#.to_string()];
+        produced.extend([ack(4, 0, 2), ack(5, 1, 2), ack(6, 0, 3), ack(7, 1, 3)]);
+        produced.push(r#"{"name":"shutdown_complete"}"#.to_string());
+        let mut read = vec![r#"{"name":"startup_complete","client":"java"}"#.to_string()];
+        read.extend([assigned("member-0", "0,1"), assigned("member-0", "0"), assigned("member-1", "1")]);
+        read.extend([member_consumed(4, 0, 2, "member-0"), member_consumed(5, 1, 2, "member-1")]);
+        read.extend([member_consumed(6, 0, 3, "member-0"), member_consumed(7, 1, 3, "member-1")]);
+        read.push(commits(&[(0, 4), (1, 4)]));
+        read.push(r#"{"name":"shutdown_complete"}"#.to_string());
+        (produced, read)
+    }
+
+    fn check_group(produced: &[String], read: &[String]) -> Result<ReadBack> {
+        let combined = Events::combined(&parse_events(&produced.join("\n"))?, &parse_events(&read.join("\n"))?);
+        combined.check_group_members(&Expected::range(TOPIC, 2, 4, 4), 2)
+    }
+
+    #[test]
+    fn a_group_run_passes_and_fails_on_a_record_from_before_its_commits_an_overlap_a_missing_member_or_a_short_commit() {
+        let (produced, read) = group_runs();
+        check_group(&produced, &read).expect("the group runs pass");
+
+        let mut not_resumed = read.clone();
+        not_resumed.insert(4, member_consumed(0, 0, 0, "member-0"));
+        let error = format!("{:#}", check_group(&produced, &not_resumed).unwrap_err());
+        assert!(error.contains("t/0@0 holds a key not produced by this run"), "{error}");
+
+        let overlap = replace(read.clone(), &assigned("member-1", "1"), &assigned("member-1", "0,1"));
+        let error = format!("{:#}", check_group(&produced, &overlap).unwrap_err());
+        assert!(error.contains(r#"partition 0 was last assigned to ["member-0", "member-1"]"#), "{error}");
+
+        let alone = replace(read.clone(), &assigned("member-1", "1"), &assigned("member-0", "0,1"));
+        let error = format!("{:#}", check_group(&produced, &alone).unwrap_err());
+        assert!(error.contains("1 members reported an assignment"), "{error}");
+
+        let short = replace(read.clone(), &commits(&[(0, 4), (1, 4)]), &commits(&[(0, 4), (1, 3)]));
+        let error = format!("{:#}", check_group(&produced, &short).unwrap_err());
+        assert!(error.contains("partition 1: committed offset Some(3), end offset 4"), "{error}");
+    }
+
+    #[test]
+    fn a_read_of_another_runs_records_checks_its_acknowledgements_headers_and_gaps() {
+        let producer = parse_events(&good_lines().join("\n")).unwrap();
+        let reader = |records: &[String]| {
+            let mut lines = vec![r#"{"name":"startup_complete","client":"java"}"#.to_string()];
+            lines.extend_from_slice(records);
+            lines.push(r#"{"name":"shutdown_complete"}"#.to_string());
+            parse_events(&lines.join("\n")).unwrap()
+        };
+        let all = [consumed(0, 0, 0), consumed(2, 0, 1), consumed(1, 1, 0), consumed(3, 1, 1)];
+        let expected = Expected::new(TOPIC, 2, 4);
+        producer.check_read_by(&reader(&all), &expected).expect("the reader read every record the producer wrote");
+        let error = format!("{:#}", producer.check_read_by(&reader(&all[..3]), &expected).unwrap_err());
+        assert!(error.contains("java reading what test wrote") && error.contains("never read, the first [3]"), "{error}");
+        let moved = [consumed(0, 0, 0), consumed(2, 0, 2), consumed(1, 1, 0), consumed(3, 1, 1)];
+        let error = format!("{:#}", producer.check_read_by(&reader(&moved), &expected).unwrap_err());
+        assert!(error.contains("record 2 read at t/0@2 but acknowledged at t/0@1"), "{error}");
+        let java_headers = all[3].replace(&hex(b"test"), &hex(b"java"));
+        let error = format!(
+            "{:#}",
+            producer.check_read_by(&reader(&[all[0].clone(), all[1].clone(), all[2].clone(), java_headers]), &expected).unwrap_err()
+        );
+        assert!(error.contains("headers h-index=3,h-client=java, expected h-index=3,h-client=test"), "{error}");
+    }
+
+    /// Event streams captured from the franz-go, kafka-python, kafkajs and Java adapters' admin
+    /// mode against a playground (`<driver> admin --topic <client>-admin`).
+    const ADMIN_RUNS: [(&str, &str, &str); 4] = [
         ("franz-go-admin", "floe-e2e-franz-go", include_str!("testdata/franz-go-admin.jsonl")),
         ("python-admin", "floe-e2e-python", include_str!("testdata/kafka-python-admin.jsonl")),
         ("kafkajs-admin", "floe-e2e-kafkajs", include_str!("testdata/kafkajs-admin.jsonl")),
+        ("java-admin", "floe-e2e-java", include_str!("testdata/java-admin.jsonl")),
     ];
+
+    #[test]
+    fn the_java_admin_runs_extra_answers_are_checked_too() {
+        let run = include_str!("testdata/java-admin.jsonl");
+        let check = |run: &str| parse_events(run).unwrap().check_admin_results("java-admin", "java-admin-admin-group", "floe-e2e-java");
+        check(run).expect("the captured Java run passes");
+        let wrong_answers = [
+            (r#""isr_is_replicas":true"#, r#""isr_is_replicas":false"#, "whose ISR is not its replicas"),
+            (r#""result":{"listed":true}"#, r#""result":{"listed":false}"#, "list_topics answered"),
+            (r#""coordinator":1,"assignor":"range""#, r#""coordinator":-1,"assignor":"range""#, "no coordinator or no assignor"),
+            (r#""assignor":"range""#, r#""assignor":"""#, "no coordinator or no assignor"),
+        ];
+        for (right, wrong, complaint) in wrong_answers {
+            assert!(run.contains(right), "the capture has {right}");
+            let error = format!("{:#}", check(&run.replacen(right, wrong, 1)).unwrap_err());
+            assert!(error.contains(complaint), "{right} -> {wrong}: {error}");
+        }
+    }
 
     #[test]
     fn captured_admin_runs_pass_and_fail_once_an_answer_is_wrong() {

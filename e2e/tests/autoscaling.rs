@@ -241,6 +241,8 @@ async fn scale_in_from_three_to_one_under_java_and_librdkafka_load_costs_no_clie
     wait_for("the load to go on at the survivor", TIMEOUT, || async { Ok((total(&survivor)? >= after + RATE as i64).then_some(())) })
         .await?;
 
+    java.borrow_mut().ensure_running()?;
+    println!("scaled in after {drained:?}; Java: {} acknowledged so far", java.borrow().acknowledged());
     let (_, rdkafka_report) = rdkafka.finish().await?;
     let java_acks = tokio::task::block_in_place(|| java.borrow_mut().finish(Duration::from_secs(120)))?;
     let rdkafka_acks = rdkafka_report.acknowledged;

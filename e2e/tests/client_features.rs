@@ -7,7 +7,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use floe_e2e::matrix::Cell;
 use floe_e2e::verifiable::{self, Expected};
-use floe_e2e::{batches, java_driver, kafka, python_driver, run_driver, run_with_timeout, Playground};
+use floe_e2e::{batches, java_driver, kafka, python_driver, run_with_timeout, Playground};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,7 +41,8 @@ fn the_java_admin_client_manages_topics_configs_and_groups() -> Result<()> {
          deleteConsumerGroups (GroupNotEmptyException while live, GroupIdNotFoundException twice), deleteTopics",
     );
     let playground = Playground::start(&[])?;
-    run_driver(java_driver(&["admin", "--bootstrap", &playground.bootstrap, "--topic", "java-admin"])?, "OK java admin", DRIVER_TIMEOUT)?;
+    let command = java_driver(&["admin", "--bootstrap", &playground.bootstrap, "--topic", "java-admin"])?;
+    verifiable::run(command, DRIVER_TIMEOUT)?.check_admin_results("java-admin", "java-admin-admin-group", "floe-e2e-java")?;
     admin.pass();
     Ok(())
 }
@@ -68,7 +69,10 @@ fn the_java_idempotent_producer_writes_every_record_exactly_once() -> Result<()>
         "--records",
         &RECORDS.to_string(),
     ])?;
-    run_driver(command, &format!("OK java idempotence {RECORDS} records"), DRIVER_TIMEOUT)?;
+    let events = verifiable::run(command, DRIVER_TIMEOUT)?;
+    let expected = Expected::new(topic, 6, RECORDS as u64);
+    let read_back = events.check_read_back(&expected)?;
+    events.check_exactly_once(&expected, &read_back)?;
     assert_one_idempotent_producer(&playground.bootstrap, topic, 6, RECORDS)?;
     idempotence.pass();
     Ok(())

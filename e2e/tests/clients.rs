@@ -1,14 +1,13 @@
 //! Done-when 1 and 2 of the playground issue: real clients (the Java client, kafka-python,
 //! Debian's kcat on librdkafka 2.0.2) against a playground process. The drivers live in
-//! e2e/java, e2e/python and e2e/scripts. The kafka-python and kcat adapters report
-//! verifiable-client events that `floe_e2e::verifiable` checks (every record byte for byte, at its
-//! acknowledged offset where the client reports one, in order, commits at the end offsets or, for
-//! kcat, a group that resumes at them); the Java driver still verifies byte-for-byte equality and
-//! per-partition order itself and prints an OK line only when everything matched.
+//! e2e/java, e2e/python and e2e/scripts; each reports verifiable-client events that
+//! `floe_e2e::verifiable` checks (every record byte for byte, at its acknowledged offset where the
+//! client reports one, in order, commits at the end offsets or, for kcat, a group that resumes at
+//! them).
 
 use floe_e2e::matrix::Cell;
-use floe_e2e::verifiable::{self, Expected};
-use floe_e2e::{java_driver, kafka, kcat_driver, python_driver, run_driver, Playground};
+use floe_e2e::verifiable::{self, Events, Expected};
+use floe_e2e::{java_driver, kafka, kcat_driver, python_driver, Playground};
 use std::time::Duration;
 
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(600);
@@ -17,18 +16,21 @@ const DRIVER_TIMEOUT: Duration = Duration::from_secs(600);
 fn the_java_client_round_trips_100k_records_in_every_codec_through_a_group() -> anyhow::Result<()> {
     let cells = round_trip_cells("java", "the Java client 4.1.1");
     let playground = Playground::start(&[])?;
+    let expected = Expected::new("java-roundtrip", 12, 100_000);
     let command = java_driver(&[
         "roundtrip",
         "--bootstrap",
         &playground.bootstrap,
         "--topic",
-        "java-roundtrip",
+        &expected.topic,
         "--partitions",
         "12",
         "--records",
         "100000",
     ])?;
-    run_driver(command, "OK java roundtrip 100000 records", DRIVER_TIMEOUT)?;
+    let events = verifiable::run(command, DRIVER_TIMEOUT)?;
+    events.check_group_round_trip(&expected)?;
+    events.check_default_partitioner(&expected)?;
     cells.into_iter().for_each(Cell::pass);
     Ok(())
 }
@@ -71,44 +73,52 @@ fn a_java_group_of_three_resumes_from_committed_offsets_after_a_restart() -> any
     let cell =
         Cell::open("java", "groups", "3 members split 12 partitions and commit; after an agent restart they resume exactly at the commits");
     let mut playground = Playground::start(&[])?;
-    let produce = |bootstrap: &str, start: &str, count: &str| {
-        java_driver(&[
+    let produce = |bootstrap: &str, expected: &Expected| -> anyhow::Result<Events> {
+        let (start, count) = (expected.first.to_string(), expected.records.to_string());
+        let command = java_driver(&[
             "produce-range",
             "--bootstrap",
             bootstrap,
             "--topic",
-            "groups",
+            &expected.topic,
             "--partitions",
             "12",
             "--start",
-            start,
+            &start,
             "--count",
-            count,
-        ])
+            &count,
+        ])?;
+        let events = verifiable::run(command, DRIVER_TIMEOUT)?;
+        events.check_acknowledged(expected)?;
+        events.check_default_partitioner(expected)?;
+        Ok(events)
     };
-    let consume = |bootstrap: &str, start: &str, count: &str| {
-        java_driver(&[
+    let consume = |bootstrap: &str, expected: &Expected| -> anyhow::Result<Events> {
+        let count = expected.records.to_string();
+        let command = java_driver(&[
             "group-consume",
             "--bootstrap",
             bootstrap,
             "--topic",
-            "groups",
+            &expected.topic,
             "--group",
             "resume",
             "--members",
             "3",
-            "--expect-start",
-            start,
-            "--expect-count",
-            count,
-        ])
+            "--records",
+            &count,
+        ])?;
+        verifiable::run(command, DRIVER_TIMEOUT)
     };
-    run_driver(produce(&playground.bootstrap, "0", "20000")?, "OK java produced 20000", DRIVER_TIMEOUT)?;
-    run_driver(consume(&playground.bootstrap, "0", "20000")?, "OK java group-consume 20000 records", DRIVER_TIMEOUT)?;
+    let first = Expected::range("groups", 12, 0, 20_000);
+    let produced = produce(&playground.bootstrap, &first)?;
+    Events::combined(&produced, &consume(&playground.bootstrap, &first)?).check_group_members(&first, 3)?;
     playground.restart()?;
-    run_driver(produce(&playground.bootstrap, "20000", "10000")?, "OK java produced 10000", DRIVER_TIMEOUT)?;
-    // The driver fails if any key below 20000 comes back (not resumed) or any is missing.
-    run_driver(consume(&playground.bootstrap, "20000", "10000")?, "OK java group-consume 10000 records", DRIVER_TIMEOUT)?;
+    let second = Expected::range("groups", 12, 20_000, 10_000);
+    let produced = produce(&playground.bootstrap, &second)?;
+    // Any record below 20,000 read again (the group did not resume at its commits) or any missing
+    // fails the check; the commits must reach the new end offsets.
+    Events::combined(&produced, &consume(&playground.bootstrap, &second)?).check_group_members(&second, 3)?;
     cell.pass();
     Ok(())
 }

@@ -4,8 +4,9 @@
 use anyhow::{ensure, Result};
 use floe_e2e::cluster::{Agent, AgentOptions, Infrastructure};
 use floe_e2e::kafka::{self, longest_gap, produce_until, verify_acknowledged};
+use floe_e2e::verifiable::{self, Events, Expected};
 use floe_e2e::wire::{encode_stamped_batch, produce_batch, ProducerStamp, RawConnection};
-use floe_e2e::{http_get, java_driver, metric_value, run_driver};
+use floe_e2e::{http_get, java_driver, metric_value};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::{Duration, Instant};
@@ -70,14 +71,16 @@ async fn three_agents_serve_one_virtual_cluster_whichever_agent_a_client_bootstr
         "orders-readers",
         "--members",
         "3",
-        "--expect-start",
-        "0",
-        "--expect-count",
+        "--records",
         "100000",
     ])?;
     tokio::task::spawn_blocking(move || -> Result<()> {
-        run_driver(produce, "OK java produced 100000", Duration::from_secs(600))?;
-        run_driver(consume, "OK java group-consume 100000 records", Duration::from_secs(600))?;
+        let expected = Expected::new("orders", 12, 100_000);
+        let produced = verifiable::run(produce, Duration::from_secs(600))?;
+        produced.check_acknowledged(&expected)?;
+        produced.check_default_partitioner(&expected)?;
+        let consumed = verifiable::run(consume, Duration::from_secs(600))?;
+        Events::combined(&produced, &consumed).check_group_members(&expected, 3)?;
         Ok(())
     })
     .await??;

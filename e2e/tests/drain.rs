@@ -120,7 +120,7 @@ async fn sigterm_drains_two_of_three_agents_under_load_without_a_client_error_or
         })
     };
     load_check?;
-    println!("load running and reported after {:?}", started.elapsed());
+    println!("load running and reported after {:?} (Java: {} acknowledged so far)", started.elapsed(), java_producer.acknowledged());
 
     // Drain agents 0 and 1, one after the other; agent 2 survives.
     for victim_position in 0..2 {
@@ -174,6 +174,9 @@ async fn sigterm_drains_two_of_three_agents_under_load_without_a_client_error_or
             })?;
             Ok(())
         })?;
+        // The Java producer rides through the drain (it exits early only on a broken client).
+        java_producer.ensure_running()?;
+        println!("Java: {} acknowledged so far", java_producer.acknowledged());
     }
 
     // Stop the producers; neither may have seen a failed send.

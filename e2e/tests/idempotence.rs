@@ -11,7 +11,8 @@ use floe_e2e::kafka::{self, Consumed};
 use floe_e2e::matrix::Cell;
 use floe_e2e::proxy::DroppingProxy;
 use floe_e2e::records::{index_of, key, value};
-use floe_e2e::{http_get, java_driver, metric_value, run_driver, Playground};
+use floe_e2e::verifiable::{self, Expected};
+use floe_e2e::{http_get, java_driver, metric_value, Playground};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -103,13 +104,16 @@ fn a_java_idempotent_producer_writes_exactly_once_through_lost_responses_and_a_r
         "--count",
         &count,
     ])?;
-    let expected = format!("OK java produced {RECORDS}");
-    let producer = std::thread::spawn(move || run_driver(command, &expected, Duration::from_secs(600)));
+    let producer = std::thread::spawn(move || verifiable::run(command, Duration::from_secs(600)));
     restart_mid_produce(&mut playground, &proxy, 20)?;
-    match producer.join() {
+    let events = match producer.join() {
         Ok(result) => result?,
         Err(_) => bail!("the producer thread panicked"),
     };
+    // Every send acknowledged, none failed, at the partition its key maps to.
+    let expected = Expected::new(topic, PARTITIONS, RECORDS);
+    events.check_acknowledged(&expected)?;
+    events.check_default_partitioner(&expected)?;
     println!(
         "proxy: {} produce responses delivered, {} lost; agent answered {} duplicate batches since its restart",
         proxy.produce_responses(),

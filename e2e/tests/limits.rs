@@ -9,8 +9,9 @@
 use anyhow::{bail, ensure, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use floe_e2e::cluster::{Agent, AgentOptions, Infrastructure};
+use floe_e2e::verifiable::{self, Events, Expected};
 use floe_e2e::wire::{encode_batch, RawConnection};
-use floe_e2e::{http_get, java_driver, kafka, metric_value, run_driver};
+use floe_e2e::{http_get, java_driver, kafka, metric_value};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -27,8 +28,8 @@ use std::time::{Duration, Instant};
 const KNOWN_TOPIC: &str = "known";
 const KNOWN_PARTITIONS: i32 = 4;
 const KNOWN_RECORDS: usize = 1_000;
-/// The Java client's copy of the known records (its own deterministic format, checked by its
-/// `verify-topic`).
+/// The Java client's copy of the known records (the shared format, `floe_e2e::records`; read back
+/// by the Java client after the restart and checked against its acknowledgements).
 const JAVA_TOPIC: &str = "known-java";
 const JAVA_PARTITIONS: i32 = 4;
 const RSS_LIMIT_MIB: u64 = 512;
@@ -88,8 +89,9 @@ struct Harness {
     infrastructure: Infrastructure,
     agent: Agent,
     virtual_cluster: String,
-    /// Whether the Java client wrote [`JAVA_TOPIC`] (and reads it back after the restart).
-    java: bool,
+    /// What the Java client reported when it wrote [`JAVA_TOPIC`] (read back after the restart),
+    /// when it did.
+    java: Option<Events>,
     /// Per partition: the keys acknowledged, in offset order from offset 0.
     acknowledged: Vec<Vec<Vec<u8>>>,
 }
@@ -108,7 +110,7 @@ impl Harness {
             infrastructure,
             agent,
             virtual_cluster: virtual_cluster.to_string(),
-            java: false,
+            java: None,
             acknowledged: vec![Vec::new(); KNOWN_PARTITIONS as usize],
         };
         harness.create_topic(KNOWN_TOPIC, KNOWN_PARTITIONS)?;
@@ -123,7 +125,6 @@ impl Harness {
             keys.extend(records.into_iter().map(|(key, _)| key));
         }
         drop(connection);
-        harness.java = java;
         if java {
             let count = KNOWN_RECORDS.to_string();
             let partitions = JAVA_PARTITIONS.to_string();
@@ -140,7 +141,11 @@ impl Harness {
                 "--count",
                 &count,
             ])?;
-            run_driver(produce, &format!("OK java produced {KNOWN_RECORDS}"), Duration::from_secs(180))?;
+            let events = verifiable::run(produce, Duration::from_secs(180))?;
+            let expected = Expected::new(JAVA_TOPIC, JAVA_PARTITIONS, KNOWN_RECORDS as u64);
+            events.check_acknowledged(&expected)?;
+            events.check_default_partitioner(&expected)?;
+            harness.java = Some(events);
         }
         Ok(harness)
     }
@@ -222,20 +227,12 @@ impl Harness {
                 .unwrap_or_default();
             self.check_partition(partition, &records)?;
         }
-        if self.java {
-            let count = KNOWN_RECORDS.to_string();
-            let verify = java_driver(&[
-                "verify-topic",
-                "--bootstrap",
-                &self.agent.bootstrap,
-                "--topic",
-                JAVA_TOPIC,
-                "--records",
-                &count,
-                "--client",
-                "java",
-            ])?;
-            run_driver(verify, &format!("OK java verify-topic {KNOWN_RECORDS} records from java"), Duration::from_secs(180))?;
+        if let Some(produced) = &self.java {
+            let read = verifiable::run(
+                java_driver(&["read", "--bootstrap", &self.agent.bootstrap, "--topic", JAVA_TOPIC])?,
+                Duration::from_secs(180),
+            )?;
+            produced.check_read_by(&read, &Expected::new(JAVA_TOPIC, JAVA_PARTITIONS, KNOWN_RECORDS as u64))?;
         }
         Ok(())
     }
