@@ -256,6 +256,24 @@ pub struct Finished {
     pub stderr: String,
 }
 
+/// Waits for `child` to exit; kills it and fails naming `description` if it is still running after
+/// `timeout`. The caller's pipe readers are not joined on a timeout: a grandchild may still hold
+/// the pipes open.
+pub fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration, description: &str) -> Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            child.kill()?;
+            child.wait()?;
+            bail!("{description} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs a command to completion (stdout and stderr captured; stdin as the caller set it), killing
 /// it if it is still running after `timeout`.
 pub fn run_with_timeout(mut command: Command, timeout: Duration) -> Result<Finished> {
@@ -266,19 +284,7 @@ pub fn run_with_timeout(mut command: Command, timeout: Duration) -> Result<Finis
     let stderr = child.stderr.take().expect("piped");
     let out_thread = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
     let err_thread = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            // Not joining the readers: a grandchild may still hold the pipes open.
-            child.kill()?;
-            child.wait()?;
-            bail!("{description} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_with_timeout(&mut child, timeout, &description)?;
     let stdout = out_thread.join().unwrap_or_default();
     let stderr = err_thread.join().unwrap_or_default();
     Ok(Finished { status, stdout, stderr })

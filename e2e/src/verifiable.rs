@@ -23,7 +23,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One line of a driver's stdout. The `name` field selects the variant; unknown names and
 /// missing fields are malformed lines.
@@ -929,19 +929,7 @@ pub fn run(mut command: Command, timeout: Duration) -> Result<Events> {
         }
         String::from_utf8_lossy(&log).into_owned()
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill()?;
-            child.wait()?;
-            // Not joining the readers: a grandchild may still hold the pipes open.
-            bail!("{description} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = crate::wait_with_timeout(&mut child, timeout, &description)?;
     let log = log_thread.join().unwrap_or_default();
     let tail = |log: &str| {
         let lines: Vec<&str> = log.lines().collect();
