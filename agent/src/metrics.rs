@@ -60,6 +60,9 @@ pub struct Metrics {
     /// KIP-368 re-authentications on open connections, by outcome (`success`, `failure`, and
     /// `expired` for a session closed because it was not renewed in time).
     pub sasl_reauthentications: IntCounterVec,
+    /// Authenticated connections closed because their user's last SCRAM credential was removed
+    /// (a deleted KafkaUser, `kafka-configs --delete-config`).
+    pub sasl_sessions_revoked: IntCounter,
     /// Requests (or parts of one: a topic, a group) refused by the ACLs, by resource type and
     /// operation (`topic`/`write`, `group`/`read`, `cluster`/`alter`, ...).
     pub authorization_denials: IntCounterVec,
@@ -202,6 +205,11 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let sasl_sessions_revoked = IntCounter::new(
+            "floe_sasl_sessions_revoked_total",
+            "Authenticated connections closed because their user no longer has any SASL credential",
+        )
+        .expect("valid metric");
         let authorization_denials = IntCounterVec::new(
             Opts::new("floe_authorization_denials_total", "Requests or parts of one refused by the ACLs, by resource type and operation"),
             &["resource_type", "operation"],
@@ -258,6 +266,7 @@ impl Metrics {
             Box::new(sasl_authentications.clone()),
             Box::new(authorization_denials.clone()),
             Box::new(sasl_reauthentications.clone()),
+            Box::new(sasl_sessions_revoked.clone()),
             Box::new(request_memory_bytes.clone()),
             Box::new(request_memory_waits.clone()),
         ] {
@@ -301,6 +310,7 @@ impl Metrics {
             sasl_authentications,
             authorization_denials,
             sasl_reauthentications,
+            sasl_sessions_revoked,
             request_memory_bytes,
             request_memory_waits,
         }

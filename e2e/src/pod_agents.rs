@@ -66,6 +66,11 @@ impl PodAgents {
         self.lock().running.values().map(|agent| format!("127.0.0.1:{}", agent.kafka_port)).collect()
     }
 
+    /// HTTP addresses (`/metrics`, `/healthz`) of the agents running now.
+    pub fn http_addresses(&self) -> Vec<String> {
+        self.lock().running.values().map(|agent| format!("127.0.0.1:{}", agent.http_port)).collect()
+    }
+
     pub fn running(&self) -> usize {
         self.lock().running.len()
     }

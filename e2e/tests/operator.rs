@@ -21,6 +21,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// KafkaUser resources, with real agents for their pools.
+#[path = "operator/users.rs"]
+mod users;
+
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A VirtualCluster on the test's etcd and S3 server; its objects live under `<namespace>-<name>/`.

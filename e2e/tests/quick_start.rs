@@ -163,7 +163,7 @@ async fn the_readme_quick_starts_work_verbatim_and_the_chart_installs_again_unde
     }
 
     // The CRDs are the operator's, not the release's, and its ServiceAccount may touch only ours.
-    for name in ["virtualclusters.floe.dev", "agentpools.floe.dev"] {
+    for name in ["virtualclusters.floe.dev", "agentpools.floe.dev", "kafkausers.floe.dev"] {
         let crd = crd_json(&plane, name)?;
         let annotations = &crd["metadata"]["annotations"];
         assert!(annotations["meta.helm.sh/release-name"].is_null(), "{name} must belong to no Helm release: {annotations}");
@@ -188,7 +188,7 @@ async fn the_readme_quick_starts_work_verbatim_and_the_chart_installs_again_unde
     // no CRD to claim, so nothing refuses the new release.
     let chart = repository_root().join("charts/floe").display().to_string();
     plane.helm(&["uninstall", "floe", "--namespace", "floe-system", "--wait"])?;
-    for name in ["virtualclusters.floe.dev", "agentpools.floe.dev"] {
+    for name in ["virtualclusters.floe.dev", "agentpools.floe.dev", "kafkausers.floe.dev"] {
         crd_json(&plane, name).with_context(|| format!("{name} should survive helm uninstall"))?;
     }
     plane.kubectl(&["-n", "floe", "get", "virtualcluster/demo", "agentpool/demo-agents"])?;

@@ -453,8 +453,9 @@ fn with_connections_max_reauth_librdkafka_reauthenticates_on_its_connection_and_
         reauthentications("success")?
     );
 
-    // Deleting alice: her open connection fails its next re-authentication (or expires) and is
-    // closed, so her producer is cut off within a session, not when it happens to reconnect.
+    // Deleting alice: her open connection is closed at its next request (her last credential is
+    // gone), or fails its next re-authentication, so her producer is cut off at once, not when it
+    // happens to reconnect.
     kafka_configs(
         &bootstrap,
         &admin_properties,
@@ -467,7 +468,12 @@ fn with_connections_max_reauth_librdkafka_reauthenticates_on_its_connection_and_
         Ok(runtime.block_on(kafka::produce_indexed(&producer, "sasl-reauth-after", next..next + 1)).is_err())
     })?;
     println!("the deleted user was cut off {:?} after the deletion", deleted_at.elapsed());
-    ensure!(reauthentications("failure")? + reauthentications("expired")? >= 1.0, "the cut-off was not a failed or expired session");
+    let (_, metrics) = http_get(&playground.http, "/metrics")?;
+    let revoked = metric_value(&metrics, "floe_sasl_sessions_revoked_total").unwrap_or(0.0);
+    ensure!(
+        revoked + reauthentications("failure")? + reauthentications("expired")? >= 1.0,
+        "the cut-off was not a revoked, failed or expired session"
+    );
     drop(producer);
 
     // Durability: what alice produced reads back after a restart.

@@ -12,7 +12,7 @@ use crate::keys::KeyLayout;
 use crate::records::JournalEntry;
 use crate::replica::Replica;
 use crate::snapshot::{self, SnapshotPointer};
-use etcd_client::{Client, ConnectOptions, GetOptions, SortOrder, SortTarget};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ pub enum EtcdError {
     Request(#[from] etcd_client::Error),
     #[error("failed to load snapshot: {0}")]
     Snapshot(#[from] snapshot::SnapshotError),
+    #[error("a journal record of {bytes} bytes is larger than the {limit}-byte limit")]
+    TooLarge { bytes: usize, limit: usize },
     #[error("malformed value under {key}: {reason}")]
     Malformed { key: String, reason: String },
 }
@@ -69,6 +71,36 @@ pub async fn connect(settings: &EtcdSettings) -> Result<Client, EtcdError> {
 /// Loads the current state (snapshot plus journal tail) into `replica` once, without following.
 pub async fn load(client: Client, keys: KeyLayout, replica: Arc<Replica>, store: Arc<SegmentStore>) -> Result<(), EtcdError> {
     JournalReader::new(client, keys, replica, store).catch_up().await.map(|_| ())
+}
+
+/// One attempt to append `entry` to the journal: a transaction that creates its key only if it
+/// is absent, so retrying with the same entry after a lost answer never appends it twice.
+/// Returns the create revision of the entry, whether this attempt or an earlier one created it.
+/// The agent retries this with backoff (`agent/src/metadata/etcd.rs`); the operator appends
+/// the records of a KafkaUser with it.
+pub async fn append_once(client: &mut Client, keys: &KeyLayout, entry: &JournalEntry) -> Result<u64, EtcdError> {
+    let key = keys.log_key(&entry.id);
+    let value = serde_json::to_vec(entry).map_err(|error| EtcdError::Malformed { key: key.clone(), reason: error.to_string() })?;
+    if value.len() > MAX_RECORD_BYTES {
+        return Err(EtcdError::TooLarge { bytes: value.len(), limit: MAX_RECORD_BYTES });
+    }
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(key.clone(), value, None)])
+        .or_else([TxnOp::get(key.clone(), None)]);
+    let response = client.txn(txn).await?;
+    if response.succeeded() {
+        return Ok(response.header().map(|header| header.revision()).unwrap_or_default() as u64);
+    }
+    // An earlier attempt whose answer was lost did create it.
+    response
+        .op_responses()
+        .iter()
+        .find_map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.create_revision() as u64),
+            _ => None,
+        })
+        .ok_or(EtcdError::Malformed { key, reason: "the create-only transaction failed but the key is missing".to_string() })
 }
 
 /// What one [`JournalReader::catch_up`] did.

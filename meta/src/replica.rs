@@ -5,6 +5,7 @@
 use crate::records::JournalEntry;
 use crate::state::{ApplyOutcome, MetadataState};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use tokio::sync::{oneshot, watch};
 
@@ -12,6 +13,9 @@ pub struct Replica {
     state: RwLock<MetadataState>,
     applied_revision: watch::Sender<u64>,
     waiters: Mutex<HashMap<String, oneshot::Sender<ApplyOutcome>>>,
+    /// Counts changes to SCRAM credentials (and snapshot loads, which may change them), so a
+    /// connection authenticated with a password re-checks its user only when this moved.
+    credentials_epoch: AtomicU64,
 }
 
 impl Default for Replica {
@@ -22,7 +26,12 @@ impl Default for Replica {
 
 impl Replica {
     pub fn new() -> Self {
-        Self { state: RwLock::new(MetadataState::default()), applied_revision: watch::channel(0).0, waiters: Mutex::new(HashMap::new()) }
+        Self {
+            state: RwLock::new(MetadataState::default()),
+            applied_revision: watch::channel(0).0,
+            waiters: Mutex::new(HashMap::new()),
+            credentials_epoch: AtomicU64::new(0),
+        }
     }
 
     /// Applies one record. Callers guarantee revisions arrive in increasing order.
@@ -34,6 +43,9 @@ impl Replica {
             }
             state.apply(revision, &entry.record)
         };
+        if outcome == ApplyOutcome::ScramCredentialsAltered {
+            self.credentials_epoch.fetch_add(1, Ordering::Release);
+        }
         let waiter = self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&entry.id);
         if let Some(waiter) = waiter {
             let _ = waiter.send(outcome);
@@ -58,11 +70,17 @@ impl Replica {
     pub fn reset(&self, state: MetadataState) {
         let revision = state.applied_revision;
         *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
+        self.credentials_epoch.fetch_add(1, Ordering::Release);
         self.applied_revision.send_replace(revision);
     }
 
     pub fn applied_revision(&self) -> u64 {
         *self.applied_revision.borrow()
+    }
+
+    /// Moves whenever SCRAM credentials may have changed.
+    pub fn credentials_epoch(&self) -> u64 {
+        self.credentials_epoch.load(Ordering::Acquire)
     }
 
     pub fn read<R>(&self, reader: impl FnOnce(&MetadataState) -> R) -> R {

@@ -2,7 +2,7 @@
 //! (`make crds`; CI fails when the result differs from git). The same definitions are what the
 //! operator installs in the cluster (`crd_install`), so the committed files and the cluster agree.
 
-use crate::crd::{AgentPool, VirtualCluster};
+use crate::crd::{AgentPool, KafkaUser, VirtualCluster};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use std::path::Path;
@@ -16,7 +16,7 @@ pub enum CrdGenError {
 }
 
 pub fn definitions() -> Vec<CustomResourceDefinition> {
-    [VirtualCluster::crd(), AgentPool::crd()].into_iter().map(with_flowing_descriptions).collect()
+    [VirtualCluster::crd(), AgentPool::crd(), KafkaUser::crd()].into_iter().map(with_flowing_descriptions).collect()
 }
 
 /// Doc comments arrive with their source line breaks; `kubectl explain` would show a sentence cut
@@ -125,6 +125,6 @@ mod tests {
         assert!(yaml.contains("virtualClusterRef is immutable"));
         assert!(yaml.contains("self.minReplicas <= self.maxReplicas"));
         assert!(yaml.contains("specReplicasPath: .spec.replicas"));
-        assert_eq!(yaml.matches("status: {}").count(), 2);
+        assert_eq!(yaml.matches("status: {}").count(), 3);
     }
 }

@@ -30,6 +30,13 @@ fn every_message() -> Vec<(String, String)> {
     messages.push(("LocationConflict".into(), conflict.message()));
     messages.push(("VirtualClusterRefused".into(), virtual_cluster_refused(name, &conflict)));
     messages.extend(not_ready_messages(name));
+    for problem in [
+        crate::kafka_user::authentication_mismatch(name),
+        crate::kafka_user::virtual_cluster_not_found(name),
+        crate::kafka_user::secret::secret_conflict(&format!("{name}-producer-service-account")),
+    ] {
+        messages.push((problem.reason.to_string(), problem.message));
+    }
     // What an agent reports: the root cause of a failed object-store call, at its worst length.
     let cause = "put failed: Generic S3 error: Client error with status 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>17F3A2B4C5D6E7F8</RequestId></Error>";
     let failing: floe_meta::agents::AgentRecord = serde_json::from_value(serde_json::json!({

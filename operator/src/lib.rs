@@ -1,4 +1,4 @@
-//! Floe operator: reconciles `VirtualCluster` and `AgentPool` resources (ARCHITECTURE §8).
+//! Floe operator: reconciles `VirtualCluster`, `AgentPool` and `KafkaUser` resources (ARCHITECTURE §8).
 //!
 //! `crd` holds the resource types; `crdgen` renders them as CustomResourceDefinitions;
 //! `metrics_api` serves the external metric each AgentPool's HPA scales on.
@@ -13,6 +13,7 @@ pub mod crdgen;
 pub mod error;
 #[cfg(test)]
 mod every_failure_message;
+pub mod kafka_user;
 pub mod labels;
 pub mod leader;
 pub mod messages;

@@ -1,11 +1,13 @@
-//! Wires the two controllers, the HTTP endpoints, the external metrics API and leader election
+//! Wires the controllers, the HTTP endpoints, the external metrics API and leader election
 //! into a running operator.
 
 use crate::agent_pool;
 use crate::context::Context;
 use crate::crd::agent_pool::AgentPool;
+use crate::crd::kafka_user::KafkaUser;
 use crate::crd::virtual_cluster::VirtualCluster;
 use crate::error::ReconcileError;
+use crate::kafka_user;
 use crate::labels;
 use crate::leader::LeaderElection;
 use crate::metrics::Metrics;
@@ -99,7 +101,7 @@ pub async fn run(client: Client, context: Arc<Context>, settings: RunSettings) -
     outcome
 }
 
-/// Both controllers; returns when a shutdown signal stopped them.
+/// The three controllers; returns when a shutdown signal stopped them.
 pub async fn run_controllers(client: Client, context: Arc<Context>, namespace: Option<&str>) {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
@@ -143,6 +145,31 @@ pub async fn run_controllers(client: Client, context: Arc<Context>, namespace: O
                 tracing::debug!(%error, "agentpool reconcile did not complete");
             }
         });
+    let users = Controller::new(api::<KafkaUser>(&client, namespace), watcher::Config::default());
+    let user_store = users.store();
+    let users = users
+        // A VirtualCluster created late, or whose listener changed, re-runs its users at once.
+        .watches(api::<VirtualCluster>(&client, namespace), watcher::Config::default(), move |cluster| {
+            let namespace = cluster.namespace();
+            let name = cluster.name_any();
+            user_store
+                .state()
+                .into_iter()
+                .filter(|user| user.namespace() == namespace && user.spec.virtual_cluster_ref.name == name)
+                .map(|user| ObjectRef::from_obj(user.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(
+            |user, context: Arc<Context>| observed(kafka_user::CONTROLLER, Arc::clone(&context), kafka_user::reconcile(user, context)),
+            error_policy,
+            Arc::clone(&context),
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "kafkauser reconcile did not complete");
+            }
+        });
     let clusters = Controller::new(api::<VirtualCluster>(&client, namespace), watcher::Config::default());
     let cluster_store = clusters.store();
     let deleting_store = cluster_store.clone();
@@ -184,7 +211,7 @@ pub async fn run_controllers(client: Client, context: Arc<Context>, namespace: O
                 tracing::debug!(%error, "virtualcluster reconcile did not complete");
             }
         });
-    futures::future::join(pools, clusters).await;
+    futures::future::join3(pools, clusters, users).await;
 }
 
 fn is_refused(cluster: &VirtualCluster) -> bool {

@@ -53,4 +53,9 @@ impl MetadataClient {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.replica.subscribe()
     }
+
+    /// Moves whenever SCRAM credentials may have changed (`Replica::credentials_epoch`).
+    pub fn credentials_epoch(&self) -> u64 {
+        self.replica.credentials_epoch()
+    }
 }

@@ -8,14 +8,14 @@
 //! virtual cluster) live in the shared crate (`floe_meta::etcd`), which the operator uses for its
 //! read-only replay; they are re-exported here so `metadata::etcd::…` paths keep working.
 
-pub use floe_meta::etcd::{connect, is_own_log_key, load, CaughtUp, EtcdError, EtcdSettings, JournalReader, MAX_RECORD_BYTES};
+pub use floe_meta::etcd::{append_once, connect, is_own_log_key, load, CaughtUp, EtcdError, EtcdSettings, JournalReader, MAX_RECORD_BYTES};
 
 use super::journal::{JournalBackend, JournalError};
 use super::keys::KeyLayout;
 use super::records::JournalEntry;
 use super::replica::Replica;
 use crate::storage::SegmentStore;
-use etcd_client::{Client, Compare, CompareOp, EventType, Txn, TxnOp, TxnOpResponse, WatchOptions};
+use etcd_client::{Client, EventType, WatchOptions};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,41 +46,20 @@ impl EtcdJournal {
 impl JournalBackend for EtcdJournal {
     fn append<'a>(&'a self, entry: &'a JournalEntry) -> BoxFuture<'a, Result<u64, JournalError>> {
         Box::pin(async move {
-            let value = serde_json::to_vec(entry)?;
-            if value.len() > MAX_RECORD_BYTES {
-                return Err(JournalError::TooLarge { bytes: value.len(), limit: MAX_RECORD_BYTES });
-            }
-            let key = self.keys.log_key(&entry.id);
             let mut client = self.client.clone();
             let mut delay = Duration::from_millis(50);
             let mut last_error = String::new();
-            // Retrying with the same key is safe: the transaction only creates.
+            // Retrying with the same entry is safe: `append_once` only creates its key.
             for _ in 0..12 {
-                let txn = Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key.clone(), value.clone(), None)])
-                    .or_else([TxnOp::get(key.clone(), None)]);
                 self.metrics.etcd_transactions.with_label_values(&[entry.record.kind()]).inc();
-                match client.txn(txn).await {
-                    Ok(response) if response.succeeded() => {
-                        let revision = response.header().map(|header| header.revision()).unwrap_or_default();
+                match append_once(&mut client, &self.keys, entry).await {
+                    Ok(revision) => {
                         self.metrics.journal_appends.with_label_values(&[entry.record.kind()]).inc();
-                        return Ok(revision as u64);
+                        return Ok(revision);
                     }
-                    Ok(response) => {
-                        // An earlier attempt whose answer was lost did create it.
-                        for op in response.op_responses() {
-                            if let TxnOpResponse::Get(get) = op {
-                                if let Some(kv) = get.kvs().first() {
-                                    self.metrics.journal_appends.with_label_values(&[entry.record.kind()]).inc();
-                                    return Ok(kv.create_revision() as u64);
-                                }
-                            }
-                        }
-                        last_error = "the create-only transaction failed but the key is missing".to_string();
-                    }
+                    Err(EtcdError::TooLarge { bytes, limit }) => return Err(JournalError::TooLarge { bytes, limit }),
                     Err(error) => {
-                        tracing::warn!(%error, key, "journal append failed; retrying with the same key");
+                        tracing::warn!(%error, key = self.keys.log_key(&entry.id), "journal append failed; retrying with the same key");
                         last_error = error.to_string();
                     }
                 }

@@ -314,6 +314,11 @@ async fn serve_connection<R, W>(
     // of an authenticated connection is under way.
     let mut session_expires: Option<Instant> = None;
     let mut reauthenticating = false;
+    // A session authenticated with a password rests on the user's credential in the journal:
+    // once every credential of that user is gone (a deleted KafkaUser, `kafka-configs --delete-config`)
+    // the connection is closed at its next request, as a revoked user expects. The check reads
+    // the state only when the credentials epoch moved.
+    let mut password_user: Option<(String, u64)> = None;
     let depth = settings.max_in_flight_requests_per_connection.max(1);
     let activity = Arc::new(Activity::new());
     // Requests started and not yet answered on the wire.
@@ -401,6 +406,16 @@ async fn serve_connection<R, W>(
                 context.metrics.sasl_reauthentications.with_label_values(&["expired"]).inc();
                 tracing::info!(%peer, principal = %connection.principal, "closing connection: its SASL session expired without re-authentication");
                 break "sasl_session_expired";
+            } else if let Some((user, checked_epoch)) = password_user.as_mut() {
+                let epoch = context.metadata.credentials_epoch();
+                if epoch != *checked_epoch {
+                    if !context.metadata.read(|state| state.scram_credentials.contains_key(user.as_str())) {
+                        tracing::info!(%peer, principal = %connection.principal, "closing connection: its user no longer has any SASL credential");
+                        context.metrics.sasl_sessions_revoked.inc();
+                        break "sasl_credentials_removed";
+                    }
+                    *checked_epoch = epoch;
+                }
             }
         }
         let frame = match (&settings.sasl, session.as_mut()) {
@@ -408,12 +423,13 @@ async fn serve_connection<R, W>(
                 let reauthenticating_as = reauthenticating.then(|| Arc::clone(&connection.principal));
                 match authenticate(frame, session, sasl_settings, &context, reauthenticating_as.as_deref()).await {
                     Unauthenticated::Serve(frame) => frame,
-                    Unauthenticated::Answer { response, verdict, lifetime } => {
+                    Unauthenticated::Answer { response, verdict, lifetime, password } => {
                         let close = match verdict {
                             Verdict::Continue => false,
                             Verdict::Authenticated { user, .. } => {
                                 tracing::debug!(%peer, %user, reauthenticating, "SASL authentication succeeded");
                                 connection.principal = Arc::from(format!("User:{user}"));
+                                password_user = password.then(|| (user.clone(), context.metadata.credentials_epoch()));
                                 session_expires = lifetime.map(|lifetime| Instant::now() + lifetime);
                                 if std::mem::take(&mut reauthenticating) {
                                     context.metrics.sasl_reauthentications.with_label_values(&["success"]).inc();
@@ -471,7 +487,9 @@ enum Unauthenticated {
     Serve(Bytes),
     /// A SaslHandshake or SaslAuthenticate answered here (it changes the connection's state);
     /// `lifetime` is the session's, once authenticated with re-authentication on.
-    Answer { response: Bytes, verdict: Verdict, lifetime: Option<Duration> },
+    /// `password` says the session rests on a SCRAM credential in the journal (PLAIN or SCRAM),
+    /// not on a token.
+    Answer { response: Bytes, verdict: Verdict, lifetime: Option<Duration>, password: bool },
     /// Anything else: Kafka closes the connection ("Unexpected Kafka request of type ... during
     /// SASL handshake").
     Refuse(String),
@@ -509,6 +527,7 @@ async fn authenticate(
     let correlation_id = codec::peek_correlation_id(&frame);
     let started = Instant::now();
     let mut lifetime = None;
+    let mut password = false;
     let (body, verdict) = match codec::decode_request(frame, api_key, version) {
         Ok((_, RequestKind::SaslHandshake(request))) => {
             let response = session.handshake(settings, version, &request);
@@ -533,6 +552,7 @@ async fn authenticate(
                 }
             }
             if let Some(mechanism) = mechanism {
+                password = !matches!(mechanism, sasl::Mechanism::OAuthBearer);
                 let outcome = if matches!(verdict, Verdict::Authenticated { .. }) { "success" } else { "failure" };
                 context.metrics.sasl_authentications.with_label_values(&[mechanism.name(), outcome]).inc();
             }
@@ -545,7 +565,7 @@ async fn authenticate(
     match codec::encode_response(api_key, version, correlation_id, &body) {
         Ok(response) => {
             context.metrics.requests.with_label_values(&[metric, "ok"]).inc();
-            Unauthenticated::Answer { response, verdict, lifetime }
+            Unauthenticated::Answer { response, verdict, lifetime, password }
         }
         Err(error) => Unauthenticated::Refuse(format!("failed to encode the {api_key:?} response: {error}")),
     }

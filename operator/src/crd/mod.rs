@@ -3,11 +3,13 @@
 //! with a message naming the field before the operator ever sees it.
 
 pub mod agent_pool;
+pub mod kafka_user;
 pub mod quantity;
 pub mod resources;
 pub mod virtual_cluster;
 
 pub use agent_pool::{AgentPool, AgentPoolSpec, AgentPoolStatus};
+pub use kafka_user::{KafkaUser, KafkaUserSpec, KafkaUserStatus};
 pub use virtual_cluster::{VirtualCluster, VirtualClusterSpec, VirtualClusterStatus};
 
 use schemars::JsonSchema;

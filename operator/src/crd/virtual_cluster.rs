@@ -103,7 +103,7 @@ pub enum AuthorizationType {
 }]))]
 pub struct AuthenticationSpec {
     /// `scram-sha-512`, `scram-sha-256` or `plain` (SASL; users are SCRAM credentials in this
-    /// virtual cluster, managed with kafka-configs), `mtls` (a client certificate chaining to the
+    /// virtual cluster, managed as KafkaUser resources or with kafka-configs), `mtls` (a client certificate chaining to the
     /// TLS Secret's `ca.crt`; its subject is the principal) or `none`.
     #[serde(rename = "type")]
     pub kind: AuthenticationType,

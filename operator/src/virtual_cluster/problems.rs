@@ -20,7 +20,7 @@ pub struct Unusable {
 }
 
 /// `head`, the cause cut to what room is left, then `advice`: always under [`MAX_MESSAGE`].
-fn sentence(reason: &'static str, head: &str, cause: &str, advice: &str) -> Unusable {
+pub fn sentence(reason: &'static str, head: &str, cause: &str, advice: &str) -> Unusable {
     let room = (MAX_MESSAGE - 1).saturating_sub(head.len() + advice.len() + 2);
     Unusable { reason, message: format!("{head}{}; {advice}", shorten(cause, room)) }
 }
