@@ -268,7 +268,12 @@ pub async fn produce_reporting_into(
 
 /// Checks that every acknowledged record is stored at exactly its acknowledged offset.
 pub fn verify_acknowledged(bootstrap: &str, topic: &str, partitions: i32, acknowledged: &[Acknowledged]) -> Result<()> {
-    let stored = read_all(bootstrap, topic, partitions, Duration::from_secs(180))?;
+    verify_acknowledged_with(config(bootstrap), topic, partitions, acknowledged)
+}
+
+/// [`verify_acknowledged`] with a client configuration of the caller's (TLS settings, ...).
+pub fn verify_acknowledged_with(config: ClientConfig, topic: &str, partitions: i32, acknowledged: &[Acknowledged]) -> Result<()> {
+    let stored = read_all_with(config, topic, partitions, Duration::from_secs(180))?;
     for ack in acknowledged {
         let Some(records) = stored.get(&ack.partition) else {
             bail!("partition {} is empty but record {} was acknowledged there", ack.partition, ack.index)

@@ -14,6 +14,7 @@ pub mod matrix;
 pub mod pki;
 pub mod pod_agents;
 pub mod proxy;
+pub mod secret_volumes;
 pub mod verifiable;
 pub mod wire;
 

@@ -3,10 +3,13 @@
 //! client settings that trust them.
 
 use crate::kafka;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber};
 use rdkafka::config::ClientConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A test CA and the certificates it signs, as PEM files in a temporary directory.
 pub struct Pki {
@@ -97,4 +100,24 @@ impl Pki {
         )?;
         Ok(path)
     }
+}
+
+/// A TLS client connection made with rustls, trusting the CA in `ca_file`.
+pub async fn connect_tls(ca_file: &std::path::Path, bootstrap: &str) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(ca_file)?)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = tokio::net::TcpStream::connect(bootstrap).await?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    Ok(connector.connect(ServerName::try_from("localhost")?, stream).await?)
+}
+
+/// The serial number of the certificate the server presented.
+pub fn served_serial(stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Result<Vec<u8>> {
+    let leaf = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).context("no server certificate")?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|error| anyhow::anyhow!("{error}"))?;
+    Ok(certificate.raw_serial().to_vec())
 }

@@ -3,7 +3,9 @@
 //! `floe agent` process configured exactly as the pod spec says (the ConfigMap, the env with its
 //! field and Secret references) except that it listens on loopback ports. When the pod is deleted
 //! the process gets SIGTERM, as the kubelet would send it, and the harness records how long it
-//! took to exit. Scaling the Deployment therefore starts and stops real agents.
+//! took to exit. Scaling the Deployment therefore starts and stops real agents. Secret volumes are
+//! projected and kept in sync as the kubelet does (`secret_volumes`), so a rotated certificate
+//! reaches a running agent the way it would in a pod.
 
 use crate::floe_binary;
 use anyhow::{Context, Result};
@@ -33,6 +35,8 @@ pub struct PodAgent {
     pub kafka_port: u16,
     pub http_port: u16,
     child: Child,
+    /// Keeps the pod's Secret volumes in step with their Secrets, as the kubelet does.
+    volume_sync: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Default)]
@@ -93,6 +97,7 @@ impl Drop for PodAgents {
         self.task.abort();
         let mut state = self.lock();
         for (_, mut agent) in std::mem::take(&mut state.running) {
+            agent.volume_sync.abort();
             let _ = agent.child.kill();
             let _ = agent.child.wait();
         }
@@ -149,6 +154,7 @@ async fn watch(client: Client, namespace: String, pool: String, state: Arc<Mutex
 
 /// SIGTERM, then wait up to the grace period, then SIGKILL (as the kubelet does).
 fn stop(mut agent: PodAgent, grace: Duration, state: &Mutex<State>) {
+    agent.volume_sync.abort();
     let started = Instant::now();
     let _ = Command::new("kill").args(["-TERM", &agent.child.id().to_string()]).status();
     let code = loop {
@@ -207,6 +213,15 @@ async fn start(client: &Client, namespace: &str, pool: &str, pod: &Pod, logs: &s
         };
         environment.insert(variable.name.clone(), value);
     }
+    // Secret volumes are projected into a local directory per pod and kept in sync; paths into
+    // them are rewritten.
+    let volumes = crate::secret_volumes::of(&template, &container, &logs.join(format!("{name}-volumes")));
+    crate::secret_volumes::project_all(client, namespace, &volumes).await?;
+    for value in environment.values_mut() {
+        *value = crate::secret_volumes::localize(value, &volumes);
+    }
+    let arguments: Vec<String> =
+        container.args.clone().unwrap_or_default().iter().map(|argument| crate::secret_volumes::localize(argument, &volumes)).collect();
     // The pod's port is the same on every pod; locally each agent needs its own.
     environment.insert("FLOE_KAFKA_LISTEN".to_string(), format!("127.0.0.1:{kafka_port}"));
     environment.insert("FLOE_ADVERTISE".to_string(), format!("127.0.0.1:{kafka_port}"));
@@ -214,10 +229,11 @@ async fn start(client: &Client, namespace: &str, pool: &str, pod: &Pod, logs: &s
     environment.entry("FLOE_LOG".to_string()).or_insert_with(|| std::env::var("FLOE_E2E_LOG").unwrap_or_else(|_| "warn".to_string()));
     let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
     let mut command = Command::new(floe_binary()?);
-    command.args(container.args.unwrap_or_default()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.args(arguments).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (key, value) in &environment {
         command.env(key, value);
     }
     let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().context("failed to start floe agent")?;
-    Ok(PodAgent { pod: name, kafka_port, http_port, child })
+    let volume_sync = tokio::spawn(crate::secret_volumes::sync(client.clone(), namespace.to_string(), volumes));
+    Ok(PodAgent { pod: name, kafka_port, http_port, child, volume_sync })
 }

@@ -21,6 +21,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The listener certificate renewed through its Secret, with a real agent for the pool.
+#[path = "operator/listener.rs"]
+mod listener;
 /// KafkaUser resources, with real agents for their pools.
 #[path = "operator/users.rs"]
 mod users;

@@ -6,17 +6,14 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use floe_e2e::matrix::Cell;
-use floe_e2e::pki::Pki;
+use floe_e2e::pki::{connect_tls, served_serial, Pki};
 use floe_e2e::{http_get, kafka, kafka_tool, metric_value, run_with_timeout, wait_until, Playground};
 use rcgen::DnType;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -152,26 +149,6 @@ fn java_and_librdkafka_round_trip_over_mutual_tls_the_subject_is_the_principal_a
     playground.stop()
 }
 
-/// A TLS client connection made with rustls, trusting the test CA.
-async fn connect_tls(pki: &Pki, bootstrap: &str) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_file(pki.path("ca.crt"))?)?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let stream = tokio::net::TcpStream::connect(bootstrap).await?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    Ok(connector.connect(ServerName::try_from("localhost")?, stream).await?)
-}
-
-/// The serial number of the certificate the server presented.
-fn served_serial(stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Result<Vec<u8>> {
-    let leaf = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).context("no server certificate")?;
-    let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|error| anyhow::anyhow!("{error}"))?;
-    Ok(certificate.raw_serial().to_vec())
-}
-
 /// An ApiVersions v0 request with correlation id 7 and a null client id.
 const API_VERSIONS_V0: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 7, 0xff, 0xff];
 
@@ -198,14 +175,14 @@ fn a_replaced_certificate_reaches_new_connections_while_connected_clients_keep_w
         kafka::create_topic_with(pki.rdkafka(&bootstrap, false), "tls-rotation", 1).await?;
         let producer: FutureProducer = pki.rdkafka(&bootstrap, false).set("acks", "all").create()?;
         kafka::produce_indexed(&producer, "tls-rotation", 0..100).await?;
-        let mut before = connect_tls(&pki, &bootstrap).await?;
+        let mut before = connect_tls(&pki.path("ca.crt"), &bootstrap).await?;
         ensure!(served_serial(&before)? == [0x10, 0x01], "the first certificate was not served");
         api_versions_over(&mut before).await?;
 
         pki.issue("server", &[0x20, 0x02], &[(DnType::CommonName, "localhost")], true)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let after = connect_tls(&pki, &bootstrap).await?;
+            let after = connect_tls(&pki.path("ca.crt"), &bootstrap).await?;
             if served_serial(&after)? == [0x20, 0x02] {
                 break;
             }
@@ -219,7 +196,7 @@ fn a_replaced_certificate_reaches_new_connections_while_connected_clients_keep_w
 
         // The listener's limits hold inside TLS too: a frame declaring more than
         // --max-request-bytes closes the connection before anything is allocated.
-        let mut oversized = connect_tls(&pki, &bootstrap).await?;
+        let mut oversized = connect_tls(&pki.path("ca.crt"), &bootstrap).await?;
         oversized.write_all(&(200u32 << 20).to_be_bytes()).await?;
         oversized.flush().await?;
         let mut buffer = [0u8; 16];
