@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: Apache Kafka 4.1.1, the Floe playground and a 3-agent Floe cluster on
-# etcd + s3s-fs, driven by the same Kafka 4.1.1 load generators on this machine. `make bench`.
+# Side-by-side benchmark: Apache Kafka 4.1.1, the Floe playground (plaintext, and with TLS + SASL
+# SCRAM-SHA-512 for W1 only) and a 3-agent Floe cluster on etcd + s3s-fs, driven by the same Kafka
+# 4.1.1 load generators on this machine. `make bench`.
 #
 #   bench.sh                    # full run (about 10-15 minutes on 2 cores)
 #   BENCH_QUICK=1 bench.sh      # smoke: every system and workload with tiny counts (about a minute)
@@ -21,7 +22,8 @@
 #
 # Environment:
 #   BENCH_QUICK=1            smoke mode (tiny counts; the figures mean nothing)
-#   BENCH_SYSTEMS            subset, in order (default "kafka floe-playground floe-cluster"; with a
+#   BENCH_SYSTEMS            subset, in order (default "kafka floe-playground floe-playground-secure
+#                            floe-cluster"; floe-playground-secure runs W1 only; with a
 #                            baseline, "kafka floe-playground-baseline floe-playground floe-cluster")
 #   BENCH_WORKLOADS          subset (default all: w1-none consume w3-50 w3-80 w3-50-pipelined w1-lz4
 #                            w2-none w2-lz4 e2e), run in that order whatever the order given; consume
@@ -282,22 +284,29 @@ bench_system() {
     case "$system" in
         kafka) start_kafka "$dir" ;;
         floe-playground) start_floe_playground "$dir" ;;
+        "$SECURE_SYSTEM") start_floe_playground_secure "$dir" ;;
         "$SYSTEM_BASELINE") start_floe_playground_baseline "$dir" ;;
         floe-cluster) start_floe_cluster "$dir" ;;
     esac
-    local w1="bench-w1" w2="bench-w2" e2e="bench-e2e" topics=() w
+    local w1="bench-w1" w2="bench-w2" e2e="bench-e2e" topics=() w workloads=()
     for w in "${WORKLOADS[@]}"; do
+        if [[ "$system" != "$SECURE_SYSTEM" || " ${SECURE_WORKLOADS[*]} " == *" $w "* ]]; then
+            workloads+=("$w")
+        fi
+    done
+    ((${#workloads[@]})) || { log "$system runs only ${SECURE_WORKLOADS[*]}: none selected"; stop_system; return 0; }
+    for w in "${workloads[@]}"; do
         case "$w" in
             w2-*) [[ " ${topics[*]} " == *" $w2:"* ]] || topics+=("$w2:$W2_PARTITIONS") ;;
             e2e) topics+=("$e2e:1") ;;
             *) [[ " ${topics[*]} " == *" $w1:"* ]] || topics+=("$w1:$W1_PARTITIONS") ;;
         esac
     done
-    "$PYTHON" "$BENCH_DIR/admin.py" create-topics "$BOOTSTRAP" "${topics[@]}" \
+    env $ADMIN_SECURITY "$PYTHON" "$BENCH_DIR/admin.py" create-topics "$BOOTSTRAP" "${topics[@]}" \
         >>"$LOG_DIR/admin.log" 2>&1 || die "could not create the topics on $system (see $LOG_DIR/admin.log)"
 
     local max_rps="" w1_records=""
-    for w in "${WORKLOADS[@]}"; do
+    for w in "${workloads[@]}"; do
         case "$w" in
             w1-none)
                 run_throughput "$system" w1-none "$w1" "$W1_PARTITIONS" none

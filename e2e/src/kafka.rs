@@ -16,6 +16,17 @@ pub fn config(bootstrap: &str) -> ClientConfig {
     config
 }
 
+/// librdkafka over SASL_PLAINTEXT with SCRAM-SHA-512 as `user`.
+pub fn scram_plaintext(bootstrap: &str, user: &str, password: &str) -> ClientConfig {
+    let mut config = config(bootstrap);
+    config
+        .set("security.protocol", "sasl_plaintext")
+        .set("sasl.mechanism", "SCRAM-SHA-512")
+        .set("sasl.username", user)
+        .set("sasl.password", password);
+    config
+}
+
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     create_topic_with(config(bootstrap), topic, partitions).await
 }

@@ -49,13 +49,8 @@ fn flags(directory: &Path) -> Result<Vec<String>> {
 
 /// librdkafka over SASL_PLAINTEXT with SCRAM-SHA-512; errors come back fast.
 fn rdkafka(bootstrap: &str, user: &str, password: &str) -> ClientConfig {
-    let mut config = kafka::config(bootstrap);
-    config
-        .set("security.protocol", "sasl_plaintext")
-        .set("sasl.mechanism", "SCRAM-SHA-512")
-        .set("sasl.username", user)
-        .set("sasl.password", password)
-        .set("message.timeout.ms", "10000");
+    let mut config = kafka::scram_plaintext(bootstrap, user, password);
+    config.set("message.timeout.ms", "10000");
     config
 }
 

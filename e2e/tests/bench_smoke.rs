@@ -1,6 +1,6 @@
 //! Smoke test of `make bench`: the harness (e2e/scripts/bench.sh) in BENCH_QUICK mode runs every
 //! system (Apache Kafka, the Floe playground, a 3-agent Floe cluster on etcd + s3s-fs) through
-//! every workload with tiny counts, against the binary under test, and its results.json carries
+//! every workload with tiny counts (and the playground over TLS + SCRAM through W1), against the binary under test, and its results.json carries
 //! every figure the scoreboard shows. The figures themselves are not judged: a two-core machine
 //! shared with other work cannot give stable numbers in seconds.
 
@@ -84,6 +84,27 @@ fn check_system(system: &str, data: &Value) -> Result<()> {
     Ok(())
 }
 
+/// The playground over TLS + SCRAM-SHA-512 runs the W1 workloads only, and its MiB/s per server
+/// core is set against the plaintext playground's.
+fn check_secure(results: &Value) -> Result<()> {
+    let system = "floe-playground-secure";
+    let workloads = &results["systems"][system]["workloads"];
+    for name in ["w1-none", "w1-lz4"] {
+        let figures = workloads.get(name).with_context(|| format!("{system}: workload {name} missing"))?;
+        let place = format!("{system} {name}");
+        for figure in LATENCY.iter().chain(&SERVER).chain(&["records", "object_puts"]) {
+            check(figures, &place, figure, true)?;
+        }
+        ensure!(figures["mib_per_sec"].as_f64() > Some(0.0), "{place}: nothing was produced over TLS + SCRAM");
+        let ratio = &results["secure_over_plaintext"][name]["ratio"];
+        ensure!(ratio.as_f64() > Some(0.0), "{place}: no ratio to plaintext ({ratio})");
+    }
+    for name in ["w2-none", "consume", "w3-50", "e2e"] {
+        ensure!(workloads.get(name).is_none(), "{system} ran {name}, which it should skip");
+    }
+    Ok(())
+}
+
 #[test]
 fn quick_bench_measures_every_workload_on_kafka_the_playground_and_the_cluster() -> Result<()> {
     let output_directory = tempfile::Builder::new().prefix("floe-bench-smoke-").tempdir()?;
@@ -118,6 +139,7 @@ fn quick_bench_measures_every_workload_on_kafka_the_playground_and_the_cluster()
     for system in SYSTEMS {
         check_system(system, &results["systems"][system]).with_context(|| format!("results.json of {}", run.display()))?;
     }
+    check_secure(&results).with_context(|| format!("results.json of {}", run.display()))?;
     let ratios = &results["ratios_mib_per_sec_per_core_floe_over_kafka"];
     for system in ["floe-playground", "floe-cluster"] {
         for workload in PRODUCE_WORKLOADS {
@@ -126,7 +148,7 @@ fn quick_bench_measures_every_workload_on_kafka_the_playground_and_the_cluster()
     }
 
     let scoreboard = std::fs::read_to_string(run.join("scoreboard.md"))?;
-    for heading in ["| Kafka |", "| Floe playground |", "| Floe cluster (3 agents) |", "Smoke run"] {
+    for heading in ["| Kafka |", "| Floe playground |", "| Floe cluster (3 agents) |", "Smoke run", "## TLS + SCRAM-SHA-512 vs plaintext"] {
         ensure!(scoreboard.contains(heading), "scoreboard.md lacks {heading:?}");
     }
     let chart = std::fs::read(run.join("chart.png"))?;

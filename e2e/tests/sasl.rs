@@ -397,17 +397,6 @@ fn before_authentication_only_api_versions_and_sasl_are_answered_and_a_large_fra
     kafka::verify_indexed(config, "sasl-plaintext", 100)
 }
 
-/// librdkafka over SASL_PLAINTEXT with SCRAM-SHA-512 as `user`.
-fn plaintext_scram(bootstrap: &str, user: &str, password: &str) -> ClientConfig {
-    let mut config = kafka::config(bootstrap);
-    config
-        .set("security.protocol", "sasl_plaintext")
-        .set("sasl.mechanism", "SCRAM-SHA-512")
-        .set("sasl.username", user)
-        .set("sasl.password", password);
-    config
-}
-
 #[test]
 fn with_connections_max_reauth_librdkafka_reauthenticates_on_its_connection_and_a_deleted_users_connection_is_cut_off() -> Result<()> {
     let directory = tempfile::Builder::new().prefix("floe-e2e-reauth-").tempdir()?;
@@ -427,11 +416,11 @@ fn with_connections_max_reauth_librdkafka_reauthenticates_on_its_connection_and_
     let admin_properties = admin_properties.display().to_string();
     let add = format!("SCRAM-SHA-512=[password={ALICE_PASSWORD}]");
     kafka_configs(&bootstrap, &admin_properties, &["--alter", "--add-config", &add, "--entity-type", "users", "--entity-name", "alice"])?;
-    runtime.block_on(kafka::create_topic_with(plaintext_scram(&bootstrap, "admin", ADMIN_PASSWORD), "sasl-reauth", 1))?;
+    runtime.block_on(kafka::create_topic_with(kafka::scram_plaintext(&bootstrap, "admin", ADMIN_PASSWORD), "sasl-reauth", 1))?;
 
     // One producer connection for 6 s, three sessions of 2 s: every record acknowledged, and the
     // connection re-authenticated in place (not reconnected).
-    let producer: FutureProducer = plaintext_scram(&bootstrap, "alice", ALICE_PASSWORD)
+    let producer: FutureProducer = kafka::scram_plaintext(&bootstrap, "alice", ALICE_PASSWORD)
         .set("message.timeout.ms", "5000")
         .set("enable.idempotence", "false")
         .create()?;
@@ -478,6 +467,6 @@ fn with_connections_max_reauth_librdkafka_reauthenticates_on_its_connection_and_
 
     // Durability: what alice produced reads back after a restart.
     playground.restart()?;
-    kafka::verify_indexed(plaintext_scram(&playground.bootstrap, "admin", ADMIN_PASSWORD), "sasl-reauth", RECORDS)?;
+    kafka::verify_indexed(kafka::scram_plaintext(&playground.bootstrap, "admin", ADMIN_PASSWORD), "sasl-reauth", RECORDS)?;
     playground.stop()
 }

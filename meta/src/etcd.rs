@@ -84,23 +84,40 @@ pub async fn append_once(client: &mut Client, keys: &KeyLayout, entry: &JournalE
     if value.len() > MAX_RECORD_BYTES {
         return Err(EtcdError::TooLarge { bytes: value.len(), limit: MAX_RECORD_BYTES });
     }
+    match create_if_absent(client, &key, value).await? {
+        Created::Now { revision } => Ok(revision as u64),
+        // An earlier attempt whose answer was lost did create it.
+        Created::Already(Some(existing)) => Ok(existing.create_revision() as u64),
+        Created::Already(None) => {
+            Err(EtcdError::Malformed { key, reason: "the create-only transaction failed but the key is missing".to_string() })
+        }
+    }
+}
+
+/// What [`create_if_absent`] found.
+pub enum Created {
+    /// This call created the key, at this revision.
+    Now { revision: i64 },
+    /// The key existed: its current value (`None` only if it was deleted in between).
+    Already(Option<etcd_client::KeyValue>),
+}
+
+/// Puts `value` under `key` only if the key does not exist, in one transaction, so two writers
+/// racing cannot both believe they created it; otherwise returns what is there.
+pub async fn create_if_absent(client: &mut Client, key: &str, value: Vec<u8>) -> Result<Created, etcd_client::Error> {
     let txn = Txn::new()
-        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key.clone(), value, None)])
-        .or_else([TxnOp::get(key.clone(), None)]);
+        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(key, value, None)])
+        .or_else([TxnOp::get(key, None)]);
     let response = client.txn(txn).await?;
     if response.succeeded() {
-        return Ok(response.header().map(|header| header.revision()).unwrap_or_default() as u64);
+        return Ok(Created::Now { revision: response.header().map(|header| header.revision()).unwrap_or_default() });
     }
-    // An earlier attempt whose answer was lost did create it.
-    response
-        .op_responses()
-        .iter()
-        .find_map(|op| match op {
-            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.create_revision() as u64),
-            _ => None,
-        })
-        .ok_or(EtcdError::Malformed { key, reason: "the create-only transaction failed but the key is missing".to_string() })
+    let existing = response.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+        _ => None,
+    });
+    Ok(Created::Already(existing))
 }
 
 /// What one [`JournalReader::catch_up`] did.

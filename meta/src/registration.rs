@@ -7,10 +7,10 @@
 //! or a read-only replay; nothing is written to the bucket.
 
 use crate::bucket::SegmentStore;
-use crate::etcd::{self, EtcdError};
+use crate::etcd::{self, Created, EtcdError};
 use crate::keys::KeyLayout;
 use crate::replica::Replica;
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,27 +54,17 @@ pub async fn register(client: &mut Client, keys: &KeyLayout, registration: &Regi
     let existing = client.get(key.clone(), None).await?;
     let Some(kv) = existing.kvs().first() else {
         // Create-only, so two operators racing cannot both believe they created it.
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.clone(), value, None)])
-            .or_else([TxnOp::get(key.clone(), None)]);
-        let response = client.txn(txn).await?;
-        if response.succeeded() {
-            return Ok(RegisterOutcome::Created);
-        }
-        for op in response.op_responses() {
-            if let TxnOpResponse::Get(get) = op {
-                if let Some(kv) = get.kvs().first() {
-                    let current = parse(&key, kv.value())?;
-                    return if current == *registration {
-                        Ok(RegisterOutcome::Unchanged)
-                    } else {
-                        refuse_or_update(client, &key, &current, registration, kv.mod_revision()).await
-                    };
+        return match crate::etcd::create_if_absent(client, &key, value).await? {
+            Created::Now { .. } | Created::Already(None) => Ok(RegisterOutcome::Created),
+            Created::Already(Some(kv)) => {
+                let current = parse(&key, kv.value())?;
+                if current == *registration {
+                    Ok(RegisterOutcome::Unchanged)
+                } else {
+                    refuse_or_update(client, &key, &current, registration, kv.mod_revision()).await
                 }
             }
-        }
-        return Ok(RegisterOutcome::Created);
+        };
     };
     let current = parse(&key, kv.value())?;
     if current == *registration {

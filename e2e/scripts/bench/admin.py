@@ -6,8 +6,12 @@
 
 create-topics creates every topic (replication factor 1) and returns once the cluster's metadata
 lists all their partitions with a leader. Exits non-zero with a message on failure.
+
+With BENCH_SASL_USER, BENCH_SASL_PASSWORD and BENCH_SSL_CAFILE set, it connects over SASL_SSL with
+SCRAM-SHA-512 (the secure playground).
 """
 
+import os
 import sys
 import time
 
@@ -17,8 +21,17 @@ from kafka.admin import NewTopic
 TIMEOUT_SECONDS = 120
 
 
+def security():
+    user = os.environ.get("BENCH_SASL_USER")
+    if not user:
+        return {}
+    return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": user,
+            "sasl_plain_password": os.environ["BENCH_SASL_PASSWORD"], "ssl_cafile": os.environ["BENCH_SSL_CAFILE"]}
+
+
 def admin(bootstrap):
-    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="floe-bench-admin", request_timeout_ms=60000)
+    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="floe-bench-admin", request_timeout_ms=60000,
+                            **security())
 
 
 def wait_brokers(bootstrap, count, timeout_seconds):

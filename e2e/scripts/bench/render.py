@@ -9,7 +9,9 @@ RUN_DIR/results.json, RUN_DIR/scoreboard.md and RUN_DIR/chart.png. Exits non-zer
 missing figures, when the run is incomplete. Only the workloads the run selected (settings
 "workloads", BENCH_WORKLOADS) are required. When both floe-playground-baseline and floe-playground
 ran, results.json has "before_after" and the scoreboard a "Before / after" section: MiB/s per server
-core of each for every workload both ran, and the change in percent.
+core of each for every workload both ran, and the change in percent. When floe-playground-secure
+(TLS + SCRAM-SHA-512, W1 only) and floe-playground both ran, "secure_over_plaintext" and a section
+give its MiB/s per server core against plaintext (issue 18: at least 70%).
 """
 
 import json
@@ -17,9 +19,14 @@ import pathlib
 import sys
 
 BASELINE = "floe-playground-baseline"
-SYSTEMS = ["kafka", BASELINE, "floe-playground", "floe-cluster"]
+SECURE = "floe-playground-secure"
+SYSTEMS = ["kafka", BASELINE, "floe-playground", SECURE, "floe-cluster"]
 SHORT_NAMES = {"kafka": "Kafka", BASELINE: "Floe playground baseline", "floe-playground": "Floe playground",
-               "floe-cluster": "Floe cluster (3 agents)"}
+               SECURE: "Floe playground, TLS + SCRAM", "floe-cluster": "Floe cluster (3 agents)"}
+# The secure playground runs only these; its figure is MiB/s per server core against plaintext.
+SECURE_WORKLOADS = ["w1-none", "w1-lz4"]
+# Issue 18: produce over TLS + SCRAM keeps at least this share of plaintext's MiB/s per server core.
+SECURE_TARGET = 0.70
 ALL_WORKLOADS = ["w1-none", "consume", "w3-50", "w3-80", "w3-50-pipelined", "w1-lz4", "w2-none", "w2-lz4", "e2e"]
 PRODUCE_WORKLOADS = ["w1-none", "w1-lz4", "w2-none", "w2-lz4"]
 FIXED_WORKLOADS = ["w3-50", "w3-80", "w3-50-pipelined"]
@@ -53,6 +60,7 @@ NOT_APPLICABLE = {  # (system) -> fields that are null for it
               "etcd_txn_per_segment", "infra_rss_hwm_mib"},
     "floe-playground": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
     BASELINE: {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
+    SECURE: {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
     "floe-cluster": set(),
 }
 MACHINE_FIELDS = ["nproc", "cpu_model", "memory_gib", "kernel", "os", "java_version", "kafka_version", "floe_commit",
@@ -115,6 +123,24 @@ def before_after(systems, workloads):
     return rows
 
 
+def secure_over_plaintext(systems, workloads):
+    """MiB/s per server core of the secure playground over the plaintext one's, per W1 workload."""
+    if SECURE not in systems or "floe-playground" not in systems:
+        return {}
+    plain, secure = systems["floe-playground"]["workloads"], systems[SECURE]["workloads"]
+    rows = {}
+    for workload in workloads:
+        p = plain.get(workload, {}).get("mib_per_sec_per_core")
+        s = secure.get(workload, {}).get("mib_per_sec_per_core")
+        if workload not in SECURE_WORKLOADS or not p or s is None:
+            continue
+        rows[workload] = {"plaintext_mib_per_sec_per_core": p, "secure_mib_per_sec_per_core": s,
+                          "plaintext_mib_per_sec": plain[workload].get("mib_per_sec"),
+                          "secure_mib_per_sec": secure[workload].get("mib_per_sec"), "ratio": round(s / p, 3),
+                          "meets_target": s / p >= SECURE_TARGET}
+    return rows
+
+
 def assemble(run_dir):
     raw = run_dir / "raw"
     machine = read_env(raw / "machine" / "info.env")
@@ -129,6 +155,8 @@ def assemble(run_dir):
         workloads = {path.stem: read_env(path) for path in sorted(directory.glob("*.env"))}
         summary = workloads.pop("system", {})
         for workload, fields in required.items():
+            if system == SECURE and workload not in ("system", *SECURE_WORKLOADS):
+                continue
             figures = summary if workload == "system" else workloads.get(workload)
             if figures is None:
                 problems.append(f"{system}: workload {workload} missing")
@@ -149,7 +177,7 @@ def assemble(run_dir):
     ratios = {}
     if "kafka" in systems:
         kafka = systems["kafka"]["workloads"]
-        for system in (BASELINE, "floe-playground", "floe-cluster"):
+        for system in (BASELINE, "floe-playground", SECURE, "floe-cluster"):
             if system in systems:
                 floe = systems[system]["workloads"]
                 ratios[system] = {
@@ -171,6 +199,7 @@ def assemble(run_dir):
         "workloads": workloads_run,
         "ratios_mib_per_sec_per_core_floe_over_kafka": ratios,
         "before_after": before_after(systems, workloads_run),
+        "secure_over_plaintext": secure_over_plaintext(systems, workloads_run),
         "notes": lines("notes.txt"),
         "commands": lines("commands.txt"),
     }
@@ -217,7 +246,9 @@ def scoreboard(results):
     ]
     for system, data in systems.items():
         for workload in produce:
-            w = data["workloads"].get(workload, {})
+            if workload not in data["workloads"]:
+                continue
+            w = data["workloads"][workload]
             out.append(
                 f"| {short_name(system, machine)} | {WORKLOAD_NAMES[workload]} | {number(w.get('mib_per_sec'))} | "
                 f"{number(w.get('server_cores'), 2)} | {number(w.get('mib_per_sec_per_core'))} | "
@@ -240,6 +271,8 @@ def scoreboard(results):
     ]
     for system, data in systems.items() if latency_ran else ():
         w = data["workloads"]
+        if not any(name in w for name in [*FIXED_WORKLOADS, "e2e", "consume"]):
+            continue
         cells = []
         for fixed in FIXED_WORKLOADS:
             f = w.get(fixed, {})
@@ -272,6 +305,20 @@ def scoreboard(results):
                        f"{number(row['after_mib_per_sec'])} | {number(row['before_mib_per_sec_per_core'])} | "
                        f"{number(row['after_mib_per_sec_per_core'])} | "
                        f"{'–' if change is None else f'{change:+.1f}%'} |")
+    secure = results["secure_over_plaintext"]
+    if secure:
+        out += ["", "## TLS + SCRAM-SHA-512 vs plaintext: Floe playground", "",
+                "The same playground and W1 workloads, every connection SASL_SSL (TLS 1.3, a P-256 certificate, "
+                "SCRAM-SHA-512), one after the other in this run. Target (issue 18): at least "
+                f"{SECURE_TARGET:.0%} of plaintext's MiB/s per server core.", "",
+                "| workload | plaintext: MiB/s | TLS + SCRAM: MiB/s | plaintext: MiB/s per server core | "
+                "TLS + SCRAM: MiB/s per server core | ratio | target met |",
+                "|---|---:|---:|---:|---:|---:|---|"]
+        for workload, row in secure.items():
+            out.append(f"| {WORKLOAD_NAMES[workload]} | {number(row['plaintext_mib_per_sec'])} | "
+                       f"{number(row['secure_mib_per_sec'])} | {number(row['plaintext_mib_per_sec_per_core'])} | "
+                       f"{number(row['secure_mib_per_sec_per_core'])} | {row['ratio']:.2f} | "
+                       f"{'yes' if row['meets_target'] else 'no'} |")
     cluster = systems.get("floe-cluster")
     if cluster:
         infra = [f"{w}: {number(cluster['workloads'][w].get('infra_cpu_seconds'), 2)} s" for w in produce

@@ -6,10 +6,15 @@
 #   INFRA_PIDS    processes the system needs besides its servers (etcd, s3s-fs), measured apart
 #   METRICS_URLS  Floe agents' /metrics (empty for Kafka)
 #   SYSTEM_LABEL  a human name for the report
+#   CLIENT_CONFIG_FILE  Kafka client properties every tool reads (TLS and SASL), or empty
+#   ADMIN_SECURITY      kafka-python settings for admin.py as KEY=VALUE words (env), or empty
 # Every server process runs on SERVER_CPUS (taskset; children inherit the affinity). stop_system
 # stops exactly what the last start_<system> started, by PID, and is safe to call twice.
 
-SYSTEMS_ALL=(kafka floe-playground floe-cluster)
+SYSTEMS_ALL=(kafka floe-playground floe-playground-secure floe-cluster)
+# The secure playground runs only these (its figure is throughput over TLS against plaintext).
+SECURE_SYSTEM=floe-playground-secure
+SECURE_WORKLOADS=(w1-none w1-lz4)
 # Valid in BENCH_SYSTEMS only with BENCH_BASELINE_REF or BENCH_BASELINE_BIN (bench.sh checks): the
 # playground again, run from the baseline binary, for a before/after of one change.
 SYSTEM_BASELINE=floe-playground-baseline
@@ -20,6 +25,8 @@ reset_system_state() {
     INFRA_PIDS=()
     METRICS_URLS=()
     SYSTEM_LABEL=""
+    CLIENT_CONFIG_FILE=""
+    ADMIN_SECURITY=""
     STOP_ACTIONS=()
 }
 reset_system_state
@@ -108,12 +115,14 @@ start_kafka() {
     log "kafka ready on $BOOTSTRAP (pid $pid)"
 }
 
-# start_floe_playground DIR [BINARY NAME LABEL]: the playground from FLOE_BIN, or from BINARY.
+# start_floe_playground DIR [BINARY NAME LABEL EXTRA_FLAGS...]: the playground from FLOE_BIN, or
+# from BINARY.
 start_floe_playground() {
     local dir="$1" binary="${2:-$FLOE_BIN}" name="${3:-floe-playground}" label="${4:-Floe playground}"
+    shift $(($# < 4 ? $# : 4))
     spawn_floe "$binary" "$LOG_DIR/$name.log" playground --data-dir "$dir/playground" \
         --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn \
-        --flush-interval "$FLOE_FLUSH_INTERVAL"
+        --flush-interval "$FLOE_FLUSH_INTERVAL" "$@"
     local pid="$STARTED_PID"
     read_floe_banner "$pid" "$LOG_DIR/$name.log"
     SERVER_PIDS=("$pid")
@@ -121,6 +130,30 @@ start_floe_playground() {
     BOOTSTRAP="$BANNER_BOOTSTRAP"
     SYSTEM_LABEL="$label (embedded metadata, file bucket, flush $FLOE_FLUSH_INTERVAL)"
     log "$name ready on $BOOTSTRAP (pid $pid)"
+}
+
+# The playground with TLS (a self-signed ECDSA P-256 certificate for 127.0.0.1, made with openssl)
+# and SASL SCRAM-SHA-512 (a bootstrap user): every client connection is SASL_SSL. Its W1 MiB/s per
+# server core against the plaintext playground's is the cost of security (issue 18: at least 70%).
+start_floe_playground_secure() {
+    local dir="$1" tls="$1/tls" password=bench-secret
+    mkdir -p "$tls"
+    openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$tls/tls.key" -out "$tls/tls.crt" \
+        >"$LOG_DIR/secure-openssl.log" 2>&1 || die "openssl could not make the bench certificate (see $LOG_DIR/secure-openssl.log)"
+    printf '%s\n' "$password" >"$tls/password"
+    CLIENT_CONFIG_FILE="$tls/client.properties"
+    cat >"$CLIENT_CONFIG_FILE" <<PROPERTIES
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="bench" password="$password";
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/tls.crt
+PROPERTIES
+    ADMIN_SECURITY="BENCH_SASL_USER=bench BENCH_SASL_PASSWORD=$password BENCH_SSL_CAFILE=$tls/tls.crt"
+    start_floe_playground "$dir" "$FLOE_BIN" "$SECURE_SYSTEM" "Floe playground, TLS + SCRAM-SHA-512" \
+        --tls-cert-file "$tls/tls.crt" --tls-key-file "$tls/tls.key" --sasl-mechanisms SCRAM-SHA-512 \
+        --sasl-bootstrap-user bench --sasl-bootstrap-password-file "$tls/password"
 }
 
 # The same playground from the baseline binary (BASELINE_BIN, built by bench.sh from

@@ -83,8 +83,10 @@ produce() { # produce LOGNAME TOPIC RECORDS THROUGHPUT COMPRESSION TIMEOUT [EXTR
     local logname="$1" topic="$2" records="$3" throughput="$4" compression="$5" timeout_seconds="$6" props
     shift 6
     read -ra props <<<"$(producer_props "$compression") $*"
+    local security=()
+    [[ -z "$CLIENT_CONFIG_FILE" ]] || security=(--producer.config "$CLIENT_CONFIG_FILE")
     run_tool "$timeout_seconds" "$logname" org.apache.kafka.tools.ProducerPerformance --topic "$topic" \
-        --num-records "$records" --record-size "$RECORD_SIZE" --throughput "$throughput" \
+        --num-records "$records" --record-size "$RECORD_SIZE" --throughput "$throughput" "${security[@]}" \
         --producer-props bootstrap.servers="$BOOTSTRAP" "${props[@]}"
     parse_producer "$LOG_DIR/$logname.out" "$records"
 }
@@ -153,8 +155,10 @@ run_consume() {
     local group="bench-consume-$RUN_ID"
     log "$system consume: $records records from $topic"
     snapshot before
+    local security=()
+    [[ -z "$CLIENT_CONFIG_FILE" ]] || security=(--consumer.config "$CLIENT_CONFIG_FILE")
     run_tool $((THROUGHPUT_SECONDS * 5 + 120)) "$system-consume" org.apache.kafka.tools.ConsumerPerformance \
-        --bootstrap-server "$BOOTSTRAP" --topic "$topic" --messages "$records" --group "$group" --timeout 30000
+        --bootstrap-server "$BOOTSTRAP" --topic "$topic" --messages "$records" --group "$group" --timeout 30000 "${security[@]}"
     snapshot after
     local out="$LOG_DIR/$system-consume.out"
     if grep -q "Exiting before consuming the expected number of messages" "$out" "$LOG_DIR/$system-consume.err"; then
@@ -199,14 +203,15 @@ run_end_to_end() {
     else
         # One record is in flight at a time, so the count that fits E2E_SECONDS depends on the
         # latency itself: probe with a few records first.
-        run_tool 300 "$system-e2e-probe" org.apache.kafka.tools.EndToEndLatency "$BOOTSTRAP" "$topic" 20 all "$RECORD_SIZE"
+        run_tool 300 "$system-e2e-probe" org.apache.kafka.tools.EndToEndLatency "$BOOTSTRAP" "$topic" 20 all "$RECORD_SIZE" \
+            ${CLIENT_CONFIG_FILE:+"$CLIENT_CONFIG_FILE"}
         parse_end_to_end "$LOG_DIR/$system-e2e-probe.out"
         messages="$(awk -v avg="$E_AVG" -v seconds="$E2E_SECONDS" \
             'BEGIN { n = int(seconds * 1000 / (avg > 0.1 ? avg : 0.1)); if (n < 50) n = 50; if (n > 5000) n = 5000; print n }')"
     fi
     log "$system e2e: $messages records, one at a time (acks=all, consumer tailing)"
     run_tool $((E2E_SECONDS * 10 + 120)) "$system-e2e" org.apache.kafka.tools.EndToEndLatency \
-        "$BOOTSTRAP" "$topic" "$messages" all "$RECORD_SIZE"
+        "$BOOTSTRAP" "$topic" "$messages" all "$RECORD_SIZE" ${CLIENT_CONFIG_FILE:+"$CLIENT_CONFIG_FILE"}
     parse_end_to_end "$LOG_DIR/$system-e2e.out"
     emit "$system" e2e messages "$messages" avg_ms "$E_AVG" p50_ms "$E_P50" p99_ms "$E_P99" p999_ms "$E_P999"
     log "$system e2e: p50 $E_P50 ms, p99 $E_P99 ms"

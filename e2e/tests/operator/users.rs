@@ -21,13 +21,8 @@ use std::time::{Duration, Instant};
 
 /// librdkafka over SASL_PLAINTEXT with SCRAM-SHA-512; failures surface within seconds.
 fn scram(bootstrap: &str, user: &str, password: &str) -> ClientConfig {
-    let mut config = kafka::config(bootstrap);
-    config
-        .set("security.protocol", "sasl_plaintext")
-        .set("sasl.mechanism", "SCRAM-SHA-512")
-        .set("sasl.username", user)
-        .set("sasl.password", password)
-        .set("message.timeout.ms", "3000");
+    let mut config = kafka::scram_plaintext(bootstrap, user, password);
+    config.set("message.timeout.ms", "3000");
     config
 }
 
