@@ -11,10 +11,11 @@ use std::path::PathBuf;
 /// The clients the matrix has a row for, in display order.
 pub const CLIENTS: &[&str] = &["java", "librdkafka", "kcat", "franz-go", "kafka-python", "kafkajs", "kafka-cli"];
 /// The features the matrix has a column for, in display order.
-/// `tls`: produce and consume over TLS; `sasl`: produce, consume and admin over SASL (SCRAM and
+/// `tls`: produce and consume over TLS; `mtls`: the same with a client certificate, whose subject
+/// is the principal; `sasl`: produce, consume and admin over SASL (SCRAM and
 /// PLAIN); `oauthbearer`: produce and consume with SASL/OAUTHBEARER tokens checked against a JWKS;
 /// `acls`: Kafka's authorization codes when an ACL is missing, and access once granted.
-pub const FEATURES: &[&str] = &["produce", "consume", "groups", "admin", "idempotence", "tls", "sasl", "oauthbearer", "acls"];
+pub const FEATURES: &[&str] = &["produce", "consume", "groups", "admin", "idempotence", "tls", "mtls", "sasl", "oauthbearer", "acls"];
 
 /// Where cell results are written: `$FLOE_MATRIX_DIR`, else `<target>/compat-matrix`.
 pub fn results_directory() -> PathBuf {

@@ -62,6 +62,10 @@ fn java_and_librdkafka_round_trip_over_mutual_tls_the_subject_is_the_principal_a
         "tls",
         "1,000 records produced and read over mutual TLS, read back after a restart; no certificate refused",
     );
+    let mtls_evidence = "a client certificate the agent requires, its subject logged as the connection's principal";
+    let java_mtls_cell =
+        Cell::open("java", "mtls", format!("console producer and consumer with {mtls_evidence}, read back after a restart"));
+    let librdkafka_mtls_cell = Cell::open("librdkafka", "mtls", format!("1,000 records with {mtls_evidence}, read back after a restart"));
     let pki = Pki::new()?;
     pki.issue_server()?;
     pki.issue("client", &[0x30, 0x03], &CLIENT_SUBJECT, false)?;
@@ -146,6 +150,8 @@ fn java_and_librdkafka_round_trip_over_mutual_tls_the_subject_is_the_principal_a
     ensure!(read_with_java(&bootstrap)? == java_expected, "the Java records did not survive the restart");
     java_cell.pass();
     librdkafka_cell.pass();
+    java_mtls_cell.pass();
+    librdkafka_mtls_cell.pass();
     playground.stop()
 }
 

@@ -20,6 +20,11 @@ const NOT_YET: &[(&str, &str)] = &[
     ("franz-go", "oauthbearer"),
     ("kafka-python", "oauthbearer"),
     ("kafkajs", "oauthbearer"),
+    ("kcat", "mtls"),
+    ("franz-go", "mtls"),
+    ("kafka-python", "mtls"),
+    ("kafkajs", "mtls"),
+    ("kafka-cli", "mtls"),
 ];
 
 struct Recorded {
