@@ -34,6 +34,16 @@ fn every_message() -> Vec<(String, String)> {
         crate::kafka_user::authentication_mismatch(name),
         crate::kafka_user::virtual_cluster_not_found(name),
         crate::kafka_user::secret::secret_conflict(&format!("{name}-producer-service-account")),
+        crate::kafka_user::secret::secret_not_created(
+            &format!("{name}-producer-service-account"),
+            &kube::Error::Api(Box::new(
+                kube::core::Status::failure(
+                    &format!("secrets \"{name}\" is forbidden: exceeded quota: compute-resources, requested: count/secrets=1, used: count/secrets=100, limited: count/secrets=100"),
+                    "Forbidden",
+                )
+                .with_code(422),
+            )),
+        ),
     ] {
         messages.push((problem.reason.to_string(), problem.message));
     }

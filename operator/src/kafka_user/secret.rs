@@ -48,6 +48,16 @@ pub(crate) fn secret_conflict(name: &str) -> Unusable {
     Unusable { reason: "SecretConflict", message }
 }
 
+pub(crate) fn secret_not_created(name: &str, error: &kube::Error) -> Unusable {
+    let cause = match error {
+        kube::Error::Api(status) if status.code == 403 => "the operator may not create Secrets (403 Forbidden)".to_string(),
+        kube::Error::Api(status) => status.message.clone(),
+        other => crate::messages::plain_cause(other),
+    };
+    let head = format!("failed to create Secret {} for the generated password: ", crate::messages::shorten(name, 64));
+    problems::sentence("SecretNotCreated", &head, &cause, "check the operator's RBAC (create on secrets)")
+}
+
 /// The generated password, creating its Secret on first use.
 async fn generated(secrets: &Api<Secret>, user: &KafkaUser) -> Result<String, Unusable> {
     let name = user.name_any();
@@ -72,7 +82,7 @@ async fn generated(secrets: &Api<Secret>, user: &KafkaUser) -> Result<String, Un
         type_: Some("Opaque".to_string()),
         ..Default::default()
     };
-    secrets.create(&PostParams::default(), &secret).await.map_err(|error| problems::secret_unreadable(&name, field, &error))?;
+    secrets.create(&PostParams::default(), &secret).await.map_err(|error| secret_not_created(&name, &error))?;
     tracing::info!(secret = name, "generated the user's password");
     Ok(password)
 }
