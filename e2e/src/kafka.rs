@@ -27,6 +27,20 @@ pub fn scram_plaintext(bootstrap: &str, user: &str, password: &str) -> ClientCon
     config
 }
 
+/// The Java client's properties for SASL_PLAINTEXT with SCRAM-SHA-512 as `user`, written to
+/// `<directory>/<user>.properties` (for a tool's `--command-config`); returns the path.
+pub fn scram_plaintext_java_properties(directory: &std::path::Path, user: &str, password: &str) -> Result<String> {
+    let path = directory.join(format!("{user}.properties"));
+    std::fs::write(
+        &path,
+        format!(
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{user}\" password=\"{password}\";\n"
+        ),
+    )?;
+    Ok(path.display().to_string())
+}
+
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     create_topic_with(config(bootstrap), topic, partitions).await
 }

@@ -54,19 +54,6 @@ fn rdkafka(bootstrap: &str, user: &str, password: &str) -> ClientConfig {
     config
 }
 
-/// The Java client's properties for SASL_PLAINTEXT with SCRAM-SHA-512.
-fn java_properties(directory: &Path, user: &str, password: &str) -> Result<String> {
-    let path = directory.join(format!("{user}.properties"));
-    std::fs::write(
-        &path,
-        format!(
-            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n\
-             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{user}\" password=\"{password}\";\n"
-        ),
-    )?;
-    Ok(path.display().to_string())
-}
-
 /// Runs a Kafka tool with `--bootstrap-server` and `--command-config`-style properties; returns
 /// (success, stdout and stderr together).
 fn tool(main_class: &str, arguments: &[&str]) -> Result<(bool, String)> {
@@ -185,8 +172,8 @@ fn kafka_acls_grants_and_revokes_and_librdkafka_and_java_see_kafkas_codes_until_
     let runtime = tokio::runtime::Runtime::new()?;
     let admin_config = rdkafka(&bootstrap, "admin", ADMIN_PASSWORD);
     let alice = rdkafka(&bootstrap, "alice", ALICE_PASSWORD);
-    let admin_properties = java_properties(directory.path(), "admin", ADMIN_PASSWORD)?;
-    let alice_properties = java_properties(directory.path(), "alice", ALICE_PASSWORD)?;
+    let admin_properties = kafka::scram_plaintext_java_properties(directory.path(), "admin", ADMIN_PASSWORD)?;
+    let alice_properties = kafka::scram_plaintext_java_properties(directory.path(), "alice", ALICE_PASSWORD)?;
 
     // The super user makes the topics and alice, who has no ACL yet.
     runtime.block_on(kafka::create_topic_with(admin_config.clone(), TOPIC, 1))?;

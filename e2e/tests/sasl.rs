@@ -405,15 +405,7 @@ fn with_connections_max_reauth_librdkafka_reauthenticates_on_its_connection_and_
     let mut playground = start(&flags)?;
     let bootstrap = playground.bootstrap.clone();
     let runtime = tokio::runtime::Runtime::new()?;
-    let admin_properties = directory.path().join("admin.properties");
-    std::fs::write(
-        &admin_properties,
-        format!(
-            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n\
-             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"{ADMIN_PASSWORD}\";\n"
-        ),
-    )?;
-    let admin_properties = admin_properties.display().to_string();
+    let admin_properties = kafka::scram_plaintext_java_properties(directory.path(), "admin", ADMIN_PASSWORD)?;
     let add = format!("SCRAM-SHA-512=[password={ALICE_PASSWORD}]");
     kafka_configs(&bootstrap, &admin_properties, &["--alter", "--add-config", &add, "--entity-type", "users", "--entity-name", "alice"])?;
     runtime.block_on(kafka::create_topic_with(kafka::scram_plaintext(&bootstrap, "admin", ADMIN_PASSWORD), "sasl-reauth", 1))?;
