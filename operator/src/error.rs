@@ -62,3 +62,42 @@ impl ReconcileError {
 pub fn kube(operation: &'static str) -> impl FnOnce(kube::Error) -> ReconcileError {
     move |source| ReconcileError::Kube { operation, source }
 }
+
+/// Runs `apply`, or `cleanup` once the object is being deleted, behind finalizer `name` (kube's
+/// helper adds it before the first apply and removes it after a cleanup succeeds), and unwraps
+/// the reconcile's own error from kube's.
+pub async fn with_finalizer<K, Apply, ApplyFuture, Cleanup, CleanupFuture>(
+    client: &kube::Client,
+    name: &str,
+    object: std::sync::Arc<K>,
+    apply: Apply,
+    cleanup: Cleanup,
+) -> Result<kube::runtime::controller::Action, ReconcileError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    Apply: FnOnce(std::sync::Arc<K>) -> ApplyFuture,
+    ApplyFuture: std::future::Future<Output = Result<kube::runtime::controller::Action, ReconcileError>>,
+    Cleanup: FnOnce(std::sync::Arc<K>) -> CleanupFuture,
+    CleanupFuture: std::future::Future<Output = Result<kube::runtime::controller::Action, ReconcileError>>,
+{
+    use kube::runtime::finalizer::{finalizer, Error, Event};
+    let namespace = object.meta().namespace.clone().ok_or_else(|| ReconcileError::InvalidSpec {
+        reason: format!("{} {} has no namespace", K::kind(&()), object.meta().name.as_deref().unwrap_or_default()),
+    })?;
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), &namespace);
+    finalizer(&api, name, object, |event| async {
+        match event {
+            Event::Apply(object) => apply(object).await,
+            Event::Cleanup(object) => cleanup(object).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        Error::ApplyFailed(error) | Error::CleanupFailed(error) => error,
+        other => ReconcileError::Finalizer(other.to_string()),
+    })
+}

@@ -17,14 +17,13 @@ use crate::conditions::condition;
 use crate::context::Context;
 use crate::crd::kafka_user::{KafkaUser, KafkaUserStatus};
 use crate::crd::virtual_cluster::{AuthenticationType, VirtualCluster};
-use crate::error::{kube as kube_error, ReconcileError};
+use crate::error::{kube as kube_error, with_finalizer, ReconcileError};
 use crate::messages::plain_cause;
 use crate::virtual_cluster::connect;
 use crate::virtual_cluster::problems::{self, Unusable};
 use floe_meta::records::{JournalEntry, JournalRecord};
 use floe_meta::replica::Replica;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Api, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,19 +37,7 @@ const RETRY: Duration = Duration::from_secs(10);
 
 #[tracing::instrument(skip_all, fields(user = %user.name_any(), namespace = user.namespace().unwrap_or_default()))]
 pub async fn reconcile(user: Arc<KafkaUser>, context: Arc<Context>) -> Result<Action, ReconcileError> {
-    let namespace = user.namespace().ok_or_else(|| ReconcileError::InvalidSpec { reason: "KafkaUser has no namespace".to_string() })?;
-    let api: Api<KafkaUser> = Api::namespaced(context.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, user, |event| async {
-        match event {
-            FinalizerEvent::Apply(user) => apply(user, &context).await,
-            FinalizerEvent::Cleanup(user) => cleanup(user, &context).await,
-        }
-    })
-    .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(error) | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
-        other => ReconcileError::Finalizer(other.to_string()),
-    })
+    with_finalizer(&context.client, FINALIZER, user, |user| apply(user, &context), |user| cleanup(user, &context)).await
 }
 
 async fn apply(user: Arc<KafkaUser>, context: &Context) -> Result<Action, ReconcileError> {

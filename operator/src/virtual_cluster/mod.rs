@@ -14,11 +14,10 @@ use crate::apply::patch_status_if_changed;
 use crate::conditions::condition;
 use crate::context::Context;
 use crate::crd::virtual_cluster::{DeletionPolicy, VirtualCluster, VirtualClusterStatus};
-use crate::error::{kube as kube_error, ReconcileError};
+use crate::error::{kube as kube_error, with_finalizer, ReconcileError};
 use connect::Unusable;
 use floe_meta::registration::{self, RegisterOutcome, Registration};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Api, ResourceExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,20 +28,7 @@ pub const FINALIZER: &str = "floe.dev/cleanup";
 
 #[tracing::instrument(skip_all, fields(cluster = %cluster.name_any(), namespace = cluster.namespace().unwrap_or_default()))]
 pub async fn reconcile(cluster: Arc<VirtualCluster>, context: Arc<Context>) -> Result<Action, ReconcileError> {
-    let namespace =
-        cluster.namespace().ok_or_else(|| ReconcileError::InvalidSpec { reason: "VirtualCluster has no namespace".to_string() })?;
-    let api: Api<VirtualCluster> = Api::namespaced(context.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, cluster, |event| async {
-        match event {
-            FinalizerEvent::Apply(cluster) => apply(cluster, &context).await,
-            FinalizerEvent::Cleanup(cluster) => cleanup(cluster, &context).await,
-        }
-    })
-    .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(error) | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
-        other => ReconcileError::Finalizer(other.to_string()),
-    })
+    with_finalizer(&context.client, FINALIZER, cluster, |cluster| apply(cluster, &context), |cluster| cleanup(cluster, &context)).await
 }
 
 async fn apply(cluster: Arc<VirtualCluster>, context: &Context) -> Result<Action, ReconcileError> {
