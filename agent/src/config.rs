@@ -482,6 +482,10 @@ pub struct JobArgs {
     /// How often the jobs leader looks for small segments to compact.
     #[arg(long, env = "FLOE_COMPACTION_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub compaction_interval: Duration,
+    /// How often the jobs leader compacts the topics whose cleanup.policy includes compact (keeps
+    /// the latest record per key; Kafka's log cleaner).
+    #[arg(long, env = "FLOE_KEY_COMPACTION_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub key_compaction_interval: Duration,
     /// Number of small segments merged into one.
     #[arg(long, env = "FLOE_COMPACTION_FAN_IN", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub compaction_fan_in: u32,

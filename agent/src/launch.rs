@@ -56,6 +56,7 @@ pub fn settings(
             snapshot_interval: common.jobs.snapshot_interval,
             compaction_interval: common.jobs.compaction_interval,
             compaction_fan_in: common.jobs.compaction_fan_in as usize,
+            key_compaction_interval: common.jobs.key_compaction_interval,
             small_segment_bytes: (common.flush_max_bytes / 2) as u64,
             retention_interval: common.jobs.retention_interval,
             gc_grace: common.jobs.gc_grace,

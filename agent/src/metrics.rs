@@ -23,6 +23,7 @@ pub struct Metrics {
     pub journal_commit_duration: Histogram,
     pub connections: IntCounterVec,
     pub job_runs: IntCounterVec,
+    pub key_compaction_records_removed: IntCounter,
     pub snapshot_revision: IntGauge,
     pub snapshot_unix_seconds: Gauge,
     pub replica_lag_revisions: IntGauge,
@@ -123,6 +124,11 @@ impl Metrics {
             .expect("valid metric");
         let job_runs = IntCounterVec::new(Opts::new("floe_job_runs_total", "Background job runs by job and outcome"), &["job", "outcome"])
             .expect("valid metric");
+        let key_compaction_records_removed = IntCounter::new(
+            "floe_key_compaction_records_removed_total",
+            "Records key compaction removed: superseded by a later record of their key, or tombstones past delete.retention.ms",
+        )
+        .expect("valid metric");
         let snapshot_revision =
             IntGauge::new("floe_snapshot_revision", "Journal revision of the latest snapshot this agent wrote").expect("valid metric");
         let snapshot_unix_seconds =
@@ -245,6 +251,7 @@ impl Metrics {
             Box::new(journal_commit_duration.clone()),
             Box::new(connections.clone()),
             Box::new(job_runs.clone()),
+            Box::new(key_compaction_records_removed.clone()),
             Box::new(snapshot_revision.clone()),
             Box::new(snapshot_unix_seconds.clone()),
             Box::new(replica_lag_revisions.clone()),
@@ -289,6 +296,7 @@ impl Metrics {
             journal_commit_duration,
             connections,
             job_runs,
+            key_compaction_records_removed,
             snapshot_revision,
             snapshot_unix_seconds,
             replica_lag_revisions,

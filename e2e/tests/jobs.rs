@@ -330,3 +330,133 @@ async fn the_playground_compacts_retains_and_collects_garbage_itself() -> Result
     }
     Ok(())
 }
+
+/// (offset, key, value) of every record of partition 0 of `topic`, read from the beginning with
+/// librdkafka until the record at `last_offset`; a tombstone's value is `None`.
+fn read_compacted(bootstrap: &str, topic: &str, last_offset: i64) -> Result<Vec<(i64, String, Option<String>)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = kafka::config(bootstrap).set("group.id", "read-compacted").set("enable.auto.commit", "false").create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    let mut read = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read.last().is_none_or(|(offset, _, _)| *offset < last_offset) {
+        ensure!(
+            Instant::now() < deadline,
+            "read {} records of {topic}, the last at {:?}, not up to {last_offset}",
+            read.len(),
+            read.last()
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let message = message?;
+        let text = |bytes: Option<&[u8]>| bytes.map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+        read.push((message.offset(), text(message.key()).unwrap_or_default(), text(message.payload())));
+    }
+    Ok(read)
+}
+
+/// Issue 19, done-when 5: a compacted topic with 100,000 updates over 1,000 keys reads back as
+/// exactly the latest value of each key, at the offset it was acknowledged at; tombstones stay
+/// while younger than delete.retention.ms and then go; a record without a key is refused with
+/// INVALID_RECORD; all of it again after a restart. As in Kafka, the newest chunk (the active
+/// segment) is never cleaned: the test ends the cleanable data with a record in a flush of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_topic_keeps_the_latest_value_of_each_key_at_its_offset_and_drops_tombstones_after_delete_retention() -> Result<()> {
+    const KEYS: u64 = 1_000;
+    const UPDATES: u64 = 100_000;
+    const TOMBSTONED: u64 = 100;
+    const DELETE_RETENTION: Duration = Duration::from_secs(12);
+    let removed = "floe_key_compaction_records_removed_total";
+    // Segment compaction is kept out of the way so that the newest chunk stays the sentinel's.
+    let mut playground = Playground::start(&["--key-compaction-interval", "1s", "--compaction-interval", "1h"])?;
+    let admin: AdminClient<DefaultClientContext> = kafka::config(&playground.bootstrap).create()?;
+    let topic =
+        NewTopic::new("settings", 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact").set("delete.retention.ms", "12000");
+    for result in admin.create_topics(&[topic], &AdminOptions::new()).await? {
+        if let Err((name, error)) = result {
+            bail!("failed to create {name}: {error}");
+        }
+    }
+    let producer: FutureProducer = kafka::config(&playground.bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "200000")
+        .create()?;
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(UPDATES as usize);
+    for index in 0..UPDATES {
+        let key = format!("key-{:04}", index % KEYS);
+        let value = format!("value-{index}");
+        let delivery = producer
+            .send_result(FutureRecord::to("settings").partition(0).key(&key).payload(&value))
+            .map_err(|(error, _)| anyhow::anyhow!("enqueue failed: {error}"))?;
+        deliveries.push((key, Some(value), delivery));
+    }
+    for index in 0..TOMBSTONED {
+        let key = format!("key-{:04}", index);
+        let delivery = producer
+            .send_result(FutureRecord::<String, str>::to("settings").partition(0).key(&key))
+            .map_err(|(error, _)| anyhow::anyhow!("enqueue failed: {error}"))?;
+        deliveries.push((key, None, delivery));
+    }
+    let mut latest: std::collections::BTreeMap<String, (i64, Option<String>)> = Default::default();
+    for (key, value, delivery) in deliveries {
+        let offset = delivery.await?.map_err(|(error, _)| anyhow::anyhow!("produce failed: {error}"))?.offset;
+        if latest.get(&key).is_none_or(|(known, _)| *known < offset) {
+            latest.insert(key, (offset, value));
+        }
+    }
+    let tombstones_written = Instant::now();
+    println!("produced {} updates and {TOMBSTONED} tombstones in {:?}", UPDATES, started.elapsed());
+    let keyless = producer.send(FutureRecord::<str, str>::to("settings").partition(0).payload("no key"), Duration::from_secs(10)).await;
+    match keyless {
+        Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::InvalidRecord), _)) => {}
+        other => bail!("a record without a key on a compacted topic answered {other:?}, expected INVALID_RECORD"),
+    }
+    let sentinel = producer
+        .send(FutureRecord::to("settings").partition(0).key("sentinel").payload("last"), Duration::from_secs(10))
+        .await
+        .map_err(|(error, _)| anyhow::anyhow!("produce failed: {error}"))?
+        .offset;
+    let expected = |with_tombstones: bool| {
+        let mut records: Vec<(i64, String, Option<String>)> = latest
+            .iter()
+            .filter(|(_, (_, value))| with_tombstones || value.is_some())
+            .map(|(key, (offset, value))| (*offset, key.clone(), value.clone()))
+            .collect();
+        records.push((sentinel, "sentinel".to_string(), Some("last".to_string())));
+        records.sort();
+        records
+    };
+
+    let superseded = (UPDATES + TOMBSTONED - KEYS) as f64;
+    let waited = wait_until("key compaction", Duration::from_secs(60), || Ok(metric_at(&playground.http, removed)? >= superseded))?;
+    println!("key compaction removed the {superseded} superseded records {waited:?} after the last produce");
+    let compacted = read_compacted(&playground.bootstrap, "settings", sentinel)?;
+    ensure!(
+        tombstones_written.elapsed() < DELETE_RETENTION,
+        "the machine was too slow to look at the tombstones within delete.retention.ms ({:?})",
+        tombstones_written.elapsed()
+    );
+    ensure!(compacted.len() as u64 == KEYS + 1, "read {} records after compaction, expected {}", compacted.len(), KEYS + 1);
+    ensure!(compacted == expected(true), "after compaction the topic does not hold exactly the latest value of each key");
+    ensure!(compacted[0].0 > 0, "offset 0 was superseded; the consumer should have moved past the gap");
+    ensure!(earliest(&playground.bootstrap, "settings", 0)? == 0, "compaction moved the log start");
+
+    let waited = wait_until("tombstones to pass delete.retention.ms", Duration::from_secs(60), || {
+        Ok(metric_at(&playground.http, removed)? >= superseded + TOMBSTONED as f64)
+    })?;
+    println!("tombstones removed {waited:?} later ({:?} after they were written)", tombstones_written.elapsed());
+    ensure!(tombstones_written.elapsed() >= DELETE_RETENTION, "tombstones went before delete.retention.ms");
+    let without_tombstones = expected(false);
+    ensure!(read_compacted(&playground.bootstrap, "settings", sentinel)? == without_tombstones, "tombstoned keys are still there");
+    playground.restart()?;
+    ensure!(
+        read_compacted(&playground.bootstrap, "settings", sentinel)? == without_tombstones,
+        "after a restart the topic does not hold exactly the latest value of each live key"
+    );
+    Ok(())
+}

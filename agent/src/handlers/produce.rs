@@ -12,7 +12,7 @@
 
 use super::{str_bytes, topic_name, AgentContext, ClientInfo, Reply};
 use crate::metadata::{producers, topic_config, SequenceError};
-use crate::protocol::batch::{self, BatchError, BatchSummary};
+use crate::protocol::batch::{self, BatchError, BatchSummary, TopicRules};
 use crate::protocol::records::RecordsError;
 use crate::storage::WriteError;
 use bytes::Bytes;
@@ -63,7 +63,7 @@ fn check_inline(pool: &ValidationPool, checks: &[Check]) -> Option<Vec<Result<Ba
     let mut budget = inline_budget;
     let mut results = Vec::with_capacity(checks.len());
     for check in checks {
-        let result = batch::validate_produced_within(&check.records, check.max_message_bytes, &mut budget);
+        let result = batch::validate_produced_within(&check.records, check.rules, &mut budget);
         if matches!(result, Err(BatchError::DecompressionBudget(_))) && inline_budget < pool.request_budget {
             return None;
         }
@@ -75,7 +75,7 @@ fn check_inline(pool: &ValidationPool, checks: &[Check]) -> Option<Vec<Result<Ba
 /// One partition's batch on its way to the pool.
 struct Check {
     records: Bytes,
-    max_message_bytes: usize,
+    rules: TopicRules,
 }
 
 /// Validates `checks` in order on the pool, under one request budget; one result per check.
@@ -92,7 +92,7 @@ async fn check_batches(pool: &ValidationPool, mut checks: Vec<Check>) -> Vec<Res
             let mut work = 0usize;
             for check in &checks[start..] {
                 let before = budget;
-                done.push(batch::validate_produced_within(&check.records, check.max_message_bytes, &mut budget));
+                done.push(batch::validate_produced_within(&check.records, check.rules, &mut budget));
                 work += check.records.len() + (before - budget);
                 if work >= ROUND_BYTES {
                     break;
@@ -192,12 +192,18 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest, client: 
             continue;
         }
         let found = context.metadata.read(|state| {
-            state.topics.get(&name).map(|found| (found.id, found.partitions.len() as i32, topic_config::max_message_bytes(&found.configs)))
+            state.topics.get(&name).map(|found| {
+                let rules = TopicRules {
+                    max_message_bytes: topic_config::max_message_bytes(&found.configs),
+                    keys_required: topic_config::is_compacted(&found.configs),
+                };
+                (found.id, found.partitions.len() as i32, rules)
+            })
         });
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
             let index = partition.index;
-            let Some((topic_id, partition_count, max_message_bytes)) = found else {
+            let Some((topic_id, partition_count, rules)) = found else {
                 let message = format!("topic {name:?} does not exist");
                 partitions.push((index, Pending::Done(Slot::Done { error: NO_SUCH_PARTITION, message })));
                 continue;
@@ -213,7 +219,7 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest, client: 
                 continue;
             }
             partitions.push((index, Pending::Check { topic_id, check: checks.len() }));
-            checks.push(Check { records: partition.records.unwrap_or_default(), max_message_bytes });
+            checks.push(Check { records: partition.records.unwrap_or_default(), rules });
         }
         pending.push((name, partitions));
     }
@@ -442,7 +448,7 @@ mod tests {
     }
 
     fn pending(records: bytes::Bytes) -> Check {
-        Check { records, max_message_bytes: usize::MAX }
+        Check { records, rules: TopicRules { max_message_bytes: usize::MAX, keys_required: false } }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

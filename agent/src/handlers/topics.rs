@@ -129,6 +129,14 @@ pub async fn create(context: &AgentContext, mut request: CreateTopicsRequest, ve
             results.push(failure(ResponseError::InvalidTopicException, message));
             continue;
         }
+        // Existence before the partition count and configs, as Kafka checks: a client that creates
+        // its topics on every start (Kafka Streams, Connect) must hear TOPIC_ALREADY_EXISTS, not a
+        // complaint about settings of a topic that is already there.
+        let exists = context.metadata.read(|state| state.topics.contains_key(&name));
+        if exists {
+            results.push(failure(ResponseError::TopicAlreadyExists, format!("topic {name:?} already exists")));
+            continue;
+        }
         let partitions = if topic.num_partitions == -1 { context.settings.default_partitions } else { topic.num_partitions };
         if partitions <= 0 || partitions > context.settings.max_partitions_per_topic {
             let limit = context.settings.max_partitions_per_topic;
@@ -154,11 +162,6 @@ pub async fn create(context: &AgentContext, mut request: CreateTopicsRequest, ve
         }
         if let Err(message) = topic_config::validate(&configs) {
             results.push(failure(ResponseError::InvalidConfig, message));
-            continue;
-        }
-        let exists = context.metadata.read(|state| state.topics.contains_key(&name));
-        if exists {
-            results.push(failure(ResponseError::TopicAlreadyExists, format!("topic {name:?} already exists")));
             continue;
         }
         if let Some(message) = too_many_for_the_cluster(context, held, partitions as usize) {

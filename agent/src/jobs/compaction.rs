@@ -76,6 +76,40 @@ pub fn plan(state: &MetadataState, fan_in: usize, small_bytes: u64) -> Option<(B
     Some((chosen, runs))
 }
 
+/// A stored batch of a run of chunks, with its log offsets.
+pub struct RunBatch {
+    pub bytes: bytes::Bytes,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+/// The batches of a run of chunks (each with its bytes), with their log offsets; refused unless
+/// they increase and stay inside the chunks that hold them. Gaps between batches (left by key
+/// compaction) are allowed.
+pub fn run_batches(chunks: &[(&ChunkLocation, bytes::Bytes)]) -> Result<Vec<RunBatch>, String> {
+    let mut batches = Vec::new();
+    let mut next = chunks.first().map(|(chunk, _)| chunk.base_offset).unwrap_or_default();
+    for (chunk, bytes) in chunks {
+        if chunk.base_offset < next {
+            return Err(format!("chunks overlap at offset {}", chunk.base_offset));
+        }
+        for stored in batch::walk(bytes) {
+            let base_offset = chunk.stored_offset_origin() + stored.base_offset;
+            let last_offset = base_offset + stored.last_offset_delta as i64;
+            if base_offset < next.max(chunk.base_offset) || last_offset >= chunk.end_offset() || stored.last_offset_delta < 0 {
+                return Err(format!(
+                    "a batch at offsets {base_offset}..={last_offset} is out of order or outside its chunk {}..{}",
+                    chunk.base_offset,
+                    chunk.end_offset()
+                ));
+            }
+            next = last_offset + 1;
+            batches.push(RunBatch { bytes: bytes.slice(stored.position..stored.position + stored.size), base_offset, last_offset });
+        }
+    }
+    Ok(batches)
+}
+
 pub async fn run(context: &JobContext) -> Result<(), String> {
     let planned = context.metadata.read(|state| plan(state, context.settings.compaction_fan_in, context.settings.small_segment_bytes));
     let Some((chosen, runs)) = planned else { return Ok(()) };
@@ -91,7 +125,7 @@ pub async fn run(context: &JobContext) -> Result<(), String> {
         SegmentBuilder::with_capacity(runs.iter().flat_map(|run| run.chunks.iter()).map(|chunk| chunk.byte_len as usize).sum());
     let mut replacements = Vec::with_capacity(runs.len());
     for run in &runs {
-        let mut batches = Vec::new();
+        let mut stored = Vec::with_capacity(run.chunks.len());
         let mut max_timestamp = -1;
         for chunk in &run.chunks {
             let object = sources.get(&chunk.object).ok_or_else(|| format!("source {} was not read", chunk.object))?;
@@ -103,26 +137,18 @@ pub async fn run(context: &JobContext) -> Result<(), String> {
                     object.len()
                 ));
             }
-            let bytes = object.slice(start..end);
-            for stored in batch::walk(&bytes) {
-                let count = stored.last_offset_delta as i64 + 1;
-                batches.push((bytes.slice(stored.position..stored.position + stored.size), count));
-            }
+            stored.push((chunk, object.slice(start..end)));
             max_timestamp = max_timestamp.max(chunk.max_timestamp);
         }
         let first = run.chunks.first().expect("runs are non-empty");
         let last = run.chunks.last().expect("runs are non-empty");
-        let entry = builder.add_chunk(&run.topic, run.topic_id, run.partition, &batches, max_timestamp);
-        if entry.record_count != last.end_offset() - first.base_offset {
-            return Err(format!(
-                "{}/{}: batches hold {} records but the run spans {}..{}; refusing to compact",
-                run.topic,
-                run.partition,
-                entry.record_count,
-                first.base_offset,
-                last.end_offset()
-            ));
-        }
+        let batches = run_batches(&stored)
+            .map_err(|reason| format!("{}/{}: {reason}; refusing to compact", run.topic, run.partition))?
+            .into_iter()
+            .map(|batch| (batch.bytes, batch.base_offset - first.base_offset))
+            .collect::<Vec<_>>();
+        let entry =
+            builder.add_chunk_at(&run.topic, run.topic_id, run.partition, &batches, last.end_offset() - first.base_offset, max_timestamp);
         replacements.push(ChunkReplacement {
             topic: run.topic.clone(),
             topic_id: run.topic_id,

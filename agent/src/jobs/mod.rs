@@ -13,6 +13,7 @@
 
 pub mod compaction;
 pub mod gc;
+pub mod key_compaction;
 pub mod retention;
 pub mod snapshots;
 
@@ -32,6 +33,7 @@ pub struct JobSettings {
     pub snapshot_interval: Duration,
     pub compaction_interval: Duration,
     pub compaction_fan_in: usize,
+    pub key_compaction_interval: Duration,
     /// Segments holding fewer referenced bytes than this are "small".
     pub small_segment_bytes: u64,
     pub retention_interval: Duration,
@@ -143,7 +145,9 @@ async fn run_jobs(context: &JobContext, leading: &std::sync::atomic::AtomicBool,
     let mut last_snapshot = started;
     let mut last_compaction = started;
     let mut last_retention = started;
+    let mut last_key_compaction = started;
     let mut collector = gc::Collector::default();
+    let mut cleaner = key_compaction::Cleaner::default();
     let mut stopped = false;
     while leading.load(std::sync::atomic::Ordering::Acquire) {
         tokio::select! {
@@ -168,6 +172,10 @@ async fn run_jobs(context: &JobContext, leading: &std::sync::atomic::AtomicBool,
         if now.duration_since(last_compaction) >= context.settings.compaction_interval {
             last_compaction = now;
             context.timed("compaction", compaction::run(context)).await;
+        }
+        if now.duration_since(last_key_compaction) >= context.settings.key_compaction_interval {
+            last_key_compaction = now;
+            context.timed("key_compaction", cleaner.run(context)).await;
         }
     }
     stopped

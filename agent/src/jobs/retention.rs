@@ -3,7 +3,7 @@
 //! moves log start offsets forward, so applying it is deterministic.
 
 use super::JobContext;
-use crate::metadata::{JournalRecord, MetadataState, PartitionTrim};
+use crate::metadata::{topic_config, JournalRecord, MetadataState, PartitionTrim};
 
 const TRIMS_PER_RECORD: usize = 500;
 
@@ -11,6 +11,11 @@ const TRIMS_PER_RECORD: usize = 500;
 pub fn plan(state: &MetadataState, now_ms: i64) -> Vec<PartitionTrim> {
     let mut trims = Vec::new();
     for (name, topic) in &state.topics {
+        // A compact-only topic keeps the latest value of every key for ever (Kafka Connect's
+        // config topic, a changelog): retention would lose state nothing else holds.
+        if !topic_config::is_deleted_by_retention(&topic.configs) {
+            continue;
+        }
         let setting = |key: &str, default: i64| topic.configs.get(key).and_then(|value| value.parse::<i64>().ok()).unwrap_or(default);
         let retention_ms = setting("retention.ms", 604_800_000);
         let retention_bytes = setting("retention.bytes", -1);
@@ -99,5 +104,14 @@ mod tests {
         let state = state_with_chunks(configs, &[i64::MAX / 2; 4]);
         let trims = plan(&state, 0);
         assert_eq!(trims[0].log_start_offset, 20, "400 bytes trimmed to the 200 that keep >= 150");
+    }
+
+    #[test]
+    fn retention_leaves_a_compact_only_topic_alone_and_applies_to_compact_delete() {
+        let with = |policy: &str| {
+            BTreeMap::from([("retention.ms".to_string(), "1000".to_string()), ("cleanup.policy".to_string(), policy.to_string())])
+        };
+        assert!(plan(&state_with_chunks(with("compact"), &[100, 200, 5_000]), 5_500).is_empty());
+        assert_eq!(plan(&state_with_chunks(with("compact,delete"), &[100, 200, 5_000]), 5_500)[0].log_start_offset, 20);
     }
 }

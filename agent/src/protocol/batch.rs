@@ -89,18 +89,27 @@ pub fn batch_size(bytes: &[u8]) -> Option<usize> {
     Some(LENGTH_FIELD_END + length as usize)
 }
 
+/// What a topic's configuration asks of every batch produced to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicRules {
+    pub max_message_bytes: usize,
+    /// Compacted topics keep the latest record per key: a record without one is refused.
+    pub keys_required: bool,
+}
+
 /// Validates a client's record set for one partition: exactly one magic-v2 batch, correct CRC,
 /// consistent counts, no control or transactional batch, no larger than `max_message_bytes`, and
 /// a payload of exactly the declared well-formed records (`payload.rs`).
 pub fn validate_produced(records: &[u8], max_message_bytes: usize) -> Result<BatchSummary, BatchError> {
     let mut unlimited = usize::MAX;
-    validate_produced_within(records, max_message_bytes, &mut unlimited)
+    validate_produced_within(records, TopicRules { max_message_bytes, keys_required: false }, &mut unlimited)
 }
 
 /// `validate_produced` under a request's budget of decompressed bytes: `request_left` is what is
 /// left of it, and the bytes this batch inflated are taken off it (also when the batch is refused
 /// after inflating some).
-pub fn validate_produced_within(records: &[u8], max_message_bytes: usize, request_left: &mut usize) -> Result<BatchSummary, BatchError> {
+pub fn validate_produced_within(records: &[u8], rules: TopicRules, request_left: &mut usize) -> Result<BatchSummary, BatchError> {
+    let max_message_bytes = rules.max_message_bytes;
     if records.is_empty() {
         return Err(BatchError::Empty);
     }
@@ -150,7 +159,7 @@ pub fn validate_produced_within(records: &[u8], max_message_bytes: usize, reques
     if producer_id >= 0 && base_sequence < 0 {
         return Err(BatchError::InvalidSequence { producer_id, base_sequence });
     }
-    let (inflated, checked) = super::payload::check_payload_within(batch, MAX_DECODED_BATCH_BYTES, *request_left);
+    let (inflated, checked) = super::payload::check_payload_within(batch, MAX_DECODED_BATCH_BYTES, *request_left, rules.keys_required);
     *request_left = request_left.saturating_sub(inflated);
     match checked {
         Ok(()) => {}

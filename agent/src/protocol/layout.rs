@@ -6,11 +6,13 @@
 
 /// Header bytes before the first record.
 pub const HEADER_BYTES: usize = 61;
+pub(super) const BATCH_LENGTH_AT: usize = 8;
 pub(super) const LENGTH_FIELD_END: usize = 12;
 pub(super) const MAGIC_AT: usize = 16;
 pub(super) const CRC_AT: usize = 17;
 pub(super) const ATTRIBUTES_AT: usize = 21;
 pub(super) const LAST_OFFSET_DELTA_AT: usize = 23;
+pub(super) const BASE_TIMESTAMP_AT: usize = 27;
 pub(super) const MAX_TIMESTAMP_AT: usize = 35;
 pub(super) const PRODUCER_ID_AT: usize = 43;
 pub(super) const PRODUCER_EPOCH_AT: usize = 51;

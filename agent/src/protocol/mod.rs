@@ -8,3 +8,4 @@ pub mod frame;
 pub mod layout;
 pub mod payload;
 pub mod records;
+pub mod retain;

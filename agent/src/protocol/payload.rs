@@ -55,19 +55,20 @@ thread_local! {
 /// declared number of well-formed records. `batch` is one magic-v2 batch whose header `batch.rs`
 /// has already validated (CRC included).
 pub fn check_payload(batch: &[u8], limit: usize) -> Result<(), RecordsError> {
-    check_payload_within(batch, limit, usize::MAX).1
+    check_payload_within(batch, limit, usize::MAX, false).1
 }
 
 /// `check_payload` that also stops once the payload decompresses to more than `request_left`
 /// bytes (what is left of the request's budget; `RequestBudgetSpent`). Returns the number of
 /// bytes it inflated, refused or not (0 for an uncompressed batch, which costs no inflation), with
-/// the verdict.
+/// the verdict. With `keys_required` (a compacted topic) a record without a key is refused.
 ///
 /// # Guarantees
 /// Inflates at most `min(limit, request_left)` bytes plus one decompressor chunk, and allocates
 /// nothing in proportion to the batch beyond the per-thread scratch buffer.
-pub fn check_payload_within(batch: &[u8], limit: usize, request_left: usize) -> (usize, Result<(), RecordsError>) {
-    let mut output = Output { validator: RecordValidator::new(0), produced: 0, limit, request_left, compression: Compression::None };
+pub fn check_payload_within(batch: &[u8], limit: usize, request_left: usize, keys_required: bool) -> (usize, Result<(), RecordsError>) {
+    let mut output =
+        Output { validator: RecordValidator::new(0), produced: 0, limit, request_left, compression: Compression::None, keys_required };
     let verdict = check_into(batch, &mut output);
     (output.produced, verdict)
 }
@@ -94,7 +95,7 @@ fn check_into(batch: &[u8], output: &mut Output) -> Result<(), RecordsError> {
     if count < 0 || (count as usize).saturating_mul(MIN_RECORD_BYTES) > room {
         return Err(RecordsError::CountPastBytes { count, bytes: room });
     }
-    output.validator = RecordValidator::new(count);
+    output.validator = RecordValidator::new(count).requiring_keys(output.keys_required);
     output.compression = compression;
     match compression {
         Compression::None => output.validator.feed(payload)?,
@@ -131,6 +132,7 @@ struct Output {
     limit: usize,
     request_left: usize,
     compression: Compression,
+    keys_required: bool,
 }
 
 impl Output {
@@ -215,11 +217,27 @@ pub(crate) struct RecordValidator {
     /// The varint being read, as far as it has come.
     varint: u64,
     varint_bytes: u32,
+    /// A null key is a violation (records of a compacted topic).
+    keys_required: bool,
 }
 
 impl RecordValidator {
     pub(crate) fn new(declared: i32) -> Self {
-        Self { declared, index: 0, field: Field::Length, skip: 0, body_left: 0, headers_left: 0, varint: 0, varint_bytes: 0 }
+        Self {
+            declared,
+            index: 0,
+            field: Field::Length,
+            skip: 0,
+            body_left: 0,
+            headers_left: 0,
+            varint: 0,
+            varint_bytes: 0,
+            keys_required: false,
+        }
+    }
+
+    pub(crate) fn requiring_keys(self, keys_required: bool) -> Self {
+        Self { keys_required, ..self }
     }
 
     fn violation(&self, violation: RecordViolation) -> RecordsError {
@@ -337,6 +355,9 @@ impl RecordValidator {
                     Field::KeyLength
                 }
                 Field::KeyLength => {
+                    if self.keys_required && self.zigzag_i32(raw)? == -1 {
+                        return Err(self.violation(RecordViolation::MissingKey));
+                    }
                     self.length(raw, true)?;
                     Field::ValueLength
                 }
@@ -843,11 +864,11 @@ mod tests {
         assert!(payload.len() < 4 << 10, "{} bytes", payload.len());
         let mut pill = with_payload(&header, 4, &payload);
         pill[RECORD_COUNT_AT..RECORDS_AT].copy_from_slice(&60_000_000i32.to_be_bytes());
-        let (inflated, verdict) = check_payload_within(&pill, MAX_DECODED_BATCH_BYTES, usize::MAX);
+        let (inflated, verdict) = check_payload_within(&pill, MAX_DECODED_BATCH_BYTES, usize::MAX, false);
         assert!(matches!(verdict, Err(RecordsError::CountPastBytes { count: 60_000_000, .. })), "{verdict:?}");
         assert_eq!(inflated, 0);
         pill[RECORD_COUNT_AT..RECORDS_AT].copy_from_slice(&1_000_000i32.to_be_bytes());
-        let (inflated, verdict) = check_payload_within(&pill, MAX_DECODED_BATCH_BYTES, usize::MAX);
+        let (inflated, verdict) = check_payload_within(&pill, MAX_DECODED_BATCH_BYTES, usize::MAX, false);
         assert_eq!(violation(verdict), RecordViolation::ShorterThanMinimum { length: 0 });
         assert!(inflated <= READ_CHUNK, "inflated {inflated} bytes for a refusal at the first record");
     }
@@ -860,7 +881,7 @@ mod tests {
         let (_, header) = records_and_header(1, 1);
         for compression in [Compression::Gzip, Compression::Zstd, Compression::Lz4] {
             let batch = with_payload(&header, compression as i16, &compress(&data, compression));
-            let (inflated, verdict) = check_payload_within(&batch, MAX_DECODED_BATCH_BYTES, usize::MAX);
+            let (inflated, verdict) = check_payload_within(&batch, MAX_DECODED_BATCH_BYTES, usize::MAX, false);
             assert_eq!(verdict, Err(RecordsError::TrailingBytes { declared: 1 }), "{compression:?}");
             assert!(inflated <= 4 << 20, "{compression:?} inflated {inflated} bytes");
         }
@@ -870,13 +891,13 @@ mod tests {
     fn the_request_budget_stops_inflation_and_says_so() {
         for compression in ALL.into_iter().skip(1) {
             let zeros = zeros_batch(4 << 20, compression);
-            let (inflated, verdict) = check_payload_within(&zeros, MAX_DECODED_BATCH_BYTES, 1 << 20);
+            let (inflated, verdict) = check_payload_within(&zeros, MAX_DECODED_BATCH_BYTES, 1 << 20, false);
             assert!(
                 matches!(verdict, Err(RecordsError::RequestBudgetSpent { budget, .. }) if budget == 1 << 20),
                 "{compression:?}: {verdict:?}"
             );
             assert!(inflated <= (1 << 20) + READ_CHUNK.max(64 << 10), "{compression:?}: {inflated}");
-            let (inflated, verdict) = check_payload_within(&zeros, MAX_DECODED_BATCH_BYTES, 8 << 20);
+            let (inflated, verdict) = check_payload_within(&zeros, MAX_DECODED_BATCH_BYTES, 8 << 20, false);
             verdict.unwrap();
             assert!(inflated > 4 << 20, "{compression:?}: {inflated}");
         }
@@ -1019,5 +1040,27 @@ mod tests {
         let mut unknown = encoded_batch(1, Compression::None).to_vec();
         unknown[22] |= 0x05;
         assert!(matches!(check_payload(&unknown, MAX_DECODED_BATCH_BYTES), Err(RecordsError::UnknownCompression { code: 5 })));
+    }
+
+    #[test]
+    fn a_compacted_topic_refuses_a_record_without_a_key_in_every_codec() {
+        for compression in ALL {
+            let keyed = Record { key: Some(Bytes::from_static(b"k")), ..record(0, Bytes::from_static(b"v")) };
+            let mut buffer = BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buffer,
+                [&keyed, &record(1, Bytes::from_static(b"no key"))],
+                &RecordEncodeOptions { version: 2, compression },
+            )
+            .expect("encode");
+            let mixed = buffer.freeze();
+            assert_eq!(check_payload_within(&mixed, MAX_DECODED_BATCH_BYTES, usize::MAX, false).1, Ok(()), "{compression:?}");
+            let verdict = check_payload_within(&mixed, MAX_DECODED_BATCH_BYTES, usize::MAX, true).1;
+            assert_eq!(
+                verdict,
+                Err(RecordsError::InvalidRecord { index: 1, declared: 2, violation: RecordViolation::MissingKey }),
+                "{compression:?}"
+            );
+        }
     }
 }

@@ -87,6 +87,8 @@ pub enum RecordViolation {
     BytesAfterHeaders { left: usize },
     #[error("is cut off by the end of the payload in its {field}")]
     CutShort { field: &'static str },
+    #[error("has no key; a topic with cleanup.policy=compact keeps the latest record per key, so every record needs one")]
+    MissingKey,
 }
 
 impl RecordViolation {
@@ -101,6 +103,7 @@ impl RecordViolation {
             | RecordViolation::TooManyHeaders { .. }
             | RecordViolation::BytesAfterHeaders { .. } => "record_length_mismatch",
             RecordViolation::CutShort { .. } => "record_truncated",
+            RecordViolation::MissingKey => "record_without_key",
         }
     }
 }
@@ -138,7 +141,7 @@ pub fn decode_batch(batch: &Bytes, max_decoded_bytes: usize) -> Result<Vec<Recor
 }
 
 /// Decompresses a batch payload, failing as soon as the output would exceed `limit` bytes.
-fn decompress(payload: &[u8], compression: Compression, limit: usize) -> Result<Bytes, RecordsError> {
+pub(super) fn decompress(payload: &[u8], compression: Compression, limit: usize) -> Result<Bytes, RecordsError> {
     let failed = |error: std::io::Error| RecordsError::Decompress { compression, reason: error.to_string() };
     match compression {
         Compression::None => Ok(Bytes::copy_from_slice(payload)),

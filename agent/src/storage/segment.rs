@@ -79,6 +79,37 @@ impl SegmentBuilder {
         self.entries.last().expect("just pushed")
     }
 
+    /// Appends one partition's batches at given offsets: `batches[i].1` is the chunk-relative base
+    /// offset of `batches[i]`, increasing, and `record_span` the offsets the chunk covers. Offsets
+    /// no batch holds are gaps, which fetch skips (what key compaction leaves; Kafka's compacted
+    /// segments have them too).
+    pub fn add_chunk_at(
+        &mut self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+        batches: &[(Bytes, i64)],
+        record_span: i64,
+        max_timestamp: i64,
+    ) -> &FooterEntry {
+        let start = self.buffer.len();
+        for (bytes, relative) in batches {
+            batch::put_with_base_offset(&mut self.buffer, bytes, *relative);
+        }
+        let crc = crc32c::crc32c(&self.buffer[start..]);
+        self.entries.push(FooterEntry {
+            topic: topic.to_string(),
+            topic_id,
+            partition,
+            record_count: record_span,
+            byte_start: start as u64,
+            byte_len: (self.buffer.len() - start) as u64,
+            max_timestamp,
+            crc,
+        });
+        self.entries.last().expect("just pushed")
+    }
+
     pub fn finish(mut self) -> (Bytes, Vec<FooterEntry>) {
         let footer_start = self.buffer.len();
         self.buffer.put_u32(self.entries.len() as u32);
