@@ -294,13 +294,19 @@ pub fn run_with_timeout(mut command: Command, timeout: Duration) -> Result<Finis
 /// The Java client's adapter, `java -cp <e2e java client> dev.floe.e2e.Main <mode> <arguments>`
 /// (e2e/java), built by install-deps.sh into this checkout's e2e/java/target.
 pub fn java_driver(arguments: &[&str]) -> Result<Command> {
+    java_main("dev.floe.e2e.Main", arguments)
+}
+
+/// `java -cp <e2e java client> <class> <arguments>`: another program of the Java client
+/// (`dev.floe.e2e.WordCount`, Kafka Streams' word count).
+pub fn java_main(class: &str, arguments: &[&str]) -> Result<Command> {
     let java = repository_root().join("e2e/java/target");
     let jar = java.join("floe-e2e-java.jar");
     if !jar.exists() {
         bail!("{} is missing; run e2e/scripts/install-deps.sh (make test does)", jar.display());
     }
     let mut command = Command::new("java");
-    command.arg("-cp").arg(format!("{}:{}/libs/*", jar.display(), java.display())).arg("dev.floe.e2e.Main").args(arguments);
+    command.arg("-cp").arg(format!("{}:{}/libs/*", jar.display(), java.display())).arg(class).args(arguments);
     Ok(command)
 }
 

@@ -1,0 +1,199 @@
+//! The Kafka ecosystem on Floe, unchanged (issue 19): Kafka Streams 4.1.1's word count, with its
+//! repartition topic and its compacted changelog, run by the Java client's `WordCount`
+//! (e2e/java). The suite checks the counts; the application knows nothing of the test.
+
+use anyhow::{bail, ensure, Context, Result};
+use floe_e2e::{http_get, java_main, kafka, metric_value, Playground};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const WORDS: [&str; 12] = ["kafka", "floe", "stream", "table", "object", "storage", "agent", "etcd", "journal", "offset", "key", "value"];
+
+/// Line `index` of the input: a few words chosen from `WORDS` by the index.
+fn line(index: u64) -> String {
+    (0..(index % 5 + 1)).map(|position| WORDS[((index * 7 + position * 3) % WORDS.len() as u64) as usize]).collect::<Vec<_>>().join(" ")
+}
+
+fn count_words(lines: std::ops::Range<u64>, counts: &mut BTreeMap<String, i64>) {
+    for index in lines {
+        for word in line(index).split(' ') {
+            *counts.entry(word.to_string()).or_default() += 1;
+        }
+    }
+}
+
+async fn produce_lines(bootstrap: &str, topic: &str, lines: std::ops::Range<u64>) -> Result<()> {
+    let producer: FutureProducer = kafka::config(bootstrap).set("acks", "all").set("linger.ms", "10").create()?;
+    let mut deliveries = Vec::new();
+    for index in lines {
+        let key = index.to_string();
+        let value = line(index);
+        let delivery = producer
+            .send_result(FutureRecord::to(topic).key(&key).payload(&value))
+            .map_err(|(error, _)| anyhow::anyhow!("enqueue failed: {error}"))?;
+        deliveries.push(delivery);
+    }
+    for delivery in deliveries {
+        delivery.await?.map_err(|(error, _)| anyhow::anyhow!("produce failed: {error}"))?;
+    }
+    Ok(())
+}
+
+/// A running `WordCount`, stopped with SIGTERM when dropped.
+struct WordCountApp {
+    child: Child,
+    states: mpsc::Receiver<String>,
+}
+
+impl WordCountApp {
+    fn start(bootstrap: &str, guarantee: &str, state_dir: &std::path::Path) -> Result<Self> {
+        let state_dir = state_dir.to_string_lossy().into_owned();
+        let mut child = java_main("dev.floe.e2e.WordCount", &[bootstrap, "word-count", "lines", "word-counts", guarantee, &state_dir])?
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the Kafka Streams word count")?;
+        let stdout = child.stdout.take().expect("piped");
+        let (sender, states) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self { child, states })
+    }
+
+    /// Waits for the application to report RUNNING; fails if it reports ERROR or exits.
+    fn wait_running(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.states.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.contains("\"RUNNING\"") => return Ok(()),
+                Ok(line) if line.contains("\"ERROR\"") => bail!("the word count failed: {line}"),
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the word count exited: {:?}", self.child.wait()?),
+            }
+        }
+        bail!("the word count was not RUNNING within {timeout:?}")
+    }
+
+    fn stop(mut self) -> Result<()> {
+        std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                // The JVM exits with 128 + SIGTERM once its shutdown hook (which closes the
+                // application) has run.
+                ensure!(status.success() || status.code() == Some(143), "the word count exited with {status}");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("the word count did not stop within 60 s of SIGTERM")
+    }
+}
+
+impl Drop for WordCountApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The latest count of every word in the output topic (3 partitions, one word in one partition).
+fn latest_counts(consumer: &BaseConsumer, counts: &mut BTreeMap<String, i64>, until: Instant, expected: &BTreeMap<String, i64>) -> Result<()> {
+    while Instant::now() < until && counts != expected {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let message = message?;
+        let word = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+        let bytes: [u8; 8] = message.payload().unwrap_or_default().try_into().context("a count is 8 bytes (Serdes.Long)")?;
+        counts.insert(word, i64::from_be_bytes(bytes));
+    }
+    Ok(())
+}
+
+fn output_reader(bootstrap: &str) -> Result<BaseConsumer> {
+    let consumer: BaseConsumer = kafka::config(bootstrap).set("group.id", "count-reader").set("enable.auto.commit", "false").create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..3 {
+        assignment.add_partition_offset("word-counts", partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(consumer)
+}
+
+fn wait_for_counts(bootstrap: &str, expected: &BTreeMap<String, i64>, timeout: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    let consumer = output_reader(bootstrap)?;
+    let mut counts = BTreeMap::new();
+    latest_counts(&consumer, &mut counts, started + timeout, expected)?;
+    ensure!(&counts == expected, "after {timeout:?} the word count says {counts:?}, expected {expected:?}");
+    Ok(started.elapsed())
+}
+
+/// Issue 19, done-when 1 (at_least_once on the playground): Kafka Streams' word count counts
+/// every word exactly; stopped and started again with an empty state directory, it restores its
+/// counts from the changelog topic (which key compaction has cleaned meanwhile) and goes on
+/// counting exactly; the counts read back after the playground restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_streams_word_count_counts_exactly_and_restores_from_its_compacted_changelog() -> Result<()> {
+    const FIRST: u64 = 2_000;
+    const SECOND: u64 = 1_000;
+    let started = Instant::now();
+    let mut playground = Playground::start(&["--key-compaction-interval", "1s"])?;
+    let admin: AdminClient<DefaultClientContext> = kafka::config(&playground.bootstrap).create()?;
+    let topics = [NewTopic::new("lines", 3, TopicReplication::Fixed(1)), NewTopic::new("word-counts", 3, TopicReplication::Fixed(1))];
+    for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        if let Err((name, error)) = result {
+            bail!("failed to create {name}: {error}");
+        }
+    }
+    let mut expected = BTreeMap::new();
+    produce_lines(&playground.bootstrap, "lines", 0..FIRST).await?;
+    count_words(0..FIRST, &mut expected);
+
+    let first_state = tempfile::Builder::new().prefix("floe-e2e-streams-").tempdir()?;
+    let mut app = WordCountApp::start(&playground.bootstrap, "at_least_once", first_state.path())?;
+    app.wait_running(Duration::from_secs(90))?;
+    println!("{:?}: {}", started.elapsed(), "running");
+    let took = wait_for_counts(&playground.bootstrap, &expected, Duration::from_secs(90))?;
+    println!("the word count counted {FIRST} lines in {took:?}");
+    app.stop()?;
+    println!("{:?}: {}", started.elapsed(), "stopped");
+
+    // Compaction must have cleaned the changelog before the restore reads it.
+    let removed = || -> Result<f64> {
+        let (_, metrics) = http_get(&playground.http, "/metrics")?;
+        Ok(metric_value(&metrics, "floe_key_compaction_records_removed_total").unwrap_or_default())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while removed()? == 0.0 {
+        ensure!(Instant::now() < deadline, "key compaction removed nothing from the changelog within 30 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    produce_lines(&playground.bootstrap, "lines", FIRST..FIRST + SECOND).await?;
+    count_words(FIRST..FIRST + SECOND, &mut expected);
+    let second_state = tempfile::Builder::new().prefix("floe-e2e-streams-").tempdir()?;
+    let mut app = WordCountApp::start(&playground.bootstrap, "at_least_once", second_state.path())?;
+    app.wait_running(Duration::from_secs(90))?;
+    println!("{:?}: {}", started.elapsed(), "running");
+    let took = wait_for_counts(&playground.bootstrap, &expected, Duration::from_secs(90))?;
+    println!("restored from the changelog ({} records removed by key compaction) and counted {SECOND} more lines in {took:?}", removed()?);
+    app.stop()?;
+    println!("{:?}: {}", started.elapsed(), "stopped");
+
+    playground.restart()?;
+    println!("{:?}: {}", started.elapsed(), "restarted");
+    wait_for_counts(&playground.bootstrap, &expected, Duration::from_secs(30)).context("after the playground restarted")?;
+    Ok(())
+}
