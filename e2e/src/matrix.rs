@@ -14,8 +14,10 @@ pub const CLIENTS: &[&str] = &["java", "librdkafka", "kcat", "franz-go", "kafka-
 /// `tls`: produce and consume over TLS; `mtls`: the same with a client certificate, whose subject
 /// is the principal; `sasl`: produce, consume and admin over SASL (SCRAM and
 /// PLAIN); `oauthbearer`: produce and consume with SASL/OAUTHBEARER tokens checked against a JWKS;
-/// `acls`: Kafka's authorization codes when an ACL is missing, and access once granted.
-pub const FEATURES: &[&str] = &["produce", "consume", "groups", "admin", "idempotence", "tls", "mtls", "sasl", "oauthbearer", "acls"];
+/// `acls`: Kafka's authorization codes when an ACL is missing, and access once granted;
+/// `compaction`: reading a topic that key compaction cleaned (gaps, rewritten batches).
+pub const FEATURES: &[&str] =
+    &["produce", "consume", "groups", "admin", "idempotence", "tls", "mtls", "sasl", "oauthbearer", "acls", "compaction"];
 
 /// Where cell results are written: `$FLOE_MATRIX_DIR`, else `<target>/compat-matrix`.
 pub fn results_directory() -> PathBuf {

@@ -1,8 +1,10 @@
 //! The Kafka ecosystem on Floe, unchanged (issue 19): Kafka Streams 4.1.1's word count, with its
 //! repartition topic and its compacted changelog, run by the Java client's `WordCount`
-//! (e2e/java). The suite checks the counts; the application knows nothing of the test.
+//! (e2e/java), and a Kafka Connect 4.1.1 distributed worker with the FileStream connectors. The
+//! suite checks the counts and the files; the applications know nothing of the test.
 
 use anyhow::{bail, ensure, Context, Result};
+use floe_e2e::matrix::Cell;
 use floe_e2e::{http_get, java_main, kafka, metric_value, Playground};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -110,7 +112,12 @@ impl Drop for WordCountApp {
 }
 
 /// The latest count of every word in the output topic (3 partitions, one word in one partition).
-fn latest_counts(consumer: &BaseConsumer, counts: &mut BTreeMap<String, i64>, until: Instant, expected: &BTreeMap<String, i64>) -> Result<()> {
+fn latest_counts(
+    consumer: &BaseConsumer,
+    counts: &mut BTreeMap<String, i64>,
+    until: Instant,
+    expected: &BTreeMap<String, i64>,
+) -> Result<()> {
     while Instant::now() < until && counts != expected {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
         let message = message?;
@@ -146,6 +153,11 @@ fn wait_for_counts(bootstrap: &str, expected: &BTreeMap<String, i64>, timeout: D
 /// counting exactly; the counts read back after the playground restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_streams_word_count_counts_exactly_and_restores_from_its_compacted_changelog() -> Result<()> {
+    let cell = Cell::open(
+        "java",
+        "compaction",
+        "Kafka Streams' word count restores its counts from a changelog key compaction cleaned, and counts on exactly",
+    );
     const FIRST: u64 = 2_000;
     const SECOND: u64 = 1_000;
     let started = Instant::now();
@@ -195,5 +207,161 @@ async fn kafka_streams_word_count_counts_exactly_and_restores_from_its_compacted
     playground.restart()?;
     println!("{:?}: {}", started.elapsed(), "restarted");
     wait_for_counts(&playground.bootstrap, &expected, Duration::from_secs(30)).context("after the playground restarted")?;
+    cell.pass();
+    Ok(())
+}
+
+/// `POST path` with a JSON body; the status and body of the answer.
+fn http_post_json(address: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).context("malformed HTTP response")?;
+    Ok((status, response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()))
+}
+
+/// A Kafka Connect 4.1.1 distributed worker (`ConnectDistributed`), stopped with SIGTERM.
+struct ConnectWorker {
+    child: Child,
+    rest: String,
+}
+
+impl ConnectWorker {
+    fn start(properties: &std::path::Path, rest: &str, log: &std::path::Path) -> Result<Self> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let child = java_main("org.apache.kafka.connect.cli.ConnectDistributed", &[&properties.to_string_lossy()])?
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the Kafka Connect worker")?;
+        let mut worker = Self { child, rest: rest.to_string() };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = worker.child.try_wait()? {
+                bail!("the Connect worker exited with {status} while starting");
+            }
+            if matches!(http_get(&worker.rest, "/connectors"), Ok((200, _))) {
+                return Ok(worker);
+            }
+            ensure!(Instant::now() < deadline, "the Connect worker's REST API did not answer within 120 s");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn stop(mut self) -> Result<()> {
+        std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(status.success() || status.code() == Some(143), "the Connect worker exited with {status}");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("the Connect worker did not stop within 60 s of SIGTERM")
+    }
+}
+
+impl Drop for ConnectWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `path` holds exactly `expected` lines.
+fn wait_for_lines(path: &std::path::Path, expected: &[String], timeout: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect();
+        if lines == expected {
+            return Ok(started.elapsed());
+        }
+        ensure!(
+            lines.len() <= expected.len() && expected.starts_with(&lines),
+            "{} holds {} lines that are not a prefix of the {} expected (a duplicate or a reorder), e.g. {:?}",
+            path.display(),
+            lines.len(),
+            expected.len(),
+            lines.iter().zip(expected).find(|(line, expected)| line != expected)
+        );
+        ensure!(started.elapsed() < timeout, "{} holds {} of the {} lines after {timeout:?}", path.display(), lines.len(), expected.len());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Issue 19, done-when 2: a Kafka Connect 4.1.1 distributed worker starts on Floe (its config,
+/// offset and status topics compacted, as it checks), runs a FileStream source and sink round trip,
+/// and after a worker restart resumes from its stored offsets and configs without a duplicate;
+/// the topic reads back exactly once after the playground restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_connect_runs_a_file_round_trip_and_resumes_from_its_stored_offsets_after_a_restart() -> Result<()> {
+    let mut playground = Playground::start(&["--key-compaction-interval", "2s"])?;
+    // The connectors' topic is created first, as with Kafka's auto-creation off (Connect creates
+    // its own three topics, compacted, and checks their cleanup.policy).
+    kafka::create_topic(&playground.bootstrap, "connect-lines", 1).await?;
+    let directory = tempfile::Builder::new().prefix("floe-e2e-connect-").tempdir()?;
+    let (input, output) = (directory.path().join("in.txt"), directory.path().join("out.txt"));
+    let lines: Vec<String> = (0..800).map(|index| format!("line {index} of the Connect round trip")).collect();
+    std::fs::write(&input, lines[..500].iter().map(|line| format!("{line}\n")).collect::<String>())?;
+    let rest = format!("127.0.0.1:{}", floe_e2e::external_metrics::free_port()?);
+    let properties = directory.path().join("worker.properties");
+    std::fs::write(
+        &properties,
+        format!(
+            "bootstrap.servers={}\ngroup.id=floe-connect\nlisteners=http://{rest}\n\
+             key.converter=org.apache.kafka.connect.storage.StringConverter\n\
+             value.converter=org.apache.kafka.connect.storage.StringConverter\n\
+             config.storage.topic=connect-configs\noffset.storage.topic=connect-offsets\nstatus.storage.topic=connect-status\n\
+             config.storage.replication.factor=-1\noffset.storage.replication.factor=-1\nstatus.storage.replication.factor=-1\n\
+             offset.flush.interval.ms=1000\n",
+            playground.bootstrap
+        ),
+    )?;
+    // Kept after the test (the temporary directory is not) for whoever reads a failure.
+    let log = floe_e2e::target_directory().join("connect-worker.log");
+    std::fs::write(&log, "")?;
+    let started = Instant::now();
+    let worker = ConnectWorker::start(&properties, &rest, &log)?;
+    println!("{:?}: the Connect worker is up", started.elapsed());
+    let connector = |name: &str, class: &str, file: &std::path::Path, topic_key: &str| {
+        format!(
+            r#"{{"name":"{name}","config":{{"connector.class":"{class}","tasks.max":"1","file":"{}","{topic_key}":"connect-lines"}}}}"#,
+            file.display()
+        )
+    };
+    for body in [
+        connector("file-source", "org.apache.kafka.connect.file.FileStreamSourceConnector", &input, "topic"),
+        connector("file-sink", "org.apache.kafka.connect.file.FileStreamSinkConnector", &output, "topics"),
+    ] {
+        let (status, answer) = http_post_json(&rest, "/connectors", &body)?;
+        ensure!(status == 201, "creating a connector answered {status}: {answer}");
+    }
+    let took = wait_for_lines(&output, &lines[..500], Duration::from_secs(90))?;
+    println!("{:?}: 500 lines went through Kafka Connect in {took:?}", started.elapsed());
+    worker.stop()?;
+
+    std::fs::write(&input, lines.iter().map(|line| format!("{line}\n")).collect::<String>())?;
+    let worker = ConnectWorker::start(&properties, &rest, &log)?;
+    let took = wait_for_lines(&output, &lines, Duration::from_secs(90))?;
+    println!("{:?}: after a restart the worker resumed and carried the 300 new lines in {took:?}", started.elapsed());
+    worker.stop()?;
+
+    playground.restart()?;
+    let read = kafka::read_all(&playground.bootstrap, "connect-lines", 1, Duration::from_secs(30))?;
+    let values: Vec<String> = read.values().flatten().map(|record| String::from_utf8_lossy(&record.value).into_owned()).collect();
+    ensure!(
+        values == lines,
+        "after the playground restarted connect-lines holds {} records, not the {} lines once each",
+        values.len(),
+        lines.len()
+    );
     Ok(())
 }

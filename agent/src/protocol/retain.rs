@@ -106,7 +106,10 @@ fn compress(plain: &[u8], compression: Compression) -> std::io::Result<Vec<u8>> 
         // Independent blocks and no content checksum, as Kafka's Java producer writes them: what
         // every client reads (KafkaLZ4BlockInputStream reads no dependent blocks).
         Compression::Lz4 => {
-            let mut encoder = lz4::EncoderBuilder::new().block_mode(lz4::BlockMode::Independent).checksum(lz4::ContentChecksum::NoChecksum).build(Vec::new())?;
+            let mut encoder = lz4::EncoderBuilder::new()
+                .block_mode(lz4::BlockMode::Independent)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .build(Vec::new())?;
             encoder.write_all(plain)?;
             let (out, finished) = encoder.finish();
             finished.map(|_| out)

@@ -25,6 +25,11 @@ const NOT_YET: &[(&str, &str)] = &[
     ("kafka-python", "mtls"),
     ("kafkajs", "mtls"),
     ("kafka-cli", "mtls"),
+    ("kcat", "compaction"),
+    ("franz-go", "compaction"),
+    ("kafka-python", "compaction"),
+    ("kafkajs", "compaction"),
+    ("kafka-cli", "compaction"),
 ];
 
 struct Recorded {
