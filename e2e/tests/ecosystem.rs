@@ -176,11 +176,11 @@ async fn kafka_streams_word_count_counts_exactly_and_restores_from_its_compacted
     let first_state = tempfile::Builder::new().prefix("floe-e2e-streams-").tempdir()?;
     let mut app = WordCountApp::start(&playground.bootstrap, "at_least_once", first_state.path())?;
     app.wait_running(Duration::from_secs(90))?;
-    println!("{:?}: {}", started.elapsed(), "running");
+    println!("{:?}: the word count is running", started.elapsed());
     let took = wait_for_counts(&playground.bootstrap, &expected, Duration::from_secs(90))?;
     println!("the word count counted {FIRST} lines in {took:?}");
     app.stop()?;
-    println!("{:?}: {}", started.elapsed(), "stopped");
+    println!("{:?}: the word count stopped", started.elapsed());
 
     // Compaction must have cleaned the changelog before the restore reads it.
     let removed = || -> Result<f64> {
@@ -198,14 +198,14 @@ async fn kafka_streams_word_count_counts_exactly_and_restores_from_its_compacted
     let second_state = tempfile::Builder::new().prefix("floe-e2e-streams-").tempdir()?;
     let mut app = WordCountApp::start(&playground.bootstrap, "at_least_once", second_state.path())?;
     app.wait_running(Duration::from_secs(90))?;
-    println!("{:?}: {}", started.elapsed(), "running");
+    println!("{:?}: the word count is running", started.elapsed());
     let took = wait_for_counts(&playground.bootstrap, &expected, Duration::from_secs(90))?;
     println!("restored from the changelog ({} records removed by key compaction) and counted {SECOND} more lines in {took:?}", removed()?);
     app.stop()?;
-    println!("{:?}: {}", started.elapsed(), "stopped");
+    println!("{:?}: the word count stopped", started.elapsed());
 
     playground.restart()?;
-    println!("{:?}: {}", started.elapsed(), "restarted");
+    println!("{:?}: the playground restarted", started.elapsed());
     wait_for_counts(&playground.bootstrap, &expected, Duration::from_secs(30)).context("after the playground restarted")?;
     cell.pass();
     Ok(())
