@@ -52,11 +52,15 @@ fn offset_for_timestamp(connection: &mut RawConnection, topic: &str, timestamp: 
     Ok((partition.error_code, partition.offset))
 }
 
+/// ApiVersions at its newest version (v4, what Kafka 4 clients and Go's sarama send first).
 fn still_serves(playground: &Playground) -> Result<()> {
     let mut connection = RawConnection::connect(&playground.bootstrap)?;
-    let correlation = connection.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())?;
-    let response: ApiVersionsResponse = connection.receive(ApiKey::ApiVersions, 3, correlation)?;
-    ensure!(response.error_code == 0, "the agent stopped answering ApiVersions");
+    let request = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("floe-e2e"))
+        .with_client_software_version(StrBytes::from_static_str("1"));
+    let correlation = connection.send(ApiKey::ApiVersions, 4, &request)?;
+    let response: ApiVersionsResponse = connection.receive(ApiKey::ApiVersions, 4, correlation)?;
+    ensure!(response.error_code == 0, "the agent stopped answering ApiVersions (v4 answered {})", response.error_code);
     Ok(())
 }
 

@@ -107,7 +107,7 @@ handler_table! {
     // v0 is advertised because librdkafka (2.0 and older) decides whether a broker has SASL by
     // it; used, it is refused (`sasl::Session::handshake`).
     SaslHandshake 0..=1 "sasl_handshake" [] => |context, request, version, client| crate::sasl::handshake_not_expected();
-    ApiVersions 0..=3 "api_versions" [] => |context, request, version, client| api_versions::response(None);
+    ApiVersions 0..=4 "api_versions" [] => |context, request, version, client| api_versions::response(None);
     CreateTopics 2..=7 "create_topics" [Cluster Create, Topic Create, Topic DescribeConfigs] => |context, request, version, client| topics::create(context, request, version, client).await;
     DeleteTopics 1..=6 "delete_topics" [Topic Delete] => |context, request, version, client| topics::delete(context, request, version, client).await;
     DeleteRecords 0..=2 "delete_records" [Topic Delete] => |context, request, version, client| delete_records::handle(context, request, client).await;
