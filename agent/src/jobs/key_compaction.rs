@@ -30,10 +30,10 @@ use uuid::Uuid;
 
 /// Bytes of chunks one partition's cleaning reads at most in one run; a larger cleanable range
 /// is cleaned from its newest end (where the dirty records are) and the rest on later runs.
-const MAX_RANGE_BYTES: u64 = 256 << 20;
+const MAX_RANGE_BYTES: u64 = 64 << 20;
 
 /// Bytes of chunks one run of the job reads at most across partitions.
-const MAX_RUN_BYTES: u64 = 512 << 20;
+const MAX_RUN_BYTES: u64 = 128 << 20;
 
 /// One partition's cleanable range.
 #[derive(Debug, Clone, PartialEq)]
