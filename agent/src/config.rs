@@ -574,6 +574,19 @@ pub struct ClusterArgs {
 pub const DEFAULT_LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(3);
 
 impl ClusterArgs {
+    /// etcd credentials travel only over TLS: a user name and password without `--etcd-ca-file`
+    /// would go to whatever answers at the endpoint in clear text (etcd's Authenticate call).
+    fn check_etcd_credentials(&self) -> Result<(), String> {
+        match (&self.etcd_user, &self.etcd_password) {
+            (Some(_), None) | (None, Some(_)) => Err("--etcd-user and --etcd-password go together".to_string()),
+            (Some(_), Some(_)) if self.etcd_ca_file.is_none() => Err(
+                "--etcd-user/--etcd-password would be sent to etcd in clear text: add --etcd-ca-file (TLS to etcd), or drop the credentials"
+                    .to_string(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
     pub fn load_report_interval(&self) -> Duration {
         self.load_report_interval.unwrap_or_else(|| DEFAULT_LOAD_REPORT_INTERVAL.min(self.registry_ttl / 3))
     }
@@ -597,7 +610,7 @@ impl ClusterArgs {
                 humantime::format_duration(self.registry_ttl)
             ));
         }
-        Ok(())
+        self.check_etcd_credentials()
     }
 }
 
@@ -656,6 +669,15 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(error.contains("--roles") && error.contains("example"), "{error}");
+    }
+
+    #[test]
+    fn etcd_credentials_are_refused_without_tls_to_etcd() {
+        let error = agent_args(&["--etcd-user", "floe", "--etcd-password", "secret"]).cluster.validate().unwrap_err();
+        assert!(error.contains("clear text") && error.contains("--etcd-ca-file"), "{error}");
+        assert!(agent_args(&["--etcd-user", "floe"]).cluster.validate().unwrap_err().contains("go together"));
+        let with_tls = agent_args(&["--etcd-user", "floe", "--etcd-password", "secret", "--etcd-ca-file", "/etc/etcd/ca.crt"]);
+        assert_eq!(with_tls.cluster.validate(), Ok(()));
     }
 
     fn agent_args(extra: &[&str]) -> AgentArgs {

@@ -161,6 +161,10 @@ impl VirtualClusterSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.credentialsSecretRef) || has(self.tlsSecretRef)",
+    "message": "etcd credentials are sent only over TLS: credentialsSecretRef needs tlsSecretRef (a Secret with the etcd server's ca.crt)"
+}]))]
 pub struct EtcdSpec {
     /// etcd client endpoints as host:port, e.g. `floe-etcd.floe-system.svc:2379`.
     #[schemars(length(min = 1, max = 16))]
@@ -176,7 +180,8 @@ pub struct EtcdSpec {
         "must be a key path such as /floe or /teams/payments"
     )))]
     pub prefix: String,
-    /// Secret with keys `username` and `password` for etcd authentication.
+    /// Secret with keys `username` and `password` for etcd authentication; needs `tlsSecretRef`,
+    /// so the password never crosses the network in clear text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretReference>,
     /// Secret with keys `ca.crt` and, for client certificates, `tls.crt` and `tls.key`.
