@@ -373,6 +373,11 @@ fn invalid_fixtures(plane: &ControlPlane) -> Vec<Invalid> {
     };
     vec![
         Invalid {
+            what: "etcd credentials without TLS to etcd",
+            object: cluster(&|v| v["spec"]["etcd"]["credentialsSecretRef"] = json!({"name": "etcd-auth"})),
+            field: "etcd credentials are sent only over TLS",
+        },
+        Invalid {
             what: "mtls without a TLS Secret",
             object: cluster(&|v| v["spec"]["listener"] = json!({"authentication": {"type": "mtls"}})),
             field: "mtls authentication needs tlsSecretRef",
