@@ -27,6 +27,7 @@ impl Pki {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let certificate = params.self_signed(&key)?;
         std::fs::write(directory.path().join("ca.crt"), certificate.pem())?;
+        std::fs::write(directory.path().join("ca.key"), key.serialize_pem())?;
         Ok(Self { directory, issuer: Issuer::new(params, key) })
     }
 
@@ -46,8 +47,14 @@ impl Pki {
     /// a Secret volume update replaces files), and `<name>.pem` (key and certificate, a Java PEM
     /// keystore). A server certificate names localhost and 127.0.0.1.
     pub fn issue(&self, name: &str, serial: &[u8], subject: &[(DnType, &str)], server: bool) -> Result<()> {
+        let names: &[&str] = if server { &["localhost", "127.0.0.1"] } else { &[] };
+        self.issue_for(name, serial, subject, names, server)
+    }
+
+    /// [`Pki::issue`] naming `names` (DNS names, or IP addresses) in the certificate.
+    pub fn issue_for(&self, name: &str, serial: &[u8], subject: &[(DnType, &str)], names: &[&str], server: bool) -> Result<()> {
         let key = KeyPair::generate()?;
-        let names = if server { vec!["localhost".to_string(), "127.0.0.1".to_string()] } else { Vec::new() };
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
         let mut params = CertificateParams::new(names)?;
         params.serial_number = Some(SerialNumber::from(serial.to_vec()));
         params.distinguished_name = rcgen::DistinguishedName::new();

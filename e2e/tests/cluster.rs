@@ -1,7 +1,8 @@
 //! Cluster mode (done-when 1-4 of the cluster issue): several `floe agent` processes share one
 //! virtual cluster through a real etcd and a real S3-compatible server, on loopback.
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
+use serde::Deserialize as _;
 use floe_e2e::cluster::{Agent, AgentOptions, Infrastructure};
 use floe_e2e::kafka::{self, longest_gap, produce_until, verify_acknowledged};
 use floe_e2e::verifiable::{self, Events, Expected};
@@ -493,5 +494,132 @@ async fn a_virtual_cluster_nested_under_anothers_journal_leaves_both_journals_in
         let expected: Vec<Vec<u8>> = (0..RECORDS).map(floe_e2e::records::value).collect();
         ensure!(values == expected, "after a restart {topic} holds {} of its {RECORDS} records, or other values", values.len());
     }
+    Ok(())
+}
+
+/// The in-chart etcd's TLS (issue 18): the chart rendered with `etcd.enabled=true` (TLS on by
+/// default); a real etcd run with the TLS settings and the certificates of that rendering (only the
+/// member's addresses are changed to loopback); an agent given the chart's client Secret as
+/// `--etcd-ca-file`/`--etcd-cert-file`/`--etcd-key-file` serves a virtual cluster from it, while a
+/// client without a certificate, or speaking plain HTTP, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_etcd_accepts_only_clients_with_its_client_certificate_and_an_agent_runs_on_it() -> Result<()> {
+    use base64::Engine as _;
+    let k8s = std::fs::read_dir(floe_e2e::cache_directory().join("k8s"))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+        .find(|bin| bin.join("helm").exists() && bin.join("etcd").exists())
+        .context("no helm and etcd under the cache's k8s/*/bin: run make deps-k8s")?;
+    let chart = floe_e2e::repository_root().join("charts/floe");
+    let output = std::process::Command::new(k8s.join("helm"))
+        .args(["template", "floe", &chart.to_string_lossy(), "-n", "floe-system", "--kube-version", "1.36.0", "--set", "etcd.enabled=true"])
+        .output()?;
+    ensure!(output.status.success(), "helm template failed: {}", String::from_utf8_lossy(&output.stderr));
+    let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_slice(&output.stdout)
+        .map(serde_yaml::Value::deserialize)
+        .collect::<std::result::Result<_, _>>()?;
+    let named = |kind: &str, name: &str| {
+        documents.iter().find(|document| document["kind"].as_str() == Some(kind) && document["metadata"]["name"].as_str() == Some(name))
+    };
+    let directory = tempfile::Builder::new().prefix("floe-e2e-chart-etcd-").tempdir()?;
+    let write_secret = |name: &str| -> Result<std::path::PathBuf> {
+        let secret = named("Secret", name).with_context(|| format!("the chart renders no Secret {name}"))?;
+        let path = directory.path().join(name);
+        std::fs::create_dir_all(&path)?;
+        for key in ["ca.crt", "tls.crt", "tls.key"] {
+            let encoded = secret["data"][key].as_str().with_context(|| format!("{name} has no {key}"))?;
+            std::fs::write(path.join(key), base64::engine::general_purpose::STANDARD.decode(encoded)?)?;
+        }
+        Ok(path)
+    };
+    let server = write_secret("floe-etcd-server-tls")?;
+    let client = write_secret("floe-etcd-client-tls")?;
+    let statefulset = named("StatefulSet", "floe-etcd").context("the chart renders no etcd StatefulSet")?;
+    let mounted = "/etc/etcd/tls";
+    let mut environment: Vec<(String, String)> = Vec::new();
+    for variable in statefulset["spec"]["template"]["spec"]["containers"][0]["env"].as_sequence().context("etcd has no env")? {
+        let (Some(name), Some(value)) = (variable["name"].as_str(), variable["value"].as_str()) else { continue };
+        // The chart's TLS settings, with the Secret's mount point replaced by where it was written.
+        if name.contains("CERT") || name.contains("KEY_FILE") || name.contains("CA_FILE") {
+            environment.push((name.to_string(), value.replace(mounted, &server.to_string_lossy())));
+        }
+    }
+    ensure!(
+        environment.iter().any(|(name, value)| name == "ETCD_CLIENT_CERT_AUTH" && value == "true"),
+        "the chart's etcd does not require client certificates: {environment:?}"
+    );
+    let listen = statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .and_then(|env| env.iter().find(|variable| variable["name"].as_str() == Some("ETCD_LISTEN_CLIENT_URLS")))
+        .and_then(|variable| variable["value"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    ensure!(listen.starts_with("https://"), "the chart's etcd listens on {listen}, not https");
+    let (client_port, peer_port) = (floe_e2e::external_metrics::free_port()?, floe_e2e::external_metrics::free_port()?);
+    let endpoint = format!("https://127.0.0.1:{client_port}");
+    let peer = format!("https://127.0.0.1:{peer_port}");
+    let log = std::fs::File::create(directory.path().join("etcd.log"))?;
+    let mut etcd = std::process::Command::new(k8s.join("etcd"))
+        .envs(environment)
+        .args(["--name", "floe-etcd-0", "--data-dir", &directory.path().join("data").to_string_lossy()])
+        .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("floe-etcd-0={peer}")])
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    struct Stop<'a>(&'a mut std::process::Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let etcd = Stop(&mut etcd);
+    let etcdctl = |certificate: bool, endpoint: &str| {
+        let mut command = std::process::Command::new("etcdctl");
+        command.env("ETCDCTL_API", "3").args(["--endpoints", endpoint, "--dial-timeout", "2s", "--command-timeout", "3s"]);
+        command.args(["--cacert", &client.join("ca.crt").to_string_lossy()]);
+        if certificate {
+            command.args(["--cert", &client.join("tls.crt").to_string_lossy(), "--key", &client.join("tls.key").to_string_lossy()]);
+        }
+        command.args(["put", "/probe", "x"]).output().map(|output| output.status.success())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !etcdctl(true, &endpoint)? {
+        ensure!(etcd.0.try_wait()?.is_none(), "etcd exited: {}", std::fs::read_to_string(directory.path().join("etcd.log"))?);
+        ensure!(Instant::now() < deadline, "etcd with the chart's TLS settings did not accept the chart's client certificate in 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ensure!(!etcdctl(false, &endpoint)?, "etcd accepted a client without a certificate");
+    ensure!(!etcdctl(true, &format!("http://127.0.0.1:{client_port}"))?, "etcd accepted plain HTTP");
+
+    let infrastructure = Infrastructure::start()?;
+    let flags = [
+        "--etcd-ca-file",
+        &client.join("ca.crt").to_string_lossy().into_owned(),
+        "--etcd-cert-file",
+        &client.join("tls.crt").to_string_lossy().into_owned(),
+        "--etcd-key-file",
+        &client.join("tls.key").to_string_lossy().into_owned(),
+    ]
+    .map(|flag| flag.to_string());
+    let options = AgentOptions {
+        metadata_url: Some(format!("etcd://127.0.0.1:{client_port}/floe")),
+        ..Default::default()
+    };
+    let agent = Agent::start_with(&infrastructure, "tls", &flags.iter().map(String::as_str).collect::<Vec<_>>(), options)?;
+    kafka::create_topic(&agent.bootstrap, "over-tls", 1).await?;
+    let producer: rdkafka::producer::FutureProducer = kafka::config(&agent.bootstrap).set("acks", "all").create()?;
+    for index in 0..20u64 {
+        let (key, value) = (floe_e2e::records::key(index), floe_e2e::records::value(index));
+        producer
+            .send(rdkafka::producer::FutureRecord::to("over-tls").key(&key).payload(&value), Duration::from_secs(10))
+            .await
+            .map_err(|(error, _)| anyhow::anyhow!("produce failed: {error}"))?;
+    }
+    let read = kafka::read_all(&agent.bootstrap, "over-tls", 1, Duration::from_secs(30))?;
+    ensure!(read.values().map(Vec::len).sum::<usize>() == 20, "read {read:?} back, not the 20 records");
+    drop(agent);
+    drop(etcd);
     Ok(())
 }

@@ -10,10 +10,14 @@
 //! way the chart's Deployment does (`--install-crds`), with what the pod's cluster DNS would give
 //! it emulated by a private `/etc/hosts` (a mount namespace: `unshare --mount`), where
 //! `floe-etcd.floe-system.svc` and the example's `minio.storage.svc` lead to loopback forwarders in
-//! front of the test's real etcd and S3 server.
+//! front of the test's real etcd and S3 server. The chart's etcd speaks TLS and admits only its
+//! client certificate: the stand-in etcd does the same, with a server certificate from the CA the
+//! release then uses (the test puts that CA into the Secret the chart keeps its CA in, marked as
+//! the release's, so the chart signs the client Secret with it instead of a CA of its own).
 
 use anyhow::{bail, Context, Result};
 use floe_e2e::kubernetes::{operator_binary, wait_for, ControlPlane};
+use floe_e2e::pki::Pki;
 use floe_e2e::repository_root;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -55,6 +59,78 @@ async fn forward(listen: &str, upstream: String) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// The in-chart etcd as the chart configures it (etcd.tls.enabled): TLS with a server certificate
+/// for `floe-etcd.floe-system.svc` and client-certificate authentication, from `pki`'s CA, which
+/// is put where the chart keeps its CA (`floe-etcd-ca`, owned by the release `floe`) so that the
+/// release's client Secrets are signed by it.
+struct TlsEtcd {
+    child: Child,
+    address: String,
+}
+
+impl TlsEtcd {
+    fn start(plane: &ControlPlane, pki: &Pki) -> Result<Self> {
+        use rcgen::DnType;
+        pki.issue_for("etcd", &[0x20, 0x01], &[(DnType::CommonName, "floe-etcd")], &[CHART_ETCD.0, "localhost", "127.0.0.1"], true)?;
+        pki.issue("etcd-probe", &[0x20, 0x02], &[(DnType::CommonName, "probe")], false)?;
+        let read = |name: &str| std::fs::read(pki.path(name)).with_context(|| format!("reading {name}"));
+        use base64::Engine as _;
+        let encode = |bytes: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let secret = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {
+                "name": "floe-etcd-ca", "namespace": "floe-system",
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {"meta.helm.sh/release-name": "floe", "meta.helm.sh/release-namespace": "floe-system"}
+            },
+            "data": {"tls.crt": encode(read("ca.crt")?), "tls.key": encode(read("ca.key")?)}
+        });
+        let manifest = pki.path("floe-etcd-ca.json");
+        std::fs::write(&manifest, secret.to_string())?;
+        plane.kubectl(&["create", "namespace", "floe-system"])?;
+        plane.kubectl(&["apply", "-f", &manifest.to_string_lossy()])?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let peer = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let address = format!("127.0.0.1:{port}");
+        let child = Command::new(plane.bin.join("etcd"))
+            .args(["--name", "floe-etcd-0", "--data-dir", &plane.state.join("chart-etcd").to_string_lossy()])
+            .args(["--listen-client-urls", &format!("https://{address}"), "--advertise-client-urls", &format!("https://{address}")])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}"), "--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-cluster", &format!("floe-etcd-0=http://127.0.0.1:{peer}")])
+            .args(["--cert-file", &pki.arg("etcd.crt"), "--key-file", &pki.arg("etcd.key")])
+            .args(["--trusted-ca-file", &pki.arg("ca.crt"), "--client-cert-auth"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(plane.state.join("chart-etcd.log"))?)
+            .spawn()
+            .context("failed to start the stand-in etcd")?;
+        let etcd = Self { child, address };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let healthy = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &format!("https://{}", etcd.address), "--cacert", &pki.arg("ca.crt")])
+                .args(["--cert", &pki.arg("etcd-probe.crt"), "--key", &pki.arg("etcd-probe.key"), "endpoint", "health"])
+                .output()
+                .is_ok_and(|output| output.status.success());
+            if healthy {
+                return Ok(etcd);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the stand-in TLS etcd was not healthy within 30 s (see {})", plane.state.join("chart-etcd.log").display());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for TlsEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The operator as the chart's pod runs it, resolving Service names through `hosts`.
@@ -144,7 +220,9 @@ async fn the_readme_quick_starts_work_verbatim_and_the_chart_installs_again_unde
     let created = Command::new("bash").arg(&s3).args(["create-bucket", &infrastructure.s3_port.to_string(), EXAMPLE_BUCKET]).status()?;
     assert!(created.success(), "creating the example's bucket failed");
 
-    forward(CHART_ETCD.1, format!("127.0.0.1:{}", infrastructure.etcd_port)).await?;
+    let pki = Pki::new()?;
+    let _chart_etcd = TlsEtcd::start(&plane, &pki)?;
+    forward(CHART_ETCD.1, _chart_etcd.address.clone()).await?;
     forward(EXAMPLE_S3.1, format!("127.0.0.1:{}", infrastructure.s3_port)).await?;
     let hosts = plane.state.join("hosts");
     let ip = |address: &str| address.split(':').next().unwrap_or_default().to_string();

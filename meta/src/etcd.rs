@@ -46,13 +46,27 @@ pub enum EtcdError {
     Malformed { key: String, reason: String },
 }
 
+/// The URLs to dial: `https://` when TLS is configured, else `http://`, whatever scheme (or none)
+/// an endpoint was written with, so a TLS setting is never silently ignored or refused.
+pub fn endpoint_urls(endpoints: &[String], tls: bool) -> Vec<String> {
+    let scheme = if tls { "https" } else { "http" };
+    endpoints
+        .iter()
+        .map(|endpoint| {
+            let address = endpoint.split_once("://").map_or(endpoint.as_str(), |(_, address)| address);
+            format!("{scheme}://{address}")
+        })
+        .collect()
+}
+
 pub async fn connect(settings: &EtcdSettings) -> Result<Client, EtcdError> {
+    let tls_configured = settings.ca_file.is_some() || settings.cert_file.is_some();
     let mut options =
         ConnectOptions::new().with_keep_alive(Duration::from_secs(5), Duration::from_secs(5)).with_connect_timeout(Duration::from_secs(5));
     if let Some((user, password)) = &settings.user {
         options = options.with_user(user.clone(), password.clone());
     }
-    if settings.ca_file.is_some() || settings.cert_file.is_some() {
+    if tls_configured {
         let read = |path: &std::path::PathBuf| std::fs::read(path).map_err(|source| EtcdError::TlsFile { path: path.clone(), source });
         let mut tls = etcd_client::TlsOptions::new();
         if let Some(ca) = &settings.ca_file {
@@ -63,9 +77,8 @@ pub async fn connect(settings: &EtcdSettings) -> Result<Client, EtcdError> {
         }
         options = options.with_tls(tls);
     }
-    Client::connect(&settings.endpoints, Some(options))
-        .await
-        .map_err(|source| EtcdError::Connect { endpoints: settings.endpoints.clone(), source })
+    let endpoints = endpoint_urls(&settings.endpoints, tls_configured);
+    Client::connect(&endpoints, Some(options)).await.map_err(|source| EtcdError::Connect { endpoints, source })
 }
 
 /// Loads the current state (snapshot plus journal tail) into `replica` once, without following.
@@ -214,6 +227,13 @@ impl JournalReader {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn endpoints_are_dialled_with_https_exactly_when_tls_is_configured() {
+        let written = ["10.0.0.1:2379".to_string(), "http://etcd.floe.svc:2379".to_string(), "https://e:2379".to_string()];
+        assert_eq!(endpoint_urls(&written, true), ["https://10.0.0.1:2379", "https://etcd.floe.svc:2379", "https://e:2379"]);
+        assert_eq!(endpoint_urls(&written, false), ["http://10.0.0.1:2379", "http://etcd.floe.svc:2379", "http://e:2379"]);
+    }
+
     use super::*;
 
     #[test]

@@ -161,10 +161,20 @@ app.kubernetes.io/component: etcd
 {{- end }}
 
 {{/* Peer URL of etcd member number $index: http://<pod>.<headless>.<namespace>.svc:2380 */}}
+{{/* http, or https when the in-chart etcd serves TLS (etcd.tls.enabled). */}}
+{{- define "floe.etcd.scheme" -}}
+{{- if .Values.etcd.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* The Secret holding the in-chart etcd's client certificate (etcd.tls.enabled). */}}
+{{- define "floe.etcd.clientSecretName" -}}
+{{- printf "%s-client-tls" (include "floe.etcd.fullname" .) }}
+{{- end }}
+
 {{- define "floe.etcd.peerUrl" -}}
 {{- $root := index . 0 }}
 {{- $index := index . 1 }}
-{{- printf "http://%s-%d.%s.%s.svc:2380" (include "floe.etcd.fullname" $root) $index (include "floe.etcd.headlessServiceName" $root) $root.Release.Namespace }}
+{{- printf "%s://%s-%d.%s.%s.svc:2380" (include "floe.etcd.scheme" $root) (include "floe.etcd.fullname" $root) $index (include "floe.etcd.headlessServiceName" $root) $root.Release.Namespace }}
 {{- end }}
 
 {{/*

@@ -86,7 +86,8 @@ pub async fn resolve_etcd(client: &Client, cluster: &VirtualCluster) -> Result<(
     let spec = &cluster.spec;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut settings = EtcdSettings {
-        endpoints: spec.etcd.endpoints.iter().map(|endpoint| format!("http://{endpoint}")).collect(),
+        // floe_meta::etcd::connect dials https:// when a CA or client certificate is set.
+        endpoints: spec.etcd.endpoints.clone(),
         prefix: spec.etcd.prefix.clone(),
         ..EtcdSettings::default()
     };
