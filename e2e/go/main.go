@@ -4,6 +4,7 @@
 //	floe-e2e-franz-go roundtrip   --bootstrap H:P --topic T [--partitions 12] --records N
 //	floe-e2e-franz-go admin       --bootstrap H:P --topic T
 //	floe-e2e-franz-go idempotence --bootstrap H:P --topic T [--partitions 12] --records N
+//	floe-e2e-franz-go denied      --bootstrap H:P --topic T --group G --new-topic N
 //
 // Every mode also takes --tls-ca-file CA.pem (TLS, trusting that CA) and --sasl-mechanism
 // PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 with --sasl-user and --sasl-password.
@@ -42,6 +43,9 @@ type options struct {
 	topic      string
 	partitions int
 	records    int
+	// group and newTopic are the denied mode's group and topic to create.
+	group    string
+	newTopic string
 	// security holds the TLS and SASL options of --tls-ca-file and --sasl-*.
 	security []kgo.Opt
 }
@@ -57,6 +61,8 @@ func main() {
 	set.StringVar(&opts.topic, "topic", "", "topic to create and use (must not exist yet)")
 	set.IntVar(&opts.partitions, "partitions", 12, "partitions of the topic")
 	set.IntVar(&opts.records, "records", 10000, "records to produce")
+	set.StringVar(&opts.group, "group", "", "consumer group (denied)")
+	set.StringVar(&opts.newTopic, "new-topic", "", "topic to create (denied)")
 	tlsCA := set.String("tls-ca-file", "", "connect with TLS, trusting this CA (PEM)")
 	mechanism := set.String("sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	user := set.String("sasl-user", "", "SASL user")
@@ -72,6 +78,9 @@ func main() {
 	if opts.bootstrap == "" || opts.topic == "" || opts.partitions < 1 || opts.records < 0 {
 		usage("--bootstrap and --topic are required; --partitions >= 1; --records >= 0")
 	}
+	if mode == "denied" && (opts.group == "" || opts.newTopic == "") {
+		usage("denied needs --group and --new-topic")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	emit("startup_complete", map[string]any{"client": clientName})
@@ -83,6 +92,8 @@ func main() {
 		err = admin(ctx, opts)
 	case "idempotence":
 		err = idempotence(ctx, opts)
+	case "denied":
+		err = denied(ctx, opts)
 	default:
 		usage("unknown mode " + mode)
 	}
@@ -96,7 +107,7 @@ func main() {
 }
 
 func usage(reason string) {
-	fmt.Fprintf(os.Stderr, "usage error: %s\nusage: floe-e2e-franz-go roundtrip|admin|idempotence --bootstrap HOST:PORT --topic T [--partitions P] [--records N]\n", reason)
+	fmt.Fprintf(os.Stderr, "usage error: %s\nusage: floe-e2e-franz-go roundtrip|admin|idempotence|denied --bootstrap HOST:PORT --topic T [--partitions P] [--records N] [--group G --new-topic N]\n", reason)
 	os.Exit(2)
 }
 

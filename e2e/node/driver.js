@@ -6,23 +6,26 @@
  *   node driver.js roundtrip   --bootstrap H:P --topic T [--partitions 12] --records N
  *   node driver.js admin       --bootstrap H:P --topic T
  *   node driver.js idempotence --bootstrap H:P --topic T [--partitions 12] --records N
+ *   node driver.js denied      --bootstrap H:P --topic T --group G --new-topic N
  *
  * Every mode also takes --tls-ca-file CA.pem (TLS, trusting that CA) and --sasl-mechanism
  * PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 with --sasl-user and --sasl-password.
  *
  * It reports what kafkajs did as JSON events on stdout and checks nothing about the data; the Rust
- * suites (kafkajs.rs, sasl.rs) check the events with floe_e2e::verifiable. It exits 0 after
+ * suites (kafkajs.rs, sasl.rs, acls.rs) check the events with floe_e2e::verifiable. It exits 0 after
  * shutdown_complete, 1 when it cannot go on ("FAIL kafkajs <mode>: ..." on stderr), 2 on bad
  * usage. KAFKAJS_LOG=info (or debug, warn) shows the client's own log on stderr. See README.md.
  */
 
-const { Kafka, logLevel, Partitioners, AssignerProtocol, ConfigResourceTypes } = require('kafkajs')
+const { Kafka, logLevel, Partitioners, AssignerProtocol, ConfigResourceTypes, KafkaJSProtocolError } = require('kafkajs')
 const { registerCodecs, CODECS } = require('./codecs')
 
 const CLIENT_ID = 'floe-e2e-kafkajs'
 const CLIENT_NAME = 'kafkajs' // the h-client header and startup_complete's client
 const CONSUME_DEADLINE_MS = 150000
 const DRAIN_MS = 1500
+const DENIED_STEP_MS = 15000
+const DENIED_CLOSE_MS = 2000
 
 // ------------------------------------------------------------------------------------------------
 // Events: one JSON object per line on stdout (console.log is stdout; logs use console.error).
@@ -112,14 +115,19 @@ function securityOf(options) {
   return settings
 }
 
-function kafka(bootstrap) {
+const shownLogLevel = () => {
   const level = { debug: logLevel.DEBUG, info: logLevel.INFO, warn: logLevel.WARN }[process.env.KAFKAJS_LOG]
+  return level === undefined ? logLevel.ERROR : level
+}
+
+function kafka(bootstrap, settings = {}) {
   return new Kafka({
     clientId: CLIENT_ID,
     brokers: [bootstrap],
-    logLevel: level === undefined ? logLevel.ERROR : level,
+    logLevel: shownLogLevel(),
     retry: { retries: 8 },
     ...security,
+    ...settings,
   })
 }
 
@@ -408,6 +416,178 @@ async function reportDescribed(admin, groupId, topic) {
 }
 
 // ------------------------------------------------------------------------------------------------
+// denied: each call of a user without ACLs, reported with the Kafka error name it got.
+// ------------------------------------------------------------------------------------------------
+
+// Few and quick retries: an authorization error is not retriable, and every step has 15 s.
+const DENIED_RETRY = { retries: 2, initialRetryTime: 100, maxRetryTime: 1000 }
+
+/**
+ * The Kafka error name (a KafkaJSProtocolError's `type`, e.g. TOPIC_AUTHORIZATION_FAILED) an error
+ * of kafkajs carries, looking through its wrappers: the retrier's KafkaJSNonRetriableError and
+ * KafkaJSNumberOfRetriesExceeded (`cause`), KafkaJSAggregateError (`errors`, e.g. CreateTopics'
+ * per-topic KafkaJSCreateTopicError). Undefined when it carries none.
+ */
+function kafkaErrorName(error, seen = new Set()) {
+  if (!error || typeof error !== 'object' || seen.has(error)) return undefined
+  seen.add(error)
+  if (error instanceof KafkaJSProtocolError && typeof error.type === 'string') return error.type
+  for (const inner of [error.cause, ...(Array.isArray(error.errors) ? error.errors : [])]) {
+    const name = kafkaErrorName(inner, seen)
+    if (name) return name
+  }
+  return undefined
+}
+
+/**
+ * kafkajs's coordinator lookup (Cluster.findGroupCoordinator, which every group call goes through)
+ * drops the error FindCoordinator answered and throws KafkaJSGroupCoordinatorNotFound, which has no
+ * code; the dropped KafkaJSProtocolError is handed only to the client's logger, at debug level, with
+ * the group id. The denied mode's client logs at debug level into this logger, which keeps those
+ * error objects by group (and shows on stderr what KAFKAJS_LOG asks for).
+ */
+const loggedGroupErrors = new Map()
+const keepingGroupErrors = () => {
+  const shown = shownLogLevel()
+  return ({ namespace, level, label, log }) => {
+    if (log.error instanceof KafkaJSProtocolError && typeof log.groupId === 'string') loggedGroupErrors.set(log.groupId, log.error)
+    if (level <= shown) console.error(JSON.stringify({ level: label, ...log, message: `[${namespace}] ${log.message}` }))
+  }
+}
+
+/** The step's `error`: the Kafka error name, else what kafkajs said (no Kafka code). */
+function deniedError(error, group) {
+  const name = kafkaErrorName(error)
+  if (name) return name
+  if (error && error.name === 'KafkaJSGroupCoordinatorNotFound' && group !== undefined) {
+    const logged = kafkaErrorName(loggedGroupErrors.get(group))
+    if (logged) return logged
+  }
+  return `CLIENT_ERROR: ${(error && error.name) || 'Error'}: ${(error && error.message) || error}`
+}
+
+/**
+ * Runs one step, bounded to DENIED_STEP_MS, and reports it as an admin_result. call(step) resolves
+ * on success; step.open(c) registers a kafkajs object to disconnect when the step ends (given
+ * DENIED_CLOSE_MS; main's exit ends what is left), step.over tells a polling call to stop.
+ */
+async function deniedStep(operation, resource, call, group) {
+  const step = { opened: [], over: false, open: c => (step.opened.push(c), c) }
+  if (group !== undefined) loggedGroupErrors.delete(group)
+  let timer
+  const timedOut = new Promise(resolve => (timer = setTimeout(resolve, DENIED_STEP_MS, 'TIMED_OUT')))
+  const error = await Promise.race([call(step).then(() => null, e => deniedError(e, group)), timedOut])
+  clearTimeout(timer)
+  step.over = true
+  // A call that timed out may hold a request kafkajs waits for before it disconnects: wait a little.
+  const closed = Promise.all(step.opened.reverse().map(c => c.disconnect().catch(e => console.error(`disconnect: ${e.message}`))))
+  await Promise.race([closed, new Promise(resolve => setTimeout(resolve, DENIED_CLOSE_MS).unref())])
+  emit('admin_result', { operation, resource, error, result: {} })
+}
+
+/**
+ * kafkajs's Cluster (brokers, metadata, the protocol's requests) with the client's settings: kafkajs
+ * has no consumer without a group (no assign) and no commit outside a running group member (its
+ * consumer.commitOffsets needs consumer.run, admin.setOffsets runs a consumer that joins the group),
+ * so the fetch and commit_offsets steps send their requests through it, as its consumer does.
+ */
+function clusterOf(client) {
+  const create = Object.getOwnPropertySymbols(client).find(symbol => symbol.description === 'private:Kafka:createCluster')
+  if (!create) throw new Error('this kafkajs has no private:Kafka:createCluster')
+  return client[create]({})
+}
+
+const escapeRegExp = text => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
+async function denied({ bootstrap, topic, group, 'new-topic': newTopic }) {
+  const client = kafka(bootstrap, { retry: DENIED_RETRY, logLevel: logLevel.DEBUG, logCreator: keepingGroupErrors })
+
+  // Metadata for T, then Produce to its leader.
+  await deniedStep('produce', topic, async step => {
+    const producer = step.open(client.producer({ createPartitioner: Partitioners.DefaultPartitioner, retry: DENIED_RETRY }))
+    await producer.connect()
+    await producer.send({ topic, acks: -1, messages: [{ key: 'k', value: 'v', partition: 0 }] })
+  })
+
+  // Metadata for T, then Fetch from its leader until records (or an error) come back.
+  await deniedStep('fetch', topic, async step => {
+    const cluster = step.open(clusterOf(client))
+    await cluster.connect()
+    await cluster.addTargetTopic(topic)
+    const [nodeId] = Object.keys(cluster.findLeaderForPartitions(topic, [0]))
+    if (nodeId === undefined) throw new Error(`the metadata has no leader for ${topic} partition 0`)
+    const broker = await cluster.findBroker({ nodeId })
+    const partitions = [{ partition: 0, fetchOffset: '0', maxBytes: 1048576 }]
+    while (!step.over) {
+      const { responses } = await broker.fetch({ maxWaitTime: 500, minBytes: 1, maxBytes: 1048576, topics: [{ topic, partitions }] })
+      if (responses.some(r => r.partitions.some(p => p.messages.length > 0))) return
+    }
+  })
+
+  // kafkajs's subscribe by name asks for T's metadata at once and fails there for a user who may not
+  // describe T, before the group is ever contacted (Java's subscribe sends nothing: its poll looks
+  // the coordinator up first). A pattern that matches T alone is subscribed without that check (T is
+  // not listed to such a user, so nothing matches), and run() goes on to FindCoordinator and
+  // JoinGroup for G. Success is the member's first assignment.
+  await deniedStep(
+    'join_group',
+    group,
+    async step => {
+      const consumer = step.open(
+        client.consumer({ groupId: group, maxWaitTimeInMs: 500, retry: { ...DENIED_RETRY, restartOnFailure: async () => false } })
+      )
+      const outcome = new Promise((resolve, reject) => {
+        consumer.on(consumer.events.GROUP_JOIN, () => resolve())
+        consumer.on(consumer.events.CRASH, ({ payload }) => reject(payload.error))
+      })
+      await consumer.connect()
+      await consumer.subscribe({ topics: [new RegExp(`^${escapeRegExp(topic)}$`)], fromBeginning: true })
+      await consumer.run({ autoCommit: false, eachBatch: async () => {} })
+      await outcome
+    },
+    group
+  )
+
+  // FindCoordinator for G, then OffsetCommit as a standalone member (generation -1, no member id).
+  await deniedStep(
+    'commit_offsets',
+    group,
+    async step => {
+      const cluster = step.open(clusterOf(client))
+      await cluster.connect()
+      const coordinator = await cluster.findGroupCoordinator({ groupId: group })
+      await coordinator.offsetCommit({
+        groupId: group,
+        groupGenerationId: -1,
+        memberId: '',
+        topics: [{ topic, partitions: [{ partition: 0, offset: '0' }] }],
+      })
+    },
+    group
+  )
+
+  // createTopics answers false, not an error, when the topic exists (TOPIC_ALREADY_EXISTS).
+  await deniedStep('create_topics', newTopic, async step => {
+    const admin = step.open(client.admin({ retry: DENIED_RETRY }))
+    await admin.connect()
+    const created = await admin.createTopics({ topics: [{ topic: newTopic, numPartitions: 1 }], waitForLeaders: true })
+    if (created !== true) {
+      throw new KafkaJSProtocolError({ type: 'TOPIC_ALREADY_EXISTS', code: 36, retriable: false, message: 'createTopics answered false' })
+    }
+  })
+
+  // kafkajs has AlterConfigs only (no IncrementalAlterConfigs).
+  await deniedStep('alter_configs', topic, async step => {
+    const admin = step.open(client.admin({ retry: DENIED_RETRY }))
+    await admin.connect()
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'retention.ms', value: '1000' }] }],
+    })
+  })
+}
+
+// ------------------------------------------------------------------------------------------------
 
 function parseArguments(argv) {
   const [mode, ...rest] = argv
@@ -421,6 +601,7 @@ function parseArguments(argv) {
   if (!options.bootstrap || !options.topic || !(options.partitions >= 1) || !(options.records >= 0)) {
     throw new RangeError('--bootstrap and --topic are required; --partitions >= 1; --records >= 0')
   }
+  if (mode === 'denied' && (!options.group || !options['new-topic'])) throw new RangeError('denied needs --group and --new-topic')
   return { mode, options }
 }
 
@@ -430,11 +611,11 @@ async function main() {
   try {
     ;({ mode, options } = parseArguments(process.argv.slice(2)))
   } catch (error) {
-    console.error(`usage error: ${error.message}\nusage: node driver.js roundtrip|admin|idempotence --bootstrap H:P --topic T [--partitions P] [--records N]`)
+    console.error(`usage error: ${error.message}\nusage: node driver.js roundtrip|admin|idempotence|denied --bootstrap H:P --topic T [--partitions P] [--records N] [--group G --new-topic N]`)
     return 2
   }
   security = securityOf(options)
-  const modes = { roundtrip, admin: adminMode, idempotence }
+  const modes = { roundtrip, admin: adminMode, idempotence, denied }
   if (!modes[mode]) {
     console.error(`usage error: unknown mode ${mode}`)
     return 2

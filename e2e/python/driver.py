@@ -4,6 +4,7 @@
     driver.py roundtrip   --bootstrap HOST:PORT --topic T [--partitions 12] --records N
     driver.py idempotence --bootstrap HOST:PORT --topic T [--partitions 6] --records N
     driver.py admin       --bootstrap HOST:PORT --topic T
+    driver.py denied      --bootstrap HOST:PORT --topic T --group G --new-topic N
         [--tls-ca-file CA.pem] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512
          --sasl-user U --sasl-password P]
 
@@ -11,8 +12,9 @@ Run it with the venv created by e2e/scripts/install-deps.sh:
     ${FLOE_CACHE:-$HOME/.cache/floe}/venv/bin/python e2e/python/driver.py ...
 
 It reports what kafka-python did as JSON events on stdout and checks nothing about the data; the
-Rust suites (clients.rs, client_features.rs, sasl.rs) check the events with floe_e2e::verifiable.
-Logs go to stderr. It exits 0 after shutdown_complete, 1 when it cannot go on, 2 on bad usage.
+Rust suites (clients.rs, client_features.rs, sasl.rs, acls.rs) check the events with
+floe_e2e::verifiable. Logs go to stderr. It exits 0 after shutdown_complete, 1 when it cannot go
+on, 2 on bad usage.
 
 roundtrip: five producers, one per codec (none, gzip, snappy, lz4, zstd), each in its own thread,
 records [c*N//5, (c+1)*N//5) through codec c, acks=all; one group member (T-group, earliest, manual
@@ -20,6 +22,11 @@ commits) until N records and 1 s more, or 120 s; commit; committed offsets read 
 idempotence: one KafkaProducer(enable_idempotence=True, acks='all'); the partitions read from the
 beginning without a group up to their end offsets.
 admin: KafkaAdminClient calls, each reported as an admin_result.
+denied: as a user without ACLs on T (1 partition), G and N: produce to T, fetch T by assignment, join
+G, commit to G without joining, create N, alter T's retention.ms; each an admin_result carrying the
+error kafka-python raised (or the error code it answered), bounded to 15 s. For such a user
+kafka-python stops before Produce and Fetch (Metadata answers TOPIC_AUTHORIZATION_FAILED) and before
+JoinGroup and OffsetCommit (FindCoordinator answers GROUP_AUTHORIZATION_FAILED), as Java's does.
 
 api_version is deliberately NOT pinned: kafka-python 3.x discovers the broker's API versions with
 ApiVersionsRequest and negotiates per request type, which is exactly what we want to exercise.
@@ -32,7 +39,7 @@ import sys
 import threading
 import time
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType, OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 import kafka
@@ -347,13 +354,152 @@ def report_described(admin, group, topic):
     report("describe_groups", group, lambda: admin.describe_groups([group]), described)
 
 
+DENIED_STEP_S = 15  # each step of the denied mode
+
+
+# The codes whose kafka-python message differs from the name in Kafka's error table (Errors.java).
+PROTOCOL_NAMES = {-1: "UNKNOWN_SERVER_ERROR", 6: "NOT_LEADER_OR_FOLLOWER", 10: "MESSAGE_TOO_LARGE",
+                  17: "INVALID_TOPIC_EXCEPTION", 39: "INVALID_REPLICA_ASSIGNMENT"}
+
+
+def code_name(code):
+    """Kafka's name of an error code (None for 0), from kafka-python's error class for it."""
+    if code == 0:
+        return None
+    if code not in kafka.errors.kafka_errors:
+        return "CLIENT_ERROR: error code %d unknown to kafka-python" % code
+    return PROTOCOL_NAMES.get(code, kafka.errors.for_code(code).message)
+
+
+def denied_error_name(error):
+    """A step's error: a broker error's Kafka name, TIMED_OUT for the client's own timeout, else
+    CLIENT_ERROR: <message> (kafka-python's broker errors carry errno and the upper-snake message)."""
+    if isinstance(error, kafka.errors.BrokerResponseError) and error.errno is not None:
+        return code_name(error.errno)
+    if isinstance(error, kafka.errors.KafkaTimeoutError):
+        return "TIMED_OUT"
+    return "CLIENT_ERROR: %s" % str(error)[:200]
+
+
+def denied_step(operation, resource, call):
+    """Runs call(deadline), which returns the error name or None, as one admin_result."""
+    started = time.monotonic()
+    try:
+        error = call(started + DENIED_STEP_S)
+    except Exception as raised:  # noqa: BLE001 - every outcome is an event
+        error = denied_error_name(raised)
+        info("%s %s raised %r" % (operation, resource, raised))
+    info("%s %s: %s after %.1f s" % (operation, resource, error, time.monotonic() - started))
+    emit("admin_result", operation=operation, resource=resource, error=error, result={})
+
+
+def left_ms(deadline):
+    return max(100, int((deadline - time.monotonic()) * 1000))
+
+
+def denied(args):
+    topic, group, new_topic = args.topic, args.group, args.new_topic
+    tp = TopicPartition(topic, 0)
+
+    def settings(deadline):
+        # A client that cannot bootstrap (kafka-python retries a failed SASL login) stops in time.
+        return dict(client_settings(args), bootstrap_timeout_ms=left_ms(deadline))
+
+    def produce(deadline):
+        producer = KafkaProducer(**settings(deadline), acks="all", max_block_ms=left_ms(deadline))
+        try:
+            producer.send(topic, key=b"k", value=b"v", partition=0).get(timeout=left_ms(deadline) / 1000)
+            return None
+        finally:
+            producer.close(timeout=5)
+
+    def fetch(deadline):
+        consumer = KafkaConsumer(**settings(deadline), enable_auto_commit=False)
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, 0)
+            while time.monotonic() < deadline:
+                # Records, or a high watermark: a Fetch of the partition answered without error.
+                if consumer.poll(timeout_ms=200) or consumer.highwater(tp) is not None:
+                    return None
+                # A Metadata answer of TOPIC_AUTHORIZATION_FAILED leaves T without a leader, so no
+                # Fetch goes out: kafka-python's consumer (unlike Java's) never raises it from poll,
+                # it only files T in its metadata's unauthorized_topics, the set its producer
+                # checks before raising TopicAuthorizationFailedError. The driver does the same.
+                if topic in consumer._cluster.unauthorized_topics:
+                    raise kafka.errors.TopicAuthorizationFailedError(topic)
+            return "TIMED_OUT"
+        finally:
+            consumer.close(autocommit=False)
+
+    def join_group(deadline):
+        consumer = KafkaConsumer(**settings(deadline), group_id=group, auto_offset_reset="earliest",
+                                 enable_auto_commit=False)
+        try:
+            consumer.subscribe([topic])
+            while time.monotonic() < deadline:
+                consumer.poll(timeout_ms=200)
+                if consumer.assignment():
+                    return None
+            return "TIMED_OUT"
+        finally:
+            consumer.close(autocommit=False)
+
+    def commit_offsets(deadline):
+        # A manually assigned consumer commits with generation -1 and no member id: no JoinGroup.
+        consumer = KafkaConsumer(**settings(deadline), group_id=group, enable_auto_commit=False)
+        try:
+            consumer.assign([tp])
+            consumer.commit({tp: OffsetAndMetadata(0, "", -1)}, timeout_ms=left_ms(deadline))
+            return None
+        finally:
+            consumer.close(autocommit=False)
+
+    def create_topics(deadline):
+        admin = KafkaAdminClient(**settings(deadline), request_timeout_ms=left_ms(deadline))
+        try:
+            answer = admin.create_topics({new_topic: {"num_partitions": 1, "replication_factor": 1}},
+                                         timeout_ms=left_ms(deadline), raise_errors=False)
+            codes = [t["error_code"] for t in answer["topics"] if t["name"] == new_topic]
+            return code_name(codes[0]) if codes else "CLIENT_ERROR: no answer for %s" % new_topic
+        finally:
+            admin.close()
+
+    def alter_configs(deadline):
+        # KafkaAdminClient.alter_configs turns each resource's error code into a string, so the
+        # request it builds goes out through its own connection and the code is read back.
+        admin = KafkaAdminClient(**settings(deadline), request_timeout_ms=left_ms(deadline))
+        try:
+            resource = ConfigResource(ConfigResourceType.TOPIC, topic,
+                                      configs={"retention.ms": (AlterConfigOp.SET, "1000")})
+            incremental = admin._check_incremental_alter_configs_support()
+            request = admin._alter_configs_request([resource], incremental=incremental)
+
+            async def send():
+                return await admin._manager.send(request)
+
+            codes = [r.error_code for r in admin._manager.run(send).responses if r.resource_name == topic]
+            return code_name(codes[0]) if codes else "CLIENT_ERROR: no answer for %s" % topic
+        finally:
+            admin.close()
+
+    denied_step("produce", topic, produce)
+    denied_step("fetch", topic, fetch)
+    denied_step("join_group", group, join_group)
+    denied_step("commit_offsets", group, commit_offsets)
+    denied_step("create_topics", new_topic, create_topics)
+    denied_step("alter_configs", topic, alter_configs)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["roundtrip", "idempotence", "admin"])
+    ap.add_argument("mode", choices=["roundtrip", "idempotence", "admin", "denied"])
     ap.add_argument("--bootstrap", required=True, help="HOST:PORT")
     ap.add_argument("--topic", required=True)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--records", type=int, default=10000)
+    ap.add_argument("--group", help="denied: the consumer group the user may not use")
+    ap.add_argument("--new-topic", help="denied: the topic the user may not create")
     ap.add_argument("--log-level", default="WARNING", help="python logging level (e.g. INFO, DEBUG)")
     ap.add_argument("--tls-ca-file", help="connect with TLS, trusting this CA (PEM)")
     ap.add_argument("--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
@@ -362,6 +508,8 @@ def main():
     args = ap.parse_args()
     if args.partitions < 1 or args.records < 0:
         ap.error("bad --records/--partitions")
+    if args.mode == "denied" and not (args.group and args.new_topic):
+        ap.error("denied needs --group and --new-topic")
     SECURITY.update(security_settings(args))
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -372,7 +520,8 @@ def main():
     emit("startup_complete", client=CLIENT_NAME)
     info("kafka-python %s, %s on %s" % (kafka.__version__, args.mode, args.topic))
     try:
-        {"roundtrip": roundtrip, "idempotence": idempotence, "admin": admin_mode}[args.mode](args)
+        {"roundtrip": roundtrip, "idempotence": idempotence, "admin": admin_mode,
+         "denied": denied}[args.mode](args)
     except Exception as error:  # noqa: BLE001 - a step that cannot go on ends the run
         sys.stdout.flush()
         print("FAIL python %s: %r" % (args.mode, error), file=sys.stderr)

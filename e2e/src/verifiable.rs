@@ -530,6 +530,27 @@ impl Events {
         Events { client: producer.client.clone(), events: produced.chain(read).cloned().collect() }
     }
 
+    /// The `denied` mode's run (e2e/README.md): a user without any ACL gets Kafka's exact code for
+    /// each step, `errors` being (operation, resource, expected error name or `None` for success).
+    pub fn check_denials(&self, expected: &[(&str, &str, Option<&str>)]) -> Result<()> {
+        let steps: Vec<(&str, &str)> = self
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                Event::AdminResult { operation, resource, .. } => Some((operation.as_str(), resource.as_str())),
+                _ => None,
+            })
+            .collect();
+        let wanted: Vec<(&str, &str)> = expected.iter().map(|(operation, resource, _)| (*operation, *resource)).collect();
+        ensure!(steps == wanted, "{}: the denied run reported the steps {steps:?}, expected {wanted:?}", self.client);
+        for (operation, resource, error) in expected {
+            let reported = self.admin_results(operation, resource);
+            let names: Vec<Option<&str>> = reported.iter().map(|(error, _)| *error).collect();
+            ensure!(names == [*error], "{}: {operation} on {resource} answered {names:?}, expected {error:?}", self.client);
+        }
+        Ok(())
+    }
+
     /// The `admin` mode's run (e2e/README.md lists the calls): what each call must have answered
     /// on a fresh `topic` and a group `group` whose one member has client id `client_id`.
     pub fn check_admin_results(&self, topic: &str, group: &str, client_id: &str) -> Result<()> {

@@ -7,7 +7,7 @@
 
 use anyhow::{ensure, Context, Result};
 use floe_e2e::matrix::Cell;
-use floe_e2e::{http_get, kafka, kafka_tool, metric_value, run_with_timeout, Playground};
+use floe_e2e::{http_get, kafka, kafka_tool, metric_value, run_with_timeout, verifiable, Playground};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -385,4 +385,98 @@ fn write_lines(directory: &Path, name: &str, count: u64) -> Result<std::path::Pa
     let path = directory.join(name);
     std::fs::write(&path, (0..count).map(|index| format!("line-{index}\n")).collect::<String>())?;
     Ok(path)
+}
+
+/// Issue 18, done-when 2 for franz-go, kafka-python and kafkajs: each driver's `denied` mode
+/// (e2e/README.md), run as alice who has no ACL, sees Kafka's exact code for a produce, a fetch, a
+/// group join, an offset commit, a topic creation and a config change; run as the super user, every
+/// step succeeds (so a driver that reports the expected codes for every call cannot pass).
+#[test]
+fn franz_go_kafka_python_and_kafkajs_see_kafkas_codes_for_every_denied_call() -> Result<()> {
+    type Driver = fn(&[&str]) -> Result<std::process::Command>;
+    let drivers: [(&'static str, Driver); 3] = [
+        ("franz-go", floe_e2e::franz_go_driver),
+        ("kafka-python", floe_e2e::python_driver),
+        ("kafkajs", floe_e2e::kafkajs_driver),
+    ];
+    let cells: Vec<Cell> = drivers
+        .iter()
+        .map(|(client, _)| {
+            Cell::open(
+                client,
+                "acls",
+                "as a user without ACLs: produce, fetch, topic creation and config change get TOPIC_AUTHORIZATION_FAILED, group join and \
+                 offset commit GROUP_AUTHORIZATION_FAILED; as a super user each succeeds",
+            )
+        })
+        .collect();
+    let directory = tempfile::tempdir()?;
+    let playground = Playground::start(&flags(directory.path())?.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let bootstrap = playground.bootstrap.clone();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let admin_properties = kafka::scram_plaintext_java_properties(directory.path(), "admin", ADMIN_PASSWORD)?;
+    let add_user = format!("SCRAM-SHA-512=[password={ALICE_PASSWORD}]");
+    let alter = ["--alter", "--add-config", &add_user, "--entity-type", "users", "--entity-name", "alice"];
+    let (created, output) = tool(CONFIGS, &[&["--bootstrap-server", &bootstrap, "--command-config", &admin_properties], &alter[..]].concat())?;
+    ensure!(created, "kafka-configs could not create alice:\n{output}");
+    for (client, _) in &drivers {
+        runtime.block_on(kafka::create_topic_with(rdkafka(&bootstrap, "admin", ADMIN_PASSWORD), &format!("denied-{client}"), 1))?;
+    }
+    let run = |client: &str, driver: Driver, user: &str, password: &str| -> Result<()> {
+        let (topic, group, new_topic) = (format!("denied-{client}"), format!("denied-{client}-{user}"), format!("denied-{client}-new-{user}"));
+        let arguments = [
+            "denied",
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--new-topic",
+            &new_topic,
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--sasl-user",
+            user,
+            "--sasl-password",
+            password,
+        ];
+        let (topic_denied, group_denied) =
+            if user == "alice" { (Some("TOPIC_AUTHORIZATION_FAILED"), Some("GROUP_AUTHORIZATION_FAILED")) } else { (None, None) };
+        // franz-go starts the group protocol only once Metadata shows it a partition of a
+        // subscribed topic, so a user who may not describe the topic never sends JoinGroup: what
+        // franz-go reports is the topic's denial (against Kafka as against Floe).
+        let join_denied = if client == "franz-go" { topic_denied } else { group_denied };
+        let expected = [
+            ("produce", topic.as_str(), topic_denied),
+            ("fetch", topic.as_str(), topic_denied),
+            ("join_group", group.as_str(), join_denied),
+            ("commit_offsets", group.as_str(), group_denied),
+            ("create_topics", new_topic.as_str(), topic_denied),
+            ("alter_configs", topic.as_str(), topic_denied),
+        ];
+        verifiable::run(driver(&arguments)?, TOOL_TIMEOUT)
+            .and_then(|events| events.check_denials(&expected))
+            .with_context(|| format!("{client}'s denied mode as {user}"))
+    };
+    // The three clients at once: each run mostly waits on its client's retries.
+    let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
+        let runs: Vec<_> = drivers
+            .iter()
+            .map(|(client, driver)| {
+                let run = &run;
+                scope.spawn(move || run(client, *driver, "alice", ALICE_PASSWORD).and_then(|_| run(client, *driver, "admin", ADMIN_PASSWORD)))
+            })
+            .collect();
+        runs.into_iter().map(|handle| handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a driver thread panicked")))).collect()
+    });
+    let mut failures = Vec::new();
+    for (cell, outcome) in cells.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(()) => cell.pass(),
+            Err(error) => failures.push(format!("{error:#}")),
+        }
+    }
+    ensure!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
 }

@@ -13,9 +13,6 @@ const NOT_APPLICABLE: &[(&str, &str)] = &[("kcat", "admin")];
 /// error: take it off this list.
 const NOT_YET: &[(&str, &str)] = &[
     ("kcat", "acls"),
-    ("franz-go", "acls"),
-    ("kafka-python", "acls"),
-    ("kafkajs", "acls"),
     ("kcat", "oauthbearer"),
     ("franz-go", "oauthbearer"),
     ("kafka-python", "oauthbearer"),
