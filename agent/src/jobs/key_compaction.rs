@@ -220,8 +220,15 @@ impl Cleaner {
                 let bytes = context.reader.read_chunk(chunk).await.map_err(|error| format!("reading {}: {error}", chunk.object))?;
                 stored.push((chunk, bytes));
             }
-            let label = format!("{}/{}", range.topic, range.partition);
-            let cleaned = clean(range, &stored, now_ms).map_err(|reason| format!("{label}: {reason}; not compacted"))?;
+            // A partition whose batches cannot be read or rewritten stays as it is (nothing is
+            // lost by not cleaning); the others are cleaned. The problem is logged every run.
+            let cleaned = match clean(range, &stored, now_ms) {
+                Ok(cleaned) => cleaned,
+                Err(reason) => {
+                    tracing::warn!(topic = %range.topic, partition = range.partition, %reason, "key compaction skipped a partition");
+                    continue;
+                }
+            };
             before += cleaned.records_before;
             after += cleaned.records_after;
             let cleaning = Cleaning { through: range.end_offset(), tombstones_due_ms: cleaned.tombstones_due_ms };
