@@ -394,11 +394,8 @@ fn write_lines(directory: &Path, name: &str, count: u64) -> Result<std::path::Pa
 #[test]
 fn franz_go_kafka_python_and_kafkajs_see_kafkas_codes_for_every_denied_call() -> Result<()> {
     type Driver = fn(&[&str]) -> Result<std::process::Command>;
-    let drivers: [(&'static str, Driver); 3] = [
-        ("franz-go", floe_e2e::franz_go_driver),
-        ("kafka-python", floe_e2e::python_driver),
-        ("kafkajs", floe_e2e::kafkajs_driver),
-    ];
+    let drivers: [(&'static str, Driver); 3] =
+        [("franz-go", floe_e2e::franz_go_driver), ("kafka-python", floe_e2e::python_driver), ("kafkajs", floe_e2e::kafkajs_driver)];
     let cells: Vec<Cell> = drivers
         .iter()
         .map(|(client, _)| {
@@ -417,13 +414,15 @@ fn franz_go_kafka_python_and_kafkajs_see_kafkas_codes_for_every_denied_call() ->
     let admin_properties = kafka::scram_plaintext_java_properties(directory.path(), "admin", ADMIN_PASSWORD)?;
     let add_user = format!("SCRAM-SHA-512=[password={ALICE_PASSWORD}]");
     let alter = ["--alter", "--add-config", &add_user, "--entity-type", "users", "--entity-name", "alice"];
-    let (created, output) = tool(CONFIGS, &[&["--bootstrap-server", &bootstrap, "--command-config", &admin_properties], &alter[..]].concat())?;
+    let (created, output) =
+        tool(CONFIGS, &[&["--bootstrap-server", &bootstrap, "--command-config", &admin_properties], &alter[..]].concat())?;
     ensure!(created, "kafka-configs could not create alice:\n{output}");
     for (client, _) in &drivers {
         runtime.block_on(kafka::create_topic_with(rdkafka(&bootstrap, "admin", ADMIN_PASSWORD), &format!("denied-{client}"), 1))?;
     }
     let run = |client: &str, driver: Driver, user: &str, password: &str| -> Result<()> {
-        let (topic, group, new_topic) = (format!("denied-{client}"), format!("denied-{client}-{user}"), format!("denied-{client}-new-{user}"));
+        let (topic, group, new_topic) =
+            (format!("denied-{client}"), format!("denied-{client}-{user}"), format!("denied-{client}-new-{user}"));
         let arguments = [
             "denied",
             "--bootstrap",
@@ -465,7 +464,9 @@ fn franz_go_kafka_python_and_kafkajs_see_kafkas_codes_for_every_denied_call() ->
             .iter()
             .map(|(client, driver)| {
                 let run = &run;
-                scope.spawn(move || run(client, *driver, "alice", ALICE_PASSWORD).and_then(|_| run(client, *driver, "admin", ADMIN_PASSWORD)))
+                scope.spawn(move || {
+                    run(client, *driver, "alice", ALICE_PASSWORD).and_then(|_| run(client, *driver, "admin", ADMIN_PASSWORD))
+                })
             })
             .collect();
         runs.into_iter().map(|handle| handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a driver thread panicked")))).collect()

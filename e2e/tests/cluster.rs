@@ -2,7 +2,6 @@
 //! virtual cluster through a real etcd and a real S3-compatible server, on loopback.
 
 use anyhow::{ensure, Context, Result};
-use serde::Deserialize as _;
 use floe_e2e::cluster::{Agent, AgentOptions, Infrastructure};
 use floe_e2e::kafka::{self, longest_gap, produce_until, verify_acknowledged};
 use floe_e2e::verifiable::{self, Events, Expected};
@@ -10,6 +9,7 @@ use floe_e2e::wire::{encode_stamped_batch, produce_batch, ProducerStamp, RawConn
 use floe_e2e::{http_get, java_driver, metric_value};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Deserialize as _;
 use std::time::{Duration, Instant};
 
 const FAST: &[&str] = &["--registry-ttl", "3s"];
@@ -514,9 +514,8 @@ async fn the_charts_etcd_accepts_only_clients_with_its_client_certificate_and_an
         .args(["template", "floe", &chart.to_string_lossy(), "-n", "floe-system", "--kube-version", "1.36.0", "--set", "etcd.enabled=true"])
         .output()?;
     ensure!(output.status.success(), "helm template failed: {}", String::from_utf8_lossy(&output.stderr));
-    let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_slice(&output.stdout)
-        .map(serde_yaml::Value::deserialize)
-        .collect::<std::result::Result<_, _>>()?;
+    let documents: Vec<serde_yaml::Value> =
+        serde_yaml::Deserializer::from_slice(&output.stdout).map(serde_yaml::Value::deserialize).collect::<std::result::Result<_, _>>()?;
     let named = |kind: &str, name: &str| {
         documents.iter().find(|document| document["kind"].as_str() == Some(kind) && document["metadata"]["name"].as_str() == Some(name))
     };
@@ -603,10 +602,7 @@ async fn the_charts_etcd_accepts_only_clients_with_its_client_certificate_and_an
         &client.join("tls.key").to_string_lossy().into_owned(),
     ]
     .map(|flag| flag.to_string());
-    let options = AgentOptions {
-        metadata_url: Some(format!("etcd://127.0.0.1:{client_port}/floe")),
-        ..Default::default()
-    };
+    let options = AgentOptions { metadata_url: Some(format!("etcd://127.0.0.1:{client_port}/floe")), ..Default::default() };
     let agent = Agent::start_with(&infrastructure, "tls", &flags.iter().map(String::as_str).collect::<Vec<_>>(), options)?;
     kafka::create_topic(&agent.bootstrap, "over-tls", 1).await?;
     let producer: rdkafka::producer::FutureProducer = kafka::config(&agent.bootstrap).set("acks", "all").create()?;

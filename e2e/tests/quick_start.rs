@@ -97,7 +97,12 @@ impl TlsEtcd {
         let child = Command::new(plane.bin.join("etcd"))
             .args(["--name", "floe-etcd-0", "--data-dir", &plane.state.join("chart-etcd").to_string_lossy()])
             .args(["--listen-client-urls", &format!("https://{address}"), "--advertise-client-urls", &format!("https://{address}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}"), "--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
             .args(["--initial-cluster", &format!("floe-etcd-0=http://127.0.0.1:{peer}")])
             .args(["--cert-file", &pki.arg("etcd.crt"), "--key-file", &pki.arg("etcd.key")])
             .args(["--trusted-ca-file", &pki.arg("ca.crt"), "--client-cert-auth"])

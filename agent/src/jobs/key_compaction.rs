@@ -138,37 +138,67 @@ pub struct Cleaned {
     pub tombstones_due_ms: Option<i64>,
 }
 
+/// Distinct keys one cleaning remembers at most (a 16-byte digest and an offset each, about
+/// 50 bytes with the map's overhead: 200 MiB), and records it reads at most. A range past either
+/// is not cleaned (logged): a hostile producer's billions of tiny records cost it nothing but
+/// compaction of its own partition.
+const MAX_KEYS: usize = 4_000_000;
+const MAX_RECORDS: usize = 50_000_000;
+
+/// A key's identity in the cleaner's map: the first 16 bytes of its SHA-256, as Kafka's cleaner
+/// keeps a digest (MD5) rather than the key. A collision, which would drop a record whose key has
+/// no later value, cannot be crafted for SHA-256 and is as likely as one in 2^64 by chance.
+type KeyDigest = [u8; 16];
+
+fn key_digest(key: &[u8]) -> KeyDigest {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key);
+    digest.as_ref()[..16].try_into().expect("SHA-256 has 32 bytes")
+}
+
+fn read(batch: &super::compaction::RunBatch) -> Result<retain::BatchRecords, String> {
+    retain::read_records(&batch.bytes, MAX_DECODED_BATCH_BYTES)
+        .map_err(|error| format!("batch at offset {} cannot be read: {error}", batch.base_offset))
+}
+
 /// Cleans one range whose chunks' bytes are `stored`: keeps the latest record of each key, and a
 /// tombstone only while its timestamp is within `delete_retention_ms` of `now_ms`. Records without
 /// a key (written before the topic became compacted) go, as in Kafka. A range that would be left
 /// with nothing keeps its last record, so no chunk is empty. The chunk after the range (never
 /// cleaned) is what a consumer in a trailing gap reads next.
+///
+/// Two passes, each holding one decompressed batch at a time (a batch may inflate to 64 MiB, and
+/// a range holds many): the first maps every key to its latest offset, the second rewrites.
 pub fn clean(range: &Range, stored: &[(&ChunkLocation, Bytes)], now_ms: i64) -> Result<Cleaned, String> {
     let batches = run_batches(stored)?;
-    let mut decoded = Vec::with_capacity(batches.len());
-    let mut latest: HashMap<Bytes, i64> = HashMap::new();
+    let mut latest: HashMap<KeyDigest, i64> = HashMap::new();
+    let mut records_read = 0usize;
     for batch in &batches {
-        let records = retain::read_records(&batch.bytes, MAX_DECODED_BATCH_BYTES)
-            .map_err(|error| format!("batch at offset {} cannot be read: {error}", batch.base_offset))?;
+        let records = read(batch)?;
+        records_read += records.records.len();
         for record in &records.records {
-            if let Some(key) = &record.key {
-                latest.insert(records.payload.slice(key.clone()), batch.base_offset + record.offset_delta as i64);
+            if let Some(key) = records.key(record) {
+                latest.insert(key_digest(key), batch.base_offset + record.offset_delta as i64);
             }
         }
-        decoded.push(records);
+        if records_read > MAX_RECORDS || latest.len() > MAX_KEYS {
+            return Err(format!(
+                "more than {MAX_RECORDS} records or {MAX_KEYS} distinct keys in {} bytes of chunks",
+                range.chunks.iter().map(|chunk| chunk.byte_len).sum::<u64>()
+            ));
+        }
     }
     let horizon = now_ms.saturating_sub(range.delete_retention_ms);
     let base = range.chunks.first().map(|chunk| chunk.base_offset).unwrap_or_default();
     let mut cleaned = Cleaned { batches: Vec::with_capacity(batches.len()), records_before: 0, records_after: 0, tombstones_due_ms: None };
-    let mut keeps: Vec<Vec<bool>> = Vec::with_capacity(batches.len());
-    for (batch, records) in batches.iter().zip(&decoded) {
-        let keep = records
+    for (index, batch) in batches.iter().enumerate() {
+        let records = read(batch)?;
+        let mut keep: Vec<bool> = records
             .records
             .iter()
             .map(|record| {
                 let offset = batch.base_offset + record.offset_delta as i64;
-                let Some(key) = &record.key else { return false };
-                let latest_of_key = latest.get(&records.payload[key.clone()]) == Some(&offset);
+                let Some(key) = records.key(record) else { return false };
+                let latest_of_key = latest.get(&key_digest(key)) == Some(&offset);
                 let timestamp = records.base_timestamp.saturating_add(record.timestamp_delta);
                 let expired_tombstone = record.is_tombstone && timestamp < horizon;
                 if record.is_tombstone && latest_of_key && !expired_tombstone {
@@ -178,18 +208,16 @@ pub fn clean(range: &Range, stored: &[(&ChunkLocation, Bytes)], now_ms: i64) -> 
                 latest_of_key && !expired_tombstone
             })
             .collect();
-        keeps.push(keep);
-    }
-    // A range keeps at least its last record, so its chunk is never empty.
-    if !keeps.iter().flatten().any(|keep| *keep) {
-        if let Some(last) = keeps.iter_mut().rev().find_map(|keep| keep.last_mut()) {
-            *last = true;
+        // A range keeps at least its last record, so its chunk is never empty.
+        let last_batch = index + 1 == batches.len();
+        if last_batch && cleaned.records_after == 0 && !keep.iter().any(|keep| *keep) {
+            if let Some(last) = keep.last_mut() {
+                *last = true;
+            }
         }
-    }
-    for ((batch, records), keep) in batches.iter().zip(&decoded).zip(&keeps) {
         cleaned.records_before += keep.len();
         cleaned.records_after += keep.iter().filter(|keep| **keep).count();
-        if let Some(bytes) = retain::rewrite_keeping(&batch.bytes, records, keep)
+        if let Some(bytes) = retain::rewrite_keeping(&batch.bytes, &records, &keep)
             .map_err(|error| format!("batch at offset {} cannot be rewritten: {error}", batch.base_offset))?
         {
             cleaned.batches.push((bytes, batch.base_offset - base));
