@@ -400,6 +400,8 @@ async fn a_compacted_topic_keeps_the_latest_value_of_each_key_at_its_offset_and_
             .map_err(|(error, _)| anyhow::anyhow!("enqueue failed: {error}"))?;
         deliveries.push((key, Some(value), delivery));
     }
+    // The tombstones' timestamps are taken when they are sent: delete.retention.ms counts from here.
+    let tombstones_written = Instant::now();
     for index in 0..TOMBSTONED {
         let key = format!("key-{:04}", index);
         let delivery = producer
@@ -414,7 +416,6 @@ async fn a_compacted_topic_keeps_the_latest_value_of_each_key_at_its_offset_and_
             latest.insert(key, (offset, value));
         }
     }
-    let tombstones_written = Instant::now();
     println!("produced {} updates and {TOMBSTONED} tombstones in {:?}", UPDATES, started.elapsed());
     let keyless = producer.send(FutureRecord::<str, str>::to("settings").partition(0).payload("no key"), Duration::from_secs(10)).await;
     match keyless {
