@@ -120,11 +120,16 @@ const shownLogLevel = () => {
   return level === undefined ? logLevel.ERROR : level
 }
 
+/** kafkajs's log on stderr: its default logger writes to stdout, which carries the events. */
+const stderrLogger = () => ({ namespace, label, log }) =>
+  console.error(JSON.stringify({ level: label, ...log, message: `[${namespace}] ${log.message}` }))
+
 function kafka(bootstrap, settings = {}) {
   return new Kafka({
     clientId: CLIENT_ID,
     brokers: [bootstrap],
     logLevel: shownLogLevel(),
+    logCreator: stderrLogger,
     retry: { retries: 8 },
     ...security,
     ...settings,
