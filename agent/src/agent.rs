@@ -329,8 +329,14 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         Arc::clone(&metrics),
     ));
     let writer_task = tokio::spawn(Arc::clone(&writer).run(writer_stopped));
-    let groups = Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay).with_max_size(settings.limits.group_max_size));
+    let stored_groups = metadata.clone();
+    let groups = Arc::new(
+        GroupCoordinator::new(settings.group_initial_rebalance_delay)
+            .with_max_size(settings.limits.group_max_size)
+            .with_stored(Arc::new(move |group: &str| stored_groups.read(|state| state.group_memberships.get(group).cloned()))),
+    );
     background.push(groups.spawn_sweeper(Duration::from_millis(200)));
+    background.push(groups.spawn_persister(persist_group_membership(metadata.clone(), Arc::clone(&cluster))));
     let reader = Arc::new(SegmentReader::new(Arc::clone(&store), cache));
     let job_resources = jobs::JobResources {
         settings: settings.jobs.clone(),
@@ -413,4 +419,30 @@ fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let value = uuid::Uuid::new_v4().as_u128();
     (0..22).map(|index| ALPHABET[((value >> (index * 6)) & 63) as usize] as char).collect()
+}
+
+/// Appends a group's membership to the journal if this agent still coordinates the group: an
+/// agent the group has moved away from (another agent joined, or this one drains) must not write
+/// what it last knew over the new coordinator's rebalances. A failed append is logged; the next
+/// rebalance writes again, and until then a new coordinator would make the members rejoin.
+fn persist_group_membership(
+    metadata: crate::metadata::MetadataClient,
+    cluster: Arc<dyn ClusterView>,
+) -> impl Fn(String, floe_meta::groups::StoredGroup) -> futures::future::BoxFuture<'static, ()> + Send + Sync + 'static {
+    move |group, stored| {
+        let metadata = metadata.clone();
+        let cluster = Arc::clone(&cluster);
+        Box::pin(async move {
+            let live = cluster.live();
+            let coordinates =
+                crate::cluster::placement::group_coordinator(&live, &group).is_none_or(|node| node.node_id == cluster.local().node_id);
+            if !coordinates {
+                return;
+            }
+            let generation = stored.generation;
+            if let Err(error) = metadata.submit(JournalRecord::GroupMembership { group: group.clone(), stored }).await {
+                tracing::warn!(%group, generation, %error, "could not store a group's membership; a new coordinator would make its members rejoin");
+            }
+        })
+    }
 }

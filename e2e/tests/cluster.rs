@@ -593,15 +593,15 @@ async fn the_charts_etcd_accepts_only_clients_with_its_client_certificate_and_an
     ensure!(!etcdctl(true, &format!("http://127.0.0.1:{client_port}"))?, "etcd accepted plain HTTP");
 
     let infrastructure = Infrastructure::start()?;
+    let file = |name: &str| client.join(name).to_string_lossy().into_owned();
     let flags = [
-        "--etcd-ca-file",
-        &client.join("ca.crt").to_string_lossy().into_owned(),
-        "--etcd-cert-file",
-        &client.join("tls.crt").to_string_lossy().into_owned(),
-        "--etcd-key-file",
-        &client.join("tls.key").to_string_lossy().into_owned(),
-    ]
-    .map(|flag| flag.to_string());
+        "--etcd-ca-file".to_string(),
+        file("ca.crt"),
+        "--etcd-cert-file".to_string(),
+        file("tls.crt"),
+        "--etcd-key-file".to_string(),
+        file("tls.key"),
+    ];
     let options = AgentOptions { metadata_url: Some(format!("etcd://127.0.0.1:{client_port}/floe")), ..Default::default() };
     let agent = Agent::start_with(&infrastructure, "tls", &flags.iter().map(String::as_str).collect::<Vec<_>>(), options)?;
     kafka::create_topic(&agent.bootstrap, "over-tls", 1).await?;

@@ -21,6 +21,7 @@ pub mod agents;
 pub mod bucket;
 pub mod certificate;
 pub mod etcd;
+pub mod groups;
 pub mod keys;
 pub mod layout;
 pub mod producers;

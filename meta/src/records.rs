@@ -2,6 +2,7 @@
 //! on-etcd format; add variants, never change the meaning of an existing one.
 
 use crate::acl::AclBinding;
+use crate::groups::StoredGroup;
 use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -43,6 +44,7 @@ impl JournalRecord {
             Self::AlterScramCredentials { .. } => "alter_scram_credentials",
             Self::CreateAcls { .. } => "create_acls",
             Self::DeleteAcls { .. } => "delete_acls",
+            Self::GroupMembership { .. } => "group_membership",
         }
     }
 }
@@ -146,6 +148,13 @@ pub enum JournalRecord {
     /// reports which, so concurrent deletions answer each binding once.
     DeleteAcls {
         acls: Vec<AclBinding>,
+    },
+    /// A consumer group's membership after a rebalance, or with no members once it emptied
+    /// (metadata version 6; `floe_meta::groups`). Applied only if its generation is not older than
+    /// the stored one, so a late record from a former coordinator cannot undo a newer rebalance.
+    GroupMembership {
+        group: String,
+        stored: StoredGroup,
     },
 }
 

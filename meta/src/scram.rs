@@ -182,7 +182,7 @@ impl ScramCredential {
 }
 
 /// Credentials as base64 text in the journal and in snapshots.
-mod base64_bytes {
+pub(crate) mod base64_bytes {
     use base64::Engine;
     use serde::{Deserialize, Deserializer, Serializer};
 

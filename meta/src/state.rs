@@ -3,6 +3,7 @@
 //! the environment.
 
 use crate::acl::AclBinding;
+use crate::groups::StoredGroup;
 use crate::layout::segment_name_revision;
 use crate::producers::{self, ProducerStates, SequenceCheck, SequenceError};
 use crate::records::{ChunkCommit, ChunkReplacement, JournalRecord, PartitionTrim};
@@ -23,7 +24,8 @@ use uuid::Uuid;
 /// - 4: SCRAM credentials (`AlterScramCredentials`); a version-3 replica
 ///   cannot read these records, so it halts at the version change instead of failing on one.
 /// - 5: ACLs (`CreateAcls`, `DeleteAcls`), for the same reason.
-pub const SUPPORTED_METADATA_VERSION: u32 = 5;
+/// - 6: consumer group membership (`GroupMembership`), for the same reason.
+pub const SUPPORTED_METADATA_VERSION: u32 = 6;
 
 /// The first metadata version whose apply refuses commits of sealed objects.
 pub const SEALING_METADATA_VERSION: u32 = 3;
@@ -54,6 +56,9 @@ pub struct MetadataState {
     /// Kafka ACLs (`floe_meta::acl`), consulted when the agents enforce authorization.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub acls: BTreeSet<AclBinding>,
+    /// Consumer groups' membership as of their last rebalance (`floe_meta::groups`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_memberships: BTreeMap<String, StoredGroup>,
 }
 
 fn is_zero_u64(value: &u64) -> bool {
@@ -163,6 +168,10 @@ pub enum ApplyOutcome {
     },
     TopicConfigsSet,
     GroupOffsetsDeleted,
+    /// `applied` is false when a newer generation was already stored.
+    GroupMembershipStored {
+        applied: bool,
+    },
     ScramCredentialsAltered,
     /// A removed mechanism had no credential; nothing changed.
     ScramCredentialNotFound,
@@ -316,7 +325,15 @@ impl MetadataState {
             },
             JournalRecord::DeleteGroupOffsets { group } => {
                 self.group_offsets.remove(group);
+                self.group_memberships.remove(group);
                 ApplyOutcome::GroupOffsetsDeleted
+            }
+            JournalRecord::GroupMembership { group, stored } => {
+                let newer = self.group_memberships.get(group).is_none_or(|current| stored.generation >= current.generation);
+                if newer {
+                    self.group_memberships.insert(group.clone(), stored.clone());
+                }
+                ApplyOutcome::GroupMembershipStored { applied: newer }
             }
             JournalRecord::DeletePartitionOffsets { group, partitions } => {
                 if let Some(committed) = self.group_offsets.get_mut(group) {
@@ -562,6 +579,42 @@ mod tests {
         assert_eq!(state.apply(2, &JournalRecord::SetMetadataVersion { version: too_new }), ApplyOutcome::Halted { version: too_new });
         assert_eq!(state.apply(3, &JournalRecord::AllocateProducerId), ApplyOutcome::Halted { version: too_new });
         assert_eq!(state.next_producer_id, 0, "nothing is applied after the halt");
+    }
+
+    #[test]
+    fn a_group_membership_is_replaced_only_by_one_of_its_generation_or_newer_and_goes_with_the_group() {
+        use crate::groups::{StoredGroup, StoredMember};
+        let stored = |generation: i32, members: usize| StoredGroup {
+            generation,
+            protocol_type: "consumer".into(),
+            protocol_name: "range".into(),
+            leader: "m0".into(),
+            members: (0..members)
+                .map(|index| StoredMember {
+                    member_id: format!("m{index}"),
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    session_timeout_ms: 45_000,
+                    rebalance_timeout_ms: 300_000,
+                    metadata: vec![1, 2],
+                    assignment: vec![3],
+                })
+                .collect(),
+        };
+        let mut state = MetadataState::default();
+        let record = |generation, members| JournalRecord::GroupMembership { group: "g".into(), stored: stored(generation, members) };
+        assert_eq!(state.apply(1, &record(3, 2)), ApplyOutcome::GroupMembershipStored { applied: true });
+        assert_eq!(
+            state.apply(2, &record(2, 1)),
+            ApplyOutcome::GroupMembershipStored { applied: false },
+            "a former coordinator's late record"
+        );
+        assert_eq!(state.group_memberships["g"], stored(3, 2));
+        assert_eq!(state.apply(3, &record(3, 0)), ApplyOutcome::GroupMembershipStored { applied: true }, "emptied in the same generation");
+        let json = serde_json::to_string(&record(4, 1)).unwrap();
+        assert_eq!(serde_json::from_str::<JournalRecord>(&json).unwrap(), record(4, 1), "{json}");
+        state.apply(4, &JournalRecord::DeleteGroupOffsets { group: "g".into() });
+        assert!(state.group_memberships.is_empty(), "DeleteGroups forgets the membership too");
     }
 
     #[test]

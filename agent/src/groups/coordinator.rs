@@ -6,9 +6,10 @@
 //! ticks to expire sessions and to end rebalances whose deadline passed.
 
 use bytes::Bytes;
+use floe_meta::groups::{StoredGroup, StoredMember};
 use kafka_protocol::error::ResponseError;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -104,6 +105,8 @@ struct Group {
     /// The first rebalance of an empty group waits this long for more members (Kafka's
     /// group.initial.rebalance.delay.ms).
     initial_delay_until: Option<Instant>,
+    /// (generation, empty) of the membership last handed to the journal or taken from it.
+    persisted: Option<(i32, bool)>,
 }
 
 impl Group {
@@ -118,6 +121,72 @@ impl Group {
             pending_members: BTreeMap::new(),
             rebalance_deadline: None,
             initial_delay_until: None,
+            persisted: None,
+        }
+    }
+
+    /// A group as its stored membership describes it: Stable with those members (their sessions
+    /// start now), or Empty at that generation.
+    fn from_stored(stored: &StoredGroup, now: Instant) -> Self {
+        let mut group = Self::new();
+        group.generation = stored.generation;
+        group.persisted = Some((stored.generation, stored.members.is_empty()));
+        if stored.members.is_empty() {
+            return group;
+        }
+        group.state = GroupState::Stable;
+        group.protocol_type = Some(stored.protocol_type.clone());
+        group.protocol_name = Some(stored.protocol_name.clone());
+        group.leader = Some(stored.leader.clone());
+        for member in &stored.members {
+            group.members.insert(
+                member.member_id.clone(),
+                Member {
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    session_timeout: Duration::from_millis(member.session_timeout_ms),
+                    rebalance_timeout: Duration::from_millis(member.rebalance_timeout_ms),
+                    protocols: vec![(stored.protocol_name.clone(), Bytes::from(member.metadata.clone()))],
+                    assignment: Bytes::from(member.assignment.clone()),
+                    last_seen: now,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        group
+    }
+
+    /// What the journal keeps of this group: its members only when Stable.
+    fn stored(&self) -> StoredGroup {
+        let protocol_name = self.protocol_name.clone().unwrap_or_default();
+        let members = if self.state == GroupState::Stable {
+            self.members
+                .iter()
+                .map(|(id, member)| StoredMember {
+                    member_id: id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    session_timeout_ms: member.session_timeout.as_millis() as u64,
+                    rebalance_timeout_ms: member.rebalance_timeout.as_millis() as u64,
+                    metadata: member
+                        .protocols
+                        .iter()
+                        .find(|(name, _)| *name == protocol_name)
+                        .map(|(_, metadata)| metadata.to_vec())
+                        .unwrap_or_default(),
+                    assignment: member.assignment.to_vec(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        StoredGroup {
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            protocol_name,
+            leader: self.leader.clone().unwrap_or_default(),
+            members,
         }
     }
 }
@@ -139,11 +208,20 @@ pub struct GroupSummary {
     pub members: Vec<MemberSummary>,
 }
 
+/// A group's membership as the journal stores it (the replica's `group_memberships`).
+pub type StoredLookup = Arc<dyn Fn(&str) -> Option<StoredGroup> + Send + Sync>;
+
 pub struct GroupCoordinator {
     groups: Mutex<BTreeMap<String, Group>>,
     initial_rebalance_delay: Duration,
     /// Kafka's group.max.size: a new member past it gets GROUP_MAX_SIZE_REACHED.
     max_size: usize,
+    /// Where memberships are read from when this agent takes a group over (None: kept in memory
+    /// only, as in unit tests).
+    stored: Option<StoredLookup>,
+    /// Memberships to write to the journal, drained by `spawn_persister`.
+    outbox: Mutex<Vec<(String, StoredGroup)>>,
+    outbox_ready: tokio::sync::Notify,
 }
 
 /// Why an offset commit was refused by the group state.
@@ -155,7 +233,78 @@ pub enum CommitCheck {
 
 impl GroupCoordinator {
     pub fn new(initial_rebalance_delay: Duration) -> Self {
-        Self { groups: Mutex::new(BTreeMap::new()), initial_rebalance_delay, max_size: i32::MAX as usize }
+        Self {
+            groups: Mutex::new(BTreeMap::new()),
+            initial_rebalance_delay,
+            max_size: i32::MAX as usize,
+            stored: None,
+            outbox: Mutex::new(Vec::new()),
+            outbox_ready: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The same coordinator keeping memberships in the journal: it reads a group's stored
+    /// membership when it takes the group over, and hands each completed rebalance (and each
+    /// group that empties) to `spawn_persister`.
+    pub fn with_stored(mut self, lookup: StoredLookup) -> Self {
+        self.stored = Some(lookup);
+        self
+    }
+
+    /// Takes `group_id` from the journal when this agent holds nothing for it, or holds an older
+    /// generation than the journal (another agent coordinated it meanwhile).
+    fn take_over(&self, groups: &mut BTreeMap<String, Group>, group_id: &str) {
+        let Some(lookup) = &self.stored else { return };
+        let Some(stored) = lookup(group_id) else { return };
+        let stale = groups.get(group_id).is_none_or(|group| group.generation < stored.generation);
+        if stale {
+            if let Some(replaced) = groups.insert(group_id.to_string(), Group::from_stored(&stored, Instant::now())) {
+                tracing::info!(
+                    group = group_id,
+                    from = replaced.generation,
+                    to = stored.generation,
+                    "took a newer group membership from the journal"
+                );
+            }
+        }
+    }
+
+    /// Queues the membership of a group that became Stable or Empty for the journal, once per
+    /// (generation, emptiness); an Empty group only after a Stable one was stored.
+    fn note(&self, group_id: &str, group: &mut Group) {
+        if self.stored.is_none() {
+            return;
+        }
+        let mark = match group.state {
+            GroupState::Stable => (group.generation, false),
+            GroupState::Empty if group.persisted.is_some_and(|(_, empty)| !empty) => (group.generation, true),
+            _ => return,
+        };
+        if group.persisted == Some(mark) {
+            return;
+        }
+        group.persisted = Some(mark);
+        self.outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((group_id.to_string(), group.stored()));
+        self.outbox_ready.notify_one();
+    }
+
+    /// Writes queued memberships with `persist` (which decides whether this agent still
+    /// coordinates the group, and appends the record), in order, until the task is aborted.
+    pub fn spawn_persister<F, Fut>(self: &Arc<Self>, persist: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(String, StoredGroup) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let coordinator = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                coordinator.outbox_ready.notified().await;
+                let queued = std::mem::take(&mut *coordinator.outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+                for (group, stored) in queued {
+                    persist(group, stored).await;
+                }
+            }
+        })
     }
 
     /// The same coordinator with Kafka's `group.max.size`.
@@ -182,6 +331,7 @@ impl GroupCoordinator {
             return receiver;
         }
         let mut groups = self.lock();
+        self.take_over(&mut groups, &request.group_id);
         let group = groups.entry(request.group_id.clone()).or_insert_with(Group::new);
         let is_member = !request.member_id.is_empty() && group.members.contains_key(&request.member_id);
         if !is_member && group.members.len() >= self.max_size {
@@ -255,6 +405,7 @@ impl GroupCoordinator {
     ) -> oneshot::Receiver<SyncOutcome> {
         let (sender, receiver) = oneshot::channel();
         let mut groups = self.lock();
+        self.take_over(&mut groups, group_id);
         let refuse = |sender: oneshot::Sender<SyncOutcome>, error| {
             let _ = sender.send(SyncOutcome { error: Some(error), protocol_type: None, protocol_name: None, assignment: Bytes::new() });
         };
@@ -290,6 +441,7 @@ impl GroupCoordinator {
                         member.assignment = assignments.get(id).cloned().unwrap_or_default();
                     }
                     group.state = GroupState::Stable;
+                    self.note(group_id, group);
                     for member in group.members.values_mut() {
                         if let Some(waiter) = member.sync_waiter.take() {
                             let _ = waiter.send(SyncOutcome {
@@ -308,6 +460,7 @@ impl GroupCoordinator {
 
     pub fn heartbeat(&self, group_id: &str, generation_id: i32, member_id: &str) -> Option<ResponseError> {
         let mut groups = self.lock();
+        self.take_over(&mut groups, group_id);
         let Some(group) = groups.get_mut(group_id) else { return Some(ResponseError::UnknownMemberId) };
         let Some(member) = group.members.get_mut(member_id) else { return Some(ResponseError::UnknownMemberId) };
         member.last_seen = Instant::now();
@@ -325,6 +478,7 @@ impl GroupCoordinator {
     pub fn leave(&self, group_id: &str, member_ids: &[String]) -> Vec<Option<ResponseError>> {
         let now = Instant::now();
         let mut groups = self.lock();
+        self.take_over(&mut groups, group_id);
         let Some(group) = groups.get_mut(group_id) else {
             return member_ids.iter().map(|_| Some(ResponseError::UnknownMemberId)).collect();
         };
@@ -342,6 +496,7 @@ impl GroupCoordinator {
             .collect::<Vec<_>>();
         if results.iter().any(Option::is_none) {
             members_changed(group, now);
+            self.note(group_id, group);
         }
         results
     }
@@ -349,6 +504,7 @@ impl GroupCoordinator {
     /// Checks whether an offset commit from (generation, member) is acceptable right now.
     pub fn check_commit(&self, group_id: &str, generation_id: i32, member_id: &str) -> CommitCheck {
         let mut groups = self.lock();
+        self.take_over(&mut groups, group_id);
         let group = groups.get_mut(group_id);
         if generation_id < 0 && member_id.is_empty() {
             // A commit from outside the group protocol (admin tools, assign()) is fine only while
@@ -374,7 +530,8 @@ impl GroupCoordinator {
     }
 
     pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
-        let groups = self.lock();
+        let mut groups = self.lock();
+        self.take_over(&mut groups, group_id);
         let group = groups.get(group_id)?;
         let protocol_name = group.protocol_name.clone().unwrap_or_default();
         Some(GroupSummary {
@@ -421,7 +578,7 @@ impl GroupCoordinator {
         let now = Instant::now();
         let mut groups = self.lock();
         groups.retain(|_, group| !(group.state == GroupState::Empty && group.members.is_empty() && group.pending_members.is_empty()));
-        for group in groups.values_mut() {
+        for (group_id, group) in groups.iter_mut() {
             group.pending_members.retain(|_, expires| *expires > now);
             let expired: Vec<String> = group
                 .members
@@ -439,6 +596,7 @@ impl GroupCoordinator {
             if group.state == GroupState::PreparingRebalance {
                 try_complete_join(group, now, group.rebalance_deadline.is_some_and(|deadline| deadline <= now));
             }
+            self.note(group_id, group);
         }
     }
 
@@ -611,6 +769,78 @@ mod tests {
         assert_eq!(answered.error, Some(ResponseError::NotCoordinator));
         assert!(coordinator.list().is_empty());
         assert!(coordinator.describe("g").is_none());
+    }
+
+    /// The journal, as far as the coordinators see it: what one stores, the other reads.
+    fn shared_journal() -> (Arc<Mutex<BTreeMap<String, StoredGroup>>>, StoredLookup) {
+        let journal: Arc<Mutex<BTreeMap<String, StoredGroup>>> = Arc::default();
+        let reader = Arc::clone(&journal);
+        (journal, Arc::new(move |group: &str| reader.lock().unwrap().get(group).cloned()))
+    }
+
+    /// What `spawn_persister` would append: the queued memberships, applied in order the way
+    /// the apply function does (a generation never goes back).
+    fn flush(coordinator: &GroupCoordinator, journal: &Mutex<BTreeMap<String, StoredGroup>>) -> usize {
+        let queued = std::mem::take(&mut *coordinator.outbox.lock().unwrap());
+        let count = queued.len();
+        let mut journal = journal.lock().unwrap();
+        for (group, stored) in queued {
+            if journal.get(&group).is_none_or(|current| stored.generation >= current.generation) {
+                journal.insert(group, stored);
+            }
+        }
+        count
+    }
+
+    #[tokio::test]
+    async fn a_new_coordinator_takes_the_group_from_the_journal_and_its_members_carry_on_in_their_generation() {
+        let (journal, lookup) = shared_journal();
+        let first = GroupCoordinator::new(Duration::ZERO).with_stored(Arc::clone(&lookup));
+        let member = first.join(join_request("")).await.unwrap().member_id;
+        let joined = first.join(join_request(&member)).await.unwrap();
+        first.sync("g", joined.generation_id, &member, vec![(member.clone(), Bytes::from_static(b"p0"))]).await.unwrap();
+        assert_eq!(flush(&first, &journal), 1, "the completed rebalance is stored once");
+        assert_eq!(first.heartbeat("g", joined.generation_id, &member), None);
+        assert_eq!(flush(&first, &journal), 0, "heartbeats store nothing");
+
+        // The first coordinator dies; another agent knows nothing of the group but the journal.
+        let second = GroupCoordinator::new(Duration::ZERO).with_stored(Arc::clone(&lookup));
+        assert_eq!(second.heartbeat("g", joined.generation_id, &member), None, "no UNKNOWN_MEMBER_ID, no rebalance");
+        assert_eq!(second.check_commit("g", joined.generation_id, &member), CommitCheck::Allowed);
+        let described = second.describe("g").expect("the group is known");
+        assert_eq!((described.state, &described.members[0].assignment[..]), ("Stable", &b"p0"[..]));
+        assert_eq!(second.sync("g", joined.generation_id, &member, vec![]).await.unwrap().assignment, Bytes::from_static(b"p0"));
+
+        // The member leaves at the new coordinator: the group is stored empty, at a newer
+        // generation, and a third coordinator starts it again from there.
+        assert_eq!(second.leave("g", std::slice::from_ref(&member)), vec![None]);
+        assert_eq!(flush(&second, &journal), 1);
+        let emptied = journal.lock().unwrap()["g"].clone();
+        assert!(emptied.members.is_empty() && emptied.generation > joined.generation_id);
+        let third = GroupCoordinator::new(Duration::ZERO).with_stored(lookup);
+        assert_eq!(third.heartbeat("g", joined.generation_id, &member), Some(ResponseError::UnknownMemberId));
+        let again = third.join(join_request("")).await.unwrap().member_id;
+        let rejoined = third.join(join_request(&again)).await.unwrap();
+        assert!(
+            rejoined.generation_id > emptied.generation,
+            "generations never go back: {} after {}",
+            rejoined.generation_id,
+            emptied.generation
+        );
+    }
+
+    #[tokio::test]
+    async fn an_agent_holding_an_older_generation_takes_the_newer_one_from_the_journal() {
+        let (journal, lookup) = shared_journal();
+        let old = GroupCoordinator::new(Duration::ZERO).with_stored(Arc::clone(&lookup));
+        let member = old.join(join_request("")).await.unwrap().member_id;
+        let joined = old.join(join_request(&member)).await.unwrap();
+        old.sync("g", joined.generation_id, &member, vec![(member.clone(), Bytes::from_static(b"p0"))]).await.unwrap();
+        flush(&old, &journal);
+        let newer = StoredGroup { generation: joined.generation_id + 3, ..journal.lock().unwrap()["g"].clone() };
+        journal.lock().unwrap().insert("g".into(), newer.clone());
+        assert_eq!(old.heartbeat("g", newer.generation, &member), None, "the journal's generation wins over what this agent remembered");
+        assert_eq!(old.heartbeat("g", joined.generation_id, &member), Some(ResponseError::IllegalGeneration));
     }
 
     #[tokio::test]
