@@ -89,19 +89,23 @@ impl WordCountApp {
     }
 
     fn stop(mut self) -> Result<()> {
-        std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                // The JVM exits with 128 + SIGTERM once its shutdown hook (which closes the
-                // application) has run.
-                ensure!(status.success() || status.code() == Some(143), "the word count exited with {status}");
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("the word count did not stop within 60 s of SIGTERM")
+        stop_jvm(&mut self.child, "the word count")
     }
+}
+
+/// SIGTERM to a JVM, then waits (at most 60 s) for it to exit cleanly: with 0, or with 128 +
+/// SIGTERM, which the JVM exits with once its shutdown hooks (closing the application) have run.
+fn stop_jvm(child: &mut Child, what: &str) -> Result<()> {
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            ensure!(status.success() || status.code() == Some(143), "{what} exited with {status}");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{what} did not stop within 60 s of SIGTERM")
 }
 
 impl Drop for WordCountApp {
@@ -261,16 +265,7 @@ impl ConnectWorker {
     }
 
     fn stop(mut self) -> Result<()> {
-        std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                ensure!(status.success() || status.code() == Some(143), "the Connect worker exited with {status}");
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("the Connect worker did not stop within 60 s of SIGTERM")
+        stop_jvm(&mut self.child, "the Connect worker")
     }
 }
 

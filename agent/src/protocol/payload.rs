@@ -30,10 +30,7 @@ use std::hash::Hasher;
 use std::io::Read;
 use twox_hash::XxHash32;
 
-use super::layout::{ATTRIBUTES_AT, HEADER_BYTES as RECORDS_AT, RECORD_COUNT_AT};
-
-/// The attribute bits that name the codec.
-const COMPRESSION_MASK: i16 = 0x07;
+use super::layout::{HEADER_BYTES as RECORDS_AT, RECORD_COUNT_AT};
 
 /// The smallest record body: attributes, timestamp delta, offset delta, key length, value length
 /// and header count, one byte each (a null key and value, no headers).
@@ -78,17 +75,9 @@ fn check_into(batch: &[u8], output: &mut Output) -> Result<(), RecordsError> {
     if batch.len() < RECORDS_AT {
         return Err(RecordsError::Header { reason: format!("{} bytes is shorter than a batch header", batch.len()) });
     }
-    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
     let count = i32::from_be_bytes(batch[RECORD_COUNT_AT..RECORDS_AT].try_into().expect("4 bytes"));
     let payload = &batch[RECORDS_AT..];
-    let compression = match attributes & COMPRESSION_MASK {
-        0 => Compression::None,
-        1 => Compression::Gzip,
-        2 => Compression::Snappy,
-        3 => Compression::Lz4,
-        4 => Compression::Zstd,
-        code => return Err(RecordsError::UnknownCompression { code }),
-    };
+    let compression = super::records::compression_of(batch)?;
     // Every record takes at least MIN_RECORD_BYTES: a count the bytes could never hold (the
     // poison pill of 60,000,000 empty records in 2 KB of zstd) is refused before any inflation.
     let room = if compression == Compression::None { payload.len() } else { limit };
@@ -572,6 +561,10 @@ fn walk_lz4_frame(payload: &[u8], output: &mut Output, scratch: &mut Vec<u8>) ->
 mod tests {
     use super::*;
     use crate::protocol::batch::tests::encoded_batch;
+    use crate::protocol::layout::ATTRIBUTES_AT;
+
+    /// The attribute bits that name the codec.
+    const COMPRESSION_MASK: i16 = 0x07;
     use crate::protocol::records::tests::{record, zeros_batch, ALL};
     use crate::protocol::records::{decode_batch, MAX_DECODED_BATCH_BYTES};
     use bytes::{Bytes, BytesMut};

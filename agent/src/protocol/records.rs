@@ -140,6 +140,21 @@ pub fn decode_batch(batch: &Bytes, max_decoded_bytes: usize) -> Result<Vec<Recor
     Ok(set.records)
 }
 
+/// The codec a magic-v2 batch header names (`batch` holds at least the header).
+pub(super) fn compression_of(batch: &[u8]) -> Result<Compression, RecordsError> {
+    use super::layout::ATTRIBUTES_AT;
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
+    // The attribute bits that name the codec.
+    match attributes & 0x07 {
+        0 => Ok(Compression::None),
+        1 => Ok(Compression::Gzip),
+        2 => Ok(Compression::Snappy),
+        3 => Ok(Compression::Lz4),
+        4 => Ok(Compression::Zstd),
+        code => Err(RecordsError::UnknownCompression { code }),
+    }
+}
+
 /// Decompresses a batch payload, failing as soon as the output would exceed `limit` bytes.
 pub(super) fn decompress(payload: &[u8], compression: Compression, limit: usize) -> Result<Bytes, RecordsError> {
     let failed = |error: std::io::Error| RecordsError::Decompress { compression, reason: error.to_string() };

@@ -6,13 +6,11 @@
 //! are recomputed, and the records are compressed again with the batch's own codec.
 
 use super::layout::{ATTRIBUTES_AT, BASE_TIMESTAMP_AT, BATCH_LENGTH_AT, CRC_AT, HEADER_BYTES, LENGTH_FIELD_END, RECORD_COUNT_AT};
-use super::records::{decompress, RecordsError};
+use super::records::{compression_of, decompress, RecordsError};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::records::Compression;
 use std::io::Write;
 use std::ops::Range;
-
-const COMPRESSION_MASK: i16 = 0x07;
 
 /// One record of a batch, located in the decompressed payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,15 +46,7 @@ pub fn read_records(batch: &[u8], limit: usize) -> Result<BatchRecords, RecordsE
     if batch.len() < HEADER_BYTES {
         return Err(RecordsError::Header { reason: format!("{} bytes is shorter than a batch header", batch.len()) });
     }
-    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
-    let compression = match attributes & COMPRESSION_MASK {
-        0 => Compression::None,
-        1 => Compression::Gzip,
-        2 => Compression::Snappy,
-        3 => Compression::Lz4,
-        4 => Compression::Zstd,
-        code => return Err(RecordsError::UnknownCompression { code }),
-    };
+    let compression = compression_of(batch)?;
     let declared = i32::from_be_bytes(batch[RECORD_COUNT_AT..HEADER_BYTES].try_into().expect("4 bytes"));
     let payload = match compression {
         Compression::None => Bytes::copy_from_slice(&batch[HEADER_BYTES..]),

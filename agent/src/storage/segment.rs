@@ -59,24 +59,16 @@ impl SegmentBuilder {
 
     /// Appends one partition's batches; `counts[i]` is the record count of `batches[i]`.
     pub fn add_chunk(&mut self, topic: &str, topic_id: Uuid, partition: i32, batches: &[(Bytes, i64)], max_timestamp: i64) -> &FooterEntry {
-        let start = self.buffer.len();
         let mut relative = 0i64;
-        for (bytes, count) in batches {
-            batch::put_with_base_offset(&mut self.buffer, bytes, relative);
-            relative += count;
-        }
-        let crc = crc32c::crc32c(&self.buffer[start..]);
-        self.entries.push(FooterEntry {
-            topic: topic.to_string(),
-            topic_id,
-            partition,
-            record_count: relative,
-            byte_start: start as u64,
-            byte_len: (self.buffer.len() - start) as u64,
-            max_timestamp,
-            crc,
-        });
-        self.entries.last().expect("just pushed")
+        let placed: Vec<(Bytes, i64)> = batches
+            .iter()
+            .map(|(bytes, count)| {
+                let at = relative;
+                relative += count;
+                (bytes.clone(), at)
+            })
+            .collect();
+        self.add_chunk_at(topic, topic_id, partition, &placed, relative, max_timestamp)
     }
 
     /// Appends one partition's batches at given offsets: `batches[i].1` is the chunk-relative base
