@@ -58,8 +58,11 @@ struct WordCountApp {
 impl WordCountApp {
     fn start(bootstrap: &str, guarantee: &str, state_dir: &std::path::Path) -> Result<Self> {
         let state_dir = state_dir.to_string_lossy().into_owned();
+        // Kafka's client logs go to a file kept after the test (the suite's output stays readable).
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(floe_e2e::target_directory().join("word-count.log"))?;
         let mut child = java_main("dev.floe.e2e.WordCount", &[bootstrap, "word-count", "lines", "word-counts", guarantee, &state_dir])?
             .stdout(Stdio::piped())
+            .stderr(log)
             .spawn()
             .context("starting the Kafka Streams word count")?;
         let stdout = child.stdout.take().expect("piped");
