@@ -330,11 +330,14 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
     ));
     let writer_task = tokio::spawn(Arc::clone(&writer).run(writer_stopped));
     let stored_groups = metadata.clone();
-    let groups = Arc::new(
-        GroupCoordinator::new(settings.group_initial_rebalance_delay)
-            .with_max_size(settings.limits.group_max_size)
-            .with_stored(Arc::new(move |group: &str| stored_groups.read(|state| state.group_memberships.get(group).cloned()))),
-    );
+    let groups =
+        Arc::new(GroupCoordinator::new(settings.group_initial_rebalance_delay).with_max_size(settings.limits.group_max_size).with_stored(
+            Arc::new(move |group: &str, held| {
+                stored_groups.read(|state| {
+                    state.group_memberships.get(group).filter(|stored| crate::groups::coordinator::is_newer(stored, held)).cloned()
+                })
+            }),
+        ));
     background.push(groups.spawn_sweeper(Duration::from_millis(200)));
     background.push(groups.spawn_persister(persist_group_membership(metadata.clone(), Arc::clone(&cluster))));
     let reader = Arc::new(SegmentReader::new(Arc::clone(&store), cache));

@@ -199,11 +199,7 @@ async fn kafka_streams_word_count_counts_exactly_and_restores_from_its_compacted
         let (_, metrics) = http_get(&playground.http, "/metrics")?;
         Ok(metric_value(&metrics, "floe_key_compaction_records_removed_total").unwrap_or_default())
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while removed()? == 0.0 {
-        ensure!(Instant::now() < deadline, "key compaction removed nothing from the changelog within 30 s");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    floe_e2e::wait_until("key compaction removed records from the changelog", Duration::from_secs(30), || Ok(removed()? > 0.0))?;
 
     produce_lines(&playground.bootstrap, "lines", FIRST..FIRST + SECOND).await?;
     count_words(FIRST..FIRST + SECOND, &mut expected);

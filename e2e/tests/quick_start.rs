@@ -112,22 +112,17 @@ impl TlsEtcd {
             .spawn()
             .context("failed to start the stand-in etcd")?;
         let etcd = Self { child, address };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let healthy = Command::new("etcdctl")
+        let healthy = || {
+            let output = Command::new("etcdctl")
                 .env("ETCDCTL_API", "3")
                 .args(["--endpoints", &format!("https://{}", etcd.address), "--cacert", &pki.arg("ca.crt")])
                 .args(["--cert", &pki.arg("etcd-probe.crt"), "--key", &pki.arg("etcd-probe.key"), "endpoint", "health"])
-                .output()
-                .is_ok_and(|output| output.status.success());
-            if healthy {
-                return Ok(etcd);
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("the stand-in TLS etcd was not healthy within 30 s (see {})", plane.state.join("chart-etcd.log").display());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+                .output()?;
+            Ok(output.status.success())
+        };
+        floe_e2e::wait_until("the stand-in TLS etcd is healthy", Duration::from_secs(30), healthy)
+            .with_context(|| format!("see {}", plane.state.join("chart-etcd.log").display()))?;
+        Ok(etcd)
     }
 }
 

@@ -208,8 +208,15 @@ pub struct GroupSummary {
     pub members: Vec<MemberSummary>,
 }
 
-/// A group's membership as the journal stores it (the replica's `group_memberships`).
-pub type StoredLookup = Arc<dyn Fn(&str) -> Option<StoredGroup> + Send + Sync>;
+/// A group's membership as the journal stores it (the replica's `group_memberships`), only if it
+/// is newer than the generation this agent holds (`None`: holds nothing), so the frequent calls
+/// (every heartbeat and commit) clone nothing.
+pub type StoredLookup = Arc<dyn Fn(&str, Option<i32>) -> Option<StoredGroup> + Send + Sync>;
+
+/// Whether a stored membership should replace what an agent holds at generation `held`.
+pub fn is_newer(stored: &StoredGroup, held: Option<i32>) -> bool {
+    held.is_none_or(|generation| stored.generation > generation)
+}
 
 pub struct GroupCoordinator {
     groups: Mutex<BTreeMap<String, Group>>,
@@ -255,17 +262,14 @@ impl GroupCoordinator {
     /// generation than the journal (another agent coordinated it meanwhile).
     fn take_over(&self, groups: &mut BTreeMap<String, Group>, group_id: &str) {
         let Some(lookup) = &self.stored else { return };
-        let Some(stored) = lookup(group_id) else { return };
-        let stale = groups.get(group_id).is_none_or(|group| group.generation < stored.generation);
-        if stale {
-            if let Some(replaced) = groups.insert(group_id.to_string(), Group::from_stored(&stored, Instant::now())) {
-                tracing::info!(
-                    group = group_id,
-                    from = replaced.generation,
-                    to = stored.generation,
-                    "took a newer group membership from the journal"
-                );
-            }
+        let Some(stored) = lookup(group_id, groups.get(group_id).map(|group| group.generation)) else { return };
+        if let Some(replaced) = groups.insert(group_id.to_string(), Group::from_stored(&stored, Instant::now())) {
+            tracing::info!(
+                group = group_id,
+                from = replaced.generation,
+                to = stored.generation,
+                "took a newer group membership from the journal"
+            );
         }
     }
 
@@ -775,7 +779,7 @@ mod tests {
     fn shared_journal() -> (Arc<Mutex<BTreeMap<String, StoredGroup>>>, StoredLookup) {
         let journal: Arc<Mutex<BTreeMap<String, StoredGroup>>> = Arc::default();
         let reader = Arc::clone(&journal);
-        (journal, Arc::new(move |group: &str| reader.lock().unwrap().get(group).cloned()))
+        (journal, Arc::new(move |group: &str, held| reader.lock().unwrap().get(group).filter(|stored| is_newer(stored, held)).cloned()))
     }
 
     /// What `spawn_persister` would append: the queued memberships, applied in order the way

@@ -58,17 +58,16 @@ impl SegmentBuilder {
     }
 
     /// Appends one partition's batches; `counts[i]` is the record count of `batches[i]`.
+    /// The writer's path: no allocation per chunk.
     pub fn add_chunk(&mut self, topic: &str, topic_id: Uuid, partition: i32, batches: &[(Bytes, i64)], max_timestamp: i64) -> &FooterEntry {
+        let span = batches.iter().map(|(_, count)| count).sum();
         let mut relative = 0i64;
-        let placed: Vec<(Bytes, i64)> = batches
-            .iter()
-            .map(|(bytes, count)| {
-                let at = relative;
-                relative += count;
-                (bytes.clone(), at)
-            })
-            .collect();
-        self.add_chunk_at(topic, topic_id, partition, &placed, relative, max_timestamp)
+        let placed = batches.iter().map(|(bytes, count)| {
+            let at = relative;
+            relative += count;
+            (bytes, at)
+        });
+        self.put_chunk(topic, topic_id, partition, placed, span, max_timestamp)
     }
 
     /// Appends one partition's batches at given offsets: `batches[i].1` is the chunk-relative base
@@ -84,9 +83,23 @@ impl SegmentBuilder {
         record_span: i64,
         max_timestamp: i64,
     ) -> &FooterEntry {
+        let placed = batches.iter().map(|(bytes, relative)| (bytes, *relative));
+        self.put_chunk(topic, topic_id, partition, placed, record_span, max_timestamp)
+    }
+
+    /// Copies `placed` (each batch with its chunk-relative base offset) and adds its footer entry.
+    fn put_chunk<'a>(
+        &mut self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+        placed: impl Iterator<Item = (&'a Bytes, i64)>,
+        record_span: i64,
+        max_timestamp: i64,
+    ) -> &FooterEntry {
         let start = self.buffer.len();
-        for (bytes, relative) in batches {
-            batch::put_with_base_offset(&mut self.buffer, bytes, *relative);
+        for (bytes, relative) in placed {
+            batch::put_with_base_offset(&mut self.buffer, bytes, relative);
         }
         let crc = crc32c::crc32c(&self.buffer[start..]);
         self.entries.push(FooterEntry {
