@@ -230,6 +230,9 @@ async fn bind(address: SocketAddr, what: &'static str, flag: &'static str) -> Re
     Ok((listener, bound))
 }
 
+/// How often each agent looks for transactions past their `transaction.timeout.ms`.
+const TRANSACTION_TIMEOUT_CHECK: Duration = Duration::from_secs(1);
+
 pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> {
     let metrics = Arc::new(Metrics::new());
     let replica = Arc::new(Replica::new());
@@ -374,6 +377,13 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         validation: ValidationPool::new(settings.produce_validation_threads, settings.produce_max_decompressed_bytes_per_request),
     });
     let ready = Arc::new(AtomicBool::new(false));
+    // Transactions past their timeout are aborted by their coordinator (liveness only: apply
+    // decides between a commit and the abort).
+    background.push(tokio::spawn(crate::handlers::transactions::run_timeouts(
+        Arc::clone(&context),
+        TRANSACTION_TIMEOUT_CHECK,
+        serving_stopped.clone(),
+    )));
     let server_task = tokio::spawn(server::run(kafka_listener, Arc::clone(&context), settings.server.clone(), serving_stopped));
     let http_task =
         tokio::spawn(http::run(http_listener, HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) }, http_stopped));

@@ -192,7 +192,8 @@ pub fn record_batch_decoder(data: &[u8]) -> Vec<i64> {
     }
     let chunk = chunk.freeze();
     let mut fetched = BytesMut::new();
-    let (copied, _) = batch::copy_rebased(&mut fetched, &chunk, CHUNK_BASE_OFFSET, from_offset, byte_limit, flags & FORCE_FIRST != 0);
+    let (copied, _) =
+        batch::copy_rebased(&mut fetched, &chunk, CHUNK_BASE_OFFSET, from_offset, i64::MAX, byte_limit, flags & FORCE_FIRST != 0);
     assert_eq!(copied, fetched.len());
     let fetched = fetched.freeze();
     let mut expected = accepted.iter().skip_while(|(base_offset, count, _)| base_offset + count <= from_offset);

@@ -40,6 +40,10 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// Segment commits refused because garbage collection had sealed the object's name.
     pub refused_commits: IntCounter,
+    /// Transactions this agent ended, by result (`commit`, `abort`).
+    pub transactions_ended: IntCounterVec,
+    /// Transactions this agent aborted because they outlived `transaction.timeout.ms`.
+    pub transactions_timed_out: IntCounter,
     /// Chunks a fetch could not read (missing or damaged object): each answered KAFKA_STORAGE_ERROR.
     pub unreadable_chunks: IntCounter,
     /// Unreferenced segment objects the garbage collector deleted.
@@ -178,6 +182,16 @@ impl Metrics {
             "Segment commits refused because garbage collection sealed the object while the commit was in flight (the data is stored again)",
         )
         .expect("valid metric");
+        let transactions_ended = IntCounterVec::new(
+            Opts::new("floe_transactions_ended_total", "Transactions this agent committed or aborted (markers written), by result"),
+            &["result"],
+        )
+        .expect("valid metric");
+        let transactions_timed_out = IntCounter::new(
+            "floe_transactions_timed_out_total",
+            "Transactions this agent aborted (and fenced) because they outlived transaction.timeout.ms",
+        )
+        .expect("valid metric");
         let unreadable_chunks = IntCounter::new(
             "floe_unreadable_chunks_total",
             "Partition chunks a fetch could not read from the object store (missing or damaged object); see the log for the object",
@@ -264,6 +278,8 @@ impl Metrics {
             Box::new(cpu_seconds_per_second.clone()),
             Box::new(draining.clone()),
             Box::new(refused_commits.clone()),
+            Box::new(transactions_ended.clone()),
+            Box::new(transactions_timed_out.clone()),
             Box::new(unreadable_chunks.clone()),
             Box::new(gc_deleted_objects.clone()),
             Box::new(sealed_through_revision.clone()),
@@ -309,6 +325,8 @@ impl Metrics {
             cpu_seconds_per_second,
             draining,
             refused_commits,
+            transactions_ended,
+            transactions_timed_out,
             unreadable_chunks,
             gc_deleted_objects,
             sealed_through_revision,

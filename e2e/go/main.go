@@ -5,6 +5,7 @@
 //	floe-e2e-franz-go admin       --bootstrap H:P --topic T
 //	floe-e2e-franz-go idempotence --bootstrap H:P --topic T [--partitions 12] --records N
 //	floe-e2e-franz-go denied      --bootstrap H:P --topic T --group G --new-topic N
+//	floe-e2e-franz-go transactions --bootstrap H:P --topic T [--partitions 12] --records N --transactional-id X
 //
 // Every mode also takes --tls-ca-file CA.pem (TLS, trusting that CA) and --sasl-mechanism
 // PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 with --sasl-user and --sasl-password.
@@ -46,6 +47,8 @@ type options struct {
 	// group and newTopic are the denied mode's group and topic to create.
 	group    string
 	newTopic string
+	// transactionalID is the transactions mode's transactional id.
+	transactionalID string
 	// security holds the TLS and SASL options of --tls-ca-file and --sasl-*.
 	security []kgo.Opt
 }
@@ -63,6 +66,7 @@ func main() {
 	set.IntVar(&opts.records, "records", 10000, "records to produce")
 	set.StringVar(&opts.group, "group", "", "consumer group (denied)")
 	set.StringVar(&opts.newTopic, "new-topic", "", "topic to create (denied)")
+	set.StringVar(&opts.transactionalID, "transactional-id", "", "transactional id of the producer (transactions)")
 	tlsCA := set.String("tls-ca-file", "", "connect with TLS, trusting this CA (PEM)")
 	mechanism := set.String("sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	user := set.String("sasl-user", "", "SASL user")
@@ -81,6 +85,9 @@ func main() {
 	if mode == "denied" && (opts.group == "" || opts.newTopic == "") {
 		usage("denied needs --group and --new-topic")
 	}
+	if mode == "transactions" && opts.transactionalID == "" {
+		usage("transactions needs --transactional-id")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	emit("startup_complete", map[string]any{"client": clientName})
@@ -94,6 +101,8 @@ func main() {
 		err = idempotence(ctx, opts)
 	case "denied":
 		err = denied(ctx, opts)
+	case "transactions":
+		err = transactions(ctx, opts)
 	default:
 		usage("unknown mode " + mode)
 	}
@@ -107,7 +116,7 @@ func main() {
 }
 
 func usage(reason string) {
-	fmt.Fprintf(os.Stderr, "usage error: %s\nusage: floe-e2e-franz-go roundtrip|admin|idempotence|denied --bootstrap HOST:PORT --topic T [--partitions P] [--records N] [--group G --new-topic N]\n", reason)
+	fmt.Fprintf(os.Stderr, "usage error: %s\nusage: floe-e2e-franz-go roundtrip|admin|idempotence|denied|transactions --bootstrap HOST:PORT --topic T [--partitions P] [--records N] [--group G --new-topic N] [--transactional-id X]\n", reason)
 	os.Exit(2)
 }
 

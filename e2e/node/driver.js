@@ -7,6 +7,7 @@
  *   node driver.js admin       --bootstrap H:P --topic T
  *   node driver.js idempotence --bootstrap H:P --topic T [--partitions 12] --records N
  *   node driver.js denied      --bootstrap H:P --topic T --group G --new-topic N
+ *   node driver.js transactions --bootstrap H:P --topic T [--partitions 12] --records N --transactional-id X
  *
  * Every mode also takes --tls-ca-file CA.pem (TLS, trusting that CA) and --sasl-mechanism
  * PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 with --sasl-user and --sasl-password.
@@ -26,6 +27,8 @@ const CONSUME_DEADLINE_MS = 150000
 const DRAIN_MS = 1500
 const DENIED_STEP_MS = 15000
 const DENIED_CLOSE_MS = 2000
+const TRANSACTION_SIZE = 10 // records per transaction: transaction k holds [10k, 10k+10)
+const TRANSACTION_READ_MS = 60000
 
 // ------------------------------------------------------------------------------------------------
 // Events: one JSON object per line on stdout (console.log is stdout; logs use console.error).
@@ -150,9 +153,11 @@ function partitionOf(key, topic, partitions) {
 /**
  * Sends records [from, to) in chunks, one send at a time, and reports where each landed: a send's
  * answer holds one base offset per partition, and records of one partition take consecutive
- * offsets from it in send order. A failed send reports each of its records as an error.
+ * offsets from it in send order. A failed send reports each of its records as an error. Returns
+ * how many records were reported as errors. `producer` is a producer or a transaction.
  */
 async function sendRange(producer, producerName, topic, partitions, from, to, compression, chunk) {
+  let failed = 0
   for (let start = from; start < to; start += chunk) {
     const end = Math.min(to, start + chunk)
     const messages = []
@@ -162,6 +167,7 @@ async function sendRange(producer, producerName, topic, partitions, from, to, co
       answers = await producer.send({ topic, acks: -1, compression, messages })
     } catch (error) {
       for (let i = start; i < end; i++) emit('producer_send_error', { topic, index: i, error: `${error.name}: ${error.message}` })
+      failed += end - start
       continue
     }
     const base = new Map(answers.map(a => [a.partition, Number(a.baseOffset)]))
@@ -170,6 +176,7 @@ async function sendRange(producer, producerName, topic, partitions, from, to, co
       const partition = partitionOf(messages[i - start].key, topic, partitions)
       if (!base.has(partition)) {
         emit('producer_send_error', { topic, index: i, error: `the send's answer has no partition ${partition}` })
+        failed++
         continue
       }
       const offset = base.get(partition) + (next.get(partition) || 0)
@@ -177,17 +184,32 @@ async function sendRange(producer, producerName, topic, partitions, from, to, co
       emit('producer_send_success', { topic, partition, offset, index: i, producer: producerName })
     }
   }
+  return failed
 }
 
-/** A group member that reports assignments and every record; returns it and a count of reads. */
-async function reportingConsumer(client, groupId, topic, onBatch = () => {}) {
-  const consumer = client.consumer({ groupId, maxWaitTimeInMs: 500 })
+/**
+ * A group member that reports assignments and every record; returns it and its state: the count
+ * of reads, the offset after the last record read per partition (`next`), the position per
+ * partition (`position`: one past the last offset of every batch it went through, including batches
+ * left empty by filtering, i.e. aborted records and transaction markers), and when the last record
+ * came (`lastRecordAt`). `settings` are more options of kafkajs's consumer.
+ */
+async function reportingConsumer(client, groupId, topic, onBatch = () => {}, settings = {}) {
+  const consumer = client.consumer({ groupId, maxWaitTimeInMs: 500, ...settings })
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
     for (const [assigned, partitions] of Object.entries(payload.memberAssignment)) {
       emit('partitions_assigned', { topic: assigned, partitions: [...partitions].sort((a, b) => a - b) })
     }
   })
-  const state = { read: 0, next: new Map() }
+  const state = { read: 0, next: new Map(), position: new Map(), lastRecordAt: Date.now() }
+  const advance = (partition, offset) => {
+    if (!(state.position.get(partition) >= offset)) state.position.set(partition, offset)
+  }
+  // kafkajs emits END_BATCH_PROCESS for every batch it resolved, also one whose records were all
+  // filtered out (aborted, control), which never reaches eachBatch.
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    if (payload.topic === topic && payload.lastOffset !== null) advance(payload.partition, Number(payload.lastOffset) + 1)
+  })
   await consumer.connect()
   await consumer.subscribe({ topic, fromBeginning: true })
   await consumer.run({
@@ -196,6 +218,8 @@ async function reportingConsumer(client, groupId, topic, onBatch = () => {}) {
       for (const m of batch.messages) {
         state.read++
         state.next.set(batch.partition, Number(m.offset) + 1)
+        advance(batch.partition, Number(m.offset) + 1)
+        state.lastRecordAt = Date.now()
         emitConsumed(batch.topic, batch.partition, m)
       }
       await onBatch(batch, consumer)
@@ -279,6 +303,81 @@ async function idempotence({ bootstrap, topic, partitions, records: n }) {
   } finally {
     await admin.disconnect()
   }
+}
+
+/**
+ * One transactional producer (idempotent, maxInFlightRequests 1, transaction timeout 60 s) sends
+ * records [0, N) in transactions of 10, committing the even ones and aborting the odd ones (and
+ * any with a failed send), each end an admin_result; then a group member that reads committed
+ * records only (readUncommitted: false; kafkajs has no consumer without a group) reads T from the
+ * beginning until each partition's position reached the end offset ListOffsets answers for
+ * read_committed (the last stable offset) and no record came for 1.5 s, or 60 s passed.
+ */
+async function transactions({ bootstrap, topic, partitions, records: n, 'transactional-id': transactionalId }) {
+  const client = kafka(bootstrap)
+  const admin = client.admin()
+  await admin.connect()
+  try {
+    await createTopic(admin, topic, partitions)
+    const producer = client.producer({
+      transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 60000,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    })
+    await producer.connect()
+    try {
+      for (let k = 0, first = 0; first < n; k++, first += TRANSACTION_SIZE) {
+        const count = Math.min(TRANSACTION_SIZE, n - first)
+        // The first transaction() initialises the transactional producer id (InitProducerId with
+        // the transactional id); kafkajs has no separate call for it.
+        const txn = await producer.transaction()
+        const failed = await sendRange(txn, 'transactional', topic, partitions, first, first + count, CODECS[0][1], count)
+        const commit = k % 2 === 0 && failed === 0
+        const operation = commit ? 'commit_transaction' : 'abort_transaction'
+        let error = null
+        try {
+          await (commit ? txn.commit() : txn.abort())
+        } catch (e) {
+          error = transactionError(e)
+          console.error(`transaction ${k}: ${operation}: ${e.stack}`)
+        }
+        emit('admin_result', { operation, resource: String(k), error, result: { first, count } })
+      }
+    } finally {
+      await producer.disconnect()
+    }
+
+    // kafkajs's admin sends ListOffsets (v2+) with its default isolation level READ_COMMITTED, so
+    // `high` is the last stable offset.
+    const ends = await admin.fetchTopicOffsets(topic)
+    const end = new Map(ends.map(({ partition, high }) => [partition, Number(high)]))
+    const { consumer, state } = await reportingConsumer(client, `${topic}-txn-reader`, topic, undefined, { readUncommitted: false })
+    const reached = () => [...end].every(([partition, offset]) => (state.position.get(partition) || 0) >= offset)
+    try {
+      await waitFor(TRANSACTION_READ_MS, () => reached() && Date.now() - state.lastRecordAt >= DRAIN_MS)
+    } finally {
+      await consumer.disconnect()
+    }
+    console.error(
+      `read ${state.read} committed records; positions ${JSON.stringify([...state.position])}, last stable offsets ${JSON.stringify([...end])}`
+    )
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+/**
+ * A transaction end's `error`, as the denied mode names it, except that a code kafkajs 2.2.4 does
+ * not know (e.g. 90 PRODUCER_FENCED) is no Kafka error name: kafkajs gives it the type
+ * KAFKAJS_UNKNOWN_ERROR_CODE and code -99, and only its message ("Unknown error code 90") keeps
+ * the code, so it is reported as CLIENT_ERROR with that message.
+ */
+function transactionError(error) {
+  const found = protocolErrorOf(error)
+  if (found && found.type === 'KAFKAJS_UNKNOWN_ERROR_CODE') return `CLIENT_ERROR: ${found.message}`
+  return deniedError(error)
 }
 
 // Kafka's ConfigSource names by number (kafkajs gives the number only).
@@ -433,13 +532,19 @@ const DENIED_RETRY = { retries: 2, initialRetryTime: 100, maxRetryTime: 1000 }
  * KafkaJSNumberOfRetriesExceeded (`cause`), KafkaJSAggregateError (`errors`, e.g. CreateTopics'
  * per-topic KafkaJSCreateTopicError). Undefined when it carries none.
  */
-function kafkaErrorName(error, seen = new Set()) {
+function kafkaErrorName(error) {
+  const found = protocolErrorOf(error)
+  return found && found.type
+}
+
+/** The KafkaJSProtocolError (with a `type`) an error of kafkajs carries, as kafkaErrorName looks. */
+function protocolErrorOf(error, seen = new Set()) {
   if (!error || typeof error !== 'object' || seen.has(error)) return undefined
   seen.add(error)
-  if (error instanceof KafkaJSProtocolError && typeof error.type === 'string') return error.type
+  if (error instanceof KafkaJSProtocolError && typeof error.type === 'string') return error
   for (const inner of [error.cause, ...(Array.isArray(error.errors) ? error.errors : [])]) {
-    const name = kafkaErrorName(inner, seen)
-    if (name) return name
+    const found = protocolErrorOf(inner, seen)
+    if (found) return found
   }
   return undefined
 }
@@ -607,6 +712,7 @@ function parseArguments(argv) {
     throw new RangeError('--bootstrap and --topic are required; --partitions >= 1; --records >= 0')
   }
   if (mode === 'denied' && (!options.group || !options['new-topic'])) throw new RangeError('denied needs --group and --new-topic')
+  if (mode === 'transactions' && !options['transactional-id']) throw new RangeError('transactions needs --transactional-id')
   return { mode, options }
 }
 
@@ -616,11 +722,11 @@ async function main() {
   try {
     ;({ mode, options } = parseArguments(process.argv.slice(2)))
   } catch (error) {
-    console.error(`usage error: ${error.message}\nusage: node driver.js roundtrip|admin|idempotence|denied --bootstrap H:P --topic T [--partitions P] [--records N] [--group G --new-topic N]`)
+    console.error(`usage error: ${error.message}\nusage: node driver.js roundtrip|admin|idempotence|denied|transactions --bootstrap H:P --topic T [--partitions P] [--records N] [--group G --new-topic N] [--transactional-id X]`)
     return 2
   }
   security = securityOf(options)
-  const modes = { roundtrip, admin: adminMode, idempotence, denied }
+  const modes = { roundtrip, admin: adminMode, idempotence, denied, transactions }
   if (!modes[mode]) {
     console.error(`usage error: unknown mode ${mode}`)
     return 2

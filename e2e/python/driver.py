@@ -5,6 +5,7 @@
     driver.py idempotence --bootstrap HOST:PORT --topic T [--partitions 6] --records N
     driver.py admin       --bootstrap HOST:PORT --topic T
     driver.py denied      --bootstrap HOST:PORT --topic T --group G --new-topic N
+    driver.py transactions --bootstrap HOST:PORT --topic T [--partitions 12] --records N --transactional-id X
         [--tls-ca-file CA.pem] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512
          --sasl-user U --sasl-password P]
 
@@ -27,6 +28,11 @@ G, commit to G without joining, create N, alter T's retention.ms; each an admin_
 error kafka-python raised (or the error code it answered), bounded to 15 s. For such a user
 kafka-python stops before Produce and Fetch (Metadata answers TOPIC_AUTHORIZATION_FAILED) and before
 JoinGroup and OffsetCommit (FindCoordinator answers GROUP_AUTHORIZATION_FAILED), as Java's does.
+transactions: one KafkaProducer(transactional_id=X, acks='all', enable_idempotence=True,
+transaction_timeout_ms=60000); init_transactions, then transactions of 10 records, the even ones
+committed and the odd ones (and any with a failed send) aborted, each an admin_result; the
+partitions read from offset 0 without a group with isolation_level='read_committed' until each
+position reached its end offset (the last stable offset) and no record came for 1.5 s, or 60 s.
 
 api_version is deliberately NOT pinned: kafka-python 3.x discovers the broker's API versions with
 ApiVersionsRequest and negotiates per request type, which is exactly what we want to exercise.
@@ -491,15 +497,98 @@ def denied(args):
     denied_step("alter_configs", topic, alter_configs)
 
 
+TRANSACTION_SIZE = 10  # records per transaction: transaction k holds [10k, 10k+10)
+
+
+def transactions(args):
+    topic = args.topic
+    create_topic(args, args.partitions)
+    producer = KafkaProducer(**client_settings(args), transactional_id=args.transactional_id, acks="all",
+                             enable_idempotence=True, transaction_timeout_ms=60000)
+    try:
+        producer.init_transactions()
+        for k, first in enumerate(range(0, args.records, TRANSACTION_SIZE)):
+            indices = range(first, min(first + TRANSACTION_SIZE, args.records))
+            producer.begin_transaction()
+            futures = []
+            for i in indices:
+                try:
+                    futures.append((i, producer.send(topic, key=record_key(i), value=record_value(i),
+                                                     headers=record_headers(i))))
+                except Exception as error:  # noqa: BLE001 - a send refused at once is a failed send
+                    futures.append((i, error))
+            try:
+                producer.flush(timeout=120)
+            except kafka.errors.KafkaTimeoutError as error:
+                info("transaction %d: flush: %r" % (k, error))
+            # Reported here, in index order, once every send of the transaction is done, not from
+            # callbacks: kafka-python marks a future done before it runs its callbacks, so a
+            # callback's event could come after the transaction's admin_result.
+            failed = False
+            for i, sent in futures:
+                try:
+                    if isinstance(sent, Exception):
+                        raise sent
+                    md = sent.get(timeout=1)
+                except Exception as error:  # noqa: BLE001 - every outcome is an event
+                    failed = True
+                    emit("producer_send_error", topic=topic, index=i, error=repr(error))
+                else:
+                    emit("producer_send_success", topic=md.topic, partition=md.partition, offset=md.offset,
+                         index=i, producer="transactional")
+            commit = k % 2 == 0 and not failed
+            operation = "commit_transaction" if commit else "abort_transaction"
+            try:
+                if commit:
+                    producer.commit_transaction()
+                else:
+                    producer.abort_transaction()
+                error = None
+            except Exception as raised:  # noqa: BLE001 - every outcome is an event
+                error = denied_error_name(raised)
+                info("transaction %d: %s raised %r" % (k, operation, raised))
+            emit("admin_result", operation=operation, resource=str(k), error=error,
+                 result={"first": first, "count": len(indices)})
+    finally:
+        producer.close()
+
+    consumer = KafkaConsumer(**client_settings(args), enable_auto_commit=False, isolation_level="read_committed")
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(args.partitions)]
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, 0)
+        # ListOffsets with the consumer's isolation level: the last stable offsets.
+        ends = consumer.end_offsets(partitions)
+        read = 0
+        deadline = time.monotonic() + 60
+        last_record = time.monotonic()
+
+        def reached():
+            return all((consumer.position(tp) or 0) >= end for tp, end in ends.items())
+
+        while time.monotonic() < deadline and not (reached() and time.monotonic() - last_record >= 1.5):
+            for records in consumer.poll(timeout_ms=200).values():
+                read += len(records)
+                last_record = time.monotonic()
+                emit_consumed(records)
+        info("read %d committed records; positions %s, last stable offsets %s"
+             % (read, {tp.partition: consumer.position(tp) for tp in partitions},
+                {tp.partition: end for tp, end in ends.items()}))
+    finally:
+        consumer.close()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["roundtrip", "idempotence", "admin", "denied"])
+    ap.add_argument("mode", choices=["roundtrip", "idempotence", "admin", "denied", "transactions"])
     ap.add_argument("--bootstrap", required=True, help="HOST:PORT")
     ap.add_argument("--topic", required=True)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--records", type=int, default=10000)
     ap.add_argument("--group", help="denied: the consumer group the user may not use")
     ap.add_argument("--new-topic", help="denied: the topic the user may not create")
+    ap.add_argument("--transactional-id", help="transactions: the producer's transactional id")
     ap.add_argument("--log-level", default="WARNING", help="python logging level (e.g. INFO, DEBUG)")
     ap.add_argument("--tls-ca-file", help="connect with TLS, trusting this CA (PEM)")
     ap.add_argument("--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
@@ -510,6 +599,8 @@ def main():
         ap.error("bad --records/--partitions")
     if args.mode == "denied" and not (args.group and args.new_topic):
         ap.error("denied needs --group and --new-topic")
+    if args.mode == "transactions" and not args.transactional_id:
+        ap.error("transactions needs --transactional-id")
     SECURITY.update(security_settings(args))
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -521,7 +612,7 @@ def main():
     info("kafka-python %s, %s on %s" % (kafka.__version__, args.mode, args.topic))
     try:
         {"roundtrip": roundtrip, "idempotence": idempotence, "admin": admin_mode,
-         "denied": denied}[args.mode](args)
+         "denied": denied, "transactions": transactions}[args.mode](args)
     except Exception as error:  # noqa: BLE001 - a step that cannot go on ends the run
         sys.stdout.flush()
         print("FAIL python %s: %r" % (args.mode, error), file=sys.stderr)

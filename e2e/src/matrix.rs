@@ -15,9 +15,11 @@ pub const CLIENTS: &[&str] = &["java", "librdkafka", "kcat", "franz-go", "kafka-
 /// is the principal; `sasl`: produce, consume and admin over SASL (SCRAM and
 /// PLAIN); `oauthbearer`: produce and consume with SASL/OAUTHBEARER tokens checked against a JWKS;
 /// `acls`: Kafka's authorization codes when an ACL is missing, and access once granted;
-/// `compaction`: reading a topic that key compaction cleaned (gaps, rewritten batches).
+/// `compaction`: reading a topic that key compaction cleaned (gaps, rewritten batches);
+/// `transactions`: transactional producers, committed records read once and aborted ones never
+/// by read_committed consumers.
 pub const FEATURES: &[&str] =
-    &["produce", "consume", "groups", "admin", "idempotence", "tls", "mtls", "sasl", "oauthbearer", "acls", "compaction"];
+    &["produce", "consume", "groups", "admin", "idempotence", "tls", "mtls", "sasl", "oauthbearer", "acls", "compaction", "transactions"];
 
 /// Where cell results are written: `$FLOE_MATRIX_DIR`, else `<target>/compat-matrix`.
 pub fn results_directory() -> PathBuf {

@@ -530,6 +530,91 @@ impl Events {
         Events { client: producer.client.clone(), events: produced.chain(read).cloned().collect() }
     }
 
+    /// The `transactions` mode's run (e2e/README.md): at least one transaction committed and one
+    /// aborted; read_committed returned exactly the records of the committed transactions, each
+    /// once, at its acknowledged partition and offset, with its key, value and `h-index`; nothing
+    /// of an aborted one.
+    pub fn check_transactions(&self, topic: &str) -> Result<()> {
+        let mut committed: HashMap<u64, ()> = HashMap::new();
+        let mut aborted: HashMap<u64, ()> = HashMap::new();
+        let mut acknowledged: HashMap<u64, (Option<i32>, Option<i64>)> = HashMap::new();
+        let mut problems = Problems::default();
+        for event in &self.events {
+            match event {
+                Event::AdminResult { operation, resource, error, result } => {
+                    let first = result.get("first").and_then(|value| value.as_u64());
+                    let count = result.get("count").and_then(|value| value.as_u64());
+                    let (Some(first), Some(count)) = (first, count) else {
+                        problems.add(format!("transaction {resource}: result {result} lacks first and count"));
+                        continue;
+                    };
+                    match (operation.as_str(), error) {
+                        ("commit_transaction", None) => committed.extend((first..first + count).map(|index| (index, ()))),
+                        ("commit_transaction", Some(error)) => problems.add(format!("transaction {resource}: commit failed with {error}")),
+                        ("abort_transaction", _) => aborted.extend((first..first + count).map(|index| (index, ()))),
+                        (other, _) => problems.add(format!("unexpected admin_result {other}")),
+                    }
+                }
+                Event::ProducerSendSuccess { index, partition, offset, .. } => {
+                    acknowledged.insert(*index, (*partition, *offset));
+                }
+                _ => {}
+            }
+        }
+        ensure!(
+            !committed.is_empty() && !aborted.is_empty(),
+            "{}: {} records committed and {} aborted; the run proves nothing",
+            self.client,
+            committed.len(),
+            aborted.len()
+        );
+        let mut read: HashMap<u64, u32> = HashMap::new();
+        for event in &self.events {
+            match event {
+                Event::ConsumerError { error, .. } => problems.add(format!("the consumer reported an error: {error}")),
+                Event::RecordConsumed { topic: read_topic, partition, offset, key, value, headers, .. } => {
+                    let at = format!("{read_topic}/{partition}@{offset}");
+                    let Some(index) = key.as_deref().and_then(crate::records::index_of).filter(|_| read_topic == topic) else {
+                        problems.add(format!("{at} is not a record of this run"));
+                        continue;
+                    };
+                    if aborted.contains_key(&index) {
+                        problems.add(format!("record {index} of an aborted transaction was read at {at}"));
+                    } else if !committed.contains_key(&index) {
+                        problems.add(format!("record {index} at {at} belongs to no committed transaction"));
+                    }
+                    *read.entry(index).or_default() += 1;
+                    if read[&index] > 1 {
+                        problems.add(format!("record {index} read again at {at}"));
+                    }
+                    if value.as_deref() != Some(crate::records::value(index).as_slice()) {
+                        problems.add(format!("record {index} at {at} has the wrong value"));
+                    }
+                    if !headers
+                        .iter()
+                        .any(|header| header.key == "h-index" && header.value.as_deref() == Some(index.to_string().as_bytes()))
+                    {
+                        problems.add(format!("record {index} at {at} lacks its h-index header"));
+                    }
+                    match acknowledged.get(&index) {
+                        Some((Some(acked_partition), Some(acked_offset))) if (acked_partition, acked_offset) != (partition, offset) => {
+                            problems.add(format!("record {index} read at {at} but acknowledged at {acked_partition}@{acked_offset}"))
+                        }
+                        None if committed.contains_key(&index) => problems.add(format!("record {index} was read but never acknowledged")),
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut missing: Vec<u64> = committed.keys().filter(|index| !read.contains_key(index)).copied().collect();
+        missing.sort_unstable();
+        if !missing.is_empty() {
+            problems.add(format!("{} committed records were not read, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]));
+        }
+        problems.into_result(&format!("{}: transactions on {topic}", self.client))
+    }
+
     /// The `denied` mode's run (e2e/README.md): a user without any ACL gets Kafka's exact code for
     /// each step, `errors` being (operation, resource, expected error name or `None` for success).
     pub fn check_denials(&self, expected: &[(&str, &str, Option<&str>)]) -> Result<()> {

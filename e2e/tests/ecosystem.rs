@@ -56,11 +56,13 @@ struct WordCountApp {
 }
 
 impl WordCountApp {
-    fn start(bootstrap: &str, guarantee: &str, state_dir: &std::path::Path) -> Result<Self> {
+    /// `application_id` counts the lines of `lines` into `output` under `guarantee`
+    /// (`at_least_once` or `exactly_once_v2`).
+    fn start(bootstrap: &str, application_id: &str, output: &str, guarantee: &str, state_dir: &std::path::Path) -> Result<Self> {
         let state_dir = state_dir.to_string_lossy().into_owned();
         // Kafka's client logs go to a file kept after the test (the suite's output stays readable).
         let log = std::fs::OpenOptions::new().create(true).append(true).open(floe_e2e::target_directory().join("word-count.log"))?;
-        let mut child = java_main("dev.floe.e2e.WordCount", &[bootstrap, "word-count", "lines", "word-counts", guarantee, &state_dir])?
+        let mut child = java_main("dev.floe.e2e.WordCount", &[bootstrap, application_id, "lines", output, guarantee, &state_dir])?
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -140,22 +142,28 @@ fn latest_counts(
     Ok(())
 }
 
-fn output_reader(bootstrap: &str) -> Result<BaseConsumer> {
-    let consumer: BaseConsumer = kafka::config(bootstrap).set("group.id", "count-reader").set("enable.auto.commit", "false").create()?;
+/// A reader of `output`'s counts; read_committed (librdkafka's default), so under
+/// `exactly_once_v2` it sees only counts whose transaction committed.
+fn output_reader(bootstrap: &str, output: &str) -> Result<BaseConsumer> {
+    let consumer: BaseConsumer = kafka::config(bootstrap)
+        .set("group.id", "count-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..3 {
-        assignment.add_partition_offset("word-counts", partition, Offset::Beginning)?;
+        assignment.add_partition_offset(output, partition, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
     Ok(consumer)
 }
 
-fn wait_for_counts(bootstrap: &str, expected: &BTreeMap<String, i64>, timeout: Duration) -> Result<Duration> {
+fn wait_for_counts(bootstrap: &str, output: &str, expected: &BTreeMap<String, i64>, timeout: Duration) -> Result<Duration> {
     let started = Instant::now();
-    let consumer = output_reader(bootstrap)?;
+    let consumer = output_reader(bootstrap, output)?;
     let mut counts = BTreeMap::new();
     latest_counts(&consumer, &mut counts, started + timeout, expected)?;
-    ensure!(&counts == expected, "after {timeout:?} the word count says {counts:?}, expected {expected:?}");
+    ensure!(&counts == expected, "after {timeout:?} the word count in {output} says {counts:?}, expected {expected:?}");
     Ok(started.elapsed())
 }
 
@@ -186,10 +194,10 @@ async fn kafka_streams_word_count_counts_exactly_and_restores_from_its_compacted
     count_words(0..FIRST, &mut expected);
 
     let first_state = tempfile::Builder::new().prefix("floe-e2e-streams-").tempdir()?;
-    let mut app = WordCountApp::start(&playground.bootstrap, "at_least_once", first_state.path())?;
+    let mut app = WordCountApp::start(&playground.bootstrap, "word-count", "word-counts", "at_least_once", first_state.path())?;
     app.wait_running(Duration::from_secs(90))?;
     println!("{:?}: the word count is running", started.elapsed());
-    let took = wait_for_counts(&playground.bootstrap, &expected, Duration::from_secs(90))?;
+    let took = wait_for_counts(&playground.bootstrap, "word-counts", &expected, Duration::from_secs(90))?;
     println!("the word count counted {FIRST} lines in {took:?}");
     app.stop()?;
     println!("{:?}: the word count stopped", started.elapsed());
@@ -204,17 +212,17 @@ async fn kafka_streams_word_count_counts_exactly_and_restores_from_its_compacted
     produce_lines(&playground.bootstrap, "lines", FIRST..FIRST + SECOND).await?;
     count_words(FIRST..FIRST + SECOND, &mut expected);
     let second_state = tempfile::Builder::new().prefix("floe-e2e-streams-").tempdir()?;
-    let mut app = WordCountApp::start(&playground.bootstrap, "at_least_once", second_state.path())?;
+    let mut app = WordCountApp::start(&playground.bootstrap, "word-count", "word-counts", "at_least_once", second_state.path())?;
     app.wait_running(Duration::from_secs(90))?;
     println!("{:?}: the word count is running", started.elapsed());
-    let took = wait_for_counts(&playground.bootstrap, &expected, Duration::from_secs(90))?;
+    let took = wait_for_counts(&playground.bootstrap, "word-counts", &expected, Duration::from_secs(90))?;
     println!("restored from the changelog ({} records removed by key compaction) and counted {SECOND} more lines in {took:?}", removed()?);
     app.stop()?;
     println!("{:?}: the word count stopped", started.elapsed());
 
     playground.restart()?;
     println!("{:?}: the playground restarted", started.elapsed());
-    wait_for_counts(&playground.bootstrap, &expected, Duration::from_secs(30)).context("after the playground restarted")?;
+    wait_for_counts(&playground.bootstrap, "word-counts", &expected, Duration::from_secs(30)).context("after the playground restarted")?;
     cell.pass();
     Ok(())
 }
@@ -365,14 +373,22 @@ async fn kafka_connect_runs_a_file_round_trip_and_resumes_from_its_stored_offset
     Ok(())
 }
 
-/// Issue 19, done-when 1 (at_least_once, cluster mode): the word count runs against three agents
-/// while one of them is killed and started again; every word is counted exactly once, and the
-/// counts read back after every agent has restarted.
+/// Issue 19, done-when 1 (cluster mode): two word counts, one `at_least_once` and one
+/// `exactly_once_v2` (transactions: its output, changelog and input offsets commit together), count
+/// exactly while one of three agents is killed and restarted in the middle of their work; the
+/// counts, read with read_committed, are read back again after every agent restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_streams_word_count_counts_exactly_while_an_agent_is_killed_and_restarted() -> Result<()> {
+async fn kafka_streams_word_counts_count_exactly_with_both_guarantees_while_an_agent_is_killed_and_restarted() -> Result<()> {
     use floe_e2e::cluster::{Agent, Infrastructure};
+    let cell = Cell::open(
+        "java",
+        "transactions",
+        "Kafka Streams under exactly_once_v2 counts exactly while an agent is killed and restarted (read_committed output)",
+    );
     const FIRST: u64 = 1_500;
     const SECOND: u64 = 1_500;
+    const APPLICATIONS: [(&str, &str, &str); 2] =
+        [("word-count", "word-counts", "at_least_once"), ("word-count-eos", "word-counts-eos", "exactly_once_v2")];
     let flags = ["--registry-ttl", "3s", "--key-compaction-interval", "2s"];
     let infrastructure = Infrastructure::start()?;
     let mut agents = [
@@ -382,7 +398,8 @@ async fn kafka_streams_word_count_counts_exactly_while_an_agent_is_killed_and_re
     ];
     let bootstrap = |agents: &[Agent; 3]| agents.iter().map(|agent| agent.bootstrap.clone()).collect::<Vec<_>>().join(",");
     let admin: AdminClient<DefaultClientContext> = kafka::config(&bootstrap(&agents)).create()?;
-    let topics = [NewTopic::new("lines", 6, TopicReplication::Fixed(1)), NewTopic::new("word-counts", 3, TopicReplication::Fixed(1))];
+    let mut topics = vec![NewTopic::new("lines", 6, TopicReplication::Fixed(1))];
+    topics.extend(APPLICATIONS.iter().map(|(_, output, _)| NewTopic::new(output, 3, TopicReplication::Fixed(1))));
     for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
         if let Err((name, error)) = result {
             bail!("failed to create {name}: {error}");
@@ -391,12 +408,21 @@ async fn kafka_streams_word_count_counts_exactly_while_an_agent_is_killed_and_re
     let mut expected = BTreeMap::new();
     produce_lines(&agents[0].bootstrap, "lines", 0..FIRST).await?;
     count_words(0..FIRST, &mut expected);
-    let state = tempfile::Builder::new().prefix("floe-e2e-streams-").tempdir()?;
-    let mut app = WordCountApp::start(&bootstrap(&agents), "at_least_once", state.path())?;
-    app.wait_running(Duration::from_secs(90))?;
-    wait_for_counts(&agents[0].bootstrap, &expected, Duration::from_secs(90))?;
+    let mut apps = Vec::new();
+    let mut states = Vec::new();
+    for (application_id, output, guarantee) in APPLICATIONS {
+        let state = tempfile::Builder::new().prefix("floe-e2e-streams-").tempdir()?;
+        apps.push(WordCountApp::start(&bootstrap(&agents), application_id, output, guarantee, state.path())?);
+        states.push(state);
+    }
+    for app in &mut apps {
+        app.wait_running(Duration::from_secs(90))?;
+    }
+    for (_, output, _) in APPLICATIONS {
+        wait_for_counts(&agents[0].bootstrap, output, &expected, Duration::from_secs(90))?;
+    }
 
-    // An agent dies while the application works through more lines; it comes back later.
+    // An agent dies while the applications work through more lines; it comes back later.
     let killed = Instant::now();
     agents[1].kill_hard()?;
     let producing = produce_lines(&agents[0].bootstrap, "lines", FIRST..FIRST + SECOND);
@@ -404,13 +430,195 @@ async fn kafka_streams_word_count_counts_exactly_while_an_agent_is_killed_and_re
     producing.await?;
     std::thread::sleep(Duration::from_secs(3).saturating_sub(killed.elapsed()));
     agents[1].restart()?;
-    let took = wait_for_counts(&agents[0].bootstrap, &expected, Duration::from_secs(120))?;
-    println!("exact counts {took:?} after the killed agent came back");
-    app.stop()?;
+    for (_, output, guarantee) in APPLICATIONS {
+        let took = wait_for_counts(&agents[0].bootstrap, output, &expected, Duration::from_secs(120))?;
+        println!("{guarantee}: exact counts {took:?} after the killed agent came back");
+    }
+    // exactly_once_v2 really ran transactions (at_least_once runs none).
+    let mut commits = 0.0;
+    for agent in &agents {
+        let (_, metrics) = http_get(&agent.http, "/metrics")?;
+        commits += metric_value(&metrics, "floe_transactions_ended_total{result=\"commit\"}").unwrap_or_default();
+    }
+    ensure!(commits > 0.0, "no agent committed a transaction for the exactly_once_v2 application");
+    println!("{commits} transactions committed (agents that were not restarted)");
+    for app in apps {
+        app.stop()?;
+    }
 
     for agent in agents.iter_mut() {
         agent.restart()?;
     }
-    wait_for_counts(&agents[2].bootstrap, &expected, Duration::from_secs(60)).context("after every agent restarted")?;
+    for (_, output, _) in APPLICATIONS {
+        wait_for_counts(&agents[2].bootstrap, output, &expected, Duration::from_secs(60)).context("after every agent restarted")?;
+    }
+    cell.pass();
+    Ok(())
+}
+
+/// A run of the Java transactional driver (`dev.floe.e2e.Transactions`, e2e/java), its events
+/// read as they come; Kafka's client log goes to target/transactions.log.
+struct TransactionsRun {
+    child: Child,
+    events: mpsc::Receiver<serde_json::Value>,
+    what: String,
+}
+
+impl TransactionsRun {
+    fn start(arguments: &[&str]) -> Result<Self> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(floe_e2e::target_directory().join("transactions.log"))?;
+        let mut child = java_main("dev.floe.e2e.Transactions", arguments)?
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("starting the Java transactional driver")?;
+        let stdout = child.stdout.take().expect("piped");
+        let (sender, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "event": "unparsable", "line": line }));
+                if sender.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self { child, events, what: arguments.join(" ") })
+    }
+
+    /// Every event until the driver exits 0 (at most `timeout`).
+    fn finish(mut self, timeout: Duration) -> Result<Vec<serde_json::Value>> {
+        let deadline = Instant::now() + timeout;
+        let mut events = Vec::new();
+        loop {
+            match self.events.recv_timeout(Duration::from_millis(200)) {
+                Ok(event) => events.push(event),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > deadline => {
+                    bail!("`Transactions {}` still running after {timeout:?}; events so far: {events:?}", self.what)
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        let status = self.child.wait()?;
+        ensure!(status.success(), "`Transactions {}` exited with {status} (see target/transactions.log); events: {events:?}", self.what);
+        Ok(events)
+    }
+}
+
+impl Drop for TransactionsRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn named<'a>(events: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|event| event["event"] == name).collect()
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value.as_array().into_iter().flatten().filter_map(|item| item.as_str().map(String::from)).collect()
+}
+
+/// The values a consumer of `topic` reads from the beginning with `isolation`, in read order.
+fn read_values(bootstrap: &str, topic: &str, isolation: &str) -> Result<Vec<String>> {
+    let events = TransactionsRun::start(&["consume", bootstrap, topic, isolation, "1500"])?.finish(Duration::from_secs(150))?;
+    ensure!(!named(&events, "end").is_empty(), "the consumer did not reach the end of {topic}: {events:?}");
+    Ok(named(&events, "record").iter().filter_map(|record| record["value"].as_str().map(String::from)).collect())
+}
+
+/// Issue 19, done-when 4: Java transactional producers on a three-agent cluster. Committed records
+/// are read exactly once and aborted ones never by read_committed consumers, although an agent is
+/// killed and restarted while the transactions run (and read again after every agent restarted);
+/// a second producer with the same transactional id aborts the first one's transaction and fences
+/// it; a transaction that outlives its timeout is aborted by the coordinator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_transactions_commit_abort_fence_and_time_out_while_an_agent_is_killed() -> Result<()> {
+    use floe_e2e::cluster::{Agent, Infrastructure};
+    let cell = Cell::open(
+        "java",
+        "transactions",
+        "committed records read once and aborted ones never (read_committed) across an agent kill; a zombie producer fenced; a timed-out transaction aborted",
+    );
+    let flags = ["--registry-ttl", "3s"];
+    let infrastructure = Infrastructure::start()?;
+    let mut agents = [
+        Agent::start(&infrastructure, "transactions", &flags)?,
+        Agent::start(&infrastructure, "transactions", &flags)?,
+        Agent::start(&infrastructure, "transactions", &flags)?,
+    ];
+    let bootstrap = agents.iter().map(|agent| agent.bootstrap.clone()).collect::<Vec<_>>().join(",");
+    let admin: AdminClient<DefaultClientContext> = kafka::config(&bootstrap).create()?;
+    let topics = [
+        NewTopic::new("payments", 6, TopicReplication::Fixed(1)),
+        NewTopic::new("fenced", 1, TopicReplication::Fixed(1)),
+        NewTopic::new("expired", 1, TopicReplication::Fixed(1)),
+    ];
+    for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        if let Err((name, error)) = result {
+            bail!("failed to create {name}: {error}");
+        }
+    }
+
+    // The timeout run sleeps through three timeouts; it overlaps the main run.
+    let expiring = TransactionsRun::start(&["timeout", &bootstrap, "expired", "expiring-tx", "2000"])?;
+    let producing = TransactionsRun::start(&["produce", &bootstrap, "payments", "payments-tx", "40", "20", "150"])?;
+    std::thread::sleep(Duration::from_secs(4));
+    agents[1].kill_hard()?;
+    std::thread::sleep(Duration::from_secs(3));
+    agents[1].restart()?;
+    let events = producing.finish(Duration::from_secs(240))?;
+    ensure!(named(&events, "in_doubt").is_empty() && named(&events, "fatal").is_empty(), "transactions failed: {events:?}");
+    ensure!(!named(&events, "done").is_empty(), "the producer did not finish: {events:?}");
+    let committed: Vec<String> = named(&events, "committed").iter().flat_map(|event| strings(&event["values"])).collect();
+    let aborted: Vec<String> = named(&events, "aborted").iter().flat_map(|event| strings(&event["values"])).collect();
+    ensure!(committed.len() >= 200 && aborted.len() >= 200, "{} committed and {} aborted records", committed.len(), aborted.len());
+    let check_committed = |read: Vec<String>, when: &str| -> Result<()> {
+        let mut read_sorted = read.clone();
+        read_sorted.sort();
+        let mut expected = committed.clone();
+        expected.sort();
+        let leaked: Vec<&String> = read.iter().filter(|value| aborted.contains(value)).take(5).collect();
+        ensure!(leaked.is_empty(), "{when}: read_committed returned aborted records, e.g. {leaked:?}");
+        ensure!(
+            read_sorted == expected,
+            "{when}: read_committed returned {} records, expected the {} committed ones exactly once",
+            read.len(),
+            expected.len()
+        );
+        Ok(())
+    };
+    check_committed(read_values(&bootstrap, "payments", "read_committed")?, "after the agent came back")?;
+    let uncommitted = read_values(&bootstrap, "payments", "read_uncommitted")?;
+    ensure!(uncommitted.iter().any(|value| aborted.contains(value)), "read_uncommitted shows no aborted record: the test proves nothing");
+    println!("{} committed and {} aborted records; read_committed hid the aborted ones", committed.len(), aborted.len());
+
+    // A zombie: the new producer's InitProducerId aborts its transaction and fences it.
+    let events = TransactionsRun::start(&["fence", &bootstrap, "fenced", "fenced-tx"])?.finish(Duration::from_secs(120))?;
+    let fenced = named(&events, "fenced");
+    ensure!(fenced.len() == 1, "the zombie was not fenced: {events:?}");
+    let error = fenced[0]["error"].as_str().unwrap_or_default();
+    ensure!(
+        error.contains("ProducerFenced") || error.contains("InvalidProducerEpoch"),
+        "the zombie failed with {error}, not a fencing error"
+    );
+    ensure!(read_values(&bootstrap, "fenced", "read_committed")? == ["fresh-0"], "only the new producer's record is committed");
+
+    let events = expiring.finish(Duration::from_secs(120))?;
+    ensure!(named(&events, "aborted_by_coordinator").len() == 1, "the expired transaction was committed: {events:?}");
+    ensure!(read_values(&bootstrap, "expired", "read_committed")?.is_empty(), "the expired transaction's record is visible");
+    let mut timed_out = 0.0;
+    for agent in &agents {
+        let (_, metrics) = http_get(&agent.http, "/metrics")?;
+        timed_out += metric_value(&metrics, "floe_transactions_timed_out_total").unwrap_or_default();
+    }
+    ensure!(timed_out >= 1.0, "no agent counted a timeout abort");
+
+    for agent in agents.iter_mut() {
+        agent.restart()?;
+    }
+    let bootstrap = agents.iter().map(|agent| agent.bootstrap.clone()).collect::<Vec<_>>().join(",");
+    check_committed(read_values(&bootstrap, "payments", "read_committed")?, "after every agent restarted")?;
+    cell.pass();
     Ok(())
 }

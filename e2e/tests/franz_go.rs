@@ -107,3 +107,34 @@ fn franz_go_idempotent_producer_writes_every_record_exactly_once_with_gapless_se
     idempotence.pass();
     Ok(())
 }
+
+/// Issue 19, done-when 7: franz-go's transactional producer commits every other transaction of ten
+/// records and aborts the rest; its read_committed consumer reads exactly the committed records
+/// (`Events::check_transactions`).
+#[test]
+fn franz_go_transactions_commit_and_abort_and_read_committed_sees_only_the_committed() -> Result<()> {
+    let cell = Cell::open(
+        "franz-go",
+        "transactions",
+        "a transactional producer commits half of 20 transactions and aborts the others; read_committed reads exactly the committed records",
+    );
+    let playground = Playground::start(&[])?;
+    let topic = "franz-go-transactions";
+    let command = franz_go_driver(&[
+        "transactions",
+        "--bootstrap",
+        &playground.bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        "3",
+        "--records",
+        "200",
+        "--transactional-id",
+        "franz-go-tx",
+    ])?;
+    let events = verifiable::run(command, DRIVER_TIMEOUT)?;
+    events.check_transactions(topic)?;
+    cell.pass();
+    Ok(())
+}

@@ -606,3 +606,38 @@ fn verifiable_producer_and_consumer_agree_on_100k_idempotent_messages_without_du
     idempotence.pass();
     Ok(())
 }
+
+/// Issue 19, done-when 7: `kafka-transactions` lists and describes the transactions of a Java
+/// transactional producer (ListTransactions on every agent, FindCoordinator for a transactional id,
+/// DescribeTransactions).
+#[test]
+fn kafka_transactions_lists_and_describes_a_producers_transactions() -> Result<()> {
+    const TRANSACTIONS: &str = "org.apache.kafka.tools.TransactionsCommand";
+    let cell = Cell::open(
+        "kafka-cli",
+        "transactions",
+        "kafka-transactions list and describe show a Java producer's transactional id, producer id, epoch and last state",
+    );
+    let playground = Playground::start(&[])?;
+    tool(TOPICS, &["--bootstrap-server", &playground.bootstrap, "--create", "--topic", "cli-transactions", "--partitions", "1"])?;
+    // Two transactions: the first committed, the second aborted.
+    let produced = run_with_timeout(
+        floe_e2e::java_main("dev.floe.e2e.Transactions", &["produce", &playground.bootstrap, "cli-transactions", "cli-tx", "2", "5"])?,
+        TOOL_TIMEOUT,
+    )?;
+    ensure!(produced.status.success() && produced.stdout.contains("\"aborted\""), "the transactional producer failed: {}", produced.stderr);
+    let listed = tool(TRANSACTIONS, &["--bootstrap-server", &playground.bootstrap, "list"])?;
+    let line = listed.lines().find(|line| line.starts_with("cli-tx")).with_context(|| format!("cli-tx is not listed:\n{listed}"))?;
+    ensure!(
+        line.contains("CompleteAbort"),
+        "cli-tx is listed as {line:?}, expected CompleteAbort; the producer reported:\n{}",
+        produced.stdout
+    );
+    let described = tool(TRANSACTIONS, &["--bootstrap-server", &playground.bootstrap, "describe", "--transactional-id", "cli-tx"])?;
+    let fields: Vec<&str> = described.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    ensure!(fields.contains(&"CompleteAbort") && fields.contains(&"60000"), "describe printed:\n{described}");
+    let unknown = run_tool(TRANSACTIONS, &["--bootstrap-server", &playground.bootstrap, "describe", "--transactional-id", "nobody"], None)?;
+    ensure!(!unknown.success && unknown.stderr.contains("ID could not be found"), "describe of an unknown id: {}", unknown.stderr);
+    cell.pass();
+    Ok(())
+}

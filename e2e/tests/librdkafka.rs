@@ -217,3 +217,72 @@ async fn a_thousand_partitions_for_ten_seconds_write_a_bounded_number_of_segment
     ensure!((written as u64) <= bound, "{written} segment objects exceed the bound of {bound}");
     Ok(())
 }
+
+/// Issue 19, done-when 7: librdkafka's transactional producer commits every other transaction of
+/// ten records and aborts the rest; a read_committed consumer reads exactly the committed records
+/// once each, a read_uncommitted one sees the aborted ones too (so the hiding is real).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_transactions_commit_and_abort_and_read_committed_sees_only_the_committed() -> Result<()> {
+    use rdkafka::producer::Producer;
+    use rdkafka::TopicPartitionList;
+    let cell = Cell::open(
+        "librdkafka",
+        "transactions",
+        "a transactional producer commits half of 20 transactions and aborts the others; read_committed reads exactly the committed records",
+    );
+    const TOPIC: &str = "rdkafka-transactions";
+    const PARTITIONS: i32 = 3;
+    let playground = Playground::start(&[])?;
+    kafka::create_topic(&playground.bootstrap, TOPIC, PARTITIONS).await?;
+    let producer = producer(&playground.bootstrap, "lz4", &[("transactional.id", "rdkafka-tx")])?;
+    producer.init_transactions(Duration::from_secs(30))?;
+    let mut committed = Vec::new();
+    for transaction in 0..20u64 {
+        producer.begin_transaction()?;
+        let indexes: Vec<u64> = (transaction * 10..transaction * 10 + 10).collect();
+        let mut deliveries = Vec::new();
+        for index in &indexes {
+            let (key, value) = (records::key(*index), records::value(*index));
+            let record = FutureRecord::to(TOPIC).key(&key).payload(&value).headers(headers_for(*index));
+            deliveries.push(producer.send_result(record).map_err(|(error, _)| anyhow::anyhow!("enqueue failed: {error}"))?);
+        }
+        for delivery in deliveries {
+            delivery.await?.map_err(|(error, _)| anyhow::anyhow!("send failed: {error}"))?;
+        }
+        if transaction % 2 == 0 {
+            producer.commit_transaction(Duration::from_secs(30))?;
+            committed.extend(indexes);
+        } else {
+            producer.abort_transaction(Duration::from_secs(30))?;
+        }
+    }
+    let read = |isolation: &str| -> Result<Vec<u64>> {
+        let consumer: BaseConsumer = kafka::config(&playground.bootstrap)
+            .set("group.id", format!("rdkafka-transactions-{isolation}"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            assignment.add_partition_offset(TOPIC, partition, rdkafka::Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
+        let mut read = Vec::new();
+        let (deadline, mut last) = (Instant::now() + Duration::from_secs(60), Instant::now());
+        while Instant::now() < deadline && (read.len() < committed.len() || last.elapsed() < Duration::from_secs(2)) {
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message?;
+                read.push(records::index_of(message.key().unwrap_or_default()).unwrap_or(u64::MAX));
+                ensure!(message.payload() == Some(records::value(read[read.len() - 1]).as_slice()), "a record with the wrong value");
+                last = Instant::now();
+            }
+        }
+        read.sort_unstable();
+        Ok(read)
+    };
+    ensure!(read("read_committed")? == committed, "read_committed did not return exactly the committed records");
+    let uncommitted = read("read_uncommitted")?;
+    ensure!(uncommitted.len() == 200, "read_uncommitted returned {} records, expected all 200", uncommitted.len());
+    cell.pass();
+    Ok(())
+}

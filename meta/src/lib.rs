@@ -31,3 +31,4 @@ pub mod replica;
 pub mod scram;
 pub mod snapshot;
 pub mod state;
+pub mod transactions;

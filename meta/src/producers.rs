@@ -46,6 +46,10 @@ pub enum SequenceError {
     StaleEpoch { producer_id: i64, epoch: i16, current: i16 },
     #[error("producer {producer_id} epoch {epoch} sent sequence {received}, expected {expected}")]
     OutOfOrder { producer_id: i64, epoch: i16, expected: i32, received: i32 },
+    /// A transactional batch for a partition its producer's ongoing transaction did not add, or
+    /// that arrived after the transaction ended.
+    #[error("producer {producer_id} has no ongoing transaction including this partition")]
+    NotInTransaction { producer_id: i64 },
 }
 
 /// What to do with one idempotent batch.
@@ -148,7 +152,14 @@ mod tests {
     use super::*;
 
     fn batch(producer_id: i64, epoch: i16, sequence: i32, count: i64) -> ProducedBatch {
-        ProducedBatch { producer_id, producer_epoch: epoch, base_sequence: sequence, record_count: count, byte_len: 100 }
+        ProducedBatch {
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence: sequence,
+            record_count: count,
+            byte_len: 100,
+            transactional: false,
+        }
     }
 
     #[test]

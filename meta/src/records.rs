@@ -45,6 +45,11 @@ impl JournalRecord {
             Self::CreateAcls { .. } => "create_acls",
             Self::DeleteAcls { .. } => "delete_acls",
             Self::GroupMembership { .. } => "group_membership",
+            Self::InitTransactionalProducer { .. } => "init_transactional_producer",
+            Self::AddTransactionPartitions { .. } => "add_transaction_partitions",
+            Self::AddTransactionGroup { .. } => "add_transaction_group",
+            Self::TxnOffsetCommit { .. } => "txn_offset_commit",
+            Self::EndTransaction { .. } => "end_transaction",
         }
     }
 }
@@ -156,9 +161,57 @@ pub enum JournalRecord {
         group: String,
         stored: StoredGroup,
     },
+    /// InitProducerId with a `transactional.id` (metadata version 7, `floe_meta::transactions`):
+    /// allocates its producer id, or bumps the epoch of the one it has, fencing older producers.
+    /// Refused while a transaction is ongoing (the agent aborts it first).
+    InitTransactionalProducer {
+        transactional_id: String,
+        timeout_ms: i32,
+        /// The producer's own id and epoch when it asks for a bump (KIP-360), else -1.
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+    /// AddPartitionsToTxn: starts the transaction if needed (`now_ms` is the coordinator's clock,
+    /// for the timeout) and adds the partitions.
+    AddTransactionPartitions {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<GroupPartition>,
+        now_ms: i64,
+    },
+    /// AddOffsetsToTxn.
+    AddTransactionGroup {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        group: String,
+        now_ms: i64,
+    },
+    /// TxnOffsetCommit: offsets that become the group's committed offsets with the commit.
+    TxnOffsetCommit {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        group: String,
+        offsets: Vec<OffsetCommitEntry>,
+    },
+    /// EndTxn, a timeout abort, or the abort before a new producer takes the transactional id:
+    /// the decision and its markers (one control batch per partition of the transaction, stored
+    /// in `object`) in one record, so they apply together or not at all.
+    EndTransaction {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        /// Fence the producer: its epoch is bumped with the end.
+        bump_epoch: bool,
+        object: String,
+        markers: Vec<ChunkCommit>,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct GroupPartition {
     pub topic: String,
     pub partition: i32,
@@ -219,6 +272,14 @@ pub struct ProducedBatch {
     pub record_count: i64,
     #[serde(rename = "l")]
     pub byte_len: u64,
+    /// Written inside a transaction (metadata version 7): appended only while its producer's
+    /// transaction is ongoing and includes the partition.
+    #[serde(rename = "t", default, skip_serializing_if = "is_false")]
+    pub transactional: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use crate::layout::segment_name_revision;
 use crate::producers::{self, ProducerStates, SequenceCheck, SequenceError};
 use crate::records::{ChunkCommit, ChunkReplacement, JournalRecord, PartitionTrim};
 use crate::scram::{ScramCredential, ScramMechanism};
+use crate::transactions::{AbortedTransaction, Transaction, TransactionError, TransactionReply};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -25,7 +26,9 @@ use uuid::Uuid;
 ///   cannot read these records, so it halts at the version change instead of failing on one.
 /// - 5: ACLs (`CreateAcls`, `DeleteAcls`), for the same reason.
 /// - 6: consumer group membership (`GroupMembership`), for the same reason.
-pub const SUPPORTED_METADATA_VERSION: u32 = 6;
+/// - 7: transactions (`floe_meta::transactions`): transactional batches are appended only inside
+///   their producer's ongoing transaction (a version-6 replica would append them and diverge).
+pub const SUPPORTED_METADATA_VERSION: u32 = 7;
 
 /// The first metadata version whose apply refuses commits of sealed objects.
 pub const SEALING_METADATA_VERSION: u32 = 3;
@@ -59,6 +62,12 @@ pub struct MetadataState {
     /// Consumer groups' membership as of their last rebalance (`floe_meta::groups`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub group_memberships: BTreeMap<String, StoredGroup>,
+    /// Transactional producers by `transactional.id` (`floe_meta::transactions`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub transactions: BTreeMap<String, Transaction>,
+    /// Producer id → its `transactional.id`, to verify transactional batches at apply.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub transactional_producers: BTreeMap<i64, String>,
 }
 
 fn is_zero_u64(value: &u64) -> bool {
@@ -82,6 +91,13 @@ pub struct PartitionState {
     /// Idempotent producers writing to this partition.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub producers: ProducerStates,
+    /// Producer id → first offset of its open transaction here; the smallest is the last
+    /// stable offset.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub open_transactions: BTreeMap<i64, i64>,
+    /// Aborted transactions with records at or above the log start, in marker order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aborted_transactions: Vec<AbortedTransaction>,
 }
 
 /// Where a run of offsets lives: a byte range of a segment object.
@@ -142,6 +158,8 @@ pub enum ApplyOutcome {
     ObjectsSealed {
         sealed_through_revision: u64,
     },
+    /// A transactional record's answer (`floe_meta::transactions`).
+    Transaction(Result<TransactionReply, TransactionError>),
     /// The chunks dropped by `MarkObjectLost`: (topic, partition, first offset, end offset).
     ObjectMarkedLost {
         ranges: Vec<(String, i32, i64, i64)>,
@@ -376,6 +394,39 @@ impl MetadataState {
                 let removed = acls.iter().filter(|binding| self.acls.remove(*binding)).cloned().collect();
                 ApplyOutcome::AclsDeleted { removed }
             }
+            JournalRecord::InitTransactionalProducer { transactional_id, timeout_ms, producer_id, producer_epoch } => {
+                ApplyOutcome::Transaction(self.init_transactional_producer(transactional_id, *timeout_ms, *producer_id, *producer_epoch))
+            }
+            JournalRecord::AddTransactionPartitions { transactional_id, producer_id, producer_epoch, partitions, now_ms } => {
+                ApplyOutcome::Transaction(self.add_transaction_partitions(
+                    transactional_id,
+                    *producer_id,
+                    *producer_epoch,
+                    partitions,
+                    *now_ms,
+                ))
+            }
+            JournalRecord::AddTransactionGroup { transactional_id, producer_id, producer_epoch, group, now_ms } => {
+                ApplyOutcome::Transaction(self.add_transaction_group(transactional_id, *producer_id, *producer_epoch, group, *now_ms))
+            }
+            JournalRecord::TxnOffsetCommit { transactional_id, producer_id, producer_epoch, group, offsets } => {
+                ApplyOutcome::Transaction(self.stage_transaction_offsets(transactional_id, *producer_id, *producer_epoch, group, offsets))
+            }
+            JournalRecord::EndTransaction { transactional_id, producer_id, producer_epoch, commit, bump_epoch, object, markers } => {
+                if markers.iter().any(|marker| marker.byte_len > 0) && self.is_sealed(object) {
+                    return ApplyOutcome::SegmentRefused { sealed_through_revision: self.sealed_through_revision };
+                }
+                ApplyOutcome::Transaction(self.end_transaction(
+                    revision,
+                    transactional_id,
+                    *producer_id,
+                    *producer_epoch,
+                    *commit,
+                    *bump_epoch,
+                    object,
+                    markers,
+                ))
+            }
         }
     }
 
@@ -397,6 +448,7 @@ impl MetadataState {
         }
         partition.log_start_offset = log_start;
         partition.chunks.retain(|chunk| chunk.end_offset() > log_start);
+        partition.aborted_transactions.retain(|aborted| aborted.last_offset >= log_start);
     }
 
     /// Replaces the run of chunks `[base_offset, end_offset)` when it still consists of exactly
@@ -443,8 +495,19 @@ impl MetadataState {
             .collect()
     }
 
-    fn append_chunk(&mut self, revision: u64, object: &Arc<str>, chunk: &ChunkCommit) -> ChunkApplied {
-        let Some(partition) = self.partition_mut(&chunk.topic, chunk.topic_id, chunk.partition) else { return ChunkApplied::TopicGone };
+    /// The partition by name and index, whatever its topic id.
+    pub(crate) fn partition_state_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
+        self.topics.get_mut(topic)?.partitions.get_mut(usize::try_from(partition).ok()?)
+    }
+
+    pub(crate) fn append_chunk(&mut self, revision: u64, object: &Arc<str>, chunk: &ChunkCommit) -> ChunkApplied {
+        let (transactions, transactional_producers) = (&self.transactions, &self.transactional_producers);
+        let partition = self
+            .topics
+            .get_mut(&chunk.topic)
+            .filter(|found| found.id == chunk.topic_id)
+            .and_then(|topic| topic.partitions.get_mut(usize::try_from(chunk.partition).ok()?));
+        let Some(partition) = partition else { return ChunkApplied::TopicGone };
         let base_offset = partition.high_watermark;
         let listed_records: i64 = chunk.batches.iter().map(|batch| batch.record_count).sum();
         let listed_bytes: u64 = chunk.batches.iter().map(|batch| batch.byte_len).sum();
@@ -469,7 +532,23 @@ impl MetadataState {
         let mut run: Option<ChunkLocation> = None;
         let (mut relative, mut byte) = (0i64, 0u64);
         for batch in &chunk.batches {
-            let verdict = if batch.producer_id >= 0 { producers::check(&partition.producers, batch) } else { SequenceCheck::Append };
+            let verified = if batch.transactional {
+                MetadataState::verify_transactional_batch(
+                    transactions,
+                    transactional_producers,
+                    &chunk.topic,
+                    chunk.partition,
+                    batch.producer_id,
+                    batch.producer_epoch,
+                )
+            } else {
+                Ok(())
+            };
+            let verdict = match verified {
+                Err(error) => SequenceCheck::Refuse(error),
+                Ok(()) if batch.producer_id >= 0 => producers::check(&partition.producers, batch),
+                Ok(()) => SequenceCheck::Append,
+            };
             match verdict {
                 SequenceCheck::Append => {
                     let offset = partition.high_watermark;
@@ -487,6 +566,9 @@ impl MetadataState {
                     partition.high_watermark += batch.record_count;
                     if batch.producer_id >= 0 {
                         producers::record(&mut partition.producers, batch, offset, revision);
+                    }
+                    if batch.transactional {
+                        partition.open_transactions.entry(batch.producer_id).or_insert(offset);
                     }
                     results.push(BatchApplied::Appended { base_offset: offset });
                 }
@@ -512,6 +594,17 @@ impl MetadataState {
 }
 
 impl PartitionState {
+    /// Kafka's last stable offset: below it every transaction has ended (read_committed
+    /// consumers read up to here).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.open_transactions.values().copied().min().unwrap_or(self.high_watermark).min(self.high_watermark)
+    }
+
+    /// Aborted transactions with records in `[from, to)`, for a read_committed fetch.
+    pub fn aborted_between(&self, from: i64, to: i64) -> impl Iterator<Item = &AbortedTransaction> {
+        self.aborted_transactions.iter().filter(move |aborted| aborted.last_offset >= from && aborted.first_offset < to)
+    }
+
     /// Index of the chunk to read from for `offset`: the one holding it, or, when `offset` falls
     /// in a gap an operator left by marking an object lost, the first chunk after the gap.
     pub fn chunk_index_from(&self, offset: i64) -> Option<usize> {
@@ -663,7 +756,7 @@ mod tests {
     }
 
     fn produced(producer_id: i64, base_sequence: i32, record_count: i64, byte_len: u64) -> crate::records::ProducedBatch {
-        crate::records::ProducedBatch { producer_id, producer_epoch: 0, base_sequence, record_count, byte_len }
+        crate::records::ProducedBatch { producer_id, producer_epoch: 0, base_sequence, record_count, byte_len, transactional: false }
     }
 
     #[test]

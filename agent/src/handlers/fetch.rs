@@ -10,8 +10,8 @@ use crate::protocol::batch;
 use bytes::{Bytes, BytesMut};
 use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ struct Requested {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// isolation_level 1: read only below the last stable offset, with the aborted transactions.
+    read_committed: bool,
 }
 
 /// The requested partitions grouped by topic in request order, each partition once: Kafka keys a
@@ -45,6 +47,7 @@ fn collapse_duplicates(request: &FetchRequest) -> (Vec<Vec<Requested>>, usize) {
                 partition: partition.partition,
                 offset: partition.fetch_offset,
                 max_bytes: partition.partition_max_bytes.max(0) as usize,
+                read_committed: request.isolation_level == 1,
             };
             if let Some(&(topic_index, partition_index)) = partition_positions.get(&(name, partition.partition)) {
                 topics[topic_index][partition_index] = wanted;
@@ -151,11 +154,12 @@ fn available_bytes(context: &AgentContext, requested: &[Vec<Requested>], min_byt
             if wanted.offset < partition.log_start_offset || wanted.offset > partition.high_watermark {
                 return (available, true);
             }
+            let visible_end = if wanted.read_committed { partition.last_stable_offset() } else { partition.high_watermark };
             if let Some(index) = partition.chunk_index_from(wanted.offset) {
                 // Only whether min_bytes is reached matters: stop counting there, so a consumer far
                 // behind does not cost a walk over the whole partition index.
                 for chunk in &partition.chunks[index..] {
-                    if available >= min_bytes {
+                    if available >= min_bytes || chunk.base_offset >= visible_end {
                         break;
                     }
                     available += chunk.byte_len as usize;
@@ -188,25 +192,44 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
     let snapshot = context.metadata.read(|state| {
         state.partition(&wanted.topic, wanted.partition).map(|partition| {
             // Copy only as many index entries as this fetch can use.
+            let last_stable = partition.last_stable_offset();
+            let visible_end = if wanted.read_committed { last_stable } else { partition.high_watermark };
             let mut chunks = Vec::new();
             if let Some(index) = partition.chunk_index_from(wanted.offset) {
                 let mut planned = 0usize;
                 for chunk in &partition.chunks[index..] {
-                    if planned >= wanted.max_bytes.min(remaining).max(1) {
+                    if planned >= wanted.max_bytes.min(remaining).max(1) || chunk.base_offset >= visible_end {
                         break;
                     }
                     planned += chunk.byte_len as usize;
                     chunks.push(chunk.clone());
                 }
             }
-            (partition.log_start_offset, partition.high_watermark, chunks)
+            // Every aborted transaction with records from the fetch offset up to what this
+            // fetch can return; the consumer drops their records (and skips the markers).
+            let aborted: Vec<AbortedTransaction> = if wanted.read_committed {
+                let until = chunks.last().map_or(wanted.offset, |chunk| chunk.end_offset());
+                partition
+                    .aborted_between(wanted.offset, until)
+                    .map(|aborted| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(aborted.producer_id))
+                            .with_first_offset(aborted.first_offset)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (partition.log_start_offset, partition.high_watermark, last_stable, visible_end, chunks, aborted)
         })
     });
-    let Some((log_start, high_watermark, chunks)) = snapshot else {
+    let Some((log_start, high_watermark, last_stable, visible_end, chunks, aborted)) = snapshot else {
         let data = base.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_records(no_records());
         return (data, 0);
     };
-    let base = base.with_high_watermark(high_watermark).with_last_stable_offset(high_watermark).with_log_start_offset(log_start);
+    let base = base.with_high_watermark(high_watermark).with_last_stable_offset(last_stable).with_log_start_offset(log_start);
+    // Null for read_uncommitted, as Kafka answers.
+    let base = base.with_aborted_transactions(wanted.read_committed.then_some(aborted));
     let base = base.with_current_leader(
         kafka_protocol::messages::fetch_response::LeaderIdAndEpoch::default()
             .with_leader_id(kafka_protocol::messages::BrokerId(context.cluster.local().node_id))
@@ -256,6 +279,7 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
             &bytes,
             chunk.stored_offset_origin(),
             wanted.offset,
+            visible_end,
             limit.saturating_sub(copied),
             copied == 0 && force_first,
         );

@@ -21,6 +21,8 @@ const LATEST_TIERED: i64 = -5;
 pub async fn handle(context: &AgentContext, request: ListOffsetsRequest, version: i16, client: &ClientInfo) -> ListOffsetsResponse {
     // leader_epoch exists from v4; the codec refuses a non-default value below that.
     let leader_epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    // read_committed consumers' "latest" is the last stable offset (v2+).
+    let read_committed = request.isolation_level == 1;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -33,9 +35,10 @@ pub async fn handle(context: &AgentContext, request: ListOffsetsRequest, version
                 continue;
             }
             let snapshot = context.metadata.read(|state| {
-                state
-                    .partition(&name, partition.partition_index)
-                    .map(|found| (found.log_start_offset, found.high_watermark, found.chunks.clone()))
+                state.partition(&name, partition.partition_index).map(|found| {
+                    let latest = if read_committed { found.last_stable_offset() } else { found.high_watermark };
+                    (found.log_start_offset, latest, found.chunks.clone())
+                })
             });
             let Some((log_start, high_watermark, chunks)) = snapshot else {
                 partitions.push(response.with_error_code(ResponseError::UnknownTopicOrPartition.code()));

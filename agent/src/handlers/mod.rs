@@ -18,6 +18,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod scram_credentials;
 pub mod topics;
+pub mod transactions;
 
 use crate::cluster::ClusterView;
 use crate::groups::GroupCoordinator;
@@ -111,8 +112,15 @@ handler_table! {
     CreateTopics 2..=7 "create_topics" [Cluster Create, Topic Create, Topic DescribeConfigs] => |context, request, version, client| topics::create(context, request, version, client).await;
     DeleteTopics 1..=6 "delete_topics" [Topic Delete] => |context, request, version, client| topics::delete(context, request, version, client).await;
     DeleteRecords 0..=2 "delete_records" [Topic Delete] => |context, request, version, client| delete_records::handle(context, request, client).await;
-    InitProducerId 0..=4 "init_producer_id" [Cluster IdempotentWrite, Topic Write] => |context, request, version, client| producer_id::handle(context, request, client).await;
+    InitProducerId 0..=5 "init_producer_id" [Cluster IdempotentWrite, Topic Write, TransactionalId Write] => |context, request, version, client| producer_id::handle(context, request, client).await;
     OffsetForLeaderEpoch 2..=4 "offset_for_leader_epoch" [Topic Describe] => |context, request, version, client| leader_epoch::handle(context, request, client);
+    // Clients use AddPartitionsToTxn up to v3; v4 and later batch transactions for brokers.
+    AddPartitionsToTxn 0..=3 "add_partitions_to_txn" [TransactionalId Write, Topic Write] => |context, request, version, client| transactions::add_partitions(context, request, client).await;
+    AddOffsetsToTxn 0..=3 "add_offsets_to_txn" [TransactionalId Write, Group Read] => |context, request, version, client| transactions::add_offsets(context, request, client).await;
+    // EndTxn v5 and TxnOffsetCommit v4+ belong to transaction version 2 (KIP-890 part 2), which
+    // the agent does not advertise as a feature, so clients keep these.
+    EndTxn 0..=4 "end_txn" [TransactionalId Write] => |context, request, version, client| transactions::end(context, request, client).await;
+    TxnOffsetCommit 0..=3 "txn_offset_commit" [Group Read, Topic Read] => |context, request, version, client| transactions::commit_offsets(context, request, client).await;
     DescribeAcls 1..=3 "describe_acls" [Cluster Describe] => |context, request, version, client| acls::describe(context, request, client);
     CreateAcls 1..=3 "create_acls" [Cluster Alter] => |context, request, version, client| acls::create(context, request, client).await;
     DeleteAcls 1..=3 "delete_acls" [Cluster Alter] => |context, request, version, client| acls::delete(context, request, client).await;
@@ -127,6 +135,8 @@ handler_table! {
     DescribeUserScramCredentials 0..=0 "describe_user_scram_credentials" [Cluster Describe] => |context, request, version, client| scram_credentials::describe(context, request, client);
     AlterUserScramCredentials 0..=0 "alter_user_scram_credentials" [Cluster Alter] => |context, request, version, client| scram_credentials::alter(context, request, client).await;
     DescribeCluster 0..=1 "describe_cluster" [Cluster Describe] => |context, request, version, client| metadata::describe_cluster(context, request, client);
+    DescribeTransactions 0..=0 "describe_transactions" [TransactionalId Describe] => |context, request, version, client| transactions::describe(context, request, client);
+    ListTransactions 0..=1 "list_transactions" [TransactionalId Describe] => |context, request, version, client| transactions::list(context, request, client);
 }
 
 /// Settings handlers need beyond their collaborators.

@@ -162,7 +162,25 @@ fn fetched(refused: Option<ResponseError>, (index, offset, epoch, metadata): (i3
     }
 }
 
+/// With `require_stable` (v7+, read_committed consumers), a partition whose offset an ongoing
+/// transaction will commit answers UNSTABLE_OFFSET_COMMIT, and the consumer retries rather than
+/// start from an offset about to change.
+fn stabilized(
+    context: &AgentContext,
+    require_stable: bool,
+    group: &str,
+    topic: &str,
+    fetched: (i32, i64, i32, String, i16),
+) -> (i32, i64, i32, String, i16) {
+    let (index, _, _, _, error) = &fetched;
+    if require_stable && *error == 0 && context.metadata.read(|state| state.has_pending_transactional_offset(group, topic, *index)) {
+        return (*index, -1, -1, String::new(), ResponseError::UnstableOffsetCommit.code());
+    }
+    fetched
+}
+
 pub fn fetch(context: &AgentContext, request: OffsetFetchRequest, version: i16, client: &ClientInfo) -> OffsetFetchResponse {
+    let require_stable = request.require_stable;
     if version >= 8 {
         let groups = request
             .groups
@@ -178,15 +196,17 @@ pub fn fetch(context: &AgentContext, request: OffsetFetchRequest, version: i16, 
                     .topics
                     .map(|topics| topics.into_iter().map(|topic| (topic.name.0.to_string(), topic.partition_indexes)).collect());
                 let found = authorized_lookup(context, client, &group.group_id.0, topics);
+                let group_id = group.group_id.0.to_string();
                 OffsetFetchResponseGroup::default().with_group_id(group.group_id).with_topics(
                     found
                         .into_iter()
                         .map(|(topic, refused, partitions)| {
-                            OffsetFetchResponseTopics::default().with_name(topic_name(topic)).with_partitions(
+                            OffsetFetchResponseTopics::default().with_name(topic_name(topic.clone())).with_partitions(
                                 partitions
                                     .into_iter()
                                     .map(|partition| {
-                                        let (index, offset, epoch, metadata, error) = fetched(refused, partition);
+                                        let (index, offset, epoch, metadata, error) =
+                                            stabilized(context, require_stable, &group_id, &topic, fetched(refused, partition));
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(index)
                                             .with_committed_offset(offset)
@@ -208,14 +228,16 @@ pub fn fetch(context: &AgentContext, request: OffsetFetchRequest, version: i16, 
     }
     let topics = request.topics.map(|topics| topics.into_iter().map(|topic| (topic.name.0.to_string(), topic.partition_indexes)).collect());
     let found = authorized_lookup(context, client, &request.group_id.0, topics);
+    let group_id = request.group_id.0.to_string();
     let topics = found
         .into_iter()
         .map(|(topic, refused, partitions)| {
-            OffsetFetchResponseTopic::default().with_name(topic_name(topic)).with_partitions(
+            OffsetFetchResponseTopic::default().with_name(topic_name(topic.clone())).with_partitions(
                 partitions
                     .into_iter()
                     .map(|partition| {
-                        let (index, offset, epoch, metadata, error) = fetched(refused, partition);
+                        let (index, offset, epoch, metadata, error) =
+                            stabilized(context, require_stable, &group_id, &topic, fetched(refused, partition));
                         OffsetFetchResponsePartition::default()
                             .with_partition_index(index)
                             .with_committed_offset(offset)

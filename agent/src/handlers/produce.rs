@@ -169,6 +169,8 @@ pub fn write_error_code(error: &WriteError) -> ResponseError {
         WriteError::ShuttingDown => ResponseError::NotLeaderOrFollower,
         WriteError::Sequence(SequenceError::StaleEpoch { .. }) => ResponseError::InvalidProducerEpoch,
         WriteError::Sequence(SequenceError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
+        // Kafka's answer when transaction verification fails (KIP-890 part 1): the producer aborts.
+        WriteError::Sequence(SequenceError::NotInTransaction { .. }) => ResponseError::InvalidTxnState,
     }
 }
 
@@ -397,6 +399,7 @@ mod tests {
             WriteError::ShuttingDown,
             WriteError::Sequence(SequenceError::StaleEpoch { producer_id: 1, epoch: 0, current: 1 }),
             WriteError::Sequence(SequenceError::OutOfOrder { producer_id: 1, epoch: 0, expected: 5, received: 9 }),
+            WriteError::Sequence(SequenceError::NotInTransaction { producer_id: 1 }),
         ];
         all.into_iter()
             .map(|error| {
@@ -409,6 +412,7 @@ mod tests {
                     WriteError::ShuttingDown => (ResponseError::NotLeaderOrFollower, Retry),
                     WriteError::Sequence(SequenceError::StaleEpoch { .. }) => (ResponseError::InvalidProducerEpoch, IdempotenceHandled),
                     WriteError::Sequence(SequenceError::OutOfOrder { .. }) => (ResponseError::OutOfOrderSequenceNumber, IdempotenceHandled),
+                    WriteError::Sequence(SequenceError::NotInTransaction { .. }) => (ResponseError::InvalidTxnState, IdempotenceHandled),
                 };
                 (error, expected.0, expected.1)
             })

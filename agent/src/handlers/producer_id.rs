@@ -1,5 +1,5 @@
 //! InitProducerId for idempotent producers: ids come from the journal so they are unique across
-//! agents and restarts. Transactions are not supported yet.
+//! agents and restarts. Transactional producers are served by `transactions::init_producer`.
 
 use super::{AgentContext, ClientInfo};
 use crate::metadata::{ApplyOutcome, JournalRecord};
@@ -19,8 +19,7 @@ pub async fn handle(context: &AgentContext, request: InitProducerIdRequest, clie
         return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     if request.transactional_id.is_some() {
-        tracing::warn!("refusing InitProducerId with a transactional id: transactions are not supported yet");
-        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+        return super::transactions::init_producer(context, &request, client).await;
     }
     // A producer bumping its epoch (KIP-360) keeps its id.
     if request.producer_id.0 >= 0 && request.producer_epoch >= 0 {

@@ -43,6 +43,8 @@ pub struct Range {
     pub partition: i32,
     pub chunks: Vec<ChunkLocation>,
     pub delete_retention_ms: i64,
+    /// The partition's aborted transactions: their records are removed, as Kafka's cleaner does.
+    pub aborted: Vec<floe_meta::transactions::AbortedTransaction>,
 }
 
 impl Range {
@@ -83,8 +85,14 @@ pub fn plan(state: &MetadataState, now_ms: i64, cleaned: &HashMap<(Uuid, i32), C
         let max_lag_ms = topic_config::integer(&topic.configs, "max.compaction.lag.ms");
         let dirty_ratio = topic_config::min_cleanable_dirty_ratio(&topic.configs);
         for (index, partition) in topic.partitions.iter().enumerate() {
-            let live: Vec<&ChunkLocation> =
-                partition.chunks.iter().filter(|chunk| chunk.end_offset() > partition.log_start_offset).collect();
+            // Only what every transaction has ended for (below the last stable offset): an open
+            // transaction's records may still be aborted.
+            let last_stable = partition.last_stable_offset();
+            let live: Vec<&ChunkLocation> = partition
+                .chunks
+                .iter()
+                .filter(|chunk| chunk.end_offset() > partition.log_start_offset && chunk.end_offset() <= last_stable)
+                .collect();
             let Some((_, before_last)) = live.split_last() else { continue };
             let mut cleanable: Vec<ChunkLocation> = Vec::new();
             for chunk in before_last {
@@ -123,6 +131,7 @@ pub fn plan(state: &MetadataState, now_ms: i64, cleaned: &HashMap<(Uuid, i32), C
                 partition: index as i32,
                 chunks,
                 delete_retention_ms: topic_config::integer(&topic.configs, "delete.retention.ms"),
+                aborted: partition.aborted_transactions.clone(),
             });
         }
     }
@@ -168,16 +177,35 @@ fn read(batch: &super::compaction::RunBatch) -> Result<retain::BatchRecords, Str
 ///
 /// Two passes, each holding one decompressed batch at a time (a batch may inflate to 64 MiB, and
 /// a range holds many): the first maps every key to its latest offset, the second rewrites.
+///
+/// Transactions: markers are kept whole (a read_committed consumer needs an abort marker to stop
+/// dropping its producer's records), and records of aborted transactions are removed without
+/// counting as any key's latest value.
 pub fn clean(range: &Range, stored: &[(&ChunkLocation, Bytes)], now_ms: i64) -> Result<Cleaned, String> {
     let batches = run_batches(stored)?;
+    let aborted_at = |batch: &super::compaction::RunBatch, offset: i64| {
+        crate::protocol::batch::transaction_flags(&batch.bytes).is_some_and(|flags| {
+            flags.transactional
+                && !flags.control
+                && range.aborted.iter().any(|aborted| {
+                    aborted.producer_id == flags.producer_id && aborted.first_offset <= offset && offset <= aborted.last_offset
+                })
+        })
+    };
+    let is_marker =
+        |batch: &super::compaction::RunBatch| crate::protocol::batch::transaction_flags(&batch.bytes).is_some_and(|flags| flags.control);
     let mut latest: HashMap<KeyDigest, i64> = HashMap::new();
     let mut records_read = 0usize;
     for batch in &batches {
+        if is_marker(batch) {
+            continue;
+        }
         let records = read(batch)?;
         records_read += records.records.len();
         for record in &records.records {
-            if let Some(key) = records.key(record) {
-                latest.insert(key_digest(key), batch.base_offset + record.offset_delta as i64);
+            let offset = batch.base_offset + record.offset_delta as i64;
+            if let Some(key) = records.key(record).filter(|_| !aborted_at(batch, offset)) {
+                latest.insert(key_digest(key), offset);
             }
         }
         if records_read > MAX_RECORDS || latest.len() > MAX_KEYS {
@@ -191,12 +219,21 @@ pub fn clean(range: &Range, stored: &[(&ChunkLocation, Bytes)], now_ms: i64) -> 
     let base = range.chunks.first().map(|chunk| chunk.base_offset).unwrap_or_default();
     let mut cleaned = Cleaned { batches: Vec::with_capacity(batches.len()), records_before: 0, records_after: 0, tombstones_due_ms: None };
     for (index, batch) in batches.iter().enumerate() {
+        if is_marker(batch) {
+            cleaned.records_before += 1;
+            cleaned.records_after += 1;
+            cleaned.batches.push((batch.bytes.clone(), batch.base_offset - base));
+            continue;
+        }
         let records = read(batch)?;
         let mut keep: Vec<bool> = records
             .records
             .iter()
             .map(|record| {
                 let offset = batch.base_offset + record.offset_delta as i64;
+                if aborted_at(batch, offset) {
+                    return false;
+                }
                 let Some(key) = records.key(record) else { return false };
                 let latest_of_key = latest.get(&key_digest(key)) == Some(&offset);
                 let timestamp = records.base_timestamp.saturating_add(record.timestamp_delta);
@@ -394,6 +431,7 @@ mod tests {
             partition: 0,
             chunks: stored.iter().map(|(chunk, _)| chunk.clone()).collect(),
             delete_retention_ms,
+            aborted: Vec::new(),
         }
     }
 

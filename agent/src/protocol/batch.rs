@@ -26,7 +26,7 @@ pub enum BatchError {
     MultipleBatches { count: usize },
     #[error("control batches cannot be produced by clients")]
     ControlBatch,
-    #[error("transactional batches are not supported yet")]
+    #[error("a transactional batch must carry the producer id from InitProducerId")]
     Transactional,
     #[error("idempotent batch has producer id {producer_id} but base sequence {base_sequence}")]
     InvalidSequence { producer_id: i64, base_sequence: i32 },
@@ -65,6 +65,8 @@ pub struct BatchSummary {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    /// Written inside a transaction (its producer id is then set).
+    pub transactional: bool,
 }
 
 fn i16_at(bytes: &[u8], at: usize) -> i16 {
@@ -98,7 +100,7 @@ pub struct TopicRules {
 }
 
 /// Validates a client's record set for one partition: exactly one magic-v2 batch, correct CRC,
-/// consistent counts, no control or transactional batch, no larger than `max_message_bytes`, and
+/// consistent counts, no control batch, a producer id on a transactional one, no larger than `max_message_bytes`, and
 /// a payload of exactly the declared well-formed records (`payload.rs`).
 pub fn validate_produced(records: &[u8], max_message_bytes: usize) -> Result<BatchSummary, BatchError> {
     let mut unlimited = usize::MAX;
@@ -146,9 +148,6 @@ pub fn validate_produced_within(records: &[u8], rules: TopicRules, request_left:
     if attributes & CONTROL_BIT != 0 {
         return Err(BatchError::ControlBatch);
     }
-    if attributes & TRANSACTIONAL_BIT != 0 {
-        return Err(BatchError::Transactional);
-    }
     let last_offset_delta = i32_at(batch, LAST_OFFSET_DELTA_AT);
     let count = i32_at(batch, RECORD_COUNT_AT);
     if count <= 0 || last_offset_delta.checked_add(1) != Some(count) {
@@ -158,6 +157,10 @@ pub fn validate_produced_within(records: &[u8], rules: TopicRules, request_left:
     let base_sequence = i32_at(batch, BASE_SEQUENCE_AT);
     if producer_id >= 0 && base_sequence < 0 {
         return Err(BatchError::InvalidSequence { producer_id, base_sequence });
+    }
+    let transactional = attributes & TRANSACTIONAL_BIT != 0;
+    if transactional && producer_id < 0 {
+        return Err(BatchError::Transactional);
     }
     let (inflated, checked) = super::payload::check_payload_within(batch, MAX_DECODED_BATCH_BYTES, *request_left, rules.keys_required);
     *request_left = request_left.saturating_sub(inflated);
@@ -172,6 +175,29 @@ pub fn validate_produced_within(records: &[u8], rules: TopicRules, request_left:
         producer_id,
         producer_epoch: i16_at(batch, PRODUCER_EPOCH_AT),
         base_sequence,
+        transactional,
+    })
+}
+
+/// A stored batch's place in a transaction, from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransactionFlags {
+    /// A commit or abort marker.
+    pub control: bool,
+    pub transactional: bool,
+    pub producer_id: i64,
+}
+
+/// The transaction flags of the batch at `batch[0]`, if its header is complete.
+pub fn transaction_flags(batch: &[u8]) -> Option<TransactionFlags> {
+    if batch.len() < HEADER_BYTES {
+        return None;
+    }
+    let attributes = i16_at(batch, ATTRIBUTES_AT);
+    Some(TransactionFlags {
+        control: attributes & CONTROL_BIT != 0,
+        transactional: attributes & TRANSACTIONAL_BIT != 0,
+        producer_id: i64_at(batch, PRODUCER_ID_AT),
     })
 }
 
@@ -219,13 +245,18 @@ pub fn put_with_base_offset(out: &mut BytesMut, batch: &[u8], base_offset: i64) 
 /// `force_first`, the first batch is copied whole even when larger than the limit (KIP-74), so a
 /// consumer always makes progress.
 ///
-/// Returns the bytes copied and whether the byte limit stopped the copy before the chunk's end
-/// (the caller must then not continue with later chunks, or the consumer would see a gap).
+/// Batches from `until_offset` on are not copied (a read_committed fetch stops at the last stable
+/// offset).
+///
+/// Returns the bytes copied and whether the byte limit (or `until_offset`) stopped the copy
+/// before the chunk's end (the caller must then not continue with later chunks, or the consumer
+/// would see a gap).
 pub fn copy_rebased(
     out: &mut BytesMut,
     chunk: &Bytes,
     chunk_base_offset: i64,
     from_offset: i64,
+    until_offset: i64,
     byte_limit: usize,
     force_first: bool,
 ) -> (usize, bool) {
@@ -235,6 +266,9 @@ pub fn copy_rebased(
         let absolute_last = absolute_base + batch.last_offset_delta as i64;
         if absolute_last < from_offset {
             continue;
+        }
+        if absolute_base >= until_offset {
+            return (copied, true);
         }
         let forced = force_first && copied == 0;
         if !forced && copied + batch.size > byte_limit {
@@ -323,7 +357,7 @@ pub mod tests {
         put_with_base_offset(&mut chunk, &second, 3);
         let chunk = chunk.freeze();
         let mut out = BytesMut::new();
-        copy_rebased(&mut out, &chunk, 100, 104, usize::MAX, true);
+        copy_rebased(&mut out, &chunk, 100, 104, i64::MAX, usize::MAX, true);
         let batches: Vec<_> = walk(&out).collect();
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].base_offset, 103);
@@ -338,9 +372,9 @@ pub mod tests {
         put_with_base_offset(&mut chunk, &first, 30);
         let chunk = chunk.freeze();
         let mut out = BytesMut::new();
-        let copied = copy_rebased(&mut out, &chunk, 0, 0, 10, true);
+        let copied = copy_rebased(&mut out, &chunk, 0, 0, i64::MAX, 10, true);
         assert_eq!(copied, (first.len(), true));
-        assert_eq!(copy_rebased(&mut BytesMut::new(), &chunk, 0, 0, 10, false), (0, true));
-        assert_eq!(copy_rebased(&mut BytesMut::new(), &chunk, 0, 30, usize::MAX, false), (first.len(), false));
+        assert_eq!(copy_rebased(&mut BytesMut::new(), &chunk, 0, 0, i64::MAX, 10, false), (0, true));
+        assert_eq!(copy_rebased(&mut BytesMut::new(), &chunk, 0, 30, i64::MAX, usize::MAX, false), (first.len(), false));
     }
 }

@@ -100,6 +100,19 @@ impl SegmentWriter {
         }
     }
 
+    /// Stores a segment built outside the flush path (transaction markers) under a fresh,
+    /// revision-stamped name and returns the name; the journal record that references it is the
+    /// caller's. The bytes stay in this agent's cache like a flushed segment's.
+    pub async fn store_segment(&self, bytes: Bytes) -> Result<String, WriteError> {
+        let (cluster_id, applied_revision) = self.metadata.read(|state| (state.cluster_id.clone(), state.applied_revision));
+        let object = BucketLayout::new(cluster_id.as_deref()).new_segment_name(applied_revision);
+        if let Err(error) = self.store.put(&object, bytes.clone()).await {
+            return Err(WriteError::Store { object, reason: error.to_string() });
+        }
+        self.cache.insert(object.clone(), bytes);
+        Ok(object)
+    }
+
     /// Adds a validated batch to the open segment and returns a receiver for its base offset (the
     /// original one when apply finds it is a duplicate of a committed batch).
     /// Waits (backpressure) while the unflushed bytes exceed four times `flush_max_bytes`.
@@ -141,6 +154,7 @@ impl SegmentWriter {
             base_sequence: summary.base_sequence,
             record_count,
             byte_len: batch.len() as u64,
+            transactional: summary.transactional,
         });
         chunk.batches.push((batch, record_count));
         let should_wake = open.bytes >= self.config.flush_max_bytes || open.chunks.len() == 1 && chunk_is_first(&open);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Cells a client cannot offer at all (kcat has no admin API beyond metadata listing).
-const NOT_APPLICABLE: &[(&str, &str)] = &[("kcat", "admin")];
+const NOT_APPLICABLE: &[(&str, &str)] = &[("kcat", "admin"), ("kcat", "transactions")];
 
 /// Cells no suite proves yet, shown as "not yet". A cell here that a suite does record is an
 /// error: take it off this list.
