@@ -17,9 +17,23 @@ pub const CLIENTS: &[&str] = &["java", "librdkafka", "kcat", "franz-go", "kafka-
 /// `acls`: Kafka's authorization codes when an ACL is missing, and access once granted;
 /// `compaction`: reading a topic that key compaction cleaned (gaps, rewritten batches);
 /// `transactions`: transactional producers, committed records read once and aborted ones never
-/// by read_committed consumers.
-pub const FEATURES: &[&str] =
-    &["produce", "consume", "groups", "admin", "idempotence", "tls", "mtls", "sasl", "oauthbearer", "acls", "compaction", "transactions"];
+/// by read_committed consumers; `kip848`: a group of consumers on the KIP-848 protocol
+/// (`group.protocol=consumer`) splits, rebalances and commits.
+pub const FEATURES: &[&str] = &[
+    "produce",
+    "consume",
+    "groups",
+    "admin",
+    "idempotence",
+    "tls",
+    "mtls",
+    "sasl",
+    "oauthbearer",
+    "acls",
+    "compaction",
+    "transactions",
+    "kip848",
+];
 
 /// Where cell results are written: `$FLOE_MATRIX_DIR`, else `<target>/compat-matrix`.
 pub fn results_directory() -> PathBuf {

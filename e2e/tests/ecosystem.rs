@@ -622,3 +622,86 @@ async fn java_transactions_commit_abort_fence_and_time_out_while_an_agent_is_kil
     cell.pass();
     Ok(())
 }
+
+/// The partitions of one member in a `balanced` event.
+fn member_partitions(assignments: &serde_json::Value) -> BTreeMap<String, Vec<i64>> {
+    assignments
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(member, partitions)| (member.clone(), partitions.as_array().into_iter().flatten().filter_map(|p| p.as_i64()).collect()))
+        .collect()
+}
+
+/// Issue 19, done-when 6: three Java 4.1.1 consumers with `group.protocol=consumer` (KIP-848, the
+/// server-side uniform assignor) split 12 partitions, rebalance incrementally when one leaves and
+/// another joins, read every record and commit with their member epochs; the playground restarts
+/// and the committed offsets are still the end offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_consumers_with_the_kip_848_protocol_split_rebalance_and_commit() -> Result<()> {
+    let cell = Cell::open(
+        "java",
+        "kip848",
+        "three group.protocol=consumer members split 12 partitions, rebalance when one leaves and one joins, read every record and commit",
+    );
+    const RECORDS: u64 = 3_000;
+    let mut playground = Playground::start(&[])?;
+    let admin: AdminClient<DefaultClientContext> = kafka::config(&playground.bootstrap).create()?;
+    for result in admin.create_topics(&[NewTopic::new("kip848", 12, TopicReplication::Fixed(1))], &AdminOptions::new()).await? {
+        if let Err((name, error)) = result {
+            bail!("failed to create {name}: {error}");
+        }
+    }
+    produce_lines(&playground.bootstrap, "kip848", 0..RECORDS).await?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(floe_e2e::target_directory().join("kip848.log"))?;
+    let run = java_main("dev.floe.e2e.NewConsumerGroup", &[&playground.bootstrap, "kip848", "kip848-group", &RECORDS.to_string()])?
+        .stderr(log)
+        .output()
+        .context("running the KIP-848 consumers")?;
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or(serde_json::json!({ "line": line })))
+        .collect();
+    ensure!(run.status.success(), "the KIP-848 consumers failed ({}; see target/kip848.log): {events:?}", run.status);
+    let balanced = named(&events, "balanced");
+    ensure!(balanced.len() == 3, "expected three balanced phases: {balanced:?}");
+    for (phase, members) in [(1, 3), (2, 2), (3, 3)] {
+        let assignments = member_partitions(&balanced[phase - 1]["assignments"]);
+        let mut all: Vec<i64> = assignments.values().flatten().copied().collect();
+        all.sort_unstable();
+        ensure!(assignments.len() == members, "phase {phase}: {assignments:?}");
+        ensure!(all == (0..12).collect::<Vec<_>>(), "phase {phase}: the members' partitions overlap or miss some: {assignments:?}");
+        ensure!(assignments.values().all(|partitions| partitions.len() >= 12 / members), "phase {phase}: unbalanced {assignments:?}");
+    }
+    let done = named(&events, "done");
+    ensure!(done.len() == 1 && done[0]["distinct"] == RECORDS, "not every record was read: {done:?}");
+    let offsets = named(&events, "offsets");
+    let committed: i64 = offsets
+        .first()
+        .and_then(|event| event["offsets"].as_object())
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, offset)| offset.as_i64())
+        .sum();
+    ensure!(committed == RECORDS as i64, "the group committed {committed} records' worth of offsets, expected {RECORDS}: {offsets:?}");
+    println!("KIP-848: {} record events for {RECORDS} records; {:?}", done[0]["total"], named(&events, "described"));
+
+    playground.restart()?;
+    let consumer: BaseConsumer = kafka::config(&playground.bootstrap).set("group.id", "kip848-group").create()?;
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..12 {
+        partitions.add_partition("kip848", partition);
+    }
+    let stored = consumer.committed_offsets(partitions, Duration::from_secs(10))?;
+    let after_restart: i64 = stored
+        .elements()
+        .iter()
+        .filter_map(|element| match element.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        })
+        .sum();
+    ensure!(after_restart == RECORDS as i64, "after the restart the group's offsets add up to {after_restart}");
+    cell.pass();
+    Ok(())
+}

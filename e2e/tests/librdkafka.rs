@@ -286,3 +286,64 @@ async fn librdkafka_transactions_commit_and_abort_and_read_committed_sees_only_t
     cell.pass();
     Ok(())
 }
+
+/// Issue 19, done-when 7: two librdkafka consumers with `group.protocol=consumer` (KIP-848) split
+/// six partitions between them, read every record once between them and commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_consumers_with_the_kip_848_protocol_split_partitions_and_commit() -> Result<()> {
+    let cell =
+        Cell::open("librdkafka", "kip848", "two group.protocol=consumer members split 6 partitions, read every record once and commit");
+    const TOPIC: &str = "rdkafka-kip848";
+    const RECORDS: u64 = 600;
+    let playground = Playground::start(&[])?;
+    kafka::create_topic(&playground.bootstrap, TOPIC, 6).await?;
+    let producer = producer(&playground.bootstrap, "none", &[])?;
+    let mut deliveries = Vec::new();
+    for index in 0..RECORDS {
+        let (key, value) = (records::key(index), records::value(index));
+        deliveries.push(producer.send_result(FutureRecord::to(TOPIC).key(&key).payload(&value)).map_err(|(error, _)| error)?);
+    }
+    for delivery in deliveries {
+        delivery.await?.map_err(|(error, _)| error)?;
+    }
+    let members: Vec<BaseConsumer> = (0..2)
+        .map(|_| {
+            kafka::config(&playground.bootstrap)
+                .set("group.id", "rdkafka-kip848-group")
+                .set("group.protocol", "consumer")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .create()
+        })
+        .collect::<Result<_, _>>()?;
+    for member in &members {
+        member.subscribe(&[TOPIC])?;
+    }
+    let mut read: HashMap<u64, u32> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let assigned = |member: &BaseConsumer| -> Vec<i32> {
+        member.assignment().map(|list| list.elements().iter().map(|element| element.partition()).collect()).unwrap_or_default()
+    };
+    loop {
+        for member in &members {
+            if let Some(message) = member.poll(Duration::from_millis(100)) {
+                let message = message?;
+                *read.entry(records::index_of(message.key().unwrap_or_default()).unwrap_or(u64::MAX)).or_default() += 1;
+            }
+        }
+        let (first, second) = (assigned(&members[0]), assigned(&members[1]));
+        let mut both: Vec<i32> = first.iter().chain(second.iter()).copied().collect();
+        both.sort_unstable();
+        if read.len() as u64 == RECORDS && !first.is_empty() && !second.is_empty() && both == (0..6).collect::<Vec<_>>() {
+            println!("member partitions {first:?} and {second:?}");
+            break;
+        }
+        ensure!(Instant::now() < deadline, "after 60 s: {} records read, assignments {first:?} and {second:?}", read.len());
+    }
+    ensure!(read.values().all(|times| *times == 1), "a record was read twice or a key is foreign");
+    for member in &members {
+        member.commit_consumer_state(CommitMode::Sync)?;
+    }
+    cell.pass();
+    Ok(())
+}

@@ -12,6 +12,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// Most partitions one transaction may span. Its end is one journal record with a marker per
+/// partition (about 150 bytes each), which must stay far below the journal's record limit: a
+/// transaction that could never be ended would hold its partitions' last stable offset, and so
+/// every read_committed consumer of them, for ever.
+pub const MAX_TRANSACTION_PARTITIONS: usize = 2_000;
+
 /// Where a transaction is. Kafka's PrepareCommit/PrepareAbort do not exist: the decision and the
 /// markers are one journal record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +83,8 @@ pub enum TransactionError {
     ConcurrentTransactions(String),
     #[error("partition {topic}-{partition} does not exist")]
     UnknownPartition { topic: String, partition: i32 },
+    #[error("a transaction may span at most {MAX_TRANSACTION_PARTITIONS} partitions")]
+    TooManyPartitions,
 }
 
 /// What a transactional record did.
@@ -196,6 +204,10 @@ impl MetadataState {
             return Err(TransactionError::UnknownPartition { topic: missing.topic.clone(), partition: missing.partition });
         }
         let transaction = self.current_transaction(transactional_id, producer_id, producer_epoch)?;
+        let added = partitions.iter().filter(|entry| !transaction.partitions.contains(*entry)).count();
+        if transaction.partitions.len() + added > MAX_TRANSACTION_PARTITIONS {
+            return Err(TransactionError::TooManyPartitions);
+        }
         Self::begin(transaction, now_ms);
         transaction.partitions.extend(partitions.iter().cloned());
         Ok(TransactionReply::Added)
@@ -554,9 +566,30 @@ mod tests {
             state.apply(11, &end(producer, true, false, &[])),
             ApplyOutcome::Transaction(Err(TransactionError::ProducerFenced { .. }))
         ));
-        // Retention forgets aborted transactions below the log start.
+        // A transaction cannot grow past the partitions its end record can mark.
         state.apply(
             12,
+            &JournalRecord::CreateTopic {
+                name: "wide".into(),
+                topic_id: Uuid::from_u128(43),
+                partitions: (super::MAX_TRANSACTION_PARTITIONS + 1) as i32,
+                configs: Default::default(),
+            },
+        );
+        let wide = |partitions: std::ops::Range<usize>| JournalRecord::AddTransactionPartitions {
+            transactional_id: "tx".into(),
+            producer_id: second.0,
+            producer_epoch: second.1,
+            partitions: partitions.map(|partition| GroupPartition { topic: "wide".into(), partition: partition as i32 }).collect(),
+            now_ms: 1_000,
+        };
+        assert!(matches!(state.apply(13, &wide(0..super::MAX_TRANSACTION_PARTITIONS)), ApplyOutcome::Transaction(Ok(_))));
+        assert!(matches!(state.apply(14, &wide(0..10)), ApplyOutcome::Transaction(Ok(_))), "partitions already in count once");
+        let over = wide(super::MAX_TRANSACTION_PARTITIONS..super::MAX_TRANSACTION_PARTITIONS + 1);
+        assert_eq!(state.apply(15, &over), ApplyOutcome::Transaction(Err(TransactionError::TooManyPartitions)));
+        // Retention forgets aborted transactions below the log start.
+        state.apply(
+            16,
             &JournalRecord::TrimPartitions {
                 trims: vec![crate::records::PartitionTrim { topic: "t".into(), topic_id: TOPIC, partition: 1, log_start_offset: 3 }],
             },

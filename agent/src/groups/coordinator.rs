@@ -229,6 +229,9 @@ pub struct GroupCoordinator {
     /// Memberships to write to the journal, drained by `spawn_persister`.
     outbox: Mutex<Vec<(String, StoredGroup)>>,
     outbox_ready: tokio::sync::Notify,
+    /// Groups of the KIP-848 consumer protocol (`group.protocol=consumer`), swept and given up
+    /// with the classic ones.
+    pub consumer: super::consumer::ConsumerGroups,
 }
 
 /// Why an offset commit was refused by the group state.
@@ -247,6 +250,7 @@ impl GroupCoordinator {
             stored: None,
             outbox: Mutex::new(Vec::new()),
             outbox_ready: tokio::sync::Notify::new(),
+            consumer: super::consumer::ConsumerGroups::default(),
         }
     }
 
@@ -507,6 +511,13 @@ impl GroupCoordinator {
 
     /// Checks whether an offset commit from (generation, member) is acceptable right now.
     pub fn check_commit(&self, group_id: &str, generation_id: i32, member_id: &str) -> CommitCheck {
+        // A consumer-protocol group validates the member epoch instead (KIP-848).
+        if let Some(verdict) = self.consumer.check_commit(group_id, member_id, generation_id) {
+            return match verdict {
+                Ok(()) => CommitCheck::Allowed,
+                Err(error) => CommitCheck::Refused(error),
+            };
+        }
         let mut groups = self.lock();
         self.take_over(&mut groups, group_id);
         let group = groups.get_mut(group_id);
@@ -580,6 +591,7 @@ impl GroupCoordinator {
     /// in-memory membership goes, as Kafka's periodic cleanup removes empty groups.
     pub fn tick(&self) {
         let now = Instant::now();
+        self.consumer.tick(now);
         let mut groups = self.lock();
         groups.retain(|_, group| !(group.state == GroupState::Empty && group.members.is_empty() && group.pending_members.is_empty()));
         for (group_id, group) in groups.iter_mut() {
@@ -609,6 +621,7 @@ impl GroupCoordinator {
     /// membership is forgotten. Membership is not handed over; members rejoin at the new
     /// coordinator and resume from their committed offsets. Returns the number of groups given up.
     pub fn step_down(&self, error: ResponseError) -> usize {
+        self.consumer.step_down();
         let groups = std::mem::take(&mut *self.lock());
         let count = groups.len();
         for (member_id, member) in groups.into_values().flat_map(|group| group.members) {

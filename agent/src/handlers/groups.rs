@@ -233,28 +233,36 @@ pub fn list(context: &AgentContext, request: ListGroupsRequest, client: &ClientI
     let all_visible = context.visible(client, Operation::Describe, ResourceType::Cluster, floe_meta::acl::CLUSTER_NAME);
     let mut seen = BTreeSet::new();
     let mut groups = Vec::new();
-    for (group_id, protocol_type, state) in context.groups.list() {
+    // (group id, protocol type, state, type): KIP-848 groups are of type "consumer".
+    for (group_id, state) in context.groups.consumer.list() {
         seen.insert(group_id.clone());
-        groups.push((group_id, protocol_type, state.to_string()));
+        groups.push((group_id, "consumer".to_string(), state.to_string(), "consumer"));
+    }
+    for (group_id, protocol_type, state) in context.groups.list() {
+        if seen.insert(group_id.clone()) {
+            groups.push((group_id, protocol_type, state.to_string(), "classic"));
+        }
     }
     for group_id in context.metadata.read(|state| state.group_offsets.keys().cloned().collect::<Vec<_>>()) {
         if seen.insert(group_id.clone()) {
-            groups.push((group_id, "consumer".to_string(), "Empty".to_string()));
+            groups.push((group_id, "consumer".to_string(), "Empty".to_string(), "classic"));
         }
     }
-    let wanted = |state: &str| {
-        request.states_filter.is_empty() || request.states_filter.iter().any(|filter| filter.as_str().eq_ignore_ascii_case(state))
+    let wanted = |state: &str, group_type: &str| {
+        (request.states_filter.is_empty() || request.states_filter.iter().any(|filter| filter.as_str().eq_ignore_ascii_case(state)))
+            && (request.types_filter.is_empty()
+                || request.types_filter.iter().any(|filter| filter.as_str().eq_ignore_ascii_case(group_type)))
     };
     let listed = groups
         .into_iter()
-        .filter(|(_, _, state)| wanted(state))
-        .filter(|(group_id, _, _)| all_visible || context.visible(client, Operation::Describe, ResourceType::Group, group_id))
-        .map(|(group_id, protocol_type, state)| {
+        .filter(|(_, _, state, group_type)| wanted(state, group_type))
+        .filter(|(group_id, _, _, _)| all_visible || context.visible(client, Operation::Describe, ResourceType::Group, group_id))
+        .map(|(group_id, protocol_type, state, group_type)| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(group_id)))
                 .with_protocol_type(str_bytes(protocol_type))
                 .with_group_state(str_bytes(state))
-                .with_group_type(str_bytes("classic"))
+                .with_group_type(str_bytes(group_type))
         })
         .collect();
     ListGroupsResponse::default().with_groups(listed)

@@ -6,6 +6,7 @@ pub mod acls;
 pub mod api_versions;
 pub mod client_quotas;
 pub mod configs;
+pub mod consumer_groups;
 pub mod coordinator;
 pub mod delete_records;
 pub mod fetch;
@@ -94,15 +95,15 @@ handler_table! {
     Fetch 4..=12 "fetch" [Topic Read] => |context, request, version, client| fetch::handle(context, request, client).await;
     ListOffsets 1..=7 "list_offsets" [Topic Describe] => |context, request, version, client| list_offsets::handle(context, request, version, client).await;
     Metadata 0..=12 "metadata" [Topic Describe, Topic Create, Cluster Create] => |context, request, version, client| metadata::handle(context, request, version, client).await;
-    OffsetCommit 2..=8 "offset_commit" [Group Read, Topic Read] => |context, request, version, client| offsets::commit(context, request, client).await;
-    OffsetFetch 1..=8 "offset_fetch" [Group Describe, Topic Describe] => |context, request, version, client| offsets::fetch(context, request, version, client);
+    OffsetCommit 2..=9 "offset_commit" [Group Read, Topic Read] => |context, request, version, client| offsets::commit(context, request, client).await;
+    OffsetFetch 1..=9 "offset_fetch" [Group Describe, Topic Describe] => |context, request, version, client| offsets::fetch(context, request, version, client);
     FindCoordinator 0..=4 "find_coordinator" [Group Describe, TransactionalId Describe] => |context, request, version, client| coordinator::find(context, request, version, client);
     JoinGroup 0..=9 "join_group" [Group Read] => |context, request, version, client| groups::join(context, request, version, client).await;
     Heartbeat 0..=4 "heartbeat" [Group Read] => |context, request, version, client| groups::heartbeat(context, request, client);
     LeaveGroup 0..=5 "leave_group" [Group Read] => |context, request, version, client| groups::leave(context, request, version, client);
     SyncGroup 0..=5 "sync_group" [Group Read] => |context, request, version, client| groups::sync(context, request, client).await;
     DescribeGroups 0..=5 "describe_groups" [Group Describe] => |context, request, version, client| groups::describe(context, request, client);
-    ListGroups 0..=4 "list_groups" [Cluster Describe, Group Describe] => |context, request, version, client| groups::list(context, request, client);
+    ListGroups 0..=5 "list_groups" [Cluster Describe, Group Describe] => |context, request, version, client| groups::list(context, request, client);
     // A SASL listener answers these two itself until the connection authenticates (`server/`);
     // they reach this table only on a listener without SASL or after authentication. SaslHandshake
     // v0 is advertised because librdkafka (2.0 and older) decides whether a broker has SASL by
@@ -137,6 +138,9 @@ handler_table! {
     DescribeCluster 0..=1 "describe_cluster" [Cluster Describe] => |context, request, version, client| metadata::describe_cluster(context, request, client);
     DescribeTransactions 0..=0 "describe_transactions" [TransactionalId Describe] => |context, request, version, client| transactions::describe(context, request, client);
     ListTransactions 0..=1 "list_transactions" [TransactionalId Describe] => |context, request, version, client| transactions::list(context, request, client);
+    // KIP-848, the consumer group protocol of Java 4.x's `group.protocol=consumer`.
+    ConsumerGroupHeartbeat 0..=1 "consumer_group_heartbeat" [Group Read, Topic Describe] => |context, request, version, client| consumer_groups::heartbeat(context, request, client);
+    ConsumerGroupDescribe 0..=1 "consumer_group_describe" [Group Describe] => |context, request, version, client| consumer_groups::describe(context, request, client);
 }
 
 /// Settings handlers need beyond their collaborators.

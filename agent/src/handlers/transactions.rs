@@ -41,6 +41,8 @@ pub fn error_code(error: &TransactionError) -> ResponseError {
         TransactionError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
         TransactionError::ConcurrentTransactions(_) => ResponseError::ConcurrentTransactions,
         TransactionError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        // Kafka has no limit and so no code for it; the request is refused as malformed.
+        TransactionError::TooManyPartitions => ResponseError::InvalidRequest,
     }
 }
 

@@ -103,6 +103,11 @@ impl InProcess {
 }
 
 impl InProcess {
+    /// The id of topic `name` (for requests that name topics by id).
+    pub fn topic_id(&self, name: &str) -> uuid::Uuid {
+        self.agent.as_ref().expect("running").context.metadata.read(|state| state.topics[name].id)
+    }
+
     /// The agent's Prometheus text, as /metrics serves it.
     pub async fn metric_text(&self) -> String {
         self.agent.as_ref().expect("running").metrics.render()

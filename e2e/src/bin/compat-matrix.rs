@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Cells a client cannot offer at all (kcat has no admin API beyond metadata listing).
-const NOT_APPLICABLE: &[(&str, &str)] = &[("kcat", "admin"), ("kcat", "transactions")];
+const NOT_APPLICABLE: &[(&str, &str)] = &[("kcat", "admin"), ("kcat", "transactions"), ("kafka-python", "kip848"), ("kafkajs", "kip848")];
 
 /// Cells no suite proves yet, shown as "not yet". A cell here that a suite does record is an
 /// error: take it off this list.
@@ -27,6 +27,9 @@ const NOT_YET: &[(&str, &str)] = &[
     ("kafka-python", "compaction"),
     ("kafkajs", "compaction"),
     ("kafka-cli", "compaction"),
+    ("kcat", "kip848"),
+    ("franz-go", "kip848"),
+    ("kafka-cli", "kip848"),
 ];
 
 struct Recorded {
