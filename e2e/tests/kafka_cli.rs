@@ -350,7 +350,14 @@ struct LiveConsumer(Option<Child>);
 
 impl LiveConsumer {
     fn start(bootstrap: &str, topic: &str, group: &str, output: &Path) -> Result<Self> {
-        let mut command: Command = kafka_tool(CONSOLE_CONSUMER, &["--bootstrap-server", bootstrap, "--topic", topic, "--group", group])?;
+        Self::start_with(bootstrap, topic, group, output, &[])
+    }
+
+    /// [`LiveConsumer::start`] with more console-consumer arguments.
+    fn start_with(bootstrap: &str, topic: &str, group: &str, output: &Path, extra: &[&str]) -> Result<Self> {
+        let mut arguments = vec!["--bootstrap-server", bootstrap, "--topic", topic, "--group", group];
+        arguments.extend_from_slice(extra);
+        let mut command: Command = kafka_tool(CONSOLE_CONSUMER, &arguments)?;
         let log = std::fs::File::create(output.with_extension("log"))?;
         let child = command.stdin(Stdio::null()).stdout(std::fs::File::create(output)?).stderr(log).spawn()?;
         Ok(Self(Some(child)))
@@ -638,6 +645,71 @@ fn kafka_transactions_lists_and_describes_a_producers_transactions() -> Result<(
     ensure!(fields.contains(&"CompleteAbort") && fields.contains(&"60000"), "describe printed:\n{described}");
     let unknown = run_tool(TRANSACTIONS, &["--bootstrap-server", &playground.bootstrap, "describe", "--transactional-id", "nobody"], None)?;
     ensure!(!unknown.success && unknown.stderr.contains("ID could not be found"), "describe of an unknown id: {}", unknown.stderr);
+    cell.pass();
+    Ok(())
+}
+
+/// Issue 19, done-when 7: two console consumers on the KIP-848 protocol (`group.protocol=consumer`)
+/// split a topic; `kafka-consumer-groups --describe` shows them (ConsumerGroupDescribe): both
+/// members with their partitions, the uniform assignor, a stable group, no lag.
+#[test]
+fn kafka_consumer_groups_describes_a_group_of_kip_848_console_consumers() -> Result<()> {
+    const RECORDS: usize = 200;
+    let cell = Cell::open(
+        "kafka-cli",
+        "kip848",
+        "two kafka-console-consumer members with group.protocol=consumer split 4 partitions and read 200 records once; \
+         kafka-consumer-groups --describe (--members, --state) shows them, the uniform assignor and no lag",
+    );
+    let playground = Playground::start(&[])?;
+    let bootstrap = playground.bootstrap.as_str();
+    let (topic, group) = ("cli-kip848", "cli-kip848-group");
+    tokio::runtime::Runtime::new()?.block_on(kafka::create_topic(bootstrap, topic, 4))?;
+    let work = tempfile::tempdir()?;
+    let input = work.path().join("input.txt");
+    std::fs::write(&input, (0..RECORDS).map(|index| format!("k{index}\tv-{index}\n")).collect::<String>())?;
+    tool_with_stdin(
+        CONSOLE_PRODUCER,
+        &["--bootstrap-server", bootstrap, "--topic", topic, "--producer-property", "acks=all", "--property", "parse.key=true"],
+        Some(&input),
+    )?;
+    let extra = ["--from-beginning", "--consumer-property", "group.protocol=consumer"];
+    let outputs = [work.path().join("first.txt"), work.path().join("second.txt")];
+    let mut members = [
+        LiveConsumer::start_with(bootstrap, topic, group, &outputs[0], &extra)?,
+        LiveConsumer::start_with(bootstrap, topic, group, &outputs[1], &extra)?,
+    ];
+    wait_until("two members to own the four partitions with no lag", Duration::from_secs(90), || {
+        let rows = describe_group(bootstrap, group)?;
+        let owners: BTreeSet<&str> = rows.iter().map(|row| row.consumer_id.as_str()).collect();
+        Ok(rows.len() == 4 && rows.iter().all(|row| row.lag == 0 && row.consumer_id != "-") && owners.len() == 2)
+    })?;
+    let listed = tool(CONSUMER_GROUPS, &["--bootstrap-server", bootstrap, "--describe", "--group", group, "--members"])?;
+    let mut lines = listed.lines().skip_while(|line| !line.starts_with("GROUP"));
+    let header: Vec<&str> = lines.next().with_context(|| format!("no members table in {listed:?}"))?.split_whitespace().collect();
+    let partitions_column =
+        header.iter().position(|title| *title == "#PARTITIONS").with_context(|| format!("no #PARTITIONS in {header:?}"))?;
+    let counts: Vec<i64> = lines
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.split_whitespace().nth(partitions_column).unwrap_or_default().parse().unwrap_or(-1))
+        .collect();
+    ensure!(counts == [2, 2], "--describe --members shows partition counts {counts:?}, expected two members with 2 each:\n{listed}");
+    let state = tool(CONSUMER_GROUPS, &["--bootstrap-server", bootstrap, "--describe", "--group", group, "--state"])?;
+    ensure!(state.contains("uniform") && state.contains("Stable"), "--describe --state printed:\n{state}");
+    for member in &mut members {
+        member.stop()?;
+    }
+    let mut printed: Vec<String> = outputs
+        .iter()
+        .map(|output| std::fs::read_to_string(output))
+        .collect::<std::io::Result<Vec<_>>>()?
+        .join("")
+        .lines()
+        .map(String::from)
+        .collect();
+    printed.sort();
+    printed.dedup();
+    ensure!(printed.len() == RECORDS, "the two members printed {} distinct records, expected {RECORDS}", printed.len());
     cell.pass();
     Ok(())
 }

@@ -29,7 +29,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("kafka-cli", "compaction"),
     ("kcat", "kip848"),
     ("franz-go", "kip848"),
-    ("kafka-cli", "kip848"),
 ];
 
 struct Recorded {
