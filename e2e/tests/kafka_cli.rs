@@ -699,14 +699,8 @@ fn kafka_consumer_groups_describes_a_group_of_kip_848_console_consumers() -> Res
     for member in &mut members {
         member.stop()?;
     }
-    let mut printed: Vec<String> = outputs
-        .iter()
-        .map(|output| std::fs::read_to_string(output))
-        .collect::<std::io::Result<Vec<_>>>()?
-        .join("")
-        .lines()
-        .map(String::from)
-        .collect();
+    let mut printed: Vec<String> =
+        outputs.iter().map(std::fs::read_to_string).collect::<std::io::Result<Vec<_>>>()?.join("").lines().map(String::from).collect();
     printed.sort();
     printed.dedup();
     ensure!(printed.len() == RECORDS, "the two members printed {} distinct records, expected {RECORDS}", printed.len());
