@@ -291,3 +291,46 @@ async fn without_acl_authorization_every_client_may_act_and_the_acl_apis_answer_
         vec![Some(ResponseError::SecurityDisabled)]
     );
 }
+
+/// Transactional ids are authorized like Kafka's: WRITE on the transactional id to initialise a
+/// transactional producer and to produce inside its transactions, even with WRITE on the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_id_needs_write_on_it_even_for_a_writer_of_the_topic() {
+    const TRANSACTIONAL_ID: i8 = 5;
+    let agent = InProcess::start_with(&["--acl-authorization", "--super-users", ADMIN]).await;
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![CreatableTopic::default().with_name(topic("orders")).with_num_partitions(1).with_replication_factor(1)]);
+    agent.call_as(ADMIN, ApiKey::CreateTopics, 7, RequestKind::CreateTopics(request)).await;
+    assert_eq!(create_acls(&agent, ADMIN, vec![acl(TOPIC, "orders", LITERAL, ALICE, WRITE, ALLOW)]).await, [None]);
+    let init = |principal: &'static str| {
+        let agent = &agent;
+        async move {
+            let request = InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(text("payments"))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            let ResponseKind::InitProducerId(response) =
+                agent.call_as(principal, ApiKey::InitProducerId, 5, RequestKind::InitProducerId(request)).await
+            else {
+                panic!("not an InitProducerId response")
+            };
+            error(response.error_code)
+        }
+    };
+    assert_eq!(init(ALICE).await, Some(ResponseError::TransactionalIdAuthorizationFailed));
+    let request = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(text("payments"))))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic("orders"))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch(0, 3)))])]);
+    let ResponseKind::Produce(response) = agent.call_as(ALICE, ApiKey::Produce, 9, RequestKind::Produce(request)).await else {
+        panic!("not a Produce response")
+    };
+    assert_eq!(error(response.responses[0].partition_responses[0].error_code), Some(ResponseError::TransactionalIdAuthorizationFailed));
+    assert_eq!(create_acls(&agent, ADMIN, vec![acl(TRANSACTIONAL_ID, "payments", LITERAL, ALICE, WRITE, ALLOW)]).await, [None]);
+    assert_eq!(init(ALICE).await, None);
+}

@@ -6,6 +6,7 @@
 //	floe-e2e-franz-go idempotence --bootstrap H:P --topic T [--partitions 12] --records N
 //	floe-e2e-franz-go denied      --bootstrap H:P --topic T --group G --new-topic N
 //	floe-e2e-franz-go transactions --bootstrap H:P --topic T [--partitions 12] --records N --transactional-id X
+//	floe-e2e-franz-go group-consume --bootstrap H:P --topic T --group G [--members 3] --records C
 //
 // Every mode also takes --tls-ca-file CA.pem (TLS, trusting that CA) and --sasl-mechanism
 // PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 with --sasl-user and --sasl-password.
@@ -44,9 +45,12 @@ type options struct {
 	topic      string
 	partitions int
 	records    int
-	// group and newTopic are the denied mode's group and topic to create.
+	// group and newTopic are the denied mode's group and topic to create; group is also the
+	// group-consume mode's group.
 	group    string
 	newTopic string
+	// members is the group-consume mode's number of group members.
+	members int
 	// transactionalID is the transactions mode's transactional id.
 	transactionalID string
 	// security holds the TLS and SASL options of --tls-ca-file and --sasl-*.
@@ -64,7 +68,8 @@ func main() {
 	set.StringVar(&opts.topic, "topic", "", "topic to create and use (must not exist yet)")
 	set.IntVar(&opts.partitions, "partitions", 12, "partitions of the topic")
 	set.IntVar(&opts.records, "records", 10000, "records to produce")
-	set.StringVar(&opts.group, "group", "", "consumer group (denied)")
+	set.StringVar(&opts.group, "group", "", "consumer group (denied, group-consume)")
+	set.IntVar(&opts.members, "members", 3, "group members (group-consume)")
 	set.StringVar(&opts.newTopic, "new-topic", "", "topic to create (denied)")
 	set.StringVar(&opts.transactionalID, "transactional-id", "", "transactional id of the producer (transactions)")
 	tlsCA := set.String("tls-ca-file", "", "connect with TLS, trusting this CA (PEM)")
@@ -88,6 +93,9 @@ func main() {
 	if mode == "transactions" && opts.transactionalID == "" {
 		usage("transactions needs --transactional-id")
 	}
+	if mode == "group-consume" && (opts.group == "" || opts.members < 1) {
+		usage("group-consume needs --group and --members >= 1")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	emit("startup_complete", map[string]any{"client": clientName})
@@ -103,6 +111,8 @@ func main() {
 		err = denied(ctx, opts)
 	case "transactions":
 		err = transactions(ctx, opts)
+	case "group-consume":
+		err = groupConsume(ctx, opts)
 	default:
 		usage("unknown mode " + mode)
 	}
@@ -116,7 +126,7 @@ func main() {
 }
 
 func usage(reason string) {
-	fmt.Fprintf(os.Stderr, "usage error: %s\nusage: floe-e2e-franz-go roundtrip|admin|idempotence|denied|transactions --bootstrap HOST:PORT --topic T [--partitions P] [--records N] [--group G --new-topic N] [--transactional-id X]\n", reason)
+	fmt.Fprintf(os.Stderr, "usage error: %s\nusage: floe-e2e-franz-go roundtrip|admin|idempotence|denied|transactions|group-consume --bootstrap HOST:PORT --topic T [--partitions P] [--records N] [--group G] [--new-topic N] [--transactional-id X] [--members M]\n", reason)
 	os.Exit(2)
 }
 

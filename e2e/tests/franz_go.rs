@@ -138,3 +138,62 @@ fn franz_go_transactions_commit_and_abort_and_read_committed_sees_only_the_commi
     cell.pass();
     Ok(())
 }
+
+/// Issue 19, done-when 7: three franz-go members on the KIP-848 protocol (`ServerSideBalancer`,
+/// ConsumerGroupHeartbeat) split 12 partitions, read what the Java producer wrote exactly once,
+/// and commit the end offsets; a second run in the same group, after an agent restart, resumes at
+/// those commits.
+#[test]
+fn franz_go_consumers_with_the_kip_848_protocol_split_partitions_commit_and_resume() -> Result<()> {
+    let cell = Cell::open(
+        "franz-go",
+        "kip848",
+        "3 ServerSideBalancer members split 12 partitions, read 5,000 records once and commit; after a restart the group resumes at its commits",
+    );
+    let mut playground = Playground::start(&[])?;
+    let produce = |bootstrap: &str, expected: &Expected| -> Result<verifiable::Events> {
+        let (start, count) = (expected.first.to_string(), expected.records.to_string());
+        let command = java_driver(&[
+            "produce-range",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            &expected.topic,
+            "--partitions",
+            "12",
+            "--start",
+            &start,
+            "--count",
+            &count,
+        ])?;
+        let events = verifiable::run(command, DRIVER_TIMEOUT)?;
+        events.check_acknowledged(expected)?;
+        Ok(events)
+    };
+    let consume = |bootstrap: &str, expected: &Expected| -> Result<verifiable::Events> {
+        let count = expected.records.to_string();
+        let command = franz_go_driver(&[
+            "group-consume",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            &expected.topic,
+            "--group",
+            "franz-go-kip848",
+            "--members",
+            "3",
+            "--records",
+            &count,
+        ])?;
+        verifiable::run(command, DRIVER_TIMEOUT)
+    };
+    let first = Expected::range("franz-go-kip848", 12, 0, 5_000);
+    let produced = produce(&playground.bootstrap, &first)?;
+    verifiable::Events::combined(&produced, &consume(&playground.bootstrap, &first)?).check_group_members(&first, 3)?;
+    playground.restart()?;
+    let second = Expected::range("franz-go-kip848", 12, 5_000, 2_000);
+    let produced = produce(&playground.bootstrap, &second)?;
+    verifiable::Events::combined(&produced, &consume(&playground.bootstrap, &second)?).check_group_members(&second, 3)?;
+    cell.pass();
+    Ok(())
+}

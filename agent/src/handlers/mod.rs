@@ -91,7 +91,7 @@ macro_rules! handler_table {
 }
 
 handler_table! {
-    Produce 3..=11 "produce" [Topic Write] => |context, request, version, client| unreachable!("produce is dispatched through produce::start");
+    Produce 3..=11 "produce" [Topic Write, TransactionalId Write] => |context, request, version, client| unreachable!("produce is dispatched through produce::start");
     Fetch 4..=12 "fetch" [Topic Read] => |context, request, version, client| fetch::handle(context, request, client).await;
     ListOffsets 1..=7 "list_offsets" [Topic Describe] => |context, request, version, client| list_offsets::handle(context, request, version, client).await;
     Metadata 0..=12 "metadata" [Topic Describe, Topic Create, Cluster Create] => |context, request, version, client| metadata::handle(context, request, version, client).await;

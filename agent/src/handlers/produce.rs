@@ -181,15 +181,28 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest, client: 
     // 1. Cheap checks on this task: topic, partition, draining.
     let mut pending: Vec<(String, Vec<(i32, Pending)>)> = Vec::with_capacity(request.topic_data.len());
     let mut checks = Vec::new();
+    // A transactional produce needs WRITE on its transactional id as well (Kafka's rule), so a
+    // client allowed to write a topic cannot write into transactions it may not use.
+    let transaction_denied = request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !context.allowed(client, Operation::Write, ResourceType::TransactionalId, &id.0));
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         // WRITE on the topic, checked before its existence, so a denied client learns nothing of
         // which topics exist (Kafka's order).
-        if !context.allowed(client, Operation::Write, ResourceType::Topic, &name) {
-            let message = format!("not authorized to write to topic {name:?}");
-            let denied = topic.partition_data.iter().map(|partition| {
-                (partition.index, Pending::Done(Slot::Done { error: ResponseError::TopicAuthorizationFailed, message: message.clone() }))
-            });
+        let refusal = if transaction_denied {
+            Some((ResponseError::TransactionalIdAuthorizationFailed, "not authorized to use this transactional id".to_string()))
+        } else if !context.allowed(client, Operation::Write, ResourceType::Topic, &name) {
+            Some((ResponseError::TopicAuthorizationFailed, format!("not authorized to write to topic {name:?}")))
+        } else {
+            None
+        };
+        if let Some((error, message)) = refusal {
+            let denied = topic
+                .partition_data
+                .iter()
+                .map(|partition| (partition.index, Pending::Done(Slot::Done { error, message: message.clone() })));
             pending.push((name, denied.collect()));
             continue;
         }

@@ -28,7 +28,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("kafkajs", "compaction"),
     ("kafka-cli", "compaction"),
     ("kcat", "kip848"),
-    ("franz-go", "kip848"),
 ];
 
 struct Recorded {
