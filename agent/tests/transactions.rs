@@ -229,6 +229,13 @@ async fn a_new_producer_aborts_and_fences_the_old_one_and_offsets_commit_with_th
     let (_, aborted, values, _) = fetch(&agent, true).await;
     assert_eq!((aborted, values.len()), (Some(vec![(zombie.0, 0)]), 2), "the zombie's records are aborted");
 
+    // A TxnOffsetCommit carrying group metadata from no current member is fenced (KIP-447).
+    let ghost = commit_offset(zombie).with_generation_id(5).with_member_id(StrBytes::from_static_str("ghost"));
+    let ResponseKind::TxnOffsetCommit(response) = agent.call(ApiKey::TxnOffsetCommit, 3, RequestKind::TxnOffsetCommit(ghost)).await else {
+        panic!("not a TxnOffsetCommit response")
+    };
+    assert_eq!(error(response.topics[0].partitions[0].error_code), Some(ResponseError::UnknownMemberId));
+
     // The new producer commits offsets with a transaction.
     let request = AddOffsetsToTxnRequest::default()
         .with_transactional_id(id("tx"))

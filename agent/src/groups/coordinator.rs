@@ -544,6 +544,30 @@ impl GroupCoordinator {
         }
     }
 
+    /// KIP-447: whether a TxnOffsetCommit carrying the consumer's group metadata (generation or
+    /// member epoch, and member id) comes from a current member, so a zombie application instance
+    /// cannot commit offsets in a transaction after its partitions moved on. A commit without group
+    /// metadata (generation -1, no member) is not checked, as in Kafka.
+    pub fn check_transactional_commit(&self, group_id: &str, generation_id: i32, member_id: &str) -> Option<ResponseError> {
+        if generation_id < 0 && member_id.is_empty() {
+            return None;
+        }
+        if let Some(verdict) = self.consumer.check_commit(group_id, member_id, generation_id) {
+            return match verdict {
+                Ok(()) => None,
+                Err(ResponseError::UnknownMemberId) => Some(ResponseError::UnknownMemberId),
+                Err(_) => Some(ResponseError::IllegalGeneration),
+            };
+        }
+        let mut groups = self.lock();
+        self.take_over(&mut groups, group_id);
+        let Some(group) = groups.get(group_id) else { return Some(ResponseError::UnknownMemberId) };
+        if !group.members.contains_key(member_id) {
+            return Some(ResponseError::UnknownMemberId);
+        }
+        (generation_id != group.generation).then_some(ResponseError::IllegalGeneration)
+    }
+
     pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
         let mut groups = self.lock();
         self.take_over(&mut groups, group_id);

@@ -369,6 +369,16 @@ pub async fn commit_offsets(context: &AgentContext, request: TxnOffsetCommitRequ
             }
         });
     }
+    // Zombie fencing by the consumer group (KIP-447): only the group's coordinator knows its
+    // members, and the client sends TxnOffsetCommit there.
+    if request.generation_id >= 0 || !request.member_id.is_empty() {
+        if let Some(error) = super::coordinator::not_coordinator(context, &group) {
+            return answer(&|_| error.code());
+        }
+        if let Some(error) = context.groups.check_transactional_commit(&group, request.generation_id, &request.member_id) {
+            return answer(&|_| error.code());
+        }
+    }
     let limit = context.settings.limits.offset_metadata_max_bytes;
     if request
         .topics
