@@ -485,6 +485,19 @@ impl TransactionsRun {
         Ok(Self { child, events, what: arguments.join(" ") })
     }
 
+    /// Waits (at most `timeout`) for the event `name`; the events before it are dropped.
+    fn wait_for(&mut self, name: &str, timeout: Duration) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) if event["event"] == name => return Ok(event),
+                Ok(_) => {}
+                Err(error) => bail!("no {name} event from `Transactions {}` within {timeout:?}: {error}", self.what),
+            }
+        }
+    }
+
     /// Every event until the driver exits 0 (at most `timeout`).
     fn finish(mut self, timeout: Duration) -> Result<Vec<serde_json::Value>> {
         let deadline = Instant::now() + timeout;
@@ -703,5 +716,61 @@ async fn java_consumers_with_the_kip_848_protocol_split_rebalance_and_commit() -
         .sum();
     ensure!(after_restart == RECORDS as i64, "after the restart the group's offsets add up to {after_restart}");
     cell.pass();
+    Ok(())
+}
+
+/// Safety must not rest on clocks: a transaction's timeout is measured by its coordinator's own
+/// monotonic clock, never by comparing the start another agent recorded with its wall clock. A
+/// Java producer's transaction opens on an agent with a correct clock, which is killed while the
+/// transaction is open; the surviving agent, whose clock is 15 minutes ahead, takes it over. The
+/// transaction, held for 12 s of its 60 s timeout, commits; the producer is never fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_whose_clock_is_fifteen_minutes_ahead_aborts_no_transaction_early() -> Result<()> {
+    use floe_agent::cluster::{placement, NodeInfo};
+    use floe_e2e::cluster::{Agent, AgentOptions, Infrastructure};
+    use floe_e2e::faults::clock;
+    let infrastructure = Infrastructure::start()?;
+    // A file bucket: an S3 server refuses requests signed 15 minutes off, as AWS does.
+    let bucket = infrastructure.directory.path().join("bucket-skewed-transactions");
+    std::fs::create_dir_all(&bucket)?;
+    let options =
+        |environment| AgentOptions { object_store: Some(format!("file://{}", bucket.display())), environment, ..AgentOptions::default() };
+    let flags = ["--registry-ttl", "3s"];
+    let mut correct = Agent::start_with(&infrastructure, "skewed-transactions", &flags, options(Vec::new()))?;
+    let skewed = Agent::start_with(&infrastructure, "skewed-transactions", &flags, options(clock::skewed_environment("+15m")?))?;
+    let admin: AdminClient<DefaultClientContext> = kafka::config(&correct.bootstrap).create()?;
+    for result in admin.create_topics(&[NewTopic::new("skewed", 3, TopicReplication::Fixed(1))], &AdminOptions::new()).await? {
+        if let Err((name, error)) = result {
+            bail!("failed to create {name}: {error}");
+        }
+    }
+    // A transactional id the correct agent coordinates while both are live.
+    let nodes = [correct.node_id, skewed.node_id].map(|node_id| NodeInfo { node_id, host: String::new(), port: 0, rack: None });
+    let transactional_id = (0..100)
+        .map(|index| format!("skewed-tx-{index}"))
+        .find(|id| placement::group_coordinator(&nodes, id).is_some_and(|node| node.node_id == correct.node_id))
+        .context("no transactional id lands on the correct agent")?;
+    let bootstrap = format!("{},{}", correct.bootstrap, skewed.bootstrap);
+    // The transaction opens on the correct agent (it records the start) and stays open for 12 s
+    // of its 60 s timeout; its coordinator dies meanwhile and the skewed agent takes it over.
+    let mut holding = TransactionsRun::start(&["timeout", &bootstrap, "skewed", &transactional_id, "60000", "12000"])?;
+    holding.wait_for("sent", Duration::from_secs(60))?;
+    correct.kill_hard()?;
+    let events = holding.finish(Duration::from_secs(120))?;
+    ensure!(named(&events, "committed").len() == 1, "the transaction was aborted although it stayed within its timeout: {events:?}");
+    // More transactions through the skewed agent alone.
+    let events = TransactionsRun::start(&["produce", &skewed.bootstrap, "skewed", &transactional_id, "4", "10"])?
+        .finish(Duration::from_secs(120))?;
+    ensure!(named(&events, "committed").len() == 2 && named(&events, "fatal").is_empty(), "later transactions: {events:?}");
+    ensure!(clock::some_object_written_with_skew(&bucket, 900)?, "no object named by the skewed clock: libfaketime did not take effect");
+    let (_, metrics) = http_get(&skewed.http, "/metrics")?;
+    ensure!(
+        metric_value(&metrics, "floe_transactions_ended_total{result=\"commit\"}").unwrap_or_default() > 0.0,
+        "the skewed agent ended no transaction: the test proves nothing"
+    );
+    ensure!(
+        metric_value(&metrics, "floe_transactions_timed_out_total").unwrap_or_default() == 0.0,
+        "the skewed agent aborted a transaction"
+    );
     Ok(())
 }

@@ -272,6 +272,10 @@ pub async fn add_partitions(context: &AgentContext, request: AddPartitionsToTxnR
             }
         });
     }
+    // Refused before it reaches the journal: a record this large could not be appended at all.
+    if requested.iter().map(|(_, partitions)| partitions.len()).sum::<usize>() > floe_meta::transactions::MAX_TRANSACTION_PARTITIONS {
+        return answer(&|_, _| ResponseError::InvalidRequest.code());
+    }
     let missing: Vec<(String, i32)> = context.metadata.read(|state| {
         requested
             .iter()
@@ -506,38 +510,57 @@ pub fn list(context: &AgentContext, request: ListTransactionsRequest, client: &C
     ListTransactionsResponse::default().with_unknown_state_filters(unknown).with_transaction_states(states)
 }
 
-/// Transactions past their `transaction.timeout.ms` that this agent should abort: those it
-/// coordinates (FindCoordinator's answer), so that one agent acts on each. A dead coordinator's
-/// transactions pass to the next rendezvous winner with it. Liveness only: apply decides exactly
-/// once between a commit and this abort, whatever the clocks say.
-pub fn expired(context: &AgentContext) -> Vec<(String, i64, i16)> {
-    let now = now_ms();
+/// An ongoing transaction as the timeout watch tracks it: the same transactional id, producer and
+/// recorded start is the same transaction.
+type Watched = (String, i64, i16, i64);
+
+/// Ongoing transactions this agent coordinates (FindCoordinator's answer, so one agent acts on
+/// each; a dead coordinator's transactions pass to the next rendezvous winner with it), with
+/// their timeouts.
+fn coordinated_ongoing(context: &AgentContext) -> Vec<(Watched, i32)> {
     let local = context.cluster.local().node_id;
-    let candidates: Vec<(String, i64, i16)> = context.metadata.read(|state| {
+    let ongoing: Vec<(Watched, i32)> = context.metadata.read(|state| {
         state
             .transactions
             .iter()
-            .filter(|(_, transaction)| {
-                transaction.status == TransactionStatus::Ongoing && now - transaction.started_ms > i64::from(transaction.timeout_ms)
+            .filter(|(_, transaction)| transaction.status == TransactionStatus::Ongoing)
+            .map(|(id, transaction)| {
+                ((id.clone(), transaction.producer_id, transaction.producer_epoch, transaction.started_ms), transaction.timeout_ms)
             })
-            .map(|(id, transaction)| (id.clone(), transaction.producer_id, transaction.producer_epoch))
             .collect()
     });
-    candidates.into_iter().filter(|(id, _, _)| super::coordinator::coordinator_for(context, id).node_id == local).collect()
+    ongoing.into_iter().filter(|((id, _, _, _), _)| super::coordinator::coordinator_for(context, id).node_id == local).collect()
 }
 
-/// Aborts (and fences) every expired transaction this agent coordinates, every `interval`.
+/// Aborts (and fences) every transaction this agent coordinates once it has seen it ongoing for
+/// longer than its `transaction.timeout.ms`, checking every `interval`.
+///
+/// The time is measured on this agent's monotonic clock from when it first saw the transaction,
+/// never by comparing the start another agent recorded with this agent's wall clock: an agent
+/// whose clock is minutes ahead would otherwise abort every transaction at once, and fence every
+/// producer, for ever. A new coordinator starts measuring afresh, so a transaction abandoned by
+/// a dead client is aborted at most one timeout later than in Kafka. Liveness only: apply decides
+/// exactly once between a commit and this abort.
 pub async fn run_timeouts(
     context: std::sync::Arc<AgentContext>,
     interval: std::time::Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut first_seen: std::collections::HashMap<Watched, std::time::Instant> = std::collections::HashMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
-        for (transactional_id, producer_id, producer_epoch) in expired(&context) {
+        let ongoing = coordinated_ongoing(&context);
+        let now = std::time::Instant::now();
+        first_seen.retain(|watched, _| ongoing.iter().any(|(current, _)| current == watched));
+        for (watched, timeout_ms) in ongoing {
+            let seen = *first_seen.entry(watched.clone()).or_insert(now);
+            if now.duration_since(seen) <= std::time::Duration::from_millis(timeout_ms.max(0) as u64) {
+                continue;
+            }
+            let (transactional_id, producer_id, producer_epoch, _) = watched;
             match end_transaction(&context, &transactional_id, producer_id, producer_epoch, false, true).await {
                 Ok(_) => {
                     context.metrics.transactions_timed_out.inc();

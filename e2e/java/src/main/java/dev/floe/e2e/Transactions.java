@@ -68,7 +68,7 @@ public final class Transactions {
             "  produce <bootstrap> <topic> <transactional-id> <transactions> <records-per-transaction> [<pause-ms>]",
             "  consume <bootstrap> <topic> <read_committed|read_uncommitted> <idle-ms>",
             "  fence   <bootstrap> <topic> <transactional-id>",
-            "  timeout <bootstrap> <topic> <transactional-id> <transaction-timeout-ms>");
+            "  timeout <bootstrap> <topic> <transactional-id> <transaction-timeout-ms> [<hold-ms>]");
 
     static final int TRANSACTION_TIMEOUT_MS = 60_000;
     /** How many times a commit (or abort) that timed out is retried before it is reported in doubt. */
@@ -407,8 +407,8 @@ public final class Transactions {
     // ---------------------------------------------------------------------------------------------
 
     static void timeout(String[] args) throws ExecutionException, InterruptedException {
-        if (args.length != 4) {
-            throw new UsageError("timeout takes 4 arguments, got " + args.length);
+        if (args.length != 4 && args.length != 5) {
+            throw new UsageError("timeout takes 4 or 5 arguments, got " + args.length);
         }
         String bootstrap = args[0];
         String topic = args[1];
@@ -425,7 +425,9 @@ public final class Transactions {
             producer.beginTransaction();
             producer.send(record(topic, "expired-0")).get();
             event("sent");
-            long sleepMs = 3 * timeoutMs + 2000;
+            // Optionally held for a given time instead (shorter than the timeout: the commit must
+            // then succeed).
+            long sleepMs = args.length == 5 ? number(args[4], "hold-ms") : 3 * timeoutMs + 2000;
             log("leaving the transaction open for " + sleepMs + " ms");
             Thread.sleep(sleepMs);
             try {
