@@ -7,6 +7,7 @@
 //	floe-e2e-franz-go denied      --bootstrap H:P --topic T --group G --new-topic N
 //	floe-e2e-franz-go transactions --bootstrap H:P --topic T [--partitions 12] --records N --transactional-id X
 //	floe-e2e-franz-go group-consume --bootstrap H:P --topic T --group G [--members 3] --records C
+//	floe-e2e-franz-go read        --bootstrap H:P --topic T
 //
 // Every mode also takes --tls-ca-file CA.pem (TLS, trusting that CA) and --sasl-mechanism
 // PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 with --sasl-user and --sasl-password.
@@ -113,6 +114,8 @@ func main() {
 		err = transactions(ctx, opts)
 	case "group-consume":
 		err = groupConsume(ctx, opts)
+	case "read":
+		err = read(ctx, opts)
 	default:
 		usage("unknown mode " + mode)
 	}
@@ -126,7 +129,7 @@ func main() {
 }
 
 func usage(reason string) {
-	fmt.Fprintf(os.Stderr, "usage error: %s\nusage: floe-e2e-franz-go roundtrip|admin|idempotence|denied|transactions|group-consume --bootstrap HOST:PORT --topic T [--partitions P] [--records N] [--group G] [--new-topic N] [--transactional-id X] [--members M]\n", reason)
+	fmt.Fprintf(os.Stderr, "usage error: %s\nusage: floe-e2e-franz-go roundtrip|admin|idempotence|denied|transactions|group-consume|read --bootstrap HOST:PORT --topic T [--partitions P] [--records N] [--group G] [--new-topic N] [--transactional-id X] [--members M]\n", reason)
 	os.Exit(2)
 }
 

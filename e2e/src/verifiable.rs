@@ -530,6 +530,35 @@ impl Events {
         Events { client: producer.client.clone(), events: produced.chain(read).cloned().collect() }
     }
 
+    /// Runs a driver's `transactions` mode (20 transactions of 10 records on 3 partitions) on a
+    /// fresh playground and checks it, recording the matrix cell (issue 19, done-when 7); `driver`
+    /// builds the command from the mode's arguments.
+    pub fn prove_transactions(client: &'static str, driver: impl Fn(&[&str]) -> Result<Command>) -> Result<()> {
+        let cell = crate::matrix::Cell::open(
+            client,
+            "transactions",
+            "a transactional producer commits half of 20 transactions and aborts the others; read_committed reads exactly the committed records",
+        );
+        let playground = crate::Playground::start(&[])?;
+        let (topic, transactional_id) = (format!("{client}-transactions"), format!("{client}-tx"));
+        let arguments = [
+            "transactions",
+            "--bootstrap",
+            &playground.bootstrap,
+            "--topic",
+            &topic,
+            "--partitions",
+            "3",
+            "--records",
+            "200",
+            "--transactional-id",
+            &transactional_id,
+        ];
+        run(driver(&arguments)?, std::time::Duration::from_secs(240))?.check_transactions(&topic)?;
+        cell.pass();
+        Ok(())
+    }
+
     /// The `transactions` mode's run (e2e/README.md): at least one transaction committed and one
     /// aborted; read_committed returned exactly the records of the committed transactions, each
     /// once, at its acknowledged partition and offset, with its key, value and `h-index`; nothing

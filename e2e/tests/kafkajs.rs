@@ -108,31 +108,9 @@ fn kafkajs_idempotent_producer_writes_every_record_exactly_once_with_gapless_seq
 
 /// Issue 19, done-when 7: kafkajs's transactional producer commits every other transaction of ten
 /// records and aborts the rest; its read_committed consumer reads exactly the committed records
-/// (`Events::check_transactions`).
+/// (`Events::prove_transactions`).
 #[test]
 fn kafkajs_transactions_commit_and_abort_and_read_committed_sees_only_the_committed() -> Result<()> {
-    let cell = Cell::open(
-        "kafkajs",
-        "transactions",
-        "a transactional producer commits half of 20 transactions and aborts the others; read_committed reads exactly the committed records",
-    );
-    let playground = Playground::start(&[])?;
-    let topic = "kafkajs-transactions";
-    let command = kafkajs_driver(&[
-        "transactions",
-        "--bootstrap",
-        &playground.bootstrap,
-        "--topic",
-        topic,
-        "--partitions",
-        "3",
-        "--records",
-        "200",
-        "--transactional-id",
-        "kafkajs-tx",
-    ])?;
-    let events = verifiable::run(command, DRIVER_TIMEOUT)?;
-    events.check_transactions(topic)?;
-    cell.pass();
+    verifiable::Events::prove_transactions("kafkajs", kafkajs_driver)?;
     Ok(())
 }

@@ -23,7 +23,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("kafkajs", "mtls"),
     ("kafka-cli", "mtls"),
     ("kcat", "compaction"),
-    ("franz-go", "compaction"),
     ("kafka-python", "compaction"),
     ("kafkajs", "compaction"),
     ("kafka-cli", "compaction"),
