@@ -4,8 +4,8 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
-use common::{error, topic, InProcess};
+use bytes::Bytes;
+use common::{encode, error, topic, InProcess, Writer};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -15,7 +15,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::RecordBatchDecoder;
 
 fn id(value: &str) -> TransactionalId {
     TransactionalId(StrBytes::from_string(value.to_string()))
@@ -23,27 +23,8 @@ fn id(value: &str) -> TransactionalId {
 
 /// A transactional batch of `count` records from `producer` at `sequence`.
 fn transactional_batch(producer: (i64, i16), sequence: i32, count: usize, label: &str) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|index| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: producer.0,
-            producer_epoch: producer.1,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: sequence + index as i32,
-            timestamp: 1_700_000_000_000,
-            key: Some(Bytes::from(format!("key-{index}"))),
-            value: Some(Bytes::from(format!("{label}-{index}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buffer, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode");
-    buffer.freeze()
+    let writer = Writer { producer_id: producer.0, producer_epoch: producer.1, base_sequence: sequence, transactional: true };
+    encode(0, count, Some(&writer), label)
 }
 
 async fn init(agent: &InProcess, transactional_id: &str) -> (i64, i16) {

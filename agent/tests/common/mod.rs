@@ -138,20 +138,34 @@ pub fn topic(name: &str) -> TopicName {
 }
 
 pub fn batch(first: usize, count: usize) -> Bytes {
+    encode(first, count, None, "value")
+}
+
+/// Who wrote a batch: producer id, epoch, base sequence, and whether inside a transaction.
+pub struct Writer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub transactional: bool,
+}
+
+/// Records `first..first + count` (keys `key-<i>`, values `<value_prefix>-<i>`) in one
+/// uncompressed batch, from `writer` or from no producer.
+pub fn encode(first: usize, count: usize, writer: Option<&Writer>, value_prefix: &str) -> Bytes {
     let records: Vec<Record> = (first..first + count)
         .map(|index| Record {
-            transactional: false,
+            transactional: writer.is_some_and(|writer| writer.transactional),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: writer.map_or(-1, |writer| writer.producer_id),
+            producer_epoch: writer.map_or(-1, |writer| writer.producer_epoch),
             timestamp_type: TimestampType::Creation,
             offset: (index - first) as i64,
-            sequence: (index - first) as i32,
+            sequence: writer.map_or(0, |writer| writer.base_sequence) + (index - first) as i32,
             timestamp: 1_700_000_000_000 + index as i64,
             key: Some(Bytes::from(format!("key-{index}"))),
-            value: Some(Bytes::from(format!("value-{index}"))),
+            value: Some(Bytes::from(format!("{value_prefix}-{index}"))),
             headers: Default::default(),
         })
         .collect();
