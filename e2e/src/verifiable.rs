@@ -530,6 +530,28 @@ impl Events {
         Events { client: producer.client.clone(), events: produced.chain(read).cloned().collect() }
     }
 
+    /// The Java driver's `produce-range` of `expected` on a topic of 12 partitions, its
+    /// acknowledgements checked (each record once, none failed).
+    pub fn java_produce_range(bootstrap: &str, expected: &Expected) -> Result<Events> {
+        let (start, count) = (expected.first.to_string(), expected.records.to_string());
+        let command = crate::java_driver(&[
+            "produce-range",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            &expected.topic,
+            "--partitions",
+            "12",
+            "--start",
+            &start,
+            "--count",
+            &count,
+        ])?;
+        let events = run(command, Duration::from_secs(240))?;
+        events.check_acknowledged(expected)?;
+        Ok(events)
+    }
+
     /// Runs a driver's `transactions` mode (20 transactions of 10 records on 3 partitions) on a
     /// fresh playground and checks it, recording the matrix cell (issue 19, done-when 7); `driver`
     /// builds the command from the mode's arguments.

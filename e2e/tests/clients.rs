@@ -74,22 +74,7 @@ fn a_java_group_of_three_resumes_from_committed_offsets_after_a_restart() -> any
         Cell::open("java", "groups", "3 members split 12 partitions and commit; after an agent restart they resume exactly at the commits");
     let mut playground = Playground::start(&[])?;
     let produce = |bootstrap: &str, expected: &Expected| -> anyhow::Result<Events> {
-        let (start, count) = (expected.first.to_string(), expected.records.to_string());
-        let command = java_driver(&[
-            "produce-range",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            &expected.topic,
-            "--partitions",
-            "12",
-            "--start",
-            &start,
-            "--count",
-            &count,
-        ])?;
-        let events = verifiable::run(command, DRIVER_TIMEOUT)?;
-        events.check_acknowledged(expected)?;
+        let events = Events::java_produce_range(bootstrap, expected)?;
         events.check_default_partitioner(expected)?;
         Ok(events)
     };

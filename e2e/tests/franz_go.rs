@@ -129,25 +129,7 @@ fn franz_go_consumers_with_the_kip_848_protocol_split_partitions_commit_and_resu
         "3 ServerSideBalancer members split 12 partitions, read 5,000 records once and commit; after a restart the group resumes at its commits",
     );
     let mut playground = Playground::start(&[])?;
-    let produce = |bootstrap: &str, expected: &Expected| -> Result<verifiable::Events> {
-        let (start, count) = (expected.first.to_string(), expected.records.to_string());
-        let command = java_driver(&[
-            "produce-range",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            &expected.topic,
-            "--partitions",
-            "12",
-            "--start",
-            &start,
-            "--count",
-            &count,
-        ])?;
-        let events = verifiable::run(command, DRIVER_TIMEOUT)?;
-        events.check_acknowledged(expected)?;
-        Ok(events)
-    };
+    let produce = verifiable::Events::java_produce_range;
     let consume = |bootstrap: &str, expected: &Expected| -> Result<verifiable::Events> {
         let count = expected.records.to_string();
         let command = franz_go_driver(&[
