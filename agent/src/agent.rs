@@ -54,7 +54,9 @@ pub struct AgentSettings {
     pub kafka_listen: SocketAddr,
     pub advertise: Option<String>,
     pub http_listen: SocketAddr,
-    pub flush_interval: Duration,
+    /// Least time between two flushes: `--flush-interval`, or 1 / `--max-puts-per-second` (whose
+    /// default depends on the object store).
+    pub flush_spacing: Duration,
     pub flush_max_bytes: usize,
     /// Connection limits and the request memory budget (`max_request_bytes` included).
     pub server: ServerSettings,
@@ -325,7 +327,7 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
     let (stop_writer, writer_stopped) = watch::channel(false);
     let (stop_http, http_stopped) = watch::channel(false);
     let writer = Arc::new(SegmentWriter::new(
-        WriterConfig { flush_interval: settings.flush_interval, flush_max_bytes: settings.flush_max_bytes },
+        WriterConfig { flush_spacing: settings.flush_spacing, flush_max_bytes: settings.flush_max_bytes },
         Arc::clone(&store),
         Arc::clone(&cache),
         metadata.clone(),

@@ -121,6 +121,14 @@ pub fn parse_flush_interval(value: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+pub fn parse_puts_per_second(value: &str) -> Result<f64, String> {
+    let rate: f64 = value.trim().parse().map_err(|_| format!("{value:?} is not a number of PUTs per second; example: 10"))?;
+    if !(0.1..=1000.0).contains(&rate) {
+        return Err(format!("{value:?} is outside 0.1..=1000 PUTs per second; example: 10"));
+    }
+    Ok(rate)
+}
+
 /// Sizes like 8MiB, 512KiB, 100MB or a plain number of bytes.
 pub fn parse_size(value: &str) -> Result<usize, String> {
     let trimmed = value.trim();
@@ -167,9 +175,17 @@ pub struct CommonArgs {
     /// Address of the HTTP server (health, readiness, Prometheus metrics).
     #[arg(long, env = "FLOE_HTTP_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub http_listen: SocketAddr,
-    /// Longest time a produced batch waits before its segment is flushed (10ms..=60s).
-    #[arg(long, env = "FLOE_FLUSH_INTERVAL", default_value = "250ms", value_parser = parse_flush_interval)]
-    pub flush_interval: Duration,
+    /// The least time between two flushes (10ms..=60s), which is also the longest a produced
+    /// batch waits for its flush to start: another way to give --max-puts-per-second (1 / this).
+    /// Give one of the two.
+    #[arg(long, env = "FLOE_FLUSH_INTERVAL", value_parser = parse_flush_interval, conflicts_with = "max_puts_per_second")]
+    pub flush_interval: Option<Duration>,
+    /// Segment PUTs per second this agent makes at most (0.1..=1000): a segment is flushed as soon
+    /// as the previous PUT returned and the cap allows (a full segment at once). Each PUT costs a
+    /// request on a paid object store (README "What flushing costs"). Default: 10 on s3://, 250
+    /// on file:// and memory://, where a PUT costs nothing.
+    #[arg(long, env = "FLOE_MAX_PUTS_PER_SECOND", value_parser = parse_puts_per_second)]
+    pub max_puts_per_second: Option<f64>,
     /// Flush as soon as the open segment holds this many bytes.
     #[arg(long, env = "FLOE_FLUSH_MAX_BYTES", default_value = "8MiB", value_parser = parse_size)]
     pub flush_max_bytes: usize,
@@ -651,6 +667,13 @@ mod tests {
         assert_eq!(parse_flush_interval("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_flush_interval("1ms").unwrap_err().contains("10ms"));
         assert!(parse_flush_interval("soon").unwrap_err().contains("example"));
+        assert_eq!(parse_puts_per_second("2.5").unwrap(), 2.5);
+        assert!(parse_puts_per_second("0").unwrap_err().contains("0.1..=1000"));
+        assert!(parse_puts_per_second("many").unwrap_err().contains("example: 10"));
+        // Two ways to give the same spacing: both at once is refused, naming both.
+        let error =
+            Cli::try_parse_from(["floe", "playground", "--flush-interval", "10ms", "--max-puts-per-second", "5"]).unwrap_err().to_string();
+        assert!(error.contains("--flush-interval") && error.contains("--max-puts-per-second"), "{error}");
     }
 
     #[test]

@@ -6,12 +6,16 @@
 #   bench.sh                    # full run (about 10-15 minutes on 2 cores)
 #   BENCH_QUICK=1 bench.sh      # smoke: every system and workload with tiny counts (about a minute)
 #
-# Workloads (1 KiB records; producers use acks=all linger.ms=5 batch.size=262144):
+# Workloads (1 KiB records; producers use acks=all linger.ms=5 batch.size=262144 except where said):
 #   w1-none, w1-lz4   1 topic x 16 partitions, max rate (ProducerPerformance --throughput -1)
 #   consume           ConsumerPerformance over w1-none's records
 #   w3-50, w3-80      fixed rate at 50% / 80% of w1-none's max, on the w1 topic: p50/p99/p99.9
 #   w3-50-pipelined   w3-50 with 50 requests in flight per connection (idempotence off), so the
 #                     client's own 5-request pipeline does not queue records behind a flush
+#   w1-defaults       w1-none with the Java producer's default batch.size=16384 (the rest as in
+#                     w1-none, Kafka 4's producer defaults too: linger.ms=5, 5 in flight, idempotent)
+#   w3-light          fixed rate of 1,000 records/s (a constant, so no w1-none needed), with
+#                     w1-defaults' settings, on the w1 topic: p50/p99/p99.9
 #   w2-none, w2-lz4   1 topic x 1,000 partitions, max rate
 #   e2e               EndToEndLatency: one record at a time, acks=all, a tailing consumer
 # Servers (and etcd, s3s-fs) run on SERVER_CPUS, clients on CLIENT_CPUS (taskset). Server CPU comes
@@ -25,10 +29,12 @@
 #   BENCH_SYSTEMS            subset, in order (default "kafka floe-playground floe-playground-secure
 #                            floe-cluster"; floe-playground-secure runs W1 only; with a
 #                            baseline, "kafka floe-playground-baseline floe-playground floe-cluster")
-#   BENCH_WORKLOADS          subset (default all: w1-none consume w3-50 w3-80 w3-50-pipelined w1-lz4
-#                            w2-none w2-lz4 e2e), run in that order whatever the order given; consume
-#                            and w3-* use w1-none's records and rate, so they need w1-none listed too
-#                            (the run refuses to start otherwise). E.g. BENCH_WORKLOADS=w1-lz4
+#   BENCH_WORKLOADS          subset (default all: w1-none consume w3-50 w3-80 w3-50-pipelined
+#                            w1-defaults w3-light w1-lz4 w2-none w2-lz4 e2e), run in that order
+#                            whatever the order given; consume, w3-50, w3-80 and w3-50-pipelined use
+#                            w1-none's records and rate, so they need w1-none listed too (the run
+#                            refuses to start otherwise; w1-defaults and w3-light do not).
+#                            E.g. BENCH_WORKLOADS=w1-lz4
 #   BENCH_BASELINE_REF       a git ref (commit, tag, branch) of this clone: its release floe is built
 #                            once into $FLOE_CACHE/bench-baseline/<full sha>/floe (a temporary
 #                            `git worktree add --detach`, CARGO_TARGET_DIR $FLOE_CACHE/bench-baseline/target,
@@ -50,8 +56,13 @@
 #   FLOE_BIN                 floe binary to measure, used as is (default: target/release/floe, built
 #                            with cargo when missing or older than the sources)
 #   BENCH_SKIP_BUILD=1       use target/release/floe as is
-#   BENCH_FLOE_FLUSH_INTERVAL  --flush-interval of every Floe system (default 250ms, the agent's
-#                            default); e.g. 10ms for the latency target on a file bucket
+#   BENCH_FLOE_FLUSH_INTERVAL  --flush-interval of every Floe system: the least time between two
+#                            flushes, the same knob as BENCH_FLOE_MAX_PUTS_PER_SECOND (1 / interval);
+#                            give one of them. Unset: no flag, the agent's default. 250ms gives the
+#                            old fixed-interval pace (4 PUTs/s)
+#   BENCH_FLOE_MAX_PUTS_PER_SECOND  --max-puts-per-second of every Floe system but the baseline
+#                            (an older build without the flag); unset: no flag, the agent's default
+#                            (250 on the playground's file bucket, 10 on the cluster's s3://)
 #   FLOE_CACHE, JAVA, MVN    as for kafka-reference.sh (Kafka jars are fetched once)
 set -euo pipefail
 
@@ -73,9 +84,22 @@ source "$BENCH_DIR/workloads.sh"
 # ---------------------------------------------------------------------------------------------
 # Settings.
 QUICK="${BENCH_QUICK:-0}"
-FLOE_FLUSH_INTERVAL="${BENCH_FLOE_FLUSH_INTERVAL:-250ms}"
+# Empty: no --flush-interval, the agent's default spacing (its PUT cap).
+FLUSH_INTERVAL="${BENCH_FLOE_FLUSH_INTERVAL:-}"
+# Empty: no --max-puts-per-second (systems.sh), the agent's default. The agent also reads
+# FLOE_MAX_PUTS_PER_SECOND from its environment: an exported one would cap every floe process
+# (the baseline's too, if it knows it) while the settings say "default", so it goes.
+FLOE_MAX_PUTS="${BENCH_FLOE_MAX_PUTS_PER_SECOND:-}"
+# The same for FLOE_FLUSH_INTERVAL (an exported one would also clash with the cap flag).
+unset FLOE_MAX_PUTS_PER_SECOND FLOE_FLUSH_INTERVAL
 [[ "$QUICK" == 0 || -z "$QUICK" ]] && QUICK=0 || QUICK=1
 RECORD_SIZE=1024
+# Producer batch.size: the bench's, and the Java producer's default (w1-defaults, w3-light).
+BATCH_SIZE=262144
+JAVA_BATCH_SIZE=16384
+# w3-light's rate in records/s: a constant, the same on every system, and in quick mode too
+# (where FIXED_SECONDS is 1: 1,000 records).
+LIGHT_RATE=1000
 W1_PARTITIONS=16
 W2_PARTITIONS=1000
 if ((QUICK)); then
@@ -102,8 +126,9 @@ else
 fi
 read -ra SYSTEMS <<<"${BENCH_SYSTEMS:-${SYSTEMS_DEFAULT[*]}}"
 ((${#SYSTEMS[@]})) || die "BENCH_SYSTEMS names no system"
-# The workloads, in the order they run. consume and w3-* use w1-none's records and rate.
-WORKLOADS_ALL=(w1-none consume w3-50 w3-80 w3-50-pipelined w1-lz4 w2-none w2-lz4 e2e)
+# The workloads, in the order they run. consume, w3-50, w3-80 and w3-50-pipelined use w1-none's
+# records and rate; w3-light's rate is a constant.
+WORKLOADS_ALL=(w1-none consume w3-50 w3-80 w3-50-pipelined w1-defaults w3-light w1-lz4 w2-none w2-lz4 e2e)
 read -ra WORKLOADS_GIVEN <<<"${BENCH_WORKLOADS:-${WORKLOADS_ALL[*]}}"
 ((${#WORKLOADS_GIVEN[@]})) || die "BENCH_WORKLOADS names no workload"
 if (($(nproc) >= 2)); then
@@ -118,6 +143,12 @@ BENCH_OUT="${BENCH_OUT:-$REPO_ROOT/target/bench}"
 for v in THROUGHPUT_SECONDS FIXED_SECONDS E2E_SECONDS MAX_RECORDS; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
+# The agent checks the range (0.1..=1000) at start-up; a typo caught here costs no Kafka run first.
+[[ -z "$FLOE_MAX_PUTS" || "$FLOE_MAX_PUTS" =~ ^[0-9]+(\.[0-9]+)?$ ]] \
+    || die "BENCH_FLOE_MAX_PUTS_PER_SECOND must be a number of PUTs per second, e.g. 20 (got '$FLOE_MAX_PUTS')"
+# --flush-interval is the same knob as --max-puts-per-second (1 / interval): the agent refuses both.
+[[ -z "$FLUSH_INTERVAL" || -z "$FLOE_MAX_PUTS" ]] \
+    || die "give BENCH_FLOE_FLUSH_INTERVAL or BENCH_FLOE_MAX_PUTS_PER_SECOND, not both (the interval is 1 / the cap)"
 for s in "${SYSTEMS[@]}"; do
     if [[ "$s" == "$SYSTEM_BASELINE" ]]; then
         ((BASELINE_CONFIGURED)) || die "system '$s' in BENCH_SYSTEMS needs a baseline: set BENCH_BASELINE_REF=<git ref> (built once into the cache) or BENCH_BASELINE_BIN=<floe binary>"
@@ -248,11 +279,13 @@ machine_info() {
         load_average_at_start "$(cut -d' ' -f1-3 /proc/loadavg)"
     emit settings info \
         mode "$MODE" record_size "$RECORD_SIZE" producer_props "$(producer_props '<none|lz4>')" \
+        java_defaults_producer_props "$(producer_props none "$JAVA_BATCH_SIZE")" light_records_per_sec "$LIGHT_RATE" \
         w1_partitions "$W1_PARTITIONS" w2_partitions "$W2_PARTITIONS" \
         throughput_seconds_target "$THROUGHPUT_SECONDS" fixed_seconds "$FIXED_SECONDS" \
         e2e_seconds_target "$E2E_SECONDS" max_records "$MAX_RECORDS" \
         server_cpus "${SERVER_CPUS:-unpinned}" client_cpus "${CLIENT_CPUS:-unpinned}" \
-        floe_flush_interval "$FLOE_FLUSH_INTERVAL" workloads "${WORKLOADS[*]}"
+        floe_flush_interval "${FLUSH_INTERVAL:-default}" floe_max_puts_per_second "${FLOE_MAX_PUTS:-default}" \
+        workloads "${WORKLOADS[*]}"
     if [[ -n "$BASELINE_BIN" ]]; then
         emit machine info baseline_commit "$BASELINE_COMMIT" baseline_binary "$BASELINE_BIN" \
             baseline_binary_built "$(date -u -r "$BASELINE_BIN" +%FT%TZ)"
@@ -316,6 +349,8 @@ bench_system() {
             w3-50) run_fixed_rate "$system" w3-50 "$w1" 50 "$max_rps" ;;
             w3-80) run_fixed_rate "$system" w3-80 "$w1" 80 "$max_rps" ;;
             w3-50-pipelined) run_fixed_rate "$system" w3-50-pipelined "$w1" 50 "$max_rps" 50 ;;
+            w1-defaults) run_throughput "$system" w1-defaults "$w1" "$W1_PARTITIONS" none "$JAVA_BATCH_SIZE" ;;
+            w3-light) run_light_rate "$system" w3-light "$w1" "$LIGHT_RATE" ;;
             w1-lz4) run_throughput "$system" w1-lz4 "$w1" "$W1_PARTITIONS" lz4 ;;
             w2-none) run_throughput "$system" w2-none "$w2" "$W2_PARTITIONS" none ;;
             w2-lz4) run_throughput "$system" w2-lz4 "$w2" "$W2_PARTITIONS" lz4 ;;

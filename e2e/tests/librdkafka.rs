@@ -168,9 +168,11 @@ async fn every_acknowledged_record_survives_kill_9_at_its_acknowledged_offset() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_partitions_for_ten_seconds_write_a_bounded_number_of_segment_objects() -> Result<()> {
     const PARTITIONS: i32 = 1_000;
-    const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+    // Four PUTs a second at most: with one object per flush for all partitions (not one per
+    // partition), the objects stay within time x cap.
+    const MAX_PUTS_PER_SECOND: u64 = 4;
     const FLUSH_MAX_BYTES: u64 = 8 << 20;
-    let playground = Playground::start(&[])?;
+    let playground = Playground::start(&["--max-puts-per-second", "4"])?;
     let topic = "wide";
     kafka::create_topic(&playground.bootstrap, topic, PARTITIONS).await?;
     let before = playground.segment_objects()?;
@@ -209,7 +211,7 @@ async fn a_thousand_partitions_for_ten_seconds_write_a_bounded_number_of_segment
     }
     let elapsed = started.elapsed();
     let written = playground.segment_objects()? - before;
-    let bound = elapsed.as_millis().div_ceil(FLUSH_INTERVAL.as_millis()) as u64 + sent_bytes.div_ceil(FLUSH_MAX_BYTES) + 1;
+    let bound = (elapsed.as_millis() as u64 * MAX_PUTS_PER_SECOND).div_ceil(1_000) + sent_bytes.div_ceil(FLUSH_MAX_BYTES) + 1;
     println!(
         "{index} records to {PARTITIONS} partitions in {elapsed:?} ({sent_bytes} bytes) wrote {written} segment objects; bound {bound}"
     );

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_produce_in_flight_at_sigterm_is_flushed_and_answered_before_exit() -> Result<()> {
-    // A long flush interval keeps the batch in the open segment until the shutdown flushes it.
+    // Flushes 20 s apart (the first 20 s after start): the batch stays in the open segment until
+    // the shutdown flushes it.
     let mut playground = Playground::start(&["--flush-interval", "20s"])?;
     kafka::create_topic(&playground.bootstrap, "last-words", 1).await?;
     let mut connection = RawConnection::connect(&playground.bootstrap)?;

@@ -118,6 +118,7 @@ fn the_agent_config_points_at_the_virtual_clusters_etcd_and_bucket() {
     assert_eq!(get("AWS_ALLOW_HTTP"), Some("true"));
     assert_eq!(get("FLOE_FLUSH_INTERVAL"), Some("50ms"));
     assert_eq!(get("FLOE_FLUSH_MAX_BYTES"), Some("4194304"));
+    assert_eq!(get("FLOE_MAX_PUTS_PER_SECOND"), None, "the pool gives the interval instead");
     assert_eq!(get("FLOE_ROLES"), Some("produce,jobs"));
     assert_eq!(get("FLOE_DEFAULT_PARTITIONS"), Some("6"));
     assert_eq!(get("FLOE_AUTO_CREATE_TOPICS"), Some("true"));
@@ -259,4 +260,20 @@ fn the_agents_network_policy_opens_only_the_kafka_and_http_ports_to_the_namespac
 
     pool.spec.network_policy.as_mut().unwrap().enabled = false;
     assert!(build(&pool, &cluster, &settings()).unwrap().network_policy.is_none());
+}
+
+#[test]
+fn the_put_cap_reaches_the_agents_and_is_refused_beside_an_interval() {
+    let cluster = fixture::<VirtualCluster>("virtualcluster.yaml");
+    let mut pool = fixture::<AgentPool>("agentpool-autoscaled.yaml");
+    let flush = pool.spec.flush.as_mut().unwrap();
+    flush.interval = None;
+    flush.max_puts_per_second = Some(20);
+    let data = build(&pool, &cluster, &settings()).unwrap().config_map.data.unwrap();
+    assert_eq!(data.get("FLOE_MAX_PUTS_PER_SECOND").map(String::as_str), Some("20"));
+    assert!(!data.contains_key("FLOE_FLUSH_INTERVAL"));
+    pool.spec.flush.as_mut().unwrap().interval = Some("50ms".into());
+    let error = build(&pool, &cluster, &settings()).unwrap_err();
+    assert_eq!(error, BuildError::FlushIntervalAndCap);
+    assert!(error.to_string().contains("remove one"), "{error}");
 }

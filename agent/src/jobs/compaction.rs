@@ -110,9 +110,19 @@ pub fn run_batches(chunks: &[(&ChunkLocation, bytes::Bytes)]) -> Result<Vec<RunB
     Ok(batches)
 }
 
-pub async fn run(context: &JobContext) -> Result<(), String> {
+/// Compacts rounds of `fan_in` small segments until fewer than `fan_in` remain or `budget` has
+/// passed: writers make up to `--max-puts-per-second` objects a second each, far more than one
+/// round per interval could merge.
+pub async fn run(context: &JobContext, budget: std::time::Duration) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < budget && run_once(context).await? {}
+    Ok(())
+}
+
+/// One round; false when there was nothing to compact.
+async fn run_once(context: &JobContext) -> Result<bool, String> {
     let planned = context.metadata.read(|state| plan(state, context.settings.compaction_fan_in, context.settings.small_segment_bytes));
-    let Some((chosen, runs)) = planned else { return Ok(()) };
+    let Some((chosen, runs)) = planned else { return Ok(false) };
     let started = std::time::Instant::now();
     // One GET per source object, not one per chunk: a segment of a wide topic holds thousands.
     let mut sources: BTreeMap<Arc<str>, bytes::Bytes> = BTreeMap::new();
@@ -176,7 +186,9 @@ pub async fn run(context: &JobContext) -> Result<(), String> {
         .await
         .map_err(|error| error.to_string())?;
     tracing::info!(sources = chosen.len(), runs = runs.len(), object, ?outcome, "compacted small segments");
-    Ok(())
+    // A round whose replacements all went stale (retention, another compaction) made no progress:
+    // stop until the next interval rather than plan the same sources again.
+    Ok(matches!(outcome, crate::metadata::ApplyOutcome::SegmentsCompacted { applied } if applied > 0))
 }
 
 #[cfg(test)]

@@ -171,7 +171,8 @@ async fn run_jobs(context: &JobContext, leading: &std::sync::atomic::AtomicBool,
         }
         if now.duration_since(last_compaction) >= context.settings.compaction_interval {
             last_compaction = now;
-            context.timed("compaction", compaction::run(context)).await;
+            // Half the interval at most, so the other jobs keep their pace.
+            context.timed("compaction", compaction::run(context, context.settings.compaction_interval / 2)).await;
         }
         if now.duration_since(last_key_compaction) >= context.settings.key_compaction_interval {
             last_key_compaction = now;

@@ -1,6 +1,7 @@
 //! The write path: batches of many partitions accumulate in one open segment; a single flush task
-//! PUTs it as one object when it reaches `flush_max_bytes` or `flush_interval`, then appends ONE
-//! commit record to the journal. Producers are answered only after both succeeded.
+//! PUTs it as one object (group commit: as soon as the previous PUT is done and the PUT cap
+//! allows, or at once when it reaches `flush_max_bytes`), then appends ONE commit record to the
+//! journal. Producers are answered only after both succeeded.
 //!
 //! # Guarantees
 //! - Flushes run one at a time, in order, so two requests for a partition get offsets in the order
@@ -20,12 +21,16 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
-    pub flush_interval: Duration,
+    /// The least time between the starts of two flushes of partial segments: the PUT cap
+    /// (`--max-puts-per-second`, or `--flush-interval`), and the longest a batch waits for its
+    /// flush to start when the previous PUT is quicker.
+    pub flush_spacing: Duration,
+    /// A segment this large is flushed at once, whatever the spacing.
     pub flush_max_bytes: usize,
 }
 
@@ -62,7 +67,6 @@ struct PendingChunk {
 struct OpenSegment {
     chunks: BTreeMap<(String, i32), PendingChunk>,
     bytes: usize,
-    opened_at: Option<Instant>,
 }
 
 pub struct SegmentWriter {
@@ -71,7 +75,7 @@ pub struct SegmentWriter {
     wake_flusher: Notify,
     flushed: Notify,
     /// Set while the agent drains: flush whatever is open at once instead of waiting for
-    /// `flush_interval`, so the requests still owed an answer get it quickly.
+    /// `flush_spacing`, so the requests still owed an answer get it quickly.
     prompt: AtomicBool,
     store: Arc<SegmentStore>,
     cache: Arc<SegmentCache>,
@@ -104,13 +108,7 @@ impl SegmentWriter {
     /// revision-stamped name and returns the name; the journal record that references it is the
     /// caller's. The bytes stay in this agent's cache like a flushed segment's.
     pub async fn store_segment(&self, bytes: Bytes) -> Result<String, WriteError> {
-        let (cluster_id, applied_revision) = self.metadata.read(|state| (state.cluster_id.clone(), state.applied_revision));
-        let object = BucketLayout::new(cluster_id.as_deref()).new_segment_name(applied_revision);
-        if let Err(error) = self.store.put(&object, bytes.clone()).await {
-            return Err(WriteError::Store { object, reason: error.to_string() });
-        }
-        self.cache.insert(object.clone(), bytes);
-        Ok(object)
+        self.put_new_object(&bytes).await
     }
 
     /// Adds a validated batch to the open segment and returns a receiver for its base offset (the
@@ -135,7 +133,6 @@ impl SegmentWriter {
         }
         let (sender, receiver) = oneshot::channel();
         let mut open = self.lock();
-        open.opened_at.get_or_insert_with(Instant::now);
         open.bytes += batch.len();
         let chunk = open.chunks.entry((topic.to_string(), partition)).or_insert_with(|| PendingChunk {
             topic_id,
@@ -176,59 +173,93 @@ impl SegmentWriter {
         self.wake_flusher.notify_one();
     }
 
-    /// The flush loop. Returns after a final flush once `shutdown` turns true.
+    /// The flush loop. Returns after a final flush, and after every commit it started, once
+    /// `shutdown` turns true.
+    ///
+    /// When a flush starts (DESIGN.md "Adaptive flush"): as soon as something is open, the
+    /// previous PUT has returned and `flush_spacing` has passed since the previous flush started
+    /// (group commit: what arrived during one PUT goes into the next). A segment that reached
+    /// `flush_max_bytes`, a drain (`flush_promptly`) and shutdown do not wait for the spacing.
+    ///
+    /// The segment's PUT and its journal commit are two stages: the PUT of segment N+1 runs
+    /// while segment N commits, and commits go to the journal one at a time in flush order, so
+    /// a partition's batches get offsets in the order they were appended.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let (to_commit, stored) = mpsc::channel::<StoredPart>(1);
+        let committer = tokio::spawn(Arc::clone(&self).commit_in_order(stored));
+        // Starting counts as a flush: an agent that restarts in a loop cannot PUT faster than the cap.
+        let mut next_flush_at = Instant::now() + self.config.flush_spacing;
+        let mut stopping = false;
         loop {
-            let (empty, bytes, opened_at) = {
+            let (empty, bytes) = {
                 let open = self.lock();
-                (open.chunks.is_empty(), open.bytes, open.opened_at)
+                (open.chunks.is_empty(), open.bytes)
             };
-            if *shutdown.borrow() {
+            stopping |= *shutdown.borrow();
+            if stopping {
                 if !empty {
-                    self.flush_once().await;
+                    self.flush_once(&to_commit).await;
                 }
-                return;
+                break;
             }
             if empty {
                 tokio::select! {
                     _ = self.wake_flusher.notified() => {}
-                    _ = shutdown.changed() => {}
+                    changed = shutdown.changed() => stopping |= changed.is_err(),
                 }
                 continue;
             }
-            if bytes < self.config.flush_max_bytes && !self.prompt.load(Ordering::Acquire) {
-                let deadline = opened_at.unwrap_or_else(Instant::now) + self.config.flush_interval;
+            let now = Instant::now();
+            let at_once = bytes >= self.config.flush_max_bytes || self.prompt.load(Ordering::Acquire);
+            if !at_once && next_flush_at > now {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(deadline.into()) => {}
-                    _ = self.wake_flusher.notified() => { continue; }
-                    _ = shutdown.changed() => { continue; }
+                    _ = tokio::time::sleep_until(next_flush_at.into()) => {}
+                    _ = self.wake_flusher.notified() => {}
+                    changed = shutdown.changed() => stopping |= changed.is_err(),
                 }
+                continue;
             }
-            self.flush_once().await;
+            let puts = self.flush_once(&to_commit).await;
+            next_flush_at = now + self.config.flush_spacing * puts;
+        }
+        drop(to_commit);
+        if let Err(error) = committer.await {
+            tracing::error!(%error, "the segment commit task failed");
         }
     }
 
-    async fn flush_once(&self) {
+    /// Takes the open segment, PUTs it (several objects when its commit record would be too large)
+    /// and hands each stored object to the commit stage. Returns the number of PUTs started.
+    async fn flush_once(&self, to_commit: &mpsc::Sender<StoredPart>) -> u32 {
         let segment = std::mem::take(&mut *self.lock());
         self.flushed.notify_waiters();
         // Keep each commit record far below etcd's request limit: a flush touching very many
         // partitions becomes several objects, each with its own record. A partition lives in one
         // part only, so its order is kept.
+        let mut puts = 0;
         for part in split_by_weight(segment.chunks, MAX_RECORD_WEIGHT, chunk_record_weight) {
             let bytes = part.values().flat_map(|chunk| chunk.batches.iter()).map(|(batch, _)| batch.len()).sum();
-            self.flush_part(OpenSegment { chunks: part, bytes, opened_at: None }).await;
+            puts += 1;
+            if let Some(stored) = self.store_part(part, bytes).await {
+                if let Err(mpsc::error::SendError(stored)) = to_commit.send(stored).await {
+                    fail_all(stored.waiters, &WriteError::ShuttingDown);
+                }
+            }
         }
+        puts
     }
 
-    async fn flush_part(&self, segment: OpenSegment) {
-        if segment.chunks.is_empty() {
-            return;
+    /// Builds one segment object from `chunks` and PUTs it; a failed PUT fails its producers
+    /// (nothing of it was committed) and returns `None`.
+    async fn store_part(&self, chunks: BTreeMap<(String, i32), PendingChunk>, bytes: usize) -> Option<StoredPart> {
+        if chunks.is_empty() {
+            return None;
         }
         let started = Instant::now();
-        let mut builder = SegmentBuilder::with_capacity(segment.bytes + segment.chunks.len() * 64);
-        let mut commits = Vec::with_capacity(segment.chunks.len());
-        let mut waiters = Vec::with_capacity(segment.chunks.len());
-        for ((topic, partition), chunk) in segment.chunks {
+        let mut builder = SegmentBuilder::with_capacity(bytes + chunks.len() * 64);
+        let mut commits = Vec::with_capacity(chunks.len());
+        let mut waiters = Vec::with_capacity(chunks.len());
+        for ((topic, partition), chunk) in chunks {
             let entry = builder.add_chunk(&topic, chunk.topic_id, partition, &chunk.batches, chunk.max_timestamp);
             commits.push(ChunkCommit {
                 topic: topic.clone(),
@@ -243,23 +274,44 @@ impl SegmentWriter {
             waiters.push((topic, chunk.waiters));
         }
         let (bytes, _) = builder.finish();
-        let size = bytes.len();
+        match self.put_new_object(&bytes).await {
+            Ok(object) => Some(StoredPart { object, bytes, commits, waiters, started }),
+            Err(failure) => {
+                fail_all(waiters, &failure);
+                None
+            }
+        }
+    }
+
+    /// PUTs `bytes` under a fresh, revision-stamped name and keeps them in this agent's cache.
+    async fn put_new_object(&self, bytes: &Bytes) -> Result<String, WriteError> {
+        let (cluster_id, applied_revision) = self.metadata.read(|state| (state.cluster_id.clone(), state.applied_revision));
+        let object = BucketLayout::new(cluster_id.as_deref()).new_segment_name(applied_revision);
+        if let Err(error) = self.store.put(&object, bytes.clone()).await {
+            tracing::warn!(%error, object, "segment PUT failed; producers get a retriable error");
+            return Err(WriteError::Store { object, reason: error.to_string() });
+        }
+        self.cache.insert(object.clone(), bytes.clone());
+        Ok(object)
+    }
+
+    /// The commit stage: commits stored objects to the journal one at a time, in the order they
+    /// were flushed, and answers their producers.
+    async fn commit_in_order(self: Arc<Self>, mut stored: mpsc::Receiver<StoredPart>) {
+        while let Some(part) = stored.recv().await {
+            self.commit_part(part).await;
+        }
+    }
+
+    async fn commit_part(&self, part: StoredPart) {
+        let StoredPart { mut object, bytes, commits, waiters, started } = part;
         // A commit that reaches the journal after garbage collection sealed its object's name is
         // refused whole (DESIGN.md "Deletion fenced by the journal"): the object may be gone, so
         // nothing of it may be acknowledged. Store the same bytes again under a fresh name, once;
         // a second refusal (this replica is far behind the journal) fails the producers, who retry.
         let mut attempts = 0;
-        let (object, outcome) = loop {
+        let outcome = loop {
             attempts += 1;
-            let (cluster_id, applied_revision) = self.metadata.read(|state| (state.cluster_id.clone(), state.applied_revision));
-            let object = BucketLayout::new(cluster_id.as_deref()).new_segment_name(applied_revision);
-            if let Err(error) = self.store.put(&object, bytes.clone()).await {
-                tracing::warn!(%error, object, "segment PUT failed; producers get a retriable error");
-                let failure = WriteError::Store { object, reason: error.to_string() };
-                fail_all(waiters, &failure);
-                return;
-            }
-            self.cache.insert(object.clone(), bytes.clone());
             let journal_started = Instant::now();
             let outcome = self.metadata.submit(JournalRecord::CommitSegment { object: object.clone(), chunks: commits.clone() }).await;
             self.metrics.journal_commit_duration.observe(journal_started.elapsed().as_secs_f64());
@@ -268,19 +320,23 @@ impl SegmentWriter {
                     self.metrics.refused_commits.inc();
                     tracing::warn!(
                         object,
-                        applied_revision,
                         sealed_through_revision,
                         attempts,
                         "segment commit refused: garbage collection sealed its name while the commit was in flight"
                     );
-                    if attempts < 2 {
-                        continue;
+                    if attempts >= 2 {
+                        fail_all(waiters, &WriteError::Sealed { object });
+                        return;
                     }
-                    let failure = WriteError::Sealed { object };
-                    fail_all(waiters, &failure);
-                    return;
+                    match self.put_new_object(&bytes).await {
+                        Ok(renamed) => object = renamed,
+                        Err(failure) => {
+                            fail_all(waiters, &failure);
+                            return;
+                        }
+                    }
                 }
-                outcome => break (object, outcome),
+                outcome => break outcome,
             }
         };
         match outcome {
@@ -307,7 +363,7 @@ impl SegmentWriter {
                     }
                 }
                 self.metrics.flushes.inc();
-                self.metrics.flush_bytes.observe(size as f64);
+                self.metrics.flush_bytes.observe(bytes.len() as f64);
                 self.metrics.flush_duration.observe(started.elapsed().as_secs_f64());
             }
             Ok(other) => {
@@ -321,6 +377,16 @@ impl SegmentWriter {
             }
         }
     }
+}
+
+/// A segment object stored and waiting for its journal commit.
+struct StoredPart {
+    object: String,
+    bytes: Bytes,
+    commits: Vec<ChunkCommit>,
+    waiters: Vec<(String, Vec<(i64, Waiter)>)>,
+    /// When its flush started (floe_flush_duration_seconds runs to the commit).
+    started: Instant,
 }
 
 /// Estimated commit-record bytes per segment object: about 600 KiB, well under the 1 MiB limit
@@ -372,22 +438,31 @@ mod tests {
     use crate::storage::{ObjectStoreUrl, S3Options};
     use kafka_protocol::records::Compression;
 
-    /// A running writer over `store`, flushing every `flush_interval`, on an embedded journal in
-    /// `directory` that holds topic `t` (one partition); returns its metadata, the topic's id and
-    /// the sender that stops it (the writer runs while the test holds it).
+    /// A running writer over `store` with `config`, on an embedded journal in `directory` that
+    /// holds topic `t` (one partition); returns its metadata, the topic's id and the sender that
+    /// stops it (the writer runs while the test holds it).
     async fn running_writer(
         directory: &std::path::Path,
         store: Arc<SegmentStore>,
         metrics: Arc<Metrics>,
-        flush_interval: Duration,
+        config: WriterConfig,
     ) -> (Arc<SegmentWriter>, MetadataClient, Uuid, watch::Sender<bool>) {
         let replica = Arc::new(Replica::new());
         let journal = Arc::new(EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(&replica)).unwrap());
+        running_writer_on(journal, replica, store, metrics, config).await
+    }
+
+    async fn running_writer_on(
+        journal: Arc<dyn crate::metadata::journal::JournalBackend>,
+        replica: Arc<Replica>,
+        store: Arc<SegmentStore>,
+        metrics: Arc<Metrics>,
+        config: WriterConfig,
+    ) -> (Arc<SegmentWriter>, MetadataClient, Uuid, watch::Sender<bool>) {
         let metadata = MetadataClient::new(journal, replica);
         let topic_id = Uuid::new_v4();
         let create = JournalRecord::CreateTopic { name: "t".into(), topic_id, partitions: 1, configs: Default::default() };
         metadata.submit(create).await.unwrap();
-        let config = WriterConfig { flush_interval, flush_max_bytes: 8 << 20 };
         let writer = Arc::new(SegmentWriter::new(config, store, Arc::new(SegmentCache::new(1 << 20)), metadata.clone(), metrics));
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(Arc::clone(&writer).run(stopped));
@@ -395,15 +470,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_draining_writer_flushes_without_waiting_for_the_flush_interval() {
+    async fn a_draining_writer_flushes_without_waiting_for_the_put_cap() {
         let directory = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
         let store = Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), metrics.clone()).unwrap());
-        let (writer, _, topic_id, _stop) = running_writer(directory.path(), store, metrics, Duration::from_secs(3600)).await;
+        // One flush an hour: nothing flushes on its own.
+        let config = WriterConfig { flush_spacing: Duration::from_secs(3600), flush_max_bytes: 8 << 20 };
+        let (writer, _, topic_id, _stop) = running_writer(directory.path(), store, metrics, config).await;
         let batch = encoded_batch(3, Compression::None);
         let summary = validate_produced(&batch, 1 << 20).unwrap();
         let mut first = writer.append("t", topic_id, 0, batch.clone(), summary).await;
-        // The precondition: with an hour-long interval and a small segment, nothing flushes yet.
+        // The precondition: the PUT cap holds the flush.
         assert!(tokio::time::timeout(Duration::from_millis(200), &mut first).await.is_err(), "flushed before being asked");
         writer.flush_promptly();
         let offset = tokio::time::timeout(Duration::from_secs(10), first).await.expect("flushed promptly").unwrap();
@@ -422,7 +499,8 @@ mod tests {
         let bucket =
             Arc::new(FaultInjecting::new(Arc::new(RemoteBackend::new(Arc::new(object_store::memory::InMemory::new()), String::new()))));
         let store = Arc::new(SegmentStore::with_backend(bucket.clone(), metrics.clone()));
-        let (writer, metadata, topic_id, _stop) = running_writer(directory.path(), store, metrics, Duration::from_millis(10)).await;
+        let config = WriterConfig { flush_spacing: Duration::from_millis(1), flush_max_bytes: 8 << 20 };
+        let (writer, metadata, topic_id, _stop) = running_writer(directory.path(), store, metrics, config).await;
         let batch = encoded_batch(3, Compression::None);
         let summary = validate_produced(&batch, 1 << 20).unwrap();
 
@@ -474,7 +552,7 @@ mod tests {
         metadata.submit(create).await.unwrap();
         let metrics = Arc::new(Metrics::new());
         let store = Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), metrics.clone()).unwrap());
-        let config = WriterConfig { flush_interval: Duration::from_millis(10), flush_max_bytes: 8 << 20 };
+        let config = WriterConfig { flush_spacing: Duration::from_millis(1), flush_max_bytes: 8 << 20 };
         let writer = Arc::new(SegmentWriter::new(
             config,
             Arc::clone(&store),
@@ -498,6 +576,129 @@ mod tests {
         assert_eq!(objects.len(), 1);
         assert!(!metadata.read(|state| state.is_sealed(&objects[0])), "the acknowledged object is not sealed");
         assert_eq!(store.list("clusters/c/segments").await.unwrap().len(), 2, "the refused object is left for the collector");
+    }
+
+    fn memory_store(metrics: &Arc<Metrics>) -> Arc<SegmentStore> {
+        Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), metrics.clone()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_produce_on_an_idle_writer_is_flushed_at_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let config = WriterConfig { flush_spacing: Duration::from_millis(600), flush_max_bytes: 8 << 20 };
+        let (writer, _, topic_id, _stop) = running_writer(directory.path(), memory_store(&metrics), metrics, config).await;
+        let batch = encoded_batch(3, Compression::None);
+        let summary = validate_produced(&batch, 1 << 20).unwrap();
+        for expected in [0, 3, 6] {
+            // Idle longer than the spacing: nothing holds the flush.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let started = Instant::now();
+            let acknowledged = writer.append("t", topic_id, 0, batch.clone(), summary).await;
+            let offset = tokio::time::timeout(Duration::from_secs(10), acknowledged).await.expect("answered");
+            assert_eq!(offset.unwrap(), Ok(expected));
+            // A memory store and an embedded journal: milliseconds, not the spacing.
+            assert!(started.elapsed() < Duration::from_millis(300), "took {:?}", started.elapsed());
+        }
+        // Right after a flush, the next one waits for the spacing.
+        let started = Instant::now();
+        let acknowledged = writer.append("t", topic_id, 0, batch, summary).await;
+        assert_eq!(tokio::time::timeout(Duration::from_secs(10), acknowledged).await.expect("answered").unwrap(), Ok(9));
+        assert!(started.elapsed() >= Duration::from_millis(500), "the spacing was not kept: {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn producers_that_never_pause_get_flushes_no_more_often_than_the_put_cap() {
+        let directory = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        // An append every millisecond would get a flush each; a cap of 10 PUTs a second allows 10.
+        let config = WriterConfig { flush_spacing: Duration::from_millis(100), flush_max_bytes: 8 << 20 };
+        let (writer, metadata, topic_id, _stop) = running_writer(directory.path(), memory_store(&metrics), metrics.clone(), config).await;
+        let batch = encoded_batch(1, Compression::None);
+        let summary = validate_produced(&batch, 1 << 20).unwrap();
+        let started = Instant::now();
+        let mut acknowledgements = Vec::new();
+        while started.elapsed() < Duration::from_millis(1500) {
+            acknowledgements.push(writer.append("t", topic_id, 0, batch.clone(), summary).await);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let elapsed = started.elapsed();
+        for acknowledgement in acknowledgements.drain(..) {
+            tokio::time::timeout(Duration::from_secs(10), acknowledgement).await.expect("answered").unwrap().unwrap();
+        }
+        let flushes = metrics.flushes.get();
+        // Flushes start at least 100 ms apart: at most one more than the elapsed tenths of a
+        // second, plus the last one that answered the final appends.
+        let allowed = (elapsed.as_secs_f64() * 10.0).floor() as u64 + 2;
+        assert!(flushes <= allowed, "{flushes} flushes in {elapsed:?} with a cap of 10 a second");
+        assert!(flushes >= 10, "the cap, not something else, set the pace: only {flushes} flushes in {elapsed:?}");
+        let appended = metadata.read(|state| state.partition("t", 0).unwrap().high_watermark);
+        assert!(appended > 100, "every append was committed ({appended})");
+    }
+
+    #[tokio::test]
+    async fn a_full_segment_is_flushed_without_waiting_for_the_put_cap() {
+        let directory = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let batch = encoded_batch(3, Compression::None);
+        let config = WriterConfig { flush_spacing: Duration::from_secs(3600), flush_max_bytes: batch.len() * 2 };
+        let (writer, _, topic_id, _stop) = running_writer(directory.path(), memory_store(&metrics), metrics, config).await;
+        let summary = validate_produced(&batch, 1 << 20).unwrap();
+        let mut first = writer.append("t", topic_id, 0, batch.clone(), summary).await;
+        assert!(tokio::time::timeout(Duration::from_millis(200), &mut first).await.is_err(), "a half-full segment waits for the cap");
+        let second = writer.append("t", topic_id, 0, batch, summary).await;
+        let (first, second) =
+            tokio::time::timeout(Duration::from_secs(10), async { (first.await, second.await) }).await.expect("flushed when full");
+        assert_eq!((first.unwrap(), second.unwrap()), (Ok(0), Ok(3)));
+    }
+
+    /// A journal whose first segment commit takes `delay`.
+    struct SlowFirstCommit {
+        inner: EmbeddedJournal,
+        delayed: AtomicBool,
+        delay: Duration,
+    }
+
+    impl crate::metadata::journal::JournalBackend for SlowFirstCommit {
+        fn append<'a>(
+            &'a self,
+            entry: &'a crate::metadata::JournalEntry,
+        ) -> futures::future::BoxFuture<'a, Result<u64, crate::metadata::journal::JournalError>> {
+            Box::pin(async move {
+                if matches!(entry.record, JournalRecord::CommitSegment { .. }) && !self.delayed.swap(true, Ordering::AcqRel) {
+                    tokio::time::sleep(self.delay).await;
+                }
+                self.inner.append(entry).await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_next_segment_is_stored_while_the_previous_one_commits_and_offsets_keep_append_order() {
+        let directory = tempfile::tempdir().unwrap();
+        let replica = Arc::new(Replica::new());
+        let inner = EmbeddedJournal::open(&directory.path().join("journal.log"), Arc::clone(&replica)).unwrap();
+        let journal = Arc::new(SlowFirstCommit { inner, delayed: AtomicBool::new(false), delay: Duration::from_millis(1500) });
+        let metrics = Arc::new(Metrics::new());
+        let store = memory_store(&metrics);
+        let config = WriterConfig { flush_spacing: Duration::from_millis(1), flush_max_bytes: 8 << 20 };
+        let (writer, _, topic_id, _stop) = running_writer_on(journal, replica, Arc::clone(&store), metrics, config).await;
+        let batch = encoded_batch(3, Compression::None);
+        let summary = validate_produced(&batch, 1 << 20).unwrap();
+        let mut first = writer.append("t", topic_id, 0, batch.clone(), summary).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut second = writer.append("t", topic_id, 0, batch, summary).await;
+        // The second segment's PUT finishes while the first commit is held in the journal.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while store.list("clusters/uninitialized/segments").await.unwrap().len() < 2 {
+            assert!(Instant::now() < deadline, "the second segment was not stored while the first one committed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(tokio::time::timeout(Duration::from_millis(50), &mut second).await.is_err(), "acknowledged before the first commit");
+        assert!(tokio::time::timeout(Duration::from_millis(1), &mut first).await.is_err(), "the first commit is still held");
+        let first = tokio::time::timeout(Duration::from_secs(10), first).await.expect("answered").unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(10), second).await.expect("answered").unwrap();
+        assert_eq!((first, second), (Ok(0), Ok(3)), "offsets follow the append order");
     }
 
     #[test]

@@ -86,6 +86,22 @@ metric_sum() {
     echo "$total"
 }
 
+# metric_sum for fractional samples (seconds): the sum with six decimals, or null without agents.
+metric_sum_real() {
+    local prefix="$1" url total=0 value
+    if ((${#METRICS_URLS[@]} == 0)); then
+        echo null
+        return
+    fi
+    for url in "${METRICS_URLS[@]}"; do
+        value="$(curl -fsS --max-time 10 "$url" | awk -v prefix="$prefix" '
+            index($0, "#") != 1 && index($0, prefix) == 1 { sum += $NF } END { printf "%.6f", sum + 0 }')" \
+            || die "cannot scrape $url"
+        total="$(awk -v a="$total" -v b="$value" 'BEGIN { printf "%.6f", a + b }')"
+    done
+    echo "$total"
+}
+
 # Does any agent export a sample with this prefix at all?
 metric_present() {
     local prefix="$1" url

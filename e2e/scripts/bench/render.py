@@ -17,6 +17,7 @@ give its MiB/s per server core against plaintext (issue 18: at least 70%).
 import json
 import pathlib
 import sys
+import textwrap
 
 BASELINE = "floe-playground-baseline"
 SECURE = "floe-playground-secure"
@@ -27,17 +28,23 @@ SHORT_NAMES = {"kafka": "Kafka", BASELINE: "Floe playground baseline", "floe-pla
 SECURE_WORKLOADS = ["w1-none", "w1-lz4"]
 # Issue 18: produce over TLS + SCRAM keeps at least this share of plaintext's MiB/s per server core.
 SECURE_TARGET = 0.70
-ALL_WORKLOADS = ["w1-none", "consume", "w3-50", "w3-80", "w3-50-pipelined", "w1-lz4", "w2-none", "w2-lz4", "e2e"]
-PRODUCE_WORKLOADS = ["w1-none", "w1-lz4", "w2-none", "w2-lz4"]
-FIXED_WORKLOADS = ["w3-50", "w3-80", "w3-50-pipelined"]
+ALL_WORKLOADS = ["w1-none", "consume", "w3-50", "w3-80", "w3-50-pipelined", "w1-defaults", "w3-light", "w1-lz4",
+                 "w2-none", "w2-lz4", "e2e"]
+PRODUCE_WORKLOADS = ["w1-none", "w1-defaults", "w1-lz4", "w2-none", "w2-lz4"]
+# Fixed-rate runs. The PERCENT ones run at a share of the system's own W1 max, so each has a rate
+# column; w3-light's rate is a constant (settings light_records_per_sec), named in its header.
+PERCENT_WORKLOADS = ["w3-50", "w3-80", "w3-50-pipelined"]
+FIXED_WORKLOADS = [*PERCENT_WORKLOADS, "w3-light"]
 WORKLOAD_NAMES = {
     "w1-none": "W1 16 partitions, none",
+    "w1-defaults": "W1 Java defaults (16 KiB batches), none",
     "w1-lz4": "W1 16 partitions, lz4",
     "w2-none": "W2 1,000 partitions, none",
     "w2-lz4": "W2 1,000 partitions, lz4",
     "w3-50": "W3 50% of W1 max",
     "w3-80": "W3 80% of W1 max",
     "w3-50-pipelined": "W3 50%, 50 in flight",
+    "w3-light": "W3 light, Java defaults",
     "consume": "consume (MiB read per core)",
 }
 
@@ -45,7 +52,7 @@ WORKLOAD_NAMES = {
 SERVER_FIELDS = [
     "server_cpu_seconds", "server_cores", "mib_per_sec_per_core", "infra_cpu_seconds",
     "mib_per_sec_per_core_incl_infra", "client_cpu_seconds", "client_cores", "object_puts",
-    "object_puts_per_sec", "segments", "etcd_txn_per_segment", "rss_hwm_mib",
+    "object_puts_per_sec", "segments", "flush_ms_mean", "etcd_txn_per_segment", "rss_hwm_mib",
 ]
 LATENCY_FIELDS = ["records_per_sec", "mib_per_sec", "avg_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"]
 REQUIRED = {
@@ -57,11 +64,14 @@ REQUIRED = {
 }
 NOT_APPLICABLE = {  # (system) -> fields that are null for it
     "kafka": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "object_puts", "object_puts_per_sec", "segments",
-              "etcd_txn_per_segment", "infra_rss_hwm_mib"},
+              "flush_ms_mean", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
     "floe-playground": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
     BASELINE: {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
     SECURE: {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
     "floe-cluster": set(),
+}
+NOT_APPLICABLE_TO_WORKLOAD = {  # (workload) -> fields that are null for it on every system
+    "w3-light": {"percent_of_max"},  # its rate is a constant, not a share of W1's max
 }
 MACHINE_FIELDS = ["nproc", "cpu_model", "memory_gib", "kernel", "os", "java_version", "kafka_version", "floe_commit",
                   "floe_worktree_dirty", "floe_binary", "load_average_at_start", "load_average_at_end", "wall_seconds"]
@@ -161,12 +171,13 @@ def assemble(run_dir):
             if figures is None:
                 problems.append(f"{system}: workload {workload} missing")
                 continue
+            not_applicable = NOT_APPLICABLE[system] | NOT_APPLICABLE_TO_WORKLOAD.get(workload, set())
             for field in fields:
                 if field not in figures:
                     problems.append(f"{system} {workload}: {field} missing")
-                elif figures[field] is None and field not in NOT_APPLICABLE[system]:
+                elif figures[field] is None and field not in not_applicable:
                     problems.append(f"{system} {workload}: {field} is null")
-                elif figures[field] is not None and field in NOT_APPLICABLE[system]:
+                elif figures[field] is not None and field in not_applicable:
                     problems.append(f"{system} {workload}: {field} should be null (not applicable)")
         systems[system] = {**summary, "workloads": workloads}
     if not systems:
@@ -214,10 +225,28 @@ def number(value, digits=1):
     return str(value)
 
 
+def put_cap(settings, systems):
+    """The scoreboard's words on the flush spacing (BENCH_FLOE_MAX_PUTS_PER_SECOND or
+    BENCH_FLOE_FLUSH_INTERVAL, one knob)."""
+    cap = settings.get("floe_max_puts_per_second", "default")
+    interval = settings.get("floe_flush_interval", "default")
+    baseline = "; not the baseline, an older build, which runs at its own defaults" if BASELINE in systems else ""
+    if cap != "default":
+        return f"segment PUTs capped at {cap}/s per agent (--max-puts-per-second{baseline})"
+    if interval != "default":
+        return f"flushes at least {interval} apart per agent (--flush-interval{baseline})"
+    return ("segment PUTs capped at the agent's default, per agent: 250/s on the playground's file bucket, "
+            "10/s on the cluster's s3://" + ("; the baseline at its own defaults" if BASELINE in systems else ""))
+
+
 def scoreboard(results):
     machine, settings, systems = results["machine"], results["settings"], results["systems"]
     ran = results["workloads"]
     produce = [w for w in PRODUCE_WORKLOADS if w in ran]
+    java_defaults = ""
+    if "w1-defaults" in ran or "w3-light" in ran:
+        java_defaults = (f" W1 Java defaults and W3 light: `{settings.get('java_defaults_producer_props')}`, "
+                         "5 requests in flight, idempotent (the Java producer's defaults).")
     out = [f"# Floe vs Apache Kafka: bench run {results['run']} ({results['mode']})", ""]
     if results["mode"] != "full":
         out += ["> **Smoke run (BENCH_QUICK=1): tiny counts, the figures mean nothing.**", ""]
@@ -232,17 +261,18 @@ def scoreboard(results):
         + ("" if ran == ALL_WORKLOADS else f" Workloads: {', '.join(ran)} (BENCH_WORKLOADS)."),
         "",
         f"Servers pinned to CPU {settings['server_cpus']} (etcd and s3s-fs too), load generators to CPU {settings['client_cpus']}. "
-        f"{settings['record_size']}-byte records, `{settings['producer_props']}`. "
+        f"{settings['record_size']}-byte records, `{settings['producer_props']}`.{java_defaults} "
         "MiB/s per server core = MiB produced / server CPU-seconds (from /proc/<pid>/stat over the run; the cluster "
         "sums its agents, etcd and s3s-fs are shown apart). RSS is the peak (VmHWM) so far, summed over agents. "
         "Client cores near 1.0 mean the load generator, not the server, set the pace; a server far below one core "
-        f"with a low rate is waiting, not working (Floe acknowledges acks=all produces after its flush, every "
-        f"{settings.get('floe_flush_interval', '250ms')} in this run).",
+        "with a low rate is waiting, not working (Floe acknowledges acks=all produces after their flush, which starts "
+        f"as soon as the previous PUT returned and the PUT cap allows; {put_cap(settings, systems)}). Flush ms: mean "
+        "time from a flush's start to its journal commit (object PUT and commit).",
         "",
         "## Produce throughput",
         "",
-        "| system | workload | MiB/s | server cores | MiB/s per server core | per core incl. etcd+S3 | client cores | PUTs/s | etcd txn/segment | RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| system | workload | MiB/s | server cores | MiB/s per server core | per core incl. etcd+S3 | client cores | PUTs/s | flush ms | etcd txn/segment | RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for system, data in systems.items():
         for workload in produce:
@@ -253,21 +283,25 @@ def scoreboard(results):
                 f"| {short_name(system, machine)} | {WORKLOAD_NAMES[workload]} | {number(w.get('mib_per_sec'))} | "
                 f"{number(w.get('server_cores'), 2)} | {number(w.get('mib_per_sec_per_core'))} | "
                 f"{number(w.get('mib_per_sec_per_core_incl_infra'))} | {number(w.get('client_cores'), 2)} | "
-                f"{number(w.get('object_puts_per_sec'))} | {number(w.get('etcd_txn_per_segment'), 2)} | "
+                f"{number(w.get('object_puts_per_sec'))} | {number(w.get('flush_ms_mean'))} | "
+                f"{number(w.get('etcd_txn_per_segment'), 2)} | "
                 f"{number(w.get('rss_hwm_mib'), 0)} |"
             )
     latency_ran = any(w in ran for w in [*FIXED_WORKLOADS, "e2e", "consume"])
+    light = number(settings.get("light_records_per_sec"), 0)
     out += [] if not latency_ran else [
         "",
         "## Latency (ms) and consume",
         "",
         "W3: ProducerPerformance at a fixed rate (50% / 80% of the system's own W1 max), 16 partitions, send-to-ack, "
         "5 requests in flight per connection (the Java default); 'pipelined': 50 in flight, idempotence off. "
-        "E2E: EndToEndLatency, one record at a time, acks=all, produce-to-consume.",
+        f"W3 light: {light} records/s on every system, with the Java producer's defaults "
+        "(16 KiB batches). E2E: EndToEndLatency, one record at a time, acks=all, produce-to-consume.",
         "",
         "| system | W3 50%: rate | p50 | p99 | p99.9 | W3 80%: rate | p50 | p99 | p99.9 "
-        "| W3 50% pipelined: rate | p50 | p99 | p99.9 | E2E p50 | E2E p99 | E2E p99.9 | consume MiB/s | RSS MiB |",
-        "|---|" + "---:|" * 17,
+        f"| W3 50% pipelined: rate | p50 | p99 | p99.9 | W3 light {light}/s: p50 | p99 | p99.9 | flush ms "
+        "| E2E p50 | E2E p99 | E2E p99.9 | consume MiB/s | RSS MiB |",
+        "|---|" + "---:|" * 21,
     ]
     for system, data in systems.items() if latency_ran else ():
         w = data["workloads"]
@@ -276,8 +310,11 @@ def scoreboard(results):
         cells = []
         for fixed in FIXED_WORKLOADS:
             f = w.get(fixed, {})
-            cells += [number(f.get("target_records_per_sec"), 0) + "/s", number(f.get("p50_ms"), 0),
-                      number(f.get("p99_ms"), 0), number(f.get("p999_ms"), 0)]
+            if fixed in PERCENT_WORKLOADS:
+                cells.append(number(f.get("target_records_per_sec"), 0) + "/s")
+            cells += [number(f.get("p50_ms"), 0), number(f.get("p99_ms"), 0), number(f.get("p999_ms"), 0)]
+        # W3 light's p50 set against what the flush itself takes (done-when: p50 <= PUT + commit + 5 ms).
+        cells.append(number(w.get("w3-light", {}).get("flush_ms_mean")))
         e = w.get("e2e", {})
         cells += [number(e.get("p50_ms"), 0), number(e.get("p99_ms"), 0), number(e.get("p999_ms"), 0),
                   number(w.get("consume", {}).get("fetch_mib_per_sec")), number(data.get("rss_hwm_mib"), 0)]
@@ -331,6 +368,11 @@ def scoreboard(results):
     return "\n".join(out)
 
 
+def tick_label(name):
+    """A workload's name wrapped for an x axis: five groups of bars share a panel's width."""
+    return "\n".join(line for part in name.split(", ") for line in textwrap.wrap(part, 12))
+
+
 def chart(results, path):
     import matplotlib
 
@@ -349,11 +391,12 @@ def chart(results, path):
             positions = [x + (index - (len(systems) - 1) / 2) * width for x in range(len(produce))]
             axis.bar(positions, values, width, label=short_name(system, machine))
         axis.set_xticks(range(len(produce)))
-        axis.set_xticklabels([WORKLOAD_NAMES[w].replace(", ", "\n") for w in produce], fontsize=8)
+        axis.set_xticklabels([tick_label(WORKLOAD_NAMES[w]) for w in produce], fontsize=8)
         axis.set_title(title)
         axis.grid(axis="y", alpha=0.3)
     latency = [("w3-50", "p99_ms", "W3 50% p99"), ("w3-80", "p99_ms", "W3 80% p99"),
-               ("w3-50-pipelined", "p99_ms", "W3 50% pipelined p99"), ("e2e", "p99_ms", "E2E p99")]
+               ("w3-50-pipelined", "p99_ms", "W3 50% pipelined p99"), ("w3-light", "p99_ms", "W3 light p99"),
+               ("e2e", "p99_ms", "E2E p99")]
     latency = [entry for entry in latency if entry[0] in results["workloads"]]
     for index, system in enumerate(systems):
         values = [max(results["systems"][system]["workloads"].get(w, {}).get(f) or 0, 0.5) for w, f, _ in latency]
@@ -361,7 +404,7 @@ def chart(results, path):
         axes[2].bar(positions, values, width, label=short_name(system, machine))
     axes[2].set_yscale("log")
     axes[2].set_xticks(range(len(latency)))
-    axes[2].set_xticklabels([name for _, _, name in latency], fontsize=8)
+    axes[2].set_xticklabels([tick_label(name) for _, _, name in latency], fontsize=8)
     axes[2].set_title("Latency p99 (ms, log scale)")
     axes[2].grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)

@@ -115,20 +115,39 @@ start_kafka() {
     log "kafka ready on $BOOTSTRAP (pid $pid)"
 }
 
+# --max-puts-per-second VALUE when BENCH_FLOE_MAX_PUTS_PER_SECOND is set, or --flush-interval VALUE
+# when BENCH_FLOE_FLUSH_INTERVAL is (the same knob; bench.sh refuses both), one word a line;
+# nothing otherwise, so the agent's own default cap applies (which depends on the object store).
+floe_put_cap_flags() {
+    [[ -z "$FLOE_MAX_PUTS" ]] || printf '%s\n' --max-puts-per-second "$FLOE_MAX_PUTS"
+    [[ -z "$FLUSH_INTERVAL" ]] || printf '%s\n' --flush-interval "$FLUSH_INTERVAL"
+}
+# ", at most N PUTs/s" for a label when the cap is set, else nothing.
+floe_put_cap_label() {
+    [[ -z "$FLOE_MAX_PUTS" ]] || printf ', at most %s PUTs/s' "$FLOE_MAX_PUTS"
+    [[ -z "$FLUSH_INTERVAL" ]] || printf ', flush interval %s' "$FLUSH_INTERVAL"
+}
+
 # start_floe_playground DIR [BINARY NAME LABEL EXTRA_FLAGS...]: the playground from FLOE_BIN, or
 # from BINARY.
 start_floe_playground() {
-    local dir="$1" binary="${2:-$FLOE_BIN}" name="${3:-floe-playground}" label="${4:-Floe playground}"
+    local dir="$1" binary="${2:-$FLOE_BIN}" name="${3:-floe-playground}" label="${4:-Floe playground}" cap=() cap_label=""
     shift $(($# < 4 ? $# : 4))
+    # The baseline is an older build that predates --max-puts-per-second (and gave --flush-interval
+    # another meaning): it runs at its own defaults whatever the BENCH_FLOE_* knobs say.
+    if [[ "$name" != "$SYSTEM_BASELINE" ]]; then
+        mapfile -t cap < <(floe_put_cap_flags)
+        cap_label="$(floe_put_cap_label)"
+    fi
     spawn_floe "$binary" "$LOG_DIR/$name.log" playground --data-dir "$dir/playground" \
         --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn \
-        --flush-interval "$FLOE_FLUSH_INTERVAL" "$@"
+        "${cap[@]}" "$@"
     local pid="$STARTED_PID"
     read_floe_banner "$pid" "$LOG_DIR/$name.log"
     SERVER_PIDS=("$pid")
     METRICS_URLS=("http://$BANNER_HTTP/metrics")
     BOOTSTRAP="$BANNER_BOOTSTRAP"
-    SYSTEM_LABEL="$label (embedded metadata, file bucket, flush $FLOE_FLUSH_INTERVAL)"
+    SYSTEM_LABEL="$label (embedded metadata, file bucket$cap_label)"
     log "$name ready on $BOOTSTRAP (pid $pid)"
 }
 
@@ -188,12 +207,13 @@ start_floe_cluster() {
     export AWS_ENDPOINT="http://127.0.0.1:$s3_port" AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret \
         AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
     echo "export AWS_ENDPOINT=http://127.0.0.1:$s3_port AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true" >>"$RUN_DIR/commands.txt"
-    local n pid bootstraps=()
+    local n pid bootstraps=() cap
+    mapfile -t cap < <(floe_put_cap_flags)
     for ((n = 1; n <= CLUSTER_AGENTS; n++)); do
         spawn_floe "$FLOE_BIN" "$LOG_DIR/floe-agent-$n.log" agent --metadata "etcd://127.0.0.1:$etcd_port/floe" \
             --virtual-cluster bench --object-store "s3://$CLUSTER_BUCKET/bench" \
             --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn \
-            --flush-interval "$FLOE_FLUSH_INTERVAL"
+            "${cap[@]}"
         pid="$STARTED_PID"
         read_floe_banner "$pid" "$LOG_DIR/floe-agent-$n.log"
         SERVER_PIDS+=("$pid")
@@ -204,6 +224,6 @@ start_floe_cluster() {
     BOOTSTRAP="$(IFS=,; echo "${bootstraps[*]}")"
     "$PYTHON" "$BENCH_DIR/admin.py" wait-brokers "$BOOTSTRAP" "$CLUSTER_AGENTS" 60 >>"$LOG_DIR/admin.log" 2>&1 \
         || die "the cluster did not advertise $CLUSTER_AGENTS brokers within 60s (see $LOG_DIR/admin.log)"
-    SYSTEM_LABEL="Floe cluster ($CLUSTER_AGENTS agents, $INFRA_LABEL, flush $FLOE_FLUSH_INTERVAL)"
+    SYSTEM_LABEL="Floe cluster ($CLUSTER_AGENTS agents, $INFRA_LABEL$(floe_put_cap_label))"
     log "floe cluster ready on $BOOTSTRAP (agents ${SERVER_PIDS[*]}, etcd+S3 ${INFRA_PIDS[*]})"
 }

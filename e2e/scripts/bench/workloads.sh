@@ -1,13 +1,17 @@
 # The workloads: each runs Kafka's own load generators (pinned to CLIENT_CPUS) against the running
 # system and emits its figures with `emit SYSTEM WORKLOAD key value ...`. Sourced by bench.sh.
 #
-#   run_throughput SYSTEM WORKLOAD TOPIC PARTITIONS COMPRESSION   W1/W2: ProducerPerformance, max rate
+#   run_throughput SYSTEM WORKLOAD TOPIC PARTITIONS COMPRESSION [BATCH_SIZE]  W1/W2: ProducerPerformance, max rate
 #   run_consume SYSTEM TOPIC RECORDS                              ConsumerPerformance over W1's records
 #   run_fixed_rate SYSTEM WORKLOAD TOPIC PERCENT MAX_RPS [IN_FLIGHT]  W3: ProducerPerformance at PERCENT of max
+#   run_light_rate SYSTEM WORKLOAD TOPIC RATE                     W3 light: RATE records/s, Java defaults
 #   run_end_to_end SYSTEM TOPIC                                   W4: EndToEndLatency (one record in flight)
 
-producer_props() { # the producer settings every produce workload shares
-    echo "acks=all linger.ms=5 batch.size=262144 compression.type=$1"
+# The producer settings every produce workload shares. BATCH_SIZE defaults to the bench's
+# BATCH_SIZE; the Java-defaults workloads (w1-defaults, w3-light) give JAVA_BATCH_SIZE. Each run
+# names its batch.size exactly once, so the command in commands.txt says what the client used.
+producer_props() { # producer_props COMPRESSION [BATCH_SIZE]
+    echo "acks=all linger.ms=5 batch.size=${2:-$BATCH_SIZE} compression.type=$1"
 }
 
 # Snapshot the server-side counters into S_<name>_<field> (S_before_ticks, ...).
@@ -21,11 +25,12 @@ snapshot() {
     fi
     printf -v "S_${name}_puts" '%s' "$(metric_sum 'floe_object_store_operations_total{operation="put",outcome="ok"}')"
     printf -v "S_${name}_flushes" '%s' "$(metric_sum 'floe_flushes_total')"
+    printf -v "S_${name}_flushsec" '%s' "$(metric_sum_real 'floe_flush_duration_seconds_sum')"
     printf -v "S_${name}_etcd" '%s' "$(metric_sum 'floe_etcd_transactions_total')"
     children_cpu_seconds "S_${name}_client"
     printf -v "S_${name}_time" '%s' "$(now_s)"
     local field value
-    for field in ticks infra puts flushes etcd client time; do
+    for field in ticks infra puts flushes flushsec etcd client time; do
         value="S_${name}_${field}"
         [[ "${!value}" == null ]] || need_num "$value" "${!value}"
     done
@@ -55,11 +60,18 @@ difference() {
         D_MIB_PER_CORE_ALL="$(calc "$D_MIB / ($D_CPU + $D_INFRA_CPU)" 2)"
     fi
     if [[ "$S_before_puts" == null ]]; then
-        D_PUTS=null D_PUTS_PER_SEC=null D_SEGMENTS=null D_ETCD_PER_SEGMENT=null
+        D_PUTS=null D_PUTS_PER_SEC=null D_SEGMENTS=null D_ETCD_PER_SEGMENT=null D_FLUSH_MS=null
     else
         D_PUTS=$((S_after_puts - S_before_puts))
         D_PUTS_PER_SEC="$(calc "$D_PUTS / $elapsed" 1)"
         D_SEGMENTS=$((S_after_flushes - S_before_flushes))
+        # Mean time from a flush's start to its journal commit (the object PUT, the commit, and any
+        # wait behind the previous commit): what a produce waits once its segment is flushed.
+        if ((D_SEGMENTS > 0)); then
+            D_FLUSH_MS="$(calc "($S_after_flushsec - $S_before_flushsec) * 1000 / $D_SEGMENTS" 2)"
+        else
+            D_FLUSH_MS=null
+        fi
         if metric_present floe_etcd_transactions_total && ((D_SEGMENTS > 0)); then
             D_ETCD_PER_SEGMENT="$(calc "($S_after_etcd - $S_before_etcd) / $D_SEGMENTS" 3)"
         else
@@ -74,15 +86,16 @@ emit_server_figures() { # the server-side figures every produce workload reports
         server_cpu_seconds "$D_CPU" server_cores "$D_CORES" mib_per_sec_per_core "$D_MIB_PER_CORE" \
         infra_cpu_seconds "$D_INFRA_CPU" mib_per_sec_per_core_incl_infra "$D_MIB_PER_CORE_ALL" \
         client_cpu_seconds "$D_CLIENT_CPU" client_cores "$D_CLIENT_CORES" \
-        object_puts "$D_PUTS" object_puts_per_sec "$D_PUTS_PER_SEC" segments "$D_SEGMENTS" \
+        object_puts "$D_PUTS" object_puts_per_sec "$D_PUTS_PER_SEC" segments "$D_SEGMENTS" flush_ms_mean "$D_FLUSH_MS" \
         etcd_txn_per_segment "$D_ETCD_PER_SEGMENT" rss_hwm_mib "$(rss_hwm_mib "${SERVER_PIDS[@]}")"
 }
 
-# One ProducerPerformance run; sets P_* (see parse_producer). EXTRA_PROPS are more producer settings.
-produce() { # produce LOGNAME TOPIC RECORDS THROUGHPUT COMPRESSION TIMEOUT [EXTRA_PROPS...]
-    local logname="$1" topic="$2" records="$3" throughput="$4" compression="$5" timeout_seconds="$6" props
-    shift 6
-    read -ra props <<<"$(producer_props "$compression") $*"
+# One ProducerPerformance run; sets P_* (see parse_producer). EXTRA_PROPS are more producer settings
+# (none of them a key producer_props already gives).
+produce() { # produce LOGNAME TOPIC RECORDS THROUGHPUT COMPRESSION BATCH_SIZE TIMEOUT [EXTRA_PROPS...]
+    local logname="$1" topic="$2" records="$3" throughput="$4" compression="$5" batch_size="$6" timeout_seconds="$7" props
+    shift 7
+    read -ra props <<<"$(producer_props "$compression" "$batch_size") $*"
     local security=()
     [[ -z "$CLIENT_CONFIG_FILE" ]] || security=(--producer.config "$CLIENT_CONFIG_FILE")
     run_tool "$timeout_seconds" "$logname" org.apache.kafka.tools.ProducerPerformance --topic "$topic" \
@@ -91,19 +104,20 @@ produce() { # produce LOGNAME TOPIC RECORDS THROUGHPUT COMPRESSION TIMEOUT [EXTR
     parse_producer "$LOG_DIR/$logname.out" "$records"
 }
 
+# BATCH_SIZE (default the bench's BATCH_SIZE) is the producer's batch.size for the probe and the run.
 run_throughput() {
-    local system="$1" workload="$2" topic="$3" partitions="$4" compression="$5" records
+    local system="$1" workload="$2" topic="$3" partitions="$4" compression="$5" batch_size="${6:-$BATCH_SIZE}" records
     if ((QUICK)); then
         records="$QUICK_RECORDS"
     else
         # Size the run to about THROUGHPUT_SECONDS from a short probe at full speed.
-        produce "$system-$workload-probe" "$topic" "$PROBE_RECORDS" -1 "$compression" 300
+        produce "$system-$workload-probe" "$topic" "$PROBE_RECORDS" -1 "$compression" "$batch_size" 300
         records="$(awk -v rate="$P_RPS" -v seconds="$THROUGHPUT_SECONDS" -v low="$PROBE_RECORDS" -v high="$MAX_RECORDS" \
             'BEGIN { n = int(rate * seconds); if (n < low) n = low; if (n > high) n = high; print n }')"
     fi
-    log "$system $workload: $records records, $partitions partitions, compression $compression"
+    log "$system $workload: $records records, $partitions partitions, compression $compression, batch.size $batch_size"
     snapshot before
-    produce "$system-$workload" "$topic" "$records" -1 "$compression" $((THROUGHPUT_SECONDS * 5 + 120))
+    produce "$system-$workload" "$topic" "$records" -1 "$compression" "$batch_size" $((THROUGHPUT_SECONDS * 5 + 120))
     snapshot after
     local elapsed
     elapsed="$(calc "$records / $P_RPS" 3)"
@@ -115,7 +129,7 @@ run_throughput() {
             'BEGIN { n = int(rate * seconds); if (n > high) n = high; print n }')"
         log "$system $workload: run took ${elapsed}s, redoing it with $records records"
         snapshot before
-        produce "$system-$workload-sized" "$topic" "$records" -1 "$compression" $((THROUGHPUT_SECONDS * 5 + 120))
+        produce "$system-$workload-sized" "$topic" "$records" -1 "$compression" "$batch_size" $((THROUGHPUT_SECONDS * 5 + 120))
         snapshot after
         elapsed="$(calc "$records / $P_RPS" 3)"
     fi
@@ -131,14 +145,31 @@ run_throughput() {
 # caps the requests a connection has waiting for an answer. Above 5 idempotence is turned off: that
 # run shows the server's latency when the client's pipeline is not what queues the records.
 run_fixed_rate() {
-    local system="$1" workload="$2" topic="$3" percent="$4" max_rps="$5" in_flight="${6:-5}" rate records extra=()
+    local system="$1" workload="$2" topic="$3" percent="$4" max_rps="$5" in_flight="${6:-5}" rate
     rate="$(awk -v r="$max_rps" -v p="$percent" 'BEGIN { x = int(r * p / 100); if (x < 1) x = 1; print x }')"
+    produce_at_rate "$system" "$workload" "$topic" "$rate" "$percent" "$in_flight" "$BATCH_SIZE" "$percent% of $max_rps"
+}
+
+# W3 light: RATE records/s, a constant rather than a share of the system's own W1 max (so it needs
+# no w1-none), with the Java producer's defaults (JAVA_BATCH_SIZE, linger 5 ms, 5 requests in
+# flight, idempotent): the latency an untuned client sees on a lightly loaded server, at the same
+# rate on every system and in every run.
+run_light_rate() {
+    local system="$1" workload="$2" topic="$3" rate="$4"
+    produce_at_rate "$system" "$workload" "$topic" "$rate" null 5 "$JAVA_BATCH_SIZE" "a constant rate, Java defaults"
+}
+
+# produce_at_rate SYSTEM WORKLOAD TOPIC RATE PERCENT IN_FLIGHT BATCH_SIZE WHAT: FIXED_SECONDS of
+# ProducerPerformance at RATE records/s, uncompressed. PERCENT is RATE's share of W1's max, or null
+# when RATE is a constant; WHAT says where RATE came from, for the log.
+produce_at_rate() {
+    local system="$1" workload="$2" topic="$3" rate="$4" percent="$5" in_flight="$6" batch_size="$7" what="$8" records extra=()
     records=$((rate * FIXED_SECONDS))
     ((in_flight <= 5)) || extra=(enable.idempotence=false)
     extra+=("max.in.flight.requests.per.connection=$in_flight")
-    log "$system $workload: $rate records/s ($percent% of $max_rps) for ${FIXED_SECONDS}s, $in_flight requests in flight"
+    log "$system $workload: $rate records/s ($what) for ${FIXED_SECONDS}s, $in_flight requests in flight, batch.size $batch_size"
     snapshot before
-    produce "$system-$workload" "$topic" "$records" "$rate" none $((FIXED_SECONDS * 5 + 120)) "${extra[@]}"
+    produce "$system-$workload" "$topic" "$records" "$rate" none "$batch_size" $((FIXED_SECONDS * 5 + 120)) "${extra[@]}"
     snapshot after
     local elapsed
     elapsed="$(calc "$records / $P_RPS" 3)"

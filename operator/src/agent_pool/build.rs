@@ -56,6 +56,8 @@ pub enum BuildError {
     MissingMetadata { field: &'static str },
     #[error("spec.flush.maxBytes {value:?} is not a byte quantity; example: 8Mi")]
     FlushMaxBytes { value: String },
+    #[error("spec.flush.interval and spec.flush.maxPutsPerSecond set the same thing (interval = 1 / maxPutsPerSecond); remove one")]
+    FlushIntervalAndCap,
     #[error("spec.autoscaling.targetBandwidthPerAgent {value:?} is not a byte quantity; example: 50Mi")]
     Bandwidth { value: String },
     #[error("spec.autoscaling.scaleDownStabilization {value:?} is not a duration; example: 300s")]
@@ -401,12 +403,20 @@ fn agent_config(pool: &AgentPool, cluster: &VirtualCluster, cluster_id: &str) ->
         }
     }
     if let Some(flush) = &spec.flush {
+        // The API server refuses both (the CRD's rule); an object stored before the rule existed
+        // must not start agents that exit on the conflict.
+        if flush.interval.is_some() && flush.max_puts_per_second.is_some() {
+            return Err(BuildError::FlushIntervalAndCap);
+        }
         if let Some(interval) = &flush.interval {
             config.insert("FLOE_FLUSH_INTERVAL".to_string(), interval.clone());
         }
         if let Some(max_bytes) = &flush.max_bytes {
             let bytes = quantity::bytes(max_bytes).ok_or_else(|| BuildError::FlushMaxBytes { value: max_bytes.clone() })?;
             config.insert("FLOE_FLUSH_MAX_BYTES".to_string(), bytes.to_string());
+        }
+        if let Some(rate) = flush.max_puts_per_second {
+            config.insert("FLOE_MAX_PUTS_PER_SECOND".to_string(), rate.to_string());
         }
     }
     if !spec.roles.is_empty() {

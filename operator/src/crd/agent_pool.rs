@@ -167,15 +167,26 @@ pub enum ServiceType {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.interval) && has(self.maxPutsPerSecond))",
+    "message": "flush.interval and flush.maxPutsPerSecond set the same thing (interval = 1 / maxPutsPerSecond): give one of them"
+}]))]
 pub struct FlushSpec {
-    /// Longest a produced batch waits before its object is written (default 250ms).
+    /// Least time between two flushes of an agent (10ms..60s): another way to give
+    /// maxPutsPerSecond (1 / interval). Give one of the two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), extend("x-kubernetes-validations" = must_match(DURATION_PATTERN, DURATION_MESSAGE)))]
     pub interval: Option<String>,
-    /// Object size that triggers a flush before the interval (default 8Mi).
+    /// Object size that is flushed at once, whatever the PUT cap (default 8Mi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), extend("x-kubernetes-validations" = must_match(BYTES_QUANTITY_PATTERN, BYTES_QUANTITY_MESSAGE)))]
     pub max_bytes: Option<String>,
+    /// Object PUTs per second each agent makes at most (default 10 on S3; each PUT is billed,
+    /// 10 a second is about $130 a month per busy agent on S3 Standard). Under the cap, buffered
+    /// records are written as soon as the previous PUT returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_puts_per_second: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
