@@ -110,19 +110,34 @@ pub fn run_batches(chunks: &[(&ChunkLocation, bytes::Bytes)]) -> Result<Vec<RunB
     Ok(batches)
 }
 
-/// Compacts rounds of `fan_in` small segments until fewer than `fan_in` remain or `budget` has
-/// passed: writers make up to `--max-puts-per-second` objects a second each, far more than one
-/// round per interval could merge.
+/// Bytes one run may rewrite before it leaves the rest to the next interval.
+pub const REWRITE_BYTES_PER_RUN: u64 = 64 << 20;
+
+/// Compacts rounds of `fan_in` small segments until fewer than `fan_in` remain, `budget` has
+/// passed or [`REWRITE_BYTES_PER_RUN`] were written: writers make up to `--max-puts-per-second`
+/// objects a second each, far more than one round per interval could merge when they are tiny
+/// (light load), while large ones (heavy load) get one round per interval, as before, so
+/// compaction does not write everything twice and compete with producers for the disk and CPU.
 pub async fn run(context: &JobContext, budget: std::time::Duration) -> Result<(), String> {
+    run_within(context, budget, REWRITE_BYTES_PER_RUN).await
+}
+
+async fn run_within(context: &JobContext, budget: std::time::Duration, rewrite_bytes: u64) -> Result<(), String> {
     let started = std::time::Instant::now();
-    while started.elapsed() < budget && run_once(context).await? {}
+    let mut rewritten = 0;
+    while started.elapsed() < budget && rewritten < rewrite_bytes {
+        match run_once(context).await? {
+            Some(bytes) => rewritten += bytes,
+            None => break,
+        }
+    }
     Ok(())
 }
 
-/// One round; false when there was nothing to compact.
-async fn run_once(context: &JobContext) -> Result<bool, String> {
+/// One round: the bytes it wrote, or None when there was nothing (left) to compact.
+async fn run_once(context: &JobContext) -> Result<Option<u64>, String> {
     let planned = context.metadata.read(|state| plan(state, context.settings.compaction_fan_in, context.settings.small_segment_bytes));
-    let Some((chosen, runs)) = planned else { return Ok(false) };
+    let Some((chosen, runs)) = planned else { return Ok(None) };
     let started = std::time::Instant::now();
     // One GET per source object, not one per chunk: a segment of a wide topic holds thousands.
     let mut sources: BTreeMap<Arc<str>, bytes::Bytes> = BTreeMap::new();
@@ -172,6 +187,7 @@ async fn run_once(context: &JobContext) -> Result<bool, String> {
         });
     }
     let (bytes, _) = builder.finish();
+    let written = bytes.len() as u64;
     tracing::debug!(elapsed = ?started.elapsed(), "compaction built its segment");
     // Stamped like a writer's segment: a compaction whose commit is held up past the garbage
     // collector's seal is refused at apply, exactly as a produce commit would be.
@@ -188,12 +204,88 @@ async fn run_once(context: &JobContext) -> Result<bool, String> {
     tracing::info!(sources = chosen.len(), runs = runs.len(), object, ?outcome, "compacted small segments");
     // A round whose replacements all went stale (retention, another compaction) made no progress:
     // stop until the next interval rather than plan the same sources again.
-    Ok(matches!(outcome, crate::metadata::ApplyOutcome::SegmentsCompacted { applied } if applied > 0))
+    let progressed = matches!(outcome, crate::metadata::ApplyOutcome::SegmentsCompacted { applied } if applied > 0);
+    Ok(progressed.then_some(written))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job context over a memory bucket and an embedded journal holding topic `t` (one
+    /// partition) with `segments` single-batch segments, each flushed on its own; fan-in 4.
+    async fn context_with_tiny_segments(directory: &std::path::Path, segments: usize) -> JobContext {
+        use crate::metadata::journal::EmbeddedJournal;
+        use crate::metadata::replica::Replica;
+        use crate::metrics::Metrics;
+        use crate::protocol::batch::{tests::encoded_batch, validate_produced};
+        use crate::storage::{ObjectStoreUrl, S3Options, SegmentCache, SegmentReader, SegmentStore, SegmentWriter, WriterConfig};
+        let replica = Arc::new(Replica::new());
+        let journal = Arc::new(EmbeddedJournal::open(&directory.join("journal.log"), Arc::clone(&replica)).unwrap());
+        let metadata = crate::metadata::MetadataClient::new(journal, replica);
+        metadata.submit(JournalRecord::InitCluster { cluster_id: "c".into() }).await.unwrap();
+        metadata.submit(JournalRecord::SetMetadataVersion { version: crate::metadata::SUPPORTED_METADATA_VERSION }).await.unwrap();
+        let topic_id = Uuid::new_v4();
+        metadata
+            .submit(JournalRecord::CreateTopic { name: "t".into(), topic_id, partitions: 1, configs: Default::default() })
+            .await
+            .unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let store = Arc::new(SegmentStore::open(&ObjectStoreUrl::Memory, &S3Options::default(), metrics.clone()).unwrap());
+        let cache = Arc::new(SegmentCache::new(1 << 20));
+        let config = WriterConfig { flush_spacing: std::time::Duration::from_millis(1), flush_max_bytes: 8 << 20 };
+        let writer = Arc::new(SegmentWriter::new(config, Arc::clone(&store), Arc::clone(&cache), metadata.clone(), Arc::clone(&metrics)));
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(Arc::clone(&writer).run(stopped));
+        let batch = encoded_batch(2, kafka_protocol::records::Compression::None);
+        let summary = validate_produced(&batch, 1 << 20).unwrap();
+        for _ in 0..segments {
+            writer.append("t", topic_id, 0, batch.clone(), summary).await.await.unwrap().unwrap();
+        }
+        running.abort();
+        let resources = super::super::JobResources {
+            settings: super::super::JobSettings {
+                snapshot_interval: std::time::Duration::from_secs(3600),
+                compaction_interval: std::time::Duration::from_secs(30),
+                compaction_fan_in: 4,
+                key_compaction_interval: std::time::Duration::from_secs(3600),
+                small_segment_bytes: 4 << 20,
+                retention_interval: std::time::Duration::from_secs(3600),
+                gc_grace: std::time::Duration::from_secs(3600),
+            },
+            metadata,
+            reader: Arc::new(SegmentReader::new(Arc::clone(&store), cache)),
+            store,
+            metrics,
+        };
+        JobContext::new(&resources, Arc::new(crate::coordination::Sole::new()))
+    }
+
+    fn referenced_objects(context: &JobContext) -> usize {
+        context.metadata.read(|state| {
+            state.partition("t", 0).unwrap().chunks.iter().map(|chunk| Arc::clone(&chunk.object)).collect::<BTreeSet<_>>().len()
+        })
+    }
+
+    #[tokio::test]
+    async fn one_run_merges_round_after_round_until_fewer_than_the_fan_in_small_segments_remain() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context_with_tiny_segments(directory.path(), 40).await;
+        assert_eq!(referenced_objects(&context), 40, "the precondition: one object per flush");
+        run(&context, std::time::Duration::from_secs(30)).await.unwrap();
+        // One round of 4 would leave 37.
+        assert!(referenced_objects(&context) < 4, "{} objects left after one run", referenced_objects(&context));
+        assert_eq!(context.metadata.read(|state| state.partition("t", 0).unwrap().high_watermark), 80, "every record still indexed");
+    }
+
+    #[tokio::test]
+    async fn one_run_stops_once_it_rewrote_its_byte_budget() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context_with_tiny_segments(directory.path(), 40).await;
+        // A budget of one byte: the first round passes it, so exactly one round runs.
+        run_within(&context, std::time::Duration::from_secs(30), 1).await.unwrap();
+        assert_eq!(referenced_objects(&context), 37);
+    }
     use crate::metadata::{ChunkCommit, JournalRecord};
 
     fn chunk(topic_id: Uuid, partition: i32, count: i64) -> ChunkCommit {
