@@ -70,23 +70,8 @@ children_cpu_seconds() {
 
 # ---------------------------------------------------------------------------------------------
 # Prometheus: sum of every sample whose "name{labels}" starts with the given prefix, over all
-# METRICS_URLS (one per agent). Prints 0 when no agent exports the sample, "null" without agents.
-metric_sum() {
-    local prefix="$1" url total=0 value
-    if ((${#METRICS_URLS[@]} == 0)); then
-        echo null
-        return
-    fi
-    for url in "${METRICS_URLS[@]}"; do
-        value="$(curl -fsS --max-time 10 "$url" | awk -v prefix="$prefix" '
-            index($0, "#") != 1 && index($0, prefix) == 1 { sum += $NF } END { printf "%.0f", sum + 0 }')" \
-            || die "cannot scrape $url"
-        total=$((total + value))
-    done
-    echo "$total"
-}
-
-# metric_sum for fractional samples (seconds): the sum with six decimals, or null without agents.
+# METRICS_URLS (one per agent), with six decimals (for seconds). Prints 0 when no agent exports
+# the sample, "null" without agents (Kafka).
 metric_sum_real() {
     local prefix="$1" url total=0 value
     if ((${#METRICS_URLS[@]} == 0)); then
@@ -100,6 +85,17 @@ metric_sum_real() {
         total="$(awk -v a="$total" -v b="$value" 'BEGIN { printf "%.6f", a + b }')"
     done
     echo "$total"
+}
+
+# metric_sum_real rounded to a whole number (counters), or null.
+metric_sum() {
+    local total
+    total="$(metric_sum_real "$1")"
+    if [[ "$total" == null ]]; then
+        echo null
+    else
+        printf '%.0f\n' "$total"
+    fi
 }
 
 # Does any agent export a sample with this prefix at all?
