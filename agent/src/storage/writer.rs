@@ -4,8 +4,9 @@
 //! journal. Producers are answered only after both succeeded.
 //!
 //! # Guarantees
-//! - Flushes run one at a time, in order, so two requests for a partition get offsets in the order
-//!   they were appended.
+//! - PUTs run one at a time, and journal commits one at a time in flush order (the PUT of the next
+//!   segment may overlap the previous commit), so two requests for a partition get offsets in the
+//!   order they were appended.
 //! - A waiter is resolved with an offset only after the object PUT returned and the journal entry
 //!   was applied; every failure resolves it with an error instead.
 
