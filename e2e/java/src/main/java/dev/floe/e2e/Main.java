@@ -204,12 +204,12 @@ public final class Main {
         /** Emits event {@code name} with the given field names and values, alternating. */
         static void emit(String name, Object... fields) {
             StringBuilder line = new StringBuilder(256).append("{\"name\":");
-            Json.write(line, name);
+            EventLine.json(line, name);
             for (int k = 0; k < fields.length; k += 2) {
                 line.append(',');
-                Json.write(line, fields[k]);
+                EventLine.json(line, fields[k]);
                 line.append(':');
-                Json.write(line, fields[k + 1]);
+                EventLine.json(line, fields[k + 1]);
             }
             line.append("}\n");
             synchronized (OUT) {
@@ -274,7 +274,7 @@ public final class Main {
         }
     }
 
-    /** Just enough JSON: strings, numbers, booleans, null, lists and (insertion-ordered) maps. */
+    /** Values for the event lines (EventLine.json writes them): insertion-ordered maps and hex bytes. */
     static final class Json {
         static Map<String, Object> object(Object... fields) {
             Map<String, Object> map = new LinkedHashMap<>();
@@ -286,60 +286,6 @@ public final class Main {
 
         static String hex(byte[] bytes) {
             return bytes == null ? null : HexFormat.of().formatHex(bytes);
-        }
-
-        static void write(StringBuilder out, Object value) {
-            if (value == null) {
-                out.append("null");
-            } else if (value instanceof String text) {
-                out.append('"');
-                for (int k = 0; k < text.length(); k++) {
-                    char c = text.charAt(k);
-                    switch (c) {
-                        case '"' -> out.append("\\\"");
-                        case '\\' -> out.append("\\\\");
-                        case '\n' -> out.append("\\n");
-                        case '\r' -> out.append("\\r");
-                        case '\t' -> out.append("\\t");
-                        default -> {
-                            if (c < 0x20) {
-                                out.append(String.format("\\u%04x", (int) c));
-                            } else {
-                                out.append(c);
-                            }
-                        }
-                    }
-                }
-                out.append('"');
-            } else if (value instanceof Number || value instanceof Boolean) {
-                out.append(value);
-            } else if (value instanceof Map<?, ?> map) {
-                out.append('{');
-                boolean first = true;
-                for (Map.Entry<?, ?> entry : map.entrySet()) {
-                    if (!first) {
-                        out.append(',');
-                    }
-                    first = false;
-                    write(out, entry.getKey().toString());
-                    out.append(':');
-                    write(out, entry.getValue());
-                }
-                out.append('}');
-            } else if (value instanceof Collection<?> list) {
-                out.append('[');
-                boolean first = true;
-                for (Object item : list) {
-                    if (!first) {
-                        out.append(',');
-                    }
-                    first = false;
-                    write(out, item);
-                }
-                out.append(']');
-            } else {
-                write(out, value.toString());
-            }
         }
     }
 
