@@ -61,7 +61,13 @@ pub fn decode_request(frame: Bytes, api_key: ApiKey, version: i16) -> Result<(Re
 pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Result<Bytes, CodecError> {
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let mut buffer = BytesMut::with_capacity(64);
+    // A fetch response can be tens of MiB: sized up front it is written once, where a buffer that
+    // doubles as it fills would copy it about twice more and hold two copies at its peak.
+    let body_size = match body {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buffer = BytesMut::with_capacity(64 + body_size);
     buffer.put_i32(0);
     let encode_error = |reason: String| CodecError::Encode { api_key, version, reason };
     header.encode(&mut buffer, header_version).map_err(|error| encode_error(error.to_string()))?;
