@@ -619,3 +619,69 @@ async fn the_charts_etcd_accepts_only_clients_with_its_client_certificate_and_an
     drop(etcd);
     Ok(())
 }
+
+/// Issue 20, done-when 5: a produce pool and a fetch pool serve one virtual cluster. Clients are
+/// led by Metadata to the pool they bootstrapped at: produce requests reach only the produce
+/// agents, fetches only the fetch agents (which read what the others wrote from the bucket); a
+/// producer bootstrapped at the fetch pool gets Kafka's "incompatible broker" error, not silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_produce_pool_and_a_fetch_pool_each_get_only_their_own_traffic() -> Result<()> {
+    let infrastructure = Infrastructure::start()?;
+    let produce_pool = [
+        Agent::start(&infrastructure, "split", &["--registry-ttl", "3s", "--roles", "produce,jobs"])?,
+        Agent::start(&infrastructure, "split", &["--registry-ttl", "3s", "--roles", "produce"])?,
+    ];
+    let fetch_pool = [
+        Agent::start(&infrastructure, "split", &["--registry-ttl", "3s", "--roles", "fetch"])?,
+        Agent::start(&infrastructure, "split", &["--registry-ttl", "3s", "--roles", "fetch"])?,
+    ];
+    for agent in produce_pool.iter().chain(&fetch_pool) {
+        wait_for_brokers(&agent.bootstrap, 2)?;
+    }
+    let produce_ids = kafka::broker_ids(&produce_pool[0].bootstrap)?;
+    let fetch_ids = kafka::broker_ids(&fetch_pool[0].bootstrap)?;
+    ensure!(produce_ids.len() == 2 && fetch_ids.len() == 2, "pools advertise {produce_ids:?} and {fetch_ids:?}");
+    ensure!(produce_ids.iter().all(|id| !fetch_ids.contains(id)), "the pools share agents: {produce_ids:?} and {fetch_ids:?}");
+
+    kafka::create_topic(&produce_pool[0].bootstrap, "split", 12).await?;
+    let count = 3_000u64;
+    let producer: FutureProducer = kafka::config(&produce_pool[1].bootstrap).set("acks", "all").create()?;
+    kafka::produce_indexed(&producer, "split", 0..count).await?;
+    let read = kafka::read_all(&fetch_pool[1].bootstrap, "split", 12, Duration::from_secs(60))?;
+    let mut indexes: Vec<u64> = read
+        .values()
+        .flatten()
+        .map(|record| {
+            let index = floe_e2e::records::index_of(&record.key).context("a key not written by this test")?;
+            ensure!(record.value == floe_e2e::records::value(index), "record {index} came back changed");
+            Ok(index)
+        })
+        .collect::<Result<_>>()?;
+    indexes.sort_unstable();
+    ensure!(indexes == (0..count).collect::<Vec<_>>(), "the fetch pool did not return every acknowledged record once");
+
+    let requests = |agent: &Agent, api: &str| metric(agent, &format!("floe_requests_total{{api=\"{api}\",outcome=\"ok\"}}"));
+    for agent in &produce_pool {
+        ensure!(requests(agent, "produce")? > 0.0, "produce agent {} took no produce request", agent.bootstrap);
+        ensure!(requests(agent, "fetch")? == 0.0, "produce agent {} served a fetch", agent.bootstrap);
+    }
+    for agent in &fetch_pool {
+        ensure!(requests(agent, "fetch")? > 0.0, "fetch agent {} served no fetch", agent.bootstrap);
+        ensure!(requests(agent, "produce")? == 0.0, "fetch agent {} took a produce request", agent.bootstrap);
+    }
+
+    // Bootstrapped at the wrong pool: refused with a non-retriable error, nothing stored.
+    let misrouted: FutureProducer =
+        kafka::config(&fetch_pool[0].bootstrap).set("acks", "all").set("message.timeout.ms", "20000").create()?;
+    let outcome = misrouted.send(FutureRecord::to("split").partition(0).key("k").payload("misrouted"), Duration::from_secs(30)).await;
+    let error = match outcome {
+        Ok(delivered) => anyhow::bail!("a fetch-only agent acknowledged a produce: {delivered:?}"),
+        Err((error, _)) => error,
+    };
+    ensure!(
+        error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::InvalidRequest),
+        "a producer at the fetch pool got {error}, expected INVALID_REQUEST"
+    );
+    ensure!(kafka::total_records(&produce_pool[0].bootstrap, "split", 12)? == count as i64, "the refused record was stored");
+    Ok(())
+}

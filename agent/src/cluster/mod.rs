@@ -27,11 +27,48 @@ pub trait ClusterView: Send + Sync {
     /// Live agents sorted by node id; never empty (it holds the local agent unless the local
     /// agent drains and others are live).
     fn live(&self) -> Vec<NodeInfo>;
+    /// The agents a client of this agent is shown (Metadata's brokers and partition leaders,
+    /// DescribeCluster): the live agents that serve at least the traffic this one serves, so a
+    /// client bootstrapped at a produce-only pool is led only to agents that take produce requests
+    /// and one bootstrapped at a fetch-only pool only to agents that serve fetches. Group and
+    /// transaction coordinators are placed over all of `live` (every agent must agree on them).
+    fn advertised(&self) -> Vec<NodeInfo> {
+        self.live()
+    }
+    /// Whether this agent serves `traffic` (its `--roles`).
+    fn serves(&self, _traffic: Traffic) -> bool {
+        true
+    }
     /// True while this agent drains and other live agents have taken over its partitions and
     /// groups: produce and fetch answer NOT_LEADER_OR_FOLLOWER, group APIs NOT_COORDINATOR.
     fn handing_over(&self) -> bool {
         false
     }
+}
+
+/// Client traffic an agent may be limited to by its roles (`--roles produce`, `--roles fetch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    Produce,
+    Fetch,
+}
+
+impl Traffic {
+    pub const ALL: [Traffic; 2] = [Traffic::Produce, Traffic::Fetch];
+
+    /// The role that grants this traffic, as `--roles` and the agent records spell it.
+    pub fn role(self) -> &'static str {
+        match self {
+            Traffic::Produce => "produce",
+            Traffic::Fetch => "fetch",
+        }
+    }
+}
+
+/// Whether an agent with `roles` serves `traffic`. No roles at all (a record that never listed
+/// them) serves everything, as an agent started without `--roles` does.
+pub fn roles_serve(roles: &[String], traffic: Traffic) -> bool {
+    roles.is_empty() || roles.iter().any(|role| role == traffic.role())
 }
 
 /// A cluster of exactly one agent.

@@ -295,6 +295,14 @@ impl ClusterView for Registry {
         live_view(&self.local_record(), &self.live_records())
     }
 
+    fn advertised(&self) -> Vec<NodeInfo> {
+        advertised_view(&self.local_record(), &self.live_records())
+    }
+
+    fn serves(&self, traffic: super::Traffic) -> bool {
+        super::roles_serve(&self.local.read().unwrap_or_else(|poisoned| poisoned.into_inner()).roles, traffic)
+    }
+
     /// Called on every produce and fetch: the common case (not draining) reads one flag.
     fn handing_over(&self) -> bool {
         if !self.local.read().unwrap_or_else(|poisoned| poisoned.into_inner()).draining {
@@ -303,6 +311,26 @@ impl ClusterView for Registry {
         let local = self.local_record();
         live_view(&local, &self.live_records()).iter().all(|node| node.node_id != local.node_id)
     }
+}
+
+/// The live view limited to the agents that serve what `local` serves (`ClusterView::advertised`).
+fn advertised_view(local: &AgentRecord, records: &[AgentRecord]) -> Vec<NodeInfo> {
+    let compatible: Vec<AgentRecord> = records.iter().filter(|record| serves_what(record, local)).cloned().collect();
+    let advertised = live_view(local, &compatible);
+    // A draining agent whose compatible peers are all gone still answers with someone.
+    if advertised.is_empty() {
+        live_view(local, records)
+    } else {
+        advertised
+    }
+}
+
+/// Whether `record` serves every kind of client traffic `local` serves (so `local`'s clients may
+/// be led to it).
+fn serves_what(record: &AgentRecord, local: &AgentRecord) -> bool {
+    super::Traffic::ALL
+        .into_iter()
+        .all(|traffic| !super::roles_serve(&local.roles, traffic) || super::roles_serve(&record.roles, traffic))
 }
 
 /// Live agents that are not draining, sorted by node id. The local agent's own draining flag
@@ -355,5 +383,33 @@ mod tests {
     #[test]
     fn the_last_agent_stays_advertised_while_it_drains() {
         assert_eq!(ids(&live_view(&record(4, true), &[record(4, true), record(5, true)])), [4]);
+    }
+
+    fn with_roles(node_id: i32, roles: &[&str]) -> AgentRecord {
+        AgentRecord { roles: roles.iter().map(|role| role.to_string()).collect(), ..record(node_id, false) }
+    }
+
+    #[test]
+    fn clients_are_led_only_to_agents_that_serve_what_their_bootstrap_agent_serves() {
+        let pools = [
+            with_roles(1, &["produce", "jobs"]),
+            with_roles(2, &["produce"]),
+            with_roles(3, &["fetch"]),
+            with_roles(4, &["fetch"]),
+            with_roles(5, &["produce", "fetch", "jobs"]),
+            with_roles(6, &["jobs"]),
+        ];
+        assert_eq!(ids(&advertised_view(&pools[1], &pools)), [1, 2, 5], "a produce pool's clients see produce agents");
+        assert_eq!(ids(&advertised_view(&pools[2], &pools)), [3, 4, 5], "a fetch pool's clients see fetch agents");
+        assert_eq!(ids(&advertised_view(&pools[4], &pools)), [5], "an all-round agent's clients see all-round agents");
+        assert_eq!(ids(&advertised_view(&pools[5], &pools)), [1, 2, 3, 4, 5, 6], "a jobs-only agent serves no traffic of its own");
+        // All coordinators are placed over the whole live set, whatever the roles.
+        assert_eq!(ids(&live_view(&pools[1], &pools)), [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_draining_agent_without_compatible_peers_still_advertises_someone() {
+        let local = AgentRecord { draining: true, ..with_roles(1, &["produce"]) };
+        assert_eq!(ids(&advertised_view(&local, &[local.clone(), with_roles(2, &["fetch"])])), [2]);
     }
 }

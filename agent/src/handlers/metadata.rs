@@ -59,10 +59,13 @@ pub async fn handle(context: &AgentContext, request: MetadataRequest, version: i
             }
         }
     }
-    let live = context.cluster.live();
+    // The agents serving what this one serves (its roles): a producer bootstrapped at a produce
+    // pool is led only to produce agents, a consumer at a fetch pool only to fetch agents.
+    let live = context.cluster.advertised();
     let local = context.cluster.local();
     let zone = placement::client_zone(&client.client_id);
-    // The controller must be live: the lowest node id, the same on every agent.
+    // The controller must be one of the brokers listed (an admin client sends it CreateTopics and
+    // waits until it sees it): the lowest advertised node id.
     let controller = live.first().map(|node| node.node_id).unwrap_or(local.node_id);
     // v0 has no null form: an empty list there means "all topics".
     let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
@@ -181,7 +184,7 @@ pub fn describe_cluster(context: &AgentContext, request: DescribeClusterRequest,
     // operations are filled only with DESCRIBE on it.
     let operations =
         if request.include_cluster_authorized_operations { cluster_operations(context, client) } else { OPERATIONS_NOT_REQUESTED };
-    let live = context.cluster.live();
+    let live = context.cluster.advertised();
     let controller = live.first().map(|node| node.node_id).unwrap_or(context.cluster.local().node_id);
     DescribeClusterResponse::default()
         .with_endpoint_type(1)

@@ -11,6 +11,7 @@
 //! Never UNKNOWN_SERVER_ERROR: every failure maps to a precise or retriable code.
 
 use super::{str_bytes, topic_name, AgentContext, ClientInfo, Reply};
+use crate::cluster::Traffic;
 use crate::metadata::{producers, topic_config, SequenceError};
 use crate::protocol::batch::{self, BatchError, BatchSummary, TopicRules};
 use crate::protocol::records::RecordsError;
@@ -178,6 +179,10 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest, client: 
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(1) as u64);
     let handing_over = context.cluster.handing_over();
+    // An agent without the produce role never leads a partition in its Metadata; a producer that
+    // reaches it was bootstrapped at the wrong pool. Kafka's "sent to an incompatible broker"
+    // answer, not retriable, with what to change.
+    let produce_refused = !context.cluster.serves(Traffic::Produce);
     // 1. Cheap checks on this task: topic, partition, draining.
     let mut pending: Vec<(String, Vec<(i32, Pending)>)> = Vec::with_capacity(request.topic_data.len());
     let mut checks = Vec::new();
@@ -226,6 +231,11 @@ pub async fn start(context: Arc<AgentContext>, request: ProduceRequest, client: 
             if index < 0 || index >= partition_count {
                 let message = format!("topic {name:?} has partitions 0..{partition_count}, not {index}");
                 partitions.push((index, Pending::Done(Slot::Done { error: NO_SUCH_PARTITION, message })));
+                continue;
+            }
+            if produce_refused {
+                let message = "this agent does not take produce requests (its --roles leave out produce); bootstrap producers at an agent or pool with the produce role".to_string();
+                partitions.push((index, Pending::Done(Slot::Done { error: ResponseError::InvalidRequest, message })));
                 continue;
             }
             if handing_over {

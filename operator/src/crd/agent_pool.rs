@@ -59,7 +59,10 @@ pub struct AgentPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::resources::resources_schema")]
     pub resources: Option<ResourceRequirements>,
-    /// What these agents do: produce, fetch and background jobs (all three by default).
+    /// What these agents do: `produce` (take produce requests), `fetch` (serve fetches) and `jobs`
+    /// (compaction, retention, GC, snapshots); all three by default. Clients bootstrapped at a pool
+    /// are led only to agents that serve what the pool's agents serve, so a produce pool and a
+    /// fetch pool can serve one VirtualCluster apart (charts/floe/examples/agentpools-by-role.yaml).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 3), extend("x-kubernetes-list-type" = "set"))]
     pub roles: Vec<Role>,
