@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: Apache Kafka 4.1.1, the Floe playground (plaintext, and with TLS + SASL
-# SCRAM-SHA-512 for W1 only) and a 3-agent Floe cluster on etcd + s3s-fs, driven by the same Kafka
-# 4.1.1 load generators on this machine. `make bench`.
+# SCRAM-SHA-512 for W1 only) and a 3-agent Floe cluster on etcd + s3s-fs (and the same cluster with
+# S3 Standard's latency injected by a proxy in front of s3s-fs), driven by the same Kafka 4.1.1
+# load generators on this machine. `make bench`.
 #
-#   bench.sh                    # full run (about 10-15 minutes on 2 cores)
+#   bench.sh                    # full run (about 15-20 minutes on 2 cores)
 #   BENCH_QUICK=1 bench.sh      # smoke: every system and workload with tiny counts (about a minute)
 #
 # Workloads (1 KiB records; producers use acks=all linger.ms=5 batch.size=262144 except where said):
@@ -16,10 +17,16 @@
 #                     w1-none, Kafka 4's producer defaults too: linger.ms=5, 5 in flight, idempotent)
 #   w3-light          fixed rate of 1,000 records/s (a constant, so no w1-none needed), with
 #                     w1-defaults' settings, on the w1 topic: p50/p99/p99.9
+#   w3-defaults-50    fixed rate at 50% of w1-defaults' max, with w1-defaults' settings: the
+#                     latency an untuned client sees at half load (p50/p99/p99.9)
 #   w2-none, w2-lz4   1 topic x 1,000 partitions, max rate
+#   catchup           a fresh consumer group reads all of w2-none's records from the start
+#                     (ConsumerPerformance): MiB/s, and on Floe the bucket GETs per GiB read against
+#                     the objects w2-none's run PUT per GiB (its read amplification)
 #   e2e               EndToEndLatency: one record at a time, acks=all, a tailing consumer
-# Servers (and etcd, s3s-fs) run on SERVER_CPUS, clients on CLIENT_CPUS (taskset). Server CPU comes
-# from /proc/<pid>/stat, RSS from VmHWM, Floe's object PUTs and etcd transactions from /metrics.
+# Servers (and etcd, s3s-fs, the S3 latency proxy) run on SERVER_CPUS, clients on CLIENT_CPUS
+# (taskset). Server CPU comes from /proc/<pid>/stat, RSS from VmHWM, Floe's object PUTs and GETs and
+# etcd transactions from /metrics.
 #
 # Output: $BENCH_OUT/<timestamp>/{results.json,scoreboard.md,chart.png,commands.txt,logs/}, and
 # $BENCH_OUT/latest pointing at it. Exits non-zero if any step fails or any figure is missing.
@@ -27,13 +34,17 @@
 # Environment:
 #   BENCH_QUICK=1            smoke mode (tiny counts; the figures mean nothing)
 #   BENCH_SYSTEMS            subset, in order (default "kafka floe-playground floe-playground-secure
-#                            floe-cluster"; floe-playground-secure runs W1 only; with a
-#                            baseline, "kafka floe-playground-baseline floe-playground floe-cluster")
+#                            floe-cluster floe-cluster-s3lat"; floe-playground-secure runs W1 only;
+#                            floe-cluster-s3lat is floe-cluster with the agents' S3 endpoint behind
+#                            e2e/scripts/s3-latency-proxy; with a baseline, "kafka
+#                            floe-playground-baseline floe-playground floe-cluster")
 #   BENCH_WORKLOADS          subset (default all: w1-none consume w3-50 w3-80 w3-50-pipelined
-#                            w1-defaults w3-light w1-lz4 w2-none w2-lz4 e2e), run in that order
-#                            whatever the order given; consume, w3-50, w3-80 and w3-50-pipelined use
-#                            w1-none's records and rate, so they need w1-none listed too (the run
-#                            refuses to start otherwise; w1-defaults and w3-light do not).
+#                            w1-defaults w3-light w3-defaults-50 w1-lz4 w2-none catchup w2-lz4 e2e),
+#                            run in that order whatever the order given; consume, w3-50, w3-80 and
+#                            w3-50-pipelined use w1-none's records and rate, so they need w1-none
+#                            listed too, w3-defaults-50 needs w1-defaults (its rate), and catchup
+#                            reads w2-none's records, so it needs w2-none (the run refuses to start
+#                            otherwise; w1-defaults and w3-light stand alone).
 #                            E.g. BENCH_WORKLOADS=w1-lz4
 #   BENCH_BASELINE_REF       a git ref (commit, tag, branch) of this clone: its release floe is built
 #                            once into $FLOE_CACHE/bench-baseline/<full sha>/floe (a temporary
@@ -63,6 +74,12 @@
 #   BENCH_FLOE_MAX_PUTS_PER_SECOND  --max-puts-per-second of every Floe system but the baseline
 #                            (an older build without the flag); unset: no flag, the agent's default
 #                            (250 on the playground's file bucket, 10 on the cluster's s3://)
+#   BENCH_S3_MEDIAN          floe-cluster-s3lat: median delay the proxy adds to each S3 request, a
+#                            Go duration (default 20ms, S3 Standard's typical first byte)
+#   BENCH_S3_P99             floe-cluster-s3lat: its 99th percentile (default 100ms); the delays are
+#                            log-normal, capped at 1s, from a fixed seed. The proxy is built once into
+#                            $FLOE_CACHE/bin/s3-latency-proxy (install-deps.sh, or here when missing
+#                            or older than its sources; needs go)
 #   FLOE_CACHE, JAVA, MVN    as for kafka-reference.sh (Kafka jars are fetched once)
 set -euo pipefail
 
@@ -92,6 +109,10 @@ FLUSH_INTERVAL="${BENCH_FLOE_FLUSH_INTERVAL:-}"
 FLOE_MAX_PUTS="${BENCH_FLOE_MAX_PUTS_PER_SECOND:-}"
 # The same for FLOE_FLUSH_INTERVAL (an exported one would also clash with the cap flag).
 unset FLOE_MAX_PUTS_PER_SECOND FLOE_FLUSH_INTERVAL
+# floe-cluster-s3lat's injected S3 latency (Go durations, given to the proxy as they are).
+S3_MEDIAN="${BENCH_S3_MEDIAN:-20ms}"
+S3_P99="${BENCH_S3_P99:-100ms}"
+LATENCY_PROXY=""
 [[ "$QUICK" == 0 || -z "$QUICK" ]] && QUICK=0 || QUICK=1
 RECORD_SIZE=1024
 # Producer batch.size: the bench's, and the Java producer's default (w1-defaults, w3-light).
@@ -127,8 +148,9 @@ fi
 read -ra SYSTEMS <<<"${BENCH_SYSTEMS:-${SYSTEMS_DEFAULT[*]}}"
 ((${#SYSTEMS[@]})) || die "BENCH_SYSTEMS names no system"
 # The workloads, in the order they run. consume, w3-50, w3-80 and w3-50-pipelined use w1-none's
-# records and rate; w3-light's rate is a constant.
-WORKLOADS_ALL=(w1-none consume w3-50 w3-80 w3-50-pipelined w1-defaults w3-light w1-lz4 w2-none w2-lz4 e2e)
+# records and rate; w3-light's rate is a constant. catchup reads w2-none's records, before w2-lz4
+# adds its own to the same topic.
+WORKLOADS_ALL=(w1-none consume w3-50 w3-80 w3-50-pipelined w1-defaults w3-light w3-defaults-50 w1-lz4 w2-none catchup w2-lz4 e2e)
 read -ra WORKLOADS_GIVEN <<<"${BENCH_WORKLOADS:-${WORKLOADS_ALL[*]}}"
 ((${#WORKLOADS_GIVEN[@]})) || die "BENCH_WORKLOADS names no workload"
 if (($(nproc) >= 2)); then
@@ -149,6 +171,10 @@ done
 # --flush-interval is the same knob as --max-puts-per-second (1 / interval): the agent refuses both.
 [[ -z "$FLUSH_INTERVAL" || -z "$FLOE_MAX_PUTS" ]] \
     || die "give BENCH_FLOE_FLUSH_INTERVAL or BENCH_FLOE_MAX_PUTS_PER_SECOND, not both (the interval is 1 / the cap)"
+# The proxy checks them too (p99 at least the median), but only once the systems before it ran.
+for v in S3_MEDIAN S3_P99; do
+    [[ "${!v}" =~ ^[0-9]+(\.[0-9]+)?(ns|us|µs|ms|s)$ ]] || die "BENCH_${v} must be a Go duration such as 20ms (got '${!v}')"
+done
 for s in "${SYSTEMS[@]}"; do
     if [[ "$s" == "$SYSTEM_BASELINE" ]]; then
         ((BASELINE_CONFIGURED)) || die "system '$s' in BENCH_SYSTEMS needs a baseline: set BENCH_BASELINE_REF=<git ref> (built once into the cache) or BENCH_BASELINE_BIN=<floe binary>"
@@ -170,6 +196,12 @@ for w in consume w3-50 w3-80 w3-50-pipelined; do
         die "workload $w in BENCH_WORKLOADS needs w1-none (it uses w1-none's records and rate): add w1-none"
     fi
 done
+if selected w3-defaults-50 && ! selected w1-defaults; then
+    die "workload w3-defaults-50 in BENCH_WORKLOADS needs w1-defaults (it runs at half of w1-defaults' rate): add w1-defaults"
+fi
+if selected catchup && ! selected w2-none; then
+    die "workload catchup in BENCH_WORKLOADS needs w2-none (it reads w2-none's records): add w2-none"
+fi
 for c in "$JAVA" curl taskset timeout python3; do
     command -v "$c" >/dev/null || die "$c not found (make deps installs the prerequisites)"
 done
@@ -285,7 +317,7 @@ machine_info() {
         e2e_seconds_target "$E2E_SECONDS" max_records "$MAX_RECORDS" \
         server_cpus "${SERVER_CPUS:-unpinned}" client_cpus "${CLIENT_CPUS:-unpinned}" \
         floe_flush_interval "${FLUSH_INTERVAL:-default}" floe_max_puts_per_second "${FLOE_MAX_PUTS:-default}" \
-        workloads "${WORKLOADS[*]}"
+        s3_latency_median "$S3_MEDIAN" s3_latency_p99 "$S3_P99" workloads "${WORKLOADS[*]}"
     if [[ -n "$BASELINE_BIN" ]]; then
         emit machine info baseline_commit "$BASELINE_COMMIT" baseline_binary "$BASELINE_BIN" \
             baseline_binary_built "$(date -u -r "$BASELINE_BIN" +%FT%TZ)"
@@ -320,6 +352,7 @@ bench_system() {
         "$SECURE_SYSTEM") start_floe_playground_secure "$dir" ;;
         "$SYSTEM_BASELINE") start_floe_playground_baseline "$dir" ;;
         floe-cluster) start_floe_cluster "$dir" ;;
+        floe-cluster-s3lat) start_floe_cluster_s3lat "$dir" ;;
     esac
     local w1="bench-w1" w2="bench-w2" e2e="bench-e2e" topics=() w workloads=()
     for w in "${WORKLOADS[@]}"; do
@@ -330,7 +363,7 @@ bench_system() {
     ((${#workloads[@]})) || { log "$system runs only ${SECURE_WORKLOADS[*]}: none selected"; stop_system; return 0; }
     for w in "${workloads[@]}"; do
         case "$w" in
-            w2-*) [[ " ${topics[*]} " == *" $w2:"* ]] || topics+=("$w2:$W2_PARTITIONS") ;;
+            w2-* | catchup) [[ " ${topics[*]} " == *" $w2:"* ]] || topics+=("$w2:$W2_PARTITIONS") ;;
             e2e) topics+=("$e2e:1") ;;
             *) [[ " ${topics[*]} " == *" $w1:"* ]] || topics+=("$w1:$W1_PARTITIONS") ;;
         esac
@@ -338,7 +371,7 @@ bench_system() {
     env $ADMIN_SECURITY "$PYTHON" "$BENCH_DIR/admin.py" create-topics "$BOOTSTRAP" "${topics[@]}" \
         >>"$LOG_DIR/admin.log" 2>&1 || die "could not create the topics on $system (see $LOG_DIR/admin.log)"
 
-    local max_rps="" w1_records=""
+    local max_rps="" defaults_rps="" w1_records="" w2_records="" w2_puts="" w2_mib=""
     for w in "${workloads[@]}"; do
         case "$w" in
             w1-none)
@@ -349,10 +382,20 @@ bench_system() {
             w3-50) run_fixed_rate "$system" w3-50 "$w1" 50 "$max_rps" ;;
             w3-80) run_fixed_rate "$system" w3-80 "$w1" 80 "$max_rps" ;;
             w3-50-pipelined) run_fixed_rate "$system" w3-50-pipelined "$w1" 50 "$max_rps" 50 ;;
-            w1-defaults) run_throughput "$system" w1-defaults "$w1" "$W1_PARTITIONS" none "$JAVA_BATCH_SIZE" ;;
+            w1-defaults)
+                run_throughput "$system" w1-defaults "$w1" "$W1_PARTITIONS" none "$JAVA_BATCH_SIZE"
+                defaults_rps="$P_RPS"
+                ;;
             w3-light) run_light_rate "$system" w3-light "$w1" "$LIGHT_RATE" ;;
+            w3-defaults-50) run_fixed_rate "$system" w3-defaults-50 "$w1" 50 "$defaults_rps" 5 "$JAVA_BATCH_SIZE" ;;
             w1-lz4) run_throughput "$system" w1-lz4 "$w1" "$W1_PARTITIONS" lz4 ;;
-            w2-none) run_throughput "$system" w2-none "$w2" "$W2_PARTITIONS" none ;;
+            w2-none)
+                run_throughput "$system" w2-none "$w2" "$W2_PARTITIONS" none
+                # Every record of the topic (probe included) for catchup, and the objects the
+                # measured run PUT for how much data (null PUTs on Kafka).
+                w2_records="$T_RECORDS" w2_puts="$D_PUTS" w2_mib="$D_MIB"
+                ;;
+            catchup) run_catchup "$system" "$w2" "$w2_records" "$w2_puts" "$w2_mib" ;;
             w2-lz4) run_throughput "$system" w2-lz4 "$w2" "$W2_PARTITIONS" lz4 ;;
             e2e) run_end_to_end "$system" "$e2e" ;;
         esac
@@ -360,8 +403,10 @@ bench_system() {
 
     local infra_rss=null
     ((${#INFRA_PIDS[@]})) && infra_rss="$(rss_hwm_mib "${INFRA_PIDS[@]}")"
+    latency_proxy_stats
     emit "$system" system label "$SYSTEM_LABEL" server_processes "${#SERVER_PIDS[@]}" \
-        rss_hwm_mib "$(rss_hwm_mib "${SERVER_PIDS[@]}")" infra_rss_hwm_mib "$infra_rss"
+        rss_hwm_mib "$(rss_hwm_mib "${SERVER_PIDS[@]}")" infra_rss_hwm_mib "$infra_rss" \
+        s3_proxy_requests "$PROXY_REQUESTS" s3_proxy_delay_p50_ms "$PROXY_P50_MS" s3_proxy_delay_p99_ms "$PROXY_P99_MS"
     stop_system
     rm -rf "$dir"
 }
@@ -374,10 +419,14 @@ main() {
     elif ((BASELINE_CONFIGURED)); then
         log "a baseline is configured but $SYSTEM_BASELINE is not in BENCH_SYSTEMS: not building or running it"
     fi
-    if [[ " ${SYSTEMS[*]} " == *" floe-playground "* || " ${SYSTEMS[*]} " == *" floe-cluster "* ]]; then
+    if [[ " ${SYSTEMS[*]} " == *" floe-playground "* || " ${SYSTEMS[*]} " == *" floe-cluster "* ||
+        " ${SYSTEMS[*]} " == *" floe-cluster-s3lat "* ]]; then
         resolve_floe_binary
     else
         FLOE_BIN="${FLOE_BIN:-none (no system of this run uses it)}"
+    fi
+    if [[ " ${SYSTEMS[*]} " == *" floe-cluster-s3lat "* ]]; then
+        LATENCY_PROXY="$(ensure_latency_proxy)"
     fi
     LIBS="$("$SCRIPT_DIR/kafka-reference.sh" jars | tail -n 1)"
     [[ -f "$LIBS/kafka-tools-$KAFKA_VERSION.jar" ]] || die "Kafka tools jars missing in $LIBS"

@@ -1,5 +1,6 @@
 //! Smoke test of `make bench`: the harness (e2e/scripts/bench.sh) in BENCH_QUICK mode runs every
-//! system (Apache Kafka, the Floe playground, a 3-agent Floe cluster on etcd + s3s-fs) through
+//! system (Apache Kafka, the Floe playground, a 3-agent Floe cluster on etcd + s3s-fs, and the
+//! same cluster with every bucket request delayed by the S3 latency proxy) through
 //! every workload with tiny counts (and the playground over TLS + SCRAM through W1), against the binary under test, and its results.json carries
 //! every figure the scoreboard shows. The figures themselves are not judged: a two-core machine
 //! shared with other work cannot give stable numbers in seconds.
@@ -10,20 +11,24 @@ use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SYSTEMS: [&str; 3] = ["kafka", "floe-playground", "floe-cluster"];
+const SYSTEMS: [&str; 4] = ["kafka", "floe-playground", "floe-cluster", "floe-cluster-s3lat"];
+/// The clusters on etcd + s3s-fs: the second has every bucket request delayed by the S3 latency proxy.
+const CLUSTERS: [&str; 2] = ["floe-cluster", "floe-cluster-s3lat"];
 const PRODUCE_WORKLOADS: [&str; 5] = ["w1-none", "w1-defaults", "w1-lz4", "w2-none", "w2-lz4"];
-const FIXED_WORKLOADS: [&str; 4] = ["w3-50", "w3-80", "w3-50-pipelined", "w3-light"];
+const FIXED_WORKLOADS: [&str; 5] = ["w3-50", "w3-80", "w3-50-pipelined", "w3-light", "w3-defaults-50"];
 const LATENCY: [&str; 7] = ["records_per_sec", "mib_per_sec", "avg_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"];
 /// Figures of every produce run that only some systems have: (figure, systems that report it).
 const SYSTEM_SPECIFIC: [(&str, &[&str]); 7] = [
-    ("object_puts", &["floe-playground", "floe-cluster"]),
-    ("object_puts_per_sec", &["floe-playground", "floe-cluster"]),
-    ("flush_ms_mean", &["floe-playground", "floe-cluster"]),
-    ("segments", &["floe-playground", "floe-cluster"]),
-    ("etcd_txn_per_segment", &["floe-cluster"]),
-    ("infra_cpu_seconds", &["floe-cluster"]),
-    ("mib_per_sec_per_core_incl_infra", &["floe-cluster"]),
+    ("object_puts", &["floe-playground", "floe-cluster", "floe-cluster-s3lat"]),
+    ("object_puts_per_sec", &["floe-playground", "floe-cluster", "floe-cluster-s3lat"]),
+    ("flush_ms_mean", &["floe-playground", "floe-cluster", "floe-cluster-s3lat"]),
+    ("segments", &["floe-playground", "floe-cluster", "floe-cluster-s3lat"]),
+    ("etcd_txn_per_segment", &CLUSTERS),
+    ("infra_cpu_seconds", &CLUSTERS),
+    ("mib_per_sec_per_core_incl_infra", &CLUSTERS),
 ];
+/// The catch-up read's bucket figures, which only Floe has.
+const CATCHUP_BUCKET: [&str; 5] = ["object_gets", "object_get_mib", "gets_per_gib", "objects_per_gib", "gets_per_object"];
 const SERVER: [&str; 6] =
     ["server_cpu_seconds", "server_cores", "mib_per_sec_per_core", "client_cpu_seconds", "client_cores", "rss_hwm_mib"];
 
@@ -77,14 +82,26 @@ fn check_system(system: &str, data: &Value) -> Result<()> {
     }
     ensure!(workload("w3-light")?["target_records_per_sec"].as_u64() == Some(1_000), "{system} w3-light: not 1,000 records/s");
     ensure!(workload("w3-50-pipelined")?["max_in_flight"].as_u64() == Some(50), "{system} w3-50-pipelined: not 50 in flight");
-    for figure in ["records", "mib_per_sec", "fetch_mib_per_sec", "server_cpu_seconds", "mib_per_sec_per_core"] {
-        check(workload("consume")?, &format!("{system} consume"), figure, true)?;
+    ensure!(workload("w3-defaults-50")?["percent_of_max"].as_u64() == Some(50), "{system} w3-defaults-50: not at 50%");
+    for name in ["consume", "catchup"] {
+        for figure in ["records", "mib_per_sec", "fetch_mib_per_sec", "server_cpu_seconds", "mib_per_sec_per_core"] {
+            check(workload(name)?, &format!("{system} {name}"), figure, true)?;
+        }
+    }
+    for figure in CATCHUP_BUCKET {
+        check(workload("catchup")?, &format!("{system} catchup"), figure, system != "kafka")?;
+    }
+    for figure in ["s3_proxy_requests", "s3_proxy_delay_p50_ms", "s3_proxy_delay_p99_ms"] {
+        check(data, system, figure, system == "floe-cluster-s3lat")?;
+    }
+    if system == "floe-cluster-s3lat" {
+        ensure!(data["s3_proxy_requests"].as_f64() > Some(0.0), "{system}: no request went through the S3 latency proxy");
     }
     for figure in ["messages", "avg_ms", "p50_ms", "p99_ms", "p999_ms"] {
         check(workload("e2e")?, &format!("{system} e2e"), figure, true)?;
     }
     check(data, system, "rss_hwm_mib", true)?;
-    check(data, system, "infra_rss_hwm_mib", system == "floe-cluster")?;
+    check(data, system, "infra_rss_hwm_mib", CLUSTERS.contains(&system))?;
     ensure!(data["label"].as_str().is_some_and(|label| !label.is_empty()), "{system}: no label");
     Ok(())
 }
@@ -146,14 +163,24 @@ fn quick_bench_measures_every_workload_on_kafka_the_playground_and_the_cluster()
     }
     check_secure(&results).with_context(|| format!("results.json of {}", run.display()))?;
     let ratios = &results["ratios_mib_per_sec_per_core_floe_over_kafka"];
-    for system in ["floe-playground", "floe-cluster"] {
+    for system in ["floe-playground", "floe-cluster", "floe-cluster-s3lat"] {
         for workload in PRODUCE_WORKLOADS {
             ensure!(ratios[system][workload].as_f64() > Some(0.0), "no Floe/Kafka ratio for {system} {workload}");
         }
     }
 
     let scoreboard = std::fs::read_to_string(run.join("scoreboard.md"))?;
-    for heading in ["| Kafka |", "| Floe playground |", "| Floe cluster (3 agents) |", "Smoke run", "## TLS + SCRAM-SHA-512 vs plaintext"] {
+    for heading in [
+        "| Kafka |",
+        "| Floe playground |",
+        "| Floe cluster (3 agents) |",
+        "| Floe cluster (3 agents), S3 latency |",
+        "Smoke run",
+        "## TLS + SCRAM-SHA-512 vs plaintext",
+        "## Half load with the Java producer's defaults",
+        "## Catch-up read (1,000 partitions)",
+        "injected S3 delay measured",
+    ] {
         ensure!(scoreboard.contains(heading), "scoreboard.md lacks {heading:?}");
     }
     let chart = std::fs::read(run.join("chart.png"))?;

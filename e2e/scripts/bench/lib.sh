@@ -1,7 +1,8 @@
 # Helpers shared by bench.sh, systems.sh and workloads.sh: logging, /proc sampling, Prometheus
 # scraping, the Kafka tool runner and the parsers of the tools' summary lines.
 #
-# Sourced, not run. Expects from bench.sh: RUN_DIR, LOG_DIR, LIBS, JAVA, CLIENT_CPUS, TOOL_LOG4J.
+# Sourced, not run. Expects from bench.sh: RUN_DIR, LOG_DIR, LIBS, JAVA, CLIENT_CPUS, TOOL_LOG4J,
+# and SCRIPT_DIR and CACHE for ensure_latency_proxy.
 
 log() { echo "bench [$((SECONDS / 60))m$(printf '%02d' $((SECONDS % 60)))s]: $*" >&2; }
 die() { echo "bench: ERROR: $*" >&2; exit 1; }
@@ -20,6 +21,22 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # and every caller fails loudly if it loses it).
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The S3 latency proxy (e2e/scripts/s3-latency-proxy, Go standard library only) for the system
+# floe-cluster-s3lat: $CACHE/bin/s3-latency-proxy, built with go when missing or older than its
+# sources (a few seconds, only for a run that includes floe-cluster-s3lat, so `make test` never
+# pays for it). Prints the binary's path.
+ensure_latency_proxy() {
+    local source="$SCRIPT_DIR/s3-latency-proxy" binary="$CACHE/bin/s3-latency-proxy"
+    if [[ ! -x "$binary" || "$source/main.go" -nt "$binary" || "$source/go.mod" -nt "$binary" ]]; then
+        command -v go >/dev/null || die "go not found: it builds $source (make deps installs the prerequisites)"
+        log "building the S3 latency proxy ($source) into $binary"
+        mkdir -p "$(dirname "$binary")"
+        (cd "$source" && go build -trimpath -o "$binary.tmp.$$" . && mv -f "$binary.tmp.$$" "$binary") >&2 \
+            || die "go build of the S3 latency proxy ($source) failed"
+    fi
+    echo "$binary"
 }
 
 # Prefix for a command that must run on the given CPU list (empty when pinning is off).

@@ -11,7 +11,10 @@ missing figures, when the run is incomplete. Only the workloads the run selected
 ran, results.json has "before_after" and the scoreboard a "Before / after" section: MiB/s per server
 core of each for every workload both ran, and the change in percent. When floe-playground-secure
 (TLS + SCRAM-SHA-512, W1 only) and floe-playground both ran, "secure_over_plaintext" and a section
-give its MiB/s per server core against plaintext (issue 18: at least 70%).
+give its MiB/s per server core against plaintext (issue 18: at least 70%). floe-cluster-s3lat (the
+cluster with S3 latency injected by a proxy) carries the delays the proxy measured (s3_proxy_*), which
+the scoreboard's notes repeat; the catchup workload gets its own table (MiB/s, bucket GETs per GiB
+read against the objects per GiB W2 wrote).
 """
 
 import json
@@ -21,20 +24,25 @@ import textwrap
 
 BASELINE = "floe-playground-baseline"
 SECURE = "floe-playground-secure"
-SYSTEMS = ["kafka", BASELINE, "floe-playground", SECURE, "floe-cluster"]
+S3LAT = "floe-cluster-s3lat"
+SYSTEMS = ["kafka", BASELINE, "floe-playground", SECURE, "floe-cluster", S3LAT]
 SHORT_NAMES = {"kafka": "Kafka", BASELINE: "Floe playground baseline", "floe-playground": "Floe playground",
-               SECURE: "Floe playground, TLS + SCRAM", "floe-cluster": "Floe cluster (3 agents)"}
+               SECURE: "Floe playground, TLS + SCRAM", "floe-cluster": "Floe cluster (3 agents)",
+               S3LAT: "Floe cluster (3 agents), S3 latency"}
 # The secure playground runs only these; its figure is MiB/s per server core against plaintext.
 SECURE_WORKLOADS = ["w1-none", "w1-lz4"]
 # Issue 18: produce over TLS + SCRAM keeps at least this share of plaintext's MiB/s per server core.
 SECURE_TARGET = 0.70
-ALL_WORKLOADS = ["w1-none", "consume", "w3-50", "w3-80", "w3-50-pipelined", "w1-defaults", "w3-light", "w1-lz4",
-                 "w2-none", "w2-lz4", "e2e"]
+ALL_WORKLOADS = ["w1-none", "consume", "w3-50", "w3-80", "w3-50-pipelined", "w1-defaults", "w3-light", "w3-defaults-50",
+                 "w1-lz4", "w2-none", "catchup", "w2-lz4", "e2e"]
 PRODUCE_WORKLOADS = ["w1-none", "w1-defaults", "w1-lz4", "w2-none", "w2-lz4"]
 # Fixed-rate runs. The PERCENT ones run at a share of the system's own W1 max, so each has a rate
 # column; w3-light's rate is a constant (settings light_records_per_sec), named in its header.
 PERCENT_WORKLOADS = ["w3-50", "w3-80", "w3-50-pipelined"]
 FIXED_WORKLOADS = [*PERCENT_WORKLOADS, "w3-light"]
+# Half of W1 Java defaults' max, with the Java producer's defaults: its own table (issue 20: p99 at
+# half load with the default client <= the flush spacing + 20 ms).
+DEFAULTS_HALF_LOAD = "w3-defaults-50"
 WORKLOAD_NAMES = {
     "w1-none": "W1 16 partitions, none",
     "w1-defaults": "W1 Java defaults (16 KiB batches), none",
@@ -45,7 +53,9 @@ WORKLOAD_NAMES = {
     "w3-80": "W3 80% of W1 max",
     "w3-50-pipelined": "W3 50%, 50 in flight",
     "w3-light": "W3 light, Java defaults",
+    "w3-defaults-50": "W3 50% of W1 Java defaults' max, Java defaults",
     "consume": "consume (MiB read per core)",
+    "catchup": "catch-up read, 1,000 partitions (MiB read per core)",
 }
 
 # Figures every produce run reports; the sets below may be null where they do not apply.
@@ -55,20 +65,32 @@ SERVER_FIELDS = [
     "object_puts_per_sec", "segments", "flush_ms_mean", "etcd_txn_per_segment", "rss_hwm_mib",
 ]
 LATENCY_FIELDS = ["records_per_sec", "mib_per_sec", "avg_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"]
+CONSUME_FIELDS = ["records", "mib_per_sec", "fetch_mib_per_sec", "rebalance_ms", "server_cpu_seconds", "mib_per_sec_per_core"]
+# catchup's bucket figures (Floe only): GETs and MiB read from the bucket over the read, GETs per GiB
+# read, objects per GiB as w2-none wrote them, and the ratio of the two.
+CATCHUP_FIELDS = ["object_gets", "object_get_mib", "gets_per_gib", "objects_per_gib", "gets_per_object"]
+# The delays the S3 latency proxy applied over floe-cluster-s3lat's run (its /__proxy/stats).
+PROXY_FIELDS = ["s3_proxy_requests", "s3_proxy_delay_p50_ms", "s3_proxy_delay_p99_ms"]
 REQUIRED = {
     **{w: ["partitions", "compression", "records", "elapsed_seconds", *LATENCY_FIELDS, *SERVER_FIELDS] for w in PRODUCE_WORKLOADS},
-    **{w: ["percent_of_max", "max_in_flight", "target_records_per_sec", "records", *LATENCY_FIELDS, *SERVER_FIELDS] for w in FIXED_WORKLOADS},
-    "consume": ["records", "mib_per_sec", "fetch_mib_per_sec", "rebalance_ms", "server_cpu_seconds", "mib_per_sec_per_core"],
+    **{w: ["percent_of_max", "max_in_flight", "target_records_per_sec", "records", *LATENCY_FIELDS, *SERVER_FIELDS]
+       for w in [*FIXED_WORKLOADS, DEFAULTS_HALF_LOAD]},
+    "consume": CONSUME_FIELDS,
+    "catchup": [*CONSUME_FIELDS, *CATCHUP_FIELDS],
     "e2e": ["messages", "avg_ms", "p50_ms", "p99_ms", "p999_ms"],
-    "system": ["label", "server_processes", "rss_hwm_mib", "infra_rss_hwm_mib"],
+    "system": ["label", "server_processes", "rss_hwm_mib", "infra_rss_hwm_mib", *PROXY_FIELDS],
 }
 NOT_APPLICABLE = {  # (system) -> fields that are null for it
     "kafka": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "object_puts", "object_puts_per_sec", "segments",
-              "flush_ms_mean", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
-    "floe-playground": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
-    BASELINE: {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
-    SECURE: {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib"},
-    "floe-cluster": set(),
+              "flush_ms_mean", "etcd_txn_per_segment", "infra_rss_hwm_mib", *CATCHUP_FIELDS, *PROXY_FIELDS},
+    "floe-playground": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib",
+                        *PROXY_FIELDS},
+    BASELINE: {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib",
+               *PROXY_FIELDS},
+    SECURE: {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "etcd_txn_per_segment", "infra_rss_hwm_mib",
+             *PROXY_FIELDS},
+    "floe-cluster": set(PROXY_FIELDS),
+    S3LAT: set(),
 }
 NOT_APPLICABLE_TO_WORKLOAD = {  # (workload) -> fields that are null for it on every system
     "w3-light": {"percent_of_max"},  # its rate is a constant, not a share of W1's max
@@ -188,7 +210,7 @@ def assemble(run_dir):
     ratios = {}
     if "kafka" in systems:
         kafka = systems["kafka"]["workloads"]
-        for system in (BASELINE, "floe-playground", SECURE, "floe-cluster"):
+        for system in (BASELINE, "floe-playground", SECURE, "floe-cluster", S3LAT):
             if system in systems:
                 floe = systems[system]["workloads"]
                 ratios[system] = {
@@ -319,6 +341,33 @@ def scoreboard(results):
         cells += [number(e.get("p50_ms"), 0), number(e.get("p99_ms"), 0), number(e.get("p999_ms"), 0),
                   number(w.get("consume", {}).get("fetch_mib_per_sec")), number(data.get("rss_hwm_mib"), 0)]
         out.append(f"| {short_name(system, machine)} | " + " | ".join(cells) + " |")
+    half = [(system, data["workloads"][DEFAULTS_HALF_LOAD]) for system, data in systems.items()
+            if DEFAULTS_HALF_LOAD in data["workloads"]]
+    if half:
+        out += ["", "## Half load with the Java producer's defaults (ms)", "",
+                "ProducerPerformance at 50% of the system's own W1 Java defaults max, with the Java producer's "
+                "defaults (16 KiB batches, linger.ms 5, idempotent, 5 requests in flight), 16 partitions, send-to-ack. "
+                "Target (issue 20): p99 at most the flush spacing (1 / PUT cap: 4 ms on the playground, 100 ms on "
+                "the cluster) + 20 ms.", "",
+                "| system | rate | p50 | p99 | p99.9 | flush ms |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for system, f in half:
+            out.append(f"| {short_name(system, machine)} | {number(f.get('target_records_per_sec'), 0)}/s | "
+                       f"{number(f.get('p50_ms'), 0)} | {number(f.get('p99_ms'), 0)} | {number(f.get('p999_ms'), 0)} | "
+                       f"{number(f.get('flush_ms_mean'))} |")
+    catchup = [(system, data["workloads"]["catchup"]) for system, data in systems.items() if "catchup" in data["workloads"]]
+    if catchup:
+        out += ["", "## Catch-up read (1,000 partitions)", "",
+                "A fresh consumer group reads all of W2 1,000 partitions, none's records from the start "
+                "(ConsumerPerformance, fetch MiB/s: group join excluded). GETs per GiB: the agents' bucket GETs during "
+                "the read per GiB read; objects per GiB: the objects W2's run PUT per GiB written. GETs / objects "
+                "above 1 means objects are read piecemeal; below 1, partly from the agents' cache.", "",
+                "| system | MiB/s | GETs per GiB | objects per GiB | GETs / objects |",
+                "|---|---:|---:|---:|---:|"]
+        for system, c in catchup:
+            out.append(f"| {short_name(system, machine)} | {number(c.get('fetch_mib_per_sec'))} | "
+                       f"{number(c.get('gets_per_gib'))} | {number(c.get('objects_per_gib'))} | "
+                       f"{number(c.get('gets_per_object'), 2)} |")
     ratios = results["ratios_mib_per_sec_per_core_floe_over_kafka"]
     if ratios:
         out += ["", "## Floe / Kafka, MiB/s per server core", "",
@@ -362,8 +411,13 @@ def scoreboard(results):
                  if w in cluster["workloads"]]
         out += [] if not infra else ["", f"etcd + s3s-fs CPU during the cluster's produce runs: {', '.join(infra)}; "
                 f"their peak RSS {number(cluster.get('infra_rss_hwm_mib'), 0)} MiB."]
-    if results["notes"]:
-        out += ["", "Notes:", ""] + [f"- {note}" for note in results["notes"]]
+    notes = [f"{short_name(system, machine)}: injected S3 delay measured: p50 {number(data['s3_proxy_delay_p50_ms'])} ms, "
+             f"p99 {number(data['s3_proxy_delay_p99_ms'])} ms over {number(data['s3_proxy_requests'], 0)} requests "
+             f"(asked for: median {settings.get('s3_latency_median')}, p99 {settings.get('s3_latency_p99')})"
+             for system, data in systems.items() if data.get("s3_proxy_requests") is not None]
+    notes += results["notes"]
+    if notes:
+        out += ["", "Notes:", ""] + [f"- {note}" for note in notes]
     out += ["", "All figures, the exact commands and the tool logs: results.json, commands.txt, logs/ in the run directory.", ""]
     return "\n".join(out)
 
@@ -396,6 +450,7 @@ def chart(results, path):
         axis.grid(axis="y", alpha=0.3)
     latency = [("w3-50", "p99_ms", "W3 50% p99"), ("w3-80", "p99_ms", "W3 80% p99"),
                ("w3-50-pipelined", "p99_ms", "W3 50% pipelined p99"), ("w3-light", "p99_ms", "W3 light p99"),
+               ("w3-defaults-50", "p99_ms", "W3 50% Java defaults p99"),
                ("e2e", "p99_ms", "E2E p99")]
     latency = [entry for entry in latency if entry[0] in results["workloads"]]
     for index, system in enumerate(systems):

@@ -3,15 +3,17 @@
 # start_<system> sets, for the workloads:
 #   BOOTSTRAP     Kafka bootstrap list (loopback only)
 #   SERVER_PIDS   the broker/agent processes whose CPU and RSS are the server's
-#   INFRA_PIDS    processes the system needs besides its servers (etcd, s3s-fs), measured apart
+#   INFRA_PIDS    processes the system needs besides its servers (etcd, s3s-fs, the S3 latency
+#                 proxy), measured apart
 #   METRICS_URLS  Floe agents' /metrics (empty for Kafka)
 #   SYSTEM_LABEL  a human name for the report
 #   CLIENT_CONFIG_FILE  Kafka client properties every tool reads (TLS and SASL), or empty
 #   ADMIN_SECURITY      kafka-python settings for admin.py as KEY=VALUE words (env), or empty
+#   PROXY_STATS_URL     the S3 latency proxy's /__proxy/stats (floe-cluster-s3lat), or empty
 # Every server process runs on SERVER_CPUS (taskset; children inherit the affinity). stop_system
 # stops exactly what the last start_<system> started, by PID, and is safe to call twice.
 
-SYSTEMS_ALL=(kafka floe-playground floe-playground-secure floe-cluster)
+SYSTEMS_ALL=(kafka floe-playground floe-playground-secure floe-cluster floe-cluster-s3lat)
 # The secure playground runs only these (its figure is throughput over TLS against plaintext).
 SECURE_SYSTEM=floe-playground-secure
 SECURE_WORKLOADS=(w1-none w1-lz4)
@@ -27,6 +29,7 @@ reset_system_state() {
     SYSTEM_LABEL=""
     CLIENT_CONFIG_FILE=""
     ADMIN_SECURITY=""
+    PROXY_STATS_URL=""
     STOP_ACTIONS=()
 }
 reset_system_state
@@ -185,37 +188,53 @@ start_floe_playground_baseline() {
 
 CLUSTER_AGENTS=3
 CLUSTER_BUCKET=floe-bench
-start_floe_cluster() {
-    local dir="$1" etcd_port etcd_peer s3_port pinned
+start_floe_cluster() { start_floe_cluster_with "$1" direct; }
+start_floe_cluster_s3lat() { start_floe_cluster_with "$1" latency; }
+
+# start_floe_cluster_with DIR ENDPOINT_MODE: etcd, s3s-fs and CLUSTER_AGENTS agents. ENDPOINT_MODE
+# direct: the agents talk to s3s-fs itself (floe-cluster). latency: through the S3 latency proxy
+# (floe-cluster-s3lat), which delays each request like S3 Standard (S3_MEDIAN, S3_P99 from
+# BENCH_S3_MEDIAN, BENCH_S3_P99) before forwarding it to s3s-fs: a local disk answers in well under
+# a millisecond, a real bucket in tens, and a flush or a cache miss waits for that.
+start_floe_cluster_with() {
+    local dir="$1" mode="$2" name=floe-cluster prefix="" etcd_port etcd_peer s3_port pinned
+    # The latency cluster's logs get its name, so a run with both clusters keeps both sets.
+    [[ "$mode" == direct ]] || name=floe-cluster-s3lat prefix=floe-cluster-s3lat-
     etcd_port="$(free_port)"
     etcd_peer="$(free_port)"
     s3_port="$(free_port)"
     mapfile -t pinned < <(pin "$SERVER_CPUS")
     STOP_ACTIONS+=("script $(printf '%q ' "$SCRIPT_DIR/etcd.sh" stop "$dir/etcd")")
-    "${pinned[@]}" "$SCRIPT_DIR/etcd.sh" start "$dir/etcd" "$etcd_port" "$etcd_peer" >"$LOG_DIR/etcd-start.log" 2>&1 \
-        || die "etcd did not start: $(tail -n 5 "$LOG_DIR/etcd-start.log" | tr '\n' ' ')"
+    "${pinned[@]}" "$SCRIPT_DIR/etcd.sh" start "$dir/etcd" "$etcd_port" "$etcd_peer" >"$LOG_DIR/${prefix}etcd-start.log" 2>&1 \
+        || die "etcd did not start: $(tail -n 5 "$LOG_DIR/${prefix}etcd-start.log" | tr '\n' ' ')"
     STOP_ACTIONS+=("script $(printf '%q ' "$SCRIPT_DIR/s3.sh" stop "$dir/s3")")
-    "${pinned[@]}" "$SCRIPT_DIR/s3.sh" start "$dir/s3" "$s3_port" >"$LOG_DIR/s3-start.log" 2>&1 \
-        || die "S3 server did not start: $(tail -n 5 "$LOG_DIR/s3-start.log" | tr '\n' ' ')"
-    "$SCRIPT_DIR/s3.sh" create-bucket "$s3_port" "$CLUSTER_BUCKET" >>"$LOG_DIR/s3-start.log" 2>&1 \
+    "${pinned[@]}" "$SCRIPT_DIR/s3.sh" start "$dir/s3" "$s3_port" >"$LOG_DIR/${prefix}s3-start.log" 2>&1 \
+        || die "S3 server did not start: $(tail -n 5 "$LOG_DIR/${prefix}s3-start.log" | tr '\n' ' ')"
+    "$SCRIPT_DIR/s3.sh" create-bucket "$s3_port" "$CLUSTER_BUCKET" >>"$LOG_DIR/${prefix}s3-start.log" 2>&1 \
         || die "could not create bucket $CLUSTER_BUCKET"
     echo "$(printf '%q ' "${pinned[@]}")e2e/scripts/etcd.sh start \$DIR/etcd $etcd_port $etcd_peer" >>"$RUN_DIR/commands.txt"
     echo "$(printf '%q ' "${pinned[@]}")e2e/scripts/s3.sh start \$DIR/s3 $s3_port && e2e/scripts/s3.sh create-bucket $s3_port $CLUSTER_BUCKET" >>"$RUN_DIR/commands.txt"
     INFRA_PIDS=("$(cat "$dir/etcd/etcd.pid")" "$(cat "$dir/s3/s3.pid")")
     INFRA_LABEL="etcd $(etcd --version 2>/dev/null | awk '/etcd Version/ { print $3 }') + $("$SCRIPT_DIR/s3.sh" backend 2>/dev/null || echo s3s-fs)"
 
-    export AWS_ENDPOINT="http://127.0.0.1:$s3_port" AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret \
+    local endpoint_port="$s3_port" latency_label=""
+    if [[ "$mode" == latency ]]; then
+        start_latency_proxy "$s3_port"
+        endpoint_port="$PROXY_PORT"
+        latency_label=", S3 latency injected: median $(duration_words "$S3_MEDIAN"), p99 $(duration_words "$S3_P99")"
+    fi
+    export AWS_ENDPOINT="http://127.0.0.1:$endpoint_port" AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret \
         AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
-    echo "export AWS_ENDPOINT=http://127.0.0.1:$s3_port AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true" >>"$RUN_DIR/commands.txt"
+    echo "export AWS_ENDPOINT=http://127.0.0.1:$endpoint_port AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true" >>"$RUN_DIR/commands.txt"
     local n pid bootstraps=() cap
     mapfile -t cap < <(floe_put_cap_flags)
     for ((n = 1; n <= CLUSTER_AGENTS; n++)); do
-        spawn_floe "$FLOE_BIN" "$LOG_DIR/floe-agent-$n.log" agent --metadata "etcd://127.0.0.1:$etcd_port/floe" \
+        spawn_floe "$FLOE_BIN" "$LOG_DIR/${prefix}floe-agent-$n.log" agent --metadata "etcd://127.0.0.1:$etcd_port/floe" \
             --virtual-cluster bench --object-store "s3://$CLUSTER_BUCKET/bench" \
             --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn \
             "${cap[@]}"
         pid="$STARTED_PID"
-        read_floe_banner "$pid" "$LOG_DIR/floe-agent-$n.log"
+        read_floe_banner "$pid" "$LOG_DIR/${prefix}floe-agent-$n.log"
         SERVER_PIDS+=("$pid")
         METRICS_URLS+=("http://$BANNER_HTTP/metrics")
         bootstraps+=("$BANNER_BOOTSTRAP")
@@ -224,6 +243,51 @@ start_floe_cluster() {
     BOOTSTRAP="$(IFS=,; echo "${bootstraps[*]}")"
     "$PYTHON" "$BENCH_DIR/admin.py" wait-brokers "$BOOTSTRAP" "$CLUSTER_AGENTS" 60 >>"$LOG_DIR/admin.log" 2>&1 \
         || die "the cluster did not advertise $CLUSTER_AGENTS brokers within 60s (see $LOG_DIR/admin.log)"
-    SYSTEM_LABEL="Floe cluster ($CLUSTER_AGENTS agents, $INFRA_LABEL$(floe_put_cap_label))"
-    log "floe cluster ready on $BOOTSTRAP (agents ${SERVER_PIDS[*]}, etcd+S3 ${INFRA_PIDS[*]})"
+    SYSTEM_LABEL="Floe cluster ($CLUSTER_AGENTS agents, $INFRA_LABEL$(floe_put_cap_label)$latency_label)"
+    log "$name ready on $BOOTSTRAP (agents ${SERVER_PIDS[*]}, etcd+S3 ${INFRA_PIDS[*]})"
+}
+
+# "20ms" -> "20 ms" for a label (a Go duration as BENCH_S3_MEDIAN gives it).
+duration_words() { sed -E 's/^([0-9.]+)([a-zµ]+)$/\1 \2/' <<<"$1"; }
+
+# The S3 latency proxy (LATENCY_PROXY, built by bench.sh) in front of s3s-fs on S3_PORT, pinned with
+# the servers: a log-normal delay (median S3_MEDIAN, 99th percentile S3_P99, capped at 1 s, a fixed
+# seed so runs repeat) before each request. It forwards the Host header as the agents signed it
+# (SigV4), so s3s-fs accepts their signatures. An infrastructure process like s3s-fs (INFRA_PIDS),
+# stopped by PID. Sets PROXY_PORT and PROXY_STATS_URL.
+start_latency_proxy() {
+    local s3_port="$1" pinned line i
+    PROXY_PORT="$(free_port)"
+    mapfile -t pinned < <(pin "$SERVER_CPUS")
+    local cmd=("$LATENCY_PROXY" --listen "127.0.0.1:$PROXY_PORT" --upstream "http://127.0.0.1:$s3_port" \
+        --median "$S3_MEDIAN" --p99 "$S3_P99")
+    line="$(printf '%q ' "${pinned[@]}" "${cmd[@]}")"
+    echo "${line% }" >>"$RUN_DIR/commands.txt"
+    "${pinned[@]}" "${cmd[@]}" >"$LOG_DIR/s3-latency-proxy.log" 2>&1 </dev/null &
+    local pid=$!
+    STOP_ACTIONS+=("pid $pid")
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || die "the S3 latency proxy (pid $pid) exited during start-up: $(tail -n 5 "$LOG_DIR/s3-latency-proxy.log" | tr '\n' ' ')"
+        port_open "$PROXY_PORT" && break
+        sleep 0.1
+    done
+    port_open "$PROXY_PORT" || die "the S3 latency proxy (pid $pid) did not open 127.0.0.1:$PROXY_PORT within 10s (see $LOG_DIR/s3-latency-proxy.log)"
+    INFRA_PIDS+=("$pid")
+    PROXY_STATS_URL="http://127.0.0.1:$PROXY_PORT/__proxy/stats"
+    log "S3 latency proxy on 127.0.0.1:$PROXY_PORT -> s3s-fs on $s3_port (median $S3_MEDIAN, p99 $S3_P99; pid $pid)"
+}
+
+# The delays the S3 latency proxy actually applied over the system's run, into PROXY_REQUESTS,
+# PROXY_P50_MS and PROXY_P99_MS; null when the system has no proxy.
+latency_proxy_stats() {
+    PROXY_REQUESTS=null PROXY_P50_MS=null PROXY_P99_MS=null
+    [[ -n "$PROXY_STATS_URL" ]] || return 0
+    local stats
+    stats="$(curl -fsS --max-time 10 "$PROXY_STATS_URL")" || die "cannot read the S3 latency proxy's stats ($PROXY_STATS_URL)"
+    read -r PROXY_REQUESTS PROXY_P50_MS PROXY_P99_MS < <(python3 -c \
+        'import json, sys; s = json.load(sys.stdin); print(s["requests"], s["delay_ms_p50"], s["delay_ms_p99"])' <<<"$stats") \
+        || die "cannot parse the S3 latency proxy's stats: $stats"
+    need_num "the proxy's request count" "$PROXY_REQUESTS"
+    need_num "the proxy's p50 delay" "$PROXY_P50_MS"
+    need_num "the proxy's p99 delay" "$PROXY_P99_MS"
 }

@@ -2,8 +2,9 @@
 # system and emits its figures with `emit SYSTEM WORKLOAD key value ...`. Sourced by bench.sh.
 #
 #   run_throughput SYSTEM WORKLOAD TOPIC PARTITIONS COMPRESSION [BATCH_SIZE]  W1/W2: ProducerPerformance, max rate
-#   run_consume SYSTEM TOPIC RECORDS                              ConsumerPerformance over W1's records
-#   run_fixed_rate SYSTEM WORKLOAD TOPIC PERCENT MAX_RPS [IN_FLIGHT]  W3: ProducerPerformance at PERCENT of max
+#   run_consume SYSTEM TOPIC RECORDS [WORKLOAD]                   ConsumerPerformance over W1's records
+#   run_catchup SYSTEM TOPIC RECORDS W2_PUTS W2_MIB               a fresh group reads all of W2's records
+#   run_fixed_rate SYSTEM WORKLOAD TOPIC PERCENT MAX_RPS [IN_FLIGHT [BATCH_SIZE]]  W3: ProducerPerformance at PERCENT of max
 #   run_light_rate SYSTEM WORKLOAD TOPIC RATE                     W3 light: RATE records/s, Java defaults
 #   run_end_to_end SYSTEM TOPIC                                   W4: EndToEndLatency (one record in flight)
 
@@ -105,19 +106,23 @@ produce() { # produce LOGNAME TOPIC RECORDS THROUGHPUT COMPRESSION BATCH_SIZE TI
 }
 
 # BATCH_SIZE (default the bench's BATCH_SIZE) is the producer's batch.size for the probe and the run.
+# Sets T_RECORDS: the records every produce of this call (probe, run, any re-run) added to TOPIC.
 run_throughput() {
     local system="$1" workload="$2" topic="$3" partitions="$4" compression="$5" batch_size="${6:-$BATCH_SIZE}" records
+    T_RECORDS=0
     if ((QUICK)); then
         records="$QUICK_RECORDS"
     else
         # Size the run to about THROUGHPUT_SECONDS from a short probe at full speed.
         produce "$system-$workload-probe" "$topic" "$PROBE_RECORDS" -1 "$compression" "$batch_size" 300
+        T_RECORDS=$((T_RECORDS + P_SENT))
         records="$(awk -v rate="$P_RPS" -v seconds="$THROUGHPUT_SECONDS" -v low="$PROBE_RECORDS" -v high="$MAX_RECORDS" \
             'BEGIN { n = int(rate * seconds); if (n < low) n = low; if (n > high) n = high; print n }')"
     fi
     log "$system $workload: $records records, $partitions partitions, compression $compression, batch.size $batch_size"
     snapshot before
     produce "$system-$workload" "$topic" "$records" -1 "$compression" "$batch_size" $((THROUGHPUT_SECONDS * 5 + 120))
+    T_RECORDS=$((T_RECORDS + P_SENT))
     snapshot after
     local elapsed
     elapsed="$(calc "$records / $P_RPS" 3)"
@@ -130,6 +135,7 @@ run_throughput() {
         log "$system $workload: run took ${elapsed}s, redoing it with $records records"
         snapshot before
         produce "$system-$workload-sized" "$topic" "$records" -1 "$compression" "$batch_size" $((THROUGHPUT_SECONDS * 5 + 120))
+        T_RECORDS=$((T_RECORDS + P_SENT))
         snapshot after
         elapsed="$(calc "$records / $P_RPS" 3)"
     fi
@@ -142,12 +148,13 @@ run_throughput() {
 }
 
 # IN_FLIGHT (default 5, the Java producer's default and the most an idempotent producer may use)
-# caps the requests a connection has waiting for an answer. Above 5 idempotence is turned off: that
+# caps the requests a connection has waiting for an answer; BATCH_SIZE defaults to the bench's
+# (w3-defaults-50 gives the Java producer's default). Above 5 idempotence is turned off: that
 # run shows the server's latency when the client's pipeline is not what queues the records.
 run_fixed_rate() {
-    local system="$1" workload="$2" topic="$3" percent="$4" max_rps="$5" in_flight="${6:-5}" rate
+    local system="$1" workload="$2" topic="$3" percent="$4" max_rps="$5" in_flight="${6:-5}" batch_size="${7:-$BATCH_SIZE}" rate
     rate="$(awk -v r="$max_rps" -v p="$percent" 'BEGIN { x = int(r * p / 100); if (x < 1) x = 1; print x }')"
-    produce_at_rate "$system" "$workload" "$topic" "$rate" "$percent" "$in_flight" "$BATCH_SIZE" "$percent% of $max_rps"
+    produce_at_rate "$system" "$workload" "$topic" "$rate" "$percent" "$in_flight" "$batch_size" "$percent% of $max_rps"
 }
 
 # W3 light: RATE records/s, a constant rather than a share of the system's own W1 max (so it needs
@@ -181,39 +188,76 @@ produce_at_rate() {
     log "$system $workload: p50 $P_P50 ms, p99 $P_P99 ms, p99.9 $P_P999 ms"
 }
 
+# WORKLOAD (default consume) names the group, the logs and the figures. catchup gets twice the
+# time: it reads all of w2-none's topic (probe and any re-run included) over 1,000 partitions, on
+# floe-cluster-s3lat with every bucket read delayed. Sets C_MIB (the MiB the tool read).
 run_consume() {
-    local system="$1" topic="$2" records="$3"
-    local group="bench-consume-$RUN_ID"
-    log "$system consume: $records records from $topic"
+    local system="$1" topic="$2" records="$3" workload="${4:-consume}" timeout_seconds=$((THROUGHPUT_SECONDS * 5 + 120))
+    [[ "$workload" == consume ]] || timeout_seconds=$((THROUGHPUT_SECONDS * 10 + 120))
+    local group="bench-$workload-$RUN_ID"
+    log "$system $workload: $records records from $topic"
     snapshot before
     local security=()
     [[ -z "$CLIENT_CONFIG_FILE" ]] || security=(--consumer.config "$CLIENT_CONFIG_FILE")
-    run_tool $((THROUGHPUT_SECONDS * 5 + 120)) "$system-consume" org.apache.kafka.tools.ConsumerPerformance \
+    run_tool "$timeout_seconds" "$system-$workload" org.apache.kafka.tools.ConsumerPerformance \
         --bootstrap-server "$BOOTSTRAP" --topic "$topic" --messages "$records" --group "$group" --timeout 30000 "${security[@]}"
     snapshot after
-    local out="$LOG_DIR/$system-consume.out"
-    if grep -q "Exiting before consuming the expected number of messages" "$out" "$LOG_DIR/$system-consume.err"; then
-        die "ConsumerPerformance timed out before consuming $records records ($system)"
+    local out="$LOG_DIR/$system-$workload.out"
+    if grep -q "Exiting before consuming the expected number of messages" "$out" "$LOG_DIR/$system-$workload.err"; then
+        die "ConsumerPerformance timed out before consuming $records records ($system $workload)"
     fi
     # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
     # rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
     local line c_mb c_mbs c_n c_ns c_rebalance c_fetch_ms c_fmbs c_fns v
     line="$(grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2} ' "$out" | tail -n 1 || true)"
-    [[ -n "$line" ]] || die "no ConsumerPerformance result line ($system)"
+    [[ -n "$line" ]] || die "no ConsumerPerformance result line ($system $workload)"
     IFS=',' read -r _ _ c_mb c_mbs c_n c_ns c_rebalance c_fetch_ms c_fmbs c_fns <<<"$line"
     for v in c_mb c_mbs c_n c_ns c_rebalance c_fetch_ms c_fmbs c_fns; do
         printf -v "$v" '%s' "$(tr -d ' ' <<<"${!v}")"
         need_num "$v" "${!v}"
     done
-    awk "BEGIN { exit !($c_n >= $records) }" || die "consumer read $c_n of $records records ($system)"
+    awk "BEGIN { exit !($c_n >= $records) }" || die "consumer read $c_n of $records records ($system $workload)"
     # Fetch time excludes the group join; the server's CPU covers the whole window.
     local seconds
     seconds="$(calc "$c_fetch_ms / 1000" 3)"
     awk "BEGIN { exit !($seconds > 0) }" || seconds="$(calc "$S_after_time - $S_before_time" 3)"
     difference "$seconds" "$records"
-    emit "$system" consume records "$c_n" mib_per_sec "$c_mbs" fetch_mib_per_sec "$c_fmbs" \
+    C_MIB="$c_mb"
+    emit "$system" "$workload" records "$c_n" mib_per_sec "$c_mbs" fetch_mib_per_sec "$c_fmbs" \
         rebalance_ms "$c_rebalance" server_cpu_seconds "$D_CPU" mib_per_sec_per_core "$D_MIB_PER_CORE"
-    log "$system consume: $c_fmbs MiB/s (fetch), $c_mbs MiB/s incl. group join"
+    log "$system $workload: $c_fmbs MiB/s (fetch), $c_mbs MiB/s incl. group join"
+}
+
+# catchup: a consumer that was away reads a 1,000-partition topic from the start (all RECORDS
+# of w2-none), so nearly every fetch misses the agents' cache and reads the bucket. Besides
+# run_consume's figures: the bucket GETs and bytes the agents' /metrics count over the read, the
+# GETs per GiB read, and the objects per GiB the data was written in (W2_PUTS objects PUT for
+# W2_MIB MiB by w2-none's measured run). GETs per object above 1 means an object is fetched
+# piecemeal (a range per partition or per fetch); below 1, some of it came from the agents' cache.
+# Kafka has no bucket: null there.
+run_catchup() {
+    local system="$1" topic="$2" records="$3" w2_puts="$4" w2_mib="$5"
+    local gets_metric='floe_object_store_operations_total{operation="get",outcome="ok"}'
+    local bytes_metric='floe_object_store_bytes_total{operation="get"}'
+    local gets_before bytes_before
+    gets_before="$(metric_sum "$gets_metric")"
+    bytes_before="$(metric_sum "$bytes_metric")"
+    run_consume "$system" "$topic" "$records" catchup
+    local gets_after bytes_after
+    gets_after="$(metric_sum "$gets_metric")"
+    bytes_after="$(metric_sum "$bytes_metric")"
+    local gets=null get_mib=null gets_per_gib=null objects_per_gib=null gets_per_object=null
+    if [[ "$gets_before" != null ]]; then
+        [[ "$w2_puts" =~ ^[1-9][0-9]*$ ]] || die "w2-none's run PUT no objects ($system): nothing to compare catchup's GETs with"
+        gets=$((gets_after - gets_before))
+        get_mib="$(calc "($bytes_after - $bytes_before) / 1048576" 2)"
+        gets_per_gib="$(calc "$gets * 1024 / $C_MIB" 1)"
+        objects_per_gib="$(calc "$w2_puts * 1024 / $w2_mib" 1)"
+        gets_per_object="$(calc "($gets / $C_MIB) / ($w2_puts / $w2_mib)" 2)" # unrounded, unlike the two above
+    fi
+    emit "$system" catchup object_gets "$gets" object_get_mib "$get_mib" gets_per_gib "$gets_per_gib" \
+        objects_per_gib "$objects_per_gib" gets_per_object "$gets_per_object"
+    [[ "$gets" == null ]] || log "$system catchup: $gets GETs ($get_mib MiB) from the bucket, $gets_per_gib per GiB read; w2-none wrote $objects_per_gib objects per GiB"
 }
 
 # EndToEndLatency's summary into E_AVG, E_P50, E_P99, E_P999.

@@ -1,0 +1,3 @@
+module floe.dev/s3-latency-proxy
+
+go 1.22
