@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check charts/floe offline: helm lint --strict and helm template | kubeconform -strict for every
-# value set, no wildcard RBAC, a misspelt value rejected, and the CRD examples validated against the
-# real CRD schemas (with deliberately broken objects that must be rejected). See README.md.
+# value set, no wildcard RBAC, a misspelt value rejected, the CRD examples validated against the
+# real CRD schemas (with deliberately broken objects that must be rejected), and the dashboard's and
+# alerts' PromQL parsed and checked against the metrics Floe exports. See README.md.
 #
 #   e2e/chart/check.sh          # or: make chart
 #
@@ -23,6 +24,9 @@ KUBE_VERSION=1.36.0
 # The chart's optional Certificate and Issuer (cert-manager.io/v1) are checked against this
 # release's CRDs.
 CERT_MANAGER_VERSION=v1.21.2
+# The chart's optional PodMonitors and PrometheusRule (monitoring.coreos.com/v1) are checked against
+# this Prometheus Operator release's CRDs.
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/e2e/chart"
@@ -170,6 +174,49 @@ make_cert_manager_schemas() {
     mv "$CM_SCHEMAS.tmp" "$CM_SCHEMAS"
 }
 
+# The Prometheus Operator's PodMonitor, ServiceMonitor and PrometheusRule CRDs
+# (example/prometheus-operator-crd in its Go module), as CRDs-catalog schemas.
+PO_SCHEMAS="$CACHE/kubeconform-schemas/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
+make_prometheus_operator_schemas() {
+    local stamp
+    stamp="$(stamp_of "$K8S_SCHEMAS/.complete")"
+    [[ -f "$PO_SCHEMAS/.complete" && "$(cat "$PO_SCHEMAS/.complete")" == "$stamp" ]] && return 0
+    local crds f
+    crds="$(module_dir github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION")/example/prometheus-operator-crd"
+    local files=()
+    for f in podmonitors servicemonitors prometheusrules; do
+        [[ -f "$crds/monitoring.coreos.com_$f.yaml" ]] || die "no $crds/monitoring.coreos.com_$f.yaml"
+        files+=("$crds/monitoring.coreos.com_$f.yaml")
+    done
+    log "generating Prometheus Operator $PROMETHEUS_OPERATOR_VERSION schemas from $crds"
+    rm -rf "$PO_SCHEMAS.tmp" "$PO_SCHEMAS"
+    "$YAML2JSON" "${files[@]}" |
+        python3 "$HERE/schemas.py" crd "$PO_SCHEMAS.tmp" "$K8S_SCHEMAS/configmap-v1.json" >&2
+    echo "$stamp" >"$PO_SCHEMAS.tmp/.complete"
+    mv "$PO_SCHEMAS.tmp" "$PO_SCHEMAS"
+}
+
+# --- PromQL parser ----------------------------------------------------------------------------
+# promql_python: print a Python that has promql-parser at the version e2e/python/requirements.txt
+# pins: the e2e venv, which `make deps` fills from that file; when the venv lacks it (a chart-only
+# run), pip installs that one package (a prebuilt wheel) into it.
+VENV="$CACHE/venv"
+promql_python() {
+    local want py="$VENV/bin/python"
+    want="$(sed -n 's/^promql-parser==\([^ #]*\).*/\1/p' "$ROOT/e2e/python/requirements.txt")"
+    [[ -n "$want" ]] || die "no promql-parser==VERSION line in e2e/python/requirements.txt"
+    if ! "$py" -c "import importlib.metadata as m, promql_parser, sys; sys.exit(m.version('promql-parser') != '$want')" 2>/dev/null; then
+        if [[ ! -x "$py" ]]; then
+            log "creating Python venv $VENV"
+            python3 -m venv "$VENV" >&2 || die "python3 -m venv $VENV failed (Debian: apt-get install python3-venv)"
+        fi
+        log "pip install promql-parser==$want into $VENV"
+        "$py" -m pip install -q --disable-pip-version-check "promql-parser==$want" >&2 ||
+            die "pip install promql-parser==$want into $VENV failed"
+    fi
+    echo "$py"
+}
+
 # --- Checks -----------------------------------------------------------------------------------
 FAILED=()
 SUMMARY=()
@@ -185,6 +232,8 @@ KUBECONFORM="$BIN/kubeconform"
 YAML2JSON="$(yaml2json_bin)"
 with_lock schemas make_k8s_schemas
 with_lock schemas make_cert_manager_schemas
+with_lock schemas make_prometheus_operator_schemas
+PROMQL_PY="$(with_lock venv promql_python)"
 FLOE_SCHEMAS="$WORK/floe-schemas"
 "$YAML2JSON" "$ROOT"/crds/*.yaml |
     python3 "$HERE/schemas.py" crd "$FLOE_SCHEMAS" "$K8S_SCHEMAS/configmap-v1.json" >/dev/null ||
@@ -208,6 +257,7 @@ KC_LOCATIONS=(
     -schema-location "$K8S_SCHEMAS/{{ .ResourceKind }}{{ .KindSuffix }}.json"
     -schema-location "$FLOE_SCHEMAS/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
     -schema-location "$CM_SCHEMAS/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
+    -schema-location "$PO_SCHEMAS/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
 )
 kubeconform_json() { "$KUBECONFORM" -strict -summary -verbose -output json "${KC_LOCATIONS[@]}" "$@"; }
 
@@ -302,6 +352,24 @@ if msg="$(python3 "$HERE/verdict.py" reject "${REJECTS[@]}" <"$WORK/reject.json"
     SUMMARY+=("$msg")
 else
     failed "kubeconform -strict must reject every file in e2e/chart/reject"
+fi
+
+# 6. The dashboard and the alerts: every PromQL expression parses (promql-parser), and names only
+# metrics the agent or the operator exports (read from the Rust sources); the dashboard, the
+# PrometheusRule and the PodMonitors are well-formed. The self-test first proves the check rejects
+# an unknown metric and a syntax error. The rendering is ci/monitoring-values.yaml's, from step 1.
+MONITORING_RENDERING="$WORK/rendered/ci-monitoring-values.yaml"
+if msg="$("$PROMQL_PY" "$HERE/monitoring.py" self-test "$ROOT")"; then
+    pass "monitoring.py $msg"
+else
+    failed "monitoring.py self-test: the PromQL check must reject unknown metrics and syntax errors"
+fi
+if [[ ! -f "$MONITORING_RENDERING" ]]; then
+    failed "no rendering of charts/floe/ci/monitoring-values.yaml (see step 1)"
+elif msg="$("$PROMQL_PY" "$HERE/monitoring.py" check "$ROOT" "$YAML2JSON" "$MONITORING_RENDERING")"; then
+    pass "dashboard and alerts (ci/monitoring-values.yaml): $msg"
+else
+    failed "dashboard and alert queries must parse and name only exported metrics"
 fi
 
 echo
