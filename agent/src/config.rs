@@ -28,6 +28,41 @@ pub enum Command {
     /// Operator tools.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Topics: create, list, describe, alter-config, add-partitions, delete.
+    Topic {
+        #[command(subcommand)]
+        command: crate::cli::TopicCommand,
+        #[command(flatten)]
+        client: crate::cli::ClientArgs,
+    },
+    /// Produce records, one per line, from standard input or --file.
+    Produce {
+        #[command(flatten)]
+        args: crate::cli::ProduceArgs,
+        #[command(flatten)]
+        client: crate::cli::ClientArgs,
+    },
+    /// Print a topic's records, from an offset, a time or a group's commits.
+    Consume {
+        #[command(flatten)]
+        args: crate::cli::ConsumeArgs,
+        #[command(flatten)]
+        client: crate::cli::ClientArgs,
+    },
+    /// Consumer groups: list, describe (with lag), seek, delete.
+    Group {
+        #[command(subcommand)]
+        command: crate::cli::GroupCommand,
+        #[command(flatten)]
+        client: crate::cli::ClientArgs,
+    },
+    /// The cluster: its agents and zones.
+    Cluster {
+        #[command(subcommand)]
+        command: crate::cli::ClusterCommand,
+        #[command(flatten)]
+        client: crate::cli::ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,10 +6,13 @@
 //! in-order responses) → `handlers` (one module per Kafka API) → `storage` (segment format, writer,
 //! reader, cache) and `metadata` (journal, state machine, replica) and `groups` (classic consumer
 //! group coordinator) → `http` (health, metrics). `fuzzing` holds the fuzz targets' entry points.
+//! `cli` is a Kafka client (the `floe topic`/`produce`/`consume`/`group` commands); nothing in the
+//! agent uses it.
 
 pub mod admin;
 pub mod agent;
 pub mod authorization;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod coordination;

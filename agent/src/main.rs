@@ -1,4 +1,5 @@
-//! The `floe` binary: `floe agent`, `floe playground` and `floe admin`.
+//! The `floe` binary: `floe agent`, `floe playground`, `floe admin`, and the Kafka client
+//! commands (`floe topic`, `produce`, `consume`, `group`, `cluster`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -89,6 +90,12 @@ async fn run() -> anyhow::Result<()> {
             print!("{report}");
             return Ok(());
         }
+        // The Kafka client commands: blocking, one request at a time, nothing to drain.
+        Command::Topic { command, client } => return floe_agent::cli::topic(&client, command),
+        Command::Produce { args, client } => return floe_agent::cli::produce(&client, args),
+        Command::Consume { args, client } => return floe_agent::cli::consume(&client, args),
+        Command::Group { command, client } => return floe_agent::cli::group(&client, command),
+        Command::Cluster { command, client } => return floe_agent::cli::cluster(&client, command),
         Command::Admin(AdminCommand::Fsck(args)) => {
             let cluster = cluster_settings(&args.metadata, &args.cluster);
             let report = admin::fsck(&args.metadata, cluster.as_ref(), &args.object_store, &s3_options(&args.cluster)).await?;

@@ -19,6 +19,8 @@
 //!   another position than it was acknowledged, or from outside the run, fails too.
 
 use anyhow::{bail, ensure, Context, Result};
+/// Kafka's default partitioner, as `floe produce` uses it.
+pub use floe_agent::cli::partitioner::{default_partition, murmur2};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};
@@ -965,38 +967,6 @@ fn gap_problems(read_back: &ReadBack, problems: &mut Problems) {
     }
 }
 
-/// The partition Kafka's default partitioner (`BuiltInPartitioner.partitionForKey`) picks for a
-/// key: murmur2 made positive, modulo the partition count.
-pub fn default_partition(key: &[u8], partitions: i32) -> i32 {
-    (murmur2(key) & 0x7fff_ffff) % partitions
-}
-
-/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`, seed 0x9747b28c).
-pub fn murmur2(key: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    let mut hash = SEED ^ key.len() as u32;
-    let chunks = key.chunks_exact(4);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        let mut k = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
-        k = k.wrapping_mul(M);
-        k ^= k >> 24;
-        k = k.wrapping_mul(M);
-        hash = hash.wrapping_mul(M) ^ k;
-    }
-    if !tail.is_empty() {
-        for (position, byte) in tail.iter().enumerate().rev() {
-            hash ^= (*byte as u32) << (8 * position);
-        }
-        hash = hash.wrapping_mul(M);
-    }
-    hash ^= hash >> 13;
-    hash = hash.wrapping_mul(M);
-    hash ^= hash >> 15;
-    hash as i32
-}
-
 fn describe_headers(headers: &[(String, Vec<u8>)]) -> String {
     headers.iter().map(|(key, value)| format!("{key}={}", String::from_utf8_lossy(value))).collect::<Vec<_>>().join(",")
 }
@@ -1336,21 +1306,6 @@ mod tests {
             replace(good_lines(), &ack(2, 0, 1), &ack(2, 0, 1).replace(r#""partition":0,"offset":1"#, r#""partition":null,"offset":null"#));
         let error = format!("{:#}", check(&lines).unwrap_err());
         assert!(error.contains("the acknowledgement of record 2 has no partition and offset"), "{error}");
-    }
-
-    #[test]
-    fn murmur2_matches_kafkas_test_vectors() {
-        let vectors: [(&[u8], i32); 6] = [
-            (b"21", -973932308),
-            (b"foobar", -790332482),
-            (b"a-little-bit-long-string", -985981536),
-            (b"a-little-bit-longer-string", -1486304829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
-            (b"abc", 479470107),
-        ];
-        for (key, hash) in vectors {
-            assert_eq!(murmur2(key), hash, "{}", String::from_utf8_lossy(key));
-        }
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Apache Kafka's own command-line tools (4.1.1, run from the Maven Central jars that
 //! install-deps.sh caches) against a playground process: kafka-topics, kafka-configs,
 //! kafka-console-producer/-consumer, kafka-consumer-groups and the verifiable producer and consumer
-//! that Kafka's system tests use. Every assertion parses the tools' output.
+//! that Kafka's system tests use. Every assertion parses the tools' output. Also the README's
+//! `floe topic`/`produce`/`consume`/`group` commands, run verbatim.
 
 use anyhow::{bail, ensure, Context, Result};
 use floe_e2e::matrix::Cell;
-use floe_e2e::{batches, kafka, kafka_tool, run_with_timeout, wait_until, Playground};
+use floe_e2e::{batches, kafka, kafka_tool, run_with_timeout, wait_until, Finished, Playground};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -705,5 +706,79 @@ fn kafka_consumer_groups_describes_a_group_of_kip_848_console_consumers() -> Res
     printed.dedup();
     ensure!(printed.len() == RECORDS, "the two members printed {} distinct records, expected {RECORDS}", printed.len());
     cell.pass();
+    Ok(())
+}
+
+const README_MARKER: &str = "<!-- run verbatim by e2e/tests/kafka_cli.rs -->";
+
+/// The `sh` block after the marker in README.md.
+fn readme_floe_block() -> Result<String> {
+    let readme = std::fs::read_to_string(floe_e2e::repository_root().join("README.md"))?;
+    let after = &readme[readme.find(README_MARKER).context("README.md has no block marked for kafka_cli.rs")? + README_MARKER.len()..];
+    let body = after.trim_start().strip_prefix("```sh\n").context("the marker is not followed by a ```sh block")?;
+    Ok(body[..body.find("\n```\n").context("an unterminated ```sh block")? + 1].to_string())
+}
+
+/// Runs `script` with bash in `directory` (where `target/release/floe` is the binary under test),
+/// with FLOE_BOOTSTRAP naming the playground; stops at the first failing command.
+fn floe_shell(directory: &Path, bootstrap: &str, script: &str) -> Result<Finished> {
+    let mut command = Command::new("bash");
+    command.args(["-euo", "pipefail", "-c", script]).current_dir(directory).env("FLOE_BOOTSTRAP", bootstrap).stdin(Stdio::null());
+    run_with_timeout(command, TOOL_TIMEOUT)
+}
+
+/// Table rows of `output` (after its header line) whose first column is `first`, split on spaces.
+fn rows_starting<'a>(output: &'a str, first: &str) -> Vec<Vec<&'a str>> {
+    output.lines().map(|line| line.split_whitespace().collect::<Vec<_>>()).filter(|cells| cells.first() == Some(&first)).collect()
+}
+
+/// Issue 21, done-when 1: the README's path after `make run` (`floe topic create`, `floe produce`,
+/// `floe consume`, `floe group describe`), run verbatim by bash with nothing but the floe binary,
+/// against a playground; what each command printed is checked, then everything is read back after
+/// a restart, and a missing topic fails with Kafka's error name.
+#[test]
+fn the_readmes_floe_commands_work_verbatim_against_the_playground() -> Result<()> {
+    let block = readme_floe_block()?;
+    let mut playground = Playground::start(&[])?;
+    // `export PATH="$PWD/target/release:$PATH"` as in a checkout: the binary under test stands there.
+    let checkout = tempfile::Builder::new().prefix("floe-cli-").tempdir()?;
+    std::fs::create_dir_all(checkout.path().join("target/release"))?;
+    std::os::unix::fs::symlink(floe_e2e::floe_binary()?, checkout.path().join("target/release/floe"))?;
+    let run = floe_shell(checkout.path(), &playground.bootstrap, &block)?;
+    ensure!(run.status.success(), "the README's floe block failed ({}):\n{block}\n--- stdout ---\n{}\n--- stderr ---\n{}", run.status, run.stdout, run.stderr);
+    let out = &run.stdout;
+    ensure!(rows_starting(out, "demo").iter().any(|row| row[1..] == ["3", "created"]), "topic create did not report demo with 3 partitions:\n{out}");
+    // Two keyless records go round-robin: one each to two partitions, both at offset 0.
+    let produced: Vec<Vec<&str>> =
+        out.lines().map(|line| line.split_whitespace().collect::<Vec<_>>()).filter(|cells| cells.len() == 3 && cells[1..] == ["0", "1"]).collect();
+    ensure!(produced.len() >= 2, "produce did not report two records at offset 0:\n{out}");
+    let consumed: BTreeSet<&str> = out.lines().filter(|line| *line == "hello" || *line == "world").collect();
+    ensure!(consumed == BTreeSet::from(["hello", "world"]), "consume did not print both records:\n{out}");
+    ensure!(out.contains("STATE    Empty"), "group describe did not show the group (empty: the consumer has stopped):\n{out}");
+    let lags: Vec<Vec<&str>> = rows_starting(out, "demo").into_iter().filter(|row| row.len() == 5).collect();
+    ensure!(lags.len() == 3, "group describe did not list the 3 partitions of demo:\n{out}");
+    for row in &lags {
+        ensure!(row[2] == row[3] && row[4] == "0", "partition {} of demo: committed {}, end {}, lag {} after reading everything", row[1], row[2], row[3], row[4]);
+    }
+
+    // Everything acknowledged reads back after a restart (no cache of fresh segments), and the
+    // JSON output parses.
+    playground.restart()?;
+    let again = floe_shell(
+        checkout.path(),
+        &playground.bootstrap,
+        "target/release/floe consume demo --count 2 --format '%p %o %v\\n' && target/release/floe group describe readers -o json",
+    )?;
+    ensure!(again.status.success(), "after the restart: {}\n{}", again.stdout, again.stderr);
+    let mut values: Vec<&str> = again.stdout.lines().filter_map(|line| line.split_whitespace().nth(2)).filter(|value| ["hello", "world"].contains(value)).collect();
+    values.sort();
+    ensure!(values == ["hello", "world"], "after the restart consume printed:\n{}", again.stdout);
+    let partitions: Vec<serde_json::Value> =
+        again.stdout.lines().filter(|line| line.starts_with('{')).map(serde_json::from_str).collect::<Result<_, _>>()?;
+    ensure!(partitions.len() == 3 && partitions.iter().all(|row| row["lag"] == 0), "group describe -o json after the restart:\n{}", again.stdout);
+
+    let missing = floe_shell(checkout.path(), &playground.bootstrap, "target/release/floe consume no-such-topic --count 1")?;
+    ensure!(!missing.status.success(), "consuming a missing topic succeeded");
+    ensure!(missing.stderr.contains("UNKNOWN_TOPIC_OR_PARTITION"), "a missing topic gave: {}", missing.stderr);
     Ok(())
 }
