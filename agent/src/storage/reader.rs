@@ -82,19 +82,20 @@ impl SegmentReader {
             .into_iter()
             .flat_map(|(object, chunks)| coalesce(chunks).into_iter().map(move |(range, chunks)| (Arc::clone(&object), range, chunks)))
             .collect();
-        let mut results = futures::stream::iter(gets)
-            .map(|(object, range, chunks)| async move {
-                let bytes = self.store.get_range(&object, range.clone()).await;
-                (object, range, chunks, bytes)
-            })
+        // The GETs own what they ask for (an index into `gets`), so the stream borrows nothing.
+        let requests: Vec<(usize, Arc<str>, Range<u64>)> =
+            gets.iter().enumerate().map(|(index, (object, range, _))| (index, Arc::clone(object), range.clone())).collect();
+        let mut results = futures::stream::iter(requests)
+            .map(|(index, object, range)| async move { (index, self.store.get_range(&object, range).await) })
             .buffer_unordered(PARALLEL_GETS);
-        while let Some((object, range, chunks, bytes)) = results.next().await {
+        while let Some((index, bytes)) = results.next().await {
+            let (object, range, chunks) = &gets[index];
             // A failed GET leaves its chunks out; `read_chunk` retries each and names the failure.
             let Ok(bytes) = bytes else { continue };
             if bytes.len() as u64 != range.end - range.start {
                 continue;
             }
-            self.cache.insert(&object, range.start, bytes.clone());
+            self.cache.insert(object, range.start, bytes.clone());
             for chunk in chunks {
                 let from = (chunk.byte_start - range.start) as usize;
                 found.insert(chunk, bytes.slice(from..from + chunk.byte_len as usize));
