@@ -510,7 +510,7 @@ async fn a_playground_topic_with_five_seconds_of_retention_loses_its_old_records
             producer
                 .send(FutureRecord::to("short-lived").partition(0).key(&key).payload(&value), Duration::from_secs(10))
                 .await
-                .map(|(_, offset)| offset)
+                .map(|delivery| delivery.offset)
                 .map_err(|(error, _)| anyhow::anyhow!("produce failed: {error}"))
         }
     };
