@@ -115,8 +115,11 @@ fn split_batches(records: Vec<Record>) -> Vec<Vec<Record>> {
 
 /// Produces one batch with acks=all; returns the offset of its first record.
 fn send_batch(client: &mut Client, topic: &str, partition: i32, leader: i32, mut records: Vec<Record>) -> Result<(i64, usize)> {
+    // The encoder keeps records in one batch while offset - sequence stays the same; without a
+    // producer id the broker reads neither beyond the batch's own bookkeeping.
     for (index, record) in records.iter_mut().enumerate() {
         record.offset = index as i64;
+        record.sequence = index as i32;
     }
     let mut encoded = BytesMut::new();
     RecordBatchEncoder::encode(&mut encoded, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
@@ -368,7 +371,7 @@ mod tests {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset,
-            sequence: -1,
+            sequence: offset as i32,
             timestamp: 1_767_225_600_000,
             key: key.map(|key| Bytes::from(key.to_string())),
             value: Some(Bytes::from(value.to_string())),

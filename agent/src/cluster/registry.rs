@@ -314,15 +314,11 @@ impl ClusterView for Registry {
 }
 
 /// The live view limited to the agents that serve what `local` serves (`ClusterView::advertised`).
+/// Like the live view it is never empty: a draining agent with no compatible peer left keeps
+/// advertising itself rather than agents that would refuse its clients' requests.
 fn advertised_view(local: &AgentRecord, records: &[AgentRecord]) -> Vec<NodeInfo> {
     let compatible: Vec<AgentRecord> = records.iter().filter(|record| serves_what(record, local)).cloned().collect();
-    let advertised = live_view(local, &compatible);
-    // A draining agent whose compatible peers are all gone still answers with someone.
-    if advertised.is_empty() {
-        live_view(local, records)
-    } else {
-        advertised
-    }
+    live_view(local, &compatible)
 }
 
 /// Whether `record` serves every kind of client traffic `local` serves (so `local`'s clients may
@@ -408,8 +404,9 @@ mod tests {
     }
 
     #[test]
-    fn a_draining_agent_without_compatible_peers_still_advertises_someone() {
+    fn a_draining_agent_without_compatible_peers_advertises_itself_not_an_agent_that_would_refuse() {
         let local = AgentRecord { draining: true, ..with_roles(1, &["produce"]) };
-        assert_eq!(ids(&advertised_view(&local, &[local.clone(), with_roles(2, &["fetch"])])), [2]);
+        assert_eq!(ids(&advertised_view(&local, &[local.clone(), with_roles(2, &["fetch"])])), [1]);
+        assert_eq!(ids(&advertised_view(&local, &[local.clone(), with_roles(2, &["fetch"]), with_roles(3, &["produce"])])), [3]);
     }
 }
