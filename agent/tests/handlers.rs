@@ -106,8 +106,9 @@ fn metric(text: &str, sample: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_of_partitions_stored_side_by_side_reads_their_object_with_one_get() {
-    // No cache: every fetch goes to the bucket, as on an agent that did not write the object.
-    let agent = InProcess::start_with(&["--cache-bytes", "0"]).await;
+    // A cache of one byte holds nothing: every fetch goes to the bucket, as on an agent that did
+    // not write the object.
+    let agent = InProcess::start_with(&["--cache-bytes", "1"]).await;
     agent.create_topic("wide", 8).await;
     // One produce to all eight partitions: one flush, one object holding eight chunks.
     produce_to_every_partition(&agent, "wide", 8, 0).await;
@@ -155,7 +156,7 @@ async fn produce_to_every_partition(agent: &InProcess, name: &str, partitions: i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_too_small_for_everything_is_filled_from_the_earliest_objects_across_partitions() {
-    let agent = InProcess::start_with(&["--cache-bytes", "0"]).await;
+    let agent = InProcess::start_with(&["--cache-bytes", "1"]).await;
     agent.create_topic("behind", 4).await;
     // Three objects, each holding one batch of every partition.
     for round in 0..3 {
