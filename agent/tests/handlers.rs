@@ -120,7 +120,9 @@ async fn a_fetch_of_partitions_stored_side_by_side_reads_their_object_with_one_g
             .with_topic(topic("wide"))
             .with_partitions(
                 (0..8)
-                    .map(|partition| FetchPartition::default().with_partition(partition).with_fetch_offset(0).with_partition_max_bytes(1 << 20))
+                    .map(|partition| {
+                        FetchPartition::default().with_partition(partition).with_fetch_offset(0).with_partition_max_bytes(1 << 20)
+                    })
                     .collect(),
             )]);
     let ResponseKind::Fetch(response) = agent.call(ApiKey::Fetch, 12, RequestKind::Fetch(request)).await else {
@@ -166,7 +168,9 @@ async fn a_response_too_small_for_everything_is_filled_from_the_earliest_objects
     let batch_bytes = common::batch(0, 3).len() as i32;
     let request = FetchRequest::default().with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(4 * batch_bytes).with_topics(vec![
         FetchTopic::default().with_topic(topic("behind")).with_partitions(
-            (0..4).map(|partition| FetchPartition::default().with_partition(partition).with_fetch_offset(0).with_partition_max_bytes(1 << 20)).collect(),
+            (0..4)
+                .map(|partition| FetchPartition::default().with_partition(partition).with_fetch_offset(0).with_partition_max_bytes(1 << 20))
+                .collect(),
         ),
     ]);
     let ResponseKind::Fetch(response) = agent.call(ApiKey::Fetch, 12, RequestKind::Fetch(request)).await else {

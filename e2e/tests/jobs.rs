@@ -520,7 +520,9 @@ async fn a_playground_topic_with_five_seconds_of_retention_loses_its_old_records
     let written: Vec<std::path::PathBuf> = segment_files(&playground)?.difference(&before).cloned().collect();
     ensure!(!written.is_empty(), "producing wrote no segment object into the data directory");
 
-    let waited = wait_until("retention to drop the five records", Duration::from_secs(30), || Ok(earliest(&playground.bootstrap, "short-lived", 0)? == 5))?;
+    let waited = wait_until("retention to drop the five records", Duration::from_secs(30), || {
+        Ok(earliest(&playground.bootstrap, "short-lived", 0)? == 5)
+    })?;
     let (error, _) = fetch_raw(&playground.bootstrap, "short-lived", 0, 0)?;
     ensure!(error == OFFSET_OUT_OF_RANGE, "fetching a retained-away offset answered error {error}");
     wait_until("GC of the objects that held them", Duration::from_secs(30), || Ok(written.iter().all(|file| !file.exists())))?;

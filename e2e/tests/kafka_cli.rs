@@ -745,12 +745,24 @@ fn the_readmes_floe_commands_work_verbatim_against_the_playground() -> Result<()
     std::fs::create_dir_all(checkout.path().join("target/release"))?;
     std::os::unix::fs::symlink(floe_e2e::floe_binary()?, checkout.path().join("target/release/floe"))?;
     let run = floe_shell(checkout.path(), &playground.bootstrap, &block)?;
-    ensure!(run.status.success(), "the README's floe block failed ({}):\n{block}\n--- stdout ---\n{}\n--- stderr ---\n{}", run.status, run.stdout, run.stderr);
+    ensure!(
+        run.status.success(),
+        "the README's floe block failed ({}):\n{block}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
     let out = &run.stdout;
-    ensure!(rows_starting(out, "demo").iter().any(|row| row[1..] == ["3", "created"]), "topic create did not report demo with 3 partitions:\n{out}");
+    ensure!(
+        rows_starting(out, "demo").iter().any(|row| row[1..] == ["3", "created"]),
+        "topic create did not report demo with 3 partitions:\n{out}"
+    );
     // Two keyless records go round-robin: one each to two partitions, both at offset 0.
-    let produced: Vec<Vec<&str>> =
-        out.lines().map(|line| line.split_whitespace().collect::<Vec<_>>()).filter(|cells| cells.len() == 3 && cells[1..] == ["0", "1"]).collect();
+    let produced: Vec<Vec<&str>> = out
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|cells| cells.len() == 3 && cells[1..] == ["0", "1"])
+        .collect();
     ensure!(produced.len() >= 2, "produce did not report two records at offset 0:\n{out}");
     let consumed: BTreeSet<&str> = out.lines().filter(|line| *line == "hello" || *line == "world").collect();
     ensure!(consumed == BTreeSet::from(["hello", "world"]), "consume did not print both records:\n{out}");
@@ -758,7 +770,14 @@ fn the_readmes_floe_commands_work_verbatim_against_the_playground() -> Result<()
     let lags: Vec<Vec<&str>> = rows_starting(out, "demo").into_iter().filter(|row| row.len() == 5).collect();
     ensure!(lags.len() == 3, "group describe did not list the 3 partitions of demo:\n{out}");
     for row in &lags {
-        ensure!(row[2] == row[3] && row[4] == "0", "partition {} of demo: committed {}, end {}, lag {} after reading everything", row[1], row[2], row[3], row[4]);
+        ensure!(
+            row[2] == row[3] && row[4] == "0",
+            "partition {} of demo: committed {}, end {}, lag {} after reading everything",
+            row[1],
+            row[2],
+            row[3],
+            row[4]
+        );
     }
 
     // Everything acknowledged reads back after a restart (no cache of fresh segments), and the
@@ -770,12 +789,17 @@ fn the_readmes_floe_commands_work_verbatim_against_the_playground() -> Result<()
         "target/release/floe consume demo --count 2 --format '%p %o %v\\n' && target/release/floe group describe readers -o json",
     )?;
     ensure!(again.status.success(), "after the restart: {}\n{}", again.stdout, again.stderr);
-    let mut values: Vec<&str> = again.stdout.lines().filter_map(|line| line.split_whitespace().nth(2)).filter(|value| ["hello", "world"].contains(value)).collect();
+    let mut values: Vec<&str> =
+        again.stdout.lines().filter_map(|line| line.split_whitespace().nth(2)).filter(|value| ["hello", "world"].contains(value)).collect();
     values.sort();
     ensure!(values == ["hello", "world"], "after the restart consume printed:\n{}", again.stdout);
     let partitions: Vec<serde_json::Value> =
         again.stdout.lines().filter(|line| line.starts_with('{')).map(serde_json::from_str).collect::<Result<_, _>>()?;
-    ensure!(partitions.len() == 3 && partitions.iter().all(|row| row["lag"] == 0), "group describe -o json after the restart:\n{}", again.stdout);
+    ensure!(
+        partitions.len() == 3 && partitions.iter().all(|row| row["lag"] == 0),
+        "group describe -o json after the restart:\n{}",
+        again.stdout
+    );
 
     let missing = floe_shell(checkout.path(), &playground.bootstrap, "target/release/floe consume no-such-topic --count 1")?;
     ensure!(!missing.status.success(), "consuming a missing topic succeeded");

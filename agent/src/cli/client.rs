@@ -28,8 +28,10 @@ struct Connection {
 
 impl Connection {
     fn open(address: &str) -> Result<Self> {
-        let resolved: Vec<_> =
-            address.to_socket_addrs().with_context(|| format!("cannot resolve {address:?} (expected host:port, e.g. 127.0.0.1:9092)"))?.collect();
+        let resolved: Vec<_> = address
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {address:?} (expected host:port, e.g. 127.0.0.1:9092)"))?
+            .collect();
         let mut last_error = None;
         for candidate in resolved {
             match TcpStream::connect_timeout(&candidate, CONNECT_TIMEOUT) {
@@ -42,7 +44,9 @@ impl Connection {
             }
         }
         match last_error {
-            Some(error) => Err(error).with_context(|| format!("cannot connect to {address}; is an agent running there? (make run starts one on 127.0.0.1:9092)")),
+            Some(error) => Err(error).with_context(|| {
+                format!("cannot connect to {address}; is an agent running there? (make run starts one on 127.0.0.1:9092)")
+            }),
             None => bail!("{address:?} resolves to no address"),
         }
     }
@@ -64,7 +68,9 @@ impl Connection {
         let address = self.address.clone();
         self.stream.write_all(&frame).with_context(|| format!("sending {api:?} to {address}"))?;
         let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).with_context(|| format!("reading the {api:?} response from {address} (the connection closed or timed out)"))?;
+        self.stream
+            .read_exact(&mut size)
+            .with_context(|| format!("reading the {api:?} response from {address} (the connection closed or timed out)"))?;
         let size = i32::from_be_bytes(size);
         if size < 4 || size as usize > MAX_RESPONSE_BYTES {
             bail!("{address} answered {api:?} with a frame of {size} bytes");
@@ -163,9 +169,9 @@ impl Client {
 
     /// Metadata for `topics` (all topics when `None`); remembers the brokers it names.
     pub fn metadata(&mut self, topics: Option<&[String]>) -> Result<MetadataResponse> {
-        let request = MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(topics.map(|names| {
-            names.iter().map(|name| MetadataRequestTopic::default().with_name(Some(topic_name(name)))).collect()
-        }));
+        let request = MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(
+            topics.map(|names| names.iter().map(|name| MetadataRequestTopic::default().with_name(Some(topic_name(name)))).collect()),
+        );
         let response: MetadataResponse = self.call(ApiKey::Metadata, 12, &request)?;
         for broker in &response.brokers {
             self.brokers.insert(
@@ -191,7 +197,8 @@ impl Client {
         let response = self.metadata(Some(&[topic.to_string()][..]))?;
         let found = response.topics.first().with_context(|| format!("Metadata did not answer for topic {topic:?}"))?;
         check(found.error_code, &format!("topic {topic:?}"))?;
-        let mut partitions: Vec<(i32, i32)> = found.partitions.iter().map(|partition| (partition.partition_index, partition.leader_id.0)).collect();
+        let mut partitions: Vec<(i32, i32)> =
+            found.partitions.iter().map(|partition| (partition.partition_index, partition.leader_id.0)).collect();
         partitions.sort();
         Ok(partitions)
     }
@@ -199,17 +206,15 @@ impl Client {
     /// The coordinator of `group`, connected under a node id of its own (it may not be listed in
     /// Metadata: Floe places coordinators over every agent, whatever the bootstrap agent's role).
     pub fn coordinator(&mut self, group: &str) -> Result<i32> {
-        let request = FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
+        let request =
+            FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
         let response: FindCoordinatorResponse = self.call(ApiKey::FindCoordinator, 4, &request)?;
         let coordinator = response.coordinators.first().context("FindCoordinator answered no coordinator")?;
         check(coordinator.error_code, &format!("the coordinator of group {group:?}"))?;
         // Coordinator connections get ids of their own, as the Java client does, so they never
         // share a connection a fetch is using.
         let node_id = i32::MAX - coordinator.node_id.0;
-        self.brokers.insert(
-            node_id,
-            Broker { node_id, address: format!("{}:{}", coordinator.host, coordinator.port), rack: None },
-        );
+        self.brokers.insert(node_id, Broker { node_id, address: format!("{}:{}", coordinator.host, coordinator.port), rack: None });
         Ok(node_id)
     }
 }

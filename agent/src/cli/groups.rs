@@ -72,7 +72,8 @@ fn describe(client: &mut Client, output: Output, group: &str) -> Result<()> {
 
 /// Every committed offset of `group`, by topic and partition.
 fn all_committed_offsets(client: &mut Client, coordinator: i32, group: &str) -> Result<BTreeMap<String, BTreeMap<i32, i64>>> {
-    let request = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default().with_group_id(group_id(group)).with_topics(None)]);
+    let request = OffsetFetchRequest::default()
+        .with_groups(vec![OffsetFetchRequestGroup::default().with_group_id(group_id(group)).with_topics(None)]);
     let response: OffsetFetchResponse = client.call_broker(coordinator, ApiKey::OffsetFetch, 8, &request)?;
     let answered = response.groups.first().context("OffsetFetch answered for no group")?;
     check(answered.error_code, &format!("the committed offsets of group {group:?}"))?;
@@ -92,7 +93,13 @@ pub fn committed_offsets(client: &mut Client, group: &str, topic: &str, partitio
     let all = all_committed_offsets(client, coordinator, group)?;
     Ok(all
         .get(topic)
-        .map(|offsets| offsets.iter().filter(|(partition, offset)| partitions.contains(*partition) && **offset >= 0).map(|(partition, offset)| (*partition, *offset)).collect())
+        .map(|offsets| {
+            offsets
+                .iter()
+                .filter(|(partition, offset)| partitions.contains(*partition) && **offset >= 0)
+                .map(|(partition, offset)| (*partition, *offset))
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -108,7 +115,10 @@ pub fn commit_offsets(client: &mut Client, group: &str, topic: &str, offsets: &B
             offsets
                 .iter()
                 .map(|(partition, offset)| {
-                    OffsetCommitRequestPartition::default().with_partition_index(*partition).with_committed_offset(*offset).with_committed_leader_epoch(-1)
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(*partition)
+                        .with_committed_offset(*offset)
+                        .with_committed_leader_epoch(-1)
                 })
                 .collect(),
         )]);
@@ -137,7 +147,8 @@ fn seek(client: &mut Client, output: Output, group: &str, topic: &str, to: Start
         }
     };
     commit_offsets(client, group, topic, &offsets)?;
-    let rows: Vec<Vec<String>> = offsets.iter().map(|(partition, offset)| vec![topic.to_string(), partition.to_string(), offset.to_string()]).collect();
+    let rows: Vec<Vec<String>> =
+        offsets.iter().map(|(partition, offset)| vec![topic.to_string(), partition.to_string(), offset.to_string()]).collect();
     print_rows(output, &["TOPIC", "PARTITION", "COMMITTED"], &rows);
     Ok(())
 }

@@ -159,7 +159,10 @@ fn parse_start(value: &str) -> Result<Start, String> {
         "end" | "latest" => Ok(Start::End),
         _ => {
             if let Some(time) = value.strip_prefix('@') {
-                return time.parse().map(Start::Timestamp).map_err(|_| format!("{value:?}: expected @<unix milliseconds>, e.g. @1767225600000"));
+                return time
+                    .parse()
+                    .map(Start::Timestamp)
+                    .map_err(|_| format!("{value:?}: expected @<unix milliseconds>, e.g. @1767225600000"));
             }
             match value.parse::<i64>() {
                 Ok(offset) if offset >= 0 => Ok(Start::Offset(offset)),

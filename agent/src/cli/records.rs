@@ -26,9 +26,9 @@ const PARTITION_MAX_BYTES: i32 = 1 << 20;
 
 pub fn produce(args: &ClientArgs, produce: ProduceArgs) -> Result<()> {
     let input: Box<dyn BufRead> = match &produce.file {
-        Some(path) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(path).with_context(|| format!("cannot read --file {}", path.display()))?,
-        )),
+        Some(path) => {
+            Box::new(std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("cannot read --file {}", path.display()))?))
+        }
         None => Box::new(std::io::stdin().lock()),
     };
     let mut client = Client::connect(&args.bootstrap)?;
@@ -81,7 +81,10 @@ pub fn produce(args: &ClientArgs, produce: ProduceArgs) -> Result<()> {
         pending.entry(partition).or_default().push(record);
     }
     if pending.is_empty() {
-        bail!("no records: floe produce reads one record per line from standard input (or --file), e.g. echo hello | floe produce {}", produce.topic);
+        bail!(
+            "no records: floe produce reads one record per line from standard input (or --file), e.g. echo hello | floe produce {}",
+            produce.topic
+        );
     }
     let leader_of: BTreeMap<i32, i32> = leaders.into_iter().collect();
     let mut rows = Vec::new();
@@ -153,7 +156,9 @@ pub fn consume(args: &ClientArgs, consume: ConsumeArgs) -> Result<()> {
         leaders.into_iter().filter(|(partition, _)| consume.partition.contains(partition)).collect()
     };
     let committed = match &consume.group {
-        Some(group) => committed_offsets(&mut client, group, &consume.topic, &chosen.iter().map(|(partition, _)| *partition).collect::<Vec<_>>())?,
+        Some(group) => {
+            committed_offsets(&mut client, group, &consume.topic, &chosen.iter().map(|(partition, _)| *partition).collect::<Vec<_>>())?
+        }
         None => BTreeMap::new(),
     };
     let mut positions = start_positions(&mut client, &consume.topic, &chosen, consume.from)?;
@@ -196,12 +201,8 @@ pub fn consume(args: &ClientArgs, consume: ConsumeArgs) -> Result<()> {
             for data in response.responses.iter().flat_map(|topic| &topic.partitions) {
                 let partition = data.partition_index;
                 check(data.error_code, &format!("fetching {}/{partition} at offset {}", consume.topic, positions[&partition]))?;
-                let aborted: Vec<(i64, i64)> = data
-                    .aborted_transactions
-                    .iter()
-                    .flatten()
-                    .map(|aborted| (aborted.producer_id.0, aborted.first_offset))
-                    .collect();
+                let aborted: Vec<(i64, i64)> =
+                    data.aborted_transactions.iter().flatten().map(|aborted| (aborted.producer_id.0, aborted.first_offset)).collect();
                 for record in decode_records(data.records.clone().unwrap_or_default())? {
                     if record.offset < positions[&partition] || record.control || is_aborted(&record, &aborted) {
                         positions.insert(partition, positions[&partition].max(record.offset + 1));
@@ -395,7 +396,8 @@ mod tests {
     fn whole_batches_decode_and_a_trailing_partial_batch_waits() {
         let mut encoded = BytesMut::new();
         let records = [record(0, None, "a"), record(1, Some("k"), "b")];
-        RecordBatchEncoder::encode(&mut encoded, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+        RecordBatchEncoder::encode(&mut encoded, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
+            .unwrap();
         let whole = encoded.len();
         let mut two = encoded.clone();
         two.extend_from_slice(&encoded[..whole - 5]);

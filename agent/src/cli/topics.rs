@@ -34,11 +34,8 @@ fn create(client: &mut Client, output: Output, name: &str, partitions: i32, conf
     if partitions < 1 {
         bail!("--partitions must be at least 1, got {partitions}");
     }
-    let topic = CreatableTopic::default()
-        .with_name(topic_name(name))
-        .with_num_partitions(partitions)
-        .with_replication_factor(-1)
-        .with_configs(
+    let topic =
+        CreatableTopic::default().with_name(topic_name(name)).with_num_partitions(partitions).with_replication_factor(-1).with_configs(
             configs
                 .iter()
                 .map(|(key, value)| {
@@ -62,9 +59,7 @@ fn list(client: &mut Client, output: Output) -> Result<()> {
         .topics
         .iter()
         .filter(|topic| topic.error_code == 0)
-        .map(|topic| {
-            vec![topic.name.as_ref().map(|name| name.0.to_string()).unwrap_or_default(), topic.partitions.len().to_string()]
-        })
+        .map(|topic| vec![topic.name.as_ref().map(|name| name.0.to_string()).unwrap_or_default(), topic.partitions.len().to_string()])
         .collect();
     rows.sort();
     print_rows(output, &["TOPIC", "PARTITIONS"], &rows);
@@ -96,7 +91,12 @@ fn describe(client: &mut Client, output: Output, name: &str) -> Result<()> {
 /// Offsets of every partition at `timestamp` (-2 earliest, -1 latest, else the first record at
 /// or after that time), asked of each partition's leader. A partition with no record at or after
 /// the time answers -1.
-pub fn list_offsets(client: &mut Client, topic: &str, leaders: &[(i32, i32)], timestamp: i64) -> Result<std::collections::BTreeMap<i32, i64>> {
+pub fn list_offsets(
+    client: &mut Client,
+    topic: &str,
+    leaders: &[(i32, i32)],
+    timestamp: i64,
+) -> Result<std::collections::BTreeMap<i32, i64>> {
     let mut by_leader: std::collections::BTreeMap<i32, Vec<i32>> = std::collections::BTreeMap::new();
     for (partition, leader) in leaders {
         by_leader.entry(*leader).or_default().push(*partition);
@@ -107,7 +107,10 @@ pub fn list_offsets(client: &mut Client, topic: &str, leaders: &[(i32, i32)], ti
         let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
             .with_name(topic_name(topic))
             .with_partitions(
-                partitions.iter().map(|partition| ListOffsetsPartition::default().with_partition_index(*partition).with_timestamp(timestamp)).collect(),
+                partitions
+                    .iter()
+                    .map(|partition| ListOffsetsPartition::default().with_partition_index(*partition).with_timestamp(timestamp))
+                    .collect(),
             )]);
         let response: ListOffsetsResponse = client.call_broker(leader, ApiKey::ListOffsets, 7, &request)?;
         for answered in response.topics.iter().flat_map(|topic| &topic.partitions) {
@@ -131,7 +134,11 @@ fn describe_configs(client: &mut Client, name: &str) -> Result<Vec<(String, Stri
         .configs
         .iter()
         .map(|config| {
-            let value = if config.is_sensitive { "(sensitive)".to_string() } else { config.value.as_ref().map(|value| value.to_string()).unwrap_or_default() };
+            let value = if config.is_sensitive {
+                "(sensitive)".to_string()
+            } else {
+                config.value.as_ref().map(|value| value.to_string()).unwrap_or_default()
+            };
             (config.name.to_string(), value, config_source(config.config_source).to_string())
         })
         .collect();
@@ -143,7 +150,7 @@ fn describe_configs(client: &mut Client, name: &str) -> Result<Vec<(String, Stri
 fn config_source(code: i8) -> &'static str {
     match code {
         1 => "topic",
-        2 | 3 | 4 => "broker",
+        2..=4 => "broker",
         5 => "default",
         _ => "unknown",
     }
@@ -162,7 +169,9 @@ fn alter_config(client: &mut Client, output: Output, name: &str, set: &[(String,
                 .with_value(Some(StrBytes::from_string(value.clone())))
         })
         .collect();
-    configs.extend(delete.iter().map(|key| AlterableConfig::default().with_name(StrBytes::from_string(key.clone())).with_config_operation(DELETE)));
+    configs.extend(
+        delete.iter().map(|key| AlterableConfig::default().with_name(StrBytes::from_string(key.clone())).with_config_operation(DELETE)),
+    );
     let request = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
         .with_resource_type(TOPIC_RESOURCE)
         .with_resource_name(StrBytes::from_string(name.to_string()))

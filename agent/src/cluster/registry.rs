@@ -324,9 +324,7 @@ fn advertised_view(local: &AgentRecord, records: &[AgentRecord]) -> Vec<NodeInfo
 /// Whether `record` serves every kind of client traffic `local` serves (so `local`'s clients may
 /// be led to it).
 fn serves_what(record: &AgentRecord, local: &AgentRecord) -> bool {
-    super::Traffic::ALL
-        .into_iter()
-        .all(|traffic| !super::roles_serve(&local.roles, traffic) || super::roles_serve(&record.roles, traffic))
+    super::Traffic::ALL.into_iter().all(|traffic| !super::roles_serve(&local.roles, traffic) || super::roles_serve(&record.roles, traffic))
 }
 
 /// Live agents that are not draining, sorted by node id. The local agent's own draining flag

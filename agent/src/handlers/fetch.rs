@@ -268,7 +268,8 @@ fn plan_response(context: &AgentContext, requested: &[Vec<Requested>], max_bytes
         for wanted in requested.iter().flatten() {
             let base = PartitionData::default().with_partition_index(wanted.partition);
             let Some(partition) = state.partition(&wanted.topic, wanted.partition) else {
-                let data = base.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_records(no_records());
+                let data =
+                    base.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_records(no_records());
                 bases.push(Err(data));
                 cursors.push(None);
                 continue;
