@@ -9,11 +9,12 @@ use super::cache::SegmentCache;
 use super::{SegmentStore, StoreError};
 use crate::metadata::ChunkLocation;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Wanted ranges of one object this far apart or closer are read in one GET: reading the bytes
 /// between costs less than a second request's latency (on S3, a GET's first byte takes 10-50 ms;
@@ -31,7 +32,13 @@ pub struct SegmentReader {
     store: Arc<SegmentStore>,
     cache: Arc<SegmentCache>,
     read_aheads: AtomicUsize,
+    /// GETs under way, by object: a fetch that needs a range a read-ahead (or another fetch) is
+    /// already reading waits for that GET instead of reading the bytes a second time.
+    in_flight: Arc<Mutex<HashMap<Arc<str>, Vec<(Range<u64>, PendingGet)>>>>,
 }
+
+/// One GET under way, shared by everyone who needs its bytes; `None` when it failed.
+type PendingGet = Shared<BoxFuture<'static, Option<Bytes>>>;
 
 /// The bytes of the chunks one fetch read, by object and byte range. A chunk whose GET failed is
 /// absent: the caller reads it alone, which reports the failure with the chunk's own context.
@@ -52,7 +59,7 @@ impl ChunkBytes {
 
 impl SegmentReader {
     pub fn new(store: Arc<SegmentStore>, cache: Arc<SegmentCache>) -> Self {
-        Self { store, cache, read_aheads: AtomicUsize::new(0) }
+        Self { store, cache, read_aheads: AtomicUsize::new(0), in_flight: Arc::default() }
     }
 
     /// One chunk: from the cache, else with one ranged GET (kept in the cache).
@@ -67,41 +74,96 @@ impl SegmentReader {
     }
 
     /// Every chunk of `chunks` that the cache or the bucket can give, read together: per object,
-    /// the missing ranges coalesced into few GETs; the GETs of all objects in parallel. What was
-    /// read is kept in the cache.
+    /// the missing ranges coalesced into few GETs; the GETs of all objects in parallel; a range
+    /// another reader is already fetching is waited for, not read again. What was read is kept in
+    /// the cache.
     pub async fn read_chunks<'a>(&self, chunks: impl IntoIterator<Item = &'a ChunkLocation>) -> ChunkBytes {
-        let mut found = ChunkBytes::default();
-        let mut missing: BTreeMap<Arc<str>, Vec<&ChunkLocation>> = BTreeMap::new();
-        for chunk in chunks {
-            match self.cache.get(&chunk.object, chunk_range(chunk)) {
-                Some(bytes) => found.insert(chunk, bytes),
-                None => missing.entry(Arc::clone(&chunk.object)).or_default().push(chunk),
-            }
-        }
-        let gets: Vec<(Arc<str>, Range<u64>, Vec<&ChunkLocation>)> = missing
-            .into_iter()
-            .flat_map(|(object, chunks)| coalesce(chunks).into_iter().map(move |(range, chunks)| (Arc::clone(&object), range, chunks)))
+        let (mut found, waits) = self.gets_for(chunks);
+        // The GETs own everything they use (shared futures, boxed), so the stream borrows nothing.
+        let gets: Vec<BoxFuture<'static, (usize, Option<Bytes>)>> = waits
+            .iter()
+            .enumerate()
+            .map(|(index, (_, pending, _))| {
+                let pending = pending.clone();
+                async move { (index, pending.await) }.boxed()
+            })
             .collect();
-        // The GETs own what they ask for (an index into `gets`), so the stream borrows nothing.
-        let requests: Vec<(usize, Arc<str>, Range<u64>)> =
-            gets.iter().enumerate().map(|(index, (object, range, _))| (index, Arc::clone(object), range.clone())).collect();
-        let mut results = futures::stream::iter(requests)
-            .map(|(index, object, range)| async move { (index, self.store.get_range(&object, range).await) })
-            .buffer_unordered(PARALLEL_GETS);
+        let mut results = futures::stream::iter(gets).buffer_unordered(PARALLEL_GETS);
         while let Some((index, bytes)) = results.next().await {
-            let (object, range, chunks) = &gets[index];
             // A failed GET leaves its chunks out; `read_chunk` retries each and names the failure.
-            let Ok(bytes) = bytes else { continue };
-            if bytes.len() as u64 != range.end - range.start {
-                continue;
-            }
-            self.cache.insert(object, range.start, bytes.clone());
+            let Some(bytes) = bytes else { continue };
+            let (range, _, chunks) = &waits[index];
             for chunk in chunks {
                 let from = (chunk.byte_start - range.start) as usize;
                 found.insert(chunk, bytes.slice(from..from + chunk.byte_len as usize));
             }
         }
         found
+    }
+
+    /// What the cache holds of `chunks`, and the GETs that give the rest: ones already under way,
+    /// and new ones (registered at once, so a reader after this one shares them).
+    #[allow(clippy::type_complexity)]
+    fn gets_for<'a>(
+        &self,
+        chunks: impl IntoIterator<Item = &'a ChunkLocation>,
+    ) -> (ChunkBytes, Vec<(Range<u64>, PendingGet, Vec<&'a ChunkLocation>)>) {
+        let mut found = ChunkBytes::default();
+        let mut waits: Vec<(Range<u64>, PendingGet, Vec<&ChunkLocation>)> = Vec::new();
+        let mut missing: BTreeMap<Arc<str>, Vec<&ChunkLocation>> = BTreeMap::new();
+        {
+            let in_flight = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for chunk in chunks {
+                let range = chunk_range(chunk);
+                if let Some(bytes) = self.cache.get(&chunk.object, range.clone()) {
+                    found.insert(chunk, bytes);
+                    continue;
+                }
+                let pending = in_flight.get(&chunk.object).and_then(|gets| {
+                    gets.iter()
+                        .find(|(get, _)| get.start <= range.start && range.end <= get.end)
+                        .map(|(get, pending)| (get.clone(), pending.clone()))
+                });
+                match pending {
+                    Some((get, pending)) => match waits.iter_mut().find(|(wanted, _, _)| *wanted == get) {
+                        Some((_, _, chunks)) => chunks.push(chunk),
+                        None => waits.push((get, pending, vec![chunk])),
+                    },
+                    None => missing.entry(Arc::clone(&chunk.object)).or_default().push(chunk),
+                }
+            }
+        }
+        for (object, chunks) in missing {
+            for (range, chunks) in coalesce(chunks) {
+                waits.push((range.clone(), self.start_get(Arc::clone(&object), range), chunks));
+            }
+        }
+        (found, waits)
+    }
+
+    /// Starts the GET of `range` of `object` (it runs once polled), registered as under way until
+    /// it ends; its bytes go into the cache.
+    fn start_get(&self, object: Arc<str>, range: Range<u64>) -> PendingGet {
+        let (store, cache, in_flight) = (Arc::clone(&self.store), Arc::clone(&self.cache), Arc::clone(&self.in_flight));
+        let (key, wanted) = (Arc::clone(&object), range.clone());
+        let get = async move {
+            let bytes = store.get_range(&object, range.clone()).await.ok().filter(|bytes| bytes.len() as u64 == range.end - range.start);
+            if let Some(bytes) = &bytes {
+                cache.insert(&object, range.start, bytes.clone());
+            }
+            let mut in_flight = in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(gets) = in_flight.get_mut(&object) {
+                gets.retain(|(registered, _)| *registered != range);
+                if gets.is_empty() {
+                    in_flight.remove(&object);
+                }
+            }
+            bytes
+        }
+        .boxed()
+        .shared();
+        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entry(key).or_default().push((wanted, get.clone()));
+        get
     }
 
     /// Reads `chunks` into the cache in the background: the records a consumer catching up will
@@ -115,9 +177,12 @@ impl SegmentReader {
             self.read_aheads.fetch_sub(1, Ordering::AcqRel);
             return;
         }
+        // Registered now, before the task runs: the consumer's next fetch, which may come before
+        // these bytes do, waits for these GETs instead of starting its own.
+        let pending: Vec<PendingGet> = self.gets_for(&chunks).1.into_iter().map(|(_, pending, _)| pending).collect();
         let reader = Arc::clone(self);
         tokio::spawn(async move {
-            reader.read_chunks(&chunks).await;
+            futures::stream::iter(pending).buffer_unordered(PARALLEL_GETS).for_each(|_| async {}).await;
             reader.read_aheads.fetch_sub(1, Ordering::AcqRel);
         });
     }
@@ -233,6 +298,21 @@ mod tests {
         let read = reader.read_chunks([&chunk("segments/a.seg", 6, 2)]).await;
         assert_eq!(&read.get(&chunk("segments/a.seg", 6, 2)).unwrap()[..], b"67");
         assert_eq!(gets(&metrics), 1, "the fetch after it is served by the cache");
+    }
+
+    #[tokio::test]
+    async fn a_fetch_waits_for_a_read_ahead_of_the_same_range_instead_of_reading_it_again() {
+        let (store, metrics) = memory_store();
+        store.put("segments/a.seg", Bytes::from_static(b"0123456789")).await.unwrap();
+        let reader = Arc::new(SegmentReader::new(Arc::new(store), Arc::new(SegmentCache::new(1 << 20))));
+        let wanted = chunk("segments/a.seg", 2, 3);
+        reader.read_ahead(vec![wanted.clone()]);
+        // The read-ahead is registered before it runs: the fetch right after it shares its GET.
+        let read = reader.read_chunks([&wanted]).await;
+        assert_eq!(&read.get(&wanted).unwrap()[..], b"234");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(gets(&metrics), 1, "one GET for the read-ahead and the fetch together");
+        assert!(reader.in_flight.lock().unwrap().is_empty(), "a finished GET is no longer listed as under way");
     }
 
     #[tokio::test]
