@@ -108,7 +108,7 @@ test-square-wave: deps-k8s ## The autoscaling suite with the 10-minute square wa
 	FLOE_E2E_SQUARE_WAVE_PERIODS=10 $(CARGO) test -p floe-e2e --test autoscaling -- --nocapture --test-threads=$(TEST_THREADS)
 
 .PHONY: bench
-bench: deps ## Floe vs Apache Kafka side by side (release build; ~15 min, BENCH_QUICK=1 for a smoke)
+bench: deps ## Floe vs Apache Kafka side by side (release build; ~20 min, BENCH_QUICK=1 for a smoke)
 	BENCH_PUBLISH=docs/bench/latest.md e2e/scripts/bench.sh
 
 # Issue 15: the produce per-core figure (W1 lz4) of the playground before the stricter produce
