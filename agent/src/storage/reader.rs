@@ -34,8 +34,13 @@ pub struct SegmentReader {
     read_aheads: AtomicUsize,
     /// GETs under way, by object: a fetch that needs a range a read-ahead (or another fetch) is
     /// already reading waits for that GET instead of reading the bytes a second time.
-    in_flight: Arc<Mutex<HashMap<Arc<str>, Vec<(Range<u64>, PendingGet)>>>>,
+    in_flight: Arc<Mutex<HashMap<Arc<str>, Vec<InFlight>>>>,
 }
+
+/// A range of an object and the GET reading it.
+type InFlight = (Range<u64>, PendingGet);
+/// A GET a read waits for, and the chunks of the read that lie in its range.
+type Wait<'a> = (Range<u64>, PendingGet, Vec<&'a ChunkLocation>);
 
 /// One GET under way, shared by everyone who needs its bytes; `None` when it failed.
 type PendingGet = Shared<BoxFuture<'static, Option<Bytes>>>;
@@ -103,13 +108,9 @@ impl SegmentReader {
 
     /// What the cache holds of `chunks`, and the GETs that give the rest: ones already under way,
     /// and new ones (registered at once, so a reader after this one shares them).
-    #[allow(clippy::type_complexity)]
-    fn gets_for<'a>(
-        &self,
-        chunks: impl IntoIterator<Item = &'a ChunkLocation>,
-    ) -> (ChunkBytes, Vec<(Range<u64>, PendingGet, Vec<&'a ChunkLocation>)>) {
+    fn gets_for<'a>(&self, chunks: impl IntoIterator<Item = &'a ChunkLocation>) -> (ChunkBytes, Vec<Wait<'a>>) {
         let mut found = ChunkBytes::default();
-        let mut waits: Vec<(Range<u64>, PendingGet, Vec<&ChunkLocation>)> = Vec::new();
+        let mut waits: Vec<Wait> = Vec::new();
         let mut missing: BTreeMap<Arc<str>, Vec<&ChunkLocation>> = BTreeMap::new();
         {
             let in_flight = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
