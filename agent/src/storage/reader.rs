@@ -13,7 +13,7 @@ use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Wanted ranges of one object this far apart or closer are read in one GET: reading the bytes
@@ -35,10 +35,15 @@ pub struct SegmentReader {
     /// GETs under way, by object: a fetch that needs a range a read-ahead (or another fetch) is
     /// already reading waits for that GET instead of reading the bytes a second time.
     in_flight: Arc<Mutex<HashMap<Arc<str>, Vec<InFlight>>>>,
+    next_get: AtomicU64,
 }
 
 /// A range of an object and the GET reading it.
-type InFlight = (Range<u64>, PendingGet);
+struct InFlight {
+    id: u64,
+    range: Range<u64>,
+    pending: PendingGet,
+}
 /// A GET a read waits for, and the chunks of the read that lie in its range.
 type Wait<'a> = (Range<u64>, PendingGet, Vec<&'a ChunkLocation>);
 
@@ -64,7 +69,7 @@ impl ChunkBytes {
 
 impl SegmentReader {
     pub fn new(store: Arc<SegmentStore>, cache: Arc<SegmentCache>) -> Self {
-        Self { store, cache, read_aheads: AtomicUsize::new(0), in_flight: Arc::default() }
+        Self { store, cache, read_aheads: AtomicUsize::new(0), in_flight: Arc::default(), next_get: AtomicU64::new(0) }
     }
 
     /// One chunk: from the cache, else with one ranged GET (kept in the cache).
@@ -122,8 +127,8 @@ impl SegmentReader {
                 }
                 let pending = in_flight.get(&chunk.object).and_then(|gets| {
                     gets.iter()
-                        .find(|(get, _)| get.start <= range.start && range.end <= get.end)
-                        .map(|(get, pending)| (get.clone(), pending.clone()))
+                        .find(|get| get.range.start <= range.start && range.end <= get.range.end)
+                        .map(|get| (get.range.clone(), get.pending.clone()))
                 });
                 match pending {
                     Some((get, pending)) => match waits.iter_mut().find(|(wanted, _, _)| *wanted == get) {
@@ -142,11 +147,14 @@ impl SegmentReader {
         (found, waits)
     }
 
-    /// Starts the GET of `range` of `object` (it runs once polled), registered as under way until
-    /// it ends; its bytes go into the cache.
+    /// Starts the GET of `range` of `object` in a task of its own, registered as under way until it
+    /// ends; its bytes go into the cache. The task runs to the end whoever waits for it, so a
+    /// fetch whose client went away never leaves a half-done GET for the next reader to resume.
     fn start_get(&self, object: Arc<str>, range: Range<u64>) -> PendingGet {
         let (store, cache, in_flight) = (Arc::clone(&self.store), Arc::clone(&self.cache), Arc::clone(&self.in_flight));
-        let (key, wanted) = (Arc::clone(&object), range.clone());
+        let id = self.next_get.fetch_add(1, Ordering::Relaxed);
+        let key = Arc::clone(&object);
+        let wanted = range.clone();
         let get = async move {
             let bytes = store.get_range(&object, range.clone()).await.ok().filter(|bytes| bytes.len() as u64 == range.end - range.start);
             if let Some(bytes) = &bytes {
@@ -154,17 +162,20 @@ impl SegmentReader {
             }
             let mut in_flight = in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Some(gets) = in_flight.get_mut(&object) {
-                gets.retain(|(registered, _)| *registered != range);
+                gets.retain(|registered| registered.id != id);
                 if gets.is_empty() {
                     in_flight.remove(&object);
                 }
             }
             bytes
-        }
-        .boxed()
-        .shared();
-        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entry(key).or_default().push((wanted, get.clone()));
-        get
+        };
+        // Registered before the task can run (it takes this lock to deregister), so a GET never
+        // ends before it is listed and never stays listed after it ended.
+        let mut registry = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let task = tokio::spawn(get);
+        let pending: PendingGet = async move { task.await.ok().flatten() }.boxed().shared();
+        registry.entry(key).or_default().push(InFlight { id, range: wanted, pending: pending.clone() });
+        pending
     }
 
     /// Reads `chunks` into the cache in the background: the records a consumer catching up will
