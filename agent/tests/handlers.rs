@@ -21,6 +21,7 @@ use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartiti
 use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -96,6 +97,96 @@ async fn fetch_and_list_offsets_return_what_was_produced() {
     let offsets: Vec<i64> = values.iter().map(|(offset, _)| *offset).collect();
     assert_eq!(offsets, (0..8).collect::<Vec<i64>>());
     assert_eq!(values[7].1, Bytes::from("value-7"));
+}
+
+/// The value of one sample of the agent's /metrics text (0 when absent).
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines().find_map(|line| line.strip_prefix(sample)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_of_partitions_stored_side_by_side_reads_their_object_with_one_get() {
+    // A cache of one byte holds nothing: every fetch goes to the bucket, as on an agent that did
+    // not write the object.
+    let agent = InProcess::start_with(&["--cache-bytes", "1"]).await;
+    agent.create_topic("wide", 8).await;
+    // One produce to all eight partitions: one flush, one object holding eight chunks.
+    produce_to_every_partition(&agent, "wide", 8, 0).await;
+    let gets = r#"floe_object_store_operations_total{operation="get",outcome="ok"}"#;
+    let before = metric(&agent.metric_text().await, gets);
+
+    let request =
+        FetchRequest::default().with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
+            .with_topic(topic("wide"))
+            .with_partitions(
+                (0..8)
+                    .map(|partition| {
+                        FetchPartition::default().with_partition(partition).with_fetch_offset(0).with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )]);
+    let ResponseKind::Fetch(response) = agent.call(ApiKey::Fetch, 12, RequestKind::Fetch(request)).await else {
+        panic!("not a Fetch response")
+    };
+    for partition in &response.responses[0].partitions {
+        assert_eq!(partition.error_code, 0, "partition {}", partition.partition_index);
+        let mut bytes = partition.records.clone().expect("records");
+        let set = RecordBatchDecoder::decode(&mut bytes).expect("a batch");
+        let offsets: Vec<i64> = set.records.iter().map(|record| record.offset).collect();
+        assert_eq!(offsets, vec![0, 1, 2], "partition {}", partition.partition_index);
+        assert_eq!(set.records[2].value, Some(Bytes::from("value-2")));
+    }
+    let after = metric(&agent.metric_text().await, gets);
+    assert_eq!(after - before, 1.0, "eight chunks of one object, one ranged GET");
+}
+
+/// Produces records `first..first + 3` to each of `partitions` partitions in one request (one
+/// object holding a chunk of each).
+async fn produce_to_every_partition(agent: &InProcess, name: &str, partitions: i32, first: usize) {
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(topic(name))
+        .with_partition_data(
+            (0..partitions)
+                .map(|partition| PartitionProduceData::default().with_index(partition).with_records(Some(common::batch(first, 3))))
+                .collect(),
+        )]);
+    let ResponseKind::Produce(response) = agent.call(ApiKey::Produce, 9, RequestKind::Produce(request)).await else {
+        panic!("not a Produce response")
+    };
+    assert!(response.responses[0].partition_responses.iter().all(|partition| partition.error_code == 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_too_small_for_everything_is_filled_from_the_earliest_objects_across_partitions() {
+    let agent = InProcess::start_with(&["--cache-bytes", "1"]).await;
+    agent.create_topic("behind", 4).await;
+    // Three objects, each holding one batch of every partition.
+    for round in 0..3 {
+        produce_to_every_partition(&agent, "behind", 4, round * 3).await;
+    }
+    // Room for one object's worth: four batches.
+    let batch_bytes = common::batch(0, 3).len() as i32;
+    let request = FetchRequest::default().with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(4 * batch_bytes).with_topics(vec![
+        FetchTopic::default().with_topic(topic("behind")).with_partitions(
+            (0..4)
+                .map(|partition| FetchPartition::default().with_partition(partition).with_fetch_offset(0).with_partition_max_bytes(1 << 20))
+                .collect(),
+        ),
+    ]);
+    let ResponseKind::Fetch(response) = agent.call(ApiKey::Fetch, 12, RequestKind::Fetch(request)).await else {
+        panic!("not a Fetch response")
+    };
+    // Partition after partition, the first two would take the whole budget from all three objects
+    // and the last two would get nothing; taken in the order the objects were written, every
+    // partition gets its first batch.
+    for partition in &response.responses[0].partitions {
+        assert_eq!(partition.error_code, 0);
+        let mut bytes = partition.records.clone().expect("records");
+        assert!(!bytes.is_empty(), "partition {} got nothing", partition.partition_index);
+        let set = RecordBatchDecoder::decode(&mut bytes).expect("a batch");
+        assert_eq!(set.records.iter().map(|record| record.offset).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(bytes.is_empty(), "partition {} got more than its first batch", partition.partition_index);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

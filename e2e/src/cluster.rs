@@ -324,7 +324,16 @@ impl Agent {
             .stderr(stderr)
             .spawn()
             .context("failed to start floe agent")?;
-        let banner = crate::read_banner(&mut child, Duration::from_secs(60))?;
+        let banner = match crate::read_banner(&mut child, Duration::from_secs(60)) {
+            Ok(banner) => banner,
+            Err(error) => {
+                // The agent's own last words say why (a panic, a refused flag, a port in use).
+                let _ = child.kill();
+                let status = child.wait().map(|status| status.to_string()).unwrap_or_default();
+                let tail = self.log_file.as_deref().map(crate::last_lines_of).unwrap_or_default();
+                bail!("{error} ({status}); the end of its log:\n{tail}");
+            }
+        };
         self.bootstrap = banner.bootstrap;
         self.http = banner.http;
         self.node_id = banner.node_id.unwrap_or_default();

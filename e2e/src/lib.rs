@@ -193,6 +193,13 @@ pub(crate) fn log_destination(log_file: Option<&Path>) -> Result<Stdio> {
     })
 }
 
+/// The last 40 lines of a log file, for an error message; empty when it cannot be read.
+pub fn last_lines_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 /// SIGKILLs a child process (if any) and reaps it.
 pub fn kill_child(child: Option<Child>) -> Result<()> {
     if let Some(mut child) = child {

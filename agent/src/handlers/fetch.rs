@@ -1,19 +1,27 @@
-//! Fetch: read chunk bytes from the local index (no journal round trip), rewrite batch base
-//! offsets, long-poll on the replica until min_bytes or max_wait.
+//! Fetch: long-poll on the replica until min_bytes or max_wait, plan the response from the local
+//! index (no journal round trip), read every chunk it needs at once (`SegmentReader::read_chunks`:
+//! one GET per object's neighbouring chunks, objects in parallel), rewrite batch base offsets, and
+//! read the partitions' next chunks ahead into the cache for a consumer that is catching up.
 //!
 //! Sessions (KIP-227) are not kept: every response carries session_id 0, which clients treat as
 //! "no session" and keep sending full requests.
 
 use super::{topic_name, AgentContext, ClientInfo};
 use crate::cluster::{Traffic, LEADER_EPOCH};
+use crate::metadata::ChunkLocation;
 use crate::protocol::batch;
+use crate::storage::reader::ChunkBytes;
 use bytes::{Bytes, BytesMut};
 use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
+
+/// The most one fetch reads ahead of what it returned (`SegmentReader::read_ahead`).
+const READ_AHEAD_BYTES: usize = 16 << 20;
 
 /// The records of a partition that answers an error: empty, not null, as Kafka sends them.
 /// librdkafka cannot parse a null record set (a -1 size): it drops the whole response as
@@ -179,14 +187,21 @@ fn available_bytes(context: &AgentContext, requested: &[Vec<Requested>], min_byt
     })
 }
 
+/// Reads every requested partition: the response is planned from the index
+/// ([`plan_response`]), every chunk it needs is read from the bucket together
+/// (`SegmentReader::read_chunks`), the chunks after them are read ahead into the cache, and each
+/// partition is assembled in request order within the response's byte budget.
 async fn read(context: &AgentContext, requested: &[Vec<Requested>], max_bytes: usize) -> FetchResponse {
+    let (plans, ahead) = plan_response(context, requested, max_bytes);
+    let fetched = context.reader.read_chunks(plans.iter().flatten().flat_map(|plan| plan.chunks())).await;
+    context.reader.read_ahead(ahead);
     let mut total = 0usize;
     let mut topics = Vec::with_capacity(requested.len());
-    for topic_partitions in requested {
+    for (topic_partitions, topic_plans) in requested.iter().zip(plans) {
         let Some(first) = topic_partitions.first() else { continue };
         let mut partitions = Vec::with_capacity(topic_partitions.len());
-        for wanted in topic_partitions {
-            let (data, copied) = read_partition(context, wanted, max_bytes.saturating_sub(total), total == 0).await;
+        for (wanted, plan) in topic_partitions.iter().zip(topic_plans) {
+            let (data, copied) = assemble_partition(context, wanted, plan, &fetched, max_bytes.saturating_sub(total), total == 0).await;
             total += copied;
             partitions.push(data);
         }
@@ -196,57 +211,163 @@ async fn read(context: &AgentContext, requested: &[Vec<Requested>], max_bytes: u
     FetchResponse::default().with_responses(topics)
 }
 
-async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: usize, first_in_response: bool) -> (PartitionData, usize) {
-    let base = PartitionData::default().with_partition_index(wanted.partition);
-    let snapshot = context.metadata.read(|state| {
-        state.partition(&wanted.topic, wanted.partition).map(|partition| {
-            // Copy only as many index entries as this fetch can use.
-            let last_stable = partition.last_stable_offset();
-            let visible_end = if wanted.read_committed { last_stable } else { partition.high_watermark };
-            let mut chunks = Vec::new();
-            if let Some(index) = partition.chunk_index_from(wanted.offset) {
-                let mut planned = 0usize;
-                for chunk in &partition.chunks[index..] {
-                    if planned >= wanted.max_bytes.min(remaining).max(1) || chunk.base_offset >= visible_end {
-                        break;
-                    }
-                    planned += chunk.byte_len as usize;
-                    chunks.push(chunk.clone());
-                }
-            }
-            // Every aborted transaction with records from the fetch offset up to what this
-            // fetch can return; the consumer drops their records (and skips the markers).
-            let aborted: Vec<AbortedTransaction> = if wanted.read_committed {
-                let until = chunks.last().map_or(wanted.offset, |chunk| chunk.end_offset());
-                partition
-                    .aborted_between(wanted.offset, until)
-                    .map(|aborted| {
-                        AbortedTransaction::default()
-                            .with_producer_id(ProducerId(aborted.producer_id))
-                            .with_first_offset(aborted.first_offset)
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            (partition.log_start_offset, partition.high_watermark, last_stable, visible_end, chunks, aborted)
-        })
-    });
-    let Some((log_start, high_watermark, last_stable, visible_end, chunks, aborted)) = snapshot else {
-        let data = base.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_records(no_records());
-        return (data, 0);
-    };
-    let base = base.with_high_watermark(high_watermark).with_last_stable_offset(last_stable).with_log_start_offset(log_start);
-    // Null for read_uncommitted, as Kafka answers.
-    let base = base.with_aborted_transactions(wanted.read_committed.then_some(aborted));
-    let base = base.with_current_leader(
-        kafka_protocol::messages::fetch_response::LeaderIdAndEpoch::default()
-            .with_leader_id(kafka_protocol::messages::BrokerId(context.cluster.local().node_id))
-            .with_leader_epoch(LEADER_EPOCH),
-    );
-    if wanted.offset < log_start || wanted.offset > high_watermark {
-        return (base.with_error_code(ResponseError::OffsetOutOfRange.code()).with_records(no_records()), 0);
+/// One partition of a response, decided from the index: an answer without records, or the chunks
+/// to read and where the visible records end.
+enum Plan {
+    Answer(PartitionData),
+    Read { base: PartitionData, chunks: Vec<ChunkLocation>, visible_end: i64 },
+}
+
+impl Plan {
+    fn chunks(&self) -> &[ChunkLocation] {
+        match self {
+            Plan::Answer(_) => &[],
+            Plan::Read { chunks, .. } => chunks,
+        }
     }
+}
+
+/// Where one requested partition's chunks are, while a response is planned.
+struct Cursor<'s> {
+    /// The partition's chunks from the one holding the fetch offset on.
+    chunks: &'s [ChunkLocation],
+    next: usize,
+    visible_end: i64,
+    /// `partition_max_bytes` (at least one byte, so a partition always gets its first chunk).
+    limit: usize,
+    planned: usize,
+    ahead: usize,
+    taken: Vec<ChunkLocation>,
+}
+
+impl<'s> Cursor<'s> {
+    /// The partition's next visible chunk (a reference into the index, not into the cursor).
+    fn upcoming(&self) -> Option<&'s ChunkLocation> {
+        let (chunks, visible_end) = (self.chunks, self.visible_end);
+        chunks.get(self.next).filter(|chunk| chunk.base_offset < visible_end)
+    }
+}
+
+/// Plans a response under one read of the index: which chunks each partition returns, and the
+/// chunks to read ahead after them.
+///
+/// Chunks are taken across the partitions in the order their objects were written (object names
+/// begin with the journal revision), not partition after partition: a consumer of many partitions
+/// that is catching up finds them side by side in the same objects, so the response is filled
+/// from a few objects read whole rather than from slivers of hundreds (partition after
+/// partition, the first partition's 1 MiB alone would come from every object written while its
+/// 1 MiB was produced, a few KiB from each).
+/// Each partition stops at its `partition_max_bytes`, the response at `max_bytes` (both counted
+/// at the chunks' stored size, so a response may carry less than its budget when a fetch offset
+/// falls inside a chunk); then the same walk goes on for [`READ_AHEAD_BYTES`] of read-ahead.
+fn plan_response(context: &AgentContext, requested: &[Vec<Requested>], max_bytes: usize) -> (Vec<Vec<Plan>>, Vec<ChunkLocation>) {
+    let local = context.cluster.local().node_id;
+    context.metadata.read(|state| {
+        let mut cursors: Vec<Option<Cursor>> = Vec::new();
+        let mut bases: Vec<Result<PartitionData, PartitionData>> = Vec::new();
+        for wanted in requested.iter().flatten() {
+            let base = PartitionData::default().with_partition_index(wanted.partition);
+            let Some(partition) = state.partition(&wanted.topic, wanted.partition) else {
+                let data =
+                    base.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_records(no_records());
+                bases.push(Err(data));
+                cursors.push(None);
+                continue;
+            };
+            let last_stable = partition.last_stable_offset();
+            let base = base
+                .with_high_watermark(partition.high_watermark)
+                .with_last_stable_offset(last_stable)
+                .with_log_start_offset(partition.log_start_offset)
+                .with_current_leader(
+                    kafka_protocol::messages::fetch_response::LeaderIdAndEpoch::default()
+                        .with_leader_id(kafka_protocol::messages::BrokerId(local))
+                        .with_leader_epoch(LEADER_EPOCH),
+                );
+            if wanted.offset < partition.log_start_offset || wanted.offset > partition.high_watermark {
+                let base = base.with_aborted_transactions(wanted.read_committed.then(Vec::new));
+                bases.push(Err(base.with_error_code(ResponseError::OffsetOutOfRange.code()).with_records(no_records())));
+                cursors.push(None);
+                continue;
+            }
+            let visible_end = if wanted.read_committed { last_stable } else { partition.high_watermark };
+            let chunks = partition.chunk_index_from(wanted.offset).map_or(&[][..], |index| &partition.chunks[index..]);
+            let limit = wanted.max_bytes.max(1);
+            cursors.push(Some(Cursor { chunks, next: 0, visible_end, limit, planned: 0, ahead: 0, taken: Vec::new() }));
+            bases.push(Ok(base));
+        }
+
+        // The walk: the partition whose next chunk lies in the earliest-written object goes next.
+        let mut queue: BinaryHeap<Reverse<(&str, usize)>> = cursors
+            .iter()
+            .enumerate()
+            .filter_map(|(index, cursor)| Some(Reverse((&*cursor.as_ref()?.upcoming()?.object, index))))
+            .collect();
+        let (mut planned, mut ahead_bytes, mut ahead) = (0usize, 0usize, Vec::new());
+        while let Some(Reverse((_, index))) = queue.pop() {
+            if planned >= max_bytes.max(1) && ahead_bytes >= READ_AHEAD_BYTES {
+                break;
+            }
+            let Some(cursor) = cursors[index].as_mut() else { continue };
+            let Some(chunk) = cursor.upcoming() else { continue };
+            let size = chunk.byte_len as usize;
+            if planned < max_bytes.max(1) && cursor.planned < cursor.limit {
+                cursor.taken.push(chunk.clone());
+                cursor.planned += size;
+                planned += size;
+            } else if ahead_bytes < READ_AHEAD_BYTES && cursor.ahead < cursor.limit {
+                ahead.push(chunk.clone());
+                cursor.ahead += size;
+                ahead_bytes += size;
+            } else {
+                continue;
+            }
+            cursor.next += 1;
+            if let Some(next) = cursor.upcoming() {
+                queue.push(Reverse((&*next.object, index)));
+            }
+        }
+
+        let mut flat = requested.iter().flatten().zip(bases).zip(cursors).map(|((wanted, base), cursor)| match (base, cursor) {
+            (Ok(base), Some(cursor)) => {
+                // Every aborted transaction with records from the fetch offset up to what this
+                // fetch can return; the consumer drops their records (and skips the markers).
+                // Null for read_uncommitted, as Kafka answers.
+                let aborted = wanted.read_committed.then(|| {
+                    let until = cursor.taken.last().map_or(wanted.offset, |chunk| chunk.end_offset());
+                    state.partition(&wanted.topic, wanted.partition).map_or_else(Vec::new, |partition| {
+                        partition
+                            .aborted_between(wanted.offset, until)
+                            .map(|aborted| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(aborted.producer_id))
+                                    .with_first_offset(aborted.first_offset)
+                            })
+                            .collect()
+                    })
+                });
+                Plan::Read { base: base.with_aborted_transactions(aborted), chunks: cursor.taken, visible_end: cursor.visible_end }
+            }
+            (Ok(answer) | Err(answer), _) => Plan::Answer(answer),
+        });
+        let plans = requested.iter().map(|partitions| flat.by_ref().take(partitions.len()).collect()).collect();
+        (plans, ahead)
+    })
+}
+
+/// The partition's records from its planned chunks, within `remaining` bytes of the response.
+async fn assemble_partition(
+    context: &AgentContext,
+    wanted: &Requested,
+    plan: Plan,
+    fetched: &ChunkBytes,
+    remaining: usize,
+    first_in_response: bool,
+) -> (PartitionData, usize) {
+    let (base, chunks, visible_end) = match plan {
+        Plan::Answer(data) => return (data, 0),
+        Plan::Read { base, chunks, visible_end } => (base, chunks, visible_end),
+    };
     // Only the first partition of a response may exceed the remaining budget (KIP-74), and only
     // by its first batch.
     let limit = wanted.max_bytes.min(remaining);
@@ -256,13 +377,19 @@ async fn read_partition(context: &AgentContext, wanted: &Requested, remaining: u
     // A partition's first batch may exceed partition_max_bytes when the response budget allows,
     // so one oversized batch never stalls a consumer.
     let force_first = first_in_response || remaining >= wanted.max_bytes;
-    let mut out = BytesMut::new();
+    // Sized for the planned chunks (at most what they hold), so the records are copied once.
+    let mut out = BytesMut::with_capacity(chunks.iter().map(|chunk| chunk.byte_len as usize).sum::<usize>().min(limit.max(1 << 20)));
     let mut copied = 0usize;
     for chunk in &chunks {
         if copied >= limit && copied > 0 {
             break;
         }
-        let bytes = match context.reader.read_chunk(chunk).await {
+        // A chunk the joint read could not give is read alone, which names the failure.
+        let read = match fetched.get(chunk) {
+            Some(bytes) => Ok(bytes),
+            None => context.reader.read_chunk(chunk).await,
+        };
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(error) => {
                 // The error names the object. Consumers see KAFKA_STORAGE_ERROR (retriable) rather

@@ -1,8 +1,12 @@
-//! A bounded in-memory cache of segment bytes, so consumers tailing fresh data never wait on a GET.
-//! Eviction is oldest-inserted first, which for fresh segments is what tailing readers want.
+//! A bounded in-memory cache of segment bytes keyed by object: the writer's fresh segments whole,
+//! so consumers tailing fresh data never wait on a GET, and the byte ranges fetch read from the
+//! bucket, so the next fetch of another partition stored in the same range is served without one.
+//! Eviction is oldest-inserted first, which for fresh segments and catch-up reads (each range is
+//! read once, in offset order) is what readers want.
 
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Mutex;
 
 pub struct SegmentCache {
@@ -12,9 +16,22 @@ pub struct SegmentCache {
 
 #[derive(Default)]
 struct CacheInner {
-    entries: HashMap<String, Bytes>,
-    order: VecDeque<String>,
+    /// Per object, the ranges held (a handful at most: an object is read in a few coalesced GETs).
+    objects: HashMap<String, Vec<CachedRange>>,
+    /// Insertion order, for eviction.
+    order: VecDeque<(String, u64)>,
     bytes: usize,
+}
+
+struct CachedRange {
+    start: u64,
+    bytes: Bytes,
+}
+
+impl CachedRange {
+    fn covers(&self, range: &Range<u64>) -> bool {
+        self.start <= range.start && range.end <= self.start + self.bytes.len() as u64
+    }
 }
 
 impl SegmentCache {
@@ -22,31 +39,49 @@ impl SegmentCache {
         Self { capacity_bytes, inner: Mutex::new(CacheInner::default()) }
     }
 
-    pub fn insert(&self, key: String, value: Bytes) {
-        if value.len() > self.capacity_bytes {
+    /// Keeps `bytes`, the object's bytes from offset `start`, unless a held range already covers
+    /// them or they alone exceed the budget.
+    pub fn insert(&self, object: &str, start: u64, bytes: Bytes) {
+        if bytes.len() > self.capacity_bytes {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if inner.entries.contains_key(&key) {
+        let range = start..start + bytes.len() as u64;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let held = inner.objects.entry(object.to_string()).or_default();
+        if held.iter().any(|cached| cached.covers(&range)) {
             return;
         }
-        inner.bytes += value.len();
-        inner.entries.insert(key.clone(), value);
-        inner.order.push_back(key);
+        let added = bytes.len();
+        held.push(CachedRange { start, bytes });
+        inner.bytes += added;
+        inner.order.push_back((object.to_string(), start));
         while inner.bytes > self.capacity_bytes {
-            let Some(oldest) = inner.order.pop_front() else { break };
-            if let Some(evicted) = inner.entries.remove(&oldest) {
-                inner.bytes -= evicted.len();
+            let Some((oldest, oldest_start)) = inner.order.pop_front() else { break };
+            let Some(ranges) = inner.objects.get_mut(&oldest) else { continue };
+            let Some(position) = ranges.iter().position(|cached| cached.start == oldest_start) else { continue };
+            let evicted = ranges.swap_remove(position);
+            if ranges.is_empty() {
+                inner.objects.remove(&oldest);
             }
+            inner.bytes -= evicted.bytes.len();
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<Bytes> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entries.get(key).cloned()
+    /// The object's bytes in `range`, when one held range covers all of it.
+    pub fn get(&self, object: &str, range: Range<u64>) -> Option<Bytes> {
+        let inner = self.lock();
+        let cached = inner.objects.get(object)?.iter().find(|cached| cached.covers(&range))?;
+        let from = (range.start - cached.start) as usize;
+        Some(cached.bytes.slice(from..from + (range.end - range.start) as usize))
     }
 
     pub fn resident_bytes(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).bytes
+        self.lock().bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -57,10 +92,41 @@ mod tests {
     #[test]
     fn the_cache_stays_within_its_byte_budget() {
         let cache = SegmentCache::new(10);
-        cache.insert("a".into(), Bytes::from_static(b"123456"));
-        cache.insert("b".into(), Bytes::from_static(b"123456"));
-        assert!(cache.get("a").is_none());
-        assert!(cache.get("b").is_some());
+        cache.insert("a", 0, Bytes::from_static(b"123456"));
+        cache.insert("b", 0, Bytes::from_static(b"123456"));
+        assert!(cache.get("a", 0..1).is_none());
+        assert!(cache.get("b", 0..6).is_some());
         assert_eq!(cache.resident_bytes(), 6);
+    }
+
+    #[test]
+    fn a_range_is_served_from_any_held_range_that_covers_it() {
+        let cache = SegmentCache::new(100);
+        cache.insert("a", 10, Bytes::from_static(b"abcdef"));
+        assert_eq!(&cache.get("a", 12..15).unwrap()[..], b"cde");
+        assert_eq!(&cache.get("a", 10..16).unwrap()[..], b"abcdef");
+        assert!(cache.get("a", 9..12).is_none(), "starts before the held range");
+        assert!(cache.get("a", 14..17).is_none(), "ends after the held range");
+        assert!(cache.get("b", 12..15).is_none(), "another object");
+    }
+
+    #[test]
+    fn a_range_already_covered_is_not_kept_twice() {
+        let cache = SegmentCache::new(100);
+        cache.insert("a", 0, Bytes::from_static(b"0123456789"));
+        cache.insert("a", 2, Bytes::from_static(b"234"));
+        assert_eq!(cache.resident_bytes(), 10);
+    }
+
+    #[test]
+    fn eviction_takes_the_oldest_range_of_an_object_and_keeps_the_newer_one() {
+        let cache = SegmentCache::new(10);
+        cache.insert("a", 0, Bytes::from_static(b"01234"));
+        cache.insert("a", 5, Bytes::from_static(b"56789"));
+        cache.insert("b", 0, Bytes::from_static(b"xy"));
+        assert!(cache.get("a", 0..1).is_none());
+        assert_eq!(&cache.get("a", 5..10).unwrap()[..], b"56789");
+        assert_eq!(&cache.get("b", 0..2).unwrap()[..], b"xy");
+        assert_eq!(cache.resident_bytes(), 7);
     }
 }
