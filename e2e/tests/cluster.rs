@@ -144,6 +144,43 @@ async fn killing_an_agent_every_five_seconds_loses_no_acknowledged_record() -> R
     Ok(())
 }
 
+/// An agent replays the journal written since the last snapshot when it starts, and with the
+/// default 60 s snapshot interval a busy cluster's tail is larger than one gRPC message (4 MiB
+/// for the etcd client): read in one request, it stopped every agent that started then. Here the
+/// tail grows past 5 MiB, then a new agent joins and the first restarts; both start, and every
+/// acknowledged record is read back through the newcomer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_start_behind_a_journal_tail_larger_than_a_grpc_message() -> Result<()> {
+    let infrastructure = Infrastructure::start()?;
+    let mut first = Agent::start(&infrastructure, "long-tail", &["--registry-ttl", "3s", "--snapshot-interval", "1h"])?;
+    kafka::create_topic(&first.bootstrap, "long-tail", 400).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let producer = {
+        let bootstrap = first.bootstrap.clone();
+        tokio::spawn(async move { produce_until(&bootstrap, "long-tail", 4_000, &[], stopped).await })
+    };
+    let journal_bytes =
+        || -> Result<usize> { Ok(infrastructure.etcdctl(&["get", "--prefix", "--print-value-only", "/floe/vc/long-tail/log/"])?.len()) };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while journal_bytes()? < 5 << 20 {
+        ensure!(Instant::now() < deadline, "the journal held only {} bytes after 90 s", journal_bytes()?);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    stop.send(true)?;
+    let (sent, acknowledged) = producer.await??;
+    let tail = journal_bytes()?;
+    let second = Agent::start(&infrastructure, "long-tail", FAST).context("an agent joining behind the long tail")?;
+    first.restart().context("an agent restarting behind the long tail")?;
+    // The first agent's previous registration lapses with its lease (3 s).
+    wait_for_brokers(&second.bootstrap, 2)?;
+    verify_acknowledged(&second.bootstrap, "long-tail", 400, &acknowledged)?;
+    println!(
+        "long tail: {tail} bytes of journal since the last snapshot; a joining and a restarted agent started; {} of {sent} acknowledged records read back",
+        acknowledged.len()
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_etcd_during_produce_loses_nothing_and_produce_resumes_by_itself() -> Result<()> {
     let infrastructure = Infrastructure::start()?;

@@ -19,6 +19,20 @@ use std::time::Duration;
 /// etcd refuses requests over 1.5 MiB; stay well below it.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
+/// Journal records asked for per etcd request while catching up (halved while a response exceeds
+/// the client's gRPC message limit).
+const TAIL_PAGE_RECORDS: i64 = 256;
+
+/// The client refused a response larger than its gRPC message limit.
+pub fn is_response_too_large(error: &etcd_client::Error) -> bool {
+    matches!(error, etcd_client::Error::GRpcStatus(status) if status.message().contains("message length too large"))
+}
+
+/// etcd no longer holds the revision asked for (ErrCompacted).
+pub fn is_compacted(error: &etcd_client::Error) -> bool {
+    matches!(error, etcd_client::Error::GRpcStatus(status) if status.message().contains("required revision has been compacted"))
+}
+
 /// How to reach etcd.
 #[derive(Debug, Clone, Default)]
 pub struct EtcdSettings {
@@ -178,9 +192,29 @@ impl JournalReader {
     }
 
     /// Loads a newer snapshot if there is one and applies the journal tail.
+    ///
+    /// The snapshot pointer and every page of the tail are read at one etcd revision, so a
+    /// snapshot written and a journal trimmed while this runs can neither hide records from it
+    /// nor make it apply a record twice. When etcd compacted that revision away meanwhile, the
+    /// catch-up starts again from the (newer) snapshot.
     pub async fn catch_up(&mut self) -> Result<CaughtUp, EtcdError> {
+        let mut attempts = 0;
+        loop {
+            match self.catch_up_once().await {
+                Err(EtcdError::Request(error)) if is_compacted(&error) && attempts < 5 => {
+                    attempts += 1;
+                    tracing::info!(%error, "etcd compacted the journal under a catch-up; starting again from the snapshot");
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn catch_up_once(&mut self) -> Result<CaughtUp, EtcdError> {
         let pointer_key = self.keys.snapshot_pointer();
         let pointer = self.client.get(pointer_key.clone(), None).await?;
+        // Everything below is read as of this revision.
+        let revision = pointer.header().map(|header| header.revision()).unwrap_or_default();
         let mut snapshot_loaded = false;
         if let Some(kv) = pointer.kvs().first() {
             let pointer: SnapshotPointer = serde_json::from_slice(kv.value())
@@ -192,16 +226,33 @@ impl JournalReader {
                 snapshot_loaded = true;
             }
         }
-        let options = GetOptions::new()
-            .with_prefix()
-            .with_sort(SortTarget::Create, SortOrder::Ascend)
-            .with_min_create_revision(self.replica.applied_revision() as i64 + 1);
-        let tail = self.client.get(self.keys.log_prefix(), Some(options)).await?;
-        let header_revision = tail.header().map(|header| header.revision()).unwrap_or_default();
-        for kv in tail.kvs() {
-            self.apply(kv.create_revision(), kv.key(), kv.value())?;
+        // Page by page: a tail of many records does not fit in one gRPC message (4 MiB for the
+        // client); a page that does not fit is asked again with half as many records.
+        let mut page = TAIL_PAGE_RECORDS;
+        loop {
+            let options = GetOptions::new()
+                .with_prefix()
+                .with_revision(revision)
+                .with_sort(SortTarget::Create, SortOrder::Ascend)
+                .with_min_create_revision(self.replica.applied_revision() as i64 + 1)
+                .with_limit(page);
+            let tail = match self.client.get(self.keys.log_prefix(), Some(options)).await {
+                Ok(tail) => tail,
+                Err(error) if page > 1 && is_response_too_large(&error) => {
+                    page /= 2;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            for kv in tail.kvs() {
+                self.apply(kv.create_revision(), kv.key(), kv.value())?;
+            }
+            // A short page is the last (etcd's `more` counts keys the revision filter left out).
+            if (tail.kvs().len() as i64) < page {
+                break;
+            }
         }
-        Ok(CaughtUp { watch_from: header_revision + 1, snapshot_loaded })
+        Ok(CaughtUp { watch_from: revision + 1, snapshot_loaded })
     }
 
     /// Applies the record stored under `key` at create revision `revision`; keys that are not

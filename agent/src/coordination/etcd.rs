@@ -17,6 +17,8 @@ const LEASE_TTL_SECONDS: i64 = 10;
 const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// etcd allows 128 operations per transaction; stay below with the fence compare.
 const DELETES_PER_TRANSACTION: usize = 100;
+/// Journal keys listed per etcd request while trimming (about 100 bytes each).
+const TRIM_PAGE_KEYS: i64 = 10_000;
 
 /// This agent holds `jobs/leader`.
 pub struct EtcdLeadership {
@@ -143,40 +145,52 @@ impl Leadership for EtcdLeadership {
     fn trim_journal(&self, revision: u64) -> BoxFuture<'_, Result<usize, String>> {
         Box::pin(async move {
             let mut client = self.client.clone();
-            let covered = client
-                .get(
-                    self.keys.log_prefix(),
-                    Some(
-                        GetOptions::new()
-                            .with_prefix()
-                            .with_keys_only()
-                            .with_max_create_revision(revision as i64)
-                            .with_sort(SortTarget::Create, SortOrder::Ascend),
-                    ),
-                )
-                .await
-                .map_err(|error| error.to_string())?;
             // Only this cluster's records: a key deeper under `log/` belongs to another virtual
             // cluster whose etcd prefix lies inside ours, and its journal is not ours to trim.
             let log_prefix = self.keys.log_prefix();
-            let keys: Vec<Vec<u8>> = covered
-                .kvs()
-                .iter()
-                .map(|kv| kv.key().to_vec())
-                .filter(|key| crate::metadata::etcd::is_own_log_key(&log_prefix, key))
-                .collect();
-            for batch in keys.chunks(DELETES_PER_TRANSACTION) {
-                let deletes: Vec<TxnOp> = batch.iter().map(|key| TxnOp::delete(key.clone(), None)).collect();
-                let txn = Txn::new().when([self.fence_compare()]).and_then(deletes);
-                if !client.txn(txn).await.map_err(|error| error.to_string())?.succeeded() {
-                    return Err("no longer the jobs leader; journal trim stopped".to_string());
+            // Listed a page at a time: a minute of a busy cluster's journal holds more keys than
+            // one gRPC message (4 MiB) carries, and a trim that fails lets etcd grow to its quota.
+            let (mut trimmed, mut from) = (0, 0i64);
+            loop {
+                let page = client
+                    .get(
+                        log_prefix.clone(),
+                        Some(
+                            GetOptions::new()
+                                .with_prefix()
+                                .with_keys_only()
+                                .with_min_create_revision(from)
+                                .with_max_create_revision(revision as i64)
+                                .with_sort(SortTarget::Create, SortOrder::Ascend)
+                                .with_limit(TRIM_PAGE_KEYS),
+                        ),
+                    )
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let keys: Vec<Vec<u8>> = page
+                    .kvs()
+                    .iter()
+                    .map(|kv| kv.key().to_vec())
+                    .filter(|key| crate::metadata::etcd::is_own_log_key(&log_prefix, key))
+                    .collect();
+                for batch in keys.chunks(DELETES_PER_TRANSACTION) {
+                    let deletes: Vec<TxnOp> = batch.iter().map(|key| TxnOp::delete(key.clone(), None)).collect();
+                    let txn = Txn::new().when([self.fence_compare()]).and_then(deletes);
+                    if !client.txn(txn).await.map_err(|error| error.to_string())?.succeeded() {
+                        return Err("no longer the jobs leader; journal trim stopped".to_string());
+                    }
+                }
+                trimmed += keys.len();
+                match page.kvs().last() {
+                    Some(last) if (page.kvs().len() as i64) == TRIM_PAGE_KEYS => from = last.create_revision() + 1,
+                    _ => break,
                 }
             }
             // Drop etcd's history up to the snapshot; watchers further behind reload the snapshot.
             if let Err(error) = client.compact(revision as i64, Some(CompactionOptions::new())).await {
                 tracing::debug!(%error, "etcd compaction skipped");
             }
-            Ok(keys.len())
+            Ok(trimmed)
         })
     }
 }
