@@ -71,6 +71,9 @@ impl JournalBackend for EtcdJournal {
     }
 }
 
+/// The largest watch response the follower accepts.
+const WATCH_MESSAGE_BYTES: usize = 64 << 20;
+
 /// Keeps one replica in step with the journal.
 struct Follower {
     reader: JournalReader,
@@ -117,7 +120,11 @@ impl Follower {
     async fn watch_from(&mut self, start: i64) -> Result<(), EtcdError> {
         let options = WatchOptions::new().with_prefix().with_start_revision(start);
         let log_prefix = self.reader.keys().log_prefix();
-        let mut stream = self.reader.client_mut().watch(log_prefix, Some(options)).await?;
+        // One watch response carries up to 1,000 revisions of a watcher that fell behind: more
+        // than the client's default 4 MiB message when the records are large. Past this limit too,
+        // the watch fails and `follow` catches up page by page instead.
+        let mut watcher = self.reader.client_mut().watch_client().max_decoding_message_size(WATCH_MESSAGE_BYTES);
+        let mut stream = watcher.watch(log_prefix, Some(options)).await?;
         while let Some(response) = stream.message().await? {
             if response.compact_revision() > 0 {
                 tracing::warn!(
