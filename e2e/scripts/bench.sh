@@ -346,6 +346,7 @@ bench_system() {
     local dir="$DATA_ROOT/$system"
     mkdir -p "$dir"
     log "=== $system ==="
+    RSS_RUN_PEAK_MIB=0 RSS_RUN_PEAK_PROCESS_MIB=0
     case "$system" in
         kafka) start_kafka "$dir" ;;
         floe-playground) start_floe_playground "$dir" ;;
@@ -404,8 +405,9 @@ bench_system() {
     local infra_rss=null
     ((${#INFRA_PIDS[@]})) && infra_rss="$(rss_hwm_mib "${INFRA_PIDS[@]}")"
     latency_proxy_stats
+    fold_rss_peaks "${SERVER_PIDS[@]}"
     emit "$system" system label "$SYSTEM_LABEL" server_processes "${#SERVER_PIDS[@]}" \
-        rss_hwm_mib "$(rss_hwm_mib "${SERVER_PIDS[@]}")" infra_rss_hwm_mib "$infra_rss" \
+        rss_hwm_mib "$RSS_RUN_PEAK_MIB" rss_hwm_process_mib "$RSS_RUN_PEAK_PROCESS_MIB" infra_rss_hwm_mib "$infra_rss" \
         s3_proxy_requests "$PROXY_REQUESTS" s3_proxy_delay_p50_ms "$PROXY_P50_MS" s3_proxy_delay_p99_ms "$PROXY_P99_MS"
     stop_system
     rm -rf "$dir"

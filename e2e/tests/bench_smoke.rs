@@ -29,8 +29,15 @@ const SYSTEM_SPECIFIC: [(&str, &[&str]); 7] = [
 ];
 /// The catch-up read's bucket figures, which only Floe has.
 const CATCHUP_BUCKET: [&str; 5] = ["object_gets", "object_get_mib", "gets_per_gib", "objects_per_gib", "gets_per_object"];
-const SERVER: [&str; 6] =
-    ["server_cpu_seconds", "server_cores", "mib_per_sec_per_core", "client_cpu_seconds", "client_cores", "rss_hwm_mib"];
+const SERVER: [&str; 7] = [
+    "server_cpu_seconds",
+    "server_cores",
+    "mib_per_sec_per_core",
+    "client_cpu_seconds",
+    "client_cores",
+    "rss_hwm_mib",
+    "rss_hwm_process_mib",
+];
 
 /// Whether `figure` is a JSON number (`expect_number`) or null (not applicable to this system).
 fn check(figures: &Value, place: &str, figure: &str, expect_number: bool) -> Result<()> {
@@ -101,6 +108,11 @@ fn check_system(system: &str, data: &Value) -> Result<()> {
         check(workload("e2e")?, &format!("{system} e2e"), figure, true)?;
     }
     check(data, system, "rss_hwm_mib", true)?;
+    check(data, system, "rss_hwm_process_mib", true)?;
+    ensure!(
+        data["rss_hwm_process_mib"].as_f64() <= data["rss_hwm_mib"].as_f64(),
+        "{system}: the largest process's peak RSS exceeds the sum over its processes"
+    );
     check(data, system, "infra_rss_hwm_mib", CLUSTERS.contains(&system))?;
     ensure!(data["label"].as_str().is_some_and(|label| !label.is_empty()), "{system}: no label");
     Ok(())

@@ -74,6 +74,38 @@ rss_hwm_mib() {
     calc "$total / 1024" 1
 }
 
+# VmHWM of the largest of the given PIDs, in MiB (the figure a per-agent memory limit must fit).
+rss_hwm_max_mib() {
+    local pid kib largest=0
+    for pid in "$@"; do
+        kib="$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$pid/status" 2>/dev/null)" || die "process $pid is gone"
+        need_num "VmHWM of $pid" "$kib"
+        ((kib > largest)) && largest="$kib"
+    done
+    calc "$largest / 1024" 1
+}
+
+# The peaks of the run so far (summed over the server processes, and of the largest one): folded
+# in before every reset, so the system row still reports the peak through the whole run.
+RSS_RUN_PEAK_MIB=0
+RSS_RUN_PEAK_PROCESS_MIB=0
+fold_rss_peaks() {
+    local sum largest
+    sum="$(rss_hwm_mib "$@")" largest="$(rss_hwm_max_mib "$@")"
+    RSS_RUN_PEAK_MIB="$(calc "($sum > $RSS_RUN_PEAK_MIB ? $sum : $RSS_RUN_PEAK_MIB)" 1)"
+    RSS_RUN_PEAK_PROCESS_MIB="$(calc "($largest > $RSS_RUN_PEAK_PROCESS_MIB ? $largest : $RSS_RUN_PEAK_PROCESS_MIB)" 1)"
+}
+
+# Starts a new peak measurement for the given PIDs: writing 5 to clear_refs resets VmHWM to the
+# current RSS (Linux 4.0+), so each workload reports its own peak, not the peak so far.
+reset_rss_peaks() {
+    local pid
+    fold_rss_peaks "$@"
+    for pid in "$@"; do
+        echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || die "cannot reset the peak RSS of process $pid (/proc/$pid/clear_refs)"
+    done
+}
+
 # CPU seconds of this shell's waited-for children (the client JVMs), from bash's `times`, into
 # the named variable. `times` must run in this shell: a $(...) subshell has no children yet.
 children_cpu_seconds() {

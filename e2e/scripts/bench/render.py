@@ -58,11 +58,19 @@ WORKLOAD_NAMES = {
     "catchup": "catch-up read, 1,000 partitions (MiB read per core)",
 }
 
+def rss(figures):
+    """Peak RSS summed over the server processes, and the largest one's when that differs."""
+    total, largest = figures.get("rss_hwm_mib"), figures.get("rss_hwm_process_mib")
+    if largest is None or total is None or abs(total - largest) < 0.5:
+        return number(total, 0)
+    return f"{number(total, 0)} ({number(largest, 0)})"
+
+
 # Figures every produce run reports; the sets below may be null where they do not apply.
 SERVER_FIELDS = [
     "server_cpu_seconds", "server_cores", "mib_per_sec_per_core", "infra_cpu_seconds",
     "mib_per_sec_per_core_incl_infra", "client_cpu_seconds", "client_cores", "object_puts",
-    "object_puts_per_sec", "segments", "flush_ms_mean", "etcd_txn_per_segment", "rss_hwm_mib",
+    "object_puts_per_sec", "segments", "flush_ms_mean", "etcd_txn_per_segment", "rss_hwm_mib", "rss_hwm_process_mib",
 ]
 LATENCY_FIELDS = ["records_per_sec", "mib_per_sec", "avg_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"]
 CONSUME_FIELDS = ["records", "mib_per_sec", "fetch_mib_per_sec", "rebalance_ms", "server_cpu_seconds", "mib_per_sec_per_core"]
@@ -78,7 +86,7 @@ REQUIRED = {
     "consume": CONSUME_FIELDS,
     "catchup": [*CONSUME_FIELDS, *CATCHUP_FIELDS],
     "e2e": ["messages", "avg_ms", "p50_ms", "p99_ms", "p999_ms"],
-    "system": ["label", "server_processes", "rss_hwm_mib", "infra_rss_hwm_mib", *PROXY_FIELDS],
+    "system": ["label", "server_processes", "rss_hwm_mib", "rss_hwm_process_mib", "infra_rss_hwm_mib", *PROXY_FIELDS],
 }
 NOT_APPLICABLE = {  # (system) -> fields that are null for it
     "kafka": {"infra_cpu_seconds", "mib_per_sec_per_core_incl_infra", "object_puts", "object_puts_per_sec", "segments",
@@ -285,7 +293,9 @@ def scoreboard(results):
         f"Servers pinned to CPU {settings['server_cpus']} (etcd and s3s-fs too), load generators to CPU {settings['client_cpus']}. "
         f"{settings['record_size']}-byte records, `{settings['producer_props']}`.{java_defaults} "
         "MiB/s per server core = MiB produced / server CPU-seconds (from /proc/<pid>/stat over the run; the cluster "
-        "sums its agents, etcd and s3s-fs are shown apart). RSS is the peak (VmHWM) so far, summed over agents. "
+        "sums its agents, etcd and s3s-fs are shown apart). RSS: each workload's own peak (VmHWM, reset as the "
+        "workload starts), summed over the agents, the largest agent's in parentheses; the latency table's is the "
+        "peak through the whole run. "
         "Client cores near 1.0 mean the load generator, not the server, set the pace; a server far below one core "
         "with a low rate is waiting, not working (Floe acknowledges acks=all produces after their flush, which starts "
         f"as soon as the previous PUT returned and the PUT cap allows; {put_cap(settings, systems)}). Flush ms: mean "
@@ -307,7 +317,7 @@ def scoreboard(results):
                 f"{number(w.get('mib_per_sec_per_core_incl_infra'))} | {number(w.get('client_cores'), 2)} | "
                 f"{number(w.get('object_puts_per_sec'))} | {number(w.get('flush_ms_mean'))} | "
                 f"{number(w.get('etcd_txn_per_segment'), 2)} | "
-                f"{number(w.get('rss_hwm_mib'), 0)} |"
+                f"{rss(w)} |"
             )
     latency_ran = any(w in ran for w in [*FIXED_WORKLOADS, "e2e", "consume"])
     light = number(settings.get("light_records_per_sec"), 0)
@@ -339,7 +349,7 @@ def scoreboard(results):
         cells.append(number(w.get("w3-light", {}).get("flush_ms_mean")))
         e = w.get("e2e", {})
         cells += [number(e.get("p50_ms"), 0), number(e.get("p99_ms"), 0), number(e.get("p999_ms"), 0),
-                  number(w.get("consume", {}).get("fetch_mib_per_sec")), number(data.get("rss_hwm_mib"), 0)]
+                  number(w.get("consume", {}).get("fetch_mib_per_sec")), rss(data)]
         out.append(f"| {short_name(system, machine)} | " + " | ".join(cells) + " |")
     half = [(system, data["workloads"][DEFAULTS_HALF_LOAD]) for system, data in systems.items()
             if DEFAULTS_HALF_LOAD in data["workloads"]]

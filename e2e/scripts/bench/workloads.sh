@@ -18,6 +18,8 @@ producer_props() { # producer_props COMPRESSION [BATCH_SIZE]
 # Snapshot the server-side counters into S_<name>_<field> (S_before_ticks, ...).
 snapshot() {
     local name="$1"
+    # Each workload's RSS is its own peak.
+    [[ "$name" != before ]] || reset_rss_peaks "${SERVER_PIDS[@]}"
     printf -v "S_${name}_ticks" '%s' "$(cpu_ticks "${SERVER_PIDS[@]}")"
     if ((${#INFRA_PIDS[@]})); then
         printf -v "S_${name}_infra" '%s' "$(cpu_ticks "${INFRA_PIDS[@]}")"
@@ -88,7 +90,8 @@ emit_server_figures() { # the server-side figures every produce workload reports
         infra_cpu_seconds "$D_INFRA_CPU" mib_per_sec_per_core_incl_infra "$D_MIB_PER_CORE_ALL" \
         client_cpu_seconds "$D_CLIENT_CPU" client_cores "$D_CLIENT_CORES" \
         object_puts "$D_PUTS" object_puts_per_sec "$D_PUTS_PER_SEC" segments "$D_SEGMENTS" flush_ms_mean "$D_FLUSH_MS" \
-        etcd_txn_per_segment "$D_ETCD_PER_SEGMENT" rss_hwm_mib "$(rss_hwm_mib "${SERVER_PIDS[@]}")"
+        etcd_txn_per_segment "$D_ETCD_PER_SEGMENT" rss_hwm_mib "$(rss_hwm_mib "${SERVER_PIDS[@]}")" \
+        rss_hwm_process_mib "$(rss_hwm_max_mib "${SERVER_PIDS[@]}")"
 }
 
 # One ProducerPerformance run; sets P_* (see parse_producer). EXTRA_PROPS are more producer settings
