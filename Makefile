@@ -26,6 +26,12 @@ run: ## Start the playground on 127.0.0.1:9092 (data in ./floe-data)
 	$(CARGO) build --release --bin floe
 	./target/release/floe playground
 
+.PHONY: demo
+demo: ## Start the playground with demo traffic; the console is at http://127.0.0.1:8080/
+	e2e/scripts/install-deps.sh --build-only
+	$(CARGO) build --release --bin floe
+	./target/release/floe demo --data-dir ./floe-demo-data
+
 .PHONY: lint
 lint: ## rustfmt, clippy with warnings as errors, and the operator's dependency rule
 	$(CARGO) fmt --all --check

@@ -67,6 +67,12 @@ pub async fn fsck(
     let store = Arc::new(SegmentStore::open(bucket, s3, Arc::new(Metrics::new()))?);
     let replica = Arc::new(Replica::new());
     load(metadata, cluster, &store, &replica).await?;
+    fsck_replica(&store, &replica).await
+}
+
+/// [`fsck`] of metadata already replayed into `replica` (`floe diagnose` replays it once for
+/// several checks).
+pub async fn fsck_replica(store: &SegmentStore, replica: &Replica) -> Result<FsckReport, AdminError> {
     let mut by_object: BTreeMap<String, Vec<(String, i32, ChunkLocation)>> = BTreeMap::new();
     replica.read(|state| {
         for (name, topic) in &state.topics {
@@ -77,7 +83,7 @@ pub async fn fsck(
             }
         }
     });
-    check(&store, &replica, by_object).await
+    check(store, replica, by_object).await
 }
 
 /// Replays the metadata into `replica` without following it.

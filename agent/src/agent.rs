@@ -8,6 +8,9 @@ use crate::config::{MetadataUrl, Roles, DEFAULT_LOAD_REPORT_INTERVAL};
 use crate::groups::GroupCoordinator;
 use crate::handlers::produce::ValidationPool;
 use crate::handlers::{AgentContext, HandlerSettings, RequestLimits};
+use crate::http::console::throughput::ThroughputHistory;
+use crate::http::console::{self, Console};
+use crate::http::status::StatusSource;
 use crate::http::{self, HttpState};
 use crate::jobs::{self, JobSettings};
 use crate::metadata::etcd::{self, EtcdError, EtcdJournal, EtcdSettings};
@@ -281,6 +284,9 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
                 pod: cluster_settings.pod.clone(),
                 pool: cluster_settings.pool.clone(),
                 bucket_problem: None,
+                version: Some(crate::VERSION.to_string()),
+                supported_metadata_version: Some(SUPPORTED_METADATA_VERSION),
+                http: Some(reachable_http_address(http_address, host)),
             };
             let (registry, tasks) = Registry::join(client.clone(), keys.clone(), record, cluster_settings.registry_ttl).await?;
             background.extend(tasks);
@@ -387,8 +393,25 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         serving_stopped.clone(),
     )));
     let server_task = tokio::spawn(server::run(kafka_listener, Arc::clone(&context), settings.server.clone(), serving_stopped));
-    let http_task =
-        tokio::spawn(http::run(http_listener, HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) }, http_stopped));
+    let status = Arc::new(StatusSource { replica: Arc::clone(&replica), cluster: Arc::clone(&context.cluster) });
+    let throughput = Arc::new(ThroughputHistory::default());
+    background.push(tokio::spawn(console::throughput::run_sampler(
+        Arc::clone(&metrics),
+        Arc::clone(&throughput),
+        console::throughput::SAMPLE_INTERVAL,
+    )));
+    let console = Arc::new(Console {
+        replica: Arc::clone(&replica),
+        cluster: Arc::clone(&context.cluster),
+        registry: registry_handle.clone(),
+        metrics: Arc::clone(&metrics),
+        throughput,
+    });
+    let http_task = tokio::spawn(http::run(
+        http_listener,
+        HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready), status, console },
+        http_stopped,
+    ));
     ready.store(true, Ordering::Release);
     tracing::info!(%kafka_address, %http_address, %advertised, node_id, "agent started");
     Ok(RunningAgent {
@@ -412,6 +435,16 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         http_task,
         background,
     })
+}
+
+/// The HTTP address others reach this agent at, for its registry record: the bound address, or
+/// on a wildcard bind (`0.0.0.0:8080` in a pod) the advertised Kafka host with the HTTP port.
+fn reachable_http_address(bound: SocketAddr, advertised_host: &str) -> String {
+    if bound.ip().is_unspecified() {
+        format!("{advertised_host}:{}", bound.port())
+    } else {
+        bound.to_string()
+    }
 }
 
 /// Every `interval`: turn the counters into rates, set the load gauges and, in cluster mode,
@@ -459,5 +492,17 @@ fn persist_group_membership(
                 tracing::warn!(%group, generation, %error, "could not store a group's membership; a new coordinator would make its members rejoin");
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_http_address_is_the_bound_one_or_the_advertised_host_on_a_wildcard_bind() {
+        assert_eq!(reachable_http_address("127.0.0.1:8081".parse().unwrap(), "agent-1.floe.svc"), "127.0.0.1:8081");
+        assert_eq!(reachable_http_address("0.0.0.0:8080".parse().unwrap(), "agent-1.floe.svc"), "agent-1.floe.svc:8080");
+        assert_eq!(reachable_http_address("[::]:8080".parse().unwrap(), "10.0.0.7"), "10.0.0.7:8080");
     }
 }

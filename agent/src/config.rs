@@ -25,6 +25,9 @@ pub enum Command {
     Agent(AgentArgs),
     /// Run a single-process playground: embedded metadata and a file bucket under --data-dir.
     Playground(PlaygroundArgs),
+    /// The playground with built-in traffic: producers writing to a `demo` topic and two consumer
+    /// groups reading it (one deliberately slow), to watch in the web console.
+    Demo(PlaygroundArgs),
     /// Operator tools.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -63,6 +66,9 @@ pub enum Command {
         #[command(flatten)]
         client: crate::cli::ClientArgs,
     },
+    /// Check a cluster: the bucket, etcd, every agent (reachable, metadata version, journal lag,
+    /// clock) and fsck. One line per check; exits 1 when any check fails.
+    Diagnose(crate::cli::DiagnoseArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,8 +96,10 @@ pub struct MarkLostArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct FsckArgs {
+    /// The agents' metadata: etcd://host:2379[,host:2379]/prefix (or a playground's embedded:///path)
     #[arg(long, env = "FLOE_METADATA")]
     pub metadata: MetadataUrl,
+    /// The agents' object store: s3://bucket/prefix or file:///path (S3 settings as the agent's)
     #[arg(long, env = "FLOE_OBJECT_STORE")]
     pub object_store: ObjectStoreUrl,
     #[command(flatten)]
@@ -284,9 +292,10 @@ pub struct CommonArgs {
     #[arg(long, env = "FLOE_GROUP_INITIAL_REBALANCE_DELAY", default_value = "3s", value_parser = parse_duration)]
     pub group_initial_rebalance_delay: Duration,
     /// Create a topic (with --default-partitions) when a client asks for it in Metadata and allows
-    /// auto-creation, as Kafka's auto.create.topics.enable does. Off by default.
-    #[arg(long, env = "FLOE_AUTO_CREATE_TOPICS")]
-    pub auto_create_topics: bool,
+    /// auto-creation, as Kafka's auto.create.topics.enable does. On by default in the playground
+    /// (as in Kafka), off on `floe agent`; `--auto-create-topics=false` turns it off.
+    #[arg(long, env = "FLOE_AUTO_CREATE_TOPICS", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub auto_create_topics: Option<bool>,
     /// Kafka node id this agent advertises.
     #[arg(long, env = "FLOE_NODE_ID", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..))]
     pub node_id: i32,
@@ -547,6 +556,15 @@ pub struct JobArgs {
     /// compacted segments).
     #[arg(long, env = "FLOE_GC_GRACE", default_value = "10m", value_parser = parse_duration)]
     pub gc_grace: Duration,
+    /// How often the agent running the jobs refreshes the consumer lag metrics
+    /// (floe_consumer_group_lag_*) and, in cluster mode, floe_etcd_db_size_bytes.
+    #[arg(long, env = "FLOE_LAG_METRICS_INTERVAL", default_value = "5s", value_parser = parse_positive_duration)]
+    pub lag_metrics_interval: Duration,
+    /// Per-partition consumer lag series (one per group and partition it committed) past which
+    /// only the per-group totals are exported (floe_consumer_group_max_lag_seconds,
+    /// floe_consumer_group_total_lag_records); 0 exports the totals only.
+    #[arg(long, env = "FLOE_LAG_METRICS_MAX_SERIES", default_value_t = 10_000)]
+    pub lag_metrics_max_series: u32,
 }
 
 /// Cluster-mode settings: etcd access, identity, S3.
@@ -736,6 +754,19 @@ mod tests {
         assert!(agent_args(&["--etcd-user", "floe"]).cluster.validate().unwrap_err().contains("go together"));
         let with_tls = agent_args(&["--etcd-user", "floe", "--etcd-password", "secret", "--etcd-ca-file", "/etc/etcd/ca.crt"]);
         assert_eq!(with_tls.cluster.validate(), Ok(()));
+    }
+
+    #[test]
+    fn auto_create_topics_is_a_switch_that_also_takes_false() {
+        let playground = |extra: &[&str]| match Cli::try_parse_from(["floe", "playground"].iter().chain(extra)).expect("parses").command {
+            Command::Playground(args) => args.common.auto_create_topics,
+            other => panic!("parsed {other:?}"),
+        };
+        assert_eq!(playground(&[]), None, "unset: the playground and `floe agent` each choose");
+        assert_eq!(playground(&["--auto-create-topics"]), Some(true));
+        assert_eq!(playground(&["--auto-create-topics=false"]), Some(false));
+        assert_eq!(agent_args(&["--auto-create-topics=true"]).common.auto_create_topics, Some(true));
+        assert!(Cli::try_parse_from(["floe", "playground", "--auto-create-topics=maybe"]).is_err());
     }
 
     fn agent_args(extra: &[&str]) -> AgentArgs {

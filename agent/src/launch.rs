@@ -26,7 +26,9 @@ pub enum SettingsError {
 
 /// The playground's settings: embedded metadata under `<directory>/metadata` and a file bucket under
 /// `<directory>/bucket`.
-pub fn playground_settings(directory: &Path, common: CommonArgs) -> Result<AgentSettings, SettingsError> {
+pub fn playground_settings(directory: &Path, mut common: CommonArgs) -> Result<AgentSettings, SettingsError> {
+    // A playground behaves like Kafka out of the box: a client's first produce creates its topic.
+    common.auto_create_topics.get_or_insert(true);
     settings(MetadataUrl::Embedded(directory.join("metadata")), ObjectStoreUrl::File(directory.join("bucket")), common, None)
 }
 
@@ -65,6 +67,8 @@ pub fn settings(
             small_segment_bytes: (common.flush_max_bytes / 2) as u64,
             retention_interval: common.jobs.retention_interval,
             gc_grace: common.jobs.gc_grace,
+            lag_metrics_interval: common.jobs.lag_metrics_interval,
+            lag_metrics_max_series: common.jobs.lag_metrics_max_series as usize,
         },
         s3: cluster.map(s3_options).unwrap_or_default(),
         metadata,
@@ -94,7 +98,7 @@ pub fn settings(
         },
         cache_bytes: common.cache_bytes,
         default_partitions: common.default_partitions,
-        auto_create_topics: common.auto_create_topics,
+        auto_create_topics: common.auto_create_topics.unwrap_or(false),
         group_initial_rebalance_delay: common.group_initial_rebalance_delay,
         node_id: common.node_id,
         produce_validation_threads: common
@@ -173,5 +177,16 @@ mod tests {
         assert_eq!(spacing(&["--max-puts-per-second", "4"]), Duration::from_millis(250));
         assert_eq!(spacing(&["--flush-interval", "50ms"]), Duration::from_millis(50));
         assert_eq!(default_puts_per_second(&ObjectStoreUrl::S3 { bucket: "b".into(), prefix: String::new() }), 10.0);
+    }
+
+    #[test]
+    fn the_playground_creates_topics_on_demand_unless_told_not_to_and_an_agent_only_when_told() {
+        let playground =
+            |extra: &[&str]| playground_settings(Path::new("/nonexistent"), playground_common(extra)).unwrap().auto_create_topics;
+        assert!(playground(&[]));
+        assert!(!playground(&["--auto-create-topics=false"]));
+        let agent = |common| settings(MetadataUrl::Embedded("/nonexistent".into()), ObjectStoreUrl::Memory, common, None).unwrap();
+        assert!(!agent(playground_common(&[])).auto_create_topics, "unset means off outside the playground");
+        assert!(agent(playground_common(&["--auto-create-topics"])).auto_create_topics);
     }
 }

@@ -6,8 +6,8 @@
 //! in-order responses) → `handlers` (one module per Kafka API) → `storage` (segment format, writer,
 //! reader, cache) and `metadata` (journal, state machine, replica) and `groups` (classic consumer
 //! group coordinator) → `http` (health, metrics). `fuzzing` holds the fuzz targets' entry points.
-//! `cli` is a Kafka client (the `floe topic`/`produce`/`consume`/`group` commands); nothing in the
-//! agent uses it.
+//! `cli` is a Kafka client (the `floe topic`/`produce`/`consume`/`group` commands) and the cluster
+//! check `floe diagnose`; nothing in the agent uses it.
 
 pub mod admin;
 pub mod agent;
@@ -29,3 +29,7 @@ pub mod sasl;
 pub mod server;
 pub mod storage;
 pub mod tls;
+
+/// This build's version, as `floe --version` prints it; published in the registry record and on
+/// `/status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,5 +1,5 @@
-//! The `floe` binary: `floe agent`, `floe playground`, `floe admin`, and the Kafka client
-//! commands (`floe topic`, `produce`, `consume`, `group`, `cluster`).
+//! The `floe` binary: `floe agent`, `floe playground`, `floe admin`, `floe diagnose`, and the
+//! Kafka client commands (`floe topic`, `produce`, `consume`, `group`, `cluster`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -56,6 +56,7 @@ async fn run() -> anyhow::Result<()> {
         // collector the escape codes are noise around every level and field name.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let demo = matches!(cli.command, Command::Demo(_));
     let (settings, playground_directory, drain) = match cli.command {
         Command::Agent(args) => {
             args.cluster.validate().map_err(|message| anyhow::anyhow!(message))?;
@@ -70,7 +71,7 @@ async fn run() -> anyhow::Result<()> {
             let drain = DrainSettings { grace, timeout: args.cluster.drain_timeout };
             (settings(args.metadata, args.object_store, args.common, Some(&args.cluster))?, None, drain)
         }
-        Command::Playground(args) => {
+        Command::Playground(args) | Command::Demo(args) => {
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("failed to create --data-dir {}", args.data_dir.display()))?;
             let directory =
                 args.data_dir.canonicalize().with_context(|| format!("failed to resolve --data-dir {}", args.data_dir.display()))?;
@@ -96,6 +97,11 @@ async fn run() -> anyhow::Result<()> {
         Command::Consume { args, client } => return floe_agent::cli::consume(&client, args),
         Command::Group { command, client } => return floe_agent::cli::group(&client, command),
         Command::Cluster { command, client } => return floe_agent::cli::cluster(&client, command),
+        Command::Diagnose(args) => {
+            let report = floe_agent::cli::diagnose::run(&args).await?;
+            report.print(args.output);
+            std::process::exit(if report.healthy() { 0 } else { 1 });
+        }
         Command::Admin(AdminCommand::Fsck(args)) => {
             let cluster = cluster_settings(&args.metadata, &args.cluster);
             let report = admin::fsck(&args.metadata, cluster.as_ref(), &args.object_store, &s3_options(&args.cluster)).await?;
@@ -106,13 +112,35 @@ async fn run() -> anyhow::Result<()> {
     // Installed before start-up so an early SIGTERM starts a drain instead of killing the process.
     let mut signals = Signals::install()?;
     let running = agent::start(settings).await?;
-    println!("Floe {} is running.", if playground_directory.is_some() { "playground" } else { "agent" });
+    let kind = match (demo, playground_directory.is_some()) {
+        (true, _) => "demo",
+        (false, true) => "playground",
+        (false, false) => "agent",
+    };
+    println!("Floe {kind} is running.");
     println!("  Kafka bootstrap: {}", running.advertised);
     println!("  HTTP:            http://{}/metrics  /healthz  /readyz", running.http_address);
+    println!("  Console:         http://{}/", running.http_address);
     println!("  Node id:         {}", running.node_id);
     if let Some(directory) = playground_directory {
         println!("  Data directory:  {}", directory.display());
-        println!("Try: kcat -b {} -L", running.advertised);
+        if demo {
+            use floe_agent::cli::demo;
+            demo::start(&running.advertised);
+            println!(
+                "Demo traffic: {} producers writing ~{} records/s to topic {:?} ({} partitions); groups {:?} (keeps up) and {:?} (reads {}/s, lags).",
+                demo::PRODUCERS,
+                demo::PRODUCERS * demo::RECORDS_PER_SECOND_PER_PRODUCER,
+                demo::TOPIC,
+                demo::PARTITIONS,
+                demo::FAST_GROUP,
+                demo::SLOW_GROUP,
+                demo::SLOW_RECORDS_PER_SECOND
+            );
+            println!("Open the console: http://{}/", running.http_address);
+        } else {
+            println!("Try: kcat -b {} -L", running.advertised);
+        }
         println!("Stop with Ctrl-C; data survives a restart.");
     }
     let first = signals.next().await;

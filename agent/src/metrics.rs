@@ -1,7 +1,9 @@
 //! Prometheus metrics, prefix `floe_`. One registry per agent, passed in (never global) so tests
 //! can read counters.
 
-use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -75,6 +77,89 @@ pub struct Metrics {
     pub request_memory_bytes: IntGauge,
     /// Times a connection stopped reading because the request memory budget was used up.
     pub request_memory_waits: IntCounter,
+    /// Consumer lag from the metadata replica (`jobs::cluster_metrics`), exported only by the agent
+    /// running the background jobs: every agent holds the same replica. Per partition while the
+    /// series fit `--lag-metrics-max-series`, per group always.
+    pub consumer_lag: ConsumerLagMetrics,
+    /// etcd's database size and quota, exported only by the jobs leader in cluster mode. Label-less
+    /// vectors so that no series exists where nothing is measured.
+    pub etcd_database_bytes: IntGaugeVec,
+    pub etcd_database_quota_bytes: IntGaugeVec,
+}
+
+/// Consumer lag gauges (see [`Metrics::consumer_lag`]).
+pub struct ConsumerLagMetrics {
+    /// Records between a group's committed offset and the partition's high watermark.
+    pub records: IntGaugeVec,
+    /// Approximate age of the next record the group has to consume; 0 when caught up.
+    pub seconds: GaugeVec,
+    /// Per group: the largest lag in seconds over its partitions.
+    pub group_max_seconds: GaugeVec,
+    /// Per group: the lag in records summed over its partitions.
+    pub group_records: IntGaugeVec,
+    /// 1 when the per-partition series were dropped because there were more than
+    /// `--lag-metrics-max-series` of them.
+    pub partitions_dropped: IntGaugeVec,
+}
+
+impl ConsumerLagMetrics {
+    fn new() -> Self {
+        Self {
+            records: IntGaugeVec::new(
+                Opts::new(
+                    "floe_consumer_group_lag_records",
+                    "Records between a consumer group's committed offset and the partition's high watermark (jobs agent only)",
+                ),
+                &["group", "topic", "partition"],
+            )
+            .expect("valid metric"),
+            seconds: GaugeVec::new(
+                Opts::new(
+                    "floe_consumer_group_lag_seconds",
+                    "Approximate age of the next record a consumer group has to consume, 0 when caught up (jobs agent only)",
+                ),
+                &["group", "topic", "partition"],
+            )
+            .expect("valid metric"),
+            group_max_seconds: GaugeVec::new(
+                Opts::new("floe_consumer_group_max_lag_seconds", "Largest floe_consumer_group_lag_seconds over a group's partitions"),
+                &["group"],
+            )
+            .expect("valid metric"),
+            group_records: IntGaugeVec::new(
+                Opts::new("floe_consumer_group_total_lag_records", "floe_consumer_group_lag_records summed over a group's partitions"),
+                &["group"],
+            )
+            .expect("valid metric"),
+            partitions_dropped: IntGaugeVec::new(
+                Opts::new(
+                    "floe_consumer_group_lag_partitions_dropped",
+                    "1 when per-partition lag series are not exported because there are more than --lag-metrics-max-series",
+                ),
+                &[],
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.records.clone()),
+            Box::new(self.seconds.clone()),
+            Box::new(self.group_max_seconds.clone()),
+            Box::new(self.group_records.clone()),
+            Box::new(self.partitions_dropped.clone()),
+        ]
+    }
+
+    /// Removes every series: an agent that stops running the jobs stops exporting lag.
+    pub fn clear(&self) {
+        self.records.reset();
+        self.seconds.reset();
+        self.group_max_seconds.reset();
+        self.group_records.reset();
+        self.partitions_dropped.reset();
+    }
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -250,6 +335,17 @@ impl Metrics {
             "Times a connection stopped reading because the request memory budget (--queued-max-request-bytes) was used up",
         )
         .expect("valid metric");
+        let consumer_lag = ConsumerLagMetrics::new();
+        let etcd_database_bytes = IntGaugeVec::new(
+            Opts::new("floe_etcd_db_size_bytes", "Size of etcd's database file, as etcd reports it (jobs leader only)"),
+            &[],
+        )
+        .expect("valid metric");
+        let etcd_database_quota_bytes = IntGaugeVec::new(
+            Opts::new("floe_etcd_db_size_quota_bytes", "etcd's database quota (etcd 3.6+ reports it; jobs leader only)"),
+            &[],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -292,7 +388,12 @@ impl Metrics {
             Box::new(sasl_sessions_revoked.clone()),
             Box::new(request_memory_bytes.clone()),
             Box::new(request_memory_waits.clone()),
-        ] {
+            Box::new(etcd_database_bytes.clone()),
+            Box::new(etcd_database_quota_bytes.clone()),
+        ]
+        .into_iter()
+        .chain(consumer_lag.collectors())
+        {
             registry.register(collector).expect("metric names are unique");
         }
         Self {
@@ -339,6 +440,9 @@ impl Metrics {
             sasl_sessions_revoked,
             request_memory_bytes,
             request_memory_waits,
+            consumer_lag,
+            etcd_database_bytes,
+            etcd_database_quota_bytes,
         }
     }
 

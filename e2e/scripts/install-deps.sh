@@ -6,7 +6,8 @@
 # Idempotent and fast when everything is already present. Prints what it
 # installs. Works from any cwd.
 #
-#  * Debian packages (apt-get; `apt-get update` only if something is missing)
+#  * Debian packages (apt-get; `apt-get update` only if something is missing), chromium included
+#    for the console test
 #  * Python venv at ${FLOE_CACHE:-$HOME/.cache/floe}/venv with the pinned
 #    e2e/python/requirements.txt (skipped when the stamp for the requirements
 #    hash exists), plus matplotlib for the bench chart
@@ -74,6 +75,8 @@ if [ "${1:-}" = "--build-only" ]; then
     exit 0
 fi
 apt_install kcat python3-venv faketime
+# The console test (e2e/tests/console.rs) loads every console page in headless Chromium.
+apt_install chromium
 
 # --- 2. Java toolchain --------------------------------------------------------
 if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then

@@ -106,7 +106,8 @@ async fn create_partitions_grows_a_topic_and_refuses_to_shrink_it() -> Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_are_auto_created_only_when_the_agent_allows_it() -> Result<()> {
-    let allowing = Playground::start(&["--auto-create-topics", "--default-partitions", "3"])?;
+    // The playground allows it by default, as Kafka does.
+    let allowing = Playground::start(&["--default-partitions", "3"])?;
     let producer: FutureProducer = kafka::config(&allowing.bootstrap).set("acks", "all").set("message.timeout.ms", "10000").create()?;
     let delivered = producer.send(FutureRecord::to("made-on-demand").key("k").payload("v"), Duration::from_secs(10)).await;
     ensure!(delivered.is_ok(), "produce to an auto-created topic failed: {delivered:?}");
@@ -118,7 +119,7 @@ async fn topics_are_auto_created_only_when_the_agent_allows_it() -> Result<()> {
         metadata.topics()[0].partitions().len()
     );
 
-    let refusing = Playground::start(&[])?;
+    let refusing = Playground::start(&["--auto-create-topics=false"])?;
     let producer: FutureProducer = kafka::config(&refusing.bootstrap).set("acks", "all").set("message.timeout.ms", "3000").create()?;
     let refused = producer.send(FutureRecord::to("never-made").key("k").payload("v"), Duration::from_secs(10)).await;
     ensure!(refused.is_err(), "a topic was created although auto-creation is off");

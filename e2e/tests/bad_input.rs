@@ -168,7 +168,8 @@ fn a_batch_over_max_message_bytes_gets_message_too_large() -> Result<()> {
 
 #[test]
 fn unknown_topics_get_unknown_topic_or_partition_everywhere() -> Result<()> {
-    let playground = Playground::start(&[])?;
+    // Auto-creation off: the playground's default would create the topic Metadata asks for.
+    let playground = Playground::start(&["--auto-create-topics=false"])?;
     let mut connection = RawConnection::connect(&playground.bootstrap)?;
     ensure!(produce(&mut connection, "nope", batch(1, 10))?.0 == UNKNOWN_TOPIC_OR_PARTITION, "produce to an unknown topic");
     ensure!(latest_offset(&mut connection, "nope")?.0 == UNKNOWN_TOPIC_OR_PARTITION, "list offsets of an unknown topic");

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// What an agent publishes about itself. Every field added after the first release carries
 /// `#[serde(default)]`, so records written by older agents still parse (and the other way round:
 /// older agents ignore fields they do not know).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentRecord {
     pub node_id: i32,
     pub host: String,
@@ -42,6 +42,18 @@ pub struct AgentRecord {
     /// (network policies, a pod's cloud identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_problem: Option<String>,
+    /// The agent's build (its crate version); absent in records of builds before `floe diagnose`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The newest journal metadata version this agent's build implements
+    /// (`state::SUPPORTED_METADATA_VERSION`); a journal raised beyond it halts the agent. Published
+    /// here, not only on the agent's HTTP port, because it is a fixed fact of the build that whoever
+    /// reads the registry needs before changing the version, even for an agent it cannot reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supported_metadata_version: Option<u32>,
+    /// `host:port` of the agent's HTTP server (`/healthz`, `/metrics`, `/status`), as others reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
 }
 
 impl AgentRecord {
@@ -66,6 +78,7 @@ mod tests {
         assert!(!record.draining);
         assert_eq!((record.object_store_bytes_per_second, record.cpu_seconds_per_second), (0.0, 0.0));
         assert_eq!((record.pod, record.pool), (None, None));
+        assert_eq!((record.version, record.supported_metadata_version, record.http), (None, None, None));
     }
 
     #[test]
@@ -84,9 +97,19 @@ mod tests {
             pod: Some("floe-abc".into()),
             pool: Some("ingest".into()),
             bucket_problem: None,
+            version: Some("0.1.0".into()),
+            supported_metadata_version: Some(7),
+            http: Some("floe-abc.floe.svc:8080".into()),
         };
         let json = serde_json::to_string(&record).expect("serializes");
-        for field in [r#""pool":"ingest""#, r#""pod":"floe-abc""#, r#""cpu_seconds_per_second":0.25"#, r#""draining":true"#] {
+        for field in [
+            r#""pool":"ingest""#,
+            r#""pod":"floe-abc""#,
+            r#""cpu_seconds_per_second":0.25"#,
+            r#""draining":true"#,
+            r#""supported_metadata_version":7"#,
+            r#""http":"floe-abc.floe.svc:8080""#,
+        ] {
             assert!(json.contains(field), "{json} lacks {field}");
         }
         assert_eq!(AgentRecord::decode(json.as_bytes()).expect("parses"), record);

@@ -7,7 +7,8 @@
 //!   [`producers`]), the in-memory replica ([`replica`]), snapshots ([`snapshot`]) and a
 //!   read-only replay from etcd ([`etcd::load`]);
 //! - the bucket: object names ([`layout`]) and the store behind a URL ([`bucket`]);
-//! - SASL/SCRAM credentials and Kafka ACLs as the journal keeps them ([`scram`], [`acl`]).
+//! - SASL/SCRAM credentials and Kafka ACLs as the journal keeps them ([`scram`], [`acl`]);
+//! - failures of etcd and the bucket worded for people ([`messages`]).
 //!
 //! # The rule for what goes here
 //! A type or function belongs here when both the agent and the operator need it, and only then.
@@ -24,6 +25,7 @@ pub mod etcd;
 pub mod groups;
 pub mod keys;
 pub mod layout;
+pub mod messages;
 pub mod producers;
 pub mod records;
 pub mod registration;

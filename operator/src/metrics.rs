@@ -1,7 +1,12 @@
 //! The operator's Prometheus metrics (prefix `floe_operator_`), held in a registry passed through
 //! the context so tests read them. Error labels are error-kind names, never `Debug` text.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use crate::crd::agent_pool::AgentPool;
+use kube::runtime::reflector::Store;
+use kube::ResourceExt;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -66,6 +71,14 @@ impl Metrics {
         sum(&self.child_writes) + sum(&self.status_writes)
     }
 
+    /// Exports every AgentPool's agents (ready, minimum, desired) from `pools`, the controller's
+    /// cache. Only the replica that runs the controllers has one, so only it exports them.
+    pub fn register_agent_pools(&self, pools: Store<AgentPool>) {
+        if let Err(error) = self.registry.register(Box::new(AgentPoolGauges::new(pools))) {
+            tracing::warn!(%error, "failed to register the AgentPool gauges");
+        }
+    }
+
     pub fn render(&self) -> String {
         let encoder = prometheus::TextEncoder::new();
         encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
@@ -75,5 +88,129 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// An AgentPool's agents as its status and spec say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolAgents {
+    /// The Deployment's ready replicas, as the operator last wrote them in the status.
+    pub ready: i64,
+    /// The fewest the pool should have: `autoscaling.minReplicas` when it autoscales, else
+    /// `replicas`.
+    pub minimum: i64,
+    /// What the pool converges to (`status.desiredReplicas`), when known.
+    pub desired: Option<i64>,
+}
+
+/// Pure: what [`AgentPoolGauges`] exports for `pool`.
+pub fn pool_agents(pool: &AgentPool) -> PoolAgents {
+    let status = pool.status.clone().unwrap_or_default();
+    let minimum = match pool.spec.autoscaling.as_ref().filter(|autoscaling| autoscaling.enabled) {
+        Some(autoscaling) => autoscaling.min_replicas,
+        None => pool.spec.replicas,
+    };
+    PoolAgents { ready: status.ready_replicas.into(), minimum: minimum.into(), desired: status.desired_replicas.map(i64::from) }
+}
+
+/// `floe_operator_agent_pool_*_agents{namespace, pool}`, computed at each scrape from the
+/// controller's cache, so a deleted pool's series go with it. `namespace` is the pool's: the
+/// operator's PodMonitor honours these labels over the operator pod's own.
+struct AgentPoolGauges {
+    pools: Store<AgentPool>,
+    ready: IntGaugeVec,
+    minimum: IntGaugeVec,
+    desired: IntGaugeVec,
+    /// One scrape at a time refills the gauges.
+    refilling: std::sync::Mutex<()>,
+}
+
+impl AgentPoolGauges {
+    fn new(pools: Store<AgentPool>) -> Self {
+        // Literal names in `Opts::new`: e2e/chart/monitoring.py finds the exported metrics there.
+        let ready = Opts::new("floe_operator_agent_pool_ready_agents", "Ready agents of an AgentPool (its status.readyReplicas)");
+        let minimum = Opts::new(
+            "floe_operator_agent_pool_minimum_agents",
+            "Fewest agents an AgentPool should have: autoscaling.minReplicas when it autoscales, else replicas",
+        );
+        let desired = Opts::new(
+            "floe_operator_agent_pool_desired_agents",
+            "Agents an AgentPool converges to: replicas, or the autoscaler's decision (status.desiredReplicas)",
+        );
+        let by_pool = |opts: Opts| IntGaugeVec::new(opts, &["namespace", "pool"]).expect("valid metric");
+        Self { pools, ready: by_pool(ready), minimum: by_pool(minimum), desired: by_pool(desired), refilling: std::sync::Mutex::new(()) }
+    }
+}
+
+impl Collector for AgentPoolGauges {
+    fn desc(&self) -> Vec<&Desc> {
+        [&self.ready, &self.minimum, &self.desired].into_iter().flat_map(|gauges| gauges.desc()).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _one_at_a_time = self.refilling.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for gauges in [&self.ready, &self.minimum, &self.desired] {
+            gauges.reset();
+        }
+        for pool in self.pools.state() {
+            let (namespace, name) = (pool.namespace().unwrap_or_default(), pool.name_any());
+            let labels = [namespace.as_str(), name.as_str()];
+            let agents = pool_agents(&pool);
+            self.ready.with_label_values(&labels).set(agents.ready);
+            self.minimum.with_label_values(&labels).set(agents.minimum);
+            if let Some(desired) = agents.desired {
+                self.desired.with_label_values(&labels).set(desired);
+            }
+        }
+        [&self.ready, &self.minimum, &self.desired].into_iter().flat_map(|gauges| gauges.collect()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::store;
+    use kube::runtime::watcher;
+
+    fn pool(name: &str, spec: serde_json::Value, status: serde_json::Value) -> AgentPool {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "floe.dev/v1alpha1",
+            "kind": "AgentPool",
+            "metadata": {"name": name, "namespace": "streaming"},
+            "spec": spec,
+            "status": status,
+        }))
+        .expect("a valid AgentPool")
+    }
+
+    #[test]
+    fn the_minimum_is_the_autoscalers_when_it_is_on_and_the_replicas_otherwise() {
+        let fixed = pool(
+            "fixed",
+            serde_json::json!({"virtualClusterRef": {"name": "vc"}, "replicas": 3}),
+            serde_json::json!({"readyReplicas": 2, "desiredReplicas": 3}),
+        );
+        assert_eq!(pool_agents(&fixed), PoolAgents { ready: 2, minimum: 3, desired: Some(3) });
+        let scaling = pool(
+            "scaling",
+            serde_json::json!({"virtualClusterRef": {"name": "vc"}, "replicas": 3, "autoscaling": {"enabled": true, "minReplicas": 2, "maxReplicas": 8}}),
+            serde_json::json!({"readyReplicas": 5}),
+        );
+        assert_eq!(pool_agents(&scaling), PoolAgents { ready: 5, minimum: 2, desired: None });
+    }
+
+    #[test]
+    fn a_pool_gone_from_the_cache_is_no_longer_exported() {
+        let (reader, mut writer) = store::<AgentPool>();
+        let fixed =
+            pool("fixed", serde_json::json!({"virtualClusterRef": {"name": "vc"}, "replicas": 3}), serde_json::json!({"readyReplicas": 1}));
+        writer.apply_watcher_event(&watcher::Event::Apply(fixed.clone()));
+        let metrics = Metrics::new();
+        metrics.register_agent_pools(reader);
+        let rendered = metrics.render();
+        assert!(rendered.contains(r#"floe_operator_agent_pool_ready_agents{namespace="streaming",pool="fixed"} 1"#), "{rendered}");
+        assert!(rendered.contains(r#"floe_operator_agent_pool_minimum_agents{namespace="streaming",pool="fixed"} 3"#), "{rendered}");
+        writer.apply_watcher_event(&watcher::Event::Delete(fixed));
+        assert!(!metrics.render().contains("floe_operator_agent_pool"), "{}", metrics.render());
     }
 }

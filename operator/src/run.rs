@@ -115,6 +115,7 @@ pub async fn run_controllers(client: Client, context: Arc<Context>, namespace: O
     let ours = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     let pools = Controller::new(api::<AgentPool>(&client, namespace), watcher::Config::default());
     let pool_store = pools.store();
+    context.metrics.register_agent_pools(pool_store.clone());
     let pools = pools
         .owns(api::<Deployment>(&client, namespace), ours.clone())
         .owns(api::<Service>(&client, namespace), ours.clone())

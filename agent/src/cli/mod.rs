@@ -1,9 +1,11 @@
 //! `floe topic`, `floe produce`, `floe consume`, `floe group` and `floe cluster`: the everyday
 //! commands of a Kafka user, speaking the Kafka protocol to any agent (or any Kafka broker), in
 //! the spirit of Redpanda's `rpk`. Human tables by default, `-o json` for scripts (one JSON
-//! object per line).
+//! object per line). `floe diagnose` ([`diagnose`]) checks a cluster's etcd, bucket and agents.
 
 mod client;
+pub mod demo;
+pub mod diagnose;
 mod groups;
 pub mod partitioner;
 mod records;
@@ -13,6 +15,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use std::time::Duration;
 
 pub use client::Client;
+pub use diagnose::DiagnoseArgs;
 
 /// Where the commands connect and how they print.
 #[derive(Debug, Clone, Args)]

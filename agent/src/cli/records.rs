@@ -238,7 +238,7 @@ fn is_aborted(record: &Record, aborted: &[(i64, i64)]) -> bool {
 
 /// Every record of the whole batches in `bytes` (a trailing partial batch, which a broker may
 /// send at its size limit, is left for the next fetch).
-fn decode_records(mut bytes: Bytes) -> Result<Vec<Record>> {
+pub(super) fn decode_records(mut bytes: Bytes) -> Result<Vec<Record>> {
     let mut records = Vec::new();
     while bytes.len() >= 12 {
         let length = i32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);

@@ -345,21 +345,7 @@ mod tests {
     use super::*;
 
     fn record(node_id: i32, draining: bool) -> AgentRecord {
-        AgentRecord {
-            node_id,
-            host: "127.0.0.1".into(),
-            port: 9000 + node_id,
-            zone: None,
-            roles: vec![],
-            draining,
-            bytes_in_per_second: 0.0,
-            bytes_out_per_second: 0.0,
-            object_store_bytes_per_second: 0.0,
-            cpu_seconds_per_second: 0.0,
-            pod: None,
-            pool: None,
-            bucket_problem: None,
-        }
+        AgentRecord { node_id, host: "127.0.0.1".into(), port: 9000 + node_id, draining, ..AgentRecord::default() }
     }
 
     fn ids(nodes: &[NodeInfo]) -> Vec<i32> {

@@ -11,9 +11,10 @@
 //!
 //! The journal itself is the other coordination point (`metadata::journal::JournalBackend`, etcd
 //! or embedded), and the agent registry the third (`cluster::ClusterView`); jobs reach etcd only
-//! through this module.
+//! through this module ([`etcd_status`] reads the database size the leader exports).
 
 pub mod etcd;
+pub mod etcd_status;
 mod lease;
 
 pub use lease::LeaseClock;

@@ -1,11 +1,16 @@
 //! HTTP endpoints: /healthz (the process is alive), /readyz (metadata replayed and the Kafka
-//! listener accepting), /metrics (Prometheus text).
+//! listener accepting), /metrics (Prometheus text), /status (JSON for `floe diagnose`, see
+//! [`status`]), and the read-only web console at `/`, `/topics` and `/groups` (see [`console`]).
+
+pub mod console;
+pub mod status;
 
 use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use status::StatusSource;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -15,6 +20,8 @@ use tokio::sync::watch;
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    pub status: Arc<StatusSource>,
+    pub console: Arc<console::Console>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -36,6 +43,14 @@ pub fn router(state: HttpState) -> Router {
                 ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
             }),
         )
+        .route(
+            "/status",
+            get(|State(state): State<HttpState>| async move {
+                let body = serde_json::to_string(&state.status.status(std::time::SystemTime::now())).unwrap_or_default();
+                ([(axum::http::header::CONTENT_TYPE, "application/json")], body)
+            }),
+        )
+        .merge(console::routes())
         .with_state(state)
 }
 

@@ -252,13 +252,15 @@ mod tests {
                 small_segment_bytes: 4 << 20,
                 retention_interval: std::time::Duration::from_secs(3600),
                 gc_grace: std::time::Duration::from_secs(3600),
+                lag_metrics_interval: std::time::Duration::from_secs(5),
+                lag_metrics_max_series: 10_000,
             },
             metadata,
             reader: Arc::new(SegmentReader::new(Arc::clone(&store), cache)),
             store,
             metrics,
         };
-        JobContext::new(&resources, Arc::new(crate::coordination::Sole::new()))
+        JobContext::new(&resources, Arc::new(crate::coordination::Sole::new()), None)
     }
 
     fn referenced_objects(context: &JobContext) -> usize {

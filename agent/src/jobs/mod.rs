@@ -5,19 +5,24 @@
 //! (`spawn_sole`; no snapshots: the embedded journal has no etcd history to trim). The jobs only
 //! ever talk to the `Leadership` interface.
 //! Journal records the jobs write are validated at apply time, so a stale duplicate is harmless.
+//! Whoever runs the jobs also exports the metrics about the whole virtual cluster
+//! (`cluster_metrics`: consumer lag, etcd's database size), so that exactly one agent does.
 //!
 //! Destructive work (deleting objects) is fenced twice: by the journal (`gc` deletes only what no
 //! commit can reference any more, whoever runs it) and by the lease: a leader stops deleting once
 //! its lease could have expired at etcd, measured on the monotonic clock from the moment it sent
 //! its last successful renewal (`coordination::LeaseClock`), never from when it noticed a failure.
 
+pub mod cluster_metrics;
 pub mod compaction;
+pub mod consumer_lag;
 pub mod gc;
 pub mod key_compaction;
 pub mod retention;
 pub mod snapshots;
 
 use crate::coordination::etcd::{try_lead, EtcdLeadership};
+use crate::coordination::etcd_status::EtcdStatus;
 use crate::coordination::{Leadership, Sole};
 use crate::metadata::keys::KeyLayout;
 use crate::metadata::MetadataClient;
@@ -38,6 +43,10 @@ pub struct JobSettings {
     pub small_segment_bytes: u64,
     pub retention_interval: Duration,
     pub gc_grace: Duration,
+    /// How often the consumer lag and etcd size metrics are refreshed.
+    pub lag_metrics_interval: Duration,
+    /// Per-partition lag series past which only per-group totals are exported.
+    pub lag_metrics_max_series: usize,
 }
 
 /// What the jobs work with, whoever coordinates them: the same for the elected etcd leader and
@@ -60,10 +69,12 @@ pub struct JobContext {
     pub reader: Arc<SegmentReader>,
     pub metrics: Arc<Metrics>,
     pub settings: JobSettings,
+    /// etcd's status, for its database size (cluster mode only).
+    pub etcd: Option<EtcdStatus>,
 }
 
 impl JobContext {
-    fn new(resources: &JobResources, leadership: Arc<dyn Leadership>) -> Self {
+    fn new(resources: &JobResources, leadership: Arc<dyn Leadership>, etcd: Option<EtcdStatus>) -> Self {
         let resources = resources.clone();
         Self {
             leadership,
@@ -72,6 +83,7 @@ impl JobContext {
             reader: resources.reader,
             metrics: resources.metrics,
             settings: resources.settings,
+            etcd,
         }
     }
 
@@ -108,7 +120,8 @@ pub fn spawn(client: Client, keys: KeyLayout, resources: JobResources, mut stop:
                 Ok(Some(leadership)) => {
                     tracing::info!(fence = leadership.fence(), "this agent now runs the background jobs");
                     let leadership = Arc::new(leadership);
-                    let context = JobContext::new(&resources, Arc::clone(&leadership) as Arc<dyn Leadership>);
+                    let etcd = Some(EtcdStatus::new(client.clone()));
+                    let context = JobContext::new(&resources, Arc::clone(&leadership) as Arc<dyn Leadership>, etcd);
                     if run_while_leading(&context, &leadership, &mut stop).await {
                         leadership.release().await;
                         return;
@@ -138,9 +151,20 @@ async fn run_while_leading(context: &JobContext, leadership: &EtcdLeadership, st
     run_jobs(context, &renewal.leading, stop).await
 }
 
-/// Runs the jobs, each at its interval, while `leading` holds; returns true when `stop` turned
-/// true (between jobs), false when the leadership was lost.
+/// Runs the jobs, each at its interval, and exports the cluster metrics, while `leading` holds;
+/// returns true when `stop` turned true (between jobs), false when the leadership was lost. The
+/// metrics refresh on their own schedule (a long compaction does not hold them back) and are
+/// removed on return, so a deposed leader stops exporting them.
 async fn run_jobs(context: &JobContext, leading: &std::sync::atomic::AtomicBool, stop: &mut watch::Receiver<bool>) -> bool {
+    let stopped = tokio::select! {
+        stopped = run_each_at_its_interval(context, leading, stop) => stopped,
+        never = cluster_metrics::run(context) => match never {},
+    };
+    cluster_metrics::clear(&context.metrics);
+    stopped
+}
+
+async fn run_each_at_its_interval(context: &JobContext, leading: &std::sync::atomic::AtomicBool, stop: &mut watch::Receiver<bool>) -> bool {
     let started = Instant::now();
     let mut last_snapshot = started;
     let mut last_compaction = started;
@@ -186,7 +210,7 @@ async fn run_jobs(context: &JobContext, leading: &std::sync::atomic::AtomicBool,
 /// this process alone writes.
 pub fn spawn_sole(resources: JobResources, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let context = JobContext::new(&resources, Arc::new(Sole::new()));
+        let context = JobContext::new(&resources, Arc::new(Sole::new()), None);
         tracing::info!("this agent runs the background jobs (embedded metadata: compaction, retention, GC)");
         run_jobs(&context, &std::sync::atomic::AtomicBool::new(true), &mut stop).await;
     })

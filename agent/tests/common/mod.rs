@@ -47,6 +47,9 @@ impl InProcess {
             "10ms",
             "--group-initial-rebalance-delay",
             "0ms",
+            // Off, unlike the playground's default: this tier's Metadata requests ask about
+            // unknown topics and expect them unknown.
+            "--auto-create-topics=false",
         ];
         arguments.extend_from_slice(extra);
         let flags = Flags::try_parse_from(arguments).expect("the flags parse");

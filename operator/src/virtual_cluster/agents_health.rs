@@ -36,16 +36,10 @@ mod tests {
             node_id,
             host: "127.0.0.1".into(),
             port: 9092,
-            zone: None,
-            roles: vec!["produce".into()],
             draining,
-            bytes_in_per_second: 0.0,
-            bytes_out_per_second: 0.0,
-            object_store_bytes_per_second: 0.0,
-            cpu_seconds_per_second: 0.0,
             pod: Some(pod.into()),
-            pool: Some("agents".into()),
             bucket_problem: problem.map(str::to_string),
+            ..AgentRecord::default()
         }
     }
 
