@@ -806,3 +806,75 @@ fn the_readmes_floe_commands_work_verbatim_against_the_playground() -> Result<()
     ensure!(missing.stderr.contains("UNKNOWN_TOPIC_OR_PARTITION"), "a missing topic gave: {}", missing.stderr);
     Ok(())
 }
+
+/// The commands against a listener with TLS and SASL, configured as a user inside an agent's pod
+/// would (`FLOE_CLIENT_*`, the password never on the command line): SCRAM-SHA-512 and PLAIN
+/// logins create, fill and read a topic; a wrong password and a half-given login fail naming what
+/// to fix.
+#[test]
+fn the_floe_commands_log_in_over_tls_with_scram_and_plain_and_say_why_a_login_fails() -> Result<()> {
+    let pki = floe_e2e::pki::Pki::new()?;
+    pki.issue_server()?;
+    let password_file = pki.path("admin.password");
+    std::fs::write(&password_file, "admin-secret\n")?;
+    let (password_file, certificate, key) = (password_file.display().to_string(), pki.arg("server.crt"), pki.arg("server.key"));
+    let playground = Playground::start(&[
+        "--sasl-mechanisms",
+        "SCRAM-SHA-512,PLAIN",
+        "--sasl-bootstrap-user",
+        "admin",
+        "--sasl-bootstrap-password-file",
+        &password_file,
+        "--tls-cert-file",
+        &certificate,
+        "--tls-key-file",
+        &key,
+    ])?;
+    let records = pki.path("records.txt");
+    std::fs::write(&records, "one\ntwo\nthree\n")?;
+    let floe = |login: &[(&str, &str)], arguments: &[&str]| -> Result<Finished> {
+        let mut command = Command::new(floe_e2e::floe_binary()?);
+        command
+            .args(arguments)
+            .env("FLOE_BOOTSTRAP", &playground.bootstrap)
+            .env("FLOE_CLIENT_TLS_CA_FILE", pki.arg("ca.crt"))
+            .envs(login.iter().copied())
+            .stdin(Stdio::null());
+        run_with_timeout(command, TOOL_TIMEOUT)
+    };
+    let scram = [
+        ("FLOE_CLIENT_SASL_MECHANISM", "SCRAM-SHA-512"),
+        ("FLOE_CLIENT_SASL_USERNAME", "admin"),
+        ("FLOE_CLIENT_SASL_PASSWORD", "admin-secret"),
+    ];
+    let plain =
+        [("FLOE_CLIENT_SASL_MECHANISM", "PLAIN"), ("FLOE_CLIENT_SASL_USERNAME", "admin"), ("FLOE_CLIENT_SASL_PASSWORD", "admin-secret")];
+    let created = floe(&scram, &["topic", "create", "secured", "-p", "2"])?;
+    ensure!(created.status.success(), "topic create over SASL_SSL (SCRAM-SHA-512) failed: {}", created.stderr);
+    let produced = floe(&plain, &["produce", "secured", "--file", &records.display().to_string()])?;
+    ensure!(produced.status.success(), "produce over SASL_SSL (PLAIN) failed: {}", produced.stderr);
+    let consumed = floe(&scram, &["consume", "secured", "--count", "3"])?;
+    ensure!(consumed.status.success(), "consume over SASL_SSL (SCRAM-SHA-512) failed: {}", consumed.stderr);
+    let mut values: Vec<&str> = consumed.stdout.lines().collect();
+    values.sort();
+    ensure!(values == ["one", "three", "two"], "consume printed:\n{}", consumed.stdout);
+
+    let wrong = floe(
+        &[("FLOE_CLIENT_SASL_MECHANISM", "SCRAM-SHA-512"), ("FLOE_CLIENT_SASL_USERNAME", "admin"), ("FLOE_CLIENT_SASL_PASSWORD", "nope")],
+        &["topic", "list"],
+    )?;
+    ensure!(
+        !wrong.status.success() && wrong.stderr.contains("refused the SASL login") && wrong.stderr.contains("SASL_AUTHENTICATION_FAILED"),
+        "a wrong password gave: {}",
+        wrong.stderr
+    );
+    let half = floe(&[("FLOE_CLIENT_SASL_MECHANISM", "PLAIN"), ("FLOE_CLIENT_SASL_USERNAME", "admin")], &["topic", "list"])?;
+    ensure!(
+        !half.status.success() && half.stderr.contains("FLOE_CLIENT_SASL_PASSWORD"),
+        "a login without a password gave: {}",
+        half.stderr
+    );
+    let anonymous = floe(&[], &["topic", "list"])?;
+    ensure!(!anonymous.status.success(), "a client without a SASL login listed the topics of a SASL listener: {}", anonymous.stdout);
+    Ok(())
+}

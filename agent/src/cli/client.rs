@@ -1,6 +1,8 @@
 //! A small blocking Kafka client for the `floe` commands: one connection per broker, requests one
-//! at a time, the versions every Floe agent and Kafka 4 broker accept. Plaintext only for now.
+//! at a time, the versions every Floe agent and Kafka 4 broker accept. Plaintext, TLS and SASL
+//! (PLAIN, SCRAM) as [`Security`] says.
 
+use super::security::{self, Credentials, SaslMechanism, ScramClient, Security};
 use anyhow::{bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -10,6 +12,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a connection may take to open, and a response to arrive (fetches wait less than this
@@ -20,14 +23,107 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 const CLIENT_ID: &str = "floe-cli";
 
+/// A connection's byte stream: the socket, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(stream) => stream.read(buffer),
+            Stream::Tls(stream) => stream.read(buffer),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(stream) => stream.write(buffer),
+            Stream::Tls(stream) => stream.write(buffer),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(stream) => stream.flush(),
+            Stream::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
 struct Connection {
     address: String,
-    stream: TcpStream,
+    stream: Stream,
     next_correlation_id: i32,
 }
 
 impl Connection {
-    fn open(address: &str) -> Result<Self> {
+    /// Connects, then does what `security` asks: the TLS handshake, a SASL login.
+    fn open(address: &str, security: &Security) -> Result<Self> {
+        let socket = Self::connect(address)?;
+        let stream = match &security.tls {
+            Some(config) => {
+                let connection = rustls::ClientConnection::new(Arc::clone(config), security::server_name(address)?)
+                    .context("cannot start a TLS connection")?;
+                let mut stream = rustls::StreamOwned::new(connection, socket);
+                // Finish the handshake now, so a certificate problem is reported as one.
+                while stream.conn.is_handshaking() {
+                    stream.conn.complete_io(&mut stream.sock).with_context(|| {
+                        format!("TLS handshake with {address} failed (is --tls-ca-file the CA that signed its certificate, and is its listener TLS?)")
+                    })?;
+                }
+                Stream::Tls(Box::new(stream))
+            }
+            None => Stream::Plain(socket),
+        };
+        let mut connection = Self { address: address.to_string(), stream, next_correlation_id: 1 };
+        if let Some(credentials) = &security.sasl {
+            connection.authenticate(credentials)?;
+        }
+        Ok(connection)
+    }
+
+    /// SaslHandshake, then SaslAuthenticate rounds (KIP-152): one for PLAIN, two for SCRAM.
+    fn authenticate(&mut self, credentials: &Credentials) -> Result<()> {
+        let mechanism = credentials.mechanism.name();
+        let handshake: SaslHandshakeResponse =
+            self.call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)))?;
+        if handshake.error_code != 0 {
+            let enabled: Vec<String> = handshake.mechanisms.iter().map(|name| name.to_string()).collect();
+            bail!(
+                "{} does not accept SASL {mechanism}; it offers {}",
+                self.address,
+                if enabled.is_empty() { "none".to_string() } else { enabled.join(", ") }
+            );
+        }
+        match credentials.mechanism {
+            SaslMechanism::Plain => {
+                self.sasl_round(security::plain_message(credentials))?;
+            }
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
+                let (client, first) = ScramClient::start(credentials);
+                let server_first = self.sasl_round(first)?;
+                let (last, signature) = client.finish(&server_first)?;
+                let server_final = self.sasl_round(last)?;
+                ScramClient::verify(&server_final, &signature).with_context(|| format!("SCRAM login to {}", self.address))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round trip; a refusal names the server's reason.
+    fn sasl_round(&mut self, message: Vec<u8>) -> Result<Bytes> {
+        let response: SaslAuthenticateResponse =
+            self.call(ApiKey::SaslAuthenticate, 2, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)))?;
+        let what = format!("{} refused the SASL login", self.address);
+        check_with_message(response.error_code, response.error_message.as_ref(), &what)?;
+        Ok(response.auth_bytes)
+    }
+
+    fn connect(address: &str) -> Result<TcpStream> {
         let resolved: Vec<_> = address
             .to_socket_addrs()
             .with_context(|| format!("cannot resolve {address:?} (expected host:port, e.g. 127.0.0.1:9092)"))?
@@ -38,7 +134,7 @@ impl Connection {
                 Ok(stream) => {
                     stream.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
                     stream.set_nodelay(true)?;
-                    return Ok(Self { address: address.to_string(), stream, next_correlation_id: 1 });
+                    return Ok(stream);
                 }
                 Err(error) => last_error = Some(error),
             }
@@ -127,15 +223,25 @@ pub struct Client {
     bootstrap: Connection,
     brokers: HashMap<i32, Broker>,
     connections: HashMap<i32, Connection>,
+    security: Security,
 }
 
 impl Client {
-    /// Connects to the first reachable address of `bootstrap` (comma-separated host:port).
+    /// Connects in plaintext to the first reachable address of `bootstrap` (comma-separated
+    /// host:port).
     pub fn connect(bootstrap: &str) -> Result<Self> {
+        Self::connect_with(bootstrap, Security::default())
+    }
+
+    /// Connects as `security` says to the first reachable address of `bootstrap`; every broker
+    /// connection opened later does the same.
+    pub fn connect_with(bootstrap: &str, security: Security) -> Result<Self> {
         let mut failures = Vec::new();
         for address in bootstrap.split(',').map(str::trim).filter(|address| !address.is_empty()) {
-            match Connection::open(address) {
-                Ok(connection) => return Ok(Self { bootstrap: connection, brokers: HashMap::new(), connections: HashMap::new() }),
+            match Connection::open(address, &security) {
+                Ok(connection) => {
+                    return Ok(Self { bootstrap: connection, brokers: HashMap::new(), connections: HashMap::new(), security })
+                }
                 Err(error) => failures.push(format!("{error:#}")),
             }
         }
@@ -160,7 +266,7 @@ impl Client {
     ) -> Result<Response> {
         if !self.connections.contains_key(&node_id) {
             let broker = self.brokers.get(&node_id).with_context(|| format!("no broker {node_id} in the last Metadata answer"))?;
-            let connection = Connection::open(&broker.address)?;
+            let connection = Connection::open(&broker.address, &self.security)?;
             self.connections.insert(node_id, connection);
         }
         let connection = self.connections.get_mut(&node_id).expect("inserted above");

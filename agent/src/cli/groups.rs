@@ -11,7 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 
 pub fn run(args: &ClientArgs, command: GroupCommand) -> Result<()> {
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = args.connect()?;
     match command {
         GroupCommand::List => list(&mut client, args.output),
         GroupCommand::Describe { group } => describe(&mut client, args.output, &group),

@@ -9,6 +9,7 @@ pub mod diagnose;
 mod groups;
 pub mod partitioner;
 mod records;
+pub mod security;
 mod topics;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -26,6 +27,16 @@ pub struct ClientArgs {
     /// Output: human-readable tables, or one JSON object per line.
     #[arg(long, short = 'o', value_enum, default_value = "table", global = true)]
     pub output: Output,
+    /// TLS and SASL, for a secured listener.
+    #[command(flatten)]
+    pub security: security::SecurityArgs,
+}
+
+impl ClientArgs {
+    /// A client connected to `--bootstrap` with the TLS and SASL options.
+    pub fn connect(&self) -> anyhow::Result<Client> {
+        Client::connect_with(&self.bootstrap, self.security.security()?)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -31,7 +31,7 @@ pub fn produce(args: &ClientArgs, produce: ProduceArgs) -> Result<()> {
         }
         None => Box::new(std::io::stdin().lock()),
     };
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = args.connect()?;
     let leaders = client.partition_leaders(&produce.topic)?;
     let partitions = leaders.len() as i32;
     if let Some(partition) = produce.partition {
@@ -143,7 +143,7 @@ fn send_batch(client: &mut Client, topic: &str, partition: i32, leader: i32, mut
 
 pub fn consume(args: &ClientArgs, consume: ConsumeArgs) -> Result<()> {
     let format = Format::parse(&consume.format)?;
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = args.connect()?;
     let leaders = client.partition_leaders(&consume.topic)?;
     let chosen: Vec<(i32, i32)> = if consume.partition.is_empty() {
         leaders

@@ -19,7 +19,7 @@ const DELETE: i8 = 1;
 const TIMEOUT_MS: i32 = 30_000;
 
 pub fn run(args: &ClientArgs, command: TopicCommand) -> Result<()> {
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = args.connect()?;
     match command {
         TopicCommand::Create { name, partitions, configs } => create(&mut client, args.output, &name, partitions, &configs),
         TopicCommand::List => list(&mut client, args.output),
@@ -218,7 +218,7 @@ fn delete_topics(client: &mut Client, output: Output, names: &[String]) -> Resul
 }
 
 pub fn cluster_info(args: &ClientArgs) -> Result<()> {
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = args.connect()?;
     let metadata = client.metadata(Some(&[][..]))?;
     let cluster_id = metadata.cluster_id.as_ref().map(|id| id.to_string()).unwrap_or_default();
     let controller = metadata.controller_id.0;

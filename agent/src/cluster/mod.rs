@@ -30,9 +30,15 @@ pub trait ClusterView: Send + Sync {
     /// The agents a client of this agent is shown (Metadata's brokers and partition leaders,
     /// DescribeCluster): the live agents that serve at least the traffic this one serves, so a
     /// client bootstrapped at a produce-only pool is led only to agents that take produce requests
-    /// and one bootstrapped at a fetch-only pool only to agents that serve fetches. Group and
-    /// transaction coordinators are placed over all of `live` (every agent must agree on them).
+    /// and one bootstrapped at a fetch-only pool only to agents that serve fetches. Coordinators
+    /// are placed over [`ClusterView::live_serving`] (every agent must agree on them).
     fn advertised(&self) -> Vec<NodeInfo> {
+        self.live()
+    }
+    /// The live agents that serve `traffic`: where the coordinators of that traffic's clients are
+    /// placed (groups on agents serving fetch, transactional ids on agents serving produce), so a
+    /// client bootstrapped at a pool learns of no agent outside it through FindCoordinator.
+    fn live_serving(&self, _traffic: Traffic) -> Vec<NodeInfo> {
         self.live()
     }
     /// Whether this agent serves `traffic` (its `--roles`).

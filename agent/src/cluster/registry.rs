@@ -299,6 +299,10 @@ impl ClusterView for Registry {
         advertised_view(&self.local_record(), &self.live_records())
     }
 
+    fn live_serving(&self, traffic: super::Traffic) -> Vec<NodeInfo> {
+        serving_view(&self.local_record(), &self.live_records(), traffic)
+    }
+
     fn serves(&self, traffic: super::Traffic) -> bool {
         super::roles_serve(&self.local.read().unwrap_or_else(|poisoned| poisoned.into_inner()).roles, traffic)
     }
@@ -319,6 +323,14 @@ impl ClusterView for Registry {
 fn advertised_view(local: &AgentRecord, records: &[AgentRecord]) -> Vec<NodeInfo> {
     let compatible: Vec<AgentRecord> = records.iter().filter(|record| serves_what(record, local)).cloned().collect();
     live_view(local, &compatible)
+}
+
+/// The live view limited to the agents that serve `traffic` (`ClusterView::live_serving`); the same
+/// on every agent, whatever its own roles, as coordinator placement needs.
+fn serving_view(local: &AgentRecord, records: &[AgentRecord], traffic: super::Traffic) -> Vec<NodeInfo> {
+    let serving: Vec<AgentRecord> = records.iter().filter(|record| super::roles_serve(&record.roles, traffic)).cloned().collect();
+    let local_serves = super::roles_serve(&local.roles, traffic);
+    live_view(local, &serving).into_iter().filter(|node| node.node_id != local.node_id || local_serves).collect()
 }
 
 /// Whether `record` serves every kind of client traffic `local` serves (so `local`'s clients may
@@ -350,6 +362,19 @@ mod tests {
 
     fn ids(nodes: &[NodeInfo]) -> Vec<i32> {
         nodes.iter().map(|node| node.node_id).collect()
+    }
+
+    #[test]
+    fn coordinators_of_a_traffic_are_placed_over_the_agents_serving_it_whichever_agent_asks() {
+        use super::super::Traffic;
+        let records =
+            [with_roles(1, &["produce", "jobs"]), with_roles(2, &["produce"]), with_roles(3, &["fetch"]), with_roles(4, &["fetch"])];
+        for local in &records {
+            assert_eq!(ids(&serving_view(local, &records, Traffic::Fetch)), [3, 4], "asked at {}", local.node_id);
+            assert_eq!(ids(&serving_view(local, &records, Traffic::Produce)), [1, 2], "asked at {}", local.node_id);
+        }
+        let everything = [record(1, false), record(2, false)];
+        assert_eq!(ids(&serving_view(&everything[0], &everything, Traffic::Fetch)), [1, 2], "no roles serves everything");
     }
 
     #[test]

@@ -498,7 +498,9 @@ pub fn list(context: &AgentContext, request: ListTransactionsRequest, client: &C
     let local = context.cluster.local().node_id;
     let states = listed
         .into_iter()
-        .filter(|(id, _, _)| super::coordinator::coordinator_for(context, id).node_id == local)
+        .filter(|(id, _, _)| {
+            super::coordinator::coordinator_for(context, super::coordinator::Coordinated::Transaction, id).node_id == local
+        })
         .filter(|(id, _, _)| context.visible(client, Operation::Describe, ResourceType::TransactionalId, id))
         .map(|(id, producer_id, status)| {
             TransactionState::default()
@@ -529,7 +531,12 @@ fn coordinated_ongoing(context: &AgentContext) -> Vec<(Watched, i32)> {
             })
             .collect()
     });
-    ongoing.into_iter().filter(|((id, _, _, _), _)| super::coordinator::coordinator_for(context, id).node_id == local).collect()
+    ongoing
+        .into_iter()
+        .filter(|((id, _, _, _), _)| {
+            super::coordinator::coordinator_for(context, super::coordinator::Coordinated::Transaction, id).node_id == local
+        })
+        .collect()
 }
 
 /// Aborts (and fences) every transaction this agent coordinates once it has seen it ongoing for
