@@ -481,9 +481,10 @@ fn persist_group_membership(
         let metadata = metadata.clone();
         let cluster = Arc::clone(&cluster);
         Box::pin(async move {
-            let live = cluster.live();
-            let coordinates =
-                crate::cluster::placement::group_coordinator(&live, &group).is_none_or(|node| node.node_id == cluster.local().node_id);
+            // The same placement FindCoordinator answers with (groups over the agents serving fetch).
+            let coordinator =
+                crate::handlers::coordinator::coordinator_in(cluster.as_ref(), crate::handlers::coordinator::Coordinated::Group, &group);
+            let coordinates = coordinator.node_id == cluster.local().node_id;
             if !coordinates {
                 return;
             }

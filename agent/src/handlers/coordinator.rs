@@ -5,7 +5,7 @@
 //! would be led to the other pool's partition leaders). Exactly one entry per key (v4+).
 
 use super::{str_bytes, AgentContext, ClientInfo};
-use crate::cluster::{placement, NodeInfo, Traffic};
+use crate::cluster::{placement, ClusterView, NodeInfo, Traffic};
 use floe_meta::acl::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -41,11 +41,16 @@ impl Coordinated {
 /// The agent coordinating `key`: over the live agents serving its clients' traffic, or over all
 /// live agents when none does (a cluster whose roles leave that traffic nowhere).
 pub fn coordinator_for(context: &AgentContext, coordinated: Coordinated, key: &str) -> NodeInfo {
-    let mut candidates = context.cluster.live_serving(coordinated.traffic());
+    coordinator_in(context.cluster.as_ref(), coordinated, key)
+}
+
+/// [`coordinator_for`] from the cluster view alone (for what runs outside a request).
+pub fn coordinator_in(cluster: &dyn ClusterView, coordinated: Coordinated, key: &str) -> NodeInfo {
+    let mut candidates = cluster.live_serving(coordinated.traffic());
     if candidates.is_empty() {
-        candidates = context.cluster.live();
+        candidates = cluster.live();
     }
-    placement::group_coordinator(&candidates, key).cloned().unwrap_or_else(|| context.cluster.local())
+    placement::group_coordinator(&candidates, key).cloned().unwrap_or_else(|| cluster.local())
 }
 
 /// `Some(NOT_COORDINATOR)` when another agent coordinates `group_id`.
