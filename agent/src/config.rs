@@ -66,6 +66,13 @@ pub enum Command {
         #[command(flatten)]
         client: crate::cli::ClientArgs,
     },
+    /// Kafka ACLs: create, list, delete (enforced when the agents run with --acl-authorization).
+    Acl {
+        #[command(subcommand)]
+        command: crate::cli::AclCommand,
+        #[command(flatten)]
+        client: crate::cli::ClientArgs,
+    },
     /// Check a cluster: the bucket, etcd, every agent (reachable, metadata version, journal lag,
     /// clock) and fsck. One line per check; exits 1 when any check fails.
     Diagnose(crate::cli::DiagnoseArgs),

@@ -1,5 +1,5 @@
 //! The `floe` binary: `floe agent`, `floe playground`, `floe admin`, `floe diagnose`, and the
-//! Kafka client commands (`floe topic`, `produce`, `consume`, `group`, `cluster`).
+//! Kafka client commands (`floe topic`, `produce`, `consume`, `group`, `cluster`, `acl`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -97,6 +97,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Consume { args, client } => return floe_agent::cli::consume(&client, args),
         Command::Group { command, client } => return floe_agent::cli::group(&client, command),
         Command::Cluster { command, client } => return floe_agent::cli::cluster(&client, command),
+        Command::Acl { command, client } => return floe_agent::cli::acl(&client, command),
         Command::Diagnose(args) => {
             let report = floe_agent::cli::diagnose::run(&args).await?;
             report.print(args.output);

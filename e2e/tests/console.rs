@@ -1,7 +1,8 @@
 //! The web console (issue 21, done-when 3) as a browser shows it: `floe demo` runs its built-in
 //! traffic, and headless Chromium loads every console page and dumps the DOM it rendered. The test
 //! reads the tables out of that DOM: the demo topic and its six partitions, both demo groups with
-//! non-negative lag and the slow one behind, the agent serving, and a throughput plot.
+//! non-negative lag and the slow one behind, the agent serving with its rates, and a throughput
+//! plot. The overview of a cluster (rates summed over agents) is checked in console_cluster.rs.
 //!
 //! Each page is also captured as a 1280×900 screenshot; with `FLOE_UPDATE_SCREENSHOTS=1` they are
 //! written to `docs/console/` (the README links them).
@@ -180,6 +181,9 @@ fn the_console_shows_the_demo_topic_its_groups_lag_and_the_agent_in_a_browser() 
     let agent =
         agents.iter().find(|row| row.get(1).is_some_and(|address| address.contains("(this agent)"))).context("no local agent row")?;
     ensure!(number(&agent[0])? >= 0 && agent[4] == "serving", "the agent row: {agent:?}");
+    // A single agent: its own rates are the totals, and the page says whose they are.
+    ensure!(agent.len() == 8 && agent[5].ends_with("/s") && agent[5] != "0 B/s", "the agent row has no produce rate: {agent:?}");
+    ensure!(overview.contains("Rates of this agent") && !overview.contains("did not answer"), "the rates' scope is not this agent");
     ensure!(overview.contains("<svg") && overview.matches("<polyline").count() == 2, "no throughput plot on the overview");
     ensure!(overview.contains("PUT cost per month") && overview.contains("healthy") && overview.contains("caught up"));
 

@@ -878,3 +878,292 @@ fn the_floe_commands_log_in_over_tls_with_scram_and_plain_and_say_why_a_login_fa
     ensure!(!anonymous.status.success(), "a client without a SASL login listed the topics of a SASL listener: {}", anonymous.stdout);
     Ok(())
 }
+
+// ------------------------------------------------------------------------------------------------
+// floe consume --group: a member of the group
+// ------------------------------------------------------------------------------------------------
+
+/// Runs a floe command against `bootstrap` that must succeed; returns what it printed.
+fn floe(bootstrap: &str, arguments: &[&str]) -> Result<String> {
+    let mut command = Command::new(floe_e2e::floe_binary()?);
+    command.args(arguments).env("FLOE_BOOTSTRAP", bootstrap).stdin(Stdio::null());
+    let run = run_with_timeout(command, TOOL_TIMEOUT)?;
+    ensure!(
+        run.status.success(),
+        "floe {arguments:?} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    Ok(run.stdout)
+}
+
+/// Produces `record-<index>` for each index with `floe produce` (keyless: round-robin over the
+/// partitions).
+fn produce_records(bootstrap: &str, topic: &str, directory: &Path, indexes: std::ops::Range<usize>) -> Result<()> {
+    let input = directory.join(format!("records-{}.txt", indexes.start));
+    std::fs::write(&input, indexes.map(|index| format!("record-{index:05}\n")).collect::<String>())?;
+    floe(bootstrap, &["produce", topic, "--file", &input.display().to_string()])?;
+    Ok(())
+}
+
+/// One record a group consumer printed: partition, offset, value.
+type Printed = (i32, i64, String);
+
+/// A long-running group consumer (`floe consume --group` or `kcat -G`) printing one
+/// `partition offset value` line per record to a file; stopped with a signal, killed if dropped.
+struct GroupConsumer {
+    what: &'static str,
+    child: Option<Child>,
+    output: std::path::PathBuf,
+}
+
+impl GroupConsumer {
+    fn floe(bootstrap: &str, topic: &str, group: &str, output: std::path::PathBuf) -> Result<Self> {
+        let mut command = Command::new(floe_e2e::floe_binary()?);
+        command.args(["consume", topic, "--group", group, "--format", "%p %o %v\\n"]).env("FLOE_BOOTSTRAP", bootstrap);
+        Self::spawn("floe consume --group", command, output)
+    }
+
+    fn kcat(bootstrap: &str, topic: &str, group: &str, output: std::path::PathBuf) -> Result<Self> {
+        let mut command = Command::new("kcat");
+        command.args(["-b", bootstrap, "-X", "client.id=floe-e2e-kcat", "-G", group, "-u", "-f", "%p %o %s\\n"]);
+        command.args(["-X", "topic.auto.offset.reset=earliest", topic]);
+        Self::spawn("kcat -G", command, output)
+    }
+
+    fn spawn(what: &'static str, mut command: Command, output: std::path::PathBuf) -> Result<Self> {
+        command.stdin(Stdio::null()).stdout(std::fs::File::create(&output)?).stderr(std::fs::File::create(output.with_extension("log"))?);
+        let child = command.spawn().with_context(|| format!("failed to start {what}"))?;
+        Ok(Self { what, child: Some(child), output })
+    }
+
+    fn printed(&self) -> Result<Vec<Printed>> {
+        std::fs::read_to_string(&self.output)?
+            .lines()
+            .map(|line| {
+                let mut fields = line.splitn(3, ' ');
+                let (Some(partition), Some(offset), Some(value)) = (fields.next(), fields.next(), fields.next()) else {
+                    bail!("{} printed {line:?}", self.what);
+                };
+                Ok((partition.parse()?, offset.parse()?, value.to_string()))
+            })
+            .collect()
+    }
+
+    /// Sends `signal` (INT is Ctrl-C) and waits for a clean exit, which for a group member means
+    /// it committed and left the group.
+    fn stop(&mut self, signal: &str) -> Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(self.output.with_extension("log")).unwrap_or_default();
+                ensure!(status.success(), "{} exited with {status} after SIG{signal}; its log:\n{log}", self.what);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                child.kill()?;
+                child.wait()?;
+                bail!("{} did not exit within 30 s of SIG{signal}", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What `floe group describe` printed for a group: its state, each member's client id and the
+/// partitions of `topic` it was assigned, and per partition of `topic` (committed, end offset).
+#[derive(Debug)]
+struct DescribedGroup {
+    state: String,
+    members: Vec<(String, Vec<i32>)>,
+    offsets: BTreeMap<i32, (i64, i64)>,
+}
+
+fn describe_floe_group(bootstrap: &str, group: &str, topic: &str) -> Result<DescribedGroup> {
+    let output = floe(bootstrap, &["group", "describe", group])?;
+    let state = output.lines().find_map(|line| line.strip_prefix("STATE")).context("no STATE line")?.trim().to_string();
+    // `  <member id> (client <client id>, host <host>) assigned <topic>:<p>,<p> ...`
+    let mut members = Vec::new();
+    for line in output.lines().filter(|line| line.starts_with("  ")) {
+        let client =
+            line.split("(client ").nth(1).and_then(|rest| rest.split(',').next()).with_context(|| format!("member line {line:?}"))?;
+        let assigned = line.split(" assigned ").nth(1).unwrap_or_default();
+        let partitions = assigned
+            .split_whitespace()
+            .filter_map(|topic_partitions| topic_partitions.strip_prefix(&format!("{topic}:")))
+            .flat_map(|list| list.split(','))
+            .map(str::parse)
+            .collect::<Result<Vec<i32>, _>>()?;
+        members.push((client.to_string(), partitions));
+    }
+    let mut offsets = BTreeMap::new();
+    for row in rows_starting(&output, topic).into_iter().filter(|row| row.len() == 5) {
+        offsets.insert(row[1].parse()?, (row[2].parse()?, row[3].parse()?));
+    }
+    Ok(DescribedGroup { state, members, offsets })
+}
+
+/// True when the members' assignments are non-empty and together hold every partition of
+/// 0..`partitions` exactly once.
+fn splits_the_partitions(members: &[(String, Vec<i32>)], partitions: i32) -> bool {
+    let mut all: Vec<i32> = members.iter().flat_map(|(_, assigned)| assigned.iter().copied()).collect();
+    all.sort_unstable();
+    members.iter().all(|(_, assigned)| !assigned.is_empty()) && all == (0..partitions).collect::<Vec<_>>()
+}
+
+/// Every record printed by all `consumers` together: each of `records` exactly once (by value
+/// and by partition and offset).
+fn read_exactly_once(consumers: &[&GroupConsumer], records: usize) -> Result<()> {
+    let mut printed = Vec::new();
+    for consumer in consumers {
+        printed.extend(consumer.printed()?);
+    }
+    let values: BTreeSet<&str> = printed.iter().map(|(_, _, value)| value.as_str()).collect();
+    let positions: BTreeSet<(i32, i64)> = printed.iter().map(|(partition, offset, _)| (*partition, *offset)).collect();
+    ensure!(
+        printed.len() == records && values.len() == records && positions.len() == records,
+        "the members printed {} lines, {} distinct values at {} distinct positions; expected each of {records} records once",
+        printed.len(),
+        values.len(),
+        positions.len()
+    );
+    Ok(())
+}
+
+/// After the members left: no members, an Empty group, and a commit at the end offset of every
+/// partition (the records of all partitions add up to `records`).
+fn left_empty_at_the_end_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32, records: usize) -> Result<()> {
+    let described = describe_floe_group(bootstrap, group, topic)?;
+    ensure!(described.state == "Empty" && described.members.is_empty(), "after both members stopped: {described:?}");
+    ensure!(described.offsets.keys().copied().eq(0..partitions), "the commits of {group} cover {:?}", described.offsets.keys());
+    ensure!(
+        described.offsets.values().all(|(committed, end)| committed == end),
+        "the committed offsets are not the end offsets: {:?}",
+        described.offsets
+    );
+    let total: i64 = described.offsets.values().map(|(_, end)| end).sum();
+    ensure!(total == records as i64, "the topic holds {total} records, expected {records}");
+    Ok(())
+}
+
+/// `floe consume --group` joins its group as rpk's and kcat's group consumers do: two of them
+/// split a 6-partition topic (`floe group describe` lists both and what each was assigned), each
+/// reads only its own partitions while both are members, together they read every record once,
+/// and stopped with Ctrl-C each commits and leaves: the group is Empty, committed at the end.
+#[test]
+fn two_floe_consumers_in_one_group_split_the_partitions_and_read_every_record_once() -> Result<()> {
+    const PARTITIONS: i32 = 6;
+    const RECORDS: usize = 1_200;
+    let cell = Cell::open(
+        "kafka-cli",
+        "groups",
+        "two `floe consume --group` processes join one group and split 6 partitions (floe group describe: 2 members, disjoint), \
+         read 1,200 records exactly once, and on Ctrl-C commit the end offsets and leave the group Empty",
+    );
+    let playground = Playground::start(&[])?;
+    let bootstrap = playground.bootstrap.as_str();
+    let (topic, group) = ("cli-members", "cli-members-group");
+    let work = tempfile::tempdir()?;
+    floe(bootstrap, &["topic", "create", topic, "-p", &PARTITIONS.to_string()])?;
+    // Half the records wait before the members start: the first to join may read some of them
+    // alone, and gives partitions up (with their commits) when the second joins.
+    produce_records(bootstrap, topic, work.path(), 0..RECORDS / 2)?;
+    let mut members = [
+        GroupConsumer::floe(bootstrap, topic, group, work.path().join("member-0.txt"))?,
+        GroupConsumer::floe(bootstrap, topic, group, work.path().join("member-1.txt"))?,
+    ];
+    let mut split = Vec::new();
+    wait_until("floe group describe lists two members splitting the 6 partitions", Duration::from_secs(60), || {
+        let described = describe_floe_group(bootstrap, group, topic)?;
+        split = described.members.iter().map(|(_, assigned)| assigned.clone()).collect();
+        Ok(described.state == "Stable" && described.members.len() == 2 && splits_the_partitions(&described.members, PARTITIONS))
+    })?;
+    produce_records(bootstrap, topic, work.path(), RECORDS / 2..RECORDS)?;
+    wait_until("the two members read every record", Duration::from_secs(60), || {
+        Ok(members.iter().map(|member| member.printed().map(|printed| printed.len())).sum::<Result<usize>>()? >= RECORDS)
+    })?;
+    // The group did not rebalance meanwhile, so the second half was read under `split`: each
+    // member's records of it come from the partitions of one assignment, a different one each.
+    let described = describe_floe_group(bootstrap, group, topic)?;
+    let now: Vec<Vec<i32>> = described.members.iter().map(|(_, assigned)| assigned.clone()).collect();
+    ensure!(now == split, "the group rebalanced while the second half was read: {split:?}, then {now:?}");
+    let mut owners = Vec::new();
+    for member in &members {
+        let second_half: BTreeSet<i32> = member
+            .printed()?
+            .into_iter()
+            .filter(|(_, _, value)| value.as_str() >= format!("record-{:05}", RECORDS / 2).as_str())
+            .map(|(partition, _, _)| partition)
+            .collect();
+        let owner = split.iter().position(|assigned| second_half.iter().all(|partition| assigned.contains(partition)));
+        ensure!(owner.is_some() && !second_half.is_empty(), "a member read partitions {second_half:?}, not one assignment of {split:?}");
+        owners.push(owner);
+    }
+    ensure!(owners[0] != owners[1], "both members read the partitions of one assignment: {split:?}");
+
+    for member in &mut members {
+        member.stop("INT")?;
+    }
+    read_exactly_once(&[&members[0], &members[1]], RECORDS)?;
+    left_empty_at_the_end_offsets(bootstrap, group, topic, PARTITIONS, RECORDS)?;
+    cell.pass();
+    Ok(())
+}
+
+/// A `kcat -G` member (librdkafka's balanced consumer) and a `floe consume --group` member share
+/// one group: floe reads alone first, then kcat joins, and floe hands three partitions over at
+/// their committed offsets; together they read every record once, and both leave on SIGTERM.
+#[test]
+fn a_kcat_member_and_a_floe_member_of_one_group_share_its_partitions() -> Result<()> {
+    const PARTITIONS: i32 = 6;
+    const RECORDS: usize = 1_200;
+    let cell = Cell::open(
+        "kcat",
+        "groups",
+        "kcat -G (librdkafka 2.0.2) joins a group a `floe consume --group` member leads; they split 6 partitions, \
+         read 1,200 records exactly once between them, and leave the group Empty at the end offsets on SIGTERM",
+    );
+    let playground = Playground::start(&[])?;
+    let bootstrap = playground.bootstrap.as_str();
+    let (topic, group) = ("cli-kcat-members", "cli-kcat-members-group");
+    let work = tempfile::tempdir()?;
+    floe(bootstrap, &["topic", "create", topic, "-p", &PARTITIONS.to_string()])?;
+    produce_records(bootstrap, topic, work.path(), 0..RECORDS / 2)?;
+    let mut floe_member = GroupConsumer::floe(bootstrap, topic, group, work.path().join("floe.txt"))?;
+    wait_until("the floe member alone owns the 6 partitions and read the first half", Duration::from_secs(60), || {
+        let described = describe_floe_group(bootstrap, group, topic)?;
+        Ok(described.members.len() == 1
+            && splits_the_partitions(&described.members, PARTITIONS)
+            && floe_member.printed()?.len() == RECORDS / 2)
+    })?;
+    let mut kcat_member = GroupConsumer::kcat(bootstrap, topic, group, work.path().join("kcat.txt"))?;
+    wait_until("floe group describe lists the floe and the kcat member splitting the partitions", Duration::from_secs(60), || {
+        let described = describe_floe_group(bootstrap, group, topic)?;
+        let mut clients: Vec<&str> = described.members.iter().map(|(client, _)| client.as_str()).collect();
+        clients.sort_unstable();
+        Ok(described.state == "Stable" && clients == ["floe-cli", "floe-e2e-kcat"] && splits_the_partitions(&described.members, PARTITIONS))
+    })?;
+    produce_records(bootstrap, topic, work.path(), RECORDS / 2..RECORDS)?;
+    wait_until("the two members read every record", Duration::from_secs(60), || {
+        Ok(floe_member.printed()?.len() + kcat_member.printed()?.len() >= RECORDS)
+    })?;
+    ensure!(!kcat_member.printed()?.is_empty(), "the kcat member read nothing");
+    kcat_member.stop("TERM")?;
+    floe_member.stop("TERM")?;
+    read_exactly_once(&[&floe_member, &kcat_member], RECORDS)?;
+    left_empty_at_the_end_offsets(bootstrap, group, topic, PARTITIONS, RECORDS)?;
+    cell.pass();
+    Ok(())
+}

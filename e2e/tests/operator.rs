@@ -1329,17 +1329,76 @@ fn operator_metrics_address(process: &kubernetes::OperatorProcess) -> Result<Str
     Ok(address)
 }
 
-/// `floe_operator_reconciles_total` of the VirtualCluster controller, all outcomes.
-async fn virtual_cluster_reconciles(address: &str) -> Result<f64> {
+/// The operator's `/metrics` page (the Prometheus text format), scraped once.
+async fn scrape_operator_metrics(address: &str) -> Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await?;
     stream.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes()).await?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await?;
-    Ok(body
-        .lines()
-        .filter(|line| line.starts_with("floe_operator_reconciles_total") && line.contains("controller=\"virtualcluster\""))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (head, body) = response.split_once("\r\n\r\n").context("no end of headers in the /metrics answer")?;
+    ensure!(head.split(' ').nth(1) == Some("200"), "GET /metrics answered {}", head.lines().next().unwrap_or_default());
+    Ok(body.to_string())
+}
+
+/// One sample of a scrape: its labels and its value.
+type Sample = (BTreeMap<String, String>, f64);
+
+/// One line of the Prometheus text format, `name{label="value",...} value [timestamp]`, with the
+/// label values unescaped.
+fn parse_sample(line: &str) -> Result<(&str, Sample)> {
+    let (name, mut rest) = line.split_at(line.find(['{', ' ']).with_context(|| format!("no value in {line:?}"))?);
+    let mut labels = BTreeMap::new();
+    if let Some(mut inside) = rest.strip_prefix('{') {
+        loop {
+            inside = inside.trim_start_matches([',', ' ']);
+            if let Some(after) = inside.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (key, after) = inside.split_once("=\"").with_context(|| format!("unreadable labels in {line:?}"))?;
+            let mut value = String::new();
+            let mut characters = after.char_indices();
+            let end = loop {
+                match characters.next() {
+                    Some((_, '\\')) => match characters.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, escaped)) => value.push(escaped),
+                        None => bail!("unterminated label value in {line:?}"),
+                    },
+                    Some((index, '"')) => break index,
+                    Some((_, character)) => value.push(character),
+                    None => bail!("unterminated label value in {line:?}"),
+                }
+            };
+            labels.insert(key.to_string(), value);
+            inside = &after[end + 1..];
+        }
+    }
+    let value = rest.split_whitespace().next().with_context(|| format!("no value in {line:?}"))?;
+    Ok((name, (labels, value.parse().with_context(|| format!("value {value:?} in {line:?}"))?)))
+}
+
+/// The samples of the metric `name` in `exposition`, a whole scrape (every line must parse).
+fn samples(exposition: &str, name: &str) -> Result<Vec<Sample>> {
+    let mut found = Vec::new();
+    for line in exposition.lines().filter(|line| !line.starts_with('#') && !line.trim().is_empty()) {
+        let (sample_name, sample) = parse_sample(line)?;
+        if sample_name == name {
+            found.push(sample);
+        }
+    }
+    Ok(found)
+}
+
+/// `floe_operator_reconciles_total` of the VirtualCluster controller, all outcomes.
+async fn virtual_cluster_reconciles(address: &str) -> Result<f64> {
+    let exposition = scrape_operator_metrics(address).await?;
+    let reconciles = samples(&exposition, "floe_operator_reconciles_total")?;
+    Ok(reconciles
+        .iter()
+        .filter(|(labels, _)| labels.get("controller").map(String::as_str) == Some("virtualcluster"))
+        .map(|(_, value)| value)
         .sum())
 }
 
@@ -1445,6 +1504,208 @@ async fn a_stopped_s3_server_behind_a_ready_virtual_cluster_shows_within_45_seco
     let resumed = std::time::Instant::now();
     wait_for("BucketReachable=True after the S3 server returned", WITHIN, bucket("True")).await.with_context(|| process.log_tail())?;
     println!("S3 back: BucketReachable=True after {:?}", resumed.elapsed());
+    drop(process);
+    plane.delete_namespace(&client, &namespace).await;
+    Ok(())
+}
+
+const READY_AGENTS: &str = "floe_operator_agent_pool_ready_agents";
+const MINIMUM_AGENTS: &str = "floe_operator_agent_pool_minimum_agents";
+const DESIRED_AGENTS: &str = "floe_operator_agent_pool_desired_agents";
+
+/// What the operator exports for one AgentPool; `None` where it exports no series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PoolGauges {
+    ready: Option<f64>,
+    minimum: Option<f64>,
+    desired: Option<f64>,
+}
+
+impl PoolGauges {
+    const ABSENT: Self = Self { ready: None, minimum: None, desired: None };
+
+    fn of(ready: f64, minimum: f64, desired: f64) -> Self {
+        Self { ready: Some(ready), minimum: Some(minimum), desired: Some(desired) }
+    }
+}
+
+/// The gauges of `namespace`/`pool` in a scrape. Every series of the three metrics must carry
+/// exactly the labels `namespace` and `pool`, and no pool may have two.
+fn pool_gauges(exposition: &str, namespace: &str, pool: &str) -> Result<PoolGauges> {
+    let value = |name: &str| -> Result<Option<f64>> {
+        let mut values = Vec::new();
+        for (labels, value) in samples(exposition, name)? {
+            ensure!(labels.keys().map(String::as_str).eq(["namespace", "pool"]), "{name} has the labels {labels:?}");
+            if labels["namespace"] == namespace && labels["pool"] == pool {
+                values.push(value);
+            }
+        }
+        ensure!(values.len() <= 1, "{name} has {} series for {namespace}/{pool}", values.len());
+        Ok(values.first().copied())
+    };
+    Ok(PoolGauges { ready: value(READY_AGENTS)?, minimum: value(MINIMUM_AGENTS)?, desired: value(DESIRED_AGENTS)? })
+}
+
+/// Waits until the operator at `address` exports `expected` for `namespace`/`pool`, and returns
+/// that scrape.
+async fn wait_pool_gauges(address: &str, namespace: &str, pool: &str, expected: PoolGauges) -> Result<String> {
+    wait_for(&format!("the operator to export {expected:?} for AgentPool {pool}"), READY_TIMEOUT, || async {
+        let exposition = scrape_operator_metrics(address).await?;
+        let exported = pool_gauges(&exposition, namespace, pool)?;
+        if exported == expected {
+            Ok(Some(exposition))
+        } else {
+            bail!("exported {exported:?}")
+        }
+    })
+    .await
+}
+
+/// The chart's FloeAgentPoolBelowMinimum alert, `min by (namespace, pool) (READY) < max by
+/// (namespace, pool) (MINIMUM)`, evaluated by hand on a scrape.
+struct BelowMinimumAlert {
+    ready: String,
+    minimum: String,
+}
+
+impl BelowMinimumAlert {
+    /// The alert as `helm template` renders it with the PrometheusRule on
+    /// (charts/floe/ci/monitoring-values.yaml), for the control plane's Kubernetes version.
+    async fn rendered(plane: &ControlPlane, client: &Client) -> Result<Self> {
+        let version = client.apiserver_version().await?.git_version;
+        let chart = floe_e2e::repository_root().join("charts/floe");
+        let values = chart.join("ci/monitoring-values.yaml");
+        let rendering = plane.helm(&[
+            "template",
+            RELEASE,
+            &chart.display().to_string(),
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--kube-version",
+            &version,
+            "--values",
+            &values.display().to_string(),
+            "--show-only",
+            "templates/monitoring/prometheusrule.yaml",
+        ])?;
+        let rule: serde_yaml::Value = serde_yaml::from_str(&rendering)?;
+        let expression = rule["spec"]["groups"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|group| group["rules"].as_sequence().into_iter().flatten())
+            .find(|rule| rule["alert"].as_str() == Some("FloeAgentPoolBelowMinimum"))
+            .and_then(|rule| rule["expr"].as_str())
+            .context("the chart's PrometheusRule has no FloeAgentPoolBelowMinimum expression")?;
+        let words = expression.split_whitespace().collect::<Vec<_>>().join(" ");
+        let compared = words
+            .strip_prefix("min by (namespace, pool) (")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .and_then(|rest| rest.split_once(") < max by (namespace, pool) ("));
+        let Some((ready, minimum)) = compared else {
+            bail!("FloeAgentPoolBelowMinimum is no longer `min by (namespace, pool) (A) < max by (namespace, pool) (B)`: {words}")
+        };
+        Ok(Self { ready: ready.to_string(), minimum: minimum.to_string() })
+    }
+
+    /// The series the expression returns on `exposition`: (namespace, pool) → ready agents.
+    fn evaluate(&self, exposition: &str) -> Result<BTreeMap<(String, String), f64>> {
+        let by_pool = |name: &str, aggregate: fn(f64, f64) -> f64| -> Result<BTreeMap<(String, String), f64>> {
+            let mut grouped = BTreeMap::new();
+            for (labels, value) in samples(exposition, name)? {
+                let key = (labels.get("namespace").cloned().unwrap_or_default(), labels.get("pool").cloned().unwrap_or_default());
+                grouped.entry(key).and_modify(|current: &mut f64| *current = aggregate(*current, value)).or_insert(value);
+            }
+            Ok(grouped)
+        };
+        let ready = by_pool(&self.ready, f64::min)?;
+        let minimum = by_pool(&self.minimum, f64::max)?;
+        Ok(ready.into_iter().filter(|(pool, ready)| minimum.get(pool).is_some_and(|minimum| ready < minimum)).collect())
+    }
+}
+
+/// The operator's AgentPool gauges against the real apiserver and controllers: they follow each
+/// pool's ready agents down (scaled) and below the minimum (scaled up past a ResourceQuota that
+/// refuses the new pods, so the chart's FloeAgentPoolBelowMinimum expression returns that pool),
+/// and back up once the pods are admitted; an autoscaling pool's minimum is its minReplicas; a
+/// deleted pool's series go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_gauges_follow_the_ready_agents_below_the_minimum_and_go_with_the_pool() -> Result<()> {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let plane = kubernetes::shared()?;
+    let client = plane.client().await?;
+    let alert = BelowMinimumAlert::rendered(plane, &client).await?;
+    assert_eq!(
+        (alert.ready.as_str(), alert.minimum.as_str()),
+        (READY_AGENTS, MINIMUM_AGENTS),
+        "FloeAgentPoolBelowMinimum compares other series than the operator's pool gauges"
+    );
+    let namespace = plane.namespace(&client, "pool-gauges").await?;
+    let process = plane.start_operator(&namespace)?;
+    s3_secret(&client, &namespace).await?;
+    create(&Api::<VirtualCluster>::namespaced(client.clone(), &namespace), virtual_cluster(plane, &namespace, "demo", "Retain")).await?;
+    let pools: Api<AgentPool> = Api::namespaced(client.clone(), &namespace);
+    create(&pools, agent_pool("fixed", "demo", 3)).await?;
+    let mut scaling = agent_pool("scaling", "demo", 3);
+    scaling["spec"]["autoscaling"] = json!({"enabled": true, "minReplicas": 2, "maxReplicas": 4});
+    create(&pools, scaling).await?;
+    wait_pool_available(&client, &namespace, "fixed", 3).await.with_context(|| process.log_tail())?;
+    wait_pool_available(&client, &namespace, "scaling", 2).await.with_context(|| process.log_tail())?;
+    let address = operator_metrics_address(&process)?;
+    wait_pool_gauges(&address, &namespace, "fixed", PoolGauges::of(3.0, 3.0, 3.0)).await.with_context(|| process.log_tail())?;
+    // The autoscaler's minReplicas is the minimum, not replicas; the HPA holds it at 2.
+    let scrape =
+        wait_pool_gauges(&address, &namespace, "scaling", PoolGauges::of(2.0, 2.0, 2.0)).await.with_context(|| process.log_tail())?;
+    assert_eq!(alert.evaluate(&scrape)?, BTreeMap::new(), "the alert fires for pools at their minimum:\n{scrape}");
+
+    let replicas = |replicas: i32| Patch::Merge(json!({"spec": {"replicas": replicas}}));
+    pools.patch("fixed", &PatchParams::default(), &replicas(2)).await?;
+    wait_pool_gauges(&address, &namespace, "fixed", PoolGauges::of(2.0, 2.0, 2.0)).await.with_context(|| process.log_tail())?;
+
+    // A quota that admits no pod: the pool scaled to 4 keeps 2 ready agents.
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &namespace);
+    create(&quotas, json!({"metadata": {"name": "no-new-pods"}, "spec": {"hard": {"pods": "0"}}})).await?;
+    wait_for("the ResourceQuota to be in force", READY_TIMEOUT, || async {
+        let quota = quotas.get("no-new-pods").await?;
+        Ok(quota.status.and_then(|status| status.hard).is_some_and(|hard| hard.contains_key("pods")).then_some(()))
+    })
+    .await?;
+    pools.patch("fixed", &PatchParams::default(), &replicas(4)).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let refused = wait_for("the quota to refuse the pool's new pods", READY_TIMEOUT, || async {
+        let deployment = deployments.get("fixed").await?;
+        let status = deployment.status.unwrap_or_default();
+        let failure =
+            status.conditions.iter().flatten().find(|condition| condition.type_ == "ReplicaFailure" && condition.status == "True");
+        match failure {
+            Some(failure) => Ok(Some(failure.clone())),
+            None => bail!("Deployment status {status:?}"),
+        }
+    })
+    .await
+    .with_context(|| process.log_tail())?;
+    println!("below the minimum: {}", refused.message.unwrap_or_default());
+    let scrape =
+        wait_pool_gauges(&address, &namespace, "fixed", PoolGauges::of(2.0, 4.0, 4.0)).await.with_context(|| process.log_tail())?;
+    assert_eq!(
+        alert.evaluate(&scrape)?,
+        BTreeMap::from([((namespace.clone(), "fixed".to_string()), 2.0)]),
+        "FloeAgentPoolBelowMinimum must return the pool below its minimum, and only it:\n{scrape}"
+    );
+
+    // Pods admitted again: the ready agents reach the minimum and the alert's expression is empty.
+    quotas.delete("no-new-pods", &DeleteParams::default()).await?;
+    let scrape =
+        wait_pool_gauges(&address, &namespace, "fixed", PoolGauges::of(4.0, 4.0, 4.0)).await.with_context(|| process.log_tail())?;
+    assert_eq!(alert.evaluate(&scrape)?, BTreeMap::new(), "the alert still fires once the agents are ready:\n{scrape}");
+
+    // A deleted pool's series go with it; the other pool's stay.
+    pools.delete("fixed", &DeleteParams::default()).await?;
+    wait_for("AgentPool fixed to be gone", READY_TIMEOUT, || async { Ok(pools.get_opt("fixed").await?.is_none().then_some(())) })
+        .await
+        .with_context(|| process.log_tail())?;
+    let scrape = wait_pool_gauges(&address, &namespace, "fixed", PoolGauges::ABSENT).await.with_context(|| process.log_tail())?;
+    assert_eq!(pool_gauges(&scrape, &namespace, "scaling")?, PoolGauges::of(2.0, 2.0, 2.0), "{scrape}");
     drop(process);
     plane.delete_namespace(&client, &namespace).await;
     Ok(())

@@ -38,6 +38,15 @@ impl Read for Stream {
     }
 }
 
+impl Stream {
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(stream) => stream.set_read_timeout(Some(timeout)),
+            Stream::Tls(stream) => stream.sock.set_read_timeout(Some(timeout)),
+        }
+    }
+}
+
 impl Write for Stream {
     fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
         match self {
@@ -264,13 +273,34 @@ impl Client {
         version: i16,
         request: &Request,
     ) -> Result<Response> {
+        self.connection(node_id)?.call(api, version, request)
+    }
+
+    /// The connection to broker `node_id`, opened on first use.
+    fn connection(&mut self, node_id: i32) -> Result<&mut Connection> {
         if !self.connections.contains_key(&node_id) {
             let broker = self.brokers.get(&node_id).with_context(|| format!("no broker {node_id} in the last Metadata answer"))?;
             let connection = Connection::open(&broker.address, &self.security)?;
             self.connections.insert(node_id, connection);
         }
-        let connection = self.connections.get_mut(&node_id).expect("inserted above");
-        connection.call(api, version, request)
+        Ok(self.connections.get_mut(&node_id).expect("inserted above"))
+    }
+
+    /// [`Client::call_broker`] for a request the broker may hold longer than a usual response
+    /// takes: JoinGroup and SyncGroup wait there until the group's rebalance completes.
+    pub fn call_broker_waiting<Request: Encodable, Response: Decodable>(
+        &mut self,
+        node_id: i32,
+        api: ApiKey,
+        version: i16,
+        request: &Request,
+        wait: Duration,
+    ) -> Result<Response> {
+        let connection = self.connection(node_id)?;
+        connection.stream.set_read_timeout(wait.max(RESPONSE_TIMEOUT))?;
+        let response = connection.call(api, version, request);
+        connection.stream.set_read_timeout(RESPONSE_TIMEOUT)?;
+        response
     }
 
     /// Metadata for `topics` (all topics when `None`); remembers the brokers it names.

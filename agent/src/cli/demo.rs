@@ -3,20 +3,20 @@
 //! thread of its own with the blocking client of `floe produce` and `floe consume`, for as long as
 //! the process lives; an error (the agent still starting, a restart) is logged and retried.
 //!
-//! The consumers assign themselves every partition and commit from outside the group protocol
-//! (as `floe consume --group` does), so their groups show committed offsets and lag but no members.
+//! Each consumer is a member of its group (as `floe consume --group` is: [`Membership`]), so the
+//! console and `floe group describe` show each group Stable with one member owning the six
+//! partitions, besides its committed offsets and lag.
 
-use super::client::{check, check_with_message, topic_name, Client};
-use super::groups::{commit_offsets, committed_offsets};
-use super::records::decode_records;
-use super::topics::list_offsets;
+use super::client::{check_with_message, topic_name, Client};
+use super::membership::{Membership, Status};
+use super::records::{by_leader, encode_batch, fetch_once, group_positions, new_record};
+use super::Start;
 use anyhow::{Context, Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Record;
 use std::collections::{BTreeMap, VecDeque};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,7 +37,6 @@ pub const SLOW_RECORDS_PER_SECOND: usize = 30;
 const PRODUCE_TICK: Duration = Duration::from_millis(250);
 /// How long a thread waits before trying again after an error.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-const FETCH_WAIT_MS: i32 = 500;
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// The slow group's pace: one fetch of a small budget of records every this long.
 const SLOW_TICK: Duration = Duration::from_secs(1);
@@ -94,32 +93,7 @@ fn order(producer: usize, sequence: u64, timestamp: i64) -> Record {
         1 + sequence % 5,
         199 + (sequence * 37) % 5_000
     );
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp,
-        key: Some(Bytes::from(format!("customer-{}", sequence % 1_000))),
-        value: Some(Bytes::from(value)),
-        headers: Default::default(),
-    }
-}
-
-fn encode(mut records: Vec<Record>) -> Result<Bytes> {
-    for (index, record) in records.iter_mut().enumerate() {
-        record.offset = index as i64;
-        record.sequence = index as i32;
-    }
-    let mut encoded = BytesMut::new();
-    RecordBatchEncoder::encode(&mut encoded, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .context("encoding the demo records")?;
-    Ok(encoded.freeze())
+    new_record(Some(Bytes::from(format!("customer-{}", sequence % 1_000))), Bytes::from(value), timestamp)
 }
 
 fn produce(bootstrap: &str, producer: usize) -> Result<()> {
@@ -142,7 +116,7 @@ fn produce(bootstrap: &str, producer: usize) -> Result<()> {
                 by_leader
                     .entry(*leader)
                     .or_default()
-                    .push(PartitionProduceData::default().with_index(*partition).with_records(Some(encode(records)?)));
+                    .push(PartitionProduceData::default().with_index(*partition).with_records(Some(encode_batch(records)?)));
             }
         }
         for (leader, partitions) in by_leader {
@@ -160,79 +134,72 @@ fn produce(bootstrap: &str, producer: usize) -> Result<()> {
     }
 }
 
-/// Reads the demo topic for `group` and commits what it read; with a `budget` it takes at most
-/// that many records a second, whatever is waiting (the rest waits in memory, not fetched again).
+/// Reads the demo topic as a member of `group` and commits what it read; with a `budget` it takes
+/// at most that many records a second, whatever is waiting (the rest waits in memory, not
+/// fetched again). A failure leaves the group (best effort) before [`spawn`] tries again.
 fn consume(bootstrap: &str, group: &str, budget: Option<usize>) -> Result<()> {
     let mut client = Client::connect(bootstrap)?;
     let leaders = demo_partitions(&mut client)?;
-    let partitions: Vec<i32> = leaders.iter().map(|(partition, _)| *partition).collect();
+    let mut membership = Membership::join(&mut client, group, TOPIC)?;
+    let read = read_as_member(&mut client, &mut membership, &leaders, group, budget);
+    if read.is_err() {
+        let _ = membership.leave(&mut client);
+    }
+    read
+}
+
+fn read_as_member(
+    client: &mut Client,
+    membership: &mut Membership,
+    leaders: &[(i32, i32)],
+    group: &str,
+    budget: Option<usize>,
+) -> Result<()> {
     // `consumed`: the next offset to hand to the application (what is committed); `fetched`: the
     // next offset to fetch; the offsets between them wait in `waiting`.
-    let mut consumed = list_offsets(&mut client, TOPIC, &leaders, -2)?;
-    consumed.extend(committed_offsets(&mut client, group, TOPIC, &partitions)?);
+    let mut consumed = group_positions(client, group, TOPIC, leaders, membership.partitions(), Start::Beginning)?;
     let mut fetched = consumed.clone();
     let mut waiting: BTreeMap<i32, VecDeque<i64>> = BTreeMap::new();
-    let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-    for (partition, leader) in &leaders {
-        by_leader.entry(*leader).or_default().push(*partition);
-    }
     // The slow group's share of its budget per partition and tick.
     let per_partition =
-        budget.map(|budget| ((budget as f64 * SLOW_TICK.as_secs_f64()) / partitions.len().max(1) as f64).ceil().max(1.0) as usize);
+        budget.map(|budget| ((budget as f64 * SLOW_TICK.as_secs_f64()) / leaders.len().max(1) as f64).ceil().max(1.0) as usize);
     let mut last_commit = Instant::now();
     loop {
         let started = Instant::now();
-        for (leader, partitions) in &by_leader {
-            let empty: Vec<i32> =
-                partitions.iter().copied().filter(|partition| waiting.get(partition).is_none_or(VecDeque::is_empty)).collect();
-            if empty.is_empty() {
-                continue;
-            }
-            let request = FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(FETCH_WAIT_MS)
-                .with_min_bytes(1)
-                .with_max_bytes(8 << 20)
-                .with_isolation_level(1)
-                .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default().with_topic(topic_name(TOPIC)).with_partitions(
-                    empty
-                        .iter()
-                        .map(|partition| {
-                            FetchPartition::default()
-                                .with_partition(*partition)
-                                .with_fetch_offset(fetched[partition])
-                                .with_partition_max_bytes(1 << 20)
-                        })
-                        .collect(),
-                )]);
-            let response: FetchResponse = client.call_broker(*leader, ApiKey::Fetch, 12, &request)?;
-            check(response.error_code, "fetching the demo topic")?;
-            for data in response.responses.iter().flat_map(|topic| &topic.partitions) {
-                let partition = data.partition_index;
-                check(data.error_code, &format!("fetching {TOPIC}/{partition}"))?;
-                let from = fetched.get(&partition).copied().unwrap_or(0);
-                let queue = waiting.entry(partition).or_default();
-                for record in decode_records(data.records.clone().unwrap_or_default())? {
-                    if record.offset >= from {
-                        queue.push_back(record.offset);
-                        fetched.insert(partition, record.offset + 1);
-                    }
-                }
-            }
-        }
+        // Only the partitions with nothing waiting are fetched again.
+        let empty: Vec<(i32, i32)> = leaders
+            .iter()
+            .copied()
+            .filter(|(partition, _)| fetched.contains_key(partition) && waiting.get(partition).is_none_or(VecDeque::is_empty))
+            .collect();
+        fetch_once(client, TOPIC, &by_leader(&empty), &mut fetched, |partition, record| {
+            waiting.entry(partition).or_default().push_back(record.offset);
+            Ok(true)
+        })?;
         for (partition, queue) in &mut waiting {
             let take = per_partition.unwrap_or(usize::MAX).min(queue.len());
             if let Some(last) = queue.drain(..take).next_back() {
                 consumed.insert(*partition, last + 1);
             }
         }
-        if last_commit.elapsed() >= COMMIT_EVERY {
-            commit_offsets(&mut client, group, TOPIC, &consumed)?;
+        let mut status = membership.heartbeat_if_due(client)?;
+        if status == Status::Member && last_commit.elapsed() >= COMMIT_EVERY {
+            status = membership.commit(client, &consumed)?;
             last_commit = Instant::now();
+        }
+        if status == Status::Rebalancing {
+            // Commit, rejoin, and start over from the commits of whatever partitions it now has.
+            membership.commit(client, &consumed)?;
+            membership.rejoin(client)?;
+            consumed = group_positions(client, group, TOPIC, leaders, membership.partitions(), Start::Beginning)?;
+            fetched = consumed.clone();
+            waiting.clear();
         }
         if per_partition.is_some() {
             std::thread::sleep(SLOW_TICK.saturating_sub(started.elapsed()));
+        } else if empty.is_empty() {
+            // No partition (or all waiting): do not spin.
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 }

@@ -1,9 +1,11 @@
-//! `floe group ...`, and the committed offsets `floe consume --group` starts from and commits.
+//! `floe group ...`, and the committed offsets `floe consume --group` starts from.
 
 use super::client::{check, topic_name, Client};
+use super::membership::assigned_partitions;
 use super::topics::list_offsets;
 use super::{print_rows, ClientArgs, GroupCommand, Output, Start};
 use anyhow::{bail, Context, Result};
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::*;
@@ -52,7 +54,7 @@ fn describe(client: &mut Client, output: Output, group: &str) -> Result<()> {
         println!("STATE    {}", described.group_state);
         println!("MEMBERS  {}", described.members.len());
         for member in &described.members {
-            println!("  {} (client {}, host {})", member.member_id, member.client_id, member.client_host);
+            println!("  {} (client {}, host {}){}", member.member_id, member.client_id, member.client_host, assigned(described, member));
         }
         println!();
     }
@@ -68,6 +70,25 @@ fn describe(client: &mut Client, output: Output, group: &str) -> Result<()> {
     }
     print_rows(output, &["TOPIC", "PARTITION", "COMMITTED", "END OFFSET", "LAG"], &rows);
     Ok(())
+}
+
+/// What a consumer group member was assigned, as ` assigned TOPIC:P,P ...` (nothing for another
+/// protocol type, or a member between JoinGroup and SyncGroup).
+fn assigned(group: &DescribedGroup, member: &DescribedGroupMember) -> String {
+    if group.protocol_type.as_str() != "consumer" {
+        return String::new();
+    }
+    match assigned_partitions(&member.member_assignment) {
+        Ok(topics) if !topics.is_empty() => {
+            let topics: Vec<String> = topics
+                .iter()
+                .map(|(topic, partitions)| format!("{topic}:{}", partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(",")))
+                .collect();
+            format!(" assigned {}", topics.join(" "))
+        }
+        Ok(_) => " assigned nothing".to_string(),
+        Err(_) => " assignment unreadable".to_string(),
+    }
 }
 
 /// Every committed offset of `group`, by topic and partition.
@@ -103,9 +124,9 @@ pub fn committed_offsets(client: &mut Client, group: &str, topic: &str, partitio
         .unwrap_or_default())
 }
 
-/// Commits `offsets` of `topic` for `group` from outside the group protocol (as an assigning
-/// consumer or an admin tool does): accepted while the group has no active members.
-pub fn commit_offsets(client: &mut Client, group: &str, topic: &str, offsets: &BTreeMap<i32, i64>) -> Result<()> {
+/// Commits `offsets` of `topic` for `group` from outside the group protocol (as an admin tool
+/// does, for `floe group seek`): accepted while the group has no active members.
+fn commit_offsets(client: &mut Client, group: &str, topic: &str, offsets: &BTreeMap<i32, i64>) -> Result<()> {
     let coordinator = client.coordinator(group)?;
     let request = OffsetCommitRequest::default()
         .with_group_id(group_id(group))

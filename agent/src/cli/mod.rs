@@ -1,12 +1,14 @@
-//! `floe topic`, `floe produce`, `floe consume`, `floe group` and `floe cluster`: the everyday
+//! `floe topic`, `floe produce`, `floe consume`, `floe group`, `floe cluster` and `floe acl`: the everyday
 //! commands of a Kafka user, speaking the Kafka protocol to any agent (or any Kafka broker), in
 //! the spirit of Redpanda's `rpk`. Human tables by default, `-o json` for scripts (one JSON
 //! object per line). `floe diagnose` ([`diagnose`]) checks a cluster's etcd, bucket and agents.
 
+mod acls;
 mod client;
 pub mod demo;
 pub mod diagnose;
 mod groups;
+mod membership;
 pub mod partitioner;
 mod records;
 pub mod security;
@@ -15,6 +17,7 @@ mod topics;
 use clap::{Args, Subcommand, ValueEnum};
 use std::time::Duration;
 
+pub use acls::AclCommand;
 pub use client::Client;
 pub use diagnose::DiagnoseArgs;
 
@@ -107,13 +110,14 @@ pub struct ProduceArgs {
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     pub topic: String,
-    /// Start from the group's committed offsets (where it has some) and commit what was read.
-    #[arg(long, short = 'g')]
+    /// Read as a member of this consumer group: the group splits the topic's partitions between
+    /// its members, each starts from the group's committed offsets and commits what it read.
+    #[arg(long, short = 'g', conflicts_with = "partition")]
     pub group: Option<String>,
     /// Where to start (where the group has no commit): beginning, end, an offset, or @<unix ms>.
     #[arg(long, default_value = "beginning", value_parser = parse_start)]
     pub from: Start,
-    /// Only these partitions (repeatable; default: all).
+    /// Only these partitions (repeatable; default: all). Not with --group, which assigns them.
     #[arg(long, short = 'p')]
     pub partition: Vec<i32>,
     /// Stop after this many records.
@@ -213,6 +217,10 @@ pub fn cluster(args: &ClientArgs, command: ClusterCommand) -> anyhow::Result<()>
     match command {
         ClusterCommand::Info => topics::cluster_info(args),
     }
+}
+
+pub fn acl(args: &ClientArgs, command: AclCommand) -> anyhow::Result<()> {
+    acls::run(args, command)
 }
 
 /// Prints rows as an aligned table (a header, then the rows) or as one JSON object per row.

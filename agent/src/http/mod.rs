@@ -1,6 +1,7 @@
 //! HTTP endpoints: /healthz (the process is alive), /readyz (metadata replayed and the Kafka
 //! listener accepting), /metrics (Prometheus text), /status (JSON for `floe diagnose`, see
-//! [`status`]), and the read-only web console at `/`, `/topics` and `/groups` (see [`console`]).
+//! [`status`]), and the read-only web console at `/`, `/topics` and `/groups`, with `/rates` (JSON)
+//! from which every agent's overview sums the cluster's throughput (see [`console`]).
 
 pub mod console;
 pub mod status;
