@@ -199,10 +199,12 @@ fn the_console_shows_the_demo_topic_its_groups_lag_and_the_agent_in_a_browser() 
         ensure!(number(&partition[2])? > number(&partition[1])? && number(&partition[3])? > 0, "partition {index} is empty: {partition:?}");
     }
 
-    // Groups: both with non-negative lag, the slow one behind.
+    // Groups: both Stable with their member (the demo's consumers join their groups), with
+    // non-negative lag, the slow one behind.
     let groups = table_rows(&dump_dom(&chromium, profile.path(), &demo.url("/groups"))?);
     for group in [FAST_GROUP, SLOW_GROUP] {
         let found = row(&groups, group)?;
+        ensure!(found[1] == "Stable" && number(&found[2])? == 1, "group {group} is not a Stable group of one member: {found:?}");
         ensure!(number(&found[3])? == PARTITIONS as i64 && number(&found[4])? >= 0, "group row: {found:?}");
     }
     ensure!(number(&row(&groups, SLOW_GROUP)?[4])? > 0, "the slow group does not lag: {groups:?}");
