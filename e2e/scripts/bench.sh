@@ -80,6 +80,9 @@
 #                            log-normal, capped at 1s, from a fixed seed. The proxy is built once into
 #                            $FLOE_CACHE/bin/s3-latency-proxy (install-deps.sh, or here when missing
 #                            or older than its sources; needs go)
+#   BENCH_FLOE_LOG           the agents' --log filter (default warn); e.g.
+#                            warn,floe_agent::handlers::fetch=debug,floe_agent::storage::reader=debug
+#                            logs every fetch's plan and every bucket GET (object and range)
 #   FLOE_CACHE, JAVA, MVN    as for kafka-reference.sh (Kafka jars are fetched once)
 set -euo pipefail
 

@@ -161,6 +161,7 @@ impl SegmentReader {
     fn start_get(&self, object: Arc<str>, range: Range<u64>) -> PendingGet {
         let (store, cache, in_flight) = (Arc::clone(&self.store), Arc::clone(&self.cache), Arc::clone(&self.in_flight));
         let id = self.next_get.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(object = &*object, start = range.start, end = range.end, "bucket GET");
         let key = Arc::clone(&object);
         let wanted = range.clone();
         let get = async move {

@@ -143,7 +143,7 @@ start_floe_playground() {
         cap_label="$(floe_put_cap_label)"
     fi
     spawn_floe "$binary" "$LOG_DIR/$name.log" playground --data-dir "$dir/playground" \
-        --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn \
+        --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log "${BENCH_FLOE_LOG:-warn}" \
         "${cap[@]}" "$@"
     local pid="$STARTED_PID"
     read_floe_banner "$pid" "$LOG_DIR/$name.log"
@@ -231,7 +231,7 @@ start_floe_cluster_with() {
     for ((n = 1; n <= CLUSTER_AGENTS; n++)); do
         spawn_floe "$FLOE_BIN" "$LOG_DIR/${prefix}floe-agent-$n.log" agent --metadata "etcd://127.0.0.1:$etcd_port/floe" \
             --virtual-cluster bench --object-store "s3://$CLUSTER_BUCKET/bench" \
-            --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log warn \
+            --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log "${BENCH_FLOE_LOG:-warn}" \
             "${cap[@]}"
         pid="$STARTED_PID"
         read_floe_banner "$pid" "$LOG_DIR/${prefix}floe-agent-$n.log"
