@@ -22,7 +22,7 @@ pub fn run(args: &ClientArgs, command: GroupCommand) -> Result<()> {
     }
 }
 
-fn group_id(group: &str) -> GroupId {
+pub(super) fn group_id(group: &str) -> GroupId {
     GroupId(StrBytes::from_string(group.to_string()))
 }
 
@@ -124,14 +124,19 @@ pub fn committed_offsets(client: &mut Client, group: &str, topic: &str, partitio
         .unwrap_or_default())
 }
 
-/// Commits `offsets` of `topic` for `group` from outside the group protocol (as an admin tool
-/// does, for `floe group seek`): accepted while the group has no active members.
-fn commit_offsets(client: &mut Client, group: &str, topic: &str, offsets: &BTreeMap<i32, i64>) -> Result<()> {
-    let coordinator = client.coordinator(group)?;
-    let request = OffsetCommitRequest::default()
+/// An OffsetCommit of `offsets` of `topic` for `group`, as member `member_id` of generation
+/// `generation` (-1 and "" from outside the group protocol).
+pub(super) fn offset_commit_request(
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    topic: &str,
+    offsets: &BTreeMap<i32, i64>,
+) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
         .with_group_id(group_id(group))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(StrBytes::from_static_str(""))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
         .with_topics(vec![OffsetCommitRequestTopic::default().with_name(topic_name(topic)).with_partitions(
             offsets
                 .iter()
@@ -142,7 +147,14 @@ fn commit_offsets(client: &mut Client, group: &str, topic: &str, offsets: &BTree
                         .with_committed_leader_epoch(-1)
                 })
                 .collect(),
-        )]);
+        )])
+}
+
+/// Commits `offsets` of `topic` for `group` from outside the group protocol (as an admin tool
+/// does, for `floe group seek`): accepted while the group has no active members.
+fn commit_offsets(client: &mut Client, group: &str, topic: &str, offsets: &BTreeMap<i32, i64>) -> Result<()> {
+    let coordinator = client.coordinator(group)?;
+    let request = offset_commit_request(group, -1, "", topic, offsets);
     let response: OffsetCommitResponse = client.call_broker(coordinator, ApiKey::OffsetCommit, 8, &request)?;
     for partition in response.topics.iter().flat_map(|topic| &topic.partitions) {
         if partition.error_code == kafka_protocol::error::ResponseError::UnknownMemberId.code() {

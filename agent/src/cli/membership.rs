@@ -14,6 +14,7 @@
 //! before every member has rejoined, and every member commits before it rejoins.
 
 use super::client::{check, topic_name, Client};
+use super::groups::{group_id, offset_commit_request};
 use anyhow::{bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -21,7 +22,6 @@ use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -179,21 +179,7 @@ impl Membership {
         if offsets.is_empty() || self.member_id.is_empty() {
             return Ok(Status::Member);
         }
-        let request = OffsetCommitRequest::default()
-            .with_group_id(group_id(&self.group))
-            .with_generation_id_or_member_epoch(self.generation_id)
-            .with_member_id(StrBytes::from_string(self.member_id.clone()))
-            .with_topics(vec![OffsetCommitRequestTopic::default().with_name(topic_name(&self.topic)).with_partitions(
-                offsets
-                    .iter()
-                    .map(|(partition, offset)| {
-                        OffsetCommitRequestPartition::default()
-                            .with_partition_index(*partition)
-                            .with_committed_offset(*offset)
-                            .with_committed_leader_epoch(-1)
-                    })
-                    .collect(),
-            )]);
+        let request = offset_commit_request(&self.group, self.generation_id, &self.member_id, &self.topic, offsets);
         let response: OffsetCommitResponse = client.call_broker(self.coordinator, ApiKey::OffsetCommit, 8, &request)?;
         let mut status = Status::Member;
         for partition in response.topics.iter().flat_map(|topic| &topic.partitions) {
@@ -266,10 +252,6 @@ impl Membership {
         self.coordinator = client.coordinator(&self.group)?;
         Ok(())
     }
-}
-
-fn group_id(group: &str) -> GroupId {
-    GroupId(StrBytes::from_string(group.to_string()))
 }
 
 /// The leader's work: every member's partitions by the range assignor, from the subscriptions
