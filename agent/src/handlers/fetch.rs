@@ -339,13 +339,11 @@ fn plan_response(context: &AgentContext, requested: &[Vec<Requested>], max_bytes
             let Some(cursor) = cursors[index].as_mut() else { continue };
             let Some(chunk) = cursor.upcoming() else { continue };
             let size = chunk.byte_len as usize;
-            // Once a partition's chunk went to the read-ahead, none of its later chunks may join
-            // the response (a smaller one would fit): the consumer would get records after a gap.
-            if cursor.ahead == 0 && fits_response(planned, size, max_bytes, cursor) {
+            if planned < max_bytes.max(1) && cursor.planned < cursor.limit {
                 cursor.taken.push(chunk.clone());
                 cursor.planned += size;
                 planned += size;
-            } else if ahead_bytes < READ_AHEAD_BYTES && (cursor.ahead == 0 || cursor.ahead + size <= cursor.limit) {
+            } else if ahead_bytes < READ_AHEAD_BYTES && cursor.ahead < cursor.limit {
                 ahead.push(chunk.clone());
                 cursor.ahead += size;
                 ahead_bytes += size;
@@ -383,21 +381,6 @@ fn plan_response(context: &AgentContext, requested: &[Vec<Requested>], max_bytes
         let plans = requested.iter().map(|partitions| flat.by_ref().take(partitions.len()).collect()).collect();
         (plans, ahead)
     })
-}
-
-/// Whether the response takes `size` more bytes of `cursor`'s partition, by the rules the
-/// assembly applies ([`assemble_partition`]), so that every planned chunk is returned: a chunk
-/// planned and then cut (its batches past a limit) was read for nothing, and its partition falls
-/// behind the others until, objects later, it asks for that chunk again from a bucket whose bytes
-/// the cache has long dropped. The response stops at `max_bytes` and each partition at its
-/// `partition_max_bytes`, except that a partition's first chunk may exceed its limit (KIP-74: one
-/// oversized batch never stalls a consumer; the assembly forces its first batch, since the
-/// response then has room for more than the limit) and the response's first chunk always goes.
-fn fits_response(planned: usize, size: usize, max_bytes: usize, cursor: &Cursor) -> bool {
-    if planned == 0 {
-        return true;
-    }
-    planned + size <= max_bytes && (cursor.planned == 0 || cursor.planned + size <= cursor.limit)
 }
 
 /// The partition's records from its planned chunks, within `remaining` bytes of the response.
@@ -490,26 +473,6 @@ mod tests {
                 })
                 .collect(),
         )
-    }
-
-    fn cursor(limit: usize, planned: usize) -> Cursor<'static> {
-        Cursor { chunks: &[], next: 0, visible_end: 0, limit, planned, ahead: 0, taken: Vec::new() }
-    }
-
-    #[test]
-    fn a_chunk_is_planned_only_when_the_assembly_will_return_it() {
-        const MIB: usize = 1 << 20;
-        // Four chunks of 0.26 MiB fill a 1 MiB partition; a fifth would be cut by the assembly.
-        let chunk = MIB / 4 - 1000;
-        assert!(fits_response(10 * MIB, chunk, 50 * MIB, &cursor(MIB, 3 * chunk)));
-        assert!(!fits_response(10 * MIB, chunk, 50 * MIB, &cursor(MIB, 4 * chunk)), "past partition_max_bytes");
-        // The response stops at max_bytes, not one chunk after it.
-        assert!(!fits_response(50 * MIB - chunk / 2, chunk, 50 * MIB, &cursor(MIB, 0)), "past max_bytes");
-        // A partition's first chunk may exceed its limit (the assembly forces its first batch),
-        // and the response's first chunk always goes.
-        assert!(fits_response(10 * MIB, 2 * MIB, 50 * MIB, &cursor(MIB, 0)));
-        assert!(!fits_response(10 * MIB, 2 * MIB, 50 * MIB, &cursor(MIB, chunk)), "not its first chunk");
-        assert!(fits_response(0, 80 * MIB, 50 * MIB, &cursor(MIB, 0)));
     }
 
     fn located(object: &str) -> ChunkLocation {
