@@ -357,9 +357,10 @@ public final class NewConsumerGroup {
     // ---------------------------------------------------------------------------------------------
 
     /**
-     * Waits until the members' assignments are disjoint and cover partitions 0..partitions-1 (and
-     * each is non-empty when {@code nonEmpty}), then prints {@code balanced}. On timeout, or when
-     * one of the members stopped, prints {@code timeout} or {@code aborted} and returns false.
+     * Waits until the members' assignments are disjoint, cover partitions 0..partitions-1, differ
+     * in size by at most one (and each is non-empty when {@code nonEmpty}), then prints
+     * {@code balanced}. On timeout, or when one of the members stopped, prints {@code timeout} or
+     * {@code aborted} and returns false.
      */
     static boolean awaitBalance(String step, int phase, List<Member> members, int partitions, boolean nonEmpty)
             throws InterruptedException {
@@ -373,18 +374,25 @@ public final class NewConsumerGroup {
 
     static boolean balanced(List<Member> members, int partitions, boolean nonEmpty) {
         Set<Integer> union = new TreeSet<>();
+        int fewest = Integer.MAX_VALUE;
+        int most = 0;
         for (Member member : members) {
             List<Integer> owned = member.assignment;
             if (nonEmpty && owned.isEmpty()) {
                 return false;
             }
+            fewest = Math.min(fewest, owned.size());
+            most = Math.max(most, owned.size());
             for (int partition : owned) {
                 if (partition < 0 || partition >= partitions || !union.add(partition)) {
                     return false;
                 }
             }
         }
-        return union.size() == partitions;
+        // An incremental rebalance passes through states that cover every partition once but are
+        // not yet the uniform assignor's target (a partition being revoked from one member is not
+        // yet another's): the phase ends only when the sizes differ by at most one.
+        return union.size() == partitions && most - fewest <= 1;
     }
 
     /** Checks {@code condition} every 100 ms until it holds, the deadline passes or a member stopped. */
