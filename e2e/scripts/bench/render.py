@@ -73,7 +73,10 @@ SERVER_FIELDS = [
     "object_puts_per_sec", "segments", "flush_ms_mean", "etcd_txn_per_segment", "rss_hwm_mib", "rss_hwm_process_mib",
 ]
 LATENCY_FIELDS = ["records_per_sec", "mib_per_sec", "avg_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"]
-CONSUME_FIELDS = ["records", "mib_per_sec", "fetch_mib_per_sec", "rebalance_ms", "server_cpu_seconds", "mib_per_sec_per_core"]
+# infra_cpu_seconds: etcd's and s3s-fs's CPU over the read (the cluster only; they share the
+# server core, and on a loopback store s3s-fs serving the GETs can cost more than the agents).
+CONSUME_FIELDS = ["records", "mib_per_sec", "fetch_mib_per_sec", "rebalance_ms", "server_cpu_seconds", "mib_per_sec_per_core",
+                  "infra_cpu_seconds"]
 # catchup's bucket figures (Floe only): GETs and MiB read from the bucket over the read, GETs per GiB
 # read, objects per GiB as w2-none wrote them, and the ratio of the two.
 CATCHUP_FIELDS = ["object_gets", "object_get_mib", "gets_per_gib", "objects_per_gib", "gets_per_object"]
@@ -421,6 +424,11 @@ def scoreboard(results):
                  if w in cluster["workloads"]]
         out += [] if not infra else ["", f"etcd + s3s-fs CPU during the cluster's produce runs: {', '.join(infra)}; "
                 f"their peak RSS {number(cluster.get('infra_rss_hwm_mib'), 0)} MiB."]
+        reads = [f"{w}: {number(cluster['workloads'][w].get('infra_cpu_seconds'), 2)} s (the agents "
+                 f"{number(cluster['workloads'][w].get('server_cpu_seconds'), 2)} s)"
+                 for w in ["consume", "catchup"] if w in cluster["workloads"]]
+        out += [] if not reads else ["", f"etcd + s3s-fs CPU during the cluster's reads, on the same server core: "
+                f"{', '.join(reads)}."]
     notes = [f"{short_name(system, machine)}: injected S3 delay measured: p50 {number(data['s3_proxy_delay_p50_ms'])} ms, "
              f"p99 {number(data['s3_proxy_delay_p99_ms'])} ms over {number(data['s3_proxy_requests'], 0)} requests "
              f"(asked for: median {settings.get('s3_latency_median')}, p99 {settings.get('s3_latency_p99')})"

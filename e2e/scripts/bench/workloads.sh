@@ -227,7 +227,8 @@ run_consume() {
     difference "$seconds" "$records"
     C_MIB="$c_mb"
     emit "$system" "$workload" records "$c_n" mib_per_sec "$c_mbs" fetch_mib_per_sec "$c_fmbs" \
-        rebalance_ms "$c_rebalance" server_cpu_seconds "$D_CPU" mib_per_sec_per_core "$D_MIB_PER_CORE"
+        rebalance_ms "$c_rebalance" server_cpu_seconds "$D_CPU" mib_per_sec_per_core "$D_MIB_PER_CORE" \
+        infra_cpu_seconds "$D_INFRA_CPU"
     log "$system $workload: $c_fmbs MiB/s (fetch), $c_mbs MiB/s incl. group join"
 }
 
