@@ -382,6 +382,10 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
             limits: settings.limits.clone(),
             authorization: settings.authorization.clone(),
         },
+        fetch_sessions: crate::handlers::fetch_sessions::FetchSessions::new(
+            settings.limits.fetch_session_cache_slots,
+            crate::handlers::fetch_sessions::MAX_CACHED_PARTITIONS,
+        ),
         validation: ValidationPool::new(settings.produce_validation_threads, settings.produce_max_decompressed_bytes_per_request),
     });
     let ready = Arc::new(AtomicBool::new(false));

@@ -268,6 +268,13 @@ pub struct CommonArgs {
     /// fetch.max.bytes, 55 MiB); as in Kafka, the first batch still goes whole so consumers progress.
     #[arg(long, env = "FLOE_FETCH_MAX_BYTES", default_value = "57671680", value_parser = parse_size)]
     pub fetch_max_bytes: usize,
+    /// Incremental fetch sessions (KIP-227) this agent keeps in memory, so consumers send and
+    /// receive only the partitions that changed instead of all of them on every fetch (Kafka's
+    /// max.incremental.fetch.session.cache.slots). When all are taken, a new session replaces the
+    /// least recently used one idle for over 2 minutes, else the consumer fetches without one.
+    /// 0 disables sessions.
+    #[arg(long, env = "FLOE_FETCH_SESSION_CACHE_SLOTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub fetch_session_cache_slots: u32,
     /// Longest committed-offset metadata string; longer ones get OFFSET_METADATA_TOO_LARGE (Kafka's
     /// offset.metadata.max.bytes).
     #[arg(long, env = "FLOE_OFFSET_METADATA_MAX_BYTES", default_value = "4096", value_parser = parse_size)]
@@ -815,6 +822,7 @@ mod tests {
         assert_eq!(defaults.offset_metadata_max_bytes, 4096);
         assert_eq!(defaults.group_max_size, i32::MAX as u32);
         assert_eq!(defaults.group_max_member_metadata_bytes, 1 << 20);
+        assert_eq!(defaults.fetch_session_cache_slots, 1000);
         let set = agent_args(&[
             "--fetch-max-bytes",
             "1MiB",
@@ -824,12 +832,15 @@ mod tests {
             "2s",
             "--offset-metadata-max-bytes",
             "100",
+            "--fetch-session-cache-slots",
+            "0",
         ])
         .common;
         assert_eq!(set.fetch_max_bytes, 1 << 20);
         assert_eq!(set.max_connections_per_ip, 3);
         assert_eq!(set.connections_max_idle, Duration::from_secs(2));
         assert_eq!(set.offset_metadata_max_bytes, 100);
+        assert_eq!(set.fetch_session_cache_slots, 0);
         let error = Cli::try_parse_from(["floe", "playground", "--connections-max-idle", "0s"]).unwrap_err().to_string();
         assert!(error.contains("--connections-max-idle") && error.contains("example"), "{error}");
     }

@@ -95,6 +95,7 @@ pub fn settings(
             group_max_member_metadata_bytes: common.group_max_member_metadata_bytes,
             max_partitions_per_request: common.max_partitions_per_request as usize,
             max_partitions: common.max_partitions as usize,
+            fetch_session_cache_slots: common.fetch_session_cache_slots as usize,
         },
         cache_bytes: common.cache_bytes,
         default_partitions: common.default_partitions,

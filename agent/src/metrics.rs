@@ -46,6 +46,13 @@ pub struct Metrics {
     pub transactions_ended: IntCounterVec,
     /// Transactions this agent aborted because they outlived `transaction.timeout.ms`.
     pub transactions_timed_out: IntCounter,
+    /// Live incremental fetch sessions (KIP-227) in this agent's cache.
+    pub fetch_sessions: IntGauge,
+    /// Fetch sessions evicted to make room for a new one (`--fetch-session-cache-slots`).
+    pub fetch_session_evictions: IntCounter,
+    /// Fetch requests by kind: `full` (opens a session), `incremental` (on a session),
+    /// `sessionless` (no session), `refused` (unknown session or wrong epoch).
+    pub fetch_requests: IntCounterVec,
     /// Chunks a fetch could not read (missing or damaged object): each answered KAFKA_STORAGE_ERROR.
     pub unreadable_chunks: IntCounter,
     /// Unreferenced segment objects the garbage collector deleted.
@@ -277,6 +284,21 @@ impl Metrics {
             "Transactions this agent aborted (and fenced) because they outlived transaction.timeout.ms",
         )
         .expect("valid metric");
+        let fetch_sessions =
+            IntGauge::new("floe_fetch_sessions", "Incremental fetch sessions (KIP-227) this agent holds").expect("valid metric");
+        let fetch_session_evictions = IntCounter::new(
+            "floe_fetch_session_evictions_total",
+            "Fetch sessions evicted to make room for a new one (--fetch-session-cache-slots)",
+        )
+        .expect("valid metric");
+        let fetch_requests = IntCounterVec::new(
+            Opts::new(
+                "floe_fetch_requests_total",
+                "Fetch requests by kind: full (opens a session), incremental, sessionless, refused (unknown session or wrong epoch)",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
         let unreadable_chunks = IntCounter::new(
             "floe_unreadable_chunks_total",
             "Partition chunks a fetch could not read from the object store (missing or damaged object); see the log for the object",
@@ -376,6 +398,9 @@ impl Metrics {
             Box::new(refused_commits.clone()),
             Box::new(transactions_ended.clone()),
             Box::new(transactions_timed_out.clone()),
+            Box::new(fetch_sessions.clone()),
+            Box::new(fetch_session_evictions.clone()),
+            Box::new(fetch_requests.clone()),
             Box::new(unreadable_chunks.clone()),
             Box::new(gc_deleted_objects.clone()),
             Box::new(sealed_through_revision.clone()),
@@ -428,6 +453,9 @@ impl Metrics {
             refused_commits,
             transactions_ended,
             transactions_timed_out,
+            fetch_sessions,
+            fetch_session_evictions,
+            fetch_requests,
             unreadable_chunks,
             gc_deleted_objects,
             sealed_through_revision,

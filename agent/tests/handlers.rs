@@ -617,3 +617,136 @@ async fn client_quotas_are_described_as_none_and_a_malformed_filter_is_refused()
         assert!(refused.error_message.is_some());
     }
 }
+
+/// A Fetch of `partitions` (partition, fetch offset) of topic `name` on session `session_id` at
+/// `epoch`, forgetting `forgotten`, answered at once.
+fn session_fetch(name: &str, session_id: i32, epoch: i32, partitions: &[(i32, i64)], forgotten: &[i32]) -> FetchRequest {
+    let listed: Vec<FetchPartition> = partitions
+        .iter()
+        .map(|&(partition, offset)| {
+            FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)
+        })
+        .collect();
+    let topics = if listed.is_empty() { vec![] } else { vec![FetchTopic::default().with_topic(topic(name)).with_partitions(listed)] };
+    let forgotten = if forgotten.is_empty() {
+        vec![]
+    } else {
+        vec![fetch_request::ForgottenTopic::default().with_topic(topic(name)).with_partitions(forgotten.to_vec())]
+    };
+    FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgotten)
+}
+
+async fn fetch_as(agent: &InProcess, principal: &str, version: i16, request: FetchRequest) -> FetchResponse {
+    let ResponseKind::Fetch(response) = agent.call_as(principal, ApiKey::Fetch, version, RequestKind::Fetch(request)).await else {
+        panic!("not a Fetch response")
+    };
+    response
+}
+
+/// (partition, whether it carried records) of each partition of a response, in order.
+fn answered(response: &FetchResponse) -> Vec<(i32, bool)> {
+    response
+        .responses
+        .iter()
+        .flat_map(|topic| topic.partitions.iter())
+        .map(|partition| (partition.partition_index, partition.records.as_ref().is_some_and(|records| !records.is_empty())))
+        .collect()
+}
+
+/// Produces records `first..first + count` to one partition with acks=all.
+async fn produce_to(agent: &InProcess, name: &str, partition: i32, first: usize, count: usize) {
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(topic(name))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(common::batch(first, count)))])]);
+    let ResponseKind::Produce(response) = agent.call(ApiKey::Produce, 9, RequestKind::Produce(request)).await else {
+        panic!("not a Produce response")
+    };
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+}
+
+const CONSUMER: &str = "User:ANONYMOUS";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_session_answers_only_partitions_that_changed_and_forgets_forgotten_ones() {
+    for version in [7, 12] {
+        let agent = InProcess::start().await;
+        agent.create_topic("sessions", 3).await;
+        produce_to(&agent, "sessions", 0, 0, 4).await;
+
+        // A full fetch with epoch 0 opens a session and answers every partition.
+        let full = fetch_as(&agent, CONSUMER, version, session_fetch("sessions", 0, 0, &[(0, 0), (1, 0), (2, 0)], &[])).await;
+        assert_eq!(full.error_code, 0);
+        let session = full.session_id;
+        assert!(session > 0, "v{version}: no session opened");
+        assert_eq!(answered(&full), vec![(0, true), (1, false), (2, false)], "v{version}");
+
+        // Partition 0 moves to its end: nothing changed, nothing answered.
+        let quiet = fetch_as(&agent, CONSUMER, version, session_fetch("sessions", session, 1, &[(0, 4)], &[])).await;
+        assert_eq!((quiet.error_code, quiet.session_id), (0, session));
+        assert_eq!(answered(&quiet), vec![], "v{version}");
+
+        // Records on partition 1: only it is answered, though the request names no partition.
+        produce_to(&agent, "sessions", 1, 0, 2).await;
+        let changed = fetch_as(&agent, CONSUMER, version, session_fetch("sessions", session, 2, &[], &[])).await;
+        assert_eq!(answered(&changed), vec![(1, true)], "v{version}");
+
+        // Partition 1 forgotten: new records there are no longer answered; partition 2's are.
+        produce_to(&agent, "sessions", 1, 2, 2).await;
+        produce_to(&agent, "sessions", 2, 0, 2).await;
+        let forgot = fetch_as(&agent, CONSUMER, version, session_fetch("sessions", session, 3, &[], &[1])).await;
+        assert_eq!(answered(&forgot), vec![(2, true)], "v{version}");
+
+        let metrics = agent.metric_text().await;
+        assert_eq!(metric(&metrics, r#"floe_fetch_requests_total{kind="incremental"}"#), 3.0);
+        assert_eq!(metric(&metrics, r#"floe_fetch_requests_total{kind="full"}"#), 1.0);
+        assert_eq!(metric(&metrics, "floe_fetch_sessions"), 1.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_session_refuses_a_wrong_epoch_an_unknown_id_and_another_principal() {
+    let agent = InProcess::start().await;
+    agent.create_topic("guarded", 1).await;
+    produce_to(&agent, "guarded", 0, 0, 2).await;
+    let full = fetch_as(&agent, CONSUMER, 12, session_fetch("guarded", 0, 0, &[(0, 0)], &[])).await;
+    let session = full.session_id;
+    assert!(session > 0);
+
+    let wrong_epoch = fetch_as(&agent, CONSUMER, 12, session_fetch("guarded", session, 5, &[], &[])).await;
+    assert_eq!(error(wrong_epoch.error_code), Some(ResponseError::InvalidFetchSessionEpoch));
+    assert!(wrong_epoch.responses.is_empty());
+    let unknown = fetch_as(&agent, CONSUMER, 12, session_fetch("guarded", session ^ 1, 1, &[], &[])).await;
+    assert_eq!(error(unknown.error_code), Some(ResponseError::FetchSessionIdNotFound));
+    let intruder = fetch_as(&agent, "User:mallory", 12, session_fetch("guarded", session, 1, &[], &[])).await;
+    assert_eq!(error(intruder.error_code), Some(ResponseError::FetchSessionIdNotFound));
+    assert!(intruder.responses.is_empty());
+
+    // The owner's session is intact at the epoch it expects.
+    let owner = fetch_as(&agent, CONSUMER, 12, session_fetch("guarded", session, 1, &[], &[])).await;
+    assert_eq!((owner.error_code, owner.session_id), (0, session));
+    // Epoch -1 closes it and is answered without a session, every partition listed.
+    let closing = fetch_as(&agent, CONSUMER, 12, session_fetch("guarded", session, -1, &[(0, 0)], &[])).await;
+    assert_eq!((closing.error_code, closing.session_id), (0, 0));
+    assert_eq!(answered(&closing), vec![(0, true)]);
+    let closed = fetch_as(&agent, CONSUMER, 12, session_fetch("guarded", session, 2, &[], &[])).await;
+    assert_eq!(error(closed.error_code), Some(ResponseError::FetchSessionIdNotFound));
+    assert_eq!(metric(&agent.metric_text().await, "floe_fetch_sessions"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_session_slots_every_fetch_is_answered_without_a_session() {
+    let agent = InProcess::start_with(&["--fetch-session-cache-slots", "0"]).await;
+    agent.create_topic("plain", 1).await;
+    produce_to(&agent, "plain", 0, 0, 2).await;
+    let full = fetch_as(&agent, CONSUMER, 12, session_fetch("plain", 0, 0, &[(0, 0)], &[])).await;
+    assert_eq!((full.error_code, full.session_id), (0, 0));
+    assert_eq!(answered(&full), vec![(0, true)]);
+    assert_eq!(metric(&agent.metric_text().await, r#"floe_fetch_requests_total{kind="sessionless"}"#), 1.0);
+}

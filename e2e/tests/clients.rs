@@ -7,7 +7,7 @@
 
 use floe_e2e::matrix::Cell;
 use floe_e2e::verifiable::{self, Events, Expected};
-use floe_e2e::{java_driver, kafka, kcat_driver, python_driver, Playground};
+use floe_e2e::{http_get, java_driver, kafka, kcat_driver, metric_value, python_driver, wait_until, Playground};
 use std::time::Duration;
 
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(600);
@@ -105,6 +105,52 @@ fn a_java_group_of_three_resumes_from_committed_offsets_after_a_restart() -> any
     // fails the check; the commits must reach the new end offsets.
     Events::combined(&produced, &consume(&playground.bootstrap, &second)?).check_group_members(&second, 3)?;
     cell.pass();
+    Ok(())
+}
+
+/// Fetch sessions (KIP-227): the Java consumer opens one and fetches incrementally; a restart of
+/// the agent loses it, and the same consumer (same process, same connection address) carries on
+/// with a new session, reading every record exactly once.
+#[test]
+fn the_java_consumer_fetches_incrementally_and_carries_on_when_a_restart_loses_its_session() -> anyhow::Result<()> {
+    // A fixed port, so the running consumer reconnects to the restarted agent.
+    let listen = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+    let mut playground = Playground::start(&["--kafka-listen", &listen])?;
+    let incremental_fetches = |http: &str| -> anyhow::Result<f64> {
+        let (_, metrics) = http_get(http, "/metrics")?;
+        Ok(metric_value(&metrics, "floe_fetch_requests_total{kind=\"incremental\"}").unwrap_or(0.0))
+    };
+    let first = Expected::range("sessions", 12, 0, 1_000);
+    let produced_first = Events::java_produce_range(&playground.bootstrap, &first)?;
+    let bootstrap = playground.bootstrap.clone();
+    let consumer = std::thread::spawn(move || -> anyhow::Result<Events> {
+        let command = java_driver(&[
+            "group-consume",
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            "sessions",
+            "--group",
+            "sessions",
+            "--members",
+            "1",
+            "--records",
+            "2000",
+        ])?;
+        verifiable::run(command, DRIVER_TIMEOUT)
+    });
+    wait_until("the consumer fetches incrementally", Duration::from_secs(60), || Ok(incremental_fetches(&playground.http)? >= 5.0))?;
+    playground.restart()?;
+    let second = Expected::range("sessions", 12, 1_000, 1_000);
+    let produced_second = Events::java_produce_range(&playground.bootstrap, &second)?;
+    let consumed = consumer.join().map_err(|_| anyhow::anyhow!("the consumer thread panicked"))??;
+    // The restarted agent saw the consumer's new session at work.
+    anyhow::ensure!(incremental_fetches(&playground.http)? >= 1.0, "the consumer fetched without a session after the restart");
+    let produced = Events {
+        client: produced_first.client.clone(),
+        events: produced_first.events.iter().chain(&produced_second.events).cloned().collect(),
+    };
+    Events::combined(&produced, &consumed).check_group_members(&Expected::range("sessions", 12, 0, 2_000), 1)?;
     Ok(())
 }
 

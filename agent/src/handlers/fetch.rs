@@ -3,9 +3,15 @@
 //! one GET per object's neighbouring chunks, objects in parallel), rewrite batch base offsets, and
 //! read the partitions' next chunks ahead into the cache for a consumer that is catching up.
 //!
-//! Sessions (KIP-227) are not kept: every response carries session_id 0, which clients treat as
-//! "no session" and keep sending full requests.
+//! Sessions (KIP-227, `fetch_sessions.rs`): a full fetch with epoch 0 opens a session when the
+//! cache has room, and later incremental fetches name only the partitions whose fetch offset or
+//! limit changed (and those to forget). The fetch then runs over every partition of the session,
+//! as if the client had listed them all: the same authorization, fetch-role and hand-over checks,
+//! long poll and read. Only the answer differs: an incremental response leaves out the partitions
+//! with no records, no error and the same offsets as last sent. Epoch -1 (librdkafka, old
+//! clients, Fetch v4-6) is served without a session and answers session_id 0, as before.
 
+use super::fetch_sessions::{Opened, SessionRequest, WantedPartition};
 use super::{topic_name, AgentContext, ClientInfo};
 use crate::cluster::{Traffic, LEADER_EPOCH};
 use crate::metadata::ChunkLocation;
@@ -18,7 +24,7 @@ use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopi
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most one fetch reads ahead of what it returned (`SegmentReader::read_ahead`).
 const READ_AHEAD_BYTES: usize = 16 << 20;
@@ -73,14 +79,87 @@ fn collapse_duplicates(request: &FetchRequest) -> (Vec<Vec<Requested>>, usize) {
     (topics, duplicates)
 }
 
-pub async fn handle(context: &AgentContext, request: FetchRequest, client: &ClientInfo) -> FetchResponse {
-    if request.session_id != 0 {
-        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+/// The session's partitions as a fetch of them, grouped by topic in the session's order (each
+/// partition is in a session once).
+fn from_session(partitions: Vec<WantedPartition>, read_committed: bool) -> Vec<Vec<Requested>> {
+    let mut topics: Vec<Vec<Requested>> = Vec::new();
+    let mut topic_positions: HashMap<String, usize> = HashMap::new();
+    for wanted in partitions {
+        let index = *topic_positions.entry(wanted.topic.clone()).or_insert_with(|| {
+            topics.push(Vec::new());
+            topics.len() - 1
+        });
+        topics[index].push(Requested {
+            topic: wanted.topic,
+            partition: wanted.partition,
+            offset: wanted.fetch_offset,
+            max_bytes: wanted.partition_max_bytes.max(0) as usize,
+            read_committed,
+        });
     }
+    topics
+}
+
+pub async fn handle(context: &AgentContext, request: FetchRequest, client: &ClientInfo) -> FetchResponse {
     let (requested, duplicates) = collapse_duplicates(&request);
     if duplicates > 0 {
         context.metrics.requests_refused.with_label_values(&["fetch_duplicate_partitions"]).inc_by(duplicates as u64);
     }
+    let session_request = SessionRequest {
+        session_id: request.session_id,
+        epoch: request.session_epoch,
+        principal: &client.principal,
+        // A sessionless fetch (epoch -1: librdkafka, Fetch v4-6) opens nothing: no copy needed.
+        partitions: requested
+            .iter()
+            .flatten()
+            .filter(|_| request.session_epoch != super::fetch_sessions::FINAL_EPOCH)
+            .map(|wanted| WantedPartition {
+                topic: wanted.topic.clone(),
+                partition: wanted.partition,
+                fetch_offset: wanted.offset,
+                partition_max_bytes: wanted.max_bytes.min(i32::MAX as usize) as i32,
+            })
+            .collect(),
+        forgotten: request
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|topic| topic.partitions.iter().map(|&partition| (topic.topic.0.to_string(), partition)))
+            .collect(),
+    };
+    let (opened, effects) = context.fetch_sessions.open(session_request, Instant::now());
+    context.metrics.fetch_session_evictions.inc_by(effects.evicted as u64);
+    if effects.over_partition_bound {
+        context.metrics.requests_refused.with_label_values(&["fetch_session_cache_partitions"]).inc();
+    }
+    context.metrics.fetch_sessions.set(context.fetch_sessions.len() as i64);
+    let kind = match &opened {
+        Opened::Sessionless => "sessionless",
+        Opened::Full { .. } => "full",
+        Opened::Incremental { .. } => "incremental",
+        Opened::Refused(_) => "refused",
+    };
+    context.metrics.fetch_requests.with_label_values(&[kind]).inc();
+    let (requested, session) = match opened {
+        // No partitions and session_id 0, as Kafka answers; the client starts over with a full fetch.
+        Opened::Refused(error) => return FetchResponse::default().with_error_code(error.code()),
+        Opened::Sessionless => (requested, None),
+        Opened::Full { session_id } => (requested, Some((session_id, true))),
+        Opened::Incremental { session_id, partitions } => {
+            (from_session(partitions, request.isolation_level == 1), Some((session_id, false)))
+        }
+    };
+    let mut response = serve(context, request, requested, client).await;
+    if let Some((session_id, full)) = session {
+        context.fetch_sessions.respond(session_id, full, &mut response);
+        response.session_id = session_id;
+    }
+    response
+}
+
+/// Answers `requested` (the request's partitions, or its session's): authorization, the agent's
+/// role, then the long poll and the read.
+async fn serve(context: &AgentContext, request: FetchRequest, requested: Vec<Vec<Requested>>, client: &ClientInfo) -> FetchResponse {
     // A consumer needs READ on each topic (Kafka's fetch from a consumer); a denied topic's
     // partitions answer TOPIC_AUTHORIZATION_FAILED at once, the others are served as usual.
     let (requested, denied): (Vec<Vec<Requested>>, Vec<Vec<Requested>>) = requested.into_iter().partition(|partitions| {

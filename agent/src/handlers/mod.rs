@@ -10,6 +10,7 @@ pub mod consumer_groups;
 pub mod coordinator;
 pub mod delete_records;
 pub mod fetch;
+pub mod fetch_sessions;
 pub mod groups;
 pub mod leader_epoch;
 pub mod list_offsets;
@@ -170,6 +171,9 @@ pub struct RequestLimits {
     pub max_partitions_per_request: usize,
     /// Most partitions in the virtual cluster.
     pub max_partitions: usize,
+    /// Most incremental fetch sessions (KIP-227) the agent keeps; 0 disables them
+    /// (`max.incremental.fetch.session.cache.slots`).
+    pub fetch_session_cache_slots: usize,
 }
 
 impl Default for RequestLimits {
@@ -181,6 +185,7 @@ impl Default for RequestLimits {
             group_max_member_metadata_bytes: 1 << 20,
             max_partitions_per_request: 50_000,
             max_partitions: 200_000,
+            fetch_session_cache_slots: 1000,
         }
     }
 }
@@ -194,6 +199,8 @@ pub struct AgentContext {
     pub groups: Arc<GroupCoordinator>,
     pub metrics: Arc<Metrics>,
     pub settings: HandlerSettings,
+    /// Incremental fetch sessions (KIP-227), in memory only.
+    pub fetch_sessions: fetch_sessions::FetchSessions,
     /// Threads and budget for checking produced batches off the async workers.
     pub validation: produce::ValidationPool,
 }
