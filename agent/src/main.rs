@@ -47,8 +47,45 @@ fn one_line(error: &anyhow::Error) -> String {
     message
 }
 
+/// The glibc malloc arenas a server runs with, unless the environment says otherwise.
+const SERVER_MALLOC_ARENAS: &str = "1";
+
+/// Re-executes this process (same PID, arguments and environment) with
+/// `MALLOC_ARENA_MAX=1` when the variable is unset; returns only when it is set or the exec failed.
+///
+/// glibc gives a thread that meets contention an arena of its own (up to eight per core), and an
+/// arena keeps what it freed for reuse by its own threads. An agent's large short-lived buffers
+/// (GET bodies, assembled fetches of tens of MiB) are freed on whichever worker or blocking thread
+/// ran them, so every arena grows to hold some. In the bench's 1,000-partition catch-up the
+/// playground's peak RSS was 684-847 MiB with glibc's default, 524-555 MiB with two arenas and
+/// 435-450 MiB with one, at the same throughput and CPU per MiB (produce too); mimalloc peaked
+/// at 853-1,432 MiB (agent/DESIGN.md, "Memory"). glibc reads the variable only at start-up, and
+/// setting it from inside (`mallopt`) would take unsafe code, which the workspace forbids.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn restart_with_one_malloc_arena() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    let Ok(executable) = std::env::current_exe() else { return };
+    let mut arguments = std::env::args_os();
+    let program = arguments.next().unwrap_or_else(|| executable.clone().into_os_string());
+    let error = std::process::Command::new(&executable).arg0(program).args(arguments).env("MALLOC_ARENA_MAX", SERVER_MALLOC_ARENAS).exec();
+    // exec returns only on failure (the binary was replaced or removed meanwhile): carry on with
+    // glibc's default arenas, which costs memory, not correctness.
+    eprintln!(
+        "warning: could not restart with MALLOC_ARENA_MAX={SERVER_MALLOC_ARENAS} ({error}); running with glibc's default malloc arenas"
+    );
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn restart_with_one_malloc_arena() {}
+
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Agent(_) | Command::Playground(_) | Command::Demo(_)) {
+        restart_with_one_malloc_arena();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter; example: info")?)
         .with_writer(std::io::stderr)

@@ -111,6 +111,11 @@ impl Playground {
         kill_child(self.child.take())
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops with SIGTERM and waits for the graceful exit.
     pub fn stop(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
