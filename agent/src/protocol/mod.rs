@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod codec;
+pub mod fetch_frame;
 pub mod frame;
 pub mod layout;
 pub mod payload;

@@ -18,8 +18,8 @@
 //! principal is the user's and every request is served as before.
 
 use crate::handlers::{self, api_versions, AgentContext, ClientInfo, Reply};
-use crate::protocol::codec;
 use crate::protocol::frame::{self, MemoryBudget};
+use crate::protocol::{codec, fetch_frame};
 use crate::sasl::{self, SaslSettings, Session, Verdict};
 use crate::tls::ListenerTls;
 use bytes::Bytes;
@@ -75,7 +75,9 @@ impl ServerSettings {
 }
 
 enum Outgoing {
-    Frame(Bytes),
+    /// A response frame in pieces, written in order (`protocol::fetch_frame`: a fetch's large
+    /// record sets are pieces of their own, not copied into the frame).
+    Frame(Vec<Bytes>),
     Nothing,
     Close,
 }
@@ -293,6 +295,14 @@ async fn accept_connection(
     serve_connection(reader, writer, connection, context, settings, budget, shutdown).await
 }
 
+/// Writes a response frame's pieces in order.
+async fn write_pieces<W: AsyncWrite + Unpin>(writer: &mut W, pieces: &[Bytes]) -> std::io::Result<()> {
+    for piece in pieces {
+        writer.write_all(piece).await?;
+    }
+    Ok(())
+}
+
 /// The connection loop, the same for plaintext and TLS halves.
 async fn serve_connection<R, W>(
     mut reader: R,
@@ -333,7 +343,7 @@ async fn serve_connection<R, W>(
                 let outcome = pending.await;
                 let written = match outcome {
                     // The flush hands a TLS stream's records to the socket (a no-op on TCP).
-                    Ok(Outgoing::Frame(bytes)) => writer.write_all(&bytes).await.is_ok() && writer.flush().await.is_ok(),
+                    Ok(Outgoing::Frame(pieces)) => write_pieces(&mut writer, &pieces).await.is_ok() && writer.flush().await.is_ok(),
                     Ok(Outgoing::Nothing) => true,
                     Ok(Outgoing::Close) | Err(_) => false,
                 };
@@ -447,7 +457,7 @@ async fn serve_connection<R, W>(
                             }
                         };
                         in_flight_sender.send_modify(|count| *count += 1);
-                        if queue.send(tokio::spawn(async move { Outgoing::Frame(response) })).await.is_err() {
+                        if queue.send(tokio::spawn(async move { Outgoing::Frame(vec![response]) })).await.is_err() {
                             break "writer_gone";
                         }
                         if close {
@@ -587,7 +597,7 @@ async fn start_request(frame: Bytes, connection: &ConnectionState, context: &Arc
             // Answer in v0 with the ranges we do support, without decoding the body (KIP-511).
             let body = ResponseKind::ApiVersions(api_versions::response(Some(ResponseError::UnsupportedVersion)));
             let bytes = codec::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).map_err(|error| error.to_string())?;
-            return Ok(tokio::spawn(async move { Outgoing::Frame(bytes) }));
+            return Ok(tokio::spawn(async move { Outgoing::Frame(vec![bytes]) }));
         }
         return Err(refusal);
     }
@@ -615,10 +625,10 @@ async fn start_request(frame: Bytes, connection: &ConnectionState, context: &Arc
         let reply = pending.await;
         metrics.request_duration.with_label_values(&[api_name]).observe(started.elapsed().as_secs_f64());
         match reply {
-            Reply::Respond(body) => match codec::encode_response(api_key, version, correlation_id, &body) {
-                Ok(bytes) => {
+            Reply::Respond(body) => match fetch_frame::encode_response_pieces(api_key, version, correlation_id, &body) {
+                Ok(pieces) => {
                     metrics.requests.with_label_values(&[api_name, "ok"]).inc();
-                    Outgoing::Frame(bytes)
+                    Outgoing::Frame(pieces)
                 }
                 Err(error) => {
                     tracing::error!(%error, "failed to encode a response; closing the connection");
