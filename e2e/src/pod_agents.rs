@@ -32,6 +32,8 @@ pub struct Exit {
 /// A running agent for one pod.
 pub struct PodAgent {
     pub pod: String,
+    /// The pod it runs for, to start it again if it exits on its own.
+    spec: Pod,
     pub kafka_port: u16,
     pub http_port: u16,
     child: Child,
@@ -108,7 +110,18 @@ async fn watch(client: Client, namespace: String, pool: String, state: Arc<Mutex
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let selector = format!("app.kubernetes.io/instance={pool}");
     let mut events = watcher(pods, watcher::Config::default().labels(&selector)).boxed();
-    while let Some(event) = events.next().await {
+    let mut check_exits = tokio::time::interval(RESTART_BACKOFF);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            _ = check_exits.tick() => {
+                restart_exited(&client, &namespace, &pool, &state, &logs).await;
+                continue;
+            }
+        };
         let pods = match event {
             Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => vec![(pod, false)],
             Ok(watcher::Event::Delete(pod)) => vec![(pod, true)],
@@ -148,6 +161,44 @@ async fn watch(client: Client, namespace: String, pool: String, state: Arc<Mutex
                     Err(error) => eprintln!("failed to start an agent for pod {name}: {error:#}"),
                 }
             }
+        }
+    }
+}
+
+/// How often exited agents are looked for, and so the least time before one is restarted.
+const RESTART_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Starts again the agents whose process exited on its own, as the kubelet restarts a pod's
+/// container (restartPolicy Always). Each agent's ports are picked free just before it binds them,
+/// so another process can take one in between: that agent exits at start ("Address already in
+/// use"), and what a pod would get then is a restart, not a pool one agent short.
+async fn restart_exited(client: &Client, namespace: &str, pool: &str, state: &Mutex<State>, logs: &std::path::Path) {
+    let exited: Vec<PodAgent> = {
+        let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let names: Vec<String> = state
+            .running
+            .iter_mut()
+            .filter_map(|(name, agent)| matches!(agent.child.try_wait(), Ok(Some(_))).then(|| name.clone()))
+            .collect();
+        names.into_iter().filter_map(|name| state.running.remove(&name)).collect()
+    };
+    for mut agent in exited {
+        agent.volume_sync.abort();
+        let status = agent.child.wait().ok();
+        eprintln!("the agent of pod {} exited on its own ({status:?}); starting it again, as the kubelet would", agent.pod);
+        match start(client, namespace, pool, &agent.spec, logs).await {
+            Ok(mut restarted) => {
+                let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if state.stopped.contains(&agent.pod) {
+                    // The pod began terminating meanwhile.
+                    restarted.volume_sync.abort();
+                    let _ = restarted.child.kill();
+                    let _ = restarted.child.wait();
+                } else {
+                    state.running.insert(agent.pod.clone(), restarted);
+                }
+            }
+            Err(error) => eprintln!("failed to restart the agent of pod {}: {error:#}", agent.pod),
         }
     }
 }
@@ -227,7 +278,8 @@ async fn start(client: &Client, namespace: &str, pool: &str, pod: &Pod, logs: &s
     environment.insert("FLOE_ADVERTISE".to_string(), format!("127.0.0.1:{kafka_port}"));
     environment.insert("FLOE_HTTP_LISTEN".to_string(), format!("127.0.0.1:{http_port}"));
     environment.entry("FLOE_LOG".to_string()).or_insert_with(|| std::env::var("FLOE_E2E_LOG").unwrap_or_else(|_| "warn".to_string()));
-    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    // Appended: a restarted agent's log follows the one before it.
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log")))?;
     let mut command = Command::new(floe_binary()?);
     command.args(arguments).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (key, value) in &environment {
@@ -235,5 +287,5 @@ async fn start(client: &Client, namespace: &str, pool: &str, pod: &Pod, logs: &s
     }
     let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().context("failed to start floe agent")?;
     let volume_sync = tokio::spawn(crate::secret_volumes::sync(client.clone(), namespace.to_string(), volumes));
-    Ok(PodAgent { pod: name, kafka_port, http_port, child, volume_sync })
+    Ok(PodAgent { pod: name, spec: pod.clone(), kafka_port, http_port, child, volume_sync })
 }
