@@ -28,13 +28,18 @@ fn script(name: &str, arguments: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Whether a start failed on a port: the scripts' check before starting, or the server's own bind.
+fn is_port_collision(message: &str) -> bool {
+    message.contains("is already in use by another process") || message.to_ascii_lowercase().contains("address already in use")
+}
+
 /// A port found free can be taken by another process before our server binds it (another test
 /// binary, a build tool): start again on fresh ports, twice at most. A half-started attempt is
 /// stopped when it is dropped.
 fn retry_on_port_collision<T>(mut start: impl FnMut() -> Result<T>) -> Result<T> {
     for _ in 0..2 {
         match start() {
-            Err(error) if format!("{error:#}").contains("is already in use by another process") => {
+            Err(error) if is_port_collision(&format!("{error:#}")) => {
                 eprintln!("{error:#}; starting again on fresh ports");
             }
             outcome => return outcome,
