@@ -18,7 +18,10 @@
 #   w3-light          fixed rate of 1,000 records/s (a constant, so no w1-none needed), with
 #                     w1-defaults' settings, on the w1 topic: p50/p99/p99.9
 #   w3-defaults-50    fixed rate at 50% of w1-defaults' max, with w1-defaults' settings: the
-#                     latency an untuned client sees at half load (p50/p99/p99.9)
+#                     latency an untuned client sees at half load (p50/p99/p99.9); then the same
+#                     rate from a fresh producer (bench/WarmLatency.java), timed only after a
+#                     warm-up (BENCH_WARM_SECONDS): the first seconds of every producer (JIT,
+#                     metadata, connections) hold a spike of several hundred ms, on Kafka too
 #   w2-none, w2-lz4   1 topic x 1,000 partitions, max rate
 #   catchup           a fresh consumer group reads all of w2-none's records from the start
 #                     (ConsumerPerformance): MiB/s, and on Floe the bucket GETs per GiB read against
@@ -59,6 +62,7 @@
 #                            measures the rate, the run is sized to it (capped by BENCH_MAX_RECORDS,
 #                            default 2,000,000, so disk use stays bounded)
 #   BENCH_FIXED_SECONDS      length of each fixed-rate run (default 20)
+#   BENCH_WARM_SECONDS       warm-up before w3-defaults-50's second, timed run (default 10)
 #   BENCH_E2E_SECONDS        rough length of the end-to-end run (default 15)
 #   BENCH_SERVER_CPUS        taskset CPU list for servers (default 1; empty = no pinning)
 #   BENCH_CLIENT_CPUS        taskset CPU list for clients (default 0; empty = no pinning)
@@ -132,11 +136,13 @@ if ((QUICK)); then
     QUICK_E2E_MESSAGES=5
     THROUGHPUT_SECONDS=10 # only bounds the tools' timeouts in quick mode
     FIXED_SECONDS=1
+    WARM_SECONDS=1
     E2E_SECONDS=5
 else
     MODE=full
     THROUGHPUT_SECONDS="${BENCH_SECONDS:-30}"
     FIXED_SECONDS="${BENCH_FIXED_SECONDS:-20}"
+    WARM_SECONDS="${BENCH_WARM_SECONDS:-10}"
     E2E_SECONDS="${BENCH_E2E_SECONDS:-15}"
 fi
 PROBE_RECORDS=100000
@@ -391,7 +397,10 @@ bench_system() {
                 defaults_rps="$P_RPS"
                 ;;
             w3-light) run_light_rate "$system" w3-light "$w1" "$LIGHT_RATE" ;;
-            w3-defaults-50) run_fixed_rate "$system" w3-defaults-50 "$w1" 50 "$defaults_rps" 5 "$JAVA_BATCH_SIZE" ;;
+            w3-defaults-50)
+                run_fixed_rate "$system" w3-defaults-50 "$w1" 50 "$defaults_rps" 5 "$JAVA_BATCH_SIZE"
+                run_warm_latency "$system" w3-defaults-50 "$w1" 50 "$defaults_rps"
+                ;;
             w1-lz4) run_throughput "$system" w1-lz4 "$w1" "$W1_PARTITIONS" lz4 ;;
             w2-none)
                 run_throughput "$system" w2-none "$w2" "$W2_PARTITIONS" none

@@ -90,6 +90,11 @@ fn check_system(system: &str, data: &Value) -> Result<()> {
     ensure!(workload("w3-light")?["target_records_per_sec"].as_u64() == Some(1_000), "{system} w3-light: not 1,000 records/s");
     ensure!(workload("w3-50-pipelined")?["max_in_flight"].as_u64() == Some(50), "{system} w3-50-pipelined: not 50 in flight");
     ensure!(workload("w3-defaults-50")?["percent_of_max"].as_u64() == Some(50), "{system} w3-defaults-50: not at 50%");
+    // The same half load again, timed after a warm-up (WarmLatency.java).
+    for figure in ["warm_seconds", "warm_records", "warm_p50_ms", "warm_p99_ms", "warm_p999_ms", "warm_max_ms"] {
+        check(workload("w3-defaults-50")?, &format!("{system} w3-defaults-50"), figure, true)?;
+    }
+    ensure!(workload("w3-defaults-50")?["warm_records"].as_u64() > Some(0), "{system} w3-defaults-50: no record timed after the warm-up");
     for name in ["consume", "catchup"] {
         for figure in ["records", "mib_per_sec", "fetch_mib_per_sec", "server_cpu_seconds", "mib_per_sec_per_core"] {
             check(workload(name)?, &format!("{system} {name}"), figure, true)?;

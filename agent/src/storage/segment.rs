@@ -18,6 +18,9 @@ use uuid::Uuid;
 pub const HEADER_MAGIC: &[u8; 8] = b"FLOESEG\x01";
 pub const TRAILER_MAGIC: &[u8; 8] = b"FLOEEND\x01";
 const TRAILER_BYTES: usize = 16;
+/// Footer bytes of one entry besides its topic name: u16 name length, 16-byte id, i32 partition,
+/// i64 record count, u64 byte start, u64 byte length, i64 max timestamp, u32 crc.
+const FOOTER_ENTRY_FIXED_BYTES: usize = 2 + 16 + 4 + 8 + 8 + 8 + 8 + 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FooterEntry {
@@ -53,6 +56,17 @@ pub struct SegmentBuilder {
 impl SegmentBuilder {
     pub fn with_capacity(bytes: usize) -> Self {
         let mut buffer = BytesMut::with_capacity(bytes + 64);
+        buffer.put_slice(HEADER_MAGIC);
+        Self { buffer, entries: Vec::new() }
+    }
+
+    /// A builder whose buffer is exactly the finished object's size when it receives
+    /// `batch_bytes` of batches in one chunk per name of `chunk_topics`: nothing is copied or
+    /// over-allocated on the way (the writer keeps each fresh object in its cache, whose budget
+    /// counts object lengths, so slack in a buffer would be memory nobody counts).
+    pub fn sized_for<'a>(batch_bytes: usize, chunk_topics: impl IntoIterator<Item = &'a str>) -> Self {
+        let footer: usize = chunk_topics.into_iter().map(|topic| FOOTER_ENTRY_FIXED_BYTES + topic.len()).sum();
+        let mut buffer = BytesMut::with_capacity(HEADER_MAGIC.len() + batch_bytes + 4 + footer + TRAILER_BYTES);
         buffer.put_slice(HEADER_MAGIC);
         Self { buffer, entries: Vec::new() }
     }
@@ -115,7 +129,21 @@ impl SegmentBuilder {
         self.entries.last().expect("just pushed")
     }
 
-    pub fn finish(mut self) -> (Bytes, Vec<FooterEntry>) {
+    pub fn finish(self) -> (Bytes, Vec<FooterEntry>) {
+        let (buffer, entries) = self.finish_buffer();
+        (buffer.freeze(), entries)
+    }
+
+    fn finish_buffer(mut self) -> (BytesMut, Vec<FooterEntry>) {
+        let footer_bytes: usize = 4 + self.entries.iter().map(|entry| FOOTER_ENTRY_FIXED_BYTES + entry.topic.len()).sum::<usize>();
+        let missing = (footer_bytes + TRAILER_BYTES).saturating_sub(self.buffer.capacity() - self.buffer.len());
+        if missing > 0 {
+            // Growing a BytesMut at least doubles it: a 1 MiB segment of a wide topic would hold
+            // 2 MiB for as long as it is cached. One copy into an exact buffer instead.
+            let mut exact = BytesMut::with_capacity(self.buffer.len() + footer_bytes + TRAILER_BYTES);
+            exact.extend_from_slice(&self.buffer);
+            self.buffer = exact;
+        }
         let footer_start = self.buffer.len();
         self.buffer.put_u32(self.entries.len() as u32);
         for entry in &self.entries {
@@ -134,7 +162,7 @@ impl SegmentBuilder {
         self.buffer.put_u32(footer_len);
         self.buffer.put_u32(footer_crc);
         self.buffer.put_slice(TRAILER_MAGIC);
-        (self.buffer.freeze(), self.entries)
+        (self.buffer, self.entries)
     }
 }
 
@@ -215,5 +243,25 @@ mod tests {
         let mut damaged = object.to_vec();
         damaged[20] ^= 1;
         assert!(matches!(read_footer(&damaged), Err(SegmentError::ChunkChecksum { .. })));
+    }
+
+    #[test]
+    fn a_segment_sized_for_its_chunks_fills_its_buffer_exactly_and_a_short_estimate_costs_no_slack() {
+        let batch = encoded_batch(3, Compression::None);
+        let topics: Vec<String> = (0..300).map(|index| format!("a-rather-long-topic-name-{index}")).collect();
+        let build = |mut builder: SegmentBuilder| {
+            for (partition, topic) in topics.iter().enumerate() {
+                builder.add_chunk(topic, Uuid::from_u128(7), partition as i32, &[(batch.clone(), 3)], 1);
+            }
+            builder.finish_buffer().0
+        };
+        let sized = build(SegmentBuilder::sized_for(batch.len() * topics.len(), topics.iter().map(String::as_str)));
+        assert_eq!(sized.capacity(), sized.len(), "the exact estimate left slack or grew");
+        // The old estimate (64 footer bytes per chunk) is short for these names: growing would
+        // have doubled the buffer.
+        let short = build(SegmentBuilder::with_capacity(batch.len() * topics.len() + topics.len() * 64));
+        assert_eq!(short.capacity(), short.len());
+        assert_eq!(short, sized);
+        assert_eq!(read_footer(&sized).unwrap().len(), topics.len());
     }
 }

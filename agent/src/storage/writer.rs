@@ -257,7 +257,7 @@ impl SegmentWriter {
             return None;
         }
         let started = Instant::now();
-        let mut builder = SegmentBuilder::with_capacity(bytes + chunks.len() * 64);
+        let mut builder = SegmentBuilder::sized_for(bytes, chunks.keys().map(|(topic, _)| topic.as_str()));
         let mut commits = Vec::with_capacity(chunks.len());
         let mut waiters = Vec::with_capacity(chunks.len());
         for ((topic, partition), chunk) in chunks {

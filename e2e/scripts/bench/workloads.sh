@@ -160,6 +160,25 @@ run_fixed_rate() {
     produce_at_rate "$system" "$workload" "$topic" "$rate" "$percent" "$in_flight" "$batch_size" "$percent% of $max_rps"
 }
 
+# The rate of w3-defaults-50 again, from a fresh Java producer with the same settings, timed only
+# after WARM_SECONDS (bench/WarmLatency.java). ProducerPerformance's percentiles include its first
+# seconds (the client's JIT, first metadata and connections), where every system, Kafka too, showed
+# a 400-500 ms spike that set the p99; this is the latency a running application sees.
+run_warm_latency() {
+    local system="$1" workload="$2" topic="$3" percent="$4" max_rps="$5" rate props line
+    rate="$(awk -v r="$max_rps" -v p="$percent" 'BEGIN { x = int(r * p / 100); if (x < 1) x = 1; print x }')"
+    read -ra props <<<"$(producer_props none "$JAVA_BATCH_SIZE") max.in.flight.requests.per.connection=5"
+    log "$system $workload: $rate records/s again after a ${WARM_SECONDS}s warm-up, for ${FIXED_SECONDS}s"
+    run_tool $(((WARM_SECONDS + FIXED_SECONDS) * 5 + 120)) "$system-$workload-warm" "$SCRIPT_DIR/bench/WarmLatency.java" \
+        "$BOOTSTRAP" "$topic" "$rate" "$WARM_SECONDS" "$FIXED_SECONDS" "$RECORD_SIZE" "${CLIENT_CONFIG_FILE:--}" "${props[@]}"
+    line="$(grep '^warm:' "$LOG_DIR/$system-$workload-warm.out" | tail -n 1)"
+    local re='^warm: records ([0-9]+), p50 ([0-9.]+) ms, p99 ([0-9.]+) ms, p99.9 ([0-9.]+) ms, max ([0-9.]+) ms'
+    [[ "$line" =~ $re ]] || die "no WarmLatency summary in $LOG_DIR/$system-$workload-warm.out"
+    emit "$system" "$workload" warm_seconds "$WARM_SECONDS" warm_records "${BASH_REMATCH[1]}" warm_p50_ms "${BASH_REMATCH[2]}" \
+        warm_p99_ms "${BASH_REMATCH[3]}" warm_p999_ms "${BASH_REMATCH[4]}" warm_max_ms "${BASH_REMATCH[5]}"
+    log "$system $workload after warm-up: p50 ${BASH_REMATCH[2]} ms, p99 ${BASH_REMATCH[3]} ms, p99.9 ${BASH_REMATCH[4]} ms"
+}
+
 # W3 light: RATE records/s, a constant rather than a share of the system's own W1 max (so it needs
 # no w1-none), with the Java producer's defaults (JAVA_BATCH_SIZE, linger 5 ms, 5 requests in
 # flight, idempotent): the latency an untuned client sees on a lightly loaded server, at the same
