@@ -173,6 +173,23 @@ impl Infrastructure {
         Ok(output.split("\"key\"").count().saturating_sub(1))
     }
 
+    /// etcd's current revision.
+    pub fn etcd_revision(&self) -> Result<u64> {
+        let output = self.etcdctl(&["endpoint", "status", "--write-out=json"])?;
+        let start = output.find("\"revision\":").context("no revision in etcdctl output")? + "\"revision\":".len();
+        let digits: String = output[start..].chars().take_while(|character| character.is_ascii_digit()).collect();
+        Ok(digits.parse()?)
+    }
+
+    /// Whether etcd has compacted its history past `revision` (reading at it is refused).
+    pub fn etcd_compacted_past(&self, revision: u64) -> Result<bool> {
+        match self.etcdctl(&["get", "--prefix", "--keys-only", "--limit=1", &format!("--rev={revision}"), "/"]) {
+            Ok(_) => Ok(false),
+            Err(error) if error.to_string().contains("compacted") => Ok(true),
+            Err(error) => Err(error),
+        }
+    }
+
     /// etcd's database size in bytes.
     pub fn etcd_db_size(&self) -> Result<u64> {
         let output = self.etcdctl(&["endpoint", "status", "--write-out=json"])?;

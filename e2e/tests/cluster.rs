@@ -335,6 +335,8 @@ async fn an_agent_cut_off_past_a_snapshot_and_etcd_compaction_reloads_the_snapsh
     // Freeze the follower and break its etcd connections: when it wakes up, its watch is gone and
     // the journal it missed has been trimmed and compacted away.
     follower.pause()?;
+    // The follower has applied nothing past etcd's revision now.
+    let paused_at = infrastructure.etcd_revision()?;
     infrastructure.stop_etcd()?;
     infrastructure.start_etcd()?;
     let snapshot_before = metric(&leader, "floe_snapshot_revision")?;
@@ -346,10 +348,13 @@ async fn an_agent_cut_off_past_a_snapshot_and_etcd_compaction_reloads_the_snapsh
         tokio::task::spawn_blocking(move || batch(next..next + 10)).await??;
         next += 10;
     }
-    // Wait until a snapshot covers everything and the journal keys are gone from etcd.
+    // Wait until a snapshot covers everything, the journal keys are gone from etcd and etcd's
+    // history is compacted past what the follower saw. The trim deletes the keys first and
+    // compacts after: a follower resumed in between replays the deletions' history from its watch
+    // and never needs the snapshot.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while infrastructure.etcd_key_count("/floe/vc/paused/log/")? > 0 {
-        ensure!(Instant::now() < deadline, "the journal was never trimmed while the follower was paused");
+    while infrastructure.etcd_key_count("/floe/vc/paused/log/")? > 0 || !infrastructure.etcd_compacted_past(paused_at + 1)? {
+        ensure!(Instant::now() < deadline, "the journal was never trimmed and compacted while the follower was paused");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     ensure!(metric(&leader, "floe_snapshot_revision")? > snapshot_before, "no snapshot was taken while the follower was paused");
