@@ -175,10 +175,7 @@ impl Infrastructure {
 
     /// etcd's current revision.
     pub fn etcd_revision(&self) -> Result<u64> {
-        let output = self.etcdctl(&["endpoint", "status", "--write-out=json"])?;
-        let start = output.find("\"revision\":").context("no revision in etcdctl output")? + "\"revision\":".len();
-        let digits: String = output[start..].chars().take_while(|character| character.is_ascii_digit()).collect();
-        Ok(digits.parse()?)
+        self.etcd_status_number("revision")
     }
 
     /// Whether etcd has compacted its history past `revision` (reading at it is refused).
@@ -192,8 +189,14 @@ impl Infrastructure {
 
     /// etcd's database size in bytes.
     pub fn etcd_db_size(&self) -> Result<u64> {
+        self.etcd_status_number("dbSize")
+    }
+
+    /// A number of `etcdctl endpoint status` (JSON) by field name.
+    fn etcd_status_number(&self, field: &str) -> Result<u64> {
         let output = self.etcdctl(&["endpoint", "status", "--write-out=json"])?;
-        let start = output.find("\"dbSize\":").context("no dbSize in etcdctl output")? + "\"dbSize\":".len();
+        let label = format!("\"{field}\":");
+        let start = output.find(&label).with_context(|| format!("no {field} in etcdctl output"))? + label.len();
         let digits: String = output[start..].chars().take_while(|character| character.is_ascii_digit()).collect();
         Ok(digits.parse()?)
     }

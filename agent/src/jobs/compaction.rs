@@ -39,15 +39,16 @@ pub fn plan(state: &MetadataState, fan_in: usize, small_bytes: u64, round_bytes:
         }
     }
     // Segment names are ULIDs: name order is age order.
+    let enough = |count: usize, bytes: u64| count >= fan_in || (count >= 2 && bytes >= round_bytes);
     let (mut chosen, mut chosen_bytes) = (BTreeSet::new(), 0u64);
     for (object, size) in sizes.into_iter().filter(|(object, size)| *size < small_bytes && object.ends_with(".seg")) {
-        if chosen.len() >= fan_in || (chosen.len() >= 2 && chosen_bytes >= round_bytes) {
+        if enough(chosen.len(), chosen_bytes) {
             break;
         }
         chosen.insert(object);
         chosen_bytes += size;
     }
-    if chosen.len() < fan_in && (chosen.len() < 2 || chosen_bytes < round_bytes) {
+    if !enough(chosen.len(), chosen_bytes) {
         return None;
     }
     let mut runs = Vec::new();
