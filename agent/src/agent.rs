@@ -328,6 +328,7 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         background.push(oauth.spawn_refresh());
     }
     let cache = Arc::new(SegmentCache::new(settings.cache_bytes));
+    metrics.segment_cache_capacity_bytes.set(i64::try_from(settings.cache_bytes).unwrap_or(i64::MAX));
     let (stop_jobs, jobs_stopped) = watch::channel(false);
     let (stop_serving, serving_stopped) = watch::channel(false);
     let (stop_writer, writer_stopped) = watch::channel(false);

@@ -296,9 +296,10 @@ pub struct CommonArgs {
     /// POLICY_VIOLATION with a message.
     #[arg(long, env = "FLOE_MAX_PARTITIONS", default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_partitions: u32,
-    /// Memory for recently written and recently read segment bytes.
-    #[arg(long, env = "FLOE_CACHE_BYTES", default_value = "256MiB", value_parser = parse_size)]
-    pub cache_bytes: usize,
+    /// Memory for recently written and recently read segment bytes. Default: 256 MiB, or a quarter
+    /// of the container's (cgroup's) memory limit when that is smaller (at least 16 MiB).
+    #[arg(long, env = "FLOE_CACHE_BYTES", value_parser = parse_size)]
+    pub cache_bytes: Option<usize>,
     /// Partitions of a topic created without an explicit count.
     #[arg(long, env = "FLOE_DEFAULT_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000))]
     pub default_partitions: i32,

@@ -6,6 +6,7 @@ use crate::agent::{AgentSettings, ClusterSettings};
 use crate::config::{ClusterArgs, CommonArgs, MetadataUrl};
 use crate::handlers::RequestLimits;
 use crate::jobs::JobSettings;
+use crate::memory_limit;
 use crate::metadata::etcd::EtcdSettings;
 use crate::server::ServerSettings;
 use crate::storage::{ObjectStoreUrl, S3Options};
@@ -97,7 +98,7 @@ pub fn settings(
             max_partitions: common.max_partitions as usize,
             fetch_session_cache_slots: common.fetch_session_cache_slots as usize,
         },
-        cache_bytes: common.cache_bytes,
+        cache_bytes: cache_bytes(common.cache_bytes, memory_limit::cgroup_memory_limit()),
         default_partitions: common.default_partitions,
         auto_create_topics: common.auto_create_topics.unwrap_or(false),
         group_initial_rebalance_delay: common.group_initial_rebalance_delay,
@@ -110,6 +111,40 @@ pub fn settings(
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cpus| (cpus.get() / 2).max(1))),
         produce_max_decompressed_bytes_per_request: common.produce_max_decompressed_bytes_per_request,
     })
+}
+
+/// The segment cache: `--cache-bytes` when given, else the default within the memory limit. The
+/// default is logged with the limit it followed, and a given value over half of the limit is
+/// warned about, so that an agent killed for memory shows why in its first lines.
+fn cache_bytes(given: Option<usize>, limit: Option<u64>) -> usize {
+    const MIB: u64 = 1 << 20;
+    match given {
+        Some(bytes) => {
+            if let Some(limit) = limit.filter(|&limit| bytes as u64 > limit / 2) {
+                tracing::warn!(
+                    cache_mib = bytes as u64 / MIB,
+                    memory_limit_mib = limit / MIB,
+                    "--cache-bytes is more than half of this container's memory limit: the agent needs about 250 MiB beside its cache and may be killed for memory; lower --cache-bytes or raise the limit"
+                );
+            }
+            bytes
+        }
+        None => {
+            let bytes = memory_limit::default_cache_bytes(limit);
+            let cache_mib = bytes as u64 / MIB;
+            match limit {
+                Some(limit) => tracing::info!(
+                    cache_mib,
+                    memory_limit_mib = limit / MIB,
+                    "segment cache sized within this container's memory limit (a quarter of it, at most 256 MiB; --cache-bytes overrides)"
+                ),
+                None => {
+                    tracing::info!(cache_mib, "segment cache at its default: no container memory limit found (--cache-bytes overrides)")
+                }
+            }
+            bytes
+        }
+    }
 }
 
 /// The S3 client options of `--s3-*`.

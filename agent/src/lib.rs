@@ -22,6 +22,7 @@ pub mod handlers;
 pub mod http;
 pub mod jobs;
 pub mod launch;
+pub mod memory_limit;
 pub mod metadata;
 pub mod metrics;
 pub mod protocol;

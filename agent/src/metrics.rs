@@ -40,6 +40,8 @@ pub struct Metrics {
     pub cpu_seconds_per_second: Gauge,
     /// 1 while the agent drains after SIGTERM (no longer advertised, finishing its work).
     pub draining: IntGauge,
+    /// The segment cache's budget (`--cache-bytes`, or its default within the memory limit).
+    pub segment_cache_capacity_bytes: IntGauge,
     /// Segment commits refused because garbage collection had sealed the object's name.
     pub refused_commits: IntCounter,
     /// Transactions this agent ended, by result (`commit`, `abort`).
@@ -269,6 +271,11 @@ impl Metrics {
         )
         .expect("valid metric");
         let draining = IntGauge::new("floe_agent_draining", "1 while the agent drains after SIGTERM, else 0").expect("valid metric");
+        let segment_cache_capacity_bytes = IntGauge::new(
+            "floe_segment_cache_capacity_bytes",
+            "Budget of the in-memory segment cache: --cache-bytes, or by default 256 MiB or a quarter of the container's memory limit when smaller",
+        )
+        .expect("valid metric");
         let refused_commits = IntCounter::new(
             "floe_segment_commits_refused_total",
             "Segment commits refused because garbage collection sealed the object while the commit was in flight (the data is stored again)",
@@ -395,6 +402,7 @@ impl Metrics {
             Box::new(object_store_bytes_per_second.clone()),
             Box::new(cpu_seconds_per_second.clone()),
             Box::new(draining.clone()),
+            Box::new(segment_cache_capacity_bytes.clone()),
             Box::new(refused_commits.clone()),
             Box::new(transactions_ended.clone()),
             Box::new(transactions_timed_out.clone()),
@@ -450,6 +458,7 @@ impl Metrics {
             object_store_bytes_per_second,
             cpu_seconds_per_second,
             draining,
+            segment_cache_capacity_bytes,
             refused_commits,
             transactions_ended,
             transactions_timed_out,

@@ -3,6 +3,7 @@
 //! the deterministic record format every client driver produces and `verifiable` checks.
 
 pub mod batches;
+pub mod cgroup;
 pub mod client_load;
 pub mod cluster;
 pub mod external_metrics;
@@ -51,6 +52,8 @@ pub struct Playground {
     extra_args: Vec<String>,
     /// Where the process's log (stderr) goes, appended across restarts; inherited when `None`.
     log_file: Option<PathBuf>,
+    /// A cgroup's `cgroup.procs` the process joins before it runs floe (see [`crate::cgroup`]).
+    cgroup_procs: Option<PathBuf>,
 }
 
 impl Playground {
@@ -61,6 +64,16 @@ impl Playground {
     /// Like [`Playground::start`], with the process's log appended to `log_file` (for a test
     /// that reads what the agent logged; `--log` in `extra_args` sets the filter).
     pub fn start_with_log(extra_args: &[&str], log_file: Option<&Path>) -> Result<Self> {
+        Self::start_with(extra_args, log_file, None)
+    }
+
+    /// Like [`Playground::start_with_log`], in the cgroup whose `cgroup.procs` is given: the
+    /// process joins it before it execs floe, so all it allocates counts against the cgroup's limit.
+    pub fn start_in_cgroup(extra_args: &[&str], log_file: Option<&Path>, cgroup_procs: &Path) -> Result<Self> {
+        Self::start_with(extra_args, log_file, Some(cgroup_procs))
+    }
+
+    fn start_with(extra_args: &[&str], log_file: Option<&Path>, cgroup_procs: Option<&Path>) -> Result<Self> {
         let data_dir = tempfile::Builder::new().prefix("floe-e2e-").tempdir()?;
         let mut playground = Self {
             child: None,
@@ -69,6 +82,7 @@ impl Playground {
             data_dir,
             extra_args: extra_args.iter().map(|argument| argument.to_string()).collect(),
             log_file: log_file.map(Path::to_path_buf),
+            cgroup_procs: cgroup_procs.map(Path::to_path_buf),
         };
         playground.launch()?;
         Ok(playground)
@@ -76,7 +90,15 @@ impl Playground {
 
     fn launch(&mut self) -> Result<()> {
         let stderr = log_destination(self.log_file.as_deref())?;
-        let mut child = Command::new(floe_binary()?)
+        let mut command = match &self.cgroup_procs {
+            Some(procs) => {
+                let mut shell = Command::new("sh");
+                shell.args(["-c", r#"echo $$ > "$0" && exec "$@""#]).arg(procs).arg(floe_binary()?);
+                shell
+            }
+            None => Command::new(floe_binary()?),
+        };
+        let mut child = command
             .arg("playground")
             .arg("--data-dir")
             .arg(self.data_dir.path())

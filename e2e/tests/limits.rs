@@ -1062,3 +1062,41 @@ fn a_server_runs_with_one_malloc_arena_unless_told_otherwise() -> Result<()> {
     ensure!(set == [expected.clone()], "the playground (pid {pid}) runs with MALLOC_ARENA_MAX {set:?}, expected {expected}");
     Ok(())
 }
+
+/// In a container with a memory limit (here a real memory cgroup of 512 MiB, as Kubernetes makes
+/// for `resources.limits.memory: 512Mi`), the default segment cache is a quarter of the limit
+/// (128 MiB) instead of 256 MiB: an agent needs about 250 MiB beside its cache, and one killed for
+/// memory takes its unacknowledged produces with it. Outside a limit the default stays 256 MiB;
+/// an explicit `--cache-bytes` wins, with a warning when it takes more than half of the limit.
+#[test]
+fn the_default_segment_cache_fits_the_memory_limit_of_the_cgroup_the_agent_runs_in() -> Result<()> {
+    const MIB: f64 = 1_048_576.0;
+    let cache_mib = |playground: &floe_e2e::Playground| -> Result<f64> {
+        let (status, metrics) = http_get(&playground.http, "/metrics")?;
+        ensure!(status == 200, "/metrics answered {status}");
+        let bytes =
+            metric_value(&metrics, "floe_segment_cache_capacity_bytes ").context("no floe_segment_cache_capacity_bytes in /metrics")?;
+        Ok(bytes / MIB)
+    };
+    let cgroup = floe_e2e::cgroup::MemoryCgroup::create("cache", 512 << 20)?;
+    let limited = floe_e2e::Playground::start_in_cgroup(&[], None, &cgroup.procs())?;
+    let pid = limited.pid().context("the playground is not running")?;
+    let memberships = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let name = cgroup.directory().file_name().and_then(|name| name.to_str()).context("cgroup name")?;
+    ensure!(memberships.contains(name), "the playground (pid {pid}) is not in the cgroup {name}: {memberships}");
+    ensure!(cache_mib(&limited)? == 128.0, "under a 512 MiB limit the default cache is {} MiB, expected 128", cache_mib(&limited)?);
+
+    let unlimited = floe_e2e::Playground::start(&[])?;
+    ensure!(cache_mib(&unlimited)? == 256.0, "without a limit the default cache is {} MiB, expected 256", cache_mib(&unlimited)?);
+
+    let log = tempfile::NamedTempFile::new()?;
+    let explicit = floe_e2e::Playground::start_in_cgroup(&["--cache-bytes", "300MiB", "--log", "warn"], Some(log.path()), &cgroup.procs())?;
+    ensure!(cache_mib(&explicit)? == 300.0, "--cache-bytes 300MiB gave a cache of {} MiB", cache_mib(&explicit)?);
+    let logged = std::fs::read_to_string(log.path())?;
+    ensure!(
+        logged.contains("--cache-bytes is more than half of this container's memory limit") && logged.contains("memory_limit_mib=512"),
+        "no warning naming the 512 MiB limit for a 300 MiB cache; the log says:\n{logged}"
+    );
+    drop((limited, explicit, unlimited));
+    Ok(())
+}

@@ -3,10 +3,15 @@
 // and connections), which on this machine put a 400-500 ms spike into every run's p99, Kafka's
 // included. Run by bench.sh in source-file mode against Kafka's own client jars:
 //   java -cp "$LIBS/*" WarmLatency.java BOOTSTRAP TOPIC RATE WARMUP_SECONDS SECONDS RECORD_SIZE [CONFIG_FILE|-] [KEY=VALUE...]
-// Prints one line: "warm: records N, p50 X ms, p99 Y ms, p99.9 Z ms, max M ms, rate R/s".
+// Prints a line per second of the timed window ("second K: records N, max X ms, gc G ms", by the
+// second each record was sent, with the producer JVM's own GC time in that second), so that a stall
+// can be placed in time and told apart from a pause of the load generator itself; then one summary
+// line: "warm: records N, p50 X ms, p99 Y ms, p99.9 Z ms, max M ms, rate R/s".
 
 import java.io.FileInputStream;
 import java.io.IOException;
+import java.lang.management.GarbageCollectorMXBean;
+import java.lang.management.ManagementFactory;
 import java.util.Arrays;
 import java.util.Properties;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -49,7 +54,14 @@ public class WarmLatency {
         AtomicLong failed = new AtomicLong();
         byte[] payload = new byte[recordSize];
         Arrays.fill(payload, (byte) 'x');
+        int windowSeconds = (int) Math.ceil(seconds);
+        // Written only by the producer's I/O thread (callbacks) and read after close().
+        long[] secondMax = new long[windowSeconds + 1];
+        int[] secondRecords = new int[windowSeconds + 1];
+        long[] gcAtSecond = new long[windowSeconds + 2];
+        long[] measureStartHolder = new long[1];
         long measureStart = 0;
+        int nextSecond = 0;
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
             long start = System.nanoTime();
             for (long i = 0; i < total; i++) {
@@ -62,21 +74,34 @@ public class WarmLatency {
                 }
                 if (i == measuredFrom) {
                     measureStart = System.nanoTime();
+                    measureStartHolder[0] = measureStart;
                 }
                 boolean counted = i >= measuredFrom;
                 long sent = System.nanoTime();
+                if (counted) {
+                    while (nextSecond <= windowSeconds && sent - measureStart >= nextSecond * 1_000_000_000L) {
+                        gcAtSecond[nextSecond++] = gcMillis();
+                    }
+                }
                 producer.send(new ProducerRecord<>(topic, payload), (metadata, error) -> {
                     if (error != null) {
                         failed.incrementAndGet();
                     } else if (counted) {
                         int slot = measured.getAndIncrement();
+                        long latency = System.nanoTime() - sent;
                         if (slot < latencies.length) {
-                            latencies[slot] = System.nanoTime() - sent;
+                            latencies[slot] = latency;
                         }
+                        int second = (int) Math.min(windowSeconds, (sent - measureStartHolder[0]) / 1_000_000_000L);
+                        secondRecords[second]++;
+                        secondMax[second] = Math.max(secondMax[second], latency);
                     }
                 });
             }
             producer.flush();
+            while (nextSecond <= windowSeconds + 1) {
+                gcAtSecond[nextSecond++] = gcMillis();
+            }
         }
         double elapsed = (System.nanoTime() - measureStart) / 1e9;
         int n = Math.min(measured.get(), latencies.length);
@@ -84,10 +109,25 @@ public class WarmLatency {
             System.err.println("warm: " + failed.get() + " sends failed, " + n + " measured");
             System.exit(1);
         }
+        for (int second = 0; second <= windowSeconds; second++) {
+            if (secondRecords[second] > 0) {
+                System.out.printf("second %d: records %d, max %.1f ms, gc %d ms%n", second, secondRecords[second], secondMax[second] / 1e6,
+                        gcAtSecond[second + 1] - gcAtSecond[second]);
+            }
+        }
         long[] sorted = Arrays.copyOf(latencies, n);
         Arrays.sort(sorted);
         System.out.printf("warm: records %d, p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms, rate %.0f/s%n", n,
                 percentile(sorted, 0.50), percentile(sorted, 0.99), percentile(sorted, 0.999), sorted[n - 1] / 1e6, n / elapsed);
+    }
+
+    // The JVM's accumulated collection time over all collectors, in ms.
+    private static long gcMillis() {
+        long total = 0;
+        for (GarbageCollectorMXBean collector : ManagementFactory.getGarbageCollectorMXBeans()) {
+            total += Math.max(0, collector.getCollectionTime());
+        }
+        return total;
     }
 
     private static double percentile(long[] sorted, double quantile) {
