@@ -24,7 +24,7 @@ pub fn resources_schema(_generator: &mut SchemaGenerator) -> Schema {
         "type": "object",
         "properties": {
             "requests": quantities("Resources reserved for each agent, e.g. cpu: 500m, memory: 2Gi. The CPU autoscaling target is a percentage of the CPU request."),
-            "limits": quantities("Most each agent may use, e.g. cpu: 2, memory: 4Gi. Memory above the limit kills the agent."),
+            "limits": quantities("Most each agent may use, e.g. cpu: 2, memory: 4Gi. Memory above the limit kills the agent; an agent reads its memory limit and keeps its default segment cache to a quarter of it (at most 256 MiB), so give at least 512Mi."),
         },
     })
 }
