@@ -52,26 +52,24 @@ pub fn cgroup_memory_limit() -> Option<u64> {
 /// The limit from the contents of `/proc/self/cgroup` and `/proc/self/mountinfo`, reading the
 /// cgroup files through `read` (a parameter so that tests can give a file tree).
 fn memory_limit_from(cgroups: &str, mountinfo: &str, read: impl Fn(&Path) -> Option<String>) -> Option<u64> {
-    let mut limits = Vec::new();
-    for line in cgroups.lines() {
-        // "hierarchy-id:controllers:path"; the path may itself contain ':'.
-        let mut fields = line.splitn(3, ':');
-        let (Some(hierarchy), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else { continue };
-        let (file, mount) = if hierarchy == "0" && controllers.is_empty() {
-            ("memory.max", find_mount(mountinfo, |fstype, _| fstype == "cgroup2"))
-        } else if controllers.split(',').any(|controller| controller == "memory") {
-            (
-                "memory.limit_in_bytes",
-                find_mount(mountinfo, |fstype, options| fstype == "cgroup" && options.split(',').any(|o| o == "memory")),
-            )
-        } else {
-            continue;
-        };
-        let Some((root, mount_point)) = mount else { continue };
-        let Some(directory) = cgroup_directory(&root, &mount_point, path) else { continue };
-        limits.extend(smallest_limit_up_to(&directory, &mount_point, file, &read));
-    }
-    limits.into_iter().min()
+    cgroups
+        .lines()
+        .filter_map(|line| {
+            // "hierarchy-id:controllers:path"; the path may itself contain ':'.
+            let mut fields = line.splitn(3, ':');
+            let (hierarchy, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            let (file, (root, mount_point)) = if hierarchy == "0" && controllers.is_empty() {
+                ("memory.max", find_mount(mountinfo, |fstype, _| fstype == "cgroup2")?)
+            } else if controllers.split(',').any(|controller| controller == "memory") {
+                let memory_hierarchy = |fstype: &str, options: &str| fstype == "cgroup" && options.split(',').any(|o| o == "memory");
+                ("memory.limit_in_bytes", find_mount(mountinfo, memory_hierarchy)?)
+            } else {
+                return None;
+            };
+            let directory = cgroup_directory(&root, &mount_point, path)?;
+            smallest_limit_up_to(&directory, &mount_point, file, &read)
+        })
+        .min()
 }
 
 /// The mount of a cgroup hierarchy: (the cgroup path it shows at its mount point, the mount point).
