@@ -20,7 +20,9 @@ use crate::metadata::replica::Replica;
 use crate::metadata::{JournalRecord, MetadataClient, MetadataError, SUPPORTED_METADATA_VERSION};
 use crate::metrics::Metrics;
 use crate::server::{self, ServerSettings};
-use crate::storage::{ObjectStoreUrl, S3Options, SegmentCache, SegmentReader, SegmentStore, SegmentWriter, StoreError, WriterConfig};
+use crate::storage::{
+    DiskCache, ObjectStoreUrl, S3Options, SegmentCache, SegmentReader, SegmentStore, SegmentWriter, StoreError, WriterConfig,
+};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,6 +69,8 @@ pub struct AgentSettings {
     /// `Some` when Kafka ACLs are enforced (`--acl-authorization`).
     pub authorization: Option<crate::authorization::AuthorizationSettings>,
     pub cache_bytes: usize,
+    /// The local disk tier of the segments this agent wrote (`--disk-cache-dir`), if any.
+    pub disk_cache: Option<DiskCacheSettings>,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
     pub group_initial_rebalance_delay: Duration,
@@ -75,6 +79,13 @@ pub struct AgentSettings {
     pub produce_validation_threads: usize,
     /// `--produce-max-decompressed-bytes-per-request`.
     pub produce_max_decompressed_bytes_per_request: usize,
+}
+
+/// `--disk-cache-dir` and `--disk-cache-bytes`.
+#[derive(Debug, Clone)]
+pub struct DiskCacheSettings {
+    pub directory: std::path::PathBuf,
+    pub capacity_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +106,8 @@ pub enum StartError {
     MissingClusterSettings,
     #[error("--sasl-oauthbearer-jwks-url: {0}")]
     OAuthKeys(String),
+    #[error(transparent)]
+    DiskCache(#[from] crate::storage::disk_cache::DiskCacheError),
     /// The registration could not be read, or names another VirtualCluster (`--virtual-cluster-uid`).
     #[error(transparent)]
     Registration(#[from] crate::metadata::registration::StartCheckError),
@@ -327,7 +340,15 @@ pub async fn start(settings: AgentSettings) -> Result<RunningAgent, StartError> 
         }
         background.push(oauth.spawn_refresh());
     }
-    let cache = Arc::new(SegmentCache::new(settings.cache_bytes));
+    let disk_cache = match &settings.disk_cache {
+        Some(disk) => {
+            let opened = DiskCache::open(&disk.directory, disk.capacity_bytes, Arc::clone(&metrics))?;
+            tracing::info!(directory = %disk.directory.display(), capacity_mib = disk.capacity_bytes >> 20, "disk cache of the segments this agent writes, emptied at start");
+            Some(Arc::new(opened))
+        }
+        None => None,
+    };
+    let cache = Arc::new(SegmentCache::with_disk(settings.cache_bytes, disk_cache));
     metrics.segment_cache_capacity_bytes.set(i64::try_from(settings.cache_bytes).unwrap_or(i64::MAX));
     let (stop_jobs, jobs_stopped) = watch::channel(false);
     let (stop_serving, serving_stopped) = watch::channel(false);

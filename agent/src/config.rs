@@ -633,6 +633,14 @@ pub struct ClusterArgs {
     /// Zone of this agent; clients whose client.id carries floe_az=<zone> are led to agents in it.
     #[arg(long, env = "FLOE_ZONE")]
     pub zone: Option<String>,
+    /// A local directory (an emptyDir volume in a pod) where the agent keeps the segment objects it
+    /// wrote, so consumers reading recent data are served from local disk instead of bucket GETs.
+    /// A cache only: its floe-segment-cache subdirectory is emptied at start.
+    #[arg(long, env = "FLOE_DISK_CACHE_DIR")]
+    pub disk_cache_dir: Option<PathBuf>,
+    /// Budget of the disk cache (with --disk-cache-dir); the oldest objects are deleted past it.
+    #[arg(long, env = "FLOE_DISK_CACHE_BYTES", default_value = "2GiB", value_parser = parse_size)]
+    pub disk_cache_bytes: usize,
     /// Roles of this agent: produce, fetch, jobs (background compaction, retention, GC, snapshots).
     #[arg(long, env = "FLOE_ROLES", default_value = "produce,fetch,jobs", value_parser = parse_roles)]
     pub roles: Roles,

@@ -2,7 +2,7 @@
 //! start with, and what the in-process test tier (`agent/tests/`) starts with too, so a test runs
 //! the agent exactly as the binary would.
 
-use crate::agent::{AgentSettings, ClusterSettings};
+use crate::agent::{AgentSettings, ClusterSettings, DiskCacheSettings};
 use crate::config::{ClusterArgs, CommonArgs, MetadataUrl};
 use crate::handlers::RequestLimits;
 use crate::jobs::JobSettings;
@@ -99,6 +99,10 @@ pub fn settings(
             fetch_session_cache_slots: common.fetch_session_cache_slots as usize,
         },
         cache_bytes: cache_bytes(common.cache_bytes, memory_limit::cgroup_memory_limit()),
+        disk_cache: cluster.and_then(|cluster| {
+            let directory = cluster.disk_cache_dir.clone()?;
+            Some(DiskCacheSettings { directory, capacity_bytes: cluster.disk_cache_bytes as u64 })
+        }),
         default_partitions: common.default_partitions,
         auto_create_topics: common.auto_create_topics.unwrap_or(false),
         group_initial_rebalance_delay: common.group_initial_rebalance_delay,

@@ -42,6 +42,12 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// The segment cache's budget (`--cache-bytes`, or its default within the memory limit).
     pub segment_cache_capacity_bytes: IntGauge,
+    /// The disk tier (`--disk-cache-dir`): its budget, what it holds, its reads by result (`hit`,
+    /// `miss`, `failed`) and its writes by result (`ok`, `failed`, `skipped` behind a slow disk).
+    pub disk_cache_capacity_bytes: IntGauge,
+    pub disk_cache_resident_bytes: IntGauge,
+    pub disk_cache_reads: IntCounterVec,
+    pub disk_cache_writes: IntCounterVec,
     /// Segment commits refused because garbage collection had sealed the object's name.
     pub refused_commits: IntCounter,
     /// Transactions this agent ended, by result (`commit`, `abort`).
@@ -276,6 +282,23 @@ impl Metrics {
             "Budget of the in-memory segment cache: --cache-bytes, or by default 256 MiB or a quarter of the container's memory limit when smaller",
         )
         .expect("valid metric");
+        let disk_cache_capacity_bytes = IntGauge::new(
+            "floe_disk_cache_capacity_bytes",
+            "Budget of the local disk tier of segments this agent wrote (--disk-cache-bytes; 0 without --disk-cache-dir)",
+        )
+        .expect("valid metric");
+        let disk_cache_resident_bytes =
+            IntGauge::new("floe_disk_cache_resident_bytes", "Segment bytes the local disk tier holds").expect("valid metric");
+        let disk_cache_reads = IntCounterVec::new(
+            Opts::new("floe_disk_cache_reads_total", "Reads the local disk tier was asked for, by result (hit, miss, failed)"),
+            &["result"],
+        )
+        .expect("valid metric");
+        let disk_cache_writes = IntCounterVec::new(
+            Opts::new("floe_disk_cache_writes_total", "Segments offered to the local disk tier, by result (ok, failed, skipped)"),
+            &["result"],
+        )
+        .expect("valid metric");
         let refused_commits = IntCounter::new(
             "floe_segment_commits_refused_total",
             "Segment commits refused because garbage collection sealed the object while the commit was in flight (the data is stored again)",
@@ -403,6 +426,10 @@ impl Metrics {
             Box::new(cpu_seconds_per_second.clone()),
             Box::new(draining.clone()),
             Box::new(segment_cache_capacity_bytes.clone()),
+            Box::new(disk_cache_capacity_bytes.clone()),
+            Box::new(disk_cache_resident_bytes.clone()),
+            Box::new(disk_cache_reads.clone()),
+            Box::new(disk_cache_writes.clone()),
             Box::new(refused_commits.clone()),
             Box::new(transactions_ended.clone()),
             Box::new(transactions_timed_out.clone()),
@@ -459,6 +486,10 @@ impl Metrics {
             cpu_seconds_per_second,
             draining,
             segment_cache_capacity_bytes,
+            disk_cache_capacity_bytes,
+            disk_cache_resident_bytes,
+            disk_cache_reads,
+            disk_cache_writes,
             refused_commits,
             transactions_ended,
             transactions_timed_out,

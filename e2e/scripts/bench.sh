@@ -84,6 +84,9 @@
 #                            log-normal, capped at 1s, from a fixed seed. The proxy is built once into
 #                            $FLOE_CACHE/bin/s3-latency-proxy (install-deps.sh, or here when missing
 #                            or older than its sources; needs go)
+#   BENCH_DISK_CACHE_BYTES   the cluster agents' --disk-cache-bytes, each with --disk-cache-dir
+#                            under the run directory (default 2GiB, the agent's default budget);
+#                            off: no disk cache, every read the memory cache misses is a bucket GET
 #   BENCH_FLOE_LOG           the agents' --log filter (default warn); e.g.
 #                            warn,floe_agent::handlers::fetch=debug,floe_agent::storage::reader=debug
 #                            logs every fetch's plan and every bucket GET (object and range)
@@ -119,6 +122,7 @@ unset FLOE_MAX_PUTS_PER_SECOND FLOE_FLUSH_INTERVAL
 # floe-cluster-s3lat's injected S3 latency (Go durations, given to the proxy as they are).
 S3_MEDIAN="${BENCH_S3_MEDIAN:-20ms}"
 S3_P99="${BENCH_S3_P99:-100ms}"
+DISK_CACHE_BYTES="${BENCH_DISK_CACHE_BYTES:-2GiB}"
 LATENCY_PROXY=""
 [[ "$QUICK" == 0 || -z "$QUICK" ]] && QUICK=0 || QUICK=1
 RECORD_SIZE=1024

@@ -226,6 +226,25 @@ fn stop(mut agent: PodAgent, grace: Duration, state: &Mutex<State>) {
     });
 }
 
+/// The emptyDir volumes `container` mounts (the scratch `/tmp` aside, which the agent never
+/// names), each as (mount path, a new local directory under `root`).
+fn empty_dirs(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    container: &k8s_openapi::api::core::v1::Container,
+    root: &std::path::Path,
+) -> Result<Vec<(String, std::path::PathBuf)>> {
+    let mut found = Vec::new();
+    for mount in container.volume_mounts.iter().flatten().filter(|mount| mount.mount_path != "/tmp") {
+        let Some(volume) = spec.volumes.iter().flatten().find(|volume| volume.name == mount.name) else { continue };
+        if volume.empty_dir.is_some() {
+            let local = root.join(&volume.name);
+            std::fs::create_dir_all(&local).with_context(|| format!("creating {}", local.display()))?;
+            found.push((mount.mount_path.clone(), local));
+        }
+    }
+    Ok(found)
+}
+
 /// Starts `floe agent` with the pod's configuration: the ConfigMap behind `envFrom`, then `env`
 /// with `fieldRef` and `secretKeyRef` resolved, then loopback listeners.
 async fn start(client: &Client, namespace: &str, pool: &str, pod: &Pod, logs: &std::path::Path) -> Result<PodAgent> {
@@ -263,6 +282,15 @@ async fn start(client: &Client, namespace: &str, pool: &str, pod: &Pod, logs: &s
             continue;
         };
         environment.insert(variable.name.clone(), value);
+    }
+    // An emptyDir (the disk cache's) is a fresh local directory per pod, as the kubelet gives
+    // each pod its own; a value naming its mount path, or a path under it, is rewritten.
+    for (mount_path, local) in empty_dirs(&template, &container, &logs.join(format!("{name}-volumes")))? {
+        for value in environment.values_mut() {
+            if let Some(rest) = value.strip_prefix(&mount_path).filter(|rest| rest.is_empty() || rest.starts_with('/')) {
+                *value = format!("{}{rest}", local.display());
+            }
+        }
     }
     // Secret volumes are projected into a local directory per pod and kept in sync; paths into
     // them are rewritten.

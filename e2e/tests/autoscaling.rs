@@ -129,8 +129,8 @@ impl Producer {
 }
 
 /// A namespace with its own operator, VirtualCluster `demo` and AgentPool `agents` of `replicas`
-/// (autoscaling off, 20 ms flush, 60 s grace), with real agents for its pods, once all of them
-/// have registered.
+/// (autoscaling off, 20 ms flush, 60 s grace, a 512Mi disk cache), with real agents for its pods,
+/// once all of them have registered.
 struct ManualPool {
     client: Client,
     namespace: String,
@@ -148,7 +148,8 @@ async fn manual_pool(plane: &kubernetes::ControlPlane, label: &str, replicas: us
     create(
         &pools,
         json!({"apiVersion": "floe.dev/v1alpha1", "kind": "AgentPool", "metadata": {"name": "agents"},
-               "spec": {"virtualClusterRef": {"name": "demo"}, "replicas": replicas, "flush": {"interval": "20ms"}, "terminationGracePeriodSeconds": 60}}),
+               "spec": {"virtualClusterRef": {"name": "demo"}, "replicas": replicas, "flush": {"interval": "20ms"}, "terminationGracePeriodSeconds": 60,
+                        "diskCache": {"size": "512Mi"}}}),
     )
     .await?;
     let logs = tempfile::Builder::new().prefix("floe-pod-agents-").tempdir()?.keep();
@@ -182,6 +183,14 @@ async fn scaling_a_pool_starts_and_stops_real_agents_and_loses_nothing_acknowled
     assert!(acknowledged.len() as u64 > sent / 2, "only {} of {sent} acknowledged", acknowledged.len());
     let survivor = agents.bootstrap().join(",");
     kafka::verify_acknowledged(&survivor, "scaled", 6, &acknowledged)?;
+    // spec.diskCache reached the agent: an emptyDir of 512Mi, a cache 64 MiB below it, filled.
+    for http in agents.http_addresses() {
+        let (_, metrics) = floe_e2e::http_get(&http, "/metrics")?;
+        let capacity = floe_e2e::metric_value(&metrics, "floe_disk_cache_capacity_bytes");
+        assert_eq!(capacity, Some((448u64 << 20) as f64), "agent at {http}: the disk cache's budget");
+        let written = floe_e2e::metric_value(&metrics, "floe_disk_cache_writes_total{result=\"ok\"}").unwrap_or_default();
+        assert!(written > 0.0, "agent at {http} kept no segment in its disk cache");
+    }
     for exit in agents.exits() {
         assert!(exit.drain < exit.grace, "{} took {:?} of its {:?} grace", exit.pod, exit.drain, exit.grace);
         assert_eq!(exit.code, Some(0), "{} exited with {:?} (logs in {})", exit.pod, exit.code, agents.log_directory().display());

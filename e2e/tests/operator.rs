@@ -444,6 +444,11 @@ fn invalid_fixtures(plane: &ControlPlane) -> Vec<Invalid> {
             field: "spec.flush.maxBytes",
         },
         Invalid {
+            what: "bad disk cache size",
+            object: pool(&|v| v["spec"]["diskCache"] = json!({"size": "ten gigs"})),
+            field: "spec.diskCache.size",
+        },
+        Invalid {
             what: "port out of range",
             object: pool(&|v| v["spec"]["listener"] = json!({"port": 70000})),
             field: "spec.listener.port",

@@ -62,6 +62,7 @@ fn every_message() -> Vec<(String, String)> {
     }
     for error in [
         BuildError::FlushMaxBytes { value: "8MB".into() },
+        BuildError::DiskCacheSize { value: "lots".into() },
         BuildError::Bandwidth { value: "fast".into() },
         BuildError::Stabilization { value: "5 minutes".into() },
         BuildError::MissingMetadata { field: "namespace" },

@@ -277,3 +277,33 @@ fn the_put_cap_reaches_the_agents_and_is_refused_beside_an_interval() {
     assert_eq!(error, BuildError::FlushIntervalAndCap);
     assert!(error.to_string().contains("remove one"), "{error}");
 }
+
+#[test]
+fn a_pool_with_a_disk_cache_gets_an_emptydir_of_that_size_and_an_agent_budget_below_it() {
+    let cluster = fixture::<VirtualCluster>("virtualcluster.yaml");
+    let children = build(&fixture::<AgentPool>("agentpool-autoscaled.yaml"), &cluster, &settings()).unwrap();
+    let data = children.config_map.data.unwrap();
+    assert_eq!(data.get("FLOE_DISK_CACHE_DIR").map(String::as_str), Some("/var/cache/floe"));
+    assert_eq!(data.get("FLOE_DISK_CACHE_BYTES").map(String::as_str), Some((9u64 << 30).to_string().as_str()), "10Gi less a tenth");
+    let pod = children.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let volume = pod.volumes.as_ref().unwrap().iter().find(|volume| volume.name == "segment-cache").expect("the cache's volume");
+    assert_eq!(volume.empty_dir.as_ref().and_then(|dir| dir.size_limit.as_ref()).map(|size| size.0.as_str()), Some("10Gi"));
+    let mount = agent(&children.deployment).volume_mounts.as_ref().unwrap().iter().find(|mount| mount.name == "segment-cache");
+    assert_eq!(mount.map(|mount| mount.mount_path.as_str()), Some("/var/cache/floe"));
+
+    // Without spec.diskCache: no volume and no flag.
+    let minimal = build(&fixture::<AgentPool>("agentpool-minimal.yaml"), &cluster, &settings()).unwrap();
+    assert!(minimal.config_map.data.unwrap().keys().all(|key| !key.starts_with("FLOE_DISK_CACHE")));
+    let pod = minimal.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert!(pod.volumes.as_ref().unwrap().iter().all(|volume| volume.name != "segment-cache"));
+
+    // A small cache keeps 64 MiB free; one too small for that is refused with the field's name.
+    let mut pool = fixture::<AgentPool>("agentpool-autoscaled.yaml");
+    pool.spec.disk_cache.as_mut().unwrap().size = "256Mi".to_string();
+    let data = build(&pool, &cluster, &settings()).unwrap().config_map.data.unwrap();
+    assert_eq!(data.get("FLOE_DISK_CACHE_BYTES").map(String::as_str), Some((192u64 << 20).to_string().as_str()));
+    pool.spec.disk_cache.as_mut().unwrap().size = "100Mi".to_string();
+    let error = build(&pool, &cluster, &settings()).err().unwrap();
+    assert!(matches!(error, BuildError::DiskCacheSize { .. }), "{error}");
+    assert!(error.to_string().contains("spec.diskCache.size") && error.to_string().contains("256Mi"), "{error}");
+}

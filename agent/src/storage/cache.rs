@@ -2,16 +2,20 @@
 //! so consumers tailing fresh data never wait on a GET, and the byte ranges fetch read from the
 //! bucket, so the next fetch of another partition stored in the same range is served without one.
 //! Eviction is oldest-inserted first, which for fresh segments and catch-up reads (each range is
-//! read once, in offset order) is what readers want.
+//! read once, in offset order) is what readers want. With `--disk-cache-dir`, the segments this
+//! agent wrote are also kept on local disk ([`DiskCache`]), a second tier the reader asks before
+//! the bucket.
 
+use super::disk_cache::DiskCache;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub struct SegmentCache {
     capacity_bytes: usize,
     inner: Mutex<CacheInner>,
+    disk: Option<Arc<DiskCache>>,
 }
 
 #[derive(Default)]
@@ -36,7 +40,24 @@ impl CachedRange {
 
 impl SegmentCache {
     pub fn new(capacity_bytes: usize) -> Self {
-        Self { capacity_bytes, inner: Mutex::new(CacheInner::default()) }
+        Self::with_disk(capacity_bytes, None)
+    }
+
+    pub fn with_disk(capacity_bytes: usize, disk: Option<Arc<DiskCache>>) -> Self {
+        Self { capacity_bytes, inner: Mutex::new(CacheInner::default()), disk }
+    }
+
+    /// Keeps a whole object this agent has just PUT: in memory, and on the disk tier if any.
+    pub fn keep_written(&self, object: &str, bytes: Bytes) {
+        if let Some(disk) = &self.disk {
+            disk.keep(object, bytes.clone());
+        }
+        self.insert(object, 0, bytes);
+    }
+
+    /// `range` of `object` from the disk tier, when it holds the object.
+    pub async fn read_disk(&self, object: &str, range: Range<u64>) -> Option<Bytes> {
+        self.disk.as_ref()?.read(object, range).await
     }
 
     /// Keeps `bytes`, the object's bytes from offset `start`, unless a held range already covers

@@ -83,7 +83,10 @@ impl SegmentReader {
         if let Some(bytes) = self.cache.get(&chunk.object, range.clone()) {
             return Ok(bytes);
         }
-        let bytes = self.store.get_range(&chunk.object, range.clone()).await?;
+        let bytes = match self.cache.read_disk(&chunk.object, range.clone()).await {
+            Some(bytes) => bytes,
+            None => self.store.get_range(&chunk.object, range.clone()).await?,
+        };
         self.cache.insert(&chunk.object, range.start, bytes.clone());
         Ok(bytes)
     }
@@ -161,11 +164,14 @@ impl SegmentReader {
     fn start_get(&self, object: Arc<str>, range: Range<u64>) -> PendingGet {
         let (store, cache, in_flight) = (Arc::clone(&self.store), Arc::clone(&self.cache), Arc::clone(&self.in_flight));
         let id = self.next_get.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(object = &*object, start = range.start, end = range.end, "bucket GET");
+        tracing::debug!(object = &*object, start = range.start, end = range.end, "read from the disk tier or a bucket GET");
         let key = Arc::clone(&object);
         let wanted = range.clone();
         let get = async move {
-            let bytes = store.get_range(&object, range.clone()).await.ok().filter(|bytes| bytes.len() as u64 == range.end - range.start);
+            let bytes = match cache.read_disk(&object, range.clone()).await {
+                Some(bytes) => Some(bytes),
+                None => store.get_range(&object, range.clone()).await.ok().filter(|bytes| bytes.len() as u64 == range.end - range.start),
+            };
             if let Some(bytes) = &bytes {
                 cache.insert(&object, range.start, bytes.clone());
             }

@@ -292,7 +292,7 @@ impl SegmentWriter {
             tracing::warn!(%error, object, "segment PUT failed; producers get a retriable error");
             return Err(WriteError::Store { object, reason: error.to_string() });
         }
-        self.cache.insert(&object, 0, bytes.clone());
+        self.cache.keep_written(&object, bytes.clone());
         Ok(object)
     }
 

@@ -226,13 +226,15 @@ start_floe_cluster_with() {
     export AWS_ENDPOINT="http://127.0.0.1:$endpoint_port" AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret \
         AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
     echo "export AWS_ENDPOINT=http://127.0.0.1:$endpoint_port AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe-secret AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true" >>"$RUN_DIR/commands.txt"
-    local n pid bootstraps=() cap
+    local n pid bootstraps=() cap disk_cache=() disk_label=""
     mapfile -t cap < <(floe_put_cap_flags)
+    [[ "$DISK_CACHE_BYTES" == off ]] || disk_label=", disk cache $DISK_CACHE_BYTES per agent"
     for ((n = 1; n <= CLUSTER_AGENTS; n++)); do
+        [[ "$DISK_CACHE_BYTES" == off ]] || disk_cache=(--disk-cache-dir "$dir/agent-$n-disk" --disk-cache-bytes "$DISK_CACHE_BYTES")
         spawn_floe "$FLOE_BIN" "$LOG_DIR/${prefix}floe-agent-$n.log" agent --metadata "etcd://127.0.0.1:$etcd_port/floe" \
             --virtual-cluster bench --object-store "s3://$CLUSTER_BUCKET/bench" \
             --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --group-initial-rebalance-delay 0s --log "${BENCH_FLOE_LOG:-warn}" \
-            "${cap[@]}"
+            "${cap[@]}" "${disk_cache[@]}"
         pid="$STARTED_PID"
         read_floe_banner "$pid" "$LOG_DIR/${prefix}floe-agent-$n.log"
         SERVER_PIDS+=("$pid")
@@ -243,7 +245,7 @@ start_floe_cluster_with() {
     BOOTSTRAP="$(IFS=,; echo "${bootstraps[*]}")"
     "$PYTHON" "$BENCH_DIR/admin.py" wait-brokers "$BOOTSTRAP" "$CLUSTER_AGENTS" 60 >>"$LOG_DIR/admin.log" 2>&1 \
         || die "the cluster did not advertise $CLUSTER_AGENTS brokers within 60s (see $LOG_DIR/admin.log)"
-    SYSTEM_LABEL="Floe cluster ($CLUSTER_AGENTS agents, $INFRA_LABEL$(floe_put_cap_label)$latency_label)"
+    SYSTEM_LABEL="Floe cluster ($CLUSTER_AGENTS agents, $INFRA_LABEL$(floe_put_cap_label)$disk_label$latency_label)"
     log "$name ready on $BOOTSTRAP (agents ${SERVER_PIDS[*]}, etcd+S3 ${INFRA_PIDS[*]})"
 }
 

@@ -58,6 +58,8 @@ pub enum BuildError {
     FlushMaxBytes { value: String },
     #[error("spec.flush.interval and spec.flush.maxPutsPerSecond set the same thing (interval = 1 / maxPutsPerSecond); remove one")]
     FlushIntervalAndCap,
+    #[error("spec.diskCache.size {value:?} is not a byte quantity of at least 256Mi; example: 10Gi")]
+    DiskCacheSize { value: String },
     #[error("spec.autoscaling.targetBandwidthPerAgent {value:?} is not a byte quantity; example: 50Mi")]
     Bandwidth { value: String },
     #[error("spec.autoscaling.scaleDownStabilization {value:?} is not a duration; example: 300s")]
@@ -77,6 +79,8 @@ pub enum BuildError {
 /// Secret reaches the agent; the agent re-reads certificates when they change).
 pub const LISTENER_TLS_DIRECTORY: &str = "/etc/floe/listener-tls";
 pub const BOOTSTRAP_USER_DIRECTORY: &str = "/etc/floe/bootstrap-user";
+/// Where the disk cache's emptyDir (`spec.diskCache`) is mounted.
+pub const DISK_CACHE_DIRECTORY: &str = "/var/cache/floe";
 
 pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSettings) -> Result<Children, BuildError> {
     let name = pool.metadata.name.clone().ok_or(BuildError::MissingMetadata { field: "metadata.name" })?;
@@ -144,6 +148,10 @@ pub fn build(pool: &AgentPool, cluster: &VirtualCluster, settings: &BuildSetting
         env.push(secret_env("AWS_SECRET_ACCESS_KEY", &secret.name, "AWS_SECRET_ACCESS_KEY"));
     }
     listener_security(cluster, &mut env, &mut volumes, &mut mounts);
+    if let Some(disk_cache) = &spec.disk_cache {
+        volumes.push(json!({"name": "segment-cache", "emptyDir": {"sizeLimit": disk_cache.size}}));
+        mounts.push(json!({"name": "segment-cache", "mountPath": DISK_CACHE_DIRECTORY}));
+    }
 
     let mut container = json!({
         "name": "agent",
@@ -363,6 +371,15 @@ pub fn scales_on_bandwidth(autoscaling: &crate::crd::agent_pool::AutoscalingSpec
 
 /// The agents' configuration, as environment variables (ConfigMap data). Secrets are referenced
 /// from the Deployment, never copied here.
+/// The agent's `--disk-cache-bytes` for an emptyDir of `size`: a tenth (at least 64 MiB) below
+/// the sizeLimit, room for the object being written past the budget and files still open for a
+/// read after eviction. `None` below 256 MiB or for a quantity that is not a size.
+fn disk_cache_budget(size: &str) -> Option<u64> {
+    const MIB: u64 = 1 << 20;
+    let size = quantity::bytes(size).filter(|&bytes| bytes >= 256 * MIB)?;
+    Some(size - (size / 10).max(64 * MIB))
+}
+
 fn agent_config(pool: &AgentPool, cluster: &VirtualCluster, cluster_id: &str) -> Result<BTreeMap<String, String>, BuildError> {
     let spec = &pool.spec;
     let etcd = &cluster.spec.etcd;
@@ -401,6 +418,11 @@ fn agent_config(pool: &AgentPool, cluster: &VirtualCluster, cluster_id: &str) ->
         if let Some(auto_create) = defaults.auto_create_topics {
             config.insert("FLOE_AUTO_CREATE_TOPICS".to_string(), auto_create.to_string());
         }
+    }
+    if let Some(disk_cache) = &spec.disk_cache {
+        let budget = disk_cache_budget(&disk_cache.size).ok_or_else(|| BuildError::DiskCacheSize { value: disk_cache.size.clone() })?;
+        config.insert("FLOE_DISK_CACHE_DIR".to_string(), DISK_CACHE_DIRECTORY.to_string());
+        config.insert("FLOE_DISK_CACHE_BYTES".to_string(), budget.to_string());
     }
     if let Some(flush) = &spec.flush {
         // The API server refuses both (the CRD's rule); an object stored before the rule existed

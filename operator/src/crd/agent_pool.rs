@@ -76,6 +76,11 @@ pub struct AgentPoolSpec {
     /// When agents write produced batches to the bucket: after `interval` or at `maxBytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flush: Option<FlushSpec>,
+    /// A local disk cache per agent (an emptyDir) of the segment objects it wrote, so consumers
+    /// reading recent data, tailing or catching up, are served from local disk instead of bucket
+    /// GETs. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_cache: Option<DiskCacheSpec>,
     /// Seconds an agent has to drain before it is killed.
     #[serde(default = "default_termination_grace")]
     #[schemars(range(min = 30, max = 3600))]
@@ -91,6 +96,16 @@ pub struct AgentPoolSpec {
     /// HTTP ports are open, each to every source or only to the namespaces named here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskCacheSpec {
+    /// The emptyDir's sizeLimit (at least 256Mi), e.g. 10Gi. The agent keeps its cache a tenth
+    /// (at least 64Mi) below it, so the kubelet never evicts the pod for the cache; the node needs
+    /// this much ephemeral storage per agent.
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = must_match(BYTES_QUANTITY_PATTERN, BYTES_QUANTITY_MESSAGE)))]
+    pub size: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
