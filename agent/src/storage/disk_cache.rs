@@ -353,6 +353,27 @@ mod tests {
         assert!(cache.read("a", 0..3).await.is_none());
     }
 
+    /// A disk that refuses writes (full, gone, or here the directory replaced by a file): the
+    /// object is not kept, the failure is counted, and reads of it are misses for the bucket.
+    #[tokio::test]
+    async fn a_write_the_disk_refuses_is_counted_and_the_object_is_read_from_the_bucket() {
+        let parent = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let cache = DiskCache::open(parent.path(), 1 << 20, Arc::clone(&metrics)).unwrap();
+        let directory = parent.path().join(OWN_SUBDIRECTORY);
+        std::fs::remove_dir(&directory).unwrap();
+        std::fs::write(&directory, b"not a directory").unwrap();
+        cache.keep("a", Bytes::from_static(b"abc"));
+        let failed = || metrics.disk_cache_writes.with_label_values(&["failed"]).get();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while failed() == 0 {
+            assert!(Instant::now() < deadline, "the refused write was never counted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(cache.read("a", 0..3).await.is_none());
+        assert_eq!(metrics.disk_cache_resident_bytes.get(), 0);
+    }
+
     #[test]
     fn an_unusable_directory_is_named_with_what_to_do() {
         let parent = tempfile::tempdir().unwrap();
