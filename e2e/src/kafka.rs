@@ -343,8 +343,14 @@ pub async fn produce_indexed<C: rdkafka::ClientContext + 'static>(
 /// Reads `topic` (one partition) with `config` and checks it holds exactly records `0..count`,
 /// each once and unchanged.
 pub fn verify_indexed(config: ClientConfig, topic: &str, count: u64) -> Result<()> {
-    let read = read_all_with(config, topic, 1, Duration::from_secs(60))?;
-    let records = read.get(&0).cloned().unwrap_or_default();
+    verify_indexed_across(config, topic, 1, count)
+}
+
+/// Reads every partition of `topic` with `config` and checks they hold exactly records
+/// `0..count` of [`produce_indexed`] between them, each once and unchanged.
+pub fn verify_indexed_across(config: ClientConfig, topic: &str, partitions: i32, count: u64) -> Result<()> {
+    let read = read_all_with(config, topic, partitions, Duration::from_secs(120))?;
+    let records: Vec<&Consumed> = read.values().flatten().collect();
     ensure!(records.len() as u64 == count, "{topic}: read {} records, expected {count}", records.len());
     let mut indexes: Vec<u64> = records
         .iter()

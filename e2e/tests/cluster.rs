@@ -689,18 +689,8 @@ async fn a_produce_pool_and_a_fetch_pool_each_get_only_their_own_traffic() -> Re
     let count = 3_000u64;
     let producer: FutureProducer = kafka::config(&produce_pool[1].bootstrap).set("acks", "all").create()?;
     kafka::produce_indexed(&producer, "split", 0..count).await?;
-    let read = kafka::read_all(&fetch_pool[1].bootstrap, "split", 12, Duration::from_secs(60))?;
-    let mut indexes: Vec<u64> = read
-        .values()
-        .flatten()
-        .map(|record| {
-            let index = floe_e2e::records::index_of(&record.key).context("a key not written by this test")?;
-            ensure!(record.value == floe_e2e::records::value(index), "record {index} came back changed");
-            Ok(index)
-        })
-        .collect::<Result<_>>()?;
-    indexes.sort_unstable();
-    ensure!(indexes == (0..count).collect::<Vec<_>>(), "the fetch pool did not return every acknowledged record once");
+    kafka::verify_indexed_across(kafka::config(&fetch_pool[1].bootstrap), "split", 12, count)
+        .context("reading back through the fetch pool")?;
 
     let requests = |agent: &Agent, api: &str| metric(agent, &format!("floe_requests_total{{api=\"{api}\",outcome=\"ok\"}}"));
     for agent in &produce_pool {
@@ -728,22 +718,9 @@ async fn a_produce_pool_and_a_fetch_pool_each_get_only_their_own_traffic() -> Re
     Ok(())
 }
 
-/// Reads `topic` (`partitions`) through `bootstrap` and checks it holds exactly records
-/// `0..count` of `kafka::produce_indexed`, each once and unchanged.
+/// [`kafka::verify_indexed_across`] through the agent at `bootstrap`.
 fn read_back_indexed(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Result<()> {
-    let read = kafka::read_all(bootstrap, topic, partitions, Duration::from_secs(120))?;
-    let mut indexes: Vec<u64> = read
-        .values()
-        .flatten()
-        .map(|record| {
-            let index = floe_e2e::records::index_of(&record.key).context("a key not written by this test")?;
-            ensure!(record.value == floe_e2e::records::value(index), "record {index} came back changed");
-            Ok(index)
-        })
-        .collect::<Result<_>>()?;
-    indexes.sort_unstable();
-    ensure!(indexes == (0..count).collect::<Vec<_>>(), "{topic}: not every acknowledged record 0..{count} came back once");
-    Ok(())
+    kafka::verify_indexed_across(kafka::config(bootstrap), topic, partitions, count)
 }
 
 /// The disk tier (`--disk-cache-dir`): an agent serves reads of the segments it wrote from local

@@ -369,8 +369,6 @@ pub fn scales_on_bandwidth(autoscaling: &crate::crd::agent_pool::AutoscalingSpec
     settings.bandwidth_metric && autoscaling.scale_on_bandwidth
 }
 
-/// The agents' configuration, as environment variables (ConfigMap data). Secrets are referenced
-/// from the Deployment, never copied here.
 /// The agent's `--disk-cache-bytes` for an emptyDir of `size`: a tenth (at least 64 MiB) below
 /// the sizeLimit, room for the object being written past the budget and files still open for a
 /// read after eviction. `None` below 256 MiB or for a quantity that is not a size.
@@ -380,6 +378,8 @@ fn disk_cache_budget(size: &str) -> Option<u64> {
     Some(size - (size / 10).max(64 * MIB))
 }
 
+/// The agents' configuration, as environment variables (ConfigMap data). Secrets are referenced
+/// from the Deployment, never copied here.
 fn agent_config(pool: &AgentPool, cluster: &VirtualCluster, cluster_id: &str) -> Result<BTreeMap<String, String>, BuildError> {
     let spec = &pool.spec;
     let etcd = &cluster.spec.etcd;
