@@ -48,7 +48,7 @@ const ALIGN: usize = 4096;
 pub struct DiskCache {
     shared: Arc<Shared>,
     /// To the writer thread; it ends when the cache is dropped.
-    writes: Mutex<Sender<(Arc<str>, Bytes)>>,
+    writes: Sender<(Arc<str>, Bytes)>,
 }
 
 struct Shared {
@@ -108,7 +108,7 @@ impl DiskCache {
         let (writes, received) = std::sync::mpsc::channel();
         let writer = Arc::clone(&shared);
         std::thread::Builder::new().name("floe-disk-cache".to_string()).spawn(move || writer.write_all(received)).map_err(failed)?;
-        Ok(Self { shared, writes: Mutex::new(writes) })
+        Ok(Self { shared, writes })
     }
 
     /// Keeps the whole object `bytes` (just PUT) in the background: the flush that called this
@@ -124,8 +124,7 @@ impl DiskCache {
             shared.metrics.disk_cache_writes.with_label_values(&["skipped"]).inc();
             return;
         }
-        let writes = self.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if writes.send((Arc::from(object), bytes)).is_err() {
+        if self.writes.send((Arc::from(object), bytes)).is_err() {
             shared.pending_write_bytes.fetch_sub(len, Ordering::AcqRel);
         }
     }
@@ -175,6 +174,10 @@ impl Shared {
     }
 
     fn write(&self, object: Arc<str>, bytes: &[u8], buffer: &mut Vec<u8>) {
+        // Object names are never reused, so an object already kept has these very bytes.
+        if self.lock().files.contains_key(&object) {
+            return;
+        }
         let path = self.directory.join(format!("{}.seg", self.next_file.fetch_add(1, Ordering::Relaxed)));
         let written = match self.direct.load(Ordering::Relaxed) {
             true => match write_direct(&path, bytes, buffer) {
@@ -197,14 +200,8 @@ impl Shared {
         self.metrics.disk_cache_writes.with_label_values(&["ok"]).inc();
         let evicted = {
             let mut inner = self.lock();
-            let replaced = inner.files.insert(Arc::clone(&object), CachedFile { path, len: bytes.len() as u64 });
+            inner.files.insert(Arc::clone(&object), CachedFile { path, len: bytes.len() as u64 });
             let mut evicted: Vec<PathBuf> = Vec::new();
-            if let Some(replaced) = replaced {
-                // Object names are never reused; should one be, the newer bytes win.
-                inner.bytes -= replaced.len;
-                evicted.push(replaced.path);
-                inner.order.retain(|held| *held != object);
-            }
             inner.bytes += bytes.len() as u64;
             inner.order.push_back(object);
             while inner.bytes > self.capacity_bytes {

@@ -83,10 +83,7 @@ impl SegmentReader {
         if let Some(bytes) = self.cache.get(&chunk.object, range.clone()) {
             return Ok(bytes);
         }
-        let bytes = match self.cache.read_disk(&chunk.object, range.clone()).await {
-            Some(bytes) => bytes,
-            None => self.store.get_range(&chunk.object, range.clone()).await?,
-        };
+        let bytes = read_uncached(&self.store, &self.cache, &chunk.object, range.clone()).await?;
         self.cache.insert(&chunk.object, range.start, bytes.clone());
         Ok(bytes)
     }
@@ -168,10 +165,10 @@ impl SegmentReader {
         let key = Arc::clone(&object);
         let wanted = range.clone();
         let get = async move {
-            let bytes = match cache.read_disk(&object, range.clone()).await {
-                Some(bytes) => Some(bytes),
-                None => store.get_range(&object, range.clone()).await.ok().filter(|bytes| bytes.len() as u64 == range.end - range.start),
-            };
+            let bytes = read_uncached(&store, &cache, &object, range.clone())
+                .await
+                .ok()
+                .filter(|bytes| bytes.len() as u64 == range.end - range.start);
             if let Some(bytes) = &bytes {
                 cache.insert(&object, range.start, bytes.clone());
             }
@@ -212,6 +209,15 @@ impl SegmentReader {
             futures::stream::iter(pending).buffer_unordered(PARALLEL_GETS).for_each(|_| async {}).await;
             reader.read_aheads.fetch_sub(1, Ordering::AcqRel);
         });
+    }
+}
+
+/// `range` of `object` past the memory cache: from the disk tier when it holds the object, else
+/// with a bucket GET.
+async fn read_uncached(store: &SegmentStore, cache: &SegmentCache, object: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+    match cache.read_disk(object, range.clone()).await {
+        Some(bytes) => Ok(bytes),
+        None => store.get_range(object, range).await,
     }
 }
 
