@@ -11,6 +11,7 @@ use crate::protocol::batch;
 use crate::storage::segment::SegmentBuilder;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// One run of adjacent chunks of a partition, all in the chosen segments.
@@ -21,10 +22,23 @@ pub struct Run {
     pub chunks: Vec<ChunkLocation>,
 }
 
-/// Source bytes one round reads, past which it stops choosing sources. A round holds its sources
-/// and its output in memory at once: 32 sources of up to `small_bytes` (4 MiB by default) made
-/// rounds of up to 256 MiB, beside a 256 MiB cache.
+/// The most source bytes one round reads, past which it stops choosing sources. A round holds its
+/// sources and its output in memory at once: 32 sources of up to `small_bytes` (4 MiB by default)
+/// made rounds of up to 256 MiB, beside a 256 MiB cache.
 pub const ROUND_SOURCE_BYTES: u64 = 16 << 20;
+
+/// Source bytes a round stops at: `small_bytes`, so that its output is just no longer small (and
+/// never merged again), within [`ROUND_SOURCE_BYTES`]. A round's output is one PUT, and on a local
+/// disk one write and fsync that every producer's flush queues behind: 16 MiB rounds held the
+/// playground's acknowledgements up to 200-450 ms, 4 MiB rounds 35-70 ms (agent/DESIGN.md,
+/// "Compaction yields to producers").
+fn round_source_bytes(small_bytes: u64) -> u64 {
+    small_bytes.clamp(1, ROUND_SOURCE_BYTES)
+}
+
+/// After each round compaction pauses for this many times the round's own length, so that it holds
+/// the disk, the bucket and a core at most a quarter of the time, however fast or slow they are.
+const PAUSE_PER_ROUND: u32 = 3;
 
 /// The oldest segments holding fewer than `small_bytes` referenced bytes, `fan_in` of them or
 /// fewer (at least two) when they reach `round_bytes` first, and the runs they form; `None` while
@@ -123,21 +137,33 @@ pub fn run_batches(chunks: &[(&ChunkLocation, bytes::Bytes)]) -> Result<Vec<RunB
 pub const REWRITE_BYTES_PER_RUN: u64 = 64 << 20;
 
 /// Compacts rounds of `fan_in` small segments until fewer than `fan_in` remain, `budget` has
-/// passed or [`REWRITE_BYTES_PER_RUN`] were written: writers make up to `--max-puts-per-second`
-/// objects a second each, far more than one round per interval could merge when they are tiny
-/// (light load), while large ones (heavy load) get one round per interval, as before, so
+/// passed, [`REWRITE_BYTES_PER_RUN`] were written or `stop` turns true: writers make up to
+/// `--max-puts-per-second` objects a second each, far more than one round per interval could merge
+/// when they are tiny (light load), while large ones (heavy load) get a few rounds per interval, so
 /// compaction does not write everything twice and compete with producers for the disk and CPU.
-pub async fn run(context: &JobContext, budget: std::time::Duration) -> Result<(), String> {
-    run_within(context, budget, REWRITE_BYTES_PER_RUN).await
+/// Rounds are spaced by [`PAUSE_PER_ROUND`] times their own length.
+pub async fn run(context: &JobContext, budget: std::time::Duration, stop: watch::Receiver<bool>) -> Result<(), String> {
+    run_within(context, budget, REWRITE_BYTES_PER_RUN, stop).await
 }
 
-async fn run_within(context: &JobContext, budget: std::time::Duration, rewrite_bytes: u64) -> Result<(), String> {
+async fn run_within(
+    context: &JobContext,
+    budget: std::time::Duration,
+    rewrite_bytes: u64,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
     let started = std::time::Instant::now();
     let mut rewritten = 0;
     while started.elapsed() < budget && rewritten < rewrite_bytes {
+        let round_started = std::time::Instant::now();
         match run_once(context).await? {
             Some(bytes) => rewritten += bytes,
             None => break,
+        }
+        let pause = round_started.elapsed() * PAUSE_PER_ROUND;
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|stop| *stop) => break,
         }
     }
     Ok(())
@@ -152,7 +178,7 @@ async fn run_within(context: &JobContext, budget: std::time::Duration, rewrite_b
 async fn run_once(context: &JobContext) -> Result<Option<u64>, String> {
     let (metadata, fan_in, small_bytes) =
         (context.metadata.clone(), context.settings.compaction_fan_in, context.settings.small_segment_bytes);
-    let planned = off_the_workers(move || metadata.read(|state| plan(state, fan_in, small_bytes, ROUND_SOURCE_BYTES))).await?;
+    let planned = off_the_workers(move || metadata.read(|state| plan(state, fan_in, small_bytes, round_source_bytes(small_bytes)))).await?;
     let Some((chosen, runs)) = planned else { return Ok(None) };
     let started = std::time::Instant::now();
     // One GET per source object, not one per chunk: a segment of a wide topic holds thousands.
@@ -301,7 +327,8 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let context = context_with_tiny_segments(directory.path(), 40).await;
         assert_eq!(referenced_objects(&context), 40, "the precondition: one object per flush");
-        run(&context, std::time::Duration::from_secs(30)).await.unwrap();
+        let (_running, stop) = watch::channel(false);
+        run(&context, std::time::Duration::from_secs(30), stop).await.unwrap();
         // One round of 4 would leave 37.
         assert!(referenced_objects(&context) < 4, "{} objects left after one run", referenced_objects(&context));
         assert_eq!(context.metadata.read(|state| state.partition("t", 0).unwrap().high_watermark), 80, "every record still indexed");
@@ -312,7 +339,8 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let context = context_with_tiny_segments(directory.path(), 40).await;
         // A budget of one byte: the first round passes it, so exactly one round runs.
-        run_within(&context, std::time::Duration::from_secs(30), 1).await.unwrap();
+        let (_running, stop) = watch::channel(false);
+        run_within(&context, std::time::Duration::from_secs(30), 1, stop).await.unwrap();
         assert_eq!(referenced_objects(&context), 37);
     }
     use crate::metadata::{ChunkCommit, JournalRecord};
@@ -328,6 +356,23 @@ mod tests {
             max_timestamp: 5,
             batches: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_run_asked_to_stop_ends_after_the_round_under_way() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context_with_tiny_segments(directory.path(), 40).await;
+        let (stopping, stop) = watch::channel(false);
+        stopping.send(true).unwrap();
+        run(&context, std::time::Duration::from_secs(30), stop).await.unwrap();
+        assert_eq!(referenced_objects(&context), 37, "one round of 4, then no pause and no second round");
+    }
+
+    #[test]
+    fn a_round_reads_until_its_output_is_no_longer_small_within_the_cap() {
+        assert_eq!(round_source_bytes(4 << 20), 4 << 20);
+        assert_eq!(round_source_bytes(64 << 20), ROUND_SOURCE_BYTES);
+        assert_eq!(round_source_bytes(0), 1);
     }
 
     #[test]

@@ -196,7 +196,7 @@ async fn run_each_at_its_interval(context: &JobContext, leading: &std::sync::ato
         if now.duration_since(last_compaction) >= context.settings.compaction_interval {
             last_compaction = now;
             // Half the interval at most, so the other jobs keep their pace.
-            context.timed("compaction", compaction::run(context, context.settings.compaction_interval / 2)).await;
+            context.timed("compaction", compaction::run(context, context.settings.compaction_interval / 2, stop.clone())).await;
         }
         if now.duration_since(last_key_compaction) >= context.settings.key_compaction_interval {
             last_key_compaction = now;
