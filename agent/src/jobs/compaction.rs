@@ -162,8 +162,10 @@ async fn run_within(
         }
         let pause = round_started.elapsed() * PAUSE_PER_ROUND;
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            // A stop already asked for wins over a pause that has not begun.
+            biased;
             _ = stop.wait_for(|stop| *stop) => break,
+            _ = tokio::time::sleep(pause) => {}
         }
     }
     Ok(())
