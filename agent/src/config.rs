@@ -296,8 +296,9 @@ pub struct CommonArgs {
     /// POLICY_VIOLATION with a message.
     #[arg(long, env = "FLOE_MAX_PARTITIONS", default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_partitions: u32,
-    /// Memory for recently written and recently read segment bytes. Default: 256 MiB, or a quarter
-    /// of the container's (cgroup's) memory limit when that is smaller (at least 16 MiB).
+    /// Memory for recently written and recently read segment bytes. Default: 256 MiB (64 MiB over a
+    /// file:// bucket, the playground's, whose reads the page cache serves), or a quarter of the
+    /// container's (cgroup's) memory limit when that is smaller (at least 16 MiB).
     #[arg(long, env = "FLOE_CACHE_BYTES", value_parser = parse_size)]
     pub cache_bytes: Option<usize>,
     /// Partitions of a topic created without an explicit count.

@@ -57,6 +57,7 @@ pub fn settings(
         (Some(interval), _) => interval,
         (None, rate) => Duration::from_secs_f64(1.0 / rate.unwrap_or_else(|| default_puts_per_second(&object_store))),
     };
+    let file_bucket = matches!(object_store, ObjectStoreUrl::File(_));
     Ok(AgentSettings {
         authorization,
         cluster: cluster.and_then(|cluster| cluster_settings(&metadata, cluster)),
@@ -98,7 +99,7 @@ pub fn settings(
             max_partitions: common.max_partitions as usize,
             fetch_session_cache_slots: common.fetch_session_cache_slots as usize,
         },
-        cache_bytes: cache_bytes(common.cache_bytes, memory_limit::cgroup_memory_limit()),
+        cache_bytes: cache_bytes(common.cache_bytes, memory_limit::cgroup_memory_limit(), file_bucket),
         disk_cache: cluster.and_then(|cluster| {
             let directory = cluster.disk_cache_dir.clone()?;
             Some(DiskCacheSettings { directory, capacity_bytes: cluster.disk_cache_bytes as u64 })
@@ -117,10 +118,11 @@ pub fn settings(
     })
 }
 
-/// The segment cache: `--cache-bytes` when given, else the default within the memory limit. The
-/// default is logged with the limit it followed, and a given value over half of the limit is
-/// warned about, so that an agent killed for memory shows why in its first lines.
-fn cache_bytes(given: Option<usize>, limit: Option<u64>) -> usize {
+/// The segment cache: `--cache-bytes` when given, else the default (smaller over a file bucket)
+/// within the memory limit. The default is logged with the limit it followed, and a given value
+/// over half of the limit is warned about, so that an agent killed for memory shows why in its
+/// first lines.
+fn cache_bytes(given: Option<usize>, limit: Option<u64>, file_bucket: bool) -> usize {
     const MIB: u64 = 1 << 20;
     match given {
         Some(bytes) => {
@@ -134,17 +136,19 @@ fn cache_bytes(given: Option<usize>, limit: Option<u64>) -> usize {
             bytes
         }
         None => {
-            let bytes = memory_limit::default_cache_bytes(limit);
+            let bytes = memory_limit::default_cache_bytes(limit, file_bucket);
             let cache_mib = bytes as u64 / MIB;
+            let most = if file_bucket { "at most 64 MiB over a file bucket, whose reads the page cache serves" } else { "at most 256 MiB" };
             match limit {
                 Some(limit) => tracing::info!(
                     cache_mib,
                     memory_limit_mib = limit / MIB,
-                    "segment cache sized within this container's memory limit (a quarter of it, at most 256 MiB; --cache-bytes overrides)"
+                    "segment cache sized within this container's memory limit (a quarter of it, {most}; --cache-bytes overrides)"
                 ),
-                None => {
-                    tracing::info!(cache_mib, "segment cache at its default: no container memory limit found (--cache-bytes overrides)")
-                }
+                None => tracing::info!(
+                    cache_mib,
+                    "segment cache at its default ({most}; no container memory limit found; --cache-bytes overrides)"
+                ),
             }
             bytes
         }

@@ -1063,11 +1063,13 @@ fn a_server_runs_with_one_malloc_arena_unless_told_otherwise() -> Result<()> {
     Ok(())
 }
 
-/// In a container with a memory limit (here a real memory cgroup of 512 MiB, as Kubernetes makes
-/// for `resources.limits.memory: 512Mi`), the default segment cache is a quarter of the limit
-/// (128 MiB) instead of 256 MiB: an agent needs about 250 MiB beside its cache, and one killed for
-/// memory takes its unacknowledged produces with it. Outside a limit the default stays 256 MiB;
-/// an explicit `--cache-bytes` wins, with a warning when it takes more than half of the limit.
+/// In a container with a memory limit (here a real memory cgroup of 200 MiB, as Kubernetes makes
+/// for `resources.limits.memory: 200Mi`), the default segment cache is a quarter of the limit
+/// (50 MiB) instead of the default: an agent needs about 250 MiB beside its cache under heavy
+/// load, and one killed for memory takes its unacknowledged produces with it. The playground's
+/// bucket is a directory, whose reads the page cache serves, so its default outside a limit is
+/// 64 MiB (256 MiB over S3; unit tests in `memory_limit.rs`); an explicit `--cache-bytes` wins,
+/// with a warning when it takes more than half of the limit.
 #[test]
 fn the_default_segment_cache_fits_the_memory_limit_of_the_cgroup_the_agent_runs_in() -> Result<()> {
     const MIB: f64 = 1_048_576.0;
@@ -1078,24 +1080,28 @@ fn the_default_segment_cache_fits_the_memory_limit_of_the_cgroup_the_agent_runs_
             metric_value(&metrics, "floe_segment_cache_capacity_bytes ").context("no floe_segment_cache_capacity_bytes in /metrics")?;
         Ok(bytes / MIB)
     };
-    let cgroup = floe_e2e::cgroup::MemoryCgroup::create("cache", 512 << 20)?;
+    let cgroup = floe_e2e::cgroup::MemoryCgroup::create("cache", 200 << 20)?;
     let limited = floe_e2e::Playground::start_in_cgroup(&[], None, &cgroup.procs())?;
     let pid = limited.pid().context("the playground is not running")?;
     let memberships = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
     let name = cgroup.directory().file_name().and_then(|name| name.to_str()).context("cgroup name")?;
     ensure!(memberships.contains(name), "the playground (pid {pid}) is not in the cgroup {name}: {memberships}");
-    ensure!(cache_mib(&limited)? == 128.0, "under a 512 MiB limit the default cache is {} MiB, expected 128", cache_mib(&limited)?);
+    ensure!(cache_mib(&limited)? == 50.0, "under a 200 MiB limit the default cache is {} MiB, expected 50", cache_mib(&limited)?);
 
     let unlimited = floe_e2e::Playground::start(&[])?;
-    ensure!(cache_mib(&unlimited)? == 256.0, "without a limit the default cache is {} MiB, expected 256", cache_mib(&unlimited)?);
+    ensure!(
+        cache_mib(&unlimited)? == 64.0,
+        "without a limit the playground's default cache is {} MiB, expected 64 (a file bucket)",
+        cache_mib(&unlimited)?
+    );
 
     let log = tempfile::NamedTempFile::new()?;
     let explicit = floe_e2e::Playground::start_in_cgroup(&["--cache-bytes", "300MiB", "--log", "warn"], Some(log.path()), &cgroup.procs())?;
     ensure!(cache_mib(&explicit)? == 300.0, "--cache-bytes 300MiB gave a cache of {} MiB", cache_mib(&explicit)?);
     let logged = std::fs::read_to_string(log.path())?;
     ensure!(
-        logged.contains("--cache-bytes is more than half of this container's memory limit") && logged.contains("memory_limit_mib=512"),
-        "no warning naming the 512 MiB limit for a 300 MiB cache; the log says:\n{logged}"
+        logged.contains("--cache-bytes is more than half of this container's memory limit") && logged.contains("memory_limit_mib=200"),
+        "no warning naming the 200 MiB limit for a 300 MiB cache; the log says:\n{logged}"
     );
     drop((limited, explicit, unlimited));
     Ok(())
