@@ -138,7 +138,9 @@ fn cache_bytes(given: Option<usize>, limit: Option<u64>, file_bucket: bool) -> u
         None => {
             let bytes = memory_limit::default_cache_bytes(limit, file_bucket);
             let cache_mib = bytes as u64 / MIB;
-            let most = if file_bucket { "at most 64 MiB over a file bucket, whose reads the page cache serves" } else { "at most 256 MiB" };
+            let most_mib = memory_limit::most_default_cache_bytes(file_bucket) as u64 / MIB;
+            let why = if file_bucket { " over a file bucket, whose reads the page cache serves" } else { "" };
+            let most = format!("at most {most_mib} MiB{why}");
             match limit {
                 Some(limit) => tracing::info!(
                     cache_mib,

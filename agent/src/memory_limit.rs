@@ -31,10 +31,19 @@ const MIN_CACHE_BYTES: usize = 16 << 20;
 /// limit").
 pub const FILE_BUCKET_CACHE_BYTES: usize = 64 << 20;
 
+/// The most the default cache takes: without a limit, this is the default.
+pub fn most_default_cache_bytes(file_bucket: bool) -> usize {
+    if file_bucket {
+        FILE_BUCKET_CACHE_BYTES
+    } else {
+        DEFAULT_CACHE_BYTES
+    }
+}
+
 /// The segment cache to use when `--cache-bytes` is not given: the default (a smaller one over a
 /// file bucket), or a quarter of the memory limit when that is smaller.
 pub fn default_cache_bytes(limit: Option<u64>, file_bucket: bool) -> usize {
-    let most = if file_bucket { FILE_BUCKET_CACHE_BYTES } else { DEFAULT_CACHE_BYTES };
+    let most = most_default_cache_bytes(file_bucket);
     match limit {
         None => most,
         Some(limit) => {
