@@ -23,10 +23,15 @@
 #                     warm-up (BENCH_WARM_SECONDS): the first seconds of every producer (JIT,
 #                     metadata, connections) hold a spike of several hundred ms, on Kafka too
 #   w2-none, w2-lz4   1 topic x 1,000 partitions, max rate
-#   catchup           a fresh consumer group reads all of w2-none's records from the start
-#                     (ConsumerPerformance): MiB/s, and on Floe the bucket GETs per GiB read against
-#                     the objects w2-none's run PUT per GiB (its read amplification)
+#   catchup           a fresh consumer group reads BENCH_CATCHUP_MIB (1 GiB) of w2-none's topic
+#                     from the start (ConsumerPerformance; when w2-none wrote less, an unmeasured
+#                     producer tops the topic up first; quick mode reads what w2-none wrote):
+#                     MiB/s, and on Floe the bucket GETs per GiB read against the objects
+#                     w2-none's run PUT per GiB (its read amplification)
 #   e2e               EndToEndLatency: one record at a time, acks=all, a tailing consumer
+#   sarama-sync       Go's sarama SyncProducer (e2e/sarama, built by install-deps.sh), its defaults
+#                     but acks=all: one record at a time for BENCH_E2E_SECONDS, send-to-ack
+#                     percentiles and records/s (what a Go service that produces synchronously sees)
 # Servers (and etcd, s3s-fs, the S3 latency proxy) run on SERVER_CPUS, clients on CLIENT_CPUS
 # (taskset). Server CPU comes from /proc/<pid>/stat, RSS from VmHWM, Floe's object PUTs and GETs and
 # etcd transactions from /metrics.
@@ -42,7 +47,8 @@
 #                            e2e/scripts/s3-latency-proxy; with a baseline, "kafka
 #                            floe-playground-baseline floe-playground floe-cluster")
 #   BENCH_WORKLOADS          subset (default all: w1-none consume w3-50 w3-80 w3-50-pipelined
-#                            w1-defaults w3-light w3-defaults-50 w1-lz4 w2-none catchup w2-lz4 e2e),
+#                            w1-defaults w3-light w3-defaults-50 w1-lz4 w2-none catchup w2-lz4 e2e
+#                            sarama-sync),
 #                            run in that order whatever the order given; consume, w3-50, w3-80 and
 #                            w3-50-pipelined use w1-none's records and rate, so they need w1-none
 #                            listed too, w3-defaults-50 needs w1-defaults (its rate), and catchup
@@ -63,7 +69,8 @@
 #                            default 2,000,000, so disk use stays bounded)
 #   BENCH_FIXED_SECONDS      length of each fixed-rate run (default 20)
 #   BENCH_WARM_SECONDS       warm-up before w3-defaults-50's second, timed run (default 10)
-#   BENCH_E2E_SECONDS        rough length of the end-to-end run (default 15)
+#   BENCH_E2E_SECONDS        rough length of the end-to-end run and of sarama-sync (default 15)
+#   BENCH_CATCHUP_MIB        how much catchup reads, in MiB of 1 KiB records (default 1024)
 #   BENCH_SERVER_CPUS        taskset CPU list for servers (default 1; empty = no pinning)
 #   BENCH_CLIENT_CPUS        taskset CPU list for clients (default 0; empty = no pinning)
 #   BENCH_OUT                output root (default <repo>/target/bench)
@@ -138,6 +145,7 @@ if ((QUICK)); then
     MODE=quick
     QUICK_RECORDS=3000
     QUICK_E2E_MESSAGES=5
+    CATCHUP_MIB="" # quick mode's catchup reads what w2-none wrote
     THROUGHPUT_SECONDS=10 # only bounds the tools' timeouts in quick mode
     FIXED_SECONDS=1
     WARM_SECONDS=1
@@ -148,6 +156,7 @@ else
     FIXED_SECONDS="${BENCH_FIXED_SECONDS:-20}"
     WARM_SECONDS="${BENCH_WARM_SECONDS:-10}"
     E2E_SECONDS="${BENCH_E2E_SECONDS:-15}"
+    CATCHUP_MIB="${BENCH_CATCHUP_MIB:-1024}"
 fi
 PROBE_RECORDS=100000
 MAX_RECORDS="${BENCH_MAX_RECORDS:-2000000}"
@@ -163,7 +172,7 @@ read -ra SYSTEMS <<<"${BENCH_SYSTEMS:-${SYSTEMS_DEFAULT[*]}}"
 # The workloads, in the order they run. consume, w3-50, w3-80 and w3-50-pipelined use w1-none's
 # records and rate; w3-light's rate is a constant. catchup reads w2-none's records, before w2-lz4
 # adds its own to the same topic.
-WORKLOADS_ALL=(w1-none consume w3-50 w3-80 w3-50-pipelined w1-defaults w3-light w3-defaults-50 w1-lz4 w2-none catchup w2-lz4 e2e)
+WORKLOADS_ALL=(w1-none consume w3-50 w3-80 w3-50-pipelined w1-defaults w3-light w3-defaults-50 w1-lz4 w2-none catchup w2-lz4 e2e sarama-sync)
 read -ra WORKLOADS_GIVEN <<<"${BENCH_WORKLOADS:-${WORKLOADS_ALL[*]}}"
 ((${#WORKLOADS_GIVEN[@]})) || die "BENCH_WORKLOADS names no workload"
 if (($(nproc) >= 2)); then
@@ -175,7 +184,7 @@ else
 fi
 BENCH_OUT="${BENCH_OUT:-$REPO_ROOT/target/bench}"
 
-for v in THROUGHPUT_SECONDS FIXED_SECONDS E2E_SECONDS MAX_RECORDS; do
+for v in THROUGHPUT_SECONDS FIXED_SECONDS E2E_SECONDS MAX_RECORDS ${CATCHUP_MIB:+CATCHUP_MIB}; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 # The agent checks the range (0.1..=1000) at start-up; a typo caught here costs no Kafka run first.
@@ -219,6 +228,11 @@ for c in "$JAVA" curl taskset timeout python3; do
     command -v "$c" >/dev/null || die "$c not found (make deps installs the prerequisites)"
 done
 [[ -x "$PYTHON" ]] || die "$PYTHON missing: run e2e/scripts/install-deps.sh (make deps)"
+SARAMA_BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/e2e-bin/floe-bench-sarama-sync"
+[[ "$SARAMA_BIN" = /* ]] || SARAMA_BIN="$REPO_ROOT/$SARAMA_BIN"
+if selected sarama-sync && [[ ! -x "$SARAMA_BIN" ]]; then
+    die "$SARAMA_BIN missing (workload sarama-sync): run e2e/scripts/install-deps.sh (make deps), which builds it from e2e/sarama"
+fi
 "$PYTHON" -c 'import kafka, matplotlib' 2>/dev/null || die "kafka-python or matplotlib missing in $PYTHON: run e2e/scripts/install-deps.sh"
 
 # ---------------------------------------------------------------------------------------------
@@ -327,7 +341,7 @@ machine_info() {
         java_defaults_producer_props "$(producer_props none "$JAVA_BATCH_SIZE")" light_records_per_sec "$LIGHT_RATE" \
         w1_partitions "$W1_PARTITIONS" w2_partitions "$W2_PARTITIONS" \
         throughput_seconds_target "$THROUGHPUT_SECONDS" fixed_seconds "$FIXED_SECONDS" \
-        e2e_seconds_target "$E2E_SECONDS" max_records "$MAX_RECORDS" \
+        e2e_seconds_target "$E2E_SECONDS" max_records "$MAX_RECORDS" catchup_mib "${CATCHUP_MIB:-all}" \
         server_cpus "${SERVER_CPUS:-unpinned}" client_cpus "${CLIENT_CPUS:-unpinned}" \
         floe_flush_interval "${FLUSH_INTERVAL:-default}" floe_max_puts_per_second "${FLOE_MAX_PUTS:-default}" \
         s3_latency_median "$S3_MEDIAN" s3_latency_p99 "$S3_P99" workloads "${WORKLOADS[*]}"
@@ -378,7 +392,7 @@ bench_system() {
     for w in "${workloads[@]}"; do
         case "$w" in
             w2-* | catchup) [[ " ${topics[*]} " == *" $w2:"* ]] || topics+=("$w2:$W2_PARTITIONS") ;;
-            e2e) topics+=("$e2e:1") ;;
+            e2e | sarama-sync) [[ " ${topics[*]} " == *" $e2e:"* ]] || topics+=("$e2e:1") ;;
             *) [[ " ${topics[*]} " == *" $w1:"* ]] || topics+=("$w1:$W1_PARTITIONS") ;;
         esac
     done
@@ -415,6 +429,7 @@ bench_system() {
             catchup) run_catchup "$system" "$w2" "$w2_records" "$w2_puts" "$w2_mib" ;;
             w2-lz4) run_throughput "$system" w2-lz4 "$w2" "$W2_PARTITIONS" lz4 ;;
             e2e) run_end_to_end "$system" "$e2e" ;;
+            sarama-sync) run_sarama_sync "$system" "$e2e" ;;
         esac
     done
 

@@ -14,8 +14,9 @@
 #  * java + mvn (default-jdk-headless, maven) if missing
 #  * builds the Java e2e client (e2e/java) if its pom.xml exists and the jar is
 #    older than any source file
-#  * builds the franz-go driver (e2e/go) into target/e2e-bin when its sources
-#    or the Go version changed (needs `go` on PATH; modules from the Go proxy)
+#  * builds the franz-go driver (e2e/go) and the bench's sarama probe (e2e/sarama) into
+#    target/e2e-bin when their sources or the Go version changed (needs `go` on PATH; modules
+#    from the Go proxy)
 #  * installs the kafkajs driver's pinned packages (e2e/node/package-lock.json)
 #    into e2e/node/node_modules when the lock file or Node version changed
 #  * fetches the Apache Kafka 4.1.1 jars (clients, tools, server) once into
@@ -146,26 +147,31 @@ if [ -f "$POM" ]; then
     fi
 fi
 
-# --- 5. franz-go driver (Go) --------------------------------------------------------------------
-# The module's go directive names the Go version franz-go needs; a Go 1.21+ on PATH fetches that
+# --- 5. Go programs: the franz-go driver (e2e/go) and the bench's sarama probe (e2e/sarama) -------
+# Each module's go directive names the Go version it needs; a Go 1.21+ on PATH fetches that
 # toolchain from the module proxy by itself (GOTOOLCHAIN=auto).
-# The binary goes under the worktree's target directory, not the shared cache: two worktrees on
-# different driver sources must not overwrite each other's (Go's build cache keeps rebuilds quick).
-GO_DIR="$ROOT/e2e/go"
-GO_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/e2e-bin/floe-e2e-franz-go"
+# The binaries go under the worktree's target directory, not the shared cache: two worktrees on
+# different sources must not overwrite each other's (Go's build cache keeps rebuilds quick).
 if ! command -v go >/dev/null 2>&1; then
-    echo "[install-deps] go not found: install Go 1.21+ (https://go.dev/dl); the franz-go suite needs it" >&2
+    echo "[install-deps] go not found: install Go 1.21+ (https://go.dev/dl); the franz-go suite and the bench's sarama probe need it" >&2
     exit 1
 fi
-GO_HASH="$( (cd "$GO_DIR" && cat go.mod go.sum ./*.go; go version) | sha256sum | cut -c1-16)"
-GO_STAMP="$(dirname "$GO_BIN")/.floe-e2e-franz-go-$GO_HASH"
-if [ ! -f "$GO_STAMP" ] || [ ! -x "$GO_BIN" ]; then
-    log "building the franz-go driver ($GO_DIR) into $GO_BIN"
-    mkdir -p "$(dirname "$GO_BIN")"
-    (cd "$GO_DIR" && go build -trimpath -o "$GO_BIN.tmp" . && mv "$GO_BIN.tmp" "$GO_BIN")
-    rm -f "$(dirname "$GO_BIN")"/.floe-e2e-franz-go-*
-    touch "$GO_STAMP"
-fi
+build_go() { # build_go MODULE_DIR BINARY_NAME: rebuilt when the sources or the Go version changed
+    local dir="$1" bin
+    bin="${CARGO_TARGET_DIR:-$ROOT/target}/e2e-bin/$2"
+    local hash stamp
+    hash="$( (cd "$dir" && cat go.mod go.sum ./*.go; go version) | sha256sum | cut -c1-16)"
+    stamp="$(dirname "$bin")/.$2-$hash"
+    if [ ! -f "$stamp" ] || [ ! -x "$bin" ]; then
+        log "building $2 ($dir) into $bin"
+        mkdir -p "$(dirname "$bin")"
+        (cd "$dir" && go build -trimpath -o "$bin.tmp" . && mv "$bin.tmp" "$bin")
+        rm -f "$(dirname "$bin")/.$2-"*
+        touch "$stamp"
+    fi
+}
+build_go "$ROOT/e2e/go" floe-e2e-franz-go
+build_go "$ROOT/e2e/sarama" floe-bench-sarama-sync
 
 # --- 6. kafkajs driver (Node) --------------------------------------------------------------------
 NODE_DIR="$ROOT/e2e/node"

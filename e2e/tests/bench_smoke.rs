@@ -112,6 +112,12 @@ fn check_system(system: &str, data: &Value) -> Result<()> {
     for figure in ["messages", "avg_ms", "p50_ms", "p99_ms", "p999_ms"] {
         check(workload("e2e")?, &format!("{system} e2e"), figure, true)?;
     }
+    check(workload("catchup")?, &format!("{system} catchup"), "mib_read", true)?;
+    // Go's sarama SyncProducer, one record at a time (quick mode: 20 records).
+    for figure in ["messages", "records_per_sec", "first_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"] {
+        check(workload("sarama-sync")?, &format!("{system} sarama-sync"), figure, true)?;
+    }
+    ensure!(workload("sarama-sync")?["messages"].as_u64() == Some(20), "{system} sarama-sync: not the 20 records of quick mode");
     check(data, system, "rss_hwm_mib", true)?;
     check(data, system, "rss_hwm_process_mib", true)?;
     ensure!(
@@ -138,7 +144,7 @@ fn check_secure(results: &Value) -> Result<()> {
         let ratio = &results["secure_over_plaintext"][name]["ratio"];
         ensure!(ratio.as_f64() > Some(0.0), "{place}: no ratio to plaintext ({ratio})");
     }
-    for name in ["w2-none", "consume", "w3-50", "e2e"] {
+    for name in ["w2-none", "consume", "w3-50", "e2e", "sarama-sync"] {
         ensure!(workloads.get(name).is_none(), "{system} ran {name}, which it should skip");
     }
     Ok(())

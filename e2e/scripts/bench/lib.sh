@@ -167,7 +167,16 @@ run_tool() {
     local jvm=(-Xmx1G)
     # Quick mode's tools live for a second or two: skip the optimising JIT to start faster.
     ((QUICK)) && jvm+=(-XX:TieredStopAtLevel=1 -XX:+UseSerialGC)
-    local cmd=("$JAVA" "${jvm[@]}" -Dlog4j2.configurationFile="$TOOL_LOG4J" -cp "$LIBS/*" "$class" "$@")
+    run_client "$timeout_seconds" "$logname" "$class" "$JAVA" "${jvm[@]}" -Dlog4j2.configurationFile="$TOOL_LOG4J" -cp "$LIBS/*" "$class" "$@"
+}
+
+# run_client TIMEOUT LOGNAME NAME COMMAND...: a load generator (NAME in errors) pinned to
+# CLIENT_CPUS, its command line in commands.txt, its output in logs/LOGNAME.{out,err}; dies when it
+# fails or overruns.
+run_client() {
+    local timeout_seconds="$1" logname="$2" name="$3"
+    shift 3
+    local cmd=("$@")
     local pinned
     mapfile -t pinned < <(pin "$CLIENT_CPUS")
     local line
@@ -177,9 +186,9 @@ run_tool() {
     timeout --kill-after=10 "$timeout_seconds" "${pinned[@]}" "${cmd[@]}" \
         >"$LOG_DIR/$logname.out" 2>"$LOG_DIR/$logname.err" </dev/null || rc=$?
     if ((rc == 124 || rc == 137)); then
-        die "$class did not finish within ${timeout_seconds}s (see $LOG_DIR/$logname.*)"
+        die "$name did not finish within ${timeout_seconds}s (see $LOG_DIR/$logname.*)"
     fi
-    ((rc == 0)) || die "$class exited with $rc (see $LOG_DIR/$logname.*): $(tail -n 3 "$LOG_DIR/$logname.err" | tr '\n' ' ')"
+    ((rc == 0)) || die "$name exited with $rc (see $LOG_DIR/$logname.*): $(tail -n 3 "$LOG_DIR/$logname.err" | tr '\n' ' ')"
     if grep -qE 'Exception|ERROR' "$LOG_DIR/$logname.err" "$LOG_DIR/$logname.out" 2>/dev/null; then
         note "$logname: $(grep -hE 'Exception|ERROR' "$LOG_DIR/$logname.err" "$LOG_DIR/$logname.out" | head -n 1 | cut -c1-200)"
     fi

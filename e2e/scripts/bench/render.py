@@ -34,7 +34,7 @@ SECURE_WORKLOADS = ["w1-none", "w1-lz4"]
 # Issue 18: produce over TLS + SCRAM keeps at least this share of plaintext's MiB/s per server core.
 SECURE_TARGET = 0.70
 ALL_WORKLOADS = ["w1-none", "consume", "w3-50", "w3-80", "w3-50-pipelined", "w1-defaults", "w3-light", "w3-defaults-50",
-                 "w1-lz4", "w2-none", "catchup", "w2-lz4", "e2e"]
+                 "w1-lz4", "w2-none", "catchup", "w2-lz4", "e2e", "sarama-sync"]
 PRODUCE_WORKLOADS = ["w1-none", "w1-defaults", "w1-lz4", "w2-none", "w2-lz4"]
 # Fixed-rate runs. The PERCENT ones run at a share of the system's own W1 max, so each has a rate
 # column; w3-light's rate is a constant (settings light_records_per_sec), named in its header.
@@ -91,8 +91,9 @@ REQUIRED = {
     DEFAULTS_HALF_LOAD: ["percent_of_max", "max_in_flight", "target_records_per_sec", "records", *LATENCY_FIELDS,
                          *SERVER_FIELDS, *WARM_FIELDS],
     "consume": CONSUME_FIELDS,
-    "catchup": [*CONSUME_FIELDS, *CATCHUP_FIELDS],
+    "catchup": [*CONSUME_FIELDS, "mib_read", *CATCHUP_FIELDS],
     "e2e": ["messages", "avg_ms", "p50_ms", "p99_ms", "p999_ms"],
+    "sarama-sync": ["messages", "records_per_sec", "first_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"],
     "system": ["label", "server_processes", "rss_hwm_mib", "rss_hwm_process_mib", "infra_rss_hwm_mib", *PROXY_FIELDS],
 }
 NOT_APPLICABLE = {  # (system) -> fields that are null for it
@@ -379,17 +380,36 @@ def scoreboard(results):
                        f"{number(f.get('warm_max_ms'))} | {number(f.get('flush_ms_mean'))} |")
     catchup = [(system, data["workloads"]["catchup"]) for system, data in systems.items() if "catchup" in data["workloads"]]
     if catchup:
+        volume = settings.get("catchup_mib")
+        volume = "all of W2 1,000 partitions, none's records" if volume in (None, "all") else \
+            f"{number(volume, 0)} MiB of W2 1,000 partitions, none's topic (the same on every system)"
         out += ["", "## Catch-up read (1,000 partitions)", "",
-                "A fresh consumer group reads all of W2 1,000 partitions, none's records from the start "
+                f"A fresh consumer group reads {volume} from the start "
                 "(ConsumerPerformance, fetch MiB/s: group join excluded). GETs per GiB: the agents' bucket GETs during "
                 "the read per GiB read; objects per GiB: the objects W2's run PUT per GiB written. GETs / objects "
                 "above 1 means objects are read piecemeal; below 1, partly from the agents' cache.", "",
-                "| system | MiB/s | GETs per GiB | objects per GiB | GETs / objects |",
-                "|---|---:|---:|---:|---:|"]
+                "| system | MiB read | MiB/s | GETs per GiB | objects per GiB | GETs / objects |",
+                "|---|---:|---:|---:|---:|---:|"]
         for system, c in catchup:
-            out.append(f"| {short_name(system, machine)} | {number(c.get('fetch_mib_per_sec'))} | "
+            out.append(f"| {short_name(system, machine)} | {number(c.get('mib_read'), 0)} | {number(c.get('fetch_mib_per_sec'))} | "
                        f"{number(c.get('gets_per_gib'))} | {number(c.get('objects_per_gib'))} | "
                        f"{number(c.get('gets_per_object'), 2)} |")
+    sarama = [(system, data["workloads"]["sarama-sync"]) for system, data in systems.items()
+              if "sarama-sync" in data["workloads"]]
+    if sarama:
+        out += ["", "## Go's sarama SyncProducer, one record at a time (ms)", "",
+                "sarama's defaults but acks=all (`Producer.Return.Successes` on, as a SyncProducer needs), 1 KiB "
+                "records to a 1-partition topic, each sent when the previous one was acknowledged, "
+                + ("20 records (quick mode)" if settings.get("mode") == "quick"
+                   else f"for {number(settings.get('e2e_seconds_target'), 0)} s")
+                + ": send-to-ack percentiles, and records/s. 'First': the "
+                "first record, which also waits for metadata and the connection (not in the percentiles).", "",
+                "| system | records | records/s | first | p50 | p99 | p99.9 | max |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for system, g in sarama:
+            out.append(f"| {short_name(system, machine)} | {number(g.get('messages'), 0)} | {number(g.get('records_per_sec'))} | "
+                       f"{number(g.get('first_ms'))} | {number(g.get('p50_ms'))} | {number(g.get('p99_ms'))} | "
+                       f"{number(g.get('p999_ms'))} | {number(g.get('max_ms'))} |")
     ratios = results["ratios_mib_per_sec_per_core_floe_over_kafka"]
     if ratios:
         out += ["", "## Floe / Kafka, MiB/s per server core", "",

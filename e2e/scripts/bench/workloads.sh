@@ -3,10 +3,11 @@
 #
 #   run_throughput SYSTEM WORKLOAD TOPIC PARTITIONS COMPRESSION [BATCH_SIZE]  W1/W2: ProducerPerformance, max rate
 #   run_consume SYSTEM TOPIC RECORDS [WORKLOAD]                   ConsumerPerformance over W1's records
-#   run_catchup SYSTEM TOPIC RECORDS W2_PUTS W2_MIB               a fresh group reads all of W2's records
+#   run_catchup SYSTEM TOPIC RECORDS W2_PUTS W2_MIB               a fresh group reads CATCHUP_MIB of W2's topic
 #   run_fixed_rate SYSTEM WORKLOAD TOPIC PERCENT MAX_RPS [IN_FLIGHT [BATCH_SIZE]]  W3: ProducerPerformance at PERCENT of max
 #   run_light_rate SYSTEM WORKLOAD TOPIC RATE                     W3 light: RATE records/s, Java defaults
 #   run_end_to_end SYSTEM TOPIC                                   W4: EndToEndLatency (one record in flight)
+#   run_sarama_sync SYSTEM TOPIC                                  sarama's SyncProducer, one record at a time
 
 # The producer settings every produce workload shares. BATCH_SIZE defaults to the bench's
 # BATCH_SIZE; the Java-defaults workloads (w1-defaults, w3-light) give JAVA_BATCH_SIZE. Each run
@@ -211,8 +212,8 @@ produce_at_rate() {
 }
 
 # WORKLOAD (default consume) names the group, the logs and the figures. catchup gets twice the
-# time: it reads all of w2-none's topic (probe and any re-run included) over 1,000 partitions, on
-# floe-cluster-s3lat with every bucket read delayed. Sets C_MIB (the MiB the tool read).
+# time: it reads 1 GiB of w2-none's topic over 1,000 partitions, on floe-cluster-s3lat with every
+# bucket read delayed. Sets C_MIB (the MiB the tool read).
 run_consume() {
     local system="$1" topic="$2" records="$3" workload="${4:-consume}" timeout_seconds=$((THROUGHPUT_SECONDS * 5 + 120))
     [[ "$workload" == consume ]] || timeout_seconds=$((THROUGHPUT_SECONDS * 10 + 120))
@@ -251,8 +252,11 @@ run_consume() {
     log "$system $workload: $c_fmbs MiB/s (fetch), $c_mbs MiB/s incl. group join"
 }
 
-# catchup: a consumer that was away reads a 1,000-partition topic from the start (all RECORDS
-# of w2-none), so nearly every fetch misses the agents' cache and reads the bucket. Besides
+# catchup: a consumer that was away reads a 1,000-partition topic from the start: CATCHUP_MIB of
+# 1 KiB records, the same volume on every system (the issue's 1 GiB), so the client's warm-up
+# weighs the same everywhere; when w2-none wrote less (RECORDS, probe and re-runs included), an
+# unmeasured producer first adds the rest. Quick mode (no CATCHUP_MIB) reads what w2-none wrote.
+# Most fetches miss the agents' memory cache and read their disk cache or the bucket. Besides
 # run_consume's figures: the bucket GETs and bytes the agents' /metrics count over the read, the
 # GETs per GiB read, and the objects per GiB the data was written in (W2_PUTS objects PUT for
 # W2_MIB MiB by w2-none's measured run). GETs per object above 1 means an object is fetched
@@ -260,6 +264,14 @@ run_consume() {
 # Kafka has no bucket: null there.
 run_catchup() {
     local system="$1" topic="$2" records="$3" w2_puts="$4" w2_mib="$5"
+    if [[ -n "$CATCHUP_MIB" ]]; then
+        local wanted=$((CATCHUP_MIB * 1048576 / RECORD_SIZE))
+        if ((records < wanted)); then
+            log "$system catchup: w2-none wrote $records records, $((wanted - records)) more first (unmeasured)"
+            produce "$system-catchup-fill" "$topic" $((wanted - records)) -1 none "$BATCH_SIZE" $((THROUGHPUT_SECONDS * 5 + 120))
+        fi
+        records="$wanted"
+    fi
     local gets_metric='floe_object_store_operations_total{operation="get",outcome="ok"}'
     local bytes_metric='floe_object_store_bytes_total{operation="get"}'
     local gets_before bytes_before
@@ -278,7 +290,7 @@ run_catchup() {
         objects_per_gib="$(calc "$w2_puts * 1024 / $w2_mib" 1)"
         gets_per_object="$(calc "($gets / $C_MIB) / ($w2_puts / $w2_mib)" 2)" # unrounded, unlike the two above
     fi
-    emit "$system" catchup object_gets "$gets" object_get_mib "$get_mib" gets_per_gib "$gets_per_gib" \
+    emit "$system" catchup mib_read "$C_MIB" object_gets "$gets" object_get_mib "$get_mib" gets_per_gib "$gets_per_gib" \
         objects_per_gib "$objects_per_gib" gets_per_object "$gets_per_object"
     [[ "$gets" == null ]] || log "$system catchup: $gets GETs ($get_mib MiB) from the bucket, $gets_per_gib per GiB read; w2-none wrote $objects_per_gib objects per GiB"
 }
@@ -313,4 +325,31 @@ run_end_to_end() {
     parse_end_to_end "$LOG_DIR/$system-e2e.out"
     emit "$system" e2e messages "$messages" avg_ms "$E_AVG" p50_ms "$E_P50" p99_ms "$E_P99" p999_ms "$E_P999"
     log "$system e2e: p50 $E_P50 ms, p99 $E_P99 ms"
+}
+
+# sarama-sync: Go's sarama SyncProducer (e2e/sarama), one record at a time for E2E_SECONDS (quick
+# mode: 20 records), each waiting for its acknowledgement: what a Go service that produces
+# synchronously sees per record. The first record (metadata, connection) is reported apart.
+run_sarama_sync() {
+    local system="$1" topic="$2" seconds="$E2E_SECONDS" limit=()
+    # Quick mode: exactly 20 records (the time limit only guards against a hang).
+    ((QUICK)) && seconds=60 limit=(--max-messages 20)
+    if [[ -n "$CLIENT_CONFIG_FILE" ]]; then
+        die "sarama-sync has no TLS/SASL settings ($system): run it on a plaintext system"
+    fi
+    log "$system sarama-sync: one record at a time for ${seconds}s ${limit[*]}"
+    run_client $((seconds * 2 + 60)) "$system-sarama-sync" sarama-sync "$SARAMA_BIN" \
+        --bootstrap-server "$BOOTSTRAP" --topic "$topic" --seconds "$seconds" --record-size "$RECORD_SIZE" "${limit[@]}"
+    local out="$LOG_DIR/$system-sarama-sync.out" figures
+    figures="$("$PYTHON" -c '
+import json, sys
+d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+print(" ".join(str(d[k]) for k in ["messages", "messages_per_sec", "first_ms", "p50_ms", "p99_ms", "p999_ms", "max_ms"]))
+' "$out")" || die "no sarama-sync result in $out"
+    local messages per_sec first p50 p99 p999 max v
+    read -r messages per_sec first p50 p99 p999 max <<<"$figures"
+    for v in messages per_sec first p50 p99 p999 max; do need_num "$v" "${!v}"; done
+    emit "$system" sarama-sync messages "$messages" records_per_sec "$(calc "$per_sec" 1)" first_ms "$first" \
+        p50_ms "$p50" p99_ms "$p99" p999_ms "$p999" max_ms "$max"
+    log "$system sarama-sync: $messages records, p50 $p50 ms, p99 $p99 ms"
 }
