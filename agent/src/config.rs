@@ -266,6 +266,9 @@ pub struct CommonArgs {
     pub max_connections_per_ip: u32,
     /// Most record bytes one Fetch response carries, whatever the client asks for (Kafka's broker
     /// fetch.max.bytes, 55 MiB); as in Kafka, the first batch still goes whole so consumers progress.
+    /// A consumer fetches from every agent leading its partitions at once, so each agent answers
+    /// at most this divided by their number (the agents of the client's zone, else all), never
+    /// below 8 MiB: the pool sends a consumer about what one Kafka broker would.
     #[arg(long, env = "FLOE_FETCH_MAX_BYTES", default_value = "57671680", value_parser = parse_size)]
     pub fetch_max_bytes: usize,
     /// Incremental fetch sessions (KIP-227) this agent keeps in memory, so consumers send and

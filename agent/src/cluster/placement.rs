@@ -45,6 +45,17 @@ pub fn partition_leader<'a>(nodes: &'a [NodeInfo], topic: &str, partition: i32, 
     winner(nodes.iter(), &key)
 }
 
+/// How many agents `partition_leader` spreads a client's partitions over: those of its zone
+/// when there are any, else all.
+pub fn leaders_for_client(nodes: &[NodeInfo], client_zone: Option<&str>) -> usize {
+    let in_zone = client_zone.map_or(0, |zone| nodes.iter().filter(|node| node.rack.as_deref() == Some(zone)).count());
+    if in_zone > 0 {
+        in_zone
+    } else {
+        nodes.len()
+    }
+}
+
 /// The agent coordinating a consumer group (zone-independent: all clients must agree).
 pub fn group_coordinator<'a>(nodes: &'a [NodeInfo], group_id: &str) -> Option<&'a NodeInfo> {
     winner(nodes.iter(), &[b"group", group_id.as_bytes()])
@@ -92,6 +103,10 @@ mod tests {
             assert_eq!(partition_leader(&nodes, "t", partition, Some("a")).unwrap().node_id, 1);
             assert_ne!(partition_leader(&nodes, "t", partition, Some("b")).unwrap().node_id, 1);
         }
+        assert_eq!(leaders_for_client(&nodes, Some("a")), 1);
+        assert_eq!(leaders_for_client(&nodes, Some("b")), 2);
+        assert_eq!(leaders_for_client(&nodes, Some("elsewhere")), 3, "a zone without agents is led by all");
+        assert_eq!(leaders_for_client(&nodes, None), 3);
         assert_eq!(client_zone("app-1,floe_az=eu-west-1a"), Some("eu-west-1a"));
         assert_eq!(client_zone("plain"), None);
     }

@@ -13,7 +13,7 @@
 
 use super::fetch_sessions::{Opened, SessionRequest, WantedPartition};
 use super::{topic_name, AgentContext, ClientInfo};
-use crate::cluster::{Traffic, LEADER_EPOCH};
+use crate::cluster::{placement, Traffic, LEADER_EPOCH};
 use crate::metadata::ChunkLocation;
 use crate::protocol::batch;
 use crate::storage::reader::ChunkBytes;
@@ -180,19 +180,40 @@ async fn serve(context: &AgentContext, request: FetchRequest, requested: Vec<Vec
         topics.extend(denied);
         return FetchResponse::default().with_responses(topics);
     }
-    let mut response = poll_and_read(context, request, requested, !denied.is_empty()).await;
+    let leaders = placement::leaders_for_client(&context.cluster.advertised(), placement::client_zone(&client.client_id));
+    let limit = response_limit(context.settings.limits.fetch_max_bytes, leaders);
+    let mut response = poll_and_read(context, request, requested, !denied.is_empty(), limit).await;
     response.responses.extend(denied);
     response
 }
 
+/// The smallest share of `--fetch-max-bytes` one agent's response is cut to: below it, a consumer
+/// of a large pool would pay a round trip per few partitions.
+const MIN_RESPONSE_SHARE: usize = 8 << 20;
+
+/// Most record bytes one Fetch response of this agent carries: `--fetch-max-bytes` shared among
+/// the `leaders` agents a consumer's partitions are spread over (it fetches from all of them at
+/// once), but at least `MIN_RESPONSE_SHARE` (or the whole limit when that is smaller). A Java
+/// consumer on three agents otherwise held three 50 MiB responses where one Kafka broker sends
+/// one, and spent its core in GC (agent/DESIGN.md "Fetch responses shared among the agents").
+fn response_limit(fetch_max_bytes: usize, leaders: usize) -> usize {
+    (fetch_max_bytes / leaders.max(1)).max(MIN_RESPONSE_SHARE.min(fetch_max_bytes))
+}
+
 /// Long-polls until `min_bytes` are available (or a partition would answer an error, or
-/// `answer_now`), then reads.
-async fn poll_and_read(context: &AgentContext, request: FetchRequest, requested: Vec<Vec<Requested>>, answer_now: bool) -> FetchResponse {
+/// `answer_now`), then reads at most `limit` record bytes (`response_limit`).
+async fn poll_and_read(
+    context: &AgentContext,
+    request: FetchRequest,
+    requested: Vec<Vec<Requested>>,
+    answer_now: bool,
+    limit: usize,
+) -> FetchResponse {
     // The broker's fetch.max.bytes caps whatever the client asks for (KIP-74 still lets the first
-    // batch through whole, so a consumer always progresses).
-    let limit = context.settings.limits.fetch_max_bytes;
+    // batch through whole, so a consumer always progresses). Only a request over the configured
+    // limit counts as refused: the share among agents is this agent's business, not the client's.
     let asked = request.max_bytes.max(0) as usize;
-    if asked > limit {
+    if asked > context.settings.limits.fetch_max_bytes {
         context.metrics.requests_refused.with_label_values(&["fetch_max_bytes"]).inc();
     }
     let max_bytes = asked.min(limit);
@@ -542,6 +563,22 @@ mod tests {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::TopicName;
     use kafka_protocol::protocol::StrBytes;
+
+    #[test]
+    fn a_response_is_the_limit_shared_among_the_agents_a_consumer_reads_from_but_not_below_the_floor() {
+        const MIB: usize = 1 << 20;
+        // One agent (the playground, a zone of one): the whole limit, Kafka's 55 MiB.
+        assert_eq!(response_limit(55 * MIB, 1), 55 * MIB);
+        // Three agents: about what one Kafka broker sends, in three pieces.
+        assert_eq!(response_limit(54 * MIB, 3), 18 * MIB);
+        // A large pool: never below the floor, so a fetch still carries many partitions.
+        assert_eq!(response_limit(55 * MIB, 20), MIN_RESPONSE_SHARE);
+        // An operator's limit below the floor stays the limit, whatever the pool.
+        assert_eq!(response_limit(64 << 10, 1), 64 << 10);
+        assert_eq!(response_limit(64 << 10, 5), 64 << 10);
+        // No live view yet (zero agents): as one.
+        assert_eq!(response_limit(55 * MIB, 0), 55 * MIB);
+    }
 
     fn topic(name: &str, partitions: &[(i32, i64)]) -> FetchTopic {
         FetchTopic::default().with_topic(TopicName(StrBytes::from_string(name.to_string()))).with_partitions(
