@@ -32,27 +32,25 @@ fn winner<'a>(candidates: impl Iterator<Item = &'a NodeInfo>, key: &[&[u8]]) -> 
     })
 }
 
+/// Whether an agent is in `zone`: a client's leaders are its zone's agents when there are any.
+fn in_zone(node: &NodeInfo, zone: &str) -> bool {
+    node.rack.as_deref() == Some(zone)
+}
+
 /// The agent advertised as leader of a partition: rendezvous over the agents in the client's zone
 /// when there are any, else over all.
 pub fn partition_leader<'a>(nodes: &'a [NodeInfo], topic: &str, partition: i32, client_zone: Option<&str>) -> Option<&'a NodeInfo> {
     let partition = partition.to_be_bytes();
     let key: [&[u8]; 3] = [b"partition", topic.as_bytes(), &partition];
-    if let Some(zone) = client_zone {
-        if let Some(found) = winner(nodes.iter().filter(|node| node.rack.as_deref() == Some(zone)), &key) {
-            return Some(found);
-        }
-    }
-    winner(nodes.iter(), &key)
+    client_zone.and_then(|zone| winner(nodes.iter().filter(|node| in_zone(node, zone)), &key)).or_else(|| winner(nodes.iter(), &key))
 }
 
 /// How many agents `partition_leader` spreads a client's partitions over: those of its zone
 /// when there are any, else all.
 pub fn leaders_for_client(nodes: &[NodeInfo], client_zone: Option<&str>) -> usize {
-    let in_zone = client_zone.map_or(0, |zone| nodes.iter().filter(|node| node.rack.as_deref() == Some(zone)).count());
-    if in_zone > 0 {
-        in_zone
-    } else {
-        nodes.len()
+    match client_zone.map_or(0, |zone| nodes.iter().filter(|node| in_zone(node, zone)).count()) {
+        0 => nodes.len(),
+        zone_agents => zone_agents,
     }
 }
 
